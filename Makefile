@@ -1,0 +1,45 @@
+# wormsink: `make run` starts the sinkhole on unprivileged loopback ports with
+# the built-in signatures; `make test` installs what the tests need and runs them.
+GO       ?= go
+BIN      ?= bin/wormsink
+FUZZTIME ?= 60s
+PKGS     := ./...
+
+.PHONY: all build run test vet fmt-check deps bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/wormsink
+
+run: build
+	./scripts/run.sh $(BIN)
+
+deps:
+	./scripts/deps.sh
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: deps fmt-check vet
+	$(GO) test -race -count=1 $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Every Fuzz target in the tree, FUZZTIME each (make fuzz FUZZTIME=10s).
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+	  dir=$$(dirname $$f); \
+	  for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -c6-); do \
+	    echo "== $$dir $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

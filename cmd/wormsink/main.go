@@ -1,0 +1,117 @@
+// Command wormsink is the worm sinkhole: a DNS shim, a fake TFTP server and
+// a packet matcher sharing one signature file, and the tools that read what
+// they record. See README.md and SPEC.md for the contract.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit statuses (SPEC §1).
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// env is what a command sees of the process, so tests can run commands in
+// process with their own streams.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e env, args []string) int
+}
+
+// commands is the whole command line, wired here in one visible place.
+func commands() []command {
+	return []command{
+		{"sigs", "validate or export a signature file (sigs check FILE, sigs export --format rpz|hosts|suricata)", runSigs},
+		{"version", "print the version", runVersion},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, e env, args []string) int {
+	if len(args) == 0 {
+		usage(e.stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(e.stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, e, args[1:])
+		}
+	}
+	fmt.Fprintf(e.stderr, "wormsink: unknown command %q (see wormsink --help)\n", args[0])
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: wormsink COMMAND [flags] [args]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'wormsink COMMAND --help' for a command's flags.")
+}
+
+// newFlags makes a FlagSet that reports instead of exiting, with a usage
+// line naming the command's arguments.
+func newFlags(e env, name, argsUsage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: wormsink %s [flags] %s\n", name, argsUsage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; done is true when the caller should return code
+// (help was asked for, or the flags were wrong).
+func parseFlags(fs *flag.FlagSet, e env, args []string) (code int, done bool) {
+	fs.SetOutput(e.stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(e.stdout)
+			fs.Usage()
+			return exitOK, true
+		}
+		return exitUsage, true
+	}
+	return 0, false
+}
+
+// fail prints one clear line and returns the runtime failure status.
+func fail(e env, format string, args ...any) int {
+	fmt.Fprintf(e.stderr, "wormsink: "+format+"\n", args...)
+	return exitFailure
+}
+
+// usageErr prints one line and returns the usage status.
+func usageErr(e env, format string, args ...any) int {
+	fmt.Fprintf(e.stderr, "wormsink: "+format+"\n", args...)
+	return exitUsage
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"wormsink/signatures"
+)
+
+func runSigs(ctx context.Context, e env, args []string) int {
+	if len(args) == 0 {
+		return usageErr(e, "sigs needs a subcommand: check FILE, or export --format rpz|hosts|suricata [--sinkhole-ip IP] [FILE]")
+	}
+	switch args[0] {
+	case "check":
+		return runSigsCheck(e, args[1:])
+	case "export":
+		return runSigsExport(e, args[1:])
+	case "-h", "-help", "--help":
+		fmt.Fprintln(e.stdout, "usage: wormsink sigs check FILE\n       wormsink sigs export --format rpz|hosts|suricata [--sinkhole-ip IP,...] [FILE]")
+		return exitOK
+	}
+	return usageErr(e, "unknown sigs subcommand %q (want check or export)", args[0])
+}
+
+func runSigsCheck(e env, args []string) int {
+	fs := newFlags(e, "sigs check", "FILE")
+	if code, done := parseFlags(fs, e, args); done {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return usageErr(e, "sigs check takes exactly one FILE")
+	}
+	set, err := signatures.Load(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return exitFailure
+	}
+	st := set.Stats()
+	fmt.Fprintf(e.stdout, "%s: ok: serial %d, %d signatures, %d domains (%d wildcard), %d tftp files, %d payload rules\n",
+		fs.Arg(0), set.Serial(), st.Signatures, st.Domains, st.Wildcards, st.TFTPFiles, st.Payloads)
+	return exitOK
+}
+
+func runSigsExport(e env, args []string) int {
+	fs := newFlags(e, "sigs export", "[FILE]")
+	format := fs.String("format", "", "output format: "+strings.Join(signatures.ExportFormats, ", "))
+	var ips addrList
+	fs.Var(&ips, "sinkhole-ip", "comma-separated addresses for sinkhole answers (rpz, hosts)")
+	if code, done := parseFlags(fs, e, args); done {
+		return code
+	}
+	if *format == "" {
+		return usageErr(e, "sigs export needs --format (%s)", strings.Join(signatures.ExportFormats, ", "))
+	}
+	known := false
+	for _, f := range signatures.ExportFormats {
+		known = known || f == *format
+	}
+	if !known {
+		return usageErr(e, "unknown export format %q (want %s)", *format, strings.Join(signatures.ExportFormats, ", "))
+	}
+	if fs.NArg() > 1 {
+		return usageErr(e, "sigs export takes at most one FILE")
+	}
+	var set *signatures.Set
+	if fs.NArg() == 1 && fs.Arg(0) != "" {
+		var err error
+		if set, err = signatures.Load(fs.Arg(0)); err != nil {
+			fmt.Fprintln(e.stderr, err)
+			return exitFailure
+		}
+	} else {
+		set = signatures.Default()
+	}
+	if err := signatures.Export(e.stdout, set, *format, ips); err != nil {
+		return fail(e, "%v", err)
+	}
+	return exitOK
+}
+
+// addrList is a flag holding comma-separated IP addresses.
+type addrList []netip.Addr
+
+func (l *addrList) String() string {
+	s := make([]string, len(*l))
+	for i, a := range *l {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *addrList) Set(v string) error {
+	*l = (*l)[:0]
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return fmt.Errorf("bad address %q", part)
+		}
+		*l = append(*l, a)
+	}
+	return nil
+}

@@ -1,0 +1,296 @@
+package evidence
+
+import (
+	"bufio"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// TimeFormat is how every time in the log is written: UTC, RFC 3339 with
+// milliseconds.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// Defaults for Config.
+const (
+	DefaultWindow     = time.Second
+	DefaultMaxPending = 1 << 16
+)
+
+// Config tunes a Writer. The zero value is usable.
+type Config struct {
+	Sensor string // recorded in every line
+	// Window is how long repeats of one sighting are folded into one line.
+	Window time.Duration
+	// MaxPending bounds the distinct sightings held between flushes. Past
+	// it, new sightings fold into one line per host, event and signature,
+	// so memory stays bounded and the host is still counted.
+	MaxPending int
+}
+
+// Stats counts what a Writer did; all fields only grow.
+type Stats struct {
+	Sightings uint64 // sightings recorded (sum of counts)
+	Lines     uint64 // evidence lines written
+	Coarse    uint64 // sightings folded coarsely because the table was full
+	Errors    uint64 // failed writes
+}
+
+// Writer writes evidence as JSON lines. Record never waits on the disk: it
+// folds the sighting into a table under a short lock, and a background
+// goroutine writes the table out. Every sighting ends up either as its own
+// line or in the count of one.
+type Writer struct {
+	out    *syncWriter
+	svc    zerolog.Logger
+	sensor string
+	window time.Duration
+	max    int
+
+	mu      sync.Mutex
+	pending map[key]*slot
+	coarse  map[key]*slot
+	ready   []*slot // slots taken out of the table, waiting to be written
+	closed  bool
+
+	writeMu sync.Mutex // one batch at a time, in order
+
+	stop chan struct{}
+	done chan struct{}
+
+	sightings, lines, coarseN, errs atomic.Uint64
+}
+
+type slot struct {
+	ev    Event
+	last  time.Time
+	born  time.Time // wall clock when the slot opened
+	count uint64
+}
+
+// NewWriter starts a Writer on out. Close it to flush.
+func NewWriter(out io.Writer, cfg Config) *Writer {
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	sw := &syncWriter{w: bufio.NewWriterSize(out, 64<<10)}
+	w := &Writer{
+		out:     sw,
+		sensor:  cfg.Sensor,
+		window:  cfg.Window,
+		max:     cfg.MaxPending,
+		pending: make(map[key]*slot),
+		coarse:  make(map[key]*slot),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	// Service lines are rare and must be seen at once: they flush.
+	w.svc = zerolog.New(flushingWriter{sw}).Hook(timeHook{}).With().Str("sensor", cfg.Sensor).Logger()
+	go w.run()
+	return w
+}
+
+// Service returns the logger for service lines (start, reload, errors).
+// Each line carries an "event" of its own and no "host".
+func (w *Writer) Service() zerolog.Logger { return w.svc }
+
+// Stats returns the writer's counters.
+func (w *Writer) Stats() Stats {
+	return Stats{Sightings: w.sightings.Load(), Lines: w.lines.Load(), Coarse: w.coarseN.Load(), Errors: w.errs.Load()}
+}
+
+// Record folds one sighting into the log. It is safe for concurrent use and
+// costs no allocation when the sighting repeats one already pending.
+func (w *Writer) Record(ev Event) {
+	n := ev.Count
+	if n == 0 {
+		n = 1
+	}
+	w.sightings.Add(n)
+	now := time.Now()
+	if ev.Time.IsZero() {
+		ev.Time = now
+	}
+	k := ev.key()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if s, ok := w.pending[k]; ok {
+		if ev.Time.Sub(s.ev.Time) < w.window && s.ev.Time.Sub(ev.Time) < w.window || len(w.ready) >= w.max {
+			s.add(ev.Time, n)
+			return
+		}
+		// Same sighting, later window: the old line is complete.
+		w.ready = append(w.ready, s)
+		delete(w.pending, k)
+	}
+	if w.closed || len(w.pending) >= w.max {
+		w.coarseN.Add(n)
+		ck := ev.coarse()
+		if s, ok := w.coarse[ck]; ok {
+			s.add(ev.Time, n)
+			return
+		}
+		c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial}
+		w.coarse[ck] = &slot{ev: c, last: ev.Time, born: now, count: n}
+		return
+	}
+	w.pending[k] = &slot{ev: ev, last: ev.Time, born: now, count: n}
+}
+
+func (s *slot) add(t time.Time, n uint64) {
+	s.count += n
+	if t.After(s.last) {
+		s.last = t
+	}
+	if t.Before(s.ev.Time) {
+		s.ev.Time = t
+	}
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	tick := w.window / 4
+	if tick < 10*time.Millisecond {
+		tick = 10 * time.Millisecond
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case now := <-t.C:
+			w.flush(now.Add(-w.window), false)
+		}
+	}
+}
+
+// Flush writes every pending sighting now.
+func (w *Writer) Flush() error {
+	return w.flush(time.Time{}, true)
+}
+
+// Close flushes everything and stops the background writer. Sightings
+// recorded after Close are still written, by a later Flush.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	already := w.closed
+	w.closed = true
+	w.mu.Unlock()
+	if !already {
+		close(w.stop)
+		<-w.done
+	}
+	return w.Flush()
+}
+
+// flush writes the slots opened before cutoff (all of them when all).
+func (w *Writer) flush(cutoff time.Time, all bool) error {
+	w.writeMu.Lock()
+	defer w.writeMu.Unlock()
+	w.mu.Lock()
+	batch := w.ready
+	w.ready = nil
+	for k, s := range w.pending {
+		if all || s.born.Before(cutoff) {
+			batch = append(batch, s)
+			delete(w.pending, k)
+		}
+	}
+	for k, s := range w.coarse {
+		if all || s.born.Before(cutoff) {
+			batch = append(batch, s)
+			delete(w.coarse, k)
+		}
+	}
+	w.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	sort.SliceStable(batch, func(i, j int) bool { return batch[i].ev.Time.Before(batch[j].ev.Time) })
+	w.out.mu.Lock()
+	defer w.out.mu.Unlock()
+	for _, s := range batch {
+		w.write(s)
+	}
+	w.lines.Add(uint64(len(batch)))
+	if err := w.out.w.Flush(); err != nil {
+		w.errs.Add(1)
+		return err
+	}
+	return nil
+}
+
+// write emits one line; the caller holds w.out.mu, so the logger writes
+// through w.out.w directly.
+func (w *Writer) write(s *slot) {
+	ev := &s.ev
+	l := zerolog.New(w.out.w)
+	e := l.Log().
+		Str("time", ev.Time.UTC().Format(TimeFormat)).
+		Str("event", string(ev.Kind)).
+		Str("host", ev.Host.String()).
+		Uint16("port", ev.Port).
+		Str("signature", ev.Sig).
+		Str("family", ev.Family).
+		Str("evidence", ev.Evidence.String()).
+		Uint64("count", s.count)
+	if s.count > 1 && s.last.After(ev.Time) {
+		e.Str("last", s.last.UTC().Format(TimeFormat))
+	}
+	e.Str("sensor", w.sensor).Uint64("serial", ev.Serial)
+	switch ev.Kind {
+	case DNSSinkhole:
+		e.Str("qname", ev.QName).Str("qtype", ev.QType).Str("transport", ev.Transport)
+		if ev.Rule != "" {
+			e.Str("rule", ev.Rule)
+		}
+	case TFTPRefused, TFTPRequest:
+		e.Str("file", ev.File).Str("mode", ev.Mode).Str("op", ev.Op)
+		if ev.Srv.IsValid() {
+			e.Str("server", ev.Srv.String())
+		}
+	case WireMatch:
+		e.Str("peer", ev.Peer.String()).Str("role", ev.Role).Str("proto", ev.Proto).Uint16("dst_port", ev.DstPort)
+		if ev.File != "" {
+			e.Str("file", ev.File).Str("mode", ev.Mode).Str("op", ev.Op)
+		}
+		if ev.PCAP != "" {
+			e.Str("pcap", ev.PCAP).Uint64("packet", ev.Packet)
+		}
+	}
+	e.Send()
+}
+
+// syncWriter serialises evidence batches and service lines on one buffer.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+type flushingWriter struct{ s *syncWriter }
+
+func (f flushingWriter) Write(p []byte) (int, error) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	n, err := f.s.w.Write(p)
+	if err == nil {
+		err = f.s.w.Flush()
+	}
+	return n, err
+}
+
+// timeHook stamps service lines in the evidence time format without
+// touching zerolog's global settings.
+type timeHook struct{}
+
+func (timeHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str("time", time.Now().UTC().Format(TimeFormat))
+}

@@ -1,0 +1,529 @@
+package signatures
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxFileSize bounds what Parse reads, so a runaway file cannot exhaust memory.
+const MaxFileSize = 256 << 20
+
+// maxSignatures follows from the 16-bit signature index in the name table.
+const maxSignatures = 1 << 16
+
+// Load reads and compiles the signature file at path.
+func Load(path string) (*Set, error) {
+	data, _, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and compiles a signature file. name labels error messages.
+// Errors are *Error values carrying the line of the first problem.
+func Parse(name string, data []byte) (*Set, error) {
+	f, err := Decode(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(f)
+}
+
+// Decode parses a signature file strictly, without compiling matchers.
+func Decode(name string, data []byte) (*File, error) {
+	if len(data) > MaxFileSize {
+		return nil, &Error{File: name, Msg: fmt.Sprintf("file larger than %d bytes", MaxFileSize)}
+	}
+	d := decoder{name: name}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: name, Line: 1, Msg: "empty file: serial and signatures are required"}
+		}
+		return nil, d.yamlError(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, d.errf(&extra, "more than one YAML document")
+	} else if !errors.Is(err, io.EOF) {
+		return nil, d.yamlError(err)
+	}
+	out, err := d.file(&doc)
+	if err != nil {
+		return nil, err
+	}
+	out.Name = name
+	return out, nil
+}
+
+type decoder struct {
+	name string
+}
+
+func (d *decoder) errf(n *yaml.Node, format string, args ...any) error {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	return &Error{File: d.name, Line: line, Msg: fmt.Sprintf(format, args...)}
+}
+
+// yamlError turns the YAML library's "yaml: line N: msg" into FILE:LINE: msg.
+func (d *decoder) yamlError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ": "); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				line, msg = n, rest[i+2:]
+				// The YAML library reports parser errors (not scanner ones)
+				// with a zero-based line: the line where the construct began.
+				if strings.HasPrefix(msg, "did not find expected") {
+					line++
+				}
+			}
+		}
+	}
+	return &Error{File: d.name, Line: line, Msg: "invalid YAML: " + msg}
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+// fields walks a mapping, rejecting unknown and repeated keys.
+func (d *decoder) fields(n *yaml.Node, what string, known []string, fn func(key string, k, v *yaml.Node) error) error {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		return d.errf(n, "%s must be a mapping", what)
+	}
+	seen := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			return d.errf(k, "%s: keys must be plain names", what)
+		}
+		key := k.Value
+		if !contains(known, key) {
+			return d.errf(k, "%s: unknown key %q (known: %s)", what, key, strings.Join(known, ", "))
+		}
+		if prev, dup := seen[key]; dup {
+			return d.errf(k, "%s: key %q repeated (first at line %d)", what, key, prev)
+		}
+		seen[key] = k.Line
+		if err := fn(key, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *decoder) str(n *yaml.Node, what string) (string, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		return "", d.errf(n, "%s must be a string", what)
+	}
+	return n.Value, nil
+}
+
+func (d *decoder) strList(n *yaml.Node, what string) ([]string, error) {
+	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		// A single string is accepted where a list is expected.
+		return []string{n.Value}, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, d.errf(n, "%s must be a list of strings", what)
+	}
+	out := make([]string, 0, len(n.Content))
+	for _, c := range n.Content {
+		s, err := d.str(resolve(c), what+" entry")
+		if err != nil {
+			return nil, err
+		}
+		if s == "" {
+			return nil, d.errf(c, "%s: empty entry", what)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (d *decoder) file(doc *yaml.Node) (*File, error) {
+	root := doc
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) == 0 {
+			return nil, d.errf(root, "empty file: serial and signatures are required")
+		}
+		root = root.Content[0]
+	}
+	f := &File{}
+	var haveSerial, haveSigs bool
+	var sigsNode *yaml.Node
+	err := d.fields(root, "file", []string{"serial", "signatures"}, func(key string, k, v *yaml.Node) error {
+		switch key {
+		case "serial":
+			haveSerial = true
+			s, err := d.str(v, "serial")
+			if err != nil {
+				return err
+			}
+			serial, err := strconv.ParseUint(s, 10, 64)
+			if err != nil || serial == 0 || v.Tag != "!!int" {
+				return d.errf(v, "serial must be a positive integer, got %q", s)
+			}
+			f.Serial = serial
+		case "signatures":
+			haveSigs = true
+			sigsNode = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !haveSerial {
+		return nil, d.errf(root, "serial is required")
+	}
+	if !haveSigs {
+		return nil, d.errf(root, "signatures is required")
+	}
+	if sigsNode.Kind != yaml.SequenceNode {
+		return nil, d.errf(sigsNode, "signatures must be a list")
+	}
+	if len(sigsNode.Content) > maxSignatures {
+		return nil, d.errf(sigsNode, "more than %d signatures", maxSignatures)
+	}
+	ids := make(map[string]int, len(sigsNode.Content))
+	f.Signatures = make([]Signature, 0, len(sigsNode.Content))
+	for _, sn := range sigsNode.Content {
+		sn = resolve(sn)
+		sig, err := d.signature(sn)
+		if err != nil {
+			return nil, err
+		}
+		if prev, dup := ids[sig.ID]; dup {
+			return nil, d.errf(sn, "duplicate signature id %q (first at line %d)", sig.ID, prev)
+		}
+		ids[sig.ID] = sn.Line
+		f.Signatures = append(f.Signatures, sig)
+	}
+	return f, nil
+}
+
+var signatureKeys = []string{"id", "family", "aliases", "references", "tftp_files", "domains", "payloads"}
+
+func (d *decoder) signature(n *yaml.Node) (Signature, error) {
+	sig := Signature{Line: n.Line}
+	err := d.fields(n, "signature", signatureKeys, func(key string, k, v *yaml.Node) error {
+		var err error
+		switch key {
+		case "id":
+			if sig.ID, err = d.str(v, "id"); err != nil {
+				return err
+			}
+			if !validID(sig.ID) {
+				return d.errf(v, "id %q must be lowercase letters, digits, '.', '_' or '-'", sig.ID)
+			}
+		case "family":
+			if sig.Family, err = d.str(v, "family"); err != nil {
+				return err
+			}
+			if strings.TrimSpace(sig.Family) == "" {
+				return d.errf(v, "family must not be empty")
+			}
+		case "aliases":
+			sig.Aliases, err = d.strList(v, "aliases")
+		case "references":
+			sig.References, err = d.strList(v, "references")
+		case "tftp_files":
+			sig.TFTPFiles, err = d.tftpFiles(v)
+		case "domains":
+			sig.Domains, err = d.domains(v)
+		case "payloads":
+			sig.Payloads, err = d.payloads(v)
+		}
+		return err
+	})
+	if err != nil {
+		return sig, err
+	}
+	if sig.ID == "" {
+		return sig, d.errf(n, "signature without id")
+	}
+	if sig.Family == "" {
+		return sig, d.errf(n, "signature %q: family is required", sig.ID)
+	}
+	if len(sig.TFTPFiles)+len(sig.Domains)+len(sig.Payloads) == 0 {
+		return sig, d.errf(n, "signature %q is empty: it needs tftp_files, domains or payloads", sig.ID)
+	}
+	return sig, nil
+}
+
+func validID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *decoder) tftpFiles(n *yaml.Node) ([]string, error) {
+	files, err := d.strList(n, "tftp_files")
+	if err != nil {
+		return nil, err
+	}
+	items := n.Content
+	for i, f := range files {
+		at := n
+		if i < len(items) {
+			at = items[i]
+		}
+		// Matching is on the last path element, so a listed path could never match.
+		if strings.ContainsAny(f, `/\`) {
+			return nil, d.errf(at, "tftp_files entry %q: give the file name without a path", f)
+		}
+		if strings.IndexByte(f, 0) >= 0 || len(f) > 255 {
+			return nil, d.errf(at, "tftp_files entry %q is not a valid file name", f)
+		}
+		files[i] = strings.ToLower(f)
+	}
+	return files, nil
+}
+
+func (d *decoder) domains(n *yaml.Node) ([]Domain, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, d.errf(n, "domains must be a list")
+	}
+	out := make([]Domain, 0, len(n.Content))
+	for _, c := range n.Content {
+		c = resolve(c)
+		dom := Domain{Line: int32(c.Line)}
+		if c.Kind == yaml.ScalarNode {
+			name, err := d.str(c, "domain")
+			if err != nil {
+				return nil, err
+			}
+			if dom.Name, dom.Wildcard, err = canonicalName(name); err != nil {
+				return nil, d.errf(c, "domain %q: %v", name, err)
+			}
+			out = append(out, dom)
+			continue
+		}
+		var haveName bool
+		err := d.fields(c, "domain", []string{"name", "action", "evidence"}, func(key string, k, v *yaml.Node) error {
+			s, err := d.str(v, key)
+			if err != nil {
+				return err
+			}
+			switch key {
+			case "name":
+				haveName = true
+				if dom.Name, dom.Wildcard, err = canonicalName(s); err != nil {
+					return d.errf(v, "domain %q: %v", s, err)
+				}
+			case "action":
+				a, ok := parseAction(s)
+				if !ok {
+					return d.errf(v, "action %q: want sinkhole, nxdomain or nodata", s)
+				}
+				dom.Action = a
+			case "evidence":
+				e, ok := ParseStrength(s)
+				if !ok {
+					return d.errf(v, "evidence %q: want strong or weak", s)
+				}
+				dom.Evidence = e
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if !haveName {
+			return nil, d.errf(c, "domain entry without name")
+		}
+		out = append(out, dom)
+	}
+	return out, nil
+}
+
+var errNameSyntax = errors.New("not a valid domain name")
+
+// canonicalName validates a listed name and returns it in lower case without
+// the trailing dot. A leading "*." marks a wildcard.
+func canonicalName(s string) (name string, wildcard bool, err error) {
+	if rest, ok := strings.CutPrefix(s, "*."); ok {
+		s, wildcard = rest, true
+	}
+	s = strings.TrimSuffix(s, ".")
+	if s == "" {
+		return "", false, fmt.Errorf("%w: empty", errNameSyntax)
+	}
+	if len(s) > 253 {
+		return "", false, fmt.Errorf("%w: longer than 253 characters", errNameSyntax)
+	}
+	lower := true
+	label := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if label == 0 {
+				return "", false, fmt.Errorf("%w: empty label", errNameSyntax)
+			}
+			label = 0
+			continue
+		case c >= 'A' && c <= 'Z':
+			lower = false
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+		case c == '*':
+			return "", false, fmt.Errorf("%w: '*' is allowed only as a leading \"*.\"", errNameSyntax)
+		case c >= 0x80:
+			return "", false, fmt.Errorf("%w: non-ASCII, write it as punycode (xn--)", errNameSyntax)
+		default:
+			return "", false, fmt.Errorf("%w: character %q", errNameSyntax, c)
+		}
+		label++
+		if label > 63 {
+			return "", false, fmt.Errorf("%w: label longer than 63 characters", errNameSyntax)
+		}
+	}
+	if label == 0 {
+		return "", false, fmt.Errorf("%w: empty label", errNameSyntax)
+	}
+	if !lower {
+		s = strings.ToLower(s)
+	}
+	return s, wildcard, nil
+}
+
+func (d *decoder) payloads(n *yaml.Node) ([]Payload, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, d.errf(n, "payloads must be a list")
+	}
+	out := make([]Payload, 0, len(n.Content))
+	for _, c := range n.Content {
+		c = resolve(c)
+		var p Payload
+		var haveContains bool
+		var portNode *yaml.Node
+		err := d.fields(c, "payload", []string{"proto", "port", "contains", "nocase"}, func(key string, k, v *yaml.Node) error {
+			s, err := d.str(v, key)
+			if err != nil {
+				return err
+			}
+			switch key {
+			case "proto":
+				switch s {
+				case "tcp":
+					p.Proto = TCP
+				case "udp":
+					p.Proto = UDP
+				case "icmp":
+					p.Proto = ICMP
+				default:
+					return d.errf(v, "proto %q: want tcp, udp or icmp", s)
+				}
+			case "port":
+				portNode = v
+				port, err := strconv.ParseUint(s, 10, 16)
+				if err != nil || port == 0 {
+					return d.errf(v, "port %q: want a number from 1 to 65535", s)
+				}
+				p.Port = uint16(port)
+			case "contains":
+				haveContains = true
+				p.Source = s
+				b, err := parseContent(s)
+				if err != nil {
+					return d.errf(v, "contains %q: %v", s, err)
+				}
+				p.Contains = b
+			case "nocase":
+				if v.Tag != "!!bool" {
+					return d.errf(v, "nocase must be true or false")
+				}
+				p.NoCase = s == "true" || s == "True" || s == "TRUE"
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if p.Proto == 0 {
+			return nil, d.errf(c, "payload without proto")
+		}
+		if !haveContains {
+			return nil, d.errf(c, "payload without contains")
+		}
+		if p.Proto == ICMP && portNode != nil {
+			return nil, d.errf(portNode, "port makes no sense for icmp")
+		}
+		if p.NoCase {
+			p.Contains = bytes.ToLower(p.Contains)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// parseContent decodes Snort-style content: literal text with hex bytes
+// between pipes, e.g. "tftp -i |20|" or "|00 01|".
+func parseContent(s string) ([]byte, error) {
+	var out []byte
+	for s != "" {
+		i := strings.IndexByte(s, '|')
+		if i < 0 {
+			out = append(out, s...)
+			break
+		}
+		out = append(out, s[:i]...)
+		s = s[i+1:]
+		j := strings.IndexByte(s, '|')
+		if j < 0 {
+			return nil, errors.New("unclosed '|' hex block")
+		}
+		hexPart := strings.Join(strings.Fields(s[:j]), "")
+		if hexPart == "" {
+			return nil, errors.New("empty '||' hex block")
+		}
+		b, err := hex.DecodeString(hexPart)
+		if err != nil {
+			return nil, fmt.Errorf("bad hex in |%s|", s[:j])
+		}
+		out = append(out, b...)
+		s = s[j+1:]
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty content")
+	}
+	if len(out) > 1500 {
+		return nil, errors.New("content longer than 1500 bytes cannot match one packet")
+	}
+	return out, nil
+}

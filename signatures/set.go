@@ -1,0 +1,371 @@
+package signatures
+
+import (
+	"bytes"
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"strings"
+)
+
+// Set is a compiled, immutable signature file. It is safe for concurrent use
+// and every Match method is allocation-free, because the DNS shim and the
+// packet matcher call them once per query and per packet.
+type Set struct {
+	file     File
+	names    table // listed domains, exact and wildcard
+	files    table // TFTP file names
+	payloads [ICMP + 1][]payloadRule
+	stats    Stats
+	seed     uint64
+}
+
+// Stats counts what a Set holds.
+type Stats struct {
+	Signatures int
+	Domains    int
+	Wildcards  int
+	TFTPFiles  int
+	Payloads   int
+}
+
+// NameMatch is the rule a queried name matched.
+type NameMatch struct {
+	Signature *Signature
+	Domain    *Domain
+}
+
+// FileMatch is the signature a TFTP file name matched.
+type FileMatch struct {
+	Signature *Signature
+	File      string // the listed name
+}
+
+// PayloadMatch is the rule a packet payload matched.
+type PayloadMatch struct {
+	Signature *Signature
+	Payload   *Payload
+}
+
+type payloadRule struct {
+	sig *Signature
+	p   *Payload
+}
+
+// Serial is the file's serial.
+func (s *Set) Serial() uint64 { return s.file.Serial }
+
+// Name is the path or label the set was loaded from.
+func (s *Set) Name() string { return s.file.Name }
+
+// Signatures returns the signatures in file order. Callers must not modify them.
+func (s *Set) Signatures() []Signature { return s.file.Signatures }
+
+// Stats returns the counts of what the set holds.
+func (s *Set) Stats() Stats { return s.stats }
+
+// Compile builds the matchers for a decoded file. It rejects names and files
+// listed twice, with the line of the second listing.
+func Compile(f *File) (*Set, error) {
+	s := &Set{file: *f, seed: randomSeed()}
+	s.stats.Signatures = len(f.Signatures)
+	nDomains, nFiles := 0, 0
+	for i := range f.Signatures {
+		nDomains += len(f.Signatures[i].Domains)
+		nFiles += len(f.Signatures[i].TFTPFiles)
+	}
+	s.names.init(nDomains)
+	s.files.init(nFiles)
+	compactNames(s.file.Signatures, nDomains)
+
+	for si := range s.file.Signatures {
+		sig := &s.file.Signatures[si]
+		for di := range sig.Domains {
+			d := &sig.Domains[di]
+			h := hashFold(s.seed, d.Name)
+			if prev, ok := s.names.insert(h, entry{sig: uint16(si), idx: uint32(di), wild: d.Wildcard}, func(e entry) bool {
+				return e.wild == d.Wildcard && s.file.Signatures[e.sig].Domains[e.idx].Name == d.Name
+			}); !ok {
+				p := &s.file.Signatures[prev.sig]
+				return nil, &Error{File: f.Name, Line: int(d.Line), Msg: fmt.Sprintf("domain %q is already listed by signature %q (line %d)", d.Pattern(), p.ID, p.Domains[prev.idx].Line)}
+			}
+			if d.Wildcard {
+				s.stats.Wildcards++
+			}
+		}
+		for fi, name := range sig.TFTPFiles {
+			h := hashFold(s.seed, name)
+			if prev, ok := s.files.insert(h, entry{sig: uint16(si), idx: uint32(fi)}, func(e entry) bool {
+				return s.file.Signatures[e.sig].TFTPFiles[e.idx] == name
+			}); !ok {
+				p := &s.file.Signatures[prev.sig]
+				return nil, &Error{File: f.Name, Line: sig.Line, Msg: fmt.Sprintf("signature %q: tftp file %q is already listed by signature %q (line %d)", sig.ID, name, p.ID, p.Line)}
+			}
+		}
+		for pi := range sig.Payloads {
+			p := &sig.Payloads[pi]
+			s.payloads[p.Proto] = append(s.payloads[p.Proto], payloadRule{sig: sig, p: p})
+			s.stats.Payloads++
+		}
+	}
+	s.stats.Domains = nDomains
+	s.stats.TFTPFiles = nFiles
+	return s, nil
+}
+
+// compactNames copies every domain name into one shared string, so a
+// million-name set costs one allocation for its names instead of a million.
+func compactNames(sigs []Signature, n int) {
+	if n < 1024 {
+		return
+	}
+	total := 0
+	for i := range sigs {
+		for _, d := range sigs[i].Domains {
+			total += len(d.Name)
+		}
+	}
+	var b strings.Builder
+	b.Grow(total)
+	for i := range sigs {
+		for _, d := range sigs[i].Domains {
+			b.WriteString(d.Name)
+		}
+	}
+	arena := b.String()
+	off := 0
+	for i := range sigs {
+		for j := range sigs[i].Domains {
+			l := len(sigs[i].Domains[j].Name)
+			sigs[i].Domains[j].Name = arena[off : off+l]
+			off += l
+		}
+	}
+}
+
+// MatchName finds the rule for a queried name: an exact listing wins over a
+// wildcard, and a longer wildcard over a shorter one. Case and a trailing dot
+// are ignored.
+func (s *Set) MatchName(qname string) (NameMatch, bool) {
+	if len(qname) > 0 && qname[len(qname)-1] == '.' {
+		qname = qname[:len(qname)-1]
+	}
+	if qname == "" || len(qname) > 253 || s.names.n == 0 {
+		return NameMatch{}, false
+	}
+	var best entry
+	found := false
+	// The hash runs right to left, so at each label boundary it already holds
+	// the hash of the suffix: every wildcard candidate costs one probe.
+	h := s.seed ^ fnvOffset
+	for i := len(qname) - 1; i >= 0; i-- {
+		h = (h ^ uint64(lower(qname[i]))) * fnvPrime
+		if i > 0 && qname[i-1] == '.' && s.stats.Wildcards > 0 {
+			suffix := qname[i:]
+			if e, ok := s.names.lookup(h, func(e entry) bool {
+				return e.wild && equalFold(suffix, s.file.Signatures[e.sig].Domains[e.idx].Name)
+			}); ok {
+				best, found = e, true
+			}
+		}
+	}
+	if e, ok := s.names.lookup(h, func(e entry) bool {
+		return !e.wild && equalFold(qname, s.file.Signatures[e.sig].Domains[e.idx].Name)
+	}); ok {
+		best, found = e, true
+	}
+	if !found {
+		return NameMatch{}, false
+	}
+	sig := &s.file.Signatures[best.sig]
+	return NameMatch{Signature: sig, Domain: &sig.Domains[best.idx]}, true
+}
+
+// MatchFile finds the signature naming a TFTP file. Only the last path
+// element counts, compared without regard to case.
+func (s *Set) MatchFile(name string) (FileMatch, bool) {
+	name = lastElement(name)
+	if name == "" || s.files.n == 0 {
+		return FileMatch{}, false
+	}
+	e, ok := s.files.lookup(hashFold(s.seed, name), func(e entry) bool {
+		return equalFold(name, s.file.Signatures[e.sig].TFTPFiles[e.idx])
+	})
+	if !ok {
+		return FileMatch{}, false
+	}
+	sig := &s.file.Signatures[e.sig]
+	return FileMatch{Signature: sig, File: sig.TFTPFiles[e.idx]}, true
+}
+
+// HasPayloadRules reports whether any payload rule applies to proto, so a
+// packet matcher can skip payload work entirely.
+func (s *Set) HasPayloadRules(proto Proto) bool {
+	return proto <= ICMP && len(s.payloads[proto]) > 0
+}
+
+// MatchPayload finds the first payload rule (in file order) that a packet of
+// proto to dstPort carrying payload matches. For ICMP, dstPort is ignored.
+func (s *Set) MatchPayload(proto Proto, dstPort uint16, payload []byte) (PayloadMatch, bool) {
+	if proto > ICMP || len(payload) == 0 {
+		return PayloadMatch{}, false
+	}
+	for _, r := range s.payloads[proto] {
+		if r.p.Port != 0 && r.p.Port != dstPort {
+			continue
+		}
+		var hit bool
+		if r.p.NoCase {
+			hit = indexFold(payload, r.p.Contains) >= 0
+		} else {
+			hit = bytes.Contains(payload, r.p.Contains)
+		}
+		if hit {
+			return PayloadMatch{Signature: r.sig, Payload: r.p}, true
+		}
+	}
+	return PayloadMatch{}, false
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+// equalFold compares s (any case) with want (already lower case).
+func equalFold(s, want string) bool {
+	if len(s) != len(want) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if lower(s[i]) != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// indexFold finds the lower-case needle in data of any ASCII case.
+func indexFold(data, needle []byte) int {
+	n := len(needle)
+	if n == 0 {
+		return 0
+	}
+	first := needle[0]
+	upper := first
+	if first >= 'a' && first <= 'z' {
+		upper = first - ('a' - 'A')
+	}
+	for i := 0; i+n <= len(data); i++ {
+		c := data[i]
+		if c != first && c != upper {
+			continue
+		}
+		j := 1
+		for ; j < n; j++ {
+			if lower(data[i+j]) != needle[j] {
+				break
+			}
+		}
+		if j == n {
+			return i
+		}
+	}
+	return -1
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// hashFold hashes s case-insensitively, right to left, exactly as MatchName
+// does while it walks a query name.
+func hashFold(seed uint64, s string) uint64 {
+	h := seed ^ fnvOffset
+	for i := len(s) - 1; i >= 0; i-- {
+		h = (h ^ uint64(lower(s[i]))) * fnvPrime
+	}
+	return h
+}
+
+func randomSeed() uint64 {
+	// A per-set seed keeps the table layout unpredictable to clients.
+	return new(maphash.Hash).Sum64()
+}
+
+// table is an open-addressing hash index over entries that live in the
+// signatures; slots pack a hash tag with the entry number, so most misses
+// are decided without touching an entry.
+type table struct {
+	slots []uint64
+	ents  []entry
+	mask  uint64
+	n     int
+}
+
+type entry struct {
+	idx  uint32 // index of the domain or file within its signature
+	sig  uint16
+	wild bool
+}
+
+func mix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
+
+func (t *table) init(n int) {
+	size := 8
+	if n > 0 {
+		size = 1 << bits.Len(uint(n*2))
+	}
+	t.slots = make([]uint64, size)
+	t.ents = make([]entry, 0, n)
+	t.mask = uint64(size - 1)
+}
+
+// insert adds e unless same reports an entry already there, which it returns.
+func (t *table) insert(h uint64, e entry, same func(entry) bool) (entry, bool) {
+	m := mix(h)
+	tag := m >> 32
+	for i := m & t.mask; ; i = (i + 1) & t.mask {
+		sl := t.slots[i]
+		if sl == 0 {
+			t.ents = append(t.ents, e)
+			t.slots[i] = tag<<32 | uint64(len(t.ents))
+			t.n++
+			return e, true
+		}
+		if sl>>32 == tag {
+			if old := t.ents[uint32(sl)-1]; same(old) {
+				return old, false
+			}
+		}
+	}
+}
+
+func (t *table) lookup(h uint64, same func(entry) bool) (entry, bool) {
+	if t.n == 0 {
+		return entry{}, false
+	}
+	m := mix(h)
+	tag := m >> 32
+	for i := m & t.mask; ; i = (i + 1) & t.mask {
+		sl := t.slots[i]
+		if sl == 0 {
+			return entry{}, false
+		}
+		if sl>>32 == tag {
+			if e := t.ents[uint32(sl)-1]; same(e) {
+				return e, true
+			}
+		}
+	}
+}
