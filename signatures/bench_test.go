@@ -1,0 +1,110 @@
+package signatures
+
+import (
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+var bigSet *Set
+
+func loadBig(b *testing.B) *Set {
+	if bigSet == nil {
+		s, err := Parse("big", bigFile(1_000_000))
+		if err != nil {
+			b.Fatal(err)
+		}
+		bigSet = s
+	}
+	return bigSet
+}
+
+// BenchmarkMatchName: a query mix over a 1,000,000-name set, half listed.
+func BenchmarkMatchName(b *testing.B) {
+	s := loadBig(b)
+	qs := make([]string, 4096)
+	for i := range qs {
+		n := i * 211
+		if i%2 == 0 {
+			qs[i] = "host" + strconv.Itoa(n) + ".tftp" + strconv.Itoa(n%997) + ".example."
+		} else {
+			qs[i] = "www" + strconv.Itoa(n) + ".unlisted.example.net."
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	hits := 0
+	i := 0
+	for b.Loop() {
+		if _, ok := s.MatchName(qs[i&4095]); ok {
+			hits++
+		}
+		i++
+	}
+	if hits == 0 {
+		b.Fatal("no hits")
+	}
+}
+
+func BenchmarkMatchNameWildcard(b *testing.B) {
+	s, err := Parse("w", []byte("serial: 1\nsignatures:\n  - id: w\n    family: W\n    domains: ['*.worm.example', 'exact.example']\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := s.MatchName("A.Deep.Sub.Worm.Example."); !ok {
+			b.Fatal("no match")
+		}
+	}
+}
+
+func BenchmarkMatchFile(b *testing.B) {
+	s := Default()
+	names := []string{`C:\WINDOWS\system32\MSBLAST.EXE`, "pxelinux.0", "/svchost.exe", "router-confg"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.MatchFile(names[i&3])
+		i++
+	}
+}
+
+func BenchmarkMatchPayload(b *testing.B) {
+	s := Default()
+	p := make([]byte, 1400)
+	for i := range p {
+		p[i] = byte('a' + i%26)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.MatchPayload(TCP, 4444, p)
+	}
+}
+
+// BenchmarkLoad1M loads a file of 1,000,000 plain-string names and reports
+// the wall time per load and the heap the set keeps after GC.
+func BenchmarkLoad1M(b *testing.B) {
+	data := bigFile(1_000_000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var s *Set
+	var err error
+	for b.Loop() {
+		start := time.Now()
+		s, err = Parse("big", data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "s/load")
+	}
+	b.StopTimer()
+	data = nil
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "MB-heap-after-GC")
+	runtime.KeepAlive(s)
+}
