@@ -36,7 +36,8 @@ type Config struct {
 type Stats struct {
 	Sightings uint64 // sightings recorded (sum of counts)
 	Lines     uint64 // evidence lines written
-	Coarse    uint64 // sightings folded coarsely because the table was full
+	Coarse    uint64 // sightings folded per host because the detailed table was full
+	Overflow  uint64 // sightings counted without a host because both tables were full
 	Errors    uint64 // failed writes
 }
 
@@ -51,18 +52,19 @@ type Writer struct {
 	window time.Duration
 	max    int
 
-	mu      sync.Mutex
-	pending map[key]*slot
-	coarse  map[key]*slot
-	ready   []*slot // slots taken out of the table, waiting to be written
-	closed  bool
+	mu       sync.Mutex
+	pending  map[key]*slot
+	coarse   map[key]*slot
+	ready    []*slot // slots taken out of the table, waiting to be written
+	overflow uint64  // sightings no table had room for
+	closed   bool
 
 	writeMu sync.Mutex // one batch at a time, in order
 
 	stop chan struct{}
 	done chan struct{}
 
-	sightings, lines, coarseN, errs atomic.Uint64
+	sightings, lines, coarseN, overflowN, errs atomic.Uint64
 }
 
 type slot struct {
@@ -103,7 +105,7 @@ func (w *Writer) Service() zerolog.Logger { return w.svc }
 
 // Stats returns the writer's counters.
 func (w *Writer) Stats() Stats {
-	return Stats{Sightings: w.sightings.Load(), Lines: w.lines.Load(), Coarse: w.coarseN.Load(), Errors: w.errs.Load()}
+	return Stats{Sightings: w.sightings.Load(), Lines: w.lines.Load(), Coarse: w.coarseN.Load(), Overflow: w.overflowN.Load(), Errors: w.errs.Load()}
 }
 
 // Record folds one sighting into the log. It is safe for concurrent use and
@@ -131,12 +133,21 @@ func (w *Writer) Record(ev Event) {
 		delete(w.pending, k)
 	}
 	if w.closed || len(w.pending) >= w.max {
-		w.coarseN.Add(n)
 		ck := ev.coarse()
 		if s, ok := w.coarse[ck]; ok {
+			w.coarseN.Add(n)
 			s.add(ev.Time, n)
 			return
 		}
+		if len(w.coarse) >= w.max {
+			// Both tables are full: the writer is far behind a flood of
+			// distinct hosts. Count what cannot be attributed; the flush
+			// writes it as an evidence_overflow service line.
+			w.overflow += n
+			w.overflowN.Add(n)
+			return
+		}
+		w.coarseN.Add(n)
 		c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial}
 		w.coarse[ck] = &slot{ev: c, last: ev.Time, born: now, count: n}
 		return
@@ -210,7 +221,13 @@ func (w *Writer) flush(cutoff time.Time, all bool) error {
 			delete(w.coarse, k)
 		}
 	}
+	overflow := w.overflow
+	w.overflow = 0
 	w.mu.Unlock()
+	if overflow > 0 {
+		w.svc.Warn().Str("event", "evidence_overflow").Uint64("count", overflow).
+			Msg("evidence tables full: sightings counted without their hosts")
+	}
 	if len(batch) == 0 {
 		return nil
 	}
