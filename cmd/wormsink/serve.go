@@ -173,11 +173,11 @@ type part struct {
 	run  func(ctx context.Context) error
 }
 
-func newServer(e env, c *serveConfig) (s *server, err error) {
-	s = &server{e: e, cfg: c, reg: prometheus.NewRegistry()}
+func newServer(e env, c *serveConfig) (_ *server, err error) {
+	s := &server{e: e, cfg: c, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
-			s.closeAll()
+			s.closeAll() // whatever was bound before the failure
 		}
 	}()
 	if s.store, err = signatures.Open(c.sigFile); err != nil {

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A bad start fails at once with one clear line and status 1.
+func TestServeStartFailures(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	base := []string{"--dns-listen", "", "--tftp-listen", "127.0.0.1:0", "--log", filepath.Join(dir, "log"), "--user", ""}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown config key", []string{"--config", write("a.yaml", "dns-listen: \"\"\nupstreams: [1.1.1.1]\n")}, "a.yaml:2: unknown key \"upstreams\""},
+		{"bad config value", []string{"--config", write("b.yaml", "ttl: soon\n")}, "b.yaml:1: ttl:"},
+		{"bad config yaml", []string{"--config", write("c.yaml", "ttl: [1\n")}, "c.yaml: invalid YAML"},
+		{"missing config", []string{"--config", filepath.Join(dir, "none.yaml")}, "none.yaml"},
+		{"broken signatures", []string{"--signatures", write("s.yaml", "serial: 1\nsignatures:\n  - id: x\n    family: X\n    tftp_files: ['a/b']\n")}, "s.yaml:5: "},
+		{"unbindable metrics", []string{"--metrics-listen", busy.Addr().String()}, "address already in use"},
+		{"nothing to serve", []string{"--tftp-listen", ""}, "nothing to serve"},
+		{"no sinkhole ip", []string{"--dns-listen", "127.0.0.1:0", "--tftp-listen", ":0", "--upstream", "127.0.0.1:1"}, "--sinkhole-ip is needed"},
+		{"upstream loop", []string{"--dns-listen", "127.0.0.1:5353", "--upstream", "127.0.0.1:5353", "--sinkhole-ip", "192.0.2.1"}, "loop"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			code, out, errs := runCmd(t, "", append(append([]string{"serve"}, base...), tc.args...)...)
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("took %v", d)
+			}
+			lines := strings.Split(strings.TrimSpace(errs), "\n")
+			if code != exitFailure || len(lines) != 1 || !strings.Contains(errs, tc.want) || out != "" {
+				t.Errorf("status %d, stderr %q, stdout %q; want 1 line with %q", code, errs, out, tc.want)
+			}
+		})
+	}
+	if code, _, _ := runCmd(t, "", "serve", "--ttl", "x"); code != exitUsage {
+		t.Errorf("bad flag: status %d, want 2", code)
+	}
+	if code, _, _ := runCmd(t, "", "serve", "extra"); code != exitUsage {
+		t.Errorf("extra argument: status %d, want 2", code)
+	}
+}
+
+func TestServePrintConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "w.yaml")
+	os.WriteFile(cfg, []byte("dns-listen: 127.0.0.1:5353\nupstream: [192.0.2.1, \"192.0.2.2:5300\"]\nallow: 10.0.0.0/8,192.0.2.0/24\nttl: 30s\nsensor: from-file\n"), 0o644)
+	code, out, errs := runCmd(t, "", "serve", "--config", cfg, "--sensor", "from-flag", "--tftp-listen", "127.0.0.9:6969", "--print-config")
+	if code != exitOK {
+		t.Fatalf("status %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"dns-listen: 127.0.0.1:5353\n",
+		"upstream: 192.0.2.1:53,192.0.2.2:5300\n",
+		"allow: 10.0.0.0/8,192.0.2.0/24\n",
+		"ttl: 30s\n",
+		"sensor: from-flag\n",      // the command line wins
+		"sinkhole-ip: 127.0.0.9\n", // derived from --tftp-listen
+		"tftp-listen: 127.0.0.9:6969\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("effective config lacks %q:\n%s", want, out)
+		}
+	}
+}
