@@ -37,6 +37,7 @@ type command struct {
 // commands is the whole command line, wired here in one visible place.
 func commands() []command {
 	return []command{
+		{"report", "per-host summary of evidence logs (report [--format table|csv|json|shadowserver|xarf|html] [LOG...])", runReport},
 		{"sigs", "validate or export a signature file (sigs check FILE, sigs export --format rpz|hosts|suricata)", runSigs},
 		{"version", "print the version", runVersion},
 	}
