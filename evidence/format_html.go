@@ -42,8 +42,9 @@ type htmlSeries struct {
 }
 
 type htmlTick struct {
-	X     float64
-	Label string
+	X      float64
+	Label  string
+	Anchor string // keeps the first and last labels inside the picture
 }
 
 type htmlRow struct {
@@ -167,7 +168,14 @@ func chart(d *htmlData, tl Binned) {
 	for t := 0; t < chartTicks; t++ {
 		i := t * (n - 1) / max(chartTicks-1, 1)
 		at := tl.Start.Add(time.Duration(i) * tl.Width)
-		d.Ticks = append(d.Ticks, htmlTick{X: x(i), Label: at.Format("01-02 15:04")})
+		anchor := "middle"
+		switch {
+		case n > 1 && t == 0:
+			anchor = "start"
+		case n > 1 && t == chartTicks-1:
+			anchor = "end"
+		}
+		d.Ticks = append(d.Ticks, htmlTick{X: x(i), Label: at.Format("01-02 15:04"), Anchor: anchor})
 		if n == 1 {
 			break
 		}
@@ -214,7 +222,7 @@ tr.strong td:nth-child(5){color:#b00020;font-weight:600}
 <text x="{{.PlotL}}" dx="-6" y="{{.PlotT}}" dy="4" text-anchor="end">{{.YMax}}</text>
 <text x="{{.PlotL}}" dx="-6" y="{{.YMidPos}}" dy="4" text-anchor="end">{{.YMid}}</text>
 <text x="{{.PlotL}}" dx="-6" y="{{.PlotB}}" dy="4" text-anchor="end">0</text>
-{{range .Ticks}}<text x="{{.X}}" y="{{$.PlotB}}" dy="18" text-anchor="middle">{{.Label}}</text>
+{{range .Ticks}}<text x="{{.X}}" y="{{$.PlotB}}" dy="18" text-anchor="{{.Anchor}}">{{.Label}}</text>
 {{end}}{{range .Series}}<g class="series"><title>{{.Family}}: {{.Total}} sightings</title><polygon points="{{.Area}}" fill="{{.Color}}" fill-opacity="0.12"/><polyline points="{{.Points}}" fill="none" stroke="{{.Color}}" stroke-width="2"/></g>
 {{end}}</svg>
 <ul class="legend">{{range .Series}}<li style="--c:{{.Color}}">{{.Family}} ({{.Total}})</li>{{end}}</ul>

@@ -324,11 +324,11 @@ func parseAddr(b []byte) (netip.Addr, bool) {
 			n = n*10 + int(c-'0')
 			digits++
 			if n > 255 {
-				return netip.Addr{}, false
+				return slowAddr(b) // perhaps IPv6 ("2001::"); netip decides
 			}
 		case c == '.':
 			if digits == 0 || oct == 3 {
-				return netip.Addr{}, false
+				return slowAddr(b)
 			}
 			ip[oct] = byte(n)
 			oct++

@@ -16,24 +16,13 @@ type Filter struct {
 	// Families keeps only sightings of these families (case-insensitive);
 	// empty keeps all.
 	Families []string
-	// Evidence is the weakest evidence a host needs to be listed: Strong
-	// lists only hosts with strong evidence, Weak (the default) all hosts.
-	Evidence signatures.Strength
+	// StrongOnly lists only hosts with strong evidence (their rows still
+	// count their weak sightings); otherwise every host is listed.
+	StrongOnly bool
 }
 
-// Evidence strengths for Filter.Evidence, spelled for callers.
-const (
-	EvidenceAll    = signatures.Weak
-	EvidenceStrong = signatures.Strong
-)
-
-func (f *Filter) defaulted() Filter {
-	g := *f
-	if g.Evidence != signatures.Strong {
-		g.Evidence = signatures.Weak
-	}
-	return g
-}
+// EvidenceStrong is the strength that proves an infection.
+const EvidenceStrong = signatures.Strong
 
 // Keep reports whether a sighting passes the time and family filter. A
 // folded line counts whole when its span [Time, Last] overlaps the window:
@@ -103,7 +92,7 @@ type Aggregator struct {
 // NewAggregator returns an empty aggregator applying f. With timeline set
 // it also bins sightings over time per family.
 func NewAggregator(f Filter, timeline bool) *Aggregator {
-	a := &Aggregator{filter: f.defaulted(), hosts: make(map[netip.Addr]*hostAgg)}
+	a := &Aggregator{filter: f, hosts: make(map[netip.Addr]*hostAgg)}
 	a.names.ids = make(map[string]uint32)
 	if timeline {
 		a.timeline = newTimeline()
@@ -182,7 +171,7 @@ func (a *Aggregator) Sightings() uint64 { return a.kept }
 func (a *Aggregator) Hosts() []HostSummary {
 	out := make([]HostSummary, 0, len(a.hosts))
 	for addr, h := range a.hosts {
-		if h.evidence > a.filter.Evidence {
+		if a.filter.StrongOnly && h.evidence != signatures.Strong {
 			continue
 		}
 		out = append(out, HostSummary{

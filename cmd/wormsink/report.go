@@ -63,7 +63,7 @@ func runReport(ctx context.Context, e env, args []string) int {
 	if !ok {
 		return usageErr(e, "report: --evidence must be strong or weak, not %q", *ev)
 	}
-	o.filter.Evidence = s
+	o.filter.StrongOnly = s == signatures.Strong
 	for _, f := range strings.Split(*family, ",") {
 		if f = strings.TrimSpace(f); f != "" {
 			o.filter.Families = append(o.filter.Families, f)
@@ -210,7 +210,7 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *evid
 	for r.Next() {
 		rec := r.Record()
 		if ss != nil {
-			if o.filter.Keep(rec) && rec.Evidence <= o.filter.Evidence {
+			if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) {
 				if err := ss.Write(rec); err != nil {
 					return r.Stats(), fmt.Errorf("write: %w", err)
 				}
