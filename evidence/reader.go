@@ -12,6 +12,10 @@ import (
 // and counted as malformed.
 const MaxLineSize = 1 << 20
 
+// bufSize is the read buffer: small enough to stay in cache while its
+// lines are parsed. Longer lines are gathered in Reader.long.
+const bufSize = 64 << 10
+
 // ReadStats counts what a Reader saw.
 type ReadStats struct {
 	Lines     uint64 // lines read, of every kind
@@ -48,23 +52,24 @@ type Reader struct {
 	stats ReadStats
 	err   error
 	done  bool
+	long  []byte // a line longer than the buffer, gathered
 }
 
 // NewReader starts reading r; name is used in error messages ("-" for
 // stdin is fine). It fails only when r is gzip data with a bad header.
 func NewReader(r io.Reader, name string) (*Reader, error) {
 	rd := &Reader{name: name}
-	src := bufio.NewReaderSize(r, 64<<10)
+	// The buffer that sniffs for gzip is the line buffer of a plain log,
+	// so plain bytes are copied once.
+	src := bufio.NewReaderSize(r, bufSize)
+	rd.br = src
 	if magic, _ := src.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		gz, err := gzip.NewReader(src)
 		if err != nil {
 			return nil, fmt.Errorf("evidence: %s: %w", name, err)
 		}
 		rd.gz = gz
-		rd.br = bufio.NewReaderSize(gz, MaxLineSize)
-	} else {
-		// Reuse the sniffing buffer's contents by reading through it.
-		rd.br = bufio.NewReaderSize(src, MaxLineSize)
+		rd.br = bufio.NewReaderSize(gz, bufSize)
 	}
 	return rd, nil
 }
@@ -119,13 +124,28 @@ func (r *Reader) readLine() ([]byte, error) {
 		return line[:len(line)-1], nil
 	}
 	if errors.Is(err, bufio.ErrBufferFull) {
+		r.long = append(r.long[:0], line...)
+		tooLong := false
 		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = r.br.ReadSlice('\n')
+			line, err = r.br.ReadSlice('\n')
+			if len(r.long)+len(line) > MaxLineSize+1 {
+				tooLong = true
+				r.long = r.long[:0]
+			}
+			if !tooLong {
+				r.long = append(r.long, line...)
+			}
 		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
+		if tooLong {
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, err
+			}
+			return nil, nil
 		}
-		return nil, nil
+		if err == nil {
+			return r.long[:len(r.long)-1], nil
+		}
+		line = r.long
 	}
 	if len(line) == 0 {
 		return nil, err

@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"bytes"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"strings"
@@ -68,23 +69,39 @@ type HostSummary struct {
 	Sensors    []string // sorted
 }
 
-// hostAgg is the per-host state while reading: a few words and three small
-// sets of interned ids, so memory grows with hosts, never with lines.
+// hostAgg is the per-host state while reading: 64 bytes, one cache line,
+// with the family, signature and sensor sets as bitmasks of interned ids.
+// Memory grows with hosts, never with lines; and since every line touches
+// its host's state at random, keeping that state small is what keeps the
+// report fast.
 type hostAgg struct {
 	first, last         int64 // unix nanoseconds
+	src                 [3]uint64
+	fams, sigs, sensors uint32 // bit i: id i of that kind, for ids below 32
 	firstPort, lastPort uint16
 	evidence            signatures.Strength
-	events              uint64
-	src                 [3]uint64
-	fams, sigs, sensors []uint32
+	hasExtra            bool // ids from 32 on are in Aggregator.extra
 }
+
+// name kinds
+const (
+	kindFamily = iota
+	kindSig
+	kindSensor
+)
+
+const maskIDs = 32
 
 // Aggregator folds records into per-host rows, and optionally a timeline of
 // sightings per family for the HTML page.
 type Aggregator struct {
 	filter   Filter
-	hosts    map[netip.Addr]*hostAgg
-	names    interner
+	v4       v4Index               // IPv4 hosts → index into aggs
+	other    map[netip.Addr]uint32 // every other host
+	aggs     []hostAgg
+	addrs    []netip.Addr
+	extra    map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs (rare)
+	names    [3]interner         // families, signatures, sensors
 	timeline *Timeline
 	kept     uint64 // sightings counted
 }
@@ -92,8 +109,10 @@ type Aggregator struct {
 // NewAggregator returns an empty aggregator applying f. With timeline set
 // it also bins sightings over time per family.
 func NewAggregator(f Filter, timeline bool) *Aggregator {
-	a := &Aggregator{filter: f, hosts: make(map[netip.Addr]*hostAgg)}
-	a.names.ids = make(map[string]uint32)
+	a := &Aggregator{filter: f, other: make(map[netip.Addr]uint32), extra: make(map[uint32][]uint32)}
+	for i := range a.names {
+		a.names[i].ids = make(map[string]uint32)
+	}
 	if timeline {
 		a.timeline = newTimeline()
 	}
@@ -112,11 +131,14 @@ func (a *Aggregator) Add(r *Record) {
 	if u := a.filter.Until; !u.IsZero() && last > u.UnixNano() {
 		last = u.UnixNano()
 	}
-	h := a.hosts[r.Host]
-	if h == nil {
-		h = &hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence}
-		a.hosts[r.Host] = h
+	i, ok := a.lookup(r.Host)
+	if !ok {
+		i = uint32(len(a.aggs))
+		a.insert(r.Host, i)
+		a.aggs = append(a.aggs, hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence})
+		a.addrs = append(a.addrs, r.Host)
 	}
+	h := &a.aggs[i]
 	if first < h.first {
 		h.first, h.firstPort = first, r.Port
 	}
@@ -126,20 +148,137 @@ func (a *Aggregator) Add(r *Record) {
 	if r.Evidence < h.evidence { // Strong is the smaller value
 		h.evidence = r.Evidence
 	}
-	h.events += r.Count
 	h.src[sourceOf(r.Kind)] += r.Count
+	fam := uint32(0)
 	if len(r.Family) > 0 {
-		h.fams = addID(h.fams, a.names.id(r.Family))
+		fam = a.names[kindFamily].id(r.Family)
+		a.mark(h, i, &h.fams, kindFamily, fam)
 	}
 	if len(r.Sig) > 0 {
-		h.sigs = addID(h.sigs, a.names.id(r.Sig))
+		a.mark(h, i, &h.sigs, kindSig, a.names[kindSig].id(r.Sig))
 	}
 	if len(r.Sensor) > 0 {
-		h.sensors = addID(h.sensors, a.names.id(r.Sensor))
+		a.mark(h, i, &h.sensors, kindSensor, a.names[kindSensor].id(r.Sensor))
 	}
 	a.kept += r.Count
 	if a.timeline != nil {
-		a.timeline.add(a.names.id(r.Family), first, last, r.Count)
+		if len(r.Family) == 0 {
+			fam = a.names[kindFamily].id(nil)
+		}
+		a.timeline.add(fam, first, last, r.Count)
+	}
+}
+
+func (a *Aggregator) lookup(addr netip.Addr) (uint32, bool) {
+	if addr.Is4() {
+		return a.v4.get(v4Key(addr))
+	}
+	i, ok := a.other[addr]
+	return i, ok
+}
+
+func (a *Aggregator) insert(addr netip.Addr, i uint32) {
+	if addr.Is4() {
+		a.v4.put(v4Key(addr), i)
+		return
+	}
+	a.other[addr] = i
+}
+
+func v4Key(addr netip.Addr) uint32 {
+	b := addr.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func (a *Aggregator) mark(h *hostAgg, i uint32, set *uint32, kind int, id uint32) {
+	if id < maskIDs {
+		*set |= 1 << id
+		return
+	}
+	x := uint32(kind)<<30 | id
+	for _, y := range a.extra[i] {
+		if y == x {
+			return
+		}
+	}
+	a.extra[i] = append(a.extra[i], x)
+	h.hasExtra = true
+}
+
+// namesOf returns the sorted names of one kind in a host's sets.
+func (a *Aggregator) namesOf(i uint32, set uint32, kind int) []string {
+	var ids []uint32
+	for set != 0 {
+		b := bits.TrailingZeros32(set)
+		ids = append(ids, uint32(b))
+		set &^= 1 << b
+	}
+	if a.aggs[i].hasExtra {
+		for _, x := range a.extra[i] {
+			if int(x>>30) == kind {
+				ids = append(ids, x&(1<<30-1))
+			}
+		}
+	}
+	return a.names[kind].sorted(ids)
+}
+
+// v4Index maps IPv4 addresses to host indexes: open addressing with linear
+// probing over 8-byte slots (address, index+1), so the table for 100,000
+// hosts is 2 MB and a look-up mostly stays in cache, where a Go map keyed
+// by netip.Addr would take 32 bytes a slot.
+type v4Index struct {
+	slots []uint64 // key<<32 | index+1; 0 is empty
+	n     int
+	shift uint
+}
+
+func (t *v4Index) hash(k uint32) uint64 {
+	return (uint64(k) * 0x9E3779B97F4A7C15) >> t.shift
+}
+
+func (t *v4Index) get(k uint32) (uint32, bool) {
+	if t.slots == nil {
+		return 0, false
+	}
+	mask := uint64(len(t.slots) - 1)
+	for p := t.hash(k); ; p = (p + 1) & mask {
+		s := t.slots[p]
+		if s == 0 {
+			return 0, false
+		}
+		if uint32(s>>32) == k {
+			return uint32(s) - 1, true
+		}
+	}
+}
+
+func (t *v4Index) put(k, i uint32) {
+	if 2*(t.n+1) > len(t.slots) {
+		t.grow()
+	}
+	mask := uint64(len(t.slots) - 1)
+	p := t.hash(k)
+	for t.slots[p] != 0 {
+		p = (p + 1) & mask
+	}
+	t.slots[p] = uint64(k)<<32 | uint64(i+1)
+	t.n++
+}
+
+func (t *v4Index) grow() {
+	old := t.slots
+	size := 1024
+	if len(old) > 0 {
+		size = 2 * len(old)
+	}
+	t.slots = make([]uint64, size)
+	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	t.n = 0
+	for _, s := range old {
+		if s != 0 {
+			t.put(uint32(s>>32), uint32(s)-1)
+		}
 	}
 }
 
@@ -153,15 +292,6 @@ func sourceOf(k Kind) int {
 	return 2
 }
 
-func addID(set []uint32, id uint32) []uint32 {
-	for _, x := range set {
-		if x == id {
-			return set
-		}
-	}
-	return append(set, id)
-}
-
 // Sightings returns the sum of counts the filter kept (before the evidence
 // filter, which applies to hosts).
 func (a *Aggregator) Sightings() uint64 { return a.kept }
@@ -169,8 +299,10 @@ func (a *Aggregator) Sightings() uint64 { return a.kept }
 // Hosts returns the report rows: hosts passing the evidence filter,
 // strongest evidence first, then most events, then by address.
 func (a *Aggregator) Hosts() []HostSummary {
-	out := make([]HostSummary, 0, len(a.hosts))
-	for addr, h := range a.hosts {
+	out := make([]HostSummary, 0, len(a.aggs))
+	for i := range a.aggs {
+		h, addr := &a.aggs[i], a.addrs[i]
+		ix := uint32(i)
 		if a.filter.StrongOnly && h.evidence != signatures.Strong {
 			continue
 		}
@@ -180,12 +312,12 @@ func (a *Aggregator) Hosts() []HostSummary {
 			LastSeen:   time.Unix(0, h.last).UTC(),
 			FirstPort:  h.firstPort,
 			LastPort:   h.lastPort,
-			Events:     h.events,
+			Events:     h.src[0] + h.src[1] + h.src[2],
 			Evidence:   h.evidence,
-			Families:   a.names.sorted(h.fams),
-			Signatures: a.names.sorted(h.sigs),
+			Families:   a.namesOf(ix, h.fams, kindFamily),
+			Signatures: a.namesOf(ix, h.sigs, kindSig),
 			Sources:    Sources{DNS: h.src[0], TFTP: h.src[1], Wire: h.src[2]},
-			Sensors:    a.names.sorted(h.sensors),
+			Sensors:    a.namesOf(ix, h.sensors, kindSensor),
 		})
 	}
 	SortHosts(out)
@@ -213,7 +345,7 @@ func SortHosts(rows []HostSummary) {
 // aggregator was made without one.
 func (a *Aggregator) Timeline() *Timeline {
 	if a.timeline != nil {
-		a.timeline.names = &a.names
+		a.timeline.names = &a.names[kindFamily]
 	}
 	return a.timeline
 }
@@ -225,6 +357,7 @@ type interner struct {
 	names []string
 	last  uint32
 	valid bool
+	rank  []uint32 // display order of each id, made by sorted
 }
 
 func (n *interner) id(b []byte) uint32 {
@@ -242,16 +375,34 @@ func (n *interner) id(b []byte) uint32 {
 	return id
 }
 
+// sorted returns the names of ids in display order: case-insensitive, then
+// exact. The order of all names is computed once, when the first row is
+// built (names are no longer added by then).
 func (n *interner) sorted(ids []uint32) []string {
+	if len(n.rank) != len(n.names) {
+		order := make([]uint32, len(n.names))
+		for i := range order {
+			order[i] = uint32(i)
+		}
+		lower := make([]string, len(n.names))
+		for i, s := range n.names {
+			lower[i] = strings.ToLower(s)
+		}
+		slices.SortFunc(order, func(a, b uint32) int {
+			if c := strings.Compare(lower[a], lower[b]); c != 0 {
+				return c
+			}
+			return strings.Compare(n.names[a], n.names[b])
+		})
+		n.rank = make([]uint32, len(n.names))
+		for r, id := range order {
+			n.rank[id] = uint32(r)
+		}
+	}
+	slices.SortFunc(ids, func(a, b uint32) int { return int(n.rank[a]) - int(n.rank[b]) })
 	out := make([]string, len(ids))
 	for i, id := range ids {
 		out[i] = n.names[id]
 	}
-	slices.SortFunc(out, func(a, b string) int {
-		if c := strings.Compare(strings.ToLower(a), strings.ToLower(b)); c != 0 {
-			return c
-		}
-		return strings.Compare(a, b)
-	})
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -231,6 +232,21 @@ func TestParseWhen(t *testing.T) {
 	for _, bad := range []string{"-1h", "soon", "2026-13-01", "d"} {
 		if _, err := parseWhen(bad, now); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// BenchmarkReportCommand runs `report --format csv` over the log named by
+// WORMSINK_PERF_LOG (made by testdata/report/gen); it does nothing without.
+func BenchmarkReportCommand(b *testing.B) {
+	path := os.Getenv("WORMSINK_PERF_LOG")
+	if path == "" {
+		b.Skip("set WORMSINK_PERF_LOG to a log made by testdata/report/gen")
+	}
+	for b.Loop() {
+		e := env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}
+		if code := run(context.Background(), e, []string{"report", "--format", "csv", path}); code != 0 {
+			b.Fatalf("exit %d", code)
 		}
 	}
 }
