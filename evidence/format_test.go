@@ -362,3 +362,58 @@ func chromium(t *testing.T, bin, dir string, args ...string) string {
 	}
 	return string(out)
 }
+
+// FuzzReport feeds arbitrary bytes (plain or gzip) through the reader, the
+// aggregator and every format: nothing panics, every line is accounted for,
+// and the CSV has one row per host.
+func FuzzReport(f *testing.F) {
+	logA, logB := scenario(f)
+	f.Add(logA)
+	f.Add(logB[:len(logB)/2])
+	f.Add(gz(f, logA))
+	f.Add([]byte("\n\n{}\n[]\n\x00\xff\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := NewReader(bytes.NewReader(data), "fuzz")
+		if err != nil {
+			return // a gzip header that is not one
+		}
+		a := NewAggregator(Filter{}, true)
+		var ss bytes.Buffer
+		sw := NewShadowserverWriter(&ss)
+		n := uint64(0)
+		for r.Next() {
+			a.Add(r.Record())
+			if err := sw.Write(r.Record()); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		st := r.Stats()
+		if st.Evidence != n || st.Evidence+st.Service+st.Malformed > st.Lines {
+			t.Fatalf("stats %+v for %d records", st, n)
+		}
+		rows := a.Hosts()
+		var out bytes.Buffer
+		if err := WriteCSV(&out, rows); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := csv.NewReader(&out).ReadAll()
+		if err != nil || len(recs) != len(rows)+1 {
+			t.Fatalf("csv: %d records for %d rows: %v", len(recs), len(rows), err)
+		}
+		for _, w := range []func(*bytes.Buffer) error{
+			func(b *bytes.Buffer) error { return WriteTable(b, rows) },
+			func(b *bytes.Buffer) error { return WriteJSON(b, rows, Summary{}) },
+			func(b *bytes.Buffer) error { return WriteXARF(b, rows, Reporter{Org: "o", Contact: "a@b.c", Domain: "b.c"}) },
+			func(b *bytes.Buffer) error {
+				return WriteHTML(b, rows, HTMLPage{Timeline: a.Timeline().Bin(TimelineBins)})
+			},
+			func(b *bytes.Buffer) error { return sw.Flush() },
+		} {
+			var b bytes.Buffer
+			if err := w(&b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

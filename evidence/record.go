@@ -229,12 +229,12 @@ func finish(f *fields, rec *Record) (LineKind, error) {
 	if rec.Host, ok = parseAddr(f.val[fHost]); !ok {
 		return LineMalformed, errBadHost
 	}
-	if rec.Time, ok = parseTime(f.val[fTime]); !ok {
+	if rec.Time, ok = parseTime(f.val[fTime]); !ok || !plausible(rec.Time) {
 		return LineMalformed, errBadTime
 	}
 	rec.Last = rec.Time
 	if f.typ[fLast] != tNone {
-		if rec.Last, ok = parseTime(f.val[fLast]); !ok {
+		if rec.Last, ok = parseTime(f.val[fLast]); !ok || !plausible(rec.Last) {
 			return LineMalformed, errBadLast
 		}
 		if rec.Last.Before(rec.Time) {
@@ -280,6 +280,15 @@ func (f *fields) str(i int) []byte {
 	}
 	return f.val[i]
 }
+
+// Times a log can hold: from the epoch (a capture with no clock) to well
+// past any sensor's life, and inside what UnixNano represents.
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func plausible(t time.Time) bool { return !t.Before(minTime) && t.Before(maxTime) }
 
 // uintField reads an optional non-negative integer field no larger than max;
 // absent is 0.

@@ -88,6 +88,8 @@ func TestParseLines(t *testing.T) {
 		{"bad host", `{"time":"2026-11-24T10:00:00.000Z","event":"dns_sinkhole","host":"10.0.0.256","evidence":"strong"}`, LineMalformed, nil},
 		{"leading zero host", `{"time":"2026-11-24T10:00:00.000Z","event":"dns_sinkhole","host":"10.0.0.01","evidence":"strong"}`, LineMalformed, nil},
 		{"bad day", `{"time":"2026-02-30T10:00:00.000Z","event":"dns_sinkhole","host":"10.0.0.1","evidence":"strong"}`, LineMalformed, nil},
+		{"ancient time", `{"time":"0001-01-01T00:00:00Z","event":"dns_sinkhole","host":"10.0.0.1","evidence":"strong"}`, LineMalformed, nil},
+		{"far future last", `{` + base + `,"count":2,"last":"9999-01-01T00:00:00Z"}`, LineMalformed, nil},
 		{"bad evidence", `{"time":"2026-11-24T10:00:00.000Z","event":"dns_sinkhole","host":"10.0.0.1","evidence":"maybe"}`, LineMalformed, nil},
 		{"port too big", `{` + base + `,"port":65536}`, LineMalformed, nil},
 		{"negative count", `{` + base + `,"count":-1}`, LineMalformed, nil},
