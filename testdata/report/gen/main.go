@@ -27,6 +27,7 @@ func main() {
 	dir := flag.String("dir", "testdata/perf", "output directory")
 	seed := flag.Uint64("seed", 1, "random seed")
 	start := flag.String("start", "2026-11-24T00:00:00Z", "start of the day the sightings fall in")
+	bad := flag.Bool("bad", true, "add a foreign and a torn line every million lines (jq stops at a torn line: -bad=false for the jq comparison)")
 	flag.Parse()
 	t0, err := time.Parse(time.RFC3339, *start)
 	if err != nil {
@@ -44,7 +45,7 @@ func main() {
 		if s == 0 {
 			n += *lines % *sensors
 		}
-		if err := writeSensor(name, fmt.Sprintf("sensor-%d", s+1), n, *hosts, sigs, t0, rand.New(rand.NewPCG(*seed, uint64(s)))); err != nil {
+		if err := writeSensor(name, fmt.Sprintf("sensor-%d", s+1), n, *hosts, *bad, sigs, t0, rand.New(rand.NewPCG(*seed, uint64(s)))); err != nil {
 			fmt.Fprintln(os.Stderr, "gen:", err)
 			os.Exit(1)
 		}
@@ -52,7 +53,7 @@ func main() {
 	}
 }
 
-func writeSensor(path, sensor string, n, hosts int, sigs []signatures.Signature, t0 time.Time, rng *rand.Rand) error {
+func writeSensor(path, sensor string, n, hosts int, bad bool, sigs []signatures.Signature, t0 time.Time, rng *rand.Rand) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -68,7 +69,7 @@ func writeSensor(path, sensor string, n, hosts int, sigs []signatures.Signature,
 			if err := w.Flush(); err != nil {
 				return err
 			}
-			if (i+1)%(batch*100) == 0 {
+			if bad && (i+1)%(batch*100) == 0 {
 				// A foreign line and a torn one now and then: the reader must skip them.
 				fmt.Fprintln(bw, `{"level":"info","msg":"not ours"}`)
 				fmt.Fprintln(bw, `{"time":"2026-11-24T03:00:00.000Z","event":"dns_sink`)
