@@ -90,6 +90,9 @@ func WriteHTML(w io.Writer, rows []HostSummary, page HTMLPage) error {
 			d.Strong++
 		}
 		c := h.cells()
+		for _, j := range []int{5, 6, 8} { // lists: let them wrap between names
+			c[j] = strings.ReplaceAll(c[j], listSep, listSep+" ")
+		}
 		d.Rows = append(d.Rows, htmlRow{
 			FirstKey:    strconv.FormatInt(h.FirstSeen.UnixMilli(), 10),
 			LastKey:     strconv.FormatInt(h.LastSeen.UnixMilli(), 10),
@@ -164,7 +167,6 @@ func chart(d *htmlData, tl Binned) {
 		}
 		d.Series = append(d.Series, htmlSeries{Family: fam, Total: s.Total, Color: palette[k%len(palette)], Points: p, Area: area})
 	}
-	end := tl.Start.Add(time.Duration(n) * tl.Width)
 	for t := 0; t < chartTicks; t++ {
 		i := t * (n - 1) / max(chartTicks-1, 1)
 		at := tl.Start.Add(time.Duration(i) * tl.Width)
@@ -180,7 +182,7 @@ func chart(d *htmlData, tl Binned) {
 			break
 		}
 	}
-	d.Range = tl.Start.Format(TimeFormat) + " – " + end.Format(TimeFormat)
+	d.Range = tl.First.Format(TimeFormat) + " – " + tl.Last.Format(TimeFormat)
 	d.BinWidth = tl.Width.String()
 }
 

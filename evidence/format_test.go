@@ -404,7 +404,9 @@ func FuzzReport(f *testing.F) {
 		for _, w := range []func(*bytes.Buffer) error{
 			func(b *bytes.Buffer) error { return WriteTable(b, rows) },
 			func(b *bytes.Buffer) error { return WriteJSON(b, rows, Summary{}) },
-			func(b *bytes.Buffer) error { return WriteXARF(b, rows, Reporter{Org: "o", Contact: "a@b.c", Domain: "b.c"}) },
+			func(b *bytes.Buffer) error {
+				return WriteXARF(b, rows, Reporter{Org: "o", Contact: "a@b.c", Domain: "b.c"})
+			},
 			func(b *bytes.Buffer) error {
 				return WriteHTML(b, rows, HTMLPage{Timeline: a.Timeline().Bin(TimelineBins)})
 			},

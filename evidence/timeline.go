@@ -80,7 +80,9 @@ type Series struct {
 
 // Binned is the timeline cut into equal bins for drawing.
 type Binned struct {
-	Start  time.Time
+	First  time.Time // the first sighting
+	Last   time.Time // the last sighting
+	Start  time.Time // where the first bin starts
 	Width  time.Duration
 	Series []Series // most sightings first
 }
@@ -94,7 +96,8 @@ func (t *Timeline) Bin(n int) Binned {
 	span := hi - lo + 1 // in buckets
 	per := (span + int64(n) - 1) / int64(n)
 	bins := int((span + per - 1) / per)
-	out := Binned{Start: time.Unix(0, lo*t.width).UTC(), Width: time.Duration(per * t.width)}
+	out := Binned{First: time.Unix(0, t.min).UTC(), Last: time.Unix(0, t.max).UTC(),
+		Start: time.Unix(0, lo*t.width).UTC(), Width: time.Duration(per * t.width)}
 	for fam, s := range t.series {
 		sr := Series{Counts: make([]uint64, bins)}
 		if t.names != nil {
