@@ -31,7 +31,7 @@ func runReport(ctx context.Context, e env, args []string) int {
 	format := fs.String("format", "table", "output: "+strings.Join(reportFormats, ", "))
 	since := fs.String("since", "", "only sightings at or after T: RFC 3339, a date (2006-01-02, UTC), or a duration before now (24h, 7d)")
 	until := fs.String("until", "", "only sightings at or before T (same forms as --since)")
-	ev := fs.String("evidence", "weak", "weakest evidence a host needs to be listed: strong, or weak (all hosts)")
+	ev := fs.String("evidence", "weak", "weakest evidence a host needs to be listed: strong, or weak (all hosts); for shadowserver, of each sighting")
 	family := fs.String("family", "", "only sightings of these families (comma-separated, any case)")
 	org := fs.String("reporter-org", "", "xarf: reporting organisation (default: the contact's domain)")
 	contact := fs.String("reporter-contact", "", "xarf: reporter's abuse contact e-mail address (required for xarf)")
