@@ -17,6 +17,7 @@ declare -A need=(
   [dnsperf]=dnsperf
   [jq]=jq
   [ip]=iproute2
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!need[@]}"; do

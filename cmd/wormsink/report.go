@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"wormsink/evidence"
+	"wormsink/signatures"
+)
+
+var reportFormats = []string{"table", "csv", "json", "shadowserver", "xarf", "html"}
+
+// reportOptions is the parsed command line of report.
+type reportOptions struct {
+	format   string
+	filter   evidence.Filter
+	reporter evidence.Reporter
+	title    string
+	inputs   []string
+}
+
+func runReport(ctx context.Context, e env, args []string) int {
+	fs := newFlags(e, "report", "[LOG...]  (stdin when none or \"-\"; plain or gzip)")
+	format := fs.String("format", "table", "output: "+strings.Join(reportFormats, ", "))
+	since := fs.String("since", "", "only sightings at or after T: RFC 3339, a date (2006-01-02, UTC), or a duration before now (24h, 7d)")
+	until := fs.String("until", "", "only sightings at or before T (same forms as --since)")
+	ev := fs.String("evidence", "weak", "weakest evidence a host needs to be listed: strong, or weak (all hosts); for shadowserver, of each sighting")
+	family := fs.String("family", "", "only sightings of these families (comma-separated, any case)")
+	org := fs.String("reporter-org", "", "xarf: reporting organisation (default: the contact's domain)")
+	contact := fs.String("reporter-contact", "", "xarf: reporter's abuse contact e-mail address (required for xarf)")
+	domain := fs.String("reporter-domain", "", "xarf: reporter's domain (default: the contact's domain)")
+	title := fs.String("title", "", "html: page title (default \"wormsink report\")")
+	if code, done := parseFlags(fs, e, args); done {
+		return code
+	}
+	o := reportOptions{format: *format, title: *title, inputs: fs.Args()}
+	known := false
+	for _, f := range reportFormats {
+		known = known || f == o.format
+	}
+	if !known {
+		return usageErr(e, "report: unknown format %q (want %s)", o.format, strings.Join(reportFormats, ", "))
+	}
+	now := time.Now()
+	var err error
+	if o.filter.Since, err = parseWhen(*since, now); err != nil {
+		return usageErr(e, "report: --since: %v", err)
+	}
+	if o.filter.Until, err = parseWhen(*until, now); err != nil {
+		return usageErr(e, "report: --until: %v", err)
+	}
+	if !o.filter.Since.IsZero() && !o.filter.Until.IsZero() && o.filter.Until.Before(o.filter.Since) {
+		return usageErr(e, "report: --until %s is before --since %s", o.filter.Until.Format(time.RFC3339), o.filter.Since.Format(time.RFC3339))
+	}
+	s, ok := signatures.ParseStrength(*ev)
+	if !ok {
+		return usageErr(e, "report: --evidence must be strong or weak, not %q", *ev)
+	}
+	o.filter.StrongOnly = s == signatures.Strong
+	for _, f := range strings.Split(*family, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			o.filter.Families = append(o.filter.Families, f)
+		}
+	}
+	if o.format == "xarf" {
+		if o.reporter, err = reporterFrom(*org, *contact, *domain); err != nil {
+			return usageErr(e, "report: %v", err)
+		}
+	}
+	if len(o.inputs) == 0 {
+		o.inputs = []string{"-"}
+	}
+	return report(ctx, e, o)
+}
+
+// reporterFrom fills the X-ARF reporter, defaulting org and domain from the
+// contact address.
+func reporterFrom(org, contact, domain string) (evidence.Reporter, error) {
+	at := strings.LastIndexByte(contact, '@')
+	if contact == "" || at <= 0 || at == len(contact)-1 || strings.ContainsAny(contact, " \t<>") {
+		return evidence.Reporter{}, errors.New("xarf needs --reporter-contact with an e-mail address (abuse@isp.example)")
+	}
+	if domain == "" {
+		domain = contact[at+1:]
+	}
+	if org == "" {
+		org = domain
+	}
+	return evidence.Reporter{Org: org, Contact: contact, Domain: domain}, nil
+}
+
+// parseWhen reads a --since/--until value: RFC 3339, a date, or a duration
+// (Go syntax, plus "d" for days) meaning that long before now.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.ParseFloat(days, 64); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n * float64(24*time.Hour))), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time, a date nor a duration like 24h or 7d", s)
+}
+
+// report reads every input in one streaming pass and writes the report.
+// Input errors (unreadable file, truncated gzip) do not stop the others: the
+// report of what was read is written, and the status is 1.
+func report(ctx context.Context, e env, o reportOptions) int {
+	out := bufio.NewWriterSize(e.stdout, 64<<10)
+	agg := evidence.NewAggregator(o.filter, o.format == "html")
+	var ss *evidence.ShadowserverWriter
+	if o.format == "shadowserver" {
+		ss = evidence.NewShadowserverWriter(out)
+	}
+	var total evidence.ReadStats
+	var failed []string
+	for _, name := range o.inputs {
+		if ctx.Err() != nil {
+			failed = append(failed, "interrupted")
+			break
+		}
+		st, err := readLog(ctx, e, name, o, agg, ss)
+		total.Add(st)
+		if err != nil {
+			failed = append(failed, err.Error())
+		}
+	}
+
+	var werr error
+	switch o.format {
+	case "shadowserver":
+		werr = ss.Flush()
+	case "table":
+		werr = evidence.WriteTable(out, agg.Hosts())
+	case "csv":
+		werr = evidence.WriteCSV(out, agg.Hosts())
+	case "json":
+		rows := agg.Hosts()
+		werr = evidence.WriteJSON(out, rows, summary(len(rows), agg, total))
+	case "xarf":
+		werr = evidence.WriteXARF(out, agg.Hosts(), o.reporter)
+	case "html":
+		rows := agg.Hosts()
+		werr = evidence.WriteHTML(out, rows, evidence.HTMLPage{
+			Title: o.title, Summary: summary(len(rows), agg, total), Timeline: agg.Timeline().Bin(evidence.TimelineBins),
+		})
+	}
+	if werr == nil {
+		werr = out.Flush()
+	}
+	if total.Malformed > 0 {
+		fmt.Fprintf(e.stderr, "wormsink: report: skipped %d malformed or foreign lines of %d (first: %s)\n",
+			total.Malformed, total.Lines, total.FirstBad)
+	}
+	for _, f := range failed {
+		fmt.Fprintf(e.stderr, "wormsink: report: %s\n", f)
+	}
+	if werr != nil {
+		return fail(e, "report: write: %v", werr)
+	}
+	if len(failed) > 0 {
+		return exitFailure
+	}
+	return exitOK
+}
+
+func summary(hosts int, agg *evidence.Aggregator, st evidence.ReadStats) evidence.Summary {
+	return evidence.Summary{Hosts: hosts, Sightings: agg.Sightings(), Lines: st.Lines, Malformed: st.Malformed, Service: st.Service}
+}
+
+// readLog streams one input into the aggregator (or the per-sighting
+// Shadowserver writer).
+func readLog(ctx context.Context, e env, name string, o reportOptions, agg *evidence.Aggregator, ss *evidence.ShadowserverWriter) (evidence.ReadStats, error) {
+	var src io.Reader
+	label := name
+	if name == "-" {
+		src, label = e.stdin, "stdin"
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return evidence.ReadStats{}, err // *PathError names the file
+		}
+		defer f.Close()
+		src = f
+	}
+	r, err := evidence.NewReader(src, label)
+	if err != nil {
+		return evidence.ReadStats{}, err
+	}
+	defer r.Close()
+	n := 0
+	for r.Next() {
+		rec := r.Record()
+		if ss != nil {
+			if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) {
+				if err := ss.Write(rec); err != nil {
+					return r.Stats(), fmt.Errorf("write: %w", err)
+				}
+			}
+		} else {
+			agg.Add(rec)
+		}
+		if n++; n&0xffff == 0 && ctx.Err() != nil {
+			return r.Stats(), fmt.Errorf("%s: interrupted after line %d", label, r.Stats().Lines)
+		}
+	}
+	if err := r.Err(); err != nil {
+		st := r.Stats()
+		return st, fmt.Errorf("%w (read %d lines, %d evidence lines, before the error)", err, st.Lines, st.Evidence)
+	}
+	return r.Stats(), nil
+}

@@ -1,0 +1,296 @@
+package evidence
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// ShadowserverHeader is the column row of Shadowserver's "Sinkhole Events"
+// report (event4_sinkhole / event6_sinkhole), in its order, so that IntelMQ's
+// shadowserver parser and AbuseIO's Shadowserver parser take the file as
+// theirs. Columns wormsink has no data for (geo, ASN, NAICS, device) stay
+// empty, as they do in Shadowserver's own files when unknown.
+var ShadowserverHeader = []string{
+	"timestamp", "protocol", "src_ip", "src_port", "src_asn", "src_geo", "src_region", "src_city",
+	"src_hostname", "src_naics", "src_sector", "device_vendor", "device_type", "device_model",
+	"dst_ip", "dst_port", "dst_asn", "dst_geo", "dst_region", "dst_city", "dst_hostname",
+	"dst_naics", "dst_sector", "public_source", "infection", "family", "tag", "application",
+	"version", "event_id",
+}
+
+// shadowserverTime is how Shadowserver writes timestamps (UTC, no zone).
+const shadowserverTime = "2006-01-02 15:04:05"
+
+// ShadowserverWriter writes one Sinkhole Events row per evidence line, as the
+// lines stream by; its memory does not grow. A folded line (count > 1) stays
+// one row; its count is in the tag column.
+type ShadowserverWriter struct {
+	cw     *csv.Writer
+	row    []string
+	header bool
+}
+
+// NewShadowserverWriter writes to w; the header goes out with the first row
+// (or at Flush when there is none).
+func NewShadowserverWriter(w io.Writer) *ShadowserverWriter {
+	return &ShadowserverWriter{cw: csv.NewWriter(w), row: make([]string, len(ShadowserverHeader))}
+}
+
+// Write adds the row for one record.
+//
+// Mapping: timestamp ← time (first sighting); protocol ← transport (dns),
+// udp (tftp), proto (wire); src_ip/src_port ← host/port; dst_ip/dst_port ←
+// the sinkhole's TFTP server address (tftp) or the peer and dst_port (wire),
+// empty for dns; public_source ← sensor; infection ← signature id; family ←
+// family; tag ← "EVENT;evidence=strong|weak;count=N"; application ← dns or
+// tftp.
+func (s *ShadowserverWriter) Write(r *Record) error {
+	if !s.header {
+		s.header = true
+		if err := s.cw.Write(ShadowserverHeader); err != nil {
+			return err
+		}
+	}
+	row := s.row
+	for i := range row {
+		row[i] = ""
+	}
+	row[0] = r.Time.UTC().Format(shadowserverTime)
+	row[2] = r.Host.String()
+	row[3] = strconv.Itoa(int(r.Port))
+	switch r.Kind {
+	case DNSSinkhole:
+		row[1] = orDefault(string(r.Transport), "udp")
+		row[27] = "dns"
+	case TFTPRefused, TFTPRequest:
+		row[1] = "udp"
+		row[27] = "tftp"
+		if ap, err := netip.ParseAddrPort(string(r.Server)); err == nil {
+			row[14], row[15] = ap.Addr().String(), strconv.Itoa(int(ap.Port()))
+		}
+	case WireMatch:
+		row[1] = string(r.Proto)
+		if a, err := netip.ParseAddr(string(r.Peer)); err == nil {
+			row[14] = a.String()
+		}
+		if r.DstPort != 0 {
+			row[15] = strconv.Itoa(int(r.DstPort))
+		}
+		if len(r.File) > 0 {
+			row[27] = "tftp"
+		}
+	}
+	row[23] = string(r.Sensor)
+	row[24] = string(r.Sig)
+	row[25] = string(r.Family)
+	row[26] = string(r.Kind) + ";evidence=" + r.Evidence.String() + ";count=" + strconv.FormatUint(r.Count, 10)
+	return s.cw.Write(row)
+}
+
+// Flush writes what is buffered (and the header if no row came).
+func (s *ShadowserverWriter) Flush() error {
+	if !s.header {
+		s.header = true
+		if err := s.cw.Write(ShadowserverHeader); err != nil {
+			return err
+		}
+	}
+	s.cw.Flush()
+	return s.cw.Error()
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Reporter is who files X-ARF reports: X-ARF v4 requires an organisation,
+// a contact e-mail address and a domain for both reporter and sender.
+type Reporter struct {
+	Org     string `json:"org"`
+	Contact string `json:"contact"`
+	Domain  string `json:"domain"`
+}
+
+// XARFVersion is the X-ARF schema version the reports follow.
+const XARFVersion = "4.0.0"
+
+// XARFReport is one X-ARF v4 report, category infrastructure, type botnet:
+// v4's name for what X-ARF 0.2 called abuse / bot-infection.
+type XARFReport struct {
+	XARFVersion        string         `json:"xarf_version"`
+	ReportID           string         `json:"report_id"`
+	Timestamp          string         `json:"timestamp"`
+	Reporter           Reporter       `json:"reporter"`
+	Sender             Reporter       `json:"sender"`
+	SourceIdentifier   string         `json:"source_identifier"`
+	SourcePort         uint16         `json:"source_port,omitempty"`
+	Category           string         `json:"category"`
+	Type               string         `json:"type"`
+	EvidenceSource     string         `json:"evidence_source"`
+	Confidence         float64        `json:"confidence"`
+	Description        string         `json:"description"`
+	MalwareFamily      string         `json:"malware_family,omitempty"`
+	CompromiseEvidence string         `json:"compromise_evidence"`
+	InfectionVector    string         `json:"infection_vector"`
+	FirstSeen          string         `json:"first_seen"`
+	LastSeen           string         `json:"last_seen"`
+	Tags               []string       `json:"tags"`
+	Evidence           []XARFEvidence `json:"evidence"`
+}
+
+// XARFEvidence is one evidence item: the host's report row as JSON.
+type XARFEvidence struct {
+	ContentType string `json:"content_type"`
+	Description string `json:"description"`
+	Payload     string `json:"payload"` // base64
+	Hash        string `json:"hash"`
+	Size        int    `json:"size"`
+}
+
+// Confidence wormsink states per evidence strength.
+const (
+	confidenceStrong = 0.9
+	confidenceWeak   = 0.5
+)
+
+// XARF builds the report for one host.
+//
+// Mapping: source_identifier ← host; timestamp and source_port ← the last
+// sighting's time and source port (the pair a CGNAT operator looks up);
+// first_seen/last_seen ← the row's; malware_family ← families; confidence
+// ← 0.9 strong, 0.5 weak; compromise_evidence ← a sentence naming the
+// events by source and the signatures; evidence ← the JSON row, base64;
+// report_id ← a UUID (version 4 layout) derived from host, first seen and
+// sensors, so filing the same report twice gives the same id.
+func XARF(h *HostSummary, rep Reporter) XARFReport {
+	row, _ := json.Marshal(h.jsonRow())
+	sum := sha256.Sum256(row)
+	conf := confidenceWeak
+	if h.Evidence == EvidenceStrong {
+		conf = confidenceStrong
+	}
+	fams := strings.Join(h.Families, ", ")
+	if len(fams) > 200 {
+		fams = fams[:200]
+	}
+	x := XARFReport{
+		XARFVersion:      XARFVersion,
+		ReportID:         reportID(h),
+		Timestamp:        h.LastSeen.Format(TimeFormat),
+		Reporter:         rep,
+		Sender:           rep,
+		SourceIdentifier: h.Host.String(),
+		SourcePort:       h.LastPort,
+		Category:         "infrastructure",
+		Type:             "botnet",
+		EvidenceSource:   "sinkhole",
+		Confidence:       conf,
+		Description: fmt.Sprintf("%s: %d worm sightings (%s evidence) by wormsink sinkhole between %s and %s",
+			h.Host, h.Events, h.Evidence, h.FirstSeen.Format(TimeFormat), h.LastSeen.Format(TimeFormat)),
+		MalwareFamily:      fams,
+		CompromiseEvidence: compromiseEvidence(h),
+		InfectionVector:    "network_worm",
+		FirstSeen:          h.FirstSeen.Format(TimeFormat),
+		LastSeen:           h.LastSeen.Format(TimeFormat),
+		Tags:               xarfTags(h),
+		Evidence: []XARFEvidence{{
+			ContentType: "application/json",
+			Description: "wormsink report row: sightings of this host summed over the evidence logs",
+			Payload:     base64.StdEncoding.EncodeToString(row),
+			Hash:        "sha256:" + hex.EncodeToString(sum[:]),
+			Size:        len(row),
+		}},
+	}
+	return x
+}
+
+func compromiseEvidence(h *HostSummary) string {
+	var parts []string
+	if h.Sources.DNS > 0 {
+		parts = append(parts, fmt.Sprintf("%d DNS lookups of worm domains answered by the sinkhole", h.Sources.DNS))
+	}
+	if h.Sources.TFTP > 0 {
+		parts = append(parts, fmt.Sprintf("%d TFTP requests for worm files to the fake TFTP server", h.Sources.TFTP))
+	}
+	if h.Sources.Wire > 0 {
+		parts = append(parts, fmt.Sprintf("%d worm packets seen on the wire", h.Sources.Wire))
+	}
+	s := strings.Join(parts, "; ")
+	if len(h.Signatures) > 0 {
+		s += " (signatures: " + strings.Join(h.Signatures, ", ") + ")"
+	}
+	return s
+}
+
+// xarfTags makes "namespace:value" tags within X-ARF's pattern
+// ^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+-.]*$, at most 20.
+func xarfTags(h *HostSummary) []string {
+	tags := []string{"evidence:" + h.Evidence.String()}
+	for _, f := range h.Families {
+		if v := tagValue(f); v != "" {
+			tags = append(tags, "malware:"+v)
+		}
+	}
+	for _, s := range h.Sensors {
+		if v := tagValue(s); v != "" {
+			tags = append(tags, "sensor:"+v)
+		}
+	}
+	if len(tags) > 20 {
+		tags = tags[:20]
+	}
+	return tags
+}
+
+func tagValue(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '+', r == '-', r == '.':
+			b.WriteRune(r)
+		case r == ' ' || r == '/':
+			b.WriteByte('-')
+		}
+	}
+	v := strings.TrimLeft(b.String(), "_+-.")
+	return v
+}
+
+func reportID(h *HostSummary) string {
+	hh := sha256.New()
+	fmt.Fprintf(hh, "%s|%d|%s", h.Host, h.FirstSeen.UnixNano(), strings.Join(h.Sensors, ","))
+	var u [16]byte
+	copy(u[:], hh.Sum(nil))
+	u[6] = u[6]&0x0f | 0x40 // version 4 layout
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	x := hex.EncodeToString(u[:])
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+// WriteXARF writes one X-ARF v4 JSON report per host, one per line.
+func WriteXARF(w io.Writer, rows []HostSummary, rep Reporter) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for i := range rows {
+		buf.Reset()
+		if err := enc.Encode(XARF(&rows[i], rep)); err != nil {
+			return err
+		}
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

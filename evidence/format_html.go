@@ -1,0 +1,273 @@
+package evidence
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// HTMLPage is what the report page shows besides the rows.
+type HTMLPage struct {
+	Title    string
+	Summary  Summary
+	Timeline Binned // sightings per family over time
+}
+
+// chart geometry, in SVG user units
+const (
+	chartW, chartH           = 960, 280
+	chartLeft, chartRight    = 60, 16
+	chartTop, chartBottom    = 16, 40
+	timelineBins             = 96
+	chartTicks               = 6
+	chartLegendMaxFamilies   = 12
+	chartOtherFamiliesLegend = "other families"
+)
+
+// TimelineBins is how many bins the page's chart draws.
+const TimelineBins = timelineBins
+
+var palette = []string{"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939"}
+
+type htmlSeries struct {
+	Family string
+	Total  uint64
+	Color  string
+	Points string // polyline points
+	Area   string // closed polygon for the fill
+}
+
+type htmlTick struct {
+	X      float64
+	Label  string
+	Anchor string // keeps the first and last labels inside the picture
+}
+
+type htmlRow struct {
+	HostKey, FirstKey, LastKey, EventsKey, EvidenceKey string
+	Cells                                              []string
+	Strong                                             bool
+}
+
+type htmlData struct {
+	Title         string
+	Summary       Summary
+	Strong        int
+	Range         string
+	W, H          int
+	PlotL, PlotR  int
+	PlotT, PlotB  int
+	YMax          uint64
+	YMid          uint64
+	YMidPos       float64
+	Series        []htmlSeries
+	Ticks         []htmlTick
+	BinWidth      string
+	Rows          []htmlRow
+	HasChart      bool
+	ChartSubtitle string
+}
+
+// WriteHTML writes one self-contained page: no external assets, no network.
+// It has an inline SVG chart of sightings over time per family and the host
+// table, sortable by clicking a column head (inline JavaScript; the table is
+// complete without it).
+func WriteHTML(w io.Writer, rows []HostSummary, page HTMLPage) error {
+	d := htmlData{
+		Title: page.Title, Summary: page.Summary,
+		W: chartW, H: chartH, PlotL: chartLeft, PlotR: chartW - chartRight, PlotT: chartTop, PlotB: chartH - chartBottom,
+	}
+	if d.Title == "" {
+		d.Title = "wormsink report"
+	}
+	for i := range rows {
+		h := &rows[i]
+		if h.Evidence == EvidenceStrong {
+			d.Strong++
+		}
+		c := h.cells()
+		for _, j := range []int{5, 6, 8} { // lists: let them wrap between names
+			c[j] = strings.ReplaceAll(c[j], listSep, listSep+" ")
+		}
+		d.Rows = append(d.Rows, htmlRow{
+			FirstKey:    strconv.FormatInt(h.FirstSeen.UnixMilli(), 10),
+			LastKey:     strconv.FormatInt(h.LastSeen.UnixMilli(), 10),
+			EventsKey:   strconv.FormatUint(h.Events, 10),
+			EvidenceKey: strconv.Itoa(int(h.Evidence)),
+			Cells:       c,
+			Strong:      h.Evidence == EvidenceStrong,
+		})
+	}
+	hostOrder(rows, d.Rows)
+	chart(&d, page.Timeline)
+	return pageTmpl.Execute(w, d)
+}
+
+// hostOrder gives each row a sort key in address order.
+func hostOrder(rows []HostSummary, out []htmlRow) {
+	idx := make([]int, len(rows))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return rows[a].Host.Compare(rows[b].Host) })
+	for rank, i := range idx {
+		out[i].HostKey = fmt.Sprintf("%08d", rank)
+	}
+}
+
+func chart(d *htmlData, tl Binned) {
+	if len(tl.Series) == 0 {
+		return
+	}
+	d.HasChart = true
+	series := tl.Series
+	if len(series) > chartLegendMaxFamilies {
+		// Fold the long tail into one line so the legend stays readable.
+		other := Series{Family: chartOtherFamiliesLegend, Counts: make([]uint64, len(series[0].Counts))}
+		for _, s := range series[chartLegendMaxFamilies-1:] {
+			other.Total += s.Total
+			for i, c := range s.Counts {
+				other.Counts[i] += c
+			}
+		}
+		series = append(series[:chartLegendMaxFamilies-1:chartLegendMaxFamilies-1], other)
+	}
+	n := len(series[0].Counts)
+	var ymax uint64 = 1
+	for _, s := range series {
+		for _, c := range s.Counts {
+			ymax = max(ymax, c)
+		}
+	}
+	d.YMax, d.YMid = ymax, ymax/2
+	plotW := float64(d.PlotR - d.PlotL)
+	plotH := float64(d.PlotB - d.PlotT)
+	d.YMidPos = float64(d.PlotB) - plotH*float64(d.YMid)/float64(ymax)
+	x := func(i int) float64 {
+		if n == 1 {
+			return float64(d.PlotL) + plotW/2
+		}
+		return float64(d.PlotL) + plotW*float64(i)/float64(n-1)
+	}
+	y := func(c uint64) float64 { return float64(d.PlotB) - plotH*float64(c)/float64(ymax) }
+	for k, s := range series {
+		var pts strings.Builder
+		for i, c := range s.Counts {
+			fmt.Fprintf(&pts, "%.1f,%.1f ", x(i), y(c))
+		}
+		p := strings.TrimSpace(pts.String())
+		area := fmt.Sprintf("%.1f,%d %s %.1f,%d", x(0), d.PlotB, p, x(n-1), d.PlotB)
+		fam := s.Family
+		if fam == "" {
+			fam = "(no family: unlisted TFTP files)"
+		}
+		d.Series = append(d.Series, htmlSeries{Family: fam, Total: s.Total, Color: palette[k%len(palette)], Points: p, Area: area})
+	}
+	for t := 0; t < chartTicks; t++ {
+		i := t * (n - 1) / max(chartTicks-1, 1)
+		at := tl.Start.Add(time.Duration(i) * tl.Width)
+		anchor := "middle"
+		switch {
+		case n > 1 && t == 0:
+			anchor = "start"
+		case n > 1 && t == chartTicks-1:
+			anchor = "end"
+		}
+		d.Ticks = append(d.Ticks, htmlTick{X: x(i), Label: at.Format("01-02 15:04"), Anchor: anchor})
+		if n == 1 {
+			break
+		}
+	}
+	d.Range = tl.First.Format(TimeFormat) + " – " + tl.Last.Format(TimeFormat)
+	d.BinWidth = tl.Width.String()
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>
+body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d1d1f;background:#fff}
+h1{font-size:20px;margin:0 0 4px}
+.sum{color:#555;margin:0 0 16px}
+.sum b{color:#1d1d1f}
+figure{margin:0 0 20px}
+figcaption{font-weight:600;margin-bottom:4px}
+svg text{font:11px system-ui,sans-serif;fill:#444}
+.legend{display:flex;flex-wrap:wrap;gap:6px 16px;margin:6px 0 0;padding:0;list-style:none}
+.legend li::before{content:"";display:inline-block;width:10px;height:10px;margin-right:5px;background:var(--c)}
+table{border-collapse:collapse;width:100%}
+th,td{padding:4px 8px;border-bottom:1px solid #e5e5e5;text-align:left;white-space:nowrap}
+td.wrap{white-space:normal}
+th{position:sticky;top:0;background:#f5f5f7;cursor:pointer;user-select:none}
+th[aria-sort=ascending]::after{content:" ▲"}
+th[aria-sort=descending]::after{content:" ▼"}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.strong td:nth-child(5){color:#b00020;font-weight:600}
+</style>
+</head>
+<body>
+<h1>{{.Title}}</h1>
+<p class="sum"><b id="host-count">{{len .Rows}}</b> hosts (<b>{{.Strong}}</b> with strong evidence), <b>{{.Summary.Sightings}}</b> sightings from {{.Summary.Lines}} log lines{{if .Summary.Malformed}}, {{.Summary.Malformed}} malformed lines skipped{{end}}{{if .Range}}; {{.Range}}{{end}}</p>
+{{if .HasChart}}<figure>
+<figcaption>Sightings over time per family ({{.BinWidth}} bins)</figcaption>
+<svg id="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {{.W}} {{.H}}" width="100%" role="img" aria-label="sightings over time per family">
+<line x1="{{.PlotL}}" y1="{{.PlotB}}" x2="{{.PlotR}}" y2="{{.PlotB}}" stroke="#999"/>
+<line x1="{{.PlotL}}" y1="{{.PlotT}}" x2="{{.PlotL}}" y2="{{.PlotB}}" stroke="#999"/>
+<line x1="{{.PlotL}}" y1="{{.YMidPos}}" x2="{{.PlotR}}" y2="{{.YMidPos}}" stroke="#eee"/>
+<text x="{{.PlotL}}" dx="-6" y="{{.PlotT}}" dy="4" text-anchor="end">{{.YMax}}</text>
+<text x="{{.PlotL}}" dx="-6" y="{{.YMidPos}}" dy="4" text-anchor="end">{{.YMid}}</text>
+<text x="{{.PlotL}}" dx="-6" y="{{.PlotB}}" dy="4" text-anchor="end">0</text>
+{{range .Ticks}}<text x="{{.X}}" y="{{$.PlotB}}" dy="18" text-anchor="{{.Anchor}}">{{.Label}}</text>
+{{end}}{{range .Series}}<g class="series"><title>{{.Family}}: {{.Total}} sightings</title><polygon points="{{.Area}}" fill="{{.Color}}" fill-opacity="0.12"/><polyline points="{{.Points}}" fill="none" stroke="{{.Color}}" stroke-width="2"/></g>
+{{end}}</svg>
+<ul class="legend">{{range .Series}}<li style="--c:{{.Color}}">{{.Family}} ({{.Total}})</li>{{end}}</ul>
+</figure>{{end}}
+<table id="hosts">
+<thead><tr><th data-type="host">host</th><th>first seen</th><th>last seen</th><th class="num">events</th><th>evidence</th><th>families</th><th>signatures</th><th>sources</th><th>sensors</th></tr></thead>
+<tbody>
+{{range .Rows}}<tr class="host{{if .Strong}} strong{{end}}"><td data-v="{{.HostKey}}">{{index .Cells 0}}</td><td data-v="{{.FirstKey}}">{{index .Cells 1}}</td><td data-v="{{.LastKey}}">{{index .Cells 2}}</td><td class="num" data-v="{{.EventsKey}}">{{index .Cells 3}}</td><td data-v="{{.EvidenceKey}}">{{index .Cells 4}}</td><td class="wrap">{{index .Cells 5}}</td><td class="wrap">{{index .Cells 6}}</td><td>{{index .Cells 7}}</td><td class="wrap">{{index .Cells 8}}</td></tr>
+{{end}}</tbody>
+</table>
+<script>
+(function () {
+  "use strict";
+  var table = document.getElementById("hosts");
+  var body = table.tBodies[0];
+  // The count shown is the rows the browser holds, not a number baked in.
+  document.getElementById("host-count").textContent = String(body.rows.length);
+  function key(row, col) {
+    var cell = row.cells[col];
+    var v = cell.getAttribute("data-v");
+    return v !== null ? v : cell.textContent;
+  }
+  var heads = table.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, col) {
+    th.addEventListener("click", function () {
+      var asc = th.getAttribute("aria-sort") !== "ascending";
+      Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+      var rows = Array.prototype.slice.call(body.rows);
+      var numeric = rows.every(function (r) { var k = key(r, col); return k !== "" && !isNaN(k); });
+      rows.sort(function (a, b) {
+        var x = key(a, col), y = key(b, col), c;
+        if (numeric) { c = Number(x) - Number(y); } else { c = x < y ? -1 : x > y ? 1 : 0; }
+        return asc ? c : -c;
+      });
+      var frag = document.createDocumentFragment();
+      rows.forEach(function (r) { frag.appendChild(r); });
+      body.appendChild(frag);
+    });
+  });
+  document.body.setAttribute("data-ready", "1");
+})();
+</script>
+</body>
+</html>
+`))

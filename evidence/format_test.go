@@ -1,0 +1,421 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/csv"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func scenarioRows(t *testing.T) ([]HostSummary, *Aggregator, ReadStats) {
+	logA, logB := scenario(t)
+	a := NewAggregator(Filter{}, true)
+	var st ReadStats
+	for _, l := range [][]byte{logA, logB} {
+		r, _ := NewReader(bytes.NewReader(l), "log")
+		for r.Next() {
+			a.Add(r.Record())
+		}
+		st.Add(r.Stats())
+	}
+	return a.Hosts(), a, st
+}
+
+func TestCSV(t *testing.T) {
+	rows, _, _ := scenarioRows(t)
+	var buf bytes.Buffer
+	if err := WriteCSV(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	header, _, _ := strings.Cut(buf.String(), "\n")
+	if header != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors" {
+		t.Fatalf("header %q", header)
+	}
+	recs, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != len(rows)+1 {
+		t.Fatalf("%d records for %d rows", len(recs), len(rows))
+	}
+	want := []string{"10.0.0.1", "2026-11-24T11:00:00.000Z", "2026-11-24T14:00:00.000Z", "4", "strong",
+		"Blaster;Welchia", "blaster;welchia", "dns=3;tftp=0;wire=1", "sensor-a;sensor-b"}
+	if !reflect.DeepEqual(recs[1], want) {
+		t.Errorf("first row %q, want %q", recs[1], want)
+	}
+	if last := recs[len(recs)-1]; last[0] != "2001:db8::4" || last[4] != "weak" || last[5] != "" {
+		t.Errorf("last row %q", last)
+	}
+}
+
+func TestTable(t *testing.T) {
+	rows, _, _ := scenarioRows(t)
+	rows[0].Sensors = append(rows[0].Sensors, "evil\x1b[2J\tsensor")
+	var buf bytes.Buffer
+	if err := WriteTable(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != len(rows)+1 || !strings.HasPrefix(lines[0], "HOST ") {
+		t.Fatalf("table:\n%s", buf.String())
+	}
+	// Columns line up: EVENTS starts at the same offset on every line.
+	col := strings.Index(lines[0], "EVENTS")
+	for _, l := range lines[1:] {
+		if l[col-1] != ' ' || l[col] == ' ' {
+			t.Errorf("misaligned line %q", l)
+		}
+	}
+	if strings.ContainsRune(buf.String(), 0x1b) || !strings.Contains(buf.String(), `evil\x1b[2J\tsensor`) {
+		t.Errorf("control characters from the log reached the terminal:\n%q", buf.String())
+	}
+}
+
+func TestJSON(t *testing.T) {
+	rows, a, st := scenarioRows(t)
+	var buf bytes.Buffer
+	if err := WriteJSON(&buf, rows, Summary{Hosts: len(rows), Sightings: a.Sightings(), Lines: st.Lines, Malformed: st.Malformed, Service: st.Service}); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Hosts []struct {
+			Host       string            `json:"host"`
+			FirstSeen  string            `json:"first_seen"`
+			LastSeen   string            `json:"last_seen"`
+			Events     uint64            `json:"events"`
+			Evidence   string            `json:"evidence"`
+			Families   []string          `json:"families"`
+			Signatures []string          `json:"signatures"`
+			Sources    map[string]uint64 `json:"sources"`
+			Sensors    []string          `json:"sensors"`
+		} `json:"hosts"`
+		Summary map[string]uint64 `json:"summary"`
+	}
+	d := json.NewDecoder(&buf)
+	d.DisallowUnknownFields()
+	if err := d.Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Hosts) != 5 || doc.Hosts[0].Host != "10.0.0.1" || doc.Hosts[0].Events != 4 ||
+		!reflect.DeepEqual(doc.Hosts[0].Sources, map[string]uint64{"dns": 3, "tftp": 0, "wire": 1}) ||
+		doc.Hosts[4].Families == nil {
+		t.Errorf("hosts %+v", doc.Hosts)
+	}
+	if doc.Summary["hosts"] != 5 || doc.Summary["sightings"] != 9 || doc.Summary["malformed"] != 2 {
+		t.Errorf("summary %v", doc.Summary)
+	}
+}
+
+// intelmqSinkholeHeader is the header of IntelMQ's own event4_sinkhole test
+// file (certtools/intelmq, intelmq/tests/bots/parsers/shadowserver/testdata/).
+const intelmqSinkholeHeader = `"timestamp","protocol","src_ip","src_port","src_asn","src_geo","src_region","src_city","src_hostname","src_naics","src_sector","device_vendor","device_type","device_model","dst_ip","dst_port","dst_asn","dst_geo","dst_region","dst_city","dst_hostname","dst_naics","dst_sector","public_source","infection","family","tag","application","version","event_id"`
+
+func TestShadowserver(t *testing.T) {
+	logA, logB := scenario(t)
+	var buf bytes.Buffer
+	sw := NewShadowserverWriter(&buf)
+	n := 0
+	for _, l := range [][]byte{logA, logB} {
+		r, _ := NewReader(bytes.NewReader(l), "log")
+		for r.Next() {
+			if err := sw.Write(r.Record()); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	if err := sw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHeader, _ := csv.NewReader(strings.NewReader(intelmqSinkholeHeader)).Read()
+	if !reflect.DeepEqual(recs[0], wantHeader) {
+		t.Fatalf("header %q\nwant %q", recs[0], wantHeader)
+	}
+	if len(recs) != n+1 {
+		t.Fatalf("%d rows for %d lines", len(recs)-1, n)
+	}
+	col := map[string]int{}
+	for i, c := range recs[0] {
+		col[c] = i
+	}
+	byKind := map[string][]string{}
+	for _, r := range recs[1:] {
+		if len(r) != len(wantHeader) {
+			t.Fatalf("row with %d columns", len(r))
+		}
+		// IntelMQ's required fields: timestamp (with " UTC" appended it must parse), src_ip, src_port.
+		if _, err := time.Parse("2006-01-02 15:04:05 MST", r[col["timestamp"]]+" UTC"); err != nil {
+			t.Errorf("timestamp %q: %v", r[col["timestamp"]], err)
+		}
+		if _, err := strconv.ParseUint(r[col["src_port"]], 10, 16); err != nil || r[col["src_ip"]] == "" {
+			t.Errorf("src %q:%q", r[col["src_ip"]], r[col["src_port"]])
+		}
+		kind, _, _ := strings.Cut(r[col["tag"]], ";")
+		byKind[kind] = r
+	}
+	tftp := byKind["tftp_refused"]
+	if tftp[col["protocol"]] != "udp" || tftp[col["dst_ip"]] != "192.0.2.69" || tftp[col["dst_port"]] != "69" ||
+		tftp[col["infection"]] != "blaster" || tftp[col["family"]] != "Blaster" || tftp[col["application"]] != "tftp" ||
+		tftp[col["public_source"]] == "" {
+		t.Errorf("tftp row %q", tftp)
+	}
+	dns := byKind["dns_sinkhole"]
+	if dns[col["protocol"]] != "udp" || dns[col["application"]] != "dns" || !strings.Contains(dns[col["tag"]], "evidence=weak") {
+		t.Errorf("dns row %q", dns)
+	}
+	wire := byKind["wire_match"]
+	if wire[col["dst_ip"]] != "10.9.9.9" || wire[col["dst_port"]] != "69" || wire[col["src_port"]] != "4444" {
+		t.Errorf("wire row %q", wire)
+	}
+	var folded bool
+	for _, r := range recs[1:] {
+		folded = folded || strings.HasSuffix(r[col["tag"]], ";count=2")
+	}
+	if !folded {
+		t.Errorf("the folded line's count is not in any tag")
+	}
+}
+
+var (
+	uuidV4  = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	xarfTag = regexp.MustCompile(`^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+-.]*$`)
+)
+
+// TestXARF checks each report against the X-ARF v4 core schema and the
+// infrastructure/botnet type schema (required fields, constants, formats).
+func TestXARF(t *testing.T) {
+	rows, _, _ := scenarioRows(t)
+	rep := Reporter{Org: "Example ISP", Contact: "abuse@isp.example", Domain: "isp.example"}
+	var buf bytes.Buffer
+	if err := WriteXARF(&buf, rows, rep); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != len(rows) {
+		t.Fatalf("%d reports for %d hosts", len(lines), len(rows))
+	}
+	ids := map[string]bool{}
+	for i, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"xarf_version", "report_id", "timestamp", "reporter", "sender", "source_identifier", "category", "type", "compromise_evidence"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("report %d lacks required %q", i, k)
+			}
+		}
+		if m["xarf_version"] != "4.0.0" || m["category"] != "infrastructure" || m["type"] != "botnet" {
+			t.Errorf("report %d: version/category/type %v %v %v", i, m["xarf_version"], m["category"], m["type"])
+		}
+		id, _ := m["report_id"].(string)
+		if !uuidV4.MatchString(id) || ids[id] {
+			t.Errorf("report_id %q not a fresh UUID v4", id)
+		}
+		ids[id] = true
+		for _, k := range []string{"timestamp", "first_seen", "last_seen"} {
+			if _, err := time.Parse(time.RFC3339, m[k].(string)); err != nil {
+				t.Errorf("%s: %v", k, err)
+			}
+		}
+		for _, who := range []string{"reporter", "sender"} {
+			c := m[who].(map[string]any)
+			if len(c) != 3 || c["org"] != rep.Org || c["contact"] != rep.Contact || c["domain"] != rep.Domain {
+				t.Errorf("%s %v", who, c)
+			}
+		}
+		if m["source_identifier"] != rows[i].Host.String() {
+			t.Errorf("source_identifier %v, want %v", m["source_identifier"], rows[i].Host)
+		}
+		if p, ok := m["source_port"].(float64); !ok || p < 1 || p > 65535 || uint16(p) != rows[i].LastPort {
+			t.Errorf("source_port %v", m["source_port"])
+		}
+		if c := m["confidence"].(float64); c < 0 || c > 1 {
+			t.Errorf("confidence %v", c)
+		}
+		tags, _ := m["tags"].([]any)
+		for _, tg := range tags {
+			if !xarfTag.MatchString(tg.(string)) {
+				t.Errorf("tag %q breaks the pattern", tg)
+			}
+		}
+		ev := m["evidence"].([]any)[0].(map[string]any)
+		payload, err := base64.StdEncoding.DecodeString(ev["payload"].(string))
+		if err != nil || ev["content_type"] != "application/json" || !strings.HasPrefix(ev["hash"].(string), "sha256:") {
+			t.Fatalf("evidence item %v: %v", ev, err)
+		}
+		var row map[string]any
+		if err := json.Unmarshal(payload, &row); err != nil || row["host"] != rows[i].Host.String() {
+			t.Errorf("evidence payload %s: %v", payload, err)
+		}
+	}
+	// The same input files the same ids: re-running does not open new tickets.
+	var again bytes.Buffer
+	WriteXARF(&again, rows, rep)
+	if again.String() != buf.String() {
+		t.Errorf("X-ARF output is not deterministic")
+	}
+}
+
+func htmlPage(t *testing.T) ([]byte, int) {
+	rows, a, st := scenarioRows(t)
+	var buf bytes.Buffer
+	err := WriteHTML(&buf, rows, HTMLPage{Title: "Outbreak <test>", Timeline: a.Timeline().Bin(TimelineBins),
+		Summary: Summary{Hosts: len(rows), Sightings: a.Sightings(), Lines: st.Lines, Malformed: st.Malformed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), len(rows)
+}
+
+func TestHTMLSelfContained(t *testing.T) {
+	page, n := htmlPage(t)
+	s := string(page)
+	for _, bad := range []string{" src=", " href=", "url(", "@import", "<link", "<iframe", "fetch(", "XMLHttpRequest"} {
+		if strings.Contains(s, bad) {
+			t.Errorf("page refers to something outside itself: %q", bad)
+		}
+	}
+	if strings.Count(s, `<tr class="host`) != n || !strings.Contains(s, "<svg") || !strings.Contains(s, "<polyline") {
+		t.Errorf("page lacks rows or chart")
+	}
+	if strings.Contains(s, "Outbreak <test>") || !strings.Contains(s, "Outbreak &lt;test&gt;") {
+		t.Errorf("title not escaped")
+	}
+	for _, fam := range []string{"Blaster (", "Welchia (", "(no family"} {
+		if !strings.Contains(s, fam) {
+			t.Errorf("legend lacks %q", fam)
+		}
+	}
+}
+
+// TestHTMLInChromium renders the page in headless Chromium, after its
+// script ran, and checks the host count it shows equals the CSV's rows.
+func TestHTMLInChromium(t *testing.T) {
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		// scripts/deps.sh (make test) installs chromium; only a bare `go test`
+		// without it skips.
+		t.Skip("chromium not installed (make deps installs it)")
+	}
+	page, _ := htmlPage(t)
+	rows, _, _ := scenarioRows(t)
+	var csvBuf bytes.Buffer
+	WriteCSV(&csvBuf, rows)
+	csvRows, _ := csv.NewReader(&csvBuf).ReadAll()
+	wantHosts := len(csvRows) - 1
+
+	dir := t.TempDir()
+	file := filepath.Join(dir, "report.html")
+	if err := os.WriteFile(file, page, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dom := chromium(t, bin, dir, "--dump-dom", "file://"+file)
+	if !strings.Contains(dom, `data-ready="1"`) {
+		t.Fatalf("the page's script did not run:\n%.2000s", dom)
+	}
+	m := regexp.MustCompile(`<b id="host-count">(\d+)</b>`).FindStringSubmatch(dom)
+	if m == nil {
+		t.Fatalf("no host count in the rendered page")
+	}
+	if got, _ := strconv.Atoi(m[1]); got != wantHosts || strings.Count(dom, `<tr class="host`) != wantHosts {
+		t.Errorf("page shows %s hosts and %d rows, CSV has %d", m[1], strings.Count(dom, `<tr class="host`), wantHosts)
+	}
+	shot := filepath.Join(dir, "shot.png")
+	chromium(t, bin, dir, "--screenshot="+shot, "--window-size=1280,900", "file://"+file)
+	png, err := os.ReadFile(shot)
+	if err != nil || len(png) < 5000 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("no screenshot (%d bytes): %v", len(png), err)
+	}
+	if out := os.Getenv("WORMSINK_SCREENSHOT"); out != "" {
+		os.WriteFile(out, png, 0o644) // for a human to look at
+	}
+}
+
+func chromium(t *testing.T, bin, dir string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+		"--user-data-dir=" + filepath.Join(dir, "profile")}
+	cmd := exec.CommandContext(ctx, bin, append(base, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+	}
+	return string(out)
+}
+
+// FuzzReport feeds arbitrary bytes (plain or gzip) through the reader, the
+// aggregator and every format: nothing panics, every line is accounted for,
+// and the CSV has one row per host.
+func FuzzReport(f *testing.F) {
+	logA, logB := scenario(f)
+	f.Add(logA)
+	f.Add(logB[:len(logB)/2])
+	f.Add(gz(f, logA))
+	f.Add([]byte("\n\n{}\n[]\n\x00\xff\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := NewReader(bytes.NewReader(data), "fuzz")
+		if err != nil {
+			return // a gzip header that is not one
+		}
+		a := NewAggregator(Filter{}, true)
+		var ss bytes.Buffer
+		sw := NewShadowserverWriter(&ss)
+		n := uint64(0)
+		for r.Next() {
+			a.Add(r.Record())
+			if err := sw.Write(r.Record()); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		st := r.Stats()
+		if st.Evidence != n || st.Evidence+st.Service+st.Malformed > st.Lines {
+			t.Fatalf("stats %+v for %d records", st, n)
+		}
+		rows := a.Hosts()
+		var out bytes.Buffer
+		if err := WriteCSV(&out, rows); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := csv.NewReader(&out).ReadAll()
+		if err != nil || len(recs) != len(rows)+1 {
+			t.Fatalf("csv: %d records for %d rows: %v", len(recs), len(rows), err)
+		}
+		for _, w := range []func(*bytes.Buffer) error{
+			func(b *bytes.Buffer) error { return WriteTable(b, rows) },
+			func(b *bytes.Buffer) error { return WriteJSON(b, rows, Summary{}) },
+			func(b *bytes.Buffer) error {
+				return WriteXARF(b, rows, Reporter{Org: "o", Contact: "a@b.c", Domain: "b.c"})
+			},
+			func(b *bytes.Buffer) error {
+				return WriteHTML(b, rows, HTMLPage{Timeline: a.Timeline().Bin(TimelineBins)})
+			},
+			func(b *bytes.Buffer) error { return sw.Flush() },
+		} {
+			var b bytes.Buffer
+			if err := w(&b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,148 @@
+package evidence
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// CSVHeader is the report's CSV header row (SPEC §4), exactly.
+var CSVHeader = []string{"host", "first_seen", "last_seen", "events", "evidence", "families", "signatures", "sources", "sensors"}
+
+// listSep joins the names in one CSV or table cell.
+const listSep = ";"
+
+// String renders sources as "dns=N;tftp=N;wire=N".
+func (s Sources) String() string {
+	return "dns=" + strconv.FormatUint(s.DNS, 10) + listSep +
+		"tftp=" + strconv.FormatUint(s.TFTP, 10) + listSep +
+		"wire=" + strconv.FormatUint(s.Wire, 10)
+}
+
+func (h *HostSummary) cells() []string {
+	return []string{
+		h.Host.String(),
+		h.FirstSeen.Format(TimeFormat),
+		h.LastSeen.Format(TimeFormat),
+		strconv.FormatUint(h.Events, 10),
+		h.Evidence.String(),
+		strings.Join(h.Families, listSep),
+		strings.Join(h.Signatures, listSep),
+		h.Sources.String(),
+		strings.Join(h.Sensors, listSep),
+	}
+}
+
+// WriteCSV writes the rows under CSVHeader; lists inside a cell are joined
+// with ";".
+func WriteCSV(w io.Writer, rows []HostSummary) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(CSVHeader); err != nil {
+		return err
+	}
+	for i := range rows {
+		if err := cw.Write(rows[i].cells()); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteTable writes the rows as aligned columns for a terminal. Names from
+// the log are printed with control characters escaped, so a hostile log
+// cannot move the cursor.
+func WriteTable(w io.Writer, rows []HostSummary) error {
+	bw := bufio.NewWriter(w)
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS")
+	for i := range rows {
+		c := rows[i].cells()
+		for j := range c {
+			c[j] = printable(c[j])
+		}
+		fmt.Fprintln(tw, strings.Join(c, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// printable escapes control characters and tabs (which would break the
+// columns) the way Go quotes them.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
+}
+
+// jsonHost is the JSON shape of a row.
+type jsonHost struct {
+	Host       string   `json:"host"`
+	FirstSeen  string   `json:"first_seen"`
+	LastSeen   string   `json:"last_seen"`
+	Events     uint64   `json:"events"`
+	Evidence   string   `json:"evidence"`
+	Families   []string `json:"families"`
+	Signatures []string `json:"signatures"`
+	Sources    Sources  `json:"sources"`
+	Sensors    []string `json:"sensors"`
+}
+
+func (h *HostSummary) jsonRow() jsonHost {
+	return jsonHost{
+		Host: h.Host.String(), FirstSeen: h.FirstSeen.Format(TimeFormat), LastSeen: h.LastSeen.Format(TimeFormat),
+		Events: h.Events, Evidence: h.Evidence.String(),
+		Families: nonNil(h.Families), Signatures: nonNil(h.Signatures), Sources: h.Sources, Sensors: nonNil(h.Sensors),
+	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// JSONReport is the document --format json writes.
+type JSONReport struct {
+	Hosts   []jsonHost `json:"hosts"`
+	Summary Summary    `json:"summary"`
+}
+
+// Summary describes what a report was made from.
+type Summary struct {
+	Hosts     int    `json:"hosts"`
+	Sightings uint64 `json:"sightings"` // kept by the filter, over all hosts before the evidence filter
+	Lines     uint64 `json:"lines"`
+	Malformed uint64 `json:"malformed"`
+	Service   uint64 `json:"service"`
+}
+
+// WriteJSON writes {"hosts":[...],"summary":{...}}: one object per row with
+// the CSV's columns as keys (families, signatures and sensors as arrays,
+// sources as an object).
+func WriteJSON(w io.Writer, rows []HostSummary, sum Summary) error {
+	doc := JSONReport{Hosts: make([]jsonHost, len(rows)), Summary: sum}
+	for i := range rows {
+		doc.Hosts[i] = rows[i].jsonRow()
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}

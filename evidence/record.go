@@ -1,0 +1,444 @@
+package evidence
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+
+	"wormsink/signatures"
+)
+
+// Record is one evidence line read back from a log. Its byte-slice fields
+// point into the reader's buffers and stay valid only until the next line is
+// parsed: copy what you keep. Reading a line therefore costs no allocation.
+type Record struct {
+	Time     time.Time // the (first) sighting the line stands for
+	Last     time.Time // the last folded sighting; equal to Time when the line stands for one
+	Kind     Kind
+	Host     netip.Addr
+	Port     uint16
+	Sig      []byte
+	Family   []byte
+	Evidence signatures.Strength
+	Count    uint64 // ≥ 1
+	Sensor   []byte
+	Serial   uint64
+
+	// Per-event detail the exports use (SPEC §3); empty when absent.
+	QName, QType, Transport []byte // dns_sinkhole
+	File, Op, Server        []byte // tftp_*, and wire_match when it saw a TFTP request
+	Peer, Role, Proto       []byte // wire_match
+	DstPort                 uint16 // wire_match
+}
+
+// LineKind says what a parsed line turned out to be.
+type LineKind uint8
+
+const (
+	LineEvidence  LineKind = iota // an evidence line: the Record is filled
+	LineService                   // a service line (start, reload, errors): skipped silently
+	LineBlank                     // an empty or all-whitespace line: skipped silently
+	LineMalformed                 // not JSON, or not an evidence line this reader understands
+)
+
+func (k LineKind) String() string {
+	switch k {
+	case LineEvidence:
+		return "evidence"
+	case LineService:
+		return "service"
+	case LineBlank:
+		return "blank"
+	}
+	return "malformed"
+}
+
+// ErrMalformed is wrapped by every error Parse returns for a line it skips.
+var ErrMalformed = errors.New("malformed line")
+
+// field numbers the scanner fills; the order is irrelevant.
+const (
+	fTime = iota
+	fEvent
+	fHost
+	fPort
+	fSig
+	fFamily
+	fEvidence
+	fCount
+	fLast
+	fSensor
+	fSerial
+	fLevel
+	fQName
+	fQType
+	fTransport
+	fFile
+	fOp
+	fServer
+	fPeer
+	fRole
+	fProto
+	fDstPort
+	nFields
+)
+
+// value types as the JSON text had them
+const (
+	tNone   = iota // absent
+	tString        // val is the decoded string
+	tNumber        // val is the number's text
+	tOther         // true, false, null, object or array
+)
+
+func fieldOf(key []byte) int {
+	switch string(key) { // no allocation: the compiler compares in place
+	case "time":
+		return fTime
+	case "event":
+		return fEvent
+	case "host":
+		return fHost
+	case "port":
+		return fPort
+	case "signature":
+		return fSig
+	case "family":
+		return fFamily
+	case "evidence":
+		return fEvidence
+	case "count":
+		return fCount
+	case "last":
+		return fLast
+	case "sensor":
+		return fSensor
+	case "serial":
+		return fSerial
+	case "level":
+		return fLevel
+	case "qname":
+		return fQName
+	case "qtype":
+		return fQType
+	case "transport":
+		return fTransport
+	case "file":
+		return fFile
+	case "op":
+		return fOp
+	case "server":
+		return fServer
+	case "peer":
+		return fPeer
+	case "role":
+		return fRole
+	case "proto":
+		return fProto
+	case "dst_port":
+		return fDstPort
+	}
+	return -1
+}
+
+// fields is what either scanner (the fast one or encoding/json) hands to
+// finish: for each known key, the JSON type of its last value and the value.
+// Sharing finish keeps both paths' meaning identical by construction.
+type fields struct {
+	typ [nFields]uint8
+	val [nFields][]byte
+}
+
+func (f *fields) reset() {
+	f.typ = [nFields]uint8{}
+}
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
+}
+
+// Errors finish returns are preallocated: a bad line in a hot loop must not
+// cost an allocation per line either.
+var (
+	errNotObject   = malformed("not a JSON object")
+	errBadJSON     = malformed("not valid JSON")
+	errNoHost      = malformed("no host")
+	errNoTime      = malformed("no time")
+	errNoEvent     = malformed("no event")
+	errNoEvidence  = malformed("no evidence")
+	errBadHost     = malformed("bad host")
+	errBadTime     = malformed("bad time")
+	errBadLast     = malformed("bad last")
+	errBadEvent    = malformed("unknown event")
+	errBadEvidence = malformed("bad evidence")
+	errBadPort     = malformed("bad port")
+	errBadCount    = malformed("bad count")
+	errBadSerial   = malformed("bad serial")
+	errBadDstPort  = malformed("bad dst_port")
+	errBadField    = malformed("a field has the wrong type")
+	errTooLong     = malformed("line too long")
+)
+
+// finish turns scanned fields into a Record.
+func finish(f *fields, rec *Record) (LineKind, error) {
+	if f.typ[fHost] == tNone {
+		if f.typ[fLevel] != tNone {
+			return LineService, nil
+		}
+		return LineMalformed, errNoHost
+	}
+	// Every string field must be a string when present.
+	for _, i := range [...]int{fTime, fEvent, fHost, fSig, fFamily, fEvidence, fLast, fSensor,
+		fQName, fQType, fTransport, fFile, fOp, fServer, fPeer, fRole, fProto} {
+		if t := f.typ[i]; t != tNone && t != tString {
+			return LineMalformed, errBadField
+		}
+	}
+	if f.typ[fTime] == tNone {
+		return LineMalformed, errNoTime
+	}
+	if f.typ[fEvent] == tNone {
+		return LineMalformed, errNoEvent
+	}
+	if f.typ[fEvidence] == tNone {
+		return LineMalformed, errNoEvidence
+	}
+	switch string(f.val[fEvent]) {
+	case string(DNSSinkhole):
+		rec.Kind = DNSSinkhole
+	case string(TFTPRefused):
+		rec.Kind = TFTPRefused
+	case string(TFTPRequest):
+		rec.Kind = TFTPRequest
+	case string(WireMatch):
+		rec.Kind = WireMatch
+	default:
+		return LineMalformed, errBadEvent
+	}
+	switch string(f.val[fEvidence]) {
+	case "strong":
+		rec.Evidence = signatures.Strong
+	case "weak":
+		rec.Evidence = signatures.Weak
+	default:
+		return LineMalformed, errBadEvidence
+	}
+	var ok bool
+	if rec.Host, ok = parseAddr(f.val[fHost]); !ok {
+		return LineMalformed, errBadHost
+	}
+	if rec.Time, ok = parseTime(f.val[fTime]); !ok || !plausible(rec.Time) {
+		return LineMalformed, errBadTime
+	}
+	rec.Last = rec.Time
+	if f.typ[fLast] != tNone {
+		if rec.Last, ok = parseTime(f.val[fLast]); !ok || !plausible(rec.Last) {
+			return LineMalformed, errBadLast
+		}
+		if rec.Last.Before(rec.Time) {
+			rec.Last = rec.Time
+		}
+	}
+	var n uint64
+	if n, ok = uintField(f, fPort, math.MaxUint16); !ok {
+		return LineMalformed, errBadPort
+	}
+	rec.Port = uint16(n)
+	if n, ok = uintField(f, fDstPort, math.MaxUint16); !ok {
+		return LineMalformed, errBadDstPort
+	}
+	rec.DstPort = uint16(n)
+	if rec.Count, ok = uintField(f, fCount, math.MaxUint64); !ok {
+		return LineMalformed, errBadCount
+	}
+	if rec.Count == 0 {
+		rec.Count = 1 // SPEC §3: 1 when absent
+	}
+	if rec.Serial, ok = uintField(f, fSerial, math.MaxUint64); !ok {
+		return LineMalformed, errBadSerial
+	}
+	rec.Sig = f.str(fSig)
+	rec.Family = f.str(fFamily)
+	rec.Sensor = f.str(fSensor)
+	rec.QName = f.str(fQName)
+	rec.QType = f.str(fQType)
+	rec.Transport = f.str(fTransport)
+	rec.File = f.str(fFile)
+	rec.Op = f.str(fOp)
+	rec.Server = f.str(fServer)
+	rec.Peer = f.str(fPeer)
+	rec.Role = f.str(fRole)
+	rec.Proto = f.str(fProto)
+	return LineEvidence, nil
+}
+
+func (f *fields) str(i int) []byte {
+	if f.typ[i] != tString {
+		return nil
+	}
+	return f.val[i]
+}
+
+// Times a log can hold: from the epoch (a capture with no clock) to well
+// past any sensor's life, and inside what UnixNano represents.
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func plausible(t time.Time) bool { return !t.Before(minTime) && t.Before(maxTime) }
+
+// uintField reads an optional non-negative integer field no larger than max;
+// absent is 0.
+func uintField(f *fields, i int, max uint64) (uint64, bool) {
+	switch f.typ[i] {
+	case tNone:
+		return 0, true
+	case tNumber:
+	default:
+		return 0, false
+	}
+	b := f.val[i]
+	if len(b) == 0 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false // negative, fraction or exponent
+		}
+		d := uint64(c - '0')
+		if n > (max-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// parseAddr parses dotted-quad IPv4 by hand (the common case) and leaves
+// everything else to netip, whose rules it mirrors: no leading zeros.
+func parseAddr(b []byte) (netip.Addr, bool) {
+	var ip [4]byte
+	oct, n, digits := 0, 0, 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if digits == 1 && n == 0 {
+				return slowAddr(b) // leading zero: let netip decide (it refuses)
+			}
+			n = n*10 + int(c-'0')
+			digits++
+			if n > 255 {
+				return slowAddr(b) // perhaps IPv6 ("2001::"); netip decides
+			}
+		case c == '.':
+			if digits == 0 || oct == 3 {
+				return slowAddr(b)
+			}
+			ip[oct] = byte(n)
+			oct++
+			n, digits = 0, 0
+		default:
+			return slowAddr(b)
+		}
+	}
+	if oct != 3 || digits == 0 {
+		return slowAddr(b)
+	}
+	ip[3] = byte(n)
+	return netip.AddrFrom4(ip), true
+}
+
+func slowAddr(b []byte) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(string(b))
+	return a, err == nil
+}
+
+// parseTime reads the log's own format (RFC 3339, UTC "Z", any fraction of
+// up to nine digits) by hand and anything else with time.Parse, so the two
+// agree on every input (FuzzParseTime checks).
+func parseTime(b []byte) (time.Time, bool) {
+	if t, ok := fastTime(b); ok {
+		return t, true
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(b))
+	return t, err == nil
+}
+
+func fastTime(b []byte) (time.Time, bool) {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+		return time.Time{}, false
+	}
+	year, ok1 := digits(b[0:4])
+	month, ok2 := digits(b[5:7])
+	day, ok3 := digits(b[8:10])
+	hour, ok4 := digits(b[11:13])
+	min, ok5 := digits(b[14:16])
+	sec, ok6 := digits(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+		return time.Time{}, false
+	}
+	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || min > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if frac := b[19 : len(b)-1]; len(frac) > 0 {
+		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+			return time.Time{}, false
+		}
+		n, ok := digits(frac[1:])
+		if !ok {
+			return time.Time{}, false
+		}
+		for i := len(frac) - 1; i < 9; i++ {
+			n *= 10
+		}
+		nsec = n
+	}
+	days := daysFromCivil(year, month, day)
+	return time.Unix(days*86400+int64(hour*3600+min*60+sec), int64(nsec)).UTC(), true
+}
+
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// daysFromCivil counts days since 1970-01-01 (Howard Hinnant's algorithm).
+func daysFromCivil(y, m, d int) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era = (y - 399) / 400
+	}
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return int64(era)*146097 + int64(doe) - 719468
+}

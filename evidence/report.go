@@ -1,0 +1,408 @@
+package evidence
+
+import (
+	"bytes"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"wormsink/signatures"
+)
+
+// Filter selects the sightings a report counts. The zero value takes all.
+type Filter struct {
+	Since, Until time.Time // zero: unbounded
+	// Families keeps only sightings of these families (case-insensitive);
+	// empty keeps all.
+	Families []string
+	// StrongOnly lists only hosts with strong evidence (their rows still
+	// count their weak sightings); otherwise every host is listed.
+	StrongOnly bool
+}
+
+// EvidenceStrong is the strength that proves an infection.
+const EvidenceStrong = signatures.Strong
+
+// Keep reports whether a sighting passes the time and family filter. A
+// folded line counts whole when its span [Time, Last] overlaps the window:
+// its count cannot be split.
+func (f *Filter) Keep(r *Record) bool {
+	if !f.Since.IsZero() && r.Last.Before(f.Since) {
+		return false
+	}
+	if !f.Until.IsZero() && r.Time.After(f.Until) {
+		return false
+	}
+	if len(f.Families) > 0 {
+		for _, fam := range f.Families {
+			if bytes.EqualFold(r.Family, []byte(fam)) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// Sources counts sightings by where they were made.
+type Sources struct {
+	DNS  uint64 `json:"dns"`  // dns_sinkhole
+	TFTP uint64 `json:"tftp"` // tftp_refused, tftp_request
+	Wire uint64 `json:"wire"` // wire_match
+}
+
+// HostSummary is one row of the report: everything the logs say about one
+// host.
+type HostSummary struct {
+	Host       netip.Addr
+	FirstSeen  time.Time
+	LastSeen   time.Time
+	FirstPort  uint16 // source port of the first sighting
+	LastPort   uint16 // source port of the last sighting (for CGNAT look-ups)
+	Events     uint64 // sum of counts
+	Evidence   signatures.Strength
+	Families   []string // sorted
+	Signatures []string // sorted
+	Sources    Sources
+	Sensors    []string // sorted
+}
+
+// hostAgg is the per-host state while reading: 64 bytes, one cache line,
+// with the family, signature and sensor sets as bitmasks of interned ids.
+// Memory grows with hosts, never with lines; and since every line touches
+// its host's state at random, keeping that state small is what keeps the
+// report fast.
+type hostAgg struct {
+	first, last         int64 // unix nanoseconds
+	src                 [3]uint64
+	fams, sigs, sensors uint32 // bit i: id i of that kind, for ids below 32
+	firstPort, lastPort uint16
+	evidence            signatures.Strength
+	hasExtra            bool // ids from 32 on are in Aggregator.extra
+}
+
+// name kinds
+const (
+	kindFamily = iota
+	kindSig
+	kindSensor
+)
+
+const maskIDs = 32
+
+// Aggregator folds records into per-host rows, and optionally a timeline of
+// sightings per family for the HTML page.
+type Aggregator struct {
+	filter   Filter
+	v4       v4Index               // IPv4 hosts → index into aggs
+	other    map[netip.Addr]uint32 // every other host
+	aggs     []hostAgg
+	addrs    []netip.Addr
+	extra    map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs (rare)
+	names    [3]interner         // families, signatures, sensors
+	timeline *Timeline
+	kept     uint64 // sightings counted
+}
+
+// NewAggregator returns an empty aggregator applying f. With timeline set
+// it also bins sightings over time per family.
+func NewAggregator(f Filter, timeline bool) *Aggregator {
+	a := &Aggregator{filter: f, other: make(map[netip.Addr]uint32), extra: make(map[uint32][]uint32)}
+	for i := range a.names {
+		a.names[i].ids = make(map[string]uint32)
+	}
+	if timeline {
+		a.timeline = newTimeline()
+	}
+	return a
+}
+
+// Add counts one record if the filter keeps it.
+func (a *Aggregator) Add(r *Record) {
+	if !a.filter.Keep(r) {
+		return
+	}
+	first, last := r.Time.UnixNano(), r.Last.UnixNano()
+	if s := a.filter.Since; !s.IsZero() && first < s.UnixNano() {
+		first = s.UnixNano()
+	}
+	if u := a.filter.Until; !u.IsZero() && last > u.UnixNano() {
+		last = u.UnixNano()
+	}
+	i, ok := a.lookup(r.Host)
+	if !ok {
+		i = uint32(len(a.aggs))
+		a.insert(r.Host, i)
+		a.aggs = append(a.aggs, hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence})
+		a.addrs = append(a.addrs, r.Host)
+	}
+	h := &a.aggs[i]
+	if first < h.first {
+		h.first, h.firstPort = first, r.Port
+	}
+	if last >= h.last {
+		h.last, h.lastPort = last, r.Port
+	}
+	if r.Evidence < h.evidence { // Strong is the smaller value
+		h.evidence = r.Evidence
+	}
+	h.src[sourceOf(r.Kind)] += r.Count
+	fam := uint32(0)
+	if len(r.Family) > 0 {
+		fam = a.names[kindFamily].id(r.Family)
+		a.mark(h, i, &h.fams, kindFamily, fam)
+	}
+	if len(r.Sig) > 0 {
+		a.mark(h, i, &h.sigs, kindSig, a.names[kindSig].id(r.Sig))
+	}
+	if len(r.Sensor) > 0 {
+		a.mark(h, i, &h.sensors, kindSensor, a.names[kindSensor].id(r.Sensor))
+	}
+	a.kept += r.Count
+	if a.timeline != nil {
+		if len(r.Family) == 0 {
+			fam = a.names[kindFamily].id(nil)
+		}
+		a.timeline.add(fam, first, last, r.Count)
+	}
+}
+
+func (a *Aggregator) lookup(addr netip.Addr) (uint32, bool) {
+	if addr.Is4() {
+		return a.v4.get(v4Key(addr))
+	}
+	i, ok := a.other[addr]
+	return i, ok
+}
+
+func (a *Aggregator) insert(addr netip.Addr, i uint32) {
+	if addr.Is4() {
+		a.v4.put(v4Key(addr), i)
+		return
+	}
+	a.other[addr] = i
+}
+
+func v4Key(addr netip.Addr) uint32 {
+	b := addr.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func (a *Aggregator) mark(h *hostAgg, i uint32, set *uint32, kind int, id uint32) {
+	if id < maskIDs {
+		*set |= 1 << id
+		return
+	}
+	x := uint32(kind)<<30 | id
+	for _, y := range a.extra[i] {
+		if y == x {
+			return
+		}
+	}
+	a.extra[i] = append(a.extra[i], x)
+	h.hasExtra = true
+}
+
+// namesOf returns the sorted names of one kind in a host's sets.
+func (a *Aggregator) namesOf(i uint32, set uint32, kind int) []string {
+	var ids []uint32
+	for set != 0 {
+		b := bits.TrailingZeros32(set)
+		ids = append(ids, uint32(b))
+		set &^= 1 << b
+	}
+	if a.aggs[i].hasExtra {
+		for _, x := range a.extra[i] {
+			if int(x>>30) == kind {
+				ids = append(ids, x&(1<<30-1))
+			}
+		}
+	}
+	return a.names[kind].sorted(ids)
+}
+
+// v4Index maps IPv4 addresses to host indexes: open addressing with linear
+// probing over 8-byte slots (address, index+1), so the table for 100,000
+// hosts is 2 MB and a look-up mostly stays in cache, where a Go map keyed
+// by netip.Addr would take 32 bytes a slot.
+type v4Index struct {
+	slots []uint64 // key<<32 | index+1; 0 is empty
+	n     int
+	shift uint
+}
+
+func (t *v4Index) hash(k uint32) uint64 {
+	return (uint64(k) * 0x9E3779B97F4A7C15) >> t.shift
+}
+
+func (t *v4Index) get(k uint32) (uint32, bool) {
+	if t.slots == nil {
+		return 0, false
+	}
+	mask := uint64(len(t.slots) - 1)
+	for p := t.hash(k); ; p = (p + 1) & mask {
+		s := t.slots[p]
+		if s == 0 {
+			return 0, false
+		}
+		if uint32(s>>32) == k {
+			return uint32(s) - 1, true
+		}
+	}
+}
+
+func (t *v4Index) put(k, i uint32) {
+	if 2*(t.n+1) > len(t.slots) {
+		t.grow()
+	}
+	mask := uint64(len(t.slots) - 1)
+	p := t.hash(k)
+	for t.slots[p] != 0 {
+		p = (p + 1) & mask
+	}
+	t.slots[p] = uint64(k)<<32 | uint64(i+1)
+	t.n++
+}
+
+func (t *v4Index) grow() {
+	old := t.slots
+	size := 1024
+	if len(old) > 0 {
+		size = 2 * len(old)
+	}
+	t.slots = make([]uint64, size)
+	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	t.n = 0
+	for _, s := range old {
+		if s != 0 {
+			t.put(uint32(s>>32), uint32(s)-1)
+		}
+	}
+}
+
+func sourceOf(k Kind) int {
+	switch k {
+	case DNSSinkhole:
+		return 0
+	case TFTPRefused, TFTPRequest:
+		return 1
+	}
+	return 2
+}
+
+// Sightings returns the sum of counts the filter kept (before the evidence
+// filter, which applies to hosts).
+func (a *Aggregator) Sightings() uint64 { return a.kept }
+
+// Hosts returns the report rows: hosts passing the evidence filter,
+// strongest evidence first, then most events, then by address.
+func (a *Aggregator) Hosts() []HostSummary {
+	out := make([]HostSummary, 0, len(a.aggs))
+	for i := range a.aggs {
+		h, addr := &a.aggs[i], a.addrs[i]
+		ix := uint32(i)
+		if a.filter.StrongOnly && h.evidence != signatures.Strong {
+			continue
+		}
+		out = append(out, HostSummary{
+			Host:       addr,
+			FirstSeen:  time.Unix(0, h.first).UTC(),
+			LastSeen:   time.Unix(0, h.last).UTC(),
+			FirstPort:  h.firstPort,
+			LastPort:   h.lastPort,
+			Events:     h.src[0] + h.src[1] + h.src[2],
+			Evidence:   h.evidence,
+			Families:   a.namesOf(ix, h.fams, kindFamily),
+			Signatures: a.namesOf(ix, h.sigs, kindSig),
+			Sources:    Sources{DNS: h.src[0], TFTP: h.src[1], Wire: h.src[2]},
+			Sensors:    a.namesOf(ix, h.sensors, kindSensor),
+		})
+	}
+	SortHosts(out)
+	return out
+}
+
+// SortHosts orders rows as the report does: strongest evidence first, then
+// most events, then host address.
+func SortHosts(rows []HostSummary) {
+	slices.SortFunc(rows, func(x, y HostSummary) int {
+		if x.Evidence != y.Evidence {
+			return int(x.Evidence) - int(y.Evidence)
+		}
+		if x.Events != y.Events {
+			if x.Events > y.Events {
+				return -1
+			}
+			return 1
+		}
+		return x.Host.Compare(y.Host)
+	})
+}
+
+// Timeline returns the binned sightings per family, or nil when the
+// aggregator was made without one.
+func (a *Aggregator) Timeline() *Timeline {
+	if a.timeline != nil {
+		a.timeline.names = &a.names[kindFamily]
+	}
+	return a.timeline
+}
+
+// interner maps the few distinct family, signature and sensor names to
+// small ids; looking up a known name costs no allocation.
+type interner struct {
+	ids   map[string]uint32
+	names []string
+	last  uint32
+	valid bool
+	rank  []uint32 // display order of each id, made by sorted
+}
+
+func (n *interner) id(b []byte) uint32 {
+	if n.valid && n.names[n.last] == string(b) {
+		return n.last
+	}
+	id, ok := n.ids[string(b)]
+	if !ok {
+		id = uint32(len(n.names))
+		s := string(b)
+		n.names = append(n.names, s)
+		n.ids[s] = id
+	}
+	n.last, n.valid = id, true
+	return id
+}
+
+// sorted returns the names of ids in display order: case-insensitive, then
+// exact. The order of all names is computed once, when the first row is
+// built (names are no longer added by then).
+func (n *interner) sorted(ids []uint32) []string {
+	if len(n.rank) != len(n.names) {
+		order := make([]uint32, len(n.names))
+		for i := range order {
+			order[i] = uint32(i)
+		}
+		lower := make([]string, len(n.names))
+		for i, s := range n.names {
+			lower[i] = strings.ToLower(s)
+		}
+		slices.SortFunc(order, func(a, b uint32) int {
+			if c := strings.Compare(lower[a], lower[b]); c != 0 {
+				return c
+			}
+			return strings.Compare(n.names[a], n.names[b])
+		})
+		n.rank = make([]uint32, len(n.names))
+		for r, id := range order {
+			n.rank[id] = uint32(r)
+		}
+	}
+	slices.SortFunc(ids, func(a, b uint32) int { return int(n.rank[a]) - int(n.rank[b]) })
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = n.names[id]
+	}
+	return out
+}

@@ -1,0 +1,413 @@
+package evidence
+
+import (
+	"bytes"
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// Parser reads evidence lines. It is a hand-rolled JSON scanner for the
+// fields the report needs: it validates the whole line as JSON, takes fields
+// in any order, decodes escapes, and costs no allocation for the lines the
+// evidence writer produces. Anything unusual (invalid UTF-8, lone UTF-16
+// surrogates, deep nesting) falls back to encoding/json, whose reading the
+// fast path is fuzzed against. The zero value is ready to use; a Parser is
+// not safe for concurrent use.
+type Parser struct {
+	f     fields
+	arena []byte // decoded strings with escapes; reserved per line so slices stay put
+	slow  map[string]any
+}
+
+// maxDepth bounds the fast path's recursion into nested values; deeper
+// lines go to encoding/json.
+const maxDepth = 32
+
+// Parse reads one line (without its newline) into rec. For a LineMalformed
+// line the error, wrapping ErrMalformed, says why.
+func (p *Parser) Parse(line []byte, rec *Record) (LineKind, error) {
+	p.f.reset()
+	kind, err, fallback := p.scan(line)
+	if fallback {
+		return p.parseSlow(line, rec)
+	}
+	if kind != LineEvidence {
+		return kind, err
+	}
+	return finish(&p.f, rec)
+}
+
+// scan tokenizes line into p.f. kind is LineEvidence when the line was a
+// valid JSON object (finish decides the rest), LineBlank or LineMalformed.
+func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
+	i := skipWS(line, 0)
+	if i == len(line) {
+		return LineBlank, nil, false
+	}
+	if line[i] != '{' {
+		// Valid JSON that is no object, or no JSON at all: malformed either way.
+		return LineMalformed, errNotObject, false
+	}
+	if cap(p.arena) < len(line) {
+		p.arena = make([]byte, 0, len(line)+len(line)/2)
+	}
+	p.arena = p.arena[:0]
+	i = skipWS(line, i+1)
+	if i < len(line) && line[i] == '}' {
+		i++
+	} else {
+		for {
+			if i >= len(line) || line[i] != '"' {
+				return LineMalformed, errBadJSON, false
+			}
+			key, next, st := p.str(line, i)
+			if st != strOK {
+				return LineMalformed, errBadJSON, st == strFallback
+			}
+			i = skipWS(line, next)
+			if i >= len(line) || line[i] != ':' {
+				return LineMalformed, errBadJSON, false
+			}
+			i = skipWS(line, i+1)
+			if i >= len(line) {
+				return LineMalformed, errBadJSON, false
+			}
+			fi := fieldOf(key)
+			switch c := line[i]; {
+			case c == '"':
+				val, next, st := p.str(line, i)
+				if st != strOK {
+					return LineMalformed, errBadJSON, st == strFallback
+				}
+				if fi >= 0 {
+					p.f.typ[fi], p.f.val[fi] = tString, val
+				}
+				i = next
+			case c == '-' || (c >= '0' && c <= '9'):
+				next, ok := number(line, i)
+				if !ok {
+					return LineMalformed, errBadJSON, false
+				}
+				if fi >= 0 {
+					p.f.typ[fi], p.f.val[fi] = tNumber, line[i:next]
+				}
+				i = next
+			default:
+				next, st := p.skipValue(line, i, 0)
+				if st != strOK {
+					return LineMalformed, errBadJSON, st == strFallback
+				}
+				if fi >= 0 {
+					p.f.typ[fi], p.f.val[fi] = tOther, nil
+				}
+				i = next
+			}
+			i = skipWS(line, i)
+			if i >= len(line) {
+				return LineMalformed, errBadJSON, false
+			}
+			if line[i] == '}' {
+				i++
+				break
+			}
+			if line[i] != ',' {
+				return LineMalformed, errBadJSON, false
+			}
+			i = skipWS(line, i+1)
+		}
+	}
+	if skipWS(line, i) != len(line) {
+		return LineMalformed, errBadJSON, false
+	}
+	return LineEvidence, nil, false
+}
+
+type strStatus uint8
+
+const (
+	strOK       strStatus = iota
+	strBad                // invalid JSON
+	strFallback           // valid perhaps, but encoding/json must decide
+)
+
+// class of each byte inside a JSON string: 0 plain ASCII, 1 quote, 2
+// backslash, 3 control (invalid), 4 non-ASCII.
+var strClass = func() (t [256]uint8) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = 3
+	}
+	t['"'] = 1
+	t['\\'] = 2
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = 4
+	}
+	return t
+}()
+
+// str reads the JSON string starting at line[i] == '"'. The result points
+// into line when the string has no escapes, else into p.arena.
+func (p *Parser) str(line []byte, i int) ([]byte, int, strStatus) {
+	start := i + 1
+	nonASCII := false
+	for j := start; j < len(line); j++ {
+		switch strClass[line[j]] {
+		case 0:
+			continue
+		case 1:
+			s := line[start:j]
+			if nonASCII && !utf8.Valid(s) {
+				return nil, 0, strFallback
+			}
+			return s, j + 1, strOK
+		case 2:
+			return p.strEscaped(line, start, j)
+		case 3:
+			return nil, 0, strBad
+		case 4:
+			nonASCII = true
+		}
+	}
+	return nil, 0, strBad
+}
+
+// strEscaped decodes a string from start whose first escape is at j.
+func (p *Parser) strEscaped(line []byte, start, j int) ([]byte, int, strStatus) {
+	a0 := len(p.arena)
+	p.arena = append(p.arena, line[start:j]...)
+	nonASCII := false
+	for j < len(line) {
+		c := line[j]
+		switch strClass[c] {
+		case 0:
+			p.arena = append(p.arena, c)
+			j++
+		case 1:
+			s := p.arena[a0:len(p.arena):len(p.arena)]
+			if nonASCII && !utf8.Valid(s) {
+				return nil, 0, strFallback
+			}
+			return s, j + 1, strOK
+		case 3:
+			return nil, 0, strBad
+		case 4:
+			nonASCII = true
+			p.arena = append(p.arena, c)
+			j++
+		case 2:
+			if j+1 >= len(line) {
+				return nil, 0, strBad
+			}
+			switch e := line[j+1]; e {
+			case '"', '\\', '/':
+				p.arena = append(p.arena, e)
+			case 'b':
+				p.arena = append(p.arena, '\b')
+			case 'f':
+				p.arena = append(p.arena, '\f')
+			case 'n':
+				p.arena = append(p.arena, '\n')
+			case 'r':
+				p.arena = append(p.arena, '\r')
+			case 't':
+				p.arena = append(p.arena, '\t')
+			case 'u':
+				if j+6 > len(line) {
+					return nil, 0, strBad
+				}
+				r := rune(0)
+				for _, h := range line[j+2 : j+6] {
+					var v byte
+					switch {
+					case h >= '0' && h <= '9':
+						v = h - '0'
+					case h >= 'a' && h <= 'f':
+						v = h - 'a' + 10
+					case h >= 'A' && h <= 'F':
+						v = h - 'A' + 10
+					default:
+						return nil, 0, strBad
+					}
+					r = r<<4 | rune(v)
+				}
+				if r >= 0xD800 && r < 0xE000 {
+					return nil, 0, strFallback // surrogates: encoding/json's rules apply
+				}
+				p.arena = utf8.AppendRune(p.arena, r)
+				j += 4
+			default:
+				return nil, 0, strBad
+			}
+			j += 2
+		}
+	}
+	return nil, 0, strBad
+}
+
+// number scans a JSON number at line[i], returning its end.
+func number(line []byte, i int) (int, bool) {
+	if line[i] == '-' {
+		i++
+	}
+	if i >= len(line) {
+		return 0, false
+	}
+	switch c := line[i]; {
+	case c == '0':
+		i++
+	case c >= '1' && c <= '9':
+		for i < len(line) && line[i] >= '0' && line[i] <= '9' {
+			i++
+		}
+	default:
+		return 0, false
+	}
+	if i < len(line) && line[i] == '.' {
+		i++
+		d := i
+		for i < len(line) && line[i] >= '0' && line[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return 0, false
+		}
+	}
+	if i < len(line) && (line[i] == 'e' || line[i] == 'E') {
+		i++
+		if i < len(line) && (line[i] == '+' || line[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(line) && line[i] >= '0' && line[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return 0, false
+		}
+	}
+	return i, true
+}
+
+// skipValue validates and skips any JSON value at line[i].
+func (p *Parser) skipValue(line []byte, i, depth int) (int, strStatus) {
+	if i >= len(line) {
+		return 0, strBad
+	}
+	switch c := line[i]; {
+	case c == '"':
+		_, next, st := p.str(line, i)
+		return next, st
+	case c == '-' || (c >= '0' && c <= '9'):
+		next, ok := number(line, i)
+		if !ok {
+			return 0, strBad
+		}
+		return next, strOK
+	case c == 't':
+		return literal(line, i, "true")
+	case c == 'f':
+		return literal(line, i, "false")
+	case c == 'n':
+		return literal(line, i, "null")
+	case c == '{' || c == '[':
+		if depth >= maxDepth {
+			return 0, strFallback
+		}
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		i = skipWS(line, i+1)
+		if i < len(line) && line[i] == end {
+			return i + 1, strOK
+		}
+		for {
+			if c == '{' {
+				if i >= len(line) || line[i] != '"' {
+					return 0, strBad
+				}
+				_, next, st := p.str(line, i)
+				if st != strOK {
+					return 0, st
+				}
+				i = skipWS(line, next)
+				if i >= len(line) || line[i] != ':' {
+					return 0, strBad
+				}
+				i = skipWS(line, i+1)
+			}
+			next, st := p.skipValue(line, i, depth+1)
+			if st != strOK {
+				return 0, st
+			}
+			i = skipWS(line, next)
+			if i >= len(line) {
+				return 0, strBad
+			}
+			if line[i] == end {
+				return i + 1, strOK
+			}
+			if line[i] != ',' {
+				return 0, strBad
+			}
+			i = skipWS(line, i+1)
+		}
+	}
+	return 0, strBad
+}
+
+func literal(line []byte, i int, lit string) (int, strStatus) {
+	if len(line)-i < len(lit) || string(line[i:i+len(lit)]) != lit {
+		return 0, strBad
+	}
+	return i + len(lit), strOK
+}
+
+func skipWS(line []byte, i int) int {
+	for i < len(line) {
+		switch line[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// parseSlow reads a line with encoding/json. It is the reference the fast
+// path must agree with and the fallback for what the fast path leaves alone.
+func (p *Parser) parseSlow(line []byte, rec *Record) (LineKind, error) {
+	p.f.reset()
+	if len(bytes.TrimLeft(line, " \t\r\n")) == 0 {
+		return LineBlank, nil
+	}
+	if !json.Valid(line) {
+		return LineMalformed, errBadJSON
+	}
+	d := json.NewDecoder(bytes.NewReader(line))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return LineMalformed, errBadJSON
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return LineMalformed, errNotObject
+	}
+	p.arena = p.arena[:0]
+	for k, v := range m {
+		fi := fieldOf([]byte(k))
+		if fi < 0 {
+			continue
+		}
+		switch v := v.(type) {
+		case string:
+			p.f.typ[fi], p.f.val[fi] = tString, []byte(v)
+		case json.Number:
+			p.f.typ[fi], p.f.val[fi] = tNumber, []byte(v)
+		default:
+			p.f.typ[fi], p.f.val[fi] = tOther, nil
+		}
+	}
+	return finish(&p.f, rec)
+}

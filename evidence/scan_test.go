@@ -1,0 +1,238 @@
+package evidence
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"wormsink/signatures"
+)
+
+// writerLine returns one line as the real writer writes it.
+func writerLine(t testing.TB, ev Event) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := NewWriter(&buf, Config{Sensor: "s1"})
+	w.Record(ev)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+var at = time.Date(2026, 11, 24, 10, 0, 0, 123e6, time.UTC)
+
+func TestParseWriterLines(t *testing.T) {
+	events := []Event{
+		{Time: at, Kind: DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 5353, Sig: "blaster", Family: "Blaster",
+			Evidence: signatures.Weak, Serial: 7, QName: "windowsupdate.com", QType: "A", Transport: "udp"},
+		{Time: at, Kind: TFTPRefused, Host: netip.MustParseAddr("2001:db8::1"), Port: 1069, Sig: "blaster", Family: "Blaster",
+			File: "msblast.exe", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("192.0.2.1:69")},
+		{Time: at, Kind: WireMatch, Host: netip.MustParseAddr("10.1.2.3"), Port: 4444, Sig: "welchia", Family: "Welchia",
+			Peer: netip.MustParseAddr("10.9.9.9"), Role: RoleServer, Proto: "udp", DstPort: 69, PCAP: "x.pcap", Packet: 3},
+		{Time: at, Kind: TFTPRequest, Host: netip.MustParseAddr("10.1.2.4"), Port: 2000, Evidence: signatures.Weak,
+			File: "C:\\WINDOWS\\\"odd\"\tname.exe", Mode: "netascii", Op: "read"},
+	}
+	for _, ev := range events {
+		line := writerLine(t, ev)
+		var p Parser
+		var r Record
+		kind, err := p.Parse(line, &r)
+		if kind != LineEvidence || err != nil {
+			t.Fatalf("%s: got %v, %v", line, kind, err)
+		}
+		if !r.Time.Equal(ev.Time) || !r.Last.Equal(ev.Time) || r.Kind != ev.Kind || r.Host != ev.Host || r.Port != ev.Port ||
+			string(r.Sig) != ev.Sig || string(r.Family) != ev.Family || r.Evidence != ev.Evidence || r.Count != 1 ||
+			string(r.Sensor) != "s1" || r.Serial != ev.Serial || string(r.File) != ev.File || string(r.QName) != ev.QName ||
+			string(r.Proto) != ev.Proto || r.DstPort != ev.DstPort || string(r.Role) != ev.Role {
+			t.Errorf("%s:\nparsed %+v", line, r)
+		}
+		if ev.Srv.IsValid() && string(r.Server) != ev.Srv.String() {
+			t.Errorf("server %q, want %v", r.Server, ev.Srv)
+		}
+	}
+}
+
+func TestParseLines(t *testing.T) {
+	base := `"time":"2026-11-24T10:00:00.000Z","event":"dns_sinkhole","host":"10.0.0.1","evidence":"strong"`
+	tests := []struct {
+		name, line string
+		kind       LineKind
+		check      func(r *Record) bool
+	}{
+		{"minimal", `{` + base + `}`, LineEvidence, func(r *Record) bool { return r.Count == 1 && r.Port == 0 }},
+		{"reordered with spaces", " { \"host\" : \"10.0.0.1\" ,\t\"evidence\":\"weak\", \"event\":\"wire_match\",\"time\":\"2026-11-24T10:00:00Z\" }\r", LineEvidence,
+			func(r *Record) bool { return r.Evidence == signatures.Weak && r.Kind == WireMatch }},
+		{"escaped key and value", `{` + base + `,"fam\u0069ly":"Bl\u00e4ster \"B\"\\","sensor":"a\/b"}`, LineEvidence,
+			func(r *Record) bool { return string(r.Family) == "Bläster \"B\"\\" && string(r.Sensor) == "a/b" }},
+		{"duplicate key, last wins", `{` + base + `,"count":"x","count":5}`, LineEvidence, func(r *Record) bool { return r.Count == 5 }},
+		{"folded", `{` + base + `,"count":3,"last":"2026-11-24T10:00:02.500Z"}`, LineEvidence,
+			func(r *Record) bool { return r.Count == 3 && r.Last.Sub(r.Time) == 2500*time.Millisecond }},
+		{"offset time", `{"time":"2026-11-24T12:00:00+02:00","event":"tftp_refused","host":"::1","evidence":"strong"}`, LineEvidence,
+			func(r *Record) bool { return r.Time.Equal(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)) }},
+		{"nested unknown", `{` + base + `,"x":{"a":[1,2.5e3,true,null,{"b":"c"}]},"y":[]}`, LineEvidence, nil},
+		{"count zero is one", `{` + base + `,"count":0}`, LineEvidence, func(r *Record) bool { return r.Count == 1 }},
+		{"service", `{"level":"info","sensor":"s","event":"start","time":"2026-11-24T10:00:00.000Z"}`, LineService, nil},
+		{"blank", "  \t", LineBlank, nil},
+		{"empty", "", LineBlank, nil},
+		{"not json", `hello`, LineMalformed, nil},
+		{"array", `[1,2]`, LineMalformed, nil},
+		{"torn", `{` + base, LineMalformed, nil},
+		{"trailing garbage", `{` + base + `} x`, LineMalformed, nil},
+		{"trailing comma", `{` + base + `,}`, LineMalformed, nil},
+		{"foreign object", `{"foo":1}`, LineMalformed, nil},
+		{"unknown event", `{"time":"2026-11-24T10:00:00.000Z","event":"dns_other","host":"10.0.0.1","evidence":"strong"}`, LineMalformed, nil},
+		{"bad host", `{"time":"2026-11-24T10:00:00.000Z","event":"dns_sinkhole","host":"10.0.0.256","evidence":"strong"}`, LineMalformed, nil},
+		{"leading zero host", `{"time":"2026-11-24T10:00:00.000Z","event":"dns_sinkhole","host":"10.0.0.01","evidence":"strong"}`, LineMalformed, nil},
+		{"bad day", `{"time":"2026-02-30T10:00:00.000Z","event":"dns_sinkhole","host":"10.0.0.1","evidence":"strong"}`, LineMalformed, nil},
+		{"ancient time", `{"time":"0001-01-01T00:00:00Z","event":"dns_sinkhole","host":"10.0.0.1","evidence":"strong"}`, LineMalformed, nil},
+		{"far future last", `{` + base + `,"count":2,"last":"9999-01-01T00:00:00Z"}`, LineMalformed, nil},
+		{"bad evidence", `{"time":"2026-11-24T10:00:00.000Z","event":"dns_sinkhole","host":"10.0.0.1","evidence":"maybe"}`, LineMalformed, nil},
+		{"port too big", `{` + base + `,"port":65536}`, LineMalformed, nil},
+		{"negative count", `{` + base + `,"count":-1}`, LineMalformed, nil},
+		{"fraction count", `{` + base + `,"count":1.5}`, LineMalformed, nil},
+		{"number host", `{"time":"2026-11-24T10:00:00.000Z","event":"dns_sinkhole","host":1,"evidence":"strong"}`, LineMalformed, nil},
+		{"control char", "{" + base + ",\"family\":\"a\x01b\"}", LineMalformed, nil},
+		{"bad escape", `{` + base + `,"family":"a\qb"}`, LineMalformed, nil},
+		{"no level no host", `{"event":"start","time":"2026-11-24T10:00:00.000Z"}`, LineMalformed, nil},
+		{"invalid utf8 falls back", "{" + base + ",\"family\":\"a\xffb\"}", LineEvidence,
+			func(r *Record) bool { return string(r.Family) == "a\uFFFDb" }},
+		{"lone surrogate falls back", `{` + base + `,"family":"a\ud800b"}`, LineEvidence,
+			func(r *Record) bool { return string(r.Family) == "a\uFFFDb" }},
+		{"surrogate pair", `{` + base + `,"family":"\ud83d\ude00"}`, LineEvidence,
+			func(r *Record) bool { return string(r.Family) == "😀" }},
+		{"deep nesting falls back", `{` + base + `,"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, LineEvidence, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p Parser
+			var r Record
+			kind, err := p.Parse([]byte(tt.line), &r)
+			if kind != tt.kind {
+				t.Fatalf("kind %v (%v), want %v", kind, err, tt.kind)
+			}
+			if kind == LineMalformed && !errors.Is(err, ErrMalformed) {
+				t.Errorf("error %v does not wrap ErrMalformed", err)
+			}
+			if kind != LineMalformed && err != nil {
+				t.Errorf("unexpected error %v", err)
+			}
+			if tt.check != nil && !tt.check(&r) {
+				t.Errorf("record %+v", r)
+			}
+			// The reference reading agrees.
+			var q Parser
+			var r2 Record
+			kind2, _ := q.parseSlow([]byte(tt.line), &r2)
+			if kind2 != kind || (kind == LineEvidence && !sameRecord(&r, &r2)) {
+				t.Errorf("encoding/json reads %v %+v", kind2, r2)
+			}
+		})
+	}
+}
+
+func sameRecord(a, b *Record) bool {
+	return a.Time.Equal(b.Time) && a.Last.Equal(b.Last) && a.Kind == b.Kind && a.Host == b.Host && a.Port == b.Port &&
+		bytes.Equal(a.Sig, b.Sig) && bytes.Equal(a.Family, b.Family) && a.Evidence == b.Evidence && a.Count == b.Count &&
+		bytes.Equal(a.Sensor, b.Sensor) && a.Serial == b.Serial &&
+		bytes.Equal(a.QName, b.QName) && bytes.Equal(a.QType, b.QType) && bytes.Equal(a.Transport, b.Transport) &&
+		bytes.Equal(a.File, b.File) && bytes.Equal(a.Op, b.Op) && bytes.Equal(a.Server, b.Server) &&
+		bytes.Equal(a.Peer, b.Peer) && bytes.Equal(a.Role, b.Role) && bytes.Equal(a.Proto, b.Proto) && a.DstPort == b.DstPort
+}
+
+// FuzzParseLine checks the hand-rolled scanner against encoding/json: the
+// same kind for every input, and the same record for evidence lines. It also
+// proves no input panics.
+func FuzzParseLine(f *testing.F) {
+	f.Add(string(writerLine(f, Event{Time: at, Kind: DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "b", Family: "B",
+		QName: "x.example", QType: "A", Transport: "udp"})))
+	f.Add(string(writerLine(f, Event{Time: at, Kind: TFTPRefused, Host: netip.MustParseAddr("2001:db8::1"), Port: 1069, Sig: "b", Family: "B",
+		File: "a\"b\\c", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("[::1]:69"), Count: 4})))
+	f.Add(`{"level":"info","event":"start"}`)
+	f.Add(`{"time":"2026-11-24T10:00:00Z","event":"wire_match","host":"1.2.3.4","evidence":"weak","x":[{"y":null}],"count":2,"last":"2026-11-24T10:00:01.5Z"}`)
+	f.Add(`{"ho\u0073t":"1.2.3.4","time":"2026-11-24T10:00:00+01:00","event":"tftp_request","evidence":"strong","family":"\ud800"}`)
+	f.Add("{\"a\":\"\xff\"}")
+	f.Add(`{"port":1e2,"count":01}`)
+	f.Fuzz(func(t *testing.T, line string) {
+		var p, q Parser
+		var r1, r2 Record
+		k1, err1 := p.Parse([]byte(line), &r1)
+		k2, _ := q.parseSlow([]byte(line), &r2)
+		if k1 != k2 {
+			t.Fatalf("fast %v (%v), encoding/json %v for %q", k1, err1, k2, line)
+		}
+		if k1 == LineEvidence && !sameRecord(&r1, &r2) {
+			t.Fatalf("records differ for %q:\nfast %+v\njson %+v", line, r1, r2)
+		}
+		if k1 == LineMalformed && !errors.Is(err1, ErrMalformed) {
+			t.Fatalf("error %v does not wrap ErrMalformed", err1)
+		}
+	})
+}
+
+// FuzzParseTime checks the fast time parser against time.Parse.
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{"2026-11-24T10:00:00.123Z", "2026-11-24T10:00:00Z", "2024-02-29T23:59:59.999999999Z",
+		"2023-02-29T00:00:00Z", "2026-11-24T24:00:00Z", "2026-11-24T10:00:60Z", "0000-01-01T00:00:00Z", "2026-11-24T10:00:00.Z",
+		"2026-11-24T10:00:00.1234567890Z", "2026-11-24T10:00:00+05:30", "2026-11-24t10:00:00z", "1970-01-01T00:00:00,5Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := time.Parse(time.RFC3339Nano, s)
+		got, ok := parseTime([]byte(s))
+		if ok != (err == nil) {
+			t.Fatalf("%q: fast ok=%v, time.Parse err=%v", s, ok, err)
+		}
+		if ok && !got.Equal(want) {
+			t.Fatalf("%q: fast %v, time.Parse %v", s, got, want)
+		}
+		if ft, fok := fastTime([]byte(s)); fok && (err != nil || !ft.Equal(want)) {
+			t.Fatalf("%q: fast path %v accepted, time.Parse %v %v", s, ft, want, err)
+		}
+	})
+}
+
+// FuzzParseAddr checks the IPv4 fast path against netip.
+func FuzzParseAddr(f *testing.F) {
+	for _, s := range []string{"10.0.0.1", "255.255.255.255", "256.0.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "::1", "1..2.3", "0.0.0.0", "::ffff:1.2.3.4"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := netip.ParseAddr(s)
+		got, ok := parseAddr([]byte(s))
+		if ok != (err == nil) || (ok && got != want) {
+			t.Fatalf("%q: fast %v %v, netip %v %v", s, got, ok, want, err)
+		}
+	})
+}
+
+func TestParseAllocs(t *testing.T) {
+	line := writerLine(t, Event{Time: at, Kind: DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "blaster", Family: "Blaster",
+		QName: "windowsupdate.com", QType: "A", Transport: "udp"})
+	escaped := []byte(strings.Replace(string(line), `"Blaster"`, `"Bl\u0061ster\n"`, 1))
+	var p Parser
+	var r Record
+	for _, l := range [][]byte{line, escaped, []byte(`{"level":"info","event":"start"}`), []byte(`{"foo":1}`)} {
+		p.Parse(l, &r) // warm the arena
+		if n := testing.AllocsPerRun(100, func() { p.Parse(l, &r) }); n != 0 {
+			t.Errorf("%s: %v allocations per line, want 0", l, n)
+		}
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	line := writerLine(b, Event{Time: at, Kind: TFTPRefused, Host: netip.MustParseAddr("10.20.30.40"), Port: 40000, Sig: "blaster", Family: "Blaster",
+		File: "msblast.exe", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("192.0.2.1:69"), Serial: 2026112501})
+	var p Parser
+	var r Record
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if k, err := p.Parse(line, &r); k != LineEvidence {
+			b.Fatal(err)
+		}
+	}
+}
