@@ -223,12 +223,14 @@ func (h *handler) relay(s *scratch, msg, resp []byte, set *signatures.Set, clien
 		h.c.forwarded.Add(1)
 		return resp
 	}
-	if s.info.hit.Domain != nil {
-		return h.chainAnswer(s, msg, resp, set, client, tcp)
-	}
+	// The answer is cached as it came, even when policy rewrites it: the
+	// chain is checked again on every hit, against the set then in service.
 	if h.cache != nil && s.info.ttl > 0 {
 		s.key = appendKey(s.key[:0], q)
 		h.cache.put(s.key, resp, &s.info, h.cache.now())
+	}
+	if s.info.hit.Domain != nil {
+		return h.chainAnswer(s, msg, resp, set, client, tcp)
 	}
 	h.c.forwarded.Add(1)
 	return resp
