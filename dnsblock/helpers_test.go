@@ -32,7 +32,9 @@ signatures:
 `
 
 // source is a SetSource the tests swap by hand.
-type source struct{ p atomic.Pointer[signatures.Set] }
+type source struct {
+	p atomic.Pointer[signatures.Set]
+}
 
 func (s *source) Current() *signatures.Set { return s.p.Load() }
 
