@@ -249,6 +249,10 @@ func (s *Server) closeUpstreams() {
 // never holds up the socket.
 func (s *Server) serveUDP() {
 	defer s.wg.Done()
+	if b := newUDPBatch(s.udp); b != nil {
+		s.serveUDPBatch(b)
+		return
+	}
 	buf := make([]byte, 65535)
 	oob := make([]byte, oobSize)
 	var reply []byte
@@ -280,6 +284,49 @@ func (s *Server) serveUDP() {
 		if resp != nil {
 			s.udp.WriteMsgUDPAddrPort(resp, reply, from)
 		}
+	}
+}
+
+// serveUDPBatch is serveUDP reading and writing many packets per system call.
+func (s *Server) serveUDPBatch(b *udpBatch) {
+	var reply []byte
+	sc := newScratch()
+	for {
+		n, err := b.read()
+		if err != nil {
+			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		for i := range n {
+			msg, from, oob, ok := b.packet(i)
+			if !ok {
+				s.h.c.dropped.Add(1)
+				continue
+			}
+			reply = reply[:0]
+			if s.pkt {
+				reply = replyOOB(reply, oob)
+			}
+			sc.out = b.slot()
+			resp, fwd := s.h.answer(sc, msg, from, false)
+			if fwd {
+				select {
+				case s.inflight <- struct{}{}:
+				default:
+					s.h.c.dropped.Add(1)
+					continue
+				}
+				s.wg.Add(1)
+				go s.forwardUDP(append([]byte(nil), msg...), from, append([]byte(nil), reply...))
+				continue
+			}
+			if resp != nil {
+				b.queue(i, resp, reply)
+			}
+		}
+		b.flush()
 	}
 }
 
