@@ -196,3 +196,5 @@ func askFrom(t testing.TB, addr netip.AddrPort, name string, qtype uint16) (*dns
 	}
 	return r, conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
+
+func zerologNop() zerolog.Logger { return zerolog.Nop() }

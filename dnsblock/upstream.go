@@ -22,10 +22,12 @@ var (
 // matched to answers by a random ID and the question; TCP connections are
 // kept idle for reuse.
 type upstream struct {
-	addr string
-	udp  []*udpSock
-	next atomic.Uint32
-	idle chan net.Conn
+	addr   string
+	udp    []atomic.Pointer[udpSock]
+	next   atomic.Uint32
+	idle   chan net.Conn
+	strays *atomic.Uint64
+	closed atomic.Bool
 
 	// Health memory: after a failure the upstream goes to the back of the
 	// line until downUntil, so one dead resolver does not cost every query
@@ -42,7 +44,13 @@ type udpSock struct {
 	pending map[uint16]*call
 	closed  bool
 	strays  *atomic.Uint64
+	uses    atomic.Uint32
 }
+
+// rotateAfter is how many queries a UDP socket carries before a new one,
+// on a new random port, takes its place: a long-lived port would leave
+// only the 16-bit ID for an off-path forger to guess.
+const rotateAfter = 2048
 
 // call is one query waiting for its answer.
 type call struct {
@@ -55,26 +63,62 @@ type call struct {
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
 
 func newUpstream(addr string, socks int, strays *atomic.Uint64) (*upstream, error) {
-	u := &upstream{addr: addr, idle: make(chan net.Conn, 16)}
-	for range socks {
-		c, err := net.Dial("udp", addr)
+	u := &upstream{addr: addr, idle: make(chan net.Conn, 16), udp: make([]atomic.Pointer[udpSock], socks), strays: strays}
+	for i := range u.udp {
+		s, err := u.dialUDP()
 		if err != nil {
 			u.close()
-			return nil, fmt.Errorf("dnsblock: upstream %s: %w", addr, err)
+			return nil, err
 		}
-		s := &udpSock{c: c.(*net.UDPConn), pending: make(map[uint16]*call), strays: strays}
-		u.udp = append(u.udp, s)
-		go s.read()
+		u.udp[i].Store(s)
 	}
 	return u, nil
 }
 
+func (u *upstream) dialUDP() (*udpSock, error) {
+	c, err := net.Dial("udp", u.addr)
+	if err != nil {
+		return nil, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, err)
+	}
+	s := &udpSock{c: c.(*net.UDPConn), pending: make(map[uint16]*call), strays: u.strays}
+	go s.read()
+	return s, nil
+}
+
+// sock picks the next UDP socket, replacing it first when it has carried
+// rotateAfter queries. The old one keeps reading until its last answers
+// are due, then closes.
+func (u *upstream) sock(grace time.Duration) *udpSock {
+	slot := &u.udp[u.next.Add(1)%uint32(len(u.udp))]
+	s := slot.Load()
+	if s.uses.Add(1) != rotateAfter || u.closed.Load() {
+		return s
+	}
+	ns, err := u.dialUDP()
+	if err != nil {
+		return s // keep the old port rather than fail the query
+	}
+	slot.Store(ns)
+	time.AfterFunc(grace, s.close)
+	if u.closed.Load() {
+		ns.close() // close raced with the rotation
+	}
+	return ns
+}
+
+func (s *udpSock) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.c.Close()
+}
+
 func (u *upstream) close() {
-	for _, s := range u.udp {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		s.c.Close()
+	u.closed.Store(true)
+	for i := range u.udp {
+		if s := u.udp[i].Load(); s != nil {
+			s.close()
+		}
 	}
 	for {
 		select {
@@ -125,7 +169,7 @@ func (s *udpSock) read() {
 // answer until deadline. The answer is appended to dst with the ID as sent
 // by the client restored.
 func (u *upstream) exchangeUDP(dst, msg []byte, qEnd int, deadline time.Time) ([]byte, error) {
-	s := u.udp[u.next.Add(1)%uint32(len(u.udp))]
+	s := u.sock(time.Until(deadline) + time.Second)
 	c := callPool.Get().(*call)
 	defer callPool.Put(c)
 	c.q = append(c.q[:0], msg...)
