@@ -70,6 +70,19 @@ func BenchmarkSinkholeAnswer(b *testing.B) {
 	}
 }
 
+// BenchmarkSinkholeNoEvidence is the answer alone, without the evidence writer.
+func BenchmarkSinkholeNoEvidence(b *testing.B) {
+	h := newTestHandler(b, "", 0, nil)
+	q := packQuery(b, "worm.example.", dns.TypeA, true)
+	sc := newScratch()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, fwd := h.answer(sc, q, benchClient, false); fwd {
+			b.Fatal("not answered")
+		}
+	}
+}
+
 func BenchmarkSinkholeWildcard(b *testing.B) {
 	w := evidence.NewWriter(io.Discard, evidence.Config{Sensor: "bench"})
 	defer w.Close()

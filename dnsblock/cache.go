@@ -42,6 +42,7 @@ const (
 	keyCD
 	keyRD
 	keyEDNS
+	keyAD // RFC 6840 §5.7: AD in the answer depends on AD in the query
 )
 
 func newCache(size int, maxTTL, maxNeg time.Duration) *cache {
@@ -88,6 +89,9 @@ func appendKey(dst []byte, q *query) []byte {
 	}
 	if q.edns {
 		f |= keyEDNS
+	}
+	if q.flags&flagAD != 0 {
+		f |= keyAD
 	}
 	return append(dst, f)
 }

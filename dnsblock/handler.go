@@ -102,7 +102,7 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 	}
 
 	set := h.src.Current()
-	if q.qclass == classIN && q.name != nil {
+	if set != nil && q.qclass == classIN && q.name != nil {
 		if m, ok := set.MatchName(bstr(q.name)); ok {
 			h.c.sinkholed.Add(1)
 			h.record(set, m, q, client, tcp, nil)
@@ -114,7 +114,7 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 		s.key = appendKey(s.key[:0], q)
 		now := h.cache.now()
 		if e := h.cache.get(s.key, now); e != nil && (tcp || len(e.wire) <= q.udpLimit()) {
-			if e.cnames && q.qclass == classIN {
+			if e.cnames && set != nil && q.qclass == classIN {
 				if err := walkResponse(e.wire, msg[headerLen:q.qEnd], set, &s.info, s.names[:]); err == nil && s.info.hit.Domain != nil {
 					return h.chainAnswer(s, msg, e.wire, set, client, tcp), false
 				}
@@ -215,7 +215,7 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 func (h *handler) relay(s *scratch, msg, resp []byte, set *signatures.Set, client netip.AddrPort, tcp bool) []byte {
 	q := &s.q
 	var walkSet *signatures.Set
-	if q.qclass == classIN {
+	if set != nil && q.qclass == classIN {
 		walkSet = set
 	}
 	if err := walkResponse(resp, msg[headerLen:q.qEnd], walkSet, &s.info, s.names[:]); err != nil {

@@ -54,13 +54,15 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 	if len(cfg.Upstreams) == 0 {
 		return nil, fmt.Errorf("dnsblock: %w", ErrNoUpstream)
 	}
+	ups := make([]string, len(cfg.Upstreams))
 	for i, u := range cfg.Upstreams {
 		n, err := ParseUpstream(u)
 		if err != nil {
 			return nil, err
 		}
-		cfg.Upstreams[i] = n
+		ups[i] = n
 	}
+	cfg.Upstreams = ups
 	ttl := uint32(cfg.TTL / time.Second)
 	h := &handler{
 		src:   src,
