@@ -315,18 +315,22 @@ func TestTruncationAndTCPRetry(t *testing.T) {
 }
 
 func TestUpstreamDown(t *testing.T) {
-	const timeout = 600 * time.Millisecond
+	const timeout = time.Second
 	closed := blackhole(t) // bound and silent
-	// And a port with nothing behind it: ICMP unreachable.
+	// And a port with nothing behind it: ICMP unreachable, TCP reset.
 	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	refused := pc.LocalAddr().String()
 	pc.Close()
-	s := startShim(t, Config{Upstreams: []string{closed, refused}, Timeout: timeout, AttemptTimeout: 200 * time.Millisecond}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{closed, refused}, Timeout: timeout, AttemptTimeout: 300 * time.Millisecond}, newSource(t, testSigs), &recorder{})
 
+	// A listed name never waits for an upstream.
 	start := time.Now()
 	r := ask(t, "udp", s.UDPAddr(), "worm.example", dns.TypeA)
-	if len(r.Answer) != 1 || time.Since(start) > 100*time.Millisecond {
+	if len(r.Answer) != 1 || time.Since(start) > timeout/2 {
 		t.Errorf("listed name with upstreams down: %v after %v", r.Answer, time.Since(start))
+	}
+	if st := s.Stats(); st.UpstreamErrors != 0 || st.Sinkholed != 1 {
+		t.Errorf("listed name touched the upstreams: %+v", st)
 	}
 	for _, network := range []string{"udp", "tcp"} {
 		addr := s.UDPAddr()
@@ -339,7 +343,9 @@ func TestUpstreamDown(t *testing.T) {
 		if r.Rcode != dns.RcodeServerFailure {
 			t.Errorf("%s: rcode %s, want SERVFAIL", network, dns.RcodeToString[r.Rcode])
 		}
-		if took > timeout+300*time.Millisecond {
+		// The slack is for a loaded machine; a shim that waited for every
+		// attempt in turn, or forever, fails it.
+		if took > timeout+time.Second {
 			t.Errorf("%s: SERVFAIL after %v, timeout %v", network, took, timeout)
 		}
 	}
@@ -356,11 +362,15 @@ func TestFailoverRemembersHealth(t *testing.T) {
 	if len(r.Answer) != 1 || time.Since(start) < 300*time.Millisecond {
 		t.Fatalf("failover: %v after %v", r.Answer, time.Since(start))
 	}
-	// The dead upstream is now at the back of the line: no second wait.
-	start = time.Now()
-	r = ask(t, "udp", s.UDPAddr(), "two.example", dns.TypeA)
-	if len(r.Answer) != 1 || time.Since(start) > 200*time.Millisecond {
-		t.Fatalf("after failover: %v after %v", r.Answer, time.Since(start))
+	// The dead upstream is now at the back of the line: not asked again.
+	for _, name := range []string{"two.example", "three.example"} {
+		r = ask(t, "udp", s.UDPAddr(), name, dns.TypeA)
+		if len(r.Answer) != 1 {
+			t.Fatalf("after failover: %v", r)
+		}
+	}
+	if st := s.Stats(); st.UpstreamErrors != 1 || st.Forwarded != 3 || up.queries.Load() != 3 {
+		t.Errorf("dead upstream asked again: %+v", st)
 	}
 }
 
