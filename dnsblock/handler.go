@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"wormsink/evidence"
 	"wormsink/signatures"
 )
@@ -38,6 +40,7 @@ type handler struct {
 	ups   []*upstream
 	cfg   Config
 	c     counters
+	log   zerolog.Logger
 }
 
 // scratch is the per-goroutine working memory of the handler, so the
@@ -189,11 +192,15 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 			done := time.Now()
 			if err != nil {
 				h.c.upErrors.Add(1)
-				u.failed(done.UnixNano(), h.cfg.HealthMemory)
+				if u.failed(done.UnixNano(), h.cfg.HealthMemory) {
+					h.log.Warn().Str("event", "dns_upstream_down").Str("upstream", u.addr).Err(err).Msg("upstream failed; trying the others first")
+				}
 				continue
 			}
 			h.c.observe(done.Sub(now))
-			u.succeeded()
+			if u.succeeded() {
+				h.log.Info().Str("event", "dns_upstream_up").Str("upstream", u.addr).Msg("upstream answers again")
+			}
 			resp := s.up
 			rc := binary.BigEndian.Uint16(resp[2:]) & 0xf
 			if (rc == rcodeServFail || rc == rcodeRefused) && tried < len(h.ups) {

@@ -132,13 +132,18 @@ func blackhole(t testing.TB) string {
 
 func startShim(t testing.TB, cfg Config, src SetSource, rec Recorder) *Server {
 	t.Helper()
+	return startShimLog(t, cfg, src, rec, zerolog.Nop())
+}
+
+func startShimLog(t testing.TB, cfg Config, src SetSource, rec Recorder, log zerolog.Logger) *Server {
+	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
 	if cfg.SinkholeIPs == nil {
 		cfg.SinkholeIPs = []netip.Addr{netip.MustParseAddr("192.0.2.66"), netip.MustParseAddr("2001:db8::66")}
 	}
-	s, err := New(cfg, src, rec, zerolog.Nop())
+	s, err := New(cfg, src, rec, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,6 +72,7 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		v6:    newRRSet(cfg.SinkholeIPs, true, ttl),
 		cache: newCache(cfg.CacheSize, cfg.MaxCacheTTL, cfg.MaxNegativeTTL),
 		cfg:   cfg,
+		log:   log,
 	}
 	if h.v4.n == 0 && h.v6.n == 0 {
 		log.Warn().Str("event", "dns_config").Msg("no sinkhole address: sinkhole names answer NODATA")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
 	"wormsink/signatures"
@@ -356,7 +357,8 @@ func TestUpstreamDown(t *testing.T) {
 
 func TestFailoverRemembersHealth(t *testing.T) {
 	up := startUpstream(t, answerA)
-	s := startShim(t, Config{Upstreams: []string{blackhole(t), up.addr}, AttemptTimeout: 300 * time.Millisecond, HealthMemory: time.Minute}, newSource(t, testSigs), &recorder{})
+	var logBuf syncBuffer
+	s := startShimLog(t, Config{Upstreams: []string{blackhole(t), up.addr}, AttemptTimeout: 300 * time.Millisecond, HealthMemory: time.Minute}, newSource(t, testSigs), &recorder{}, zerolog.New(&logBuf))
 	start := time.Now()
 	r := ask(t, "udp", s.UDPAddr(), "one.example", dns.TypeA)
 	if len(r.Answer) != 1 || time.Since(start) < 300*time.Millisecond {
@@ -372,6 +374,26 @@ func TestFailoverRemembersHealth(t *testing.T) {
 	if st := s.Stats(); st.UpstreamErrors != 1 || st.Forwarded != 3 || up.queries.Load() != 3 {
 		t.Errorf("dead upstream asked again: %+v", st)
 	}
+	if n := strings.Count(logBuf.String(), `"event":"dns_upstream_down"`); n != 1 {
+		t.Errorf("%d upstream_down lines, want 1:\n%s", n, logBuf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestRefusedOutsideAllow(t *testing.T) {

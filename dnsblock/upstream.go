@@ -294,14 +294,18 @@ func (u *upstream) roundTripTCP(conn net.Conn, dst, msg []byte, qEnd int, deadli
 // healthy reports whether the upstream is not in its penalty time.
 func (u *upstream) healthy(now int64) bool { return u.downUntil.Load() <= now }
 
-func (u *upstream) failed(now int64, memory time.Duration) {
-	u.fails.Add(1)
+// failed records a failure; first is true when the upstream was healthy
+// until now, so the caller logs the change once, not per query.
+func (u *upstream) failed(now int64, memory time.Duration) (first bool) {
 	u.downUntil.Store(now + int64(memory))
+	return u.fails.Add(1) == 1
 }
 
-func (u *upstream) succeeded() {
-	if u.fails.Load() != 0 {
-		u.fails.Store(0)
-		u.downUntil.Store(0)
+// succeeded records an answer; back is true when the upstream had failed.
+func (u *upstream) succeeded() (back bool) {
+	if u.fails.Load() == 0 {
+		return false
 	}
+	u.downUntil.Store(0)
+	return u.fails.Swap(0) != 0
 }
