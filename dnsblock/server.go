@@ -118,7 +118,8 @@ func (s *Server) Start() error {
 	go s.serveTCP()
 	close(s.ready)
 	s.log.Info().Str("event", "dns_listen").Str("udp", s.UDPAddr().String()).Str("tcp", s.TCPAddr().String()).
-		Strs("upstreams", s.cfg.Upstreams).Int("cache_size", s.cfg.CacheSize).Msg("dns shim serving")
+		Strs("upstreams", s.cfg.Upstreams).Int("cache_size", s.cfg.CacheSize).Str("allow", prefixList(s.cfg.Allow)).
+		Msg("dns shim serving; clients outside allow get REFUSED")
 	return nil
 }
 
@@ -423,4 +424,15 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 	}
+}
+
+func prefixList(ps []netip.Prefix) string {
+	var b []byte
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = p.AppendTo(b)
+	}
+	return string(b)
 }
