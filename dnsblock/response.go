@@ -98,7 +98,7 @@ func walkResponse(resp []byte, qsec []byte, set *signatures.Set, info *respInfo,
 			if set == nil || !curOK || info.hit.Domain != nil {
 				break
 			}
-			name, nok, err := readName(resp, owner, tgt)
+			name, _, err := readName(resp, owner, tgt)
 			if err != nil {
 				return err
 			}
@@ -109,7 +109,6 @@ func walkResponse(resp []byte, qsec []byte, set *signatures.Set, info *respInfo,
 			if err != nil {
 				return err
 			}
-			_ = nok
 			cur = append(cur[:0], t...)
 			curOK = tok
 			if !tok {
