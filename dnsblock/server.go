@@ -378,24 +378,54 @@ func (s *Server) serveTCP() {
 	}
 }
 
-// serveConn answers the queries of one TCP client in order (RFC 7766
-// allows clients to pipeline; the answers keep their order).
+// tcpPipeline bounds the forwarded queries of one TCP client in progress;
+// past it the connection is not read until one finishes.
+const tcpPipeline = 16
+
+// tcpConn is one client TCP connection. Answers the shim makes itself are
+// written at once; forwarded queries run concurrently, so a pipelining
+// client (RFC 7766 §6.2.1.1) is not held up behind one slow upstream answer.
+// Answers carry the query ID, so their order does not matter.
+type tcpConn struct {
+	c    net.Conn
+	from netip.AddrPort
+	idle time.Duration
+	wmu  sync.Mutex
+	out  []byte
+	err  atomic.Bool
+}
+
+func (t *tcpConn) write(resp []byte) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.out = append(t.out[:0], 0, 0)
+	binary.BigEndian.PutUint16(t.out, uint16(len(resp)))
+	t.out = append(t.out, resp...)
+	t.c.SetWriteDeadline(time.Now().Add(t.idle))
+	if _, err := t.c.Write(t.out); err != nil {
+		t.err.Store(true)
+		t.c.SetReadDeadline(time.Now()) // stop the reader too
+	}
+}
+
 func (s *Server) serveConn(c net.Conn) {
 	defer s.wg.Done()
+	t := &tcpConn{c: c, from: c.RemoteAddr().(*net.TCPAddr).AddrPort(), idle: s.cfg.TCPIdle}
+	var inner sync.WaitGroup
+	sem := make(chan struct{}, tcpPipeline)
 	defer func() {
+		inner.Wait()
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
 		c.Close()
 		<-s.tcpSlots
 	}()
-	from := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
 	buf := make([]byte, 0, 1024)
-	var out []byte
 	var l [2]byte
-	for !s.closed.Load() {
+	for !s.closed.Load() && !t.err.Load() {
 		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdle))
 		if _, err := io.ReadFull(c, l[:]); err != nil {
 			return
@@ -409,20 +439,25 @@ func (s *Server) serveConn(c net.Conn) {
 		if _, err := io.ReadFull(c, msg); err != nil {
 			return
 		}
-		resp, fwd := s.h.answer(sc, msg, from, true)
-		if fwd {
-			resp = s.h.forward(sc, msg, from, true)
-		}
-		if resp == nil {
+		resp, fwd := s.h.answer(sc, msg, t.from, true)
+		if !fwd {
+			if resp != nil {
+				t.write(resp)
+			}
 			continue
 		}
-		out = append(out[:0], 0, 0)
-		binary.BigEndian.PutUint16(out, uint16(len(resp)))
-		out = append(out, resp...)
-		c.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdle))
-		if _, err := c.Write(out); err != nil {
-			return
-		}
+		sem <- struct{}{}
+		inner.Add(1)
+		go func(msg []byte) {
+			defer inner.Done()
+			defer func() { <-sem }()
+			fs := scratchPool.Get().(*scratch)
+			defer scratchPool.Put(fs)
+			if parseQuery(msg, &fs.q, fs.name[:]) != nil {
+				return
+			}
+			t.write(s.h.forward(fs, msg, t.from, true))
+		}(append([]byte(nil), msg...))
 	}
 }
 

@@ -649,3 +649,44 @@ func TestAnswersFromTheAddressAsked(t *testing.T) {
 		}
 	}
 }
+
+// TestTCPPipelining sends a slow forwarded query and then a listed one on
+// one TCP connection: the listed answer must not wait for the slow one.
+func TestTCPPipelining(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		<-release
+		answerA(w, r)
+	})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	t.Cleanup(free) // runs before the servers' cleanups: nothing stays blocked
+	c := &dns.Client{Net: "tcp"}
+	conn, err := c.Dial(s.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	slow, listed := new(dns.Msg), new(dns.Msg)
+	slow.SetQuestion("slow.example.", dns.TypeA)
+	listed.SetQuestion("worm.example.", dns.TypeA)
+	for _, m := range []*dns.Msg{slow, listed} {
+		if err := conn.WriteMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := conn.ReadMsg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	free()
+	second, err := conn.ReadMsg()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Id != listed.Id || second.Id != slow.Id || len(second.Answer) != 1 {
+		t.Errorf("answers in order %d, %d; want the listed one (%d) first", first.Id, second.Id, listed.Id)
+	}
+}
