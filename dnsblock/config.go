@@ -123,6 +123,10 @@ func (c *Config) setDefaults() {
 // ErrNoUpstream is returned by New when no upstream is configured.
 var ErrNoUpstream = errors.New("no upstream resolver")
 
+// ErrNoSinkholeIP is returned by New without a sinkhole address (SPEC §1:
+// an error at start). A family without one answers NODATA.
+var ErrNoSinkholeIP = errors.New("no sinkhole address")
+
 // ParseUpstream normalises one upstream: "host" gets port 53, and the host
 // must be an IP address (a name would need a resolver to find the resolver).
 func ParseUpstream(s string) (string, error) {

@@ -75,7 +75,7 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		log:   log,
 	}
 	if h.v4.n == 0 && h.v6.n == 0 {
-		log.Warn().Str("event", "dns_config").Msg("no sinkhole address: sinkhole names answer NODATA")
+		return nil, fmt.Errorf("dnsblock: %w", ErrNoSinkholeIP)
 	}
 	return &Server{
 		cfg:      cfg,

@@ -1,6 +1,7 @@
 package dnsblock
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -132,13 +133,17 @@ func TestResolvConfUpstreams(t *testing.T) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	src := newSource(t, testSigs)
-	if _, err := New(Config{Listen: "127.0.0.1:0"}, src, nil, zerologNop()); err == nil {
-		t.Error("no upstream accepted")
+	ips := []netip.Addr{netip.MustParseAddr("192.0.2.66")}
+	if _, err := New(Config{Listen: "127.0.0.1:0", SinkholeIPs: ips}, src, nil, zerologNop()); !errors.Is(err, ErrNoUpstream) {
+		t.Errorf("no upstream: %v", err)
 	}
-	if _, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []string{"name.example"}}, src, nil, zerologNop()); err == nil {
+	if _, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1"}}, src, nil, zerologNop()); !errors.Is(err, ErrNoSinkholeIP) {
+		t.Errorf("no sinkhole address: %v", err)
+	}
+	if _, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []string{"name.example"}, SinkholeIPs: ips}, src, nil, zerologNop()); err == nil {
 		t.Error("upstream by name accepted")
 	}
-	s, err := New(Config{Listen: "256.0.0.1:0", Upstreams: []string{"127.0.0.1"}}, src, nil, zerologNop())
+	s, err := New(Config{Listen: "256.0.0.1:0", Upstreams: []string{"127.0.0.1"}, SinkholeIPs: ips}, src, nil, zerologNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +152,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	// Listening twice on one port fails with the address in the error.
 	a := startShim(t, Config{Upstreams: []string{"127.0.0.1:9"}}, src, nil)
-	b, _ := New(Config{Listen: a.UDPAddr().String(), Upstreams: []string{"127.0.0.1:9"}}, src, nil, zerologNop())
+	b, err := New(Config{Listen: a.UDPAddr().String(), Upstreams: []string{"127.0.0.1:9"}, SinkholeIPs: ips}, src, nil, zerologNop())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Start(); err == nil {
 		t.Error("second listener on the same port started")
 	}
