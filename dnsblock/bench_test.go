@@ -1,0 +1,152 @@
+package dnsblock
+
+import (
+	"encoding/binary"
+	"io"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+
+	"wormsink/evidence"
+)
+
+// newTestHandler builds a handler as New does, with an upstream at addr
+// (none when empty).
+func newTestHandler(tb testing.TB, upAddr string, cacheSize int, rec Recorder) *handler {
+	tb.Helper()
+	cfg := Config{Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:9"}, CacheSize: cacheSize,
+		SinkholeIPs: []netip.Addr{netip.MustParseAddr("192.0.2.66"), netip.MustParseAddr("2001:db8::66")},
+		Timeout:     time.Second}
+	if upAddr != "" {
+		cfg.Upstreams = []string{upAddr}
+	}
+	s, err := New(cfg, newSource(tb, testSigs), rec, zerolog.Nop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if upAddr != "" {
+		u, err := newUpstream(upAddr, 2, &s.h.c.upStrays)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(u.close)
+		s.h.ups = []*upstream{u}
+	}
+	return s.h
+}
+
+func packQuery(tb testing.TB, name string, qtype uint16, edns bool) []byte {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	if edns {
+		m.SetEdns0(1232, false)
+	}
+	b, err := m.Pack()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+var benchClient = netip.MustParseAddrPort("127.0.0.1:40000")
+
+// BenchmarkSinkholeAnswer is a listed name from query bytes to answer bytes,
+// evidence recorded into a real evidence.Writer.
+func BenchmarkSinkholeAnswer(b *testing.B) {
+	w := evidence.NewWriter(io.Discard, evidence.Config{Sensor: "bench"})
+	defer w.Close()
+	h := newTestHandler(b, "", 0, w)
+	q := packQuery(b, "worm.example.", dns.TypeA, true)
+	sc := newScratch()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, fwd := h.answer(sc, q, benchClient, false)
+		if fwd || len(resp) == 0 {
+			b.Fatal("not answered")
+		}
+	}
+}
+
+// BenchmarkSinkholeNoEvidence is the answer alone, without the evidence writer.
+func BenchmarkSinkholeNoEvidence(b *testing.B) {
+	h := newTestHandler(b, "", 0, nil)
+	q := packQuery(b, "worm.example.", dns.TypeA, true)
+	sc := newScratch()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, fwd := h.answer(sc, q, benchClient, false); fwd {
+			b.Fatal("not answered")
+		}
+	}
+}
+
+func BenchmarkSinkholeWildcard(b *testing.B) {
+	w := evidence.NewWriter(io.Discard, evidence.Config{Sensor: "bench"})
+	defer w.Close()
+	h := newTestHandler(b, "", 0, w)
+	q := packQuery(b, "x.wild.example.", dns.TypeA, false)
+	sc := newScratch()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, fwd := h.answer(sc, q, benchClient, false); fwd {
+			b.Fatal("not answered")
+		}
+	}
+}
+
+// BenchmarkCacheHit is an unlisted name answered from the cache.
+func BenchmarkCacheHit(b *testing.B) {
+	h := newTestHandler(b, "", 1000, nil)
+	q := packQuery(b, "www.cached.example.", dns.TypeA, true)
+	r := new(dns.Msg)
+	r.Unpack(q)
+	r.SetReply(r.Copy())
+	rr, _ := dns.NewRR("www.cached.example. 300 IN A 192.0.2.1")
+	r.Answer = []dns.RR{rr}
+	resp, _ := r.Pack()
+	sc := newScratch()
+	if err := parseQuery(q, &sc.q, sc.name[:]); err != nil {
+		b.Fatal(err)
+	}
+	h.relay(sc, q, resp, h.src.Current(), benchClient, false)
+	b.ReportAllocs()
+	for b.Loop() {
+		out, fwd := h.answer(sc, q, benchClient, false)
+		if fwd || binary.BigEndian.Uint16(out[6:]) != 1 {
+			b.Fatal("not a cache hit")
+		}
+	}
+}
+
+func BenchmarkRefused(b *testing.B) {
+	h := newTestHandler(b, "", 0, nil)
+	q := packQuery(b, "worm.example.", dns.TypeA, false)
+	sc := newScratch()
+	outside := netip.MustParseAddrPort("198.51.100.1:5000")
+	b.ReportAllocs()
+	for b.Loop() {
+		h.answer(sc, q, outside, false)
+	}
+}
+
+// BenchmarkForwardUDP is a cache miss: one round trip to a real upstream
+// on loopback.
+func BenchmarkForwardUDP(b *testing.B) {
+	up := startUpstream(b, answerA)
+	h := newTestHandler(b, up.addr, 0, nil)
+	q := packQuery(b, "fwd.example.", dns.TypeA, false)
+	sc := newScratch()
+	b.ReportAllocs()
+	for b.Loop() {
+		_, fwd := h.answer(sc, q, benchClient, false)
+		if !fwd {
+			b.Fatal("not forwarded")
+		}
+		if out := h.forward(sc, q, benchClient, false); out[3]&0xf != 0 {
+			b.Fatal("upstream failed")
+		}
+	}
+}

@@ -1,0 +1,202 @@
+package dnsblock
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// cache holds forwarded answers as wire bytes, so a hit is a copy and a few
+// patches (ID, question case, TTLs) with no allocation. It is sharded to
+// keep lock contention off the hot path and bounded by evicting an expired
+// entry when it can, an arbitrary one otherwise.
+type cache struct {
+	shards   []cacheShard
+	perShard int
+	seed     maphash.Seed
+	base     time.Time // monotonic origin of the entries' times
+	maxTTL   uint32
+	maxNeg   uint32
+}
+
+type cacheShard struct {
+	mu sync.RWMutex
+	m  map[string]*cacheEntry
+	_  [40]byte // keep shards on their own cache lines
+}
+
+// cacheEntry is immutable once stored.
+type cacheEntry struct {
+	wire    []byte // the answer, ID zero
+	ttlOffs []int32
+	ttls    []uint32
+	stored  int64 // nanoseconds since cache.base
+	expires int64
+	cnames  bool // the answer holds CNAMEs: policy must look at the chain
+}
+
+// Cache key flags: answers differ by these bits of the query.
+const (
+	keyDO = 1 << iota
+	keyCD
+	keyRD
+	keyEDNS
+	keyAD // RFC 6840 §5.7: AD in the answer depends on AD in the query
+)
+
+func newCache(size int, maxTTL, maxNeg time.Duration) *cache {
+	if size <= 0 {
+		return nil
+	}
+	n := 64
+	for n > 1 && size/n < 64 {
+		n /= 2
+	}
+	c := &cache{
+		shards:   make([]cacheShard, n),
+		perShard: (size + n - 1) / n,
+		seed:     maphash.MakeSeed(),
+		base:     time.Now(),
+		maxTTL:   uint32(maxTTL / time.Second),
+		maxNeg:   uint32(maxNeg / time.Second),
+	}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]*cacheEntry)
+	}
+	return c
+}
+
+func (c *cache) now() int64 { return int64(time.Since(c.base)) }
+
+// appendKey builds the cache key of q: the lower-case question name, type,
+// class and the flag bits answers depend on.
+func appendKey(dst []byte, q *query) []byte {
+	for _, b := range q.qname {
+		dst = append(dst, lower(b))
+	}
+	dst = binary.BigEndian.AppendUint16(dst, q.qtype)
+	dst = binary.BigEndian.AppendUint16(dst, q.qclass)
+	var f byte
+	if q.do {
+		f |= keyDO
+	}
+	if q.flags&flagCD != 0 {
+		f |= keyCD
+	}
+	if q.flags&flagRD != 0 {
+		f |= keyRD
+	}
+	if q.edns {
+		f |= keyEDNS
+	}
+	if q.flags&flagAD != 0 {
+		f |= keyAD
+	}
+	return append(dst, f)
+}
+
+func (c *cache) shard(key []byte) *cacheShard {
+	return &c.shards[maphash.Bytes(c.seed, key)&uint64(len(c.shards)-1)]
+}
+
+// get returns the live entry for key.
+func (c *cache) get(key []byte, now int64) *cacheEntry {
+	s := c.shard(key)
+	s.mu.RLock()
+	e := s.m[bstr(key)]
+	s.mu.RUnlock()
+	if e == nil || now >= e.expires {
+		return nil
+	}
+	return e
+}
+
+// put stores a copy of resp, which info describes, for info.ttl seconds
+// (capped).
+func (c *cache) put(key []byte, resp []byte, info *respInfo, now int64) {
+	ttl := info.ttl
+	limit := c.maxTTL
+	if info.rcode != rcodeSuccess || len(info.ttlOffs) == 0 {
+		limit = c.maxNeg
+	}
+	ttl = min(ttl, limit)
+	if ttl == 0 {
+		return
+	}
+	e := &cacheEntry{
+		wire:    append([]byte(nil), resp...),
+		ttlOffs: append([]int32(nil), info.ttlOffs...),
+		ttls:    make([]uint32, len(info.ttlOffs)),
+		stored:  now,
+		expires: now + int64(ttl)*int64(time.Second),
+		cnames:  info.cnames,
+	}
+	e.wire[0], e.wire[1] = 0, 0
+	for i, off := range e.ttlOffs {
+		t := binary.BigEndian.Uint32(resp[off:])
+		if t > 1<<31-1 {
+			t = 0
+		}
+		e.ttls[i] = t
+	}
+	k := string(key)
+	s := c.shard(key)
+	s.mu.Lock()
+	if _, ok := s.m[k]; !ok && len(s.m) >= c.perShard {
+		c.evict(s, now)
+	}
+	s.m[k] = e
+	s.mu.Unlock()
+}
+
+// evict drops one entry from a full shard: an expired one among the first
+// few the map offers, else the first (map order is random).
+func (c *cache) evict(s *cacheShard, now int64) {
+	var victim string
+	n := 0
+	for k, e := range s.m {
+		if n == 0 {
+			victim = k
+		}
+		if now >= e.expires {
+			victim = k
+			break
+		}
+		if n++; n >= 8 {
+			break
+		}
+	}
+	delete(s.m, victim)
+}
+
+// len counts the entries (for tests and stats).
+func (c *cache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// appendHit writes the cached answer for q: its ID, the client's spelling of
+// the question, and every TTL lowered by the entry's age.
+func (e *cacheEntry) appendHit(dst []byte, q *query, now int64) []byte {
+	dst = append(dst[:0], e.wire...)
+	binary.BigEndian.PutUint16(dst, q.id)
+	copy(dst[headerLen:], q.qname)
+	age := uint32((now - e.stored) / int64(time.Second))
+	for i, off := range e.ttlOffs {
+		t := e.ttls[i]
+		if t > age {
+			t -= age
+		} else {
+			t = 0
+		}
+		binary.BigEndian.PutUint32(dst[off:], t)
+	}
+	return dst
+}

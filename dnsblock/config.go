@@ -1,0 +1,202 @@
+package dnsblock
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+)
+
+// Defaults for Config.
+const (
+	DefaultTTL            = 60 * time.Second
+	DefaultCacheSize      = 100_000
+	DefaultTimeout        = 3 * time.Second
+	DefaultAttemptTimeout = 1500 * time.Millisecond
+	DefaultHealthMemory   = 5 * time.Second
+	DefaultMaxCacheTTL    = 24 * time.Hour
+	DefaultMaxNegativeTTL = time.Hour
+	DefaultUpstreamSocks  = 4
+	DefaultMaxInflight    = 10_000
+	DefaultMaxTCPConns    = 1_000
+	DefaultTCPIdle        = 10 * time.Second
+)
+
+// DefaultAllow is who may use the shim when Config.Allow is empty: loopback
+// and the private ranges an ISP gives its customers. Everyone else gets
+// REFUSED, so the shim is never an open resolver.
+func DefaultAllow() []netip.Prefix {
+	return []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"),
+		netip.MustParsePrefix("::1/128"),
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("172.16.0.0/12"),
+		netip.MustParsePrefix("192.168.0.0/16"),
+		netip.MustParsePrefix("100.64.0.0/10"),
+		netip.MustParsePrefix("fc00::/7"),
+	}
+}
+
+// Config is the shim's configuration; the first fields mirror the serve
+// flags of SPEC §1, the rest are tuning knobs whose zero value means the
+// default.
+type Config struct {
+	// Listen is the UDP and TCP address (--dns-listen), e.g. ":53".
+	Listen string
+	// Upstreams are the recursive resolvers (--upstream), "host:port" or
+	// "host" for port 53, tried in order with failover.
+	Upstreams []string
+	// SinkholeIPs answer A (IPv4 ones) and AAAA (IPv6 ones) queries for
+	// names with the sinkhole action (--sinkhole-ip).
+	SinkholeIPs []netip.Addr
+	// TTL of sinkhole answers (--ttl); 0 means DefaultTTL.
+	TTL time.Duration
+	// CacheSize is the number of forwarded answers kept (--cache-size);
+	// 0 turns the cache off, a negative value means DefaultCacheSize.
+	CacheSize int
+	// Allow lists the clients served (--allow); empty means DefaultAllow().
+	Allow []netip.Prefix
+
+	// Timeout bounds the time a query may wait for the upstreams before
+	// the client gets SERVFAIL.
+	Timeout time.Duration
+	// AttemptTimeout bounds one upstream's turn before failing over.
+	AttemptTimeout time.Duration
+	// HealthMemory is how long a failed upstream goes to the back of the line.
+	HealthMemory time.Duration
+	// MaxCacheTTL and MaxNegativeTTL cap how long answers stay cached.
+	MaxCacheTTL    time.Duration
+	MaxNegativeTTL time.Duration
+	// UpstreamSockets is the number of UDP sockets kept per upstream.
+	UpstreamSockets int
+	// MaxInflight bounds forwarded UDP queries in progress; past it new
+	// ones are dropped (and counted), as a resolver under overload does.
+	MaxInflight int
+	// MaxTCPConns bounds client TCP connections; TCPIdle closes idle ones.
+	MaxTCPConns int
+	TCPIdle     time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.TTL <= 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.CacheSize < 0 {
+		c.CacheSize = DefaultCacheSize
+	}
+	if len(c.Allow) == 0 {
+		c.Allow = DefaultAllow()
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if c.HealthMemory <= 0 {
+		c.HealthMemory = DefaultHealthMemory
+	}
+	if c.MaxCacheTTL <= 0 {
+		c.MaxCacheTTL = DefaultMaxCacheTTL
+	}
+	if c.MaxNegativeTTL <= 0 {
+		c.MaxNegativeTTL = DefaultMaxNegativeTTL
+	}
+	if c.UpstreamSockets <= 0 {
+		c.UpstreamSockets = DefaultUpstreamSocks
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.MaxTCPConns <= 0 {
+		c.MaxTCPConns = DefaultMaxTCPConns
+	}
+	if c.TCPIdle <= 0 {
+		c.TCPIdle = DefaultTCPIdle
+	}
+}
+
+// ErrNoUpstream is returned by New when no upstream is configured.
+var ErrNoUpstream = errors.New("no upstream resolver")
+
+// ErrNoSinkholeIP is returned by New without a sinkhole address (SPEC §1:
+// an error at start). A family without one answers NODATA.
+var ErrNoSinkholeIP = errors.New("no sinkhole address")
+
+// ParseUpstream normalises one upstream: "host" gets port 53, and the host
+// must be an IP address (a name would need a resolver to find the resolver).
+func ParseUpstream(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", fmt.Errorf("dnsblock: empty upstream")
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		if ap.Port() == 0 {
+			return "", fmt.Errorf("dnsblock: upstream %q: port 0", s)
+		}
+		return ap.String(), nil
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return "", fmt.Errorf("dnsblock: upstream %q: want IP or IP:port", s)
+	}
+	return net.JoinHostPort(ip.String(), "53"), nil
+}
+
+// ParseAllow reads CIDRs; a bare address stands for itself.
+func ParseAllow(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("dnsblock: allow %q: not a CIDR or address", s)
+		}
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return out, nil
+}
+
+// ResolvConfUpstreams returns the nameservers of a resolv.conf file (the
+// default of --upstream), as "ip:53".
+func ResolvConfUpstreams(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("dnsblock: %w", err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 || fields[0] != "nameserver" {
+			continue
+		}
+		host := fields[1]
+		if i := strings.IndexByte(host, '%'); i >= 0 {
+			host = host[:i] // a zone is meaningless for the dial below
+		}
+		if u, err := ParseUpstream(host); err == nil {
+			out = append(out, u)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("dnsblock: read %s: %w", path, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("dnsblock: %s: %w", path, ErrNoUpstream)
+	}
+	return out, nil
+}

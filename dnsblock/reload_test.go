@@ -1,0 +1,118 @@
+package dnsblock
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"wormsink/signatures"
+)
+
+// TestReloadUnderLoad swaps the signature set while clients query: every
+// query is answered, and each answer and its evidence come from one set.
+func TestReloadUnderLoad(t *testing.T) {
+	setA := newSource(t, "serial: 1\nsignatures:\n  - id: a\n    family: A\n    domains: [swap.example]\n").Current()
+	setB := newSource(t, "serial: 2\nsignatures:\n  - id: b\n    family: B\n    domains:\n      - name: swap.example\n        action: nxdomain\n        evidence: weak\n").Current()
+	src := &source{}
+	src.p.Store(setA)
+	up := startUpstream(t, answerA)
+	rec := &recorder{}
+	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 1000}, src, rec)
+
+	stop := make(chan struct{})
+	var swaps atomic.Int64
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if i%2 == 0 {
+				src.p.Store(setB)
+			} else {
+				src.p.Store(setA)
+			}
+			swaps.Add(1)
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+
+	const clients, rounds = 8, 200
+	var wg sync.WaitGroup
+	var sink, nx, fwd atomic.Int64
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := &dns.Client{Timeout: 3 * time.Second}
+			conn, err := cl.Dial(s.UDPAddr().String())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			for i := range rounds {
+				name := "swap.example."
+				if i%2 == 1 {
+					name = fmt.Sprintf("fwd%d-%d.example.", c, i%20)
+				}
+				m := new(dns.Msg)
+				m.SetQuestion(name, dns.TypeA)
+				r, _, err := cl.ExchangeWithConn(m, conn)
+				if err != nil {
+					errs <- fmt.Errorf("client %d query %d %s: %w", c, i, name, err)
+					return
+				}
+				switch {
+				case name != "swap.example.":
+					if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.1" {
+						errs <- fmt.Errorf("forwarded %s: %v", name, r)
+						return
+					}
+					fwd.Add(1)
+				case r.Rcode == dns.RcodeNameError && len(r.Answer) == 0:
+					nx.Add(1)
+				case r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == "192.0.2.66":
+					sink.Add(1)
+				default:
+					errs <- fmt.Errorf("swap.example: answer from neither set: %v", r)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := sink.Load() + nx.Load() + fwd.Load(); got != clients*rounds {
+		t.Fatalf("answers %d, want %d", got, clients*rounds)
+	}
+	t.Logf("swaps %d, sinkhole answers %d, nxdomain answers %d, forwarded %d", swaps.Load(), sink.Load(), nx.Load(), fwd.Load())
+	if swaps.Load() < 10 {
+		t.Errorf("only %d swaps during the load", swaps.Load())
+	}
+	// Evidence and answer come from the same set: set A's line is strong, B's weak.
+	var a, b int64
+	for _, e := range rec.events() {
+		switch {
+		case e.Serial == 1 && e.Sig == "a" && e.Evidence == signatures.Strong:
+			a++
+		case e.Serial == 2 && e.Sig == "b" && e.Evidence == signatures.Weak:
+			b++
+		default:
+			t.Errorf("mixed event %+v", e)
+		}
+	}
+	if a != sink.Load() || b != nx.Load() {
+		t.Errorf("events a=%d b=%d, answers sinkhole=%d nxdomain=%d", a, b, sink.Load(), nx.Load())
+	}
+}

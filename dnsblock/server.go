@@ -1,0 +1,473 @@
+// Package dnsblock is wormsink's DNS shim: it answers names of the signature
+// set with the sinkhole policy, leaving evidence, and forwards everything
+// else to the ISP's recursive resolvers, unchanged and mostly from cache.
+package dnsblock
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// ErrServerClosed is returned by ListenAndServe after Shutdown.
+var ErrServerClosed = errors.New("dnsblock: server closed")
+
+// Server is the DNS shim on one UDP and one TCP socket.
+type Server struct {
+	cfg Config
+	h   *handler
+	log zerolog.Logger
+
+	udp   *net.UDPConn
+	tcp   *net.TCPListener
+	pkt   bool // the UDP socket is bound to a wildcard: answer from the address asked
+	ready chan struct{}
+	done  chan struct{}
+
+	inflight chan struct{} // semaphore for forwarded UDP queries
+	tcpSlots chan struct{}
+	wg       sync.WaitGroup // every serving goroutine
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	closed   atomic.Bool
+	started  atomic.Bool
+}
+
+// New checks cfg and prepares a Server; Start binds the sockets. src is
+// asked for the signature set on every query, rec receives the evidence of
+// every policy answer, log gets service lines (start, errors).
+func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, error) {
+	cfg.setDefaults()
+	if src == nil {
+		return nil, errors.New("dnsblock: no signature source")
+	}
+	if len(cfg.Upstreams) == 0 {
+		return nil, fmt.Errorf("dnsblock: %w", ErrNoUpstream)
+	}
+	ups := make([]string, len(cfg.Upstreams))
+	for i, u := range cfg.Upstreams {
+		n, err := ParseUpstream(u)
+		if err != nil {
+			return nil, err
+		}
+		ups[i] = n
+	}
+	cfg.Upstreams = ups
+	ttl := uint32(cfg.TTL / time.Second)
+	h := &handler{
+		src:   src,
+		rec:   rec,
+		allow: cfg.Allow,
+		v4:    newRRSet(cfg.SinkholeIPs, false, ttl),
+		v6:    newRRSet(cfg.SinkholeIPs, true, ttl),
+		cache: newCache(cfg.CacheSize, cfg.MaxCacheTTL, cfg.MaxNegativeTTL),
+		cfg:   cfg,
+		log:   log,
+	}
+	if h.v4.n == 0 && h.v6.n == 0 {
+		return nil, fmt.Errorf("dnsblock: %w", ErrNoSinkholeIP)
+	}
+	return &Server{
+		cfg:      cfg,
+		h:        h,
+		log:      log,
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+		inflight: make(chan struct{}, cfg.MaxInflight),
+		tcpSlots: make(chan struct{}, cfg.MaxTCPConns),
+		conns:    make(map[net.Conn]struct{}),
+	}, nil
+}
+
+// Start binds the UDP and TCP sockets, opens the upstream sockets and
+// starts serving. When it returns nil the shim answers queries (Ready is
+// closed); the addresses are in UDPAddr and TCPAddr. With port 0, both
+// sockets get the same port.
+func (s *Server) Start() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("dnsblock: already started")
+	}
+	for _, addr := range s.cfg.Upstreams {
+		u, err := newUpstream(addr, s.cfg.UpstreamSockets, &s.h.c.upStrays)
+		if err != nil {
+			s.closeUpstreams()
+			return err
+		}
+		s.h.ups = append(s.h.ups, u)
+	}
+	if err := s.listen(); err != nil {
+		s.closeUpstreams()
+		return err
+	}
+	readers := max(2, runtime.GOMAXPROCS(0))
+	for range readers {
+		s.wg.Add(1)
+		go s.serveUDP()
+	}
+	s.wg.Add(1)
+	go s.serveTCP()
+	close(s.ready)
+	s.log.Info().Str("event", "dns_listen").Str("udp", s.UDPAddr().String()).Str("tcp", s.TCPAddr().String()).
+		Strs("upstreams", s.cfg.Upstreams).Int("cache_size", s.cfg.CacheSize).Str("allow", prefixList(s.cfg.Allow)).
+		Msg("dns shim serving; clients outside allow get REFUSED")
+	return nil
+}
+
+func (s *Server) listen() error {
+	addr := s.cfg.Listen
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("dnsblock: listen %s: %w", addr, err)
+	}
+	// With port 0 the kernel picks the UDP port, which TCP may find taken:
+	// try a few times.
+	for attempt := 0; ; attempt++ {
+		ua, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return fmt.Errorf("dnsblock: listen %s: %w", addr, err)
+		}
+		u, err := net.ListenUDP("udp", ua)
+		if err != nil {
+			return fmt.Errorf("dnsblock: listen udp %s: %w", addr, err)
+		}
+		p := u.LocalAddr().(*net.UDPAddr).Port
+		t, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(p)))
+		if err != nil {
+			u.Close()
+			if port == "0" && attempt < 10 {
+				continue
+			}
+			return fmt.Errorf("dnsblock: listen tcp %s: %w", addr, err)
+		}
+		s.udp, s.tcp = u, t.(*net.TCPListener)
+		break
+	}
+	if ip := s.udp.LocalAddr().(*net.UDPAddr).IP; ip == nil || ip.IsUnspecified() {
+		s.pkt = enablePktInfo(s.udp) == nil
+	}
+	return nil
+}
+
+// Ready is closed once the shim answers queries.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// UDPAddr is the bound UDP address (valid after Start).
+func (s *Server) UDPAddr() netip.AddrPort {
+	if s.udp == nil {
+		return netip.AddrPort{}
+	}
+	return s.udp.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// TCPAddr is the bound TCP address (valid after Start).
+func (s *Server) TCPAddr() netip.AddrPort {
+	if s.tcp == nil {
+		return netip.AddrPort{}
+	}
+	return s.tcp.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats { return s.h.c.snapshot() }
+
+// CacheLen is the number of cached answers.
+func (s *Server) CacheLen() int {
+	if s.h.cache == nil {
+		return 0
+	}
+	return s.h.cache.len()
+}
+
+// ListenAndServe starts the shim and serves until ctx ends (it then shuts
+// down, giving queries in progress up to Timeout, and returns nil) or
+// Shutdown is called (ErrServerClosed).
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+		defer cancel()
+		return s.Shutdown(sctx)
+	case <-s.done:
+		return ErrServerClosed
+	}
+}
+
+// Shutdown closes the listeners, lets queries in progress finish until ctx
+// ends, then closes client connections and upstream sockets.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if s.udp != nil {
+		s.udp.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	// Idle TCP clients would hold Shutdown until their idle timeout.
+	s.mu.Lock()
+	for c := range s.conns {
+		c.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+	wait := make(chan struct{})
+	go func() { s.wg.Wait(); close(wait) }()
+	var err error
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+	}
+	s.closeUpstreams()
+	close(s.done)
+	return err
+}
+
+func (s *Server) closeUpstreams() {
+	for _, u := range s.h.ups {
+		u.close()
+	}
+}
+
+// serveUDP is one reader of the UDP socket. Everything that needs no
+// upstream is answered here, synchronously and without allocation; a
+// forwarded query gets a goroutine of its own so one slow upstream answer
+// never holds up the socket.
+func (s *Server) serveUDP() {
+	defer s.wg.Done()
+	if b := newUDPBatch(s.udp); b != nil {
+		s.serveUDPBatch(b)
+		return
+	}
+	buf := make([]byte, 65535)
+	oob := make([]byte, oobSize)
+	var reply []byte
+	sc := newScratch()
+	for {
+		n, oobn, _, from, err := s.udp.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		msg := buf[:n]
+		if s.pkt {
+			reply = replyOOB(reply[:0], oob[:oobn])
+		}
+		resp, fwd := s.h.answer(sc, msg, from, false)
+		if fwd {
+			select {
+			case s.inflight <- struct{}{}:
+			default:
+				s.h.c.dropped.Add(1)
+				continue
+			}
+			s.wg.Add(1)
+			go s.forwardUDP(append([]byte(nil), msg...), from, append([]byte(nil), reply...))
+			continue
+		}
+		if resp != nil {
+			s.udp.WriteMsgUDPAddrPort(resp, reply, from)
+		}
+	}
+}
+
+// serveUDPBatch is serveUDP reading and writing many packets per system call.
+func (s *Server) serveUDPBatch(b *udpBatch) {
+	var reply []byte
+	sc := newScratch()
+	for {
+		n, err := b.read()
+		if err != nil {
+			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		for i := range n {
+			msg, from, oob, ok := b.packet(i)
+			if !ok {
+				s.h.c.dropped.Add(1)
+				continue
+			}
+			reply = reply[:0]
+			if s.pkt {
+				reply = replyOOB(reply, oob)
+			}
+			sc.out = b.slot()
+			resp, fwd := s.h.answer(sc, msg, from, false)
+			if fwd {
+				select {
+				case s.inflight <- struct{}{}:
+				default:
+					s.h.c.dropped.Add(1)
+					continue
+				}
+				s.wg.Add(1)
+				go s.forwardUDP(append([]byte(nil), msg...), from, append([]byte(nil), reply...))
+				continue
+			}
+			if resp != nil {
+				b.queue(i, resp, reply)
+			}
+		}
+		b.flush()
+	}
+}
+
+func (s *Server) forwardUDP(msg []byte, from netip.AddrPort, oob []byte) {
+	defer s.wg.Done()
+	defer func() { <-s.inflight }()
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	// The parsed query points into the reader's buffer: parse the copy again.
+	if err := parseQuery(msg, &sc.q, sc.name[:]); err != nil {
+		return
+	}
+	resp := s.h.forward(sc, msg, from, false)
+	s.udp.WriteMsgUDPAddrPort(resp, oob, from)
+}
+
+func (s *Server) serveTCP() {
+	defer s.wg.Done()
+	for {
+		c, err := s.tcp.Accept()
+		if err != nil {
+			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// EMFILE and the like: back off instead of spinning.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		select {
+		case s.tcpSlots <- struct{}{}:
+		default:
+			s.h.c.dropped.Add(1)
+			c.Close()
+			continue
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go s.serveConn(c)
+	}
+}
+
+// tcpPipeline bounds the forwarded queries of one TCP client in progress;
+// past it the connection is not read until one finishes.
+const tcpPipeline = 16
+
+// tcpConn is one client TCP connection. Answers the shim makes itself are
+// written at once; forwarded queries run concurrently, so a pipelining
+// client (RFC 7766 §6.2.1.1) is not held up behind one slow upstream answer.
+// Answers carry the query ID, so their order does not matter.
+type tcpConn struct {
+	c    net.Conn
+	from netip.AddrPort
+	idle time.Duration
+	wmu  sync.Mutex
+	out  []byte
+	err  atomic.Bool
+}
+
+func (t *tcpConn) write(resp []byte) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.out = append(t.out[:0], 0, 0)
+	binary.BigEndian.PutUint16(t.out, uint16(len(resp)))
+	t.out = append(t.out, resp...)
+	t.c.SetWriteDeadline(time.Now().Add(t.idle))
+	if _, err := t.c.Write(t.out); err != nil {
+		t.err.Store(true)
+		t.c.SetReadDeadline(time.Now()) // stop the reader too
+	}
+}
+
+func (s *Server) serveConn(c net.Conn) {
+	defer s.wg.Done()
+	t := &tcpConn{c: c, from: c.RemoteAddr().(*net.TCPAddr).AddrPort(), idle: s.cfg.TCPIdle}
+	var inner sync.WaitGroup
+	sem := make(chan struct{}, tcpPipeline)
+	defer func() {
+		inner.Wait()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.Close()
+		<-s.tcpSlots
+	}()
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	buf := make([]byte, 0, 1024)
+	var l [2]byte
+	for !s.closed.Load() && !t.err.Load() {
+		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdle))
+		if _, err := io.ReadFull(c, l[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(l[:]))
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		msg := buf[:n]
+		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdle))
+		if _, err := io.ReadFull(c, msg); err != nil {
+			return
+		}
+		resp, fwd := s.h.answer(sc, msg, t.from, true)
+		if !fwd {
+			if resp != nil {
+				t.write(resp)
+			}
+			continue
+		}
+		sem <- struct{}{}
+		inner.Add(1)
+		go func(msg []byte) {
+			defer inner.Done()
+			defer func() { <-sem }()
+			fs := scratchPool.Get().(*scratch)
+			defer scratchPool.Put(fs)
+			if parseQuery(msg, &fs.q, fs.name[:]) != nil {
+				return
+			}
+			t.write(s.h.forward(fs, msg, t.from, true))
+		}(append([]byte(nil), msg...))
+	}
+}
+
+func prefixList(ps []netip.Prefix) string {
+	var b []byte
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = p.AppendTo(b)
+	}
+	return string(b)
+}

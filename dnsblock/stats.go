@@ -1,0 +1,72 @@
+package dnsblock
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// LatencyBounds are the upper bounds of the upstream latency buckets in
+// Stats.UpstreamLatency (a Prometheus histogram maps onto them directly).
+var LatencyBounds = [...]time.Duration{
+	time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
+}
+
+// Stats is a snapshot of the shim's counters. Every field only grows.
+type Stats struct {
+	// Answers by outcome; each query counts once.
+	Sinkholed uint64 // policy answers (sinkhole, nxdomain, nodata), CNAME hits included
+	Forwarded uint64 // answered with the upstream's answer
+	CacheHits uint64 // answered from the cache
+	Refused   uint64 // client outside --allow
+	ServFail  uint64 // no upstream answered in time
+	FormErr   uint64 // malformed query
+	NotImp    uint64 // opcode other than QUERY
+	Dropped   uint64 // not answered: not a query, unreadable, or overload
+
+	// Upstream side.
+	UpstreamErrors  uint64 // attempts that failed or timed out
+	UpstreamStrays  uint64 // answers dropped: unknown ID or question mismatch
+	UpstreamLatency [len(LatencyBounds) + 1]uint64
+	// UpstreamLatencySum is the sum of the successful attempts' latencies.
+	UpstreamLatencySum time.Duration
+}
+
+// UpstreamLatencyCount is how many latencies the histogram holds.
+func (s Stats) UpstreamLatencyCount() uint64 {
+	var n uint64
+	for _, c := range s.UpstreamLatency {
+		n += c
+	}
+	return n
+}
+
+type counters struct {
+	sinkholed, forwarded, cacheHits, refused, servFail, formErr, notImp, dropped atomic.Uint64
+	upErrors, upStrays, upLatSum                                                 atomic.Uint64
+	upLat                                                                        [len(LatencyBounds) + 1]atomic.Uint64
+}
+
+func (c *counters) observe(d time.Duration) {
+	i := 0
+	for i < len(LatencyBounds) && d > LatencyBounds[i] {
+		i++
+	}
+	c.upLat[i].Add(1)
+	c.upLatSum.Add(uint64(d))
+}
+
+func (c *counters) snapshot() Stats {
+	s := Stats{
+		Sinkholed: c.sinkholed.Load(), Forwarded: c.forwarded.Load(), CacheHits: c.cacheHits.Load(),
+		Refused: c.refused.Load(), ServFail: c.servFail.Load(), FormErr: c.formErr.Load(),
+		NotImp: c.notImp.Load(), Dropped: c.dropped.Load(),
+		UpstreamErrors: c.upErrors.Load(), UpstreamStrays: c.upStrays.Load(),
+		UpstreamLatencySum: time.Duration(c.upLatSum.Load()),
+	}
+	for i := range c.upLat {
+		s.UpstreamLatency[i] = c.upLat[i].Load()
+	}
+	return s
+}

@@ -1,0 +1,321 @@
+package dnsblock
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// The hot path reads and writes DNS messages as bytes: unpacking into a
+// dns.Msg costs a dozen allocations per query, more than the whole answer.
+// miekg/dns is still used where a message is built once (tests, rare paths).
+
+const (
+	headerLen = 12
+
+	flagQR = 1 << 15
+	flagAA = 1 << 10
+	flagTC = 1 << 9
+	flagRD = 1 << 8
+	flagRA = 1 << 7
+	flagAD = 1 << 5
+	flagCD = 1 << 4
+
+	rcodeSuccess  = 0
+	rcodeFormErr  = 1
+	rcodeServFail = 2
+	rcodeNXDomain = 3
+	rcodeNotImp   = 4
+	rcodeRefused  = 5
+
+	typeA     = 1
+	typeNS    = 2
+	typeCNAME = 5
+	typeSOA   = 6
+	typeAAAA  = 28
+	typeOPT   = 41
+	classIN   = 1
+
+	optCookie = 10
+
+	maxNameWire = 255
+	maxPointers = 64 // a longer pointer chain is a loop
+	minUDPSize  = 512
+	maxUDPSize  = 4096
+)
+
+var (
+	errShort   = errors.New("message too short")
+	errName    = errors.New("bad name")
+	errCount   = errors.New("question count is not 1")
+	errOPT     = errors.New("bad OPT record")
+	errTrailer = errors.New("bad record after the question")
+)
+
+// query is what the shim needs of a client's message. Slices point into the
+// message buffer.
+type query struct {
+	id      uint16
+	flags   uint16
+	opcode  uint8
+	qname   []byte // wire form, as the client wrote it (case kept)
+	qtype   uint16
+	qclass  uint16
+	qEnd    int // offset just past the question
+	edns    bool
+	udpSize uint16 // the client's EDNS payload size (0 without EDNS)
+	do      bool
+	ednsVer uint8
+	name    []byte // lower-case dotted form without the trailing dot; nil when a label holds a '.'
+	text    []byte // the same, always set (for evidence)
+}
+
+// udpLimit is the largest UDP answer the client accepts.
+func (q *query) udpLimit() int {
+	if !q.edns || q.udpSize < minUDPSize {
+		return minUDPSize
+	}
+	return int(q.udpSize)
+}
+
+// parseQuery reads the header, the one question and an OPT record. name is
+// scratch space for the dotted name (at least 256 bytes). A message with a
+// header but a broken body returns the header filled in and an error, so
+// the caller can answer FORMERR.
+func parseQuery(msg []byte, q *query, name []byte) error {
+	*q = query{}
+	if len(msg) < headerLen {
+		return errShort
+	}
+	q.id = binary.BigEndian.Uint16(msg)
+	q.flags = binary.BigEndian.Uint16(msg[2:])
+	q.opcode = uint8(q.flags>>11) & 0xf
+	if binary.BigEndian.Uint16(msg[4:]) != 1 {
+		return errCount
+	}
+	an := int(binary.BigEndian.Uint16(msg[6:]))
+	ns := int(binary.BigEndian.Uint16(msg[8:]))
+	ar := int(binary.BigEndian.Uint16(msg[10:]))
+	off := headerLen
+	dotted := name[:0]
+	clean := true
+	for {
+		if off >= len(msg) {
+			return errShort
+		}
+		l := int(msg[off])
+		if l == 0 {
+			off++
+			break
+		}
+		if l > 63 || off+1+l > len(msg) {
+			return errName // pointers and extended labels have no place in a question
+		}
+		if off+1+l-headerLen > maxNameWire-1 {
+			return errName
+		}
+		if len(dotted) > 0 {
+			dotted = append(dotted, '.')
+		}
+		for _, c := range msg[off+1 : off+1+l] {
+			if c == '.' {
+				clean = false
+			}
+			dotted = append(dotted, lower(c))
+		}
+		off += 1 + l
+	}
+	q.qname = msg[headerLen:off]
+	if off+4 > len(msg) {
+		return errShort
+	}
+	q.qtype = binary.BigEndian.Uint16(msg[off:])
+	q.qclass = binary.BigEndian.Uint16(msg[off+2:])
+	off += 4
+	q.qEnd = off
+	q.text = dotted
+	if clean {
+		q.name = dotted
+	}
+	// Records after the question: only the OPT matters to the shim, the
+	// rest must at least be well formed.
+	for i := 0; i < an+ns+ar; i++ {
+		start := off
+		var err error
+		off, err = skipName(msg, off)
+		if err != nil || off+10 > len(msg) {
+			return errTrailer
+		}
+		typ := binary.BigEndian.Uint16(msg[off:])
+		rdlen := int(binary.BigEndian.Uint16(msg[off+8:]))
+		if off+10+rdlen > len(msg) {
+			return errTrailer
+		}
+		if typ == typeOPT {
+			if i < an+ns || q.edns || off != start+1 {
+				return errOPT // OPT only once, in the additional section, owned by the root
+			}
+			q.edns = true
+			q.udpSize = binary.BigEndian.Uint16(msg[off+2:])
+			q.ednsVer = msg[off+5]
+			q.do = msg[off+6]&0x80 != 0
+		}
+		off += 10 + rdlen
+	}
+	return nil
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+// skipName returns the offset after the name at off, which may end in a
+// compression pointer.
+func skipName(msg []byte, off int) (int, error) {
+	n := 0
+	for {
+		if off >= len(msg) {
+			return 0, errShort
+		}
+		l := int(msg[off])
+		switch {
+		case l == 0:
+			return off + 1, nil
+		case l&0xc0 == 0xc0:
+			if off+2 > len(msg) {
+				return 0, errShort
+			}
+			return off + 2, nil
+		case l > 63:
+			return 0, errName
+		}
+		n += 1 + l
+		if n > maxNameWire {
+			return 0, errName
+		}
+		off += 1 + l
+	}
+}
+
+// readName decodes the (possibly compressed) name at off into dst as
+// lower-case dotted text without the trailing dot. ok is false when a label
+// holds a '.', which no listed name can match.
+func readName(msg []byte, off int, dst []byte) (text []byte, ok bool, err error) {
+	dst = dst[:0]
+	ok = true
+	wire := 0
+	for jumps := 0; ; {
+		if off >= len(msg) {
+			return nil, false, errShort
+		}
+		l := int(msg[off])
+		switch {
+		case l == 0:
+			return dst, ok, nil
+		case l&0xc0 == 0xc0:
+			if off+2 > len(msg) {
+				return nil, false, errShort
+			}
+			jumps++
+			if jumps > maxPointers {
+				return nil, false, errName
+			}
+			off = int(binary.BigEndian.Uint16(msg[off:]) & 0x3fff)
+			continue
+		case l > 63:
+			return nil, false, errName
+		}
+		if off+1+l > len(msg) {
+			return nil, false, errShort
+		}
+		wire += 1 + l
+		if wire > maxNameWire-1 {
+			return nil, false, errName
+		}
+		if len(dst) > 0 {
+			dst = append(dst, '.')
+		}
+		for _, c := range msg[off+1 : off+1+l] {
+			if c == '.' {
+				ok = false
+			}
+			dst = append(dst, lower(c))
+		}
+		off += 1 + l
+	}
+}
+
+// equalFoldBytes compares two wire names or questions ignoring ASCII case.
+func equalFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// appendHeader writes a response header for q.
+func appendHeader(dst []byte, q *query, rcode uint16, an, ns, ar uint16) []byte {
+	flags := flagQR | uint16(q.opcode)<<11 | q.flags&(flagRD|flagCD) | flagRA | rcode
+	dst = binary.BigEndian.AppendUint16(dst, q.id)
+	dst = binary.BigEndian.AppendUint16(dst, flags)
+	qd := uint16(0)
+	if q.qEnd > 0 {
+		qd = 1
+	}
+	dst = binary.BigEndian.AppendUint16(dst, qd)
+	dst = binary.BigEndian.AppendUint16(dst, an)
+	dst = binary.BigEndian.AppendUint16(dst, ns)
+	return binary.BigEndian.AppendUint16(dst, ar)
+}
+
+// appendOPT writes the answer's OPT record: the client's payload size and
+// DO bit echoed, as the issue asks, with the extended rcode given.
+func appendOPT(dst []byte, q *query, extRcode uint8) []byte {
+	size := q.udpSize
+	if size < minUDPSize {
+		size = minUDPSize
+	}
+	dst = append(dst, 0, 0, typeOPT)
+	dst = binary.BigEndian.AppendUint16(dst, size)
+	dst = append(dst, extRcode, 0)
+	var f uint16
+	if q.do {
+		f = 1 << 15
+	}
+	dst = binary.BigEndian.AppendUint16(dst, f)
+	return append(dst, 0, 0)
+}
+
+// errorAnswer is a bare answer with rcode: the question echoed when there
+// was a readable one, and the client's OPT.
+func errorAnswer(dst, msg []byte, q *query, rcode uint16) []byte {
+	ar := uint16(0)
+	if q.edns {
+		ar = 1
+	}
+	dst = appendHeader(dst[:0], q, rcode, 0, 0, ar)
+	if q.qEnd > 0 {
+		dst = append(dst, msg[headerLen:q.qEnd]...)
+	}
+	if q.edns {
+		dst = appendOPT(dst, q, 0)
+	}
+	return dst
+}
+
+// formErr answers a message whose header could be read but nothing else:
+// no question, no OPT (RFC 6891 §7: FORMERR may not echo what it could not parse).
+func formErr(dst, msg []byte) []byte {
+	var q query
+	q.id = binary.BigEndian.Uint16(msg)
+	q.flags = binary.BigEndian.Uint16(msg[2:])
+	q.opcode = uint8(q.flags>>11) & 0xf
+	return errorAnswer(dst, msg, &q, rcodeFormErr)
+}
