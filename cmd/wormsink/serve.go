@@ -164,6 +164,7 @@ type server struct {
 
 	metricsLn net.Listener
 	parts     []part
+	closers   []func() // release what the parts bound, after a failed start
 }
 
 // part is one listener of serve, bound in newServer (before privileges are
@@ -213,6 +214,10 @@ func newServer(e env, c *serveConfig) (_ *server, err error) {
 }
 
 func (s *server) closeAll() {
+	for _, c := range s.closers {
+		c()
+	}
+	s.closers = nil
 	if s.metricsLn != nil {
 		s.metricsLn.Close()
 	}
