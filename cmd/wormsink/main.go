@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -94,13 +95,19 @@ func newFlags(e env, name, argsUsage string) *flag.FlagSet {
 // parseFlags parses args; done is true when the caller should return code
 // (help was asked for, or the flags were wrong).
 func parseFlags(fs *flag.FlagSet, e env, args []string) (code int, done bool) {
+	// The flag package prints its own usage on errors and on -h; hold it,
+	// so help goes once to stdout and errors once to stderr.
+	var held bytes.Buffer
+	fs.SetOutput(&held)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(e.stdout)
+		fs.Usage()
+		return exitOK, true
+	}
 	fs.SetOutput(e.stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(e.stdout)
-			fs.Usage()
-			return exitOK, true
-		}
+	if err != nil {
+		e.stderr.Write(held.Bytes())
 		return exitUsage, true
 	}
 	return 0, false
