@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The whole story with real clients: a real unbound upstream, dig, tftp-hpa
+// and curl against `wormsink serve` running as its own process; then the
+// report, the metrics, a reload, a broken reload and a clean stop.
+
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// wormsinkBinary builds the command once per test run.
+func wormsinkBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wormsink-bin")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "wormsink")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	for _, p := range []string{name, "/usr/sbin/" + name, "/usr/bin/" + name} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	t.Fatalf("%s is not installed: run `make deps`", name)
+	return ""
+}
+
+// freePort finds a port free for both UDP and TCP on 127.0.0.1.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		u.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startUnbound runs a real unbound on a loopback port that answers the
+// test's names from local data, so nothing leaves the machine.
+func startUnbound(t *testing.T, localData ...string) string {
+	t.Helper()
+	unbound := needTool(t, "unbound")
+	dir := t.TempDir()
+	port := freePort(t)
+	var b strings.Builder
+	fmt.Fprintf(&b, `server:
+  interface: 127.0.0.1
+  port: %d
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: %q
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  module-config: "iterator"
+  access-control: 127.0.0.0/8 allow
+  do-ip6: no
+  local-zone: "example.net." static
+  local-zone: "worm.example." static
+`, port, dir)
+	for _, d := range localData {
+		fmt.Fprintf(&b, "  local-data: %q\n", d)
+	}
+	conf := filepath.Join(dir, "unbound.conf")
+	os.WriteFile(conf, []byte(b.String()), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, unbound, "-d", "-c", conf)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(t, "unbound", 10*time.Second, func() bool {
+		out, _ := exec.Command("dig", "+short", "+time=1", "+tries=1", "-p", strconv.Itoa(port), "@127.0.0.1", "www.example.net").Output()
+		return len(bytes.TrimSpace(out)) > 0
+	})
+	return addr
+}
+
+type serveProc struct {
+	cmd     *exec.Cmd
+	stderr  bytes.Buffer
+	done    chan error
+	dns     int
+	tftp    int
+	metrics string
+	log     string
+}
+
+func startServe(t *testing.T, bin string, args ...string) *serveProc {
+	t.Helper()
+	p := &serveProc{dns: freePort(t), tftp: freePort(t), metrics: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		log: filepath.Join(t.TempDir(), "evidence.jsonl"), done: make(chan error, 1)}
+	all := append([]string{"serve",
+		"--dns-listen", fmt.Sprintf("127.0.0.1:%d", p.dns),
+		"--tftp-listen", fmt.Sprintf("127.0.0.1:%d", p.tftp),
+		"--metrics-listen", p.metrics, "--log", p.log, "--sensor", "e2e", "--user", "", "--watch-interval", "0"}, args...)
+	p.cmd = exec.Command(bin, all...)
+	p.cmd.Stderr = &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	waitFor(t, "serve /healthz", 10*time.Second, func() bool {
+		select {
+		case err := <-p.done:
+			t.Fatalf("serve exited: %v\n%s", err, p.stderr.String())
+		default:
+		}
+		resp, err := http.Get("http://" + p.metrics + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return p
+}
+
+func (p *serveProc) dig(t *testing.T, from, name, qtype string) (status string, answers []string) {
+	t.Helper()
+	out, err := exec.Command("dig", "-b", from, "-p", strconv.Itoa(p.dns), "@127.0.0.1", "+time=3", "+tries=1", name, qtype).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %s: %v\n%s", name, err, out)
+	}
+	if m := regexp.MustCompile(`status: ([A-Z]+)`).FindSubmatch(out); m != nil {
+		status = string(m[1])
+	}
+	inAnswer := false
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(line, ";; ANSWER SECTION"):
+			inAnswer = true
+		case inAnswer && strings.TrimSpace(line) == "":
+			inAnswer = false
+		case inAnswer:
+			f := strings.Fields(line)
+			answers = append(answers, f[len(f)-1])
+		}
+	}
+	return status, answers
+}
+
+func (p *serveProc) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", name, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("metric %s not exported", name)
+	return 0
+}
+
+func (p *serveProc) stop(t *testing.T) {
+	t.Helper()
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("serve exit after SIGTERM: %v\n%s", err, p.stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("serve did not exit within 5 s of SIGTERM")
+	}
+	t.Logf("SIGTERM to exit: %v", time.Since(start))
+	p.done <- nil // for the cleanup
+}
+
+func logLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, l := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		var m map[string]any
+		if err := json.Unmarshal(l, &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func sightings(lines []map[string]any, event string) float64 {
+	n := 0.0
+	for _, l := range lines {
+		if l["event"] == event && l["host"] != nil {
+			n += l["count"].(float64)
+		}
+	}
+	return n
+}
+
+const storySigs = `serial: %d
+signatures:
+  - id: blaster
+    family: Blaster
+    references: [CVE-2003-0352]
+    tftp_files: [msblast.exe]
+    domains:
+      - %s
+      - name: windowsupdate.com
+        action: nxdomain
+        evidence: weak
+`
+
+func TestServeStory(t *testing.T) {
+	bin := wormsinkBinary(t)
+	needTool(t, "dig")
+	tftp := needTool(t, "tftp")
+	curl := needTool(t, "curl")
+	upstream := startUnbound(t, "www.example.net. A 192.0.2.80", "tftp.worm.example. A 198.51.100.66")
+
+	dir := t.TempDir()
+	sigPath := filepath.Join(dir, "sigs.yaml")
+	os.WriteFile(sigPath, fmt.Appendf(nil, storySigs, 100, "tftp.worm.example"), 0o644)
+	p := startServe(t, bin, "--signatures", sigPath, "--upstream", upstream, "--sinkhole-ip", "127.0.0.1")
+
+	// Host 1 (127.0.0.1) and host 2 (127.0.0.2) look up the worm's TFTP
+	// host, then ask the sinkhole for the worm.
+	for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
+		if st, ans := p.dig(t, host, "tftp.worm.example", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "127.0.0.1" {
+			t.Fatalf("%s: tftp.worm.example A: %s %v, want the sinkhole 127.0.0.1", host, st, ans)
+		}
+	}
+	if st, ans := p.dig(t, "127.0.0.1", "www.example.net", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "192.0.2.80" {
+		t.Fatalf("forwarded name: %s %v", st, ans)
+	}
+	if st, _ := p.dig(t, "127.0.0.1", "windowsupdate.com", "A"); st != "NXDOMAIN" {
+		t.Fatalf("windowsupdate.com: %s, want NXDOMAIN", st)
+	}
+
+	work := t.TempDir()
+	out, _ := runIn(work, tftp, "127.0.0.1", strconv.Itoa(p.tftp), "-m", "octet", "-c", "get", "msblast.exe")
+	if !strings.Contains(out, "Error code") {
+		t.Errorf("tftp get msblast.exe: %q, want an error", out)
+	}
+	for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
+		out, err := runIn(work, curl, "-sS", "--max-time", "10", "--interface", host, "-o", filepath.Join(work, "got-"+host),
+			fmt.Sprintf("tftp://127.0.0.1:%d/msblast.exe", p.tftp))
+		if err == nil {
+			t.Errorf("curl from %s fetched msblast.exe: %q", host, out)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(work, "msblast.exe")); err == nil && fi.Size() > 0 {
+		t.Errorf("tftp received %d bytes of msblast.exe", fi.Size())
+	}
+
+	// Reload: a new file (higher serial) lists another name.
+	os.WriteFile(sigPath, fmt.Appendf(nil, storySigs, 101, "tftp2.worm.example"), 0o644)
+	reloads := p.metric(t, `wormsink_signature_reloads_total{result="ok"}`)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "reload", 5*time.Second, func() bool { return p.metric(t, "wormsink_signature_serial") == 101 })
+	if got := p.metric(t, `wormsink_signature_reloads_total{result="ok"}`); got != reloads+1 {
+		t.Errorf("reloads ok %v, want %v", got, reloads+1)
+	}
+	if st, ans := p.dig(t, "127.0.0.1", "tftp2.worm.example", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "127.0.0.1" {
+		t.Fatalf("after reload tftp2.worm.example: %s %v", st, ans)
+	}
+	if st, ans := p.dig(t, "127.0.0.1", "tftp.worm.example", "A"); len(ans) != 1 || ans[0] != "198.51.100.66" {
+		t.Fatalf("after reload tftp.worm.example should be forwarded: %s %v", st, ans)
+	}
+
+	// A broken file keeps the set in service and raises the failure metric.
+	os.WriteFile(sigPath, []byte("serial: 102\nsignatures:\n  - id: Bad\n"), 0o644)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "failed reload", 5*time.Second, func() bool { return p.metric(t, `wormsink_signature_reloads_total{result="failed"}`) == 1 })
+	if st, ans := p.dig(t, "127.0.0.1", "tftp2.worm.example", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "127.0.0.1" {
+		t.Fatalf("after broken reload: %s %v", st, ans)
+	}
+	if p.metric(t, "wormsink_signature_serial") != 101 {
+		t.Fatal("broken file replaced the set")
+	}
+
+	sinkholed := p.metric(t, `wormsink_dns_queries_total{outcome="sinkholed"}`)
+	refused := p.metric(t, `wormsink_tftp_requests_total{outcome="refused"}`)
+	p.stop(t)
+
+	lines := logLines(t, p.log)
+	if got := sightings(lines, "dns_sinkhole"); got != sinkholed || got != 5 {
+		t.Errorf("dns_sinkhole sightings %v, metric %v, want 5", got, sinkholed)
+	}
+	if got := sightings(lines, "tftp_refused"); got != refused || got < 3 {
+		t.Errorf("tftp_refused sightings %v, metric %v, want >= 3 (one per client request)", got, refused)
+	}
+	var failed, stopped bool
+	for _, l := range lines {
+		failed = failed || l["event"] == "reload_failed" && strings.Contains(fmt.Sprint(l["error"]), "sigs.yaml:3:")
+		stopped = stopped || l["event"] == "stop"
+	}
+	if !failed || !stopped {
+		t.Errorf("service lines: reload_failed with file:line %v, stop %v", failed, stopped)
+	}
+
+	// The abuse team's view.
+	var rep bytes.Buffer
+	cmd := exec.Command(bin, "report", "--format", "csv", p.log)
+	cmd.Stdout = &rep
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	rows, err := csv.NewReader(&rep).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string][]string{}
+	for _, r := range rows[1:] {
+		hosts[r[0]] = r
+	}
+	for _, h := range []string{"127.0.0.1", "127.0.0.2"} {
+		r, ok := hosts[h]
+		if !ok {
+			t.Fatalf("report lacks %s:\n%s", h, rep.String())
+		}
+		if r[4] != "strong" || !strings.Contains(r[7], "dns=") || !strings.Contains(r[7], "tftp=") || !strings.Contains(r[5], "Blaster") {
+			t.Errorf("report row for %s: %v", h, r)
+		}
+	}
+}
+
+func runIn(dir, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
