@@ -44,9 +44,9 @@ type guard struct {
 	mu      sync.Mutex
 	pending map[netip.AddrPort]due
 
-	closing atomic.Bool
-	failed  chan struct{} // closed when the socket failed
-	failErr error
+	closing  atomic.Bool
+	failed   chan struct{} // closed when the socket failed
+	failErr  error
 	failOnce sync.Once
 }
 

@@ -10,7 +10,7 @@ import (
 // algorithm: tat is the time the bucket would be full again. It costs no
 // allocation and no lock; the guard's read loop is its only user.
 type gcra struct {
-	interval int64 // nanoseconds per token; 0 means unlimited
+	interval  int64 // nanoseconds per token; 0 means unlimited
 	tolerance int64 // burst-1 intervals: how far tat may run ahead of now
 }
 

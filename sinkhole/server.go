@@ -95,9 +95,9 @@ type Stats struct {
 }
 
 type counters struct {
-	received, refused, unknown, writes, malformed, stray                   atomic.Uint64
-	sourceLimited, totalLimited, busy                                       atomic.Uint64
-	replies, truncated, suppressed, panics, errors                          atomic.Uint64
+	received, refused, unknown, writes, malformed, stray atomic.Uint64
+	sourceLimited, totalLimited, busy                    atomic.Uint64
+	replies, truncated, suppressed, panics, errors       atomic.Uint64
 }
 
 // Server is the fake TFTP server: it answers every read and write request
