@@ -1,6 +1,7 @@
 package sinkhole
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -42,7 +43,8 @@ type guard struct {
 	oob [128]byte
 
 	mu      sync.Mutex
-	pending map[netip.AddrPort]due
+	pending map[uint64]due // by token
+	next    uint64
 
 	closing  atomic.Bool
 	failed   chan struct{} // closed when the socket failed
@@ -77,7 +79,7 @@ func newGuard(s *Server, conn *net.UDPConn) *guard {
 		perSrc:  newGCRA(s.cfg.SourceRate, s.cfg.SourceBurst),
 		total:   newGCRA(s.cfg.TotalRate, s.cfg.TotalBurst),
 		names:   make(map[string]string),
-		pending: make(map[netip.AddrPort]due),
+		pending: make(map[uint64]due),
 		failed:  make(chan struct{}),
 	}
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
@@ -123,17 +125,17 @@ func (g *guard) ReadFrom(b []byte) (int, net.Addr, error) {
 				local = a
 			}
 		}
-		if m := g.admit(g.buf[:n], from, local, time.Since(g.start).Nanoseconds()); m > 0 {
-			k := stripRequest(b, g.buf[:m])
-			return k, net.UDPAddrFromAddrPort(from), nil
+		if tok, ok := g.admit(g.buf[:n], from, local, time.Since(g.start).Nanoseconds()); ok {
+			k := stripRequest(b, g.buf[:n])
+			return k, net.UDPAddrFromAddrPort(tokenAddr(tok)), nil
 		}
 	}
 }
 
-// admit decides what to do with one datagram: it returns the length of the
-// request to forward to pin/tftp, or 0 when the datagram gets no reply.
-// It records every well-formed request. It never panics.
-func (g *guard) admit(p []byte, from netip.AddrPort, local netip.Addr, now int64) (fwd int) {
+// admit decides what to do with one datagram: when it deserves a reply, it
+// returns the token pin/tftp will know the request by. It records every
+// well-formed request. It never panics.
+func (g *guard) admit(p []byte, from netip.AddrPort, local netip.Addr, now int64) (tok uint64, fwd bool) {
 	c := &g.s.c
 	c.received.Add(1)
 	req, err := ParseRequest(p)
@@ -143,24 +145,24 @@ func (g *guard) admit(p []byte, from netip.AddrPort, local netip.Addr, now int64
 		} else {
 			c.malformed.Add(1)
 		}
-		return 0
+		return 0, false
 	}
 	host := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	g.record(&req, host, netip.AddrPortFrom(local.Unmap(), g.local.Port()))
 
 	if !g.perSrc.allow(g.sources.bucket(host.Addr()), now) {
 		c.sourceLimited.Add(1)
-		return 0
+		return 0, false
 	}
 	if !g.total.allow(&g.totTAT, now) {
 		c.totalLimited.Add(1)
-		return 0
+		return 0, false
 	}
-	if !g.expect(host, due{to: from, local: local, size: len(p), at: now}) {
+	tok, ok := g.expect(due{to: from, local: local, size: len(p), at: now})
+	if !ok {
 		c.busy.Add(1)
-		return 0
 	}
-	return len(p)
+	return tok, ok
 }
 
 // record classifies the request and writes its evidence. A panic in the
@@ -209,42 +211,63 @@ func (g *guard) intern(b []byte) string {
 	return s
 }
 
-// expect notes that pin/tftp may answer host once. One reply at a time per
-// address and port: pin/tftp's single-port mode would swallow a second
-// request from a peer it is still answering, and the guard could not tell
-// which of two replies answered which.
-func (g *guard) expect(host netip.AddrPort, d due) bool {
+// expect notes that pin/tftp may answer one request, and returns the
+// token that stands for it. pin/tftp sees the token as the request's source
+// address, so every request is a transfer of its own: in single-port mode
+// pin/tftp would hand a second request from a peer it is still answering to
+// that transfer's channel, racing the handler that closes it (a send on a
+// closed channel, which crashes). And a reply can only answer the request
+// whose token it carries, once.
+func (g *guard) expect(d due) (uint64, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if old, ok := g.pending[host]; ok && d.at-old.at < pendingTTL {
-		return false
-	}
 	if len(g.pending) >= maxPending {
+		// Replies that never came (none should) free their slots.
 		for k, v := range g.pending {
 			if d.at-v.at >= pendingTTL {
 				delete(g.pending, k)
 			}
 		}
 		if len(g.pending) >= maxPending {
-			return false
+			return 0, false
 		}
 	}
-	g.pending[host] = d
-	return true
+	g.next++
+	g.pending[g.next] = d
+	return g.next, true
 }
 
-// take removes and returns the reply due to host.
-func (g *guard) take(host netip.AddrPort) (due, bool) {
+// take removes and returns the reply due for token.
+func (g *guard) take(tok uint64) (due, bool) {
 	g.mu.Lock()
-	d, ok := g.pending[host]
+	d, ok := g.pending[tok]
 	if ok {
-		delete(g.pending, host)
+		delete(g.pending, tok)
 	}
 	g.mu.Unlock()
 	return d, ok
 }
 
-// WriteTo sends pin/tftp's reply if it is the one ERROR due to addr, cut to
+// tokenPrefix marks the addresses that stand for tokens: a unique local
+// IPv6 prefix, "worms" in ASCII, that no socket ever sees.
+var tokenPrefix = [8]byte{0xfd, 'w', 'o', 'r', 'm', 's', 0, 0}
+
+func tokenAddr(tok uint64) netip.AddrPort {
+	var b [16]byte
+	copy(b[:], tokenPrefix[:])
+	binary.BigEndian.PutUint64(b[8:], tok)
+	return netip.AddrPortFrom(netip.AddrFrom16(b), 69)
+}
+
+func addrToken(ap netip.AddrPort) (uint64, bool) {
+	b := ap.Addr().As16()
+	if !ap.Addr().Is6() || [8]byte(b[:8]) != tokenPrefix {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b[8:]), true
+}
+
+// WriteTo sends pin/tftp's reply if it is the one ERROR due for the token addr, cut to
 // the size of the request. Anything else is dropped, and reported as sent
 // so that pin/tftp does not retry.
 func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
@@ -253,9 +276,11 @@ func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
 		g.s.c.suppressed.Add(1)
 		return len(b), nil
 	}
-	ap := ua.AddrPort()
-	host := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	d, ok := g.take(host)
+	tok, ok := addrToken(ua.AddrPort())
+	var d due
+	if ok {
+		d, ok = g.take(tok)
+	}
 	out, fits := fitReply(b, d.size)
 	if !ok || !fits {
 		g.s.c.suppressed.Add(1)

@@ -85,7 +85,7 @@ type Stats struct {
 
 	SourceLimited uint64 // requests over the per-source rate: recorded, not answered
 	TotalLimited  uint64 // requests over the overall rate: recorded, not answered
-	Busy          uint64 // requests not answered because a reply to the same address and port was still due
+	Busy          uint64 // requests not answered because too many replies were still due
 
 	Replies    uint64 // ERROR replies sent
 	Truncated  uint64 // replies cut to the size of their request
