@@ -199,4 +199,3 @@ func TestFlood(t *testing.T) {
 		t.Errorf("evidence names %d source ports, want %d", len(counts), ports)
 	}
 }
-
