@@ -510,3 +510,49 @@ func TestShutdown(t *testing.T) {
 		})
 	}
 }
+
+// On a wildcard socket the evidence names the address the request was
+// sent to, and the reply leaves from it.
+func TestWildcardListen(t *testing.T) {
+	for _, tc := range []struct{ network, listen, dst string }{
+		{"udp", ":0", "127.0.0.1"},         // dual-stack, IPv4 client
+		{"udp", ":0", "::1"},               // dual-stack, IPv6 client
+		{"udp4", "0.0.0.0:0", "127.0.0.2"}, // IPv4 only, another loopback address
+	} {
+		t.Run(tc.network+" "+tc.dst, func(t *testing.T) {
+			la, err := net.ResolveUDPAddr(tc.network, tc.listen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := net.ListenUDP(tc.network, la)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &memRecorder{}
+			srv := New(Config{}, fixedSet{signatures.Default()}, rec, zerolog.New(io.Discard))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx, conn) }()
+			defer func() {
+				cancel()
+				if err := <-done; !errors.Is(err, ErrServerClosed) {
+					t.Error(err)
+				}
+			}()
+			dst := netip.AddrPortFrom(netip.MustParseAddr(tc.dst), uint16(conn.LocalAddr().(*net.UDPAddr).Port))
+			cc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(tc.dst)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &client{t: t, conn: cc, srv: dst}
+			defer cc.Close()
+			req := rrq(1, "msblast.exe", "octet")
+			c.send(req)
+			checkError(t, c.read(5*time.Second), len(req)) // read checks the reply came from dst
+			evs := rec.events()
+			if len(evs) != 1 || evs[0].Srv != dst || evs[0].Host != dst.Addr() {
+				t.Fatalf("events %+v, want server %v", evs, dst)
+			}
+		})
+	}
+}
