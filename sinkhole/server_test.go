@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,15 +344,23 @@ func TestSourceLimit(t *testing.T) {
 		clients = append(clients, c)
 	}
 	waitFor(t, "all requests read", func() bool { return ts.srv.Stats().Received == n })
-	replies := 0
+	var replies atomic.Int64
+	var wg sync.WaitGroup
 	for _, c := range clients {
-		if c.read(quiet) != nil {
-			replies++
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 600)
+			c.conn.SetReadDeadline(time.Now().Add(quiet))
+			if _, _, err := c.conn.ReadFromUDPAddrPort(buf); err == nil {
+				replies.Add(1)
+			}
+		}()
 	}
+	wg.Wait()
 	st := ts.srv.Stats()
-	if replies != 3 || st.Replies != 3 || st.SourceLimited != n-3 {
-		t.Fatalf("%d replies, stats %+v", replies, st)
+	if replies.Load() != 3 || st.Replies != 3 || st.SourceLimited != n-3 {
+		t.Fatalf("%d replies, stats %+v", replies.Load(), st)
 	}
 	if got := len(ts.rec.events()); got != n {
 		t.Fatalf("%d events, want every request (%d)", got, n)
@@ -554,5 +563,35 @@ func TestWildcardListen(t *testing.T) {
 				t.Fatalf("events %+v, want server %v", evs, dst)
 			}
 		})
+	}
+}
+
+// A socket that fails under the server ends Serve with an error naming it,
+// not ErrServerClosed, and Serve does not run twice.
+func TestSocketFailure(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	srv := New(Config{NotifyStarted: func(net.Addr) { close(started) }}, fixedSet{signatures.Default()}, &memRecorder{}, zerolog.New(io.Discard))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), conn) }()
+	<-started
+	conn.Close()
+	select {
+	case err := <-done:
+		if err == nil || errors.Is(err, ErrServerClosed) || !strings.Contains(err.Error(), "sinkhole: serve") {
+			t.Fatalf("Serve after the socket closed: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not notice its socket closed")
+	}
+	conn2, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(context.Background(), conn2); err == nil || errors.Is(err, ErrServerClosed) {
+		t.Fatalf("second Serve: %v", err)
 	}
 }
