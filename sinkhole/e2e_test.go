@@ -1,0 +1,260 @@
+package sinkhole
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// needTools fails the test when a tool scripts/deps.sh installs is missing:
+// `make test` installs them, so absence is a broken setup, not a reason
+// to pass.
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: run scripts/deps.sh (make deps) first", tool)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("capturing on lo with tcpdump needs root (make test runs as root)")
+	}
+}
+
+// startCapture runs tcpdump on lo for UDP port, and waits until it
+// captures. stop waits until the capture file holds until(packets) (or 10
+// s pass), then stops tcpdump and returns the file. Immediate mode and -U
+// write each packet as it comes: without them, libpcap holds packets in its
+// ring until a block fills or times out, and a SIGINT loses them.
+func startCapture(t *testing.T, port uint16) (stop func(until func([]packet) bool) string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "lo.pcap")
+	cmd := exec.Command("tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", file, "udp", "port", strconv.Itoa(int(port)))
+	errp, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	listening := make(chan struct{})
+	exited := make(chan error, 1)
+	var lines []string
+	go func() {
+		sc := bufio.NewScanner(errp)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if strings.Contains(sc.Text(), "listening on") {
+				close(listening)
+			}
+		}
+		exited <- cmd.Wait()
+	}()
+	select {
+	case <-listening:
+	case err := <-exited:
+		t.Fatalf("tcpdump exited: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("tcpdump did not start")
+	}
+	return func(until func([]packet) bool) string {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && !until(readCapture(t, file, port)) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Fatal("tcpdump did not stop")
+		}
+		return file
+	}
+}
+
+// packet is one TFTP datagram seen on the wire.
+type packet struct {
+	fromServer bool
+	peer       uint16 // the client's port
+	payload    []byte
+}
+
+func readCapture(t *testing.T, file string, server uint16) []packet {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return nil // not even a header written yet
+	}
+	var out []packet
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		pkt := gopacket.NewPacket(data, r.LinkType(), gopacket.Default)
+		udp, ok := pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if !ok {
+			t.Fatalf("captured a non-UDP packet: %v", pkt)
+		}
+		p := packet{payload: udp.Payload}
+		switch uint16(server) {
+		case uint16(udp.SrcPort):
+			p.fromServer, p.peer = true, uint16(udp.DstPort)
+		case uint16(udp.DstPort):
+			p.peer = uint16(udp.SrcPort)
+		default:
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// TestRealClients: tftp-hpa, curl and atftp ask the server (its own
+// process) for msblast.exe; each fails, the evidence names each of them by
+// address, port, file and mode, and the capture on lo shows that the server
+// sent nothing but ERRORs no larger than their requests: no DATA, no OACK.
+func TestRealClients(t *testing.T) {
+	needTools(t, "tftp", "curl", "atftp", "tcpdump")
+	p := startProc(t)
+	port := strconv.Itoa(int(p.addr.Port()))
+	stopCapture := startCapture(t, p.addr.Port())
+	dir := t.TempDir()
+
+	runs := []struct {
+		name     string
+		args     []string
+		wantFail bool   // exit status not 0
+		wantOut  string // in the output
+	}{
+		// tftp-hpa prints the error and exits 0, then sends a stray ACK.
+		{"tftp-hpa", []string{"tftp", "127.0.0.1", port, "-m", "binary", "-c", "get", "msblast.exe"}, false, "Error code 1: " + RefusalText},
+		{"tftp-hpa netascii path", []string{"tftp", "127.0.0.1", port, "-m", "netascii", "-c", "get", "/MSBLAST.EXE"}, false, "Error code 1"},
+		// curl asks with tsize and blksize options.
+		{"curl", []string{"curl", "-sS", "--max-time", "20", "tftp://127.0.0.1:" + port + "/msblast.exe", "-o", filepath.Join(dir, "curl.out")}, true, ""},
+		{"atftp", []string{"atftp", "-g", "-r", "msblast.exe", "-l", filepath.Join(dir, "atftp.out"), "127.0.0.1", port}, true, ""},
+		{"atftp options path", []string{"atftp", "--option", "blksize 1428", "--option", "tsize 0", "-g", "-r", `C:\WINDOWS\system32\msblast.exe`, "-l", filepath.Join(dir, "atftp2.out"), "127.0.0.1", port}, true, ""},
+	}
+	for _, r := range runs {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, r.args[0], r.args[1:]...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if timedOut {
+			t.Fatalf("%s: timed out\n%s", r.name, out)
+		}
+		if failed := err != nil; failed != r.wantFail {
+			t.Errorf("%s: exit %v, want failure %v\n%s", r.name, err, r.wantFail, out)
+		}
+		if !strings.Contains(string(out), r.wantOut) {
+			t.Errorf("%s: output %q, want %q", r.name, out, r.wantOut)
+		}
+		t.Logf("%s: %v: %s", r.name, err, strings.TrimSpace(string(out)))
+	}
+	// Every client's request and the stray ACK are on the wire by now;
+	// wait until tcpdump has written them.
+	pcap := stopCapture(func(ps []packet) bool {
+		reqs, acks := map[uint16]bool{}, 0
+		for _, pk := range ps {
+			if pk.fromServer {
+				continue
+			}
+			if _, err := ParseRequest(pk.payload); err == nil {
+				reqs[pk.peer] = true
+			} else if isTFTPReply(pk.payload) {
+				acks++
+			}
+		}
+		return len(reqs) == len(runs) && acks > 0
+	})
+	st := p.stop(t)
+
+	// The wire: requests by client port, and what the server sent back.
+	type peer struct {
+		requests []Request
+		lens     []int
+		replies  int
+	}
+	peers := map[uint16]*peer{}
+	var stray int
+	for _, pk := range readCapture(t, pcap, p.addr.Port()) {
+		pr := peers[pk.peer]
+		if pr == nil {
+			pr = &peer{}
+			peers[pk.peer] = pr
+		}
+		if !pk.fromServer {
+			if req, err := ParseRequest(pk.payload); err == nil {
+				pr.requests = append(pr.requests, req)
+				pr.lens = append(pr.lens, len(pk.payload))
+			} else if isTFTPReply(pk.payload) {
+				stray++
+			}
+			continue
+		}
+		op := binary.BigEndian.Uint16(pk.payload)
+		if op != OpError {
+			t.Errorf("server sent opcode %d to port %d: %q", op, pk.peer, pk.payload)
+		}
+		pr.replies++
+		if pr.replies > len(pr.requests) {
+			t.Errorf("port %d: reply %d to %d requests", pk.peer, pr.replies, len(pr.requests))
+			continue
+		}
+		if n := pr.lens[pr.replies-1]; len(pk.payload) > n {
+			t.Errorf("port %d: reply of %d bytes to a request of %d", pk.peer, len(pk.payload), n)
+		}
+	}
+	clients := 0
+	for _, pr := range peers {
+		if len(pr.requests) > 0 {
+			clients++
+		}
+	}
+	if clients != len(runs) {
+		t.Fatalf("capture shows requests from %d client ports, want %d", clients, len(runs))
+	}
+	if stray == 0 || st.Stray == 0 {
+		t.Errorf("no stray ACK seen (capture %d, server %d): tftp-hpa sends one after an ERROR", stray, st.Stray)
+	}
+
+	// The evidence: every client by address, port, file and mode as sent.
+	log := readLog(t, p.log)
+	for port, pr := range peers {
+		for _, req := range pr.requests {
+			found := false
+			for _, l := range log {
+				if l.Port == port && l.File == string(req.File) && l.Mode == string(req.Mode) {
+					found = true
+					if l.Event != "tftp_refused" || l.Host != "127.0.0.1" || l.Signature != "blaster" || l.Family != "Blaster" ||
+						l.Evidence != "strong" || l.Op != "read" || l.Server != p.addr.String() || l.Serial == 0 {
+						t.Errorf("evidence line %+v", l)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no evidence for port %d file %q mode %q", port, req.File, req.Mode)
+			}
+		}
+	}
+}

@@ -1,0 +1,201 @@
+package sinkhole
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestFlood: 200,000 read requests from 2,000 source ports of one host
+// within 20 s, against the server running as a process of its own. The
+// server answers within its limits, holds few file descriptors and little
+// memory throughout, never replies with more bytes than it was sent, and
+// its evidence counts every request of every source port.
+func TestFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("flood test skipped in -short mode")
+	}
+	const (
+		ports      = 2000
+		perPort    = 100
+		total      = ports * perPort
+		sendFor    = 12 * time.Second // the pace; the limit is 20 s
+		sourceRate = 2000.0
+		burst      = 200
+		totalRate  = 3000.0
+	)
+	p := startProc(t, "-source-rate", "2000", "-source-burst", "200", "-total-rate", "3000", "-total-burst", "300")
+
+	// Requests of several shapes and sizes, the smallest smaller than the
+	// server's reply text would need.
+	shapes := [][]byte{
+		rrq(OpRRQ, "msblast.exe", "octet"),
+		rrq(OpRRQ, `C:\WINDOWS\system32\MSBLAST.EXE`, "OCTET"),
+		rrq(OpRRQ, "/penis32.exe", "netascii", "blksize", "1432", "tsize", "0"),
+		rrq(OpRRQ, "a", "mail"),
+		rrq(OpWRQ, "teekids.exe", "octet"),
+	}
+
+	// Watch the server process all along.
+	var maxFDs atomic.Int64
+	var maxRSS atomic.Int64
+	var samples atomic.Int64
+	var sampleErr atomic.Value
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			s, err := sampleProc(p.cmd.Process.Pid)
+			if err != nil {
+				sampleErr.Store(err)
+				return
+			}
+			samples.Add(1)
+			if int64(s.fds) > maxFDs.Load() {
+				maxFDs.Store(int64(s.fds))
+			}
+			if s.rss > maxRSS.Load() {
+				maxRSS.Store(s.rss)
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	// The clients, each reading its replies and checking them.
+	conns := make([]*net.UDPConn, ports)
+	var replies, badReplies atomic.Int64
+	var readers sync.WaitGroup
+	for i := range conns {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+		reqLen := len(shapes[i%len(shapes)])
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			buf := make([]byte, 2048)
+			for {
+				n, from, err := c.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				replies.Add(1)
+				if from != p.addr || n > reqLen || n < 5 || buf[0] != 0 || buf[1] != OpError {
+					badReplies.Add(1)
+				}
+			}
+		}()
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		readers.Wait()
+	}()
+
+	start := time.Now()
+	sent := 0
+	for round := 0; round < perPort; round++ {
+		for i, c := range conns {
+			if _, err := c.WriteToUDPAddrPort(shapes[i%len(shapes)], p.addr); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+			if sent%500 == 0 {
+				// Keep the pace, and never let the kernel queue overflow:
+				// a request the kernel drops, the server cannot count.
+				if ahead := time.Duration(sent)*sendFor/total - time.Since(start); ahead > 0 {
+					time.Sleep(ahead)
+				}
+				for {
+					rx, _, ok := udpQueue(p.addr.Port())
+					if !ok || rx < 1<<20 {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}
+	}
+	sendTime := time.Since(start)
+	// Everything read by the server: its socket queue is empty.
+	waitFor(t, "the server to read every request", func() bool {
+		rx, _, ok := udpQueue(p.addr.Port())
+		return ok && rx == 0
+	})
+	elapsed := time.Since(start)
+	_, drops, _ := udpQueue(p.addr.Port())
+	close(stopSampling)
+	<-sampled
+	st := p.stop(t)
+	waitFor(t, "every reply to arrive", func() bool { return uint64(replies.Load()) == st.Replies })
+
+	t.Logf("sent %d requests in %v (%.0f/s); server: %+v", sent, sendTime, float64(sent)/sendTime.Seconds(), st)
+	t.Logf("server process: max %d fds, max RSS %.1f MB over %d samples; kernel drops %d",
+		maxFDs.Load(), float64(maxRSS.Load())/(1<<20), samples.Load(), drops)
+
+	if elapsed > 20*time.Second {
+		t.Errorf("the flood took %v, want at most 20s", elapsed)
+	}
+	if err, _ := sampleErr.Load().(error); err != nil {
+		t.Fatalf("sampling the server: %v", err)
+	}
+	if samples.Load() < 100 {
+		t.Errorf("only %d samples of the server process", samples.Load())
+	}
+	if maxFDs.Load() >= 256 {
+		t.Errorf("server held up to %d file descriptors, want < 256", maxFDs.Load())
+	}
+	if maxRSS.Load() >= 100<<20 {
+		t.Errorf("server RSS reached %d bytes, want < 100 MB", maxRSS.Load())
+	}
+	if drops != 0 {
+		t.Errorf("the kernel dropped %d requests", drops)
+	}
+	if st.Received != total {
+		t.Errorf("server received %d datagrams, want %d", st.Received, total)
+	}
+	if badReplies.Load() != 0 {
+		t.Errorf("%d replies were not an ERROR no larger than their request", badReplies.Load())
+	}
+	// Within the limits: all the ports are one source.
+	limit := burst + sourceRate*elapsed.Seconds()
+	if total := 300 + totalRate*elapsed.Seconds(); total < limit {
+		limit = total
+	}
+	if r := replies.Load(); r == 0 || float64(r) > limit {
+		t.Errorf("%d replies, want 1..%.0f", r, limit)
+	}
+	if st.SourceLimited+st.TotalLimited+st.Busy+st.Replies != total {
+		t.Errorf("limited %d+%d+%d plus replies %d is not every request", st.SourceLimited, st.TotalLimited, st.Busy, st.Replies)
+	}
+
+	// Every source port in the evidence, with what it sent.
+	counts := map[uint16]uint64{}
+	for _, l := range readLog(t, p.log) {
+		if l.Host != "127.0.0.1" || l.Server != p.addr.String() {
+			t.Fatalf("evidence line %+v", l)
+		}
+		counts[l.Port] += l.Count
+	}
+	for i, c := range conns {
+		port := c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+		if counts[port] != perPort {
+			t.Errorf("source port %d (shape %d): evidence counts %d requests, want %d", port, i%len(shapes), counts[port], perPort)
+		}
+	}
+	if len(counts) != ports {
+		t.Errorf("evidence names %d source ports, want %d", len(counts), ports)
+	}
+}

@@ -1,0 +1,237 @@
+package sinkhole
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The process tests run the server as a process of its own,
+// testdata/tftp/sinkserver, built without the race detector, so that its
+// file descriptors, memory and CPU are its own and realistic.
+
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+)
+
+func sinkserverBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+		}
+		dir, err := os.MkdirTemp("", "sinkserver")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildBin = filepath.Join(dir, "sinkserver")
+		cmd := exec.Command(goBin, "build", "-o", buildBin, "./testdata/tftp/sinkserver")
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build sinkserver: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildBin
+}
+
+type serverProc struct {
+	cmd    *exec.Cmd
+	addr   netip.AddrPort
+	log    string
+	stderr *bytes.Buffer
+	mu     *sync.Mutex
+	exited chan error
+}
+
+// startProc starts sinkserver on 127.0.0.1:0 and waits for it to say it
+// serves.
+func startProc(t *testing.T, args ...string) *serverProc {
+	t.Helper()
+	p := &serverProc{log: filepath.Join(t.TempDir(), "evidence.log"), stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(sinkserverBinary(t), append([]string{"-listen", "127.0.0.1:0", "-log", p.log}, args...)...)
+	pr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			if a, ok := strings.CutPrefix(line, "listening "); ok {
+				ready <- a
+			}
+			p.mu.Lock()
+			p.stderr.WriteString(line + "\n")
+			p.mu.Unlock()
+		}
+		p.exited <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() { p.cmd.Process.Kill() })
+	select {
+	case a := <-ready:
+		p.addr = netip.MustParseAddrPort(a)
+	case err := <-p.exited:
+		t.Fatalf("sinkserver exited: %v\n%s", err, p.output())
+	case <-time.After(10 * time.Second):
+		t.Fatal("sinkserver did not start")
+	}
+	return p
+}
+
+func (p *serverProc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// stop sends SIGTERM and returns the server's final counters.
+func (p *serverProc) stop(t *testing.T) Stats {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("sinkserver: %v\n%s", err, p.output())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("sinkserver did not stop within 10s of SIGTERM\n%s", p.output())
+	}
+	var st Stats
+	for _, line := range strings.Split(p.output(), "\n") {
+		if j, ok := strings.CutPrefix(line, "stats "); ok {
+			if err := json.Unmarshal([]byte(j), &st); err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}
+	}
+	t.Fatalf("no stats line from sinkserver:\n%s", p.output())
+	return st
+}
+
+// logLine is the part of an evidence line the tests check.
+type logLine struct {
+	Event     string `json:"event"`
+	Host      string `json:"host"`
+	Port      uint16 `json:"port"`
+	Signature string `json:"signature"`
+	Family    string `json:"family"`
+	Evidence  string `json:"evidence"`
+	Count     uint64 `json:"count"`
+	File      string `json:"file"`
+	Mode      string `json:"mode"`
+	Op        string `json:"op"`
+	Server    string `json:"server"`
+	Serial    uint64 `json:"serial"`
+}
+
+func readLog(t *testing.T, path string) []logLine {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []logLine
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		var e logLine
+		if err := json.Unmarshal(l, &e); err != nil {
+			t.Fatalf("bad log line %q: %v", l, err)
+		}
+		if e.Host != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// procSample is what /proc says about a process.
+type procSample struct {
+	fds int
+	rss int64 // bytes
+	cpu time.Duration
+}
+
+func sampleProc(pid int) (procSample, error) {
+	var s procSample
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return s, err
+	}
+	s.fds = len(ents)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, err
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			s.rss = kb << 10
+		}
+	}
+	s.cpu, err = procCPU(pid)
+	return s, err
+}
+
+// procCPU is the user and system time of a process and its reaped children.
+func procCPU(pid int) (time.Duration, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	var ticks int64
+	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += v
+	}
+	return time.Duration(ticks) * (time.Second / 100), nil // USER_HZ is 100 on Linux
+}
+
+// udpQueue reads the receive queue and drop count of the UDP socket bound
+// to port from /proc/net/udp.
+func udpQueue(port uint16) (rxQueue, drops int64, ok bool) {
+	f, err := os.Open("/proc/net/udp")
+	if err != nil {
+		return 0, 0, false
+	}
+	defer f.Close()
+	want := fmt.Sprintf(":%04X", port)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 13 || !strings.HasSuffix(fs[1], want) || fs[2] != "00000000:0000" {
+			continue
+		}
+		q := strings.SplitN(fs[4], ":", 2)
+		rx, _ := strconv.ParseInt(q[1], 16, 64)
+		d, _ := strconv.ParseInt(fs[12], 10, 64)
+		return rx, d, true
+	}
+	return 0, 0, false
+}

@@ -1,0 +1,303 @@
+package sinkhole
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pin/tftp/v3"
+	"github.com/rs/zerolog"
+
+	"wormsink/evidence"
+	"wormsink/signatures"
+)
+
+// SetSource gives the signature set in service; signatures.Store is one.
+type SetSource interface{ Current() *signatures.Set }
+
+// Recorder takes evidence; evidence.Writer is one. Record must not block:
+// the server calls it for every request, floods included.
+type Recorder interface{ Record(evidence.Event) }
+
+// Defaults for Config.
+const (
+	DefaultSourceRate  = 5     // replies per second to one source
+	DefaultSourceBurst = 10    // replies one source may get at once
+	DefaultTotalRate   = 10000 // replies per second to everyone
+	DefaultTotalBurst  = 1000
+	DefaultSources     = 1 << 16 // per-source buckets
+	DefaultReadBuffer  = 4 << 20
+)
+
+// RefusalText is the message of every ERROR reply. It is fixed and says
+// nothing: pin/tftp sends a handler's error text to the client verbatim,
+// so no other error ever reaches its handlers' return.
+const RefusalText = "denied"
+
+// ErrServerClosed is returned by Serve after Shutdown or after its context
+// was cancelled.
+var ErrServerClosed = errors.New("sinkhole: server closed")
+
+var errRefused = errors.New(RefusalText)
+
+// Config tunes a Server. The zero value is a sensible production setup.
+//
+// Every well-formed request is recorded as evidence, limited or not; the
+// limits decide only which requests get an answer, so a flood costs a
+// bounded number of replies, goroutines and bytes.
+type Config struct {
+	// SourceRate is the replies per second one source gets, a source
+	// being an IPv4 address or an IPv6 /64. 0 means DefaultSourceRate,
+	// a negative value no limit.
+	SourceRate  float64
+	SourceBurst int // 0 means DefaultSourceBurst
+	// TotalRate is the replies per second to all sources together.
+	// 0 means DefaultTotalRate, a negative value no limit.
+	TotalRate  float64
+	TotalBurst int // 0 means DefaultTotalBurst
+	// Sources is how many per-source buckets are kept (a fixed table:
+	// sources beyond it share slots). 0 means DefaultSources.
+	Sources int
+	// ReadBuffer is the socket receive buffer (SO_RCVBUF), so that a burst
+	// waits in the kernel rather than being dropped there. 0 means
+	// DefaultReadBuffer (the kernel caps it at net.core.rmem_max); a
+	// negative value leaves the socket alone.
+	ReadBuffer int
+	// NotifyStarted, when set, is called once Serve reads packets.
+	NotifyStarted func(local net.Addr)
+}
+
+// Stats counts what a Server did. Every field only grows. Received is the
+// sum of Refused, Unknown, Writes, Malformed and Stray (give or take the
+// requests being handled at the moment).
+type Stats struct {
+	Received  uint64 // datagrams read from the socket
+	Refused   uint64 // read requests for a file a signature names (tftp_refused)
+	Unknown   uint64 // read requests for any other file (tftp_request)
+	Writes    uint64 // write requests, either kind
+	Malformed uint64 // datagrams that are no TFTP request: never answered
+	Stray     uint64 // TFTP packets other than requests (the ACK tftp-hpa sends after an ERROR): never answered
+
+	SourceLimited uint64 // requests over the per-source rate: recorded, not answered
+	TotalLimited  uint64 // requests over the overall rate: recorded, not answered
+	Busy          uint64 // requests not answered because too many replies were still due
+
+	Replies    uint64 // ERROR replies sent
+	Truncated  uint64 // replies cut to the size of their request
+	Suppressed uint64 // replies withheld: not an ERROR, or no request to answer
+	Panics     uint64 // panics recovered (in a Recorder, a SetSource, a handler)
+	Errors     uint64 // socket read and write errors
+}
+
+type counters struct {
+	received, refused, unknown, writes, malformed, stray atomic.Uint64
+	sourceLimited, totalLimited, busy                    atomic.Uint64
+	replies, truncated, suppressed, panics, errors       atomic.Uint64
+}
+
+// Server is the fake TFTP server: it answers every read and write request
+// with the same ERROR, never a byte of file data nor an option
+// acknowledgement, and records who asked for what.
+//
+// pin/tftp does the protocol, in single-port mode, behind a guard on the
+// socket that parses, records and rate-limits each packet before pin/tftp
+// sees it, strips options, and checks every reply on its way out: at most
+// one per request, an ERROR, no larger than the request.
+type Server struct {
+	cfg  Config
+	sigs SetSource
+	rec  Recorder
+	log  zerolog.Logger
+
+	c counters
+
+	mu       sync.Mutex
+	started  bool
+	stop     chan struct{} // closed by Shutdown
+	stopOnce sync.Once
+	done     chan struct{} // closed when Serve has returned
+}
+
+// New makes a Server that matches requested files against sigs, records
+// evidence in rec and writes service lines to log.
+func New(cfg Config, sigs SetSource, rec Recorder, log zerolog.Logger) *Server {
+	if cfg.SourceRate == 0 {
+		cfg.SourceRate = DefaultSourceRate
+	}
+	if cfg.SourceBurst <= 0 {
+		cfg.SourceBurst = DefaultSourceBurst
+	}
+	if cfg.TotalRate == 0 {
+		cfg.TotalRate = DefaultTotalRate
+	}
+	if cfg.TotalBurst <= 0 {
+		cfg.TotalBurst = DefaultTotalBurst
+	}
+	if cfg.Sources <= 0 {
+		cfg.Sources = DefaultSources
+	}
+	if cfg.ReadBuffer == 0 {
+		cfg.ReadBuffer = DefaultReadBuffer
+	}
+	return &Server{cfg: cfg, sigs: sigs, rec: rec, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	c := &s.c
+	return Stats{
+		Received: c.received.Load(), Refused: c.refused.Load(), Unknown: c.unknown.Load(), Writes: c.writes.Load(),
+		Malformed: c.malformed.Load(), Stray: c.stray.Load(),
+		SourceLimited: c.sourceLimited.Load(), TotalLimited: c.totalLimited.Load(), Busy: c.busy.Load(),
+		Replies: c.replies.Load(), Truncated: c.truncated.Load(), Suppressed: c.suppressed.Load(),
+		Panics: c.panics.Load(), Errors: c.errors.Load(),
+	}
+}
+
+// ListenAndServe listens on the UDP address addr and serves until ctx is
+// cancelled or Shutdown is called.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return fmt.Errorf("sinkhole: listen %s: %w", addr, err)
+	}
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return fmt.Errorf("sinkhole: listen %s: %w", addr, err)
+	}
+	return s.Serve(ctx, conn)
+}
+
+// graceStop bounds how long Serve waits for pin/tftp to wind down; its
+// handlers return at once, so only a wedged socket write can take long.
+const graceStop = 3 * time.Second
+
+// Serve answers requests arriving on conn until ctx is cancelled or
+// Shutdown is called, then returns ErrServerClosed. It closes conn when it
+// returns. A Server serves once.
+func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		conn.Close()
+		return errors.New("sinkhole: Serve called twice")
+	}
+	s.started = true
+	s.mu.Unlock()
+	defer close(s.done)
+	defer conn.Close()
+
+	select {
+	case <-s.stop:
+		return ErrServerClosed
+	default:
+	}
+	if s.cfg.ReadBuffer > 0 {
+		// Best effort: the kernel caps it, and a smaller buffer only means
+		// a burst is dropped earlier.
+		_ = conn.SetReadBuffer(s.cfg.ReadBuffer)
+	}
+	g := newGuard(s, conn)
+
+	ts := tftp.NewServer(s.refuseRead, s.refuseWrite)
+	// Single-port: replies leave through the guard, and no request costs a
+	// socket of its own.
+	ts.EnableSinglePort()
+	ts.SetTimeout(time.Second)
+	ts.SetRetries(1)
+	served := make(chan error, 1)
+	go func() { served <- ts.Serve(g) }()
+
+	s.log.Info().Str("event", "tftp_start").Str("listen", conn.LocalAddr().String()).
+		Float64("source_rate", s.cfg.SourceRate).Float64("total_rate", s.cfg.TotalRate).Msg("tftp sinkhole serving")
+	if s.cfg.NotifyStarted != nil {
+		s.cfg.NotifyStarted(conn.LocalAddr())
+	}
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case <-s.stop:
+	case <-g.failed:
+		err = fmt.Errorf("sinkhole: serve %s: %w", conn.LocalAddr(), g.failure())
+	case e := <-served:
+		err = fmt.Errorf("sinkhole: serve %s: tftp server stopped: %v", conn.LocalAddr(), e)
+		served <- e
+	}
+
+	// pin/tftp's single-port Shutdown only wakes its read loop; the loop
+	// ends when a read fails with no transfer in flight. The guard makes
+	// every read fail from now on and unblocks pending writes, so that
+	// happens promptly.
+	ts.Shutdown()
+	g.close()
+	t := time.NewTimer(graceStop)
+	defer t.Stop()
+	select {
+	case <-served:
+	case <-t.C:
+		s.log.Warn().Str("event", "tftp_stop_timeout").Msg("tftp server did not stop in time; closing its socket")
+	}
+	st := s.Stats()
+	s.log.Info().Str("event", "tftp_stop").Uint64("received", st.Received).Uint64("replies", st.Replies).
+		Uint64("limited", st.SourceLimited+st.TotalLimited+st.Busy).Uint64("panics", st.Panics).Msg("tftp sinkhole stopped")
+	if err != nil {
+		return err
+	}
+	return ErrServerClosed
+}
+
+// Shutdown stops Serve and waits for it to return, or for ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.mu.Lock()
+	started := s.started
+	s.mu.Unlock()
+	if !started {
+		return nil
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// refuseRead and refuseWrite are pin/tftp's handlers. The guard has
+// already recorded the request; all that is left is to refuse it. They
+// must return an error in every case: in single-port mode a handler that
+// returns nil without transferring leaves its transfer registered forever.
+func (s *Server) refuseRead(_ string, _ io.ReaderFrom) (err error) {
+	defer s.recoverTo(&err)
+	return errRefused
+}
+
+func (s *Server) refuseWrite(_ string, _ io.WriterTo) (err error) {
+	defer s.recoverTo(&err)
+	return errRefused
+}
+
+// recoverTo turns a panic into a counted refusal: a bad request or a bad
+// dependency must never take the sinkhole down.
+func (s *Server) recoverTo(err *error) {
+	if r := recover(); r != nil {
+		s.panicked(r)
+		if err != nil {
+			*err = errRefused
+		}
+	}
+}
+
+func (s *Server) panicked(r any) {
+	n := s.c.panics.Add(1)
+	// A flood of panicking requests must not become a flood of log lines.
+	if n&(n-1) == 0 {
+		s.log.Error().Str("event", "tftp_panic").Uint64("panics", n).Str("panic", fmt.Sprint(r)).Msg("recovered from a panic")
+	}
+}
