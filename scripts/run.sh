@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
-# make run: the sinkhole on unprivileged loopback ports with the built-in set.
+# make run: wormsink serve on unprivileged loopback ports with the built-in
+# signatures. Override with DNS_PORT, TFTP_PORT, METRICS_PORT, UPSTREAM, LOG.
 set -euo pipefail
 bin=${1:-bin/wormsink}
-if "$bin" serve --help >/dev/null 2>&1; then
-  exec "$bin" serve --dns-listen 127.0.0.1:5353 --tftp-listen 127.0.0.1:6969 \
-    --upstream "${UPSTREAM:-}" --log "${LOG:--}"
+dns=${DNS_PORT:-5353}
+tftp=${TFTP_PORT:-6969}
+metrics=${METRICS_PORT:-9153}
+log=${LOG:-${TMPDIR:-/tmp}/wormsink-evidence.jsonl}
+args=(serve --dns-listen "127.0.0.1:$dns" --tftp-listen "127.0.0.1:$tftp"
+      --metrics-listen "127.0.0.1:$metrics" --log "$log" --user "")
+if [ -n "${UPSTREAM:-}" ]; then
+  args+=(--upstream "$UPSTREAM")
+elif ! grep -qs '^nameserver' /etc/resolv.conf; then
+  # No resolver to forward to: listed names are still answered, others SERVFAIL.
+  args+=(--upstream 127.0.0.1:9)
 fi
-# Until serve lands: show the built-in set and what it exports.
-"$bin" sigs check signatures/default.yaml
-"$bin" sigs export --format rpz --sinkhole-ip 127.0.0.1
+cat <<EOT
+wormsink: DNS on 127.0.0.1:$dns, TFTP on 127.0.0.1:$tftp, metrics on http://127.0.0.1:$metrics/metrics
+Try it from another terminal:
+  dig @127.0.0.1 -p $dns windowsupdate.com        # Blaster's DDoS target: NXDOMAIN, weak evidence
+  tftp 127.0.0.1 $tftp -c get msblast.exe          # refused; the evidence names your address and port
+  curl tftp://127.0.0.1:$tftp/msblast.exe          # refused too
+  $bin report $log                 # who is infected
+  tail -f $log                     # the evidence log as it is written
+Stop with Ctrl-C (SIGTERM); reload signatures with SIGHUP.
+EOT
+exec "$bin" "${args[@]}"

@@ -22,28 +22,31 @@ import (
 
 	"wormsink/evidence"
 	"wormsink/signatures"
+	"wormsink/sinkhole"
 )
 
 // serveConfig is the effective configuration of serve: flags, then the
 // --config file for what the command line left unset.
 type serveConfig struct {
-	configFile    string
-	printConfig   bool
-	sigFile       string
-	dnsListen     string
-	upstreams     stringList
-	sinkholeIPs   addrList
-	ttl           time.Duration
-	cacheSize     int
-	allow         prefixList
-	tftpListen    string
-	capture       string
-	logFile       string
-	metricsListen string
-	sensor        string
-	user          string
-	watch         time.Duration
-	shutdown      time.Duration
+	configFile     string
+	printConfig    bool
+	sigFile        string
+	dnsListen      string
+	upstreams      stringList
+	sinkholeIPs    addrList
+	ttl            time.Duration
+	cacheSize      int
+	allow          prefixList
+	tftpListen     string
+	tftpSourceRate float64
+	tftpTotalRate  float64
+	capture        string
+	logFile        string
+	metricsListen  string
+	sensor         string
+	user           string
+	watch          time.Duration
+	shutdown       time.Duration
 }
 
 var defaultAllow = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
@@ -62,6 +65,8 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	c.allow.Set(defaultAllow)
 	fs.Var(&c.allow, "allow", "clients allowed to use the DNS shim, CIDR,...; others get REFUSED")
 	fs.StringVar(&c.tftpListen, "tftp-listen", ":69", `UDP address of the fake TFTP server; "" disables it`)
+	fs.Float64Var(&c.tftpSourceRate, "tftp-source-rate", sinkhole.DefaultSourceRate, "TFTP replies per second to one source (IPv4 address or IPv6 /64); requests over it are logged, not answered; negative: no limit")
+	fs.Float64Var(&c.tftpTotalRate, "tftp-total-rate", sinkhole.DefaultTotalRate, "TFTP replies per second to all sources together; negative: no limit")
 	fs.StringVar(&c.capture, "capture", "", "watch this live interface for worm traffic (needs CAP_NET_RAW)")
 	fs.StringVar(&c.logFile, "log", "-", "evidence and service log, JSON lines; - is stdout")
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "HTTP address for Prometheus /metrics and /healthz (default off)")

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"wormsink/dnsblock"
+	"wormsink/sinkhole"
 )
 
 // The listeners of serve. Each add* binds its sockets in newServer (before
@@ -76,5 +80,45 @@ func (c latencyCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(c.desc, st.UpstreamLatencyCount(), st.UpstreamLatencySum.Seconds(), buckets)
 }
 
-func (s *server) addTFTP() error    { return nil }
+func (s *server) addTFTP() error {
+	if s.cfg.tftpListen == "" {
+		return nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", s.cfg.tftpListen)
+	if err != nil {
+		return fmt.Errorf("tftp: listen %s: %w", s.cfg.tftpListen, err)
+	}
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return fmt.Errorf("tftp: %w", err)
+	}
+	s.closers = append(s.closers, func() { conn.Close() })
+	srv := sinkhole.New(sinkhole.Config{SourceRate: s.cfg.tftpSourceRate, TotalRate: s.cfg.tftpTotalRate}, s.store, s.ev, s.log)
+	m := s.metrics
+	st := srv.Stats
+	m.counterVec("wormsink_tftp_requests_total", "TFTP datagrams by outcome: refused (a signature's file), unknown (another file), write, malformed, stray.", "outcome", map[string]func() uint64{
+		"refused":   func() uint64 { return st().Refused },
+		"unknown":   func() uint64 { return st().Unknown },
+		"write":     func() uint64 { return st().Writes },
+		"malformed": func() uint64 { return st().Malformed },
+		"stray":     func() uint64 { return st().Stray },
+	})
+	m.counterVec("wormsink_tftp_rate_limited_total", "TFTP requests recorded but not answered, by limit.", "limit", map[string]func() uint64{
+		"source": func() uint64 { return st().SourceLimited },
+		"total":  func() uint64 { return st().TotalLimited },
+		"busy":   func() uint64 { return st().Busy },
+	})
+	m.counter("wormsink_tftp_replies_total", "TFTP ERROR replies sent.", func() uint64 { return st().Replies })
+	m.counter("wormsink_tftp_replies_truncated_total", "TFTP replies cut to the size of their request.", func() uint64 { return st().Truncated })
+	m.counter("wormsink_tftp_replies_suppressed_total", "TFTP replies withheld (not an ERROR, or nothing to answer).", func() uint64 { return st().Suppressed })
+	m.counter("wormsink_tftp_panics_total", "Panics recovered in the TFTP server.", func() uint64 { return st().Panics })
+	m.counter("wormsink_tftp_socket_errors_total", "TFTP socket read and write errors.", func() uint64 { return st().Errors })
+	s.parts = append(s.parts, part{name: "tftp", run: func(ctx context.Context) error {
+		if err := srv.Serve(ctx, conn); err != nil && !errors.Is(err, sinkhole.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}})
+	return nil
+}
 func (s *server) addCapture() error { return nil }

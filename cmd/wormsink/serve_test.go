@@ -24,6 +24,11 @@ func TestServeStartFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
+	busyUDP, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busyUDP.Close()
 	base := []string{"--dns-listen", "", "--tftp-listen", "127.0.0.1:0", "--log", filepath.Join(dir, "log"), "--user", ""}
 	tests := []struct {
 		name string
@@ -36,6 +41,8 @@ func TestServeStartFailures(t *testing.T) {
 		{"missing config", []string{"--config", filepath.Join(dir, "none.yaml")}, "none.yaml"},
 		{"broken signatures", []string{"--signatures", write("s.yaml", "serial: 1\nsignatures:\n  - id: x\n    family: X\n    tftp_files: ['a/b']\n")}, "s.yaml:5: "},
 		{"unbindable metrics", []string{"--metrics-listen", busy.Addr().String()}, "address already in use"},
+		{"unbindable tftp", []string{"--tftp-listen", busyUDP.LocalAddr().String()}, "address already in use"},
+		{"unbindable dns", []string{"--dns-listen", busyUDP.LocalAddr().String(), "--upstream", "127.0.0.1:1", "--sinkhole-ip", "192.0.2.1"}, "address already in use"},
 		{"nothing to serve", []string{"--tftp-listen", ""}, "nothing to serve"},
 		{"no sinkhole ip", []string{"--dns-listen", "127.0.0.1:0", "--tftp-listen", ":0", "--upstream", "127.0.0.1:1"}, "--sinkhole-ip is needed"},
 		{"upstream loop", []string{"--dns-listen", "127.0.0.1:5353", "--upstream", "127.0.0.1:5353", "--sinkhole-ip", "192.0.2.1"}, "loop"},
