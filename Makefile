@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test vet fmt-check deps bench fuzz clean
+.PHONY: all build run test vet fmt-check deps bench fuzz soak perf-dns perf-report clean
 
 all: build
 
@@ -40,6 +40,16 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir; \
 	  done; \
 	done
+
+# Long-running checks, not part of make test.
+soak: deps
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} ./scripts/soak.sh
+
+perf-dns: deps
+	./testdata/dns/perf.sh $(NAMES) $(SECONDS)
+
+perf-report: deps
+	./scripts/report-perf.sh
 
 clean:
 	rm -rf bin

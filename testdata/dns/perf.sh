@@ -20,7 +20,6 @@ trap cleanup EXIT
 
 cd "$root"
 go build -o "$dir/wormsink" ./cmd/wormsink
-go build -o "$dir/shim" ./testdata/dns/shim
 
 # Signature file: NAMES listed names in one signature.
 awk -v n="$names" 'BEGIN {
@@ -108,11 +107,12 @@ taskset -c 1 /usr/sbin/unbound -d -c "$dir/upstream.conf" & pids+=($!)
 wait_dns "$up"
 
 echo "names listed: $names, mix 10% listed / 90% unlisted (10,000 cacheable names), ${secs}s, dnsperf -c 1 -T 1"
-taskset -c 0 "$dir/shim" -dns-listen "127.0.0.1:$ws" -upstream "127.0.0.1:$up" -signatures "$dir/sigs.yaml" \
-  -sinkhole-ip 192.0.2.66 -log "$dir/evidence.log" 2>"$dir/shim.err" & shim=$!; pids+=($shim)
+taskset -c 0 "$dir/wormsink" serve --dns-listen "127.0.0.1:$ws" --tftp-listen "" --upstream "127.0.0.1:$up" \
+  --signatures "$dir/sigs.yaml" --sinkhole-ip 192.0.2.66 --log "$dir/evidence.log" --user "" --watch-interval 0 \
+  2>"$dir/shim.err" & shim=$!; pids+=($shim)
 wait_dns "$ws"
-echo "wormsink shim started, RSS after load of the set: $(hwm "$shim")"
-run "wormsink-shim" "$ws" "$shim"
+echo "wormsink serve started, RSS after load of the set: $(hwm "$shim")"
+run "wormsink-serve" "$ws" "$shim"
 kill "$shim"; wait "$shim" 2>/dev/null || true
 
 taskset -c 0 /usr/sbin/unbound -d -c "$dir/rpz.conf" & rpz=$!; pids+=($rpz)
