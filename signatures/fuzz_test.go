@@ -14,7 +14,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("serial: 1\nsignatures:\n  - id: a\n    family: A\n    payloads: [{proto: udp, contains: '|00 01|a'}]\n"))
 	f.Add([]byte("serial: 1\nsignatures: []\n"))
 	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("serial: 1\nsignatures:\n  - id: a\n    family: A\n    domains:\n      - a.example\n      - name: b.example\n      - c.example # x\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		sameDecode(t, data)
 		s, err := Parse("fuzz.yaml", data)
 		if err != nil {
 			var se *Error

@@ -42,12 +42,43 @@ func Decode(name string, data []byte) (*File, error) {
 	if len(data) > MaxFileSize {
 		return nil, &Error{File: name, Msg: fmt.Sprintf("file larger than %d bytes", MaxFileSize)}
 	}
+	if lf := liftPlainLists(data); lf != nil && lf.count > 0 {
+		d := decoder{name: name, lifted: lf}
+		f, err := d.decode(&blankReader{data: data, blanks: lf.blanks})
+		if err == nil && lf.allClaimed() {
+			f.namesPacked = lf.count == countDomains(f)
+			return f, nil
+		}
+		// Whatever went wrong, the plain decoder has the last word: it
+		// reports errors exactly as YAML sees the file.
+	}
 	d := decoder{name: name}
+	return d.decode(bytes.NewReader(data))
+}
+
+func (l *lifted) allClaimed() bool {
+	for _, pl := range l.lists {
+		if !pl.claimed {
+			return false
+		}
+	}
+	return true
+}
+
+func countDomains(f *File) int {
+	n := 0
+	for i := range f.Signatures {
+		n += len(f.Signatures[i].Domains)
+	}
+	return n
+}
+
+func (d *decoder) decode(r io.Reader) (*File, error) {
 	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec := yaml.NewDecoder(r)
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &Error{File: name, Line: 1, Msg: "empty file: serial and signatures are required"}
+			return nil, &Error{File: d.name, Line: 1, Msg: "empty file: serial and signatures are required"}
 		}
 		return nil, d.yamlError(err)
 	}
@@ -61,12 +92,13 @@ func Decode(name string, data []byte) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	out.Name = name
+	out.Name = d.name
 	return out, nil
 }
 
 type decoder struct {
-	name string
+	name   string
+	lifted *lifted // plain names taken out before YAML decoding, if any
 }
 
 func (d *decoder) errf(n *yaml.Node, format string, args ...any) error {
@@ -149,6 +181,9 @@ func (d *decoder) str(n *yaml.Node, what string) (string, error) {
 func (d *decoder) strList(n *yaml.Node, what string) ([]string, error) {
 	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
 		// A single string is accepted where a list is expected.
+		if n.Value == "" {
+			return nil, d.errf(n, "%s: empty entry", what)
+		}
 		return []string{n.Value}, nil
 	}
 	if n.Kind != yaml.SequenceNode {
@@ -258,7 +293,7 @@ func (d *decoder) signature(n *yaml.Node) (Signature, error) {
 		case "tftp_files":
 			sig.TFTPFiles, err = d.tftpFiles(v)
 		case "domains":
-			sig.Domains, err = d.domains(v)
+			sig.Domains, err = d.domains(k, v)
 		case "payloads":
 			sig.Payloads, err = d.payloads(v)
 		}
@@ -315,10 +350,40 @@ func (d *decoder) tftpFiles(n *yaml.Node) ([]string, error) {
 	return files, nil
 }
 
-func (d *decoder) domains(n *yaml.Node) ([]Domain, error) {
+func (d *decoder) domains(key, n *yaml.Node) ([]Domain, error) {
+	var pl *plainList
+	if d.lifted != nil {
+		if pl = d.lifted.lists[key.Line]; pl != nil {
+			pl.claimed = true
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return pl.domains, nil // every entry was a plain name
+			}
+		}
+	}
 	if n.Kind != yaml.SequenceNode {
 		return nil, d.errf(n, "domains must be a list")
 	}
+	out, err := d.domainNodes(n)
+	if err != nil || pl == nil {
+		return out, err
+	}
+	return mergeByLine(pl.domains, out), nil
+}
+
+// mergeByLine merges two lists sorted by line into file order.
+func mergeByLine(a, b []Domain) []Domain {
+	out := make([]Domain, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0].Line < b[0].Line {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
+}
+
+func (d *decoder) domainNodes(n *yaml.Node) ([]Domain, error) {
 	out := make([]Domain, 0, len(n.Content))
 	for _, c := range n.Content {
 		c = resolve(c)

@@ -76,7 +76,9 @@ func Compile(f *File) (*Set, error) {
 	}
 	s.names.init(nDomains)
 	s.files.init(nFiles)
-	compactNames(s.file.Signatures, nDomains)
+	if !f.namesPacked {
+		compactNames(s.file.Signatures, nDomains)
+	}
 
 	for si := range s.file.Signatures {
 		sig := &s.file.Signatures[si]

@@ -132,6 +132,8 @@ type File struct {
 	Name       string // path or label used in error messages
 	Serial     uint64
 	Signatures []Signature
+
+	namesPacked bool // every domain name already lives in one shared arena
 }
 
 // Error is a problem in a signature file, reported as FILE:LINE: message.

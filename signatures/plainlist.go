@@ -1,0 +1,211 @@
+package signatures
+
+import (
+	"bytes"
+	"io"
+	"unsafe"
+)
+
+// Big signature files are mostly one long block list of plain names under
+// "domains:". Decoding each of them as a YAML node costs about 200 bytes
+// and a microsecond, so a million-name file would need ~300 MB and over a
+// second. plainLists lifts such entries out before YAML sees the file: the
+// YAML decoder reads the file with those lines blanked (line numbers stay
+// the same), and the decoder takes the names from here when it meets the
+// domains key they belong to. Anything unusual (a continuation line, a
+// quoted or aliased entry, a list nobody claims) is left to YAML, or the
+// whole file is decoded again without this shortcut.
+
+// plainList is the lifted entries of one domains block.
+type plainList struct {
+	domains []Domain
+	claimed bool
+}
+
+type lifted struct {
+	lists  map[int]*plainList // by the line of their "domains:" key
+	blanks [][2]int           // byte ranges to blank, in order
+	count  int
+}
+
+// liftPlainLists scans data for block sequences of plain names under a
+// "domains:" key. The names are validated and stored in one arena; a name
+// that fails validation stays for YAML, which reports it with its line.
+func liftPlainLists(data []byte) *lifted {
+	l := &lifted{lists: map[int]*plainList{}}
+	// First pass: count, so the arena and lists are allocated once.
+	var arena []byte
+	for pass := 0; pass < 2; pass++ {
+		total := 0
+		inList, keyIndent, dashIndent, keyLine := false, 0, -1, 0
+		var cur *plainList
+		prevLifted := false
+		line := 0
+		for off := 0; off < len(data); {
+			end := bytes.IndexByte(data[off:], '\n')
+			if end < 0 {
+				end = len(data)
+			} else {
+				end += off
+			}
+			line++
+			text := data[off:end]
+			if n := len(text); n > 0 && text[n-1] == '\r' {
+				text = text[:n-1]
+			}
+			indent := 0
+			for indent < len(text) && text[indent] == ' ' {
+				indent++
+			}
+			body := text[indent:]
+			blank := len(body) == 0 || body[0] == '#'
+			switch {
+			case !inList:
+				if isDomainsKey(body) {
+					inList, keyIndent, dashIndent, keyLine, cur, prevLifted = true, indent, -1, line, nil, false
+				}
+			case blank:
+			case dashIndent < 0 && indent >= keyIndent && len(body) >= 2 && body[0] == '-' && body[1] == ' ':
+				dashIndent = indent
+				fallthrough
+			case indent == dashIndent && len(body) >= 2 && body[0] == '-' && body[1] == ' ':
+				prevLifted = false
+				if name, ok := plainEntry(body[2:]); ok {
+					canon, wild, err := canonicalBytes(name)
+					if err == nil {
+						total += len(canon)
+						prevLifted = true
+						if pass == 1 {
+							if cur == nil {
+								cur = &plainList{}
+								l.lists[keyLine] = cur
+							}
+							start := len(arena)
+							arena = append(arena, canon...)
+							cur.domains = append(cur.domains, Domain{Wildcard: wild, Line: int32(line), Name: unsafeString(arena[start:])})
+							l.blanks = append(l.blanks, [2]int{off, off + len(text)})
+							l.count++
+						}
+					}
+				}
+			case indent > dashIndent && dashIndent >= 0:
+				// A continuation line: fine after a YAML entry, but it would
+				// change a lifted plain scalar, so give up the shortcut.
+				if prevLifted {
+					return nil
+				}
+			default:
+				// The list ends. A line YAML could still attach to the key
+				// once the lifted lines are blank would change the file's
+				// meaning: give up the shortcut.
+				if indent > keyIndent || indent == keyIndent && len(body) >= 1 && body[0] == '-' {
+					return nil
+				}
+				inList = false
+				if isDomainsKey(body) {
+					inList, keyIndent, dashIndent, keyLine, cur, prevLifted = true, indent, -1, line, nil, false
+				}
+			}
+			off = end + 1
+		}
+		if pass == 0 {
+			if total == 0 {
+				return l
+			}
+			arena = make([]byte, 0, total)
+		}
+	}
+	return l
+}
+
+// unsafeString views arena bytes as a string. The arena is never written
+// again once a name is appended (it was sized in the first pass, so append
+// never reallocates), which is what makes this safe.
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func isDomainsKey(body []byte) bool {
+	rest, ok := bytes.CutPrefix(body, []byte("domains:"))
+	if !ok {
+		return false
+	}
+	rest = bytes.TrimLeft(rest, " \t")
+	return len(rest) == 0 || rest[0] == '#'
+}
+
+// plainEntry accepts what YAML reads as a plain string equal to its text: a
+// name starting with a letter, digit or '_' (so not an alias, anchor, tag,
+// quote or flow collection), optionally followed by a comment.
+func plainEntry(s []byte) ([]byte, bool) {
+	i := 0
+	for i < len(s) && s[i] == ' ' {
+		i++
+	}
+	s = s[i:]
+	if len(s) == 0 {
+		return nil, false
+	}
+	c := s[0]
+	if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+		return nil, false
+	}
+	n := 0
+	for n < len(s) {
+		c := s[n]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' {
+			n++
+			continue
+		}
+		break
+	}
+	name, rest := s[:n], s[n:]
+	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+		rest = rest[1:]
+	}
+	if len(rest) > 0 && (rest[0] != '#' || len(rest) == len(s[n:])) {
+		return nil, false // more than a name, or a '#' glued to it
+	}
+	switch string(name) {
+	case "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "yes", "no", "on", "off":
+		return nil, false // YAML gives these other types; leave them to it
+	}
+	return name, true
+}
+
+// canonicalBytes validates a name as canonicalName does.
+func canonicalBytes(b []byte) (string, bool, error) {
+	return canonicalName(string(b))
+}
+
+// blankReader serves data with the lifted lines replaced by spaces.
+type blankReader struct {
+	data   []byte
+	off    int
+	blanks [][2]int
+}
+
+func (r *blankReader) Read(p []byte) (int, error) {
+	if r.off >= len(r.data) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.data[r.off:])
+	lo, hi := r.off, r.off+n
+	for len(r.blanks) > 0 && r.blanks[0][1] <= lo {
+		r.blanks = r.blanks[1:]
+	}
+	for _, b := range r.blanks {
+		if b[0] >= hi {
+			break
+		}
+		s, e := max(b[0], lo), min(b[1], hi)
+		for i := s; i < e; i++ {
+			p[i-lo] = ' '
+		}
+	}
+	r.off = hi
+	return n, nil
+}
