@@ -37,6 +37,7 @@ type command struct {
 // commands is the whole command line, wired here in one visible place.
 func commands() []command {
 	return []command{
+		{"scan", "match worm patterns in pcap/pcapng files; evidence lines to stdout", runScan},
 		{"sigs", "validate or export a signature file (sigs check FILE, sigs export --format rpz|hosts|suricata)", runSigs},
 		{"version", "print the version", runVersion},
 	}
