@@ -24,7 +24,7 @@ type decoder struct {
 	icmp6   layers.ICMPv6
 
 	fromEth, fromSLL, fromSLL2, fromLoop, fromIP4, fromIP6 *gopacket.DecodingLayerParser
-	fromUDP, fromTCP, fromICMP4, fromICMP6                  *gopacket.DecodingLayerParser
+	fromUDP, fromTCP, fromICMP4, fromICMP6                 *gopacket.DecodingLayerParser
 
 	decoded []gopacket.LayerType
 }
