@@ -123,7 +123,7 @@ type packet struct {
 	dport    uint16
 	proto    signatures.Proto
 	payload  []byte
-	meta     *Meta
+	meta     Meta
 }
 
 // Packet examines one frame of link type lt and returns how many evidence
@@ -142,11 +142,11 @@ func (m *Matcher) Packet(lt layers.LinkType, data []byte, meta Meta) int {
 		m.stats.Undecodable++
 		return 0
 	}
-	return m.walk(&meta)
+	return m.walk(meta)
 }
 
 // walk looks at the layers just decoded.
-func (m *Matcher) walk(meta *Meta) int {
+func (m *Matcher) walk(meta Meta) int {
 	d := m.dec
 	var pk packet
 	pk.meta = meta
