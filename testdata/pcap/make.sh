@@ -77,4 +77,8 @@ capture legit-pxe-router.pcap lo sh -c 'tftp -m binary 127.0.0.1 -c get pxelinux
 capture any-sll2-msblast.pcap any tftp -m binary 127.0.0.1 -c get msblast.exe
 
 gzip -9 -n -c "$out/tftp-hpa-msblast.pcap" >"$out/tftp-hpa-msblast.pcap.gz"
+chown -R "$(id -u):$(id -g)" "$out" # tcpdump wrote them as its own user
 ls -l "$out" >&2
+
+# The crafted captures come from their generator.
+(cd "$here/../.." && go test ./wire -run '^TestCraftedUpToDate$' -count=1 -update)
