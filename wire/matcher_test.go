@@ -402,3 +402,37 @@ func tcpFrame(t testing.TB, dport uint16, payload []byte) []byte {
 	tcp.SetNetworkLayerForChecksum(ip)
 	return ser(t, eth(layers.EthernetTypeIPv4), ip, tcp, gopacket.Payload(payload))
 }
+
+// TestPublicCaptures: legitimate transfers from public captures make no
+// evidence with the built-in set, and a signature naming their files finds
+// the read, the write and the loopback (DLT_NULL) request with options.
+func TestPublicCaptures(t *testing.T) {
+	set, err := signatures.Parse("t.yaml", []byte("serial: 1\nsignatures:\n  - id: rfc\n    family: Test\n    tftp_files: [rfc1350.txt, hello.txt]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		file, want string
+	}{
+		{"spicy-tftp-tftp_rrq.pcap", "requester 192.168.0.253:50618 peer=192.168.0.10 rfc rfc1350.txt/octet/read udp/69 #1"},
+		{"spicy-tftp-tftp_wrq.pcap", "requester 192.168.0.1:57509 peer=192.168.0.13 rfc rfc1350.txt/octet/write udp/69 #1"},
+		{"spicy-tftp-tftp_oack.pcap", "requester 127.0.0.1:60027 peer=127.0.0.1 rfc hello.txt/octet/read udp/69 #1"},
+	} {
+		path := "../testdata/pcap/public/" + tt.file
+		if got, _ := scanFile(t, path, Options{AnyPort: true}); len(got) != 0 {
+			t.Errorf("%s: built-in set: %d events", tt.file, len(got))
+		}
+		var got events
+		m := NewMatcher(StaticSet{set}, &got, Options{})
+		if _, err := m.ScanFile(context.Background(), path); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || short(got[0]) != tt.want || got[1].Role != evidence.RoleServer {
+			var lines []string
+			for _, ev := range got {
+				lines = append(lines, short(ev))
+			}
+			t.Errorf("%s: got %q, want %q and its server line", tt.file, lines, tt.want)
+		}
+	}
+}
