@@ -55,7 +55,7 @@ type Meta struct {
 type Stats struct {
 	Packets      uint64 // frames offered
 	Bytes        uint64 // their captured bytes
-	Undecodable  uint64 // frames whose link layer or IP header did not decode
+	Undecodable  uint64 // frames with a layer that did not decode (truncated, malformed)
 	UnknownLink  uint64 // frames of a link type the matcher cannot decode
 	TFTPRequests uint64 // well-formed TFTP requests seen (matched or not)
 	Matches      uint64 // packets that matched a signature
@@ -137,10 +137,10 @@ func (m *Matcher) Packet(lt layers.LinkType, data []byte, meta Meta) int {
 		m.stats.UnknownLink++
 		return 0
 	}
-	err := p.DecodeLayers(data, &d.decoded)
-	if len(d.decoded) == 0 && err != nil {
+	if err := p.DecodeLayers(data, &d.decoded); err != nil {
+		// Still look at the layers that did decode: a bad TCP header
+		// says nothing about the IP header before it.
 		m.stats.Undecodable++
-		return 0
 	}
 	return m.walk(meta)
 }
