@@ -85,15 +85,30 @@ func (c *Capture) refilter() error {
 func (c *Capture) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	defer close(done)
+	filterErr := make(chan error, 1)
 	go func() {
-		select {
-		case <-ctx.Done():
-		case <-done:
-		}
 		// Closing the socket wakes the blocked read.
-		c.h.Close()
+		defer c.h.Close()
+		// Once a second: fold the kernel counters (they reset on read) and
+		// follow signature reloads into the kernel filter, even when no
+		// packet passes the old one.
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-t.C:
+				c.pollKernel()
+				if err := c.refilter(); err != nil {
+					filterErr <- err
+					return
+				}
+			}
+		}
 	}()
-	next := time.Now().Add(time.Second)
 	for {
 		data, ci, err := c.h.ZeroCopyReadPacketData()
 		if err != nil {
@@ -101,21 +116,17 @@ func (c *Capture) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			select {
+			case ferr := <-filterErr:
+				return ferr
+			default:
+			}
 			return fmt.Errorf("wire: capture %s: %w", c.iface, err)
 		}
 		c.packets.Add(1)
 		c.bytes.Add(uint64(len(data)))
 		if n := c.m.Packet(layers.LinkTypeEthernet, data, Meta{Time: ci.Timestamp}); n > 0 {
 			c.events.Add(uint64(n))
-		}
-		// Once a second of traffic: follow signature reloads into the
-		// kernel filter (new payload ports) and fold the kernel counters.
-		if ci.Timestamp.After(next) {
-			next = ci.Timestamp.Add(time.Second)
-			c.pollKernel()
-			if err := c.refilter(); err != nil {
-				return err
-			}
 		}
 	}
 }

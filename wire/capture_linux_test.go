@@ -116,8 +116,17 @@ func TestLiveCapture(t *testing.T) {
 	}
 	t.Cleanup(func() { server.Process.Kill(); server.Wait() })
 
+	// A store, so the test can reload a set with a new payload port.
+	sigFile := filepath.Join(dir, "sigs.yaml")
+	if err := os.WriteFile(sigFile, []byte("serial: 1\nsignatures:\n  - id: blaster\n    family: Blaster\n    tftp_files: [msblast.exe]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store, err := signatures.Open(sigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var rec syncEvents
-	m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{})
+	m := NewMatcher(store, &rec, Options{})
 	var c *Capture
 	inNetns(t, srv, func() {
 		var err error
@@ -161,8 +170,30 @@ func TestLiveCapture(t *testing.T) {
 			return req && srvSeen
 		})
 	}
+
+	// A reload adds a UDP payload rule on port 1434: within a second the
+	// kernel filter passes that port too, and a datagram sent there by
+	// bash's /dev/udp is matched.
+	if err := os.WriteFile(sigFile, []byte("serial: 2\nsignatures:\n  - id: blaster\n    family: Blaster\n    tftp_files: [msblast.exe]\n"+
+		"  - id: slammer-test\n    family: Test\n    payloads:\n      - proto: udp\n        port: 1434\n        contains: \"wormsink-probe\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a source event for the new UDP rule", func() bool {
+		exec.Command("ip", "netns", "exec", cli, "bash", "-c", "echo wormsink-probe >/dev/udp/10.69.0.2/1434").Run()
+		for _, ev := range rec.snapshot() {
+			if ev.Sig == "slammer-test" && ev.Role == evidence.RoleSource && ev.Host.String() == "10.69.0.1" && ev.DstPort == 1434 {
+				return true
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		return false
+	})
+
 	st := c.Stats()
-	if st.Packets == 0 || st.Events < 2 || st.KernelPackets == 0 {
+	if st.Packets == 0 || st.Events < 3 || st.KernelPackets == 0 {
 		t.Errorf("stats %+v", st)
 	}
 	// The kernel filter kept the data transfer (server port to client port) out.
