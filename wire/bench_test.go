@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
@@ -93,8 +94,16 @@ func FuzzScan(f *testing.F) {
 	for _, cf := range craftedFiles(f) {
 		f.Add(encode(f, cf))
 	}
+	var got events
+	m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m := NewMatcher(StaticSet{signatures.Default()}, &events{}, Options{})
-		m.Scan(context.Background(), bytes.NewReader(data), "fuzz")
+		got = got[:0]
+		n, err := m.Scan(context.Background(), bytes.NewReader(data), "fuzz")
+		if err != nil && !strings.Contains(err.Error(), "wire: fuzz: ") {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+		if uint64(len(data)) < 16*n {
+			t.Fatalf("%d packets from %d bytes", n, len(data))
+		}
 	})
 }

@@ -84,7 +84,7 @@ func readErr(err error) error {
 // section header or a pcap magic. mixed means each packet names its own
 // link type (pcapng with several interfaces).
 func openCapture(r io.Reader) (packetSource, layers.LinkType, bool, error) {
-	br := bufio.NewReaderSize(r, 256<<10)
+	br := bufio.NewReaderSize(r, 64<<10)
 	magic, err := br.Peek(2)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("not a capture file: %w", readErr(eofIsShort(err)))
@@ -95,7 +95,7 @@ func openCapture(r io.Reader) (packetSource, layers.LinkType, bool, error) {
 		if err != nil {
 			return nil, 0, false, fmt.Errorf("gzip: %w", err)
 		}
-		in = bufio.NewReaderSize(zr, 256<<10)
+		in = bufio.NewReaderSize(zr, 64<<10)
 	}
 	b := in.(*bufio.Reader)
 	head, err := b.Peek(4)
