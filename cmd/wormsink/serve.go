@@ -237,6 +237,9 @@ func (s *server) closeAll() {
 // run serves until ctx ends (SIGTERM, SIGINT), reloading signatures on
 // SIGHUP and when the file changes.
 func (s *server) run(ctx context.Context) error {
+	// From here on every part owns what it bound and releases it when it
+	// returns; the closers are only for a start that failed.
+	s.closers = nil
 	defer s.closeAll()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -10,6 +10,7 @@ import (
 
 	"wormsink/dnsblock"
 	"wormsink/sinkhole"
+	"wormsink/wire"
 )
 
 // The listeners of serve. Each add* binds its sockets in newServer (before
@@ -121,4 +122,22 @@ func (s *server) addTFTP() error {
 	}})
 	return nil
 }
-func (s *server) addCapture() error { return nil }
+func (s *server) addCapture() error {
+	if s.cfg.capture == "" {
+		return nil
+	}
+	m := wire.NewMatcher(s.store, s.ev, wire.Options{})
+	c, err := wire.NewCapture(s.cfg.capture, m, true)
+	if err != nil {
+		return fmt.Errorf("capture: %w", err)
+	}
+	s.closers = append(s.closers, func() { c.Close() })
+	st := c.Stats
+	s.metrics.counter("wormsink_capture_packets_total", "Frames read from the capture socket.", func() uint64 { return st().Packets })
+	s.metrics.counter("wormsink_capture_bytes_total", "Bytes read from the capture socket.", func() uint64 { return st().Bytes })
+	s.metrics.counter("wormsink_wire_matches_total", "Evidence events from captured packets.", func() uint64 { return st().Events })
+	s.metrics.counter("wormsink_capture_kernel_packets_total", "Frames the kernel filter passed (drops included).", func() uint64 { return st().KernelPackets })
+	s.metrics.counter("wormsink_capture_kernel_drops_total", "Frames the kernel dropped because the capture fell behind.", func() uint64 { return st().KernelDrops })
+	s.parts = append(s.parts, part{name: "capture", run: c.Run})
+	return nil
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"wormsink/evidence"
+	"wormsink/signatures"
+	"wormsink/wire"
+)
+
+func runScan(ctx context.Context, e env, args []string) int {
+	fs := newFlags(e, "scan", "PCAP...")
+	sigPath := fs.String("signatures", "", "signature file (default: the built-in set)")
+	anyPort := fs.Bool("any-port", false, "also accept well-formed TFTP requests to ports other than 69")
+	host, _ := os.Hostname()
+	sensor := fs.String("sensor", host, "name recorded in every event")
+	if code, done := parseFlags(fs, e, args); done {
+		return code
+	}
+	if fs.NArg() == 0 {
+		return usageErr(e, "scan needs at least one PCAP file")
+	}
+	set := signatures.Default()
+	if *sigPath != "" {
+		var err error
+		if set, err = signatures.Load(*sigPath); err != nil {
+			fmt.Fprintln(e.stderr, err)
+			return exitFailure
+		}
+	}
+
+	w := evidence.NewWriter(e.stdout, evidence.Config{Sensor: *sensor})
+	rec := &hostCounter{rec: w, hosts: make(map[netip.Addr]struct{})}
+	m := wire.NewMatcher(wire.StaticSet{Set: set}, rec, wire.Options{AnyPort: *anyPort})
+
+	start := time.Now()
+	code := exitOK
+	for _, path := range fs.Args() {
+		if _, err := m.ScanFile(ctx, path); err != nil {
+			fmt.Fprintf(e.stderr, "wormsink: scan: %v\n", err)
+			code = exitFailure
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	if err := w.Close(); err != nil {
+		fmt.Fprintf(e.stderr, "wormsink: scan: writing evidence: %v\n", err)
+		code = exitFailure
+	}
+	st := m.Stats()
+	rate := 0.0
+	if s := elapsed.Seconds(); s > 0 {
+		rate = float64(st.Packets) / s
+	}
+	fmt.Fprintf(e.stderr, "wormsink scan: %d files, %d packets, %d bytes, %d matches, %d events, %d hosts, %d tftp requests, %d fragments (%d reassembled), %d undecodable, in %.3fs (%.0f packets/s)\n",
+		fs.NArg(), st.Packets, st.Bytes, st.Matches, st.Events, len(rec.hosts), st.TFTPRequests,
+		st.Fragments, st.Reassembled, st.Undecodable+st.UnknownLink, elapsed.Seconds(), rate)
+	return code
+}
+
+// hostCounter counts the distinct hosts the evidence names, for the summary.
+type hostCounter struct {
+	rec   wire.Recorder
+	hosts map[netip.Addr]struct{}
+}
+
+func (h *hostCounter) Record(ev evidence.Event) {
+	h.hosts[ev.Host] = struct{}{}
+	h.rec.Record(ev)
+}

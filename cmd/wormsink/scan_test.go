@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func evidenceLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("not JSON: %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, m)
+	}
+	return lines
+}
+
+func TestScanCommand(t *testing.T) {
+	code, out, errOut := runCmd(t, "", "scan", "--sensor", "s1", "../../testdata/pcap/real/tftp-hpa-msblast.pcap", "../../testdata/pcap/crafted/legit-tftp.pcap")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := evidenceLines(t, out)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines: %s", len(lines), out)
+	}
+	roles := map[string]bool{}
+	for _, l := range lines {
+		roles[l["role"].(string)] = true
+		for k, want := range map[string]any{"event": "wire_match", "signature": "blaster", "family": "Blaster", "evidence": "strong",
+			"file": "msblast.exe", "mode": "octet", "op": "read", "proto": "udp", "dst_port": 69.0, "packet": 1.0,
+			"pcap": "../../testdata/pcap/real/tftp-hpa-msblast.pcap", "sensor": "s1", "host": "127.0.0.1", "peer": "127.0.0.1"} {
+			if l[k] != want {
+				t.Errorf("%s = %v, want %v", k, l[k], want)
+			}
+		}
+	}
+	// The packet's capture time, not the scan's: the file is older than now.
+	for _, l := range lines {
+		ts, err := time.Parse("2006-01-02T15:04:05.000Z", l["time"].(string))
+		if err != nil || time.Since(ts) < time.Minute {
+			t.Errorf("time %v (%v): not the capture time", l["time"], err)
+		}
+	}
+	if !roles["requester"] || !roles["server"] {
+		t.Errorf("roles %v", roles)
+	}
+	for _, want := range []string{"2 files", "33 packets", "1 matches", "2 events", "1 hosts", "packets/s"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("summary %q lacks %q", errOut, want)
+		}
+	}
+}
+
+func TestScanAnyPortAndSignatures(t *testing.T) {
+	sig := filepath.Join(t.TempDir(), "s.yaml")
+	if err := os.WriteFile(sig, []byte("serial: 3\nsignatures:\n  - id: pxe\n    family: PXE\n    tftp_files: [pxelinux.0]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, "", "scan", "--signatures", sig, "../../testdata/pcap/crafted/legit-tftp.pcap")
+	if code != exitOK || len(evidenceLines(t, out)) != 2 || !strings.Contains(out, `"signature":"pxe"`) {
+		t.Fatalf("exit %d out %s err %s", code, out, errOut)
+	}
+	_, out, _ = runCmd(t, "", "scan", "../../testdata/pcap/crafted/any-port.pcap")
+	if out != "" {
+		t.Fatalf("without --any-port: %s", out)
+	}
+	_, out, _ = runCmd(t, "", "scan", "--any-port", "../../testdata/pcap/crafted/any-port.pcap")
+	if len(evidenceLines(t, out)) != 2 || !strings.Contains(out, `"dst_port":6969`) {
+		t.Fatalf("with --any-port: %s", out)
+	}
+}
+
+func TestScanErrors(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/pcap/real/tftp-hpa-msblast.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.pcap")
+	if err := os.WriteFile(cut, data[:len(data)-10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, "", "scan", cut)
+	if code != exitFailure {
+		t.Fatalf("exit %d", code)
+	}
+	// What was read before the cut is still reported.
+	if len(evidenceLines(t, out)) != 2 || !strings.Contains(errOut, cut+": packet 27: truncated") || !strings.Contains(errOut, "26 packets") {
+		t.Fatalf("out %s err %s", out, errOut)
+	}
+	if code, _, errOut := runCmd(t, "", "scan", "/nonexistent.pcap"); code != exitFailure || !strings.Contains(errOut, "/nonexistent.pcap") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if code, _, _ := runCmd(t, "", "scan"); code != exitUsage {
+		t.Fatalf("no file: exit %d", code)
+	}
+	if code, _, _ := runCmd(t, "", "scan", "--bogus", "x"); code != exitUsage {
+		t.Fatalf("bad flag: exit %d", code)
+	}
+	if code, out, _ := runCmd(t, "", "scan", "--help"); code != exitOK || !strings.Contains(out, "-any-port") {
+		t.Fatalf("help: exit %d %s", code, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("serial: x\n"), 0o644)
+	if code, _, errOut := runCmd(t, "", "scan", "--signatures", bad, cut); code != exitFailure || !strings.Contains(errOut, "bad.yaml") {
+		t.Fatalf("bad signatures: exit %d %s", code, errOut)
+	}
+}

