@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test vet fmt-check deps bench fuzz soak perf-dns perf-report clean
+.PHONY: all build run test vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-tftp clean
 
 all: build
 
@@ -50,6 +50,14 @@ perf-dns: deps
 
 perf-report: deps
 	./scripts/report-perf.sh
+
+perf-wire: deps
+	./scripts/perf-wire.sh
+
+perf-tftp: deps
+	$(GO) build -o bin/sinkserver ./testdata/tftp/sinkserver
+	$(GO) build -o bin/loadgen ./testdata/tftp/loadgen
+	./bin/loadgen -compare -sinkserver bin/sinkserver -duration 5s -conc 32
 
 clean:
 	rm -rf bin

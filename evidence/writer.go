@@ -57,6 +57,7 @@ type Writer struct {
 	coarse   map[key]*slot
 	ready    []*slot // slots taken out of the table, waiting to be written
 	overflow uint64  // sightings no table had room for
+	seq      uint64  // slots opened so far
 	closed   bool
 
 	writeMu sync.Mutex // one batch at a time, in order
@@ -72,6 +73,7 @@ type slot struct {
 	last  time.Time
 	born  time.Time // wall clock when the slot opened
 	count uint64
+	seq   uint64 // order of opening, so equal times keep the order recorded
 }
 
 // NewWriter starts a Writer on out. Close it to flush.
@@ -149,10 +151,12 @@ func (w *Writer) Record(ev Event) {
 		}
 		w.coarseN.Add(n)
 		c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial}
-		w.coarse[ck] = &slot{ev: c, last: ev.Time, born: now, count: n}
+		w.seq++
+		w.coarse[ck] = &slot{ev: c, last: ev.Time, born: now, count: n, seq: w.seq}
 		return
 	}
-	w.pending[k] = &slot{ev: ev, last: ev.Time, born: now, count: n}
+	w.seq++
+	w.pending[k] = &slot{ev: ev, last: ev.Time, born: now, count: n, seq: w.seq}
 }
 
 func (s *slot) add(t time.Time, n uint64) {
@@ -231,7 +235,13 @@ func (w *Writer) flush(cutoff time.Time, all bool) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	sort.SliceStable(batch, func(i, j int) bool { return batch[i].ev.Time.Before(batch[j].ev.Time) })
+	sort.Slice(batch, func(i, j int) bool {
+		a, b := batch[i], batch[j]
+		if !a.ev.Time.Equal(b.ev.Time) {
+			return a.ev.Time.Before(b.ev.Time)
+		}
+		return a.seq < b.seq
+	})
 	w.out.mu.Lock()
 	defer w.out.mu.Unlock()
 	for _, s := range batch {
