@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -148,7 +149,7 @@ func (d *decoder) fields(n *yaml.Node, what string, known []string, fn func(key 
 			return d.errf(k, "%s: keys must be plain names", what)
 		}
 		key := k.Value
-		if !contains(known, key) {
+		if !slices.Contains(known, key) {
 			return d.errf(k, "%s: unknown key %q (known: %s)", what, key, strings.Join(known, ", "))
 		}
 		if prev, dup := seen[key]; dup {
@@ -160,15 +161,6 @@ func (d *decoder) fields(n *yaml.Node, what string, known []string, fn func(key 
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (d *decoder) str(n *yaml.Node, what string) (string, error) {

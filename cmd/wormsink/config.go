@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,7 +39,7 @@ func applyConfigFile(fs *flag.FlagSet, path string, skip ...string) error {
 		k, v := root.Content[i], root.Content[i+1]
 		name := k.Value
 		f := fs.Lookup(name)
-		if f == nil || contains(skip, name) {
+		if f == nil || slices.Contains(skip, name) {
 			return fmt.Errorf("%s:%d: unknown key %q (keys are serve's flag names: %s)", path, k.Line, name, strings.Join(flagNames(fs, skip), ", "))
 		}
 		if prev, dup := seen[name]; dup {
@@ -74,19 +75,10 @@ func applyConfigFile(fs *flag.FlagSet, path string, skip ...string) error {
 	return nil
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func flagNames(fs *flag.FlagSet, skip []string) []string {
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) {
-		if !contains(skip, f.Name) {
+		if !slices.Contains(skip, f.Name) {
 			names = append(names, f.Name)
 		}
 	})
@@ -98,7 +90,7 @@ func flagNames(fs *flag.FlagSet, skip []string) []string {
 func printConfig(fs *flag.FlagSet, skip ...string) string {
 	var b bytes.Buffer
 	fs.VisitAll(func(f *flag.Flag) {
-		if contains(skip, f.Name) {
+		if slices.Contains(skip, f.Name) {
 			return
 		}
 		v, _ := yaml.Marshal(f.Value.String())
