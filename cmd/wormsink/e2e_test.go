@@ -405,3 +405,76 @@ func runIn(dir, name string, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// TestServeReloadUnderLoad: ten SIGHUPs with alternating signature files
+// while dnsperf loads the shim; no query is lost and each new set takes effect.
+func TestServeReloadUnderLoad(t *testing.T) {
+	bin := wormsinkBinary(t)
+	dnsperf := needTool(t, "dnsperf")
+	upstream := startUnbound(t, "www.example.net. A 192.0.2.80", "u.example.net. A 192.0.2.81")
+	dir := t.TempDir()
+	sigPath := filepath.Join(dir, "sigs.yaml")
+	writeSet := func(serial int, prefix string) {
+		var b strings.Builder
+		fmt.Fprintf(&b, "serial: %d\nsignatures:\n  - id: load\n    family: Load\n    domains:\n", serial)
+		for i := 0; i < 100; i++ {
+			fmt.Fprintf(&b, "      - %s%03d.worm.example\n", prefix, i)
+		}
+		tmp := sigPath + ".tmp"
+		os.WriteFile(tmp, []byte(b.String()), 0o644)
+		os.Rename(tmp, sigPath)
+	}
+	writeSet(1, "a")
+	p := startServe(t, bin, "--signatures", sigPath, "--upstream", upstream, "--sinkhole-ip", "127.0.0.1", "--tftp-listen", "")
+
+	var q strings.Builder
+	for i := 0; i < 1000; i++ {
+		switch i % 4 {
+		case 0:
+			fmt.Fprintf(&q, "a%03d.worm.example A\n", i%100)
+		case 1:
+			fmt.Fprintf(&q, "b%03d.worm.example AAAA\n", i%100)
+		case 2:
+			q.WriteString("www.example.net A\n")
+		default:
+			q.WriteString("u.example.net A\n")
+		}
+	}
+	queries := filepath.Join(dir, "queries.txt")
+	os.WriteFile(queries, []byte(q.String()), 0o644)
+	perf := exec.Command(dnsperf, "-s", "127.0.0.1", "-p", strconv.Itoa(p.dns), "-d", queries, "-c", "2", "-l", "12", "-Q", "2000")
+	var perfOut bytes.Buffer
+	perf.Stdout, perf.Stderr = &perfOut, &perfOut
+	if err := perf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= 11; i++ {
+		prefix, old := "b", "a"
+		if i%2 == 1 {
+			prefix, old = "a", "b"
+		}
+		writeSet(i, prefix)
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		waitFor(t, fmt.Sprintf("serial %d", i), 5*time.Second, func() bool { return p.metric(t, "wormsink_signature_serial") == float64(i) })
+		if st, ans := p.dig(t, "127.0.0.1", prefix+"042.worm.example", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "127.0.0.1" {
+			t.Fatalf("reload %d: %s042 not sinkholed: %s %v", i, prefix, st, ans)
+		}
+		if st, _ := p.dig(t, "127.0.0.1", old+"042.worm.example", "A"); st != "NXDOMAIN" {
+			t.Fatalf("reload %d: %s042 still listed: %s", i, old, st)
+		}
+		time.Sleep(500 * time.Millisecond) // spread the reloads over the load
+	}
+	if err := perf.Wait(); err != nil {
+		t.Fatalf("dnsperf: %v\n%s", err, perfOut.String())
+	}
+	m := regexp.MustCompile(`Queries lost:\s+(\d+)`).FindStringSubmatch(perfOut.String())
+	sent := regexp.MustCompile(`Queries sent:\s+(\d+)`).FindStringSubmatch(perfOut.String())
+	if m == nil || sent == nil || m[1] != "0" || sent[1] == "0" {
+		t.Fatalf("dnsperf lost queries:\n%s", perfOut.String())
+	}
+	t.Logf("dnsperf: %s queries sent, %s lost, across 10 reloads", sent[1], m[1])
+	if got := p.metric(t, `wormsink_signature_reloads_total{result="ok"}`); got != 10 {
+		t.Errorf("reloads ok = %v, want 10", got)
+	}
+	p.stop(t)
+}
