@@ -24,7 +24,7 @@ type plainList struct {
 
 type lifted struct {
 	lists  map[int]*plainList // by the line of their "domains:" key
-	blanks [][2]int           // byte ranges to blank, in order
+	blanks []int32            // offsets of the lines to blank, in order (MaxFileSize fits)
 	count  int
 }
 
@@ -35,8 +35,9 @@ func liftPlainLists(data []byte) *lifted {
 	l := &lifted{lists: map[int]*plainList{}}
 	// First pass: count, so the arena and lists are allocated once.
 	var arena []byte
+	sizes := map[int]int{} // entries per list, counted in the first pass
 	for pass := 0; pass < 2; pass++ {
-		total := 0
+		total, entries := 0, 0
 		inList, keyIndent, dashIndent, keyLine := false, 0, -1, 0
 		var cur *plainList
 		prevLifted := false
@@ -70,22 +71,25 @@ func liftPlainLists(data []byte) *lifted {
 				fallthrough
 			case indent == dashIndent && len(body) >= 2 && body[0] == '-' && body[1] == ' ':
 				prevLifted = false
-				if name, ok := plainEntry(body[2:]); ok {
-					canon, wild, err := canonicalBytes(name)
-					if err == nil {
-						total += len(canon)
-						prevLifted = true
-						if pass == 1 {
-							if cur == nil {
-								cur = &plainList{}
-								l.lists[keyLine] = cur
-							}
-							start := len(arena)
-							arena = append(arena, canon...)
-							cur.domains = append(cur.domains, Domain{Wildcard: wild, Line: int32(line), Name: unsafeString(arena[start:])})
-							l.blanks = append(l.blanks, [2]int{off, off + len(text)})
-							l.count++
+				if name, ok := plainEntry(body[2:]); ok && validName(name) {
+					name = bytes.TrimSuffix(name, []byte("."))
+					total += len(name)
+					entries++
+					prevLifted = true
+					if pass == 0 {
+						sizes[keyLine]++
+					} else {
+						if cur == nil {
+							cur = &plainList{domains: make([]Domain, 0, sizes[keyLine])}
+							l.lists[keyLine] = cur
 						}
+						start := len(arena)
+						for _, c := range name {
+							arena = append(arena, lower(c))
+						}
+						cur.domains = append(cur.domains, Domain{Line: int32(line), Name: unsafeString(arena[start:])})
+						l.blanks = append(l.blanks, int32(off))
+						l.count++
 					}
 				}
 			case indent > dashIndent && dashIndent >= 0:
@@ -113,6 +117,7 @@ func liftPlainLists(data []byte) *lifted {
 				return l
 			}
 			arena = make([]byte, 0, total)
+			l.blanks = make([]int32, 0, entries)
 		}
 	}
 	return l
@@ -176,16 +181,41 @@ func plainEntry(s []byte) ([]byte, bool) {
 	return name, true
 }
 
-// canonicalBytes validates a name as canonicalName does.
-func canonicalBytes(b []byte) (string, bool, error) {
-	return canonicalName(string(b))
+// validName reports whether canonicalName would accept a plain entry as
+// an exact name (plainEntry already excluded '*' and a leading '.'): labels
+// of 1 to 63 letters, digits, '-' or '_', 253 characters in all, one
+// trailing dot allowed. Anything else is left to YAML and canonicalName,
+// which report it with its line.
+func validName(b []byte) bool {
+	if n := len(b); n > 0 && b[n-1] == '.' {
+		b = b[:n-1]
+	}
+	if len(b) == 0 || len(b) > 253 {
+		return false
+	}
+	label := 0
+	for _, c := range b {
+		if c == '.' {
+			if label == 0 {
+				return false
+			}
+			label = 0
+			continue
+		}
+		label++
+		if label > 63 {
+			return false
+		}
+	}
+	return label > 0
 }
 
-// blankReader serves data with the lifted lines replaced by spaces.
+// blankReader serves data with the lifted lines replaced by spaces (the
+// line breaks stay, so YAML's line numbers are the file's).
 type blankReader struct {
 	data   []byte
 	off    int
-	blanks [][2]int
+	blanks []int32
 }
 
 func (r *blankReader) Read(p []byte) (int, error) {
@@ -194,16 +224,33 @@ func (r *blankReader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, r.data[r.off:])
 	lo, hi := r.off, r.off+n
-	for len(r.blanks) > 0 && r.blanks[0][1] <= lo {
-		r.blanks = r.blanks[1:]
-	}
-	for _, b := range r.blanks {
-		if b[0] >= hi {
+	for i, start := range r.blanks {
+		s := int(start)
+		if s >= hi {
+			r.blanks = r.blanks[i:]
 			break
 		}
-		s, e := max(b[0], lo), min(b[1], hi)
-		for i := s; i < e; i++ {
-			p[i-lo] = ' '
+		e := bytes.IndexByte(r.data[s:], '\n')
+		if e < 0 {
+			e = len(r.data)
+		} else {
+			e += s
+		}
+		if e > 0 && r.data[e-1] == '\r' {
+			e--
+		}
+		if e <= lo {
+			continue
+		}
+		for j := max(s, lo); j < min(e, hi); j++ {
+			p[j-lo] = ' '
+		}
+		if e > hi {
+			r.blanks = r.blanks[i:] // continues in the next read
+			break
+		}
+		if i == len(r.blanks)-1 {
+			r.blanks = nil
 		}
 	}
 	r.off = hi
