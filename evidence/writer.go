@@ -84,7 +84,7 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = DefaultMaxPending
 	}
-	sw := &syncWriter{w: bufio.NewWriterSize(out, 64<<10)}
+	sw := &syncWriter{w: bufio.NewWriterSize(out, 64<<10), dst: out}
 	w := &Writer{
 		out:     sw,
 		sensor:  cfg.Sensor,
@@ -203,7 +203,10 @@ func (w *Writer) Close() error {
 		close(w.stop)
 		<-w.done
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return w.out.firstErr()
 }
 
 // flush writes the slots opened before cutoff (all of them when all).
@@ -247,11 +250,11 @@ func (w *Writer) flush(cutoff time.Time, all bool) error {
 	for _, s := range batch {
 		w.write(s)
 	}
-	w.lines.Add(uint64(len(batch)))
-	if err := w.out.w.Flush(); err != nil {
+	if err := w.out.flush(); err != nil {
 		w.errs.Add(1)
 		return err
 	}
+	w.lines.Add(uint64(len(batch)))
 	return nil
 }
 
@@ -298,8 +301,31 @@ func (w *Writer) write(s *slot) {
 
 // syncWriter serialises evidence batches and service lines on one buffer.
 type syncWriter struct {
-	mu sync.Mutex
-	w  *bufio.Writer
+	mu    sync.Mutex
+	w     *bufio.Writer
+	dst   io.Writer
+	first error // the first write error, for Close
+}
+
+// flush writes the buffer out; the caller holds mu. bufio keeps its first
+// error forever, so after a failure (a full disk, a broken pipe) the buffer
+// is reset: what was in it is lost and counted, and later lines are
+// written again once the output recovers.
+func (s *syncWriter) flush() error {
+	err := s.w.Flush()
+	if err != nil {
+		s.w.Reset(s.dst)
+		if s.first == nil {
+			s.first = err
+		}
+	}
+	return err
+}
+
+func (s *syncWriter) firstErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first
 }
 
 type flushingWriter struct{ s *syncWriter }
@@ -308,8 +334,8 @@ func (f flushingWriter) Write(p []byte) (int, error) {
 	f.s.mu.Lock()
 	defer f.s.mu.Unlock()
 	n, err := f.s.w.Write(p)
-	if err == nil {
-		err = f.s.w.Flush()
+	if ferr := f.s.flush(); err == nil {
+		err = ferr
 	}
 	return n, err
 }

@@ -241,3 +241,40 @@ func BenchmarkRecordRepeat(b *testing.B) {
 		w.Record(ev)
 	}
 }
+
+// failOnce fails its first write, as a disk that was briefly full.
+type failOnce struct {
+	failed bool
+	buf    bytes.Buffer
+}
+
+func (f *failOnce) Write(p []byte) (int, error) {
+	if !f.failed {
+		f.failed = true
+		return 0, io.ErrShortWrite
+	}
+	return f.buf.Write(p)
+}
+
+// One failed write loses that batch, is counted and returned by Close, and
+// does not silence the log for good.
+func TestWriterRecoversFromWriteError(t *testing.T) {
+	out := &failOnce{}
+	w := NewWriter(out, Config{})
+	w.Record(Event{Kind: TFTPRequest, Host: host, File: "lost"})
+	if err := w.Flush(); err == nil {
+		t.Fatal("Flush hid the write error")
+	}
+	w.Record(Event{Kind: TFTPRequest, Host: host, File: "kept"})
+	err := w.Close()
+	if err == nil {
+		t.Error("Close hid the earlier write error")
+	}
+	ls := evidenceLines(t, out.buf.Bytes())
+	if len(ls) != 1 || ls[0]["file"] != "kept" {
+		t.Fatalf("after the failure: %v", ls)
+	}
+	if st := w.Stats(); st.Errors != 1 || st.Lines != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"io"
 	"net/netip"
+	"regexp"
 	"strings"
 )
 
@@ -42,7 +43,9 @@ func Export(w io.Writer, s *Set, format string, sinkhole []netip.Addr) error {
 // (a name with only A local data answers NODATA for AAAA, as SPEC §2 wants).
 func exportRPZ(w *bufio.Writer, s *Set, sinkhole []netip.Addr) error {
 	fmt.Fprintf(w, "; wormsink response policy zone, signature serial %d, from %s\n", s.Serial(), s.Name())
-	fmt.Fprintf(w, "$TTL 60\n@ IN SOA localhost. hostmaster.localhost. %d 3600 600 86400 60\n@ IN NS localhost.\n", s.Serial())
+	// SOA serials are 32 bits; a longer file serial is taken modulo 2^32,
+	// which serial arithmetic (RFC 1982) tolerates.
+	fmt.Fprintf(w, "$TTL 60\n@ IN SOA localhost. hostmaster.localhost. %d 3600 600 86400 60\n@ IN NS localhost.\n", uint32(s.Serial()))
 	for _, sig := range s.Signatures() {
 		if len(sig.Domains) == 0 {
 			continue
@@ -146,12 +149,14 @@ func exportSuricata(w *bufio.Writer, s *Set) error {
 	return nil // bufio keeps the first write error for Flush
 }
 
+var cveID = regexp.MustCompile(`^[0-9]{4}-[0-9]{4,}$`)
+
 // ruleRefs renders CVE references; other kinds have no standard
 // reference.config type and stay in the signature file.
 func ruleRefs(refs []string) string {
 	var b strings.Builder
 	for _, r := range refs {
-		if id, ok := strings.CutPrefix(strings.ToUpper(r), "CVE-"); ok {
+		if id, ok := strings.CutPrefix(strings.ToUpper(r), "CVE-"); ok && cveID.MatchString(id) {
 			fmt.Fprintf(&b, " reference:cve,%s;", id)
 		}
 	}

@@ -167,6 +167,14 @@ func (d *decoder) str(n *yaml.Node, what string) (string, error) {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		return "", d.errf(n, "%s must be a string", what)
 	}
+	// Text from a signature file ends up in exported zones, hosts files and
+	// IDS rules, often shared between ISPs: a line break there would be an
+	// injected record or rule option.
+	for i := 0; i < len(n.Value); i++ {
+		if c := n.Value[i]; c < 0x20 || c == 0x7f {
+			return "", d.errf(n, "%s contains a control character (write bytes as |hex| in contains)", what)
+		}
+	}
 	return n.Value, nil
 }
 
@@ -337,7 +345,7 @@ func (d *decoder) tftpFiles(n *yaml.Node) ([]string, error) {
 		if strings.IndexByte(f, 0) >= 0 || len(f) > 255 {
 			return nil, d.errf(at, "tftp_files entry %q is not a valid file name", f)
 		}
-		files[i] = strings.ToLower(f)
+		files[i] = lowerASCII(f)
 	}
 	return files, nil
 }
@@ -542,7 +550,11 @@ func (d *decoder) payloads(n *yaml.Node) ([]Payload, error) {
 			return nil, d.errf(portNode, "port makes no sense for icmp")
 		}
 		if p.NoCase {
-			p.Contains = bytes.ToLower(p.Contains)
+			// ASCII only: matching folds ASCII, and bytes.ToLower would
+			// rewrite non-UTF-8 bytes of a hex pattern.
+			for i, c := range p.Contains {
+				p.Contains[i] = lower(c)
+			}
 		}
 		out = append(out, p)
 	}
@@ -583,4 +595,13 @@ func parseContent(s string) ([]byte, error) {
 		return nil, errors.New("content longer than 1500 bytes cannot match one packet")
 	}
 	return out, nil
+}
+
+// lowerASCII lowers ASCII letters only, as matching does.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = lower(c)
+	}
+	return string(b)
 }

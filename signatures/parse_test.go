@@ -225,6 +225,20 @@ func TestMatchPayload(t *testing.T) {
 	}
 }
 
+// nocase folds ASCII only and leaves other bytes of a hex pattern alone.
+func TestNoCaseBinaryPayload(t *testing.T) {
+	s, err := Parse("n.yaml", []byte("serial: 1\nsignatures:\n  - id: n\n    family: N\n    payloads:\n      - proto: tcp\n        contains: \"|90 90 E8| Xy\"\n        nocase: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Signatures()[0].Payloads[0].Contains; string(got) != "\x90\x90\xe8 xy" {
+		t.Fatalf("pattern stored as % x", got)
+	}
+	if _, ok := s.MatchPayload(TCP, 1, []byte("..\x90\x90\xe8 XY..")); !ok {
+		t.Fatal("binary nocase pattern does not match")
+	}
+}
+
 func TestParseContent(t *testing.T) {
 	for in, want := range map[string]string{
 		"abc":             "abc",

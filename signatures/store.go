@@ -89,6 +89,11 @@ func (s *Store) Reload() (Reload, error) {
 	}
 	data, st, err := readFile(s.path)
 	if err != nil {
+		// Remember what the file looks like anyway, so Watch does not
+		// retry an unreadable file on every tick until it changes again.
+		if st, serr := statFile(s.path); serr == nil {
+			s.stat = st
+		}
 		return r, err
 	}
 	s.stat = st
@@ -164,7 +169,7 @@ func readFile(path string) ([]byte, fileStat, error) {
 		buf.Grow(int(fi.Size()))
 	}
 	if _, err := io.Copy(&buf, io.LimitReader(f, MaxFileSize+1)); err != nil {
-		return nil, fileStat{}, fmt.Errorf("signatures: read %s: %w", path, err)
+		return nil, fileStat{}, fmt.Errorf("signatures: %w", err) // err names the path
 	}
 	return buf.Bytes(), toFileStat(fi), nil
 }

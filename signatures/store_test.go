@@ -162,3 +162,45 @@ func TestOpenBuiltin(t *testing.T) {
 		t.Fatalf("reload of the built-in set: %v", err)
 	}
 }
+
+// An unreadable file is reported once, not on every poll.
+func TestStoreWatchUnreadableOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sigs")
+	writeFile(t, path, sigFile(1, "a.example"))
+	st, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path)
+	if err := os.Mkdir(path, 0o755); err != nil { // now a directory: stat works, reading fails
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	reports := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st.Watch(ctx, 5*time.Millisecond, func(Reload, error) { mu.Lock(); reports++; mu.Unlock() })
+	}()
+	waitReports := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := reports
+		mu.Unlock()
+		if n > 0 || time.Now().After(waitReports) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Forty more polls: none may report again.
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	<-done
+	if reports != 1 {
+		t.Fatalf("%d reports for one unreadable file, want 1", reports)
+	}
+	if _, ok := st.Current().MatchName("a.example"); !ok {
+		t.Fatal("set in service lost")
+	}
+}
