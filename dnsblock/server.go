@@ -105,7 +105,7 @@ func (s *Server) Start() error {
 		}
 		s.h.ups = append(s.h.ups, u)
 	}
-	if err := s.listen(); err != nil {
+	if err := s.Listen(); err != nil {
 		s.closeUpstreams()
 		return err
 	}
@@ -121,6 +121,16 @@ func (s *Server) Start() error {
 		Strs("upstreams", s.cfg.Upstreams).Int("cache_size", s.cfg.CacheSize).Str("allow", prefixList(s.cfg.Allow)).
 		Msg("dns shim serving; clients outside allow get REFUSED")
 	return nil
+}
+
+// Listen binds the UDP and TCP sockets without serving them, so that a
+// process can bind port 53 as root and drop its privileges before it
+// parses a single packet. Start calls it when it was not called.
+func (s *Server) Listen() error {
+	if s.udp != nil {
+		return nil
+	}
+	return s.listen()
 }
 
 func (s *Server) listen() error {

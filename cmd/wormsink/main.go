@@ -108,7 +108,8 @@ func parseFlags(fs *flag.FlagSet, e env, args []string) (code int, done bool) {
 	}
 	fs.SetOutput(e.stderr)
 	if err != nil {
-		e.stderr.Write(held.Bytes())
+		// One line, as every error (SPEC §1); the usage is a --help away.
+		fmt.Fprintf(e.stderr, "wormsink %s: %v (see wormsink %s --help)\n", fs.Name(), err, fs.Name())
 		return exitUsage, true
 	}
 	return 0, false

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -98,11 +99,17 @@ func runServe(ctx context.Context, e env, args []string) int {
 		fmt.Fprint(e.stdout, printConfig(fs, "config", "print-config"))
 		return exitOK
 	}
+	// Catch SIGHUP before the (possibly long) start: its default action
+	// would kill the process, and a reload asked for during the start is
+	// carried out right after it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	s, err := newServer(e, &c)
 	if err != nil {
 		return fail(e, "serve: %v", err)
 	}
-	if err := s.run(ctx); err != nil {
+	if err := s.run(ctx, hup); err != nil {
 		return fail(e, "serve: %v", err)
 	}
 	return exitOK
@@ -124,6 +131,9 @@ func (c *serveConfig) complete() error {
 	}
 	if c.dnsListen == "" {
 		return nil
+	}
+	if c.ttl < time.Second || c.ttl > time.Duration(math.MaxInt32)*time.Second {
+		return fmt.Errorf("--ttl %v: want from 1s to %ds", c.ttl, math.MaxInt32)
 	}
 	if len(c.sinkholeIPs) == 0 && c.tftpListen != "" {
 		host, _, _ := net.SplitHostPort(c.tftpListen)
@@ -148,11 +158,43 @@ func (c *serveConfig) complete() error {
 			u = net.JoinHostPort(strings.Trim(u, "[]"), "53")
 		}
 		c.upstreams[i] = u
-		if u == c.dnsListen {
-			return fmt.Errorf("--upstream %s is the shim's own address: queries would loop", u)
+		if isSelf(u, c.dnsListen) {
+			return fmt.Errorf("--upstream %s is the shim's own address (--dns-listen %s): queries would loop", u, c.dnsListen)
 		}
 	}
 	return nil
+}
+
+// isSelf reports whether upstream is the address the shim listens on:
+// the same port on the same IP, or on any local address when the shim
+// listens on all of them.
+func isSelf(upstream, listen string) bool {
+	uh, up, err1 := net.SplitHostPort(upstream)
+	lh, lp, err2 := net.SplitHostPort(listen)
+	if err1 != nil || err2 != nil || up != lp {
+		return false
+	}
+	uip, err := netip.ParseAddr(uh)
+	if err != nil {
+		return false
+	}
+	uip = uip.Unmap()
+	if lip, err := netip.ParseAddr(lh); err == nil && !lip.IsUnspecified() {
+		return lip.Unmap() == uip
+	}
+	if lh != "" && lh != "0.0.0.0" && lh != "::" {
+		return false // a host name: cannot tell
+	}
+	if uip.IsLoopback() || uip.IsUnspecified() {
+		return true
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == uip {
+			return true
+		}
+	}
+	return false
 }
 
 // server is one running serve: the signature store, the evidence log and
@@ -236,7 +278,7 @@ func (s *server) closeAll() {
 
 // run serves until ctx ends (SIGTERM, SIGINT), reloading signatures on
 // SIGHUP and when the file changes.
-func (s *server) run(ctx context.Context) error {
+func (s *server) run(ctx context.Context, hup <-chan os.Signal) error {
 	// From here on every part owns what it bound and releases it when it
 	// returns; the closers are only for a start that failed.
 	s.closers = nil
@@ -280,10 +322,6 @@ func (s *server) run(ctx context.Context) error {
 			s.store.Watch(ctx, s.cfg.watch, s.reported)
 		}()
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
 	var runErr error
 loop:
 	for {

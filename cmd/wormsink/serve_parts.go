@@ -32,7 +32,9 @@ func (s *server) addDNS() error {
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(); err != nil {
+	// Bind now (port 53 may need root); serve in run, after privileges
+	// are dropped, so no query is parsed as root.
+	if err := srv.Listen(); err != nil {
 		return err
 	}
 	s.closers = append(s.closers, func() { srv.Shutdown(context.Background()) })
@@ -53,6 +55,9 @@ func (s *server) addDNS() error {
 	m.reg.MustRegister(latencyCollector{srv: srv, desc: prometheus.NewDesc("wormsink_dns_upstream_latency_seconds",
 		"Latency of successful upstream attempts.", nil, nil)})
 	s.parts = append(s.parts, part{name: "dns", run: func(ctx context.Context) error {
+		if err := srv.Start(); err != nil {
+			return err
+		}
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.shutdown)
 		defer cancel()

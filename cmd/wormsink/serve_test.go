@@ -46,6 +46,8 @@ func TestServeStartFailures(t *testing.T) {
 		{"nothing to serve", []string{"--tftp-listen", ""}, "nothing to serve"},
 		{"no sinkhole ip", []string{"--dns-listen", "127.0.0.1:0", "--tftp-listen", ":0", "--upstream", "127.0.0.1:1"}, "--sinkhole-ip is needed"},
 		{"upstream loop", []string{"--dns-listen", "127.0.0.1:5353", "--upstream", "127.0.0.1:5353", "--sinkhole-ip", "192.0.2.1"}, "loop"},
+		{"upstream loop via wildcard", []string{"--dns-listen", ":5353", "--upstream", "127.0.0.2:5353", "--sinkhole-ip", "192.0.2.1"}, "loop"},
+		{"ttl too small", []string{"--dns-listen", "127.0.0.1:5353", "--upstream", "127.0.0.1:53", "--sinkhole-ip", "192.0.2.1", "--ttl", "500ms"}, "--ttl"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
