@@ -478,3 +478,25 @@ func TestServeReloadUnderLoad(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// TestServeDropsPrivileges: started as root, serve binds its sockets and
+// then runs as --user, still answering.
+func TestServeDropsPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (make test runs as root in CI)")
+	}
+	bin := wormsinkBinary(t)
+	p := startServe(t, bin, "--user", "nobody", "--upstream", "127.0.0.1:9", "--sinkhole-ip", "127.0.0.1")
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^Uid:\s+(\d+)\s+(\d+)\s+(\d+)`).FindSubmatch(status)
+	if m == nil || string(m[1]) == "0" || string(m[2]) == "0" || string(m[3]) == "0" {
+		t.Fatalf("still root: %s", m)
+	}
+	if st, _ := p.dig(t, "127.0.0.1", "windowsupdate.com", "A"); st != "NXDOMAIN" {
+		t.Fatalf("after the drop: %s", st)
+	}
+	p.stop(t)
+}
