@@ -285,20 +285,27 @@ func (s *Server) serveUDP() {
 		}
 		resp, fwd := s.h.answer(sc, msg, from, false)
 		if fwd {
-			select {
-			case s.inflight <- struct{}{}:
-			default:
-				s.h.c.dropped.Add(1)
-				continue
-			}
-			s.wg.Add(1)
-			go s.forwardUDP(append([]byte(nil), msg...), from, append([]byte(nil), reply...))
+			s.startForward(msg, from, reply)
 			continue
 		}
 		if resp != nil {
 			s.udp.WriteMsgUDPAddrPort(resp, reply, from)
 		}
 	}
+}
+
+// startForward hands a query to the upstreams on its own goroutine, or
+// drops it (counted) when MaxInflight forwards are already in progress.
+// msg and reply are copied: the read buffers are reused at once.
+func (s *Server) startForward(msg []byte, from netip.AddrPort, reply []byte) {
+	select {
+	case s.inflight <- struct{}{}:
+	default:
+		s.h.c.dropped.Add(1)
+		return
+	}
+	s.wg.Add(1)
+	go s.forwardUDP(append([]byte(nil), msg...), from, append([]byte(nil), reply...))
 }
 
 // serveUDPBatch is serveUDP reading and writing many packets per system call.
@@ -326,14 +333,7 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 			sc.out = b.slot()
 			resp, fwd := s.h.answer(sc, msg, from, false)
 			if fwd {
-				select {
-				case s.inflight <- struct{}{}:
-				default:
-					s.h.c.dropped.Add(1)
-					continue
-				}
-				s.wg.Add(1)
-				go s.forwardUDP(append([]byte(nil), msg...), from, append([]byte(nil), reply...))
+				s.startForward(msg, from, reply)
 				continue
 			}
 			if resp != nil {
