@@ -1,11 +1,11 @@
 package signatures
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,13 +19,43 @@ const MaxFileSize = 256 << 20
 // maxSignatures follows from the 16-bit signature index in the name table.
 const maxSignatures = 1 << 16
 
-// Load reads and compiles the signature file at path.
+// Load reads and compiles the signature file at path. The file is read in
+// passes rather than held in memory, so a million-name file costs little
+// more than the compiled set.
 func Load(path string) (*Set, error) {
-	data, _, err := readFile(path)
+	f, err := decodeFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data)
+	return Compile(f)
+}
+
+func decodeFile(path string) (*File, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("signatures: %w", err)
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("signatures: %s is a directory", path)
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("file larger than %d bytes", MaxFileSize)}
+	}
+	var opened []*os.File
+	defer func() {
+		for _, f := range opened {
+			f.Close()
+		}
+	}()
+	open := func() (io.Reader, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("signatures: %w", err)
+		}
+		opened = append(opened, f)
+		return io.LimitReader(f, MaxFileSize+1), nil
+	}
+	return decodeSource(path, open)
 }
 
 // Parse decodes and compiles a signature file. name labels error messages.
@@ -43,9 +73,21 @@ func Decode(name string, data []byte) (*File, error) {
 	if len(data) > MaxFileSize {
 		return nil, &Error{File: name, Msg: fmt.Sprintf("file larger than %d bytes", MaxFileSize)}
 	}
-	if lf := liftPlainLists(data); lf != nil && lf.count > 0 {
+	return decodeSource(name, bytesSource(data))
+}
+
+func decodeSource(name string, open source) (*File, error) {
+	lf, err := liftPlainLists(open)
+	if err != nil {
+		return nil, err
+	}
+	if lf != nil && lf.count > 0 {
+		r, err := open()
+		if err != nil {
+			return nil, err
+		}
 		d := decoder{name: name, lifted: lf}
-		f, err := d.decode(&blankReader{data: data, blanks: lf.blanks})
+		f, err := d.decode(newBlankReader(r, lf.blanks))
 		if err == nil && lf.allClaimed() {
 			f.namesPacked = lf.count == countDomains(f)
 			return f, nil
@@ -53,8 +95,12 @@ func Decode(name string, data []byte) (*File, error) {
 		// Whatever went wrong, the plain decoder has the last word: it
 		// reports errors exactly as YAML sees the file.
 	}
+	r, err := open()
+	if err != nil {
+		return nil, err
+	}
 	d := decoder{name: name}
-	return d.decode(bytes.NewReader(data))
+	return d.decode(r)
 }
 
 func (l *lifted) allClaimed() bool {

@@ -1,10 +1,53 @@
 package signatures
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"unsafe"
 )
+
+// source gives the file's bytes from the start, each time it is called:
+// a big file is read in several passes rather than held in memory.
+type source func() (io.Reader, error)
+
+func bytesSource(data []byte) source {
+	return func() (io.Reader, error) { return bytes.NewReader(data), nil }
+}
+
+// lineReader yields lines (with their line break) from r; long lines are
+// assembled in a reused buffer.
+type lineReader struct {
+	br   *bufio.Reader
+	long []byte
+}
+
+func newLineReader(r io.Reader) *lineReader {
+	return &lineReader{br: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// next returns the next line, valid until the following call, or io.EOF.
+func (l *lineReader) next() ([]byte, error) {
+	b, err := l.br.ReadSlice('\n')
+	if err == nil || (errors.Is(err, io.EOF) && len(b) > 0) {
+		return b, nil
+	}
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, err
+	}
+	l.long = append(l.long[:0], b...)
+	for {
+		b, err = l.br.ReadSlice('\n')
+		l.long = append(l.long, b...)
+		if err == nil || errors.Is(err, io.EOF) {
+			return l.long, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
+	}
+}
 
 // Big signature files are mostly one long block list of plain names under
 // "domains:". Decoding each of them as a YAML node costs about 200 bytes
@@ -24,14 +67,15 @@ type plainList struct {
 
 type lifted struct {
 	lists  map[int]*plainList // by the line of their "domains:" key
-	blanks []int32            // offsets of the lines to blank, in order (MaxFileSize fits)
+	blanks []int32            // numbers of the lines to blank, in order
 	count  int
 }
 
-// liftPlainLists scans data for block sequences of plain names under a
+// liftPlainLists scans the file for block sequences of plain names under a
 // "domains:" key. The names are validated and stored in one arena; a name
 // that fails validation stays for YAML, which reports it with its line.
-func liftPlainLists(data []byte) *lifted {
+// It returns nil when the shortcut does not apply.
+func liftPlainLists(open source) (*lifted, error) {
 	l := &lifted{lists: map[int]*plainList{}}
 	// First pass: count, so the arena and lists are allocated once.
 	var arena []byte
@@ -41,19 +85,23 @@ func liftPlainLists(data []byte) *lifted {
 		inList, keyIndent, dashIndent, keyLine := false, 0, -1, 0
 		var cur *plainList
 		prevLifted := false
+		r, err := open()
+		if err != nil {
+			return nil, err
+		}
+		lr := newLineReader(r)
 		line := 0
-		for off := 0; off < len(data); {
-			end := bytes.IndexByte(data[off:], '\n')
-			if end < 0 {
-				end = len(data)
-			} else {
-				end += off
+		for {
+			text, err := lr.next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, err
 			}
 			line++
-			text := data[off:end]
-			if n := len(text); n > 0 && text[n-1] == '\r' {
-				text = text[:n-1]
-			}
+			text = bytes.TrimSuffix(text, []byte("\n"))
+			text = bytes.TrimSuffix(text, []byte("\r"))
 			indent := 0
 			for indent < len(text) && text[indent] == ' ' {
 				indent++
@@ -88,7 +136,7 @@ func liftPlainLists(data []byte) *lifted {
 							arena = append(arena, lower(c))
 						}
 						cur.domains = append(cur.domains, Domain{Line: int32(line), Name: unsafeString(arena[start:])})
-						l.blanks = append(l.blanks, int32(off))
+						l.blanks = append(l.blanks, int32(line))
 						l.count++
 					}
 				}
@@ -96,31 +144,30 @@ func liftPlainLists(data []byte) *lifted {
 				// A continuation line: fine after a YAML entry, but it would
 				// change a lifted plain scalar, so give up the shortcut.
 				if prevLifted {
-					return nil
+					return nil, nil
 				}
 			default:
 				// The list ends. A line YAML could still attach to the key
 				// once the lifted lines are blank would change the file's
 				// meaning: give up the shortcut.
 				if indent > keyIndent || indent == keyIndent && len(body) >= 1 && body[0] == '-' {
-					return nil
+					return nil, nil
 				}
 				inList = false
 				if isDomainsKey(body) {
 					inList, keyIndent, dashIndent, keyLine, cur, prevLifted = true, indent, -1, line, nil, false
 				}
 			}
-			off = end + 1
 		}
 		if pass == 0 {
 			if total == 0 {
-				return l
+				return l, nil
 			}
 			arena = make([]byte, 0, total)
 			l.blanks = make([]int32, 0, entries)
 		}
 	}
-	return l
+	return l, nil
 }
 
 // unsafeString views arena bytes as a string. The arena is never written
@@ -210,49 +257,44 @@ func validName(b []byte) bool {
 	return label > 0
 }
 
-// blankReader serves data with the lifted lines replaced by spaces (the
-// line breaks stay, so YAML's line numbers are the file's).
+// blankReader serves the file with the lifted lines replaced by spaces
+// (the line breaks stay, so YAML's line numbers are the file's).
 type blankReader struct {
-	data   []byte
-	off    int
+	lr     *lineReader
+	line   int32
 	blanks []int32
+	rest   []byte // what is left of the current line
+}
+
+func newBlankReader(r io.Reader, blanks []int32) *blankReader {
+	return &blankReader{lr: newLineReader(r), blanks: blanks}
 }
 
 func (r *blankReader) Read(p []byte) (int, error) {
-	if r.off >= len(r.data) {
-		return 0, io.EOF
+	n := 0
+	for n < len(p) {
+		if len(r.rest) == 0 {
+			text, err := r.lr.next()
+			if err != nil {
+				if n > 0 && errors.Is(err, io.EOF) {
+					return n, nil
+				}
+				return n, err
+			}
+			r.line++
+			if len(r.blanks) > 0 && r.blanks[0] == r.line {
+				r.blanks = r.blanks[1:]
+				for i, c := range text {
+					if c != '\n' && c != '\r' {
+						text[i] = ' ' // the line reader's buffer is ours to change
+					}
+				}
+			}
+			r.rest = text
+		}
+		c := copy(p[n:], r.rest)
+		n += c
+		r.rest = r.rest[c:]
 	}
-	n := copy(p, r.data[r.off:])
-	lo, hi := r.off, r.off+n
-	for i, start := range r.blanks {
-		s := int(start)
-		if s >= hi {
-			r.blanks = r.blanks[i:]
-			break
-		}
-		e := bytes.IndexByte(r.data[s:], '\n')
-		if e < 0 {
-			e = len(r.data)
-		} else {
-			e += s
-		}
-		if e > 0 && r.data[e-1] == '\r' {
-			e--
-		}
-		if e <= lo {
-			continue
-		}
-		for j := max(s, lo); j < min(e, hi); j++ {
-			p[j-lo] = ' '
-		}
-		if e > hi {
-			r.blanks = r.blanks[i:] // continues in the next read
-			break
-		}
-		if i == len(r.blanks)-1 {
-			r.blanks = nil
-		}
-	}
-	r.off = hi
 	return n, nil
 }

@@ -299,11 +299,11 @@ func randomSeed() uint64 {
 }
 
 // table is an open-addressing hash index over entries that live in the
-// signatures; slots pack a hash tag with the entry number, so most misses
-// are decided without touching an entry.
+// signatures. A slot packs everything: a 16-bit hash tag, the signature,
+// the wildcard flag and the entry's index, so a probe reads one word and
+// most misses are decided without touching a signature.
 type table struct {
 	slots []uint64
-	ents  []entry
 	mask  uint64
 	n     int
 }
@@ -312,6 +312,24 @@ type entry struct {
 	idx  uint32 // index of the domain or file within its signature
 	sig  uint16
 	wild bool
+}
+
+const (
+	slotUsed = 1 << 31
+	slotWild = 1 << 30
+	slotIdx  = 1<<30 - 1 // MaxFileSize cannot hold more names than this
+)
+
+func (e entry) pack(tag uint64) uint64 {
+	v := tag<<48 | uint64(e.sig)<<32 | slotUsed | uint64(e.idx&slotIdx)
+	if e.wild {
+		v |= slotWild
+	}
+	return v
+}
+
+func unpack(sl uint64) entry {
+	return entry{idx: uint32(sl) & slotIdx, sig: uint16(sl >> 32), wild: sl&slotWild != 0}
 }
 
 func mix(h uint64) uint64 {
@@ -329,24 +347,22 @@ func (t *table) init(n int) {
 		size = 1 << bits.Len(uint(n*2))
 	}
 	t.slots = make([]uint64, size)
-	t.ents = make([]entry, 0, n)
 	t.mask = uint64(size - 1)
 }
 
 // insert adds e unless same reports an entry already there, which it returns.
 func (t *table) insert(h uint64, e entry, same func(entry) bool) (entry, bool) {
 	m := mix(h)
-	tag := m >> 32
+	tag := m >> 48
 	for i := m & t.mask; ; i = (i + 1) & t.mask {
 		sl := t.slots[i]
 		if sl == 0 {
-			t.ents = append(t.ents, e)
-			t.slots[i] = tag<<32 | uint64(len(t.ents))
+			t.slots[i] = e.pack(tag)
 			t.n++
 			return e, true
 		}
-		if sl>>32 == tag {
-			if old := t.ents[uint32(sl)-1]; same(old) {
+		if sl>>48 == tag {
+			if old := unpack(sl); same(old) {
 				return old, false
 			}
 		}
@@ -358,14 +374,14 @@ func (t *table) lookup(h uint64, same func(entry) bool) (entry, bool) {
 		return entry{}, false
 	}
 	m := mix(h)
-	tag := m >> 32
+	tag := m >> 48
 	for i := m & t.mask; ; i = (i + 1) & t.mask {
 		sl := t.slots[i]
 		if sl == 0 {
 			return entry{}, false
 		}
-		if sl>>32 == tag {
-			if e := t.ents[uint32(sl)-1]; same(e) {
+		if sl>>48 == tag {
+			if e := unpack(sl); same(e) {
 				return e, true
 			}
 		}

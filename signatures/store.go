@@ -1,7 +1,6 @@
 package signatures
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -58,16 +57,16 @@ func Open(path string) (*Store, error) {
 	if path == "" {
 		return NewStore("", Default()), nil
 	}
-	data, st, err := readFile(path)
+	digest, st, err := hashFile(path)
 	if err != nil {
 		return nil, err
 	}
-	set, err := Parse(path, data)
+	set, err := Load(path)
 	if err != nil {
 		return nil, err
 	}
 	s := NewStore(path, set)
-	s.digest, s.stat = sha256.Sum256(data), st
+	s.digest, s.stat = digest, st
 	return s, nil
 }
 
@@ -87,7 +86,7 @@ func (s *Store) Reload() (Reload, error) {
 	if s.path == "" {
 		return r, ErrUnchanged
 	}
-	data, st, err := readFile(s.path)
+	digest, st, err := hashFile(s.path)
 	if err != nil {
 		// Remember what the file looks like anyway, so Watch does not
 		// retry an unreadable file on every tick until it changes again.
@@ -97,12 +96,11 @@ func (s *Store) Reload() (Reload, error) {
 		return r, err
 	}
 	s.stat = st
-	digest := sha256.Sum256(data)
 	if digest == s.digest {
 		r.NewSerial, r.Stats = old.Serial(), old.Stats()
 		return r, ErrUnchanged
 	}
-	set, err := Parse(s.path, data)
+	set, err := Load(s.path)
 	if err != nil {
 		return r, err
 	}
@@ -154,24 +152,25 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration, report func(R
 	}
 }
 
-func readFile(path string) ([]byte, fileStat, error) {
+// hashFile digests the file, so a reload can skip a file whose content
+// did not change, without holding the file in memory.
+func hashFile(path string) ([sha256.Size]byte, fileStat, error) {
+	var sum [sha256.Size]byte
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fileStat{}, fmt.Errorf("signatures: %w", err)
+		return sum, fileStat{}, fmt.Errorf("signatures: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fileStat{}, fmt.Errorf("signatures: %w", err)
+		return sum, fileStat{}, fmt.Errorf("signatures: %w", err)
 	}
-	var buf bytes.Buffer
-	if fi.Size() > 0 && fi.Size() <= MaxFileSize {
-		buf.Grow(int(fi.Size()))
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, MaxFileSize+1)); err != nil {
+		return sum, fileStat{}, fmt.Errorf("signatures: %w", err) // err names the path
 	}
-	if _, err := io.Copy(&buf, io.LimitReader(f, MaxFileSize+1)); err != nil {
-		return nil, fileStat{}, fmt.Errorf("signatures: %w", err) // err names the path
-	}
-	return buf.Bytes(), toFileStat(fi), nil
+	h.Sum(sum[:0])
+	return sum, toFileStat(fi), nil
 }
 
 func statFile(path string) (fileStat, error) {
