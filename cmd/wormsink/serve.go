@@ -200,7 +200,6 @@ func isSelf(upstream, listen string) bool {
 // server is one running serve: the signature store, the evidence log and
 // the listeners, built in newServer and run until the context ends.
 type server struct {
-	e       env
 	cfg     *serveConfig
 	store   *signatures.Store
 	out     io.WriteCloser
@@ -222,7 +221,7 @@ type part struct {
 }
 
 func newServer(e env, c *serveConfig) (_ *server, err error) {
-	s := &server{e: e, cfg: c, reg: prometheus.NewRegistry()}
+	s := &server{cfg: c, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			s.closeAll() // whatever was bound before the failure
