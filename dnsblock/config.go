@@ -82,41 +82,28 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.TTL <= 0 {
-		c.TTL = DefaultTTL
-	}
+	orDefault(&c.TTL, DefaultTTL)
 	if c.CacheSize < 0 {
 		c.CacheSize = DefaultCacheSize
 	}
 	if len(c.Allow) == 0 {
 		c.Allow = DefaultAllow()
 	}
-	if c.Timeout <= 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.AttemptTimeout <= 0 {
-		c.AttemptTimeout = DefaultAttemptTimeout
-	}
-	if c.HealthMemory <= 0 {
-		c.HealthMemory = DefaultHealthMemory
-	}
-	if c.MaxCacheTTL <= 0 {
-		c.MaxCacheTTL = DefaultMaxCacheTTL
-	}
-	if c.MaxNegativeTTL <= 0 {
-		c.MaxNegativeTTL = DefaultMaxNegativeTTL
-	}
-	if c.UpstreamSockets <= 0 {
-		c.UpstreamSockets = DefaultUpstreamSocks
-	}
-	if c.MaxInflight <= 0 {
-		c.MaxInflight = DefaultMaxInflight
-	}
-	if c.MaxTCPConns <= 0 {
-		c.MaxTCPConns = DefaultMaxTCPConns
-	}
-	if c.TCPIdle <= 0 {
-		c.TCPIdle = DefaultTCPIdle
+	orDefault(&c.Timeout, DefaultTimeout)
+	orDefault(&c.AttemptTimeout, DefaultAttemptTimeout)
+	orDefault(&c.HealthMemory, DefaultHealthMemory)
+	orDefault(&c.MaxCacheTTL, DefaultMaxCacheTTL)
+	orDefault(&c.MaxNegativeTTL, DefaultMaxNegativeTTL)
+	orDefault(&c.UpstreamSockets, DefaultUpstreamSocks)
+	orDefault(&c.MaxInflight, DefaultMaxInflight)
+	orDefault(&c.MaxTCPConns, DefaultMaxTCPConns)
+	orDefault(&c.TCPIdle, DefaultTCPIdle)
+}
+
+// orDefault sets a tuning knob left at zero (or below) to its default.
+func orDefault[T int | time.Duration](p *T, d T) {
+	if *p <= 0 {
+		*p = d
 	}
 }
 

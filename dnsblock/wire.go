@@ -113,15 +113,9 @@ func parseQuery(msg []byte, q *query, name []byte) error {
 		if off+1+l-headerLen > maxNameWire-1 {
 			return errName
 		}
-		if len(dotted) > 0 {
-			dotted = append(dotted, '.')
-		}
-		for _, c := range msg[off+1 : off+1+l] {
-			if c == '.' {
-				clean = false
-			}
-			dotted = append(dotted, lower(c))
-		}
+		var dotless bool
+		dotted, dotless = appendLabel(dotted, msg[off+1:off+1+l])
+		clean = clean && dotless
 		off += 1 + l
 	}
 	q.qname = msg[headerLen:off]
@@ -162,6 +156,22 @@ func parseQuery(msg []byte, q *query, name []byte) error {
 		off += 10 + rdlen
 	}
 	return nil
+}
+
+// appendLabel appends a wire label to a dotted lower-case name; dotless is
+// false when the label itself holds a '.', which a dotted name cannot show.
+func appendLabel(dst, label []byte) (_ []byte, dotless bool) {
+	if len(dst) > 0 {
+		dst = append(dst, '.')
+	}
+	dotless = true
+	for _, c := range label {
+		if c == '.' {
+			dotless = false
+		}
+		dst = append(dst, lower(c))
+	}
+	return dst, dotless
 }
 
 func lower(c byte) byte {
@@ -234,15 +244,9 @@ func readName(msg []byte, off int, dst []byte) (text []byte, ok bool, err error)
 		if wire > maxNameWire-1 {
 			return nil, false, errName
 		}
-		if len(dst) > 0 {
-			dst = append(dst, '.')
-		}
-		for _, c := range msg[off+1 : off+1+l] {
-			if c == '.' {
-				ok = false
-			}
-			dst = append(dst, lower(c))
-		}
+		var dotless bool
+		dst, dotless = appendLabel(dst, msg[off+1:off+1+l])
+		ok = ok && dotless
 		off += 1 + l
 	}
 }
