@@ -1,6 +1,6 @@
-// Package evidence holds the sighting event every wormsink component emits,
-// the JSON-lines log it is written to (folding repeats, never blocking a
-// query on the disk), and the reader the abuse team's report is built on.
+// Package evidence holds the sighting event every wormsink component emits
+// and the JSON-lines log it is written to (folding repeats, never blocking a
+// query on the disk). Reading the log back is package report.
 package evidence
 
 import (

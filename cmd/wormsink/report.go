@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"wormsink/evidence"
+	"wormsink/report"
 	"wormsink/signatures"
 )
 
@@ -20,8 +20,8 @@ var reportFormats = []string{"table", "csv", "json", "shadowserver", "xarf", "ht
 // reportOptions is the parsed command line of report.
 type reportOptions struct {
 	format   string
-	filter   evidence.Filter
-	reporter evidence.Reporter
+	filter   report.Filter
+	reporter report.Reporter
 	title    string
 	inputs   []string
 }
@@ -77,15 +77,15 @@ func runReport(ctx context.Context, e env, args []string) int {
 	if len(o.inputs) == 0 {
 		o.inputs = []string{"-"}
 	}
-	return report(ctx, e, o)
+	return writeReport(ctx, e, o)
 }
 
 // reporterFrom fills the X-ARF reporter, defaulting org and domain from the
 // contact address.
-func reporterFrom(org, contact, domain string) (evidence.Reporter, error) {
+func reporterFrom(org, contact, domain string) (report.Reporter, error) {
 	at := strings.LastIndexByte(contact, '@')
 	if contact == "" || at <= 0 || at == len(contact)-1 || strings.ContainsAny(contact, " \t<>") {
-		return evidence.Reporter{}, errors.New("xarf needs --reporter-contact with an e-mail address (abuse@isp.example)")
+		return report.Reporter{}, errors.New("xarf needs --reporter-contact with an e-mail address (abuse@isp.example)")
 	}
 	if domain == "" {
 		domain = contact[at+1:]
@@ -93,7 +93,7 @@ func reporterFrom(org, contact, domain string) (evidence.Reporter, error) {
 	if org == "" {
 		org = domain
 	}
-	return evidence.Reporter{Org: org, Contact: contact, Domain: domain}, nil
+	return report.Reporter{Org: org, Contact: contact, Domain: domain}, nil
 }
 
 // parseWhen reads a --since/--until value: RFC 3339, a date, or a duration
@@ -120,17 +120,17 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time, a date nor a duration like 24h or 7d", s)
 }
 
-// report reads every input in one streaming pass and writes the report.
+// writeReport reads every input in one streaming pass and writes the report.
 // Input errors (unreadable file, truncated gzip) do not stop the others: the
 // report of what was read is written, and the status is 1.
-func report(ctx context.Context, e env, o reportOptions) int {
+func writeReport(ctx context.Context, e env, o reportOptions) int {
 	out := bufio.NewWriterSize(e.stdout, 64<<10)
-	agg := evidence.NewAggregator(o.filter, o.format == "html")
-	var ss *evidence.ShadowserverWriter
+	agg := report.NewAggregator(o.filter, o.format == "html")
+	var ss *report.ShadowserverWriter
 	if o.format == "shadowserver" {
-		ss = evidence.NewShadowserverWriter(out)
+		ss = report.NewShadowserverWriter(out)
 	}
-	var total evidence.ReadStats
+	var total report.ReadStats
 	var failed []string
 	for _, name := range o.inputs {
 		if ctx.Err() != nil {
@@ -149,18 +149,18 @@ func report(ctx context.Context, e env, o reportOptions) int {
 	case "shadowserver":
 		werr = ss.Flush()
 	case "table":
-		werr = evidence.WriteTable(out, agg.Hosts())
+		werr = report.WriteTable(out, agg.Hosts())
 	case "csv":
-		werr = evidence.WriteCSV(out, agg.Hosts())
+		werr = report.WriteCSV(out, agg.Hosts())
 	case "json":
 		rows := agg.Hosts()
-		werr = evidence.WriteJSON(out, rows, summary(len(rows), agg, total))
+		werr = report.WriteJSON(out, rows, summary(len(rows), agg, total))
 	case "xarf":
-		werr = evidence.WriteXARF(out, agg.Hosts(), o.reporter)
+		werr = report.WriteXARF(out, agg.Hosts(), o.reporter)
 	case "html":
 		rows := agg.Hosts()
-		werr = evidence.WriteHTML(out, rows, evidence.HTMLPage{
-			Title: o.title, Summary: summary(len(rows), agg, total), Timeline: agg.Timeline().Bin(evidence.TimelineBins),
+		werr = report.WriteHTML(out, rows, report.HTMLPage{
+			Title: o.title, Summary: summary(len(rows), agg, total), Timeline: agg.Timeline().Bin(report.TimelineBins),
 		})
 	}
 	if werr == nil {
@@ -182,13 +182,13 @@ func report(ctx context.Context, e env, o reportOptions) int {
 	return exitOK
 }
 
-func summary(hosts int, agg *evidence.Aggregator, st evidence.ReadStats) evidence.Summary {
-	return evidence.Summary{Hosts: hosts, Sightings: agg.Sightings(), Lines: st.Lines, Malformed: st.Malformed, Service: st.Service}
+func summary(hosts int, agg *report.Aggregator, st report.ReadStats) report.Summary {
+	return report.Summary{Hosts: hosts, Sightings: agg.Sightings(), Lines: st.Lines, Malformed: st.Malformed, Service: st.Service}
 }
 
 // readLog streams one input into the aggregator (or the per-sighting
 // Shadowserver writer).
-func readLog(ctx context.Context, e env, name string, o reportOptions, agg *evidence.Aggregator, ss *evidence.ShadowserverWriter) (evidence.ReadStats, error) {
+func readLog(ctx context.Context, e env, name string, o reportOptions, agg *report.Aggregator, ss *report.ShadowserverWriter) (report.ReadStats, error) {
 	var src io.Reader
 	label := name
 	if name == "-" {
@@ -196,19 +196,19 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *evid
 	} else {
 		f, err := os.Open(name)
 		if err != nil {
-			return evidence.ReadStats{}, err // *PathError names the file
+			return report.ReadStats{}, err // *PathError names the file
 		}
 		defer f.Close()
 		src = f
 	}
-	r, err := evidence.NewReader(src, label)
+	r, err := report.NewReader(src, label)
 	if err != nil {
-		return evidence.ReadStats{}, err
+		return report.ReadStats{}, err
 	}
 	defer r.Close()
 	n := 0
 	for r.Next() {
-		rec := r.Record()
+		rec := r.Sighting()
 		if ss != nil {
 			if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) {
 				if err := ss.Write(rec); err != nil {

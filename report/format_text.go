@@ -1,4 +1,4 @@
-package evidence
+package report
 
 import (
 	"bufio"
@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"wormsink/evidence"
 )
 
 // CSVHeader is the report's CSV header row (SPEC §4), exactly.
@@ -27,8 +28,8 @@ func (s Sources) String() string {
 func (h *HostSummary) cells() []string {
 	return []string{
 		h.Host.String(),
-		h.FirstSeen.Format(TimeFormat),
-		h.LastSeen.Format(TimeFormat),
+		h.FirstSeen.Format(evidence.TimeFormat),
+		h.LastSeen.Format(evidence.TimeFormat),
 		strconv.FormatUint(h.Events, 10),
 		h.Evidence.String(),
 		strings.Join(h.Families, listSep),
@@ -106,7 +107,7 @@ type jsonHost struct {
 
 func (h *HostSummary) jsonRow() jsonHost {
 	return jsonHost{
-		Host: h.Host.String(), FirstSeen: h.FirstSeen.Format(TimeFormat), LastSeen: h.LastSeen.Format(TimeFormat),
+		Host: h.Host.String(), FirstSeen: h.FirstSeen.Format(evidence.TimeFormat), LastSeen: h.LastSeen.Format(evidence.TimeFormat),
 		Events: h.Events, Evidence: h.Evidence.String(),
 		Families: nonNil(h.Families), Signatures: nonNil(h.Signatures), Sources: h.Sources, Sensors: nonNil(h.Sensors),
 	}

@@ -1,4 +1,4 @@
-package evidence
+package report
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"wormsink/evidence"
 	"wormsink/signatures"
 )
 
@@ -28,7 +29,7 @@ const EvidenceStrong = signatures.Strong
 // Keep reports whether a sighting passes the time and family filter. A
 // folded line counts whole when its span [Time, Last] overlaps the window:
 // its count cannot be split.
-func (f *Filter) Keep(r *Record) bool {
+func (f *Filter) Keep(r *Sighting) bool {
 	if !f.Since.IsZero() && r.Last.Before(f.Since) {
 		return false
 	}
@@ -120,7 +121,7 @@ func NewAggregator(f Filter, timeline bool) *Aggregator {
 }
 
 // Add counts one record if the filter keeps it.
-func (a *Aggregator) Add(r *Record) {
+func (a *Aggregator) Add(r *Sighting) {
 	if !a.filter.Keep(r) {
 		return
 	}
@@ -282,11 +283,11 @@ func (t *v4Index) grow() {
 	}
 }
 
-func sourceOf(k Kind) int {
+func sourceOf(k evidence.Kind) int {
 	switch k {
-	case DNSSinkhole:
+	case evidence.DNSSinkhole:
 		return 0
-	case TFTPRefused, TFTPRequest:
+	case evidence.TFTPRefused, evidence.TFTPRequest:
 		return 1
 	}
 	return 2

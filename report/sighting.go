@@ -1,4 +1,4 @@
-package evidence
+package report
 
 import (
 	"errors"
@@ -7,16 +7,17 @@ import (
 	"net/netip"
 	"time"
 
+	"wormsink/evidence"
 	"wormsink/signatures"
 )
 
-// Record is one evidence line read back from a log. Its byte-slice fields
+// Sighting is one evidence line read back from a log. Its byte-slice fields
 // point into the reader's buffers and stay valid only until the next line is
 // parsed: copy what you keep. Reading a line therefore costs no allocation.
-type Record struct {
+type Sighting struct {
 	Time     time.Time // the (first) sighting the line stands for
 	Last     time.Time // the last folded sighting; equal to Time when the line stands for one
-	Kind     Kind
+	Kind     evidence.Kind
 	Host     netip.Addr
 	Port     uint16
 	Sig      []byte
@@ -37,7 +38,7 @@ type Record struct {
 type LineKind uint8
 
 const (
-	LineEvidence  LineKind = iota // an evidence line: the Record is filled
+	LineEvidence  LineKind = iota // an evidence line: the Sighting is filled
 	LineService                   // a service line (start, reload, errors): skipped silently
 	LineBlank                     // an empty or all-whitespace line: skipped silently
 	LineMalformed                 // not JSON, or not an evidence line this reader understands
@@ -182,7 +183,7 @@ var (
 )
 
 // finish turns scanned fields into a Record.
-func finish(f *fields, rec *Record) (LineKind, error) {
+func finish(f *fields, rec *Sighting) (LineKind, error) {
 	if f.typ[fHost] == tNone {
 		if f.typ[fLevel] != tNone {
 			return LineService, nil
@@ -206,14 +207,14 @@ func finish(f *fields, rec *Record) (LineKind, error) {
 		return LineMalformed, errNoEvidence
 	}
 	switch string(f.val[fEvent]) {
-	case string(DNSSinkhole):
-		rec.Kind = DNSSinkhole
-	case string(TFTPRefused):
-		rec.Kind = TFTPRefused
-	case string(TFTPRequest):
-		rec.Kind = TFTPRequest
-	case string(WireMatch):
-		rec.Kind = WireMatch
+	case string(evidence.DNSSinkhole):
+		rec.Kind = evidence.DNSSinkhole
+	case string(evidence.TFTPRefused):
+		rec.Kind = evidence.TFTPRefused
+	case string(evidence.TFTPRequest):
+		rec.Kind = evidence.TFTPRequest
+	case string(evidence.WireMatch):
+		rec.Kind = evidence.WireMatch
 	default:
 		return LineMalformed, errBadEvent
 	}

@@ -1,4 +1,4 @@
-package evidence
+package report
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"wormsink/evidence"
 )
 
 // ShadowserverHeader is the column row of Shadowserver's "Sinkhole Events"
@@ -53,7 +54,7 @@ func NewShadowserverWriter(w io.Writer) *ShadowserverWriter {
 // empty for dns; public_source ← sensor; infection ← signature id; family ←
 // family; tag ← "EVENT;evidence=strong|weak;count=N"; application ← dns or
 // tftp.
-func (s *ShadowserverWriter) Write(r *Record) error {
+func (s *ShadowserverWriter) Write(r *Sighting) error {
 	if !s.header {
 		s.header = true
 		if err := s.cw.Write(ShadowserverHeader); err != nil {
@@ -68,16 +69,16 @@ func (s *ShadowserverWriter) Write(r *Record) error {
 	row[2] = r.Host.String()
 	row[3] = strconv.Itoa(int(r.Port))
 	switch r.Kind {
-	case DNSSinkhole:
+	case evidence.DNSSinkhole:
 		row[1] = orDefault(string(r.Transport), "udp")
 		row[27] = "dns"
-	case TFTPRefused, TFTPRequest:
+	case evidence.TFTPRefused, evidence.TFTPRequest:
 		row[1] = "udp"
 		row[27] = "tftp"
 		if ap, err := netip.ParseAddrPort(string(r.Server)); err == nil {
 			row[14], row[15] = ap.Addr().String(), strconv.Itoa(int(ap.Port()))
 		}
-	case WireMatch:
+	case evidence.WireMatch:
 		row[1] = string(r.Proto)
 		if a, err := netip.ParseAddr(string(r.Peer)); err == nil {
 			row[14] = a.String()
@@ -188,7 +189,7 @@ func XARF(h *HostSummary, rep Reporter) XARFReport {
 	x := XARFReport{
 		XARFVersion:      XARFVersion,
 		ReportID:         reportID(h),
-		Timestamp:        h.LastSeen.Format(TimeFormat),
+		Timestamp:        h.LastSeen.Format(evidence.TimeFormat),
 		Reporter:         rep,
 		Sender:           rep,
 		SourceIdentifier: h.Host.String(),
@@ -198,12 +199,12 @@ func XARF(h *HostSummary, rep Reporter) XARFReport {
 		EvidenceSource:   "sinkhole",
 		Confidence:       conf,
 		Description: fmt.Sprintf("%s: %d worm sightings (%s evidence) by wormsink sinkhole between %s and %s",
-			h.Host, h.Events, h.Evidence, h.FirstSeen.Format(TimeFormat), h.LastSeen.Format(TimeFormat)),
+			h.Host, h.Events, h.Evidence, h.FirstSeen.Format(evidence.TimeFormat), h.LastSeen.Format(evidence.TimeFormat)),
 		MalwareFamily:      fams,
 		CompromiseEvidence: compromiseEvidence(h),
 		InfectionVector:    "network_worm",
-		FirstSeen:          h.FirstSeen.Format(TimeFormat),
-		LastSeen:           h.LastSeen.Format(TimeFormat),
+		FirstSeen:          h.FirstSeen.Format(evidence.TimeFormat),
+		LastSeen:           h.LastSeen.Format(evidence.TimeFormat),
 		Tags:               xarfTags(h),
 		Evidence: []XARFEvidence{{
 			ContentType: "application/json",

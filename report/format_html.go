@@ -1,4 +1,4 @@
-package evidence
+package report
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"wormsink/evidence"
 )
 
 // HTMLPage is what the report page shows besides the rows.
@@ -182,7 +183,7 @@ func chart(d *htmlData, tl Binned) {
 			break
 		}
 	}
-	d.Range = tl.First.Format(TimeFormat) + " – " + tl.Last.Format(TimeFormat)
+	d.Range = tl.First.Format(evidence.TimeFormat) + " – " + tl.Last.Format(evidence.TimeFormat)
 	d.BinWidth = tl.Width.String()
 }
 

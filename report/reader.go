@@ -1,4 +1,4 @@
-package evidence
+package report
 
 import (
 	"bufio"
@@ -48,7 +48,7 @@ type Reader struct {
 	br    *bufio.Reader
 	gz    *gzip.Reader
 	p     Parser
-	rec   Record
+	rec   Sighting
 	stats ReadStats
 	err   error
 	done  bool
@@ -153,9 +153,9 @@ func (r *Reader) readLine() ([]byte, error) {
 	return line, err
 }
 
-// Record returns the current record; it is valid until the next call to
+// Sighting returns the current line; it is valid until the next call to
 // Next.
-func (r *Reader) Record() *Record { return &r.rec }
+func (r *Reader) Sighting() *Sighting { return &r.rec }
 
 // Err returns the read error that ended the log early, if any: for example a
 // truncated gzip stream. Everything before it was read and returned.

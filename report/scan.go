@@ -1,4 +1,4 @@
-package evidence
+package report
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ const maxDepth = 32
 
 // Parse reads one line (without its newline) into rec. For a LineMalformed
 // line the error, wrapping ErrMalformed, says why.
-func (p *Parser) Parse(line []byte, rec *Record) (LineKind, error) {
+func (p *Parser) Parse(line []byte, rec *Sighting) (LineKind, error) {
 	p.f.reset()
 	kind, err, fallback := p.scan(line)
 	if fallback {
@@ -376,7 +376,7 @@ func skipWS(line []byte, i int) int {
 
 // parseSlow reads a line with encoding/json. It is the reference the fast
 // path must agree with and the fallback for what the fast path leaves alone.
-func (p *Parser) parseSlow(line []byte, rec *Record) (LineKind, error) {
+func (p *Parser) parseSlow(line []byte, rec *Sighting) (LineKind, error) {
 	p.f.reset()
 	if len(bytes.TrimLeft(line, " \t\r\n")) == 0 {
 		return LineBlank, nil

@@ -1,4 +1,4 @@
-package evidence
+package report
 
 import (
 	"bytes"
@@ -8,14 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"wormsink/evidence"
 	"wormsink/signatures"
 )
 
 // writerLine returns one line as the real writer writes it.
-func writerLine(t testing.TB, ev Event) []byte {
+func writerLine(t testing.TB, ev evidence.Event) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := NewWriter(&buf, Config{Sensor: "s1"})
+	w := evidence.NewWriter(&buf, evidence.Config{Sensor: "s1"})
 	w.Record(ev)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -26,20 +27,20 @@ func writerLine(t testing.TB, ev Event) []byte {
 var at = time.Date(2026, 11, 24, 10, 0, 0, 123e6, time.UTC)
 
 func TestParseWriterLines(t *testing.T) {
-	events := []Event{
-		{Time: at, Kind: DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 5353, Sig: "blaster", Family: "Blaster",
+	events := []evidence.Event{
+		{Time: at, Kind: evidence.DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 5353, Sig: "blaster", Family: "Blaster",
 			Evidence: signatures.Weak, Serial: 7, QName: "windowsupdate.com", QType: "A", Transport: "udp"},
-		{Time: at, Kind: TFTPRefused, Host: netip.MustParseAddr("2001:db8::1"), Port: 1069, Sig: "blaster", Family: "Blaster",
+		{Time: at, Kind: evidence.TFTPRefused, Host: netip.MustParseAddr("2001:db8::1"), Port: 1069, Sig: "blaster", Family: "Blaster",
 			File: "msblast.exe", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("192.0.2.1:69")},
-		{Time: at, Kind: WireMatch, Host: netip.MustParseAddr("10.1.2.3"), Port: 4444, Sig: "welchia", Family: "Welchia",
-			Peer: netip.MustParseAddr("10.9.9.9"), Role: RoleServer, Proto: "udp", DstPort: 69, PCAP: "x.pcap", Packet: 3},
-		{Time: at, Kind: TFTPRequest, Host: netip.MustParseAddr("10.1.2.4"), Port: 2000, Evidence: signatures.Weak,
+		{Time: at, Kind: evidence.WireMatch, Host: netip.MustParseAddr("10.1.2.3"), Port: 4444, Sig: "welchia", Family: "Welchia",
+			Peer: netip.MustParseAddr("10.9.9.9"), Role: evidence.RoleServer, Proto: "udp", DstPort: 69, PCAP: "x.pcap", Packet: 3},
+		{Time: at, Kind: evidence.TFTPRequest, Host: netip.MustParseAddr("10.1.2.4"), Port: 2000, Evidence: signatures.Weak,
 			File: "C:\\WINDOWS\\\"odd\"\tname.exe", Mode: "netascii", Op: "read"},
 	}
 	for _, ev := range events {
 		line := writerLine(t, ev)
 		var p Parser
-		var r Record
+		var r Sighting
 		kind, err := p.Parse(line, &r)
 		if kind != LineEvidence || err != nil {
 			t.Fatalf("%s: got %v, %v", line, kind, err)
@@ -61,20 +62,20 @@ func TestParseLines(t *testing.T) {
 	tests := []struct {
 		name, line string
 		kind       LineKind
-		check      func(r *Record) bool
+		check      func(r *Sighting) bool
 	}{
-		{"minimal", `{` + base + `}`, LineEvidence, func(r *Record) bool { return r.Count == 1 && r.Port == 0 }},
+		{"minimal", `{` + base + `}`, LineEvidence, func(r *Sighting) bool { return r.Count == 1 && r.Port == 0 }},
 		{"reordered with spaces", " { \"host\" : \"10.0.0.1\" ,\t\"evidence\":\"weak\", \"event\":\"wire_match\",\"time\":\"2026-11-24T10:00:00Z\" }\r", LineEvidence,
-			func(r *Record) bool { return r.Evidence == signatures.Weak && r.Kind == WireMatch }},
+			func(r *Sighting) bool { return r.Evidence == signatures.Weak && r.Kind == evidence.WireMatch }},
 		{"escaped key and value", `{` + base + `,"fam\u0069ly":"Bl\u00e4ster \"B\"\\","sensor":"a\/b"}`, LineEvidence,
-			func(r *Record) bool { return string(r.Family) == "Bläster \"B\"\\" && string(r.Sensor) == "a/b" }},
-		{"duplicate key, last wins", `{` + base + `,"count":"x","count":5}`, LineEvidence, func(r *Record) bool { return r.Count == 5 }},
+			func(r *Sighting) bool { return string(r.Family) == "Bläster \"B\"\\" && string(r.Sensor) == "a/b" }},
+		{"duplicate key, last wins", `{` + base + `,"count":"x","count":5}`, LineEvidence, func(r *Sighting) bool { return r.Count == 5 }},
 		{"folded", `{` + base + `,"count":3,"last":"2026-11-24T10:00:02.500Z"}`, LineEvidence,
-			func(r *Record) bool { return r.Count == 3 && r.Last.Sub(r.Time) == 2500*time.Millisecond }},
+			func(r *Sighting) bool { return r.Count == 3 && r.Last.Sub(r.Time) == 2500*time.Millisecond }},
 		{"offset time", `{"time":"2026-11-24T12:00:00+02:00","event":"tftp_refused","host":"::1","evidence":"strong"}`, LineEvidence,
-			func(r *Record) bool { return r.Time.Equal(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)) }},
+			func(r *Sighting) bool { return r.Time.Equal(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)) }},
 		{"nested unknown", `{` + base + `,"x":{"a":[1,2.5e3,true,null,{"b":"c"}]},"y":[]}`, LineEvidence, nil},
-		{"count zero is one", `{` + base + `,"count":0}`, LineEvidence, func(r *Record) bool { return r.Count == 1 }},
+		{"count zero is one", `{` + base + `,"count":0}`, LineEvidence, func(r *Sighting) bool { return r.Count == 1 }},
 		{"service", `{"level":"info","sensor":"s","event":"start","time":"2026-11-24T10:00:00.000Z"}`, LineService, nil},
 		{"blank", "  \t", LineBlank, nil},
 		{"empty", "", LineBlank, nil},
@@ -99,17 +100,17 @@ func TestParseLines(t *testing.T) {
 		{"bad escape", `{` + base + `,"family":"a\qb"}`, LineMalformed, nil},
 		{"no level no host", `{"event":"start","time":"2026-11-24T10:00:00.000Z"}`, LineMalformed, nil},
 		{"invalid utf8 falls back", "{" + base + ",\"family\":\"a\xffb\"}", LineEvidence,
-			func(r *Record) bool { return string(r.Family) == "a\uFFFDb" }},
+			func(r *Sighting) bool { return string(r.Family) == "a\uFFFDb" }},
 		{"lone surrogate falls back", `{` + base + `,"family":"a\ud800b"}`, LineEvidence,
-			func(r *Record) bool { return string(r.Family) == "a\uFFFDb" }},
+			func(r *Sighting) bool { return string(r.Family) == "a\uFFFDb" }},
 		{"surrogate pair", `{` + base + `,"family":"\ud83d\ude00"}`, LineEvidence,
-			func(r *Record) bool { return string(r.Family) == "😀" }},
+			func(r *Sighting) bool { return string(r.Family) == "😀" }},
 		{"deep nesting falls back", `{` + base + `,"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, LineEvidence, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var p Parser
-			var r Record
+			var r Sighting
 			kind, err := p.Parse([]byte(tt.line), &r)
 			if kind != tt.kind {
 				t.Fatalf("kind %v (%v), want %v", kind, err, tt.kind)
@@ -125,16 +126,16 @@ func TestParseLines(t *testing.T) {
 			}
 			// The reference reading agrees.
 			var q Parser
-			var r2 Record
+			var r2 Sighting
 			kind2, _ := q.parseSlow([]byte(tt.line), &r2)
-			if kind2 != kind || (kind == LineEvidence && !sameRecord(&r, &r2)) {
+			if kind2 != kind || (kind == LineEvidence && !sameSighting(&r, &r2)) {
 				t.Errorf("encoding/json reads %v %+v", kind2, r2)
 			}
 		})
 	}
 }
 
-func sameRecord(a, b *Record) bool {
+func sameSighting(a, b *Sighting) bool {
 	return a.Time.Equal(b.Time) && a.Last.Equal(b.Last) && a.Kind == b.Kind && a.Host == b.Host && a.Port == b.Port &&
 		bytes.Equal(a.Sig, b.Sig) && bytes.Equal(a.Family, b.Family) && a.Evidence == b.Evidence && a.Count == b.Count &&
 		bytes.Equal(a.Sensor, b.Sensor) && a.Serial == b.Serial &&
@@ -147,9 +148,9 @@ func sameRecord(a, b *Record) bool {
 // same kind for every input, and the same record for evidence lines. It also
 // proves no input panics.
 func FuzzParseLine(f *testing.F) {
-	f.Add(string(writerLine(f, Event{Time: at, Kind: DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "b", Family: "B",
+	f.Add(string(writerLine(f, evidence.Event{Time: at, Kind: evidence.DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "b", Family: "B",
 		QName: "x.example", QType: "A", Transport: "udp"})))
-	f.Add(string(writerLine(f, Event{Time: at, Kind: TFTPRefused, Host: netip.MustParseAddr("2001:db8::1"), Port: 1069, Sig: "b", Family: "B",
+	f.Add(string(writerLine(f, evidence.Event{Time: at, Kind: evidence.TFTPRefused, Host: netip.MustParseAddr("2001:db8::1"), Port: 1069, Sig: "b", Family: "B",
 		File: "a\"b\\c", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("[::1]:69"), Count: 4})))
 	f.Add(`{"level":"info","event":"start"}`)
 	f.Add(`{"time":"2026-11-24T10:00:00Z","event":"wire_match","host":"1.2.3.4","evidence":"weak","x":[{"y":null}],"count":2,"last":"2026-11-24T10:00:01.5Z"}`)
@@ -158,13 +159,13 @@ func FuzzParseLine(f *testing.F) {
 	f.Add(`{"port":1e2,"count":01}`)
 	f.Fuzz(func(t *testing.T, line string) {
 		var p, q Parser
-		var r1, r2 Record
+		var r1, r2 Sighting
 		k1, err1 := p.Parse([]byte(line), &r1)
 		k2, _ := q.parseSlow([]byte(line), &r2)
 		if k1 != k2 {
 			t.Fatalf("fast %v (%v), encoding/json %v for %q", k1, err1, k2, line)
 		}
-		if k1 == LineEvidence && !sameRecord(&r1, &r2) {
+		if k1 == LineEvidence && !sameSighting(&r1, &r2) {
 			t.Fatalf("records differ for %q:\nfast %+v\njson %+v", line, r1, r2)
 		}
 		if k1 == LineMalformed && !errors.Is(err1, ErrMalformed) {
@@ -210,11 +211,11 @@ func FuzzParseAddr(f *testing.F) {
 }
 
 func TestParseAllocs(t *testing.T) {
-	line := writerLine(t, Event{Time: at, Kind: DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "blaster", Family: "Blaster",
+	line := writerLine(t, evidence.Event{Time: at, Kind: evidence.DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "blaster", Family: "Blaster",
 		QName: "windowsupdate.com", QType: "A", Transport: "udp"})
 	escaped := []byte(strings.Replace(string(line), `"Blaster"`, `"Bl\u0061ster\n"`, 1))
 	var p Parser
-	var r Record
+	var r Sighting
 	for _, l := range [][]byte{line, escaped, []byte(`{"level":"info","event":"start"}`), []byte(`{"foo":1}`)} {
 		p.Parse(l, &r) // warm the arena
 		if n := testing.AllocsPerRun(100, func() { p.Parse(l, &r) }); n != 0 {
@@ -224,10 +225,10 @@ func TestParseAllocs(t *testing.T) {
 }
 
 func BenchmarkParse(b *testing.B) {
-	line := writerLine(b, Event{Time: at, Kind: TFTPRefused, Host: netip.MustParseAddr("10.20.30.40"), Port: 40000, Sig: "blaster", Family: "Blaster",
+	line := writerLine(b, evidence.Event{Time: at, Kind: evidence.TFTPRefused, Host: netip.MustParseAddr("10.20.30.40"), Port: 40000, Sig: "blaster", Family: "Blaster",
 		File: "msblast.exe", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("192.0.2.1:69"), Serial: 2026112501})
 	var p Parser
-	var r Record
+	var r Sighting
 	b.SetBytes(int64(len(line)))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -1,4 +1,4 @@
-package evidence
+package report
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ func scenarioRows(t *testing.T) ([]HostSummary, *Aggregator, ReadStats) {
 	for _, l := range [][]byte{logA, logB} {
 		r, _ := NewReader(bytes.NewReader(l), "log")
 		for r.Next() {
-			a.Add(r.Record())
+			a.Add(r.Sighting())
 		}
 		st.Add(r.Stats())
 	}
@@ -128,7 +128,7 @@ func TestShadowserver(t *testing.T) {
 	for _, l := range [][]byte{logA, logB} {
 		r, _ := NewReader(bytes.NewReader(l), "log")
 		for r.Next() {
-			if err := sw.Write(r.Record()); err != nil {
+			if err := sw.Write(r.Sighting()); err != nil {
 				t.Fatal(err)
 			}
 			n++
@@ -382,8 +382,8 @@ func FuzzReport(f *testing.F) {
 		sw := NewShadowserverWriter(&ss)
 		n := uint64(0)
 		for r.Next() {
-			a.Add(r.Record())
-			if err := sw.Write(r.Record()); err != nil {
+			a.Add(r.Sighting())
+			if err := sw.Write(r.Sighting()); err != nil {
 				t.Fatal(err)
 			}
 			n++

@@ -1,4 +1,4 @@
-package evidence
+package report
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"wormsink/evidence"
 	"wormsink/signatures"
 )
 
@@ -25,27 +26,27 @@ var (
 	host5 = netip.MustParseAddr("10.0.0.5")
 )
 
-func dnsEv(h netip.Addr, at time.Time, sig, fam string, ev signatures.Strength) Event {
-	return Event{Time: at, Kind: DNSSinkhole, Host: h, Port: 40000, Sig: sig, Family: fam, Evidence: ev,
+func dnsEv(h netip.Addr, at time.Time, sig, fam string, ev signatures.Strength) evidence.Event {
+	return evidence.Event{Time: at, Kind: evidence.DNSSinkhole, Host: h, Port: 40000, Sig: sig, Family: fam, Evidence: ev,
 		QName: "kimble.org", QType: "A", Transport: "udp", Serial: 1}
 }
 
-func tftpEv(h netip.Addr, at time.Time, port uint16) Event {
-	return Event{Time: at, Kind: TFTPRefused, Host: h, Port: port, Sig: "blaster", Family: "Blaster",
+func tftpEv(h netip.Addr, at time.Time, port uint16) evidence.Event {
+	return evidence.Event{Time: at, Kind: evidence.TFTPRefused, Host: h, Port: port, Sig: "blaster", Family: "Blaster",
 		File: "msblast.exe", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("192.0.2.69:69"), Serial: 1}
 }
 
-func wireEv(h netip.Addr, at time.Time) Event {
-	return Event{Time: at, Kind: WireMatch, Host: h, Port: 4444, Sig: "welchia", Family: "Welchia",
-		Peer: netip.MustParseAddr("10.9.9.9"), Role: RoleRequester, Proto: "udp", DstPort: 69, Serial: 1}
+func wireEv(h netip.Addr, at time.Time) evidence.Event {
+	return evidence.Event{Time: at, Kind: evidence.WireMatch, Host: h, Port: 4444, Sig: "welchia", Family: "Welchia",
+		Peer: netip.MustParseAddr("10.9.9.9"), Role: evidence.RoleRequester, Proto: "udp", DstPort: 69, Serial: 1}
 }
 
 // sensorLog writes batches through the real writer, flushing between
 // batches so that later batches may carry earlier times (out of order).
-func sensorLog(t testing.TB, sensor string, batches ...[]Event) []byte {
+func sensorLog(t testing.TB, sensor string, batches ...[]evidence.Event) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := NewWriter(&buf, Config{Sensor: sensor})
+	w := evidence.NewWriter(&buf, evidence.Config{Sensor: sensor})
 	svc := w.Service()
 	svc.Info().Str("event", "start").Msg("")
 	for _, b := range batches {
@@ -67,19 +68,19 @@ func sensorLog(t testing.TB, sensor string, batches ...[]Event) []byte {
 // tftp_request with no family, and two bad lines.
 func scenario(t testing.TB) (logA, logB []byte) {
 	logA = sensorLog(t, "sensor-a",
-		[]Event{
+		[]evidence.Event{
 			dnsEv(host1, t0, "blaster", "Blaster", signatures.Weak),
 			dnsEv(host1, t0.Add(300*time.Millisecond), "blaster", "Blaster", signatures.Weak), // folds into the line above
 			tftpEv(host2, t0.Add(time.Hour), 1069),
 		},
-		[]Event{wireEv(host1, t0.Add(-time.Hour))}, // earlier than what was written before
+		[]evidence.Event{wireEv(host1, t0.Add(-time.Hour))}, // earlier than what was written before
 	)
 	logA = append(logA, "not json at all\n{\"time\":\"2026-11-24T12:00:00.000Z\",\"event\":\"dns_sinkhole\"\n"...)
 	logB = sensorLog(t, "sensor-b",
-		[]Event{
+		[]evidence.Event{
 			dnsEv(host1, t0.Add(2*time.Hour), "blaster", "Blaster", signatures.Weak),
 			dnsEv(host3, t0.Add(30*time.Minute), "blaster.e", "Blaster", signatures.Weak),
-			{Time: t0.Add(40 * time.Minute), Kind: TFTPRequest, Host: host4, Port: 2000, Evidence: signatures.Weak,
+			{Time: t0.Add(40 * time.Minute), Kind: evidence.TFTPRequest, Host: host4, Port: 2000, Evidence: signatures.Weak,
 				File: "setup.exe", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("192.0.2.69:69")},
 			tftpEv(host5, t0.Add(3*time.Hour), 1100),
 			tftpEv(host5, t0.Add(3*time.Hour+10*time.Second), 1101),
@@ -98,7 +99,7 @@ func aggregate(t testing.TB, f Filter, logs ...[]byte) ([]HostSummary, ReadStats
 			t.Fatal(err)
 		}
 		for r.Next() {
-			a.Add(r.Record())
+			a.Add(r.Sighting())
 		}
 		if err := r.Err(); err != nil {
 			t.Fatal(err)
@@ -286,7 +287,7 @@ func TestLongLineSkipped(t *testing.T) {
 // Memory grows with hosts, not lines: a second pass over the same lines
 // adds no per-host state.
 func BenchmarkAggregate(b *testing.B) {
-	var evs []Event
+	var evs []evidence.Event
 	for i := 0; i < 1000; i++ {
 		h := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
 		evs = append(evs, tftpEv(h, t0.Add(time.Duration(i)*time.Second), uint16(1024+i)))
@@ -298,7 +299,7 @@ func BenchmarkAggregate(b *testing.B) {
 	for b.Loop() {
 		r, _ := NewReader(bytes.NewReader(log), "bench")
 		for r.Next() {
-			a.Add(r.Record())
+			a.Add(r.Sighting())
 		}
 	}
 }
@@ -319,7 +320,7 @@ func BenchmarkReportFile(b *testing.B) {
 		r, _ := NewReader(f, path)
 		a := NewAggregator(Filter{}, false)
 		for r.Next() {
-			a.Add(r.Record())
+			a.Add(r.Sighting())
 		}
 		b.ReportMetric(float64(r.Stats().Lines), "lines/op")
 		f.Close()
