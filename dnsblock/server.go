@@ -63,6 +63,9 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		ups[i] = n
 	}
 	cfg.Upstreams = ups
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	ttl := uint32(cfg.TTL / time.Second)
 	h := &handler{
 		src:   src,
