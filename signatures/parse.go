@@ -33,10 +33,10 @@ func Load(path string) (*Set, error) {
 func decodeFile(path string) (*File, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("signatures: %w", err)
+		return nil, err
 	}
 	if fi.IsDir() {
-		return nil, fmt.Errorf("signatures: %s is a directory", path)
+		return nil, fmt.Errorf("%s is a directory", path)
 	}
 	if fi.Size() > MaxFileSize {
 		return nil, &Error{File: path, Msg: fmt.Sprintf("file larger than %d bytes", MaxFileSize)}
@@ -50,7 +50,7 @@ func decodeFile(path string) (*File, error) {
 	open := func() (io.Reader, error) {
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, fmt.Errorf("signatures: %w", err)
+			return nil, err
 		}
 		opened = append(opened, f)
 		return io.LimitReader(f, MaxFileSize+1), nil

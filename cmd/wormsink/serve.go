@@ -49,7 +49,8 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.configFile, "config", "", "YAML file whose keys are these flag names; flags on the command line win")
 	fs.BoolVar(&c.printConfig, "print-config", false, "print the effective configuration and exit")
 	fs.StringVar(&c.sigFile, "signatures", "", "signature file, reloaded on SIGHUP and when it changes (default: the built-in set)")
-	fs.StringVar(&c.dns.Listen, "dns-listen", ":53", `UDP and TCP address of the DNS shim; "" disables it`)
+	c.dns.Listen = ":53"
+	fs.Var((*listenAddr)(&c.dns.Listen), "dns-listen", `UDP and TCP address of the DNS shim; "" disables it`)
 	fs.Var((*upstreamList)(&c.dns.Upstreams), "upstream", "recursive resolvers to forward to, host[:port],... (default: nameservers of /etc/resolv.conf)")
 	fs.Var((*addrList)(&c.dns.SinkholeIPs), "sinkhole-ip", "addresses in sinkhole answers, IPv4 for A and IPv6 for AAAA (default: the IP of --tftp-listen)")
 	c.dns.TTL = dnsblock.DefaultTTL
@@ -57,12 +58,13 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.IntVar(&c.dns.CacheSize, "cache-size", dnsblock.DefaultCacheSize, "entries in the response cache for forwarded answers; 0 turns it off")
 	c.dns.Allow = dnsblock.DefaultAllow()
 	fs.Var((*prefixList)(&c.dns.Allow), "allow", "clients allowed to use the DNS shim, CIDR,...; others get REFUSED")
-	fs.StringVar(&c.tftpListen, "tftp-listen", ":69", `UDP address of the fake TFTP server; "" disables it`)
+	c.tftpListen = ":69"
+	fs.Var((*listenAddr)(&c.tftpListen), "tftp-listen", `UDP address of the fake TFTP server; "" disables it`)
 	fs.Float64Var(&c.tftp.SourceRate, "tftp-source-rate", sinkhole.DefaultSourceRate, "TFTP replies per second to one source (IPv4 address or IPv6 /64); requests over it are logged, not answered; negative: no limit")
 	fs.Float64Var(&c.tftp.TotalRate, "tftp-total-rate", sinkhole.DefaultTotalRate, "TFTP replies per second to all sources together; negative: no limit")
 	fs.StringVar(&c.capture, "capture", "", "watch this live interface for worm traffic (needs CAP_NET_RAW)")
 	fs.StringVar(&c.logFile, "log", "-", "evidence and service log, JSON lines; - is stdout")
-	fs.StringVar(&c.metricsListen, "metrics-listen", "", "HTTP address for Prometheus /metrics and /healthz (default off)")
+	fs.Var((*listenAddr)(&c.metricsListen), "metrics-listen", "HTTP address for Prometheus /metrics and /healthz (default off)")
 	fs.StringVar(&c.sensor, "sensor", host, "name recorded in every event")
 	fs.StringVar(&c.user, "user", "nobody", "when started as root: user to switch to once every socket is bound")
 	fs.DurationVar(&c.watch, "watch-interval", time.Second, "how often the signature file is checked for changes; 0 disables")
@@ -77,11 +79,11 @@ func runServe(ctx context.Context, e env, args []string) int {
 		return code
 	}
 	if fs.NArg() > 0 {
-		return usageErr(e, "serve takes no arguments (got %q)", fs.Arg(0))
+		return usageErr(e, "serve: takes no arguments (got %q)", fs.Arg(0))
 	}
 	if c.configFile != "" {
 		if err := applyConfigFile(fs, c.configFile, "config", "print-config"); err != nil {
-			return fail(e, "%v", err)
+			return fail(e, "serve: %v", err)
 		}
 	}
 	if err := c.complete(); err != nil {
@@ -114,14 +116,6 @@ func runServe(ctx context.Context, e env, args []string) int {
 func (c *serveConfig) complete() error {
 	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" {
 		return errors.New("nothing to serve: --dns-listen, --tftp-listen and --capture are all off")
-	}
-	for _, a := range []struct{ flag, addr string }{{"dns-listen", c.dns.Listen}, {"tftp-listen", c.tftpListen}, {"metrics-listen", c.metricsListen}} {
-		if a.addr == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(a.addr); err != nil {
-			return fmt.Errorf("--%s %q: %v", a.flag, a.addr, err)
-		}
 	}
 	if c.dns.Listen == "" {
 		return nil
@@ -269,6 +263,25 @@ func (s *server) run(ctx context.Context) error {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// listenAddr is a host:port flag; "" turns its listener off.
+type listenAddr string
+
+func (a *listenAddr) String() string { return string(*a) }
+
+func (a *listenAddr) Set(v string) error {
+	if v != "" {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			var ae *net.AddrError
+			if errors.As(err, &ae) {
+				err = errors.New(ae.Err) // without the address, which the caller names
+			}
+			return fmt.Errorf("%q: %v (want host:port)", v, err)
+		}
+	}
+	*a = listenAddr(v)
+	return nil
+}
 
 // upstreamList is the --upstream flag: comma-separated resolvers, each
 // read by dnsblock.ParseUpstream.

@@ -98,12 +98,12 @@ func (s *server) addDNS() error {
 	}
 	srv, err := dnsblock.New(s.cfg.dns, s.store, s.ev, s.log)
 	if err != nil {
-		return err
+		return fmt.Errorf("dns: %w", err)
 	}
 	// Bind now (port 53 may need root); serve in run, after privileges
 	// are dropped, so no query is parsed as root.
 	if err := srv.Listen(); err != nil {
-		return err
+		return fmt.Errorf("dns: %w", err)
 	}
 	s.closers = append(s.closers, func() { srv.Shutdown(context.Background()) })
 	m := s.metrics
