@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -499,4 +500,55 @@ func TestServeDropsPrivileges(t *testing.T) {
 		t.Fatalf("after the drop: %s", st)
 	}
 	p.stop(t)
+}
+
+// Started as root with --user nobody and a signature file nobody cannot
+// read, serve must not start (every later reload would fail): one clear
+// line, status 1.
+func TestServeUnreadableSignaturesAfterDrop(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root (make test runs as root in CI)")
+	}
+	bin := wormsinkBinary(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sigs := filepath.Join(dir, "signatures.yaml")
+	if err := os.WriteFile(sigs, []byte("serial: 1\nsignatures:\n  - id: x\n    family: X\n    tftp_files: [x.exe]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--user", "nobody", "--signatures", sigs, "--dns-listen", "",
+		"--tftp-listen", "127.0.0.1:0", "--log", filepath.Join(dir, "log"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	// Either it exits, or it logs its start: wait for whichever comes.
+	var err error
+	exited := false
+	waitFor(t, "serve to exit or start", 60*time.Second, func() bool {
+		select {
+		case err = <-done:
+			exited = true
+			return true
+		default:
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, "log"))
+		return bytes.Contains(data, []byte(`"event":"start"`))
+	})
+	if !exited {
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("serve started with a signature file --user nobody cannot read")
+	}
+	msg := strings.TrimSuffix(stderr.String(), "\n")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure || strings.Contains(msg, "\n") ||
+		!strings.HasPrefix(msg, "wormsink: serve: ") || !strings.Contains(msg, sigs) || !strings.Contains(msg, "nobody") {
+		t.Fatalf("exit %v, stderr %q; want status 1 and one line naming the file and the user", err, msg)
+	}
 }

@@ -196,6 +196,15 @@ func newServer(e env, c *serveConfig, hup <-chan os.Signal) (_ *server, err erro
 	if err := dropPrivileges(c.user); err != nil {
 		return nil, err
 	}
+	// Reloads read the file as the user we are now: if that user cannot,
+	// every SIGHUP would fail, so refuse to start instead.
+	if path := s.store.Path(); path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("--signatures %s: not readable after switching to --user %s, so it could never be reloaded: %w", path, c.user, errors.Unwrap(err))
+		}
+		f.Close()
+	}
 	return s, nil
 }
 
