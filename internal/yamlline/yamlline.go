@@ -48,7 +48,9 @@ func Locate(data []byte, err error) (line int, msg string) {
 	lo := max(reported, 1)
 	hi := min(len(ends), lo+window)
 	if lo > hi {
-		return reported, msg
+		// Past the last line (the library also counts a lone \r as a
+		// line break): the last line it is.
+		return max(len(ends), 1), msg
 	}
 	failsAt := func(k int) bool { return failsWith(data[:ends[k-1]], msg) }
 	if !failsAt(hi) {
