@@ -99,7 +99,12 @@ func runServe(ctx context.Context, e env, args []string) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	s, err := newServer(e, &c, hup)
+	// SIGUSR1 (logrotate's postrotate) reopens the log; its default
+	// action would kill the process too.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	s, err := newServer(e, &c, signals{reload: hup, reopen: usr1})
 	if err != nil {
 		return fail(e, "serve: %v", err)
 	}
@@ -145,6 +150,7 @@ type server struct {
 	cfg     *serveConfig
 	store   *signatures.Store
 	out     io.WriteCloser
+	logFile *logFile // out, when the log is a file
 	ev      *evidence.Writer
 	log     zerolog.Logger
 	reg     *prometheus.Registry
@@ -162,9 +168,14 @@ type part struct {
 	run  func(ctx context.Context) error
 }
 
-// newServer opens the signatures and the log and binds every part; hup
-// delivers the reload requests.
-func newServer(e env, c *serveConfig, hup <-chan os.Signal) (_ *server, err error) {
+// signals are the requests serve takes while it runs.
+type signals struct {
+	reload <-chan os.Signal // SIGHUP: reload the signature file
+	reopen <-chan os.Signal // SIGUSR1: reopen the log file
+}
+
+// newServer opens the signatures and the log and binds every part.
+func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 	s := &server{cfg: c, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -177,17 +188,19 @@ func newServer(e env, c *serveConfig, hup <-chan os.Signal) (_ *server, err erro
 	if c.logFile == "-" || c.logFile == "" {
 		s.out = nopCloser{e.stdout}
 	} else {
-		f, err := os.OpenFile(c.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		f, err := openLogFile(c.logFile)
 		if err != nil {
 			return nil, fmt.Errorf("log: %w", err)
 		}
 		s.out = f
+		s.logFile = f
 	}
 	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor})
 	s.log = s.ev.Service()
 	s.metrics = newServeMetrics(s.reg, s.store, s.ev)
 
-	s.addReload(hup)
+	s.addReload(sig.reload)
+	s.addReopen(sig.reopen)
 	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addCapture} {
 		if err := add(); err != nil {
 			return nil, err

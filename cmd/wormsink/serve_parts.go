@@ -49,6 +49,32 @@ func (s *server) addReload(hup <-chan os.Signal) {
 	}})
 }
 
+// addReopen appends the part that reopens the log file on SIGUSR1, so
+// logrotate can move it away (postrotate: kill -USR1).
+func (s *server) addReopen(usr1 <-chan os.Signal) {
+	s.parts = append(s.parts, part{name: "reopen", run: func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-usr1:
+				if s.logFile == nil {
+					s.log.Info().Str("event", "reopen").Msg("log is standard output: nothing to reopen")
+					continue
+				}
+				// Lines folded so far go to the old file, and the new
+				// one starts with the line saying it was reopened.
+				s.ev.Flush()
+				if err := s.logFile.Reopen(); err != nil {
+					s.log.Error().Str("event", "reopen_failed").Str("error", err.Error()).Msg("log not reopened; still writing to the old file")
+					continue
+				}
+				s.log.Info().Str("event", "reopen").Str("log", s.cfg.logFile).Msg("log reopened")
+			}
+		}
+	}})
+}
+
 // logReload logs and counts one reload attempt.
 func (s *server) logReload(r signatures.Reload, err error) {
 	if err != nil {
