@@ -48,7 +48,7 @@ func DefaultAllow() []netip.Prefix {
 }
 
 // Config is the shim's configuration; the first fields mirror the serve
-// flags of SPEC §1, the rest are tuning knobs whose zero value means the
+// serve flags (docs/contract.md §1), the rest are tuning knobs whose zero value means the
 // default.
 type Config struct {
 	// Listen is the UDP and TCP address (--dns-listen), e.g. ":53".
@@ -129,7 +129,7 @@ func (c *Config) check() error {
 // ErrNoUpstream is returned by New when no upstream is configured.
 var ErrNoUpstream = errors.New("no upstream resolver")
 
-// ErrNoSinkholeIP is returned by New without a sinkhole address (SPEC §1:
+// ErrNoSinkholeIP is returned by New without a sinkhole address (docs/contract.md §1:
 // an error at start). A family without one answers NODATA.
 var ErrNoSinkholeIP = errors.New("no sinkhole address")
 

@@ -12,7 +12,7 @@ import (
 	"wormsink/evidence"
 )
 
-// CSVHeader is the report's CSV header row (SPEC §4), exactly.
+// CSVHeader is the report's CSV header row (docs/contract.md §4), exactly.
 var CSVHeader = []string{"host", "first_seen", "last_seen", "events", "evidence", "families", "signatures", "sources", "sensors"}
 
 // listSep joins the names in one CSV or table cell.

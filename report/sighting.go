@@ -27,7 +27,7 @@ type Sighting struct {
 	Sensor   []byte
 	Serial   uint64
 
-	// Per-event detail the exports use (SPEC §3); empty when absent.
+	// Per-event detail the exports use (docs/contract.md §3); empty when absent.
 	QName, QType, Transport []byte // dns_sinkhole
 	File, Op, Server        []byte // tftp_*, and wire_match when it saw a TFTP request
 	Peer, Role, Proto       []byte // wire_match
@@ -255,7 +255,7 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 		return LineMalformed, errBadCount
 	}
 	if rec.Count == 0 {
-		rec.Count = 1 // SPEC §3: 1 when absent
+		rec.Count = 1 // docs/contract.md §3: 1 when absent
 	}
 	if rec.Serial, ok = uintField(f, fSerial, math.MaxUint64); !ok {
 		return LineMalformed, errBadSerial

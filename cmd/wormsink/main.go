@@ -16,7 +16,7 @@ import (
 	"syscall"
 )
 
-// Exit statuses (SPEC §1).
+// Exit statuses (docs/contract.md §1).
 const (
 	exitOK      = 0
 	exitFailure = 1

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -43,5 +45,62 @@ stat -c %U:%G:%a /dev/null`
 	}
 	if got := strings.TrimSpace(string(out)); got != "root:root:666" {
 		t.Errorf("/dev/null after make perf-wire: %s, want root:root:666\n%s", got, stderr.String())
+	}
+}
+
+// No build or run artefact is tracked: nothing the .gitignore names (the
+// binary, msblast.exe), no executable binary, no empty file.
+func TestNoTrackedArtefacts(t *testing.T) {
+	needTool(t, "git")
+	out, err := exec.Command("git", "-C", "../..", "ls-files", "-ci", "--exclude-standard").CombinedOutput()
+	if err != nil {
+		t.Fatalf("git ls-files: %v %s", err, out)
+	}
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("tracked files the .gitignore excludes: %s", s)
+	}
+	out, err = exec.Command("git", "-C", "../..", "ls-files", "-z").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		data, err := os.ReadFile(filepath.Join("../..", f))
+		if err != nil {
+			continue // deleted in the work tree
+		}
+		if len(data) == 0 || strings.HasPrefix(string(data), "\x7fELF") {
+			t.Errorf("tracked artefact %s (%d bytes)", f, len(data))
+		}
+	}
+}
+
+// The repository stands alone: every Markdown file and every path into
+// scripts/, deploy/, docs/ or testdata/ that a tracked file mentions exists.
+func TestNoDanglingReferences(t *testing.T) {
+	out, err := exec.Command("git", "-C", "../..", "ls-files", "-z").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	ref := regexp.MustCompile("(?:^|[\\s(`\"'\\[])((?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_-]+\\.md|(?:scripts|deploy|docs|testdata)/[A-Za-z0-9_./-]*[A-Za-z0-9_-])")
+	for _, f := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		if strings.HasPrefix(f, "testdata/pcap/") || strings.HasSuffix(f, ".pcap") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("../..", f))
+		if err != nil || bytes.IndexByte(data, 0) >= 0 {
+			continue
+		}
+		for _, m := range ref.FindAllStringSubmatch(string(data), -1) {
+			r := strings.TrimSuffix(m[1], ".")
+			if strings.ContainsAny(r, "*") {
+				continue
+			}
+			_, e1 := os.Stat(filepath.Join("../..", r))
+			_, e2 := os.Stat(filepath.Join("../..", filepath.Dir(f), r))
+			if e1 != nil && e2 != nil && exec.Command("git", "-C", "../..", "check-ignore", r, r+"/").Run() != nil {
+				// (a path git ignores is one a script makes)
+				t.Errorf("%s names %s, which the repository lacks", f, r)
+			}
+		}
 	}
 }
