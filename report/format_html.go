@@ -68,6 +68,8 @@ type htmlData struct {
 	Series        []htmlSeries
 	Ticks         []htmlTick
 	BinWidth      string
+	TailNote      string // says the last bin covers less time than the others
+	BinStart      string // where the first bin starts, UTC
 	Rows          []htmlRow
 	HasChart      bool
 	ChartSubtitle string
@@ -168,6 +170,11 @@ func chart(d *htmlData, tl Binned) {
 		}
 		d.Series = append(d.Series, htmlSeries{Family: fam, Total: s.Total, Color: palette[k%len(palette)], Points: p, Area: area})
 	}
+	// Labels carry the year when the log spans more than one.
+	layout := "01-02 15:04"
+	if tl.First.Year() != tl.Last.Year() {
+		layout = "2006-01-02 15:04"
+	}
 	for t := 0; t < chartTicks; t++ {
 		i := t * (n - 1) / max(chartTicks-1, 1)
 		at := tl.Start.Add(time.Duration(i) * tl.Width)
@@ -178,13 +185,33 @@ func chart(d *htmlData, tl Binned) {
 		case n > 1 && t == chartTicks-1:
 			anchor = "end"
 		}
-		d.Ticks = append(d.Ticks, htmlTick{X: x(i), Label: at.Format("01-02 15:04"), Anchor: anchor})
+		d.Ticks = append(d.Ticks, htmlTick{X: x(i), Label: at.Format(layout), Anchor: anchor})
 		if n == 1 {
 			break
 		}
 	}
 	d.Range = tl.First.Format(evidence.TimeFormat) + " – " + tl.Last.Format(evidence.TimeFormat)
-	d.BinWidth = tl.Width.String()
+	d.BinWidth = binWidthText(tl.Width)
+	d.BinStart = tl.Start.Format("2006-01-02 15:04") + " UTC"
+	if tl.TailPartial && n > 1 {
+		d.TailNote = "the last bin is partial: the log ends at " + tl.Last.Format(layout)
+	}
+}
+
+// binWidthText says a bin width as people do: "15 min", "1 h", "7 days".
+func binWidthText(w time.Duration) string {
+	switch {
+	case w >= 24*time.Hour && w%(24*time.Hour) == 0:
+		if w == 24*time.Hour {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", w/(24*time.Hour))
+	case w >= time.Hour && w%time.Hour == 0:
+		return fmt.Sprintf("%d h", w/time.Hour)
+	case w%time.Minute == 0:
+		return fmt.Sprintf("%d min", w/time.Minute)
+	}
+	return w.String()
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
@@ -217,7 +244,7 @@ tr.strong td:nth-child(5){color:#b00020;font-weight:600}
 <h1>{{.Title}}</h1>
 <p class="sum"><b id="host-count">{{len .Rows}}</b> hosts (<b>{{.Strong}}</b> with strong evidence), <b>{{.Summary.Sightings}}</b> sightings from {{.Summary.Lines}} log lines{{if .Summary.Malformed}}, {{.Summary.Malformed}} malformed lines skipped{{end}}{{if .Range}}; {{.Range}}{{end}}</p>
 {{if .HasChart}}<figure>
-<figcaption>Sightings over time per family ({{.BinWidth}} bins)</figcaption>
+<figcaption>Sightings over time per family ({{.BinWidth}} bins from {{.BinStart}}{{with .TailNote}}; {{.}}{{end}})</figcaption>
 <svg id="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {{.W}} {{.H}}" width="100%" role="img" aria-label="sightings over time per family">
 <line x1="{{.PlotL}}" y1="{{.PlotB}}" x2="{{.PlotR}}" y2="{{.PlotB}}" stroke="#999"/>
 <line x1="{{.PlotL}}" y1="{{.PlotT}}" x2="{{.PlotL}}" y2="{{.PlotB}}" stroke="#999"/>
