@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-tftp install clean
+.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-tftp install clean
 
 all: build
 
@@ -25,8 +25,12 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
-test: deps fmt-check vet
+test: test-root-note deps fmt-check vet
 	$(GO) test -race -count=1 $(PKGS)
+
+# Said once, at the top: the tests that need root then fail with "needs root".
+test-root-note:
+	@[ "$$(id -u)" -eq 0 ] || echo 'make test: needs root (it installs the test packages, opens raw sockets, makes network namespaces); as $(shell id -un), the tests that need root fail with "needs root"' >&2
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

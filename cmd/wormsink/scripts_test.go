@@ -104,3 +104,32 @@ func TestNoDanglingReferences(t *testing.T) {
 		}
 	}
 }
+
+// deps.sh disables the services of the packages it installs: for the
+// real unbound (a systemd unit) and tftpd-hpa (a SysV init script) it
+// plans the commands that keep them off after a reboot, and nothing for a
+// package without services. DEPS_DRY_RUN prints instead of running, so
+// the machine's own services stay as they are.
+func TestDepsDisablesServices(t *testing.T) {
+	needTool(t, "dpkg")
+	for _, pkg := range []string{"unbound", "tftpd-hpa", "dnsutils"} {
+		if err := exec.Command("dpkg", "-s", pkg).Run(); err != nil {
+			t.Fatalf("%s is not installed: run `make deps`", pkg)
+		}
+	}
+	cmd := exec.Command("../../scripts/deps.sh", "--disable-services", "unbound", "tftpd-hpa", "dnsutils")
+	cmd.Env = append(os.Environ(), "DEPS_DRY_RUN=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("deps.sh: %v\n%s", err, out)
+	}
+	got := string(out)
+	for _, want := range []string{"disable unbound.service", "update-rc.d tftpd-hpa disable"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("deps.sh does not plan %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "dnsutils") || strings.Contains(got, "dig") {
+		t.Errorf("deps.sh plans to touch a package without services:\n%s", got)
+	}
+}
