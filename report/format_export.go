@@ -94,7 +94,7 @@ func (s *ShadowserverWriter) Write(r *Sighting) error {
 	row[24] = string(r.Sig)
 	row[25] = string(r.Family)
 	row[26] = string(r.Kind) + ";evidence=" + r.Evidence.String() + ";count=" + strconv.FormatUint(r.Count, 10)
-	return s.cw.Write(row)
+	return s.cw.Write(neutralise(row))
 }
 
 // Flush writes what is buffered (and the header if no row came).

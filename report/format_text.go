@@ -47,12 +47,36 @@ func WriteCSV(w io.Writer, rows []HostSummary) error {
 		return err
 	}
 	for i := range rows {
-		if err := cw.Write(rows[i].cells()); err != nil {
+		if err := cw.Write(neutralise(rows[i].cells())); err != nil {
 			return err
 		}
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// neutralise defuses spreadsheet formulas in CSV cells, following OWASP's
+// advice on CSV injection: a cell that starts with =, +, -, @, a tab or a
+// carriage return gets a leading single quote, so a spreadsheet shows it as
+// text instead of evaluating it. Family, signature, sensor and file names
+// come from signature files and command lines, which an operator may not
+// control; addresses, times and counts never start with these characters.
+func neutralise(cells []string) []string {
+	for i, c := range cells {
+		cells[i] = neutraliseCell(c)
+	}
+	return cells
+}
+
+func neutraliseCell(c string) string {
+	if c == "" {
+		return c
+	}
+	switch c[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		return "'" + c
+	}
+	return c
 }
 
 // WriteTable writes the rows as aligned columns for a terminal. Names from
