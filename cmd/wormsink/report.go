@@ -31,7 +31,7 @@ func runReport(ctx context.Context, e env, args []string) int {
 	format := fs.String("format", "table", "output: "+strings.Join(reportFormats, ", "))
 	since := fs.String("since", "", "only sightings at or after T: RFC 3339, a date (2006-01-02, UTC), or a duration before now (24h, 7d)")
 	until := fs.String("until", "", "only sightings at or before T (same forms as --since)")
-	ev := fs.String("evidence", "weak", "weakest evidence a host needs to be listed: strong, or weak (all hosts); for shadowserver, of each sighting")
+	ev := fs.String("evidence", "", "weakest evidence a host needs to be listed: strong, or weak (all hosts); for shadowserver, of each sighting (default strong for xarf and shadowserver, which file complaints; weak for the others)")
 	family := fs.String("family", "", "only sightings of these families (comma-separated, any case)")
 	org := fs.String("reporter-org", "", "xarf: reporting organisation (default: the contact's domain)")
 	contact := fs.String("reporter-contact", "", "xarf: reporter's abuse contact e-mail address (required for xarf)")
@@ -59,6 +59,9 @@ func runReport(ctx context.Context, e env, args []string) int {
 	if !o.filter.Since.IsZero() && !o.filter.Until.IsZero() && o.filter.Until.Before(o.filter.Since) {
 		return usageErr(e, "report: --until %s is before --since %s", o.filter.Until.Format(time.RFC3339), o.filter.Since.Format(time.RFC3339))
 	}
+	if *ev == "" {
+		*ev = defaultEvidence(o.format)
+	}
 	s, ok := signatures.ParseStrength(*ev)
 	if !ok {
 		return usageErr(e, "report: --evidence must be strong or weak, not %q", *ev)
@@ -78,6 +81,19 @@ func runReport(ctx context.Context, e env, args []string) int {
 		o.inputs = []string{"-"}
 	}
 	return writeReport(ctx, e, o)
+}
+
+// defaultEvidence is the --evidence a format gets when none is given. The
+// formats that go to other networks' abuse desks as complaints (xarf,
+// shadowserver) take only strong evidence: a lookup of a name a worm shares
+// with legitimate software proves nothing about the customer. The formats
+// the operator reads show everything.
+func defaultEvidence(format string) string {
+	switch format {
+	case "xarf", "shadowserver":
+		return "strong"
+	}
+	return "weak"
 }
 
 // reporterFrom fills the X-ARF reporter, defaulting org and domain from the
