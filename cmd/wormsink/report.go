@@ -242,5 +242,11 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *repo
 		st := r.Stats()
 		return st, fmt.Errorf("%w (read %d lines, %d evidence lines, before the error)", err, st.Lines, st.Evidence)
 	}
+	// A file of which not one line is wormsink's (README.md, a pcap, another
+	// program's log) is the wrong file, not an empty report. A log with
+	// only service lines, or an empty one, is a quiet sensor: that is fine.
+	if st := r.Stats(); st.Evidence == 0 && st.Service == 0 && st.Malformed > 0 {
+		return st, fmt.Errorf("no evidence lines in %s (all %d lines skipped as malformed or foreign)", label, st.Malformed)
+	}
 	return r.Stats(), nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +52,48 @@ func TestReportComplaintFormatsDefaultToStrong(t *testing.T) {
 	}
 	if n, _ := count("--format", "csv", "--evidence", "strong"); n != 2 {
 		t.Errorf("csv --evidence strong: %d lines", n)
+	}
+}
+
+// TestReportOfANonLogFails: a report of a file with no evidence line at all
+// (README.md, a pcap) exits 1 naming it; a log whose sightings all fall
+// outside the window, a log with only service lines and an empty file are
+// valid and exit 0.
+func TestReportOfANonLogFails(t *testing.T) {
+	dir := t.TempDir()
+	readme := filepath.Join(dir, "README.md")
+	os.WriteFile(readme, []byte("# wormsink\n\nA worm sinkhole.\n{\"a\":1}\n"), 0o644)
+	pcap := filepath.Join(dir, "x.pcap")
+	os.WriteFile(pcap, []byte("\xd4\xc3\xb2\xa1\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x00\x00\x01\x00\x00\x00\n\x01\x02"), 0o644)
+	old := writeLog(t, dir, "old.log", "edge-1", ev("10.0.0.1", time.Now().Add(-72*time.Hour), evidence.TFTPRefused, signatures.Strong, "Blaster"))
+	quiet := writeLog(t, dir, "quiet.log", "edge-1")
+	empty := filepath.Join(dir, "empty.log")
+	os.WriteFile(empty, nil, 0o644)
+
+	for _, in := range []string{readme, pcap} {
+		for _, f := range []string{"table", "csv", "json"} {
+			code, _, errs := reportCmd(t, "", "--format", f, in)
+			if code != 1 || !strings.Contains(errs, "no evidence lines in "+in) {
+				t.Errorf("%s %s: exit %d, stderr %q", f, in, code, errs)
+			}
+		}
+	}
+	// One wrong file among good ones: the report of the good ones is
+	// written, and the status says something was wrong.
+	code, out, errs := reportCmd(t, "", "--format", "csv", old, readme)
+	if code != 1 || !strings.Contains(out, "10.0.0.1") || !strings.Contains(errs, "no evidence lines in "+readme) {
+		t.Errorf("good + wrong: exit %d, out %q, stderr %q", code, out, errs)
+	}
+	code, _, errs = reportCmd(t, "", "--format", "csv", "--since", "1h", old)
+	if code != 0 || errs != "" {
+		t.Errorf("nothing in the window: exit %d, stderr %q", code, errs)
+	}
+	for _, in := range []string{quiet, empty} {
+		if code, _, errs := reportCmd(t, "", in); code != 0 || errs != "" {
+			t.Errorf("%s: exit %d, stderr %q", in, code, errs)
+		}
+	}
+	if code, _, errs := reportCmd(t, "garbage\n", "-"); code != 1 || !strings.Contains(errs, "no evidence lines in stdin") {
+		t.Errorf("stdin: exit %d, stderr %q", code, errs)
 	}
 }
