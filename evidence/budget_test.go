@@ -107,7 +107,7 @@ func TestWriterCutsLongValues(t *testing.T) {
 	at := time.Now()
 	long := strings.Repeat("A", 300) + ".exe"
 	badLong := strings.Repeat("\xff", 200) // 800 bytes once escaped
-	utf := strings.Repeat("é", 200)         // 400 bytes; must not be split inside a character
+	utf := strings.Repeat("é", 200)        // 400 bytes; must not be split inside a character
 	w.Record(Event{Time: at, Kind: TFTPRequest, Host: host, Port: 1, File: long, Mode: strings.Repeat("m", 1000), Op: "read"})
 	w.Record(Event{Time: at, Kind: TFTPRequest, Host: host, Port: 2, File: badLong, Mode: "octet", Op: "read"})
 	w.Record(Event{Time: at, Kind: TFTPRequest, Host: host, Port: 3, File: utf, Mode: "octet", Op: "read"})
