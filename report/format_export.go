@@ -54,7 +54,13 @@ func NewShadowserverWriter(w io.Writer) *ShadowserverWriter {
 // empty for dns; public_source ← sensor; infection ← signature id; family ←
 // family; tag ← "EVENT;evidence=strong|weak;count=N"; application ← dns or
 // tftp.
+//
+// A network line names no host, so it has no row: Shadowserver's rows are
+// per source address.
 func (s *ShadowserverWriter) Write(r *Sighting) error {
+	if r.Network.IsValid() {
+		return nil
+	}
 	if !s.header {
 		s.header = true
 		if err := s.cw.Write(ShadowserverHeader); err != nil {

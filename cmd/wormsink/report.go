@@ -37,10 +37,13 @@ func runReport(ctx context.Context, e env, args []string) int {
 	contact := fs.String("reporter-contact", "", "xarf: reporter's abuse contact e-mail address (required for xarf)")
 	domain := fs.String("reporter-domain", "", "xarf: reporter's domain (default: the contact's domain)")
 	title := fs.String("title", "", "html: page title (default \"wormsink report\")")
+	var exclude prefixList
+	fs.Var(&exclude, "exclude", "never list hosts in these networks, CIDR or address,... (the sinkhole's own addresses, ranges that are not customers)")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
 	o := reportOptions{format: *format, title: *title, inputs: fs.Args()}
+	o.filter.Exclude = exclude
 	known := false
 	for _, f := range reportFormats {
 		known = known || f == o.format
@@ -161,11 +164,14 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 	}
 
 	var werr error
+	nets := agg.NetworkSightings()
 	switch o.format {
 	case "shadowserver":
 		werr = ss.Flush()
 	case "table":
-		werr = report.WriteTable(out, agg.Hosts())
+		if werr = report.WriteTable(out, agg.Hosts()); werr == nil {
+			werr = report.WriteNetworkTable(out, agg.Networks())
+		}
 	case "csv":
 		werr = report.WriteCSV(out, agg.Hosts())
 	case "json":
@@ -181,6 +187,15 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 	}
 	if werr == nil {
 		werr = out.Flush()
+	}
+	// Network lines are not hosts: the host-only formats leave them out,
+	// and say so, so that the counts can still be reconciled.
+	switch o.format {
+	case "csv", "xarf", "shadowserver":
+		if nets != 0 {
+			fmt.Fprintf(e.stderr, "wormsink: report: %d sightings are in network lines (the evidence line budget was spent); they name no host and are not in %s output (see --format table, json or html)\n",
+				nets, o.format)
+		}
 	}
 	if total.Malformed > 0 {
 		fmt.Fprintf(e.stderr, "wormsink: report: skipped %d malformed or foreign lines of %d (first: %s)\n",
@@ -199,7 +214,9 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 }
 
 func summary(hosts int, agg *report.Aggregator, st report.ReadStats) report.Summary {
-	return report.Summary{Hosts: hosts, Sightings: agg.Sightings(), Lines: st.Lines, Malformed: st.Malformed, Service: st.Service}
+	nets := agg.Networks()
+	return report.Summary{Hosts: hosts, Sightings: agg.Sightings(), Lines: st.Lines, Malformed: st.Malformed, Service: st.Service,
+		Networks: len(nets), NetworkSightings: agg.NetworkSightings(), NetworkRows: nets}
 }
 
 // readLog streams one input into the aggregator (or the per-sighting
@@ -226,7 +243,9 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *repo
 	for r.Next() {
 		rec := r.Sighting()
 		if ss != nil {
-			if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) {
+			if rec.Network.IsValid() {
+				agg.Add(rec) // counted, for the note on stderr; no row
+			} else if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) {
 				if err := ss.Write(rec); err != nil {
 					return r.Stats(), fmt.Errorf("write: %w", err)
 				}
