@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,5 +98,41 @@ func TestReportOfANonLogFails(t *testing.T) {
 	}
 	if code, _, errs := reportCmd(t, "garbage\n", "-"); code != 1 || !strings.Contains(errs, "no evidence lines in stdin") {
 		t.Errorf("stdin: exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestReportNetworkLines: network lines show as networks in table and json,
+// never as hosts, and the host-only formats say what they leave out.
+func TestReportNetworkLines(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	w := evidence.NewWriter(&buf, evidence.Config{Sensor: "edge-1", LineRate: 0.001, LineBurst: 1})
+	now := time.Now().UTC()
+	for i := 0; i < 50; i++ {
+		w.Record(ev(fmt.Sprintf("10.1.%d.%d", i%2, i), now.Add(-time.Minute), evidence.TFTPRefused, signatures.Strong, "Blaster"))
+	}
+	w.Close()
+	log := filepath.Join(dir, "net.log")
+	os.WriteFile(log, buf.Bytes(), 0o644)
+
+	code, out, errs := reportCmd(t, "", log)
+	if code != 0 || !strings.Contains(out, "NETWORK") || !strings.Contains(out, "10.1.0.0/24") || !strings.Contains(out, "10.1.1.0/24") || errs != "" {
+		t.Errorf("table: exit %d, stderr %q:\n%s", code, errs, out)
+	}
+	code, out, _ = reportCmd(t, "", "--format", "json", log)
+	var doc struct {
+		Hosts    []map[string]any `json:"hosts"`
+		Networks []map[string]any `json:"networks"`
+		Summary  map[string]any   `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); code != 0 || err != nil || len(doc.Hosts) != 1 || len(doc.Networks) != 2 ||
+		doc.Summary["sightings"] != 50.0 || doc.Summary["network_sightings"] != 49.0 {
+		t.Errorf("json: %v %s", err, out)
+	}
+	for _, f := range [][]string{{"--format", "csv"}, {"--format", "shadowserver"}, {"--format", "xarf", "--reporter-contact", "abuse@isp.example"}} {
+		code, out, errs := reportCmd(t, "", append(f, log)...)
+		if code != 0 || strings.Contains(out, "/24") || !strings.Contains(errs, "49 sightings are in network lines") {
+			t.Errorf("%v: exit %d, stderr %q:\n%s", f, code, errs, out)
+		}
 	}
 }
