@@ -36,7 +36,7 @@ func (p *Parser) Parse(line []byte, rec *Sighting) (LineKind, error) {
 	if kind != LineEvidence {
 		return kind, err
 	}
-	return finish(&p.f, rec)
+	return toSighting(&p.f, rec)
 }
 
 // scan tokenizes line into p.f. kind is LineEvidence when the line was a
@@ -426,7 +426,7 @@ func (p *Parser) parseSlow(line []byte, rec *Sighting) (LineKind, error) {
 			}
 		}
 	}
-	return finish(&p.f, rec)
+	return toSighting(&p.f, rec)
 }
 
 // keepBytes decodes a JSON string literal that holds bytes that are not
