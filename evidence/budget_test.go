@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"bytes"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -215,4 +216,23 @@ func FuzzEscape(f *testing.F) {
 			t.Fatalf("escapeCut(%q, %d) = %q unescapes to no prefix", s, max, c)
 		}
 	})
+}
+
+// BenchmarkRecordFlood: the line budget is spent and every sighting comes
+// from another (forged) source, so each folds into its network's line.
+func BenchmarkRecordFlood(b *testing.B) {
+	w := NewWriter(io.Discard, Config{LineRate: 1, LineBurst: 1})
+	defer w.Close()
+	ev := Event{Time: time.Now(), Kind: TFTPRefused, Port: 1, Sig: "blaster", File: "msblast.exe", Mode: "octet", Op: "read"}
+	for i := 0; i < 1<<16; i++ { // open the network lines first
+		ev.Host = netip.AddrFrom4([4]byte{127, byte(i >> 8), byte(i), 1})
+		w.Record(ev)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		ev.Host = netip.AddrFrom4([4]byte{127, byte(i >> 8), byte(i), byte(i >> 16)})
+		w.Record(ev)
+	}
 }
