@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/csv"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -88,5 +89,40 @@ func TestServeNeverAccusesItself(t *testing.T) {
 	}
 	if h := report("--exclude", "127.0.0.6,10.0.0.0/8", p.log); !h["127.0.0.5"] || h["127.0.0.6"] {
 		t.Errorf("report --exclude 127.0.0.6: hosts %v", h)
+	}
+}
+
+// TestOwnAddresses: the sinkhole addresses, the listeners' addresses (every
+// local address for a listener on all of them) and --exclude are what the
+// evidence writer never records as a host.
+func TestOwnAddresses(t *testing.T) {
+	var c serveConfig
+	fs := serveFlags(env{stdout: io.Discard, stderr: io.Discard}, &c)
+	if err := fs.Parse([]string{"--dns-listen", "192.0.2.53:53", "--tftp-listen", "[2001:db8::69]:69", "--sinkhole-ip", "198.51.100.1,::ffff:198.51.100.2",
+		"--exclude", "10.0.0.0/8,203.0.113.9"}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, p := range c.ownAddresses() {
+		got[p.String()] = true
+	}
+	for _, want := range []string{"192.0.2.53/32", "2001:db8::69/128", "198.51.100.1/32", "198.51.100.2/32", "10.0.0.0/8", "203.0.113.9/32"} {
+		if !got[want] {
+			t.Errorf("%s missing from %v", want, got)
+		}
+	}
+	if got["127.0.0.1/32"] {
+		t.Errorf("listeners on named addresses: 127.0.0.1 should not be excluded: %v", got)
+	}
+	// On all addresses: every local one, loopback included.
+	c = serveConfig{}
+	fs = serveFlags(env{stdout: io.Discard, stderr: io.Discard}, &c)
+	fs.Parse([]string{"--dns-listen", "", "--tftp-listen", ":69"})
+	got = map[string]bool{}
+	for _, p := range c.ownAddresses() {
+		got[p.String()] = true
+	}
+	if !got["127.0.0.1/32"] {
+		t.Errorf("a listener on all addresses: 127.0.0.1 not excluded: %v", got)
 	}
 }
