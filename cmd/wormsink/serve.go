@@ -41,6 +41,12 @@ type serveConfig struct {
 	user          string
 	watch         time.Duration
 	shutdown      time.Duration
+
+	// Evidence an abuse team can act on (issue 11): hosts never recorded,
+	// and the line budget that bounds what a flood can write.
+	exclude           prefixList
+	evidenceLineRate  float64
+	evidenceLineBurst int
 }
 
 func serveFlags(e env, c *serveConfig) *flag.FlagSet {
@@ -69,7 +75,50 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.user, "user", "nobody", "when started as root: user to switch to once every socket is bound")
 	fs.DurationVar(&c.watch, "watch-interval", time.Second, "how often the signature file is checked for changes; 0 disables")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 4*time.Second, "how long in-flight work may take to finish on SIGTERM")
+
+	// Evidence an abuse team can act on.
+	fs.Var(&c.exclude, "exclude", "never record a host in these networks, CIDR or address,... (the addresses wormsink serves on are always excluded)")
+	fs.Float64Var(&c.evidenceLineRate, "evidence-line-rate", evidence.DefaultLineRate, "host lines per second the evidence log may take after its burst; past it sightings are folded into one line per event, signature and /24 or /48; 0: no budget")
+	fs.IntVar(&c.evidenceLineBurst, "evidence-line-burst", evidence.DefaultLineBurst, "host lines the evidence log may take at once before --evidence-line-rate applies")
 	return fs
+}
+
+// ownAddresses are the addresses wormsink serves on: the sinkhole addresses
+// its answers send worms to and the addresses its DNS and TFTP listeners
+// are bound to (every address of the machine, taken at start, for a
+// listener on all of them). Traffic to and from them is wormsink's own, so
+// they are never recorded as a host, together with --exclude.
+func (c *serveConfig) ownAddresses() []netip.Prefix {
+	var out []netip.Prefix
+	add := func(a netip.Addr) {
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	for _, a := range c.dns.SinkholeIPs {
+		add(a)
+	}
+	all := false
+	for _, l := range []string{c.dns.Listen, c.tftpListen} {
+		if l == "" {
+			continue
+		}
+		h, _, err := net.SplitHostPort(l)
+		ip, perr := netip.ParseAddr(h)
+		if err != nil || perr != nil || ip.IsUnspecified() {
+			all = true // all addresses, or a name: take every local address
+			continue
+		}
+		add(ip)
+	}
+	if all {
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				add(p.Addr())
+			}
+		}
+	}
+	return append(out, c.exclude...)
 }
 
 func runServe(ctx context.Context, e env, args []string) int {
@@ -195,7 +244,8 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 		s.out = f
 		s.logFile = f
 	}
-	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor})
+	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor,
+		LineRate: max(c.evidenceLineRate, 0), LineBurst: c.evidenceLineBurst, Exclude: c.ownAddresses()})
 	s.log = s.ev.Service()
 	s.metrics = newServeMetrics(s.reg, s.store, s.ev)
 
