@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,5 +134,31 @@ func TestDepsDisablesServices(t *testing.T) {
 	}
 	if strings.Contains(got, "dnsutils") || strings.Contains(got, "dig") {
 		t.Errorf("deps.sh plans to touch a package without services:\n%s", got)
+	}
+}
+
+// `go doc` of every package shows one job: a package comment of at most
+// two lines, in exactly one file of the package.
+func TestPackageDocs(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.Dir}}", "wormsink/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, dir := range strings.Fields(string(out)) {
+		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments|parser.PackageClauseOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, p := range pkgs {
+			var docs []string
+			for _, f := range p.Files {
+				if f.Doc != nil {
+					docs = append(docs, f.Doc.Text())
+				}
+			}
+			if len(docs) != 1 || strings.Count(strings.TrimSpace(docs[0]), "\n") > 1 {
+				t.Errorf("package %s (%s): %d package comments %q; want one of at most two lines", name, dir, len(docs), docs)
+			}
+		}
 	}
 }
