@@ -20,10 +20,10 @@ fi
 cat <<EOT
 wormsink: DNS on 127.0.0.1:$dns, TFTP on 127.0.0.1:$tftp, metrics on http://127.0.0.1:$metrics/metrics
 evidence log: $log
-Try it from another terminal (the TFTP examples write nothing to disk):
-  dig @127.0.0.1 -p $dns windowsupdate.com        # Blaster's DDoS target: NXDOMAIN, weak evidence
-  curl tftp://127.0.0.1:$tftp/msblast.exe          # refused; the evidence names your address and port
-  busybox tftp -g -r msblast.exe -l - 127.0.0.1 $tftp  # refused too (-l -: to stdout, no file)
+Try it from another terminal. The clients ask from 127.0.0.2: 127.0.0.1 is the sinkhole's own
+address, which is answered but never recorded as an infected host. Nothing is written to disk.
+  dig -b 127.0.0.2 @127.0.0.1 -p $dns windowsupdate.com             # Blaster's DDoS target: NXDOMAIN, weak evidence
+  curl --interface 127.0.0.2 tftp://127.0.0.1:$tftp/msblast.exe      # refused; the evidence names 127.0.0.2 and its port
   $bin report $log                 # who is infected
   tail -f $log                     # the evidence log as it is written
 Stop with Ctrl-C (SIGTERM); reload signatures with SIGHUP.

@@ -257,6 +257,8 @@ func TestReplyNeverLarger(t *testing.T) {
 		c.send(req)
 		checkError(t, c.read(5*time.Second), len(req))
 	}
+	// The server counts a reply after sending it: wait for the count.
+	waitFor(t, "3 replies counted", func() bool { return ts.srv.Stats().Replies == 3 })
 	if st := ts.srv.Stats(); st.Truncated != 2 || st.Replies != 3 {
 		t.Fatalf("stats %+v", st)
 	}
