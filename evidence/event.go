@@ -59,6 +59,11 @@ type Event struct {
 	DstPort uint16
 	PCAP    string // scan: the capture file
 	Packet  uint64 // scan: the packet number, from 1
+
+	// Proof says how the source address was established (issue 11). Lines
+	// of different proof are never folded together, so every line's proof
+	// is exactly that of the sightings it counts.
+	Proof Proof
 }
 
 // key is what folding compares: the same host, port, event, signature and
@@ -82,6 +87,7 @@ type key struct {
 	proto     string
 	dstPort   uint16
 	pcap      string
+	proof     Proof
 }
 
 func (e *Event) key() key {
@@ -90,11 +96,14 @@ func (e *Event) key() key {
 		qname: e.QName, qtype: e.QType, transport: e.Transport, rule: e.Rule,
 		file: e.File, mode: e.Mode, op: e.Op, srv: e.Srv,
 		peer: e.Peer, role: e.Role, proto: e.Proto, dstPort: e.DstPort, pcap: e.PCAP,
+		proof: e.Proof,
 	}
 }
 
 // coarse is the key used when the detailed table is full: the host and what
-// matched, so the abuse team still learns of the host and its count.
+// matched, so the abuse team still learns of the host and its count. Proof
+// is not part of it: a coarse line carries the best proof of the sightings
+// it folds (all of them came from that host address).
 func (e *Event) coarse() key {
 	return key{kind: e.Kind, host: e.Host, sig: e.Sig}
 }

@@ -30,6 +30,11 @@ type Config struct {
 	// it, new sightings fold into one line per host, event and signature,
 	// so memory stays bounded and the host is still counted.
 	MaxPending int
+
+	// TrustedSources are networks whose edge drops forged source addresses
+	// (BCP 38 / uRPF): a sighting from inside them has at least
+	// ProofTrustedSource.
+	TrustedSources Networks
 }
 
 // Stats counts what a Writer did; all fields only grow.
@@ -51,6 +56,7 @@ type Writer struct {
 	sensor string
 	window time.Duration
 	max    int
+	trust  Networks
 
 	mu       sync.Mutex
 	pending  map[key]*slot
@@ -90,6 +96,7 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 		sensor:  cfg.Sensor,
 		window:  cfg.Window,
 		max:     cfg.MaxPending,
+		trust:   cfg.TrustedSources,
 		pending: make(map[key]*slot),
 		coarse:  make(map[key]*slot),
 		stop:    make(chan struct{}),
@@ -122,6 +129,9 @@ func (w *Writer) Record(ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = now
 	}
+	if ev.Proof < ProofTrustedSource && w.trust.Contains(ev.Host) {
+		ev.Proof = ProofTrustedSource
+	}
 	k := ev.key()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -139,6 +149,7 @@ func (w *Writer) Record(ev Event) {
 		if s, ok := w.coarse[ck]; ok {
 			w.coarseN.Add(n)
 			s.add(ev.Time, n)
+			s.ev.Proof = max(s.ev.Proof, ev.Proof)
 			return
 		}
 		if len(w.coarse) >= w.max {
@@ -150,7 +161,7 @@ func (w *Writer) Record(ev Event) {
 			return
 		}
 		w.coarseN.Add(n)
-		c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial}
+		c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial, Proof: ev.Proof}
 		w.seq++
 		w.coarse[ck] = &slot{ev: c, last: ev.Time, born: now, count: n, seq: w.seq}
 		return
@@ -271,6 +282,7 @@ func (w *Writer) write(s *slot) {
 		Str("signature", ev.Sig).
 		Str("family", ev.Family).
 		Str("evidence", ev.Evidence.String()).
+		Str("proof", ev.Proof.String()).
 		Uint64("count", s.count)
 	if s.count > 1 && s.last.After(ev.Time) {
 		e.Str("last", s.last.UTC().Format(TimeFormat))

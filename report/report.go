@@ -21,6 +21,10 @@ type Filter struct {
 	// StrongOnly lists only hosts with strong evidence (their rows still
 	// count their weak sightings); otherwise every host is listed.
 	StrongOnly bool
+	// VerifiedOnly lists only hosts with a proof better than a lone
+	// datagram (xarf, shadowserver without --include-unverified): a forged
+	// source address must not get a customer a complaint.
+	VerifiedOnly bool
 }
 
 // EvidenceStrong is the strength that proves an infection.
@@ -67,7 +71,8 @@ type HostSummary struct {
 	Families   []string // sorted
 	Signatures []string // sorted
 	Sources    Sources
-	Sensors    []string // sorted
+	Sensors    []string       // sorted
+	Proof      evidence.Proof // the best proof of any of its sightings
 }
 
 // hostAgg is the per-host state while reading: 64 bytes, one cache line,
@@ -81,7 +86,8 @@ type hostAgg struct {
 	fams, sigs, sensors uint32 // bit i: id i of that kind, for ids below 32
 	firstPort, lastPort uint16
 	evidence            signatures.Strength
-	hasExtra            bool // ids from 32 on are in Aggregator.extra
+	hasExtra            bool           // ids from 32 on are in Aggregator.extra
+	proof               evidence.Proof // the best so far
 }
 
 // name kinds
@@ -136,7 +142,7 @@ func (a *Aggregator) Add(r *Sighting) {
 	if !ok {
 		i = uint32(len(a.aggs))
 		a.insert(r.Host, i)
-		a.aggs = append(a.aggs, hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence})
+		a.aggs = append(a.aggs, hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence, proof: r.Proof})
 		a.addrs = append(a.addrs, r.Host)
 	}
 	h := &a.aggs[i]
@@ -148,6 +154,9 @@ func (a *Aggregator) Add(r *Sighting) {
 	}
 	if r.Evidence < h.evidence { // Strong is the smaller value
 		h.evidence = r.Evidence
+	}
+	if r.Proof > h.proof { // a larger Proof is stronger
+		h.proof = r.Proof
 	}
 	h.src[sourceOf(r.Kind)] += r.Count
 	fam := uint32(0)
@@ -307,6 +316,9 @@ func (a *Aggregator) Hosts() []HostSummary {
 		if a.filter.StrongOnly && h.evidence != signatures.Strong {
 			continue
 		}
+		if a.filter.VerifiedOnly && !h.proof.Verified() {
+			continue
+		}
 		out = append(out, HostSummary{
 			Host:       addr,
 			FirstSeen:  time.Unix(0, h.first).UTC(),
@@ -319,6 +331,7 @@ func (a *Aggregator) Hosts() []HostSummary {
 			Signatures: a.namesOf(ix, h.sigs, kindSig),
 			Sources:    Sources{DNS: h.src[0], TFTP: h.src[1], Wire: h.src[2]},
 			Sensors:    a.namesOf(ix, h.sensors, kindSensor),
+			Proof:      h.proof,
 		})
 	}
 	SortHosts(out)

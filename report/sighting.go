@@ -32,6 +32,11 @@ type Sighting struct {
 	File, Op, Server        []byte // tftp_*, and wire_match when it saw a TFTP request
 	Peer, Role, Proto       []byte // wire_match
 	DstPort                 uint16 // wire_match
+
+	// Proof is how the source address was established; a line without the
+	// field (a log from before it existed) is ProofDatagram: nothing then
+	// checked the address.
+	Proof evidence.Proof
 }
 
 // LineKind says what a parsed line turned out to be.
@@ -83,6 +88,7 @@ const (
 	fRole
 	fProto
 	fDstPort
+	fProof
 	nFields
 )
 
@@ -140,6 +146,8 @@ func fieldOf(key []byte) int {
 		return fProto
 	case "dst_port":
 		return fDstPort
+	case "proof":
+		return fProof
 	}
 	return -1
 }
@@ -178,6 +186,7 @@ var (
 	errBadCount    = malformed("bad count")
 	errBadSerial   = malformed("bad serial")
 	errBadDstPort  = malformed("bad dst_port")
+	errBadProof    = malformed("bad proof")
 	errBadField    = malformed("a field has the wrong type")
 	errTooLong     = malformed("line too long")
 )
@@ -192,7 +201,7 @@ func finish(f *fields, rec *Sighting) (LineKind, error) {
 	}
 	// Every string field must be a string when present.
 	for _, i := range [...]int{fTime, fEvent, fHost, fSig, fFamily, fEvidence, fLast, fSensor,
-		fQName, fQType, fTransport, fFile, fOp, fServer, fPeer, fRole, fProto} {
+		fQName, fQType, fTransport, fFile, fOp, fServer, fPeer, fRole, fProto, fProof} {
 		if t := f.typ[i]; t != tNone && t != tString {
 			return LineMalformed, errBadField
 		}
@@ -225,6 +234,14 @@ func finish(f *fields, rec *Sighting) (LineKind, error) {
 		rec.Evidence = signatures.Weak
 	default:
 		return LineMalformed, errBadEvidence
+	}
+	rec.Proof = evidence.ProofDatagram
+	if f.typ[fProof] != tNone {
+		p, ok := parseProof(f.val[fProof])
+		if !ok {
+			return LineMalformed, errBadProof
+		}
+		rec.Proof = p
 	}
 	var ok bool
 	if rec.Host, ok = parseAddr(f.val[fHost]); !ok {
@@ -273,6 +290,21 @@ func finish(f *fields, rec *Sighting) (LineKind, error) {
 	rec.Role = f.str(fRole)
 	rec.Proto = f.str(fProto)
 	return LineEvidence, nil
+}
+
+// parseProof is evidence.ParseProof without the string conversion.
+func parseProof(b []byte) (evidence.Proof, bool) {
+	switch string(b) {
+	case "datagram":
+		return evidence.ProofDatagram, true
+	case "trusted-source":
+		return evidence.ProofTrustedSource, true
+	case "exchange":
+		return evidence.ProofExchange, true
+	case "tcp":
+		return evidence.ProofTCP, true
+	}
+	return evidence.ProofDatagram, false
 }
 
 func (f *fields) str(i int) []byte {

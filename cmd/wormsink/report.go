@@ -37,6 +37,8 @@ func runReport(ctx context.Context, e env, args []string) int {
 	contact := fs.String("reporter-contact", "", "xarf: reporter's abuse contact e-mail address (required for xarf)")
 	domain := fs.String("reporter-domain", "", "xarf: reporter's domain (default: the contact's domain)")
 	title := fs.String("title", "", "html: page title (default \"wormsink report\")")
+	// issue 11: proof
+	unverified := fs.Bool("include-unverified", false, "xarf, shadowserver: also file hosts (shadowserver: sightings) whose only proof is a lone datagram, which anyone can forge")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
@@ -69,6 +71,9 @@ func runReport(ctx context.Context, e env, args []string) int {
 			o.filter.Families = append(o.filter.Families, f)
 		}
 	}
+	// A complaint goes to a customer: a forged source address must not get
+	// them one. The other formats show every host, with its proof.
+	o.filter.VerifiedOnly = (o.format == "xarf" || o.format == "shadowserver") && !*unverified
 	if o.format == "xarf" {
 		if o.reporter, err = reporterFrom(*org, *contact, *domain); err != nil {
 			return usageErr(e, "report: %v", err)
@@ -210,7 +215,8 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *repo
 	for r.Next() {
 		rec := r.Sighting()
 		if ss != nil {
-			if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) {
+			if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) &&
+				(!o.filter.VerifiedOnly || rec.Proof.Verified()) {
 				if err := ss.Write(rec); err != nil {
 					return r.Stats(), fmt.Errorf("write: %w", err)
 				}
