@@ -45,6 +45,7 @@ type guard struct {
 	mu      sync.Mutex
 	pending map[uint64]due // by token
 	next    uint64
+	ex      *exchanges
 
 	closing  atomic.Bool
 	failed   chan struct{} // closed when the socket failed
@@ -60,6 +61,7 @@ type due struct {
 	local netip.Addr
 	size  int
 	at    int64
+	ev    evidence.Event // the sighting, recorded once the reply has gone (and its follow-up came or not)
 }
 
 // Bounds on replies in flight: pin/tftp answers within microseconds, so
@@ -81,6 +83,7 @@ func newGuard(s *Server, conn *net.UDPConn) *guard {
 		names:   make(map[string]string),
 		pending: make(map[uint64]due),
 		failed:  make(chan struct{}),
+		ex:      newExchanges(s),
 	}
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		g.local = ua.AddrPort()
@@ -134,7 +137,9 @@ func (g *guard) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // admit decides what to do with one datagram: when it deserves a reply, it
 // returns the token pin/tftp will know the request by. It records every
-// well-formed request. It never panics.
+// well-formed request: at once when it gets no reply, else once the reply
+// has gone (WriteTo), so the follow-up can still raise its proof. It never
+// panics.
 func (g *guard) admit(p []byte, from netip.AddrPort, local netip.Addr, now int64) (tok uint64, fwd bool) {
 	c := &g.s.c
 	c.received.Add(1)
@@ -148,28 +153,32 @@ func (g *guard) admit(p []byte, from netip.AddrPort, local netip.Addr, now int64
 		return 0, false
 	}
 	host := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	g.record(&req, host, netip.AddrPortFrom(local.Unmap(), g.local.Port()))
+	ev := g.classify(&req, host, netip.AddrPortFrom(local.Unmap(), g.local.Port()))
 
 	if !g.perSrc.allow(g.sources.bucket(host.Addr()), now) {
 		c.sourceLimited.Add(1)
+		g.s.emit(ev)
 		return 0, false
 	}
 	if !g.total.allow(&g.totTAT, now) {
 		c.totalLimited.Add(1)
+		g.s.emit(ev)
 		return 0, false
 	}
-	tok, ok := g.expect(due{to: from, local: local, size: len(p), at: now})
+	tok, ok := g.expect(due{to: from, local: local, size: len(p), at: now, ev: ev})
 	if !ok {
 		c.busy.Add(1)
+		g.s.emit(ev)
 	}
 	return tok, ok
 }
 
-// record classifies the request and writes its evidence. A panic in the
-// signature set or the recorder is counted and the request still refused.
-func (g *guard) record(req *Request, host, srv netip.AddrPort) {
+// classify makes the request's evidence and counts it. A panic in the
+// signature set is counted and the request still refused and recorded.
+func (g *guard) classify(req *Request, host, srv netip.AddrPort) (ev evidence.Event) {
 	defer g.s.recoverTo(nil)
-	ev := evidence.Event{
+	ev = evidence.Event{
+		Time:     time.Now(),
 		Kind:     evidence.TFTPRequest,
 		Host:     host.Addr(),
 		Port:     host.Port(),
@@ -194,7 +203,7 @@ func (g *guard) record(req *Request, host, srv netip.AddrPort) {
 	default:
 		c.unknown.Add(1)
 	}
-	g.s.rec.Record(ev)
+	return ev
 }
 
 // intern returns b as a string, reusing the string of an earlier request:
@@ -226,6 +235,7 @@ func (g *guard) expect(d due) (uint64, bool) {
 		for k, v := range g.pending {
 			if d.at-v.at >= pendingTTL {
 				delete(g.pending, k)
+				g.s.emit(v.ev)
 			}
 		}
 		if len(g.pending) >= maxPending {
@@ -284,11 +294,19 @@ func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
 	out, fits := fitReply(b, d.size)
 	if !ok || !fits {
 		g.s.c.suppressed.Add(1)
+		if ok {
+			g.s.emit(d.ev)
+		}
 		return len(b), nil
 	}
 	if len(out) < len(b) {
 		g.s.c.truncated.Add(1)
 	}
+	if g.ex.send(out, d.local, d.to, d.ev) {
+		g.s.c.replies.Add(1)
+		return len(b), nil
+	}
+	defer g.s.emit(d.ev)
 	var oob []byte
 	var space [64]byte
 	if g.pkt {
@@ -351,6 +369,19 @@ func (g *guard) close() {
 	now := time.Now()
 	_ = g.conn.SetReadDeadline(now)
 	_ = g.conn.SetWriteDeadline(now)
+}
+
+// drain records the sightings still held, once pin/tftp has stopped: those
+// waiting on a fresh port and those whose reply never went out.
+func (g *guard) drain() {
+	g.ex.close()
+	g.mu.Lock()
+	left := g.pending
+	g.pending = make(map[uint64]due)
+	g.mu.Unlock()
+	for _, d := range left {
+		g.s.emit(d.ev)
+	}
 }
 
 func (g *guard) fail(err error) {

@@ -48,6 +48,9 @@ type serveConfig struct {
 	user           string
 	watch          time.Duration
 	shutdown       time.Duration
+
+	// issue 11: proof
+	trustedSources prefixList // networks whose edge drops forged sources
 }
 
 var defaultAllow = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
@@ -75,6 +78,8 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.user, "user", "nobody", "when started as root: user to switch to once every socket is bound")
 	fs.DurationVar(&c.watch, "watch-interval", time.Second, "how often the signature file is checked for changes; 0 disables")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 4*time.Second, "how long in-flight work may take to finish on SIGTERM")
+	// issue 11: proof
+	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	return fs
 }
 
@@ -239,7 +244,7 @@ func newServer(e env, c *serveConfig) (_ *server, err error) {
 		}
 		s.out = f
 	}
-	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor})
+	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor, TrustedSources: evidence.Networks(c.trustedSources)})
 	s.log = s.ev.Service()
 	s.metrics = newServeMetrics(s.reg, s.store, s.ev)
 
