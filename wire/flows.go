@@ -41,10 +41,10 @@ const (
 type flowState uint8
 
 const (
-	flowFree flowState = iota
-	flowSyn            // SYN seen
-	flowSynAck         // SYN/ACK acknowledging it seen
-	flowEstablished    // the client's ACK of the server's ISN seen
+	flowFree        flowState = iota
+	flowSyn                   // SYN seen
+	flowSynAck                // SYN/ACK acknowledging it seen
+	flowEstablished           // the client's ACK of the server's ISN seen
 )
 
 // flowKey names a connection by who opened it.
