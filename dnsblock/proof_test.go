@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 )
 
 // digProof runs the real dig, failing (never skipping) when it is missing:
@@ -37,7 +38,7 @@ var digCookie = regexp.MustCompile(`COOKIE: ([0-9a-f]+)`)
 // (exchange). dig +cookie sends a client cookie and prints the server's;
 // dig +cookie=HEX sends that whole cookie back.
 func TestDNSProof(t *testing.T) {
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{blackhole(t)}}, newSource(t, testSigs), rec)
 	addr := s.UDPAddr()
 
@@ -60,7 +61,7 @@ func TestDNSProof(t *testing.T) {
 	digProof(t, addr, "+nocookie", "worm.example", "A")
 	digProof(t, addr, "+tcp", "+nocookie", "worm.example", "A")
 
-	evs := rec.events()
+	evs := rec.Events()
 	want := []evidence.Proof{evidence.ProofDatagram, evidence.ProofExchange, evidence.ProofDatagram, evidence.ProofDatagram, evidence.ProofTCP}
 	if len(evs) != len(want) {
 		t.Fatalf("%d events, want %d: %+v", len(evs), len(want), evs)

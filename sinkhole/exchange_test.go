@@ -15,7 +15,7 @@ func proofOf(t *testing.T, ts *testServer, port uint16) evidence.Proof {
 	t.Helper()
 	var p evidence.Proof
 	waitFor(t, "the evidence", func() bool {
-		for _, e := range ts.rec.events() {
+		for _, e := range ts.rec.Events() {
 			if e.Port == port {
 				p = e.Proof
 				return true
@@ -84,7 +84,7 @@ func TestExchangeProof(t *testing.T) {
 	if st.Exchanged != 1 || st.Replies != 3 {
 		t.Errorf("stats %+v", st)
 	}
-	if n := len(ts.rec.events()); n != 3 {
+	if n := len(ts.rec.Events()); n != 3 {
 		t.Errorf("%d events for 3 requests", n)
 	}
 }
@@ -107,11 +107,11 @@ func TestExchangeBounded(t *testing.T) {
 	if st := ts.srv.Stats(); fromMain != 3 || st.ExchangeBusy != 3 || st.Replies != 5 {
 		t.Fatalf("%d refusals from the listening port, stats %+v", fromMain, st)
 	}
-	waitFor(t, "the three unheld sightings", func() bool { return len(ts.rec.events()) == 3 })
+	waitFor(t, "the three unheld sightings", func() bool { return len(ts.rec.Events()) == 3 })
 	if err := ts.stop(); err != nil && err != ErrServerClosed {
 		t.Fatal(err)
 	}
-	evs := ts.rec.events()
+	evs := ts.rec.Events()
 	if len(evs) != 5 {
 		t.Fatalf("%d events for 5 requests after stop", len(evs))
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
@@ -83,11 +84,12 @@ func TestTCPProofCrafted(t *testing.T) {
 		{"another port", append(handshake(5000, 5001), seg(t, c, s, 1041, 4444, "A", 1001, 5001, shell)), evidence.ProofDatagram},
 	}
 	for _, tt := range tests {
-		var got events
-		m := NewMatcher(StaticSet{anyTCPSet(t)}, &got, Options{})
+		var rec evidencetest.Recorder
+		m := NewMatcher(StaticSet{anyTCPSet(t)}, &rec, Options{})
 		for i, f := range tt.frames {
 			m.Packet(layers.LinkTypeEthernet, f, Meta{Time: baseTime.Add(time.Duration(i) * time.Millisecond)})
 		}
+		got := rec.Events()
 		if len(got) != 1 || got[0].Proof != tt.want {
 			t.Errorf("%s: events %+v, want one with proof %v", tt.name, got, tt.want)
 		}
@@ -167,11 +169,12 @@ func TestTCPProofRealConnection(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGINT)
 	cmd.Wait()
 
-	var got events
-	m := NewMatcher(StaticSet{anyTCPSet(t)}, &got, Options{})
+	var rec evidencetest.Recorder
+	m := NewMatcher(StaticSet{anyTCPSet(t)}, &rec, Options{})
 	if _, err := m.ScanFile(context.Background(), file); err != nil {
 		t.Fatal(err)
 	}
+	got := rec.Events()
 	if len(got) != 1 || got[0].Proof != evidence.ProofTCP || got[0].Host != client.Addr() || got[0].Port != client.Port() {
 		t.Fatalf("events %+v, want one from %v with proof tcp", got, client)
 	}
@@ -202,8 +205,7 @@ func captured(file, s string) bool {
 // A flood of SYNs from forged sources fills the table but makes nothing
 // up, and costs no allocation per packet.
 func TestTCPFlowsBounded(t *testing.T) {
-	var got events
-	m := NewMatcher(StaticSet{anyTCPSet(t)}, &got, Options{TCPFlows: 64})
+	m := NewMatcher(StaticSet{anyTCPSet(t)}, evidencetest.Discard{}, Options{TCPFlows: 64})
 	if len(m.flows.e) != 64 {
 		t.Fatalf("%d entries for 64 flows", len(m.flows.e))
 	}
