@@ -306,8 +306,8 @@ func sourceOf(k evidence.Kind) int {
 // filter, which applies to hosts).
 func (a *Aggregator) Sightings() uint64 { return a.kept }
 
-// Hosts returns the report rows: hosts passing the evidence filter,
-// strongest evidence first, then most events, then by address.
+// Hosts returns the report rows: hosts passing the evidence and proof
+// filters, in SortHosts order.
 func (a *Aggregator) Hosts() []HostSummary {
 	out := make([]HostSummary, 0, len(a.aggs))
 	for i := range a.aggs {
@@ -339,11 +339,14 @@ func (a *Aggregator) Hosts() []HostSummary {
 }
 
 // SortHosts orders rows as the report does: strongest evidence first, then
-// most events, then host address.
+// best proof, then most events, then host address.
 func SortHosts(rows []HostSummary) {
 	slices.SortFunc(rows, func(x, y HostSummary) int {
 		if x.Evidence != y.Evidence {
 			return int(x.Evidence) - int(y.Evidence)
+		}
+		if x.Proof != y.Proof {
+			return int(y.Proof) - int(x.Proof)
 		}
 		if x.Events != y.Events {
 			if x.Events > y.Events {
