@@ -43,7 +43,8 @@ type guard struct {
 	oob [128]byte
 
 	mu      sync.Mutex
-	pending map[uint64]due // by token
+	pending map[uint64]*due // by token
+	free    []*due          // dues taken, for reuse: a due holds its sighting, too large for a map to store in place without allocating
 	next    uint64
 	ex      *exchanges
 
@@ -81,7 +82,7 @@ func newGuard(s *Server, conn *net.UDPConn) *guard {
 		perSrc:  newGCRA(s.cfg.SourceRate, s.cfg.SourceBurst),
 		total:   newGCRA(s.cfg.TotalRate, s.cfg.TotalBurst),
 		names:   make(map[string]string),
-		pending: make(map[uint64]due),
+		pending: make(map[uint64]*due),
 		failed:  make(chan struct{}),
 		ex:      newExchanges(s),
 	}
@@ -236,6 +237,7 @@ func (g *guard) expect(d due) (uint64, bool) {
 			if d.at-v.at >= pendingTTL {
 				delete(g.pending, k)
 				g.s.emit(v.ev)
+				g.release(v)
 			}
 		}
 		if len(g.pending) >= maxPending {
@@ -243,19 +245,35 @@ func (g *guard) expect(d due) (uint64, bool) {
 		}
 	}
 	g.next++
-	g.pending[g.next] = d
+	var p *due
+	if n := len(g.free); n > 0 {
+		p, g.free = g.free[n-1], g.free[:n-1]
+	} else {
+		p = new(due)
+	}
+	*p = d
+	g.pending[g.next] = p
 	return g.next, true
 }
 
 // take removes and returns the reply due for token.
 func (g *guard) take(tok uint64) (due, bool) {
 	g.mu.Lock()
-	d, ok := g.pending[tok]
+	p, ok := g.pending[tok]
+	var d due
 	if ok {
+		d = *p
 		delete(g.pending, tok)
+		g.release(p)
 	}
 	g.mu.Unlock()
 	return d, ok
+}
+
+// release puts a due back for reuse; the caller holds g.mu.
+func (g *guard) release(p *due) {
+	*p = due{}
+	g.free = append(g.free, p)
 }
 
 // tokenPrefix marks the addresses that stand for tokens: a unique local
@@ -377,7 +395,7 @@ func (g *guard) drain() {
 	g.ex.close()
 	g.mu.Lock()
 	left := g.pending
-	g.pending = make(map[uint64]due)
+	g.pending = make(map[uint64]*due)
 	g.mu.Unlock()
 	for _, d := range left {
 		g.s.emit(d.ev)
