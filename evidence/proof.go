@@ -1,7 +1,6 @@
 package evidence
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 )
@@ -63,31 +62,6 @@ func (p Proof) Verified() bool { return p > ProofDatagram }
 // Networks is a set of address prefixes (--trusted-sources, --exclude).
 // Contains is a linear scan: the lists are a handful of customer ranges.
 type Networks []netip.Prefix
-
-// ParseNetworks reads "CIDR,CIDR,..." (a bare address is its own /32 or
-// /128); empty text is an empty set.
-func ParseNetworks(s string) (Networks, error) {
-	var out Networks
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(f)
-		if err != nil {
-			a, aerr := netip.ParseAddr(f)
-			if aerr != nil {
-				return nil, fmt.Errorf("network %q: %w", f, err)
-			}
-			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-		}
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
-}
 
 // Contains reports whether a (IPv4-mapped IPv6 counts as IPv4) is in one of
 // the networks.

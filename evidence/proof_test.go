@@ -1,0 +1,72 @@
+package evidence
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"wormsink/signatures"
+)
+
+// Every line says its proof; sightings of different proof are never
+// folded together (the counts still add up); --trusted-sources raises a
+// datagram to trusted-source and leaves a better proof alone.
+func TestProofLines(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, Config{Sensor: "s", TrustedSources: Networks{netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8::/32")}})
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	ev := Event{Time: at, Kind: TFTPRefused, Host: netip.MustParseAddr("192.0.2.1"), Port: 1069, Sig: "blaster", Family: "Blaster",
+		Evidence: signatures.Strong, File: "msblast.exe", Mode: "octet", Op: "read"}
+	w.Record(ev)
+	w.Record(ev)
+	up := ev
+	up.Proof = ProofExchange
+	w.Record(up)
+	trusted := ev
+	trusted.Host = netip.MustParseAddr("::ffff:10.9.1.1")
+	w.Record(trusted)
+	trustedTCP := ev
+	trustedTCP.Host, trustedTCP.Proof = netip.MustParseAddr("2001:db8::7"), ProofTCP
+	w.Record(trustedTCP)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		got[m["host"].(string)+" "+m["proof"].(string)] += m["count"].(float64)
+	}
+	want := map[string]float64{"192.0.2.1 datagram": 2, "192.0.2.1 exchange": 1, "::ffff:10.9.1.1 trusted-source": 1, "2001:db8::7 tcp": 1}
+	if len(got) != len(want) {
+		t.Fatalf("lines %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: count %v, want %v (all %v)", k, got[k], v, got)
+		}
+	}
+}
+
+func TestProofNames(t *testing.T) {
+	for p := ProofDatagram; p <= ProofTCP; p++ {
+		back, ok := ParseProof(p.String())
+		if !ok || back != p {
+			t.Errorf("%v does not read back", p)
+		}
+		if p.Verified() != (p != ProofDatagram) {
+			t.Errorf("%v: verified %v", p, p.Verified())
+		}
+	}
+	if Proof(200).String() != "datagram" {
+		t.Error("an unknown proof must claim nothing")
+	}
+	if _, ok := ParseProof("forged"); ok {
+		t.Error("parsed a proof that does not exist")
+	}
+}
