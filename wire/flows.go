@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -68,26 +69,28 @@ func newFlows(n int) *flows {
 	return &flows{e: make([]flowEntry, sets*flowWays), mask: uint64(sets - 1), seed: rand.Uint64() | 1}
 }
 
-func (f *flows) set(k *flowKey) []flowEntry {
-	h := f.seed
-	mix := func(v uint64) {
-		h ^= v
-		h *= 0x9E3779B97F4A7C15
-		h ^= h >> 29
-	}
-	a, b := k.client.As16(), k.server.As16()
-	for i := 0; i < 16; i += 8 {
-		mix(uint64(a[i]) | uint64(a[i+1])<<8 | uint64(a[i+2])<<16 | uint64(a[i+3])<<24 | uint64(a[i+4])<<32 | uint64(a[i+5])<<40 | uint64(a[i+6])<<48 | uint64(a[i+7])<<56)
-		mix(uint64(b[i]) | uint64(b[i+1])<<8 | uint64(b[i+2])<<16 | uint64(b[i+3])<<24 | uint64(b[i+4])<<32 | uint64(b[i+5])<<40 | uint64(b[i+6])<<48 | uint64(b[i+7])<<56)
-	}
-	mix(uint64(k.cport)<<16 | uint64(k.sport))
+// set returns the entries a connection between endpoints a:ap and b:bp
+// can live in. The hash is symmetric, so both directions of a connection
+// land in the same set and one segment costs one set scan.
+func (f *flows) set(a netip.Addr, ap uint16, b netip.Addr, bp uint16) []flowEntry {
+	h := f.endpoint(a, ap) + f.endpoint(b, bp)
+	h ^= h >> 31
+	h *= 0x9E3779B97F4A7C15
+	h ^= h >> 29
 	i := (h & f.mask) * flowWays
 	return f.e[i : i+flowWays]
 }
 
-// find returns the live entry for k, or nil.
-func (f *flows) find(k *flowKey, now int64) *flowEntry {
-	set := f.set(k)
+func (f *flows) endpoint(a netip.Addr, port uint16) uint64 {
+	b := a.As16()
+	x := (f.seed ^ binary.LittleEndian.Uint64(b[:8])) * 0xBF58476D1CE4E5B9
+	x ^= binary.LittleEndian.Uint64(b[8:]) ^ uint64(port)<<17
+	x *= 0x94D049BB133111EB
+	return x ^ x>>32
+}
+
+// find returns the live entry for k in set, or nil.
+func find(set []flowEntry, k *flowKey, now int64) *flowEntry {
 	for i := range set {
 		e := &set[i]
 		if e.state != flowFree && e.key == *k && now-e.seen < flowIdle {
@@ -97,10 +100,9 @@ func (f *flows) find(k *flowKey, now int64) *flowEntry {
 	return nil
 }
 
-// slot returns the entry for k, taking a free, expired or the least
-// recently seen one of its set.
-func (f *flows) slot(k *flowKey, now int64) *flowEntry {
-	set := f.set(k)
+// slot returns the entry for k in set, taking a free, expired or the
+// least recently seen one.
+func slot(set []flowEntry, k *flowKey, now int64) *flowEntry {
 	victim, oldest := &set[0], int64(0)
 	for i := range set {
 		e := &set[i]
@@ -128,28 +130,29 @@ func (f *flows) observe(src, dst netip.Addr, tcp *layers.TCP, at time.Time) bool
 	sport, dport := uint16(tcp.SrcPort), uint16(tcp.DstPort)
 	fwd := flowKey{client: src, server: dst, cport: sport, sport: dport}
 	rev := flowKey{client: dst, server: src, cport: dport, sport: sport}
+	set := f.set(src, sport, dst, dport)
 	switch {
 	case tcp.RST:
 		// Either end may reset; a reset connection proves nothing more.
 		for _, k := range [...]*flowKey{&fwd, &rev} {
-			if e := f.find(k, now); e != nil {
+			if e := find(set, k, now); e != nil {
 				e.state = flowFree
 			}
 		}
 		return false
 	case tcp.SYN && !tcp.ACK:
-		e := f.slot(&fwd, now)
+		e := slot(set, &fwd, now)
 		e.state, e.isnC, e.seen = flowSyn, tcp.Seq, now
 		return false
 	case tcp.SYN && tcp.ACK:
-		if e := f.find(&rev, now); e != nil && e.state == flowSyn && tcp.Ack == e.isnC+1 {
+		if e := find(set, &rev, now); e != nil && e.state == flowSyn && tcp.Ack == e.isnC+1 {
 			e.state, e.isnS, e.seen = flowSynAck, tcp.Seq, now
 		}
 		return false
 	case !tcp.ACK:
 		return false
 	}
-	if e := f.find(&fwd, now); e != nil {
+	if e := find(set, &fwd, now); e != nil {
 		switch e.state {
 		case flowSynAck:
 			if tcp.Ack == e.isnS+1 && tcp.Seq == e.isnC+1 {
@@ -162,7 +165,7 @@ func (f *flows) observe(src, dst netip.Addr, tcp *layers.TCP, at time.Time) bool
 		}
 		return false
 	}
-	if e := f.find(&rev, now); e != nil && e.state == flowEstablished {
+	if e := find(set, &rev, now); e != nil && e.state == flowEstablished {
 		e.seen = now
 		return true
 	}
