@@ -42,7 +42,7 @@ type handler struct {
 	stats counters // what Server.Stats reports
 	log   zerolog.Logger
 
-	cookies *cookieJar // issue 11: server cookies, for proof exchange
+	cookies *cookieJar // server cookies, for proof exchange
 }
 
 // scratch is the per-goroutine working memory of the handler, so the

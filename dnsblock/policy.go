@@ -133,7 +133,7 @@ func (h *handler) record(set *signatures.Set, m signatures.NameMatch, q *query, 
 		QType:     typeName(q.qtype),
 		Transport: "udp",
 	}
-	// The proof (issue 11): a TCP query completed a handshake with this
+	// The proof: a TCP query completed a handshake with this
 	// address; a valid server cookie came back to it in an earlier answer.
 	switch {
 	case tcp:

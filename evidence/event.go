@@ -59,7 +59,7 @@ type Event struct {
 	PCAP    string // scan: the capture file
 	Packet  uint64 // scan: the packet number, from 1
 
-	// Proof says how the source address was established (issue 11). Lines
+	// Proof says how the source address was established. Lines
 	// of different proof are never folded together, so every line's proof
 	// is exactly that of the sightings it counts.
 	Proof Proof

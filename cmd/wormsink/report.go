@@ -37,7 +37,7 @@ func runReport(ctx context.Context, e env, args []string) int {
 	contact := fs.String("reporter-contact", "", "xarf: reporter's abuse contact e-mail address (required for xarf)")
 	domain := fs.String("reporter-domain", "", "xarf: reporter's domain (default: the contact's domain)")
 	title := fs.String("title", "", "html: page title (default \"wormsink report\")")
-	// issue 11: proof
+	// proof of the source address
 	unverified := fs.Bool("include-unverified", false, "xarf, shadowserver: also file hosts (shadowserver: sightings) whose only proof is a lone datagram, which anyone can forge")
 	if code, done := parseFlags(fs, e, args); done {
 		return code

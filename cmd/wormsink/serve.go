@@ -42,7 +42,7 @@ type serveConfig struct {
 	watch         time.Duration
 	shutdown      time.Duration
 
-	// issue 11: proof
+	// proof of the source address
 	trustedSources prefixList // networks whose edge drops forged sources
 }
 
@@ -70,7 +70,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.user, "user", "nobody", "when started as root: user to switch to once every socket is bound")
 	fs.DurationVar(&c.watch, "watch-interval", time.Second, "how often the signature file is checked for changes; 0 disables")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 4*time.Second, "how long in-flight work may take to finish on SIGTERM")
-	// issue 11: proof
+	// proof of the source address
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	return fs
 }
