@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 )
@@ -63,6 +64,40 @@ func (p Proof) Verified() bool { return p > ProofDatagram }
 // Contains is a linear scan: the lists are a handful of customer ranges.
 type Networks []netip.Prefix
 
+// ParseNetworks reads "CIDR,CIDR,..." (a bare address is its own /32 or
+// /128); empty text is an empty set.
+func ParseNetworks(s string) (Networks, error) {
+	var out Networks
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		var p netip.Prefix
+		if a, err := netip.ParseAddr(f); err == nil {
+			a = a.Unmap()
+			p = netip.PrefixFrom(a, a.BitLen())
+		} else if p, err = netip.ParsePrefix(f); err != nil {
+			return nil, fmt.Errorf("network %q: not a CIDR prefix or an address", f)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// Set and String make Networks a command-line flag.
+func (n *Networks) Set(s string) error {
+	v, err := ParseNetworks(s)
+	if err != nil {
+		return err
+	}
+	*n = v
+	return nil
+}
+
 // Contains reports whether a (IPv4-mapped IPv6 counts as IPv4) is in one of
 // the networks.
 func (n Networks) Contains(a netip.Addr) bool {
@@ -75,7 +110,14 @@ func (n Networks) Contains(a netip.Addr) bool {
 	return false
 }
 
-func (n Networks) String() string {
+func (n *Networks) String() string {
+	if n == nil {
+		return ""
+	}
+	return n.join()
+}
+
+func (n Networks) join() string {
 	s := make([]string, len(n))
 	for i, p := range n {
 		s[i] = p.String()

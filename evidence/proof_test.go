@@ -70,3 +70,26 @@ func TestProofNames(t *testing.T) {
 		t.Error("parsed a proof that does not exist")
 	}
 }
+
+func TestParseNetworks(t *testing.T) {
+	n, err := ParseNetworks(" 10.1.2.3/8, 192.0.2.7 ,2001:db8::1/32,::ffff:198.51.100.0/120,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.join(); got != "10.0.0.0/8,192.0.2.7/32,2001:db8::/32,198.51.100.0/24" {
+		t.Errorf("parsed %s", got)
+	}
+	for _, a := range []string{"10.200.0.1", "::ffff:10.0.0.1", "192.0.2.7", "2001:db8:ff::1", "198.51.100.9"} {
+		if !n.Contains(netip.MustParseAddr(a)) {
+			t.Errorf("%s not contained", a)
+		}
+	}
+	if n.Contains(netip.MustParseAddr("192.0.2.8")) {
+		t.Error("192.0.2.8 contained")
+	}
+	for _, bad := range []string{"nonsense", "10.0.0.0/33", "10.0.0.0/8,x"} {
+		if _, err := ParseNetworks(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

@@ -156,7 +156,9 @@ func readCapture(t *testing.T, file string, server uint16) []packet {
 // theirs stay datagrams.
 func TestRealClients(t *testing.T) {
 	needTools(t, "tftp", "curl", "atftp", "tcpdump")
-	p := startProc(t)
+	// A generous wait for tftp-hpa's follow-up: the machine may be loaded,
+	// and the test waits on the capture, not on this clock.
+	p := startProc(t, "-exchange-wait", "20s")
 	port := strconv.Itoa(int(p.addr.Port()))
 	stopCapture := startCapture(t, p.addr.Port())
 	dir := t.TempDir()

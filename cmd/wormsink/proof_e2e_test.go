@@ -33,7 +33,8 @@ func TestServeProof(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startServe(t, bin, "--signatures", sigs, "--upstream", "127.0.0.1:9", "--sinkhole-ip", "127.0.0.1",
-		"--trusted-sources", "127.0.0.77/32", "--tftp-source-rate", "-1", "--tftp-total-rate", "-1")
+		"--trusted-sources", "127.0.0.77/32", "--tftp-source-rate", "-1", "--tftp-total-rate", "-1",
+		"--tftp-exchange-wait", "30s") // generous on a loaded machine; the test waits on counters, and stopping records what still waits
 	tftpAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(p.tftp))
 	dnsAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(p.dns))
 

@@ -43,7 +43,7 @@ type serveConfig struct {
 	shutdown      time.Duration
 
 	// proof of the source address
-	trustedSources prefixList // networks whose edge drops forged sources
+	trustedSources evidence.Networks // networks whose edge drops forged sources
 }
 
 func serveFlags(e env, c *serveConfig) *flag.FlagSet {
@@ -71,6 +71,8 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.watch, "watch-interval", time.Second, "how often the signature file is checked for changes; 0 disables")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 4*time.Second, "how long in-flight work may take to finish on SIGTERM")
 	// proof of the source address
+	fs.IntVar(&c.tftp.Exchanges, "tftp-exchanges", sinkhole.DefaultExchanges, "TFTP refusals sent at once from a fresh port that waits for the client's follow-up (proof exchange); beyond it they leave from the listening port; negative: never")
+	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	return fs
 }
@@ -127,6 +129,11 @@ func (c *serveConfig) complete() error {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			return fmt.Errorf("--%s %q: %v", a.flag, a.addr, err)
 		}
+	}
+	// A refusal's fresh port is a socket held open: a wait beyond a minute
+	// (no real client takes that long to answer) only ties sockets up.
+	if w := c.tftp.ExchangeWait; w <= 0 || w > time.Minute {
+		return fmt.Errorf("--tftp-exchange-wait %v: want more than 0 and at most 1m", w)
 	}
 	if c.dns.Listen == "" {
 		return nil
@@ -194,7 +201,7 @@ func newServer(e env, c *serveConfig, hup <-chan os.Signal) (_ *server, err erro
 		}
 		s.out = f
 	}
-	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor, TrustedSources: evidence.Networks(c.trustedSources)})
+	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor, TrustedSources: c.trustedSources})
 	s.log = s.ev.Service()
 	s.metrics = newServeMetrics(s.reg, s.store, s.ev)
 
