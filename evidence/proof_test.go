@@ -93,3 +93,34 @@ func TestParseNetworks(t *testing.T) {
 		}
 	}
 }
+
+// When the detailed table is full, sightings fold per host, event and
+// signature; such a line carries the best proof of what it folds.
+func TestProofCoarseKeepsBest(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, Config{Sensor: "s", MaxPending: 1, Window: time.Hour})
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	ev := Event{Time: at, Kind: TFTPRefused, Host: netip.MustParseAddr("192.0.2.9"), Port: 1, Sig: "blaster", Family: "Blaster", Evidence: signatures.Strong}
+	w.Record(ev) // fills the detailed table
+	for i, p := range []Proof{ProofDatagram, ProofExchange, ProofDatagram} {
+		e := ev
+		e.Port, e.Proof = uint16(2+i), p
+		w.Record(e)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var coarse map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["port"].(float64) == 0 {
+			coarse = m
+		}
+	}
+	if coarse == nil || coarse["count"].(float64) != 3 || coarse["proof"] != "exchange" {
+		t.Fatalf("coarse line %v in\n%s", coarse, buf.String())
+	}
+}
