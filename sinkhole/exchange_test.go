@@ -104,6 +104,8 @@ func TestExchangeBounded(t *testing.T) {
 			fromMain++
 		}
 	}
+	// The counter follows the send: wait for it rather than race it.
+	waitFor(t, "five replies counted", func() bool { return ts.srv.Stats().Replies == 5 })
 	if st := ts.srv.Stats(); fromMain != 3 || st.ExchangeBusy != 3 || st.Replies != 5 {
 		t.Fatalf("%d refusals from the listening port, stats %+v", fromMain, st)
 	}
