@@ -26,10 +26,13 @@ type fixedSet struct{ s *signatures.Set }
 
 func (f fixedSet) Current() *signatures.Set { return f.s }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or the deadline passes. The deadline
+// is generous: it only matters when the test fails, and the CI machine is
+// loaded (under -race with other packages, the flood's last replies once
+// took more than 5 s to be read).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
