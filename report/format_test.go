@@ -100,7 +100,8 @@ func TestJSON(t *testing.T) {
 			Sensors    []string          `json:"sensors"`
 			Proof      string            `json:"proof"`
 		} `json:"hosts"`
-		Summary map[string]uint64 `json:"summary"`
+		Summary  map[string]uint64 `json:"summary"`
+		Networks []map[string]any  `json:"networks"`
 	}
 	d := json.NewDecoder(&buf)
 	d.DisallowUnknownFields()

@@ -32,11 +32,16 @@ func TestServeProof(t *testing.T) {
 	if err := os.WriteFile(sigs, fmt.Appendf(nil, storySigs, 1, "tftp.worm.example"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := startServe(t, bin, "--signatures", sigs, "--upstream", "127.0.0.1:9", "--sinkhole-ip", "127.0.0.1",
+	// The sinkhole on 127.0.0.200, so that clients on 127.0.0.1 are not its
+	// own address (which is never recorded as a host).
+	const sink = "127.0.0.200"
+	dnsPort, tftpPort := freePort(t), freePort(t)
+	p := startServe(t, bin, "--signatures", sigs, "--upstream", "127.0.0.1:9", "--sinkhole-ip", sink,
+		"--dns-listen", fmt.Sprintf("%s:%d", sink, dnsPort), "--tftp-listen", fmt.Sprintf("%s:%d", sink, tftpPort),
 		"--trusted-sources", "127.0.0.77/32", "--tftp-source-rate", "-1", "--tftp-total-rate", "-1",
 		"--tftp-exchange-wait", "30s") // generous on a loaded machine; the test waits on counters, and stopping records what still waits
-	tftpAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(p.tftp))
-	dnsAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(p.dns))
+	tftpAddr := netip.AddrPortFrom(netip.MustParseAddr(sink), uint16(tftpPort))
+	dnsAddr := netip.AddrPortFrom(netip.MustParseAddr(sink), uint16(dnsPort))
 
 	rrq := []byte("\x00\x01msblast.exe\x00octet\x00")
 	q := new(dns.Msg)
@@ -59,12 +64,13 @@ func TestServeProof(t *testing.T) {
 	}
 	send("127.0.0.77", tftpAddr, rrq) // trusted network: its edge drops forged sources
 
-	// tftp-hpa from 127.0.0.1: it ACKs the refusal to the port it came from.
-	if out, err := exec.Command(tftp, "127.0.0.1", strconv.Itoa(p.tftp), "-m", "binary", "-c", "get", "msblast.exe", "/dev/null").CombinedOutput(); err != nil || !strings.Contains(string(out), "denied") {
+	// tftp-hpa (from 127.0.0.1, the kernel's choice): it ACKs the refusal
+	// to the port it came from.
+	if out, err := exec.Command(tftp, sink, strconv.Itoa(tftpPort), "-m", "binary", "-c", "get", "msblast.exe", "/dev/null").CombinedOutput(); err != nil || !strings.Contains(string(out), "denied") {
 		t.Fatalf("tftp-hpa: %v %s", err, out)
 	}
 	digArgs := func(from string, args ...string) string {
-		out, err := exec.Command("dig", append([]string{"-b", from, "-p", strconv.Itoa(p.dns), "@127.0.0.1", "+time=3", "+tries=1"}, args...)...).CombinedOutput()
+		out, err := exec.Command("dig", append([]string{"-b", from, "-p", strconv.Itoa(dnsPort), "@" + sink, "+time=3", "+tries=1"}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("dig %v: %v\n%s", args, err, out)
 		}

@@ -159,11 +159,11 @@ func TestReportCommand(t *testing.T) {
 			t.Errorf("json: %v %q", err, out)
 		}
 		// These logs hold lone datagrams only: complaints need --include-unverified.
-		code, out, _ = reportCmd(t, "", "--format", "shadowserver", "--include-unverified", a, b)
+		code, out, _ = reportCmd(t, "", "--format", "shadowserver", "--evidence", "weak", "--include-unverified", a, b)
 		if r := csvRows(t, out); code != 0 || len(r) != 5 || r[0][0] != "timestamp" || r[0][2] != "src_ip" {
 			t.Errorf("shadowserver: %q", r)
 		}
-		code, out, _ = reportCmd(t, "", "--format", "xarf", "--include-unverified", "--reporter-contact", "abuse@isp.example", a, b)
+		code, out, _ = reportCmd(t, "", "--format", "xarf", "--evidence", "weak", "--include-unverified", "--reporter-contact", "abuse@isp.example", a, b)
 		if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, `"org":"isp.example"`) {
 			t.Errorf("xarf: %q", out)
 		}
