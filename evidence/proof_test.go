@@ -124,3 +124,51 @@ func TestProofCoarseKeepsBest(t *testing.T) {
 		t.Fatalf("coarse line %v in\n%s", coarse, buf.String())
 	}
 }
+
+// With the line budget spent, lone datagrams fold into network lines, but
+// a sighting whose proof took a round trip keeps its host line: a forged
+// flood cannot push proven hosts out of the log. trusted-source is
+// budgeted like a datagram. Network lines carry the best proof they fold.
+func TestProofRoundTripKeepsHostLine(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, Config{Sensor: "s", LineRate: 0.001, LineBurst: 1,
+		TrustedSources: Networks{netip.MustParsePrefix("198.51.100.0/24")}})
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	rec := func(host string, p Proof) {
+		w.Record(Event{Time: at, Kind: TFTPRefused, Host: netip.MustParseAddr(host), Port: 1, Sig: "blaster", Family: "Blaster", Evidence: signatures.Strong, Proof: p})
+	}
+	rec("192.0.2.1", ProofDatagram)    // takes the one token
+	rec("192.0.2.2", ProofDatagram)    // network line
+	rec("198.51.100.7", ProofDatagram) // trusted-source: network line too
+	rec("203.0.113.5", ProofExchange)  // host line
+	rec("203.0.113.6", ProofTCP)       // host line
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]string{}
+	nets := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if h, ok := m["host"].(string); ok {
+			hosts[h] = m["proof"].(string)
+		}
+		if n, ok := m["network"].(string); ok {
+			nets[n] = m["proof"].(string)
+		}
+	}
+	want := map[string]string{"192.0.2.1": "datagram", "203.0.113.5": "exchange", "203.0.113.6": "tcp"}
+	if len(hosts) != len(want) {
+		t.Errorf("host lines %v, want %v", hosts, want)
+	}
+	for h, p := range want {
+		if hosts[h] != p {
+			t.Errorf("%s: %q, want %q (hosts %v)", h, hosts[h], p, hosts)
+		}
+	}
+	if nets["192.0.2.0/24"] != "datagram" || nets["198.51.100.0/24"] != "trusted-source" {
+		t.Errorf("network lines %v", nets)
+	}
+}
