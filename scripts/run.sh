@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # make run: wormsink serve on unprivileged loopback ports with the built-in
-# signatures. Override with DNS_PORT, TFTP_PORT, METRICS_PORT, UPSTREAM, LOG.
+# signatures. Override with ADDR, DNS_PORT, TFTP_PORT, METRICS_PORT, UPSTREAM, LOG.
 # The default ports are ones nothing common listens on (not 5353: mDNS,
-# held by avahi on most desktops); README.md lists them. It serves on
-# 127.0.0.2, so that the examples, which ask from 127.0.0.1, are a customer:
-# wormsink never records the addresses it serves on as a host.
+# held by avahi on most desktops); README.md lists them.
 set -euo pipefail
 bin=${1:-bin/wormsink}
 dns=${DNS_PORT:-10053}
 tftp=${TFTP_PORT:-10069}
 metrics=${METRICS_PORT:-10090}
 log=${LOG:-${TMPDIR:-/tmp}/wormsink-evidence.jsonl}
-addr=127.0.0.2
+# The sinkhole serves on 127.0.0.2, so clients on this machine reach it from
+# 127.0.0.1: wormsink never records its own address as an infected host.
+addr=${ADDR:-127.0.0.2}
 args=(serve --dns-listen "$addr:$dns" --tftp-listen "$addr:$tftp"
       --metrics-listen "127.0.0.1:$metrics" --log "$log" --user "")
 if [ -n "${UPSTREAM:-}" ]; then
@@ -25,7 +25,7 @@ wormsink: DNS on $addr:$dns, TFTP on $addr:$tftp, metrics on http://127.0.0.1:$m
 evidence log: $log
 Try it from another terminal (the TFTP examples write nothing to disk):
   dig @$addr -p $dns windowsupdate.com        # Blaster's DDoS target: NXDOMAIN, weak evidence
-  curl tftp://$addr:$tftp/msblast.exe          # refused; the evidence names your address (127.0.0.1) and port
+  curl tftp://$addr:$tftp/msblast.exe          # refused; the evidence names your address and port
   busybox tftp -g -r msblast.exe -l - $addr $tftp  # refused too (-l -: to stdout, no file)
   $bin report $log                 # who is infected
   tail -f $log                     # the evidence log as it is written
