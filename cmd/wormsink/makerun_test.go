@@ -112,7 +112,7 @@ func TestMakeRun(t *testing.T) {
 	})
 
 	first := strings.Join(banner, "\n")
-	m := regexp.MustCompile(`DNS on (127\.0\.0\.1:\d+), TFTP on (127\.0\.0\.1:\d+), metrics on (http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(first)
+	m := regexp.MustCompile(`DNS on (127\.0\.0\.\d+:\d+), TFTP on (127\.0\.0\.\d+:\d+), metrics on (http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(first)
 	if m == nil || strings.Contains(first, ":5353") || !strings.Contains(first, logPath) {
 		t.Fatalf("banner lacks the addresses or the log, or uses the mDNS port:\n%s", first)
 	}
@@ -176,17 +176,20 @@ func listenUDP(addr string) (*net.UDPConn, error) {
 	return net.ListenUDP("udp4", ua)
 }
 
-// portFree reports whether port is free on 127.0.0.1 for UDP and TCP.
+// portFree reports whether port is free for UDP and TCP on the loopback
+// addresses make run uses.
 func portFree(port string) bool {
-	u, err := net.ListenPacket("udp", "127.0.0.1:"+port)
-	if err != nil {
-		return false
+	for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
+		u, err := net.ListenPacket("udp", host+":"+port)
+		if err != nil {
+			return false
+		}
+		u.Close()
+		l, err := net.Listen("tcp", host+":"+port)
+		if err != nil {
+			return false
+		}
+		l.Close()
 	}
-	u.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:"+port)
-	if err != nil {
-		return false
-	}
-	l.Close()
 	return true
 }
