@@ -33,7 +33,7 @@ type cacheEntry struct {
 	ttls    []uint32
 	stored  int64 // nanoseconds since cache.base
 	expires int64
-	cnames  bool // the answer holds CNAMEs: policy must look at the chain
+	check   bool // the answer names more than the question: policy must look at it on every hit
 }
 
 // Cache key flags: answers differ by these bits of the query.
@@ -130,7 +130,7 @@ func (c *cache) put(key []byte, resp []byte, info *respInfo, now int64) {
 		ttls:    make([]uint32, len(info.ttlOffs)),
 		stored:  now,
 		expires: now + int64(ttl)*int64(time.Second),
-		cnames:  info.cnames,
+		check:   info.check,
 	}
 	e.wire[0], e.wire[1] = 0, 0
 	for i, off := range e.ttlOffs {

@@ -36,6 +36,7 @@ type handler struct {
 	allow []netip.Prefix
 	v4    rrset
 	v6    rrset
+	soa   []byte // newPolicySOA
 	cache *cache
 	ups   []*upstream
 	cfg   Config
@@ -105,11 +106,16 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 	}
 
 	set := h.src.Current()
-	if set != nil && q.qclass == classIN && q.name != nil {
-		if m, ok := set.MatchName(bstr(q.name)); ok {
+	if set != nil {
+		// Every class: a listed name asked in class ANY or CH must not be
+		// forwarded unchecked.
+		if m, ok := match(set, q.text, q.cut); ok {
 			h.c.sinkholed.Add(1)
-			h.record(set, m, q, client, tcp, nil)
-			return h.fit(h.policyAnswer(s.out, msg, q, m.Domain, nil, 0, 0), q, msg, tcp), false
+			h.record(set, m, q, msg, client, tcp, nil, nil)
+			if q.qclass != classIN && q.qclass != classANY {
+				return h.policyRefused(s.out, msg, q, m), false
+			}
+			return h.fit(h.policyAnswer(s.out, msg, q, m, uint32(set.Serial()), nil, nil), q, msg, tcp), false
 		}
 	}
 
@@ -117,8 +123,14 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 		s.key = appendKey(s.key[:0], q)
 		now := h.cache.now()
 		if e := h.cache.get(s.key, now); e != nil && (tcp || len(e.wire) <= q.udpLimit()) {
-			if e.cnames && set != nil && q.qclass == classIN {
-				if err := walkResponse(e.wire, msg[headerLen:q.qEnd], set, &s.info, s.names[:]); err == nil && s.info.hit.Domain != nil {
+			if e.check && set != nil {
+				err := walkResponse(e.wire, msg[headerLen:q.qEnd], set, &s.info, s.names[:])
+				if err != nil {
+					// Cannot happen (it was walked before it was stored),
+					// but fail closed all the same.
+					return h.unchecked(s, msg), false
+				}
+				if s.info.hit.Domain != nil {
 					return h.chainAnswer(s, msg, e.wire, set, client, tcp), false
 				}
 			}
@@ -145,18 +157,24 @@ func (h *handler) fit(out []byte, q *query, msg []byte, tcp bool) []byte {
 }
 
 // chainAnswer is the policy answer for a listed name that the upstream
-// answer resp (walked into s.info) reaches through its CNAME chain.
+// answer resp (walked into s.info) names.
 func (h *handler) chainAnswer(s *scratch, msg, resp []byte, set *signatures.Set, client netip.AddrPort, tcp bool) []byte {
 	q, info := &s.q, &s.info
 	h.c.sinkholed.Add(1)
-	h.record(set, info.hit, q, client, tcp, info.hitName)
-	var out []byte
-	if info.targetOff < 0x4000 {
-		out = h.policyAnswer(s.out, msg, q, info.hit.Domain, resp[:info.chainEnd], info.chainRRs, info.targetOff)
-	} else {
-		out = h.policyAnswer(s.out, msg, q, info.hit.Domain, nil, 0, 0)
+	h.record(set, info.hit, q, msg, client, tcp, resp, info)
+	if q.qclass != classIN && q.qclass != classANY {
+		return h.policyRefused(s.out, msg, q, info.hit)
 	}
-	return h.fit(out, q, msg, tcp)
+	return h.fit(h.policyAnswer(s.out, msg, q, info.hit, uint32(set.Serial()), resp, info), q, msg, tcp)
+}
+
+// unchecked is the answer to a query whose upstream answer could not be
+// checked against the policy (names that do not decode, too many CNAMEs):
+// SERVFAIL, counted, rather than an answer that may hide a listed name.
+func (h *handler) unchecked(s *scratch, msg []byte) []byte {
+	h.c.unchecked.Add(1)
+	h.c.servFail.Add(1)
+	return errorAnswer(s.out, msg, &s.q, rcodeServFail)
 }
 
 // forward asks the upstreams for the query in s.q: healthy ones first, in
@@ -221,14 +239,13 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 // reaches a listed name; cacheable answers are stored.
 func (h *handler) relay(s *scratch, msg, resp []byte, set *signatures.Set, client netip.AddrPort, tcp bool) []byte {
 	q := &s.q
-	var walkSet *signatures.Set
-	if set != nil && q.qclass == classIN {
-		walkSet = set
-	}
-	if err := walkResponse(resp, msg[headerLen:q.qEnd], walkSet, &s.info, s.names[:]); err != nil {
-		// Malformed beyond the question: pass it on untouched, never cache it.
-		h.c.forwarded.Add(1)
-		return resp
+	if err := walkResponse(resp, msg[headerLen:q.qEnd], set, &s.info, s.names[:]); err != nil {
+		if len(resp) >= headerLen && binary.BigEndian.Uint16(resp[2:])&flagTC != 0 {
+			// Cut short by the upstream: the client retries over TCP.
+			h.c.forwarded.Add(1)
+			return truncate(append(s.out[:0], resp...), q, msg)
+		}
+		return h.unchecked(s, msg)
 	}
 	// The answer is cached as it came, even when policy rewrites it: the
 	// chain is checked again on every hit, against the set then in service.

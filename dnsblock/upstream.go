@@ -153,7 +153,7 @@ func (s *udpSock) read() {
 		id := binary.BigEndian.Uint16(buf)
 		s.mu.Lock()
 		c := s.pending[id]
-		if c == nil || n < c.qEnd || binary.BigEndian.Uint16(buf[4:]) != 1 || !equalFoldBytes(buf[headerLen:c.qEnd], c.q[headerLen:c.qEnd]) {
+		if c == nil || n < c.qEnd || binary.BigEndian.Uint16(buf[4:]) != 1 || !sameQuestion(buf[headerLen:c.qEnd], c.q[headerLen:c.qEnd]) {
 			s.mu.Unlock()
 			s.strays.Add(1)
 			continue
@@ -283,7 +283,7 @@ func (u *upstream) roundTripTCP(conn net.Conn, dst, msg []byte, qEnd int, deadli
 			return dst, err
 		}
 		if n >= qEnd && binary.BigEndian.Uint16(dst) == id && binary.BigEndian.Uint16(dst[4:]) == 1 &&
-			equalFoldBytes(dst[headerLen:qEnd], msg[headerLen:qEnd]) {
+			sameQuestion(dst[headerLen:qEnd], msg[headerLen:qEnd]) {
 			copy(dst, msg[:2])
 			return dst, nil
 		}
