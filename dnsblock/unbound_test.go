@@ -160,3 +160,69 @@ func TestUnboundEndToEnd(t *testing.T) {
 		t.Errorf("events %+v", evs)
 	}
 }
+
+// TestListedNameAnyClassThroughUnbound is defect 2: unbound answers class
+// ANY with its IN data, so a listed name asked in class ANY must get the
+// policy answer, and in another class REFUSED, never a forward.
+func TestListedNameAnyClassThroughUnbound(t *testing.T) {
+	ub := startUnbound(t)
+	rec := &recorder{}
+	s := startShim(t, Config{Upstreams: []string{ub}}, newSource(t, e2eSigs), rec)
+	for _, tcp := range []string{"+notcp", "+tcp"} {
+		out := dig(t, s.UDPAddr(), tcp, "-c", "ANY", "Target.E2E.test", "A")
+		if !strings.Contains(out, "status: NOERROR") || !strings.Contains(out, "192.0.2.66") || strings.Contains(out, "192.0.2.11") {
+			t.Errorf("class ANY %s:\n%s", tcp, out)
+		}
+		out = dig(t, s.UDPAddr(), tcp, "-c", "CH", "target.e2e.test", "A")
+		if !strings.Contains(out, "status: REFUSED") || strings.Contains(out, "192.0.2.11") {
+			t.Errorf("class CH %s:\n%s", tcp, out)
+		}
+	}
+	if n := len(rec.events()); n != 4 {
+		t.Errorf("%d evidence lines, want 4", n)
+	}
+}
+
+// TestPolicyAnswersShowEDEAndSOA is defect 9 as dig shows it: an Extended
+// DNS Error naming the signature when the client sent EDNS, and the policy
+// SOA (minimum = --ttl) in the authority section of NXDOMAIN and NODATA.
+func TestPolicyAnswersShowEDEAndSOA(t *testing.T) {
+	ub := startUnbound(t)
+	sigs := `serial: 11
+signatures:
+  - id: edeworm
+    family: E2E
+    domains:
+      - worm.example
+      - {name: nx.example, action: nxdomain}
+      - {name: nodata.example, action: nodata}
+      - target.e2e.test
+`
+	s := startShim(t, Config{Upstreams: []string{ub}, TTL: 45 * time.Second}, newSource(t, sigs), &recorder{})
+	for _, tc := range []struct {
+		args []string
+		want []string
+		not  []string
+	}{
+		{[]string{"worm.example", "A"}, []string{"status: NOERROR", "EDE: 15 (Blocked): (edeworm)", "192.0.2.66"}, []string{"AUTHORITY: 1"}},
+		{[]string{"worm.example", "MX"}, []string{"status: NOERROR", "EDE: 15 (Blocked): (edeworm)", "AUTHORITY: 1", "SOA\twormsink.invalid. policy.invalid. 11 3600 600 86400 45"}, nil},
+		{[]string{"nx.example", "A"}, []string{"status: NXDOMAIN", "EDE: 17 (Filtered): (edeworm)", "AUTHORITY: 1", "nx.example.\t\t45\tIN\tSOA\twormsink.invalid. policy.invalid. 11 3600 600 86400 45"}, nil},
+		{[]string{"nodata.example", "AAAA"}, []string{"status: NOERROR", "ANSWER: 0", "EDE: 17 (Filtered): (edeworm)", "AUTHORITY: 1", "SOA"}, nil},
+		{[]string{"alias.e2e.test", "A"}, []string{"EDE: 15 (Blocked): (edeworm)", "CNAME\ttarget.e2e.test.", "192.0.2.66"}, []string{"192.0.2.11"}},
+		{[]string{"+noedns", "nx.example", "A"}, []string{"status: NXDOMAIN", "AUTHORITY: 1", "SOA"}, []string{"EDE", "OPT"}},
+	} {
+		for _, tcp := range []string{"+notcp", "+tcp"} {
+			out := dig(t, s.UDPAddr(), append([]string{tcp}, tc.args...)...)
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("dig %v: no %q in\n%s", tc.args, w, out)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(out, w) {
+					t.Errorf("dig %v: %q in\n%s", tc.args, w, out)
+				}
+			}
+		}
+	}
+}
