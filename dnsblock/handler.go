@@ -1,6 +1,7 @@
 package dnsblock
 
 import (
+	"context"
 	"encoding/binary"
 	"net/netip"
 	"sync"
@@ -39,6 +40,8 @@ type handler struct {
 	soa   []byte // newPolicySOA
 	cache *cache
 	ups   []*upstream
+	lim   *limiter
+	fl    flights
 	cfg   Config
 	c     counters
 	log   zerolog.Logger
@@ -51,13 +54,14 @@ type scratch struct {
 	name  [256]byte
 	names [512]byte
 	key   []byte
+	fkey  []byte
 	info  respInfo
 	out   []byte // the answer to the client
 	up    []byte // the upstream's answer
 }
 
 func newScratch() *scratch {
-	return &scratch{key: make([]byte, 0, 300), out: make([]byte, 0, 4096), up: make([]byte, 0, 4096), info: respInfo{ttlOffs: make([]int32, 0, 32)}}
+	return &scratch{key: make([]byte, 0, 300), fkey: make([]byte, 0, 300), out: make([]byte, 0, 4096), up: make([]byte, 0, 4096), info: respInfo{ttlOffs: make([]int32, 0, 32)}}
 }
 
 var scratchPool = sync.Pool{New: func() any { return newScratch() }}
@@ -177,14 +181,58 @@ func (h *handler) unchecked(s *scratch, msg []byte) []byte {
 	return errorAnswer(s.out, msg, &s.q, rcodeServFail)
 }
 
-// forward asks the upstreams for the query in s.q: healthy ones first, in
-// configured order, then the ones in their penalty time. Only when none
-// answers in time does the client get SERVFAIL.
-func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp bool) []byte {
+// forward answers the query in s.q from the upstreams. Identical queries
+// in progress (same question, same flags, same transport) share one
+// upstream query; each client's answer is still checked and recorded on
+// its own. ctx ends when the query is jostled out by the limiter: a UDP
+// client then gets nothing (as from an overloaded resolver), a TCP client
+// SERVFAIL.
+func (h *handler) forward(ctx context.Context, s *scratch, msg []byte, client netip.AddrPort, tcp bool) []byte {
+	q := &s.q
+	set := h.src.Current()
+	s.fkey = appendKey(s.fkey[:0], q)
+	if tcp {
+		s.fkey = append(s.fkey, 't')
+	}
+	fl, lead := h.fl.join(s.fkey)
+	var resp []byte
+	if lead {
+		resp = h.ask(ctx, s, msg, tcp)
+		h.fl.land(s.fkey, fl, resp)
+	} else {
+		h.c.merged.Add(1)
+		select {
+		case <-fl.done:
+		case <-ctx.Done():
+		}
+		if fl.resp != nil && ctx.Err() == nil {
+			resp = append(s.up[:0], fl.resp...)
+			s.up = resp
+			copy(resp, msg[:2])
+			copy(resp[headerLen:q.qEnd], msg[headerLen:q.qEnd])
+		}
+	}
+	if resp != nil {
+		return h.relay(s, msg, resp, set, client, tcp)
+	}
+	if ctx.Err() != nil {
+		h.c.jostled.Add(1)
+		if !tcp {
+			return nil
+		}
+	}
+	h.c.servFail.Add(1)
+	return errorAnswer(s.out, msg, q, rcodeServFail)
+}
+
+// ask tries the upstreams for the query in s.q: healthy ones first, in
+// configured order, then the ones in their penalty time. It returns the
+// first usable answer (in s.up), else a SERVFAIL or REFUSED an upstream
+// gave, else nil.
+func (h *handler) ask(ctx context.Context, s *scratch, msg []byte, tcp bool) []byte {
 	q := &s.q
 	start := time.Now()
 	deadline := start.Add(h.cfg.Timeout)
-	set := h.src.Current()
 	var fallback []byte // a SERVFAIL or REFUSED from an upstream, kept in case no other does better
 	tried := 0
 	for pass := 0; pass < 2; pass++ {
@@ -193,7 +241,7 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 			if u.healthy(now.UnixNano()) != (pass == 0) {
 				continue
 			}
-			if now.After(deadline) {
+			if now.After(deadline) || ctx.Err() != nil {
 				break
 			}
 			tried++
@@ -203,12 +251,15 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 			}
 			var err error
 			if tcp {
-				s.up, err = u.exchangeTCP(s.up, msg, q.qEnd, until)
+				s.up, err = u.exchangeTCP(ctx, s.up, msg, q.qEnd, until)
 			} else {
-				s.up, err = u.exchangeUDP(s.up, msg, q.qEnd, until)
+				s.up, err = u.exchangeUDP(ctx, s.up, msg, q.qEnd, until)
 			}
 			done := time.Now()
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				h.c.upErrors.Add(1)
 				if u.failed(done.UnixNano(), h.cfg.HealthMemory) {
 					h.log.Warn().Str("event", "dns_upstream_down").Str("upstream", u.addr).Err(err).Msg("upstream failed; trying the others first")
@@ -225,14 +276,10 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 				fallback = append(fallback[:0], resp...)
 				continue
 			}
-			return h.relay(s, msg, resp, set, client, tcp)
+			return resp
 		}
 	}
-	if fallback != nil {
-		return h.relay(s, msg, fallback, set, client, tcp)
-	}
-	h.c.servFail.Add(1)
-	return errorAnswer(s.out, msg, q, rcodeServFail)
+	return fallback
 }
 
 // relay returns the upstream's answer as it came, unless its CNAME chain
@@ -257,5 +304,9 @@ func (h *handler) relay(s *scratch, msg, resp []byte, set *signatures.Set, clien
 		return h.chainAnswer(s, msg, resp, set, client, tcp)
 	}
 	h.c.forwarded.Add(1)
+	if !tcp && len(resp) > q.udpLimit() {
+		// A merged query's answer, sized for another client's EDNS.
+		return truncate(append(s.out[:0], resp...), q, msg)
+	}
 	return resp
 }

@@ -29,10 +29,11 @@ type cnameRR struct {
 // matches the query, how long it may be cached, and whether it names a
 // listed name.
 type respInfo struct {
-	rcode   uint16
-	tc      bool
-	ttl     uint32 // how long the answer may be cached; 0: not at all
-	ttlOffs []int32
+	rcode    uint16
+	tc       bool
+	ttl      uint32 // how long the answer may be cached; 0: not at all
+	negative bool   // NXDOMAIN or NODATA: capped as negative answers are
+	ttlOffs  []int32
 	// check: the answer section holds a name other than the question's (a
 	// CNAME, or a record of another owner), which the policy must see on
 	// every cache hit; answers owned by the question name alone need only
@@ -63,7 +64,7 @@ type respInfo struct {
 // read in full returns an error: it must not be relayed.
 func walkResponse(resp []byte, qsec []byte, set *signatures.Set, info *respInfo, scratch []byte) error {
 	offs := info.ttlOffs[:0]
-	info.rcode, info.tc, info.ttl, info.ttlOffs, info.check = 0, false, 0, offs, false
+	info.rcode, info.tc, info.ttl, info.ttlOffs, info.check, info.negative = 0, false, 0, offs, false, false
 	info.ncn, info.hit, info.hitName, info.chainLen = 0, signatures.NameMatch{}, nil, 0
 	if len(resp) < headerLen {
 		return errShort
@@ -193,6 +194,7 @@ func walkResponse(resp []byte, qsec []byte, set *signatures.Set, info *respInfo,
 	case info.tc || cookie:
 		// A truncated answer is incomplete; a cookie belongs to one client.
 	case info.rcode == rcodeNXDomain || info.rcode == rcodeSuccess && an == 0:
+		info.negative = true
 		if haveSOA {
 			info.ttl = soaTTL
 		}
