@@ -482,3 +482,11 @@ func prefixList(ps []netip.Prefix) string {
 	}
 	return string(b)
 }
+
+// CacheBytes is what the cached answers count against Config.CacheBytes.
+func (s *Server) CacheBytes() int {
+	if s.h.cache == nil {
+		return 0
+	}
+	return s.h.cache.size()
+}

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"wormsink/dnsblock"
 	"wormsink/evidence"
 	"wormsink/signatures"
 	"wormsink/sinkhole"
@@ -48,6 +50,9 @@ type serveConfig struct {
 	user           string
 	watch          time.Duration
 	shutdown       time.Duration
+
+	// DNS shim hardening (issue 10).
+	cacheBytes byteSize
 }
 
 var defaultAllow = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
@@ -72,6 +77,8 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.logFile, "log", "-", "evidence and service log, JSON lines; - is stdout")
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "HTTP address for Prometheus /metrics and /healthz (default off)")
 	fs.StringVar(&c.sensor, "sensor", host, "name recorded in every event")
+	c.cacheBytes = dnsblock.DefaultCacheBytes
+	fs.Var(&c.cacheBytes, "cache-bytes", "byte budget of the response cache, counted in answer sizes (64MiB, 512KiB, 1GB or plain bytes)")
 	fs.StringVar(&c.user, "user", "nobody", "when started as root: user to switch to once every socket is bound")
 	fs.DurationVar(&c.watch, "watch-interval", time.Second, "how often the signature file is checked for changes; 0 disables")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 4*time.Second, "how long in-flight work may take to finish on SIGTERM")
@@ -423,5 +430,31 @@ func (l *prefixList) Set(v string) error {
 		}
 		*l = append(*l, pr.Masked())
 	}
+	return nil
+}
+
+// byteSize is a flag holding a number of bytes, with an optional binary
+// (KiB, MiB, GiB) or decimal (KB, MB, GB) unit.
+type byteSize int
+
+func (b *byteSize) String() string { return strconv.Itoa(int(*b)) }
+
+func (b *byteSize) Set(s string) error {
+	s = strings.TrimSpace(s)
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return fmt.Errorf("want a positive size such as 64MiB, got %q", s)
+	}
+	*b = byteSize(n * mult)
 	return nil
 }
