@@ -20,6 +20,12 @@ import (
 // e2e.test zone from local-data, and waits until it answers.
 func startUnbound(t *testing.T) string {
 	t.Helper()
+	return startUnboundWith(t, "")
+}
+
+// startUnboundWith is startUnbound with extra lines in its server: clause.
+func startUnboundWith(t *testing.T, extra string) string {
+	t.Helper()
 	bin := "/usr/sbin/unbound"
 	if _, err := os.Stat(bin); err != nil {
 		var lerr error
@@ -58,9 +64,9 @@ func startUnbound(t *testing.T) string {
   local-data: "www.e2e.test. 300 IN AAAA 2001:db8::10"
   local-data: "alias.e2e.test. 300 IN CNAME target.e2e.test."
   local-data: "target.e2e.test. 300 IN A 192.0.2.11"
-%[3]sremote-control:
+%[3]s%[4]sremote-control:
   control-enable: no
-`, port, dir, big.String())
+`, port, dir, big.String(), extra)
 	path := filepath.Join(dir, "unbound.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
