@@ -1,17 +1,11 @@
 package dnsblock
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/miekg/dns"
 )
 
 // hostileZone is an authoritative zone a hostile party could publish: names
@@ -68,13 +62,8 @@ func startBIND(t *testing.T, zone string) string {
 	if err := os.Chmod(dir, 0o777); err != nil { // named may drop to its own user
 		t.Fatal(err)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-	conf := fmt.Sprintf(`options {
+	return runDaemon(t, "named", "safe.example.", func(port int) *exec.Cmd {
+		conf := fmt.Sprintf(`options {
   directory "%[1]s";
   pid-file "%[1]s/named.pid";
   session-keyfile "%[1]s/session.key";
@@ -90,33 +79,12 @@ func startBIND(t *testing.T, zone string) string {
 controls { };
 zone "example" { type primary; file "%[1]s/example.zone"; };
 `, dir, port)
-	if err := os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "example.zone"), []byte(zone), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-g", "-n", "1", "-c", filepath.Join(dir, "named.conf"))
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	m := new(dns.Msg)
-	m.SetQuestion("safe.example.", dns.TypeA)
-	c := &dns.Client{Timeout: 200 * time.Millisecond}
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if r, _, err := c.Exchange(m, addr); err == nil && len(r.Answer) == 1 {
-			return addr
+		if err := os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("named did not answer on %s: %s", addr, stderr.String())
+		if err := os.WriteFile(filepath.Join(dir, "example.zone"), []byte(zone), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if cmd.ProcessState != nil {
-			t.Fatalf("named exited: %s", stderr.String())
-		}
-	}
+		return exec.Command(bin, "-g", "-n", "1", "-c", filepath.Join(dir, "named.conf"))
+	})
 }

@@ -3,7 +3,6 @@ package dnsblock
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -11,68 +10,43 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
-	"time"
-
-	"github.com/rs/zerolog"
-
-	"wormsink/signatures"
 )
 
 // The load tests measure the shim's own file descriptors and memory, so
-// the shim runs in a child process (this test binary, re-executed) and
-// the clients stay in the parent.
+// the shim runs as `wormsink serve` in a process of its own (built without
+// the race detector, which would multiply its memory), with default flags
+// but for the addresses, and the clients stay in the test.
 
-const childEnv = "DNSBLOCK_TEST_CHILD"
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+	buildOut  []byte
+)
 
-func TestMain(m *testing.M) {
-	if cfg := os.Getenv(childEnv); cfg != "" {
-		os.Exit(runChild(cfg))
+// wormsinkBinary builds cmd/wormsink once per test run.
+func wormsinkBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "ws10-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildBin = filepath.Join(dir, "wormsink")
+		buildOut, buildErr = exec.Command(goBin, "build", "-o", buildBin, "wormsink/cmd/wormsink").CombinedOutput()
+	})
+	if buildErr != nil {
+		t.Fatalf("go build ./cmd/wormsink: %v\n%s", buildErr, buildOut)
 	}
-	os.Exit(m.Run())
-}
-
-// childConfig is the part of Config a child shim takes from the parent.
-type childConfig struct {
-	Upstream        string
-	Allow           []string
-	UpstreamTCPIdle time.Duration
-}
-
-// runChild serves a shim with the default configuration otherwise, prints
-// its address and serves until its stdin closes.
-func runChild(js string) int {
-	var cc childConfig
-	if err := json.Unmarshal([]byte(js), &cc); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	allow, err := ParseAllow(cc.Allow)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	src := &source{}
-	set, err := signatures.Parse("test.yaml", []byte(testSigs))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	src.p.Store(set)
-	s, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []string{cc.Upstream}, Allow: allow, CacheSize: -1,
-		UpstreamTCPIdle: cc.UpstreamTCPIdle,
-		SinkholeIPs:     []netip.Addr{netip.MustParseAddr("192.0.2.66")}}, src, nil, zerolog.Nop())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	if err := s.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	fmt.Printf("ADDR %s\n", s.UDPAddr())
-	io.Copy(io.Discard, os.Stdin)
-	return 0
+	return buildBin
 }
 
 // child is a shim running in its own process.
@@ -81,16 +55,18 @@ type child struct {
 	addr netip.AddrPort
 }
 
-func startChild(t *testing.T, cc childConfig) *child {
+// startChild runs `wormsink serve` forwarding to upstream, serving allow,
+// with the test signatures, and waits for its dns_listen line.
+func startChild(t *testing.T, upstream, allow string) *child {
 	t.Helper()
-	js, _ := json.Marshal(cc)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(js))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
+	bin := wormsinkBinary(t)
+	sigs := filepath.Join(t.TempDir(), "sigs.yaml")
+	if err := os.WriteFile(sigs, []byte(testSigs), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	cmd := exec.Command(bin, "serve", "--dns-listen", "127.0.0.1:0", "--tftp-listen", "", "--upstream", upstream,
+		"--allow", allow, "--sinkhole-ip", "192.0.2.66", "--signatures", sigs, "--log", "-")
+	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -98,16 +74,23 @@ func startChild(t *testing.T, cc childConfig) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("child shim: %v", err)
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	r := bufio.NewReader(out)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("wormsink serve ended before it listened: %v", err)
+		}
+		var ev struct{ Event, UDP string }
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Event == "dns_listen" {
+			addr, err := netip.ParseAddrPort(ev.UDP)
+			if err != nil {
+				t.Fatalf("dns_listen line %q", line)
+			}
+			go io.Copy(io.Discard, r) // keep its log flowing
+			return &child{cmd: cmd, addr: addr}
+		}
 	}
-	addr, err := netip.ParseAddrPort(strings.TrimSpace(strings.TrimPrefix(line, "ADDR ")))
-	if err != nil {
-		t.Fatalf("child shim said %q", line)
-	}
-	return &child{cmd: cmd, addr: addr}
 }
 
 // fds counts the child's open file descriptors.

@@ -38,6 +38,9 @@ func (t *tcpConn) write(resp []byte) {
 		t.err.Store(true)
 		t.c.SetReadDeadline(time.Now()) // stop the reader too
 	}
+	if cap(t.out) > 4096 {
+		t.out = nil // a large answer's buffer is not kept per connection
+	}
 }
 
 // evict ends an idle connection to make room (RFC 7766 §6.2: a server

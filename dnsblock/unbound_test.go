@@ -2,7 +2,6 @@ package dnsblock
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -34,17 +33,12 @@ func startUnboundWith(t *testing.T, extra string) string {
 		}
 	}
 	dir := t.TempDir()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
 	var big strings.Builder
 	for i := range 12 {
 		fmt.Fprintf(&big, "  local-data: 'big.e2e.test. 300 IN TXT \"%03d%s\"'\n", i, strings.Repeat("y", 200))
 	}
-	conf := fmt.Sprintf(`server:
+	return runDaemon(t, "unbound", "www.e2e.test.", func(port int) *exec.Cmd {
+		conf := fmt.Sprintf(`server:
   interface: 127.0.0.1
   port: %d
   do-ip6: no
@@ -67,28 +61,71 @@ func startUnboundWith(t *testing.T, extra string) string {
 %[3]s%[4]sremote-control:
   control-enable: no
 `, port, dir, big.String(), extra)
-	path := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-d", "-c", path)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	m := new(dns.Msg)
-	m.SetQuestion("www.e2e.test.", dns.TypeA)
-	c := &dns.Client{Timeout: 200 * time.Millisecond}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if r, _, err := c.Exchange(m, addr); err == nil && len(r.Answer) == 1 {
-			return addr
+		path := filepath.Join(dir, "unbound.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("unbound did not answer on %s: %s", addr, stderr.String())
+		return exec.Command(bin, "-d", "-c", path)
+	})
+}
+
+// runDaemon starts a DNS server from cmdFor on a free loopback port and
+// waits until it answers an A query for probe; a start that loses its
+// port to another socket in the meantime is retried on a new one.
+func runDaemon(t *testing.T, name, probe string, cmdFor func(port int) *exec.Cmd) string {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		port := freePort(t)
+		cmd := cmdFor(port)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stderr, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		stop := func() { cmd.Process.Kill(); <-exited }
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		m := new(dns.Msg)
+		m.SetQuestion(probe, dns.TypeA)
+		c := &dns.Client{Timeout: 200 * time.Millisecond}
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			if r, _, err := c.Exchange(m, addr); err == nil && len(r.Answer) >= 1 {
+				t.Cleanup(stop)
+				return addr
+			}
+			select {
+			case <-exited:
+				if attempt < 3 && strings.Contains(stderr.String(), "in use") {
+					goto retry
+				}
+				t.Fatalf("%s exited: %s", name, stderr.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				stop()
+				t.Fatalf("%s did not answer on %s: %s", name, addr, stderr.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	retry:
+	}
+}
+
+// freePort finds a port free for both UDP and TCP on 127.0.0.1.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			pc.Close()
+			return port
 		}
 	}
 }

@@ -442,9 +442,8 @@ func (c *upConn) roundTrip(ctx context.Context, dst, msg []byte, qEnd int, deadl
 	if call.err != nil {
 		return dst, call.err
 	}
-	dst = append(dst[:0], call.resp...)
-	copy(dst, msg[:2])
-	return dst, nil
+	copy(call.resp, msg[:2])
+	return call.resp, nil // the reader's buffer is ours now
 }
 
 // cancel withdraws a call; false means the reader already took it.
