@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"wormsink/internal/evidencetest"
 )
 
 // dialFrom opens a TCP connection to addr from the loopback address src.
@@ -42,7 +44,7 @@ func tcpQuery(c net.Conn, name string, qtype uint16) (*dns.Msg, error) {
 func TestTCPOutsidersCannotHoldSlots(t *testing.T) {
 	ub := startUnbound(t)
 	s := startShim(t, Config{Upstreams: []string{ub}, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
-		newSource(t, testSigs), &recorder{})
+		newSource(t, testSigs), &evidencetest.Recorder{})
 	var held []net.Conn
 	defer func() {
 		for _, c := range held {
@@ -90,7 +92,7 @@ func TestTCPOutsidersCannotHoldSlots(t *testing.T) {
 // client over its own cap evicts only its own connections.
 func TestTCPEvictsOldestIdle(t *testing.T) {
 	ub := startUnbound(t)
-	s := startShim(t, Config{Upstreams: []string{ub}, MaxTCPConns: 4, MaxTCPPerClient: 3}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{ub}, MaxTCPConns: 4, MaxTCPPerClient: 3}, newSource(t, testSigs), &evidencetest.Recorder{})
 	var conns []net.Conn
 	for i := range 4 {
 		src := "127.0.0.1"
@@ -233,7 +235,7 @@ func established(t *testing.T, port uint16) int {
 func TestStaleUpstreamTCPRetried(t *testing.T) {
 	ub := startUnboundWith(t, "  tcp-idle-timeout: 300\n")
 	upPort := netip.MustParseAddrPort(ub).Port()
-	s := startShim(t, Config{Upstreams: []string{ub}, UpstreamTCPIdle: time.Hour}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{ub}, UpstreamTCPIdle: time.Hour}, newSource(t, testSigs), &evidencetest.Recorder{})
 	for round := range 3 {
 		var wg sync.WaitGroup
 		var fails atomic.Int64
@@ -280,7 +282,7 @@ func TestOneClientCannotStarveOthers(t *testing.T) {
 		answerA(w, r)
 	})
 	s := startShim(t, Config{Upstreams: []string{up.addr}, MaxInflight: 200, Timeout: 10 * time.Second, AttemptTimeout: 10 * time.Second},
-		newSource(t, testSigs), &recorder{})
+		newSource(t, testSigs), &evidencetest.Recorder{})
 	flood := func(src string, n int) {
 		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)}, net.UDPAddrFromAddrPort(s.UDPAddr()))
 		if err != nil {
@@ -395,7 +397,7 @@ func TestNoDataCappedAsNegative(t *testing.T) {
 		m.Ns = []dns.RR{soa}
 		w.WriteMsg(m)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 1000}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 1000}, newSource(t, testSigs), &evidencetest.Recorder{})
 	ask(t, "udp", s.UDPAddr(), "nodata.e2e.example", dns.TypeAAAA)
 	r := ask(t, "udp", s.UDPAddr(), "nodata.e2e.example", dns.TypeAAAA)
 	if up.queries.Load() != 1 || len(r.Ns) != 1 || r.Ns[0].Header().Ttl > 3600 {
@@ -425,7 +427,7 @@ func TestICMPUnreachableFailsOver(t *testing.T) {
 	pc.Close() // nothing listens there now: the kernel answers with ICMP
 	ub := startUnbound(t)
 	s := startShim(t, Config{Upstreams: []string{closed, ub}, AttemptTimeout: 5 * time.Second, Timeout: 10 * time.Second},
-		newSource(t, testSigs), &recorder{})
+		newSource(t, testSigs), &evidencetest.Recorder{})
 	start := time.Now()
 	r := ask(t, "udp", s.UDPAddr(), "www.e2e.test", dns.TypeA)
 	took := time.Since(start)

@@ -29,7 +29,7 @@ func newTestHandler(tb testing.TB, upAddr string, cacheSize int, rec Recorder) *
 		tb.Fatal(err)
 	}
 	if upAddr != "" {
-		u, err := newUpstream(upAddr, 2, time.Second, &s.h.c.upStrays)
+		u, err := newUpstream(upAddr, 2, time.Second, &s.h.stats.upStrays)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"wormsink/internal/evidencetest"
 )
 
 // refListed is the policy decided from miekg/dns's reading of a name, by
@@ -69,8 +71,8 @@ func FuzzDifferential(f *testing.F) {
 		}
 		f.Add([]byte(nil), b)
 	}
-	hq := newTestHandler(f, "", 0, &recorder{}) // no cache: every answer is decided afresh
-	h := newTestHandler(f, "", 100, &recorder{})
+	hq := newTestHandler(f, "", 0, &evidencetest.Recorder{}) // no cache: every answer is decided afresh
+	h := newTestHandler(f, "", 100, &evidencetest.Recorder{})
 	sc := newScratch()
 	aliasQ := packQuery(f, "alias.example.", dns.TypeA, false)
 	f.Fuzz(func(t *testing.T, query, answer []byte) {

@@ -43,7 +43,7 @@ type handler struct {
 	lim   *limiter
 	fl    flights
 	cfg   Config
-	c     counters
+	stats counters // what Server.Stats reports
 	log   zerolog.Logger
 }
 
@@ -82,28 +82,28 @@ func (h *handler) allowed(a netip.Addr) bool {
 func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool) (resp []byte, forward bool) {
 	q := &s.q
 	if len(msg) < headerLen || msg[2]&0x80 != 0 {
-		h.c.dropped.Add(1) // no header, or an answer: replying could start a loop
+		h.stats.dropped.Add(1) // no header, or an answer: replying could start a loop
 		return nil, false
 	}
 	err := parseQuery(msg, q, s.name[:])
 	if !h.allowed(client.Addr()) {
-		h.c.refused.Add(1)
+		h.stats.refused.Add(1)
 		if err != nil {
 			return s.bare(msg, rcodeRefused), false
 		}
 		return errorAnswer(s.out, msg, q, rcodeRefused), false
 	}
 	if err != nil {
-		h.c.formErr.Add(1)
+		h.stats.formErr.Add(1)
 		return formErr(s.out, msg), false
 	}
 	if q.opcode != 0 {
-		h.c.notImp.Add(1)
+		h.stats.notImp.Add(1)
 		return errorAnswer(s.out, msg, q, rcodeNotImp), false
 	}
 	if q.edns && q.ednsVer != 0 {
 		// RFC 6891 §6.1.3: BADVERS (16) is extended rcode 1, rcode 0.
-		h.c.formErr.Add(1)
+		h.stats.formErr.Add(1)
 		out := errorAnswer(s.out, msg, q, rcodeSuccess)
 		out[len(out)-6] = 1
 		return out, false
@@ -114,7 +114,7 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 		// Every class: a listed name asked in class ANY or CH must not be
 		// forwarded unchecked.
 		if m, ok := match(set, q.text, q.cut); ok {
-			h.c.sinkholed.Add(1)
+			h.stats.sinkholed.Add(1)
 			h.record(set, m, q, msg, client, tcp, nil, nil)
 			if q.qclass != classIN && q.qclass != classANY {
 				return h.policyRefused(s.out, msg, q, m), false
@@ -138,7 +138,7 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 					return h.chainAnswer(s, msg, e.wire, set, client, tcp), false
 				}
 			}
-			h.c.cacheHits.Add(1)
+			h.stats.cacheHits.Add(1)
 			return e.appendHit(s.out, q, now), false
 		}
 	}
@@ -164,7 +164,7 @@ func (h *handler) fit(out []byte, q *query, msg []byte, tcp bool) []byte {
 // answer resp (walked into s.info) names.
 func (h *handler) chainAnswer(s *scratch, msg, resp []byte, set *signatures.Set, client netip.AddrPort, tcp bool) []byte {
 	q, info := &s.q, &s.info
-	h.c.sinkholed.Add(1)
+	h.stats.sinkholed.Add(1)
 	h.record(set, info.hit, q, msg, client, tcp, resp, info)
 	if q.qclass != classIN && q.qclass != classANY {
 		return h.policyRefused(s.out, msg, q, info.hit)
@@ -176,8 +176,8 @@ func (h *handler) chainAnswer(s *scratch, msg, resp []byte, set *signatures.Set,
 // checked against the policy (names that do not decode, too many CNAMEs):
 // SERVFAIL, counted, rather than an answer that may hide a listed name.
 func (h *handler) unchecked(s *scratch, msg []byte) []byte {
-	h.c.unchecked.Add(1)
-	h.c.servFail.Add(1)
+	h.stats.unchecked.Add(1)
+	h.stats.servFail.Add(1)
 	return errorAnswer(s.out, msg, &s.q, rcodeServFail)
 }
 
@@ -200,7 +200,7 @@ func (h *handler) forward(ctx context.Context, s *scratch, msg []byte, client ne
 		resp = h.ask(ctx, s, msg, tcp)
 		h.fl.land(s.fkey, fl, resp)
 	} else {
-		h.c.merged.Add(1)
+		h.stats.merged.Add(1)
 		select {
 		case <-fl.done:
 		case <-ctx.Done():
@@ -216,12 +216,12 @@ func (h *handler) forward(ctx context.Context, s *scratch, msg []byte, client ne
 		return h.relay(s, msg, resp, set, client, tcp)
 	}
 	if ctx.Err() != nil {
-		h.c.jostled.Add(1)
+		h.stats.jostled.Add(1)
 		if !tcp {
 			return nil
 		}
 	}
-	h.c.servFail.Add(1)
+	h.stats.servFail.Add(1)
 	return errorAnswer(s.out, msg, q, rcodeServFail)
 }
 
@@ -260,13 +260,13 @@ func (h *handler) ask(ctx context.Context, s *scratch, msg []byte, tcp bool) []b
 				if ctx.Err() != nil {
 					return nil
 				}
-				h.c.upErrors.Add(1)
+				h.stats.upErrors.Add(1)
 				if u.failed(done.UnixNano(), h.cfg.HealthMemory) {
 					h.log.Warn().Str("event", "dns_upstream_down").Str("upstream", u.addr).Err(err).Msg("upstream failed; trying the others first")
 				}
 				continue
 			}
-			h.c.observe(done.Sub(now))
+			h.stats.observe(done.Sub(now))
 			if u.succeeded() {
 				h.log.Info().Str("event", "dns_upstream_up").Str("upstream", u.addr).Msg("upstream answers again")
 			}
@@ -289,7 +289,7 @@ func (h *handler) relay(s *scratch, msg, resp []byte, set *signatures.Set, clien
 	if err := walkResponse(resp, msg[headerLen:q.qEnd], set, &s.info, s.names[:]); err != nil {
 		if len(resp) >= headerLen && binary.BigEndian.Uint16(resp[2:])&flagTC != 0 {
 			// Cut short by the upstream: the client retries over TCP.
-			h.c.forwarded.Add(1)
+			h.stats.forwarded.Add(1)
 			return truncate(append(s.out[:0], resp...), q, msg)
 		}
 		return h.unchecked(s, msg)
@@ -303,7 +303,7 @@ func (h *handler) relay(s *scratch, msg, resp []byte, set *signatures.Set, clien
 	if s.info.hit.Domain != nil {
 		return h.chainAnswer(s, msg, resp, set, client, tcp)
 	}
-	h.c.forwarded.Add(1)
+	h.stats.forwarded.Add(1)
 	if !tcp && len(resp) > q.udpLimit() {
 		// A merged query's answer, sized for another client's EDNS.
 		return truncate(append(s.out[:0], resp...), q, msg)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"wormsink/internal/evidencetest"
 )
 
 // realAddrs are the hostile zone's addresses of names the policy lists:
@@ -38,7 +40,7 @@ func askClass(t *testing.T, network string, addr netip.AddrPort, name string, qt
 // case, CNAME chains through such names, and any query class.
 func TestHostileNamesThroughBIND(t *testing.T) {
 	up := startBIND(t, hostileZone)
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{up}, CacheSize: 1000}, newSource(t, testSigs), rec)
 	type want struct {
 		name   string
@@ -71,7 +73,7 @@ func TestHostileNamesThroughBIND(t *testing.T) {
 				addr = s.TCPAddr()
 			}
 			for _, tc := range cases {
-				before := len(rec.events())
+				before := len(rec.Events())
 				r := askClass(t, network, addr, tc.name, dns.TypeA, tc.class)
 				if l := leaks(r); l != "" {
 					t.Errorf("round %d %s %s class %d: listed name's address reached the client: %s", round, network, tc.name, tc.class, l)
@@ -90,7 +92,7 @@ func TestHostileNamesThroughBIND(t *testing.T) {
 						t.Errorf("round %d %s %s: answer %v, want %s", round, network, tc.name, r.Answer, tc.addr)
 					}
 				}
-				evs := rec.events()
+				evs := rec.Events()
 				if !tc.policy {
 					if len(evs) != before {
 						t.Errorf("%s: evidence for an unlisted name: %+v", tc.name, evs[before:])
@@ -130,7 +132,7 @@ func TestLongCNAMEChainFailsClosed(t *testing.T) {
 		}
 		return append(recs, prev+" 300 IN CNAME worm.example.", "worm.example. 300 IN A 198.51.100.1")
 	}, true)
-	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 1000}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 1000}, newSource(t, testSigs), &evidencetest.Recorder{})
 	for _, network := range []string{"udp", "tcp"} {
 		addr := s.UDPAddr()
 		if network == "tcp" {
@@ -145,7 +147,7 @@ func TestLongCNAMEChainFailsClosed(t *testing.T) {
 	}
 	// Through BIND the same zone's 12-link chain is BIND's own SERVFAIL.
 	bind := startBIND(t, hostileZone)
-	s2 := startShim(t, Config{Upstreams: []string{bind}}, newSource(t, testSigs), &recorder{})
+	s2 := startShim(t, Config{Upstreams: []string{bind}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	if r := ask(t, "udp", s2.UDPAddr(), "long0.example", dns.TypeA); r.Rcode != dns.RcodeServerFailure || leaks(r) != "" {
 		t.Errorf("BIND long chain: %v", r)
 	}
@@ -188,7 +190,7 @@ func TestCNAMEChainAnyOrder(t *testing.T) {
 				}
 				return out
 			}, compress)
-			rec := &recorder{}
+			rec := &evidencetest.Recorder{}
 			s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 100}, newSource(t, testSigs), rec)
 			for round := range 2 {
 				r := ask(t, "udp", s.UDPAddr(), "q.hostile.test", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(1232, false) })
@@ -207,7 +209,7 @@ func TestCNAMEChainAnyOrder(t *testing.T) {
 					t.Fatalf("off-chain listed record, order %v round %d: %v", order, round, r.Answer)
 				}
 			}
-			evs := rec.events()
+			evs := rec.Events()
 			if len(evs) != 4 || evs[0].Rule != "worm.example" || evs[1].QName != "off.hostile.test" || evs[1].Rule != "worm.example" {
 				t.Fatalf("events %+v", evs)
 			}
@@ -257,7 +259,7 @@ func TestUncheckableAnswersFailClosed(t *testing.T) {
 	}
 	for _, kind := range []string{"loop", "forward", "cname-garbage"} {
 		up := rawUpstream(t, func(r *dns.Msg) []byte { return build(r, kind) })
-		s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 100}, newSource(t, testSigs), &recorder{})
+		s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 100}, newSource(t, testSigs), &evidencetest.Recorder{})
 		for _, network := range []string{"udp", "tcp"} {
 			addr := s.UDPAddr()
 			if network == "tcp" {

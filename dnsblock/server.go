@@ -1,6 +1,5 @@
-// Package dnsblock is wormsink's DNS shim: it answers names of the signature
-// set with the sinkhole policy, leaving evidence, and forwards everything
-// else to the ISP's recursive resolvers, unchanged and mostly from cache.
+// Package dnsblock is the DNS shim: it answers listed names with the sinkhole
+// policy, recording evidence, and forwards all other queries to the resolvers.
 package dnsblock
 
 import (
@@ -60,6 +59,9 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		ups[i] = n
 	}
 	cfg.Upstreams = ups
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	ttl := uint32(cfg.TTL / time.Second)
 	h := &handler{
 		src:   src,
@@ -95,7 +97,7 @@ func (s *Server) Start() error {
 		return errors.New("dnsblock: already started")
 	}
 	for _, addr := range s.cfg.Upstreams {
-		u, err := newUpstream(addr, s.cfg.UpstreamTCPConns, s.cfg.UpstreamTCPIdle, &s.h.c.upStrays)
+		u, err := newUpstream(addr, s.cfg.UpstreamTCPConns, s.cfg.UpstreamTCPIdle, &s.h.stats.upStrays)
 		if err != nil {
 			s.closeUpstreams()
 			return err
@@ -185,7 +187,7 @@ func (s *Server) TCPAddr() netip.AddrPort {
 }
 
 // Stats returns the counters.
-func (s *Server) Stats() Stats { return s.h.c.snapshot() }
+func (s *Server) Stats() Stats { return s.h.stats.snapshot() }
 
 // CacheLen is the number of cached answers.
 func (s *Server) CacheLen() int {
@@ -289,7 +291,7 @@ func (s *Server) serveUDP() {
 func (s *Server) startForward(msg []byte, from netip.AddrPort, reply []byte) {
 	t, ok := s.admit(from)
 	if !ok {
-		s.h.c.dropped.Add(1)
+		s.h.stats.dropped.Add(1)
 		return
 	}
 	s.wg.Add(1)
@@ -301,7 +303,7 @@ func (s *Server) admit(from netip.AddrPort) (*ticket, bool) {
 	t, over := s.h.lim.acquire(from.Addr(), time.Now())
 	if t == nil {
 		if over {
-			s.h.c.clientLimited.Add(1)
+			s.h.stats.clientLimited.Add(1)
 		}
 		return nil, false
 	}
@@ -323,7 +325,7 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 		for i := range n {
 			msg, from, oob, ok := b.packet(i)
 			if !ok {
-				s.h.c.dropped.Add(1)
+				s.h.stats.dropped.Add(1)
 				continue
 			}
 			reply = reply[:0]
@@ -378,8 +380,8 @@ func (s *Server) serveTCP() {
 		if !s.h.allowed(from.Addr()) {
 			// Outsiders get no connection to hold: closed at once, with
 			// a reset rather than a FIN so no state lingers here.
-			s.h.c.refused.Add(1)
-			s.h.c.tcpRejected.Add(1)
+			s.h.stats.refused.Add(1)
+			s.h.stats.tcpRejected.Add(1)
 			if tc, ok := c.(*net.TCPConn); ok {
 				tc.SetLinger(0)
 			}
@@ -390,12 +392,12 @@ func (s *Server) serveTCP() {
 		t.touch()
 		evicted, ok := s.conns.add(t)
 		if evicted != nil {
-			s.h.c.tcpEvicted.Add(1)
+			s.h.stats.tcpEvicted.Add(1)
 			evicted.evict()
 		}
 		if !ok {
-			s.h.c.dropped.Add(1)
-			s.h.c.tcpRejected.Add(1)
+			s.h.stats.dropped.Add(1)
+			s.h.stats.tcpRejected.Add(1)
 			c.Close()
 			continue
 		}
@@ -460,7 +462,7 @@ func (s *Server) serveConn(t *tcpConn) {
 			}
 			tk, ok := s.admit(t.from)
 			if !ok {
-				s.h.c.servFail.Add(1)
+				s.h.stats.servFail.Add(1)
 				t.write(errorAnswer(fs.out, msg, &fs.q, rcodeServFail))
 				return
 			}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"wormsink/internal/evidencetest"
+
 	"github.com/miekg/dns"
 )
 
@@ -153,7 +155,7 @@ func dig(t *testing.T, addr netip.AddrPort, args ...string) string {
 
 func TestUnboundEndToEnd(t *testing.T) {
 	ub := startUnbound(t)
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{ub}, CacheSize: 1000}, newSource(t, e2eSigs), rec)
 	addr := s.UDPAddr()
 
@@ -198,7 +200,7 @@ func TestUnboundEndToEnd(t *testing.T) {
 		t.Errorf("forwarded answer differs from unbound's\nunbound %x\nshim    %x", direct, shimmed)
 	}
 
-	evs := rec.events()
+	evs := rec.Events()
 	if len(evs) != 3 || evs[2].QName != "alias.e2e.test" || evs[2].Rule != "target.e2e.test" || evs[0].Host != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("events %+v", evs)
 	}
@@ -209,7 +211,7 @@ func TestUnboundEndToEnd(t *testing.T) {
 // policy answer, and in another class REFUSED, never a forward.
 func TestListedNameAnyClassThroughUnbound(t *testing.T) {
 	ub := startUnbound(t)
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{ub}}, newSource(t, e2eSigs), rec)
 	for _, tcp := range []string{"+notcp", "+tcp"} {
 		out := dig(t, s.UDPAddr(), tcp, "-c", "ANY", "Target.E2E.test", "A")
@@ -221,7 +223,7 @@ func TestListedNameAnyClassThroughUnbound(t *testing.T) {
 			t.Errorf("class CH %s:\n%s", tcp, out)
 		}
 	}
-	if n := len(rec.events()); n != 4 {
+	if n := len(rec.Events()); n != 4 {
 		t.Errorf("%d evidence lines, want 4", n)
 	}
 }
@@ -241,7 +243,7 @@ signatures:
       - {name: nodata.example, action: nodata}
       - target.e2e.test
 `
-	s := startShim(t, Config{Upstreams: []string{ub}, TTL: 45 * time.Second}, newSource(t, sigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{ub}, TTL: 45 * time.Second}, newSource(t, sigs), &evidencetest.Recorder{})
 	for _, tc := range []struct {
 		args []string
 		want []string

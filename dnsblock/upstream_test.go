@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"wormsink/internal/evidencetest"
+
 	"github.com/miekg/dns"
 )
 
@@ -24,7 +26,7 @@ func TestMismatchedAnswerDropped(t *testing.T) {
 		w.WriteMsg(bad)
 		answerA(w, r)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	r := ask(t, "udp", s.UDPAddr(), "good.example", dns.TypeA)
 	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.1" {
 		t.Fatalf("answer %v", r)
@@ -54,7 +56,7 @@ func TestUpstreamPortsAndIDsRandom(t *testing.T) {
 		mu.Unlock()
 		answerA(w, r)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	c := &dns.Client{Timeout: 3 * time.Second}
 	const n = 60
 	for i := range n {
@@ -90,7 +92,7 @@ func TestCaseNotKeptFallsBack(t *testing.T) {
 		r.Question[0].Name = strings.ToLower(r.Question[0].Name)
 		answerA(w, r)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	for i := range 10 {
 		r := ask(t, "udp", s.UDPAddr(), "Mixed"+itoa(i)+".Example", dns.TypeA)
 		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Question[0].Name != "Mixed"+itoa(i)+".Example." {
@@ -114,7 +116,7 @@ func TestQuestionTypeNotCaseFolded(t *testing.T) {
 		m.Answer = []dns.RR{rr}
 		w.WriteMsg(m)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}, Timeout: 500 * time.Millisecond, AttemptTimeout: 500 * time.Millisecond}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}, Timeout: 500 * time.Millisecond, AttemptTimeout: 500 * time.Millisecond}, newSource(t, testSigs), &evidencetest.Recorder{})
 	r := ask(t, "udp", s.UDPAddr(), "t97.example", 97)
 	if r.Rcode != dns.RcodeServerFailure || len(r.Answer) != 0 {
 		t.Errorf("answer for TYPE65 taken for TYPE97: %v", r)
