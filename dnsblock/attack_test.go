@@ -438,3 +438,32 @@ func TestICMPUnreachableFailsOver(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestUpstreamTCPAgedOut: a pooled upstream connection idle for longer
+// than UpstreamTCPIdle is closed by the shim before it is reused, so with
+// the defaults (5 s against unbound's 30 s) the resolver's own idle close
+// is never met; the next query dials afresh and is answered.
+func TestUpstreamTCPAgedOut(t *testing.T) {
+	ub := startUnbound(t)
+	s := startShim(t, Config{Upstreams: []string{ub}, UpstreamTCPIdle: 200 * time.Millisecond}, newSource(t, testSigs), &evidencetest.Recorder{})
+	pool := &s.h.ups[0].pool
+	if r := ask(t, "tcp", s.TCPAddr(), "www.e2e.test", dns.TypeA); len(r.Answer) != 1 {
+		t.Fatalf("%v", r)
+	}
+	if pool.live() != 1 || pool.dials.Load() != 1 {
+		t.Fatalf("pool: %d live, %d dials", pool.live(), pool.dials.Load())
+	}
+	// The connection ages out of the pool after 200 ms idle.
+	for deadline := time.Now().Add(10 * time.Second); pool.live() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("idle upstream connection never aged out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := ask(t, "tcp", s.TCPAddr(), "www.e2e.test", dns.TypeAAAA); len(r.Answer) != 1 {
+		t.Fatalf("%v", r)
+	}
+	if pool.dials.Load() != 2 || s.Stats().ServFail != 0 {
+		t.Errorf("dials %d, stats %+v", pool.dials.Load(), s.Stats())
+	}
+}
