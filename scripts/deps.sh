@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages wormsink's tests use, only those missing.
-# Services that packages would start (unbound, tftpd-hpa) are kept stopped:
+# Services that packages would start (unbound, named, tftpd-hpa) are kept stopped:
 # the tests start their own copies on loopback ports.
 set -euo pipefail
 
@@ -11,6 +11,7 @@ declare -A need=(
   [tcpdump]=tcpdump
   [unbound]=unbound
   [unbound-checkconf]=unbound
+  [named]=bind9
   [curl]=curl
   [atftp]=atftp
   [in.tftpd]=tftpd-hpa
