@@ -92,7 +92,7 @@ func TestTCPOutsidersCannotHoldSlots(t *testing.T) {
 // client over its own cap evicts only its own connections.
 func TestTCPEvictsOldestIdle(t *testing.T) {
 	ub := startUnbound(t)
-	s := startShim(t, Config{Upstreams: []string{ub}, MaxTCPConns: 4, MaxTCPPerClient: 3}, newSource(t, testSigs), &evidencetest.Recorder{})
+	s := startShim(t, Config{Upstreams: []string{ub}, MaxTCPConns: 4, MaxTCPPerClient: 3, TCPIdle: time.Second}, newSource(t, testSigs), &evidencetest.Recorder{})
 	var conns []net.Conn
 	for i := range 4 {
 		src := "127.0.0.1"
@@ -109,15 +109,25 @@ func TestTCPEvictsOldestIdle(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	// 127.0.0.1 is at its cap of 3: its own oldest idle one (conns[0]) goes.
-	c, err := dialFrom("127.0.0.1", s.TCPAddr())
-	if err != nil {
-		t.Fatal(err)
+	// 127.0.0.1 is at its cap of 3: once its connections have been idle
+	// for a tenth of TCPIdle, its own oldest one (conns[0]) goes for a new
+	// one. Until then a new one is turned away.
+	var c net.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		nc, err := dialFrom("127.0.0.1", s.TCPAddr())
+		if err == nil {
+			if r, err := tcpQuery(nc, "www.e2e.test", dns.TypeA); err == nil && len(r.Answer) == 1 {
+				c = nc
+				break
+			}
+			nc.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection admitted by evicting an idle one")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	defer c.Close()
-	if r, err := tcpQuery(c, "www.e2e.test", dns.TypeA); err != nil || len(r.Answer) != 1 {
-		t.Fatalf("new connection: %v %v", r, err)
-	}
 	if _, err := tcpQuery(conns[0], "www.e2e.test", dns.TypeA); err == nil {
 		t.Error("oldest idle connection still served")
 	}

@@ -492,3 +492,6 @@ func (s *Server) CacheBytes() int {
 	}
 	return s.h.cache.size()
 }
+
+// TCPConns is the number of client TCP connections held.
+func (s *Server) TCPConns() int { return s.conns.len() }

@@ -44,19 +44,21 @@ func (t *tcpConn) write(resp []byte) {
 }
 
 // evict ends an idle connection to make room (RFC 7766 §6.2: a server
-// short of connections closes the idle ones first). Its reader returns at
-// once and closes it.
+// short of connections closes the idle ones first). It is closed here, not
+// by its reader, so its descriptor is free before the new one is served.
 func (t *tcpConn) evict() {
 	t.err.Store(true)
-	t.c.SetReadDeadline(time.Now())
+	t.c.Close()
 }
 
 // tcpConns is the registry of client TCP connections: at most max in all
 // and per from one address. When full, the connection idle the longest
-// (no query in progress) makes room for the new one; with none idle the
-// new one is closed.
+// (no query in progress, no answer for at least grace) makes room for the
+// new one; with none idle the new one is closed. The grace keeps a flood of
+// new connections from evicting each other before any is read.
 type tcpConns struct {
 	max, per int
+	grace    time.Duration
 
 	mu  sync.Mutex
 	all map[*tcpConn]struct{}
@@ -67,6 +69,7 @@ type tcpConns struct {
 // when there is no room.
 func (r *tcpConns) add(t *tcpConn) (evict *tcpConn, ok bool) {
 	a := t.from.Addr().Unmap()
+	idleSince := time.Now().Add(-r.grace).UnixNano()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	full := len(r.all) >= r.max
@@ -76,7 +79,7 @@ func (r *tcpConns) add(t *tcpConn) (evict *tcpConn, ok bool) {
 		// over its cap: one client cannot push out the others.
 		var oldest *tcpConn
 		for c := range r.all {
-			if c.busy.Load() > 0 || c.err.Load() || mine && c.from.Addr().Unmap() != a {
+			if c.busy.Load() > 0 || c.err.Load() || c.active.Load() > idleSince || mine && c.from.Addr().Unmap() != a {
 				continue
 			}
 			if oldest == nil || c.active.Load() < oldest.active.Load() {

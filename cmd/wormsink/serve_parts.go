@@ -129,6 +129,7 @@ func (s *server) addDNS() error {
 		"tcp_evicted":    func() uint64 { return srv.Stats().TCPEvicted },
 		"tcp_rejected":   func() uint64 { return srv.Stats().TCPRejected },
 	})
+	m.gauge("wormsink_dns_tcp_connections", "Client TCP connections held.", func() float64 { return float64(srv.TCPConns()) })
 	m.gauge("wormsink_dns_cache_bytes", "Bytes of answers held by the response cache (counted against --cache-bytes).", func() float64 { return float64(srv.CacheBytes()) })
 	m.reg.MustRegister(latencyCollector{srv: srv, desc: prometheus.NewDesc("wormsink_dns_upstream_latency_seconds",
 		"Latency of successful upstream attempts.", nil, nil)})
