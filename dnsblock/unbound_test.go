@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,14 @@ func startUnbound(t *testing.T) string {
 // startUnboundWith is startUnbound with extra lines in its server: clause.
 func startUnboundWith(t *testing.T, extra string) string {
 	t.Helper()
+	addr, _ := startUnboundOn(t, extra, 0)
+	return addr
+}
+
+// startUnboundOn is startUnboundWith on a given port (0: a free one); stop
+// ends that unbound before the test does.
+func startUnboundOn(t *testing.T, extra string, port int) (addr string, stop func()) {
+	t.Helper()
 	bin := "/usr/sbin/unbound"
 	if _, err := os.Stat(bin); err != nil {
 		var lerr error
@@ -39,7 +48,7 @@ func startUnboundWith(t *testing.T, extra string) string {
 	for i := range 12 {
 		fmt.Fprintf(&big, "  local-data: 'big.e2e.test. 300 IN TXT \"%03d%s\"'\n", i, strings.Repeat("y", 200))
 	}
-	return runDaemon(t, "unbound", "www.e2e.test.", func(port int) *exec.Cmd {
+	return runDaemonOn(t, "unbound", "www.e2e.test.", port, func(port int) *exec.Cmd {
 		conf := fmt.Sprintf(`server:
   interface: 127.0.0.1
   port: %d
@@ -76,8 +85,19 @@ func startUnboundWith(t *testing.T, extra string) string {
 // port to another socket in the meantime is retried on a new one.
 func runDaemon(t *testing.T, name, probe string, cmdFor func(port int) *exec.Cmd) string {
 	t.Helper()
+	addr, _ := runDaemonOn(t, name, probe, 0, cmdFor)
+	return addr
+}
+
+// runDaemonOn is runDaemon on a given port (0: a free one); it also
+// returns a function that stops the daemon (idempotent).
+func runDaemonOn(t *testing.T, name, probe string, fixed int, cmdFor func(port int) *exec.Cmd) (string, func()) {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
-		port := freePort(t)
+		port := fixed
+		if port == 0 {
+			port = freePort(t)
+		}
 		cmd := cmdFor(port)
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stderr, &stderr
@@ -86,7 +106,8 @@ func runDaemon(t *testing.T, name, probe string, cmdFor func(port int) *exec.Cmd
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
-		stop := func() { cmd.Process.Kill(); <-exited }
+		var once sync.Once
+		stop := func() { once.Do(func() { cmd.Process.Kill(); <-exited }) }
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		m := new(dns.Msg)
 		m.SetQuestion(probe, dns.TypeA)
@@ -94,11 +115,11 @@ func runDaemon(t *testing.T, name, probe string, cmdFor func(port int) *exec.Cmd
 		for deadline := time.Now().Add(20 * time.Second); ; {
 			if r, _, err := c.Exchange(m, addr); err == nil && len(r.Answer) >= 1 {
 				t.Cleanup(stop)
-				return addr
+				return addr, stop
 			}
 			select {
 			case <-exited:
-				if attempt < 3 && strings.Contains(stderr.String(), "in use") {
+				if attempt < 3 && fixed == 0 && strings.Contains(stderr.String(), "in use") {
 					goto retry
 				}
 				t.Fatalf("%s exited: %s", name, stderr.String())
