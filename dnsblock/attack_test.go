@@ -563,3 +563,24 @@ func TestIdenticalQueriesMerged(t *testing.T) {
 		t.Errorf("upstream asked %d times", n)
 	}
 }
+
+// TestCacheBytesBounded: the byte budget holds whatever the entry limit
+// allows; an answer larger than the budget is not cached at all.
+func TestCacheBytesBounded(t *testing.T) {
+	c := newCache(100_000, 4<<20, time.Hour, time.Hour)
+	info := respInfo{ttl: 60, rcode: rcodeSuccess, ttlOffs: []int32{}}
+	for i := range 2000 {
+		c.put([]byte("key"+itoa(i)), make([]byte, 60_000), &info, 0)
+	}
+	if n := c.size(); n > 4<<20 || n < 2<<20 {
+		t.Errorf("cache holds %d bytes of answers, budget %d", n, 4<<20)
+	}
+	if n := c.len(); n > 4<<20/60_000 {
+		t.Errorf("%d entries of 60 KB in 4 MiB", n)
+	}
+	small := newCache(100, 100_000, time.Hour, time.Hour) // one shard of 100,000 bytes
+	small.put([]byte("huge"), make([]byte, 120_000), &info, 0)
+	if small.get([]byte("huge"), 0) != nil || small.size() != 0 {
+		t.Error("an answer over the budget was cached")
+	}
+}

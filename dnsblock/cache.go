@@ -58,7 +58,9 @@ func newCache(size, bytes int, maxTTL, maxNeg time.Duration) *cache {
 		return nil
 	}
 	n := 64
-	for n > 1 && size/n < 64 {
+	// Fewer shards for a small cache: each must hold a few entries, and a
+	// few of the largest (64 KB) answers.
+	for n > 1 && (size/n < 64 || bytes/n < 256<<10) {
 		n /= 2
 	}
 	c := &cache{
@@ -130,7 +132,8 @@ func (c *cache) put(key []byte, resp []byte, info *respInfo, now int64) {
 		limit = c.maxNeg // NXDOMAIN and NODATA alike (RFC 2308 §5)
 	}
 	ttl = min(ttl, limit)
-	cost := len(resp) + len(key) + 8*len(info.ttlOffs) + entryOverhead
+	// The allocator rounds a large answer up to whole pages: count that.
+	cost := roundAlloc(len(resp)) + len(key) + 8*len(info.ttlOffs) + entryOverhead
 	if ttl == 0 || cost > c.perBytes {
 		return
 	}
@@ -185,6 +188,15 @@ func (c *cache) evict(s *cacheShard, now int64) {
 	}
 	s.bytes -= s.m[victim].cost
 	delete(s.m, victim)
+}
+
+// roundAlloc approximates the bytes the Go allocator takes for n: small
+// objects fit size classes within 1/8, large ones take 8 KiB pages.
+func roundAlloc(n int) int {
+	if n > 32<<10 {
+		return (n + 8<<10 - 1) &^ (8<<10 - 1)
+	}
+	return n + n/8
 }
 
 // size counts the bytes held against the budget.

@@ -110,8 +110,9 @@ type flights struct {
 }
 
 type flight struct {
-	done chan struct{}
-	resp []byte // the upstream's answer; nil when none came
+	done      chan struct{}
+	resp      []byte // the upstream's answer; nil when none came
+	followers int    // under flights.mu
 }
 
 // join returns the flight for key and whether the caller leads it (asks
@@ -120,6 +121,7 @@ func (f *flights) join(key []byte) (*flight, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if fl := f.m[bstr(key)]; fl != nil {
+		fl.followers++
 		return fl, false
 	}
 	if f.m == nil {
@@ -130,13 +132,15 @@ func (f *flights) join(key []byte) (*flight, bool) {
 	return fl, true
 }
 
-// land publishes the leader's answer (copied) to the followers.
+// land publishes the leader's answer (copied, when anyone waits for it) to
+// the followers.
 func (f *flights) land(key []byte, fl *flight, resp []byte) {
-	if resp != nil {
-		fl.resp = append([]byte(nil), resp...)
-	}
 	f.mu.Lock()
 	delete(f.m, bstr(key))
+	waiting := fl.followers > 0
 	f.mu.Unlock()
+	if resp != nil && waiting {
+		fl.resp = append([]byte(nil), resp...)
+	}
 	close(fl.done)
 }

@@ -30,16 +30,25 @@ func (t *tcpConn) lastActive() time.Time { return time.Unix(0, t.active.Load()) 
 func (t *tcpConn) write(resp []byte) {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	t.out = append(t.out[:0], 0, 0)
-	binary.BigEndian.PutUint16(t.out, uint16(len(resp)))
-	t.out = append(t.out, resp...)
 	t.c.SetWriteDeadline(time.Now().Add(t.idle))
-	if _, err := t.c.Write(t.out); err != nil {
+	var err error
+	if len(resp) <= 4096 {
+		// One write of length and message, from a buffer kept per
+		// connection: no allocation for the common answers.
+		t.out = append(t.out[:0], 0, 0)
+		binary.BigEndian.PutUint16(t.out, uint16(len(resp)))
+		t.out = append(t.out, resp...)
+		_, err = t.c.Write(t.out)
+	} else {
+		// A large answer is not copied: length and message in one writev.
+		var l [2]byte
+		binary.BigEndian.PutUint16(l[:], uint16(len(resp)))
+		bufs := net.Buffers{l[:], resp}
+		_, err = bufs.WriteTo(t.c)
+	}
+	if err != nil {
 		t.err.Store(true)
 		t.c.SetReadDeadline(time.Now()) // stop the reader too
-	}
-	if cap(t.out) > 4096 {
-		t.out = nil // a large answer's buffer is not kept per connection
 	}
 }
 
