@@ -56,7 +56,7 @@ type upstream struct {
 func newUpstream(addr string, tcpConns int, tcpIdle time.Duration, strays *atomic.Uint64) (*upstream, error) {
 	ra, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("dnsblock: upstream %s: %w", addr, err)
+		return nil, fmt.Errorf("upstream %s: %w", addr, err)
 	}
 	u := &upstream{addr: addr, raddr: ra, strays: strays}
 	u.pool = tcpPool{addr: addr, max: max(1, tcpConns), idle: tcpIdle, strays: strays}
@@ -93,7 +93,7 @@ func (u *upstream) exchangeUDP(ctx context.Context, dst, msg []byte, qEnd int, d
 	}
 	c, err := net.DialUDP("udp", nil, u.raddr)
 	if err != nil {
-		return dst, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, err)
+		return dst, fmt.Errorf("upstream %s: %w", u.addr, err)
 	}
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
@@ -149,21 +149,21 @@ func (u *upstream) exchangeUDP(ctx context.Context, dst, msg []byte, qEnd int, d
 			return r, nil
 		}
 	}
-	return dst, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, errTimeout)
+	return dst, fmt.Errorf("upstream %s: %w", u.addr, errTimeout)
 }
 
 func (u *upstream) udpErr(err error) error {
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("dnsblock: upstream %s: %w", u.addr, errRefused)
+		return fmt.Errorf("upstream %s: %w", u.addr, errRefused)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, net.ErrClosed):
-		return fmt.Errorf("dnsblock: upstream %s: %w", u.addr, errTimeout)
+		return fmt.Errorf("upstream %s: %w", u.addr, errTimeout)
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("dnsblock: upstream %s: %w", u.addr, errTimeout)
+		return fmt.Errorf("upstream %s: %w", u.addr, errTimeout)
 	}
-	return fmt.Errorf("dnsblock: upstream %s: %w", u.addr, err)
+	return fmt.Errorf("upstream %s: %w", u.addr, err)
 }
 
 // exchangeTCP sends msg over a pooled connection. When that connection
@@ -173,17 +173,17 @@ func (u *upstream) exchangeTCP(ctx context.Context, dst, msg []byte, qEnd int, d
 	for attempt := 0; attempt < 2; attempt++ {
 		uc, fresh, err := u.pool.get(deadline, attempt > 0)
 		if err != nil {
-			return dst, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, err)
+			return dst, fmt.Errorf("upstream %s: %w", u.addr, err)
 		}
 		out, err := uc.roundTrip(ctx, dst, msg, qEnd, deadline)
 		if err == nil {
 			return out, nil
 		}
 		if !errors.Is(err, errConnLost) || fresh || time.Now().After(deadline) {
-			return dst, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, err)
+			return dst, fmt.Errorf("upstream %s: %w", u.addr, err)
 		}
 	}
-	return dst, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, errConnLost)
+	return dst, fmt.Errorf("upstream %s: %w", u.addr, errConnLost)
 }
 
 // tcpPool holds at most max pipelined connections to one upstream. A
