@@ -65,7 +65,7 @@ func startChild(t *testing.T, upstream, allow string) *child {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", "--dns-listen", "127.0.0.1:0", "--tftp-listen", "", "--upstream", upstream,
-		"--allow", allow, "--sinkhole-ip", "192.0.2.66", "--signatures", sigs, "--log", "-")
+		"--allow", allow, "--sinkhole-ip", "192.0.2.66", "--signatures", sigs, "--log", "-", "--user", "")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
