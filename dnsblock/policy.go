@@ -82,8 +82,8 @@ func newPolicySOA(ttl uint32) []byte {
 	return b
 }
 
-// soaRName is where the rname of the policy SOA starts and its pointer to
-// "invalid." lies within newPolicySOA's bytes, and the serial's offset.
+// Offsets within newPolicySOA's bytes: the mname, its "invalid." (which
+// the rname points to), the rname's pointer, and the serial.
 const (
 	soaMName    = 10
 	soaInvalid  = soaMName + 9

@@ -41,8 +41,7 @@ type upstream struct {
 	strays *atomic.Uint64
 	closed atomic.Bool
 
-	caseMiss  atomic.Int32 // answers in a row that lost the 0x20 case
-	caseMixed atomic.Uint64
+	caseMiss atomic.Int32 // answers in a row that lost the 0x20 case
 
 	// Health memory: after a failure the upstream goes to the back of the
 	// line until downUntil, so one dead resolver does not cost every query
@@ -142,7 +141,6 @@ func (u *upstream) exchangeUDP(ctx context.Context, dst, msg []byte, qEnd int, d
 			}
 			if mix {
 				u.caseMiss.Store(0)
-				u.caseMixed.Add(1)
 			}
 			copy(r, msg[:2])
 			copy(r[headerLen:qEnd], msg[headerLen:qEnd])
