@@ -26,7 +26,15 @@ var (
 	buildOut  []byte
 )
 
-// wormsinkBinary builds cmd/wormsink once per test run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildBin != "" {
+		os.RemoveAll(filepath.Dir(buildBin))
+	}
+	os.Exit(code)
+}
+
+// wormsinkBinary builds cmd/wormsink once per test run (TestMain removes it).
 func wormsinkBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -35,7 +43,7 @@ func wormsinkBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		dir, err := os.MkdirTemp("", "ws10-bin-")
+		dir, err := os.MkdirTemp("", "dnsblock-test-bin-")
 		if err != nil {
 			buildErr = err
 			return
