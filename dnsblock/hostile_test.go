@@ -39,7 +39,22 @@ func askClass(t *testing.T, network string, addr netip.AddrPort, name string, qt
 // serving a hostile zone: a '.' byte inside a label, other bytes, any
 // case, CNAME chains through such names, and any query class.
 func TestHostileNamesThroughBIND(t *testing.T) {
-	up := startBIND(t, hostileZone)
+	hostileNames(t, startBIND(t, hostileZone))
+}
+
+// TestHostileNamesThroughUnbound is the same with a recursive unbound in
+// front of that BIND (a stub zone), as an ISP's shim sees it: unbound
+// rebuilds the answers, chains included.
+func TestHostileNamesThroughUnbound(t *testing.T) {
+	bind := startBIND(t, hostileZone)
+	ub := startUnboundWith(t, fmt.Sprintf("  do-not-query-localhost: no\n  domain-insecure: example\nstub-zone:\n  name: example\n  stub-addr: %s\nserver:\n",
+		strings.Replace(bind, ":", "@", 1)))
+	hostileNames(t, ub)
+}
+
+// hostileNames asks the shim in front of up for the hostile zone's names,
+// over UDP and TCP, twice (the second time from the cache).
+func hostileNames(t *testing.T, up string) {
 	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{up}, CacheSize: 1000}, newSource(t, testSigs), rec)
 	type want struct {
