@@ -185,8 +185,9 @@ func appendOPTEDE(dst []byte, q *query, code uint16, text string) []byte {
 	if len(text) > 255 {
 		text = text[:255]
 	}
+	opt := len(dst)
 	dst = appendOPT(dst, q, 0)
-	rdlen := len(dst) - 2
+	rdlen := opt + 9 // after the root name, type, class and TTL; options (a cookie) may follow it
 	dst = binary.BigEndian.AppendUint16(dst, optEDE)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(2+len(text)))
 	dst = binary.BigEndian.AppendUint16(dst, code)
@@ -230,8 +231,14 @@ func (h *handler) record(set *signatures.Set, m signatures.NameMatch, q *query, 
 		QType:     typeName(q.qtype),
 		Transport: "udp",
 	}
-	if tcp {
+	// The proof: a TCP query completed a handshake with this
+	// address; a valid server cookie came back to it in an earlier answer.
+	switch {
+	case tcp:
 		ev.Transport = "tcp"
+		ev.Proof = evidence.ProofTCP
+	case q.cookieOK:
+		ev.Proof = evidence.ProofExchange
 	}
 	// The listed name itself costs no allocation; only names below a
 	// wildcard or behind a CNAME need their own string.

@@ -74,6 +74,8 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		lim:   newLimiter(cfg.MaxInflight, cfg.MaxInflightPerClient, cfg.JostleTimeout),
 		cfg:   cfg,
 		log:   log,
+
+		cookies: newCookieJar(),
 	}
 	if h.v4.n == 0 && h.v6.n == 0 {
 		return nil, ErrNoSinkholeIP
