@@ -137,11 +137,22 @@ func TestExportHosts(t *testing.T) {
 	for _, want := range []string{
 		"192.0.2.7 sink.worm.example\n", "2001:db8::7 sink.worm.example\n",
 		"0.0.0.0 gone.worm.example\n", "0.0.0.0 quiet.worm.example\n",
+		":: gone.worm.example\n", ":: quiet.worm.example\n",
 		"# *.wild.worm.example: wildcards cannot be expressed",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("hosts export lacks %q:\n%s", want, out)
 		}
+	}
+	// A family without a sinkhole address is blocked, not forwarded: a
+	// hosts-file resolver with an upstream would leak the real address.
+	out = export(t, exportSet(t), "hosts", netip.MustParseAddr("192.0.2.7"))
+	if !strings.Contains(out, "192.0.2.7 sink.worm.example\n:: sink.worm.example\n") {
+		t.Errorf("IPv4-only hosts export:\n%s", out)
+	}
+	out = export(t, exportSet(t), "hosts", netip.MustParseAddr("2001:db8::7"))
+	if !strings.Contains(out, "0.0.0.0 sink.worm.example\n2001:db8::7 sink.worm.example\n") {
+		t.Errorf("IPv6-only hosts export:\n%s", out)
 	}
 }
 

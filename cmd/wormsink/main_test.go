@@ -72,6 +72,13 @@ func TestSigsExport(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "msblast") {
 		t.Fatalf("suricata: %d %q", code, out)
 	}
+	code, out, errs = runCmd(t, "", "sigs", "export", "--format", "rpz", "--zone", "rpz.isp.example", "--sinkhole-ip", "192.0.2.1")
+	if code != exitOK || !strings.Contains(out, "$ORIGIN rpz.isp.example.\n") || !strings.Contains(out, "windowsupdate.com.rpz.isp.example. CNAME .") {
+		t.Fatalf("rpz --zone: %d %q %q", code, out, errs)
+	}
+	if code, _, _ := runCmd(t, "", "sigs", "export", "--format", "hosts", "--zone", "x"); code != exitUsage {
+		t.Errorf("--zone with hosts: %d", code)
+	}
 	if code, _, _ := runCmd(t, "", "sigs", "export", "--format", "bind"); code != exitUsage {
 		t.Errorf("unknown format: %d", code)
 	}
