@@ -562,7 +562,9 @@ func runDiffCase(t *testing.T, tc diffCase, auth netip.AddrPort) {
 			}
 		}()
 	}
-	start(func(d string, p int) (*resolver, error) { return startNamed(ctx, d, p, auth, origin, zoneFile, tc.keepUS) })
+	start(func(d string, p int) (*resolver, error) {
+		return startNamed(ctx, d, p, auth, origin, zoneFile, tc.keepUS)
+	})
 	start(func(d string, p int) (*resolver, error) { return startUnboundRPZ(ctx, d, p, auth, origin, zoneFile) })
 	start(func(d string, p int) (*resolver, error) { return startKresd(ctx, d, p, auth, zoneFile) })
 	start(func(d string, p int) (*resolver, error) { return startPDNS(ctx, d, p, auth, origin, zoneFile) })
