@@ -323,7 +323,8 @@ func (m *Matcher) tftp(pk *packet) int {
 	// is the infector serving it.
 	ev.Host, ev.Port, ev.Peer, ev.Role = pk.src, pk.sport, pk.dst, evidence.RoleRequester
 	m.rec.Record(ev)
-	ev.Host, ev.Port, ev.Peer, ev.Role = pk.dst, pk.dport, pk.src, evidence.RoleServer
+	// dst_port is the port at the peer: for the server, the requester's.
+	ev.Host, ev.Port, ev.Peer, ev.Role, ev.DstPort = pk.dst, pk.dport, pk.src, evidence.RoleServer, pk.sport
 	m.rec.Record(ev)
 	m.stats.Events += 2
 	return 2

@@ -15,7 +15,7 @@ import (
 	"wormsink/signatures"
 )
 
-var reportFormats = []string{"table", "csv", "json", "shadowserver", "xarf", "html"}
+var reportFormats = []string{"table", "csv", "json", "shadowserver", "shadowserver6", "xarf", "html"}
 
 // reportOptions is the parsed command line of report.
 type reportOptions struct {
@@ -127,8 +127,11 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 	out := bufio.NewWriterSize(e.stdout, 64<<10)
 	agg := report.NewAggregator(o.filter, o.format == "html")
 	var ss *report.ShadowserverWriter
-	if o.format == "shadowserver" {
+	switch o.format {
+	case "shadowserver": // event4_sinkhole: IPv4 hosts
 		ss = report.NewShadowserverWriter(out)
+	case "shadowserver6": // event6_sinkhole: IPv6 hosts
+		ss = report.NewShadowserverWriter6(out)
 	}
 	var total report.ReadStats
 	var failed []string
@@ -146,8 +149,15 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 
 	var werr error
 	switch o.format {
-	case "shadowserver":
+	case "shadowserver", "shadowserver6":
 		werr = ss.Flush()
+		if n := ss.Skipped(); n > 0 {
+			other := "shadowserver6 (event6_sinkhole)"
+			if o.format == "shadowserver6" {
+				other = "shadowserver (event4_sinkhole)"
+			}
+			fmt.Fprintf(e.stderr, "wormsink: report: %d rows of hosts of the other address family left out of %s; write them with --format %s\n", n, ss.Report(), other)
+		}
 	case "table":
 		werr = report.WriteTable(out, agg.Hosts())
 	case "csv":
