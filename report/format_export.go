@@ -311,8 +311,8 @@ func compromiseEvidence(h *HostSummary) string {
 	return s
 }
 
-// xarfTags makes "namespace:value" tags within X-ARF's pattern
-// ^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+-.]*$, at most 20.
+// xarfTags makes "namespace:value" tags within X-ARF v4's pattern
+// ^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+-]*$, at most 20.
 func xarfTags(h *HostSummary) []string {
 	tags := []string{"evidence:" + h.Evidence.String()}
 	for _, f := range h.Families {
@@ -331,18 +331,26 @@ func xarfTags(h *HostSummary) []string {
 	return tags
 }
 
+// tagValue maps a name into the tag alphabet: letters in lower case, digits,
+// '_', '+' and '-' stay; anything else (the dots of "ns1.isp.example" or
+// "W32.Blaster", spaces, slashes, non-ASCII) becomes one '-'. The value
+// starts with a letter or digit; it is empty when the name has none.
 func tagValue(s string) string {
 	var b strings.Builder
+	dash := false
 	for _, r := range strings.ToLower(s) {
 		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '+', r == '-', r == '.':
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '+':
 			b.WriteRune(r)
-		case r == ' ' || r == '/':
-			b.WriteByte('-')
+			dash = false
+		default: // '-' itself and everything outside the alphabet
+			if !dash {
+				b.WriteByte('-')
+				dash = true
+			}
 		}
 	}
-	v := strings.TrimLeft(b.String(), "_+-.")
-	return v
+	return strings.TrimRight(strings.TrimLeft(b.String(), "_+-"), "-")
 }
 
 func reportID(h *HostSummary) string {

@@ -235,7 +235,7 @@ func TestShadowserver(t *testing.T) {
 
 var (
 	uuidV4  = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	xarfTag = regexp.MustCompile(`^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+-.]*$`)
+	xarfTag = regexp.MustCompile(`^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+-]*$`) // X-ARF v4 xarf-core.json
 )
 
 // TestXARF checks each report against the X-ARF v4 core schema and the
