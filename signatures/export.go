@@ -171,6 +171,10 @@ func exportHosts(w *bufio.Writer, s *Set, sinkhole []netip.Addr) error {
 	return nil // bufio keeps the first write error for Flush
 }
 
+// tftpMaxRequest is the largest TFTP request scan's parser accepts
+// (sinkhole.MaxRequest; signatures cannot import sinkhole).
+const tftpMaxRequest = 1472
+
 // sidBase starts wormsink's sids in a range of local rules (1,000,000 and
 // up are free for local use) away from common ones.
 const (
@@ -200,10 +204,17 @@ func exportSuricata(w *bufio.Writer, s *Set) error {
 	for _, sig := range s.Signatures() {
 		refs := ruleRefs(sig.References)
 		for _, f := range sig.TFTPFiles {
-			// The content keyword is the fast pattern; the pcre pins the file
-			// name to the last path element of a read request.
-			fmt.Fprintf(w, "alert udp any any -> any 69 (msg:\"WORMSINK %s TFTP GET %s\"; content:\"|00 01|\"; depth:2; content:\"%s|00|\"; distance:0; nocase; pcre:\"/^\\x00\\x01(?:[^\\x00]*[\\\\\\/])?%s\\x00/i\"; classtype:trojan-activity;%s sid:%d; rev:1; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
-				ruleText(sig.Family), ruleText(f), ruleContent([]byte(f)), pcreQuote(f), refs, sid(sig.ID, "tftp", f), sig.ID, s.Serial())
+			// A rule per opcode: read requests fetch the worm, write
+			// requests push it, and scan records both. The content keywords
+			// are the fast pattern; the pcre then accepts exactly what
+			// scan's request parser does: the file as the last path element
+			// (any case), a mode of octet, netascii or mail (any case), then
+			// option name/value pairs (the last value not empty) and NUL
+			// padding up to the end; dsize is its 1472-byte limit.
+			for _, op := range []struct{ code, verb, sidKey string }{{"01", "GET", "tftp"}, {"02", "PUT", "tftp-write"}} {
+				fmt.Fprintf(w, "alert udp any any -> any 69 (msg:\"WORMSINK %s TFTP %s %s\"; dsize:<%d; content:\"|00 %s|\"; depth:2; content:\"%s|00|\"; distance:0; nocase; pcre:\"/^\\x00\\x%s(?:[^\\x00]*[\\\\\\/])?%s\\x00(?:octet|netascii|mail)\\x00(?:(?:[^\\x00]+\\x00[^\\x00]*\\x00)*[^\\x00]+\\x00[^\\x00]+\\x00)?\\x00*\\z/i\"; classtype:trojan-activity;%s sid:%d; rev:2; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
+					ruleText(sig.Family), op.verb, ruleText(f), tftpMaxRequest+1, op.code, ruleContent([]byte(f)), op.code, pcreQuote(f), refs, sid(sig.ID, op.sidKey, f), sig.ID, s.Serial())
+			}
 		}
 		for _, p := range sig.Payloads {
 			port := "any"
@@ -214,8 +225,22 @@ func exportSuricata(w *bufio.Writer, s *Set) error {
 			if p.NoCase {
 				opts = " nocase;"
 			}
-			fmt.Fprintf(w, "alert %s any any -> any %s (msg:\"WORMSINK %s payload %s\"; content:\"%s\";%s classtype:trojan-activity;%s sid:%d; rev:1; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
-				p.Proto, port, ruleText(sig.Family), ruleText(sig.ID), ruleContent(p.Contains), opts, refs, sid(sig.ID, "payload", p.Proto.String(), port, p.Source), sig.ID, s.Serial())
+			// ICMP: scan looks only at echo requests (the sender's own
+			// bytes; replies mirror someone else's), type 8 in ICMPv4 and
+			// 128 in ICMPv6, so one rule per family.
+			type variant struct{ itype, sidKey string }
+			variants := []variant{{"", ""}}
+			if p.Proto == ICMP {
+				variants = []variant{{" itype:8;", ""}, {" itype:128;", "icmp6"}}
+			}
+			for _, v := range variants {
+				parts := []string{sig.ID, "payload", p.Proto.String(), port, p.Source}
+				if v.sidKey != "" {
+					parts = append(parts, v.sidKey)
+				}
+				fmt.Fprintf(w, "alert %s any any -> any %s (msg:\"WORMSINK %s payload %s\";%s content:\"%s\";%s classtype:trojan-activity;%s sid:%d; rev:2; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
+					p.Proto, port, ruleText(sig.Family), ruleText(sig.ID), v.itype, ruleContent(p.Contains), opts, refs, sid(parts...), sig.ID, s.Serial())
+			}
 		}
 	}
 	return nil // bufio keeps the first write error for Flush

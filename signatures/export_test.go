@@ -120,8 +120,13 @@ func TestExportSuricataShape(t *testing.T) {
 			t.Fatalf("rule lacks the CVE reference: %s", line)
 		}
 	}
-	if rules != 4 {
-		t.Fatalf("%d rules, want 2 tftp + 2 payload:\n%s", rules, out)
+	if rules != 7 {
+		t.Fatalf("%d rules, want 2 tftp files x (read, write) + tcp + icmp x (v4, v6):\n%s", rules, out)
+	}
+	for _, want := range []string{`content:"|00 02|"; depth:2;`, "alert icmp any any -> any any (msg:\"WORMSINK Demo payload demo\"; itype:8;", " itype:128;"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rules lack %q:\n%s", want, out)
+		}
 	}
 	if !strings.Contains(out, `content:"tftp -i |22 3B|"; nocase;`) || !strings.Contains(out, "alert tcp any any -> any 4444 ") {
 		t.Errorf("payload rule rendered wrong:\n%s", out)
