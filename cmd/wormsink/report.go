@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"wormsink/report"
 	"wormsink/signatures"
@@ -92,6 +94,13 @@ func reporterFrom(org, contact, domain string) (report.Reporter, error) {
 	}
 	if org == "" {
 		org = domain
+	}
+	// X-ARF v4 limits: org at most 200 characters, domain a host name.
+	if utf8.RuneCountInString(org) > 200 {
+		return report.Reporter{}, errors.New("xarf: --reporter-org is longer than the 200 characters X-ARF allows")
+	}
+	if _, err := netip.ParseAddr(domain); err == nil || strings.Trim(domain, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != "" {
+		return report.Reporter{}, fmt.Errorf("xarf: reporter domain %q is not a host name", domain)
 	}
 	return report.Reporter{Org: org, Contact: contact, Domain: domain}, nil
 }
