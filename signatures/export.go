@@ -227,11 +227,12 @@ func exportSuricata(w *bufio.Writer, s *Set) error {
 			}
 			// ICMP: scan looks only at echo requests (the sender's own
 			// bytes; replies mirror someone else's), type 8 in ICMPv4 and
-			// 128 in ICMPv6, so one rule per family.
+			// 128 in ICMPv6, so one rule per family; "icmp" covers both in
+			// Suricata and Snort, ip_proto keeps each rule to its family.
 			type variant struct{ itype, sidKey string }
 			variants := []variant{{"", ""}}
 			if p.Proto == ICMP {
-				variants = []variant{{" itype:8;", ""}, {" itype:128;", "icmp6"}}
+				variants = []variant{{" ip_proto:1; itype:8;", ""}, {" ip_proto:58; itype:128;", "icmp6"}}
 			}
 			for _, v := range variants {
 				parts := []string{sig.ID, "payload", p.Proto.String(), port, p.Source}

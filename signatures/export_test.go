@@ -123,7 +123,7 @@ func TestExportSuricataShape(t *testing.T) {
 	if rules != 7 {
 		t.Fatalf("%d rules, want 2 tftp files x (read, write) + tcp + icmp x (v4, v6):\n%s", rules, out)
 	}
-	for _, want := range []string{`content:"|00 02|"; depth:2;`, "alert icmp any any -> any any (msg:\"WORMSINK Demo payload demo\"; itype:8;", " itype:128;"} {
+	for _, want := range []string{`content:"|00 02|"; depth:2;`, "alert icmp any any -> any any (msg:\"WORMSINK Demo payload demo\"; ip_proto:1; itype:8;", " ip_proto:58; itype:128;"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("rules lack %q:\n%s", want, out)
 		}

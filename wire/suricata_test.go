@@ -69,14 +69,15 @@ type ruleStep struct {
 }
 
 type evalRule struct {
-	proto  string
-	dport  int // -1: any
-	sid    int
-	sig    string
-	tftp   bool // flags both ends, as scan does for a TFTP request
-	itype  int  // -1: any
-	dsizeL int  // payload length must be below; -1: any
-	steps  []ruleStep
+	proto   string
+	dport   int // -1: any
+	sid     int
+	sig     string
+	tftp    bool // flags both ends, as scan does for a TFTP request
+	itype   int  // -1: any
+	ipProto int  // the transport protocol number (after IPv6 extension headers); 0: any
+	dsizeL  int  // payload length must be below; -1: any
+	steps   []ruleStep
 }
 
 func parseRules(t *testing.T, rules string) []evalRule {
@@ -141,6 +142,8 @@ func parseRules(t *testing.T, rules string) []evalRule {
 				e.steps = append(e.steps, ruleStep{pcre: re})
 			case "itype":
 				e.itype, _ = strconv.Atoi(val)
+			case "ip_proto":
+				e.ipProto, _ = strconv.Atoi(val)
 			case "dsize":
 				n, ok := strings.CutPrefix(val, "<")
 				if !ok {
@@ -204,12 +207,13 @@ type datagram struct {
 	packet       uint64
 	src, dst     netip.Addr
 	proto        string // udp, tcp, icmp
+	ipProto      int    // 1 for ICMPv4, 58 for ICMPv6
 	dport, itype int
 	payload      []byte
 }
 
 func (r *evalRule) matches(d *datagram) bool {
-	if r.proto != d.proto || r.dport >= 0 && r.dport != d.dport || r.itype >= 0 && r.itype != d.itype {
+	if r.proto != d.proto || r.dport >= 0 && r.dport != d.dport || r.itype >= 0 && r.itype != d.itype || r.ipProto != 0 && r.ipProto != d.ipProto {
 		return false
 	}
 	if r.dsizeL >= 0 && len(d.payload) >= r.dsizeL {
@@ -346,10 +350,10 @@ func readDatagrams(t *testing.T, path string) []datagram {
 			d.proto, d.dport, d.payload = "tcp", int(tc.DstPort), tc.Payload
 		case next.Layer(layers.LayerTypeICMPv4) != nil:
 			ic := next.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
-			d.proto, d.itype, d.payload = "icmp", int(ic.TypeCode.Type()), ic.Payload
+			d.proto, d.ipProto, d.itype, d.payload = "icmp", 1, int(ic.TypeCode.Type()), ic.Payload
 		case next.Layer(layers.LayerTypeICMPv6) != nil:
 			ic := next.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
-			d.proto, d.itype = "icmp", int(ic.TypeCode.Type())
+			d.proto, d.ipProto, d.itype = "icmp", 58, int(ic.TypeCode.Type())
 			if len(ic.Payload) >= 4 { // an IDS's ICMPv6 payload starts after the 8-byte header
 				d.payload = ic.Payload[4:]
 			}
