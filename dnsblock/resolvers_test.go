@@ -299,6 +299,9 @@ func launch(ctx context.Context, name string, port int, ready func(addr string) 
 			return r, fmt.Errorf("%s exited before it was ready (%v):\n%s", name, err, r.log())
 		default:
 		}
+		if portTaken(r.log()) { // named keeps running without the port
+			return r, fmt.Errorf("%s: port %d in use:\n%s", name, port, r.log())
+		}
 		if time.Now().After(deadline) {
 			return r, fmt.Errorf("%s not ready: %v\n%s", name, err, r.log())
 		}
@@ -444,6 +447,12 @@ func startDnsmasq(ctx context.Context, dir string, port int, auth netip.AddrPort
 	return launch(ctx, "dnsmasq", port, answersAnything, sbin("dnsmasq"), args...)
 }
 
+// portTaken reports whether a resolver's log says its port was taken.
+func portTaken(log string) bool {
+	l := strings.ToLower(log)
+	return strings.Contains(l, "address already in use") || strings.Contains(l, "address in use")
+}
+
 // freePort finds a port free for both UDP and TCP on 127.0.0.1.
 func freePort() (int, error) {
 	for range 50 {
@@ -544,13 +553,21 @@ func runDiffCase(t *testing.T, tc diffCase, auth netip.AddrPort) {
 			if err == nil {
 				err = os.Chmod(sub, 0o755)
 			}
-			var port int
-			if err == nil {
-				port, err = freePort()
-			}
 			var r *resolver
-			if err == nil {
+			// The port is free when picked but another test process may
+			// take it before the resolver binds it: pick another then.
+			for attempt := 0; err == nil; attempt++ {
+				var port int
+				if port, err = freePort(); err != nil {
+					break
+				}
 				r, err = f(sub, port)
+				if err == nil || attempt == 4 || !portTaken(err.Error()) {
+					break
+				}
+				r.cmd.Process.Kill() // our own child, by its pid
+				<-r.done
+				r, err = nil, nil
 			}
 			mu.Lock()
 			defer mu.Unlock()
