@@ -122,7 +122,13 @@ func (s *ShadowserverWriter) Skipped() uint64 { return s.skipped }
 // port), empty for dns; public_source ← sensor; infection ← signature id;
 // family ← family; tag ← "EVENT;evidence=strong|weak;count=N"; application
 // ← dns or tftp.
+//
+// A network line names no host, so it has no row: Shadowserver's rows are
+// per source address.
 func (s *ShadowserverWriter) Write(r *Sighting) error {
+	if r.Network.IsValid() {
+		return nil
+	}
 	if h := r.Host.Unmap(); h.Is6() != s.ipv6 {
 		s.skipped++
 		return nil
@@ -170,7 +176,7 @@ func (s *ShadowserverWriter) Write(r *Sighting) error {
 	row[ssInfection] = string(r.Sig)
 	row[ssFamily] = string(r.Family)
 	row[ssTag] = string(r.Kind) + ";evidence=" + r.Evidence.String() + ";count=" + strconv.FormatUint(r.Count, 10)
-	return s.cw.Write(row)
+	return s.cw.Write(neutralise(row))
 }
 
 // Flush writes what is buffered (and the header if no row came).

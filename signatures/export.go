@@ -51,13 +51,13 @@ func ExportWith(w io.Writer, s *Set, format string, opt ExportOptions) error {
 	case "suricata":
 		err = exportSuricata(bw, s)
 	default:
-		return fmt.Errorf("signatures: export: unknown format %q (want %s)", format, strings.Join(ExportFormats, ", "))
+		return fmt.Errorf("export: unknown format %q (want %s)", format, strings.Join(ExportFormats, ", "))
 	}
 	if err != nil {
-		return fmt.Errorf("signatures: export %s: %w", format, err)
+		return fmt.Errorf("export %s: %w", format, err)
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("signatures: export %s: %w", format, err)
+		return fmt.Errorf("export %s: %w", format, err)
 	}
 	return nil
 }
