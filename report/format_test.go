@@ -119,7 +119,7 @@ func TestJSON(t *testing.T) {
 }
 
 // publishedFields reads a report's column list from Shadowserver's
-// published schema file (testdata/report/shadowserver, see SOURCE.md).
+// published schema file (its source: testdata/report/shadowserver/SOURCE.md).
 func publishedFields(t *testing.T, report string) []string {
 	t.Helper()
 	data, err := os.ReadFile("../testdata/report/shadowserver/reports.json")

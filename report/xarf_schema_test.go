@@ -8,7 +8,7 @@ import (
 )
 
 // validateXARF runs the official X-ARF v4 schema (testdata/report/xarf-v4,
-// see SOURCE.md) over JSON lines with Debian's python3-jsonschema.
+// source: testdata/report/xarf-v4/SOURCE.md) over JSON lines with Debian's python3-jsonschema.
 func validateXARF(t *testing.T, lines []byte) (string, error) {
 	t.Helper()
 	py := "/usr/bin/python3" // Debian's, which has python3-jsonschema (scripts/deps.sh)
