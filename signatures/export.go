@@ -72,15 +72,10 @@ func exportRPZ(w *bufio.Writer, s *Set, opt ExportOptions) error {
 		// reach secondaries as a serial that went backwards.
 		return fmt.Errorf("serial %d does not fit the 32-bit SOA serial", s.Serial())
 	}
-	zone := strings.ToLower(strings.TrimSuffix(opt.Zone, "."))
-	if zone != "" {
-		if _, _, err := canonicalName(zone); err != nil || strings.HasPrefix(opt.Zone, "*") {
-			return fmt.Errorf("zone name %q: %w", opt.Zone, errNameSyntax)
-		}
-		if rpzLongest(len(zone)) < 1 {
-			return fmt.Errorf("zone name %q leaves no room for owner names", opt.Zone)
-		}
+	if err := CheckZone(opt.Zone); err != nil {
+		return err
 	}
+	zone := strings.ToLower(strings.TrimSuffix(opt.Zone, "."))
 	fmt.Fprintf(w, "; wormsink response policy zone, signature serial %d, from %s\n", s.Serial(), s.Name())
 	apex, suffix := "@", ""
 	if zone == "" {

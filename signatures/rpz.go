@@ -61,6 +61,21 @@ type RPZRecord struct {
 	Skip string
 }
 
+// CheckZone validates an RPZ zone name ("" is valid: relative owners).
+func CheckZone(name string) error {
+	if name == "" {
+		return nil
+	}
+	zone, wild, err := canonicalName(strings.TrimSuffix(name, "."))
+	if err != nil || wild {
+		return fmt.Errorf("zone name %q: %w", name, errNameSyntax)
+	}
+	if rpzLongest(len(zone)) < 1 {
+		return fmt.Errorf("zone name %q leaves no room for owner names", name)
+	}
+	return nil
+}
+
 // rpzLongest is the longest owner, in presentation characters without the
 // trailing dot, that fits below an origin of originLen characters: a name's
 // wire form is its text length plus 2, the origin adds its length plus 1.

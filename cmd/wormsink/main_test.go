@@ -92,6 +92,9 @@ func TestSigsExport(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "\n_tcp.worm.example A 192.0.2.1\n") {
 		t.Errorf("--keep-underscore: %d %q", code, out)
 	}
+	if code, _, errs := runCmd(t, "", "sigs", "export", "--format", "rpz", "--zone", "bad zone"); code != exitUsage || !strings.Contains(errs, "--zone") {
+		t.Errorf("bad --zone: %d %q", code, errs)
+	}
 	if code, _, _ := runCmd(t, "", "sigs", "export", "--format", "hosts", "--zone", "x"); code != exitUsage {
 		t.Errorf("--zone with hosts: %d", code)
 	}

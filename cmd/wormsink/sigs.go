@@ -78,6 +78,9 @@ func runSigsExport(e env, args []string) int {
 	if (*zone != "" || *keepUnderscore) && *format != "rpz" {
 		return usageErr(e, "sigs export: --zone and --keep-underscore apply to --format rpz only")
 	}
+	if err := signatures.CheckZone(*zone); err != nil {
+		return usageErr(e, "sigs export: --zone: %v", err)
+	}
 	opt := signatures.ExportOptions{
 		Sinkhole:       ips,
 		Zone:           *zone,
