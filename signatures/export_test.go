@@ -185,8 +185,12 @@ func TestExportRPZInUnbound(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "rpz.zone"), []byte(zone), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freeUDPPort(t)
-	conf := fmt.Sprintf(`server:
+	var server string
+	// The port is free when picked, but another test process may bind it
+	// before unbound does: then unbound exits and another port is tried.
+	for attempt := 0; server == ""; attempt++ {
+		port := freeUDPPort(t)
+		conf := fmt.Sprintf(`server:
   interface: 127.0.0.1
   port: %d
   do-daemonize: no
@@ -204,43 +208,49 @@ rpz:
   name: rpz.wormsink.
   zonefile: %q
 `, port, dir, filepath.Join(dir, "rpz.zone"))
-	confPath := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(filepath.Join(filepath.Dir(unbound), "unbound-checkconf"), confPath).CombinedOutput(); err != nil {
-		t.Fatalf("unbound-checkconf: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); cmd.Wait() }()
-
-	server := fmt.Sprintf("127.0.0.1:%d", port)
-	c := &dns.Client{Timeout: 500 * time.Millisecond}
-	query := func(name string, qtype uint16) (*dns.Msg, error) {
-		m := new(dns.Msg)
-		m.SetQuestion(name, qtype)
-		r, _, err := c.Exchange(m, server)
-		return r, err
-	}
-	// Readiness: unbound answers once it has loaded the zone.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r, err := query("gone.worm.example.", dns.TypeA)
-		if err == nil && r.Rcode == dns.RcodeNameError {
+		confPath := filepath.Join(dir, "unbound.conf")
+		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(filepath.Join(filepath.Dir(unbound), "unbound-checkconf"), confPath).CombinedOutput(); err != nil {
+			t.Fatalf("unbound-checkconf: %v\n%s", err, out)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cmd := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		// Readiness: unbound answers once it has loaded the zone.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r, err := rpzQuery(addr, "gone.worm.example.", dns.TypeA)
+			if err == nil && r.Rcode == dns.RcodeNameError {
+				server = addr
+				break
+			}
+			select {
+			case <-done:
+				if strings.Contains(logs.String(), "in use") && attempt < 4 {
+					break // another port
+				}
+				t.Fatalf("unbound exited: %v %v\n%s", r, err, logs.String())
+			default:
+				if time.Now().After(deadline) {
+					t.Fatalf("unbound not answering by policy: %v %v", r, err)
+				}
+				time.Sleep(20 * time.Millisecond) // polling a readiness condition
+				continue
+			}
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("unbound not answering by policy: %v %v\n%s", r, err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling a readiness condition
 	}
+	query := func(name string, qtype uint16) (*dns.Msg, error) { return rpzQuery(server, name, qtype) }
 
 	check := func(name string, qtype uint16, rcode int, want string) {
 		t.Helper()
@@ -267,6 +277,14 @@ rpz:
 	check("gone.worm.example.", dns.TypeAAAA, dns.RcodeNameError, "")
 	check("quiet.worm.example.", dns.TypeA, dns.RcodeSuccess, "")
 	check("quiet.worm.example.", dns.TypeTXT, dns.RcodeSuccess, "")
+}
+
+func rpzQuery(server, name string, qtype uint16) (*dns.Msg, error) {
+	c := &dns.Client{Timeout: 500 * time.Millisecond}
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	r, _, err := c.Exchange(m, server)
+	return r, err
 }
 
 func freeUDPPort(t *testing.T) int {
