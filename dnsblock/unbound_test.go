@@ -96,7 +96,7 @@ func runDaemonOn(t *testing.T, name, probe string, fixed int, cmdFor func(port i
 	for attempt := 0; ; attempt++ {
 		port := fixed
 		if port == 0 {
-			port = freePort(t)
+			port = freeLoopbackPort(t)
 		}
 		cmd := cmdFor(port)
 		var stderr bytes.Buffer
@@ -135,8 +135,8 @@ func runDaemonOn(t *testing.T, name, probe string, fixed int, cmdFor func(port i
 	}
 }
 
-// freePort finds a port free for both UDP and TCP on 127.0.0.1.
-func freePort(t *testing.T) int {
+// freeLoopbackPort finds a port free for both UDP and TCP on 127.0.0.1.
+func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
 	for {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
