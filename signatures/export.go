@@ -43,30 +43,25 @@ func Export(w io.Writer, s *Set, format string, sinkhole []netip.Addr) error {
 // (a name with only A local data answers NODATA for AAAA, as SPEC §2 wants).
 func exportRPZ(w *bufio.Writer, s *Set, sinkhole []netip.Addr) error {
 	fmt.Fprintf(w, "; wormsink response policy zone, signature serial %d, from %s\n", s.Serial(), s.Name())
-	// SOA serials are 32 bits; a longer file serial is taken modulo 2^32,
-	// which serial arithmetic (RFC 1982) tolerates.
-	fmt.Fprintf(w, "$TTL 60\n@ IN SOA localhost. hostmaster.localhost. %d 3600 600 86400 60\n@ IN NS localhost.\n", uint32(s.Serial()))
-	for _, sig := range s.Signatures() {
-		if len(sig.Domains) == 0 {
-			continue
+	fmt.Fprintf(w, "$TTL %d\n@ IN SOA %s %s %d %d %d %d %d\n@ IN NS %s\n", RPZTTL, RPZNS, RPZMbox, RPZSerial(s),
+		RPZRefresh, RPZRetry, RPZExpire, RPZMinTTL, RPZNS)
+	var last *Signature
+	for r := range RPZRecords(s, sinkhole) {
+		if r.Signature != last {
+			last = r.Signature
+			fmt.Fprintf(w, "; %s (%s)\n", r.Signature.ID, r.Signature.Family)
 		}
-		fmt.Fprintf(w, "; %s (%s)\n", sig.ID, sig.Family)
-		for _, d := range sig.Domains {
-			owner := d.Pattern()
-			switch {
-			case d.Action == NXDomain:
-				fmt.Fprintf(w, "%s CNAME .\n", owner)
-			case d.Action == NoData || len(sinkhole) == 0:
-				fmt.Fprintf(w, "%s CNAME *.\n", owner)
-			default:
-				for _, ip := range sinkhole {
-					typ := "A"
-					if ip.Is6() && !ip.Is4In6() {
-						typ = "AAAA"
-					}
-					fmt.Fprintf(w, "%s %s %s\n", owner, typ, ip.Unmap())
-				}
+		switch r.Policy {
+		case RPZNXDomain:
+			fmt.Fprintf(w, "%s CNAME .\n", r.Owner)
+		case RPZNoData:
+			fmt.Fprintf(w, "%s CNAME *.\n", r.Owner)
+		default:
+			typ := "A"
+			if r.Addr.Is6() {
+				typ = "AAAA"
 			}
+			fmt.Fprintf(w, "%s %s %s\n", r.Owner, typ, r.Addr)
 		}
 	}
 	return nil // bufio keeps the first write error for Flush
