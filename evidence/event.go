@@ -18,6 +18,9 @@ const (
 	TFTPRefused Kind = "tftp_refused"
 	TFTPRequest Kind = "tftp_request" // a file no signature names
 	WireMatch   Kind = "wire_match"
+	// DNSLookup is a listed name a resolver was asked for, seen in its
+	// dnstap stream: QName, QType, Transport, Rule and Resolver are set.
+	DNSLookup Kind = "dns_lookup"
 )
 
 // Role says what a wire_match implicates the host in.
@@ -59,6 +62,9 @@ type Event struct {
 	DstPort uint16
 	PCAP    string // scan: the capture file
 	Packet  uint64 // scan: the packet number, from 1
+
+	// dns_lookup
+	Resolver string // the resolver's dnstap identity, else the address it streamed from
 }
 
 // key is what folding compares: the same host, port, event, signature and
@@ -82,6 +88,7 @@ type key struct {
 	proto     string
 	dstPort   uint16
 	pcap      string
+	resolver  string
 }
 
 func (e *Event) key() key {
@@ -90,6 +97,7 @@ func (e *Event) key() key {
 		qname: e.QName, qtype: e.QType, transport: e.Transport, rule: e.Rule,
 		file: e.File, mode: e.Mode, op: e.Op, srv: e.Srv,
 		peer: e.Peer, role: e.Role, proto: e.Proto, dstPort: e.DstPort, pcap: e.PCAP,
+		resolver: e.Resolver,
 	}
 }
 

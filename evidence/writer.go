@@ -282,6 +282,12 @@ func (w *Writer) write(s *slot) {
 		if ev.Rule != "" {
 			e.Str("rule", ev.Rule)
 		}
+	case DNSLookup:
+		e.Str("qname", ev.QName).Str("qtype", ev.QType).Str("transport", ev.Transport)
+		if ev.Rule != "" {
+			e.Str("rule", ev.Rule)
+		}
+		e.Str("resolver", ev.Resolver)
 	case TFTPRefused, TFTPRequest:
 		e.Str("file", ev.File).Str("mode", ev.Mode).Str("op", ev.Op)
 		if ev.Srv.IsValid() {

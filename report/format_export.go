@@ -69,7 +69,7 @@ func (s *ShadowserverWriter) Write(r *Sighting) error {
 	row[2] = r.Host.String()
 	row[3] = strconv.Itoa(int(r.Port))
 	switch r.Kind {
-	case evidence.DNSSinkhole:
+	case evidence.DNSSinkhole, evidence.DNSLookup:
 		row[1] = orDefault(string(r.Transport), "udp")
 		row[27] = "dns"
 	case evidence.TFTPRefused, evidence.TFTPRequest:
