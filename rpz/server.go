@@ -419,3 +419,13 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, z *zone, deltas []
 	s.stats.count(k, res)
 	w.Close() // one transfer per connection, as secondaries expect
 }
+
+// Close releases the sockets of a server that never served.
+func (s *Server) Close() {
+	if s.udp != nil {
+		s.udp.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+}

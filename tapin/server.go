@@ -331,3 +331,6 @@ func (in *ingest) handle(b []byte) error {
 	s.lookups.Add(1)
 	return nil
 }
+
+// Close releases the listener of a server that never served.
+func (s *Server) Close() { s.ln.Close() }
