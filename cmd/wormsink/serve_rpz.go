@@ -21,7 +21,7 @@ type feedConfig struct {
 	rpzListen    string
 	rpzZone      string
 	rpzJournal   int
-	rpzNotify    stringList
+	rpzNotify    addrPortList
 	rpzAllow     prefixList
 	rpzUnsigned  prefixList
 	rpzTSIG      string
@@ -70,13 +70,13 @@ func (c *serveConfig) completeFeeds() error {
 	} else if len(f.rpzUnsigned) > 0 {
 		return errors.New("--rpz-allow-unsigned needs --rpz-tsig (without a key every allowed source transfers unsigned)")
 	}
-	if len(c.sinkholeIPs) == 0 && c.tftpListen != "" {
+	if len(c.dns.SinkholeIPs) == 0 && c.tftpListen != "" {
 		host, _, _ := net.SplitHostPort(c.tftpListen)
 		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
-			c.sinkholeIPs = addrList{ip.Unmap()}
+			c.dns.SinkholeIPs = []netip.Addr{ip.Unmap()}
 		}
 	}
-	if len(c.sinkholeIPs) == 0 {
+	if len(c.dns.SinkholeIPs) == 0 {
 		return errors.New("--sinkhole-ip is needed for the policy zone's local data: --tftp-listen names no address to derive it from")
 	}
 	return nil
@@ -93,7 +93,7 @@ func (s *server) addRPZ() error {
 	}
 	srv, err := rpz.New(rpz.Config{
 		Listen: f.rpzListen, Zone: f.rpzZone, Journal: journal, Notify: f.rpzNotify,
-		Allow: f.rpzAllow, Key: f.rpzKey, Unsigned: f.rpzUnsigned, Sinkhole: s.cfg.sinkholeIPs,
+		Allow: f.rpzAllow, Key: f.rpzKey, Unsigned: f.rpzUnsigned, Sinkhole: s.cfg.dns.SinkholeIPs,
 	}, s.store, s.log)
 	if err != nil {
 		return err
@@ -143,5 +143,28 @@ func (s *server) addDNSTap() error {
 		s.log.Info().Str("event", "dnstap_start").Str("listen", s.cfg.feeds.dnstapListen).Msg("taking dnstap streams")
 		return srv.Serve(ctx)
 	}})
+	return nil
+}
+
+// addrPortList is the --rpz-notify flag: comma-separated host[:port],
+// port 53 when omitted.
+type addrPortList []string
+
+func (l *addrPortList) String() string { return strings.Join(*l, ",") }
+
+func (l *addrPortList) Set(v string) error {
+	*l = (*l)[:0]
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			p = net.JoinHostPort(strings.Trim(p, "[]"), "53")
+		}
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return fmt.Errorf("bad address %q", p)
+		}
+		*l = append(*l, p)
+	}
 	return nil
 }
