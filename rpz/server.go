@@ -97,16 +97,22 @@ func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 // Listen binds the UDP and TCP sockets, so a privileged port can be bound
 // before privileges are dropped.
 func (s *Server) Listen() error {
-	var err error
-	if s.udp, err = net.ListenPacket("udp", s.cfg.Listen); err != nil {
-		return fmt.Errorf("rpz: %w", err)
-	}
-	// The TCP socket takes the UDP one's port, so ":0" gives one port.
-	if s.tcp, err = net.Listen("tcp", s.udp.LocalAddr().String()); err != nil {
+	_, port, _ := net.SplitHostPort(s.cfg.Listen)
+	for attempt := 0; ; attempt++ {
+		var err error
+		if s.udp, err = net.ListenPacket("udp", s.cfg.Listen); err != nil {
+			return fmt.Errorf("rpz: %w", err)
+		}
+		// The TCP socket takes the UDP one's port, so ":0" gives one port
+		// for both; that port may be taken for TCP, then try another.
+		if s.tcp, err = net.Listen("tcp", s.udp.LocalAddr().String()); err == nil {
+			return nil
+		}
 		s.udp.Close()
-		return fmt.Errorf("rpz: %w", err)
+		if port != "0" || attempt == 20 {
+			return fmt.Errorf("rpz: %w", err)
+		}
 	}
-	return nil
 }
 
 // Addr is the bound address (UDP and TCP share the port).
@@ -124,6 +130,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	changed, cancel := s.src.Subscribe()
 	defer cancel()
+	s.reload(ctx) // a reload between New and Subscribe was not announced to us
 	var tp dns.TsigProvider
 	if s.cfg.Key != nil {
 		tp = provider{key: *s.cfg.Key}
