@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-tftp clean
+.PHONY: all build run test vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-tftp perf-rpz clean
 
 all: build
 
@@ -53,6 +53,10 @@ perf-report: deps
 
 perf-wire: deps
 	./scripts/perf-wire.sh
+
+# RPZ primary (AXFR against BIND, NOTIFY/IXFR to Unbound and BIND) and dnstap ingest.
+perf-rpz: deps
+	./scripts/perf-rpz.sh $(NAMES)
 
 perf-tftp: deps
 	$(GO) build -o bin/sinkserver ./testdata/tftp/sinkserver
