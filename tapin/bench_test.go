@@ -8,16 +8,12 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
-	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 )
-
-type nopRecorder struct{ n int }
-
-func (r *nopRecorder) Record(e evidenceEvent) { r.n++ }
 
 func benchHandle(b *testing.B, qname string) {
 	fr := tapFrame(b, dnstap.Message_CLIENT_QUERY, "unbound-1", qname, dns.TypeA, "192.0.2.10", 40001, dnstap.SocketProtocol_UDP)
-	rec := &nopRecorder{}
+	rec := &evidencetest.Counter{}
 	s := &Server{src: store{testSet(b)}, rec: rec, log: zerolog.Nop(), now: nowFunc}
 	in := &ingest{s: s, resolver: "unix:/x"}
 	b.ReportAllocs()
@@ -38,14 +34,12 @@ func BenchmarkHandleListed(b *testing.B) { benchHandle(b, "x.wild.example") }
 
 func TestUnlistedFrameAllocatesNothing(t *testing.T) {
 	fr := tapFrame(t, dnstap.Message_CLIENT_QUERY, "unbound-1", "www.unlisted.example", dns.TypeA, "192.0.2.10", 40001, dnstap.SocketProtocol_UDP)
-	s := &Server{src: store{testSet(t)}, rec: &nopRecorder{}, log: zerolog.Nop(), now: nowFunc}
+	s := &Server{src: store{testSet(t)}, rec: evidencetest.Discard{}, log: zerolog.Nop(), now: nowFunc}
 	in := &ingest{s: s, resolver: "unix:/x"}
 	in.handle(fr)
 	if n := testing.AllocsPerRun(1000, func() { in.handle(fr) }); n != 0 {
 		t.Fatalf("%v allocations per unlisted frame", n)
 	}
 }
-
-type evidenceEvent = evidence.Event
 
 var nowFunc = time.Now
