@@ -97,6 +97,7 @@ printf 'server:
   module-config: "respip iterator"
   access-control: 127.0.0.0/8 allow
   do-ip6: no
+  local-zone: "test." nodefault
   local-zone: "bench.test." redirect
   local-data: "bench.test. 300 IN A 192.0.2.1"
 rpz:
