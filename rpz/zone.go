@@ -24,6 +24,11 @@ type zone struct {
 	journal  []*delta // oldest first; journal[len-1].to == serial
 	records  int      // records besides SOA and NS
 	skipped  int      // listed names too long to fit under origin
+
+	// seed and hashed: the sorted record hashes, kept from the diff that
+	// made this zone so the next diff hashes only the new zone.
+	seed   maphash.Seed
+	hashed []uint64
 }
 
 // delta is the change from one serial to the next, packed: each record is
@@ -197,10 +202,17 @@ func only(a, b []uint64) []uint64 {
 // even for two million-record zones, and would only leave one stale
 // record until the next AXFR.
 func diff(old, next *zone) *delta {
-	seed := maphash.MakeSeed()
-	oh, nh := old.hashes(seed), next.hashes(seed)
+	seed := old.seed
+	oh := old.hashed
+	if oh == nil {
+		seed = maphash.MakeSeed()
+		oh = old.hashes(seed)
+	}
+	nh := next.hashes(seed)
+	next.seed, next.hashed = seed, nh
 	delH, addH := only(oh, nh), only(nh, oh)
-	oh, nh = nil, nil
+	old.hashed = nil // only the newest zone's are kept
+	oh = nil
 	d := &delta{from: old.serial, to: next.serial}
 	pick := func(z *zone, want []uint64, buf *[]byte, n *int) {
 		if len(want) == 0 {
