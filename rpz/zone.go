@@ -13,8 +13,8 @@ import (
 )
 
 // zone is one version of the policy zone: the signature set it is generated
-// from and the journal of changes that led to it. It is immutable; a reload
-// builds a new one. Records are never all held as dns.RR: transfers
+// from and the journal of changes that led to it. It is immutable (but for
+// hashed, which only the reload loop touches); a reload builds a new one. Records are never all held as dns.RR: transfers
 // generate them from the set as they stream.
 type zone struct {
 	origin   string // fully qualified, lower case
