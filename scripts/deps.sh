@@ -13,6 +13,7 @@ declare -A need=(
   [unbound-checkconf]=unbound
   [named]=bind9
   [named-checkconf]=bind9-utils
+  [pdns_recursor]=pdns-recursor
   [curl]=curl
   [atftp]=atftp
   [in.tftpd]=tftpd-hpa
