@@ -321,6 +321,15 @@ func (in *ingest) handle(b []byte) error {
 	if f.protocol < uint64(len(transports)) {
 		ev.Transport = transports[f.protocol]
 	}
+	// The proof, as the resolver saw the client: a query over TCP (plain,
+	// TLS, HTTPS, DNSCrypt) came after a completed handshake with that
+	// address; over QUIC after the handshake's address validation.
+	switch ev.Transport {
+	case "tcp", "dot", "doh", "dnscrypt-tcp":
+		ev.Proof = evidence.ProofTCP
+	case "doq":
+		ev.Proof = evidence.ProofExchange
+	}
 	if p := m.Domain.Pattern(); p != ev.QName {
 		ev.Rule = p
 	}

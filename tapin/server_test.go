@@ -186,8 +186,8 @@ func TestListedLookupsBecomeEvidence(t *testing.T) {
 	}
 	want := []map[string]any{
 		{"host": "192.0.2.10", "port": 40001.0, "qname": "listed.example", "qtype": "A", "transport": "udp", "resolver": "unbound-1", "evidence": "strong", "signature": "conficker", "time": "2025-12-01T12:00:00.123Z"},
-		{"host": "2001:db8::12", "port": 40003.0, "qname": "a.b.wild.example", "qtype": "AAAA", "transport": "tcp", "rule": "*.wild.example"},
-		{"host": "192.0.2.13", "qname": "weak.example", "qtype": "TXT", "evidence": "weak"},
+		{"host": "2001:db8::12", "port": 40003.0, "qname": "a.b.wild.example", "qtype": "AAAA", "transport": "tcp", "rule": "*.wild.example", "proof": "tcp"},
+		{"host": "192.0.2.13", "qname": "weak.example", "qtype": "TXT", "evidence": "weak", "proof": "datagram"},
 	}
 	for i, w := range want {
 		for k, v := range w {

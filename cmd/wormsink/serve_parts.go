@@ -49,6 +49,32 @@ func (s *server) addReload(hup <-chan os.Signal) {
 	}})
 }
 
+// addReopen appends the part that reopens the log file on SIGUSR1, so
+// logrotate can move it away (postrotate: kill -USR1).
+func (s *server) addReopen(usr1 <-chan os.Signal) {
+	s.parts = append(s.parts, part{name: "reopen", run: func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-usr1:
+				if s.logFile == nil {
+					s.log.Info().Str("event", "reopen").Msg("log is standard output: nothing to reopen")
+					continue
+				}
+				// Lines folded so far go to the old file, and the new
+				// one starts with the line saying it was reopened.
+				s.ev.Flush()
+				if err := s.logFile.Reopen(); err != nil {
+					s.log.Error().Str("event", "reopen_failed").Str("error", err.Error()).Msg("log not reopened; still writing to the old file")
+					continue
+				}
+				s.log.Info().Str("event", "reopen").Str("log", s.cfg.logFile).Msg("log reopened")
+			}
+		}
+	}})
+}
+
 // logReload logs and counts one reload attempt.
 func (s *server) logReload(r signatures.Reload, err error) {
 	if err != nil {
@@ -98,12 +124,12 @@ func (s *server) addDNS() error {
 	}
 	srv, err := dnsblock.New(s.cfg.dns, s.store, s.ev, s.log)
 	if err != nil {
-		return err
+		return fmt.Errorf("dns: %w", err)
 	}
 	// Bind now (port 53 may need root); serve in run, after privileges
 	// are dropped, so no query is parsed as root.
 	if err := srv.Listen(); err != nil {
-		return err
+		return fmt.Errorf("dns: %w", err)
 	}
 	s.closers = append(s.closers, func() { srv.Shutdown(context.Background()) })
 	m := s.metrics
@@ -187,6 +213,9 @@ func (s *server) addTFTP() error {
 	m.counter("wormsink_tftp_replies_suppressed_total", "TFTP replies withheld (not an ERROR, or nothing to answer).", func() uint64 { return st().Suppressed })
 	m.counter("wormsink_tftp_panics_total", "Panics recovered in the TFTP server.", func() uint64 { return st().Panics })
 	m.counter("wormsink_tftp_socket_errors_total", "TFTP socket read and write errors.", func() uint64 { return st().Errors })
+	// proof of the source address
+	m.counter("wormsink_tftp_exchanges_total", "TFTP refusals the client followed up on the refusal's own port (proof exchange).", func() uint64 { return st().Exchanged })
+	m.counter("wormsink_tftp_exchange_busy_total", "TFTP refusals sent from the listening port because every fresh port was in use (the sighting stays a datagram).", func() uint64 { return st().ExchangeBusy })
 	s.parts = append(s.parts, part{name: "tftp", run: func(ctx context.Context) error {
 		if err := srv.Serve(ctx, conn); err != nil && !errors.Is(err, sinkhole.ErrServerClosed) {
 			return err
