@@ -390,12 +390,12 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, z *zone, deltas []
 				to := z.soa()
 				to.Serial = d.to
 				ok := send(from, 64+len(z.origin))
-				eachPacked(d.del, func(o string, p signatures.RPZPolicy, a netip.Addr) bool {
+				eachPacked(d.del, func(o string, p policy, a netip.Addr) bool {
 					ok = ok && send(mk.rr(o, p, a), est(o))
 					return ok
 				})
 				ok = ok && send(to, 64+len(z.origin))
-				eachPacked(d.add, func(o string, p signatures.RPZPolicy, a netip.Addr) bool {
+				eachPacked(d.add, func(o string, p policy, a netip.Addr) bool {
 					ok = ok && send(mk.rr(o, p, a), est(o))
 					return ok
 				})

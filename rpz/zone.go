@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/miekg/dns"
 
@@ -43,31 +44,71 @@ type delta struct {
 
 func (d *delta) size() int { return len(d.del) + len(d.add) }
 
-// fits reports whether a relative owner fits under origin: a name is at
-// most 255 bytes on the wire, which is 253 characters without the root dot.
-func fits(owner, origin string) bool { return len(owner)+1+len(origin) <= 254 }
+// policy is what one record of the zone says about its owner.
+type policy uint8
 
-// each yields the zone's policy records (no SOA, no NS).
-func (z *zone) each(yield func(signatures.RPZRecord) bool) {
-	for r := range signatures.RPZRecords(z.set, z.sinkhole) {
-		if !fits(r.Owner, z.origin) {
-			continue
-		}
-		if !yield(r) {
+const (
+	polNXDomain  policy = iota // CNAME .
+	polNoData                  // CNAME *.
+	polLocalData               // A or AAAA with a sinkhole address
+)
+
+// record is one policy record as the primary streams and journals it.
+type record struct {
+	Owner  string // relative to the origin
+	Policy policy
+	Addr   netip.Addr // polLocalData
+}
+
+// options are the export's rules for this zone: the same records as
+// `sigs export --format rpz --zone` writes.
+func (z *zone) options() signatures.RPZOptions {
+	return signatures.RPZOptions{Sinkhole: z.sinkhole, Zone: strings.TrimSuffix(z.origin, ".")}
+}
+
+// each yields the zone's policy records (no SOA, no NS) from the one
+// generator the file export uses too; names it leaves out are skipped.
+func (z *zone) each(yield func(record) bool) {
+	stopped := false
+	signatures.RPZRecords(z.set, z.options(), func(r signatures.RPZRecord) {
+		if stopped || r.Skip != "" {
 			return
 		}
+		x, ok := toRecord(r)
+		if ok && !yield(x) {
+			stopped = true // the generator runs on; nothing more is yielded
+		}
+	})
+}
+
+func toRecord(r signatures.RPZRecord) (record, bool) {
+	x := record{Owner: r.Owner}
+	switch {
+	case r.Type == "CNAME" && r.Data == ".":
+		x.Policy = polNXDomain
+	case r.Type == "CNAME" && r.Data == "*.":
+		x.Policy = polNoData
+	case r.Type == "A" || r.Type == "AAAA":
+		a, err := netip.ParseAddr(r.Data)
+		if err != nil {
+			return x, false
+		}
+		x.Policy, x.Addr = polLocalData, a
+	default:
+		return x, false
 	}
+	return x, true
 }
 
 func newZone(origin string, set *signatures.Set, sinkhole []netip.Addr) *zone {
 	z := &zone{origin: origin, set: set, serial: signatures.RPZSerial(set), sinkhole: sinkhole}
-	for r := range signatures.RPZRecords(set, sinkhole) {
-		if fits(r.Owner, origin) {
+	signatures.RPZRecords(set, z.options(), func(r signatures.RPZRecord) {
+		if r.Skip != "" {
+			z.skipped++
+		} else {
 			z.records++
-		} else if r.Policy != signatures.RPZLocalData || r.Addr == sinkhole[0] {
-			z.skipped++ // once per name, not per address
 		}
-	}
+	})
 	return z
 }
 
@@ -94,13 +135,13 @@ func newRRMaker(origin string) *rrMaker {
 	return &rrMaker{origin: origin, ips: map[netip.Addr]net.IP{}}
 }
 
-func (m *rrMaker) rr(owner string, p signatures.RPZPolicy, addr netip.Addr) dns.RR {
+func (m *rrMaker) rr(owner string, p policy, addr netip.Addr) dns.RR {
 	hdr := dns.RR_Header{Name: owner + "." + m.origin, Class: dns.ClassINET, Ttl: signatures.RPZTTL}
 	switch p {
-	case signatures.RPZNXDomain:
+	case polNXDomain:
 		hdr.Rrtype = dns.TypeCNAME
 		return &dns.CNAME{Hdr: hdr, Target: "."}
-	case signatures.RPZNoData:
+	case polNoData:
 		hdr.Rrtype = dns.TypeCNAME
 		return &dns.CNAME{Hdr: hdr, Target: "*."}
 	}
@@ -118,11 +159,11 @@ func (m *rrMaker) rr(owner string, p signatures.RPZPolicy, addr netip.Addr) dns.
 }
 
 // appendPacked adds one record to a delta's byte form.
-func appendPacked(b []byte, r signatures.RPZRecord) []byte {
+func appendPacked(b []byte, r record) []byte {
 	b = binary.AppendUvarint(b, uint64(len(r.Owner)))
 	b = append(b, r.Owner...)
 	b = append(b, byte(r.Policy))
-	if r.Policy == signatures.RPZLocalData {
+	if r.Policy == polLocalData {
 		if r.Addr.Is4() {
 			a := r.Addr.As4()
 			b = append(b, 4)
@@ -137,16 +178,16 @@ func appendPacked(b []byte, r signatures.RPZRecord) []byte {
 }
 
 // eachPacked reads back what appendPacked wrote.
-func eachPacked(b []byte, yield func(owner string, p signatures.RPZPolicy, addr netip.Addr) bool) {
+func eachPacked(b []byte, yield func(owner string, p policy, addr netip.Addr) bool) {
 	for len(b) > 0 {
 		n, k := binary.Uvarint(b)
 		b = b[k:]
 		owner := string(b[:n])
 		b = b[n:]
-		p := signatures.RPZPolicy(b[0])
+		p := policy(b[0])
 		b = b[1:]
 		var addr netip.Addr
-		if p == signatures.RPZLocalData {
+		if p == polLocalData {
 			l := int(b[0])
 			addr, _ = netip.AddrFromSlice(b[1 : 1+l])
 			b = b[1+l:]
@@ -170,11 +211,11 @@ func (z *zone) hashes(seed maphash.Seed) []uint64 {
 	return out
 }
 
-func recordHash(h *maphash.Hash, r signatures.RPZRecord) uint64 {
+func recordHash(h *maphash.Hash, r record) uint64 {
 	h.Reset()
 	h.WriteString(r.Owner)
 	h.WriteByte(byte(r.Policy))
-	if r.Policy == signatures.RPZLocalData {
+	if r.Policy == polLocalData {
 		a := r.Addr.As16()
 		h.Write(a[:])
 	}

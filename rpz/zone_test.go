@@ -60,7 +60,7 @@ func TestDeltaTakesOldToNew(t *testing.T) {
 		for _, r := range zoneRecords(z) {
 			have[r] = true
 		}
-		eachPacked(d.del, func(o string, p signatures.RPZPolicy, a netip.Addr) bool {
+		eachPacked(d.del, func(o string, p policy, a netip.Addr) bool {
 			k := fmt.Sprint(o, p, a)
 			if !have[k] {
 				t.Fatalf("deletes %s, which the old zone lacks", k)
@@ -68,7 +68,7 @@ func TestDeltaTakesOldToNew(t *testing.T) {
 			delete(have, k)
 			return true
 		})
-		eachPacked(d.add, func(o string, p signatures.RPZPolicy, a netip.Addr) bool {
+		eachPacked(d.add, func(o string, p policy, a netip.Addr) bool {
 			k := fmt.Sprint(o, p, a)
 			if have[k] {
 				t.Fatalf("adds %s, which the old zone has", k)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages wormsink's tests use, only those missing.
-# Services that packages would start (unbound, tftpd-hpa) are kept stopped
+# Services that packages would start (unbound, named, tftpd-hpa) are kept stopped
 # (policy-rc.d) and, once installed, disabled, so that after a reboot they
 # do not hold ports 53 and 69: the tests start their own copies on loopback
 # ports. Only the packages this run installs (with their dependencies) are
@@ -60,6 +60,12 @@ declare -A need=(
   [jq]=jq
   [ip]=iproute2
   [chromium]=chromium
+  # issue 12: the resolvers, rule parser and schema validator the export tests use
+  [named]=bind9
+  [kresd]=knot-resolver
+  [pdns_recursor]=pdns-recursor
+  [dnsmasq]=dnsmasq
+  [suricata-update]=suricata-update
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -67,6 +73,8 @@ for cmd in "${!need[@]}"; do
     missing+=("${need[$cmd]}")
   fi
 done
+# Python modules: Debian's python3 (not a pyenv or venv one) must import them.
+/usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 if [ "$(id -u)" -ne 0 ]; then
