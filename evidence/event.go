@@ -59,6 +59,13 @@ type Event struct {
 	DstPort uint16
 	PCAP    string // scan: the capture file
 	Packet  uint64 // scan: the packet number, from 1
+
+	// tftp_refused, tftp_request seen by the transparent interceptor
+	// (serve --tftp-intercept): Srv is then the address the client asked,
+	// and a refusal also records the server it asked (Role "server", Peer
+	// the client).
+	Intercepted bool // the request was addressed to another host and intercepted on its way
+	Passed      bool // it was passed on, unchanged, to the server it was addressed to
 }
 
 // key is what folding compares: the same host, port, event, signature and
@@ -82,6 +89,8 @@ type key struct {
 	proto     string
 	dstPort   uint16
 	pcap      string
+
+	intercepted, passed bool
 }
 
 func (e *Event) key() key {
@@ -90,6 +99,7 @@ func (e *Event) key() key {
 		qname: e.QName, qtype: e.QType, transport: e.Transport, rule: e.Rule,
 		file: e.File, mode: e.Mode, op: e.Op, srv: e.Srv,
 		peer: e.Peer, role: e.Role, proto: e.Proto, dstPort: e.DstPort, pcap: e.PCAP,
+		intercepted: e.Intercepted, passed: e.Passed,
 	}
 }
 

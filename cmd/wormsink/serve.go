@@ -48,6 +48,10 @@ type serveConfig struct {
 	user           string
 	watch          time.Duration
 	shutdown       time.Duration
+
+	// Transparent TFTP interception (serve_intercept.go).
+	tftpIntercept       string
+	tftpInterceptPolicy string
 }
 
 var defaultAllow = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
@@ -75,6 +79,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.user, "user", "nobody", "when started as root: user to switch to once every socket is bound")
 	fs.DurationVar(&c.watch, "watch-interval", time.Second, "how often the signature file is checked for changes; 0 disables")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 4*time.Second, "how long in-flight work may take to finish on SIGTERM")
+	interceptFlags(fs, c)
 	return fs
 }
 
@@ -118,8 +123,11 @@ func runServe(ctx context.Context, e env, args []string) int {
 // complete derives defaults and checks the configuration before anything
 // is bound, so a bad start fails at once with one line.
 func (c *serveConfig) complete() error {
-	if c.dnsListen == "" && c.tftpListen == "" && c.capture == "" {
-		return errors.New("nothing to serve: --dns-listen, --tftp-listen and --capture are all off")
+	if c.dnsListen == "" && c.tftpListen == "" && c.capture == "" && c.tftpIntercept == "" {
+		return errors.New("nothing to serve: --dns-listen, --tftp-listen, --tftp-intercept and --capture are all off")
+	}
+	if err := c.completeIntercept(); err != nil {
+		return err
 	}
 	for _, a := range []struct{ flag, addr string }{{"dns-listen", c.dnsListen}, {"tftp-listen", c.tftpListen}, {"metrics-listen", c.metricsListen}} {
 		if a.addr == "" {
@@ -248,7 +256,7 @@ func newServer(e env, c *serveConfig) (_ *server, err error) {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
-	for _, add := range []func() error{s.addDNS, s.addTFTP, s.addCapture} {
+	for _, add := range []func() error{s.addDNS, s.addTFTP, s.addIntercept, s.addCapture} {
 		if err := add(); err != nil {
 			return nil, err
 		}
