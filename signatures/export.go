@@ -128,6 +128,18 @@ func exportSuricata(w *bufio.Writer, s *Set) error {
 	for _, sig := range s.Signatures() {
 		refs := ruleRefs(sig.References)
 		for _, f := range sig.TFTPFiles {
+			if isPattern(f) {
+				// The pattern's longest literal run is the fast pattern; the
+				// pcre is the pattern itself, over the last path element.
+				fp := newFilePattern(0, 0, f)
+				lit := []byte(fp.literal)
+				if strings.HasSuffix(f, fp.literal) {
+					lit = append(lit, 0) // the name ends there
+				}
+				fmt.Fprintf(w, "alert udp any any -> any 69 (msg:\"WORMSINK %s TFTP GET %s\"; content:\"|00 01|\"; depth:2; content:\"%s\"; distance:0; nocase; pcre:\"/^\\x00\\x01(?:[^\\x00]*[\\\\\\/])?%s\\x00/i\"; classtype:trojan-activity;%s sid:%d; rev:1; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
+					ruleText(sig.Family), ruleText(f), ruleContent(lit), pcreGlob(f), refs, sid(sig.ID, "tftp", f), sig.ID, s.Serial())
+				continue
+			}
 			// The content keyword is the fast pattern; the pcre pins the file
 			// name to the last path element of a read request.
 			fmt.Fprintf(w, "alert udp any any -> any 69 (msg:\"WORMSINK %s TFTP GET %s\"; content:\"|00 01|\"; depth:2; content:\"%s|00|\"; distance:0; nocase; pcre:\"/^\\x00\\x01(?:[^\\x00]*[\\\\\\/])?%s\\x00/i\"; classtype:trojan-activity;%s sid:%d; rev:1; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
@@ -218,6 +230,24 @@ func pcreQuote(s string) string {
 			continue
 		}
 		fmt.Fprintf(&b, "\\x%02x", c)
+	}
+	return b.String()
+}
+
+// pcreGlob renders a tftp_files pattern as PCRE: * and ? stand for any
+// characters of the last path element (never NUL or a separator), the
+// rest is quoted as pcreQuote does.
+func pcreGlob(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '*':
+			b.WriteString(`[^\x00\x2f\x5c]*`)
+		case '?':
+			b.WriteString(`[^\x00\x2f\x5c]`)
+		default:
+			b.WriteString(pcreQuote(p[i : i+1]))
+		}
 	}
 	return b.String()
 }

@@ -391,6 +391,11 @@ func (d *decoder) tftpFiles(n *yaml.Node) ([]string, error) {
 		if strings.IndexByte(f, 0) >= 0 || len(f) > 255 {
 			return nil, d.errf(at, "tftp_files entry %q is not a valid file name", f)
 		}
+		if isPattern(f) {
+			if err := checkPattern(f); err != "" {
+				return nil, d.errf(at, "tftp_files entry %q: %s", f, err)
+			}
+		}
 		files[i] = lowerASCII(f)
 	}
 	return files, nil

@@ -13,8 +13,9 @@ import (
 // packet matcher call them once per query and per packet.
 type Set struct {
 	file     File
-	names    table // listed domains, exact and wildcard
-	files    table // TFTP file names
+	names    table         // listed domains, exact and wildcard
+	files    table         // TFTP file names
+	patterns []filePattern // TFTP file patterns (* and ?), in file order
 	payloads [ICMP + 1][]payloadRule
 	stats    Stats
 	seed     uint64
@@ -96,6 +97,16 @@ func Compile(f *File) (*Set, error) {
 			}
 		}
 		for fi, name := range sig.TFTPFiles {
+			if isPattern(name) {
+				for _, p := range s.patterns {
+					if p.pattern == name {
+						ps := &s.file.Signatures[p.sig]
+						return nil, &Error{File: f.Name, Line: sig.Line, Msg: fmt.Sprintf("signature %q: tftp file pattern %q is already listed by signature %q (line %d)", sig.ID, name, ps.ID, ps.Line)}
+					}
+				}
+				s.patterns = append(s.patterns, newFilePattern(si, fi, name))
+				continue
+			}
 			h := hashFold(s.seed, name)
 			if prev, ok := s.files.insert(h, entry{sig: uint16(si), idx: uint32(fi)}, func(e entry) bool {
 				return s.file.Signatures[e.sig].TFTPFiles[e.idx] == name
@@ -184,17 +195,27 @@ func (s *Set) MatchName(qname string) (NameMatch, bool) {
 }
 
 // MatchFile finds the signature naming a TFTP file. Only the last path
-// element counts, compared without regard to case.
+// element counts, compared without regard to case. An exact listing wins;
+// then the first pattern (in file order) that matches.
 func (s *Set) MatchFile(name string) (FileMatch, bool) {
 	name = lastElement(name)
-	if name == "" || s.files.n == 0 {
+	if name == "" {
 		return FileMatch{}, false
 	}
 	e, ok := s.files.lookup(hashFold(s.seed, name), func(e entry) bool {
 		return equalFold(name, s.file.Signatures[e.sig].TFTPFiles[e.idx])
 	})
 	if !ok {
-		return FileMatch{}, false
+		for i := range s.patterns {
+			p := &s.patterns[i]
+			if containsFold(name, p.literal) && globFold(p.pattern, name) {
+				e, ok = entry{sig: p.sig, idx: p.idx}, true
+				break
+			}
+		}
+		if !ok {
+			return FileMatch{}, false
+		}
 	}
 	sig := &s.file.Signatures[e.sig]
 	return FileMatch{Signature: sig, File: sig.TFTPFiles[e.idx]}, true

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,7 +59,6 @@ type InterceptStats struct {
 
 	SourceLimited uint64 // requests over the per-source rate: recorded, dropped
 	TotalLimited  uint64 // requests over the overall rate: recorded, dropped
-	Busy          uint64 // requests dropped because the sender's queue was full
 
 	Replies    uint64 // ERROR replies sent from the address asked
 	Forwarded  uint64 // requests re-sent from the client's address
@@ -70,7 +69,7 @@ type InterceptStats struct {
 
 type interceptCounters struct {
 	received, refused, passed, malformed, stray, direct atomic.Uint64
-	sourceLimited, totalLimited, busy                   atomic.Uint64
+	sourceLimited, totalLimited                         atomic.Uint64
 	replies, forwarded, sendErrors, panics, errors      atomic.Uint64
 }
 
@@ -95,12 +94,11 @@ type Interceptor struct {
 	rec    Recorder
 	log    zerolog.Logger
 
-	conns []*net.UDPConn
+	loops []*loop // one per bound socket (intercept_linux.go)
 	local []netip.AddrPort
-	tx    *sender
 
 	start   time.Time
-	mu      sync.Mutex // the read loops (one per address family) share the limits
+	mu      sync.Mutex // the loops (one per address family) share the limits
 	sources *sourceTable
 	perSrc  gcra
 	total   gcra
@@ -126,99 +124,60 @@ func NewInterceptor(cfg Config, policy Policy, sigs SetSource, rec Recorder, log
 // Listen binds the transparent sockets: one for IPv4 and one for IPv6
 // when addr has no host (":6969"), else one for the address given. It
 // needs CAP_NET_ADMIN or CAP_NET_RAW (for IP_TRANSPARENT), so serve calls
-// it before dropping privileges; it also starts the sender, which keeps
-// those capabilities on a thread of its own for the reply sockets (see
-// sender).
+// it before dropping privileges; the loops that will serve the sockets
+// start here too, each on an OS thread that keeps those capabilities
+// through the drop, for the reply sockets (see loop).
 func (in *Interceptor) Listen(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("sinkhole: intercept %s: %w", addr, err)
 	}
-	var binds []string
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return fmt.Errorf("sinkhole: intercept %s: bad port: %w", addr, err)
+	}
+	var binds []netip.AddrPort
 	switch host {
 	case "":
-		binds = []string{"udp4|0.0.0.0", "udp6|::"}
+		binds = []netip.AddrPort{netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(p)), netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(p))}
 	default:
 		ip, err := netip.ParseAddr(host)
 		if err != nil {
 			return fmt.Errorf("sinkhole: intercept %s: want an IP address: %w", addr, err)
 		}
-		if ip.Unmap().Is4() {
-			binds = []string{"udp4|" + ip.Unmap().String()}
-		} else {
-			binds = []string{"udp6|" + ip.String()}
-		}
+		binds = []netip.AddrPort{netip.AddrPortFrom(ip.Unmap(), uint16(p))}
 	}
 	for _, b := range binds {
-		network, ip, _ := cut(b, '|')
-		c, err := listenTransparent(network, net.JoinHostPort(ip, port))
+		lp, err := in.newLoop(b)
 		if err != nil {
-			in.closeConns()
+			in.Close()
 			return fmt.Errorf("sinkhole: intercept %s: %w", addr, err)
 		}
-		if in.cfg.ReadBuffer > 0 {
-			_ = c.SetReadBuffer(in.cfg.ReadBuffer)
-		}
-		in.conns = append(in.conns, c)
-		ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
-		in.local = append(in.local, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		in.loops = append(in.loops, lp)
+		in.local = append(in.local, lp.local)
 	}
-	tx, err := newSender(senderQueue, &in.c)
-	if err != nil {
-		in.closeConns()
-		return fmt.Errorf("sinkhole: intercept %s: %w", addr, err)
-	}
-	in.tx = tx
 	return nil
-}
-
-func cut(s string, sep byte) (string, string, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == sep {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // Addrs returns the bound addresses.
 func (in *Interceptor) Addrs() []netip.AddrPort { return in.local }
 
-func (in *Interceptor) closeConns() {
-	for _, c := range in.conns {
-		c.Close()
-	}
-}
-
 // Close releases what Listen bound, for a start that failed before Serve.
 func (in *Interceptor) Close() {
-	in.closeConns()
-	if in.tx != nil {
-		in.tx.stop()
+	in.closing.Store(true)
+	for _, lp := range in.loops {
+		lp.stop()
 	}
 }
-
-// senderQueue bounds the replies and forwards waiting for the sender.
-const senderQueue = 1024
 
 // Serve reads until ctx ends, then closes the sockets and returns nil.
 func (in *Interceptor) Serve(ctx context.Context) error {
-	if len(in.conns) == 0 {
+	if len(in.loops) == 0 {
 		return errors.New("sinkhole: intercept: Serve before Listen")
 	}
-	// Privileges are dropped by now: shed every capability the reply
-	// sockets do not need.
-	in.tx.settle()
-	var wg sync.WaitGroup
-	errc := make(chan error, len(in.conns))
-	for _, c := range in.conns {
-		wg.Add(1)
-		go func(c *net.UDPConn) {
-			defer wg.Done()
-			if err := in.readLoop(c); err != nil {
-				errc <- err
-			}
-		}(c)
+	errc := make(chan error, len(in.loops))
+	for _, lp := range in.loops {
+		lp.run(errc)
 	}
 	addrs := make([]string, len(in.local))
 	for i, a := range in.local {
@@ -226,21 +185,18 @@ func (in *Interceptor) Serve(ctx context.Context) error {
 	}
 	in.log.Info().Str("event", "tftp_intercept_start").Strs("listen", addrs).Str("policy", in.policy.String()).
 		Float64("source_rate", in.cfg.SourceRate).Float64("total_rate", in.cfg.TotalRate).Msg("tftp interceptor serving")
-	if in.cfg.NotifyStarted != nil {
-		in.cfg.NotifyStarted(in.conns[0].LocalAddr())
+	if in.cfg.NotifyStarted != nil && len(in.local) > 0 {
+		in.cfg.NotifyStarted(net.UDPAddrFromAddrPort(in.local[0]))
 	}
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	in.closing.Store(true)
-	in.closeConns()
-	wg.Wait()
-	in.tx.stop()
+	in.Close()
 	st := in.Stats()
 	in.log.Info().Str("event", "tftp_intercept_stop").Uint64("received", st.Received).Uint64("refused", st.Refused).
-		Uint64("passed", st.Passed).Uint64("limited", st.SourceLimited+st.TotalLimited+st.Busy).Msg("tftp interceptor stopped")
+		Uint64("passed", st.Passed).Uint64("limited", st.SourceLimited+st.TotalLimited).Msg("tftp interceptor stopped")
 	return err
 }
 
@@ -250,43 +206,16 @@ func (in *Interceptor) Stats() InterceptStats {
 	return InterceptStats{
 		Received: c.received.Load(), Refused: c.refused.Load(), Passed: c.passed.Load(),
 		Malformed: c.malformed.Load(), Stray: c.stray.Load(), Direct: c.direct.Load(),
-		SourceLimited: c.sourceLimited.Load(), TotalLimited: c.totalLimited.Load(), Busy: c.busy.Load(),
+		SourceLimited: c.sourceLimited.Load(), TotalLimited: c.totalLimited.Load(),
 		Replies: c.replies.Load(), Forwarded: c.forwarded.Load(), SendErrors: c.sendErrors.Load(),
 		Panics: c.panics.Load(), Errors: c.errors.Load(),
 	}
 }
 
-func (in *Interceptor) readLoop(c *net.UDPConn) error {
-	var buf [MaxRequest + 1]byte
-	var oob [128]byte
-	port := c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-	for {
-		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf[:], oob[:])
-		if err != nil {
-			if in.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			in.c.errors.Add(1)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			continue
-		}
-		to, ok := parseOrigDst(oob[:oobn])
-		if !ok || to.Port() == port {
-			// Sent to the interceptor itself, not steered to it by the
-			// tproxy rule: passing it on would send it back here.
-			in.c.received.Add(1)
-			in.c.direct.Add(1)
-			continue
-		}
-		in.handle(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), to, time.Since(in.start).Nanoseconds())
-	}
-}
-
 // handle decides one datagram from client, sent to to: it records the
-// request, applies the limits and queues the refusal or the forward.
-func (in *Interceptor) handle(p []byte, client, to netip.AddrPort, now int64) {
+// request, applies the limits, and sends the refusal or the forward
+// through send, using j as scratch space.
+func (in *Interceptor) handle(p []byte, client, to netip.AddrPort, now int64, j *sendJob, send func(*sendJob) error) {
 	defer in.recover()
 	c := &in.c
 	c.received.Add(1)
@@ -318,28 +247,12 @@ func (in *Interceptor) handle(p []byte, client, to netip.AddrPort, now int64) {
 			refuse = true
 		}
 	}
-
+	// Record first: the evidence must not wait for the send, and the
+	// send must not wait for the evidence (Record never blocks).
 	allowed := in.allow(client.Addr(), now)
-	if allowed {
-		j := sendJob{}
-		if refuse {
-			out, fits := fitReply(append(j.buf[:0], refusalPacket...), len(p))
-			j.n, j.from, j.to, j.anyPort, j.refusal = len(out), to, client, true, true
-			if !fits {
-				allowed = false // a request can never be shorter than 5 bytes; belt and braces
-			}
-		} else {
-			j.n, j.from, j.to = copy(j.buf[:], p), client, to
-		}
-		if allowed && !in.tx.queue(&j) {
-			c.busy.Add(1)
-			allowed = false
-		}
-	}
-	switch {
-	case refuse:
+	if refuse {
 		c.refused.Add(1)
-	case allowed:
+	} else if allowed {
 		c.passed.Add(1)
 		ev.Passed = true
 	}
@@ -351,6 +264,31 @@ func (in *Interceptor) handle(p []byte, client, to netip.AddrPort, now int64) {
 		ev.Host, ev.Port, ev.Role, ev.Peer = to.Addr(), to.Port(), evidence.RoleServer, client.Addr()
 	}
 	in.rec.Record(ev)
+	if !allowed {
+		return
+	}
+	if refuse {
+		out, fits := fitReply(append(j.buf[:0], refusalPacket...), len(p))
+		if !fits {
+			return // a well-formed request is never shorter than 5 bytes
+		}
+		j.n, j.from, j.to, j.anyPort, j.refusal = len(out), to, client, true, true
+	} else {
+		j.n, j.from, j.to, j.anyPort, j.refusal = copy(j.buf[:], p), client, to, false, false
+	}
+	if err := send(j); err != nil {
+		c.sendErrors.Add(1)
+		n := c.sendErrors.Load()
+		if n&(n-1) == 0 {
+			in.log.Warn().Str("event", "tftp_intercept_send_failed").Uint64("failures", n).Str("error", err.Error()).Msg("could not send from another host's address")
+		}
+		return
+	}
+	if refuse {
+		c.replies.Add(1)
+	} else {
+		c.forwarded.Add(1)
+	}
 }
 
 // allow applies the per-source and overall limits.

@@ -1,40 +1,16 @@
 package sinkhole
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime"
 	"sync"
-	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// listenTransparent binds a UDP socket that an nftables tproxy rule can
-// steer datagrams for other hosts to (IP_TRANSPARENT), and that reports
-// each datagram's original destination (IP_RECVORIGDSTADDR). Setting
-// IP_TRANSPARENT needs CAP_NET_ADMIN or CAP_NET_RAW.
-func listenTransparent(network, addr string) (*net.UDPConn, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = transparent(int(fd), network == "udp6", true)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	pc, err := lc.ListenPacket(context.Background(), network, addr)
-	if err != nil {
-		return nil, err
-	}
-	return pc.(*net.UDPConn), nil
-}
 
 // transparent sets the options of a socket that may bind and send from
 // addresses of other hosts and, for a listener, learns where each
@@ -93,94 +69,163 @@ func parseOrigDst(oob []byte) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
-// sender sends the datagrams whose source is another host's address, each
-// from a socket of its own: bound with IP_TRANSPARENT to that address and
-// port, used once and closed. One goroutine does it all, so at most one
-// such socket is open at a time, whatever the load; the queue in front of
-// it is bounded, and a full queue drops (counted).
+// loop serves one transparent socket on an OS thread of its own. It reads
+// with plain blocking recvmsg calls on that thread, and sends each refusal
+// or forward from there too, through a socket made for it: bound with
+// IP_TRANSPARENT to the other host's address and port, used once and
+// closed. So at most one such socket per loop is ever open, whatever the
+// load, and a refusal costs no hand-over between threads (which is most
+// of its latency when the machine is busy).
 //
 // Creating those sockets needs CAP_NET_ADMIN or CAP_NET_RAW (and
 // CAP_NET_BIND_SERVICE to bind port 69). When serve starts as root and
-// drops to --user, every thread loses its capabilities, so the sender's
-// goroutine runs on an OS thread of its own that asked to keep them
-// (PR_SET_KEEPCAPS): after the switch it holds only those three, nothing
-// else of root's. The Go runtime starts new threads from a template
-// thread, never from a locked one, so no other goroutine inherits them.
-type sender struct {
-	jobs   chan *sendJob
-	free   sync.Pool
-	c      *interceptCounters
-	settle func()
-	once   sync.Once
-	done   chan struct{}
+// drops to --user, every thread loses its capabilities; the loop's
+// thread, started before the drop, asked to keep them (PR_SET_KEEPCAPS),
+// and once serving it keeps only those three, nothing else of root's.
+// The Go runtime starts new threads from a template thread, never from a
+// locked one, so no other goroutine inherits them.
+type loop struct {
+	in    *Interceptor
+	fd    int
+	local netip.AddrPort
+	start chan chan<- error // Serve hands the loop its error channel
+	done  chan struct{}
+	once  sync.Once
 }
 
-// keptCaps are the capabilities the sender's thread keeps.
-const keptCaps = 1<<unix.CAP_NET_ADMIN | 1<<unix.CAP_NET_RAW | 1<<unix.CAP_NET_BIND_SERVICE
+// readTimeout is how often a blocked read wakes to see whether the
+// interceptor is closing.
+const readTimeout = 100 * time.Millisecond
 
-func newSender(queue int, c *interceptCounters) (*sender, error) {
-	s := &sender{jobs: make(chan *sendJob, queue), c: c, done: make(chan struct{})}
-	s.free.New = func() any { return new(sendJob) }
-	ready := make(chan error, 1)
-	settled := make(chan struct{}, 1)
-	s.settle = func() {
-		// Ask the sender's own thread to shed capabilities, and wait.
-		select {
-		case s.jobs <- nil:
-			<-settled
-		case <-s.done:
-		}
+func (in *Interceptor) newLoop(addr netip.AddrPort) (*loop, error) {
+	fd, local, err := listenTransparent(addr)
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		// Never unlocked: the thread ends with the goroutine, taking its
-		// capabilities with it.
-		runtime.LockOSThread()
-		defer close(s.done)
-		ready <- unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0)
-		for j := range s.jobs {
-			if j == nil {
-				if err := shedCaps(); err != nil {
-					s.c.sendErrors.Add(1)
-				}
-				settled <- struct{}{}
-				continue
-			}
-			if err := sendFrom(j); err != nil {
-				s.c.sendErrors.Add(1)
-			} else if j.refusal {
-				s.c.replies.Add(1)
-			} else {
-				s.c.forwarded.Add(1)
-			}
-			s.free.Put(j)
-		}
-	}()
+	lp := &loop{in: in, fd: fd, local: local, start: make(chan chan<- error, 1), done: make(chan struct{})}
+	ready := make(chan error, 1)
+	go lp.thread(ready)
 	if err := <-ready; err != nil {
-		close(s.jobs)
+		unix.Close(fd)
 		return nil, fmt.Errorf("keep capabilities: %w", err)
 	}
-	return s, nil
+	return lp, nil
 }
 
-// queue hands j (copied) to the sender, or reports that its queue is full.
-func (s *sender) queue(j *sendJob) bool {
-	q := s.free.Get().(*sendJob)
-	q.from, q.to, q.anyPort, q.refusal, q.n = j.from, j.to, j.anyPort, j.refusal, j.n
-	copy(q.buf[:j.n], j.buf[:j.n])
-	select {
-	case s.jobs <- q:
-		return true
-	default:
-		s.free.Put(q)
-		return false
+func (lp *loop) thread(ready chan<- error) {
+	// Never unlocked: the thread ends with the goroutine, taking its
+	// capabilities with it.
+	runtime.LockOSThread()
+	defer close(lp.done)
+	defer unix.Close(lp.fd)
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		ready <- err
+		return
+	}
+	ready <- nil
+	errc, ok := <-lp.start
+	if !ok {
+		return // closed before serving
+	}
+	// Privileges are dropped by now: keep only what the reply sockets need.
+	if err := shedCaps(); err != nil {
+		errc <- fmt.Errorf("sinkhole: intercept %s: %w", lp.local, err)
+		return
+	}
+	in := lp.in
+	var buf [MaxRequest + 1]byte
+	var oob [128]byte
+	var j sendJob
+	for !in.closing.Load() {
+		n, oobn, _, from, err := unix.Recvmsg(lp.fd, buf[:], oob[:], 0)
+		if err != nil {
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				continue
+			}
+			in.c.errors.Add(1)
+			continue
+		}
+		client, ok := addrPortOf(from)
+		if !ok {
+			continue
+		}
+		to, ok := parseOrigDst(oob[:oobn])
+		if !ok || to.Port() == lp.local.Port() && (lp.local.Addr().IsUnspecified() || to.Addr() == lp.local.Addr()) {
+			// Sent to the interceptor itself, not steered to it by the
+			// tproxy rule: passing it on would send it back here.
+			in.c.received.Add(1)
+			in.c.direct.Add(1)
+			continue
+		}
+		in.handle(buf[:n], client, to, time.Since(in.start).Nanoseconds(), &j, sendFrom)
 	}
 }
 
-// stop lets the sender finish its queue and end.
-func (s *sender) stop() {
-	s.once.Do(func() { close(s.jobs) })
-	<-s.done
+// run starts serving; a failure goes to errc.
+func (lp *loop) run(errc chan<- error) { lp.start <- errc }
+
+// stop ends the loop (within readTimeout) and waits for it.
+func (lp *loop) stop() {
+	lp.once.Do(func() { close(lp.start) })
+	<-lp.done
 }
+
+// listenTransparent binds a UDP socket that an nftables tproxy rule can
+// steer datagrams for other hosts to (IP_TRANSPARENT), and that reports
+// each datagram's original destination (IP_RECVORIGDSTADDR). Setting
+// IP_TRANSPARENT needs CAP_NET_ADMIN or CAP_NET_RAW.
+func listenTransparent(addr netip.AddrPort) (int, netip.AddrPort, error) {
+	v6 := addr.Addr().Is6()
+	dom := unix.AF_INET
+	if v6 {
+		dom = unix.AF_INET6
+	}
+	fd, err := unix.Socket(dom, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return -1, netip.AddrPort{}, fmt.Errorf("socket: %w", err)
+	}
+	fail := func(err error) (int, netip.AddrPort, error) {
+		unix.Close(fd)
+		return -1, netip.AddrPort{}, err
+	}
+	if v6 {
+		// The IPv4 socket takes IPv4; this one only IPv6.
+		if err := unix.SetsockoptInt(fd, unix.SOL_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail(fmt.Errorf("IPV6_V6ONLY: %w", err))
+		}
+	}
+	if err := transparent(fd, v6, true); err != nil {
+		return fail(err)
+	}
+	tv := unix.NsecToTimeval(readTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fail(fmt.Errorf("SO_RCVTIMEO: %w", err))
+	}
+	// Best effort, as for the fake server: a burst waits in the kernel.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, DefaultReadBuffer)
+	if err := unix.Bind(fd, sockaddr(addr)); err != nil {
+		return fail(fmt.Errorf("bind %s: %w", addr, err))
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail(fmt.Errorf("getsockname: %w", err))
+	}
+	local, _ := addrPortOf(sa)
+	return fd, local, nil
+}
+
+func addrPortOf(sa unix.Sockaddr) (netip.AddrPort, bool) {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), true
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port)), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// keptCaps are the capabilities a loop's thread keeps.
+const keptCaps = 1<<unix.CAP_NET_ADMIN | 1<<unix.CAP_NET_RAW | 1<<unix.CAP_NET_BIND_SERVICE
 
 // shedCaps runs on the sender's thread once privileges are dropped: a
 // thread that kept root's capabilities through setuid has them permitted

@@ -4,19 +4,13 @@ package sinkhole
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 )
 
 var errNoTransparent = errors.New("transparent interception needs Linux (IP_TRANSPARENT, nftables tproxy)")
 
-func listenTransparent(network, addr string) (*net.UDPConn, error) { return nil, errNoTransparent }
+type loop struct{ local netip.AddrPort }
 
-func parseOrigDst(oob []byte) (netip.AddrPort, bool) { return netip.AddrPort{}, false }
-
-type sender struct{}
-
-func newSender(int, *interceptCounters) (*sender, error) { return nil, errNoTransparent }
-func (s *sender) queue(*sendJob) bool                    { return false }
-func (s *sender) stop()                                  {}
-func (s *sender) settle()                                {}
+func (in *Interceptor) newLoop(netip.AddrPort) (*loop, error) { return nil, errNoTransparent }
+func (lp *loop) run(chan<- error)                             {}
+func (lp *loop) stop()                                        {}

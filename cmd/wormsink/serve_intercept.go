@@ -53,7 +53,6 @@ func (s *server) addIntercept() error {
 	m.counterVec("wormsink_tftp_intercept_limited_total", "Intercepted TFTP requests recorded but dropped, by limit.", "limit", map[string]func() uint64{
 		"source": func() uint64 { return st().SourceLimited },
 		"total":  func() uint64 { return st().TotalLimited },
-		"busy":   func() uint64 { return st().Busy },
 	})
 	m.counterVec("wormsink_tftp_intercept_sent_total", "Datagrams the interceptor sent from another host's address.", "kind", map[string]func() uint64{
 		"refusal": func() uint64 { return st().Replies },
