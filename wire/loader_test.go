@@ -5,20 +5,22 @@ import (
 	"strings"
 	"testing"
 
+	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
 // loaderFamilies are the built-in set's TFTP loader signatures.
 var loaderFamilies = map[string]bool{"mirai.tftp-loader": true, "iot.tftp-loader.arch": true, "gafgyt.tftp-loader": true}
 
-func scanAll(t *testing.T, path string) events {
+func scanAll(t *testing.T, path string) []evidence.Event {
 	t.Helper()
-	var got events
-	m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{})
+	var rec evidencetest.Recorder
+	m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{})
 	if _, err := m.ScanFile(context.Background(), path); err != nil {
 		t.Fatalf("scan %s: %v", path, err)
 	}
-	return got
+	return rec.Events()
 }
 
 // TestLoaderFamily: the built-in loader family finds every request and

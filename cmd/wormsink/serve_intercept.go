@@ -35,7 +35,7 @@ func (s *server) addIntercept() error {
 		return nil
 	}
 	policy, _ := sinkhole.ParsePolicy(s.cfg.tftpInterceptPolicy)
-	in := sinkhole.NewInterceptor(sinkhole.Config{SourceRate: s.cfg.tftpSourceRate, TotalRate: s.cfg.tftpTotalRate}, policy, s.store, s.ev, s.log)
+	in := sinkhole.NewInterceptor(s.cfg.tftp, policy, s.store, s.ev, s.log)
 	// Bound now, while the capabilities for IP_TRANSPARENT are there.
 	if err := in.Listen(s.cfg.tftpIntercept); err != nil {
 		return fmt.Errorf("tftp-intercept: %w", err)
