@@ -16,6 +16,9 @@ type Set struct {
 	names    table         // listed domains, exact and wildcard
 	files    table         // TFTP file names
 	patterns []filePattern // TFTP file patterns (* and ?), in file order
+	suffixes table         // the patterns that are "*" and a literal tail, by that tail
+	sufLens  uint64        // bit n set: some such tail is n bytes long
+	others   []filePattern // every other pattern
 	payloads [ICMP + 1][]payloadRule
 	stats    Stats
 	seed     uint64
@@ -121,6 +124,7 @@ func Compile(f *File) (*Set, error) {
 			s.stats.Payloads++
 		}
 	}
+	s.indexPatterns()
 	s.stats.Domains = nDomains
 	s.stats.TFTPFiles = nFiles
 	return s, nil
@@ -194,31 +198,69 @@ func (s *Set) MatchName(qname string) (NameMatch, bool) {
 	return NameMatch{Signature: sig, Domain: &sig.Domains[best.idx]}, true
 }
 
+// indexPatterns sorts the patterns for MatchFile: "*.arm7"-style ones (a
+// star, then a literal tail under 64 bytes) go in a hash table by their
+// tail, which the walk over the name's hash reaches at no extra cost; the
+// rest are tried one by one.
+func (s *Set) indexPatterns() {
+	s.suffixes.init(len(s.patterns))
+	for _, p := range s.patterns {
+		tail := p.pattern[1:]
+		if p.pattern[0] != '*' || isPattern(tail) || len(tail) >= 64 {
+			s.others = append(s.others, p)
+			continue
+		}
+		s.sufLens |= 1 << len(tail)
+		s.suffixes.insert(hashFold(s.seed, tail), entry{sig: p.sig, idx: p.idx}, func(entry) bool { return false })
+	}
+}
+
 // MatchFile finds the signature naming a TFTP file. Only the last path
 // element counts, compared without regard to case. An exact listing wins;
-// then the first pattern (in file order) that matches.
+// then, of the patterns that match, the one listed first.
 func (s *Set) MatchFile(name string) (FileMatch, bool) {
 	name = lastElement(name)
 	if name == "" {
 		return FileMatch{}, false
 	}
-	e, ok := s.files.lookup(hashFold(s.seed, name), func(e entry) bool {
-		return equalFold(name, s.file.Signatures[e.sig].TFTPFiles[e.idx])
-	})
-	if !ok {
-		for i := range s.patterns {
-			p := &s.patterns[i]
-			if containsFold(name, p.literal) && globFold(p.pattern, name) {
-				e, ok = entry{sig: p.sig, idx: p.idx}, true
-				break
+	var best entry
+	found := false
+	better := func(e entry) bool {
+		return !found || e.sig < best.sig || e.sig == best.sig && e.idx < best.idx
+	}
+	// One right-to-left hash walk: at each tail length some pattern has,
+	// the hash so far is the hash of that tail.
+	h := s.seed ^ fnvOffset
+	for i := len(name) - 1; i >= 0; i-- {
+		h = (h ^ uint64(lower(name[i]))) * fnvPrime
+		if l := len(name) - i; l < 64 && s.sufLens&(1<<l) != 0 {
+			tail := name[i:]
+			if e, ok := s.suffixes.lookup(h, func(e entry) bool {
+				return equalFold(tail, s.file.Signatures[e.sig].TFTPFiles[e.idx][1:])
+			}); ok && better(e) {
+				best, found = e, true
 			}
 		}
-		if !ok {
-			return FileMatch{}, false
+	}
+	if e, ok := s.files.lookup(h, func(e entry) bool {
+		return equalFold(name, s.file.Signatures[e.sig].TFTPFiles[e.idx])
+	}); ok {
+		best, found = e, true // an exact listing wins over any pattern
+	} else {
+		for i := range s.others {
+			p := &s.others[i]
+			e := entry{sig: p.sig, idx: p.idx}
+			if better(e) && containsFold(name, p.literal) && globFold(p.pattern, name) {
+				best, found = e, true
+				break // in file order: no later one is better
+			}
 		}
 	}
-	sig := &s.file.Signatures[e.sig]
-	return FileMatch{Signature: sig, File: sig.TFTPFiles[e.idx]}, true
+	if !found {
+		return FileMatch{}, false
+	}
+	sig := &s.file.Signatures[best.sig]
+	return FileMatch{Signature: sig, File: sig.TFTPFiles[best.idx]}, true
 }
 
 // HasPayloadRules reports whether any payload rule applies to proto, so a

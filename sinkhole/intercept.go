@@ -247,12 +247,15 @@ func (in *Interceptor) handle(p []byte, client, to netip.AddrPort, now int64, j 
 			refuse = true
 		}
 	}
-	// Record first: the evidence must not wait for the send, and the
-	// send must not wait for the evidence (Record never blocks).
+	// Send first, record after: the evidence costs the client no time.
+	sent := false
 	allowed := in.allow(client.Addr(), now)
+	if allowed {
+		sent = in.send(p, client, to, refuse, j, send)
+	}
 	if refuse {
 		c.refused.Add(1)
-	} else if allowed {
+	} else if sent {
 		c.passed.Add(1)
 		ev.Passed = true
 	}
@@ -264,31 +267,35 @@ func (in *Interceptor) handle(p []byte, client, to netip.AddrPort, now int64, j 
 		ev.Host, ev.Port, ev.Role, ev.Peer = to.Addr(), to.Port(), evidence.RoleServer, client.Addr()
 	}
 	in.rec.Record(ev)
-	if !allowed {
-		return
-	}
+}
+
+// send refuses the request p (an ERROR from to, the address asked, back to
+// client) or forwards it unchanged (from client to to), and reports
+// whether the datagram left.
+func (in *Interceptor) send(p []byte, client, to netip.AddrPort, refuse bool, j *sendJob, send func(*sendJob) error) bool {
+	c := &in.c
 	if refuse {
 		out, fits := fitReply(append(j.buf[:0], refusalPacket...), len(p))
 		if !fits {
-			return // a well-formed request is never shorter than 5 bytes
+			return false // a well-formed request is never shorter than 5 bytes
 		}
 		j.n, j.from, j.to, j.anyPort, j.refusal = len(out), to, client, true, true
 	} else {
 		j.n, j.from, j.to, j.anyPort, j.refusal = copy(j.buf[:], p), client, to, false, false
 	}
 	if err := send(j); err != nil {
-		c.sendErrors.Add(1)
-		n := c.sendErrors.Load()
+		n := c.sendErrors.Add(1)
 		if n&(n-1) == 0 {
 			in.log.Warn().Str("event", "tftp_intercept_send_failed").Uint64("failures", n).Str("error", err.Error()).Msg("could not send from another host's address")
 		}
-		return
+		return false
 	}
 	if refuse {
 		c.replies.Add(1)
 	} else {
 		c.forwarded.Add(1)
 	}
+	return true
 }
 
 // allow applies the per-source and overall limits.

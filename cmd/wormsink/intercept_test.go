@@ -337,7 +337,7 @@ func TestInterceptNamespaces(t *testing.T) {
 	// Pass-through against direct: the same 1 MB read with and without
 	// the tproxy rule, alternating, in this run.
 	ratio, direct, passed := l.compareTransfers(run, clientFile("perf.bin"))
-	t.Logf("1 MB tftp-hpa read, best of 5: direct %v, through the interceptor %v: ratio %.3f", direct, passed, ratio)
+	t.Logf("1 MB tftp-hpa read, best of 7: direct %v, through the interceptor %v: ratio %.3f", direct, passed, ratio)
 	if ratio > 1.1 {
 		t.Errorf("pass-through takes %.2fx the direct transfer (want <= 1.1)", ratio)
 	}
@@ -352,7 +352,6 @@ func TestInterceptNamespaces(t *testing.T) {
 	slices.Sort(lat)
 	med := lat[len(lat)/2]
 	t.Logf("refusal latency (RRQ in, ERROR out, tcpdump on the router's customer interface): n=%d min %v median %v max %v", len(lat), lat[0], med, lat[len(lat)-1])
-	t.Logf("all: %v", lat)
 	if med >= time.Millisecond {
 		t.Errorf("median refusal latency %v, want < 1ms", med)
 	}
@@ -399,8 +398,8 @@ func procUID(t *testing.T, c *exec.Cmd) int {
 }
 
 // compareTransfers times the 1 MB read direct (rule removed) and through
-// the interceptor, five times each, alternating; it returns the ratio of
-// the best times.
+// the interceptor, seven times each, alternating; it returns the ratio of
+// the best times (the least disturbed by other load on the machine).
 func (l *lab) compareTransfers(run func(...string) (string, int), out string) (ratio float64, direct, passed time.Duration) {
 	l.t.Helper()
 	direct, passed = time.Hour, time.Hour
@@ -416,7 +415,7 @@ func (l *lab) compareTransfers(run func(...string) (string, int), out string) (r
 		}
 		return d
 	}
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 7; i++ {
 		l.must(l.r, "nft", "flush", "chain", "inet", "wormsink", "prerouting")
 		direct = min(direct, get())
 		for _, r := range interceptRules[2:4] {
