@@ -118,9 +118,13 @@ func (lp *loop) thread(ready chan<- error) {
 	runtime.LockOSThread()
 	defer close(lp.done)
 	defer unix.Close(lp.fd)
-	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
-		ready <- err
-		return
+	// Only a root start drops privileges later; started unprivileged
+	// (systemd's AmbientCapabilities) there is nothing to keep.
+	if unix.Geteuid() == 0 {
+		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+			ready <- err
+			return
+		}
 	}
 	ready <- nil
 	errc, ok := <-lp.start
@@ -238,7 +242,9 @@ func shedCaps() error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capget: %w", err)
+		// A seccomp filter may refuse capget to a process started
+		// unprivileged, which has nothing of root's to shed anyway.
+		return nil
 	}
 	keep := data[0].Permitted & keptCaps
 	if data[0].Effective == keep && data[0].Permitted == keep && data[1].Permitted == 0 {

@@ -360,8 +360,51 @@ func TestInterceptNamespaces(t *testing.T) {
 	// requests for a legitimate file, at most the burst plus the rate
 	// over the flood's duration are passed on.
 	sent, took := floodFrom(t, l.c, netip.MustParseAddrPort(l.srv4+":69"), 200)
+
+	// The shipped ruleset and script (deploy/): loaded over the lab's
+	// rules, it intercepts the same way, and a server in its exclusion set
+	// is reached directly, worm file or not.
+	script, ruleset := filepath.Join("..", "..", "deploy", "wormsink-tftp-intercept.sh"), filepath.Join("..", "..", "deploy", "tftp-intercept.nft")
+	l.must(l.r, "sh", script, "up", ruleset)
+	if text, code := run("tftp", "-m", "binary", l.srv6, "-c", "get", "msblast.exe", clientFile("deploy-worm")); !strings.Contains(text, "Error code 1: denied") {
+		t.Errorf("deploy ruleset: worm fetch not refused (exit %d): %s", code, text)
+	}
+	l.must(l.r, "nft", "add", "element", "inet", "wormsink", "isp_tftp4", "{ "+l.srv4+" }")
+	if _, code := run("tftp", "-m", "binary", l.srv4, "-c", "get", "msblast.exe", clientFile("excluded-worm")); code != 0 {
+		t.Errorf("excluded server: exit %d", code)
+	} else if data, _ := os.ReadFile(clientFile("excluded-worm")); !bytes.HasPrefix(data, []byte(wormContent)) {
+		t.Errorf("excluded server: the request did not reach it directly (%d bytes)", len(data))
+	}
+
+	// Fail safe. A wormsink that hangs keeps its socket, and the tproxy
+	// rule steers customers' UDP/69 into a socket nobody reads: TFTP to
+	// every server times out...
+	serve.Process.Signal(syscall.SIGSTOP)
+	if _, code := run("curl", "-sS", "--max-time", "3", "-o", clientFile("hung.bin"), "tftp://["+l.srv6+"]/pxelinux.0"); code == 0 {
+		t.Error("with wormsink hung, TFTP through the tproxy rule still worked")
+	}
+	// ...until the script's down (what a health check runs) removes the rule.
+	l.must(l.r, "sh", script, "down")
+	if text, code := run("curl", "-sS", "--max-time", "20", "-o", clientFile("after-down.bin"), "tftp://["+l.srv6+"]/pxelinux.0"); code != 0 {
+		t.Errorf("after down: exit %d: %s", code, text)
+	} else if data, _ := os.ReadFile(clientFile("after-down.bin")); !bytes.Equal(data, pxe) {
+		t.Errorf("after down: %d bytes, not the server's file", len(data))
+	}
+	serve.Process.Signal(syscall.SIGCONT)
+	l.must(l.r, "sh", script, "up", ruleset)
+
 	serve.Process.Signal(syscall.SIGTERM)
 	waitFor(t, "serve to exit", 10*time.Second, func() bool { return exited(serveDone) })
+	// A stopped wormsink closed its sockets: the nft tproxy statement
+	// then finds no socket, does not match, and the packet is routed on
+	// as if the rule were not there. TFTP fails open, uninspected (the
+	// iptables TPROXY target would drop it instead).
+	if text, code := run("curl", "-sS", "--max-time", "20", "-o", clientFile("stopped.bin"), "tftp://["+l.srv6+"]/pxelinux.0"); code != 0 {
+		t.Errorf("wormsink stopped, rule in place: exit %d: %s", code, text)
+	} else if data, _ := os.ReadFile(clientFile("stopped.bin")); !bytes.Equal(data, pxe) {
+		t.Errorf("wormsink stopped, rule in place: %d bytes, not the server's file", len(data))
+	}
+	l.must(l.r, "sh", script, "down")
 
 	lines := logLines(t, logFile)
 	checkInterceptEvidence(t, l, lines)
