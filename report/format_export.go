@@ -78,6 +78,14 @@ func (s *ShadowserverWriter) Write(r *Sighting) error {
 		if ap, err := netip.ParseAddrPort(string(r.Server)); err == nil {
 			row[14], row[15] = ap.Addr().String(), strconv.Itoa(int(ap.Port()))
 		}
+		// The interceptor's line for the server a worm was asked from:
+		// the host is that server, the other end the client that asked.
+		if string(r.Role) == evidence.RoleServer {
+			row[14], row[15] = "", ""
+			if a, err := netip.ParseAddr(string(r.Peer)); err == nil {
+				row[14] = a.String()
+			}
+		}
 	case evidence.WireMatch:
 		row[1] = string(r.Proto)
 		if a, err := netip.ParseAddr(string(r.Peer)); err == nil {
@@ -223,7 +231,7 @@ func compromiseEvidence(h *HostSummary) string {
 		parts = append(parts, fmt.Sprintf("%d DNS lookups of worm domains answered by the sinkhole", h.Sources.DNS))
 	}
 	if h.Sources.TFTP > 0 {
-		parts = append(parts, fmt.Sprintf("%d TFTP requests for worm files to the fake TFTP server", h.Sources.TFTP))
+		parts = append(parts, fmt.Sprintf("%d TFTP requests for worm files refused by the fake or intercepting TFTP server", h.Sources.TFTP))
 	}
 	if h.Sources.Wire > 0 {
 		parts = append(parts, fmt.Sprintf("%d worm packets seen on the wire", h.Sources.Wire))
