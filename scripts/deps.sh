@@ -17,6 +17,9 @@ declare -A need=(
   [dnsperf]=dnsperf
   [jq]=jq
   [ip]=iproute2
+  [ss]=iproute2
+  [nft]=nftables
+  [busybox]=busybox
   [chromium]=chromium
 )
 missing=()
