@@ -259,6 +259,7 @@ func TestInterceptNamespaces(t *testing.T) {
 	if uid := procUID(t, serve); uid == 0 {
 		t.Fatal("serve still runs as root")
 	}
+	checkThreadCaps(t, serve.Process.Pid)
 
 	stopCustomer := l.capture(l.c, l.cIf)
 	stopRouter := l.capture(l.r, l.rcIf)
@@ -634,4 +635,44 @@ func floodFrom(t *testing.T, ns string, to netip.AddrPort, n int) (int, time.Dur
 		t.Fatalf("flood: %v", r.err)
 	}
 	return r.sent, r.took
+}
+
+// checkThreadCaps: after the drop, only the interceptor's two loop threads
+// hold capabilities, and only CAP_NET_BIND_SERVICE, CAP_NET_ADMIN and
+// CAP_NET_RAW; every other thread has none.
+func checkThreadCaps(t *testing.T, pid int) {
+	t.Helper()
+	const kept = 1<<unix.CAP_NET_BIND_SERVICE | 1<<unix.CAP_NET_ADMIN | 1<<unix.CAP_NET_RAW
+	var withCaps int
+	waitFor(t, "the loop threads to shed root's capabilities", 10*time.Second, func() bool {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+		if err != nil || len(tasks) == 0 {
+			return false
+		}
+		withCaps = 0
+		for _, f := range tasks {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return false
+			}
+			for _, ln := range strings.Split(string(data), "\n") {
+				for _, field := range []string{"CapEff:", "CapPrm:"} {
+					if rest, ok := strings.CutPrefix(ln, field); ok {
+						var v uint64
+						fmt.Sscanf(strings.TrimSpace(rest), "%x", &v)
+						if v&^kept != 0 {
+							return false // root's full set: not shed yet
+						}
+						if field == "CapEff:" && v != 0 {
+							withCaps++
+						}
+					}
+				}
+			}
+		}
+		return true
+	})
+	if withCaps != 2 {
+		t.Errorf("%d threads hold capabilities after the drop, want the 2 interceptor loops", withCaps)
+	}
 }
