@@ -131,3 +131,24 @@ func TestExportSuricataPatterns(t *testing.T) {
 		}
 	}
 }
+
+// FuzzIndexFold: the vectorised case-insensitive search agrees with the
+// plain byte-by-byte one.
+func FuzzIndexFold(f *testing.F) {
+	f.Add([]byte("GET /shell?cd+/tmp;busybox+TFTP+-r+tftp2.sh"), []byte("tftp2.sh"))
+	f.Add([]byte("aAaAab"), []byte("aab"))
+	f.Add([]byte("|\x00\x01"), []byte("\x00\x01"))
+	f.Fuzz(func(t *testing.T, data, needle []byte) {
+		needle = []byte(asciiOnlyLower(string(needle)))
+		want := -1
+		for i := 0; i+len(needle) <= len(data); i++ {
+			if asciiOnlyLower(string(data[i:i+len(needle)])) == string(needle) {
+				want = i
+				break
+			}
+		}
+		if got := indexFold(data, needle); got != want {
+			t.Fatalf("indexFold(%q, %q) = %d, want %d", data, needle, got, want)
+		}
+	})
+}

@@ -312,7 +312,10 @@ func equalFold(s, want string) bool {
 	return true
 }
 
-// indexFold finds the lower-case needle in data of any ASCII case.
+// indexFold finds the lower-case needle in data of any ASCII case. The
+// candidates are found with bytes.IndexByte (vectorised) on the needle's
+// first byte in either case, so a packet without that byte costs one or
+// two fast scans rather than a loop over every byte.
 func indexFold(data, needle []byte) int {
 	n := len(needle)
 	if n == 0 {
@@ -323,10 +326,29 @@ func indexFold(data, needle []byte) int {
 	if first >= 'a' && first <= 'z' {
 		upper = first - ('a' - 'A')
 	}
-	for i := 0; i+n <= len(data); i++ {
-		c := data[i]
-		if c != first && c != upper {
-			continue
+	nextLo, nextUp := -2, -2 // next position of each case of the first byte; -2: not looked for yet
+	for i := 0; i+n <= len(data); {
+		if nextLo != -1 && nextLo < i {
+			if nextLo = bytes.IndexByte(data[i:len(data)-n+1], first); nextLo >= 0 {
+				nextLo += i
+			}
+		}
+		if upper == first {
+			nextUp = nextLo
+		} else if nextUp != -1 && nextUp < i {
+			if nextUp = bytes.IndexByte(data[i:len(data)-n+1], upper); nextUp >= 0 {
+				nextUp += i
+			}
+		}
+		switch {
+		case nextLo < 0 && nextUp < 0:
+			return -1
+		case nextLo < 0:
+			i = nextUp
+		case nextUp < 0:
+			i = nextLo
+		default:
+			i = min(nextLo, nextUp)
 		}
 		j := 1
 		for ; j < n; j++ {
@@ -337,6 +359,7 @@ func indexFold(data, needle []byte) int {
 		if j == n {
 			return i
 		}
+		i++
 	}
 	return -1
 }
