@@ -229,3 +229,42 @@ func BenchmarkInterceptRefusal(b *testing.B) {
 		b.Fatalf("stats %+v", st)
 	}
 }
+
+// TestSendFromPortTaken: a refusal whose port is taken on this host (by
+// wormsink's own --tftp-listen :69, say) leaves from another port of the
+// address asked; a forward, which must keep the client's port, fails.
+func TestSendFromPortTaken(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: the reply socket sets IP_TRANSPARENT")
+	}
+	taken, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero}) // a wildcard holder of the port
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := uint16(taken.LocalAddr().(*net.UDPAddr).Port)
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	from := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), port)
+	j := sendJob{from: from, to: rx.LocalAddr().(*net.UDPAddr).AddrPort(), anyPort: true, refusal: true}
+	j.n = copy(j.buf[:], refusalPacket)
+	if err := sendFrom(&j); err != nil {
+		t.Fatalf("refusal with the port taken: %v", err)
+	}
+	rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, src, err := rx.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Addr() != from.Addr() || src.Port() == port || !bytes.Equal(buf[:n], refusalPacket) {
+		t.Errorf("got %q from %v, want the ERROR from %v on another port", buf[:n], src, from.Addr())
+	}
+	j.anyPort, j.refusal = false, false
+	if err := sendFrom(&j); err == nil {
+		t.Error("a forward from a taken port was sent")
+	}
+}
