@@ -20,6 +20,7 @@ declare -A need=(
   [ss]=iproute2
   [nft]=nftables
   [busybox]=busybox
+  [setpriv]=util-linux
   [chromium]=chromium
 )
 missing=()

@@ -676,3 +676,20 @@ func checkThreadCaps(t *testing.T, pid int) {
 		t.Errorf("%d threads hold capabilities after the drop, want the 2 interceptor loops", withCaps)
 	}
 }
+
+// TestInterceptNeedsCapability: without CAP_NET_ADMIN or CAP_NET_RAW the
+// start fails at once with one line saying so.
+func TestInterceptNeedsCapability(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: it runs serve as nobody through setpriv")
+	}
+	bin := wormsinkBinary(t)
+	setpriv := needTool(t, "setpriv")
+	out, err := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+		bin, "serve", "--dns-listen", "", "--tftp-listen", "", "--tftp-intercept", "127.0.0.1:0", "--log", "/dev/null").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 ||
+		!strings.Contains(string(out), "needs CAP_NET_ADMIN or CAP_NET_RAW") {
+		t.Errorf("exit %v, output %q", err, out)
+	}
+}
