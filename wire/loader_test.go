@@ -39,6 +39,18 @@ func TestLoaderFamily(t *testing.T) {
 			t.Errorf("loader-tftp: %s (%s)", short(ev), ev.Evidence)
 		}
 	}
+	// Real clients: busybox 1.35 and tftp-hpa running the loaders' lines.
+	real := scanAll(t, "../testdata/pcap/real/busybox-mirai-gafgyt-loader.pcap")
+	var sigs []string
+	for _, ev := range real {
+		if ev.Evidence != signatures.Strong {
+			t.Errorf("real loader: %s (%s)", short(ev), ev.Evidence)
+		}
+		sigs = append(sigs, ev.Sig+"/"+ev.Role+"/"+ev.File)
+	}
+	if want := "mirai.tftp-loader/requester/mirai.arm7 mirai.tftp-loader/server/mirai.arm7 gafgyt.tftp-loader/requester/tftp1.sh gafgyt.tftp-loader/server/tftp1.sh gafgyt.tftp-loader/requester/tftp2.sh gafgyt.tftp-loader/server/tftp2.sh"; strings.Join(sigs, " ") != want {
+		t.Errorf("real loader capture: %s\nwant %s", strings.Join(sigs, " "), want)
+	}
 	cmds := scanAll(t, "../testdata/pcap/crafted/loader-commands.pcap")
 	want := map[int]string{1: "mirai.tftp-loader", 2: "mirai.tftp-loader", 3: "gafgyt.tftp-loader", 4: "gafgyt.tftp-loader", 5: "gafgyt.tftp-loader", 6: "gafgyt.tftp-loader"}
 	if len(cmds) != len(want) {
