@@ -176,7 +176,7 @@ func (b *blockingWriter) Write(p []byte) (int, error) {
 // fold per host and then into an overflow count, never vanish.
 func TestWriterNeverBlocksAndCountsOverflow(t *testing.T) {
 	out := &blockingWriter{gate: make(chan struct{})}
-	w := NewWriter(out, Config{Window: 10 * time.Millisecond, MaxPending: 100})
+	w := NewWriter(out, Config{Window: 10 * time.Millisecond, MaxPending: 100, MaxAggregates: 50})
 	// Let one flush start and block on the disk.
 	w.Record(Event{Kind: TFTPRequest, Host: host, File: "first"})
 	deadline := time.Now().Add(5 * time.Second)
@@ -193,16 +193,20 @@ func TestWriterNeverBlocksAndCountsOverflow(t *testing.T) {
 	}
 	start := time.Now()
 	const n = 50_000
+	sigs := make([]string, 60) // more than the network tables hold, to reach the overflow
+	for i := range sigs {
+		sigs[i] = fmt.Sprint("s", i)
+	}
 	for i := 0; i < n; i++ {
 		h := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		w.Record(Event{Kind: TFTPRequest, Host: h, Port: uint16(i), File: "f" + strings.Repeat("x", i%3)})
+		w.Record(Event{Kind: TFTPRequest, Host: h, Port: uint16(i), Sig: sigs[i%len(sigs)], File: "f" + strings.Repeat("x", i%3)})
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("Record took %v for %d sightings with the disk stuck", d, n)
 	}
 	st := w.Stats()
-	if st.Coarse == 0 || st.Overflow == 0 {
-		t.Fatalf("stats %+v: want coarse folding and overflow", st)
+	if st.Coarse == 0 || st.Aggregated == 0 || st.Overflow == 0 {
+		t.Fatalf("stats %+v: want coarse folding, network lines and overflow", st)
 	}
 	close(out.gate)
 	w.Close()

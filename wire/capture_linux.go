@@ -46,13 +46,13 @@ type CaptureStats struct {
 func NewCapture(iface string, m *Matcher, promisc bool) (*Capture, error) {
 	h, err := pcapgo.NewEthernetHandle(iface)
 	if err != nil {
-		return nil, fmt.Errorf("wire: capture %s: %w", iface, err)
+		return nil, fmt.Errorf("%s: %w", iface, err)
 	}
 	c := &Capture{iface: iface, m: m, h: h, anyPort: m.anyPort}
 	if promisc {
 		if err := h.SetPromiscuous(true); err != nil {
 			h.Close()
-			return nil, fmt.Errorf("wire: capture %s: promiscuous mode: %w", iface, err)
+			return nil, fmt.Errorf("%s: promiscuous mode: %w", iface, err)
 		}
 	}
 	if err := c.refilter(); err != nil {
@@ -71,10 +71,10 @@ func (c *Capture) refilter() error {
 	}
 	prog, err := Filter(set, c.anyPort)
 	if err != nil {
-		return fmt.Errorf("wire: capture %s: filter: %w", c.iface, err)
+		return fmt.Errorf("%s: filter: %w", c.iface, err)
 	}
 	if err := c.h.SetBPF(prog); err != nil {
-		return fmt.Errorf("wire: capture %s: attach filter: %w", c.iface, err)
+		return fmt.Errorf("%s: attach filter: %w", c.iface, err)
 	}
 	c.filterFor = set
 	return nil
@@ -121,7 +121,7 @@ func (c *Capture) Run(ctx context.Context) error {
 				return ferr
 			default:
 			}
-			return fmt.Errorf("wire: capture %s: %w", c.iface, err)
+			return fmt.Errorf("%s: %w", c.iface, err)
 		}
 		c.packets.Add(1)
 		c.bytes.Add(uint64(len(data)))
