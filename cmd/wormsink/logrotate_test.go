@@ -37,7 +37,9 @@ func sendRRQs(t *testing.T, p *serveProc, c net.Conn, n int, want float64) {
 func TestLogReopenOnSIGUSR1(t *testing.T) {
 	bin := wormsinkBinary(t)
 	p := startServe(t, bin, "--dns-listen", "")
-	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", p.tftp))
+	// From another loopback address: the one serve listens on is its own
+	// and never recorded as a host.
+	c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 9)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p.tftp})
 	if err != nil {
 		t.Fatal(err)
 	}

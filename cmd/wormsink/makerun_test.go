@@ -79,7 +79,7 @@ func TestMakeRun(t *testing.T) {
 	})
 
 	first := strings.Join(banner, "\n")
-	m := regexp.MustCompile(`DNS on (127\.0\.0\.1:\d+), TFTP on (127\.0\.0\.1:\d+), metrics on (http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(first)
+	m := regexp.MustCompile(`DNS on (127\.0\.0\.\d+:\d+), TFTP on (127\.0\.0\.\d+:\d+), metrics on (http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(first)
 	if m == nil || strings.Contains(first, ":5353") {
 		t.Fatalf("banner lacks the addresses or uses the mDNS port:\n%s", first)
 	}
