@@ -68,6 +68,11 @@ type Event struct {
 	Intercepted bool // the request was addressed to another host and intercepted on its way
 	Passed      bool // it was passed on, unchanged, to the server it was addressed to
 
+	// Proof says how the source address was established. Lines
+	// of different proof are never folded together, so every line's proof
+	// is exactly that of the sightings it counts.
+	Proof Proof
+
 	// Set by the Writer, not by callers: the length in bytes of a value
 	// the writer cut to MaxStringLen, before the cut; 0 when not cut.
 	qnameLen, fileLen, modeLen int32
@@ -94,6 +99,7 @@ type key struct {
 	proto     string
 	dstPort   uint16
 	pcap      string
+	proof     Proof
 
 	intercepted, passed bool
 
@@ -107,6 +113,7 @@ func (e *Event) key() key {
 		file: e.File, mode: e.Mode, op: e.Op, srv: e.Srv,
 		peer: e.Peer, role: e.Role, proto: e.Proto, dstPort: e.DstPort, pcap: e.PCAP,
 		intercepted: e.Intercepted, passed: e.Passed,
+		proof:    e.Proof,
 		qnameLen: e.qnameLen, fileLen: e.fileLen, modeLen: e.modeLen,
 	}
 }
@@ -174,7 +181,9 @@ func cutRaw(s string, n *int32) string {
 }
 
 // coarse is the key used when the detailed table is full: the host and what
-// matched, so the abuse team still learns of the host and its count.
+// matched, so the abuse team still learns of the host and its count. Proof
+// is not part of it: a coarse line carries the best proof of the sightings
+// it folds (all of them came from that host address).
 func (e *Event) coarse() key {
 	return key{kind: e.Kind, host: e.Host, sig: e.Sig}
 }

@@ -107,7 +107,7 @@ func (s *ShadowserverWriter) Write(r *Sighting) error {
 	row[23] = string(r.Sensor)
 	row[24] = string(r.Sig)
 	row[25] = string(r.Family)
-	row[26] = string(r.Kind) + ";evidence=" + r.Evidence.String() + ";count=" + strconv.FormatUint(r.Count, 10)
+	row[26] = string(r.Kind) + ";evidence=" + r.Evidence.String() + ";count=" + strconv.FormatUint(r.Count, 10) + ";proof=" + r.Proof.String()
 	return s.cw.Write(neutralise(row))
 }
 
@@ -174,28 +174,45 @@ type XARFEvidence struct {
 	Size        int    `json:"size"`
 }
 
-// Confidence wormsink states per evidence strength.
+// Confidence wormsink states per evidence strength and proof. A host seen
+// only in lone datagrams may be a forged source address, whatever the
+// datagrams asked for, so its confidence is well below a verified host's
+// (such hosts are filed only with --include-unverified).
 const (
-	confidenceStrong = 0.9
-	confidenceWeak   = 0.5
+	confidenceStrong           = 0.9
+	confidenceWeak             = 0.5
+	confidenceStrongUnverified = 0.3
+	confidenceWeakUnverified   = 0.1
 )
+
+// confidence is the X-ARF confidence for a row.
+func confidence(h *HostSummary) float64 {
+	strong := h.Evidence == EvidenceStrong
+	switch {
+	case strong && h.Proof.Verified():
+		return confidenceStrong
+	case strong:
+		return confidenceStrongUnverified
+	case h.Proof.Verified():
+		return confidenceWeak
+	}
+	return confidenceWeakUnverified
+}
 
 // XARF builds the report for one host.
 //
 // Mapping: source_identifier ← host; timestamp and source_port ← the last
 // sighting's time and source port (the pair a CGNAT operator looks up);
 // first_seen/last_seen ← the row's; malware_family ← families; confidence
-// ← 0.9 strong, 0.5 weak; compromise_evidence ← a sentence naming the
+// ← 0.9 strong, 0.5 weak, 0.3 and 0.1 when every sighting was a lone
+// datagram (proof datagram); compromise_evidence ← a sentence naming the
 // events by source and the signatures; evidence ← the JSON row, base64;
 // report_id ← a UUID (version 4 layout) derived from host, first seen and
 // sensors, so filing the same report twice gives the same id.
 func XARF(h *HostSummary, rep Reporter) XARFReport {
 	row, _ := json.Marshal(h.jsonRow())
 	sum := sha256.Sum256(row)
-	conf := confidenceWeak
-	if h.Evidence == EvidenceStrong {
-		conf = confidenceStrong
-	}
+	conf := confidence(h)
 	fams := strings.Join(h.Families, ", ")
 	if len(fams) > 200 {
 		fams = fams[:200]
@@ -212,8 +229,8 @@ func XARF(h *HostSummary, rep Reporter) XARFReport {
 		Type:             "botnet",
 		EvidenceSource:   "sinkhole",
 		Confidence:       conf,
-		Description: fmt.Sprintf("%s: %d worm sightings (%s evidence) by wormsink sinkhole between %s and %s",
-			h.Host, h.Events, h.Evidence, h.FirstSeen.Format(evidence.TimeFormat), h.LastSeen.Format(evidence.TimeFormat)),
+		Description: fmt.Sprintf("%s: %d worm sightings (%s evidence, proof %s) by wormsink sinkhole between %s and %s",
+			h.Host, h.Events, h.Evidence, h.Proof, h.FirstSeen.Format(evidence.TimeFormat), h.LastSeen.Format(evidence.TimeFormat)),
 		MalwareFamily:      fams,
 		CompromiseEvidence: compromiseEvidence(h),
 		InfectionVector:    "network_worm",
@@ -252,7 +269,7 @@ func compromiseEvidence(h *HostSummary) string {
 // xarfTags makes "namespace:value" tags within X-ARF's pattern
 // ^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+-.]*$, at most 20.
 func xarfTags(h *HostSummary) []string {
-	tags := []string{"evidence:" + h.Evidence.String()}
+	tags := []string{"evidence:" + h.Evidence.String(), "proof:" + h.Proof.String()}
 	for _, f := range h.Families {
 		if v := tagValue(f); v != "" {
 			tags = append(tags, "malware:"+v)

@@ -38,7 +38,7 @@ func TestCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	header, _, _ := strings.Cut(buf.String(), "\n")
-	if header != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors" {
+	if header != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors,proof" {
 		t.Fatalf("header %q", header)
 	}
 	recs, err := csv.NewReader(&buf).ReadAll()
@@ -49,7 +49,7 @@ func TestCSV(t *testing.T) {
 		t.Fatalf("%d records for %d rows", len(recs), len(rows))
 	}
 	want := []string{"10.0.0.1", "2026-11-24T11:00:00.000Z", "2026-11-24T14:00:00.000Z", "4", "strong",
-		"Blaster;Welchia", "blaster;welchia", "dns=3;tftp=0;wire=1", "sensor-a;sensor-b"}
+		"Blaster;Welchia", "blaster;welchia", "dns=3;tftp=0;wire=1", "sensor-a;sensor-b", "datagram"}
 	if !reflect.DeepEqual(recs[1], want) {
 		t.Errorf("first row %q, want %q", recs[1], want)
 	}
@@ -98,6 +98,7 @@ func TestJSON(t *testing.T) {
 			Signatures []string          `json:"signatures"`
 			Sources    map[string]uint64 `json:"sources"`
 			Sensors    []string          `json:"sensors"`
+			Proof      string            `json:"proof"`
 		} `json:"hosts"`
 		Summary  map[string]uint64 `json:"summary"`
 		Networks []map[string]any  `json:"networks"`
@@ -184,7 +185,7 @@ func TestShadowserver(t *testing.T) {
 	}
 	var folded bool
 	for _, r := range recs[1:] {
-		folded = folded || strings.HasSuffix(r[col["tag"]], ";count=2")
+		folded = folded || strings.HasSuffix(r[col["tag"]], ";count=2;proof=datagram")
 	}
 	if !folded {
 		t.Errorf("the folded line's count is not in any tag")

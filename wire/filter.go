@@ -20,8 +20,10 @@ import (
 //   - every IPv4 fragment but the first: it has no ports to look at;
 //   - IPv4 UDP to port 69 and to the ports of UDP payload rules (all UDP
 //     with anyPort or a port-less UDP rule), including first fragments;
-//   - IPv4 TCP to the ports of TCP payload rules (all TCP for a port-less
-//     rule; none without TCP rules);
+//   - IPv4 TCP to or from the ports of TCP payload rules (all TCP for a
+//     port-less rule; none without TCP rules): the server's SYN/ACK comes
+//     from the rule's port, and the matcher needs it to see the handshake
+//     complete (proof tcp);
 //   - IPv4 ICMP when there are ICMP rules.
 func Filter(set *signatures.Set, anyPort bool) ([]bpf.RawInstruction, error) {
 	udpAll, udpPorts := anyPort, []uint16{TFTPPort}
@@ -65,7 +67,7 @@ func Filter(set *signatures.Set, anyPort bool) ([]bpf.RawInstruction, error) {
 	}
 	a.ja("reject")
 
-	ports := func(label string, all bool, ps []uint16) {
+	ports := func(label string, all bool, ps []uint16, src bool) {
 		a.label(label)
 		if all {
 			a.ja("accept")
@@ -76,11 +78,17 @@ func Filter(set *signatures.Set, anyPort bool) ([]bpf.RawInstruction, error) {
 		for _, p := range ps {
 			a.jeq(uint32(p), "accept")
 		}
+		if src {
+			a.ins(bpf.LoadIndirect{Off: 14, Size: 2}) // source port
+			for _, p := range ps {
+				a.jeq(uint32(p), "accept")
+			}
+		}
 		a.ja("reject")
 	}
-	ports("udp", udpAll, udpPorts)
+	ports("udp", udpAll, udpPorts, false)
 	if tcpAll || len(tcpPorts) > 0 {
-		ports("tcp", tcpAll, tcpPorts)
+		ports("tcp", tcpAll, tcpPorts, true)
 	}
 	a.label("accept")
 	a.ins(bpf.RetConstant{Val: 262144})

@@ -31,6 +31,12 @@ func TestFilter(t *testing.T) {
 		DstHwAddress: macB, DstProtAddress: infected})
 	icmp := ser(t, eth(layers.EthernetTypeIPv4), ip4(other, infected, layers.IPProtocolICMPv4),
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)}, gopacket.Payload("abcdefgh"))
+	synAck := func() []byte { // the server's half of a handshake on a rule's port
+		ip := ip4(infected, other, layers.IPProtocolTCP)
+		tcp := &layers.TCP{SrcPort: 4444, DstPort: 40000, Seq: 7, Ack: 2, SYN: true, ACK: true, Window: 1000}
+		tcp.SetNetworkLayerForChecksum(ip)
+		return ser(t, eth(layers.EthernetTypeIPv4), ip, tcp)
+	}()
 	tests := []struct {
 		name          string
 		frame         []byte
@@ -48,6 +54,7 @@ func TestFilter(t *testing.T) {
 		{"tcp 4444", tcpFrame(t, 4444, []byte("x")), false, true},
 		{"tcp 80 (HTTP exploit bodies carry loader command lines)", tcpFrame(t, 80, []byte("x")), false, true},
 		{"tcp 443", tcpFrame(t, 443, []byte("x")), false, false},
+		{"tcp from 4444 (SYN/ACK)", synAck, false, true},
 		{"icmp echo", icmp, false, true},
 		{"ipv6", ser(t, eth(layers.EthernetTypeIPv6), ip6(victim6, infected6, layers.IPProtocolNoNextHeader)), false, true},
 		{"arp", arp, false, false},

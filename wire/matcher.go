@@ -40,6 +40,9 @@ type Options struct {
 	FragDatagrams int
 	FragBytes     int
 	FragTimeout   time.Duration
+	// TCPFlows bounds the TCP handshakes followed for proof "tcp" (see
+	// flows); 0 means DefaultTCPFlows.
+	TCPFlows int
 }
 
 // Meta is what the matcher knows of a packet beyond its bytes.
@@ -76,6 +79,7 @@ type Matcher struct {
 	stats   Stats
 	dec     *decoder
 	defrag  *defragmenter
+	flows   *flows
 }
 
 // NewMatcher makes a Matcher recording into rec.
@@ -89,7 +93,10 @@ func NewMatcher(sigs SetSource, rec Recorder, opt Options) *Matcher {
 	if opt.FragTimeout <= 0 {
 		opt.FragTimeout = DefaultFragTimeout
 	}
-	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder()}
+	if opt.TCPFlows <= 0 {
+		opt.TCPFlows = DefaultTCPFlows
+	}
+	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder(), flows: newFlows(opt.TCPFlows)}
 	m.defrag = newDefragmenter(opt.FragDatagrams, opt.FragBytes, opt.FragTimeout, &m.stats)
 	return m
 }
@@ -123,6 +130,7 @@ type packet struct {
 	proto    signatures.Proto
 	payload  []byte
 	meta     Meta
+	proof    evidence.Proof // how the source address was established
 }
 
 // Packet examines one frame of link type lt and returns how many evidence
@@ -185,6 +193,7 @@ func (m *Matcher) walk(meta Meta) int {
 			pk.sport, pk.dport = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
 			pk.proto = signatures.TCP
 			pk.payload = d.tcp.Payload
+			pk.proof = m.tcpProof(pk.src, pk.dst, meta.Time)
 			n += m.payload(&pk)
 		case layers.LayerTypeICMPv4:
 			if icmp4Carries(d.icmp4.TypeCode.Type()) {
@@ -262,6 +271,7 @@ func (m *Matcher) fragment(k fragKey, off int, more bool, payload []byte, proto 
 			n += m.udp(&q)
 		case layers.LayerTypeTCP:
 			q.sport, q.dport, q.proto, q.payload = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort), signatures.TCP, d.tcp.Payload
+			q.proof = m.tcpProof(q.src, q.dst, q.meta.Time)
 			n += m.payload(&q)
 		case layers.LayerTypeICMPv4:
 			if icmp4Carries(d.icmp4.TypeCode.Type()) {
@@ -276,6 +286,16 @@ func (m *Matcher) fragment(k fragKey, off int, more bool, payload []byte, proto 
 		}
 	}
 	return n
+}
+
+// tcpProof follows the handshake with the TCP segment just decoded: proof
+// tcp when it is on a connection whose handshake the sensor saw complete,
+// else a datagram (a lone segment anyone could have forged).
+func (m *Matcher) tcpProof(src, dst netip.Addr, at time.Time) evidence.Proof {
+	if m.flows.observe(src, dst, &m.dec.tcp, at) {
+		return evidence.ProofTCP
+	}
+	return evidence.ProofDatagram
 }
 
 // udp matches a TFTP request and then the UDP payload rules.
@@ -358,6 +378,7 @@ func (m *Matcher) payload(pk *packet) int {
 		Serial:   set.Serial(),
 		PCAP:     pk.meta.PCAP,
 		Packet:   pk.meta.Packet,
+		Proof:    pk.proof,
 	})
 	return 1
 }

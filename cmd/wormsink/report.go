@@ -39,6 +39,8 @@ func runReport(ctx context.Context, e env, args []string) int {
 	title := fs.String("title", "", "html: page title (default \"wormsink report\")")
 	var exclude prefixList
 	fs.Var(&exclude, "exclude", "never list hosts in these networks, CIDR or address,... (the sinkhole's own addresses, ranges that are not customers)")
+	// proof of the source address
+	unverified := fs.Bool("include-unverified", false, "xarf, shadowserver: also file hosts (shadowserver: sightings) whose only proof is a lone datagram, which anyone can forge")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
@@ -75,6 +77,9 @@ func runReport(ctx context.Context, e env, args []string) int {
 			o.filter.Families = append(o.filter.Families, f)
 		}
 	}
+	// A complaint goes to a customer: a forged source address must not get
+	// them one. The other formats show every host, with its proof.
+	o.filter.VerifiedOnly = (o.format == "xarf" || o.format == "shadowserver") && !*unverified
 	if o.format == "xarf" {
 		if o.reporter, err = reporterFrom(*org, *contact, *domain); err != nil {
 			return usageErr(e, "report: %v", err)
@@ -245,7 +250,8 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *repo
 		if ss != nil {
 			if rec.Network.IsValid() {
 				agg.Add(rec) // counted, for the note on stderr; no row
-			} else if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) {
+			} else if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) &&
+				(!o.filter.VerifiedOnly || rec.Proof.Verified()) {
 				if err := ss.Write(rec); err != nil {
 					return r.Stats(), fmt.Errorf("write: %w", err)
 				}

@@ -96,7 +96,7 @@ func TestReportCommand(t *testing.T) {
 	if code != 0 || errs != "" || len(rows) != 4 {
 		t.Fatalf("exit %d, stderr %q, rows %q", code, errs, rows)
 	}
-	if strings.Join(rows[0], ",") != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors" {
+	if strings.Join(rows[0], ",") != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors,proof" {
 		t.Errorf("header %q", rows[0])
 	}
 	if rows[1][0] != "10.0.0.1" || rows[1][3] != "2" || rows[1][4] != "strong" || rows[1][5] != "Blaster;Welchia" || rows[1][8] != "edge-1;edge-2" {
@@ -158,17 +158,48 @@ func TestReportCommand(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &doc); code != 0 || err != nil || len(doc.Hosts) != 3 {
 			t.Errorf("json: %v %q", err, out)
 		}
-		code, out, _ = reportCmd(t, "", "--format", "shadowserver", "--evidence", "weak", a, b)
+		// These logs hold lone datagrams only: complaints need --include-unverified.
+		code, out, _ = reportCmd(t, "", "--format", "shadowserver", "--evidence", "weak", "--include-unverified", a, b)
 		if r := csvRows(t, out); code != 0 || len(r) != 5 || r[0][0] != "timestamp" || r[0][2] != "src_ip" {
 			t.Errorf("shadowserver: %q", r)
 		}
-		code, out, _ = reportCmd(t, "", "--format", "xarf", "--evidence", "weak", "--reporter-contact", "abuse@isp.example", a, b)
+		code, out, _ = reportCmd(t, "", "--format", "xarf", "--evidence", "weak", "--include-unverified", "--reporter-contact", "abuse@isp.example", a, b)
 		if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, `"org":"isp.example"`) {
 			t.Errorf("xarf: %q", out)
 		}
 		code, out, _ = reportCmd(t, "", "--format", "html", a, b)
 		if code != 0 || !strings.Contains(out, "<svg") || strings.Count(out, `<tr class="host`) != 3 {
 			t.Errorf("html: %.300q", out)
+		}
+	})
+	// A host seen only in lone datagrams (a forged source address looks
+	// exactly like that) gets no complaint unless --include-unverified; a
+	// host whose address was proven (here a DNS query over TCP) does.
+	t.Run("proof", func(t *testing.T) {
+		forged := ev("10.0.0.7", now.Add(-time.Hour), evidence.TFTPRefused, signatures.Strong, "Blaster")
+		proven := ev("10.0.0.8", now.Add(-time.Hour), evidence.DNSSinkhole, signatures.Strong, "Blaster")
+		proven.Transport, proven.Proof = "tcp", evidence.ProofTCP
+		c := writeLog(t, dir, "proof.log", "edge-3", forged, proven)
+
+		_, out, _ := reportCmd(t, "", "--format", "csv", c)
+		if r := csvRows(t, out); len(r) != 3 || r[1][0] != "10.0.0.8" || r[1][9] != "tcp" || r[2][0] != "10.0.0.7" || r[2][9] != "datagram" {
+			t.Errorf("csv: %q", r)
+		}
+		_, out, _ = reportCmd(t, "", "--format", "xarf", "--reporter-contact", "abuse@isp.example", c)
+		if strings.Count(out, "\n") != 1 || !strings.Contains(out, `"source_identifier":"10.0.0.8"`) || !strings.Contains(out, `"confidence":0.9`) {
+			t.Errorf("xarf by default: %q", out)
+		}
+		_, out, _ = reportCmd(t, "", "--format", "xarf", "--include-unverified", "--reporter-contact", "abuse@isp.example", c)
+		if strings.Count(out, "\n") != 2 || !strings.Contains(out, `"source_identifier":"10.0.0.7"`) || !strings.Contains(out, `"confidence":0.3`) {
+			t.Errorf("xarf --include-unverified: %q", out)
+		}
+		_, out, _ = reportCmd(t, "", "--format", "shadowserver", c)
+		if r := csvRows(t, out); len(r) != 2 || r[1][2] != "10.0.0.8" || !strings.HasSuffix(r[1][26], ";proof=tcp") {
+			t.Errorf("shadowserver by default: %q", r)
+		}
+		_, out, _ = reportCmd(t, "", "--format", "shadowserver", "--include-unverified", c)
+		if r := csvRows(t, out); len(r) != 3 {
+			t.Errorf("shadowserver --include-unverified: %q", r)
 		}
 	})
 	t.Run("truncated gzip", func(t *testing.T) {

@@ -18,6 +18,8 @@ func runScan(ctx context.Context, e env, args []string) int {
 	anyPort := fs.Bool("any-port", false, "also accept well-formed TFTP requests to ports other than 69")
 	host, _ := os.Hostname()
 	sensor := fs.String("sensor", host, "name recorded in every event")
+	var trusted evidence.Networks
+	fs.Var(&trusted, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses: their hosts' sightings get at least proof trusted-source")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
@@ -32,7 +34,7 @@ func runScan(ctx context.Context, e env, args []string) int {
 		}
 	}
 
-	w := evidence.NewWriter(e.stdout, evidence.Config{Sensor: *sensor})
+	w := evidence.NewWriter(e.stdout, evidence.Config{Sensor: *sensor, TrustedSources: trusted})
 	rec := &hostCounter{rec: w, hosts: make(map[netip.Addr]struct{})}
 	m := wire.NewMatcher(wire.StaticSet{Set: set}, rec, wire.Options{AnyPort: *anyPort})
 

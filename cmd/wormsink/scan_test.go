@@ -116,6 +116,34 @@ func TestScanErrors(t *testing.T) {
 	}
 }
 
+// A TFTP request on the wire is one UDP datagram: proof datagram, unless
+// its sender is inside --trusted-sources. A bad network is a usage error.
+func TestScanTrustedSources(t *testing.T) {
+	pcap := "../../testdata/pcap/crafted/vlan-msblast.pcap"
+	_, out, _ := runCmd(t, "", "scan", pcap)
+	plain := evidenceLines(t, out)
+	_, out, _ = runCmd(t, "", "scan", "--trusted-sources", "10.0.0.0/29, 2001:db8::/64", pcap)
+	trusted := evidenceLines(t, out)
+	if len(plain) == 0 || len(plain) != len(trusted) {
+		t.Fatalf("%d and %d lines", len(plain), len(trusted))
+	}
+	for i := range plain {
+		if plain[i]["proof"] != "datagram" {
+			t.Errorf("without --trusted-sources: %v", plain[i])
+		}
+		want := "datagram"
+		if h := plain[i]["host"].(string); h == "10.0.0.5" {
+			want = "trusted-source"
+		}
+		if trusted[i]["proof"] != want {
+			t.Errorf("host %v: proof %v, want %s", trusted[i]["host"], trusted[i]["proof"], want)
+		}
+	}
+	if code, _, errOut := runCmd(t, "", "scan", "--trusted-sources", "10.0.0.0/33", pcap); code != exitUsage || !strings.Contains(errOut, "10.0.0.0/33") {
+		t.Errorf("bad network: exit %d, %q", code, errOut)
+	}
+}
+
 // `scan -` reads the capture from standard input, as `report -` reads a log.
 func TestScanStdin(t *testing.T) {
 	data, err := os.ReadFile("../../testdata/pcap/real/tftp-hpa-msblast.pcap")
