@@ -61,6 +61,12 @@ declare -A need=(
   [busybox]=busybox
   [setpriv]=util-linux
   [chromium]=chromium
+  # issue 12: the resolvers, rule parser and schema validator the export tests use
+  [named]=bind9
+  [kresd]=knot-resolver
+  [pdns_recursor]=pdns-recursor
+  [dnsmasq]=dnsmasq
+  [suricata-update]=suricata-update
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -68,6 +74,8 @@ for cmd in "${!need[@]}"; do
     missing+=("${need[$cmd]}")
   fi
 done
+# Python modules: Debian's python3 (not a pyenv or venv one) must import them.
+/usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 if [ "$(id -u)" -ne 0 ]; then

@@ -116,7 +116,7 @@ func TestExportSuricataPatterns(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := export(t, s, "suricata")
-	pcre := regexp.MustCompile(`msg:"WORMSINK Loader TFTP GET \*\.arm7"; content:"\|00 01\|"; depth:2; content:"\.arm7\|00\|"; distance:0; nocase; pcre:"/(.*?)/i"`).FindStringSubmatch(out)
+	pcre := regexp.MustCompile(`msg:"WORMSINK Loader TFTP GET \*\.arm7"; dsize:<\d+; content:"\|00 01\|"; depth:2; content:"\.arm7\|00\|"; distance:0; nocase; pcre:"/(.*?)/i"`).FindStringSubmatch(out)
 	if pcre == nil {
 		t.Fatalf("no rule for *.arm7 of the expected shape:\n%s", out)
 	}

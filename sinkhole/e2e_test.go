@@ -69,11 +69,11 @@ func startCapture(t *testing.T, port uint16) (stop func(until func([]packet) boo
 	case <-listening:
 	case err := <-exited:
 		t.Fatalf("tcpdump exited: %v", err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("tcpdump did not start")
 	}
 	return func(until func([]packet) bool) string {
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for time.Now().Before(deadline) && !until(readCapture(t, file, port)) {
 			time.Sleep(10 * time.Millisecond)
 		}

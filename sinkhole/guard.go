@@ -48,6 +48,12 @@ type guard struct {
 	next    uint64
 	ex      *exchanges
 
+	// sending is held (shared) by every reply on its way out, and taken
+	// whole once at the end of Serve: after that no reply leaves, so the
+	// stop line's count of replies is every reply a client can receive.
+	sending sync.RWMutex
+	stopped bool // under sending
+
 	closing  atomic.Bool
 	failed   chan struct{} // closed when the socket failed
 	failErr  error
@@ -299,8 +305,10 @@ func addrToken(ap netip.AddrPort) (uint64, bool) {
 // the size of the request. Anything else is dropped, and reported as sent
 // so that pin/tftp does not retry.
 func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
+	g.sending.RLock()
+	defer g.sending.RUnlock()
 	ua, ok := addr.(*net.UDPAddr)
-	if !ok {
+	if !ok || g.stopped {
 		g.s.c.suppressed.Add(1)
 		return len(b), nil
 	}
@@ -336,6 +344,13 @@ func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
 	}
 	g.s.c.replies.Add(1)
 	return len(b), nil
+}
+
+// quiesce waits for the replies on their way out and lets no more leave.
+func (g *guard) quiesce() {
+	g.sending.Lock()
+	g.stopped = true
+	g.sending.Unlock()
 }
 
 // fitReply checks that b is an ERROR and cuts its message so the packet is

@@ -271,6 +271,9 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 	// Sightings still held (waiting for a follow-up, or for a reply
 	// pin/tftp never sent) are recorded now, as datagrams.
 	g.drain()
+	// pin/tftp's goroutines may outlive its Serve: stop their replies
+	// before the counts are read.
+	g.quiesce()
 	st := s.Stats()
 	s.log.Info().Str("event", "tftp_stop").Uint64("received", st.Received).Uint64("replies", st.Replies).
 		Uint64("limited", st.SourceLimited+st.TotalLimited+st.Busy).Uint64("panics", st.Panics).Msg("tftp sinkhole stopped")

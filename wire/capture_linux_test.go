@@ -145,11 +145,12 @@ func TestLiveCapture(t *testing.T) {
 		waitFor(t, "evidence naming "+tc.client+" and "+tc.server, func() bool {
 			var req, srvSeen bool
 			for _, ev := range rec.Events() {
-				if ev.Sig != "blaster" || ev.File != "msblast.exe" || ev.DstPort != 69 {
+				if ev.Sig != "blaster" || ev.File != "msblast.exe" {
 					continue
 				}
-				req = req || ev.Role == evidence.RoleRequester && ev.Host.String() == tc.client && ev.Peer.String() == tc.server
-				srvSeen = srvSeen || ev.Role == evidence.RoleServer && ev.Host.String() == tc.server && ev.Port == 69 && ev.Peer.String() == tc.client
+				req = req || ev.Role == evidence.RoleRequester && ev.Host.String() == tc.client && ev.Peer.String() == tc.server && ev.DstPort == 69
+				// The server's row: its port is 69, dst_port the requester's.
+				srvSeen = srvSeen || ev.Role == evidence.RoleServer && ev.Host.String() == tc.server && ev.Port == 69 && ev.Peer.String() == tc.client && ev.DstPort != 69 && ev.DstPort != 0
 			}
 			return req && srvSeen
 		})

@@ -214,22 +214,15 @@ func (m *Matcher) walk(meta Meta) int {
 	return n
 }
 
-// icmp4Carries reports whether an ICMPv4 message of type t carries the
-// sender's own bytes. Echo replies mirror the request (the replying host
-// is not the source), and errors quote someone else's packet.
-func icmp4Carries(t uint8) bool {
-	switch t {
-	case layers.ICMPv4TypeEchoReply, layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4TypeSourceQuench,
-		layers.ICMPv4TypeRedirect, layers.ICMPv4TypeTimeExceeded, layers.ICMPv4TypeParameterProblem:
-		return false
-	}
-	return true
-}
+// icmp4Carries reports whether an ICMPv4 message of type t is one whose
+// payload rules apply: echo requests only, which carry the sender's own
+// bytes (Welchia's ping). Replies mirror the request (the replying host is
+// not the source), errors quote someone else's packet, and limiting it to
+// one type lets an IDS rule say the same with itype:8.
+func icmp4Carries(t uint8) bool { return t == layers.ICMPv4TypeEchoRequest }
 
-// icmp6Carries is icmp4Carries for ICMPv6: types below 128 are errors.
-func icmp6Carries(t uint8) bool {
-	return t >= 128 && t != layers.ICMPv6TypeEchoReply
-}
+// icmp6Carries is icmp4Carries for ICMPv6: echo requests, type 128.
+func icmp6Carries(t uint8) bool { return t == layers.ICMPv6TypeEchoRequest }
 
 // fragment feeds one fragment to reassembly and, when it completes a
 // datagram, decodes and matches the datagram's transport layer.
@@ -342,7 +335,8 @@ func (m *Matcher) tftp(pk *packet) int {
 	// is the infector serving it.
 	ev.Host, ev.Port, ev.Peer, ev.Role = pk.src, pk.sport, pk.dst, evidence.RoleRequester
 	m.rec.Record(ev)
-	ev.Host, ev.Port, ev.Peer, ev.Role = pk.dst, pk.dport, pk.src, evidence.RoleServer
+	// dst_port is the port at the peer: for the server, the requester's.
+	ev.Host, ev.Port, ev.Peer, ev.Role, ev.DstPort = pk.dst, pk.dport, pk.src, evidence.RoleServer, pk.sport
 	m.rec.Record(ev)
 	m.stats.Events += 2
 	return 2

@@ -6,16 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"wormsink/report"
 	"wormsink/signatures"
 )
 
-var reportFormats = []string{"table", "csv", "json", "shadowserver", "xarf", "html"}
+var reportFormats = []string{"table", "csv", "json", "shadowserver", "shadowserver6", "xarf", "html"}
 
 // reportOptions is the parsed command line of report.
 type reportOptions struct {
@@ -117,6 +119,13 @@ func reporterFrom(org, contact, domain string) (report.Reporter, error) {
 	if org == "" {
 		org = domain
 	}
+	// X-ARF v4 limits: org at most 200 characters, domain a host name.
+	if utf8.RuneCountInString(org) > 200 {
+		return report.Reporter{}, errors.New("xarf: --reporter-org is longer than the 200 characters X-ARF allows")
+	}
+	if _, err := netip.ParseAddr(domain); err == nil || strings.Trim(domain, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != "" {
+		return report.Reporter{}, fmt.Errorf("xarf: reporter domain %q is not a host name", domain)
+	}
 	return report.Reporter{Org: org, Contact: contact, Domain: domain}, nil
 }
 
@@ -151,8 +160,11 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 	out := bufio.NewWriterSize(e.stdout, 64<<10)
 	agg := report.NewAggregator(o.filter, o.format == "html")
 	var ss *report.ShadowserverWriter
-	if o.format == "shadowserver" {
+	switch o.format {
+	case "shadowserver": // event4_sinkhole: IPv4 hosts
 		ss = report.NewShadowserverWriter(out)
+	case "shadowserver6": // event6_sinkhole: IPv6 hosts
+		ss = report.NewShadowserverWriter6(out)
 	}
 	var total report.ReadStats
 	var failed []string
@@ -171,8 +183,15 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 	var werr error
 	nets := agg.NetworkSightings()
 	switch o.format {
-	case "shadowserver":
+	case "shadowserver", "shadowserver6":
 		werr = ss.Flush()
+		if n := ss.Skipped(); n > 0 {
+			other := "shadowserver6 (event6_sinkhole)"
+			if o.format == "shadowserver6" {
+				other = "shadowserver (event4_sinkhole)"
+			}
+			fmt.Fprintf(e.stderr, "wormsink: report: %d rows of hosts of the other address family left out of %s; write them with --format %s\n", n, ss.Report(), other)
+		}
 	case "table":
 		if werr = report.WriteTable(out, agg.Hosts()); werr == nil {
 			werr = report.WriteNetworkTable(out, agg.Networks())

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -279,5 +281,48 @@ func BenchmarkReportCommand(b *testing.B) {
 		if code := run(context.Background(), e, []string{"report", "--format", "csv", path}); code != 0 {
 			b.Fatalf("exit %d", code)
 		}
+	}
+}
+
+// TestReportExportsFromScan: the evidence of `scan` over the captures in
+// the tree, reported as X-ARF, validates against the official X-ARF v4
+// schema (python3-jsonschema), and the Shadowserver rows split by family.
+func TestReportExportsFromScan(t *testing.T) {
+	pcaps, _ := filepath.Glob("../../testdata/pcap/crafted/*.pcap")
+	args := append([]string{"scan", "--sensor", "ns1.isp.example"}, pcaps...)
+	code, logs, errs := runCmd(t, "", args...)
+	if code != exitOK && code != exitFailure { // malformed.pcap makes it exit 1 after matching
+		t.Fatalf("scan: %d %s", code, errs)
+	}
+	code, xarf, errs := reportCmd(t, logs, "--format", "xarf", "--reporter-contact", "abuse@isp.example")
+	if code != exitOK || strings.Count(xarf, "\n") < 3 {
+		t.Fatalf("xarf: %d %q %s", code, xarf, errs)
+	}
+	v := exec.Command("/usr/bin/python3", "../../testdata/report/xarf-v4/validate.py")
+	v.Stdin = strings.NewReader(xarf)
+	if out, err := v.CombinedOutput(); err != nil {
+		t.Fatalf("reports fail the official X-ARF v4 schema (python3-jsonschema; make deps): %v\n%s", err, out)
+	}
+	_, v4, errs4 := reportCmd(t, logs, "--format", "shadowserver")
+	_, v6, _ := reportCmd(t, logs, "--format", "shadowserver6")
+	r4, r6 := csvRows(t, v4), csvRows(t, v6)
+	if len(r4) < 2 || len(r6) < 2 || len(r4[0]) != 33 || r4[0][14] != "severity" || !slices.Equal(r4[0], r6[0]) {
+		t.Fatalf("shadowserver: %d and %d rows, header %q", len(r4), len(r6), r4[0])
+	}
+	for _, r := range r4[1:] {
+		if strings.Contains(r[2], ":") {
+			t.Errorf("IPv6 host in event4_sinkhole: %q", r)
+		}
+	}
+	for _, r := range r6[1:] {
+		if !strings.Contains(r[2], ":") {
+			t.Errorf("IPv4 host in event6_sinkhole: %q", r)
+		}
+	}
+	if !strings.Contains(errs4, "left out of event4_sinkhole; write them with --format shadowserver6") {
+		t.Errorf("no note about the IPv6 rows: %q", errs4)
+	}
+	if code, _, _ := reportCmd(t, logs, "--format", "xarf", "--reporter-contact", "abuse@isp.example", "--reporter-org", strings.Repeat("x", 201)); code != exitUsage {
+		t.Errorf("an org longer than X-ARF allows: %d", code)
 	}
 }

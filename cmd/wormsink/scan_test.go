@@ -37,11 +37,22 @@ func TestScanCommand(t *testing.T) {
 	for _, l := range lines {
 		roles[l["role"].(string)] = true
 		for k, want := range map[string]any{"event": "wire_match", "signature": "blaster", "family": "Blaster", "evidence": "strong",
-			"file": "msblast.exe", "mode": "octet", "op": "read", "proto": "udp", "dst_port": 69.0, "packet": 1.0,
+			"file": "msblast.exe", "mode": "octet", "op": "read", "proto": "udp", "packet": 1.0,
 			"pcap": "../../testdata/pcap/real/tftp-hpa-msblast.pcap", "sensor": "s1", "host": "127.0.0.1", "peer": "127.0.0.1"} {
 			if l[k] != want {
 				t.Errorf("%s = %v, want %v", k, l[k], want)
 			}
+		}
+	}
+	// dst_port is the port at the peer: 69 for the requester, the
+	// requester's own port for the server.
+	for _, l := range lines {
+		want := 69.0
+		if l["role"] == "server" {
+			want = lines[0]["port"].(float64) + lines[1]["port"].(float64) - 69
+		}
+		if l["dst_port"] != want {
+			t.Errorf("%s dst_port = %v, want %v", l["role"], l["dst_port"], want)
 		}
 	}
 	// The packet's capture time, not the scan's: the file is older than now.
