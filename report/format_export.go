@@ -163,9 +163,9 @@ func (s *ShadowserverWriter) Write(r *Sighting) error {
 		// The interceptor's line for the server a worm was asked from:
 		// the host is that server, the other end the client that asked.
 		if string(r.Role) == evidence.RoleServer {
-			row[14], row[15] = "", ""
+			row[ssDstIP], row[ssDstPort] = "", ""
 			if a, err := netip.ParseAddr(string(r.Peer)); err == nil {
-				row[14] = a.String()
+				row[ssDstIP] = a.Unmap().String()
 			}
 		}
 	case evidence.WireMatch:

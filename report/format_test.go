@@ -488,8 +488,8 @@ func TestShadowserverIntercepted(t *testing.T) {
 		t.Fatalf("%d rows, %v", len(recs), err)
 	}
 	for i, want := range [][2]string{{"10.13.1.2", "10.13.2.2"}, {"10.13.2.2", "10.13.1.2"}} {
-		if row := recs[1+i]; row[2] != want[0] || row[14] != want[1] {
-			t.Errorf("row %d: src %s dst %s, want %s -> %s", i, row[2], row[14], want[0], want[1])
+		if row := recs[1+i]; row[ssSrcIP] != want[0] || row[ssDstIP] != want[1] {
+			t.Errorf("row %d: src %s dst %s, want %s -> %s", i, row[ssSrcIP], row[ssDstIP], want[0], want[1])
 		}
 	}
 }

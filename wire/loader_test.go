@@ -11,7 +11,7 @@ import (
 )
 
 // loaderFamilies are the built-in set's TFTP loader signatures.
-var loaderFamilies = map[string]bool{"mirai.tftp-loader": true, "iot.tftp-loader.arch": true, "gafgyt.tftp-loader": true}
+var loaderFamilies = map[string]bool{"mirai.tftp-loader": true, "gafgyt.tftp-loader": true}
 
 func scanAll(t *testing.T, path string) []evidence.Event {
 	t.Helper()
