@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,6 +70,8 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	c.dns.TTL = dnsblock.DefaultTTL
 	fs.Var((*ttlFlag)(&c.dns.TTL), "ttl", "TTL of sinkhole answers")
 	fs.IntVar(&c.dns.CacheSize, "cache-size", dnsblock.DefaultCacheSize, "entries in the response cache for forwarded answers; 0 turns it off")
+	c.dns.CacheBytes = dnsblock.DefaultCacheBytes
+	fs.Var((*byteSize)(&c.dns.CacheBytes), "cache-bytes", "byte budget of the response cache, counted in answer sizes (64MiB, 512KiB, 1GB or plain bytes)")
 	c.dns.Allow = dnsblock.DefaultAllow()
 	fs.Var((*prefixList)(&c.dns.Allow), "allow", "clients allowed to use the DNS shim, CIDR,...; others get REFUSED")
 	c.tftpListen = ":69"
@@ -429,5 +432,31 @@ func (t *ttlFlag) Set(v string) error {
 		return err
 	}
 	*t = ttlFlag(d)
+	return nil
+}
+
+// byteSize is a flag holding a number of bytes, with an optional binary
+// (KiB, MiB, GiB) or decimal (KB, MB, GB) unit.
+type byteSize int
+
+func (b *byteSize) String() string { return strconv.Itoa(int(*b)) }
+
+func (b *byteSize) Set(s string) error {
+	s = strings.TrimSpace(s)
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return fmt.Errorf("want a positive size such as 64MiB, got %q", s)
+	}
+	*b = byteSize(n * mult)
 	return nil
 }
