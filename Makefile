@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-tftp install clean
+.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-tftp install perf-rpz clean
 
 all: build
 
@@ -57,6 +57,10 @@ perf-report: deps
 
 perf-wire: deps
 	./scripts/perf-wire.sh
+
+# RPZ primary (AXFR against BIND, NOTIFY/IXFR to Unbound and BIND) and dnstap ingest.
+perf-rpz: deps
+	./scripts/perf-rpz.sh $(NAMES)
 
 perf-tftp: deps
 	$(GO) build -o bin/sinkserver ./testdata/tftp/sinkserver

@@ -19,6 +19,9 @@ const (
 	TFTPRefused Kind = "tftp_refused"
 	TFTPRequest Kind = "tftp_request" // a file no signature names
 	WireMatch   Kind = "wire_match"
+	// DNSLookup is a listed name a resolver was asked for, seen in its
+	// dnstap stream: QName, QType, Transport, Rule and Resolver are set.
+	DNSLookup Kind = "dns_lookup"
 )
 
 // Role says what a wire_match implicates the host in.
@@ -68,6 +71,9 @@ type Event struct {
 	Intercepted bool // the request was addressed to another host and intercepted on its way
 	Passed      bool // it was passed on, unchanged, to the server it was addressed to
 
+	// dns_lookup
+	Resolver string // the resolver's dnstap identity, else the address it streamed from
+
 	// Proof says how the source address was established. Lines
 	// of different proof are never folded together, so every line's proof
 	// is exactly that of the sightings it counts.
@@ -99,6 +105,7 @@ type key struct {
 	proto     string
 	dstPort   uint16
 	pcap      string
+	resolver  string
 	proof     Proof
 
 	intercepted, passed bool
@@ -115,6 +122,7 @@ func (e *Event) key() key {
 		intercepted: e.Intercepted, passed: e.Passed,
 		proof:    e.Proof,
 		qnameLen: e.qnameLen, fileLen: e.fileLen, modeLen: e.modeLen,
+		resolver: e.Resolver,
 	}
 }
 

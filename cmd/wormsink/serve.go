@@ -55,6 +55,8 @@ type serveConfig struct {
 
 	// proof of the source address
 	trustedSources evidence.Networks // networks whose edge drops forged sources
+
+	feeds feedConfig // RPZ primary and dnstap input: serve_rpz.go
 }
 
 func serveFlags(e env, c *serveConfig) *flag.FlagSet {
@@ -95,6 +97,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.IntVar(&c.tftp.Exchanges, "tftp-exchanges", sinkhole.DefaultExchanges, "TFTP refusals sent at once from a fresh port that waits for the client's follow-up (proof exchange); beyond it they leave from the listening port; negative: never")
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
+	feedFlags(fs, &c.feeds)
 	return fs
 }
 
@@ -183,10 +186,13 @@ func runServe(ctx context.Context, e env, args []string) int {
 // configuration before anything is bound, so a bad start fails at once
 // with one line.
 func (c *serveConfig) complete() error {
-	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" && c.tftpIntercept == "" {
-		return errors.New("nothing to serve: --dns-listen, --tftp-listen, --tftp-intercept and --capture are all off")
+	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" && !c.feeds.enabled() && c.tftpIntercept == "" {
+		return errors.New("nothing to serve: --dns-listen, --tftp-listen, --tftp-intercept, --capture, --rpz-listen and --dnstap-listen are all off")
 	}
 	if err := c.completeIntercept(); err != nil {
+		return err
+	}
+	if err := c.completeFeeds(); err != nil {
 		return err
 	}
 	// A refusal's fresh port is a socket held open: a wait beyond a minute
@@ -275,7 +281,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
-	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture} {
+	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap} {
 		if err := add(); err != nil {
 			return nil, err
 		}
