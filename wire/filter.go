@@ -52,6 +52,8 @@ const (
 //   - every IPv4 or IPv6 fragment but the first (it has no ports: it may
 //     belong to a datagram that matches), and first fragments by their ports;
 //   - IP-in-IP (protocol 4 and 41): the matcher decodes the inner packet.
+//     So are ICMPv4 after IPv6 and ICMPv6 after IPv4, bridged Ethernet
+//     (0x6558) and 0xffff, which gopacket reads as raw IPv4.
 //
 // Whatever the filter cannot follow (a deeper tag stack or extension chain)
 // is passed, so it never hides a packet the matcher would match; a frame
@@ -115,6 +117,11 @@ func filterProgram(set *signatures.Set, anyPort bool) ([]bpf.Instruction, error)
 	a.label("ethertype")
 	a.jeq(0x0800, "ip4")
 	a.jeq(0x86dd, "ip6")
+	// gopacket (so the matcher) reads 0xffff as raw IPv4 and 0x6558 as a
+	// whole inner Ethernet frame: neither is seen in real traffic, so pass
+	// them rather than follow.
+	a.jeqFar(0xffff, "accept")
+	a.jeqFar(0x6558, "accept")
 	a.ret(0)
 
 	// IPv4: the header starts at X+2.
@@ -136,6 +143,7 @@ func filterProgram(set *signatures.Set, anyPort bool) ([]bpf.Instruction, error)
 	}
 	if icmp {
 		a.jeqFar(protoICMP, "icmp4")
+		a.jeqFar(protoICMPv6, "icmp6") // the matcher decodes it after IPv4 too
 	}
 	a.jeqFar(protoIPIP, "accept")
 	a.jeqFar(protoIPv6, "accept")
@@ -156,6 +164,7 @@ func filterProgram(set *signatures.Set, anyPort bool) ([]bpf.Instruction, error)
 		}
 		if icmp {
 			a.jeqFar(protoICMPv6, "icmp6")
+			a.jeqFar(protoICMP, "icmp4") // the matcher decodes it after IPv6 too
 		}
 		a.jeq(protoFragment, frag)
 		a.jeq(protoHopByHop, ext)
