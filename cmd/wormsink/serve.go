@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 	"wormsink/evidence"
 	"wormsink/signatures"
 	"wormsink/sinkhole"
+	"wormsink/wire"
 )
 
 // serveConfig is the effective configuration of serve: flags, then the
@@ -48,6 +50,10 @@ type serveConfig struct {
 	user           string
 	watch          time.Duration
 	shutdown       time.Duration
+
+	// Live capture tuning (issue 15).
+	captureWorkers int
+	captureRingMB  int
 }
 
 var defaultAllow = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
@@ -75,6 +81,9 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.user, "user", "nobody", "when started as root: user to switch to once every socket is bound")
 	fs.DurationVar(&c.watch, "watch-interval", time.Second, "how often the signature file is checked for changes; 0 disables")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 4*time.Second, "how long in-flight work may take to finish on SIGTERM")
+	// Live capture tuning (issue 15).
+	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
+	fs.IntVar(&c.captureRingMB, "capture-ring-mb", wire.DefaultRingMB, "--capture: memory of all capture rings together, in MiB")
 	return fs
 }
 
@@ -128,6 +137,12 @@ func (c *serveConfig) complete() error {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			return fmt.Errorf("--%s %q: %v", a.flag, a.addr, err)
 		}
+	}
+	if c.captureWorkers < 1 || c.captureWorkers > 1024 {
+		return fmt.Errorf("--capture-workers %d: want from 1 to 1024", c.captureWorkers)
+	}
+	if c.captureRingMB < 1 || c.captureRingMB > 1<<16 {
+		return fmt.Errorf("--capture-ring-mb %d: want from 1 to 65536", c.captureRingMB)
 	}
 	if c.dnsListen == "" {
 		return nil
