@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-tftp clean
+.PHONY: all build run test vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp clean
 
 all: build
 
@@ -53,6 +53,10 @@ perf-report: deps
 
 perf-wire: deps
 	./scripts/perf-wire.sh
+
+# Live capture at tcpreplay's top speed, side by side with tcpdump (root).
+perf-capture: deps
+	./scripts/perf-capture.sh
 
 perf-tftp: deps
 	$(GO) build -o bin/sinkserver ./testdata/tftp/sinkserver
