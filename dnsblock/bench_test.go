@@ -28,7 +28,7 @@ func newTestHandler(tb testing.TB, upAddr string, cacheSize int, rec Recorder) *
 		tb.Fatal(err)
 	}
 	if upAddr != "" {
-		u, err := newUpstream(upAddr, 2, &s.h.c.upStrays)
+		u, err := newUpstream(upAddr, 2, &s.h.stats.upStrays)
 		if err != nil {
 			tb.Fatal(err)
 		}

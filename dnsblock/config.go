@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -24,6 +25,11 @@ const (
 	DefaultMaxInflight    = 10_000
 	DefaultMaxTCPConns    = 1_000
 	DefaultTCPIdle        = 10 * time.Second
+
+	// MaxTTL is the largest TTL a DNS record can carry (RFC 2181: 2^31-1 s).
+	MaxTTL = time.Duration(math.MaxInt32) * time.Second
+	// DefaultResolvConf is where DefaultUpstreams reads the nameservers.
+	DefaultResolvConf = "/etc/resolv.conf"
 )
 
 // DefaultAllow is who may use the shim when Config.Allow is empty: loopback
@@ -107,6 +113,19 @@ func orDefault[T int | time.Duration](p *T, d T) {
 	}
 }
 
+// check rejects what no default can repair; New calls it after setDefaults.
+func (c *Config) check() error {
+	if c.TTL < time.Second || c.TTL > MaxTTL {
+		return fmt.Errorf("TTL %v: want from 1s to %ds", c.TTL, math.MaxInt32)
+	}
+	for _, u := range c.Upstreams {
+		if loopsBack(u, c.Listen) {
+			return fmt.Errorf("upstream %s is the shim's own address (listen %s): queries would loop", u, c.Listen)
+		}
+	}
+	return nil
+}
+
 // ErrNoUpstream is returned by New when no upstream is configured.
 var ErrNoUpstream = errors.New("no upstream resolver")
 
@@ -119,20 +138,32 @@ var ErrNoSinkholeIP = errors.New("no sinkhole address")
 func ParseUpstream(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return "", fmt.Errorf("dnsblock: empty upstream")
+		return "", errors.New("empty upstream")
 	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		if ap.Port() == 0 {
-			return "", fmt.Errorf("dnsblock: upstream %q: port 0", s)
+			return "", fmt.Errorf("upstream %q: port 0", s)
 		}
 		return ap.String(), nil
 	}
 	host := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return "", fmt.Errorf("dnsblock: upstream %q: want IP or IP:port", s)
+		return "", fmt.Errorf("upstream %q: want IP or IP:port", s)
 	}
 	return net.JoinHostPort(ip.String(), "53"), nil
+}
+
+// ParseTTL reads a TTL for sinkhole answers: a duration from 1s to MaxTTL.
+func ParseTTL(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("TTL %q: want a duration such as 60s", s)
+	}
+	if d < time.Second || d > MaxTTL {
+		return 0, fmt.Errorf("TTL %v: want from 1s to %ds", d, math.MaxInt32)
+	}
+	return d, nil
 }
 
 // ParseAllow reads CIDRs; a bare address stands for itself.
@@ -149,11 +180,17 @@ func ParseAllow(list []string) ([]netip.Prefix, error) {
 		}
 		ip, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("dnsblock: allow %q: not a CIDR or address", s)
+			return nil, fmt.Errorf("allow %q: not a CIDR or address", s)
 		}
 		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
 	}
 	return out, nil
+}
+
+// DefaultUpstreams are the nameservers of DefaultResolvConf, the upstreams
+// of a shim configured with none.
+func DefaultUpstreams() ([]string, error) {
+	return ResolvConfUpstreams(DefaultResolvConf)
 }
 
 // ResolvConfUpstreams returns the nameservers of a resolv.conf file (the
@@ -161,7 +198,7 @@ func ParseAllow(list []string) ([]netip.Prefix, error) {
 func ResolvConfUpstreams(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("dnsblock: %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	var out []string
@@ -180,10 +217,42 @@ func ResolvConfUpstreams(path string) ([]string, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("dnsblock: read %s: %w", path, err)
+		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("dnsblock: %s: %w", path, ErrNoUpstream)
+		return nil, fmt.Errorf("%s: %w", path, ErrNoUpstream)
 	}
 	return out, nil
+}
+
+// loopsBack reports whether upstream is the address the shim listens on:
+// the same port on the same IP, or on any local address when the shim
+// listens on all of them.
+func loopsBack(upstream, listen string) bool {
+	uh, up, err1 := net.SplitHostPort(upstream)
+	lh, lp, err2 := net.SplitHostPort(listen)
+	if err1 != nil || err2 != nil || up != lp {
+		return false
+	}
+	uip, err := netip.ParseAddr(uh)
+	if err != nil {
+		return false
+	}
+	uip = uip.Unmap()
+	if lip, err := netip.ParseAddr(lh); err == nil && !lip.IsUnspecified() {
+		return lip.Unmap() == uip
+	}
+	if lh != "" && lh != "0.0.0.0" && lh != "::" {
+		return false // a host name: cannot tell
+	}
+	if uip.IsLoopback() || uip.IsUnspecified() {
+		return true
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == uip {
+			return true
+		}
+	}
+	return false
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"wormsink/internal/evidencetest"
+
 	"github.com/miekg/dns"
 )
 
@@ -21,8 +23,7 @@ func FuzzAnswer(f *testing.F) {
 	} {
 		f.Add(q, true)
 	}
-	rec := &recorder{}
-	h := newTestHandler(f, "", 100, rec)
+	h := newTestHandler(f, "", 100, &evidencetest.Counter{})
 	sc := newScratch()
 	f.Fuzz(func(t *testing.T, msg []byte, inside bool) {
 		client := netip.MustParseAddrPort("192.168.1.5:1234")
@@ -51,9 +52,6 @@ func FuzzAnswer(f *testing.F) {
 				t.Fatalf("UDP answer of %d bytes", len(resp))
 			}
 		}
-		rec.mu.Lock()
-		rec.evs = rec.evs[:0]
-		rec.mu.Unlock()
 	})
 }
 
@@ -81,7 +79,7 @@ func FuzzRelay(f *testing.F) {
 		m.Ns = []dns.RR{rr("example. 60 IN SOA a.example. b.example. 1 2 3 4 5")}
 		m.SetEdns0(1232, true)
 	}))
-	h := newTestHandler(f, "", 100, &recorder{})
+	h := newTestHandler(f, "", 100, &evidencetest.Counter{})
 	q := packQuery(f, "alias.example.", dns.TypeA, false)
 	sc := newScratch()
 	f.Fuzz(func(t *testing.T, an, ns, ar uint16, body []byte) {

@@ -39,7 +39,7 @@ type handler struct {
 	cache *cache
 	ups   []*upstream
 	cfg   Config
-	c     counters
+	stats counters // what Server.Stats reports
 	log   zerolog.Logger
 }
 
@@ -77,28 +77,28 @@ func (h *handler) allowed(a netip.Addr) bool {
 func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool) (resp []byte, forward bool) {
 	q := &s.q
 	if len(msg) < headerLen || msg[2]&0x80 != 0 {
-		h.c.dropped.Add(1) // no header, or an answer: replying could start a loop
+		h.stats.dropped.Add(1) // no header, or an answer: replying could start a loop
 		return nil, false
 	}
 	err := parseQuery(msg, q, s.name[:])
 	if !h.allowed(client.Addr()) {
-		h.c.refused.Add(1)
+		h.stats.refused.Add(1)
 		if err != nil {
 			return s.bare(msg, rcodeRefused), false
 		}
 		return errorAnswer(s.out, msg, q, rcodeRefused), false
 	}
 	if err != nil {
-		h.c.formErr.Add(1)
+		h.stats.formErr.Add(1)
 		return formErr(s.out, msg), false
 	}
 	if q.opcode != 0 {
-		h.c.notImp.Add(1)
+		h.stats.notImp.Add(1)
 		return errorAnswer(s.out, msg, q, rcodeNotImp), false
 	}
 	if q.edns && q.ednsVer != 0 {
 		// RFC 6891 §6.1.3: BADVERS (16) is extended rcode 1, rcode 0.
-		h.c.formErr.Add(1)
+		h.stats.formErr.Add(1)
 		out := errorAnswer(s.out, msg, q, rcodeSuccess)
 		out[len(out)-6] = 1
 		return out, false
@@ -107,7 +107,7 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 	set := h.src.Current()
 	if set != nil && q.qclass == classIN && q.name != nil {
 		if m, ok := set.MatchName(bstr(q.name)); ok {
-			h.c.sinkholed.Add(1)
+			h.stats.sinkholed.Add(1)
 			h.record(set, m, q, client, tcp, nil)
 			return h.fit(h.policyAnswer(s.out, msg, q, m.Domain, nil, 0, 0), q, msg, tcp), false
 		}
@@ -122,7 +122,7 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 					return h.chainAnswer(s, msg, e.wire, set, client, tcp), false
 				}
 			}
-			h.c.cacheHits.Add(1)
+			h.stats.cacheHits.Add(1)
 			return e.appendHit(s.out, q, now), false
 		}
 	}
@@ -148,7 +148,7 @@ func (h *handler) fit(out []byte, q *query, msg []byte, tcp bool) []byte {
 // answer resp (walked into s.info) reaches through its CNAME chain.
 func (h *handler) chainAnswer(s *scratch, msg, resp []byte, set *signatures.Set, client netip.AddrPort, tcp bool) []byte {
 	q, info := &s.q, &s.info
-	h.c.sinkholed.Add(1)
+	h.stats.sinkholed.Add(1)
 	h.record(set, info.hit, q, client, tcp, info.hitName)
 	var out []byte
 	if info.targetOff < 0x4000 {
@@ -191,13 +191,13 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 			}
 			done := time.Now()
 			if err != nil {
-				h.c.upErrors.Add(1)
+				h.stats.upErrors.Add(1)
 				if u.failed(done.UnixNano(), h.cfg.HealthMemory) {
 					h.log.Warn().Str("event", "dns_upstream_down").Str("upstream", u.addr).Err(err).Msg("upstream failed; trying the others first")
 				}
 				continue
 			}
-			h.c.observe(done.Sub(now))
+			h.stats.observe(done.Sub(now))
 			if u.succeeded() {
 				h.log.Info().Str("event", "dns_upstream_up").Str("upstream", u.addr).Msg("upstream answers again")
 			}
@@ -213,7 +213,7 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 	if fallback != nil {
 		return h.relay(s, msg, fallback, set, client, tcp)
 	}
-	h.c.servFail.Add(1)
+	h.stats.servFail.Add(1)
 	return errorAnswer(s.out, msg, q, rcodeServFail)
 }
 
@@ -227,7 +227,7 @@ func (h *handler) relay(s *scratch, msg, resp []byte, set *signatures.Set, clien
 	}
 	if err := walkResponse(resp, msg[headerLen:q.qEnd], walkSet, &s.info, s.names[:]); err != nil {
 		// Malformed beyond the question: pass it on untouched, never cache it.
-		h.c.forwarded.Add(1)
+		h.stats.forwarded.Add(1)
 		return resp
 	}
 	// The answer is cached as it came, even when policy rewrites it: the
@@ -239,6 +239,6 @@ func (h *handler) relay(s *scratch, msg, resp []byte, set *signatures.Set, clien
 	if s.info.hit.Domain != nil {
 		return h.chainAnswer(s, msg, resp, set, client, tcp)
 	}
-	h.c.forwarded.Add(1)
+	h.stats.forwarded.Add(1)
 	return resp
 }

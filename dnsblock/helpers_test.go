@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
-	"wormsink/evidence"
 	"wormsink/signatures"
 )
 
@@ -47,24 +45,6 @@ func newSource(t testing.TB, yaml string) *source {
 	s := &source{}
 	s.p.Store(set)
 	return s
-}
-
-// recorder keeps every event.
-type recorder struct {
-	mu  sync.Mutex
-	evs []evidence.Event
-}
-
-func (r *recorder) Record(e evidence.Event) {
-	r.mu.Lock()
-	r.evs = append(r.evs, e)
-	r.mu.Unlock()
-}
-
-func (r *recorder) events() []evidence.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]evidence.Event(nil), r.evs...)
 }
 
 // upstream is a miekg/dns server on 127.0.0.1 (UDP and TCP, same port)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
@@ -20,7 +21,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	src := &source{}
 	src.p.Store(setA)
 	up := startUpstream(t, answerA)
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 1000}, src, rec)
 
 	stop := make(chan struct{})
@@ -102,7 +103,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	// Evidence and answer come from the same set: set A's line is strong, B's weak.
 	var a, b int64
-	for _, e := range rec.events() {
+	for _, e := range rec.Events() {
 		switch {
 		case e.Serial == 1 && e.Sig == "a" && e.Evidence == signatures.Strong:
 			a++

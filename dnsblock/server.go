@@ -1,6 +1,5 @@
-// Package dnsblock is wormsink's DNS shim: it answers names of the signature
-// set with the sinkhole policy, leaving evidence, and forwards everything
-// else to the ISP's recursive resolvers, unchanged and mostly from cache.
+// Package dnsblock is the DNS shim: it answers listed names with the sinkhole
+// policy, recording evidence, and forwards all other queries to the resolvers.
 package dnsblock
 
 import (
@@ -63,6 +62,9 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		ups[i] = n
 	}
 	cfg.Upstreams = ups
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	ttl := uint32(cfg.TTL / time.Second)
 	h := &handler{
 		src:   src,
@@ -98,7 +100,7 @@ func (s *Server) Start() error {
 		return errors.New("dnsblock: already started")
 	}
 	for _, addr := range s.cfg.Upstreams {
-		u, err := newUpstream(addr, s.cfg.UpstreamSockets, &s.h.c.upStrays)
+		u, err := newUpstream(addr, s.cfg.UpstreamSockets, &s.h.stats.upStrays)
 		if err != nil {
 			s.closeUpstreams()
 			return err
@@ -188,7 +190,7 @@ func (s *Server) TCPAddr() netip.AddrPort {
 }
 
 // Stats returns the counters.
-func (s *Server) Stats() Stats { return s.h.c.snapshot() }
+func (s *Server) Stats() Stats { return s.h.stats.snapshot() }
 
 // CacheLen is the number of cached answers.
 func (s *Server) CacheLen() int {
@@ -301,7 +303,7 @@ func (s *Server) startForward(msg []byte, from netip.AddrPort, reply []byte) {
 	select {
 	case s.inflight <- struct{}{}:
 	default:
-		s.h.c.dropped.Add(1)
+		s.h.stats.dropped.Add(1)
 		return
 	}
 	s.wg.Add(1)
@@ -323,7 +325,7 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 		for i := range n {
 			msg, from, oob, ok := b.packet(i)
 			if !ok {
-				s.h.c.dropped.Add(1)
+				s.h.stats.dropped.Add(1)
 				continue
 			}
 			reply = reply[:0]
@@ -376,7 +378,7 @@ func (s *Server) serveTCP() {
 		select {
 		case s.tcpSlots <- struct{}{}:
 		default:
-			s.h.c.dropped.Add(1)
+			s.h.stats.dropped.Add(1)
 			c.Close()
 			continue
 		}

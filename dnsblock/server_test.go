@@ -16,12 +16,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
 func TestSinkholeAnswers(t *testing.T) {
 	up := startUpstream(t, answerA)
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{up.addr}, TTL: 42 * time.Second, CacheSize: 100}, newSource(t, testSigs), rec)
 
 	for _, tc := range []struct {
@@ -71,7 +72,7 @@ func TestSinkholeAnswers(t *testing.T) {
 	if n := up.queries.Load(); n != 0 {
 		t.Errorf("upstream asked %d times for a listed name", n)
 	}
-	evs := rec.events()
+	evs := rec.Events()
 	if len(evs) != 6 {
 		t.Fatalf("events: %d, want 6", len(evs))
 	}
@@ -88,10 +89,10 @@ func TestSinkholeAnswers(t *testing.T) {
 
 func TestEvidenceHostPort(t *testing.T) {
 	up := startUpstream(t, answerA)
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), rec)
 	_, local := askFrom(t, s.UDPAddr(), "worm.example", dns.TypeA)
-	evs := rec.events()
+	evs := rec.Events()
 	if len(evs) != 1 || evs[0].Host != local.Addr() || evs[0].Port != local.Port() || evs[0].Transport != "udp" {
 		t.Fatalf("events %+v, client %v", evs, local)
 	}
@@ -115,7 +116,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestWildcardMatchesBelowOnly(t *testing.T) {
 	up := startUpstream(t, answerA)
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), rec)
 	for _, name := range []string{"a.wild.example", "x.y.wild.example"} {
 		r := ask(t, "udp", s.UDPAddr(), name, dns.TypeA)
@@ -128,7 +129,7 @@ func TestWildcardMatchesBelowOnly(t *testing.T) {
 	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.1" {
 		t.Errorf("wild.example: %v", r.Answer)
 	}
-	evs := rec.events()
+	evs := rec.Events()
 	if len(evs) != 2 || evs[0].QName != "a.wild.example" || evs[0].Rule != "*.wild.example" || evs[1].QName != "x.y.wild.example" {
 		t.Errorf("events %+v", evs)
 	}
@@ -136,7 +137,7 @@ func TestWildcardMatchesBelowOnly(t *testing.T) {
 
 func TestNXDomainAndNoData(t *testing.T) {
 	up := startUpstream(t, answerA)
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), rec)
 	r := ask(t, "udp", s.UDPAddr(), "nx.example", dns.TypeA)
 	if r.Rcode != dns.RcodeNameError || len(r.Answer) != 0 {
@@ -146,7 +147,7 @@ func TestNXDomainAndNoData(t *testing.T) {
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
 		t.Errorf("nodata: %v", r)
 	}
-	evs := rec.events()
+	evs := rec.Events()
 	if len(evs) != 2 || evs[0].Evidence != signatures.Weak || evs[1].Evidence != signatures.Strong {
 		t.Errorf("events %+v", evs)
 	}
@@ -157,7 +158,7 @@ func TestNXDomainAndNoData(t *testing.T) {
 
 func TestNoSinkholeAddressForFamily(t *testing.T) {
 	up := startUpstream(t, answerA)
-	s := startShim(t, Config{Upstreams: []string{up.addr}, SinkholeIPs: []netip.Addr{netip.MustParseAddr("192.0.2.9")}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}, SinkholeIPs: []netip.Addr{netip.MustParseAddr("192.0.2.9")}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	r := ask(t, "udp", s.UDPAddr(), "worm.example", dns.TypeAAAA)
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
 		t.Errorf("AAAA without IPv6 sinkhole: %v", r)
@@ -166,7 +167,7 @@ func TestNoSinkholeAddressForFamily(t *testing.T) {
 
 func TestEDNSEchoed(t *testing.T) {
 	up := startUpstream(t, answerA)
-	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	r := ask(t, "udp", s.UDPAddr(), "worm.example", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(1232, true); m.CheckingDisabled = true })
 	opt := r.IsEdns0()
 	if opt == nil || opt.UDPSize() != 1232 || !opt.Do() || opt.Version() != 0 || !r.CheckingDisabled {
@@ -255,7 +256,7 @@ func TestForwardByteForByte(t *testing.T) {
 		mu.Unlock()
 		return b
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	for _, network := range []string{"udp", "tcp"} {
 		m := new(dns.Msg)
 		m.SetQuestion(network+".Plain.Example.", dns.TypeA)
@@ -296,7 +297,7 @@ func TestTruncationAndTCPRetry(t *testing.T) {
 		}
 		w.WriteMsg(m)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 100}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 100}, newSource(t, testSigs), &evidencetest.Recorder{})
 	r := ask(t, "udp", s.UDPAddr(), "big.example", dns.TypeTXT)
 	if !r.Truncated || len(r.Answer) != 0 {
 		t.Fatalf("UDP: want TC, got %v", r.MsgHdr)
@@ -322,7 +323,7 @@ func TestUpstreamDown(t *testing.T) {
 	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	refused := pc.LocalAddr().String()
 	pc.Close()
-	s := startShim(t, Config{Upstreams: []string{closed, refused}, Timeout: timeout, AttemptTimeout: 300 * time.Millisecond}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{closed, refused}, Timeout: timeout, AttemptTimeout: 300 * time.Millisecond}, newSource(t, testSigs), &evidencetest.Recorder{})
 
 	// A listed name never waits for an upstream.
 	start := time.Now()
@@ -358,7 +359,7 @@ func TestUpstreamDown(t *testing.T) {
 func TestFailoverRemembersHealth(t *testing.T) {
 	up := startUpstream(t, answerA)
 	var logBuf syncBuffer
-	s := startShimLog(t, Config{Upstreams: []string{blackhole(t), up.addr}, AttemptTimeout: 300 * time.Millisecond, HealthMemory: time.Minute}, newSource(t, testSigs), &recorder{}, zerolog.New(&logBuf))
+	s := startShimLog(t, Config{Upstreams: []string{blackhole(t), up.addr}, AttemptTimeout: 300 * time.Millisecond, HealthMemory: time.Minute}, newSource(t, testSigs), &evidencetest.Recorder{}, zerolog.New(&logBuf))
 	start := time.Now()
 	r := ask(t, "udp", s.UDPAddr(), "one.example", dns.TypeA)
 	if len(r.Answer) != 1 || time.Since(start) < 300*time.Millisecond {
@@ -398,7 +399,7 @@ func (s *syncBuffer) String() string {
 
 func TestRefusedOutsideAllow(t *testing.T) {
 	up := startUpstream(t, answerA)
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{up.addr}, Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, newSource(t, testSigs), rec)
 	for _, name := range []string{"worm.example", "unlisted.example"} {
 		for _, network := range []string{"udp", "tcp"} {
@@ -412,7 +413,7 @@ func TestRefusedOutsideAllow(t *testing.T) {
 			}
 		}
 	}
-	if len(rec.events()) != 0 || up.queries.Load() != 0 {
+	if len(rec.Events()) != 0 || up.queries.Load() != 0 {
 		t.Errorf("refused client left evidence or reached upstream")
 	}
 	if st := s.Stats(); st.Refused != 4 {
@@ -445,7 +446,7 @@ func TestCNAMEToListedName(t *testing.T) {
 		}
 		w.WriteMsg(m)
 	})
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 100}, newSource(t, testSigs), rec)
 	for i := range 2 { // the second answer comes from the cache
 		r := ask(t, "udp", s.UDPAddr(), "alias.example", dns.TypeA)
@@ -460,7 +461,7 @@ func TestCNAMEToListedName(t *testing.T) {
 			t.Fatalf("round %d: %v", i, r.Answer)
 		}
 	}
-	evs := rec.events()
+	evs := rec.Events()
 	if len(evs) != 2 || evs[0].QName != "alias.example" || evs[0].Rule != "target.example" || evs[1].Rule != "target.example" {
 		t.Errorf("events %+v", evs)
 	}
@@ -481,7 +482,7 @@ func TestCNAMEToNXDomainName(t *testing.T) {
 		m.Answer = []dns.RR{rr, a}
 		w.WriteMsg(m)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	r := ask(t, "tcp", s.TCPAddr(), "alias2.example", dns.TypeA)
 	if r.Rcode != dns.RcodeNameError || len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeCNAME {
 		t.Fatalf("%v", r)
@@ -509,7 +510,7 @@ func TestCacheHonoursTTLAndKeys(t *testing.T) {
 		}
 		w.WriteMsg(m)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 1000}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 1000}, newSource(t, testSigs), &evidencetest.Recorder{})
 	addr := s.UDPAddr()
 	ask(t, "udp", addr, "pos.example", dns.TypeA)
 	r := ask(t, "udp", addr, "POS.example", dns.TypeA)
@@ -590,7 +591,7 @@ func TestCacheBounded(t *testing.T) {
 
 func TestMalformedQueries(t *testing.T) {
 	up := startUpstream(t, answerA)
-	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	conn, err := net.Dial("udp", s.UDPAddr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -636,7 +637,7 @@ func TestMalformedQueries(t *testing.T) {
 
 func TestAnswersFromTheAddressAsked(t *testing.T) {
 	up := startUpstream(t, answerA)
-	s := startShim(t, Config{Listen: "0.0.0.0:0", Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Listen: "0.0.0.0:0", Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	// dns.Client uses a connected socket: an answer from another source
 	// address than 127.0.0.2 would never reach it.
 	for _, ip := range []string{"127.0.0.1", "127.0.0.2"} {
@@ -660,7 +661,7 @@ func TestTCPPipelining(t *testing.T) {
 		<-release
 		answerA(w, r)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	t.Cleanup(free) // runs before the servers' cleanups: nothing stays blocked
 	c := &dns.Client{Net: "tcp"}
 	conn, err := c.Dial(s.TCPAddr().String())

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"wormsink/internal/evidencetest"
+
 	"github.com/miekg/dns"
 )
 
@@ -110,7 +112,7 @@ func dig(t *testing.T, addr netip.AddrPort, args ...string) string {
 
 func TestUnboundEndToEnd(t *testing.T) {
 	ub := startUnbound(t)
-	rec := &recorder{}
+	rec := &evidencetest.Recorder{}
 	s := startShim(t, Config{Upstreams: []string{ub}, CacheSize: 1000}, newSource(t, e2eSigs), rec)
 	addr := s.UDPAddr()
 
@@ -155,7 +157,7 @@ func TestUnboundEndToEnd(t *testing.T) {
 		t.Errorf("forwarded answer differs from unbound's\nunbound %x\nshim    %x", direct, shimmed)
 	}
 
-	evs := rec.events()
+	evs := rec.Events()
 	if len(evs) != 3 || evs[2].QName != "alias.e2e.test" || evs[2].Rule != "target.e2e.test" || evs[0].Host != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("events %+v", evs)
 	}

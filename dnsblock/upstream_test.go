@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"wormsink/internal/evidencetest"
+
 	"github.com/miekg/dns"
 )
 
@@ -24,7 +26,7 @@ func TestMismatchedAnswerDropped(t *testing.T) {
 		w.WriteMsg(bad)
 		answerA(w, r)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	r := ask(t, "udp", s.UDPAddr(), "good.example", dns.TypeA)
 	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.1" {
 		t.Fatalf("answer %v", r)
@@ -49,7 +51,7 @@ func TestUpstreamSocketsReusedIDsRandom(t *testing.T) {
 		mu.Unlock()
 		answerA(w, r)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}, UpstreamSockets: 3}, newSource(t, testSigs), &recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}, UpstreamSockets: 3}, newSource(t, testSigs), &evidencetest.Recorder{})
 	c := &dns.Client{Timeout: 3 * time.Second}
 	const n = 60
 	for i := range n {

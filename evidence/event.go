@@ -1,6 +1,5 @@
-// Package evidence holds the sighting event every wormsink component emits
-// and the JSON-lines log it is written to (folding repeats, never blocking a
-// query on the disk). Reading the log back is package report.
+// Package evidence records sightings: the Event every component emits and the
+// Writer that appends it, folded, to the JSON-lines evidence log.
 package evidence
 
 import (

@@ -1,5 +1,3 @@
-// Package report reads evidence logs back and turns them into what an abuse
-// team acts on: a streaming reader that parses each line without allocating,
-// an aggregator that sums sightings per host, and the output formats (table,
-// CSV, JSON, HTML, Shadowserver CSV, X-ARF).
+// Package report reads evidence logs back: it sums the sightings per host and
+// writes them as a table, CSV, JSON, HTML, Shadowserver CSV or X-ARF.
 package report

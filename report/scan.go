@@ -34,7 +34,7 @@ func (p *Parser) Parse(line []byte, rec *Sighting) (LineKind, error) {
 	if kind != LineEvidence {
 		return kind, err
 	}
-	return finish(&p.f, rec)
+	return toSighting(&p.f, rec)
 }
 
 // scan tokenizes line into p.f. kind is LineEvidence when the line was a
@@ -409,5 +409,5 @@ func (p *Parser) parseSlow(line []byte, rec *Sighting) (LineKind, error) {
 			p.f.typ[fi], p.f.val[fi] = tOther, nil
 		}
 	}
-	return finish(&p.f, rec)
+	return toSighting(&p.f, rec)
 }

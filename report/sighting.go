@@ -182,8 +182,8 @@ var (
 	errTooLong     = malformed("line too long")
 )
 
-// finish turns scanned fields into a Record.
-func finish(f *fields, rec *Sighting) (LineKind, error) {
+// toSighting turns scanned fields into a Sighting.
+func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 	if f.typ[fHost] == tNone {
 		if f.typ[fLevel] != tNone {
 			return LineService, nil

@@ -77,7 +77,7 @@ func Decode(name string, data []byte) (*File, error) {
 }
 
 func decodeSource(name string, open source) (*File, error) {
-	lf, err := liftPlainLists(open)
+	lf, err := prescanPlainLists(open)
 	if err != nil {
 		return nil, err
 	}
@@ -86,9 +86,9 @@ func decodeSource(name string, open source) (*File, error) {
 		if err != nil {
 			return nil, err
 		}
-		d := decoder{name: name, lifted: lf}
+		d := decoder{name: name, prescanned: lf}
 		f, err := d.decode(newBlankReader(r, lf.blanks))
-		if err == nil && lf.allClaimed() {
+		if err == nil && lf.allDecoded() {
 			f.namesPacked = lf.count == countDomains(f)
 			return f, nil
 		}
@@ -103,9 +103,9 @@ func decodeSource(name string, open source) (*File, error) {
 	return d.decode(r)
 }
 
-func (l *lifted) allClaimed() bool {
+func (l *prescanned) allDecoded() bool {
 	for _, pl := range l.lists {
-		if !pl.claimed {
+		if !pl.decoded {
 			return false
 		}
 	}
@@ -144,8 +144,8 @@ func (d *decoder) decode(r io.Reader) (*File, error) {
 }
 
 type decoder struct {
-	name   string
-	lifted *lifted // plain names taken out before YAML decoding, if any
+	name       string
+	prescanned *prescanned // plain names taken out before YAML decoding, if any
 }
 
 func (d *decoder) errf(n *yaml.Node, format string, args ...any) error {
@@ -398,9 +398,9 @@ func (d *decoder) tftpFiles(n *yaml.Node) ([]string, error) {
 
 func (d *decoder) domains(key, n *yaml.Node) ([]Domain, error) {
 	var pl *plainList
-	if d.lifted != nil {
-		if pl = d.lifted.lists[key.Line]; pl != nil {
-			pl.claimed = true
+	if d.prescanned != nil {
+		if pl = d.prescanned.lists[key.Line]; pl != nil {
+			pl.decoded = true
 			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 				return pl.domains, nil // every entry was a plain name
 			}

@@ -52,31 +52,32 @@ func (l *lineReader) next() ([]byte, error) {
 // Big signature files are mostly one long block list of plain names under
 // "domains:". Decoding each of them as a YAML node costs about 200 bytes
 // and a microsecond, so a million-name file would need ~300 MB and over a
-// second. plainLists lifts such entries out before YAML sees the file: the
+// second. prescanPlainLists takes such entries out before YAML sees the file: the
 // YAML decoder reads the file with those lines blanked (line numbers stay
 // the same), and the decoder takes the names from here when it meets the
 // domains key they belong to. Anything unusual (a continuation line, a
-// quoted or aliased entry, a list nobody claims) is left to YAML, or the
+// quoted or aliased entry, a list the decoder never meets) is left to YAML, or the
 // whole file is decoded again without this shortcut.
 
-// plainList is the lifted entries of one domains block.
+// plainList is the names taken out of one domains block.
 type plainList struct {
 	domains []Domain
-	claimed bool
+	decoded bool // the decoder met its domains key and took these names
 }
 
-type lifted struct {
+// prescanned is what prescanPlainLists took out of a file.
+type prescanned struct {
 	lists  map[int]*plainList // by the line of their "domains:" key
 	blanks []int32            // numbers of the lines to blank, in order
 	count  int
 }
 
-// liftPlainLists scans the file for block sequences of plain names under a
+// prescanPlainLists scans the file for block sequences of plain names under a
 // "domains:" key. The names are validated and stored in one arena; a name
 // that fails validation stays for YAML, which reports it with its line.
 // It returns nil when the shortcut does not apply.
-func liftPlainLists(open source) (*lifted, error) {
-	l := &lifted{lists: map[int]*plainList{}}
+func prescanPlainLists(open source) (*prescanned, error) {
+	l := &prescanned{lists: map[int]*plainList{}}
 	// First pass: count, so the arena and lists are allocated once.
 	var arena []byte
 	sizes := map[int]int{} // entries per list, counted in the first pass
@@ -84,7 +85,7 @@ func liftPlainLists(open source) (*lifted, error) {
 		total, entries := 0, 0
 		inList, keyIndent, dashIndent, keyLine := false, 0, -1, 0
 		var cur *plainList
-		prevLifted := false
+		prevTaken := false
 		r, err := open()
 		if err != nil {
 			return nil, err
@@ -111,19 +112,19 @@ func liftPlainLists(open source) (*lifted, error) {
 			switch {
 			case !inList:
 				if isDomainsKey(body) {
-					inList, keyIndent, dashIndent, keyLine, cur, prevLifted = true, indent, -1, line, nil, false
+					inList, keyIndent, dashIndent, keyLine, cur, prevTaken = true, indent, -1, line, nil, false
 				}
 			case blank:
 			case dashIndent < 0 && indent >= keyIndent && len(body) >= 2 && body[0] == '-' && body[1] == ' ':
 				dashIndent = indent
 				fallthrough
 			case indent == dashIndent && len(body) >= 2 && body[0] == '-' && body[1] == ' ':
-				prevLifted = false
+				prevTaken = false
 				if name, ok := plainEntry(body[2:]); ok && validName(name) {
 					name = bytes.TrimSuffix(name, []byte("."))
 					total += len(name)
 					entries++
-					prevLifted = true
+					prevTaken = true
 					if pass == 0 {
 						sizes[keyLine]++
 					} else {
@@ -142,20 +143,20 @@ func liftPlainLists(open source) (*lifted, error) {
 				}
 			case indent > dashIndent && dashIndent >= 0:
 				// A continuation line: fine after a YAML entry, but it would
-				// change a lifted plain scalar, so give up the shortcut.
-				if prevLifted {
+				// change a taken-out plain scalar, so give up the shortcut.
+				if prevTaken {
 					return nil, nil
 				}
 			default:
 				// The list ends. A line YAML could still attach to the key
-				// once the lifted lines are blank would change the file's
+				// once the taken-out lines are blank would change the file's
 				// meaning: give up the shortcut.
 				if indent > keyIndent || indent == keyIndent && len(body) >= 1 && body[0] == '-' {
 					return nil, nil
 				}
 				inList = false
 				if isDomainsKey(body) {
-					inList, keyIndent, dashIndent, keyLine, cur, prevLifted = true, indent, -1, line, nil, false
+					inList, keyIndent, dashIndent, keyLine, cur, prevTaken = true, indent, -1, line, nil, false
 				}
 			}
 		}
@@ -257,7 +258,7 @@ func validName(b []byte) bool {
 	return label > 0
 }
 
-// blankReader serves the file with the lifted lines replaced by spaces
+// blankReader serves the file with the taken-out lines replaced by spaces
 // (the line breaks stay, so YAML's line numbers are the file's).
 type blankReader struct {
 	lr     *lineReader

@@ -1,6 +1,5 @@
-// Package signatures holds the worm signature file: its strict parser, the
-// immutable compiled Set that every matcher shares, the Store that reloads it
-// atomically, and the exports (RPZ, hosts, Suricata) built from it.
+// Package signatures is the worm signature set: the file's parser, the
+// immutable Set every matcher shares, its reloading Store and its exports.
 package signatures
 
 import (

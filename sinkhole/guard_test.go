@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
@@ -83,7 +84,7 @@ func TestRepeatsAnswered(t *testing.T) {
 	if r := c.read(quiet); r != nil {
 		t.Fatalf("51st reply %q", r)
 	}
-	if st := ts.srv.Stats(); st.Replies != 50 || st.Busy != 0 || len(ts.rec.events()) != 50 {
+	if st := ts.srv.Stats(); st.Replies != 50 || st.Busy != 0 || len(ts.rec.Events()) != 50 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -181,16 +182,16 @@ func FuzzGuard(f *testing.F) {
 	f.Add([]byte{0, OpAck, 0, 1})
 	f.Add(append(rrq(1, "x", "octet"), 0, 0, 0))
 	f.Add(rrq(1, string(bytes.Repeat([]byte("/"), 600)), "octet"))
-	rec := &countRecorder{}
+	rec := &evidencetest.Counter{}
 	g := newTestGuard(f, Config{SourceRate: -1, TotalRate: -1}, rec)
 	fwd := make([]byte, 516)
 	var now int64
 	f.Fuzz(func(t *testing.T, p []byte) {
 		now += 1000
-		before := rec.n
+		before := rec.Count()
 		_, perr := ParseRequest(p)
 		tok, ok := g.admit(p, benchFrom, benchLocal, now)
-		recorded := rec.n - before
+		recorded := rec.Count() - before
 		if ok != (perr == nil) || recorded != map[bool]int{true: 1, false: 0}[perr == nil] {
 			t.Fatalf("parse error %v, forwarded %v, recorded %d", perr, ok, recorded)
 		}
@@ -215,8 +216,3 @@ func FuzzGuard(f *testing.F) {
 		}
 	})
 }
-
-// countRecorder counts events; the fuzz target is its only, sequential user.
-type countRecorder struct{ n int }
-
-func (c *countRecorder) Record(evidence.Event) { c.n++ }

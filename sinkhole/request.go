@@ -1,6 +1,5 @@
-// Package sinkhole is the fake TFTP server that refuses worm payloads and
-// records who asked, and the TFTP request parser it shares with the packet
-// matcher.
+// Package sinkhole is the fake TFTP server: it refuses the files worms fetch
+// and records who asked for them.
 package sinkhole
 
 import (

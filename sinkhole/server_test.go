@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
@@ -24,24 +25,6 @@ import (
 type fixedSet struct{ s *signatures.Set }
 
 func (f fixedSet) Current() *signatures.Set { return f.s }
-
-// memRecorder keeps every event it is given.
-type memRecorder struct {
-	mu  sync.Mutex
-	evs []evidence.Event
-}
-
-func (m *memRecorder) Record(ev evidence.Event) {
-	m.mu.Lock()
-	m.evs = append(m.evs, ev)
-	m.mu.Unlock()
-}
-
-func (m *memRecorder) events() []evidence.Event {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]evidence.Event(nil), m.evs...)
-}
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -58,7 +41,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 type testServer struct {
 	srv  *Server
 	addr netip.AddrPort
-	rec  *memRecorder
+	rec  *evidencetest.Recorder
 	stop func() error
 }
 
@@ -71,7 +54,7 @@ func startServer(t *testing.T, cfg Config, rec Recorder) *testServer {
 	}
 	ts := &testServer{addr: conn.LocalAddr().(*net.UDPAddr).AddrPort()}
 	if rec == nil {
-		ts.rec = &memRecorder{}
+		ts.rec = &evidencetest.Recorder{}
 		rec = ts.rec
 	}
 	ts.srv = New(cfg, fixedSet{signatures.Default()}, rec, zerolog.New(io.Discard))
@@ -202,7 +185,7 @@ func TestRefusesEveryRequest(t *testing.T) {
 			}
 			req, _ := ParseRequest(tc.req)
 			var ev *evidence.Event
-			for _, e := range ts.rec.events() {
+			for _, e := range ts.rec.Events() {
 				if e.Port == c.port() {
 					ev = &e
 				}
@@ -261,7 +244,7 @@ func TestIgnoresMalformed(t *testing.T) {
 	if st.Malformed+st.Stray != uint64(len(bad)+1) || st.Stray < 2 || st.Replies != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	if n := len(ts.rec.events()); n != 1 {
+	if n := len(ts.rec.Events()); n != 1 {
 		t.Fatalf("%d events, want 1", n)
 	}
 }
@@ -317,7 +300,7 @@ func TestPinClient(t *testing.T) {
 	if !strings.Contains(err.Error(), RefusalText) {
 		t.Fatalf("Send: %v, want the refusal", err)
 	}
-	evs := ts.rec.events()
+	evs := ts.rec.Events()
 	if len(evs) != 4 {
 		t.Fatalf("%d events, want 4: %+v", len(evs), evs)
 	}
@@ -362,7 +345,7 @@ func TestSourceLimit(t *testing.T) {
 	if replies.Load() != 3 || st.Replies != 3 || st.SourceLimited != n-3 {
 		t.Fatalf("%d replies, stats %+v", replies.Load(), st)
 	}
-	if got := len(ts.rec.events()); got != n {
+	if got := len(ts.rec.Events()); got != n {
 		t.Fatalf("%d events, want every request (%d)", got, n)
 	}
 }
@@ -411,7 +394,7 @@ func TestPanicsRecovered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{}, panicSet{}, &memRecorder{}, zerolog.New(io.Discard))
+	srv := New(Config{}, panicSet{}, &evidencetest.Recorder{}, zerolog.New(io.Discard))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, conn) }()
@@ -448,7 +431,7 @@ func TestShutdown(t *testing.T) {
 			addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 			started := make(chan struct{})
 			srv := New(Config{SourceRate: -1, TotalRate: -1, NotifyStarted: func(net.Addr) { close(started) }},
-				fixedSet{signatures.Default()}, &memRecorder{}, zerolog.New(io.Discard))
+				fixedSet{signatures.Default()}, &evidencetest.Recorder{}, zerolog.New(io.Discard))
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			if how == "before serve" {
@@ -537,7 +520,7 @@ func TestWildcardListen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec := &memRecorder{}
+			rec := &evidencetest.Recorder{}
 			srv := New(Config{}, fixedSet{signatures.Default()}, rec, zerolog.New(io.Discard))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
@@ -558,7 +541,7 @@ func TestWildcardListen(t *testing.T) {
 			req := rrq(1, "msblast.exe", "octet")
 			c.send(req)
 			checkError(t, c.read(5*time.Second), len(req)) // read checks the reply came from dst
-			evs := rec.events()
+			evs := rec.Events()
 			if len(evs) != 1 || evs[0].Srv != dst || evs[0].Host != dst.Addr() {
 				t.Fatalf("events %+v, want server %v", evs, dst)
 			}
@@ -574,7 +557,7 @@ func TestSocketFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
-	srv := New(Config{NotifyStarted: func(net.Addr) { close(started) }}, fixedSet{signatures.Default()}, &memRecorder{}, zerolog.New(io.Discard))
+	srv := New(Config{NotifyStarted: func(net.Addr) { close(started) }}, fixedSet{signatures.Default()}, &evidencetest.Recorder{}, zerolog.New(io.Discard))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), conn) }()
 	<-started

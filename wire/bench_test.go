@@ -8,7 +8,7 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 
-	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
@@ -35,7 +35,7 @@ func BenchmarkPacket(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			m := NewMatcher(StaticSet{signatures.Default()}, discard{}, Options{})
+			m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
 			b.ReportAllocs()
 			b.SetBytes(int64(len(c.data)))
 			for b.Loop() {
@@ -44,10 +44,6 @@ func BenchmarkPacket(b *testing.B) {
 		})
 	}
 }
-
-type discard struct{}
-
-func (discard) Record(evidence.Event) {}
 
 // FuzzPacket feeds arbitrary frames of every supported link type to the
 // matcher: it must never panic, and a frame must never yield an odd
@@ -72,13 +68,13 @@ func FuzzPacket(f *testing.F) {
 		layers.LinkTypeNull, layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6, layers.LinkTypeLoop}
 	// One matcher for the whole run, so reassembly state carries over
 	// between inputs as it does on a live wire.
-	var got events
-	m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{AnyPort: true, FragDatagrams: 8, FragBytes: 1 << 16})
+	var rec evidencetest.Recorder
+	m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{AnyPort: true, FragDatagrams: 8, FragBytes: 1 << 16})
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
-		got = got[:0]
+		rec.Reset()
 		m.Packet(lts[int(which)%len(lts)], data, Meta{Time: baseTime})
 		tftp := 0
-		for _, ev := range got {
+		for _, ev := range rec.Events() {
 			if ev.File != "" {
 				tftp++
 			}
@@ -100,10 +96,8 @@ func FuzzScan(f *testing.F) {
 	for _, cf := range craftedFiles(f) {
 		f.Add(encode(f, cf))
 	}
-	var got events
-	m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{})
+	m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got = got[:0]
 		n, err := m.Scan(context.Background(), bytes.NewReader(data), "fuzz")
 		if err != nil && !strings.Contains(err.Error(), "wire: fuzz: ") {
 			t.Fatalf("error does not name the file: %v", err)

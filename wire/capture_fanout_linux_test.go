@@ -13,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/afpacket"
 	"golang.org/x/sys/unix"
 
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
@@ -134,11 +135,11 @@ func TestLiveCaptureFanout(t *testing.T) {
 	type capt struct {
 		name string
 		c    *Capture
-		rec  *syncEvents
+		rec  *evidencetest.Recorder
 	}
 	var caps []capt
 	for _, side := range []struct{ name, ns, dev string }{{"rx (tag offloaded)", srv, "vs"}, {"tx (tag in frame)", cli, "vc"}} {
-		rec := &syncEvents{}
+		rec := &evidencetest.Recorder{}
 		inNetns(t, side.ns, func() {
 			c, err := NewCapture(side.dev, CaptureConfig{Sigs: StaticSet{set}, Rec: rec, Workers: 2, RingMB: 4, Promisc: true})
 			if err != nil {
@@ -245,7 +246,7 @@ func TestLiveCaptureFanout(t *testing.T) {
 	for _, c := range caps {
 		waitFor(t, c.name+": every worm request", func() bool {
 			found := map[netip.Addr]bool{}
-			for _, ev := range c.rec.snapshot() {
+			for _, ev := range c.rec.Events() {
 				if ev.Sig != "" && worms[ev.Host] != "" {
 					found[ev.Host] = true
 				}
@@ -254,7 +255,7 @@ func TestLiveCaptureFanout(t *testing.T) {
 		})
 		for who, what := range worms {
 			n := 0
-			for _, ev := range c.rec.snapshot() {
+			for _, ev := range c.rec.Events() {
 				if ev.Host == who {
 					n++
 				}

@@ -8,33 +8,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
-
-// syncEvents is a Recorder safe for the capture goroutine and the test.
-type syncEvents struct {
-	mu  sync.Mutex
-	evs []evidence.Event
-}
-
-func (s *syncEvents) Record(ev evidence.Event) {
-	s.mu.Lock()
-	s.evs = append(s.evs, ev)
-	s.mu.Unlock()
-}
-
-func (s *syncEvents) snapshot() []evidence.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]evidence.Event(nil), s.evs...)
-}
 
 func sh(t *testing.T, args ...string) string {
 	t.Helper()
@@ -125,7 +107,7 @@ func TestLiveCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec syncEvents
+	var rec evidencetest.Recorder
 	var c *Capture
 	inNetns(t, srv, func() {
 		var err error
@@ -159,7 +141,7 @@ func TestLiveCapture(t *testing.T) {
 		}
 		waitFor(t, "evidence naming "+tc.client+" and "+tc.server, func() bool {
 			var req, srvSeen bool
-			for _, ev := range rec.snapshot() {
+			for _, ev := range rec.Events() {
 				if ev.Sig != "blaster" || ev.File != "msblast.exe" || ev.DstPort != 69 {
 					continue
 				}
@@ -182,7 +164,7 @@ func TestLiveCapture(t *testing.T) {
 	}
 	waitFor(t, "a source event for the new UDP rule", func() bool {
 		exec.Command("ip", "netns", "exec", cli, "bash", "-c", "echo wormsink-probe >/dev/udp/10.69.0.2/1434").Run()
-		for _, ev := range rec.snapshot() {
+		for _, ev := range rec.Events() {
 			if ev.Sig == "slammer-test" && ev.Role == evidence.RoleSource && ev.Host.String() == "10.69.0.1" && ev.DstPort == 1434 {
 				return true
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
 
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
@@ -232,10 +233,10 @@ func TestFilter(t *testing.T) {
 		if (n > 0) != tt.pass {
 			t.Errorf("%s: filter returned %d, want pass=%v", tt.name, n, tt.pass)
 		}
-		var got events
+		var got evidencetest.Recorder
 		m := NewMatcher(StaticSet{set}, &got, Options{AnyPort: tt.anyPort})
-		if m.Packet(layers.LinkTypeEthernet, tt.frame, Meta{Time: baseTime}); len(got) > 0 && n == 0 {
-			t.Errorf("%s: the matcher matches it (%s) but the filter drops it", tt.name, got[0].Sig)
+		if m.Packet(layers.LinkTypeEthernet, tt.frame, Meta{Time: baseTime}); got.Len() > 0 && n == 0 {
+			t.Errorf("%s: the matcher matches it (%s) but the filter drops it", tt.name, got.Events()[0].Sig)
 		}
 	}
 
@@ -306,10 +307,10 @@ func FuzzFilter(f *testing.F) {
 		if n > 0 {
 			return
 		}
-		var got events
+		var got evidencetest.Recorder
 		m := NewMatcher(StaticSet{set}, &got, Options{AnyPort: anyPort})
-		if m.Packet(layers.LinkTypeEthernet, frame, Meta{Time: baseTime}); len(got) > 0 {
-			t.Fatalf("the filter drops a frame the matcher finds %s in: % x", got[0].Sig, frame)
+		if m.Packet(layers.LinkTypeEthernet, frame, Meta{Time: baseTime}); got.Len() > 0 {
+			t.Fatalf("the filter drops a frame the matcher finds %s in: % x", got.Events()[0].Sig, frame)
 		}
 	})
 }

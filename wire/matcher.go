@@ -1,6 +1,5 @@
-// Package wire is the packet matcher: it decodes captured frames (from pcap
-// files or a live AF_PACKET socket), finds worm TFTP requests and payload
-// patterns in them, and records wire_match evidence naming both hosts.
+// Package wire is the packet matcher: it finds worm TFTP requests and payload
+// patterns in captured frames (pcap files or a live interface) and records them.
 package wire
 
 import (

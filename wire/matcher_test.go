@@ -17,13 +17,9 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
-
-// events collects what the matcher records.
-type events []evidence.Event
-
-func (e *events) Record(ev evidence.Event) { *e = append(*e, ev) }
 
 // short renders an event as "role host:port peer sig file mode op proto/dport #packet".
 func short(ev evidence.Event) string {
@@ -34,13 +30,14 @@ func short(ev evidence.Event) string {
 	return s + fmt.Sprintf(" %s/%d #%d", ev.Proto, ev.DstPort, ev.Packet)
 }
 
-func scanFile(t *testing.T, path string, opt Options) (events, Stats) {
+func scanFile(t *testing.T, path string, opt Options) ([]evidence.Event, Stats) {
 	t.Helper()
-	var got events
-	m := NewMatcher(StaticSet{signatures.Default()}, &got, opt)
+	var rec evidencetest.Recorder
+	m := NewMatcher(StaticSet{signatures.Default()}, &rec, opt)
 	if _, err := m.ScanFile(context.Background(), path); err != nil {
 		t.Fatalf("scan %s: %v", path, err)
 	}
+	got := rec.Events()
 	for _, ev := range got {
 		if ev.Kind != evidence.WireMatch || ev.Evidence != signatures.Strong || ev.PCAP != path || ev.Time.IsZero() ||
 			ev.Family == "" || ev.Serial != signatures.Default().Serial() {
@@ -198,14 +195,14 @@ func TestTruncated(t *testing.T) {
 		off += 16 + int(binary.LittleEndian.Uint32(data[off+8:]))
 	}
 	for _, cut := range []int{off + 7, off + 20} { // in the header, in the data
-		var got events
-		m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{})
+		var rec evidencetest.Recorder
+		m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{})
 		n, err := m.Scan(context.Background(), bytes.NewReader(data[:cut]), "cut.pcap")
 		if err == nil || !strings.Contains(err.Error(), "cut.pcap: packet 5: truncated") {
 			t.Fatalf("cut at %d: err %v", cut, err)
 		}
-		if n != 4 || len(got) != 2 {
-			t.Fatalf("cut at %d: read %d packets, %d events", cut, n, len(got))
+		if n != 4 || rec.Len() != 2 {
+			t.Fatalf("cut at %d: read %d packets, %d events", cut, n, rec.Len())
 		}
 	}
 }
@@ -232,7 +229,7 @@ func TestCorrupt(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMatcher(StaticSet{signatures.Default()}, &events{}, Options{})
+			m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
 			_, err := m.Scan(context.Background(), bytes.NewReader(tt.data), "x")
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err %v, want it to contain %q", err, tt.want)
@@ -247,7 +244,7 @@ func TestUnsupportedLinkType(t *testing.T) {
 	if err := w.WriteFileHeader(65535, layers.LinkTypeIEEE802_11); err != nil {
 		t.Fatal(err)
 	}
-	m := NewMatcher(StaticSet{signatures.Default()}, &events{}, Options{})
+	m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
 	_, err := m.Scan(context.Background(), &buf, "wifi.pcap")
 	if err == nil || !strings.Contains(err.Error(), "wifi.pcap: unsupported link type 105") {
 		t.Fatalf("err %v", err)
@@ -272,7 +269,7 @@ func TestHostilePcapng(t *testing.T) {
 	binary.LittleEndian.PutUint32(epb[24:], 0x7fffff00)
 	buf.Write(epb)
 	buf.Write(make([]byte, 100))
-	m := NewMatcher(StaticSet{signatures.Default()}, &events{}, Options{})
+	m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
 	var before, after runtimeMem
 	before.read()
 	_, err = m.Scan(context.Background(), &buf, "evil.pcapng")
@@ -288,7 +285,7 @@ func TestHostilePcapng(t *testing.T) {
 func TestContextCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	m := NewMatcher(StaticSet{signatures.Default()}, &events{}, Options{})
+	m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
 	_, err := m.ScanFile(ctx, "../testdata/pcap/real/tftp-hpa-msblast.pcap")
 	if err == nil || !strings.Contains(err.Error(), "context canceled") {
 		t.Fatalf("err %v", err)
@@ -302,15 +299,15 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := signatures.NewStore("", signatures.Default())
-	var got events
-	m := NewMatcher(store, &got, Options{})
+	var rec evidencetest.Recorder
+	m := NewMatcher(store, &rec, Options{})
 	frame := udp4(t, other, infected, 2000, 69, rrq(1, "pxelinux.0", "octet"))
 	m.Packet(layers.LinkTypeEthernet, frame, Meta{Time: baseTime})
-	if len(got) != 0 {
+	if rec.Len() != 0 {
 		t.Fatal("matched before the set named the file")
 	}
 	m.sigs = StaticSet{set}
-	if n := m.Packet(layers.LinkTypeEthernet, frame, Meta{Time: baseTime}); n != 2 || got[0].Serial != 7 || got[0].Sig != "pxe" {
+	if n, got := m.Packet(layers.LinkTypeEthernet, frame, Meta{Time: baseTime}), rec.Events(); n != 2 || got[0].Serial != 7 || got[0].Sig != "pxe" {
 		t.Fatalf("n=%d events %+v", n, got)
 	}
 }
@@ -318,8 +315,8 @@ func TestReload(t *testing.T) {
 func TestDefragBounds(t *testing.T) {
 	dg := udpBytes(t, 1025, 69, rrq(1, "msblast.exe", "octet"))
 	t.Run("evicts oldest past the datagram bound", func(t *testing.T) {
-		var got events
-		m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{FragDatagrams: 4})
+		var rec evidencetest.Recorder
+		m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{FragDatagrams: 4})
 		// The first piece of the worm request, then 10 unrelated first pieces.
 		m.Packet(layers.LinkTypeEthernet, frag4(t, victim, infected, 1, 0, true, dg[:16]), Meta{Time: baseTime})
 		for i := 0; i < 10; i++ {
@@ -329,12 +326,12 @@ func TestDefragBounds(t *testing.T) {
 			t.Fatalf("%d datagrams held, bound 4", l)
 		}
 		m.Packet(layers.LinkTypeEthernet, frag4(t, victim, infected, 1, 16, false, dg[16:]), Meta{Time: baseTime})
-		if len(got) != 0 || m.Stats().FragEvicted == 0 {
+		if got := rec.Events(); len(got) != 0 || m.Stats().FragEvicted == 0 {
 			t.Fatalf("evicted datagram completed: %v %+v", got, m.Stats())
 		}
 	})
 	t.Run("byte bound", func(t *testing.T) {
-		m := NewMatcher(StaticSet{signatures.Default()}, &events{}, Options{FragBytes: 4096})
+		m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{FragBytes: 4096})
 		for i := 0; i < 50; i++ {
 			m.Packet(layers.LinkTypeEthernet, frag4(t, other, infected, uint16(i), 0, true, make([]byte, 1024)), Meta{Time: baseTime})
 		}
@@ -343,30 +340,30 @@ func TestDefragBounds(t *testing.T) {
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
-		var got events
-		m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{FragTimeout: time.Second})
+		var rec evidencetest.Recorder
+		m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{FragTimeout: time.Second})
 		m.Packet(layers.LinkTypeEthernet, frag4(t, victim, infected, 1, 0, true, dg[:16]), Meta{Time: baseTime})
 		m.Packet(layers.LinkTypeEthernet, frag4(t, victim, infected, 1, 16, false, dg[16:]), Meta{Time: baseTime.Add(5 * time.Second)})
-		if len(got) != 0 || m.Stats().FragExpired != 1 {
+		if got := rec.Events(); len(got) != 0 || m.Stats().FragExpired != 1 {
 			t.Fatalf("expired datagram completed: %v %+v", got, m.Stats())
 		}
 	})
 	t.Run("too big", func(t *testing.T) {
-		m := NewMatcher(StaticSet{signatures.Default()}, &events{}, Options{})
+		m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
 		m.Packet(layers.LinkTypeEthernet, frag4(t, victim, infected, 1, 65528, false, make([]byte, 16)), Meta{Time: baseTime})
 		if m.Stats().FragDropped != 1 || len(m.defrag.live) != 0 {
 			t.Fatalf("%+v", m.Stats())
 		}
 	})
 	t.Run("repeats are harmless", func(t *testing.T) {
-		var got events
-		m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{})
+		var rec evidencetest.Recorder
+		m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{})
 		first := frag4(t, victim, infected, 1, 0, true, dg[:16])
 		m.Packet(layers.LinkTypeEthernet, first, Meta{Time: baseTime})
 		m.Packet(layers.LinkTypeEthernet, first, Meta{Time: baseTime})
 		m.Packet(layers.LinkTypeEthernet, frag4(t, victim, infected, 1, 16, false, dg[16:]), Meta{Time: baseTime})
-		if len(got) != 2 {
-			t.Fatalf("got %d events", len(got))
+		if rec.Len() != 2 {
+			t.Fatalf("got %d events", rec.Len())
 		}
 	})
 }
@@ -384,7 +381,7 @@ func TestNoAllocs(t *testing.T) {
 		"garbage":    {layers.LinkTypeEthernet, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00, 0x45}},
 	}
 	for name, f := range frames {
-		m := NewMatcher(StaticSet{signatures.Default()}, &events{}, Options{})
+		m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
 		a := testing.AllocsPerRun(200, func() { m.Packet(f.lt, f.data, Meta{Time: baseTime}) })
 		// gopacket builds an error value for a frame it cannot decode; that
 		// is the only allocation left, and only for broken frames.
@@ -422,11 +419,12 @@ func TestPublicCaptures(t *testing.T) {
 		if got, _ := scanFile(t, path, Options{AnyPort: true}); len(got) != 0 {
 			t.Errorf("%s: built-in set: %d events", tt.file, len(got))
 		}
-		var got events
-		m := NewMatcher(StaticSet{set}, &got, Options{})
+		var rec evidencetest.Recorder
+		m := NewMatcher(StaticSet{set}, &rec, Options{})
 		if _, err := m.ScanFile(context.Background(), path); err != nil {
 			t.Fatal(err)
 		}
+		got := rec.Events()
 		if len(got) != 2 || short(got[0]) != tt.want || got[1].Role != evidence.RoleServer {
 			var lines []string
 			for _, ev := range got {

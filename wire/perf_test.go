@@ -15,7 +15,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
@@ -109,19 +109,15 @@ func TestMixedCapture(t *testing.T) {
 		path, n = *perfOut, *perfPackets
 	}
 	worms := writeMixed(t, path, n)
-	var got countRecorder
+	var got evidencetest.Counter
 	m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{})
 	read, err := m.ScanFile(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := m.Stats()
-	if read != uint64(n) || got.n != 2*worms || st.Undecodable != 0 || st.Reassembled == 0 {
-		t.Fatalf("read %d of %d, %d events for %d worm requests, stats %+v", read, n, got.n, worms, st)
+	if read != uint64(n) || got.Count() != 2*worms || st.Undecodable != 0 || st.Reassembled == 0 {
+		t.Fatalf("read %d of %d, %d events for %d worm requests, stats %+v", read, n, got.Count(), worms, st)
 	}
 	t.Logf("%s: %d packets, %d bytes, %d worm requests", path, n, st.Bytes, worms)
 }
-
-type countRecorder struct{ n int }
-
-func (c *countRecorder) Record(evidence.Event) { c.n++ }

@@ -18,6 +18,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
 
@@ -239,14 +240,14 @@ func TestReplayCapture(t *testing.T) {
 			path, n = *replayOut, *replayPackets
 		}
 		worms := writeReplay(t, path, n, vlan)
-		var got events
+		var got evidencetest.Recorder
 		m := NewMatcher(StaticSet{signatures.Default()}, &got, Options{})
 		read, err := m.ScanFile(context.Background(), path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		found := map[netip.Addr]bool{}
-		for _, ev := range got {
+		for _, ev := range got.Events() {
 			if ev.Role == evidence.RoleRequester {
 				found[ev.Host] = true
 			}

@@ -1,6 +1,5 @@
-// Command wormsink is the worm sinkhole: a DNS shim, a fake TFTP server and
-// a packet matcher sharing one signature file, and the tools that read what
-// they record. See README.md and SPEC.md for the contract.
+// Command wormsink is the worm sinkhole: it serves the DNS shim, the fake TFTP
+// server and the packet matcher, and scans, reports and checks what they use.
 package main
 
 import (

@@ -6,9 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -18,10 +16,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"wormsink/dnsblock"
 	"wormsink/evidence"
 	"wormsink/signatures"
 	"wormsink/sinkhole"
@@ -29,34 +27,27 @@ import (
 )
 
 // serveConfig is the effective configuration of serve: flags, then the
-// --config file for what the command line left unset.
+// --config file for what the command line left unset. The flags fill the
+// parts' own configs; each part's package owns its defaults and parsers.
 type serveConfig struct {
-	configFile     string
-	printConfig    bool
-	sigFile        string
-	dnsListen      string
-	upstreams      stringList
-	sinkholeIPs    addrList
-	ttl            time.Duration
-	cacheSize      int
-	allow          prefixList
-	tftpListen     string
-	tftpSourceRate float64
-	tftpTotalRate  float64
-	capture        string
-	logFile        string
-	metricsListen  string
-	sensor         string
-	user           string
-	watch          time.Duration
-	shutdown       time.Duration
+	configFile    string
+	printConfig   bool
+	sigFile       string
+	dns           dnsblock.Config
+	tftpListen    string
+	tftp          sinkhole.Config
+	capture       string
+	logFile       string
+	metricsListen string
+	sensor        string
+	user          string
+	watch         time.Duration
+	shutdown      time.Duration
 
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
 }
-
-var defaultAllow = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
 
 func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs := newFlags(e, "serve", "")
@@ -64,16 +55,17 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.configFile, "config", "", "YAML file whose keys are these flag names; flags on the command line win")
 	fs.BoolVar(&c.printConfig, "print-config", false, "print the effective configuration and exit")
 	fs.StringVar(&c.sigFile, "signatures", "", "signature file, reloaded on SIGHUP and when it changes (default: the built-in set)")
-	fs.StringVar(&c.dnsListen, "dns-listen", ":53", `UDP and TCP address of the DNS shim; "" disables it`)
-	fs.Var(&c.upstreams, "upstream", "recursive resolvers to forward to, host[:port],... (default: nameservers of /etc/resolv.conf)")
-	fs.Var(&c.sinkholeIPs, "sinkhole-ip", "addresses in sinkhole answers, IPv4 for A and IPv6 for AAAA (default: the IP of --tftp-listen)")
-	fs.DurationVar(&c.ttl, "ttl", 60*time.Second, "TTL of sinkhole answers")
-	fs.IntVar(&c.cacheSize, "cache-size", 100_000, "entries in the response cache for forwarded answers; 0 turns it off")
-	c.allow.Set(defaultAllow)
-	fs.Var(&c.allow, "allow", "clients allowed to use the DNS shim, CIDR,...; others get REFUSED")
+	fs.StringVar(&c.dns.Listen, "dns-listen", ":53", `UDP and TCP address of the DNS shim; "" disables it`)
+	fs.Var((*upstreamList)(&c.dns.Upstreams), "upstream", "recursive resolvers to forward to, host[:port],... (default: nameservers of /etc/resolv.conf)")
+	fs.Var((*addrList)(&c.dns.SinkholeIPs), "sinkhole-ip", "addresses in sinkhole answers, IPv4 for A and IPv6 for AAAA (default: the IP of --tftp-listen)")
+	c.dns.TTL = dnsblock.DefaultTTL
+	fs.Var((*ttlFlag)(&c.dns.TTL), "ttl", "TTL of sinkhole answers")
+	fs.IntVar(&c.dns.CacheSize, "cache-size", dnsblock.DefaultCacheSize, "entries in the response cache for forwarded answers; 0 turns it off")
+	c.dns.Allow = dnsblock.DefaultAllow()
+	fs.Var((*prefixList)(&c.dns.Allow), "allow", "clients allowed to use the DNS shim, CIDR,...; others get REFUSED")
 	fs.StringVar(&c.tftpListen, "tftp-listen", ":69", `UDP address of the fake TFTP server; "" disables it`)
-	fs.Float64Var(&c.tftpSourceRate, "tftp-source-rate", sinkhole.DefaultSourceRate, "TFTP replies per second to one source (IPv4 address or IPv6 /64); requests over it are logged, not answered; negative: no limit")
-	fs.Float64Var(&c.tftpTotalRate, "tftp-total-rate", sinkhole.DefaultTotalRate, "TFTP replies per second to all sources together; negative: no limit")
+	fs.Float64Var(&c.tftp.SourceRate, "tftp-source-rate", sinkhole.DefaultSourceRate, "TFTP replies per second to one source (IPv4 address or IPv6 /64); requests over it are logged, not answered; negative: no limit")
+	fs.Float64Var(&c.tftp.TotalRate, "tftp-total-rate", sinkhole.DefaultTotalRate, "TFTP replies per second to all sources together; negative: no limit")
 	fs.StringVar(&c.capture, "capture", "", "watch this live interface for worm traffic (needs CAP_NET_RAW)")
 	fs.StringVar(&c.logFile, "log", "-", "evidence and service log, JSON lines; - is stdout")
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "HTTP address for Prometheus /metrics and /healthz (default off)")
@@ -114,23 +106,25 @@ func runServe(ctx context.Context, e env, args []string) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	s, err := newServer(e, &c)
+	s, err := newServer(e, &c, hup)
 	if err != nil {
 		return fail(e, "serve: %v", err)
 	}
-	if err := s.run(ctx, hup); err != nil {
+	if err := s.run(ctx); err != nil {
 		return fail(e, "serve: %v", err)
 	}
 	return exitOK
 }
 
-// complete derives defaults and checks the configuration before anything
-// is bound, so a bad start fails at once with one line.
+// complete derives the defaults that join two parts (the sinkhole address
+// from the TFTP address) or read the machine (resolv.conf) and checks the
+// configuration before anything is bound, so a bad start fails at once
+// with one line.
 func (c *serveConfig) complete() error {
-	if c.dnsListen == "" && c.tftpListen == "" && c.capture == "" {
+	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" {
 		return errors.New("nothing to serve: --dns-listen, --tftp-listen and --capture are all off")
 	}
-	for _, a := range []struct{ flag, addr string }{{"dns-listen", c.dnsListen}, {"tftp-listen", c.tftpListen}, {"metrics-listen", c.metricsListen}} {
+	for _, a := range []struct{ flag, addr string }{{"dns-listen", c.dns.Listen}, {"tftp-listen", c.tftpListen}, {"metrics-listen", c.metricsListen}} {
 		if a.addr == "" {
 			continue
 		}
@@ -144,72 +138,26 @@ func (c *serveConfig) complete() error {
 	if c.captureRingMB < 1 || c.captureRingMB > 1<<16 {
 		return fmt.Errorf("--capture-ring-mb %d: want from 1 to 65536", c.captureRingMB)
 	}
-	if c.dnsListen == "" {
+	if c.dns.Listen == "" {
 		return nil
 	}
-	if c.ttl < time.Second || c.ttl > time.Duration(math.MaxInt32)*time.Second {
-		return fmt.Errorf("--ttl %v: want from 1s to %ds", c.ttl, math.MaxInt32)
-	}
-	if len(c.sinkholeIPs) == 0 && c.tftpListen != "" {
+	if len(c.dns.SinkholeIPs) == 0 && c.tftpListen != "" {
 		host, _, _ := net.SplitHostPort(c.tftpListen)
 		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
-			c.sinkholeIPs = addrList{ip.Unmap()}
+			c.dns.SinkholeIPs = []netip.Addr{ip.Unmap()}
 		}
 	}
-	if len(c.sinkholeIPs) == 0 {
+	if len(c.dns.SinkholeIPs) == 0 {
 		return errors.New("--sinkhole-ip is needed: --tftp-listen names no address to derive it from")
 	}
-	if len(c.upstreams) == 0 {
-		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
-		if err != nil || len(cc.Servers) == 0 {
-			return fmt.Errorf("--upstream is needed: no nameservers in /etc/resolv.conf (%v)", err)
+	if len(c.dns.Upstreams) == 0 {
+		ups, err := dnsblock.DefaultUpstreams()
+		if err != nil {
+			return fmt.Errorf("--upstream is needed: %w", err)
 		}
-		for _, s := range cc.Servers {
-			c.upstreams = append(c.upstreams, net.JoinHostPort(s, cc.Port))
-		}
-	}
-	for i, u := range c.upstreams {
-		if _, _, err := net.SplitHostPort(u); err != nil {
-			u = net.JoinHostPort(strings.Trim(u, "[]"), "53")
-		}
-		c.upstreams[i] = u
-		if isSelf(u, c.dnsListen) {
-			return fmt.Errorf("--upstream %s is the shim's own address (--dns-listen %s): queries would loop", u, c.dnsListen)
-		}
+		c.dns.Upstreams = ups
 	}
 	return nil
-}
-
-// isSelf reports whether upstream is the address the shim listens on:
-// the same port on the same IP, or on any local address when the shim
-// listens on all of them.
-func isSelf(upstream, listen string) bool {
-	uh, up, err1 := net.SplitHostPort(upstream)
-	lh, lp, err2 := net.SplitHostPort(listen)
-	if err1 != nil || err2 != nil || up != lp {
-		return false
-	}
-	uip, err := netip.ParseAddr(uh)
-	if err != nil {
-		return false
-	}
-	uip = uip.Unmap()
-	if lip, err := netip.ParseAddr(lh); err == nil && !lip.IsUnspecified() {
-		return lip.Unmap() == uip
-	}
-	if lh != "" && lh != "0.0.0.0" && lh != "::" {
-		return false // a host name: cannot tell
-	}
-	if uip.IsLoopback() || uip.IsUnspecified() {
-		return true
-	}
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == uip {
-			return true
-		}
-	}
-	return false
 }
 
 // server is one running serve: the signature store, the evidence log and
@@ -223,19 +171,21 @@ type server struct {
 	reg     *prometheus.Registry
 	metrics *serveMetrics
 
-	metricsLn net.Listener
-	parts     []part
-	closers   []func() // release what the parts bound, after a failed start
+	parts   []part
+	closers []func() // release what the parts bound, after a failed start
 }
 
-// part is one listener of serve, bound in newServer (before privileges are
-// dropped) and run by run.
+// part is one job of serve (a listener, the metrics server, the reload
+// loop), bound in newServer (before privileges are dropped) and run by run
+// until its context ends.
 type part struct {
 	name string
 	run  func(ctx context.Context) error
 }
 
-func newServer(e env, c *serveConfig) (_ *server, err error) {
+// newServer opens the signatures and the log and binds every part; hup
+// delivers the reload requests.
+func newServer(e env, c *serveConfig, hup <-chan os.Signal) (_ *server, err error) {
 	s := &server{cfg: c, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -258,12 +208,8 @@ func newServer(e env, c *serveConfig) (_ *server, err error) {
 	s.log = s.ev.Service()
 	s.metrics = newServeMetrics(s.reg, s.store, s.ev)
 
-	if c.metricsListen != "" {
-		if s.metricsLn, err = net.Listen("tcp", c.metricsListen); err != nil {
-			return nil, fmt.Errorf("metrics: %w", err)
-		}
-	}
-	for _, add := range []func() error{s.addDNS, s.addTFTP, s.addCapture} {
+	s.addReload(hup)
+	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addCapture} {
 		if err := add(); err != nil {
 			return nil, err
 		}
@@ -279,9 +225,6 @@ func (s *server) closeAll() {
 		c()
 	}
 	s.closers = nil
-	if s.metricsLn != nil {
-		s.metricsLn.Close()
-	}
 	if s.ev != nil {
 		s.ev.Close()
 	}
@@ -290,9 +233,9 @@ func (s *server) closeAll() {
 	}
 }
 
-// run serves until ctx ends (SIGTERM, SIGINT), reloading signatures on
-// SIGHUP and when the file changes.
-func (s *server) run(ctx context.Context, hup <-chan os.Signal) error {
+// run starts every part, logs the start, and stops them all when ctx ends
+// (SIGTERM, SIGINT) or the first part fails.
+func (s *server) run(ctx context.Context) error {
 	// From here on every part owns what it bound and releases it when it
 	// returns; the closers are only for a start that failed.
 	s.closers = nil
@@ -304,11 +247,11 @@ func (s *server) run(ctx context.Context, hup <-chan os.Signal) error {
 	st := set.Stats()
 	s.log.Info().Str("event", "start").Str("signatures", set.Name()).Uint64("serial", set.Serial()).
 		Int("names", st.Domains).Int("tftp_files", st.TFTPFiles).Int("payload_rules", st.Payloads).
-		Str("dns", s.cfg.dnsListen).Str("tftp", s.cfg.tftpListen).Str("capture", s.cfg.capture).
+		Str("dns", s.cfg.dns.Listen).Str("tftp", s.cfg.tftpListen).Str("capture", s.cfg.capture).
 		Str("metrics", s.cfg.metricsListen).Int("pid", os.Getpid()).Msg("wormsink serving")
 
 	var wg sync.WaitGroup
-	errc := make(chan error, len(s.parts)+1)
+	errc := make(chan error, len(s.parts))
 	for _, p := range s.parts {
 		wg.Add(1)
 		go func(p part) {
@@ -318,48 +261,13 @@ func (s *server) run(ctx context.Context, hup <-chan os.Signal) error {
 			}
 		}(p)
 	}
-	var httpSrv *http.Server
-	if s.metricsLn != nil {
-		httpSrv = &http.Server{Handler: s.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := httpSrv.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("metrics: %w", err)
-			}
-		}()
-	}
-	if s.cfg.watch > 0 && s.store.Path() != "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.store.Watch(ctx, s.cfg.watch, s.reported)
-		}()
-	}
 	var runErr error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-hup:
-			r, err := s.store.Reload()
-			if errors.Is(err, signatures.ErrUnchanged) {
-				s.log.Info().Str("event", "reload").Uint64("old_serial", r.OldSerial).Uint64("new_serial", r.NewSerial).Msg("signature file unchanged")
-				continue
-			}
-			s.reported(r, err)
-		case runErr = <-errc:
-			break loop
-		}
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
 	}
 	s.log.Info().Str("event", "stop").Msg("shutting down")
 	cancel()
-	if httpSrv != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), s.cfg.shutdown)
-		httpSrv.Shutdown(sctx)
-		scancel()
-	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
@@ -373,40 +281,33 @@ loop:
 	return runErr
 }
 
-// reported logs and counts one reload attempt.
-func (s *server) reported(r signatures.Reload, err error) {
-	if err != nil {
-		s.metrics.reloadFailed()
-		s.log.Error().Str("event", "reload_failed").Uint64("serial", r.OldSerial).Uint64("offered_serial", r.NewSerial).
-			Str("error", err.Error()).Msg("signature reload failed; the set in service is kept")
-		return
-	}
-	s.metrics.reloadOK(r.At)
-	s.log.Info().Str("event", "reload").Uint64("old_serial", r.OldSerial).Uint64("new_serial", r.NewSerial).
-		Int("names", r.Stats.Domains).Int("tftp_files", r.Stats.TFTPFiles).Int("payload_rules", r.Stats.Payloads).
-		Msg("signatures reloaded")
-}
-
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-// stringList is a flag of comma-separated strings.
-type stringList []string
+// upstreamList is the --upstream flag: comma-separated resolvers, each
+// read by dnsblock.ParseUpstream.
+type upstreamList []string
 
-func (l *stringList) String() string { return strings.Join(*l, ",") }
+func (l *upstreamList) String() string { return strings.Join(*l, ",") }
 
-func (l *stringList) Set(v string) error {
+func (l *upstreamList) Set(v string) error {
 	*l = (*l)[:0]
 	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l = append(*l, p)
+		if p = strings.TrimSpace(p); p == "" {
+			continue
 		}
+		u, err := dnsblock.ParseUpstream(p)
+		if err != nil {
+			return err
+		}
+		*l = append(*l, u)
 	}
 	return nil
 }
 
-// prefixList is a flag of comma-separated CIDR prefixes.
+// prefixList is the --allow flag: comma-separated CIDR prefixes, read by
+// dnsblock.ParseAllow.
 type prefixList []netip.Prefix
 
 func (l *prefixList) String() string {
@@ -418,25 +319,24 @@ func (l *prefixList) String() string {
 }
 
 func (l *prefixList) Set(v string) error {
-	*l = (*l)[:0]
-	for _, p := range strings.Split(v, ",") {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		if !strings.Contains(p, "/") {
-			a, err := netip.ParseAddr(p)
-			if err != nil {
-				return fmt.Errorf("bad prefix %q", p)
-			}
-			*l = append(*l, netip.PrefixFrom(a, a.BitLen()))
-			continue
-		}
-		pr, err := netip.ParsePrefix(p)
-		if err != nil {
-			return fmt.Errorf("bad prefix %q", p)
-		}
-		*l = append(*l, pr.Masked())
+	p, err := dnsblock.ParseAllow(strings.Split(v, ","))
+	if err != nil {
+		return err
 	}
+	*l = p
+	return nil
+}
+
+// ttlFlag is the --ttl flag, read by dnsblock.ParseTTL.
+type ttlFlag time.Duration
+
+func (t *ttlFlag) String() string { return time.Duration(*t).String() }
+
+func (t *ttlFlag) Set(v string) error {
+	d, err := dnsblock.ParseTTL(v)
+	if err != nil {
+		return err
+	}
+	*t = ttlFlag(d)
 	return nil
 }

@@ -5,30 +5,98 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"wormsink/dnsblock"
+	"wormsink/signatures"
 	"wormsink/sinkhole"
 	"wormsink/wire"
 )
 
-// The listeners of serve. Each add* binds its sockets in newServer (before
+// The parts of serve. Each add* binds its sockets in newServer (before
 // privileges are dropped), registers its metrics and appends a part that
 // serves until the context ends.
 
-func (s *server) addDNS() error {
-	if s.cfg.dnsListen == "" {
+// addReload appends the part that reloads the signatures on SIGHUP (hup)
+// and, every --watch-interval, when the file changed.
+func (s *server) addReload(hup <-chan os.Signal) {
+	s.parts = append(s.parts, part{name: "reload", run: func(ctx context.Context) error {
+		if s.cfg.watch > 0 && s.store.Path() != "" {
+			watched := make(chan struct{})
+			defer func() { <-watched }()
+			go func() {
+				defer close(watched)
+				s.store.Watch(ctx, s.cfg.watch, s.logReload)
+			}()
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				r, err := s.store.Reload()
+				if errors.Is(err, signatures.ErrUnchanged) {
+					s.log.Info().Str("event", "reload").Uint64("old_serial", r.OldSerial).Uint64("new_serial", r.NewSerial).Msg("signature file unchanged")
+					continue
+				}
+				s.logReload(r, err)
+			}
+		}
+	}})
+}
+
+// logReload logs and counts one reload attempt.
+func (s *server) logReload(r signatures.Reload, err error) {
+	if err != nil {
+		s.metrics.reloadFailed()
+		s.log.Error().Str("event", "reload_failed").Uint64("serial", r.OldSerial).Uint64("offered_serial", r.NewSerial).
+			Str("error", err.Error()).Msg("signature reload failed; the set in service is kept")
+		return
+	}
+	s.metrics.reloadOK(r.At)
+	s.log.Info().Str("event", "reload").Uint64("old_serial", r.OldSerial).Uint64("new_serial", r.NewSerial).
+		Int("names", r.Stats.Domains).Int("tftp_files", r.Stats.TFTPFiles).Int("payload_rules", r.Stats.Payloads).
+		Msg("signatures reloaded")
+}
+
+// addMetrics binds --metrics-listen and appends the part that serves
+// /metrics and /healthz on it.
+func (s *server) addMetrics() error {
+	if s.cfg.metricsListen == "" {
 		return nil
 	}
-	srv, err := dnsblock.New(dnsblock.Config{
-		Listen:      s.cfg.dnsListen,
-		Upstreams:   s.cfg.upstreams,
-		SinkholeIPs: s.cfg.sinkholeIPs,
-		TTL:         s.cfg.ttl,
-		CacheSize:   s.cfg.cacheSize,
-		Allow:       s.cfg.allow,
-	}, s.store, s.ev, s.log)
+	ln, err := net.Listen("tcp", s.cfg.metricsListen)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	s.closers = append(s.closers, func() { ln.Close() })
+	srv := &http.Server{Handler: s.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+	s.parts = append(s.parts, part{name: "metrics", run: func(ctx context.Context) error {
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		select {
+		case err := <-served:
+			return err // Serve never returns nil
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.shutdown)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-served
+		return nil
+	}})
+	return nil
+}
+
+func (s *server) addDNS() error {
+	if s.cfg.dns.Listen == "" {
+		return nil
+	}
+	srv, err := dnsblock.New(s.cfg.dns, s.store, s.ev, s.log)
 	if err != nil {
 		return err
 	}
@@ -99,7 +167,7 @@ func (s *server) addTFTP() error {
 		return fmt.Errorf("tftp: %w", err)
 	}
 	s.closers = append(s.closers, func() { conn.Close() })
-	srv := sinkhole.New(sinkhole.Config{SourceRate: s.cfg.tftpSourceRate, TotalRate: s.cfg.tftpTotalRate}, s.store, s.ev, s.log)
+	srv := sinkhole.New(s.cfg.tftp, s.store, s.ev, s.log)
 	m := s.metrics
 	st := srv.Stats
 	m.counterVec("wormsink_tftp_requests_total", "TFTP datagrams by outcome: refused (a signature's file), unknown (another file), write, malformed, stray.", "outcome", map[string]func() uint64{
