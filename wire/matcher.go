@@ -76,6 +76,11 @@ type Matcher struct {
 	stats   Stats
 	dec     *decoder
 	defrag  *defragmenter
+
+	// deferFrags (a parallel scan's worker) stops at an IP fragment and
+	// sets deferred instead of reassembling: reassembly is stateful, so
+	// fragments go to one matcher in packet order.
+	deferFrags, deferred bool
 }
 
 // NewMatcher makes a Matcher recording into rec.
@@ -162,6 +167,10 @@ func (m *Matcher) walk(meta Meta) int {
 				fk.id = uint32(d.ip4.Id)
 				fk.proto = uint8(d.ip4.Protocol)
 				fk.v6 = false
+				if m.deferFrags {
+					m.deferred = true
+					return n
+				}
 				return m.fragment(fk, int(d.ip4.FragOffset)*8, d.ip4.Flags&layers.IPv4MoreFragments != 0, d.ip4.Payload, 0, &pk)
 			}
 		case layers.LayerTypeIPv6:
@@ -174,6 +183,10 @@ func (m *Matcher) walk(meta Meta) int {
 				fk.dst = pk.dst.As16()
 				fk.id = f.Identification
 				fk.v6 = true
+				if m.deferFrags {
+					m.deferred = true
+					return n
+				}
 				return m.fragment(fk, int(f.FragmentOffset)*8, f.MoreFragments, f.Payload, uint8(f.NextHeader), &pk)
 			}
 		case layers.LayerTypeUDP:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"time"
 
 	"wormsink/evidence"
@@ -18,11 +19,15 @@ func runScan(ctx context.Context, e env, args []string) int {
 	anyPort := fs.Bool("any-port", false, "also accept well-formed TFTP requests to ports other than 69")
 	host, _ := os.Hostname()
 	sensor := fs.String("sensor", host, "name recorded in every event")
+	workers := fs.Int("workers", runtime.NumCPU(), "goroutines matching packets; the output is the same for any number")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
 	if fs.NArg() == 0 {
 		return usageErr(e, "scan needs at least one PCAP file")
+	}
+	if *workers < 1 || *workers > 1024 {
+		return usageErr(e, "scan: --workers %d: want from 1 to 1024", *workers)
 	}
 	set := signatures.Default()
 	if *sigPath != "" {
@@ -35,7 +40,12 @@ func runScan(ctx context.Context, e env, args []string) int {
 
 	w := evidence.NewWriter(e.stdout, evidence.Config{Sensor: *sensor})
 	rec := &hostCounter{rec: w, hosts: make(map[netip.Addr]struct{})}
-	m := wire.NewMatcher(wire.StaticSet{Set: set}, rec, wire.Options{AnyPort: *anyPort})
+	var m scanner
+	if *workers == 1 {
+		m = wire.NewMatcher(wire.StaticSet{Set: set}, rec, wire.Options{AnyPort: *anyPort})
+	} else {
+		m = wire.NewParallelScanner(wire.StaticSet{Set: set}, rec, wire.Options{AnyPort: *anyPort}, *workers)
+	}
 
 	start := time.Now()
 	code := exitOK
@@ -62,6 +72,12 @@ func runScan(ctx context.Context, e env, args []string) int {
 		fs.NArg(), st.Packets, st.Bytes, st.Matches, st.Events, len(rec.hosts), st.TFTPRequests,
 		st.Fragments, st.Reassembled, st.Undecodable+st.UnknownLink, elapsed.Seconds(), rate)
 	return code
+}
+
+// scanner is a wire.Matcher (one core) or a wire.ParallelScanner.
+type scanner interface {
+	ScanFile(ctx context.Context, path string) (uint64, error)
+	Stats() wire.Stats
 }
 
 // hostCounter counts the distinct hosts the evidence names, for the summary.
