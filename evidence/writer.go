@@ -30,6 +30,11 @@ type Config struct {
 	// it, new sightings fold into one line per host, event and signature,
 	// so memory stays bounded and the host is still counted.
 	MaxPending int
+	// EventClock flushes by the sightings' own times instead of the wall
+	// clock: for reading old captures (scan), whose lines must not depend
+	// on how fast the machine reads them. Record then writes as the
+	// sightings' time moves on.
+	EventClock bool
 }
 
 // Stats counts what a Writer did; all fields only grow.
@@ -60,6 +65,10 @@ type Writer struct {
 	seq      uint64  // slots opened so far
 	closed   bool
 
+	eventClock bool
+	clock      time.Time // EventClock: the latest sighting time so far
+	flushedAt  time.Time // EventClock: clock at the last flush
+
 	writeMu sync.Mutex // one batch at a time, in order
 
 	stop chan struct{}
@@ -71,7 +80,7 @@ type Writer struct {
 type slot struct {
 	ev    Event
 	last  time.Time
-	born  time.Time // wall clock when the slot opened
+	born  time.Time // wall clock (or the event clock) when the slot opened
 	count uint64
 	seq   uint64 // order of opening, so equal times keep the order recorded
 }
@@ -94,10 +103,16 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 		coarse:  make(map[key]*slot),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+
+		eventClock: cfg.EventClock,
 	}
 	// Service lines are rare and must be seen at once: they flush.
 	w.svc = zerolog.New(flushingWriter{sw}).Hook(timeHook{}).With().Str("sensor", cfg.Sensor).Logger()
-	go w.run()
+	if cfg.EventClock {
+		close(w.done) // no background flushing: Record does it
+	} else {
+		go w.run()
+	}
 	return w
 }
 
@@ -123,8 +138,17 @@ func (w *Writer) Record(ev Event) {
 		ev.Time = now
 	}
 	k := ev.key()
+	if w.eventClock {
+		defer w.flushByEventClock() // after the unlock below
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.eventClock {
+		if ev.Time.After(w.clock) {
+			w.clock = ev.Time
+		}
+		now = w.clock
+	}
 	if s, ok := w.pending[k]; ok {
 		if ev.Time.Sub(s.ev.Time) < w.window && s.ev.Time.Sub(ev.Time) < w.window || len(w.ready) >= w.max {
 			s.add(ev.Time, n)
@@ -184,6 +208,21 @@ func (w *Writer) run() {
 		case now := <-t.C:
 			w.flush(now.Add(-w.window), false)
 		}
+	}
+}
+
+// flushByEventClock is run's ticker for an EventClock writer: every quarter
+// window of sighting time, it writes the slots opened a window before.
+func (w *Writer) flushByEventClock() {
+	tick := max(w.window/4, 10*time.Millisecond)
+	w.mu.Lock()
+	clock, due := w.clock, w.clock.Sub(w.flushedAt) >= tick
+	if due {
+		w.flushedAt = clock
+	}
+	w.mu.Unlock()
+	if due {
+		w.flush(clock.Add(-w.window), false)
 	}
 }
 

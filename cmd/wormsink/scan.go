@@ -38,7 +38,9 @@ func runScan(ctx context.Context, e env, args []string) int {
 		}
 	}
 
-	w := evidence.NewWriter(e.stdout, evidence.Config{Sensor: *sensor})
+	// Lines by the packets' time, not the wall clock: the same for any speed
+	// and any number of workers.
+	w := evidence.NewWriter(e.stdout, evidence.Config{Sensor: *sensor, EventClock: true})
 	rec := &hostCounter{rec: w, hosts: make(map[netip.Addr]struct{})}
 	var m scanner
 	if *workers == 1 {
