@@ -105,7 +105,16 @@ type Aggregator struct {
 	names    [3]interner         // families, signatures, sensors
 	timeline *Timeline
 	kept     uint64 // sightings counted
+
+	// A parallel read's worker notes, per host, the chunk of the line that
+	// set first and last: merged workers break ties of equal times the way
+	// one reader in file order does (see merge).
+	pos   []aggPos // nil when reading alone
+	chunk uint32   // the chunk being read
 }
+
+// aggPos is where a host's first and last sightings came from.
+type aggPos struct{ first, last uint32 }
 
 // NewAggregator returns an empty aggregator applying f. With timeline set
 // it also bins sightings over time per family.
@@ -138,13 +147,22 @@ func (a *Aggregator) Add(r *Sighting) {
 		a.insert(r.Host, i)
 		a.aggs = append(a.aggs, hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence})
 		a.addrs = append(a.addrs, r.Host)
+		if a.pos != nil {
+			a.pos = append(a.pos, aggPos{a.chunk, a.chunk})
+		}
 	}
 	h := &a.aggs[i]
 	if first < h.first {
 		h.first, h.firstPort = first, r.Port
+		if a.pos != nil {
+			a.pos[i].first = a.chunk
+		}
 	}
 	if last >= h.last {
 		h.last, h.lastPort = last, r.Port
+		if a.pos != nil {
+			a.pos[i].last = a.chunk
+		}
 	}
 	if r.Evidence < h.evidence { // Strong is the smaller value
 		h.evidence = r.Evidence
