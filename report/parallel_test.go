@@ -193,4 +193,3 @@ func FuzzParallelRead(f *testing.F) {
 		}
 	})
 }
-
