@@ -36,8 +36,8 @@ type ParallelScanner struct {
 // matching it, small enough that a few in flight per worker stay a few MiB.
 // Variables so tests can make chunks tiny (fragments across chunks).
 var (
-	chunkBytes   = 1 << 20
-	chunkPackets = 4096
+	chunkBytes   = 256 << 10
+	chunkPackets = 1024
 )
 
 // NewParallelScanner makes a scanner with n workers (at least 1) recording
