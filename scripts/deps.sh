@@ -18,6 +18,7 @@ declare -A need=(
   [jq]=jq
   [ip]=iproute2
   [chromium]=chromium
+  [tcpreplay]=tcpreplay # make perf-capture
 )
 missing=()
 for cmd in "${!need[@]}"; do
