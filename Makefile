@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp clean
+.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install clean
 
 all: build
 
@@ -25,8 +25,12 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
-test: deps fmt-check vet
+test: test-root-note deps fmt-check vet
 	$(GO) test -race -count=1 $(PKGS)
+
+# Said once, at the top: the tests that need root then fail with "needs root".
+test-root-note:
+	@[ "$$(id -u)" -eq 0 ] || echo 'make test: needs root (it installs the test packages, opens raw sockets, makes network namespaces); as $(shell id -un), the tests that need root fail with "needs root"' >&2
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
@@ -62,6 +66,18 @@ perf-tftp: deps
 	$(GO) build -o bin/sinkserver ./testdata/tftp/sinkserver
 	$(GO) build -o bin/loadgen ./testdata/tftp/loadgen
 	./bin/loadgen -compare -sinkserver bin/sinkserver -duration 5s -conc 32
+
+# The service as deploy/ describes it (as root; DESTDIR to stage it
+# elsewhere). An existing /etc/wormsink/wormsink.yaml is kept.
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/wormsink
+	install -D -m 0644 deploy/wormsink.service $(DESTDIR)/etc/systemd/system/wormsink.service
+	install -D -m 0644 deploy/wormsink.logrotate $(DESTDIR)/etc/logrotate.d/wormsink
+	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/wormsink/README.md
+	install -D -m 0644 docs/contract.md $(DESTDIR)/usr/share/doc/wormsink/contract.md
+	install -d -m 0755 $(DESTDIR)/etc/wormsink
+	[ -e $(DESTDIR)/etc/wormsink/wormsink.yaml ] || install -m 0644 deploy/wormsink.yaml $(DESTDIR)/etc/wormsink/wormsink.yaml
 
 clean:
 	rm -rf bin

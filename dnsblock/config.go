@@ -48,7 +48,7 @@ func DefaultAllow() []netip.Prefix {
 }
 
 // Config is the shim's configuration; the first fields mirror the serve
-// flags of SPEC §1, the rest are tuning knobs whose zero value means the
+// serve flags (docs/contract.md §1), the rest are tuning knobs whose zero value means the
 // default.
 type Config struct {
 	// Listen is the UDP and TCP address (--dns-listen), e.g. ":53".
@@ -129,7 +129,7 @@ func (c *Config) check() error {
 // ErrNoUpstream is returned by New when no upstream is configured.
 var ErrNoUpstream = errors.New("no upstream resolver")
 
-// ErrNoSinkholeIP is returned by New without a sinkhole address (SPEC §1:
+// ErrNoSinkholeIP is returned by New without a sinkhole address (docs/contract.md §1:
 // an error at start). A family without one answers NODATA.
 var ErrNoSinkholeIP = errors.New("no sinkhole address")
 
@@ -142,14 +142,14 @@ func ParseUpstream(s string) (string, error) {
 	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		if ap.Port() == 0 {
-			return "", fmt.Errorf("upstream %q: port 0", s)
+			return "", fmt.Errorf("%q: port 0", s)
 		}
 		return ap.String(), nil
 	}
 	host := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return "", fmt.Errorf("upstream %q: want IP or IP:port", s)
+		return "", fmt.Errorf("%q: want IP or IP:port", s)
 	}
 	return net.JoinHostPort(ip.String(), "53"), nil
 }
@@ -158,7 +158,7 @@ func ParseUpstream(s string) (string, error) {
 func ParseTTL(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
-		return 0, fmt.Errorf("TTL %q: want a duration such as 60s", s)
+		return 0, fmt.Errorf("%q: want a duration such as 60s", s)
 	}
 	if d < time.Second || d > MaxTTL {
 		return 0, fmt.Errorf("TTL %v: want from 1s to %ds", d, math.MaxInt32)
@@ -180,7 +180,7 @@ func ParseAllow(list []string) ([]netip.Prefix, error) {
 		}
 		ip, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("allow %q: not a CIDR or address", s)
+			return nil, fmt.Errorf("%q: not a CIDR or address", s)
 		}
 		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
 	}

@@ -48,10 +48,10 @@ type Server struct {
 func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, error) {
 	cfg.setDefaults()
 	if src == nil {
-		return nil, errors.New("dnsblock: no signature source")
+		return nil, errors.New("no signature source")
 	}
 	if len(cfg.Upstreams) == 0 {
-		return nil, fmt.Errorf("dnsblock: %w", ErrNoUpstream)
+		return nil, ErrNoUpstream
 	}
 	ups := make([]string, len(cfg.Upstreams))
 	for i, u := range cfg.Upstreams {
@@ -77,7 +77,7 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		log:   log,
 	}
 	if h.v4.n == 0 && h.v6.n == 0 {
-		return nil, fmt.Errorf("dnsblock: %w", ErrNoSinkholeIP)
+		return nil, ErrNoSinkholeIP
 	}
 	return &Server{
 		cfg:      cfg,
@@ -139,18 +139,18 @@ func (s *Server) listen() error {
 	addr := s.cfg.Listen
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("dnsblock: listen %s: %w", addr, err)
+		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	// With port 0 the kernel picks the UDP port, which TCP may find taken:
 	// try a few times.
 	for attempt := 0; ; attempt++ {
 		ua, err := net.ResolveUDPAddr("udp", addr)
 		if err != nil {
-			return fmt.Errorf("dnsblock: listen %s: %w", addr, err)
+			return fmt.Errorf("listen %s: %w", addr, err)
 		}
 		u, err := net.ListenUDP("udp", ua)
 		if err != nil {
-			return fmt.Errorf("dnsblock: listen udp %s: %w", addr, err)
+			return err // it names the address
 		}
 		p := u.LocalAddr().(*net.UDPAddr).Port
 		t, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(p)))
@@ -159,7 +159,7 @@ func (s *Server) listen() error {
 			if port == "0" && attempt < 10 {
 				continue
 			}
-			return fmt.Errorf("dnsblock: listen tcp %s: %w", addr, err)
+			return err // it names the address
 		}
 		s.udp, s.tcp = u, t.(*net.TCPListener)
 		break

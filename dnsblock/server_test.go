@@ -97,7 +97,7 @@ func TestEvidenceHostPort(t *testing.T) {
 		t.Fatalf("events %+v, client %v", evs, local)
 	}
 
-	// The same through the real evidence writer: one JSON line with the fields of SPEC §3.
+	// The same through the real evidence writer: one JSON line with the fields of docs/contract.md §3.
 	var buf bytes.Buffer
 	w := evidence.NewWriter(&buf, evidence.Config{Sensor: "t"})
 	w.Record(evs[0])

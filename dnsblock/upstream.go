@@ -78,7 +78,7 @@ func newUpstream(addr string, socks int, strays *atomic.Uint64) (*upstream, erro
 func (u *upstream) dialUDP() (*udpSock, error) {
 	c, err := net.Dial("udp", u.addr)
 	if err != nil {
-		return nil, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, err)
+		return nil, fmt.Errorf("upstream %s: %w", u.addr, err)
 	}
 	s := &udpSock{c: c.(*net.UDPConn), pending: make(map[uint16]*call), strays: u.strays}
 	go s.read()
@@ -194,7 +194,7 @@ func (u *upstream) exchangeUDP(dst, msg []byte, qEnd int, deadline time.Time) ([
 		if !s.cancel(id, c) {
 			<-c.done
 		}
-		return dst, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, err)
+		return dst, fmt.Errorf("upstream %s: %w", u.addr, err)
 	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
@@ -236,7 +236,7 @@ func (u *upstream) exchangeTCP(dst, msg []byte, qEnd int, deadline time.Time) ([
 			d.Deadline = deadline
 			c, err := d.Dial("tcp", u.addr)
 			if err != nil {
-				return dst, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, err)
+				return dst, fmt.Errorf("upstream %s: %w", u.addr, err)
 			}
 			conn = c
 		}
@@ -251,10 +251,10 @@ func (u *upstream) exchangeTCP(dst, msg []byte, qEnd int, deadline time.Time) ([
 		}
 		conn.Close()
 		if !reused || time.Now().After(deadline) {
-			return dst, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, err)
+			return dst, fmt.Errorf("upstream %s: %w", u.addr, err)
 		}
 	}
-	return dst, fmt.Errorf("dnsblock: upstream %s: %w", u.addr, errTimeout)
+	return dst, fmt.Errorf("upstream %s: %w", u.addr, errTimeout)
 }
 
 func (u *upstream) roundTripTCP(conn net.Conn, dst, msg []byte, qEnd int, deadline time.Time) ([]byte, error) {

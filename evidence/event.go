@@ -3,8 +3,10 @@
 package evidence
 
 import (
+	"math"
 	"net/netip"
 	"time"
+	"unicode/utf8"
 
 	"wormsink/signatures"
 )
@@ -58,6 +60,10 @@ type Event struct {
 	DstPort uint16
 	PCAP    string // scan: the capture file
 	Packet  uint64 // scan: the packet number, from 1
+
+	// Set by the Writer, not by callers: the length in bytes of a value
+	// the writer cut to MaxStringLen, before the cut; 0 when not cut.
+	qnameLen, fileLen, modeLen int32
 }
 
 // key is what folding compares: the same host, port, event, signature and
@@ -81,6 +87,8 @@ type key struct {
 	proto     string
 	dstPort   uint16
 	pcap      string
+
+	qnameLen, fileLen, modeLen int32
 }
 
 func (e *Event) key() key {
@@ -89,7 +97,70 @@ func (e *Event) key() key {
 		qname: e.QName, qtype: e.QType, transport: e.Transport, rule: e.Rule,
 		file: e.File, mode: e.Mode, op: e.Op, srv: e.Srv,
 		peer: e.Peer, role: e.Role, proto: e.Proto, dstPort: e.DstPort, pcap: e.PCAP,
+		qnameLen: e.qnameLen, fileLen: e.fileLen, modeLen: e.modeLen,
 	}
+}
+
+// aggKey is what a network line folds on when the line budget is spent:
+// the event, what matched and how strongly, and the sender's network.
+type aggKey struct {
+	kind     Kind
+	sig      string
+	evidence signatures.Strength
+	net      netip.Prefix
+}
+
+// Networks a network line stands for: a /24 is what one IPv4 customer
+// network or one forged-source sweep covers; a /48 is one IPv6 site.
+const (
+	AggregateBits4 = 24
+	AggregateBits6 = 48
+)
+
+// NetworkOf returns the network a sighting of host folds into when the line
+// budget is spent: its /24 (IPv4) or /48 (IPv6).
+func NetworkOf(host netip.Addr) netip.Prefix {
+	host = host.Unmap()
+	bits := AggregateBits6
+	if host.Is4() {
+		bits = AggregateBits4
+	}
+	p, err := host.Prefix(bits)
+	if err != nil { // no address at all
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	}
+	return p
+}
+
+// wholeFamily is the last resort when even the network table is full: one
+// line for all of IPv4 or all of IPv6.
+func wholeFamily(host netip.Addr) netip.Prefix {
+	if host.Unmap().Is4() || !host.IsValid() {
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	}
+	return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+}
+
+// cutLong cuts the values an attacker chooses (file names, qnames, TFTP
+// modes) to MaxStringLen bytes before they are folded or held, so a flood of
+// long names neither fills memory nor makes long lines, and names that
+// differ only past the cut fold together (their original lengths apart).
+func (e *Event) cutLong() {
+	e.QName = cutRaw(e.QName, &e.qnameLen)
+	e.File = cutRaw(e.File, &e.fileLen)
+	e.Mode = cutRaw(e.Mode, &e.modeLen)
+}
+
+func cutRaw(s string, n *int32) string {
+	if len(s) <= MaxStringLen {
+		return s
+	}
+	*n = int32(min(len(s), math.MaxInt32))
+	i := MaxStringLen
+	for j := 0; j < utf8.UTFMax-1 && i > 0 && !utf8.RuneStart(s[i]); j++ {
+		i-- // do not split a character
+	}
+	return s[:i]
 }
 
 // coarse is the key used when the detailed table is full: the host and what

@@ -3,6 +3,7 @@ package evidence
 import (
 	"bufio"
 	"io"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,17 @@ const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
 const (
 	DefaultWindow     = time.Second
 	DefaultMaxPending = 1 << 16
+
+	DefaultAggregateWindow = time.Minute
+	DefaultMaxAggregates   = 4096
+)
+
+// The line budget serve uses unless told otherwise: with lines of about
+// 300 bytes, a burst of 10,000 host lines is 3 MB and 500 lines a second
+// 150 kB/s, whatever the flood.
+const (
+	DefaultLineRate  = 500
+	DefaultLineBurst = 10_000
 )
 
 // Config tunes a Writer. The zero value is usable.
@@ -30,6 +42,31 @@ type Config struct {
 	// it, new sightings fold into one line per host, event and signature,
 	// so memory stays bounded and the host is still counted.
 	MaxPending int
+
+	// The line budget. Every host line the writer opens takes a token from
+	// a bucket holding LineBurst tokens and refilled at LineRate a second.
+	// A sighting that finds the bucket empty (and no line of its host open
+	// to fold into) is folded into a network line instead: one per event,
+	// signature, evidence strength and /24 (IPv4) or /48 (IPv6), carrying
+	// "network" in place of "host". Every sighting is still counted. With
+	// LineRate 0 there is no budget (scan, tests); network lines are then
+	// only the fallback when both host tables are full.
+	LineRate  float64
+	LineBurst int
+	// AggregateWindow is how long a network line collects before it is
+	// written; MaxAggregates bounds the network lines open at once. Past
+	// it, sightings fold into one line per event and signature for all of
+	// IPv4 (0.0.0.0/0) or IPv6 (::/0). So a flood writes at most
+	// LineBurst + LineRate·t host lines plus about MaxAggregates network
+	// lines per AggregateWindow.
+	AggregateWindow time.Duration
+	MaxAggregates   int
+
+	// Exclude lists addresses that are never recorded as a host: the
+	// sinkhole's own addresses and networks the operator names. Their
+	// sightings are dropped and counted in Stats.Excluded.
+	Exclude []netip.Prefix
+
 	// EventClock flushes by the sightings' own times instead of the wall
 	// clock: for reading old captures (scan), whose lines must not depend
 	// on how fast the machine reads them. Record then writes as the
@@ -44,6 +81,9 @@ type Stats struct {
 	Coarse    uint64 // sightings folded per host because the detailed table was full
 	Overflow  uint64 // sightings counted without a host because both tables were full
 	Errors    uint64 // failed writes
+
+	Aggregated uint64 // sightings folded into network lines (line budget spent or tables full)
+	Excluded   uint64 // sightings of excluded hosts, dropped
 }
 
 // Writer writes evidence as JSON lines. Record never waits on the disk: it
@@ -57,12 +97,20 @@ type Writer struct {
 	window time.Duration
 	max    int
 
+	rate, burst float64 // line budget; rate 0: none
+	aggWindow   time.Duration
+	maxAgg      int
+	exclude     []netip.Prefix
+
 	mu       sync.Mutex
 	pending  map[key]*slot
 	coarse   map[key]*slot
-	ready    []*slot // slots taken out of the table, waiting to be written
-	overflow uint64  // sightings no table had room for
-	seq      uint64  // slots opened so far
+	aggs     map[aggKey]*slot
+	tokens   float64   // line budget left
+	tokensAt time.Time // when tokens was last refilled
+	ready    []*slot   // slots taken out of the table, waiting to be written
+	overflow uint64    // sightings no table had room for
+	seq      uint64    // slots opened so far
 	closed   bool
 
 	eventClock bool
@@ -75,6 +123,7 @@ type Writer struct {
 	done chan struct{}
 
 	sightings, lines, coarseN, overflowN, errs atomic.Uint64
+	aggregatedN, excludedN                     atomic.Uint64
 }
 
 type slot struct {
@@ -82,7 +131,8 @@ type slot struct {
 	last  time.Time
 	born  time.Time // wall clock (or the event clock) when the slot opened
 	count uint64
-	seq   uint64 // order of opening, so equal times keep the order recorded
+	seq   uint64       // order of opening, so equal times keep the order recorded
+	net   netip.Prefix // a network line's network; invalid for a host line
 }
 
 // NewWriter starts a Writer on out. Close it to flush.
@@ -93,21 +143,43 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = DefaultMaxPending
 	}
+	if cfg.AggregateWindow <= 0 {
+		cfg.AggregateWindow = DefaultAggregateWindow
+	}
+	if cfg.MaxAggregates <= 0 {
+		cfg.MaxAggregates = DefaultMaxAggregates
+	}
+	if cfg.LineRate > 0 && cfg.LineBurst < 1 {
+		cfg.LineBurst = 1
+	}
 	sw := &syncWriter{w: bufio.NewWriterSize(out, 64<<10), dst: out}
 	w := &Writer{
-		out:     sw,
-		sensor:  cfg.Sensor,
-		window:  cfg.Window,
-		max:     cfg.MaxPending,
-		pending: make(map[key]*slot),
-		coarse:  make(map[key]*slot),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		out:       sw,
+		sensor:    cfg.Sensor,
+		window:    cfg.Window,
+		max:       cfg.MaxPending,
+		rate:      max(cfg.LineRate, 0),
+		burst:     float64(cfg.LineBurst),
+		aggWindow: cfg.AggregateWindow,
+		maxAgg:    cfg.MaxAggregates,
+		pending:   make(map[key]*slot),
+		coarse:    make(map[key]*slot),
+		aggs:      make(map[aggKey]*slot),
+		tokens:    float64(cfg.LineBurst),
+		tokensAt:  time.Now(),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 
 		eventClock: cfg.EventClock,
 	}
+	for _, p := range cfg.Exclude {
+		if p.IsValid() {
+			w.exclude = append(w.exclude, netip.PrefixFrom(p.Addr().Unmap(), min(p.Bits(), p.Addr().Unmap().BitLen())).Masked())
+		}
+	}
+	w.sensor = Escape(cfg.Sensor)
 	// Service lines are rare and must be seen at once: they flush.
-	w.svc = zerolog.New(flushingWriter{sw}).Hook(timeHook{}).With().Str("sensor", cfg.Sensor).Logger()
+	w.svc = zerolog.New(flushingWriter{sw}).Hook(timeHook{}).With().Str("sensor", w.sensor).Logger()
 	if cfg.EventClock {
 		close(w.done) // no background flushing: Record does it
 	} else {
@@ -122,7 +194,39 @@ func (w *Writer) Service() zerolog.Logger { return w.svc }
 
 // Stats returns the writer's counters.
 func (w *Writer) Stats() Stats {
-	return Stats{Sightings: w.sightings.Load(), Lines: w.lines.Load(), Coarse: w.coarseN.Load(), Overflow: w.overflowN.Load(), Errors: w.errs.Load()}
+	return Stats{Sightings: w.sightings.Load(), Lines: w.lines.Load(), Coarse: w.coarseN.Load(), Overflow: w.overflowN.Load(), Errors: w.errs.Load(),
+		Aggregated: w.aggregatedN.Load(), Excluded: w.excludedN.Load()}
+}
+
+// excluded reports whether host is one the writer must never name.
+func (w *Writer) excluded(host netip.Addr) bool {
+	if len(w.exclude) == 0 {
+		return false
+	}
+	host = host.Unmap()
+	for _, p := range w.exclude {
+		if p.Contains(host) {
+			return true
+		}
+	}
+	return false
+}
+
+// take spends one line of the budget, if there is one left; the caller
+// holds w.mu.
+func (w *Writer) take(now time.Time) bool {
+	if w.rate == 0 {
+		return true
+	}
+	if d := now.Sub(w.tokensAt); d > 0 {
+		w.tokens = min(w.burst, w.tokens+d.Seconds()*w.rate)
+		w.tokensAt = now
+	}
+	if w.tokens < 1 {
+		return false
+	}
+	w.tokens--
+	return true
 }
 
 // Record folds one sighting into the log. It is safe for concurrent use and
@@ -132,11 +236,16 @@ func (w *Writer) Record(ev Event) {
 	if n == 0 {
 		n = 1
 	}
+	if w.excluded(ev.Host) {
+		w.excludedN.Add(n)
+		return
+	}
 	w.sightings.Add(n)
 	now := time.Now()
 	if ev.Time.IsZero() {
 		ev.Time = now
 	}
+	ev.cutLong()
 	k := ev.key()
 	if w.eventClock {
 		defer w.flushByEventClock() // after the unlock below
@@ -158,29 +267,57 @@ func (w *Writer) Record(ev Event) {
 		w.ready = append(w.ready, s)
 		delete(w.pending, k)
 	}
-	if w.closed || len(w.pending) >= w.max {
-		ck := ev.coarse()
-		if s, ok := w.coarse[ck]; ok {
-			w.coarseN.Add(n)
-			s.add(ev.Time, n)
+	if !w.closed && len(w.pending) < w.max {
+		if !w.take(now) {
+			w.aggregate(&ev, n, now)
 			return
 		}
-		if len(w.coarse) >= w.max {
-			// Both tables are full: the writer is far behind a flood of
-			// distinct hosts. Count what cannot be attributed; the flush
-			// writes it as an evidence_overflow service line.
+		w.seq++
+		w.pending[k] = &slot{ev: ev, last: ev.Time, born: now, count: n, seq: w.seq}
+		return
+	}
+	// The detailed table is full: the writer is far behind a flood of
+	// distinct sightings. Fold per host while there is room and budget.
+	ck := ev.coarse()
+	if s, ok := w.coarse[ck]; ok {
+		w.coarseN.Add(n)
+		s.add(ev.Time, n)
+		return
+	}
+	if len(w.coarse) >= w.max || !w.take(now) {
+		w.aggregate(&ev, n, now)
+		return
+	}
+	w.coarseN.Add(n)
+	c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial}
+	w.seq++
+	w.coarse[ck] = &slot{ev: c, last: ev.Time, born: now, count: n, seq: w.seq}
+}
+
+// aggregate folds a sighting that gets no host line into its network's
+// line; the caller holds w.mu.
+func (w *Writer) aggregate(ev *Event, n uint64, now time.Time) {
+	ak := aggKey{kind: ev.Kind, sig: ev.Sig, evidence: ev.Evidence, net: NetworkOf(ev.Host)}
+	s, ok := w.aggs[ak]
+	if !ok && len(w.aggs) >= w.maxAgg {
+		ak.net = wholeFamily(ev.Host)
+		s, ok = w.aggs[ak]
+		if !ok && len(w.aggs) >= 2*w.maxAgg {
+			// Every table is full. Count what cannot be attributed; the
+			// flush writes it as an evidence_overflow service line.
 			w.overflow += n
 			w.overflowN.Add(n)
 			return
 		}
-		w.coarseN.Add(n)
-		c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial}
-		w.seq++
-		w.coarse[ck] = &slot{ev: c, last: ev.Time, born: now, count: n, seq: w.seq}
+	}
+	w.aggregatedN.Add(n)
+	if ok {
+		s.add(ev.Time, n)
 		return
 	}
 	w.seq++
-	w.pending[k] = &slot{ev: ev, last: ev.Time, born: now, count: n, seq: w.seq}
+	w.aggs[ak] = &slot{ev: Event{Time: ev.Time, Kind: ev.Kind, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial},
+		last: ev.Time, born: now, count: n, seq: w.seq, net: ak.net}
 }
 
 func (s *slot) add(t time.Time, n uint64) {
@@ -206,13 +343,14 @@ func (w *Writer) run() {
 		case <-w.stop:
 			return
 		case now := <-t.C:
-			w.flush(now.Add(-w.window), false)
+			w.flush(now, false)
 		}
 	}
 }
 
 // flushByEventClock is run's ticker for an EventClock writer: every quarter
-// window of sighting time, it writes the slots opened a window before.
+// window of sighting time, it writes the lines opened a window before (an
+// aggregate window for network lines).
 func (w *Writer) flushByEventClock() {
 	tick := max(w.window/4, 10*time.Millisecond)
 	w.mu.Lock()
@@ -222,7 +360,7 @@ func (w *Writer) flushByEventClock() {
 	}
 	w.mu.Unlock()
 	if due {
-		w.flush(clock.Add(-w.window), false)
+		w.flush(clock, false)
 	}
 }
 
@@ -248,8 +386,10 @@ func (w *Writer) Close() error {
 	return w.out.firstErr()
 }
 
-// flush writes the slots opened before cutoff (all of them when all).
-func (w *Writer) flush(cutoff time.Time, all bool) error {
+// flush writes the host lines opened a window before now and the network
+// lines opened an aggregate window before now (all of them when all).
+func (w *Writer) flush(now time.Time, all bool) error {
+	cutoff, aggCutoff := now.Add(-w.window), now.Add(-w.aggWindow)
 	w.writeMu.Lock()
 	defer w.writeMu.Unlock()
 	w.mu.Lock()
@@ -265,6 +405,12 @@ func (w *Writer) flush(cutoff time.Time, all bool) error {
 		if all || s.born.Before(cutoff) {
 			batch = append(batch, s)
 			delete(w.coarse, k)
+		}
+	}
+	for k, s := range w.aggs {
+		if all || s.born.Before(aggCutoff) {
+			batch = append(batch, s)
+			delete(w.aggs, k)
 		}
 	}
 	overflow := w.overflow
@@ -298,44 +444,72 @@ func (w *Writer) flush(cutoff time.Time, all bool) error {
 }
 
 // write emits one line; the caller holds w.out.mu, so the logger writes
-// through w.out.w directly.
+// through w.out.w directly. Every string is escaped (see Escape): zerolog
+// would otherwise turn bytes that are not UTF-8 into U+FFFD, and two
+// different names would log the same.
 func (w *Writer) write(s *slot) {
 	ev := &s.ev
 	l := zerolog.New(w.out.w)
 	e := l.Log().
 		Str("time", ev.Time.UTC().Format(TimeFormat)).
-		Str("event", string(ev.Kind)).
-		Str("host", ev.Host.String()).
-		Uint16("port", ev.Port).
-		Str("signature", ev.Sig).
-		Str("family", ev.Family).
+		Str("event", string(ev.Kind))
+	if s.net.IsValid() {
+		// A network line: sightings the line budget could not give a
+		// host line of their own. It names no host.
+		e.Str("network", s.net.String())
+	} else {
+		e.Str("host", ev.Host.String()).Uint16("port", ev.Port)
+	}
+	e.Str("signature", Escape(ev.Sig)).
+		Str("family", Escape(ev.Family)).
 		Str("evidence", ev.Evidence.String()).
 		Uint64("count", s.count)
 	if s.count > 1 && s.last.After(ev.Time) {
 		e.Str("last", s.last.UTC().Format(TimeFormat))
 	}
 	e.Str("sensor", w.sensor).Uint64("serial", ev.Serial)
+	if s.net.IsValid() {
+		e.Send()
+		return
+	}
 	switch ev.Kind {
 	case DNSSinkhole:
-		e.Str("qname", ev.QName).Str("qtype", ev.QType).Str("transport", ev.Transport)
+		long(e, "qname", ev.QName, ev.qnameLen)
+		e.Str("qtype", Escape(ev.QType)).Str("transport", Escape(ev.Transport))
 		if ev.Rule != "" {
-			e.Str("rule", ev.Rule)
+			e.Str("rule", Escape(ev.Rule))
 		}
 	case TFTPRefused, TFTPRequest:
-		e.Str("file", ev.File).Str("mode", ev.Mode).Str("op", ev.Op)
+		long(e, "file", ev.File, ev.fileLen)
+		long(e, "mode", ev.Mode, ev.modeLen)
+		e.Str("op", Escape(ev.Op))
 		if ev.Srv.IsValid() {
 			e.Str("server", ev.Srv.String())
 		}
 	case WireMatch:
-		e.Str("peer", ev.Peer.String()).Str("role", ev.Role).Str("proto", ev.Proto).Uint16("dst_port", ev.DstPort)
+		e.Str("peer", ev.Peer.String()).Str("role", Escape(ev.Role)).Str("proto", Escape(ev.Proto)).Uint16("dst_port", ev.DstPort)
 		if ev.File != "" {
-			e.Str("file", ev.File).Str("mode", ev.Mode).Str("op", ev.Op)
+			long(e, "file", ev.File, ev.fileLen)
+			long(e, "mode", ev.Mode, ev.modeLen)
+			e.Str("op", Escape(ev.Op))
 		}
 		if ev.PCAP != "" {
-			e.Str("pcap", ev.PCAP).Uint64("packet", ev.Packet)
+			e.Str("pcap", Escape(ev.PCAP)).Uint64("packet", ev.Packet)
 		}
 	}
 	e.Send()
+}
+
+// long writes an attacker-chosen value escaped and cut to MaxStringLen
+// bytes, with NAME_len, its length in bytes as received, when it was cut.
+func long(e *zerolog.Event, name, v string, origLen int32) {
+	out, cut := escapeCut(v, MaxStringLen)
+	e.Str(name, out)
+	if origLen > 0 {
+		e.Int(name+"_len", int(origLen))
+	} else if cut {
+		e.Int(name+"_len", len(v))
+	}
 }
 
 // syncWriter serialises evidence batches and service lines on one buffer.

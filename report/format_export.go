@@ -54,7 +54,13 @@ func NewShadowserverWriter(w io.Writer) *ShadowserverWriter {
 // empty for dns; public_source ← sensor; infection ← signature id; family ←
 // family; tag ← "EVENT;evidence=strong|weak;count=N"; application ← dns or
 // tftp.
+//
+// A network line names no host, so it has no row: Shadowserver's rows are
+// per source address.
 func (s *ShadowserverWriter) Write(r *Sighting) error {
+	if r.Network.IsValid() {
+		return nil
+	}
 	if !s.header {
 		s.header = true
 		if err := s.cw.Write(ShadowserverHeader); err != nil {
@@ -94,7 +100,7 @@ func (s *ShadowserverWriter) Write(r *Sighting) error {
 	row[24] = string(r.Sig)
 	row[25] = string(r.Family)
 	row[26] = string(r.Kind) + ";evidence=" + r.Evidence.String() + ";count=" + strconv.FormatUint(r.Count, 10)
-	return s.cw.Write(row)
+	return s.cw.Write(neutralise(row))
 }
 
 // Flush writes what is buffered (and the header if no row came).

@@ -68,9 +68,12 @@ type htmlData struct {
 	Series        []htmlSeries
 	Ticks         []htmlTick
 	BinWidth      string
+	TailNote      string // says the last bin covers less time than the others
+	BinStart      string // where the first bin starts, UTC
 	Rows          []htmlRow
 	HasChart      bool
 	ChartSubtitle string
+	Networks      [][]string // cells of the network lines' networks
 }
 
 // WriteHTML writes one self-contained page: no external assets, no network.
@@ -102,6 +105,13 @@ func WriteHTML(w io.Writer, rows []HostSummary, page HTMLPage) error {
 			Cells:       c,
 			Strong:      h.Evidence == EvidenceStrong,
 		})
+	}
+	for i := range page.Summary.NetworkRows {
+		c := page.Summary.NetworkRows[i].cells()
+		for _, j := range []int{5, 6, 8} {
+			c[j] = strings.ReplaceAll(c[j], listSep, listSep+" ")
+		}
+		d.Networks = append(d.Networks, c)
 	}
 	hostOrder(rows, d.Rows)
 	chart(&d, page.Timeline)
@@ -168,6 +178,11 @@ func chart(d *htmlData, tl Binned) {
 		}
 		d.Series = append(d.Series, htmlSeries{Family: fam, Total: s.Total, Color: palette[k%len(palette)], Points: p, Area: area})
 	}
+	// Labels carry the year when the log spans more than one.
+	layout := "01-02 15:04"
+	if tl.First.Year() != tl.Last.Year() {
+		layout = "2006-01-02 15:04"
+	}
 	for t := 0; t < chartTicks; t++ {
 		i := t * (n - 1) / max(chartTicks-1, 1)
 		at := tl.Start.Add(time.Duration(i) * tl.Width)
@@ -178,13 +193,33 @@ func chart(d *htmlData, tl Binned) {
 		case n > 1 && t == chartTicks-1:
 			anchor = "end"
 		}
-		d.Ticks = append(d.Ticks, htmlTick{X: x(i), Label: at.Format("01-02 15:04"), Anchor: anchor})
+		d.Ticks = append(d.Ticks, htmlTick{X: x(i), Label: at.Format(layout), Anchor: anchor})
 		if n == 1 {
 			break
 		}
 	}
 	d.Range = tl.First.Format(evidence.TimeFormat) + " – " + tl.Last.Format(evidence.TimeFormat)
-	d.BinWidth = tl.Width.String()
+	d.BinWidth = binWidthText(tl.Width)
+	d.BinStart = tl.Start.Format("2006-01-02 15:04") + " UTC"
+	if tl.TailPartial && n > 1 {
+		d.TailNote = "the last bin is partial: the log ends at " + tl.Last.Format(layout)
+	}
+}
+
+// binWidthText says a bin width as people do: "15 min", "1 h", "7 days".
+func binWidthText(w time.Duration) string {
+	switch {
+	case w >= 24*time.Hour && w%(24*time.Hour) == 0:
+		if w == 24*time.Hour {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", w/(24*time.Hour))
+	case w >= time.Hour && w%time.Hour == 0:
+		return fmt.Sprintf("%d h", w/time.Hour)
+	case w%time.Minute == 0:
+		return fmt.Sprintf("%d min", w/time.Minute)
+	}
+	return w.String()
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
@@ -196,6 +231,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <style>
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d1d1f;background:#fff}
 h1{font-size:20px;margin:0 0 4px}
+h2{font-size:16px;margin:20px 0 4px}
 .sum{color:#555;margin:0 0 16px}
 .sum b{color:#1d1d1f}
 figure{margin:0 0 20px}
@@ -215,9 +251,9 @@ tr.strong td:nth-child(5){color:#b00020;font-weight:600}
 </head>
 <body>
 <h1>{{.Title}}</h1>
-<p class="sum"><b id="host-count">{{len .Rows}}</b> hosts (<b>{{.Strong}}</b> with strong evidence), <b>{{.Summary.Sightings}}</b> sightings from {{.Summary.Lines}} log lines{{if .Summary.Malformed}}, {{.Summary.Malformed}} malformed lines skipped{{end}}{{if .Range}}; {{.Range}}{{end}}</p>
+<p class="sum"><b id="host-count">{{len .Rows}}</b> hosts (<b>{{.Strong}}</b> with strong evidence), <b>{{.Summary.Sightings}}</b> sightings from {{.Summary.Lines}} log lines{{if .Summary.Malformed}}, {{.Summary.Malformed}} malformed lines skipped{{end}}{{if .Summary.Networks}}, <b>{{.Summary.NetworkSightings}}</b> of them in <b>{{.Summary.Networks}}</b> networks (below the hosts){{end}}{{if .Range}}; {{.Range}}{{end}}</p>
 {{if .HasChart}}<figure>
-<figcaption>Sightings over time per family ({{.BinWidth}} bins)</figcaption>
+<figcaption>Sightings over time per family ({{.BinWidth}} bins from {{.BinStart}}{{with .TailNote}}; {{.}}{{end}})</figcaption>
 <svg id="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {{.W}} {{.H}}" width="100%" role="img" aria-label="sightings over time per family">
 <line x1="{{.PlotL}}" y1="{{.PlotB}}" x2="{{.PlotR}}" y2="{{.PlotB}}" stroke="#999"/>
 <line x1="{{.PlotL}}" y1="{{.PlotT}}" x2="{{.PlotL}}" y2="{{.PlotB}}" stroke="#999"/>
@@ -236,6 +272,14 @@ tr.strong td:nth-child(5){color:#b00020;font-weight:600}
 {{range .Rows}}<tr class="host{{if .Strong}} strong{{end}}"><td data-v="{{.HostKey}}">{{index .Cells 0}}</td><td data-v="{{.FirstKey}}">{{index .Cells 1}}</td><td data-v="{{.LastKey}}">{{index .Cells 2}}</td><td class="num" data-v="{{.EventsKey}}">{{index .Cells 3}}</td><td data-v="{{.EvidenceKey}}">{{index .Cells 4}}</td><td class="wrap">{{index .Cells 5}}</td><td class="wrap">{{index .Cells 6}}</td><td>{{index .Cells 7}}</td><td class="wrap">{{index .Cells 8}}</td></tr>
 {{end}}</tbody>
 </table>
+{{if .Networks}}<h2>Networks</h2>
+<p class="sum"><b>{{.Summary.NetworkSightings}}</b> sightings the evidence line budget folded per network. These are not hosts: no host in them is named, and the sources may have been forged.</p>
+<table id="networks">
+<thead><tr><th>network</th><th>first seen</th><th>last seen</th><th class="num">events</th><th>evidence</th><th>families</th><th>signatures</th><th>sources</th><th>sensors</th></tr></thead>
+<tbody>
+{{range .Networks}}<tr class="network"><td>{{index . 0}}</td><td>{{index . 1}}</td><td>{{index . 2}}</td><td class="num">{{index . 3}}</td><td>{{index . 4}}</td><td class="wrap">{{index . 5}}</td><td class="wrap">{{index . 6}}</td><td>{{index . 7}}</td><td class="wrap">{{index . 8}}</td></tr>
+{{end}}</tbody>
+</table>{{end}}
 <script>
 (function () {
   "use strict";

@@ -99,7 +99,8 @@ func TestJSON(t *testing.T) {
 			Sources    map[string]uint64 `json:"sources"`
 			Sensors    []string          `json:"sensors"`
 		} `json:"hosts"`
-		Summary map[string]uint64 `json:"summary"`
+		Summary  map[string]uint64 `json:"summary"`
+		Networks []map[string]any  `json:"networks"`
 	}
 	d := json.NewDecoder(&buf)
 	d.DisallowUnknownFields()

@@ -12,7 +12,7 @@ import (
 	"wormsink/evidence"
 )
 
-// CSVHeader is the report's CSV header row (SPEC §4), exactly.
+// CSVHeader is the report's CSV header row (docs/contract.md §4), exactly.
 var CSVHeader = []string{"host", "first_seen", "last_seen", "events", "evidence", "families", "signatures", "sources", "sensors"}
 
 // listSep joins the names in one CSV or table cell.
@@ -47,12 +47,36 @@ func WriteCSV(w io.Writer, rows []HostSummary) error {
 		return err
 	}
 	for i := range rows {
-		if err := cw.Write(rows[i].cells()); err != nil {
+		if err := cw.Write(neutralise(rows[i].cells())); err != nil {
 			return err
 		}
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// neutralise defuses spreadsheet formulas in CSV cells, following OWASP's
+// advice on CSV injection: a cell that starts with =, +, -, @, a tab or a
+// carriage return gets a leading single quote, so a spreadsheet shows it as
+// text instead of evaluating it. Family, signature, sensor and file names
+// come from signature files and command lines, which an operator may not
+// control; addresses, times and counts never start with these characters.
+func neutralise(cells []string) []string {
+	for i, c := range cells {
+		cells[i] = neutraliseCell(c)
+	}
+	return cells
+}
+
+func neutraliseCell(c string) string {
+	if c == "" {
+		return c
+	}
+	switch c[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		return "'" + c
+	}
+	return c
 }
 
 // WriteTable writes the rows as aligned columns for a terminal. Names from
@@ -73,6 +97,52 @@ func WriteTable(w io.Writer, rows []HostSummary) error {
 		return err
 	}
 	return bw.Flush()
+}
+
+// WriteNetworkTable writes the networks of network lines as a second
+// table under its own heading, so nobody takes them for hosts. It writes
+// nothing when there are none.
+func WriteNetworkTable(w io.Writer, nets []NetworkSummary) error {
+	if len(nets) == 0 {
+		return nil
+	}
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "\nNetworks: %d sightings the evidence line budget folded per network (not hosts: no host in them is named)\n", sumEvents(nets))
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NETWORK\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS")
+	for i := range nets {
+		c := nets[i].cells()
+		for j := range c {
+			c[j] = printable(c[j])
+		}
+		fmt.Fprintln(tw, strings.Join(c, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func sumEvents(nets []NetworkSummary) uint64 {
+	var n uint64
+	for i := range nets {
+		n += nets[i].Events
+	}
+	return n
+}
+
+func (n *NetworkSummary) cells() []string {
+	return []string{
+		n.Network.String(),
+		n.FirstSeen.Format(evidence.TimeFormat),
+		n.LastSeen.Format(evidence.TimeFormat),
+		strconv.FormatUint(n.Events, 10),
+		n.Evidence.String(),
+		strings.Join(n.Families, listSep),
+		strings.Join(n.Signatures, listSep),
+		n.Sources.String(),
+		strings.Join(n.Sensors, listSep),
+	}
 }
 
 // printable escapes control characters and tabs (which would break the
@@ -122,8 +192,23 @@ func nonNil(s []string) []string {
 
 // JSONReport is the document --format json writes.
 type JSONReport struct {
-	Hosts   []jsonHost `json:"hosts"`
-	Summary Summary    `json:"summary"`
+	Hosts    []jsonHost    `json:"hosts"`
+	Summary  Summary       `json:"summary"`
+	Networks []jsonNetwork `json:"networks"`
+}
+
+// jsonNetwork is the JSON shape of a network line's network: a host row
+// with "network" in place of "host".
+type jsonNetwork struct {
+	Network    string   `json:"network"`
+	FirstSeen  string   `json:"first_seen"`
+	LastSeen   string   `json:"last_seen"`
+	Events     uint64   `json:"events"`
+	Evidence   string   `json:"evidence"`
+	Families   []string `json:"families"`
+	Signatures []string `json:"signatures"`
+	Sources    Sources  `json:"sources"`
+	Sensors    []string `json:"sensors"`
 }
 
 // Summary describes what a report was made from.
@@ -133,15 +218,29 @@ type Summary struct {
 	Lines     uint64 `json:"lines"`
 	Malformed uint64 `json:"malformed"`
 	Service   uint64 `json:"service"`
+
+	// Networks counts the networks of network lines, and NetworkSightings
+	// the sightings in them (part of Sightings, in no host's row).
+	Networks         int              `json:"networks"`
+	NetworkSightings uint64           `json:"network_sightings"`
+	NetworkRows      []NetworkSummary `json:"-"` // listed by json and html
 }
 
-// WriteJSON writes {"hosts":[...],"summary":{...}}: one object per row with
-// the CSV's columns as keys (families, signatures and sensors as arrays,
-// sources as an object).
+// WriteJSON writes {"hosts":[...],"summary":{...},"networks":[...]}: one
+// object per row with the CSV's columns as keys (families, signatures and
+// sensors as arrays, sources as an object); networks are the network lines'
+// networks, in the same shape with "network" in place of "host".
 func WriteJSON(w io.Writer, rows []HostSummary, sum Summary) error {
-	doc := JSONReport{Hosts: make([]jsonHost, len(rows)), Summary: sum}
+	doc := JSONReport{Hosts: make([]jsonHost, len(rows)), Summary: sum, Networks: make([]jsonNetwork, len(sum.NetworkRows))}
 	for i := range rows {
 		doc.Hosts[i] = rows[i].jsonRow()
+	}
+	for i, n := range sum.NetworkRows {
+		doc.Networks[i] = jsonNetwork{
+			Network: n.Network.String(), FirstSeen: n.FirstSeen.Format(evidence.TimeFormat), LastSeen: n.LastSeen.Format(evidence.TimeFormat),
+			Events: n.Events, Evidence: n.Evidence.String(),
+			Families: nonNil(n.Families), Signatures: nonNil(n.Signatures), Sources: n.Sources, Sensors: nonNil(n.Sensors),
+		}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

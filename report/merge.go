@@ -1,5 +1,7 @@
 package report
 
+import "net/netip"
+
 // merge folds b, a parallel read's worker, into a, another worker of the
 // same read (both made with the same filter, both tracking positions), so
 // that a ends as one Aggregator reading every line in file order would.
@@ -60,6 +62,7 @@ func (a *Aggregator) merge(b *Aggregator) {
 			}
 		}
 	}
+	a.mergeNetworks(b)
 	a.kept += b.kept
 	if a.timeline != nil && b.timeline != nil {
 		a.timeline.merge(b.timeline, remap[kindFamily])
@@ -106,5 +109,30 @@ func (t *Timeline) merge(o *Timeline, fam []uint32) {
 	t.max = max(t.max, o.max)
 	for t.buckets > maxTimelineBuckets {
 		t.widen()
+	}
+}
+
+// mergeNetworks folds b's network lines into a's: their state has no
+// first/last values to break ties on, only extremes, sums and sets.
+func (a *Aggregator) mergeNetworks(b *Aggregator) {
+	for p, bn := range b.nets {
+		if a.nets == nil {
+			a.nets = make(map[netip.Prefix]*netAgg)
+		}
+		n := a.nets[p]
+		if n == nil {
+			a.nets[p] = bn // b is not used after the merge
+			continue
+		}
+		n.first, n.last = min(n.first, bn.first), max(n.last, bn.last)
+		n.evidence = min(n.evidence, bn.evidence)
+		for k := range n.src {
+			n.src[k] += bn.src[k]
+		}
+		for _, x := range []struct{ to, from map[string]struct{} }{{n.fams, bn.fams}, {n.sigs, bn.sigs}, {n.sensors, bn.sensors}} {
+			for k := range x.from {
+				x.to[k] = struct{}{}
+			}
+		}
 	}
 }

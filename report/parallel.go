@@ -67,7 +67,7 @@ func (p *ParallelReader) Read(ctx context.Context, r io.Reader, name string) (Re
 	if magic, _ := src.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		gz, err := gzip.NewReader(src)
 		if err != nil {
-			return ReadStats{}, fmt.Errorf("evidence: %s: %w", name, err)
+			return ReadStats{}, fmt.Errorf("%s: %w", name, err)
 		}
 		defer gz.Close()
 		in = gz
@@ -182,7 +182,7 @@ func (p *ParallelReader) Read(ctx context.Context, r io.Reader, name string) (Re
 		if partial {
 			lines--
 		}
-		return st, fmt.Errorf("evidence: %s: after line %d: %w", name, lines, readErr)
+		return st, fmt.Errorf("%s: after line %d: %w", name, lines, readErr)
 	}
 	return st, nil
 }

@@ -20,9 +20,15 @@ import (
 // that first and last ports must break as one reader does), times out of
 // order, service lines, and bad lines of every kind.
 func randomLog(t testing.TB, rng *rand.Rand, n, hosts int, sensor string) []byte {
+	return randomLogCfg(t, rng, n, hosts, evidence.Config{Sensor: sensor, EventClock: true, Window: time.Millisecond})
+}
+
+// randomLogCfg is randomLog through a writer made with cfg (a line budget
+// turns most sightings into network lines).
+func randomLogCfg(t testing.TB, rng *rand.Rand, n, hosts int, cfg evidence.Config) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := evidence.NewWriter(&buf, evidence.Config{Sensor: sensor, EventClock: true, Window: time.Millisecond})
+	w := evidence.NewWriter(&buf, cfg)
 	svc := w.Service()
 	t0 := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	kinds := []evidence.Kind{evidence.DNSSinkhole, evidence.TFTPRefused, evidence.TFTPRequest, evidence.WireMatch}
@@ -61,6 +67,8 @@ func randomLog(t testing.TB, rng *rand.Rand, n, hosts int, sensor string) []byte
 
 type readResult struct {
 	hosts     []HostSummary
+	nets      []NetworkSummary
+	netSights uint64
 	sightings uint64
 	timeline  Binned
 	stats     []ReadStats
@@ -89,6 +97,7 @@ func readOne(t testing.TB, f Filter, logs [][]byte) readResult {
 		}
 	}
 	res.hosts, res.sightings, res.timeline = a.Hosts(), a.Sightings(), a.Timeline().Bin(TimelineBins)
+	res.nets, res.netSights = a.Networks(), a.NetworkSightings()
 	return res
 }
 
@@ -107,6 +116,7 @@ func readParallel(t testing.TB, f Filter, logs [][]byte, n int) readResult {
 	}
 	a := p.Aggregator()
 	res.hosts, res.sightings, res.timeline = a.Hosts(), a.Sightings(), a.Timeline().Bin(TimelineBins)
+	res.nets, res.netSights = a.Networks(), a.NetworkSightings()
 	return res
 }
 
@@ -139,7 +149,8 @@ func sameRead(t *testing.T, what string, one, par readResult) {
 // chunks from a few hundred bytes to the default, 1 to 4 workers, and the
 // time, family and evidence filters: rows, sightings, timeline, read
 // counts (first bad line included) and errors equal one Reader's feeding
-// one Aggregator.
+// one Aggregator. One log is mostly network lines (a writer over its line
+// budget).
 func TestParallelReadSameAsOneReader(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 1))
 	a := randomLog(t, rng, 3000, 300, "s1")
@@ -147,14 +158,18 @@ func TestParallelReadSameAsOneReader(t *testing.T) {
 	c := randomLog(t, rng, 2000, 50, "s3")
 	long := append(append(bytes.Clone(c[:len(c)/2]), bytes.Repeat([]byte("x"), MaxLineSize+10)...), c[len(c)/2:]...)
 	z := gz(t, bytes.Repeat(b, 4))
-	logs := [][]byte{a, gz(t, b), long, c[:len(c)-7], z[:len(z)*2/3], []byte("\x1f\x8bnot gzip"), nil, c}
+	nets := randomLogCfg(t, rng, 2000, 300, evidence.Config{Sensor: "s4", EventClock: true, Window: time.Millisecond, LineRate: 0.2, LineBurst: 20})
+	if !bytes.Contains(nets, []byte(`"network":`)) {
+		t.Fatal("the budgeted log has no network lines")
+	}
+	logs := [][]byte{a, gz(t, b), long, c[:len(c)-7], z[:len(z)*2/3], []byte("\x1f\x8bnot gzip"), nil, nets, c}
 	t0 := time.Date(2026, 11, 24, 0, 10, 0, 0, time.UTC)
 	filters := []Filter{{}, {Since: t0, Until: t0.Add(10 * time.Minute)}, {Families: []string{"fam3", "FAM5"}}, {StrongOnly: true}}
 	for _, size := range []int{300, 1 << 20} {
 		tinyLineChunks(t, size)
 		for _, f := range filters {
 			one := readOne(t, f, logs)
-			if len(one.hosts) < 20 || one.errs[4] == "" {
+			if len(one.hosts) < 20 || one.errs[4] == "" || len(one.nets) < 3 && f.Families == nil && !f.StrongOnly {
 				t.Fatalf("the inputs are too tame: %d hosts, errors %q", len(one.hosts), one.errs)
 			}
 			for _, n := range []int{1, 3} {

@@ -66,7 +66,7 @@ func NewReader(r io.Reader, name string) (*Reader, error) {
 	if magic, _ := src.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		gz, err := gzip.NewReader(src)
 		if err != nil {
-			return nil, fmt.Errorf("evidence: %s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		rd.gz = gz
 		rd.br = bufio.NewReaderSize(gz, bufSize)
@@ -82,7 +82,7 @@ func (r *Reader) Next() bool {
 		if err != nil {
 			r.done = true
 			if !errors.Is(err, io.EOF) {
-				r.err = fmt.Errorf("evidence: %s: after line %d: %w", r.name, r.stats.Lines, err)
+				r.err = fmt.Errorf("%s: after line %d: %w", r.name, r.stats.Lines, err)
 			}
 			if line == nil {
 				return false

@@ -21,6 +21,11 @@ type Filter struct {
 	// StrongOnly lists only hosts with strong evidence (their rows still
 	// count their weak sightings); otherwise every host is listed.
 	StrongOnly bool
+
+	// Exclude drops sightings of hosts in these networks (the sinkhole's
+	// own addresses, a partner's range), and network lines wholly inside
+	// one of them.
+	Exclude []netip.Prefix
 }
 
 // EvidenceStrong is the strength that proves an infection.
@@ -31,6 +36,9 @@ const EvidenceStrong = signatures.Strong
 // its count cannot be split.
 func (f *Filter) Keep(r *Sighting) bool {
 	if !f.Since.IsZero() && r.Last.Before(f.Since) {
+		return false
+	}
+	if len(f.Exclude) > 0 && f.excluded(r) {
 		return false
 	}
 	if !f.Until.IsZero() && r.Time.After(f.Until) {
@@ -45,6 +53,19 @@ func (f *Filter) Keep(r *Sighting) bool {
 		return false
 	}
 	return true
+}
+
+func (f *Filter) excluded(r *Sighting) bool {
+	for _, p := range f.Exclude {
+		if r.Network.IsValid() {
+			if p.Bits() <= r.Network.Bits() && p.Contains(r.Network.Addr()) {
+				return true
+			}
+		} else if p.Contains(r.Host.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // Sources counts sightings by where they were made.
@@ -106,11 +127,38 @@ type Aggregator struct {
 	timeline *Timeline
 	kept     uint64 // sightings counted
 
+	nets map[netip.Prefix]*netAgg // network lines (the writer's line budget was spent)
+
 	// A parallel read's worker notes, per host, the chunk of the line that
 	// set first and last: merged workers break ties of equal times the way
 	// one reader in file order does (see merge).
 	pos   []aggPos // nil when reading alone
 	chunk uint32   // the chunk being read
+}
+
+// NetworkSummary is what the logs say about one network whose sightings the
+// evidence writer folded into network lines because its line budget was
+// spent (a flood, perhaps of forged sources). It is not a host: nobody in
+// it is shown to be infected, only that sightings came from it.
+type NetworkSummary struct {
+	Network    netip.Prefix
+	FirstSeen  time.Time
+	LastSeen   time.Time
+	Events     uint64 // sum of counts
+	Evidence   signatures.Strength
+	Families   []string // sorted
+	Signatures []string // sorted
+	Sources    Sources
+	Sensors    []string // sorted
+}
+
+// netAgg is a network's state while reading; network lines are few (the
+// writer bounds them), so plain sets do.
+type netAgg struct {
+	first, last         int64
+	src                 [3]uint64
+	evidence            signatures.Strength
+	fams, sigs, sensors map[string]struct{}
 }
 
 // aggPos is where a host's first and last sightings came from.
@@ -140,6 +188,10 @@ func (a *Aggregator) Add(r *Sighting) {
 	}
 	if u := a.filter.Until; !u.IsZero() && last > u.UnixNano() {
 		last = u.UnixNano()
+	}
+	if r.Network.IsValid() {
+		a.addNetwork(r, first, last)
+		return
 	}
 	i, ok := a.lookup(r.Host)
 	if !ok {
@@ -186,6 +238,90 @@ func (a *Aggregator) Add(r *Sighting) {
 		}
 		a.timeline.add(fam, first, last, r.Count)
 	}
+}
+
+func (a *Aggregator) addNetwork(r *Sighting, first, last int64) {
+	if a.nets == nil {
+		a.nets = make(map[netip.Prefix]*netAgg)
+	}
+	n := a.nets[r.Network]
+	if n == nil {
+		n = &netAgg{first: first, last: last, evidence: r.Evidence,
+			fams: map[string]struct{}{}, sigs: map[string]struct{}{}, sensors: map[string]struct{}{}}
+		a.nets[r.Network] = n
+	}
+	n.first, n.last = min(n.first, first), max(n.last, last)
+	n.evidence = min(n.evidence, r.Evidence) // Strong is the smaller value
+	n.src[sourceOf(r.Kind)] += r.Count
+	for _, x := range []struct {
+		set map[string]struct{}
+		v   []byte
+	}{{n.fams, r.Family}, {n.sigs, r.Sig}, {n.sensors, r.Sensor}} {
+		if _, ok := x.set[string(x.v)]; !ok && len(x.v) > 0 {
+			x.set[string(x.v)] = struct{}{}
+		}
+	}
+	a.kept += r.Count
+	if a.timeline != nil {
+		a.timeline.add(a.names[kindFamily].id(r.Family), first, last, r.Count)
+	}
+}
+
+// Networks returns the networks of network lines that pass the evidence
+// filter, ordered as hosts are. They are not hosts and are not in Hosts.
+func (a *Aggregator) Networks() []NetworkSummary {
+	out := make([]NetworkSummary, 0, len(a.nets))
+	for p, n := range a.nets {
+		if a.filter.StrongOnly && n.evidence != signatures.Strong {
+			continue
+		}
+		out = append(out, NetworkSummary{
+			Network: p, FirstSeen: time.Unix(0, n.first).UTC(), LastSeen: time.Unix(0, n.last).UTC(),
+			Events: n.src[0] + n.src[1] + n.src[2], Evidence: n.evidence,
+			Families: setNames(n.fams), Signatures: setNames(n.sigs), Sensors: setNames(n.sensors),
+			Sources: Sources{DNS: n.src[0], TFTP: n.src[1], Wire: n.src[2]},
+		})
+	}
+	slices.SortFunc(out, func(x, y NetworkSummary) int {
+		if x.Evidence != y.Evidence {
+			return int(x.Evidence) - int(y.Evidence)
+		}
+		if x.Events != y.Events {
+			if x.Events > y.Events {
+				return -1
+			}
+			return 1
+		}
+		if c := x.Network.Addr().Compare(y.Network.Addr()); c != 0 {
+			return c
+		}
+		return x.Network.Bits() - y.Network.Bits()
+	})
+	return out
+}
+
+// NetworkSightings returns the sightings counted in network lines (all of
+// them, before the evidence filter).
+func (a *Aggregator) NetworkSightings() uint64 {
+	var n uint64
+	for _, x := range a.nets {
+		n += x.src[0] + x.src[1] + x.src[2]
+	}
+	return n
+}
+
+func setNames(set map[string]struct{}) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b string) int {
+		if c := strings.Compare(strings.ToLower(a), strings.ToLower(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return out
 }
 
 func (a *Aggregator) lookup(addr netip.Addr) (uint32, bool) {

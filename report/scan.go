@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"unicode/utf8"
+
+	"wormsink/evidence"
 )
 
 // Parser reads evidence lines. It is a hand-rolled JSON scanner for the
@@ -160,7 +162,7 @@ func (p *Parser) str(line []byte, i int) ([]byte, int, strStatus) {
 			}
 			return s, j + 1, strOK
 		case 2:
-			return p.strEscaped(line, start, j)
+			return p.strEscaped(line, start, j, nonASCII)
 		case 3:
 			return nil, 0, strBad
 		case 4:
@@ -170,11 +172,11 @@ func (p *Parser) str(line []byte, i int) ([]byte, int, strStatus) {
 	return nil, 0, strBad
 }
 
-// strEscaped decodes a string from start whose first escape is at j.
-func (p *Parser) strEscaped(line []byte, start, j int) ([]byte, int, strStatus) {
+// strEscaped decodes a string from start whose first escape is at j;
+// nonASCII says whether the bytes before it had any.
+func (p *Parser) strEscaped(line []byte, start, j int, nonASCII bool) ([]byte, int, strStatus) {
 	a0 := len(p.arena)
 	p.arena = append(p.arena, line[start:j]...)
-	nonASCII := false
 	for j < len(line) {
 		c := line[j]
 		switch strClass[c] {
@@ -409,5 +411,49 @@ func (p *Parser) parseSlow(line []byte, rec *Sighting) (LineKind, error) {
 			p.f.typ[fi], p.f.val[fi] = tOther, nil
 		}
 	}
+	if !utf8.Valid(line) {
+		// encoding/json replaced bytes that are not UTF-8 with U+FFFD, so
+		// that different names would read the same. Read such strings
+		// again, keeping every byte.
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(line, &raw); err == nil {
+			for k, v := range raw {
+				fi := fieldOf([]byte(k))
+				if fi < 0 || len(v) == 0 || v[0] != '"' || utf8.Valid(v) {
+					continue
+				}
+				p.f.val[fi] = keepBytes(v)
+			}
+		}
+	}
 	return toSighting(&p.f, rec)
+}
+
+// keepBytes decodes a JSON string literal that holds bytes that are not
+// UTF-8 and returns it escaped the way the evidence writer escapes (\xHH;
+// see evidence.Escape), so the report shows the bytes instead of U+FFFD.
+// Such bytes can only stand for themselves in JSON, and never sit inside
+// an escape sequence, so the valid runs between them decode on their own.
+func keepBytes(lit []byte) []byte {
+	body := lit[1 : len(lit)-1]
+	var out []byte
+	for len(body) > 0 {
+		i := 0
+		for i < len(body) {
+			r, size := utf8.DecodeRune(body[i:])
+			if r == utf8.RuneError && size == 1 {
+				break
+			}
+			i += size
+		}
+		var s string
+		json.Unmarshal(append(append([]byte{'"'}, body[:i]...), '"'), &s)
+		out = append(out, s...)
+		if i == len(body) {
+			break
+		}
+		out = append(out, body[i])
+		body = body[i+1:]
+	}
+	return []byte(evidence.Escape(string(out)))
 }

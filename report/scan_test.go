@@ -99,8 +99,19 @@ func TestParseLines(t *testing.T) {
 		{"control char", "{" + base + ",\"family\":\"a\x01b\"}", LineMalformed, nil},
 		{"bad escape", `{` + base + `,"family":"a\qb"}`, LineMalformed, nil},
 		{"no level no host", `{"event":"start","time":"2026-11-24T10:00:00.000Z"}`, LineMalformed, nil},
-		{"invalid utf8 falls back", "{" + base + ",\"family\":\"a\xffb\"}", LineEvidence,
-			func(r *Sighting) bool { return string(r.Family) == "a\uFFFDb" }},
+		{"invalid utf8 keeps its bytes", "{" + base + ",\"family\":\"a\xffb\"}", LineEvidence,
+			func(r *Sighting) bool { return string(r.Family) == `a\xffb` }},
+		{"invalid utf8 with escapes", "{" + base + ",\"family\":\"\\\\\xff\\u00e9\\\"\xc3\"}", LineEvidence,
+			func(r *Sighting) bool { return string(r.Family) == `\\\xffé"\xc3` }},
+		{"network line", `{"time":"2026-11-24T10:00:00.000Z","event":"tftp_refused","network":"10.1.2.0/24","evidence":"strong","count":7}`, LineEvidence,
+			func(r *Sighting) bool {
+				return r.Network.String() == "10.1.2.0/24" && !r.Host.IsValid() && r.Count == 7
+			}},
+		{"ipv6 network line", `{"time":"2026-11-24T10:00:00.000Z","event":"dns_sinkhole","network":"2001:db8:1::/48","evidence":"weak"}`, LineEvidence,
+			func(r *Sighting) bool { return r.Network.Bits() == 48 }},
+		{"network unmasked", `{"time":"2026-11-24T10:00:00.000Z","event":"tftp_refused","network":"10.1.2.3/24","evidence":"strong"}`, LineMalformed, nil},
+		{"network and host", `{` + base + `,"network":"10.0.0.0/24"}`, LineMalformed, nil},
+		{"network not a string", `{"time":"2026-11-24T10:00:00.000Z","event":"tftp_refused","network":24,"evidence":"strong"}`, LineMalformed, nil},
 		{"lone surrogate falls back", `{` + base + `,"family":"a\ud800b"}`, LineEvidence,
 			func(r *Sighting) bool { return string(r.Family) == "a\uFFFDb" }},
 		{"surrogate pair", `{` + base + `,"family":"\ud83d\ude00"}`, LineEvidence,
@@ -156,6 +167,8 @@ func FuzzParseLine(f *testing.F) {
 	f.Add(`{"time":"2026-11-24T10:00:00Z","event":"wire_match","host":"1.2.3.4","evidence":"weak","x":[{"y":null}],"count":2,"last":"2026-11-24T10:00:01.5Z"}`)
 	f.Add(`{"ho\u0073t":"1.2.3.4","time":"2026-11-24T10:00:00+01:00","event":"tftp_request","evidence":"strong","family":"\ud800"}`)
 	f.Add("{\"a\":\"\xff\"}")
+	f.Add("{\"time\":\"2026-11-24T10:00:00Z\",\"event\":\"tftp_refused\",\"host\":\"10.0.0.2\",\"evidence\":\"strong\",\"family\":\"W\xfe\\u0072m\"}")
+	f.Add(`{"time":"2026-11-24T10:00:00Z","event":"tftp_refused","network":"10.0.0.0/24","evidence":"strong","count":3}`)
 	f.Add(`{"port":1e2,"count":01}`)
 	f.Fuzz(func(t *testing.T, line string) {
 		var p, q Parser

@@ -27,11 +27,16 @@ type Sighting struct {
 	Sensor   []byte
 	Serial   uint64
 
-	// Per-event detail the exports use (SPEC §3); empty when absent.
+	// Per-event detail the exports use (docs/contract.md §3); empty when absent.
 	QName, QType, Transport []byte // dns_sinkhole
 	File, Op, Server        []byte // tftp_*, and wire_match when it saw a TFTP request
 	Peer, Role, Proto       []byte // wire_match
 	DstPort                 uint16 // wire_match
+
+	// Network is set, and Host invalid, for a network line: sightings the
+	// writer's line budget folded per /24 or /48 instead of per host. It
+	// names no host and carries no per-event detail.
+	Network netip.Prefix
 }
 
 // LineKind says what a parsed line turned out to be.
@@ -83,6 +88,7 @@ const (
 	fRole
 	fProto
 	fDstPort
+	fNetwork
 	nFields
 )
 
@@ -140,6 +146,8 @@ func fieldOf(key []byte) int {
 		return fProto
 	case "dst_port":
 		return fDstPort
+	case "network":
+		return fNetwork
 	}
 	return -1
 }
@@ -178,21 +186,26 @@ var (
 	errBadCount    = malformed("bad count")
 	errBadSerial   = malformed("bad serial")
 	errBadDstPort  = malformed("bad dst_port")
+	errBadNetwork  = malformed("bad network")
+	errHostAndNet  = malformed("both host and network")
 	errBadField    = malformed("a field has the wrong type")
 	errTooLong     = malformed("line too long")
 )
 
 // toSighting turns scanned fields into a Sighting.
 func toSighting(f *fields, rec *Sighting) (LineKind, error) {
-	if f.typ[fHost] == tNone {
+	if f.typ[fHost] == tNone && f.typ[fNetwork] == tNone {
 		if f.typ[fLevel] != tNone {
 			return LineService, nil
 		}
 		return LineMalformed, errNoHost
 	}
+	if f.typ[fHost] != tNone && f.typ[fNetwork] != tNone {
+		return LineMalformed, errHostAndNet
+	}
 	// Every string field must be a string when present.
 	for _, i := range [...]int{fTime, fEvent, fHost, fSig, fFamily, fEvidence, fLast, fSensor,
-		fQName, fQType, fTransport, fFile, fOp, fServer, fPeer, fRole, fProto} {
+		fQName, fQType, fTransport, fFile, fOp, fServer, fPeer, fRole, fProto, fNetwork} {
 		if t := f.typ[i]; t != tNone && t != tString {
 			return LineMalformed, errBadField
 		}
@@ -227,8 +240,16 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 		return LineMalformed, errBadEvidence
 	}
 	var ok bool
-	if rec.Host, ok = parseAddr(f.val[fHost]); !ok {
-		return LineMalformed, errBadHost
+	if f.typ[fNetwork] != tNone {
+		rec.Host = netip.Addr{}
+		if rec.Network, ok = parseNetwork(f.val[fNetwork]); !ok {
+			return LineMalformed, errBadNetwork
+		}
+	} else {
+		rec.Network = netip.Prefix{}
+		if rec.Host, ok = parseAddr(f.val[fHost]); !ok {
+			return LineMalformed, errBadHost
+		}
 	}
 	if rec.Time, ok = parseTime(f.val[fTime]); !ok || !plausible(rec.Time) {
 		return LineMalformed, errBadTime
@@ -255,7 +276,7 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 		return LineMalformed, errBadCount
 	}
 	if rec.Count == 0 {
-		rec.Count = 1 // SPEC §3: 1 when absent
+		rec.Count = 1 // docs/contract.md §3: 1 when absent
 	}
 	if rec.Serial, ok = uintField(f, fSerial, math.MaxUint64); !ok {
 		return LineMalformed, errBadSerial
@@ -352,6 +373,16 @@ func parseAddr(b []byte) (netip.Addr, bool) {
 	}
 	ip[3] = byte(n)
 	return netip.AddrFrom4(ip), true
+}
+
+// parseNetwork reads a network line's prefix; it must be written masked,
+// as the writer does, so one network has one spelling.
+func parseNetwork(b []byte) (netip.Prefix, bool) {
+	p, err := netip.ParsePrefix(string(b))
+	if err != nil || p != p.Masked() || p.Addr().Is4In6() {
+		return netip.Prefix{}, false
+	}
+	return p, true
 }
 
 func slowAddr(b []byte) (netip.Addr, bool) {

@@ -80,37 +80,69 @@ type Series struct {
 
 // Binned is the timeline cut into equal bins for drawing.
 type Binned struct {
-	First  time.Time // the first sighting
-	Last   time.Time // the last sighting
-	Start  time.Time // where the first bin starts
-	Width  time.Duration
-	Series []Series // most sightings first
+	First time.Time // the first sighting
+	Last  time.Time // the last sighting
+	Start time.Time // where the first bin starts: a clock boundary of Width
+	End   time.Time // where the last bin ends
+	Width time.Duration
+	// TailPartial is set when the log ends well before the last bin does:
+	// that bin's count covers less time than the others.
+	TailPartial bool
+	Series      []Series // most sightings first
 }
 
-// Bin cuts the timeline into at most n equal bins covering every sighting.
+// binWidths are the bin widths a reader counts in; each starts on a
+// boundary of its own width (weeks on Mondays, UTC).
+var binWidths = []time.Duration{
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour,
+	24 * time.Hour, 2 * 24 * time.Hour, 7 * 24 * time.Hour, 14 * 24 * time.Hour, 28 * 24 * time.Hour,
+}
+
+const week = 7 * 24 * time.Hour
+
+// monday is 1970-01-05, the first Monday of Unix time: week bins start there.
+var monday = int64(4 * 24 * time.Hour)
+
+// Bin cuts the timeline into at most n bins of a clock width (a minute, an
+// hour, a day...) starting on a boundary of that width, covering every
+// sighting. Timeline buckets wider than a minute (very long logs) go to the
+// bin their start falls in.
 func (t *Timeline) Bin(n int) Binned {
 	if t == nil || len(t.series) == 0 || n < 1 {
 		return Binned{}
 	}
-	lo, hi := floorDiv(t.min, t.width), floorDiv(t.max, t.width)
-	span := hi - lo + 1 // in buckets
-	per := (span + int64(n) - 1) / int64(n)
-	bins := int((span + per - 1) / per)
+	var w, origin, start, end int64
+	for i := 0; ; i++ {
+		if i < len(binWidths) {
+			w = int64(binWidths[i])
+		} else {
+			w = int64(week) * int64(1<<(i-len(binWidths)+3)) // 8, 16, 32... weeks
+		}
+		if w < t.width {
+			continue
+		}
+		origin = 0
+		if w%int64(week) == 0 {
+			origin = monday
+		}
+		start = origin + floorDiv(t.min-origin, w)*w
+		end = origin + (floorDiv(t.max-origin, w)+1)*w
+		if (end-start)/w <= int64(n) {
+			break
+		}
+	}
+	bins := int((end - start) / w)
 	out := Binned{First: time.Unix(0, t.min).UTC(), Last: time.Unix(0, t.max).UTC(),
-		Start: time.Unix(0, lo*t.width).UTC(), Width: time.Duration(per * t.width)}
+		Start: time.Unix(0, start).UTC(), End: time.Unix(0, end).UTC(), Width: time.Duration(w),
+		TailPartial: end-t.max > w/10}
 	for fam, s := range t.series {
 		sr := Series{Counts: make([]uint64, bins)}
 		if t.names != nil {
 			sr.Family = t.names.names[fam]
 		}
 		for b, c := range s {
-			i := (b - lo) / per
-			if i < 0 {
-				i = 0
-			}
-			if i >= int64(bins) {
-				i = int64(bins) - 1
-			}
+			i := min(max(floorDiv(b*t.width-start, w), 0), int64(bins)-1)
 			sr.Counts[i] += c
 			sr.Total += c
 		}

@@ -1,8 +1,47 @@
 #!/usr/bin/env bash
 # Installs the Debian packages wormsink's tests use, only those missing.
-# Services that packages would start (unbound, tftpd-hpa) are kept stopped:
-# the tests start their own copies on loopback ports.
+# Services that packages would start (unbound, tftpd-hpa) are kept stopped
+# (policy-rc.d) and, once installed, disabled, so that after a reboot they
+# do not hold ports 53 and 69: the tests start their own copies on loopback
+# ports. Only the packages this run installs (with their dependencies) are
+# touched; services of packages already installed stay as they were.
+#   scripts/deps.sh                            install what is missing
+#   scripts/deps.sh --disable-services PKG...  only disable PKG's services
+# DEPS_DRY_RUN=1 prints the service commands instead of running them.
 set -euo pipefail
+
+run() {
+  if [ -n "${DEPS_DRY_RUN:-}" ]; then echo "$*"; else "$@" >/dev/null 2>&1; fi
+}
+
+# disable_services PKG...: disable every service the packages ship, as
+# systemd units and as SysV init scripts (machines without systemd).
+disable_services() {
+  local pkg f
+  for pkg in "$@"; do
+    while read -r f; do
+      case "$f" in
+        /lib/systemd/system/*@*|/usr/lib/systemd/system/*@*) ;; # templates: enabled per instance
+        /lib/systemd/system/*.service|/lib/systemd/system/*.socket|/lib/systemd/system/*.timer|\
+        /usr/lib/systemd/system/*.service|/usr/lib/systemd/system/*.socket|/usr/lib/systemd/system/*.timer)
+          if command -v systemctl >/dev/null 2>&1; then
+            # Works without a running systemd too (it edits the symlinks).
+            run systemctl --no-reload disable "${f##*/}" || true
+          fi ;;
+        /etc/init.d/*)
+          if command -v update-rc.d >/dev/null 2>&1; then
+            run update-rc.d "${f##*/}" disable || true
+          fi ;;
+      esac
+    done < <(dpkg -L "$pkg" 2>/dev/null)
+  done
+}
+
+if [ "${1:-}" = --disable-services ]; then
+  shift
+  disable_services "$@"
+  exit 0
+fi
 
 # command -> Debian package
 declare -A need=(
@@ -42,5 +81,10 @@ if [ ! -e "$policy" ]; then
 fi
 trap '[ $made_policy -eq 1 ] && rm -f "$policy"' EXIT
 export DEBIAN_FRONTEND=noninteractive
+installed() { dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" {print $2}' | sort; }
+before=$(installed)
 apt-get update -qq >/dev/null || true
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+mapfile -t new < <(comm -13 <(echo "$before") <(installed))
+disable_services "${new[@]}"
+echo "deps: installed ${new[*]}; their services are disabled" >&2

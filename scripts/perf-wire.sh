@@ -6,15 +6,15 @@
 # be shared: the medians are compared, each within the same rounds), checks
 # both scans wrote the same bytes, and times the tcpdump filter and (when
 # installed) tshark.
-#   PACKETS=2000000 ROUNDS=5 scripts/perf-wire.sh
+#   PACKETS=2000000 ROUNDS=5 PCAP=testdata/perf/mixed.pcap scripts/perf-wire.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packets=${PACKETS:-2000000}
 rounds=${ROUNDS:-5}
-file=testdata/perf/mixed.pcap
-mkdir -p testdata/perf
+file=${PCAP:-testdata/perf/mixed.pcap}
+mkdir -p "$(dirname "$file")"
 if [ ! -s "$file" ]; then
-  go test ./wire -run '^TestMixedCapture$' -count=1 -args -perf-out="$PWD/$file" -perf-packets="$packets" >&2
+  go test ./wire -run '^TestMixedCapture$' -count=1 -args -perf-out="$(realpath -m "$file")" -perf-packets="$packets" >&2
 fi
 go build -o bin/wormsink ./cmd/wormsink
 tmp=$(mktemp -d /tmp/wormsink-perf-wire.XXXXXX)
@@ -41,8 +41,8 @@ if [ -x /usr/bin/time ]; then
     echo "peak RSS, --workers $w: $(cat "$tmp/rss") KiB"
   done
 fi
-# -Z root: as root, tcpdump would chown its output file to its own user.
-echo "tcpdump filter:   $(t tcpdump -Z root -r "$file" -w "$tmp/td.pcap" 'udp dst port 69') s"
+# To stdout: tcpdump run as root hands a file named by -w to its own user.
+echo "tcpdump filter:   $(t tcpdump -r "$file" -w - 'udp dst port 69') s"
 if command -v tshark >/dev/null; then
   # tshark reads ~35,000 packets/s: time the first TSHARK_PACKETS only.
   n=${TSHARK_PACKETS:-500000}

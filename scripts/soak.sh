@@ -56,7 +56,10 @@ awk 'BEGIN { srand(2); for (i = 0; i < 100000; i++) {
   else printf "u%05d.bench.test A\n", int(rand() * 10000) } }' >"$dir/queries.txt"
 
 log=$dir/evidence.jsonl
-"$dir/wormsink" serve --dns-listen "127.0.0.1:$dns" --tftp-listen "127.0.0.1:$tftp" --upstream "127.0.0.1:$up" \
+# The sinkhole serves on 127.0.0.2 and the load comes from 127.0.0.1: wormsink
+# never records the addresses it serves on as a host.
+srvaddr=127.0.0.2
+"$dir/wormsink" serve --dns-listen "$srvaddr:$dns" --tftp-listen "$srvaddr:$tftp" --upstream "127.0.0.1:$up" \
   --metrics-listen "127.0.0.1:$metrics" --signatures "$dir/sigs.yaml" --log "$log" --user "" \
   --tftp-source-rate -1 --tftp-total-rate -1 --watch-interval 0 2>"$dir/serve.err" & srv=$!; pids+=($srv)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$metrics/healthz" >/dev/null && break; sleep 0.1; done
@@ -64,10 +67,10 @@ for _ in $(seq 1 100); do dig @127.0.0.1 -p "$up" +short +tries=1 +time=1 u1.ben
 
 metric() { curl -sf "http://127.0.0.1:$metrics/metrics" | awk -v m="$1" '$1 == m {printf "%d\n", $2}'; }
 
-dnsperf -s 127.0.0.1 -p "$dns" -d "$dir/queries.txt" -c 4 -l "$secs" -Q "$qps" >"$dir/dnsperf.out" 2>&1 & perf=$!; pids+=($perf)
+dnsperf -s "$srvaddr" -p "$dns" -d "$dir/queries.txt" -c 4 -l "$secs" -Q "$qps" >"$dir/dnsperf.out" 2>&1 & perf=$!; pids+=($perf)
 ( end=$((SECONDS + secs)); n=0
   while [ $SECONDS -lt $end ]; do
-    curl -s --max-time 2 "tftp://127.0.0.1:$tftp/msblast.exe" -o /dev/null || true; n=$((n + 1))
+    curl -s --max-time 2 "tftp://$srvaddr:$tftp/msblast.exe" -o /dev/null || true; n=$((n + 1))
   done; echo "$n" >"$dir/tftp.count" ) & loop=$!; pids+=($loop)
 
 echo "soak: ${secs}s, dnsperf at $qps q/s, a TFTP request loop, SIGHUP every 30 s"

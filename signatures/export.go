@@ -26,13 +26,13 @@ func Export(w io.Writer, s *Set, format string, sinkhole []netip.Addr) error {
 	case "suricata":
 		err = exportSuricata(bw, s)
 	default:
-		return fmt.Errorf("signatures: export: unknown format %q (want %s)", format, strings.Join(ExportFormats, ", "))
+		return fmt.Errorf("export: unknown format %q (want %s)", format, strings.Join(ExportFormats, ", "))
 	}
 	if err != nil {
-		return fmt.Errorf("signatures: export %s: %w", format, err)
+		return fmt.Errorf("export %s: %w", format, err)
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("signatures: export %s: %w", format, err)
+		return fmt.Errorf("export %s: %w", format, err)
 	}
 	return nil
 }
@@ -40,7 +40,7 @@ func Export(w io.Writer, s *Set, format string, sinkhole []netip.Addr) error {
 // exportRPZ writes a Response Policy Zone. Owner names are relative, so the
 // zone loads under whatever name the resolver's configuration gives it.
 // Policy: CNAME . is NXDOMAIN, CNAME *. is NODATA, A/AAAA are local data
-// (a name with only A local data answers NODATA for AAAA, as SPEC §2 wants).
+// (a name with only A local data answers NODATA for AAAA, as docs/contract.md §2 wants).
 func exportRPZ(w *bufio.Writer, s *Set, sinkhole []netip.Addr) error {
 	fmt.Fprintf(w, "; wormsink response policy zone, signature serial %d, from %s\n", s.Serial(), s.Name())
 	// SOA serials are 32 bits; a longer file serial is taken modulo 2^32,

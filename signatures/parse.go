@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"wormsink/internal/yamlline"
+
 	"go.yaml.in/yaml/v3"
 )
 
@@ -33,10 +35,10 @@ func Load(path string) (*Set, error) {
 func decodeFile(path string) (*File, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("signatures: %w", err)
+		return nil, err
 	}
 	if fi.IsDir() {
-		return nil, fmt.Errorf("signatures: %s is a directory", path)
+		return nil, fmt.Errorf("%s is a directory", path)
 	}
 	if fi.Size() > MaxFileSize {
 		return nil, &Error{File: path, Msg: fmt.Sprintf("file larger than %d bytes", MaxFileSize)}
@@ -50,7 +52,7 @@ func decodeFile(path string) (*File, error) {
 	open := func() (io.Reader, error) {
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, fmt.Errorf("signatures: %w", err)
+			return nil, err
 		}
 		opened = append(opened, f)
 		return io.LimitReader(f, MaxFileSize+1), nil
@@ -99,7 +101,7 @@ func decodeSource(name string, open source) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := decoder{name: name}
+	d := decoder{name: name, open: open}
 	return d.decode(r)
 }
 
@@ -146,6 +148,7 @@ func (d *decoder) decode(r io.Reader) (*File, error) {
 type decoder struct {
 	name       string
 	prescanned *prescanned // plain names taken out before YAML decoding, if any
+	open       source      // the file again, to find the line of a YAML syntax error
 }
 
 func (d *decoder) errf(n *yaml.Node, format string, args ...any) error {
@@ -156,22 +159,16 @@ func (d *decoder) errf(n *yaml.Node, format string, args ...any) error {
 	return &Error{File: d.name, Line: line, Msg: fmt.Sprintf(format, args...)}
 }
 
-// yamlError turns the YAML library's "yaml: line N: msg" into FILE:LINE: msg.
+// yamlError turns the YAML library's "yaml: line N: msg" into FILE:LINE:
+// msg, at the line of the mistake rather than of the block it breaks.
 func (d *decoder) yamlError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if i := strings.Index(rest, ": "); i > 0 {
-			if n, err := strconv.Atoi(rest[:i]); err == nil {
-				line, msg = n, rest[i+2:]
-				// The YAML library reports parser errors (not scanner ones)
-				// with a zero-based line: the line where the construct began.
-				if strings.HasPrefix(msg, "did not find expected") {
-					line++
-				}
-			}
+	var data []byte
+	if d.open != nil {
+		if r, oerr := d.open(); oerr == nil {
+			data, _ = io.ReadAll(r)
 		}
 	}
+	line, msg := yamlline.Locate(data, err)
 	return &Error{File: d.name, Line: line, Msg: "invalid YAML: " + msg}
 }
 

@@ -292,3 +292,29 @@ func TestBigSetMatches(t *testing.T) {
 		}
 	}
 }
+
+// A YAML syntax error names the line of the mistake, not the line where
+// the block it breaks begins (the YAML library's own report).
+func TestYAMLErrorLine(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		line int
+	}{
+		{"serial: 1\nsignatures:\n  - id: blaster\n    family: Blaster\n    tftp_files: [msblast.exe]\n   domains: [a.example]\n", 6},
+		{"serial: 1\nsignatures:\n  - id: blaster\n    family: Blaster\n    domains:\n      - a.example\n      - b.example\n     - c.example\n", 8},
+		{"serial: 1\nsignatures:\n  - id: blaster\n    family: [Blaster\n", 4},
+	} {
+		_, err := Parse("s.yaml", []byte(tc.text))
+		var se *Error
+		if !errors.As(err, &se) || se.Line != tc.line || !strings.HasPrefix(se.Msg, "invalid YAML: ") {
+			t.Errorf("%q: %v; want s.yaml:%d: invalid YAML", tc.text, err, tc.line)
+		}
+		path := filepath.Join(t.TempDir(), "s.yaml")
+		if err := os.WriteFile(path, []byte(tc.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(path); !errors.As(err, &se) || se.Line != tc.line {
+			t.Errorf("Load %q: %v; want line %d", tc.text, err, tc.line)
+		}
+	}
+}

@@ -8,7 +8,7 @@ import (
 
 // decodeSlow decodes without the plain-list shortcut.
 func decodeSlow(name string, data []byte) (*File, error) {
-	d := decoder{name: name}
+	d := decoder{name: name, open: bytesSource(data)}
 	return d.decode(bytes.NewReader(data))
 }
 

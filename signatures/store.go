@@ -106,7 +106,7 @@ func (s *Store) Reload() (Reload, error) {
 	}
 	r.NewSerial, r.Stats = set.Serial(), set.Stats()
 	if set.Serial() < old.Serial() {
-		return r, fmt.Errorf("signatures: %s: serial %d is lower than %d in service: %w", s.path, set.Serial(), old.Serial(), ErrSerialDecreased)
+		return r, fmt.Errorf("%s: serial %d is lower than %d in service: %w", s.path, set.Serial(), old.Serial(), ErrSerialDecreased)
 	}
 	s.cur.Store(set)
 	s.digest = digest
@@ -158,16 +158,16 @@ func hashFile(path string) ([sha256.Size]byte, fileStat, error) {
 	var sum [sha256.Size]byte
 	f, err := os.Open(path)
 	if err != nil {
-		return sum, fileStat{}, fmt.Errorf("signatures: %w", err)
+		return sum, fileStat{}, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return sum, fileStat{}, fmt.Errorf("signatures: %w", err)
+		return sum, fileStat{}, err
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.LimitReader(f, MaxFileSize+1)); err != nil {
-		return sum, fileStat{}, fmt.Errorf("signatures: %w", err) // err names the path
+		return sum, fileStat{}, err // it names the path
 	}
 	h.Sum(sum[:0])
 	return sum, toFileStat(fi), nil

@@ -1,7 +1,11 @@
 package sinkhole
 
 import (
+	"bufio"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -130,16 +134,28 @@ func TestFlood(t *testing.T) {
 	}
 	sendTime := time.Since(start)
 	// Everything read by the server: its socket queue is empty.
-	waitFor(t, "the server to read every request", func() bool {
+	waitDrained(t, "the server to read every request", func() (int64, bool) {
 		rx, _, ok := udpQueue(p.addr.Port())
-		return ok && rx == 0
+		return rx, ok
 	})
 	elapsed := time.Since(start)
 	_, drops, _ := udpQueue(p.addr.Port())
 	close(stopSampling)
 	<-sampled
 	st := p.stop(t)
-	waitFor(t, "every reply to arrive", func() bool { return uint64(replies.Load()) == st.Replies })
+	// The server has exited: every reply it sent is read or waits in a
+	// client socket's queue. Wait until the clients have read them all.
+	clientPorts := map[uint16]bool{}
+	for _, c := range conns {
+		clientPorts[c.LocalAddr().(*net.UDPAddr).AddrPort().Port()] = true
+	}
+	waitDrained(t, "the clients to read every reply", func() (int64, bool) {
+		rx, _ := udpQueues(clientPorts)
+		return rx, true
+	})
+	if _, clientDrops := udpQueues(clientPorts); clientDrops != 0 || uint64(replies.Load()) != st.Replies {
+		t.Fatalf("clients read %d replies of %d sent; the kernel dropped %d", replies.Load(), st.Replies, clientDrops)
+	}
 
 	t.Logf("sent %d requests in %v (%.0f/s); server: %+v", sent, sendTime, float64(sent)/sendTime.Seconds(), st)
 	t.Logf("server process: max %d fds, max RSS %.1f MB over %d samples; kernel drops %d",
@@ -198,4 +214,54 @@ func TestFlood(t *testing.T) {
 	if len(counts) != ports {
 		t.Errorf("evidence names %d source ports, want %d", len(counts), ports)
 	}
+}
+
+// waitDrained waits until queued (bytes in socket queues) is 0, failing only
+// when it stops shrinking for a long while: a loaded machine drains slowly,
+// a stuck one does not drain at all.
+func waitDrained(t *testing.T, what string, queued func() (int64, bool)) {
+	t.Helper()
+	const stall = 30 * time.Second
+	best, since := int64(-1), time.Now()
+	for {
+		q, ok := queued()
+		if ok && q == 0 {
+			return
+		}
+		if best < 0 || q < best {
+			best, since = q, time.Now()
+		}
+		if time.Since(since) > stall {
+			t.Fatalf("timed out waiting for %s: %d bytes queued, no progress for %v", what, q, stall)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// udpQueues sums the receive queues and drops of the UDP sockets on
+// 127.0.0.1 bound to these ports, in one read of /proc/net/udp.
+func udpQueues(ports map[uint16]bool) (rxQueue, drops int64) {
+	f, err := os.Open("/proc/net/udp")
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 13 {
+			continue
+		}
+		_, hexPort, ok := strings.Cut(fs[1], ":")
+		port, err := strconv.ParseUint(hexPort, 16, 16)
+		if !ok || err != nil || !ports[uint16(port)] {
+			continue
+		}
+		q := strings.SplitN(fs[4], ":", 2)
+		rx, _ := strconv.ParseInt(q[1], 16, 64)
+		d, _ := strconv.ParseInt(fs[12], 10, 64)
+		rxQueue += rx
+		drops += d
+	}
+	return rxQueue, drops
 }

@@ -164,11 +164,11 @@ func (s *Server) Stats() Stats {
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return fmt.Errorf("sinkhole: listen %s: %w", addr, err)
+		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	conn, err := net.ListenUDP("udp", ua)
 	if err != nil {
-		return fmt.Errorf("sinkhole: listen %s: %w", addr, err)
+		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	return s.Serve(ctx, conn)
 }
@@ -224,9 +224,9 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 	case <-ctx.Done():
 	case <-s.stop:
 	case <-g.failed:
-		err = fmt.Errorf("sinkhole: serve %s: %w", conn.LocalAddr(), g.failure())
+		err = fmt.Errorf("serve %s: %w", conn.LocalAddr(), g.failure())
 	case e := <-served:
-		err = fmt.Errorf("sinkhole: serve %s: tftp server stopped: %v", conn.LocalAddr(), e)
+		err = fmt.Errorf("serve %s: tftp server stopped: %v", conn.LocalAddr(), e)
 		served <- e
 	}
 

@@ -564,7 +564,7 @@ func TestSocketFailure(t *testing.T) {
 	conn.Close()
 	select {
 	case err := <-done:
-		if err == nil || errors.Is(err, ErrServerClosed) || !strings.Contains(err.Error(), "sinkhole: serve") {
+		if err == nil || errors.Is(err, ErrServerClosed) || !strings.Contains(err.Error(), "serve ") {
 			t.Fatalf("Serve after the socket closed: %v", err)
 		}
 	case <-time.After(5 * time.Second):

@@ -99,7 +99,7 @@ func FuzzScan(f *testing.F) {
 	m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n, err := m.Scan(context.Background(), bytes.NewReader(data), "fuzz")
-		if err != nil && !strings.Contains(err.Error(), "wire: fuzz: ") {
+		if err != nil && !strings.Contains(err.Error(), "fuzz: ") {
 			t.Fatalf("error does not name the file: %v", err)
 		}
 		if uint64(len(data)) < 16*n {

@@ -111,7 +111,7 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 	set := cfg.Sigs.Current()
 	prog, err := Filter(set, c.anyPort)
 	if err != nil {
-		return nil, fmt.Errorf("wire: capture %s: filter: %w", iface, err)
+		return nil, fmt.Errorf("%s: filter: %w", iface, err)
 	}
 	c.filterFor = set
 	// One fan-out group per Capture; the id only has to differ from other
@@ -129,13 +129,13 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 		)
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("wire: capture %s: socket %d: %w", iface, i, err)
+			return nil, fmt.Errorf("%s: socket %d: %w", iface, i, err)
 		}
 		w := &captureWorker{h: h, m: NewMatcher(cfg.Sigs, cfg.Rec, cfg.Matcher)}
 		c.workers = append(c.workers, w)
 		if err := h.SetBPF(prog); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("wire: capture %s: attach filter: %w", iface, err)
+			return nil, fmt.Errorf("%s: attach filter: %w", iface, err)
 		}
 		// Hash by flow, IPv4 fragments reassembled by the kernel first, so
 		// a datagram's pieces meet in one worker. (IPv6 fragments carry no
@@ -143,13 +143,13 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 		if n > 1 {
 			if err := h.SetFanout(afpacket.FanoutHashWithDefrag, group); err != nil {
 				c.Close()
-				return nil, fmt.Errorf("wire: capture %s: fan-out group %d: %w", iface, group, err)
+				return nil, fmt.Errorf("%s: fan-out group %d: %w", iface, group, err)
 			}
 		}
 		if cfg.Promisc && i == 0 {
 			if err := h.SetPromiscuous(true); err != nil {
 				c.Close()
-				return nil, fmt.Errorf("wire: capture %s: promiscuous mode: %w", iface, err)
+				return nil, fmt.Errorf("%s: promiscuous mode: %w", iface, err)
 			}
 		}
 	}
@@ -170,7 +170,7 @@ func (c *Capture) refilter() error {
 	}
 	prog, err := Filter(set, c.anyPort)
 	if err != nil {
-		return fmt.Errorf("wire: capture %s: filter: %w", c.iface, err)
+		return fmt.Errorf("%s: filter: %w", c.iface, err)
 	}
 	for _, w := range c.workers {
 		w.mu.Lock()
@@ -179,7 +179,7 @@ func (c *Capture) refilter() error {
 		}
 		w.mu.Unlock()
 		if err != nil {
-			return fmt.Errorf("wire: capture %s: attach filter: %w", c.iface, err)
+			return fmt.Errorf("%s: attach filter: %w", c.iface, err)
 		}
 	}
 	c.filterFor = set
@@ -196,7 +196,7 @@ func (c *Capture) Run(ctx context.Context) error {
 	for _, w := range c.workers {
 		wg.Go(func() {
 			if err := w.run(ctx); err != nil {
-				errs <- fmt.Errorf("wire: capture %s: %w", c.iface, err)
+				errs <- fmt.Errorf("%s: %w", c.iface, err)
 				cancel()
 			}
 		})

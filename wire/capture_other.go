@@ -28,7 +28,7 @@ type CaptureStats struct {
 	Packets, Bytes, Events, KernelPackets, KernelDrops uint64
 }
 
-var errNoCapture = errors.New("wire: live capture needs Linux (AF_PACKET)")
+var errNoCapture = errors.New("live capture needs Linux (AF_PACKET)")
 
 // NewCapture fails: live capture needs Linux.
 func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) { return nil, errNoCapture }

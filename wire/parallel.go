@@ -75,7 +75,7 @@ func (s *ParallelScanner) Stats() Stats {
 func (s *ParallelScanner) ScanFile(ctx context.Context, path string) (uint64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, fmt.Errorf("wire: %w", err)
+		return 0, err // *PathError names the file
 	}
 	defer f.Close()
 	return s.Scan(ctx, f, path)
@@ -118,20 +118,20 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 	br := bufio.NewReaderSize(r, 64<<10)
 	plain, err := plainPcap(br)
 	if err != nil {
-		return 0, fmt.Errorf("wire: %s: %w", name, err)
+		return 0, fmt.Errorf("%s: %w", name, err)
 	}
 	var src packetSource
 	var lt layers.LinkType
 	var mixed bool
 	if plain == nil {
 		if src, lt, mixed, err = openCapture(br); err != nil {
-			return 0, fmt.Errorf("wire: %s: %w", name, err)
+			return 0, fmt.Errorf("%s: %w", name, err)
 		}
 	} else {
 		lt = plain.lt
 	}
 	if !mixed && !Supported(lt) {
-		return 0, fmt.Errorf("wire: %s: unsupported link type %d (%v)", name, uint32(lt), lt)
+		return 0, fmt.Errorf("%s: unsupported link type %d (%v)", name, uint32(lt), lt)
 	}
 	nw := len(s.workers)
 	// A fixed set of chunks bounds the memory: the reader waits for one to
@@ -196,14 +196,14 @@ func (p *chunkPipe) readPackets(ctx context.Context, src packetSource, lt layers
 	for {
 		if p.n&0xfff == 0 {
 			if err := ctx.Err(); err != nil {
-				p.err = fmt.Errorf("wire: %s: stopped after packet %d: %w", p.name, p.n, err)
+				p.err = fmt.Errorf("%s: stopped after packet %d: %w", p.name, p.n, err)
 				break
 			}
 		}
 		data, ci, err := src.ZeroCopyReadPacketData()
 		if err != nil {
 			if err != io.EOF {
-				p.err = fmt.Errorf("wire: %s: packet %d: %w", p.name, p.n+1, readErr(err))
+				p.err = fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, readErr(err))
 			}
 			break
 		}
@@ -285,11 +285,11 @@ func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHead
 			capLen := int(h.order.Uint32(hdr[8:12]))
 			origLen := int(h.order.Uint32(hdr[12:16]))
 			if capLen > h.maxCap {
-				p.fail(c, fmt.Errorf("wire: %s: packet %d: capture length exceeds snap length: %d > %d", p.name, p.n+1, capLen, h.snaplen))
+				p.fail(c, fmt.Errorf("%s: packet %d: capture length exceeds snap length: %d > %d", p.name, p.n+1, capLen, h.snaplen))
 				return
 			}
 			if capLen > origLen {
-				p.fail(c, fmt.Errorf("wire: %s: packet %d: capture length exceeds original packet length: %d > %d", p.name, p.n+1, capLen, origLen))
+				p.fail(c, fmt.Errorf("%s: packet %d: capture length exceeds original packet length: %d > %d", p.name, p.n+1, capLen, origLen))
 				return
 			}
 			if len(c.data)-pos-16 < capLen {
@@ -297,7 +297,7 @@ func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHead
 			}
 			if p.n&0xfff == 0 {
 				if err := ctx.Err(); err != nil {
-					p.fail(c, fmt.Errorf("wire: %s: stopped after packet %d: %w", p.name, p.n, err))
+					p.fail(c, fmt.Errorf("%s: stopped after packet %d: %w", p.name, p.n, err))
 					return
 				}
 			}
@@ -315,7 +315,7 @@ func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHead
 				// not one byte of its data is there, else reports it.
 				rest := len(c.data) - pos
 				if rest > 0 && rest != 16 {
-					p.fail(c, fmt.Errorf("wire: %s: packet %d: %w", p.name, p.n+1, readErr(io.ErrUnexpectedEOF)))
+					p.fail(c, fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, readErr(io.ErrUnexpectedEOF)))
 					return
 				}
 				p.fail(c, nil)
@@ -342,7 +342,7 @@ func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHead
 		case err == io.EOF || err == io.ErrUnexpectedEOF:
 			eof = true
 		case err != nil:
-			p.fail(c, fmt.Errorf("wire: %s: packet %d: %w", p.name, p.n+1, err))
+			p.fail(c, fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, err))
 			return
 		}
 	}

@@ -31,7 +31,7 @@ const pcapngMagic = 0x0A0D0D0A
 func (m *Matcher) ScanFile(ctx context.Context, path string) (uint64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, fmt.Errorf("wire: %w", err)
+		return 0, err
 	}
 	defer f.Close()
 	return m.Scan(ctx, f, path)
@@ -42,16 +42,16 @@ func (m *Matcher) ScanFile(ctx context.Context, path string) (uint64, error) {
 func (m *Matcher) Scan(ctx context.Context, r io.Reader, name string) (uint64, error) {
 	src, lt, mixed, err := openCapture(r)
 	if err != nil {
-		return 0, fmt.Errorf("wire: %s: %w", name, err)
+		return 0, fmt.Errorf("%s: %w", name, err)
 	}
 	if !mixed && !Supported(lt) {
-		return 0, fmt.Errorf("wire: %s: unsupported link type %d (%v)", name, uint32(lt), lt)
+		return 0, fmt.Errorf("%s: unsupported link type %d (%v)", name, uint32(lt), lt)
 	}
 	var n uint64
 	for {
 		if n&0xfff == 0 {
 			if err := ctx.Err(); err != nil {
-				return n, fmt.Errorf("wire: %s: stopped after packet %d: %w", name, n, err)
+				return n, fmt.Errorf("%s: stopped after packet %d: %w", name, n, err)
 			}
 		}
 		data, ci, err := src.ZeroCopyReadPacketData()
@@ -59,7 +59,7 @@ func (m *Matcher) Scan(ctx context.Context, r io.Reader, name string) (uint64, e
 			if err == io.EOF {
 				return n, nil
 			}
-			return n, fmt.Errorf("wire: %s: packet %d: %w", name, n+1, readErr(err))
+			return n, fmt.Errorf("%s: packet %d: %w", name, n+1, readErr(err))
 		}
 		n++
 		plt := lt

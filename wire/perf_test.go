@@ -20,7 +20,7 @@ import (
 )
 
 var (
-	perfOut     = flag.String("perf-out", "", "write the mixed performance capture here (scripts/make-perf.sh)")
+	perfOut     = flag.String("perf-out", "", "write the mixed performance capture here (scripts/perf-wire.sh)")
 	perfPackets = flag.Int("perf-packets", 2_000_000, "packets in the performance capture")
 )
 

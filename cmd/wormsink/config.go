@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 
+	"wormsink/internal/yamlline"
+
 	"go.yaml.in/yaml/v3"
 )
 
@@ -23,7 +25,11 @@ func applyConfigFile(fs *flag.FlagSet, path string, skip ...string) error {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%s: invalid YAML: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		line, msg := yamlline.Locate(data, err)
+		if line == 0 {
+			return fmt.Errorf("%s: invalid YAML: %s", path, msg)
+		}
+		return fmt.Errorf("%s:%d: invalid YAML: %s", path, line, msg)
 	}
 	if len(doc.Content) == 0 {
 		return nil // an empty file sets nothing

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -297,26 +298,29 @@ func TestServeStory(t *testing.T) {
 	os.WriteFile(sigPath, fmt.Appendf(nil, storySigs, 100, "tftp.worm.example"), 0o644)
 	p := startServe(t, bin, "--signatures", sigPath, "--upstream", upstream, "--sinkhole-ip", "127.0.0.1")
 
-	// Host 1 (127.0.0.1) and host 2 (127.0.0.2) look up the worm's TFTP
-	// host, then ask the sinkhole for the worm.
-	for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
+	// Host 3 (127.0.0.3) and host 2 (127.0.0.2) look up the worm's TFTP
+	// host, then ask the sinkhole for the worm. 127.0.0.1 is the sinkhole's
+	// own address: what it does is never recorded as a host.
+	for _, host := range []string{"127.0.0.3", "127.0.0.2"} {
 		if st, ans := p.dig(t, host, "tftp.worm.example", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "127.0.0.1" {
 			t.Fatalf("%s: tftp.worm.example A: %s %v, want the sinkhole 127.0.0.1", host, st, ans)
 		}
 	}
-	if st, ans := p.dig(t, "127.0.0.1", "www.example.net", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "192.0.2.80" {
+	if st, ans := p.dig(t, "127.0.0.3", "www.example.net", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "192.0.2.80" {
 		t.Fatalf("forwarded name: %s %v", st, ans)
 	}
-	if st, _ := p.dig(t, "127.0.0.1", "windowsupdate.com", "A"); st != "NXDOMAIN" {
+	if st, _ := p.dig(t, "127.0.0.3", "windowsupdate.com", "A"); st != "NXDOMAIN" {
 		t.Fatalf("windowsupdate.com: %s, want NXDOMAIN", st)
 	}
 
 	work := t.TempDir()
+	// tftp-hpa cannot choose its source: it asks from 127.0.0.1, the
+	// sinkhole's own address, which is answered but never a host.
 	out, _ := runIn(work, tftp, "127.0.0.1", strconv.Itoa(p.tftp), "-m", "octet", "-c", "get", "msblast.exe")
 	if !strings.Contains(out, "Error code") {
 		t.Errorf("tftp get msblast.exe: %q, want an error", out)
 	}
-	for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
+	for _, host := range []string{"127.0.0.3", "127.0.0.2"} {
 		out, err := runIn(work, curl, "-sS", "--max-time", "10", "--interface", host, "-o", filepath.Join(work, "got-"+host),
 			fmt.Sprintf("tftp://127.0.0.1:%d/msblast.exe", p.tftp))
 		if err == nil {
@@ -335,10 +339,10 @@ func TestServeStory(t *testing.T) {
 	if got := p.metric(t, `wormsink_signature_reloads_total{result="ok"}`); got != reloads+1 {
 		t.Errorf("reloads ok %v, want %v", got, reloads+1)
 	}
-	if st, ans := p.dig(t, "127.0.0.1", "tftp2.worm.example", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "127.0.0.1" {
+	if st, ans := p.dig(t, "127.0.0.3", "tftp2.worm.example", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "127.0.0.1" {
 		t.Fatalf("after reload tftp2.worm.example: %s %v", st, ans)
 	}
-	if st, ans := p.dig(t, "127.0.0.1", "tftp.worm.example", "A"); len(ans) != 1 || ans[0] != "198.51.100.66" {
+	if st, ans := p.dig(t, "127.0.0.3", "tftp.worm.example", "A"); len(ans) != 1 || ans[0] != "198.51.100.66" {
 		t.Fatalf("after reload tftp.worm.example should be forwarded: %s %v", st, ans)
 	}
 
@@ -346,7 +350,7 @@ func TestServeStory(t *testing.T) {
 	os.WriteFile(sigPath, []byte("serial: 102\nsignatures:\n  - id: Bad\n"), 0o644)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "failed reload", 5*time.Second, func() bool { return p.metric(t, `wormsink_signature_reloads_total{result="failed"}`) == 1 })
-	if st, ans := p.dig(t, "127.0.0.1", "tftp2.worm.example", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "127.0.0.1" {
+	if st, ans := p.dig(t, "127.0.0.3", "tftp2.worm.example", "A"); st != "NOERROR" || len(ans) != 1 || ans[0] != "127.0.0.1" {
 		t.Fatalf("after broken reload: %s %v", st, ans)
 	}
 	if p.metric(t, "wormsink_signature_serial") != 101 {
@@ -355,14 +359,20 @@ func TestServeStory(t *testing.T) {
 
 	sinkholed := p.metric(t, `wormsink_dns_queries_total{outcome="sinkholed"}`)
 	refused := p.metric(t, `wormsink_tftp_requests_total{outcome="refused"}`)
+	excluded := p.metric(t, "wormsink_evidence_excluded_total")
 	p.stop(t)
 
 	lines := logLines(t, p.log)
 	if got := sightings(lines, "dns_sinkhole"); got != sinkholed || got != 5 {
 		t.Errorf("dns_sinkhole sightings %v, metric %v, want 5", got, sinkholed)
 	}
-	if got := sightings(lines, "tftp_refused"); got != refused || got < 3 {
-		t.Errorf("tftp_refused sightings %v, metric %v, want >= 3 (one per client request)", got, refused)
+	if got := sightings(lines, "tftp_refused"); got != refused-1 || got < 2 || excluded != 1 {
+		t.Errorf("tftp_refused sightings %v, metric %v, excluded %v: want one per request, less tftp-hpa's from the sinkhole's own address", got, refused, excluded)
+	}
+	for _, l := range lines {
+		if l["host"] == "127.0.0.1" {
+			t.Errorf("the sinkhole's own address is a host: %v", l)
+		}
 	}
 	var failed, stopped bool
 	for _, l := range lines {
@@ -388,7 +398,10 @@ func TestServeStory(t *testing.T) {
 	for _, r := range rows[1:] {
 		hosts[r[0]] = r
 	}
-	for _, h := range []string{"127.0.0.1", "127.0.0.2"} {
+	if _, ok := hosts["127.0.0.1"]; ok {
+		t.Errorf("report lists the sinkhole's own address:\n%s", rep.String())
+	}
+	for _, h := range []string{"127.0.0.3", "127.0.0.2"} {
 		r, ok := hosts[h]
 		if !ok {
 			t.Fatalf("report lacks %s:\n%s", h, rep.String())
@@ -499,4 +512,55 @@ func TestServeDropsPrivileges(t *testing.T) {
 		t.Fatalf("after the drop: %s", st)
 	}
 	p.stop(t)
+}
+
+// Started as root with --user nobody and a signature file nobody cannot
+// read, serve must not start (every later reload would fail): one clear
+// line, status 1.
+func TestServeUnreadableSignaturesAfterDrop(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root (make test runs as root in CI)")
+	}
+	bin := wormsinkBinary(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sigs := filepath.Join(dir, "signatures.yaml")
+	if err := os.WriteFile(sigs, []byte("serial: 1\nsignatures:\n  - id: x\n    family: X\n    tftp_files: [x.exe]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--user", "nobody", "--signatures", sigs, "--dns-listen", "",
+		"--tftp-listen", "127.0.0.1:0", "--log", filepath.Join(dir, "log"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	// Either it exits, or it logs its start: wait for whichever comes.
+	var err error
+	exited := false
+	waitFor(t, "serve to exit or start", 60*time.Second, func() bool {
+		select {
+		case err = <-done:
+			exited = true
+			return true
+		default:
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, "log"))
+		return bytes.Contains(data, []byte(`"event":"start"`))
+	})
+	if !exited {
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("serve started with a signature file --user nobody cannot read")
+	}
+	msg := strings.TrimSuffix(stderr.String(), "\n")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure || strings.Contains(msg, "\n") ||
+		!strings.HasPrefix(msg, "wormsink: serve: ") || !strings.Contains(msg, sigs) || !strings.Contains(msg, "nobody") {
+		t.Fatalf("exit %v, stderr %q; want status 1 and one line naming the file and the user", err, msg)
+	}
 }

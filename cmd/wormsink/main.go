@@ -11,10 +11,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
+	"strings"
 	"syscall"
 )
 
-// Exit statuses (SPEC §1).
+// Exit statuses (docs/contract.md §1).
 const (
 	exitOK      = 0
 	exitFailure = 1
@@ -107,11 +109,33 @@ func parseFlags(fs *flag.FlagSet, e env, args []string) (code int, done bool) {
 	}
 	fs.SetOutput(e.stderr)
 	if err != nil {
-		// One line, as every error (SPEC §1); the usage is a --help away.
-		fmt.Fprintf(e.stderr, "wormsink %s: %v (see wormsink %s --help)\n", fs.Name(), err, fs.Name())
+		// One line, as every error; the usage is a --help away.
+		fmt.Fprintf(e.stderr, "wormsink: %s: %s (see wormsink %s --help)\n", fs.Name(), flagError(err), fs.Name())
 		return exitUsage, true
 	}
 	return 0, false
+}
+
+var flagValueError = regexp.MustCompile(`^invalid value "(.*)" for flag -(\S+): (.*)$`)
+
+// flagError words the flag package's errors as the rest of the command's:
+// the flag as it is typed (--name) first, the value once.
+func flagError(err error) string {
+	msg := err.Error()
+	if m := flagValueError.FindStringSubmatch(msg); m != nil {
+		value, name, detail := m[1], m[2], m[3]
+		switch {
+		case detail == "parse error":
+			detail = fmt.Sprintf("%q is not a valid value", value)
+		case !strings.Contains(detail, value):
+			detail = fmt.Sprintf("%q: %s", value, detail)
+		}
+		return "--" + name + ": " + detail
+	}
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return "unknown flag --" + name
+	}
+	return msg
 }
 
 // fail prints one clear line and returns the runtime failure status.

@@ -48,7 +48,7 @@ func TestSigsCheck(t *testing.T) {
 	for _, f := range bad {
 		code, out, errs := runCmd(t, "", "sigs", "check", f)
 		lines := strings.Split(strings.TrimSpace(errs), "\n")
-		if code != exitFailure || out != "" || len(lines) != 1 || !strings.HasPrefix(lines[0], f+":") {
+		if code != exitFailure || out != "" || len(lines) != 1 || !strings.HasPrefix(lines[0], "wormsink: sigs check: "+f+":") {
 			t.Errorf("%s: %d out=%q err=%q", f, code, out, errs)
 		}
 	}

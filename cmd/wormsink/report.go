@@ -33,17 +33,20 @@ func runReport(ctx context.Context, e env, args []string) int {
 	format := fs.String("format", "table", "output: "+strings.Join(reportFormats, ", "))
 	since := fs.String("since", "", "only sightings at or after T: RFC 3339, a date (2006-01-02, UTC), or a duration before now (24h, 7d)")
 	until := fs.String("until", "", "only sightings at or before T (same forms as --since)")
-	ev := fs.String("evidence", "weak", "weakest evidence a host needs to be listed: strong, or weak (all hosts); for shadowserver, of each sighting")
+	ev := fs.String("evidence", "", "weakest evidence a host needs to be listed: strong, or weak (all hosts); for shadowserver, of each sighting (default strong for xarf and shadowserver, which file complaints; weak for the others)")
 	family := fs.String("family", "", "only sightings of these families (comma-separated, any case)")
 	org := fs.String("reporter-org", "", "xarf: reporting organisation (default: the contact's domain)")
 	contact := fs.String("reporter-contact", "", "xarf: reporter's abuse contact e-mail address (required for xarf)")
 	domain := fs.String("reporter-domain", "", "xarf: reporter's domain (default: the contact's domain)")
 	title := fs.String("title", "", "html: page title (default \"wormsink report\")")
+	var exclude prefixList
+	fs.Var(&exclude, "exclude", "never list hosts in these networks, CIDR or address,... (the sinkhole's own addresses, ranges that are not customers)")
 	workers := fs.Int("workers", runtime.NumCPU(), "goroutines parsing and counting lines; the report is the same for any number")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
 	o := reportOptions{format: *format, title: *title, inputs: fs.Args(), workers: *workers}
+	o.filter.Exclude = exclude
 	if o.workers < 1 || o.workers > 1024 {
 		return usageErr(e, "report: --workers %d: want from 1 to 1024", o.workers)
 	}
@@ -65,6 +68,9 @@ func runReport(ctx context.Context, e env, args []string) int {
 	if !o.filter.Since.IsZero() && !o.filter.Until.IsZero() && o.filter.Until.Before(o.filter.Since) {
 		return usageErr(e, "report: --until %s is before --since %s", o.filter.Until.Format(time.RFC3339), o.filter.Since.Format(time.RFC3339))
 	}
+	if *ev == "" {
+		*ev = defaultEvidence(o.format)
+	}
 	s, ok := signatures.ParseStrength(*ev)
 	if !ok {
 		return usageErr(e, "report: --evidence must be strong or weak, not %q", *ev)
@@ -84,6 +90,19 @@ func runReport(ctx context.Context, e env, args []string) int {
 		o.inputs = []string{"-"}
 	}
 	return writeReport(ctx, e, o)
+}
+
+// defaultEvidence is the --evidence a format gets when none is given. The
+// formats that go to other networks' abuse desks as complaints (xarf,
+// shadowserver) take only strong evidence: a lookup of a name a worm shares
+// with legitimate software proves nothing about the customer. The formats
+// the operator reads show everything.
+func defaultEvidence(format string) string {
+	switch format {
+	case "xarf", "shadowserver":
+		return "strong"
+	}
+	return "weak"
 }
 
 // reporterFrom fills the X-ARF reporter, defaulting org and domain from the
@@ -165,11 +184,14 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 	}
 
 	var werr error
+	nets := agg.NetworkSightings()
 	switch o.format {
 	case "shadowserver":
 		werr = ss.Flush()
 	case "table":
-		werr = report.WriteTable(out, agg.Hosts())
+		if werr = report.WriteTable(out, agg.Hosts()); werr == nil {
+			werr = report.WriteNetworkTable(out, agg.Networks())
+		}
 	case "csv":
 		werr = report.WriteCSV(out, agg.Hosts())
 	case "json":
@@ -185,6 +207,15 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 	}
 	if werr == nil {
 		werr = out.Flush()
+	}
+	// Network lines are not hosts: the host-only formats leave them out,
+	// and say so, so that the counts can still be reconciled.
+	switch o.format {
+	case "csv", "xarf", "shadowserver":
+		if nets != 0 {
+			fmt.Fprintf(e.stderr, "wormsink: report: %d sightings are in network lines (the evidence line budget was spent); they name no host and are not in %s output (see --format table, json or html)\n",
+				nets, o.format)
+		}
 	}
 	if total.Malformed > 0 {
 		fmt.Fprintf(e.stderr, "wormsink: report: skipped %d malformed or foreign lines of %d (first: %s)\n",
@@ -203,7 +234,9 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 }
 
 func summary(hosts int, agg *report.Aggregator, st report.ReadStats) report.Summary {
-	return report.Summary{Hosts: hosts, Sightings: agg.Sightings(), Lines: st.Lines, Malformed: st.Malformed, Service: st.Service}
+	nets := agg.Networks()
+	return report.Summary{Hosts: hosts, Sightings: agg.Sightings(), Lines: st.Lines, Malformed: st.Malformed, Service: st.Service,
+		Networks: len(nets), NetworkSightings: agg.NetworkSightings(), NetworkRows: nets}
 }
 
 // readLogParallel is readLog on several cores (not for shadowserver).
@@ -221,11 +254,17 @@ func readLogParallel(ctx context.Context, e env, name string, par *report.Parall
 		src = f
 	}
 	st, err := par.Read(ctx, src, label)
-	if err != nil && strings.HasPrefix(err.Error(), "evidence: "+label+": after line ") {
-		// A read error, worded as readLog words it.
-		return st, fmt.Errorf("%w (read %d lines, %d evidence lines, before the error)", err, st.Lines, st.Evidence)
+	if err != nil {
+		if strings.HasPrefix(err.Error(), label+": after line ") {
+			// A read error, worded as readLog words it.
+			return st, fmt.Errorf("%w (read %d lines, %d evidence lines, before the error)", err, st.Lines, st.Evidence)
+		}
+		return st, err
 	}
-	return st, err
+	if st.Evidence == 0 && st.Service == 0 && st.Malformed > 0 {
+		return st, fmt.Errorf("no evidence lines in %s (all %d lines skipped as malformed or foreign)", label, st.Malformed)
+	}
+	return st, nil
 }
 
 // readLog streams one input into the aggregator (or the per-sighting
@@ -252,7 +291,9 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *repo
 	for r.Next() {
 		rec := r.Sighting()
 		if ss != nil {
-			if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) {
+			if rec.Network.IsValid() {
+				agg.Add(rec) // counted, for the note on stderr; no row
+			} else if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) {
 				if err := ss.Write(rec); err != nil {
 					return r.Stats(), fmt.Errorf("write: %w", err)
 				}
@@ -267,6 +308,12 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *repo
 	if err := r.Err(); err != nil {
 		st := r.Stats()
 		return st, fmt.Errorf("%w (read %d lines, %d evidence lines, before the error)", err, st.Lines, st.Evidence)
+	}
+	// A file of which not one line is wormsink's (README.md, a pcap, another
+	// program's log) is the wrong file, not an empty report. A log with
+	// only service lines, or an empty one, is a quiet sensor: that is fine.
+	if st := r.Stats(); st.Evidence == 0 && st.Service == 0 && st.Malformed > 0 {
+		return st, fmt.Errorf("no evidence lines in %s (all %d lines skipped as malformed or foreign)", label, st.Malformed)
 	}
 	return r.Stats(), nil
 }

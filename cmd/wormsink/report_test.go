@@ -159,11 +159,11 @@ func TestReportCommand(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &doc); code != 0 || err != nil || len(doc.Hosts) != 3 {
 			t.Errorf("json: %v %q", err, out)
 		}
-		code, out, _ = reportCmd(t, "", "--format", "shadowserver", a, b)
+		code, out, _ = reportCmd(t, "", "--format", "shadowserver", "--evidence", "weak", a, b)
 		if r := csvRows(t, out); code != 0 || len(r) != 5 || r[0][0] != "timestamp" || r[0][2] != "src_ip" {
 			t.Errorf("shadowserver: %q", r)
 		}
-		code, out, _ = reportCmd(t, "", "--format", "xarf", "--reporter-contact", "abuse@isp.example", a, b)
+		code, out, _ = reportCmd(t, "", "--format", "xarf", "--evidence", "weak", "--reporter-contact", "abuse@isp.example", a, b)
 		if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, `"org":"isp.example"`) {
 			t.Errorf("xarf: %q", out)
 		}

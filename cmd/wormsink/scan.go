@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"runtime"
@@ -14,7 +15,7 @@ import (
 )
 
 func runScan(ctx context.Context, e env, args []string) int {
-	fs := newFlags(e, "scan", "PCAP...")
+	fs := newFlags(e, "scan", "PCAP... (- reads standard input)")
 	sigPath := fs.String("signatures", "", "signature file (default: the built-in set)")
 	anyPort := fs.Bool("any-port", false, "also accept well-formed TFTP requests to ports other than 69")
 	host, _ := os.Hostname()
@@ -24,7 +25,7 @@ func runScan(ctx context.Context, e env, args []string) int {
 		return code
 	}
 	if fs.NArg() == 0 {
-		return usageErr(e, "scan needs at least one PCAP file")
+		return usageErr(e, "scan: needs at least one PCAP file (- for standard input)")
 	}
 	if *workers < 1 || *workers > 1024 {
 		return usageErr(e, "scan: --workers %d: want from 1 to 1024", *workers)
@@ -33,8 +34,7 @@ func runScan(ctx context.Context, e env, args []string) int {
 	if *sigPath != "" {
 		var err error
 		if set, err = signatures.Load(*sigPath); err != nil {
-			fmt.Fprintln(e.stderr, err)
-			return exitFailure
+			return fail(e, "scan: %v", err)
 		}
 	}
 
@@ -52,7 +52,13 @@ func runScan(ctx context.Context, e env, args []string) int {
 	start := time.Now()
 	code := exitOK
 	for _, path := range fs.Args() {
-		if _, err := m.ScanFile(ctx, path); err != nil {
+		var err error
+		if path == "-" {
+			_, err = m.Scan(ctx, e.stdin, "stdin")
+		} else {
+			_, err = m.ScanFile(ctx, path)
+		}
+		if err != nil {
 			fmt.Fprintf(e.stderr, "wormsink: scan: %v\n", err)
 			code = exitFailure
 			if ctx.Err() != nil {
@@ -70,7 +76,7 @@ func runScan(ctx context.Context, e env, args []string) int {
 	if s := elapsed.Seconds(); s > 0 {
 		rate = float64(st.Packets) / s
 	}
-	fmt.Fprintf(e.stderr, "wormsink scan: %d files, %d packets, %d bytes, %d matches, %d events, %d hosts, %d tftp requests, %d fragments (%d reassembled), %d undecodable, in %.3fs (%.0f packets/s)\n",
+	fmt.Fprintf(e.stderr, "wormsink: scan: %d files, %d packets, %d bytes, %d matches, %d events, %d hosts, %d tftp requests, %d fragments (%d reassembled), %d undecodable, in %.3fs (%.0f packets/s)\n",
 		fs.NArg(), st.Packets, st.Bytes, st.Matches, st.Events, len(rec.hosts), st.TFTPRequests,
 		st.Fragments, st.Reassembled, st.Undecodable+st.UnknownLink, elapsed.Seconds(), rate)
 	return code
@@ -78,6 +84,7 @@ func runScan(ctx context.Context, e env, args []string) int {
 
 // scanner is a wire.Matcher (one core) or a wire.ParallelScanner.
 type scanner interface {
+	Scan(ctx context.Context, r io.Reader, name string) (uint64, error)
 	ScanFile(ctx context.Context, path string) (uint64, error)
 	Stats() wire.Stats
 }

@@ -148,3 +148,19 @@ func TestScanWorkersSameOutput(t *testing.T) {
 		}
 	}
 }
+
+// `scan -` reads the capture from standard input, as `report -` reads a log.
+func TestScanStdin(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/pcap/real/tftp-hpa-msblast.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, string(data), "scan", "-")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := evidenceLines(t, out)
+	if len(lines) != 2 || lines[0]["pcap"] != "stdin" || lines[0]["signature"] != "blaster" {
+		t.Fatalf("scan -: %s", out)
+	}
+}

@@ -44,6 +44,12 @@ type serveConfig struct {
 	watch         time.Duration
 	shutdown      time.Duration
 
+	// Evidence an abuse team can act on (issue 11): hosts never recorded,
+	// and the line budget that bounds what a flood can write.
+	exclude           prefixList
+	evidenceLineRate  float64
+	evidenceLineBurst int
+
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
@@ -55,7 +61,8 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.configFile, "config", "", "YAML file whose keys are these flag names; flags on the command line win")
 	fs.BoolVar(&c.printConfig, "print-config", false, "print the effective configuration and exit")
 	fs.StringVar(&c.sigFile, "signatures", "", "signature file, reloaded on SIGHUP and when it changes (default: the built-in set)")
-	fs.StringVar(&c.dns.Listen, "dns-listen", ":53", `UDP and TCP address of the DNS shim; "" disables it`)
+	c.dns.Listen = ":53"
+	fs.Var((*listenAddr)(&c.dns.Listen), "dns-listen", `UDP and TCP address of the DNS shim; "" disables it`)
 	fs.Var((*upstreamList)(&c.dns.Upstreams), "upstream", "recursive resolvers to forward to, host[:port],... (default: nameservers of /etc/resolv.conf)")
 	fs.Var((*addrList)(&c.dns.SinkholeIPs), "sinkhole-ip", "addresses in sinkhole answers, IPv4 for A and IPv6 for AAAA (default: the IP of --tftp-listen)")
 	c.dns.TTL = dnsblock.DefaultTTL
@@ -63,20 +70,65 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.IntVar(&c.dns.CacheSize, "cache-size", dnsblock.DefaultCacheSize, "entries in the response cache for forwarded answers; 0 turns it off")
 	c.dns.Allow = dnsblock.DefaultAllow()
 	fs.Var((*prefixList)(&c.dns.Allow), "allow", "clients allowed to use the DNS shim, CIDR,...; others get REFUSED")
-	fs.StringVar(&c.tftpListen, "tftp-listen", ":69", `UDP address of the fake TFTP server; "" disables it`)
+	c.tftpListen = ":69"
+	fs.Var((*listenAddr)(&c.tftpListen), "tftp-listen", `UDP address of the fake TFTP server; "" disables it`)
 	fs.Float64Var(&c.tftp.SourceRate, "tftp-source-rate", sinkhole.DefaultSourceRate, "TFTP replies per second to one source (IPv4 address or IPv6 /64); requests over it are logged, not answered; negative: no limit")
 	fs.Float64Var(&c.tftp.TotalRate, "tftp-total-rate", sinkhole.DefaultTotalRate, "TFTP replies per second to all sources together; negative: no limit")
 	fs.StringVar(&c.capture, "capture", "", "watch this live interface for worm traffic (needs CAP_NET_RAW)")
 	fs.StringVar(&c.logFile, "log", "-", "evidence and service log, JSON lines; - is stdout")
-	fs.StringVar(&c.metricsListen, "metrics-listen", "", "HTTP address for Prometheus /metrics and /healthz (default off)")
+	fs.Var((*listenAddr)(&c.metricsListen), "metrics-listen", "HTTP address for Prometheus /metrics and /healthz (default off)")
 	fs.StringVar(&c.sensor, "sensor", host, "name recorded in every event")
 	fs.StringVar(&c.user, "user", "nobody", "when started as root: user to switch to once every socket is bound")
 	fs.DurationVar(&c.watch, "watch-interval", time.Second, "how often the signature file is checked for changes; 0 disables")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 4*time.Second, "how long in-flight work may take to finish on SIGTERM")
+
+	// Evidence an abuse team can act on.
+	fs.Var(&c.exclude, "exclude", "never record a host in these networks, CIDR or address,... (the addresses wormsink serves on are always excluded)")
+	fs.Float64Var(&c.evidenceLineRate, "evidence-line-rate", evidence.DefaultLineRate, "host lines per second the evidence log may take after its burst; past it sightings are folded into one line per event, signature and /24 or /48; 0: no budget")
+	fs.IntVar(&c.evidenceLineBurst, "evidence-line-burst", evidence.DefaultLineBurst, "host lines the evidence log may take at once before --evidence-line-rate applies")
+
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
 	fs.IntVar(&c.captureRingMB, "capture-ring-mb", wire.DefaultRingMB, "--capture: memory of all capture rings together, in MiB")
 	return fs
+}
+
+// ownAddresses are the addresses wormsink serves on: the sinkhole addresses
+// its answers send worms to and the addresses its DNS and TFTP listeners
+// are bound to (every address of the machine, taken at start, for a
+// listener on all of them). Traffic to and from them is wormsink's own, so
+// they are never recorded as a host, together with --exclude.
+func (c *serveConfig) ownAddresses() []netip.Prefix {
+	var out []netip.Prefix
+	add := func(a netip.Addr) {
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	for _, a := range c.dns.SinkholeIPs {
+		add(a)
+	}
+	all := false
+	for _, l := range []string{c.dns.Listen, c.tftpListen} {
+		if l == "" {
+			continue
+		}
+		h, _, err := net.SplitHostPort(l)
+		ip, perr := netip.ParseAddr(h)
+		if err != nil || perr != nil || ip.IsUnspecified() {
+			all = true // all addresses, or a name: take every local address
+			continue
+		}
+		add(ip)
+	}
+	if all {
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				add(p.Addr())
+			}
+		}
+	}
+	return append(out, c.exclude...)
 }
 
 func runServe(ctx context.Context, e env, args []string) int {
@@ -86,11 +138,11 @@ func runServe(ctx context.Context, e env, args []string) int {
 		return code
 	}
 	if fs.NArg() > 0 {
-		return usageErr(e, "serve takes no arguments (got %q)", fs.Arg(0))
+		return usageErr(e, "serve: takes no arguments (got %q)", fs.Arg(0))
 	}
 	if c.configFile != "" {
 		if err := applyConfigFile(fs, c.configFile, "config", "print-config"); err != nil {
-			return fail(e, "%v", err)
+			return fail(e, "serve: %v", err)
 		}
 	}
 	if err := c.complete(); err != nil {
@@ -106,7 +158,12 @@ func runServe(ctx context.Context, e env, args []string) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	s, err := newServer(e, &c, hup)
+	// SIGUSR1 (logrotate's postrotate) reopens the log; its default
+	// action would kill the process too.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	s, err := newServer(e, &c, signals{reload: hup, reopen: usr1})
 	if err != nil {
 		return fail(e, "serve: %v", err)
 	}
@@ -123,14 +180,6 @@ func runServe(ctx context.Context, e env, args []string) int {
 func (c *serveConfig) complete() error {
 	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" {
 		return errors.New("nothing to serve: --dns-listen, --tftp-listen and --capture are all off")
-	}
-	for _, a := range []struct{ flag, addr string }{{"dns-listen", c.dns.Listen}, {"tftp-listen", c.tftpListen}, {"metrics-listen", c.metricsListen}} {
-		if a.addr == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(a.addr); err != nil {
-			return fmt.Errorf("--%s %q: %v", a.flag, a.addr, err)
-		}
 	}
 	if c.captureWorkers < 1 || c.captureWorkers > 1024 {
 		return fmt.Errorf("--capture-workers %d: want from 1 to 1024", c.captureWorkers)
@@ -166,6 +215,7 @@ type server struct {
 	cfg     *serveConfig
 	store   *signatures.Store
 	out     io.WriteCloser
+	logFile *logFile // out, when the log is a file
 	ev      *evidence.Writer
 	log     zerolog.Logger
 	reg     *prometheus.Registry
@@ -183,9 +233,14 @@ type part struct {
 	run  func(ctx context.Context) error
 }
 
-// newServer opens the signatures and the log and binds every part; hup
-// delivers the reload requests.
-func newServer(e env, c *serveConfig, hup <-chan os.Signal) (_ *server, err error) {
+// signals are the requests serve takes while it runs.
+type signals struct {
+	reload <-chan os.Signal // SIGHUP: reload the signature file
+	reopen <-chan os.Signal // SIGUSR1: reopen the log file
+}
+
+// newServer opens the signatures and the log and binds every part.
+func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 	s := &server{cfg: c, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -198,17 +253,20 @@ func newServer(e env, c *serveConfig, hup <-chan os.Signal) (_ *server, err erro
 	if c.logFile == "-" || c.logFile == "" {
 		s.out = nopCloser{e.stdout}
 	} else {
-		f, err := os.OpenFile(c.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		f, err := openLogFile(c.logFile)
 		if err != nil {
 			return nil, fmt.Errorf("log: %w", err)
 		}
 		s.out = f
+		s.logFile = f
 	}
-	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor})
+	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor,
+		LineRate: max(c.evidenceLineRate, 0), LineBurst: c.evidenceLineBurst, Exclude: c.ownAddresses()})
 	s.log = s.ev.Service()
 	s.metrics = newServeMetrics(s.reg, s.store, s.ev)
 
-	s.addReload(hup)
+	s.addReload(sig.reload)
+	s.addReopen(sig.reopen)
 	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addCapture} {
 		if err := add(); err != nil {
 			return nil, err
@@ -216,6 +274,15 @@ func newServer(e env, c *serveConfig, hup <-chan os.Signal) (_ *server, err erro
 	}
 	if err := dropPrivileges(c.user); err != nil {
 		return nil, err
+	}
+	// Reloads read the file as the user we are now: if that user cannot,
+	// every SIGHUP would fail, so refuse to start instead.
+	if path := s.store.Path(); path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("--signatures %s: not readable after switching to --user %s, so it could never be reloaded: %w", path, c.user, errors.Unwrap(err))
+		}
+		f.Close()
 	}
 	return s, nil
 }
@@ -284,6 +351,25 @@ func (s *server) run(ctx context.Context) error {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// listenAddr is a host:port flag; "" turns its listener off.
+type listenAddr string
+
+func (a *listenAddr) String() string { return string(*a) }
+
+func (a *listenAddr) Set(v string) error {
+	if v != "" {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			var ae *net.AddrError
+			if errors.As(err, &ae) {
+				err = errors.New(ae.Err) // without the address, which the caller names
+			}
+			return fmt.Errorf("%q: %v (want host:port)", v, err)
+		}
+	}
+	*a = listenAddr(v)
+	return nil
+}
 
 // upstreamList is the --upstream flag: comma-separated resolvers, each
 // read by dnsblock.ParseUpstream.

@@ -49,6 +49,32 @@ func (s *server) addReload(hup <-chan os.Signal) {
 	}})
 }
 
+// addReopen appends the part that reopens the log file on SIGUSR1, so
+// logrotate can move it away (postrotate: kill -USR1).
+func (s *server) addReopen(usr1 <-chan os.Signal) {
+	s.parts = append(s.parts, part{name: "reopen", run: func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-usr1:
+				if s.logFile == nil {
+					s.log.Info().Str("event", "reopen").Msg("log is standard output: nothing to reopen")
+					continue
+				}
+				// Lines folded so far go to the old file, and the new
+				// one starts with the line saying it was reopened.
+				s.ev.Flush()
+				if err := s.logFile.Reopen(); err != nil {
+					s.log.Error().Str("event", "reopen_failed").Str("error", err.Error()).Msg("log not reopened; still writing to the old file")
+					continue
+				}
+				s.log.Info().Str("event", "reopen").Str("log", s.cfg.logFile).Msg("log reopened")
+			}
+		}
+	}})
+}
+
 // logReload logs and counts one reload attempt.
 func (s *server) logReload(r signatures.Reload, err error) {
 	if err != nil {
@@ -98,12 +124,12 @@ func (s *server) addDNS() error {
 	}
 	srv, err := dnsblock.New(s.cfg.dns, s.store, s.ev, s.log)
 	if err != nil {
-		return err
+		return fmt.Errorf("dns: %w", err)
 	}
 	// Bind now (port 53 may need root); serve in run, after privileges
 	// are dropped, so no query is parsed as root.
 	if err := srv.Listen(); err != nil {
-		return err
+		return fmt.Errorf("dns: %w", err)
 	}
 	s.closers = append(s.closers, func() { srv.Shutdown(context.Background()) })
 	m := s.metrics

@@ -37,7 +37,9 @@ func TestServeStartFailures(t *testing.T) {
 	}{
 		{"unknown config key", []string{"--config", write("a.yaml", "dns-listen: \"\"\nupstreams: [1.1.1.1]\n")}, "a.yaml:2: unknown key \"upstreams\""},
 		{"bad config value", []string{"--config", write("b.yaml", "ttl: soon\n")}, "b.yaml:1: ttl:"},
-		{"bad config yaml", []string{"--config", write("c.yaml", "ttl: [1\n")}, "c.yaml: invalid YAML"},
+		{"bad config yaml", []string{"--config", write("c.yaml", "ttl: [1\n")}, "c.yaml:1: invalid YAML"},
+		{"bad config indent", []string{"--config", write("d.yaml", "sensor: a\nupstream:\n  - 192.0.2.1\n - 192.0.2.2\nttl: 30s\n")}, "d.yaml:4: invalid YAML"},
+		{"broken signature indent", []string{"--signatures", write("i.yaml", "serial: 1\nsignatures:\n  - id: blaster\n    family: Blaster\n    tftp_files: [msblast.exe]\n   domains: [a.example]\n")}, "i.yaml:6: invalid YAML"},
 		{"missing config", []string{"--config", filepath.Join(dir, "none.yaml")}, "none.yaml"},
 		{"broken signatures", []string{"--signatures", write("s.yaml", "serial: 1\nsignatures:\n  - id: x\n    family: X\n    tftp_files: ['a/b']\n")}, "s.yaml:5: "},
 		{"unbindable metrics", []string{"--metrics-listen", busy.Addr().String()}, "address already in use"},

@@ -11,7 +11,7 @@ import (
 
 func runSigs(ctx context.Context, e env, args []string) int {
 	if len(args) == 0 {
-		return usageErr(e, "sigs needs a subcommand: check FILE, or export --format rpz|hosts|suricata [--sinkhole-ip IP] [FILE]")
+		return usageErr(e, "sigs: needs a subcommand: check FILE, or export --format rpz|hosts|suricata [--sinkhole-ip IP] [FILE]")
 	}
 	switch args[0] {
 	case "check":
@@ -22,7 +22,7 @@ func runSigs(ctx context.Context, e env, args []string) int {
 		fmt.Fprintln(e.stdout, "usage: wormsink sigs check FILE\n       wormsink sigs export --format rpz|hosts|suricata [--sinkhole-ip IP,...] [FILE]")
 		return exitOK
 	}
-	return usageErr(e, "unknown sigs subcommand %q (want check or export)", args[0])
+	return usageErr(e, "sigs: unknown subcommand %q (want check or export)", args[0])
 }
 
 func runSigsCheck(e env, args []string) int {
@@ -31,12 +31,11 @@ func runSigsCheck(e env, args []string) int {
 		return code
 	}
 	if fs.NArg() != 1 {
-		return usageErr(e, "sigs check takes exactly one FILE")
+		return usageErr(e, "sigs check: takes exactly one FILE")
 	}
 	set, err := signatures.Load(fs.Arg(0))
 	if err != nil {
-		fmt.Fprintln(e.stderr, err)
-		return exitFailure
+		return fail(e, "sigs check: %v", err)
 	}
 	st := set.Stats()
 	fmt.Fprintf(e.stdout, "%s: ok: serial %d, %d signatures, %d domains (%d wildcard), %d tftp files, %d payload rules\n",
@@ -53,30 +52,29 @@ func runSigsExport(e env, args []string) int {
 		return code
 	}
 	if *format == "" {
-		return usageErr(e, "sigs export needs --format (%s)", strings.Join(signatures.ExportFormats, ", "))
+		return usageErr(e, "sigs export: needs --format (%s)", strings.Join(signatures.ExportFormats, ", "))
 	}
 	known := false
 	for _, f := range signatures.ExportFormats {
 		known = known || f == *format
 	}
 	if !known {
-		return usageErr(e, "unknown export format %q (want %s)", *format, strings.Join(signatures.ExportFormats, ", "))
+		return usageErr(e, "sigs export: unknown format %q (want %s)", *format, strings.Join(signatures.ExportFormats, ", "))
 	}
 	if fs.NArg() > 1 {
-		return usageErr(e, "sigs export takes at most one FILE")
+		return usageErr(e, "sigs export: takes at most one FILE")
 	}
 	var set *signatures.Set
 	if fs.NArg() == 1 && fs.Arg(0) != "" {
 		var err error
 		if set, err = signatures.Load(fs.Arg(0)); err != nil {
-			fmt.Fprintln(e.stderr, err)
-			return exitFailure
+			return fail(e, "sigs export: %v", err)
 		}
 	} else {
 		set = signatures.Default()
 	}
 	if err := signatures.Export(e.stdout, set, *format, ips); err != nil {
-		return fail(e, "%v", err)
+		return fail(e, "sigs export: %v", err)
 	}
 	return exitOK
 }

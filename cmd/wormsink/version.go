@@ -16,7 +16,7 @@ func runVersion(ctx context.Context, e env, args []string) int {
 		return code
 	}
 	if fs.NArg() > 0 {
-		return usageErr(e, "version takes no arguments")
+		return usageErr(e, "version: takes no arguments")
 	}
 	v := version
 	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" {
