@@ -20,6 +20,8 @@ func FuzzAnswer(f *testing.F) {
 		packQuery(f, "nx.example.", dns.TypeMX, true),
 		packQuery(f, "unlisted.example.", dns.TypeA, false),
 		{1, 2, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 41},
+		cookieQuery(f, "0102030405060708"),
+		cookieQuery(f, "0102030405060708010000005cf79f111f8130c3eee29480"),
 	} {
 		f.Add(q, true)
 	}

@@ -41,6 +41,8 @@ type handler struct {
 	cfg   Config
 	stats counters // what Server.Stats reports
 	log   zerolog.Logger
+
+	cookies *cookieJar // server cookies, for proof exchange
 }
 
 // scratch is the per-goroutine working memory of the handler, so the
@@ -102,6 +104,12 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 		out := errorAnswer(s.out, msg, q, rcodeSuccess)
 		out[len(out)-6] = 1
 		return out, false
+	}
+	// A client cookie gets a server cookie back in every answer from here
+	// on; one of ours coming back raises the sighting's proof.
+	if q.cookie != nil {
+		q.cookieOK = h.cookies.answer(q.cookie, client.Addr(), &q.srvCookie)
+		q.cookieOut = true
 	}
 
 	set := h.src.Current()

@@ -67,6 +67,14 @@ type query struct {
 	ednsVer uint8
 	name    []byte // lower-case dotted form without the trailing dot; nil when a label holds a '.'
 	text    []byte // the same, always set (for evidence)
+
+	// DNS cookies (cookie.go): the COOKIE option as sent (a client cookie,
+	// perhaps followed by a server cookie), the server cookie to answer
+	// with, and whether the query presented a valid one of ours.
+	cookie    []byte
+	srvCookie [serverCookieLen]byte
+	cookieOut bool
+	cookieOK  bool
 }
 
 // udpLimit is the largest UDP answer the client accepts.
@@ -152,8 +160,31 @@ func parseQuery(msg []byte, q *query, name []byte) error {
 			q.udpSize = binary.BigEndian.Uint16(msg[off+2:])
 			q.ednsVer = msg[off+5]
 			q.do = msg[off+6]&0x80 != 0
+			q.cookie = findCookie(msg[off+10 : off+10+rdlen])
 		}
 		off += 10 + rdlen
+	}
+	return nil
+}
+
+// findCookie returns the data of a well-formed COOKIE option in an OPT
+// record's options: a client cookie of 8 bytes, alone or followed by a
+// server cookie of 8 to 32 (RFC 7873 §4); nil otherwise. A malformed cookie
+// is ignored rather than refused: it only costs the sender the proof.
+func findCookie(opts []byte) []byte {
+	for len(opts) >= 4 {
+		code := binary.BigEndian.Uint16(opts)
+		n := int(binary.BigEndian.Uint16(opts[2:]))
+		if 4+n > len(opts) {
+			return nil
+		}
+		if code == optCookie {
+			if n == clientCookieLen || n >= clientCookieLen+8 && n <= clientCookieLen+32 {
+				return opts[4 : 4+n]
+			}
+			return nil
+		}
+		opts = opts[4+n:]
 	}
 	return nil
 }
@@ -294,7 +325,15 @@ func appendOPT(dst []byte, q *query, extRcode uint8) []byte {
 		f = 1 << 15
 	}
 	dst = binary.BigEndian.AppendUint16(dst, f)
-	return append(dst, 0, 0)
+	if !q.cookieOut {
+		return append(dst, 0, 0)
+	}
+	// The client cookie echoed and our server cookie (RFC 7873 §5.2).
+	dst = binary.BigEndian.AppendUint16(dst, 4+clientCookieLen+serverCookieLen)
+	dst = binary.BigEndian.AppendUint16(dst, optCookie)
+	dst = binary.BigEndian.AppendUint16(dst, clientCookieLen+serverCookieLen)
+	dst = append(dst, q.cookie[:clientCookieLen]...)
+	return append(dst, q.srvCookie[:]...)
 }
 
 // errorAnswer is a bare answer with rcode: the question echoed when there

@@ -133,8 +133,14 @@ func (h *handler) record(set *signatures.Set, m signatures.NameMatch, q *query, 
 		QType:     typeName(q.qtype),
 		Transport: "udp",
 	}
-	if tcp {
+	// The proof: a TCP query completed a handshake with this
+	// address; a valid server cookie came back to it in an earlier answer.
+	switch {
+	case tcp:
 		ev.Transport = "tcp"
+		ev.Proof = evidence.ProofTCP
+	case q.cookieOK:
+		ev.Proof = evidence.ProofExchange
 	}
 	// The listed name itself costs no allocation; only names below a
 	// wildcard or behind a CNAME need their own string.

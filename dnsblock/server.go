@@ -75,6 +75,8 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		cache: newCache(cfg.CacheSize, cfg.MaxCacheTTL, cfg.MaxNegativeTTL),
 		cfg:   cfg,
 		log:   log,
+
+		cookies: newCookieJar(),
 	}
 	if h.v4.n == 0 && h.v6.n == 0 {
 		return nil, ErrNoSinkholeIP

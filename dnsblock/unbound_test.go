@@ -22,6 +22,11 @@ import (
 // e2e.test zone from local-data, and waits until it answers.
 func startUnbound(t *testing.T) string {
 	t.Helper()
+	return startUnboundAttempt(t, 0)
+}
+
+func startUnboundAttempt(t *testing.T, attempt int) string {
+	t.Helper()
 	bin := "/usr/sbin/unbound"
 	if _, err := os.Stat(bin); err != nil {
 		var lerr error
@@ -74,7 +79,9 @@ func startUnbound(t *testing.T) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	m := new(dns.Msg)
 	m.SetQuestion("www.e2e.test.", dns.TypeA)
@@ -82,6 +89,16 @@ func startUnbound(t *testing.T) string {
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if r, _, err := c.Exchange(m, addr); err == nil && len(r.Answer) == 1 {
 			return addr
+		}
+		select {
+		case <-done:
+			// The port was free when picked; another test process may take
+			// it before unbound binds it: try another one.
+			if portTaken(stderr.String()) && attempt < 4 {
+				return startUnboundAttempt(t, attempt+1)
+			}
+			t.Fatalf("unbound exited: %s", stderr.String())
+		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("unbound did not answer on %s: %s", addr, stderr.String())

@@ -61,6 +61,11 @@ type Event struct {
 	PCAP    string // scan: the capture file
 	Packet  uint64 // scan: the packet number, from 1
 
+	// Proof says how the source address was established. Lines
+	// of different proof are never folded together, so every line's proof
+	// is exactly that of the sightings it counts.
+	Proof Proof
+
 	// Set by the Writer, not by callers: the length in bytes of a value
 	// the writer cut to MaxStringLen, before the cut; 0 when not cut.
 	qnameLen, fileLen, modeLen int32
@@ -87,6 +92,7 @@ type key struct {
 	proto     string
 	dstPort   uint16
 	pcap      string
+	proof     Proof
 
 	qnameLen, fileLen, modeLen int32
 }
@@ -97,6 +103,7 @@ func (e *Event) key() key {
 		qname: e.QName, qtype: e.QType, transport: e.Transport, rule: e.Rule,
 		file: e.File, mode: e.Mode, op: e.Op, srv: e.Srv,
 		peer: e.Peer, role: e.Role, proto: e.Proto, dstPort: e.DstPort, pcap: e.PCAP,
+		proof:    e.Proof,
 		qnameLen: e.qnameLen, fileLen: e.fileLen, modeLen: e.modeLen,
 	}
 }
@@ -164,7 +171,9 @@ func cutRaw(s string, n *int32) string {
 }
 
 // coarse is the key used when the detailed table is full: the host and what
-// matched, so the abuse team still learns of the host and its count.
+// matched, so the abuse team still learns of the host and its count. Proof
+// is not part of it: a coarse line carries the best proof of the sightings
+// it folds (all of them came from that host address).
 func (e *Event) coarse() key {
 	return key{kind: e.Kind, host: e.Host, sig: e.Sig}
 }

@@ -43,6 +43,11 @@ type Config struct {
 	// so memory stays bounded and the host is still counted.
 	MaxPending int
 
+	// TrustedSources are networks whose edge drops forged source addresses
+	// (BCP 38 / uRPF): a sighting from inside them has at least
+	// ProofTrustedSource.
+	TrustedSources Networks
+
 	// The line budget. Every host line the writer opens takes a token from
 	// a bucket holding LineBurst tokens and refilled at LineRate a second.
 	// A sighting that finds the bucket empty (and no line of its host open
@@ -96,6 +101,7 @@ type Writer struct {
 	sensor string
 	window time.Duration
 	max    int
+	trust  Networks
 
 	rate, burst float64 // line budget; rate 0: none
 	aggWindow   time.Duration
@@ -162,6 +168,7 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 		burst:     float64(cfg.LineBurst),
 		aggWindow: cfg.AggregateWindow,
 		maxAgg:    cfg.MaxAggregates,
+		trust:     cfg.TrustedSources,
 		pending:   make(map[key]*slot),
 		coarse:    make(map[key]*slot),
 		aggs:      make(map[aggKey]*slot),
@@ -245,6 +252,9 @@ func (w *Writer) Record(ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = now
 	}
+	if ev.Proof < ProofTrustedSource && w.trust.Contains(ev.Host) {
+		ev.Proof = ProofTrustedSource
+	}
 	ev.cutLong()
 	k := ev.key()
 	if w.eventClock {
@@ -268,7 +278,11 @@ func (w *Writer) Record(ev Event) {
 		delete(w.pending, k)
 	}
 	if !w.closed && len(w.pending) < w.max {
-		if !w.take(now) {
+		// A sighting that took a round trip (tcp, exchange) needs a real
+		// host at that address, so a forged flood cannot make many of
+		// them: it keeps its host line even when the budget is spent, and
+		// the flood cannot push proven hosts out of the log.
+		if !w.take(now) && !roundTrip(ev.Proof) {
 			w.aggregate(&ev, n, now)
 			return
 		}
@@ -282,14 +296,15 @@ func (w *Writer) Record(ev Event) {
 	if s, ok := w.coarse[ck]; ok {
 		w.coarseN.Add(n)
 		s.add(ev.Time, n)
+		s.ev.Proof = max(s.ev.Proof, ev.Proof)
 		return
 	}
-	if len(w.coarse) >= w.max || !w.take(now) {
+	if len(w.coarse) >= w.max || !w.take(now) && !roundTrip(ev.Proof) {
 		w.aggregate(&ev, n, now)
 		return
 	}
 	w.coarseN.Add(n)
-	c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial}
+	c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial, Proof: ev.Proof}
 	w.seq++
 	w.coarse[ck] = &slot{ev: c, last: ev.Time, born: now, count: n, seq: w.seq}
 }
@@ -313,12 +328,18 @@ func (w *Writer) aggregate(ev *Event, n uint64, now time.Time) {
 	w.aggregatedN.Add(n)
 	if ok {
 		s.add(ev.Time, n)
+		s.ev.Proof = max(s.ev.Proof, ev.Proof) // a network line carries the best proof it folds
 		return
 	}
 	w.seq++
-	w.aggs[ak] = &slot{ev: Event{Time: ev.Time, Kind: ev.Kind, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial},
+	w.aggs[ak] = &slot{ev: Event{Time: ev.Time, Kind: ev.Kind, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial, Proof: ev.Proof},
 		last: ev.Time, born: now, count: n, seq: w.seq, net: ak.net}
 }
+
+// roundTrip reports whether a proof needed the host to answer (tcp,
+// exchange): what a forger cannot produce in bulk. trusted-source is not
+// one: it rests on the operator's word, not on an answer.
+func roundTrip(p Proof) bool { return p >= ProofExchange }
 
 func (s *slot) add(t time.Time, n uint64) {
 	s.count += n
@@ -463,6 +484,7 @@ func (w *Writer) write(s *slot) {
 	e.Str("signature", Escape(ev.Sig)).
 		Str("family", Escape(ev.Family)).
 		Str("evidence", ev.Evidence.String()).
+		Str("proof", ev.Proof.String()).
 		Uint64("count", s.count)
 	if s.count > 1 && s.last.After(ev.Time) {
 		e.Str("last", s.last.UTC().Format(TimeFormat))

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +39,7 @@ func TestCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	header, _, _ := strings.Cut(buf.String(), "\n")
-	if header != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors" {
+	if header != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors,proof" {
 		t.Fatalf("header %q", header)
 	}
 	recs, err := csv.NewReader(&buf).ReadAll()
@@ -49,7 +50,7 @@ func TestCSV(t *testing.T) {
 		t.Fatalf("%d records for %d rows", len(recs), len(rows))
 	}
 	want := []string{"10.0.0.1", "2026-11-24T11:00:00.000Z", "2026-11-24T14:00:00.000Z", "4", "strong",
-		"Blaster;Welchia", "blaster;welchia", "dns=3;tftp=0;wire=1", "sensor-a;sensor-b"}
+		"Blaster;Welchia", "blaster;welchia", "dns=3;tftp=0;wire=1", "sensor-a;sensor-b", "datagram"}
 	if !reflect.DeepEqual(recs[1], want) {
 		t.Errorf("first row %q, want %q", recs[1], want)
 	}
@@ -98,6 +99,7 @@ func TestJSON(t *testing.T) {
 			Signatures []string          `json:"signatures"`
 			Sources    map[string]uint64 `json:"sources"`
 			Sensors    []string          `json:"sensors"`
+			Proof      string            `json:"proof"`
 		} `json:"hosts"`
 		Summary  map[string]uint64 `json:"summary"`
 		Networks []map[string]any  `json:"networks"`
@@ -117,33 +119,75 @@ func TestJSON(t *testing.T) {
 	}
 }
 
-// intelmqSinkholeHeader is the header of IntelMQ's own event4_sinkhole test
-// file (certtools/intelmq, intelmq/tests/bots/parsers/shadowserver/testdata/).
-const intelmqSinkholeHeader = `"timestamp","protocol","src_ip","src_port","src_asn","src_geo","src_region","src_city","src_hostname","src_naics","src_sector","device_vendor","device_type","device_model","dst_ip","dst_port","dst_asn","dst_geo","dst_region","dst_city","dst_hostname","dst_naics","dst_sector","public_source","infection","family","tag","application","version","event_id"`
+// publishedFields reads a report's column list from Shadowserver's
+// published schema file (its source: testdata/report/shadowserver/SOURCE.md).
+func publishedFields(t *testing.T, report string) []string {
+	t.Helper()
+	data, err := os.ReadFile("../testdata/report/shadowserver/reports.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]struct {
+		Fields []string `json:"fields"`
+	}
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	f := schema[report].Fields
+	if len(f) == 0 {
+		t.Fatalf("no %s in the published schema", report)
+	}
+	return f
+}
+
+// TestShadowserverHeaderIsPublished compares the header, column by column,
+// with the event4_sinkhole and event6_sinkhole field lists Shadowserver
+// publishes (33 columns: severity after device_model, TLS at the end).
+func TestShadowserverHeaderIsPublished(t *testing.T) {
+	for _, w := range []*ShadowserverWriter{NewShadowserverWriter(io.Discard), NewShadowserverWriter6(io.Discard)} {
+		want := publishedFields(t, w.Report())
+		if !reflect.DeepEqual(ShadowserverHeader, want) {
+			t.Errorf("%s header\n got %q\nwant %q", w.Report(), ShadowserverHeader, want)
+		}
+	}
+}
 
 func TestShadowserver(t *testing.T) {
 	logA, logB := scenario(t)
-	var buf bytes.Buffer
-	sw := NewShadowserverWriter(&buf)
+	var buf, buf6 bytes.Buffer
+	sw, sw6 := NewShadowserverWriter(&buf), NewShadowserverWriter6(&buf6)
 	n := 0
 	for _, l := range [][]byte{logA, logB} {
 		r, _ := NewReader(bytes.NewReader(l), "log")
 		for r.Next() {
-			if err := sw.Write(r.Sighting()); err != nil {
-				t.Fatal(err)
+			for _, w := range []*ShadowserverWriter{sw, sw6} {
+				if err := w.Write(r.Sighting()); err != nil {
+					t.Fatal(err)
+				}
 			}
 			n++
 		}
 	}
-	if err := sw.Flush(); err != nil {
+	for _, w := range []*ShadowserverWriter{sw, sw6} {
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs6, err := csv.NewReader(&buf6).ReadAll()
+	if err != nil {
 		t.Fatal(err)
 	}
+	// IPv6 hosts go to event6_sinkhole, and only there.
+	if len(recs6) != 2 || recs6[1][2] != host4.String() || sw.Skipped() != 1 || sw6.Skipped() != uint64(n-1) {
+		t.Fatalf("event6 rows %q, skipped %d and %d of %d", recs6, sw.Skipped(), sw6.Skipped(), n)
+	}
+	n--
 	recs, err := csv.NewReader(&buf).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantHeader, _ := csv.NewReader(strings.NewReader(intelmqSinkholeHeader)).Read()
-	if !reflect.DeepEqual(recs[0], wantHeader) {
+	wantHeader := publishedFields(t, ShadowserverReport4)
+	if !reflect.DeepEqual(recs[0], wantHeader) || !reflect.DeepEqual(recs6[0], wantHeader) {
 		t.Fatalf("header %q\nwant %q", recs[0], wantHeader)
 	}
 	if len(recs) != n+1 {
@@ -175,16 +219,16 @@ func TestShadowserver(t *testing.T) {
 		t.Errorf("tftp row %q", tftp)
 	}
 	dns := byKind["dns_sinkhole"]
-	if dns[col["protocol"]] != "udp" || dns[col["application"]] != "dns" || !strings.Contains(dns[col["tag"]], "evidence=weak") {
+	if dns[col["protocol"]] != "udp" || dns[col["application"]] != "dns" || !strings.Contains(dns[col["tag"]], "evidence=weak") || dns[col["severity"]] != "medium" {
 		t.Errorf("dns row %q", dns)
 	}
 	wire := byKind["wire_match"]
-	if wire[col["dst_ip"]] != "10.9.9.9" || wire[col["dst_port"]] != "69" || wire[col["src_port"]] != "4444" {
+	if wire[col["dst_ip"]] != "10.9.9.9" || wire[col["dst_port"]] != "69" || wire[col["src_port"]] != "4444" || wire[col["severity"]] != "critical" {
 		t.Errorf("wire row %q", wire)
 	}
 	var folded bool
 	for _, r := range recs[1:] {
-		folded = folded || strings.HasSuffix(r[col["tag"]], ";count=2")
+		folded = folded || strings.HasSuffix(r[col["tag"]], ";count=2;proof=datagram")
 	}
 	if !folded {
 		t.Errorf("the folded line's count is not in any tag")
@@ -193,7 +237,7 @@ func TestShadowserver(t *testing.T) {
 
 var (
 	uuidV4  = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	xarfTag = regexp.MustCompile(`^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+-.]*$`)
+	xarfTag = regexp.MustCompile(`^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+-]*$`) // X-ARF v4 xarf-core.json
 )
 
 // TestXARF checks each report against the X-ARF v4 core schema and the

@@ -12,8 +12,10 @@ import (
 	"wormsink/evidence"
 )
 
-// CSVHeader is the report's CSV header row (docs/contract.md §4), exactly.
-var CSVHeader = []string{"host", "first_seen", "last_seen", "events", "evidence", "families", "signatures", "sources", "sensors"}
+// CSVHeader is the report's CSV header row: the columns of docs/contract.md
+// §4 exactly, and "proof" appended after "sensors" (readers of the agreed
+// header by position keep working).
+var CSVHeader = []string{"host", "first_seen", "last_seen", "events", "evidence", "families", "signatures", "sources", "sensors", "proof"}
 
 // listSep joins the names in one CSV or table cell.
 const listSep = ";"
@@ -36,6 +38,7 @@ func (h *HostSummary) cells() []string {
 		strings.Join(h.Signatures, listSep),
 		h.Sources.String(),
 		strings.Join(h.Sensors, listSep),
+		h.Proof.String(),
 	}
 }
 
@@ -85,7 +88,7 @@ func neutraliseCell(c string) string {
 func WriteTable(w io.Writer, rows []HostSummary) error {
 	bw := bufio.NewWriter(w)
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS")
+	fmt.Fprintln(tw, "HOST\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS\tPROOF")
 	for i := range rows {
 		c := rows[i].cells()
 		for j := range c {
@@ -173,6 +176,7 @@ type jsonHost struct {
 	Signatures []string `json:"signatures"`
 	Sources    Sources  `json:"sources"`
 	Sensors    []string `json:"sensors"`
+	Proof      string   `json:"proof"`
 }
 
 func (h *HostSummary) jsonRow() jsonHost {
@@ -180,6 +184,7 @@ func (h *HostSummary) jsonRow() jsonHost {
 		Host: h.Host.String(), FirstSeen: h.FirstSeen.Format(evidence.TimeFormat), LastSeen: h.LastSeen.Format(evidence.TimeFormat),
 		Events: h.Events, Evidence: h.Evidence.String(),
 		Families: nonNil(h.Families), Signatures: nonNil(h.Signatures), Sources: h.Sources, Sensors: nonNil(h.Sensors),
+		Proof: h.Proof.String(),
 	}
 }
 

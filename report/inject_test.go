@@ -72,8 +72,8 @@ func TestCSVFormulaCellsNeutralised(t *testing.T) {
 	checkCells(t, "shadowserver", recs[1:])
 	seen := map[string]bool{}
 	for _, r := range recs[1:] {
-		seen[r[25]] = true // family
-		seen[r[23]] = true // public_source (sensor)
+		seen[r[ssFamily]] = true
+		seen[r[ssPublicSource]] = true // the sensor
 	}
 	for _, n := range formulaNames {
 		if !seen["'"+n] {

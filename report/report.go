@@ -21,6 +21,10 @@ type Filter struct {
 	// StrongOnly lists only hosts with strong evidence (their rows still
 	// count their weak sightings); otherwise every host is listed.
 	StrongOnly bool
+	// VerifiedOnly lists only hosts with a proof better than a lone
+	// datagram (xarf, shadowserver without --include-unverified): a forged
+	// source address must not get a customer a complaint.
+	VerifiedOnly bool
 
 	// Exclude drops sightings of hosts in these networks (the sinkhole's
 	// own addresses, a partner's range), and network lines wholly inside
@@ -88,7 +92,8 @@ type HostSummary struct {
 	Families   []string // sorted
 	Signatures []string // sorted
 	Sources    Sources
-	Sensors    []string // sorted
+	Sensors    []string       // sorted
+	Proof      evidence.Proof // the best proof of any of its sightings
 }
 
 // hostAgg is the per-host state while reading: 64 bytes, one cache line,
@@ -102,7 +107,8 @@ type hostAgg struct {
 	fams, sigs, sensors uint32 // bit i: id i of that kind, for ids below 32
 	firstPort, lastPort uint16
 	evidence            signatures.Strength
-	hasExtra            bool // ids from 32 on are in Aggregator.extra
+	hasExtra            bool           // ids from 32 on are in Aggregator.extra
+	proof               evidence.Proof // the best so far
 }
 
 // name kinds
@@ -197,7 +203,7 @@ func (a *Aggregator) Add(r *Sighting) {
 	if !ok {
 		i = uint32(len(a.aggs))
 		a.insert(r.Host, i)
-		a.aggs = append(a.aggs, hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence})
+		a.aggs = append(a.aggs, hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence, proof: r.Proof})
 		a.addrs = append(a.addrs, r.Host)
 		if a.pos != nil {
 			a.pos = append(a.pos, aggPos{a.chunk, a.chunk})
@@ -218,6 +224,9 @@ func (a *Aggregator) Add(r *Sighting) {
 	}
 	if r.Evidence < h.evidence { // Strong is the smaller value
 		h.evidence = r.Evidence
+	}
+	if r.Proof > h.proof { // a larger Proof is stronger
+		h.proof = r.Proof
 	}
 	h.src[sourceOf(r.Kind)] += r.Count
 	fam := uint32(0)
@@ -451,14 +460,17 @@ func sourceOf(k evidence.Kind) int {
 // filter, which applies to hosts).
 func (a *Aggregator) Sightings() uint64 { return a.kept }
 
-// Hosts returns the report rows: hosts passing the evidence filter,
-// strongest evidence first, then most events, then by address.
+// Hosts returns the report rows: hosts passing the evidence and proof
+// filters, in SortHosts order.
 func (a *Aggregator) Hosts() []HostSummary {
 	out := make([]HostSummary, 0, len(a.aggs))
 	for i := range a.aggs {
 		h, addr := &a.aggs[i], a.addrs[i]
 		ix := uint32(i)
 		if a.filter.StrongOnly && h.evidence != signatures.Strong {
+			continue
+		}
+		if a.filter.VerifiedOnly && !h.proof.Verified() {
 			continue
 		}
 		out = append(out, HostSummary{
@@ -473,6 +485,7 @@ func (a *Aggregator) Hosts() []HostSummary {
 			Signatures: a.namesOf(ix, h.sigs, kindSig),
 			Sources:    Sources{DNS: h.src[0], TFTP: h.src[1], Wire: h.src[2]},
 			Sensors:    a.namesOf(ix, h.sensors, kindSensor),
+			Proof:      h.proof,
 		})
 	}
 	SortHosts(out)
@@ -480,11 +493,14 @@ func (a *Aggregator) Hosts() []HostSummary {
 }
 
 // SortHosts orders rows as the report does: strongest evidence first, then
-// most events, then host address.
+// best proof, then most events, then host address.
 func SortHosts(rows []HostSummary) {
 	slices.SortFunc(rows, func(x, y HostSummary) int {
 		if x.Evidence != y.Evidence {
 			return int(x.Evidence) - int(y.Evidence)
+		}
+		if x.Proof != y.Proof {
+			return int(y.Proof) - int(x.Proof)
 		}
 		if x.Events != y.Events {
 			if x.Events > y.Events {

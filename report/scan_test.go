@@ -152,7 +152,8 @@ func sameSighting(a, b *Sighting) bool {
 		bytes.Equal(a.Sensor, b.Sensor) && a.Serial == b.Serial &&
 		bytes.Equal(a.QName, b.QName) && bytes.Equal(a.QType, b.QType) && bytes.Equal(a.Transport, b.Transport) &&
 		bytes.Equal(a.File, b.File) && bytes.Equal(a.Op, b.Op) && bytes.Equal(a.Server, b.Server) &&
-		bytes.Equal(a.Peer, b.Peer) && bytes.Equal(a.Role, b.Role) && bytes.Equal(a.Proto, b.Proto) && a.DstPort == b.DstPort
+		bytes.Equal(a.Peer, b.Peer) && bytes.Equal(a.Role, b.Role) && bytes.Equal(a.Proto, b.Proto) && a.DstPort == b.DstPort &&
+		a.Proof == b.Proof
 }
 
 // FuzzParseLine checks the hand-rolled scanner against encoding/json: the
@@ -162,7 +163,10 @@ func FuzzParseLine(f *testing.F) {
 	f.Add(string(writerLine(f, evidence.Event{Time: at, Kind: evidence.DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "b", Family: "B",
 		QName: "x.example", QType: "A", Transport: "udp"})))
 	f.Add(string(writerLine(f, evidence.Event{Time: at, Kind: evidence.TFTPRefused, Host: netip.MustParseAddr("2001:db8::1"), Port: 1069, Sig: "b", Family: "B",
-		File: "a\"b\\c", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("[::1]:69"), Count: 4})))
+		File: "a\"b\\c", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("[::1]:69"), Count: 4, Proof: evidence.ProofExchange})))
+	f.Add(`{"time":"2026-11-24T10:00:00Z","event":"dns_sinkhole","host":"1.2.3.4","evidence":"weak","proof":"tcp"}`)
+	f.Add(`{"time":"2026-11-24T10:00:00Z","event":"dns_sinkhole","host":"1.2.3.4","evidence":"weak","proof":"trusted-sourc\u0065"}`)
+	f.Add(`{"time":"2026-11-24T10:00:00Z","event":"dns_sinkhole","host":"1.2.3.4","evidence":"weak","proof":"TCP"}`)
 	f.Add(`{"level":"info","event":"start"}`)
 	f.Add(`{"time":"2026-11-24T10:00:00Z","event":"wire_match","host":"1.2.3.4","evidence":"weak","x":[{"y":null}],"count":2,"last":"2026-11-24T10:00:01.5Z"}`)
 	f.Add(`{"ho\u0073t":"1.2.3.4","time":"2026-11-24T10:00:00+01:00","event":"tftp_request","evidence":"strong","family":"\ud800"}`)

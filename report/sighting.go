@@ -33,6 +33,11 @@ type Sighting struct {
 	Peer, Role, Proto       []byte // wire_match
 	DstPort                 uint16 // wire_match
 
+	// Proof is how the source address was established; a line without the
+	// field (a log from before it existed) is ProofDatagram: nothing then
+	// checked the address.
+	Proof evidence.Proof
+
 	// Network is set, and Host invalid, for a network line: sightings the
 	// writer's line budget folded per /24 or /48 instead of per host. It
 	// names no host and carries no per-event detail.
@@ -88,6 +93,7 @@ const (
 	fRole
 	fProto
 	fDstPort
+	fProof
 	fNetwork
 	nFields
 )
@@ -146,6 +152,8 @@ func fieldOf(key []byte) int {
 		return fProto
 	case "dst_port":
 		return fDstPort
+	case "proof":
+		return fProof
 	case "network":
 		return fNetwork
 	}
@@ -186,6 +194,7 @@ var (
 	errBadCount    = malformed("bad count")
 	errBadSerial   = malformed("bad serial")
 	errBadDstPort  = malformed("bad dst_port")
+	errBadProof    = malformed("bad proof")
 	errBadNetwork  = malformed("bad network")
 	errHostAndNet  = malformed("both host and network")
 	errBadField    = malformed("a field has the wrong type")
@@ -205,7 +214,7 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 	}
 	// Every string field must be a string when present.
 	for _, i := range [...]int{fTime, fEvent, fHost, fSig, fFamily, fEvidence, fLast, fSensor,
-		fQName, fQType, fTransport, fFile, fOp, fServer, fPeer, fRole, fProto, fNetwork} {
+		fQName, fQType, fTransport, fFile, fOp, fServer, fPeer, fRole, fProto, fProof, fNetwork} {
 		if t := f.typ[i]; t != tNone && t != tString {
 			return LineMalformed, errBadField
 		}
@@ -238,6 +247,14 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 		rec.Evidence = signatures.Weak
 	default:
 		return LineMalformed, errBadEvidence
+	}
+	rec.Proof = evidence.ProofDatagram
+	if f.typ[fProof] != tNone {
+		p, ok := parseProof(f.val[fProof])
+		if !ok {
+			return LineMalformed, errBadProof
+		}
+		rec.Proof = p
 	}
 	var ok bool
 	if f.typ[fNetwork] != tNone {
@@ -294,6 +311,21 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 	rec.Role = f.str(fRole)
 	rec.Proto = f.str(fProto)
 	return LineEvidence, nil
+}
+
+// parseProof is evidence.ParseProof without the string conversion.
+func parseProof(b []byte) (evidence.Proof, bool) {
+	switch string(b) {
+	case "datagram":
+		return evidence.ProofDatagram, true
+	case "trusted-source":
+		return evidence.ProofTrustedSource, true
+	case "exchange":
+		return evidence.ProofExchange, true
+	case "tcp":
+		return evidence.ProofTCP, true
+	}
+	return evidence.ProofDatagram, false
 }
 
 func (f *fields) str(i int) []byte {

@@ -57,6 +57,12 @@ declare -A need=(
   [jq]=jq
   [ip]=iproute2
   [chromium]=chromium
+  # issue 12: the resolvers, rule parser and schema validator the export tests use
+  [named]=bind9
+  [kresd]=knot-resolver
+  [pdns_recursor]=pdns-recursor
+  [dnsmasq]=dnsmasq
+  [suricata-update]=suricata-update
   [tcpreplay]=tcpreplay # make perf-capture
 )
 missing=()
@@ -65,6 +71,8 @@ for cmd in "${!need[@]}"; do
     missing+=("${need[$cmd]}")
   fi
 done
+# Python modules: Debian's python3 (not a pyenv or venv one) must import them.
+/usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 if [ "$(id -u)" -ne 0 ]; then

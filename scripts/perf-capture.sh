@@ -45,12 +45,12 @@ ip -n "$ns_r" link set ws15r up
 ip -n "$ns_c" link set ws15c up
 ip -n "$ns_c" link set lo up
 
-# The built-in set: TFTP to 69, TCP to 4444 (Blaster's shell), ICMP echo
-# (Welchia). Non-first fragments, IPv6 fragments and IPv6 with extension
+# The built-in set: TFTP to 69, TCP to and from 4444 (Blaster's shell and
+# its handshake), ICMP echo requests (Welchia). Non-first fragments, IPv6 fragments and IPv6 with extension
 # headers before UDP pass whole, as wormsink's filter passes them.
-E='udp dst port 69 or tcp dst port 4444'
-E="$E or (icmp and icmp[0] != 0 and icmp[0] != 3 and icmp[0] != 4 and icmp[0] != 5 and icmp[0] != 11 and icmp[0] != 12)"
-E="$E or (icmp6 and ip6[40] >= 128 and ip6[40] != 129)"
+E='udp dst port 69 or tcp port 4444'
+E="$E or (icmp and icmp[0] == 8)"
+E="$E or (icmp6 and ip6[40] == 128)"
 E="$E or (ip and ip[6:2] & 0x1fff != 0) or (ip6 and ip6[6] == 44)"
 E="$E or (ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 60))"
 FILTER="$E or (vlan and ($E or (vlan and ($E))))"

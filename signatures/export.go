@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"math"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -13,16 +14,40 @@ import (
 // ExportFormats lists what Export writes.
 var ExportFormats = []string{"rpz", "hosts", "suricata"}
 
+// ExportOptions tunes an export.
+type ExportOptions struct {
+	// Sinkhole holds the addresses that sinkhole-action names answer with
+	// (rpz, hosts).
+	Sinkhole []netip.Addr
+	// Zone is the RPZ zone name; empty writes owners relative to whatever
+	// origin the resolver gives the zone (see RelativeOriginMax).
+	Zone string
+	// KeepUnderscore writes RPZ sinkhole names with '_' as A/AAAA data (see
+	// RPZOptions).
+	KeepUnderscore bool
+	// Warn, when set, gets one line per name the export changes or leaves
+	// out, so the operator sees it on stderr as well as in the file.
+	Warn func(string)
+}
+
 // Export writes the set in format ("rpz", "hosts" or "suricata"). sinkhole
 // holds the addresses that sinkhole-action names answer with.
 func Export(w io.Writer, s *Set, format string, sinkhole []netip.Addr) error {
+	return ExportWith(w, s, format, ExportOptions{Sinkhole: sinkhole})
+}
+
+// ExportWith writes the set in format with the given options.
+func ExportWith(w io.Writer, s *Set, format string, opt ExportOptions) error {
+	if opt.Warn == nil {
+		opt.Warn = func(string) {}
+	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var err error
 	switch format {
 	case "rpz":
-		err = exportRPZ(bw, s, sinkhole)
+		err = exportRPZ(bw, s, opt)
 	case "hosts":
-		err = exportHosts(bw, s, sinkhole)
+		err = exportHosts(bw, s, opt.Sinkhole)
 	case "suricata":
 		err = exportSuricata(bw, s)
 	default:
@@ -37,45 +62,82 @@ func Export(w io.Writer, s *Set, format string, sinkhole []netip.Addr) error {
 	return nil
 }
 
-// exportRPZ writes a Response Policy Zone. Owner names are relative, so the
-// zone loads under whatever name the resolver's configuration gives it.
-// Policy: CNAME . is NXDOMAIN, CNAME *. is NODATA, A/AAAA are local data
-// (a name with only A local data answers NODATA for AAAA, as docs/contract.md §2 wants).
-func exportRPZ(w *bufio.Writer, s *Set, sinkhole []netip.Addr) error {
-	fmt.Fprintf(w, "; wormsink response policy zone, signature serial %d, from %s\n", s.Serial(), s.Name())
-	// SOA serials are 32 bits; a longer file serial is taken modulo 2^32,
-	// which serial arithmetic (RFC 1982) tolerates.
-	fmt.Fprintf(w, "$TTL 60\n@ IN SOA localhost. hostmaster.localhost. %d 3600 600 86400 60\n@ IN NS localhost.\n", uint32(s.Serial()))
-	for _, sig := range s.Signatures() {
-		if len(sig.Domains) == 0 {
-			continue
-		}
-		fmt.Fprintf(w, "; %s (%s)\n", sig.ID, sig.Family)
-		for _, d := range sig.Domains {
-			owner := d.Pattern()
-			switch {
-			case d.Action == NXDomain:
-				fmt.Fprintf(w, "%s CNAME .\n", owner)
-			case d.Action == NoData || len(sinkhole) == 0:
-				fmt.Fprintf(w, "%s CNAME *.\n", owner)
-			default:
-				for _, ip := range sinkhole {
-					typ := "A"
-					if ip.Is6() && !ip.Is4In6() {
-						typ = "AAAA"
-					}
-					fmt.Fprintf(w, "%s %s %s\n", owner, typ, ip.Unmap())
-				}
-			}
-		}
+// exportRPZ writes a Response Policy Zone from RPZRecords. Without a zone
+// name the owners are relative, so the zone loads under whatever name the
+// resolver's configuration gives it (of up to RelativeOriginMax
+// characters); with one, owners are absolute.
+func exportRPZ(w *bufio.Writer, s *Set, opt ExportOptions) error {
+	if s.Serial() > math.MaxUint32 {
+		// The parser refuses such serials; a Set built otherwise must not
+		// reach secondaries as a serial that went backwards.
+		return fmt.Errorf("serial %d does not fit the 32-bit SOA serial", s.Serial())
 	}
+	if err := CheckZone(opt.Zone); err != nil {
+		return err
+	}
+	zone := strings.ToLower(strings.TrimSuffix(opt.Zone, "."))
+	fmt.Fprintf(w, "; wormsink response policy zone, signature serial %d, from %s\n", s.Serial(), s.Name())
+	apex, suffix := "@", ""
+	if zone == "" {
+		fmt.Fprintf(w, "; owners are relative: load it under a zone name of at most %d characters, or export with --zone\n", RelativeOriginMax)
+	} else {
+		apex, suffix = zone+".", "."+zone+"."
+		fmt.Fprintf(w, "$ORIGIN %s.\n", zone)
+	}
+	fmt.Fprintf(w, "$TTL 60\n%s IN SOA localhost. hostmaster.localhost. %d 3600 600 86400 60\n%[1]s IN NS localhost.\n", apex, s.Serial())
+	var lastSig *Signature
+	covering := false
+	RPZRecords(s, RPZOptions{Sinkhole: opt.Sinkhole, Zone: zone, KeepUnderscore: opt.KeepUnderscore}, func(r RPZRecord) {
+		if r.Covering && !covering {
+			covering = true
+			w.WriteString("; covering entries: each repeats the action of the longest wildcard above it, so that\n" +
+				"; resolvers applying DNS wildcard rules (BIND, Unbound) match as longest-match ones do\n")
+		}
+		if !r.Covering && r.Signature != lastSig {
+			lastSig = r.Signature
+			fmt.Fprintf(w, "; %s (%s)\n", r.Signature.ID, r.Signature.Family)
+		}
+		if r.Skip != "" {
+			fmt.Fprintf(w, "; left out %s: %s\n", r.Owner, r.Skip)
+			opt.Warn(fmt.Sprintf("rpz: left out %s (signature %s): %s", r.Owner, r.Signature.ID, r.Skip))
+			return
+		}
+		if r.Note != "" && r.Type != "AAAA" {
+			fmt.Fprintf(w, "; %s: %s\n", r.Owner, r.Note)
+			opt.Warn(fmt.Sprintf("rpz: %s (signature %s): %s", r.Owner, r.Signature.ID, r.Note))
+		}
+		if r.Covering {
+			fmt.Fprintf(w, "%s%s %s %s ; below %s\n", r.Owner, suffix, r.Type, r.Data, r.Domain.Pattern())
+			return
+		}
+		fmt.Fprintf(w, "%s%s %s %s\n", r.Owner, suffix, r.Type, r.Data)
+	})
 	return nil // bufio keeps the first write error for Flush
 }
 
 // exportHosts writes a hosts file. Hosts files cannot say NXDOMAIN or
-// NODATA, nor list wildcards: blocked names point at 0.0.0.0 and wildcards
-// are kept as comments so nothing is silently lost.
+// NODATA, nor list wildcards: blocked names point at 0.0.0.0 and :: and
+// wildcards are kept as comments so nothing is silently lost. Every listed
+// name gets both an IPv4 and an IPv6 line (the unspecified address for a
+// family without a sinkhole address): a resolver serving a hosts file, such
+// as dnsmasq, forwards the family a name lacks to its upstream and would
+// hand out the real address.
 func exportHosts(w *bufio.Writer, s *Set, sinkhole []netip.Addr) error {
+	var v4, v6 []netip.Addr
+	for _, ip := range sinkhole {
+		if ip = ip.Unmap(); ip.Is4() {
+			v4 = append(v4, ip)
+		} else if ip.IsValid() {
+			v6 = append(v6, ip)
+		}
+	}
+	if len(v4) == 0 {
+		v4 = []netip.Addr{netip.IPv4Unspecified()}
+	}
+	if len(v6) == 0 {
+		v6 = []netip.Addr{netip.IPv6Unspecified()}
+	}
+	blocked := []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
 	fmt.Fprintf(w, "# wormsink hosts file, signature serial %d, from %s\n", s.Serial(), s.Name())
 	for _, sig := range s.Signatures() {
 		if len(sig.Domains) == 0 {
@@ -87,17 +149,26 @@ func exportHosts(w *bufio.Writer, s *Set, sinkhole []netip.Addr) error {
 				fmt.Fprintf(w, "# %s: wildcards cannot be expressed in a hosts file\n", d.Pattern())
 				continue
 			}
-			if d.Action != Sinkhole || len(sinkhole) == 0 {
-				fmt.Fprintf(w, "0.0.0.0 %s\n", d.Name)
+			if d.Action != Sinkhole {
+				for _, ip := range blocked {
+					fmt.Fprintf(w, "%s %s\n", ip, d.Name)
+				}
 				continue
 			}
-			for _, ip := range sinkhole {
-				fmt.Fprintf(w, "%s %s\n", ip.Unmap(), d.Name)
+			for _, ip := range v4 {
+				fmt.Fprintf(w, "%s %s\n", ip, d.Name)
+			}
+			for _, ip := range v6 {
+				fmt.Fprintf(w, "%s %s\n", ip, d.Name)
 			}
 		}
 	}
 	return nil // bufio keeps the first write error for Flush
 }
+
+// tftpMaxRequest is the largest TFTP request scan's parser accepts
+// (sinkhole.MaxRequest; signatures cannot import sinkhole).
+const tftpMaxRequest = 1472
 
 // sidBase starts wormsink's sids in a range of local rules (1,000,000 and
 // up are free for local use) away from common ones.
@@ -128,10 +199,17 @@ func exportSuricata(w *bufio.Writer, s *Set) error {
 	for _, sig := range s.Signatures() {
 		refs := ruleRefs(sig.References)
 		for _, f := range sig.TFTPFiles {
-			// The content keyword is the fast pattern; the pcre pins the file
-			// name to the last path element of a read request.
-			fmt.Fprintf(w, "alert udp any any -> any 69 (msg:\"WORMSINK %s TFTP GET %s\"; content:\"|00 01|\"; depth:2; content:\"%s|00|\"; distance:0; nocase; pcre:\"/^\\x00\\x01(?:[^\\x00]*[\\\\\\/])?%s\\x00/i\"; classtype:trojan-activity;%s sid:%d; rev:1; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
-				ruleText(sig.Family), ruleText(f), ruleContent([]byte(f)), pcreQuote(f), refs, sid(sig.ID, "tftp", f), sig.ID, s.Serial())
+			// A rule per opcode: read requests fetch the worm, write
+			// requests push it, and scan records both. The content keywords
+			// are the fast pattern; the pcre then accepts exactly what
+			// scan's request parser does: the file as the last path element
+			// (any case), a mode of octet, netascii or mail (any case), then
+			// option name/value pairs (the last value not empty) and NUL
+			// padding up to the end; dsize is its 1472-byte limit.
+			for _, op := range []struct{ code, verb, sidKey string }{{"01", "GET", "tftp"}, {"02", "PUT", "tftp-write"}} {
+				fmt.Fprintf(w, "alert udp any any -> any 69 (msg:\"WORMSINK %s TFTP %s %s\"; dsize:<%d; content:\"|00 %s|\"; depth:2; content:\"%s|00|\"; distance:0; nocase; pcre:\"/^\\x00\\x%s(?:[^\\x00]*[\\\\\\/])?%s\\x00(?:octet|netascii|mail)\\x00(?:(?:[^\\x00]+\\x00[^\\x00]*\\x00)*[^\\x00]+\\x00[^\\x00]+\\x00)?\\x00*\\z/i\"; classtype:trojan-activity;%s sid:%d; rev:2; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
+					ruleText(sig.Family), op.verb, ruleText(f), tftpMaxRequest+1, op.code, ruleContent([]byte(f)), op.code, pcreQuote(f), refs, sid(sig.ID, op.sidKey, f), sig.ID, s.Serial())
+			}
 		}
 		for _, p := range sig.Payloads {
 			port := "any"
@@ -142,8 +220,23 @@ func exportSuricata(w *bufio.Writer, s *Set) error {
 			if p.NoCase {
 				opts = " nocase;"
 			}
-			fmt.Fprintf(w, "alert %s any any -> any %s (msg:\"WORMSINK %s payload %s\"; content:\"%s\";%s classtype:trojan-activity;%s sid:%d; rev:1; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
-				p.Proto, port, ruleText(sig.Family), ruleText(sig.ID), ruleContent(p.Contains), opts, refs, sid(sig.ID, "payload", p.Proto.String(), port, p.Source), sig.ID, s.Serial())
+			// ICMP: scan looks only at echo requests (the sender's own
+			// bytes; replies mirror someone else's), type 8 in ICMPv4 and
+			// 128 in ICMPv6, so one rule per family; "icmp" covers both in
+			// Suricata and Snort, ip_proto keeps each rule to its family.
+			type variant struct{ itype, sidKey string }
+			variants := []variant{{"", ""}}
+			if p.Proto == ICMP {
+				variants = []variant{{" ip_proto:1; itype:8;", ""}, {" ip_proto:58; itype:128;", "icmp6"}}
+			}
+			for _, v := range variants {
+				parts := []string{sig.ID, "payload", p.Proto.String(), port, p.Source}
+				if v.sidKey != "" {
+					parts = append(parts, v.sidKey)
+				}
+				fmt.Fprintf(w, "alert %s any any -> any %s (msg:\"WORMSINK %s payload %s\";%s content:\"%s\";%s classtype:trojan-activity;%s sid:%d; rev:2; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
+					p.Proto, port, ruleText(sig.Family), ruleText(sig.ID), v.itype, ruleContent(p.Contains), opts, refs, sid(parts...), sig.ID, s.Serial())
+			}
 		}
 	}
 	return nil // bufio keeps the first write error for Flush

@@ -120,8 +120,13 @@ func TestExportSuricataShape(t *testing.T) {
 			t.Fatalf("rule lacks the CVE reference: %s", line)
 		}
 	}
-	if rules != 4 {
-		t.Fatalf("%d rules, want 2 tftp + 2 payload:\n%s", rules, out)
+	if rules != 7 {
+		t.Fatalf("%d rules, want 2 tftp files x (read, write) + tcp + icmp x (v4, v6):\n%s", rules, out)
+	}
+	for _, want := range []string{`content:"|00 02|"; depth:2;`, "alert icmp any any -> any any (msg:\"WORMSINK Demo payload demo\"; ip_proto:1; itype:8;", " ip_proto:58; itype:128;"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rules lack %q:\n%s", want, out)
+		}
 	}
 	if !strings.Contains(out, `content:"tftp -i |22 3B|"; nocase;`) || !strings.Contains(out, "alert tcp any any -> any 4444 ") {
 		t.Errorf("payload rule rendered wrong:\n%s", out)
@@ -137,11 +142,22 @@ func TestExportHosts(t *testing.T) {
 	for _, want := range []string{
 		"192.0.2.7 sink.worm.example\n", "2001:db8::7 sink.worm.example\n",
 		"0.0.0.0 gone.worm.example\n", "0.0.0.0 quiet.worm.example\n",
+		":: gone.worm.example\n", ":: quiet.worm.example\n",
 		"# *.wild.worm.example: wildcards cannot be expressed",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("hosts export lacks %q:\n%s", want, out)
 		}
+	}
+	// A family without a sinkhole address is blocked, not forwarded: a
+	// hosts-file resolver with an upstream would leak the real address.
+	out = export(t, exportSet(t), "hosts", netip.MustParseAddr("192.0.2.7"))
+	if !strings.Contains(out, "192.0.2.7 sink.worm.example\n:: sink.worm.example\n") {
+		t.Errorf("IPv4-only hosts export:\n%s", out)
+	}
+	out = export(t, exportSet(t), "hosts", netip.MustParseAddr("2001:db8::7"))
+	if !strings.Contains(out, "0.0.0.0 sink.worm.example\n2001:db8::7 sink.worm.example\n") {
+		t.Errorf("IPv6-only hosts export:\n%s", out)
 	}
 }
 
@@ -169,8 +185,12 @@ func TestExportRPZInUnbound(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "rpz.zone"), []byte(zone), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freeUDPPort(t)
-	conf := fmt.Sprintf(`server:
+	var server string
+	// The port is free when picked, but another test process may bind it
+	// before unbound does: then unbound exits and another port is tried.
+	for attempt := 0; server == ""; attempt++ {
+		port := freeUDPPort(t)
+		conf := fmt.Sprintf(`server:
   interface: 127.0.0.1
   port: %d
   do-daemonize: no
@@ -188,43 +208,49 @@ rpz:
   name: rpz.wormsink.
   zonefile: %q
 `, port, dir, filepath.Join(dir, "rpz.zone"))
-	confPath := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(filepath.Join(filepath.Dir(unbound), "unbound-checkconf"), confPath).CombinedOutput(); err != nil {
-		t.Fatalf("unbound-checkconf: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); cmd.Wait() }()
-
-	server := fmt.Sprintf("127.0.0.1:%d", port)
-	c := &dns.Client{Timeout: 500 * time.Millisecond}
-	query := func(name string, qtype uint16) (*dns.Msg, error) {
-		m := new(dns.Msg)
-		m.SetQuestion(name, qtype)
-		r, _, err := c.Exchange(m, server)
-		return r, err
-	}
-	// Readiness: unbound answers once it has loaded the zone.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r, err := query("gone.worm.example.", dns.TypeA)
-		if err == nil && r.Rcode == dns.RcodeNameError {
+		confPath := filepath.Join(dir, "unbound.conf")
+		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(filepath.Join(filepath.Dir(unbound), "unbound-checkconf"), confPath).CombinedOutput(); err != nil {
+			t.Fatalf("unbound-checkconf: %v\n%s", err, out)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cmd := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		// Readiness: unbound answers once it has loaded the zone.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r, err := rpzQuery(addr, "gone.worm.example.", dns.TypeA)
+			if err == nil && r.Rcode == dns.RcodeNameError {
+				server = addr
+				break
+			}
+			select {
+			case <-done:
+				if strings.Contains(logs.String(), "in use") && attempt < 4 {
+					break // another port
+				}
+				t.Fatalf("unbound exited: %v %v\n%s", r, err, logs.String())
+			default:
+				if time.Now().After(deadline) {
+					t.Fatalf("unbound not answering by policy: %v %v", r, err)
+				}
+				time.Sleep(20 * time.Millisecond) // polling a readiness condition
+				continue
+			}
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("unbound not answering by policy: %v %v\n%s", r, err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling a readiness condition
 	}
+	query := func(name string, qtype uint16) (*dns.Msg, error) { return rpzQuery(server, name, qtype) }
 
 	check := func(name string, qtype uint16, rcode int, want string) {
 		t.Helper()
@@ -251,6 +277,14 @@ rpz:
 	check("gone.worm.example.", dns.TypeAAAA, dns.RcodeNameError, "")
 	check("quiet.worm.example.", dns.TypeA, dns.RcodeSuccess, "")
 	check("quiet.worm.example.", dns.TypeTXT, dns.RcodeSuccess, "")
+}
+
+func rpzQuery(server, name string, qtype uint16) (*dns.Msg, error) {
+	c := &dns.Client{Timeout: 500 * time.Millisecond}
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	r, _, err := c.Exchange(m, server)
+	return r, err
 }
 
 func freeUDPPort(t *testing.T) int {

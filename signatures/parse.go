@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -268,6 +269,12 @@ func (d *decoder) file(doc *yaml.Node) (*File, error) {
 			serial, err := strconv.ParseUint(s, 10, 64)
 			if err != nil || serial == 0 || v.Tag != "!!int" {
 				return d.errf(v, "serial must be a positive integer, got %q", s)
+			}
+			if serial > math.MaxUint32 {
+				// The RPZ export carries it as the SOA serial, which is 32
+				// bits (RFC 1982); taking it modulo 2^32 would make
+				// secondaries see the zone go backwards.
+				return d.errf(v, "serial %d is 2^32 or more; it must fit the 32-bit SOA serial (at most %d)", serial, uint64(math.MaxUint32))
 			}
 			f.Serial = serial
 		case "signatures":

@@ -33,15 +33,17 @@ func needTools(t *testing.T, tools ...string) {
 	}
 }
 
-// startCapture runs tcpdump on lo for UDP port, and waits until it
-// captures. stop waits until the capture file holds until(packets) (or 10
+// startCapture runs tcpdump on lo for UDP port and for TFTP-looking
+// datagrams on any port (refusals leave from fresh ports, and tftp-hpa's
+// follow-up goes to them), and waits until it captures. stop waits until the capture file holds until(packets) (or 10
 // s pass), then stops tcpdump and returns the file. Immediate mode and -U
 // write each packet as it comes: without them, libpcap holds packets in its
 // ring until a block fills or times out, and a SIGINT loses them.
 func startCapture(t *testing.T, port uint16) (stop func(until func([]packet) bool) string) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "lo.pcap")
-	cmd := exec.Command("tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", file, "udp", "port", strconv.Itoa(int(port)))
+	cmd := exec.Command("tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", file,
+		"udp and (port "+strconv.Itoa(int(port))+" or (udp[8] = 0 and udp[9] >= 1 and udp[9] <= 5))")
 	errp, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -67,11 +69,11 @@ func startCapture(t *testing.T, port uint16) (stop func(until func([]packet) boo
 	case <-listening:
 	case err := <-exited:
 		t.Fatalf("tcpdump exited: %v", err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("tcpdump did not start")
 	}
 	return func(until func([]packet) bool) string {
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for time.Now().Before(deadline) && !until(readCapture(t, file, port)) {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -89,6 +91,7 @@ func startCapture(t *testing.T, port uint16) (stop func(until func([]packet) boo
 type packet struct {
 	fromServer bool
 	peer       uint16 // the client's port
+	local      uint16 // the server's port: where the client sent it, or where the reply came from
 	payload    []byte
 }
 
@@ -103,7 +106,12 @@ func readCapture(t *testing.T, file string, server uint16) []packet {
 	if err != nil {
 		return nil // not even a header written yet
 	}
-	var out []packet
+	// Clients are the ports that sent requests to the server; the rest
+	// of the capture is sorted by them: what came to a client is the
+	// server's (from whichever port), what a client sent elsewhere is a
+	// follow-up to a refusal's port. Other traffic on lo is left out.
+	var raw []*layers.UDP
+	clients := map[uint16]bool{}
 	for {
 		data, _, err := r.ReadPacketData()
 		if err != nil {
@@ -114,12 +122,22 @@ func readCapture(t *testing.T, file string, server uint16) []packet {
 		if !ok {
 			t.Fatalf("captured a non-UDP packet: %v", pkt)
 		}
+		raw = append(raw, udp)
+		if uint16(udp.DstPort) == server {
+			clients[uint16(udp.SrcPort)] = true
+		}
+	}
+	var out []packet
+	for _, udp := range raw {
+		src, dst := uint16(udp.SrcPort), uint16(udp.DstPort)
 		p := packet{payload: udp.Payload}
-		switch uint16(server) {
-		case uint16(udp.SrcPort):
-			p.fromServer, p.peer = true, uint16(udp.DstPort)
-		case uint16(udp.DstPort):
-			p.peer = uint16(udp.SrcPort)
+		switch {
+		case dst == server:
+			p.peer, p.local = src, dst
+		case clients[dst]:
+			p.fromServer, p.peer, p.local = true, dst, src
+		case clients[src]:
+			p.peer, p.local = src, dst
 		default:
 			continue
 		}
@@ -132,9 +150,15 @@ func readCapture(t *testing.T, file string, server uint16) []packet {
 // process) for msblast.exe; each fails, the evidence names each of them by
 // address, port, file and mode, and the capture on lo shows that the server
 // sent nothing but ERRORs no larger than their requests: no DATA, no OACK.
+// Each refusal comes from a fresh port; tftp-hpa acknowledges the ERROR to
+// that port (BSD tftp: "ok to ack, since user has seen err msg"), so its
+// sightings have proof exchange; curl and atftp send nothing back, so
+// theirs stay datagrams.
 func TestRealClients(t *testing.T) {
 	needTools(t, "tftp", "curl", "atftp", "tcpdump")
-	p := startProc(t)
+	// A generous wait for tftp-hpa's follow-up: the machine may be loaded,
+	// and the test waits on the capture, not on this clock.
+	p := startProc(t, "-exchange-wait", "20s")
 	port := strconv.Itoa(int(p.addr.Port()))
 	stopCapture := startCapture(t, p.addr.Port())
 	dir := t.TempDir()
@@ -145,7 +169,7 @@ func TestRealClients(t *testing.T) {
 		wantFail bool   // exit status not 0
 		wantOut  string // in the output
 	}{
-		// tftp-hpa prints the error and exits 0, then sends a stray ACK.
+		// tftp-hpa prints the error and exits 0, then ACKs the ERROR.
 		{"tftp-hpa", []string{"tftp", "127.0.0.1", port, "-m", "binary", "-c", "get", "msblast.exe"}, false, "Error code 1: " + RefusalText},
 		{"tftp-hpa netascii path", []string{"tftp", "127.0.0.1", port, "-m", "netascii", "-c", "get", "/MSBLAST.EXE"}, false, "Error code 1"},
 		// curl asks with tsize and blksize options.
@@ -185,7 +209,7 @@ func TestRealClients(t *testing.T) {
 				acks++
 			}
 		}
-		return len(reqs) == len(runs) && acks > 0
+		return len(reqs) == len(runs) && acks >= 2
 	})
 	st := p.stop(t)
 
@@ -197,6 +221,8 @@ func TestRealClients(t *testing.T) {
 	}
 	peers := map[uint16]*peer{}
 	var stray int
+	tids := map[uint16]uint16{} // client port → the port its refusal came from
+	followed := map[uint16]bool{}
 	for _, pk := range readCapture(t, pcap, p.addr.Port()) {
 		pr := peers[pk.peer]
 		if pr == nil {
@@ -209,9 +235,17 @@ func TestRealClients(t *testing.T) {
 				pr.lens = append(pr.lens, len(pk.payload))
 			} else if isTFTPReply(pk.payload) {
 				stray++
+				if pk.local != tids[pk.peer] || pk.local == p.addr.Port() {
+					t.Errorf("port %d: follow-up to port %d, the refusal came from %d", pk.peer, pk.local, tids[pk.peer])
+				}
+				followed[pk.peer] = true
 			}
 			continue
 		}
+		if pk.local == p.addr.Port() {
+			t.Errorf("port %d: refusal from the listening port, want a fresh one", pk.peer)
+		}
+		tids[pk.peer] = pk.local
 		op := binary.BigEndian.Uint16(pk.payload)
 		if op != OpError {
 			t.Errorf("server sent opcode %d to port %d: %q", op, pk.peer, pk.payload)
@@ -234,8 +268,8 @@ func TestRealClients(t *testing.T) {
 	if clients != len(runs) {
 		t.Fatalf("capture shows requests from %d client ports, want %d", clients, len(runs))
 	}
-	if stray == 0 || st.Stray == 0 {
-		t.Errorf("no stray ACK seen (capture %d, server %d): tftp-hpa sends one after an ERROR", stray, st.Stray)
+	if stray != 2 || st.Exchanged != 2 || st.Stray != 0 {
+		t.Errorf("follow-ups: capture %d, server exchanged %d and stray %d: want the two tftp-hpa ACKs, to the refusals' ports", stray, st.Exchanged, st.Stray)
 	}
 
 	// The evidence: every client by address, port, file and mode as sent.
@@ -249,6 +283,13 @@ func TestRealClients(t *testing.T) {
 					if l.Event != "tftp_refused" || l.Host != "127.0.0.1" || l.Signature != "blaster" || l.Family != "Blaster" ||
 						l.Evidence != "strong" || l.Op != "read" || l.Server != p.addr.String() || l.Serial == 0 {
 						t.Errorf("evidence line %+v", l)
+					}
+					want := "datagram"
+					if followed[port] {
+						want = "exchange"
+					}
+					if l.Proof != want {
+						t.Errorf("port %d (followed up: %v): proof %q, want %q", port, followed[port], l.Proof, want)
 					}
 				}
 			}

@@ -95,7 +95,7 @@ func TestFlood(t *testing.T) {
 					return
 				}
 				replies.Add(1)
-				if from != p.addr || n > reqLen || n < 5 || buf[0] != 0 || buf[1] != OpError {
+				if from.Addr() != p.addr.Addr() || n > reqLen || n < 5 || buf[0] != 0 || buf[1] != OpError {
 					badReplies.Add(1)
 				}
 			}
@@ -202,6 +202,11 @@ func TestFlood(t *testing.T) {
 	for _, l := range readLog(t, p.log) {
 		if l.Host != "127.0.0.1" || l.Server != p.addr.String() {
 			t.Fatalf("evidence line %+v", l)
+		}
+		// The flooding clients never follow up a refusal, like a forger
+		// who never sees it: nothing may be more than a datagram.
+		if l.Proof != "datagram" {
+			t.Fatalf("a client that never answered got proof %q: %+v", l.Proof, l)
 		}
 		counts[l.Port] += l.Count
 	}

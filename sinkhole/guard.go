@@ -43,8 +43,16 @@ type guard struct {
 	oob [128]byte
 
 	mu      sync.Mutex
-	pending map[uint64]due // by token
+	pending map[uint64]*due // by token
+	free    []*due          // dues taken, for reuse: a due holds its sighting, too large for a map to store in place without allocating
 	next    uint64
+	ex      *exchanges
+
+	// sending is held (shared) by every reply on its way out, and taken
+	// whole once at the end of Serve: after that no reply leaves, so the
+	// stop line's count of replies is every reply a client can receive.
+	sending sync.RWMutex
+	stopped bool // under sending
 
 	closing  atomic.Bool
 	failed   chan struct{} // closed when the socket failed
@@ -60,6 +68,7 @@ type due struct {
 	local netip.Addr
 	size  int
 	at    int64
+	ev    evidence.Event // the sighting, recorded once the reply has gone (and its follow-up came or not)
 }
 
 // Bounds on replies in flight: pin/tftp answers within microseconds, so
@@ -79,8 +88,9 @@ func newGuard(s *Server, conn *net.UDPConn) *guard {
 		perSrc:  newGCRA(s.cfg.SourceRate, s.cfg.SourceBurst),
 		total:   newGCRA(s.cfg.TotalRate, s.cfg.TotalBurst),
 		names:   make(map[string]string),
-		pending: make(map[uint64]due),
+		pending: make(map[uint64]*due),
 		failed:  make(chan struct{}),
+		ex:      newExchanges(s),
 	}
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		g.local = ua.AddrPort()
@@ -134,7 +144,9 @@ func (g *guard) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // admit decides what to do with one datagram: when it deserves a reply, it
 // returns the token pin/tftp will know the request by. It records every
-// well-formed request. It never panics.
+// well-formed request: at once when it gets no reply, else once the reply
+// has gone (WriteTo), so the follow-up can still raise its proof. It never
+// panics.
 func (g *guard) admit(p []byte, from netip.AddrPort, local netip.Addr, now int64) (tok uint64, fwd bool) {
 	c := &g.s.c
 	c.received.Add(1)
@@ -148,28 +160,32 @@ func (g *guard) admit(p []byte, from netip.AddrPort, local netip.Addr, now int64
 		return 0, false
 	}
 	host := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	g.record(&req, host, netip.AddrPortFrom(local.Unmap(), g.local.Port()))
+	ev := g.classify(&req, host, netip.AddrPortFrom(local.Unmap(), g.local.Port()))
 
 	if !g.perSrc.allow(g.sources.bucket(host.Addr()), now) {
 		c.sourceLimited.Add(1)
+		g.s.emit(ev)
 		return 0, false
 	}
 	if !g.total.allow(&g.totTAT, now) {
 		c.totalLimited.Add(1)
+		g.s.emit(ev)
 		return 0, false
 	}
-	tok, ok := g.expect(due{to: from, local: local, size: len(p), at: now})
+	tok, ok := g.expect(due{to: from, local: local, size: len(p), at: now, ev: ev})
 	if !ok {
 		c.busy.Add(1)
+		g.s.emit(ev)
 	}
 	return tok, ok
 }
 
-// record classifies the request and writes its evidence. A panic in the
-// signature set or the recorder is counted and the request still refused.
-func (g *guard) record(req *Request, host, srv netip.AddrPort) {
+// classify makes the request's evidence and counts it. A panic in the
+// signature set is counted and the request still refused and recorded.
+func (g *guard) classify(req *Request, host, srv netip.AddrPort) (ev evidence.Event) {
 	defer g.s.recoverTo(nil)
-	ev := evidence.Event{
+	ev = evidence.Event{
+		Time:     time.Now(),
 		Kind:     evidence.TFTPRequest,
 		Host:     host.Addr(),
 		Port:     host.Port(),
@@ -194,7 +210,7 @@ func (g *guard) record(req *Request, host, srv netip.AddrPort) {
 	default:
 		c.unknown.Add(1)
 	}
-	g.s.rec.Record(ev)
+	return ev
 }
 
 // intern returns b as a string, reusing the string of an earlier request:
@@ -226,6 +242,8 @@ func (g *guard) expect(d due) (uint64, bool) {
 		for k, v := range g.pending {
 			if d.at-v.at >= pendingTTL {
 				delete(g.pending, k)
+				g.s.emit(v.ev)
+				g.release(v)
 			}
 		}
 		if len(g.pending) >= maxPending {
@@ -233,19 +251,35 @@ func (g *guard) expect(d due) (uint64, bool) {
 		}
 	}
 	g.next++
-	g.pending[g.next] = d
+	var p *due
+	if n := len(g.free); n > 0 {
+		p, g.free = g.free[n-1], g.free[:n-1]
+	} else {
+		p = new(due)
+	}
+	*p = d
+	g.pending[g.next] = p
 	return g.next, true
 }
 
 // take removes and returns the reply due for token.
 func (g *guard) take(tok uint64) (due, bool) {
 	g.mu.Lock()
-	d, ok := g.pending[tok]
+	p, ok := g.pending[tok]
+	var d due
 	if ok {
+		d = *p
 		delete(g.pending, tok)
+		g.release(p)
 	}
 	g.mu.Unlock()
 	return d, ok
+}
+
+// release puts a due back for reuse; the caller holds g.mu.
+func (g *guard) release(p *due) {
+	*p = due{}
+	g.free = append(g.free, p)
 }
 
 // tokenPrefix marks the addresses that stand for tokens: a unique local
@@ -271,8 +305,10 @@ func addrToken(ap netip.AddrPort) (uint64, bool) {
 // the size of the request. Anything else is dropped, and reported as sent
 // so that pin/tftp does not retry.
 func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
+	g.sending.RLock()
+	defer g.sending.RUnlock()
 	ua, ok := addr.(*net.UDPAddr)
-	if !ok {
+	if !ok || g.stopped {
 		g.s.c.suppressed.Add(1)
 		return len(b), nil
 	}
@@ -284,11 +320,19 @@ func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
 	out, fits := fitReply(b, d.size)
 	if !ok || !fits {
 		g.s.c.suppressed.Add(1)
+		if ok {
+			g.s.emit(d.ev)
+		}
 		return len(b), nil
 	}
 	if len(out) < len(b) {
 		g.s.c.truncated.Add(1)
 	}
+	if g.ex.send(out, d.local, d.to, d.ev) {
+		g.s.c.replies.Add(1)
+		return len(b), nil
+	}
+	defer g.s.emit(d.ev)
 	var oob []byte
 	var space [64]byte
 	if g.pkt {
@@ -300,6 +344,13 @@ func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
 	}
 	g.s.c.replies.Add(1)
 	return len(b), nil
+}
+
+// quiesce waits for the replies on their way out and lets no more leave.
+func (g *guard) quiesce() {
+	g.sending.Lock()
+	g.stopped = true
+	g.sending.Unlock()
 }
 
 // fitReply checks that b is an ERROR and cuts its message so the packet is
@@ -351,6 +402,19 @@ func (g *guard) close() {
 	now := time.Now()
 	_ = g.conn.SetReadDeadline(now)
 	_ = g.conn.SetWriteDeadline(now)
+}
+
+// drain records the sightings still held, once pin/tftp has stopped: those
+// waiting on a fresh port and those whose reply never went out.
+func (g *guard) drain() {
+	g.ex.close()
+	g.mu.Lock()
+	left := g.pending
+	g.pending = make(map[uint64]*due)
+	g.mu.Unlock()
+	for _, d := range left {
+		g.s.emit(d.ev)
+	}
 }
 
 func (g *guard) fail(err error) {

@@ -138,7 +138,14 @@ func BenchmarkGuardFlood(b *testing.B) {
 // BenchmarkServe is one request and its refusal through the real socket,
 // pin/tftp included, from a client on loopback. Allocations are the whole
 // process's: most are pin/tftp's per-transfer state.
-func BenchmarkServe(b *testing.B) {
+func BenchmarkServe(b *testing.B) { benchServe(b, false) }
+
+// BenchmarkServeExchange is BenchmarkServe with a client that ACKs every
+// refusal to the port it came from, as tftp-hpa does: every request then
+// costs a fresh socket, a goroutine and the upgrade to proof exchange.
+func BenchmarkServeExchange(b *testing.B) { benchServe(b, true) }
+
+func benchServe(b *testing.B, ack bool) {
 	w := evidence.NewWriter(io.Discard, evidence.Config{})
 	defer w.Close()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -166,9 +173,16 @@ func BenchmarkServe(b *testing.B) {
 			b.Fatal(err)
 		}
 		cl.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if n, _, err := cl.ReadFromUDPAddrPort(buf); err != nil || buf[1] != OpError || n > len(req) {
+		n, from, err := cl.ReadFromUDPAddrPort(buf)
+		if err != nil || buf[1] != OpError || n > len(req) {
 			b.Fatal("no refusal", err)
 		}
+		if ack {
+			cl.WriteToUDPAddrPort([]byte{0, OpAck, 0, 1}, from)
+		}
+	}
+	if st := srv.Stats(); ack && st.Exchanged == 0 {
+		b.Fatalf("no exchange: %+v", st)
 	}
 }
 
@@ -192,7 +206,8 @@ func FuzzGuard(f *testing.F) {
 		_, perr := ParseRequest(p)
 		tok, ok := g.admit(p, benchFrom, benchLocal, now)
 		recorded := rec.Count() - before
-		if ok != (perr == nil) || recorded != map[bool]int{true: 1, false: 0}[perr == nil] {
+		if ok != (perr == nil) || recorded != 0 {
+			// A forwarded request's sighting waits for its reply.
 			t.Fatalf("parse error %v, forwarded %v, recorded %d", perr, ok, recorded)
 		}
 		if !ok {
@@ -204,8 +219,8 @@ func FuzzGuard(f *testing.F) {
 			t.Fatalf("forwarded %q (%v)", fwd[:n], err)
 		}
 		d, ok := g.take(tok)
-		if !ok || d.size != len(p) {
-			t.Fatalf("no reply due for %q", p)
+		if !ok || d.size != len(p) || d.ev.Kind == "" || d.ev.Proof != evidence.ProofDatagram {
+			t.Fatalf("no reply or sighting due for %q: %+v", p, d)
 		}
 		out, fits := fitReply(refusal(), d.size)
 		if !fits || len(out) > len(p) {

@@ -145,6 +145,7 @@ type logLine struct {
 	Op        string `json:"op"`
 	Server    string `json:"server"`
 	Serial    uint64 `json:"serial"`
+	Proof     string `json:"proof"`
 }
 
 func readLog(t *testing.T, path string) []logLine {

@@ -70,6 +70,15 @@ type Config struct {
 	ReadBuffer int
 	// NotifyStarted, when set, is called once Serve reads packets.
 	NotifyStarted func(local net.Addr)
+
+	// Exchanges is how many refusals at most are sent from a fresh port of
+	// their own, each waiting ExchangeWait for the client's follow-up (see
+	// exchanges); beyond it refusals go out from the main socket and their
+	// sightings stay datagrams. 0 means DefaultExchanges, a negative value
+	// turns the fresh ports off. A sighting waiting for its follow-up is
+	// recorded when it comes or when the wait ends.
+	Exchanges    int
+	ExchangeWait time.Duration // 0 means DefaultExchangeWait
 }
 
 // Stats counts what a Server did. Every field only grows. Received is the
@@ -81,7 +90,7 @@ type Stats struct {
 	Unknown   uint64 // read requests for any other file (tftp_request)
 	Writes    uint64 // write requests, either kind
 	Malformed uint64 // datagrams that are no TFTP request: never answered
-	Stray     uint64 // TFTP packets other than requests (the ACK tftp-hpa sends after an ERROR): never answered
+	Stray     uint64 // TFTP packets other than requests, datagrams from others on a refusal's port: never answered
 
 	SourceLimited uint64 // requests over the per-source rate: recorded, not answered
 	TotalLimited  uint64 // requests over the overall rate: recorded, not answered
@@ -92,12 +101,16 @@ type Stats struct {
 	Suppressed uint64 // replies withheld: not an ERROR, or no request to answer
 	Panics     uint64 // panics recovered (in a Recorder, a SetSource, a handler)
 	Errors     uint64 // socket read and write errors
+
+	Exchanged    uint64 // refusals the client followed up on their port: proof exchange
+	ExchangeBusy uint64 // refusals sent from the main socket because every fresh port was in use
 }
 
 type counters struct {
 	received, refused, unknown, writes, malformed, stray atomic.Uint64
 	sourceLimited, totalLimited, busy                    atomic.Uint64
 	replies, truncated, suppressed, panics, errors       atomic.Uint64
+	exchanged, exchangeBusy                              atomic.Uint64
 }
 
 // Server is the fake TFTP server: it answers every read and write request
@@ -144,6 +157,12 @@ func New(cfg Config, sigs SetSource, rec Recorder, log zerolog.Logger) *Server {
 	if cfg.ReadBuffer == 0 {
 		cfg.ReadBuffer = DefaultReadBuffer
 	}
+	if cfg.Exchanges == 0 {
+		cfg.Exchanges = DefaultExchanges
+	}
+	if cfg.ExchangeWait <= 0 {
+		cfg.ExchangeWait = DefaultExchangeWait
+	}
 	return &Server{cfg: cfg, sigs: sigs, rec: rec, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -156,6 +175,7 @@ func (s *Server) Stats() Stats {
 		SourceLimited: c.sourceLimited.Load(), TotalLimited: c.totalLimited.Load(), Busy: c.busy.Load(),
 		Replies: c.replies.Load(), Truncated: c.truncated.Load(), Suppressed: c.suppressed.Load(),
 		Panics: c.panics.Load(), Errors: c.errors.Load(),
+		Exchanged: c.exchanged.Load(), ExchangeBusy: c.exchangeBusy.Load(),
 	}
 }
 
@@ -243,6 +263,12 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 	case <-t.C:
 		s.log.Warn().Str("event", "tftp_stop_timeout").Msg("tftp server did not stop in time; closing its socket")
 	}
+	// Sightings still held (waiting for a follow-up, or for a reply
+	// pin/tftp never sent) are recorded now, as datagrams.
+	g.drain()
+	// pin/tftp's goroutines may outlive its Serve: stop their replies
+	// before the counts are read.
+	g.quiesce()
 	st := s.Stats()
 	s.log.Info().Str("event", "tftp_stop").Uint64("received", st.Received).Uint64("replies", st.Replies).
 		Uint64("limited", st.SourceLimited+st.TotalLimited+st.Busy).Uint64("panics", st.Panics).Msg("tftp sinkhole stopped")
@@ -292,6 +318,12 @@ func (s *Server) recoverTo(err *error) {
 			*err = errRefused
 		}
 	}
+}
+
+// emit records one sighting; a panicking Recorder is counted, not fatal.
+func (s *Server) emit(ev evidence.Event) {
+	defer s.recoverTo(nil)
+	s.rec.Record(ev)
 }
 
 func (s *Server) panicked(r any) {

@@ -3,6 +3,8 @@ package wire
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,11 +144,12 @@ func TestLiveCapture(t *testing.T) {
 		waitFor(t, "evidence naming "+tc.client+" and "+tc.server, func() bool {
 			var req, srvSeen bool
 			for _, ev := range rec.Events() {
-				if ev.Sig != "blaster" || ev.File != "msblast.exe" || ev.DstPort != 69 {
+				if ev.Sig != "blaster" || ev.File != "msblast.exe" {
 					continue
 				}
-				req = req || ev.Role == evidence.RoleRequester && ev.Host.String() == tc.client && ev.Peer.String() == tc.server
-				srvSeen = srvSeen || ev.Role == evidence.RoleServer && ev.Host.String() == tc.server && ev.Port == 69 && ev.Peer.String() == tc.client
+				req = req || ev.Role == evidence.RoleRequester && ev.Host.String() == tc.client && ev.Peer.String() == tc.server && ev.DstPort == 69
+				// The server's row: its port is 69, dst_port the requester's.
+				srvSeen = srvSeen || ev.Role == evidence.RoleServer && ev.Host.String() == tc.server && ev.Port == 69 && ev.Peer.String() == tc.client && ev.DstPort != 69 && ev.DstPort != 0
 			}
 			return req && srvSeen
 		})
@@ -166,6 +169,47 @@ func TestLiveCapture(t *testing.T) {
 		exec.Command("ip", "netns", "exec", cli, "bash", "-c", "echo wormsink-probe >/dev/udp/10.69.0.2/1434").Run()
 		for _, ev := range rec.Events() {
 			if ev.Sig == "slammer-test" && ev.Role == evidence.RoleSource && ev.Host.String() == "10.69.0.1" && ev.DstPort == 1434 {
+				return true
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		return false
+	})
+
+	// A reload adds a TCP payload rule on port 4445. bash's /dev/tcp makes
+	// a real connection to a listener in the server namespace and types
+	// the worm's command: the kernel filter passes both directions of the
+	// rule's port, the matcher sees the handshake complete, and the match
+	// has proof tcp.
+	if err := os.WriteFile(sigFile, []byte("serial: 3\nsignatures:\n  - id: blaster\n    family: Blaster\n    tftp_files: [msblast.exe]\n"+
+		"  - id: shell-test\n    family: Test\n    payloads:\n      - proto: tcp\n        port: 4445\n        contains: \"tftp -i \"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	inNetns(t, srv, func() {
+		var err error
+		if ln, err = net.Listen("tcp", "10.69.0.2:4445"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, conn)
+			conn.Close()
+		}
+	}()
+	waitFor(t, "a tcp-proven source event for the TCP rule", func() bool {
+		exec.Command("ip", "netns", "exec", cli, "bash", "-c", "echo 'tftp -i 10.69.0.2 GET msblast.exe' >/dev/tcp/10.69.0.2/4445").Run()
+		for _, ev := range rec.Events() {
+			if ev.Sig == "shell-test" && ev.Role == evidence.RoleSource && ev.Host.String() == "10.69.0.1" && ev.Proof == evidence.ProofTCP {
 				return true
 			}
 		}

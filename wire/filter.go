@@ -45,9 +45,11 @@ const (
 //   - IPv4 with or without options; IPv6 through hop-by-hop, routing,
 //     destination-options and fragment headers, up to six of them;
 //   - UDP to port 69 and to the ports of UDP payload rules (all UDP with
-//     anyPort or a port-less UDP rule); TCP to the ports of TCP payload
-//     rules (all TCP for a port-less rule; none without TCP rules); ICMP and
-//     ICMPv6 messages of the types the matcher reads, when there are ICMP
+//     anyPort or a port-less UDP rule); TCP to or from the ports of TCP
+//     payload rules (all TCP for a port-less rule; none without TCP rules):
+//     the server's SYN/ACK comes from the rule's port, and the matcher needs
+//     it to see the handshake complete (proof tcp); ICMP and ICMPv6 echo
+//     requests, the one type payload rules apply to, when there are ICMP
 //     rules;
 //   - every IPv4 or IPv6 fragment but the first (it has no ports: it may
 //     belong to a datagram that matches), and first fragments by their ports;
@@ -197,37 +199,40 @@ func filterProgram(set *signatures.Set, anyPort bool) ([]bpf.Instruction, error)
 	a.ja("accept") // a longer chain than we follow
 
 	// Transport headers start at X.
-	ports := func(label string, all bool, ps []uint16) {
+	ports := func(label string, all bool, ps []uint16, src bool) {
 		a.label(label)
 		if all {
 			a.ja("accept")
 			return
 		}
-		a.ins(bpf.LoadIndirect{Off: 2, Size: 2}) // destination port
-		for _, p := range ps {
-			// A return right behind each test keeps every jump short,
-			// however many ports there are.
-			a.ins(bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(p), SkipTrue: 1})
-			a.ret(filterSnap)
+		offs := []uint32{2} // destination port
+		if src {
+			offs = append(offs, 0) // and source port
+		}
+		for _, off := range offs {
+			a.ins(bpf.LoadIndirect{Off: off, Size: 2})
+			for _, p := range ps {
+				// A return right behind each test keeps every jump short,
+				// however many ports there are.
+				a.ins(bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(p), SkipTrue: 1})
+				a.ret(filterSnap)
+			}
 		}
 		a.ret(0)
 	}
-	ports("udp", udpAll, udpPorts)
+	ports("udp", udpAll, udpPorts, false)
 	if tcp {
-		ports("tcp", tcpAll, tcpPorts)
+		ports("tcp", tcpAll, tcpPorts, true)
 	}
 	if icmp {
-		// The types icmp4Carries and icmp6Carries accept.
+		// The types icmp4Carries and icmp6Carries accept: echo requests.
 		a.label("icmp4")
 		a.ins(bpf.LoadIndirect{Off: 0, Size: 1})
-		for _, t := range []uint32{0, 3, 4, 5, 11, 12} {
-			a.jeq(t, "reject")
-		}
-		a.ja("accept")
+		a.jeq(8, "accept")
+		a.ja("reject")
 		a.label("icmp6")
 		a.ins(bpf.LoadIndirect{Off: 0, Size: 1})
-		a.ins(bpf.JumpIf{Cond: bpf.JumpLessThan, Val: 128, SkipTrue: 1})
-		a.jne(129, "accept")
+		a.jeq(128, "accept")
 		a.ja("reject")
 	}
 	a.label("accept")

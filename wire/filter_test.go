@@ -165,6 +165,11 @@ func TestFilter(t *testing.T) {
 		long[i] = protoDestOpts
 	}
 	q, ad, old := uint16(0x8100), uint16(0x88a8), uint16(0x9100)
+	// The server's half of a handshake on a rule's port: the matcher needs
+	// it for proof tcp.
+	synAck := tcpRaw(40000, nil)
+	binary.BigEndian.PutUint16(synAck[0:], 4444)
+	synAck[13] = 0x12 // SYN, ACK
 	tests := []struct {
 		name    string
 		frame   []byte
@@ -179,6 +184,9 @@ func TestFilter(t *testing.T) {
 		{"udp payload rule port", v4(protoUDP, slam), false, true},
 		{"tcp rule port", v4(protoTCP, cmd), false, true},
 		{"tcp 443", v4(protoTCP, web), false, false},
+		{"tcp from 4444 (SYN/ACK)", v4(protoTCP, synAck), false, true},
+		{"ipv6 tcp from 4444 (SYN/ACK)", v6([]byte{protoDestOpts}, protoTCP, synAck), false, true},
+		{"vlan tcp from 4444 (SYN/ACK)", ethRaw([]uint16{q}, 0x0800, ip4Raw(protoTCP, synAck)), false, true},
 		{"icmp echo", v4(protoICMP, icmpRaw(8, aa)), false, true},
 		{"icmp echo reply", v4(protoICMP, icmpRaw(0, aa)), false, false},
 		{"icmp unreachable", v4(protoICMP, icmpRaw(3, aa)), false, false},
@@ -216,7 +224,8 @@ func TestFilter(t *testing.T) {
 		{"ipv6 chain too long: passed", v6(long, protoUDP, dns), false, true},
 		{"ipv6 echo request", v6(nil, protoICMPv6, icmpRaw(128, aa)), false, true},
 		{"ipv6 echo reply", v6(nil, protoICMPv6, icmpRaw(129, aa)), false, false},
-		{"ipv6 neighbour solicitation", v6(nil, protoICMPv6, icmpRaw(135, aa)), false, true},
+		{"ipv6 neighbour solicitation", v6(nil, protoICMPv6, icmpRaw(135, aa)), false, false},
+		{"icmp timestamp", v4(protoICMP, icmpRaw(13, aa)), false, false},
 		{"ipv6 unreachable", v6(nil, protoICMPv6, icmpRaw(1, aa)), false, false},
 		{"ipv6 dest opts, echo request", v6([]byte{protoDestOpts}, protoICMPv6, icmpRaw(128, aa)), false, true},
 		{"ipv6 esp", v6(nil, 50, make([]byte, 16)), false, false},

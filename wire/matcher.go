@@ -40,6 +40,9 @@ type Options struct {
 	FragDatagrams int
 	FragBytes     int
 	FragTimeout   time.Duration
+	// TCPFlows bounds the TCP handshakes followed for proof "tcp" (see
+	// flows); 0 means DefaultTCPFlows.
+	TCPFlows int
 }
 
 // Meta is what the matcher knows of a packet beyond its bytes.
@@ -76,11 +79,15 @@ type Matcher struct {
 	stats   Stats
 	dec     *decoder
 	defrag  *defragmenter
+	flows   *flows
 
 	// deferFrags (a parallel scan's worker) stops at an IP fragment and
 	// sets deferred instead of reassembling: reassembly is stateful, so
-	// fragments go to one matcher in packet order.
+	// fragments go to one matcher in packet order. Following handshakes is
+	// stateful too: the worker notes each TCP segment in obs and leaves
+	// the proof of its evidence pending, for that one matcher to decide.
 	deferFrags, deferred bool
+	obs                  []flowObs
 }
 
 // NewMatcher makes a Matcher recording into rec.
@@ -94,7 +101,10 @@ func NewMatcher(sigs SetSource, rec Recorder, opt Options) *Matcher {
 	if opt.FragTimeout <= 0 {
 		opt.FragTimeout = DefaultFragTimeout
 	}
-	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder()}
+	if opt.TCPFlows <= 0 {
+		opt.TCPFlows = DefaultTCPFlows
+	}
+	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder(), flows: newFlows(opt.TCPFlows)}
 	m.defrag = newDefragmenter(opt.FragDatagrams, opt.FragBytes, opt.FragTimeout, &m.stats)
 	return m
 }
@@ -128,6 +138,7 @@ type packet struct {
 	proto    signatures.Proto
 	payload  []byte
 	meta     Meta
+	proof    evidence.Proof // how the source address was established
 }
 
 // Packet examines one frame of link type lt and returns how many evidence
@@ -198,6 +209,7 @@ func (m *Matcher) walk(meta Meta) int {
 			pk.sport, pk.dport = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
 			pk.proto = signatures.TCP
 			pk.payload = d.tcp.Payload
+			pk.proof = m.tcpProof(pk.src, pk.dst, meta.Time)
 			n += m.payload(&pk)
 		case layers.LayerTypeICMPv4:
 			if icmp4Carries(d.icmp4.TypeCode.Type()) {
@@ -218,22 +230,15 @@ func (m *Matcher) walk(meta Meta) int {
 	return n
 }
 
-// icmp4Carries reports whether an ICMPv4 message of type t carries the
-// sender's own bytes. Echo replies mirror the request (the replying host
-// is not the source), and errors quote someone else's packet.
-func icmp4Carries(t uint8) bool {
-	switch t {
-	case layers.ICMPv4TypeEchoReply, layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4TypeSourceQuench,
-		layers.ICMPv4TypeRedirect, layers.ICMPv4TypeTimeExceeded, layers.ICMPv4TypeParameterProblem:
-		return false
-	}
-	return true
-}
+// icmp4Carries reports whether an ICMPv4 message of type t is one whose
+// payload rules apply: echo requests only, which carry the sender's own
+// bytes (Welchia's ping). Replies mirror the request (the replying host is
+// not the source), errors quote someone else's packet, and limiting it to
+// one type lets an IDS rule say the same with itype:8.
+func icmp4Carries(t uint8) bool { return t == layers.ICMPv4TypeEchoRequest }
 
-// icmp6Carries is icmp4Carries for ICMPv6: types below 128 are errors.
-func icmp6Carries(t uint8) bool {
-	return t >= 128 && t != layers.ICMPv6TypeEchoReply
-}
+// icmp6Carries is icmp4Carries for ICMPv6: echo requests, type 128.
+func icmp6Carries(t uint8) bool { return t == layers.ICMPv6TypeEchoRequest }
 
 // fragment feeds one fragment to reassembly and, when it completes a
 // datagram, decodes and matches the datagram's transport layer.
@@ -275,6 +280,7 @@ func (m *Matcher) fragment(k fragKey, off int, more bool, payload []byte, proto 
 			n += m.udp(&q)
 		case layers.LayerTypeTCP:
 			q.sport, q.dport, q.proto, q.payload = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort), signatures.TCP, d.tcp.Payload
+			q.proof = m.tcpProof(q.src, q.dst, q.meta.Time)
 			n += m.payload(&q)
 		case layers.LayerTypeICMPv4:
 			if icmp4Carries(d.icmp4.TypeCode.Type()) {
@@ -289,6 +295,44 @@ func (m *Matcher) fragment(k fragKey, off int, more bool, payload []byte, proto 
 		}
 	}
 	return n
+}
+
+// proofPending marks evidence whose proof a parallel scan decides later;
+// it never leaves the package.
+const proofPending evidence.Proof = 255
+
+// flowObs is what flows.observe reads of a TCP segment.
+type flowObs struct {
+	src, dst       netip.Addr
+	at             time.Time
+	sport, dport   uint16
+	seq, ack       uint32
+	rst, syn, ackf bool
+}
+
+// observe replays o into m's handshake table and returns the proof.
+func (m *Matcher) observe(o *flowObs) evidence.Proof {
+	t := layers.TCP{SrcPort: layers.TCPPort(o.sport), DstPort: layers.TCPPort(o.dport), Seq: o.seq, Ack: o.ack, RST: o.rst, SYN: o.syn, ACK: o.ackf}
+	if m.flows.observe(o.src, o.dst, &t, o.at) {
+		return evidence.ProofTCP
+	}
+	return evidence.ProofDatagram
+}
+
+// tcpProof follows the handshake with the TCP segment just decoded: proof
+// tcp when it is on a connection whose handshake the sensor saw complete,
+// else a datagram (a lone segment anyone could have forged).
+func (m *Matcher) tcpProof(src, dst netip.Addr, at time.Time) evidence.Proof {
+	if m.deferFrags {
+		t := &m.dec.tcp
+		m.obs = append(m.obs, flowObs{src: src, dst: dst, at: at, sport: uint16(t.SrcPort), dport: uint16(t.DstPort),
+			seq: t.Seq, ack: t.Ack, rst: t.RST, syn: t.SYN, ackf: t.ACK})
+		return proofPending
+	}
+	if m.flows.observe(src, dst, &m.dec.tcp, at) {
+		return evidence.ProofTCP
+	}
+	return evidence.ProofDatagram
 }
 
 // udp matches a TFTP request and then the UDP payload rules.
@@ -335,7 +379,8 @@ func (m *Matcher) tftp(pk *packet) int {
 	// is the infector serving it.
 	ev.Host, ev.Port, ev.Peer, ev.Role = pk.src, pk.sport, pk.dst, evidence.RoleRequester
 	m.rec.Record(ev)
-	ev.Host, ev.Port, ev.Peer, ev.Role = pk.dst, pk.dport, pk.src, evidence.RoleServer
+	// dst_port is the port at the peer: for the server, the requester's.
+	ev.Host, ev.Port, ev.Peer, ev.Role, ev.DstPort = pk.dst, pk.dport, pk.src, evidence.RoleServer, pk.sport
 	m.rec.Record(ev)
 	m.stats.Events += 2
 	return 2
@@ -371,6 +416,7 @@ func (m *Matcher) payload(pk *packet) int {
 		Serial:   set.Serial(),
 		PCAP:     pk.meta.PCAP,
 		Packet:   pk.meta.Packet,
+		Proof:    pk.proof,
 	})
 	return 1
 }

@@ -99,6 +99,9 @@ func TestCaptures(t *testing.T) {
 						t.Errorf("requester port %d is not an ephemeral port", got[i].Port)
 					}
 					lines[i] = strings.Replace(lines[i], fmt.Sprintf(":%d ", got[i].Port), portMark(got[i]), 1)
+					if got[i].Role == evidence.RoleServer { // dst_port: the requester's port
+						lines[i] = strings.Replace(lines[i], fmt.Sprintf("/%d #", got[i].DstPort), "/EPHEMERAL #", 1)
+					}
 				}
 			}
 			slices.Sort(lines)
@@ -125,21 +128,21 @@ func portMark(ev evidence.Event) string {
 func pair(host, sig, file string, packet int) []string {
 	return []string{
 		fmt.Sprintf("requester %s:EPHEMERAL peer=%s %s %s udp/69 #%d", host, host, sig, file, packet),
-		fmt.Sprintf("server %s:69 peer=%s %s %s udp/69 #%d", host, host, sig, file, packet),
+		fmt.Sprintf("server %s:69 peer=%s %s %s udp/EPHEMERAL #%d", host, host, sig, file, packet),
 	}
 }
 
 func pair4(sig, file string, sport, packet int) []string {
 	return []string{
 		fmt.Sprintf("requester 10.0.0.5:%d peer=10.0.0.9 %s %s udp/69 #%d", sport, sig, file, packet),
-		fmt.Sprintf("server 10.0.0.9:69 peer=10.0.0.5 %s %s udp/69 #%d", sig, file, packet),
+		fmt.Sprintf("server 10.0.0.9:69 peer=10.0.0.5 %s %s udp/%d #%d", sig, file, sport, packet),
 	}
 }
 
 func pair6(sig, file string, sport, packet int) []string {
 	return []string{
 		fmt.Sprintf("requester 2001:db8::5:%d peer=2001:db8::9 %s %s udp/69 #%d", sport, sig, file, packet),
-		fmt.Sprintf("server 2001:db8::9:69 peer=2001:db8::5 %s %s udp/69 #%d", sig, file, packet),
+		fmt.Sprintf("server 2001:db8::9:69 peer=2001:db8::5 %s %s udp/%d #%d", sig, file, sport, packet),
 	}
 }
 
@@ -157,7 +160,7 @@ func TestAnyPort(t *testing.T) {
 	}
 	want := []string{
 		"requester 10.0.0.5:1050 peer=10.0.0.9 blaster msblast.exe/octet/read udp/6969 #1",
-		"server 10.0.0.9:6969 peer=10.0.0.5 blaster msblast.exe/octet/read udp/6969 #1",
+		"server 10.0.0.9:6969 peer=10.0.0.5 blaster msblast.exe/octet/read udp/1050 #1",
 	}
 	if !slices.Equal(lines, want) {
 		t.Fatalf("got %q", lines)
@@ -425,7 +428,10 @@ func TestPublicCaptures(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := rec.Events()
-		if len(got) != 2 || short(got[0]) != tt.want || got[1].Role != evidence.RoleServer {
+		// The server's line: its port is 69 and dst_port is the port at its
+		// peer, the requester's (Shadowserver's dst_port for that row).
+		if len(got) != 2 || short(got[0]) != tt.want || got[1].Role != evidence.RoleServer ||
+			got[1].Port != 69 || got[1].DstPort != got[0].Port || got[1].Peer != got[0].Host {
 			var lines []string
 			for _, ev := range got {
 				lines = append(lines, short(ev))

@@ -99,7 +99,14 @@ type scanChunk struct {
 	pkts     []chunkPacket
 	evs      []chunkEvent
 	deferred []int
+	obs      []chunkObs
 	done     chan struct{}
+}
+
+// chunkObs is a TCP segment's handshake fields, for emit to replay.
+type chunkObs struct {
+	idx int
+	o   flowObs
 }
 
 // chunkRecorder keeps a worker's evidence with the packet it came from.
@@ -165,7 +172,7 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 	for c := range p.order {
 		<-c.done
 		s.emit(c)
-		c.data, c.pkts, c.evs, c.deferred = c.data[:0], c.pkts[:0], c.evs[:0], c.deferred[:0]
+		c.data, c.pkts, c.evs, c.deferred, c.obs = c.data[:0], c.pkts[:0], c.evs[:0], c.deferred[:0], c.obs[:0]
 		p.free <- c
 	}
 	wg.Wait()
@@ -368,8 +375,13 @@ func matchChunk(m *Matcher, rec *chunkRecorder, c *scanChunk) {
 		rec.idx = i
 		saved := m.stats
 		m.deferred = false
+		m.obs = m.obs[:0]
 		m.Packet(p.lt, c.data[p.off:p.end], Meta{Time: p.time, PCAP: c.name, Packet: p.num})
-		if m.deferred {
+		if !m.deferred {
+			for _, o := range m.obs {
+				c.obs = append(c.obs, chunkObs{i, o})
+			}
+		} else {
 			// The fragment matcher does this packet whole, counters and
 			// evidence included.
 			m.stats = saved
@@ -383,18 +395,61 @@ func matchChunk(m *Matcher, rec *chunkRecorder, c *scanChunk) {
 	close(c.done)
 }
 
-// emit records a matched chunk's evidence, running its fragments through
-// the fragment matcher at their place in the packet order.
+// emit records a matched chunk's evidence in packet order: fragments go
+// through the fragment matcher at their place, and TCP segments through
+// its handshake table, which decides the proof of their evidence.
 func (s *ParallelScanner) emit(c *scanChunk) {
-	ei := 0
-	for _, d := range c.deferred {
-		for ; ei < len(c.evs) && c.evs[ei].idx < d; ei++ {
-			s.rec.Record(c.evs[ei].ev)
+	ei, di, oi := 0, 0, 0
+	for {
+		next := -1
+		for _, x := range [...]struct {
+			ok  bool
+			idx int
+		}{{di < len(c.deferred), idxOr(c.deferred, di)}, {oi < len(c.obs), obsIdx(c.obs, oi)}, {ei < len(c.evs), evIdx(c.evs, ei)}} {
+			if x.ok && (next < 0 || x.idx < next) {
+				next = x.idx
+			}
 		}
-		p := &c.pkts[d]
-		s.frag.Packet(p.lt, c.data[p.off:p.end], Meta{Time: p.time, PCAP: c.name, Packet: p.num})
+		if next < 0 {
+			return
+		}
+		if di < len(c.deferred) && c.deferred[di] == next {
+			p := &c.pkts[next]
+			s.frag.Packet(p.lt, c.data[p.off:p.end], Meta{Time: p.time, PCAP: c.name, Packet: p.num})
+			di++
+			continue
+		}
+		proof := evidence.ProofDatagram
+		for ; oi < len(c.obs) && c.obs[oi].idx == next; oi++ {
+			proof = s.frag.observe(&c.obs[oi].o)
+		}
+		for ; ei < len(c.evs) && c.evs[ei].idx == next; ei++ {
+			ev := c.evs[ei].ev
+			if ev.Proof == proofPending {
+				ev.Proof = proof
+			}
+			s.rec.Record(ev)
+		}
 	}
-	for ; ei < len(c.evs); ei++ {
-		s.rec.Record(c.evs[ei].ev)
+}
+
+func idxOr(d []int, i int) int {
+	if i < len(d) {
+		return d[i]
 	}
+	return 0
+}
+
+func obsIdx(o []chunkObs, i int) int {
+	if i < len(o) {
+		return o[i].idx
+	}
+	return 0
+}
+
+func evIdx(e []chunkEvent, i int) int {
+	if i < len(e) {
+		return e[i].idx
+	}
+	return 0
 }

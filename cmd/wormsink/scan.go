@@ -21,6 +21,8 @@ func runScan(ctx context.Context, e env, args []string) int {
 	host, _ := os.Hostname()
 	sensor := fs.String("sensor", host, "name recorded in every event")
 	workers := fs.Int("workers", runtime.NumCPU(), "goroutines matching packets; the output is the same for any number")
+	var trusted evidence.Networks
+	fs.Var(&trusted, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses: their hosts' sightings get at least proof trusted-source")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
@@ -40,7 +42,7 @@ func runScan(ctx context.Context, e env, args []string) int {
 
 	// Lines by the packets' time, not the wall clock: the same for any speed
 	// and any number of workers.
-	w := evidence.NewWriter(e.stdout, evidence.Config{Sensor: *sensor, EventClock: true})
+	w := evidence.NewWriter(e.stdout, evidence.Config{Sensor: *sensor, TrustedSources: trusted, EventClock: true})
 	rec := &hostCounter{rec: w, hosts: make(map[netip.Addr]struct{})}
 	var m scanner
 	if *workers == 1 {

@@ -37,11 +37,22 @@ func TestScanCommand(t *testing.T) {
 	for _, l := range lines {
 		roles[l["role"].(string)] = true
 		for k, want := range map[string]any{"event": "wire_match", "signature": "blaster", "family": "Blaster", "evidence": "strong",
-			"file": "msblast.exe", "mode": "octet", "op": "read", "proto": "udp", "dst_port": 69.0, "packet": 1.0,
+			"file": "msblast.exe", "mode": "octet", "op": "read", "proto": "udp", "packet": 1.0,
 			"pcap": "../../testdata/pcap/real/tftp-hpa-msblast.pcap", "sensor": "s1", "host": "127.0.0.1", "peer": "127.0.0.1"} {
 			if l[k] != want {
 				t.Errorf("%s = %v, want %v", k, l[k], want)
 			}
+		}
+	}
+	// dst_port is the port at the peer: 69 for the requester, the
+	// requester's own port for the server.
+	for _, l := range lines {
+		want := 69.0
+		if l["role"] == "server" {
+			want = lines[0]["port"].(float64) + lines[1]["port"].(float64) - 69
+		}
+		if l["dst_port"] != want {
+			t.Errorf("%s dst_port = %v, want %v", l["role"], l["dst_port"], want)
 		}
 	}
 	// The packet's capture time, not the scan's: the file is older than now.
@@ -146,6 +157,34 @@ func TestScanWorkersSameOutput(t *testing.T) {
 		if code != code1 || out != out1 || summary(errOut) != summary(err1) {
 			t.Errorf("%s workers: exit %d (want %d), output equal: %v\nsummary %q\nwant    %q", n, code, code1, out == out1, errOut, err1)
 		}
+	}
+}
+
+// A TFTP request on the wire is one UDP datagram: proof datagram, unless
+// its sender is inside --trusted-sources. A bad network is a usage error.
+func TestScanTrustedSources(t *testing.T) {
+	pcap := "../../testdata/pcap/crafted/vlan-msblast.pcap"
+	_, out, _ := runCmd(t, "", "scan", pcap)
+	plain := evidenceLines(t, out)
+	_, out, _ = runCmd(t, "", "scan", "--trusted-sources", "10.0.0.0/29, 2001:db8::/64", pcap)
+	trusted := evidenceLines(t, out)
+	if len(plain) == 0 || len(plain) != len(trusted) {
+		t.Fatalf("%d and %d lines", len(plain), len(trusted))
+	}
+	for i := range plain {
+		if plain[i]["proof"] != "datagram" {
+			t.Errorf("without --trusted-sources: %v", plain[i])
+		}
+		want := "datagram"
+		if h := plain[i]["host"].(string); h == "10.0.0.5" {
+			want = "trusted-source"
+		}
+		if trusted[i]["proof"] != want {
+			t.Errorf("host %v: proof %v, want %s", trusted[i]["host"], trusted[i]["proof"], want)
+		}
+	}
+	if code, _, errOut := runCmd(t, "", "scan", "--trusted-sources", "10.0.0.0/33", pcap); code != exitUsage || !strings.Contains(errOut, "10.0.0.0/33") {
+		t.Errorf("bad network: exit %d, %q", code, errOut)
 	}
 }
 

@@ -29,18 +29,20 @@ func TestServeNeverAccusesItself(t *testing.T) {
 		"--exclude", "127.0.12.0/24")
 	rrq := []byte("\x00\x01msblast.exe\x00octet\x00")
 	for _, from := range []string{"127.0.0.5", "127.0.12.7", "127.0.0.6"} {
-		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(from)}, &net.UDPAddr{IP: net.ParseIP(sinkhole), Port: 69})
+		// Not a connected socket: the refusal comes from a fresh port of
+		// the sinkhole's (RFC 1350's transfer identifier).
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(from)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Write(rrq); err != nil {
+		if _, err := c.WriteToUDP(rrq, &net.UDPAddr{IP: net.ParseIP(sinkhole), Port: 69}); err != nil {
 			t.Fatal(err)
 		}
 		// The refusal arrives: the request was served, whoever sent it.
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		buf := make([]byte, 512)
-		if n, err := c.Read(buf); err != nil || n < 4 || buf[1] != 5 {
-			t.Fatalf("from %s: no TFTP error reply: %v", from, err)
+		if n, src, err := c.ReadFromUDP(buf); err != nil || n < 4 || buf[1] != 5 || !src.IP.Equal(net.ParseIP(sinkhole)) {
+			t.Fatalf("from %s: no TFTP error reply from the sinkhole: %v %v", from, src, err)
 		}
 		c.Close()
 	}

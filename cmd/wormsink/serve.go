@@ -50,6 +50,9 @@ type serveConfig struct {
 	evidenceLineRate  float64
 	evidenceLineBurst int
 
+	// proof of the source address
+	trustedSources evidence.Networks // networks whose edge drops forged sources
+
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
@@ -86,6 +89,10 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.exclude, "exclude", "never record a host in these networks, CIDR or address,... (the addresses wormsink serves on are always excluded)")
 	fs.Float64Var(&c.evidenceLineRate, "evidence-line-rate", evidence.DefaultLineRate, "host lines per second the evidence log may take after its burst; past it sightings are folded into one line per event, signature and /24 or /48; 0: no budget")
 	fs.IntVar(&c.evidenceLineBurst, "evidence-line-burst", evidence.DefaultLineBurst, "host lines the evidence log may take at once before --evidence-line-rate applies")
+	// proof of the source address
+	fs.IntVar(&c.tftp.Exchanges, "tftp-exchanges", sinkhole.DefaultExchanges, "TFTP refusals sent at once from a fresh port that waits for the client's follow-up (proof exchange); beyond it they leave from the listening port; negative: never")
+	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
+	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
@@ -187,6 +194,11 @@ func (c *serveConfig) complete() error {
 	if c.captureRingMB < 1 || c.captureRingMB > 1<<16 {
 		return fmt.Errorf("--capture-ring-mb %d: want from 1 to 65536", c.captureRingMB)
 	}
+	// A refusal's fresh port is a socket held open: a wait beyond a minute
+	// (no real client takes that long to answer) only ties sockets up.
+	if w := c.tftp.ExchangeWait; w <= 0 || w > time.Minute {
+		return fmt.Errorf("--tftp-exchange-wait %v: want more than 0 and at most 1m", w)
+	}
 	if c.dns.Listen == "" {
 		return nil
 	}
@@ -261,7 +273,8 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 		s.logFile = f
 	}
 	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor,
-		LineRate: max(c.evidenceLineRate, 0), LineBurst: c.evidenceLineBurst, Exclude: c.ownAddresses()})
+		LineRate: max(c.evidenceLineRate, 0), LineBurst: c.evidenceLineBurst, Exclude: c.ownAddresses(),
+		TrustedSources: c.trustedSources})
 	s.log = s.ev.Service()
 	s.metrics = newServeMetrics(s.reg, s.store, s.ev)
 

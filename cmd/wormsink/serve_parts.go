@@ -213,6 +213,9 @@ func (s *server) addTFTP() error {
 	m.counter("wormsink_tftp_replies_suppressed_total", "TFTP replies withheld (not an ERROR, or nothing to answer).", func() uint64 { return st().Suppressed })
 	m.counter("wormsink_tftp_panics_total", "Panics recovered in the TFTP server.", func() uint64 { return st().Panics })
 	m.counter("wormsink_tftp_socket_errors_total", "TFTP socket read and write errors.", func() uint64 { return st().Errors })
+	// proof of the source address
+	m.counter("wormsink_tftp_exchanges_total", "TFTP refusals the client followed up on the refusal's own port (proof exchange).", func() uint64 { return st().Exchanged })
+	m.counter("wormsink_tftp_exchange_busy_total", "TFTP refusals sent from the listening port because every fresh port was in use (the sighting stays a datagram).", func() uint64 { return st().ExchangeBusy })
 	s.parts = append(s.parts, part{name: "tftp", run: func(ctx context.Context) error {
 		if err := srv.Serve(ctx, conn); err != nil && !errors.Is(err, sinkhole.ErrServerClosed) {
 			return err

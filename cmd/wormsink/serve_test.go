@@ -46,6 +46,7 @@ func TestServeStartFailures(t *testing.T) {
 		{"unbindable tftp", []string{"--tftp-listen", busyUDP.LocalAddr().String()}, "address already in use"},
 		{"unbindable dns", []string{"--dns-listen", busyUDP.LocalAddr().String(), "--upstream", "127.0.0.1:1", "--sinkhole-ip", "192.0.2.1"}, "address already in use"},
 		{"nothing to serve", []string{"--tftp-listen", ""}, "nothing to serve"},
+		{"bad exchange wait", []string{"--tftp-exchange-wait", "2h"}, "--tftp-exchange-wait 2h0m0s"},
 		{"no sinkhole ip", []string{"--dns-listen", "127.0.0.1:0", "--tftp-listen", ":0", "--upstream", "127.0.0.1:1"}, "--sinkhole-ip is needed"},
 		{"upstream loop", []string{"--dns-listen", "127.0.0.1:5353", "--upstream", "127.0.0.1:5353", "--sinkhole-ip", "192.0.2.1"}, "loop"},
 		{"upstream loop via wildcard", []string{"--dns-listen", ":5353", "--upstream", "127.0.0.2:5353", "--sinkhole-ip", "192.0.2.1"}, "loop"},

@@ -11,7 +11,7 @@ import (
 
 func runSigs(ctx context.Context, e env, args []string) int {
 	if len(args) == 0 {
-		return usageErr(e, "sigs: needs a subcommand: check FILE, or export --format rpz|hosts|suricata [--sinkhole-ip IP] [FILE]")
+		return usageErr(e, "sigs: needs a subcommand: check FILE, or export --format rpz|hosts|suricata [--sinkhole-ip IP] [--zone NAME] [--keep-underscore] [FILE]")
 	}
 	switch args[0] {
 	case "check":
@@ -19,7 +19,7 @@ func runSigs(ctx context.Context, e env, args []string) int {
 	case "export":
 		return runSigsExport(e, args[1:])
 	case "-h", "-help", "--help":
-		fmt.Fprintln(e.stdout, "usage: wormsink sigs check FILE\n       wormsink sigs export --format rpz|hosts|suricata [--sinkhole-ip IP,...] [FILE]")
+		fmt.Fprintln(e.stdout, "usage: wormsink sigs check FILE\n       wormsink sigs export --format rpz|hosts|suricata [--sinkhole-ip IP,...] [--zone NAME] [--keep-underscore] [FILE]")
 		return exitOK
 	}
 	return usageErr(e, "sigs: unknown subcommand %q (want check or export)", args[0])
@@ -48,6 +48,8 @@ func runSigsExport(e env, args []string) int {
 	format := fs.String("format", "", "output format: "+strings.Join(signatures.ExportFormats, ", "))
 	var ips addrList
 	fs.Var(&ips, "sinkhole-ip", "comma-separated addresses for sinkhole answers (rpz, hosts)")
+	zone := fs.String("zone", "", "rpz: the zone's name; owners become absolute and every name is checked to fit below it (default: relative owners, for zone names of up to 12 characters)")
+	keepUnderscore := fs.Bool("keep-underscore", false, "rpz: write sinkhole names with '_' as A/AAAA data (BIND then needs check-names primary ignore on the zone); by default they answer NODATA")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
@@ -73,7 +75,19 @@ func runSigsExport(e env, args []string) int {
 	} else {
 		set = signatures.Default()
 	}
-	if err := signatures.Export(e.stdout, set, *format, ips); err != nil {
+	if (*zone != "" || *keepUnderscore) && *format != "rpz" {
+		return usageErr(e, "sigs export: --zone and --keep-underscore apply to --format rpz only")
+	}
+	if err := signatures.CheckZone(*zone); err != nil {
+		return usageErr(e, "sigs export: --zone: %v", err)
+	}
+	opt := signatures.ExportOptions{
+		Sinkhole:       ips,
+		Zone:           *zone,
+		KeepUnderscore: *keepUnderscore,
+		Warn:           func(msg string) { fmt.Fprintln(e.stderr, "warning:", msg) },
+	}
+	if err := signatures.ExportWith(e.stdout, set, *format, opt); err != nil {
 		return fail(e, "sigs export: %v", err)
 	}
 	return exitOK

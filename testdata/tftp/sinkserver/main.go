@@ -28,6 +28,7 @@ func main() {
 	sourceBurst := flag.Int("source-burst", 0, "per-source burst (0 default)")
 	totalRate := flag.Float64("total-rate", 0, "replies per second overall (0 default, <0 unlimited)")
 	totalBurst := flag.Int("total-burst", 0, "overall burst (0 default)")
+	exchangeWait := flag.Duration("exchange-wait", 0, "how long a refusal's port waits for the client's follow-up (0 default)")
 	flag.Parse()
 
 	out := os.Stdout
@@ -47,6 +48,7 @@ func main() {
 	srv := sinkhole.New(sinkhole.Config{
 		SourceRate: *sourceRate, SourceBurst: *sourceBurst,
 		TotalRate: *totalRate, TotalBurst: *totalBurst,
+		ExchangeWait:  *exchangeWait,
 		NotifyStarted: func(a net.Addr) { fmt.Fprintf(os.Stderr, "listening %s\n", a) },
 	}, signatures.NewStore("", signatures.Default()), w, w.Service())
 	err := srv.ListenAndServe(ctx, *listen)

@@ -1,0 +1,689 @@
+package dnsblock
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"wormsink/signatures"
+)
+
+// The differential test: the RPZ export of awkward signature files loaded
+// into real BIND, Unbound, Knot Resolver and PowerDNS Recursor (and the
+// hosts export into dnsmasq) must answer every query exactly as the shim
+// does with the same file. Every resolver forwards to one local authority
+// that answers every name, so a name the policy does not cover comes back
+// with the authority's address from all of them.
+
+var (
+	authA    = netip.MustParseAddr("198.51.100.7")
+	authAAAA = netip.MustParseAddr("2001:db8:ffff::7")
+)
+
+// startAuthority answers every A and AAAA query with a fixed address and
+// every other type with NODATA.
+func startAuthority(t *testing.T) string {
+	t.Helper()
+	u := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.RecursionAvailable = true
+		if len(r.Question) == 1 {
+			q := r.Question[0]
+			hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 300, Rrtype: q.Qtype}
+			switch q.Qtype {
+			case dns.TypeA:
+				m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: authA.AsSlice()})
+			case dns.TypeAAAA:
+				m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: authAAAA.AsSlice()})
+			}
+		}
+		w.WriteMsg(m)
+	})
+	return u.addr
+}
+
+// diffCase is one signature file and how it is exported.
+type diffCase struct {
+	name     string
+	yaml     string
+	sinkhole []netip.Addr // nil: no sinkhole address at all
+	zone     string       // "" exports relative owners, loaded under diffOrigin
+	keepUS   bool         // --keep-underscore, and BIND told check-names ignore
+}
+
+// diffOrigin is as long as the relative export promises to fit under.
+const diffOrigin = "rpz.wormsink"
+
+func longName(n int, suffix string) string {
+	var b strings.Builder
+	for b.Len()+len(suffix) < n {
+		l := min(63, n-len(suffix)-b.Len()-1)
+		if l <= 0 {
+			break
+		}
+		b.WriteString(strings.Repeat(string(rune('a'+b.Len()%26)), l))
+		b.WriteByte('.')
+	}
+	return b.String() + suffix
+}
+
+var underscoreFile = `serial: 11
+signatures:
+  - id: us
+    family: Underscore
+    domains:
+      - _tcp.worm.example
+      - name: _udp.worm.example
+        action: nxdomain
+      - name: "*._srv.worm.example"
+      - name: ok.worm.example
+      - name: "*.zone_cut.example"
+        action: nodata
+      - name: in_side.zone_cut.example
+      - name: "*.wide.example"
+      - name: _dmarc.x.wide.example
+        action: nodata
+`
+
+func diffCases() []diffCase {
+	v4v6 := []netip.Addr{netip.MustParseAddr("192.0.2.66"), netip.MustParseAddr("2001:db8::66")}
+	wildcards := `serial: 4294967295
+signatures:
+  - id: ent
+    family: Nested
+    domains:
+      - "*.ent.example"
+      - name: sub.ent.example
+        action: nxdomain
+      - name: a.b.c.ent.example
+        action: nodata
+      - name: "*.deep.x.ent.example"
+        action: nodata
+      - name: q.deep.x.ent.example
+      - name: "*.r.deep.x.ent.example"
+        action: nxdomain
+      - name: plain.example
+        action: nodata
+      - name: "*.below.plain.example"
+  - id: other
+    family: Other
+    domains:
+      - name: "*.Mixed.EXAMPLE"
+      - name: x.y.z.mixed.example
+        action: nxdomain
+      - name: "*.z.mixed.example"
+        action: nodata
+`
+	long240 := longName(240, "long.example")
+	long249 := longName(249, "long.example")
+	long252 := longName(252, "long.example") // fits under no origin longer than 0
+	long := fmt.Sprintf(`serial: 9
+signatures:
+  - id: long
+    family: Long
+    domains:
+      - %s
+      - name: %s
+        action: nxdomain
+      - name: %s
+      - name: "*.%s"
+        action: nodata
+      - name: "*.long.example"
+`, long240, long249, long252, longName(235, "w.long.example"))
+	return []diffCase{
+		{name: "wildcards-v4v6", yaml: wildcards, sinkhole: v4v6},
+		{name: "wildcards-v6only", yaml: wildcards, sinkhole: []netip.Addr{netip.MustParseAddr("2001:db8::66")}, zone: "rpz.example.net"},
+		{name: "wildcards-nosinkhole", yaml: wildcards},
+		{name: "underscore-default", yaml: underscoreFile, sinkhole: []netip.Addr{netip.MustParseAddr("192.0.2.66")}},
+		{name: "underscore-kept", yaml: underscoreFile, sinkhole: v4v6, keepUS: true},
+		{name: "long", yaml: long, sinkhole: v4v6, zone: "rpz"},
+		{name: "long-relative", yaml: long, sinkhole: v4v6},
+	}
+}
+
+// diffQueries derives the question list from the file: every listed name
+// and its ancestors, names below it and below wildcards, case variants.
+func diffQueries(set *signatures.Set) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(n string) {
+		if len(n) > 253 || seen[strings.ToLower(n)] {
+			return
+		}
+		seen[strings.ToLower(n)] = true
+		out = append(out, n)
+	}
+	for _, sig := range set.Signatures() {
+		for _, d := range sig.Domains {
+			for n := d.Name; n != ""; {
+				add(n)
+				add("a." + n)
+				add("b.a." + n)
+				add("_x.c." + n)
+				i := strings.IndexByte(n, '.')
+				if i < 0 {
+					break
+				}
+				n = n[i+1:]
+			}
+			add(strings.ToUpper(d.Name))
+			add("Mixed-Case." + strings.ToUpper(d.Name[:1]) + d.Name[1:])
+		}
+	}
+	add("unlisted.example")
+	slices.Sort(out)
+	return out
+}
+
+var diffTypes = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX}
+
+// answerKey is what the comparison looks at: the rcode and the answer
+// records without TTLs, owners in lower case (resolvers may echo the
+// question's case or not).
+func answerKey(r *dns.Msg) string {
+	var rrs []string
+	for _, rr := range r.Answer {
+		h := rr.Header()
+		data := strings.TrimPrefix(rr.String(), h.String())
+		rrs = append(rrs, strings.ToLower(h.Name)+" "+dns.TypeToString[h.Rrtype]+" "+data)
+	}
+	slices.Sort(rrs)
+	return dns.RcodeToString[r.Rcode] + " [" + strings.Join(rrs, ", ") + "]"
+}
+
+func exchange(server, name string, qtype uint16) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.SetEdns0(1232, false)
+	var last error
+	for range 3 { // a lost UDP datagram is not a disagreement
+		for _, netw := range []string{"udp", "tcp"} {
+			c := &dns.Client{Net: netw, Timeout: 4 * time.Second, UDPSize: 1232}
+			r, _, err := c.Exchange(m, server)
+			if err == nil && r.Truncated && netw == "udp" {
+				continue
+			}
+			if err == nil {
+				return r, nil
+			}
+			last = err
+			break
+		}
+	}
+	return nil, last
+}
+
+func need(t *testing.T, bins ...string) {
+	t.Helper()
+	for _, b := range bins {
+		if _, err := exec.LookPath(b); err == nil {
+			continue
+		}
+		if _, err := os.Stat("/usr/sbin/" + b); err != nil {
+			t.Fatalf("%s is not installed: run `make deps` (scripts/deps.sh)", b)
+		}
+	}
+}
+
+func sbin(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return "/usr/sbin/" + name
+}
+
+// resolver is one running resolver process.
+type resolver struct {
+	name string
+	addr string
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+	mu   *sync.Mutex
+	done chan struct{} // closed when the process has exited
+}
+
+func (r *resolver) log() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.logs.String()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// launch starts a resolver and waits until ready(addr) holds, or fails
+// with its log. It returns errors instead of failing, since the resolvers
+// start in parallel goroutines.
+func launch(ctx context.Context, name string, port int, ready func(addr string) error, bin string, args ...string) (*resolver, error) {
+	r := &resolver{name: name, addr: fmt.Sprintf("127.0.0.1:%d", port), logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	r.cmd = exec.CommandContext(ctx, bin, args...)
+	lw := lockedWriter{r.mu, r.logs}
+	r.cmd.Stdout, r.cmd.Stderr = lw, lw
+	r.cmd.WaitDelay = 5 * time.Second
+	if err := r.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: start: %w", name, err)
+	}
+	r.done = make(chan struct{})
+	exited := r.done
+	go func() { r.cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(60 * time.Second) // the CI machine is loaded
+	for {
+		err := ready(r.addr)
+		if err == nil {
+			return r, nil
+		}
+		select {
+		case <-exited:
+			return r, fmt.Errorf("%s exited before it was ready (%v):\n%s", name, err, r.log())
+		default:
+		}
+		if portTaken(r.log()) { // named keeps running without the port
+			return r, fmt.Errorf("%s: port %d in use:\n%s", name, port, r.log())
+		}
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("%s not ready: %v\n%s", name, err, r.log())
+		}
+		time.Sleep(50 * time.Millisecond) // polling the readiness condition
+	}
+}
+
+// answersAnything is the readiness check of resolvers that load the
+// policy zone before they serve: any answer for a name outside it.
+func answersAnything(addr string) error {
+	r, err := exchange(addr, "ready.unlisted.example.", dns.TypeA)
+	if err != nil {
+		return err
+	}
+	if answerKey(r) != "NOERROR [ready.unlisted.example. A "+authA.String()+"]" {
+		return fmt.Errorf("unexpected answer %s", answerKey(r))
+	}
+	return nil
+}
+
+func startNamed(ctx context.Context, dir string, port int, auth netip.AddrPort, zone, zoneFile string, ignoreNames bool) (*resolver, error) {
+	checkNames := ""
+	if ignoreNames {
+		checkNames = "check-names ignore;"
+	}
+	conf := fmt.Sprintf(`options {
+	directory %[1]q;
+	pid-file none;
+	session-keyfile none;
+	managed-keys-directory %[1]q;
+	listen-on port %[2]d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion yes;
+	allow-query { 127.0.0.1; };
+	forward only;
+	forwarders { %[3]s port %[4]d; };
+	dnssec-validation no;
+	notify no;
+	response-policy { zone %[5]q; } qname-wait-recurse no;
+};
+controls { };
+zone %[5]q { type primary; file %[6]q; %[7]s };
+`, dir, port, auth.Addr(), auth.Port(), zone, zoneFile, checkNames)
+	path := filepath.Join(dir, "named.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	// named answers before a failed zone is noticed, so readiness is the
+	// policy zone's own SOA: SERVFAIL when BIND refused to load it.
+	return launch(ctx, "named", port, func(addr string) error {
+		r, err := exchange(addr, zone, dns.TypeSOA)
+		if err != nil {
+			return err
+		}
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+			return fmt.Errorf("policy zone %s not loaded: %s", zone, answerKey(r))
+		}
+		return answersAnything(addr)
+	}, sbin("named"), "-g", "-4", "-c", path)
+}
+
+func startUnboundRPZ(ctx context.Context, dir string, port int, auth netip.AddrPort, zone, zoneFile string) (*resolver, error) {
+	conf := fmt.Sprintf(`server:
+  interface: 127.0.0.1
+  port: %d
+  do-ip6: no
+  do-daemonize: no
+  chroot: ""
+  username: ""
+  directory: %q
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 1
+  access-control: 127.0.0.0/8 allow
+  module-config: "respip iterator"
+  do-not-query-localhost: no
+  qname-minimisation: no
+rpz:
+  name: %q
+  zonefile: %q
+forward-zone:
+  name: "."
+  forward-addr: %s@%d
+remote-control:
+  control-enable: no
+`, port, dir, zone+".", zoneFile, auth.Addr(), auth.Port())
+	path := filepath.Join(dir, "unbound.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return launch(ctx, "unbound", port, answersAnything, sbin("unbound"), "-d", "-c", path)
+}
+
+func startKresd(ctx context.Context, dir string, port int, auth netip.AddrPort, zoneFile string) (*resolver, error) {
+	conf := fmt.Sprintf(`net.listen('127.0.0.1', %d, { kind = 'dns' })
+trust_anchors.remove('.')
+cache.open(10 * MB, 'lmdb://%s/cache')
+policy.add(policy.rpz(policy.DENY, %q, false))
+policy.add(policy.all(policy.FORWARD('%s@%d')))
+`, port, dir, zoneFile, auth.Addr(), auth.Port())
+	path := filepath.Join(dir, "kresd.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return launch(ctx, "kresd", port, answersAnything, sbin("kresd"), "-n", "-c", path, dir)
+}
+
+func startPDNS(ctx context.Context, dir string, port int, auth netip.AddrPort, zone, zoneFile string) (*resolver, error) {
+	lua := fmt.Sprintf("rpzFile(%q, { policyName = %q })\n", zoneFile, zone)
+	if err := os.WriteFile(filepath.Join(dir, "rpz.lua"), []byte(lua), 0o644); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(`local-address=127.0.0.1
+local-port=%d
+allow-from=127.0.0.0/8
+forward-zones-recurse=.=%s
+dont-query=
+dnssec=off
+lua-config-file=%s
+socket-dir=%s
+daemon=no
+write-pid=no
+threads=1
+pdns-distributes-queries=no
+security-poll-suffix=
+disable-syslog=yes
+quiet=yes
+`, port, auth, filepath.Join(dir, "rpz.lua"), dir)
+	if err := os.WriteFile(filepath.Join(dir, "recursor.conf"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return launch(ctx, "pdns_recursor", port, answersAnything, sbin("pdns_recursor"), "--config-dir="+dir)
+}
+
+func startDnsmasq(ctx context.Context, dir string, port int, auth netip.AddrPort, hostsFile string) (*resolver, error) {
+	args := []string{"-k", "--conf-file=/dev/null", fmt.Sprintf("--port=%d", port), "--listen-address=127.0.0.1",
+		"--bind-interfaces", "--no-resolv", "--no-hosts", "--addn-hosts=" + hostsFile,
+		fmt.Sprintf("--server=%s#%d", auth.Addr(), auth.Port()), "--pid-file=", "--cache-size=0", "--log-facility=-"}
+	if os.Getuid() == 0 {
+		args = append(args, "--user=root")
+	}
+	return launch(ctx, "dnsmasq", port, answersAnything, sbin("dnsmasq"), args...)
+}
+
+// portTaken reports whether a resolver's log says its port was taken.
+func portTaken(log string) bool {
+	l := strings.ToLower(log)
+	return strings.Contains(l, "address already in use") || strings.Contains(l, "address in use")
+}
+
+// freePort finds a port free for both UDP and TCP on 127.0.0.1.
+func freePort() (int, error) {
+	for range 50 {
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return 0, err
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		u.Close()
+		if err == nil {
+			l.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free port")
+}
+
+func TestExportsAnswerLikeShim(t *testing.T) {
+	need(t, "named", "unbound", "kresd", "pdns_recursor", "dnsmasq")
+	auth := netip.MustParseAddrPort(startAuthority(t))
+	for _, tc := range diffCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			runDiffCase(t, tc, auth)
+		})
+	}
+}
+
+func runDiffCase(t *testing.T, tc diffCase, auth netip.AddrPort) {
+	set, err := signatures.Parse(tc.name+".yaml", []byte(tc.yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil { // dnsmasq and named may read as another user
+		t.Fatal(err)
+	}
+	origin := tc.zone
+	if origin == "" {
+		origin = diffOrigin
+	}
+	var zone, hosts bytes.Buffer
+	var skipped []string
+	opt := signatures.ExportOptions{Sinkhole: tc.sinkhole, Zone: tc.zone, KeepUnderscore: tc.keepUS, Warn: func(string) {}}
+	if err := signatures.ExportWith(&zone, set, "rpz", opt); err != nil {
+		t.Fatal(err)
+	}
+	signatures.RPZRecords(set, signatures.RPZOptions{Sinkhole: tc.sinkhole, Zone: tc.zone, KeepUnderscore: tc.keepUS}, func(r signatures.RPZRecord) {
+		if r.Skip != "" {
+			skipped = append(skipped, strings.TrimPrefix(r.Owner, "*."))
+		}
+	})
+	if err := signatures.Export(&hosts, set, "hosts", tc.sinkhole); err != nil {
+		t.Fatal(err)
+	}
+	zoneFile, hostsFile := filepath.Join(dir, "rpz.zone"), filepath.Join(dir, "hosts")
+	for path, data := range map[string][]byte{zoneFile: zone.Bytes(), hostsFile: hosts.Bytes()} {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if testing.Verbose() {
+		t.Logf("zone:\n%s", zone.String())
+	}
+
+	// The shim needs an address; for the no-address export it gets one
+	// whose records the comparison then drops, leaving NODATA as the export
+	// writes it.
+	shimIPs := tc.sinkhole
+	dropped := netip.Addr{}
+	if len(shimIPs) == 0 {
+		dropped = netip.MustParseAddr("192.0.2.254")
+		shimIPs = []netip.Addr{dropped}
+	}
+	src := &source{}
+	src.p.Store(set)
+	shim := startShim(t, Config{Upstreams: []string{auth.String()}, SinkholeIPs: shimIPs, CacheSize: -1}, src, nil)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu        sync.Mutex
+		resolvers []*resolver
+		errs      []error
+		wg        sync.WaitGroup
+	)
+	t.Cleanup(func() {
+		cancel()
+		for _, r := range resolvers {
+			<-r.done
+		}
+	})
+	start := func(f func(dir string, port int) (*resolver, error)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sub, err := os.MkdirTemp(dir, "r")
+			if err == nil {
+				err = os.Chmod(sub, 0o755)
+			}
+			var r *resolver
+			// The port is free when picked but another test process may
+			// take it before the resolver binds it: pick another then.
+			for attempt := 0; err == nil; attempt++ {
+				var port int
+				if port, err = freePort(); err != nil {
+					break
+				}
+				r, err = f(sub, port)
+				if err == nil || attempt == 4 || !portTaken(err.Error()) {
+					break
+				}
+				r.cmd.Process.Kill() // our own child, by its pid
+				<-r.done
+				r, err = nil, nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if r != nil {
+				resolvers = append(resolvers, r)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	start(func(d string, p int) (*resolver, error) {
+		return startNamed(ctx, d, p, auth, origin, zoneFile, tc.keepUS)
+	})
+	start(func(d string, p int) (*resolver, error) { return startUnboundRPZ(ctx, d, p, auth, origin, zoneFile) })
+	start(func(d string, p int) (*resolver, error) { return startKresd(ctx, d, p, auth, zoneFile) })
+	start(func(d string, p int) (*resolver, error) { return startPDNS(ctx, d, p, auth, origin, zoneFile) })
+	var dnsmasq *resolver
+	start(func(d string, p int) (*resolver, error) {
+		r, err := startDnsmasq(ctx, d, p, auth, hostsFile)
+		dnsmasq = r
+		return r, err
+	})
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
+	}
+
+	queries := diffQueries(set)
+	compared, mismatches := 0, 0
+	for _, name := range queries {
+		lname := strings.ToLower(name)
+		leftOut := false
+		for _, s := range skipped {
+			leftOut = leftOut || lname == s || strings.HasSuffix(lname, "."+s)
+		}
+		for _, qtype := range diffTypes {
+			r, err := exchange(shim.UDPAddr().String(), name, qtype)
+			if err != nil {
+				t.Fatalf("shim %s %s: %v", name, dns.TypeToString[qtype], err)
+			}
+			if dropped.IsValid() {
+				r.Answer = slices.DeleteFunc(r.Answer, func(rr dns.RR) bool {
+					a, ok := rr.(*dns.A)
+					return ok && a.A.Equal(dropped.AsSlice())
+				})
+			}
+			want := answerKey(r)
+			m, listed := set.MatchName(name)
+			sinkholed := listed && m.Domain.Action == signatures.Sinkhole && len(r.Answer) > 0
+			// What the RPZ cannot say as the shim does: names that do not
+			// fit below the origin pass; sinkhole names under an owner with
+			// '_' answer NODATA unless --keep-underscore.
+			blockedInstead := "NOERROR []"
+			for _, rs := range resolvers {
+				if rs == dnsmasq {
+					continue
+				}
+				got, err := exchange(rs.addr, name, qtype)
+				if err != nil {
+					t.Errorf("%s: %s %s: %v", rs.name, name, dns.TypeToString[qtype], err)
+					continue
+				}
+				key := answerKey(got)
+				if leftOut {
+					continue // documented: the export warns and leaves them out
+				}
+				if rs.name == "named" && len(lname)+1+len(origin) > 253 {
+					// BIND looks a name up in the policy zone as
+					// name.origin, which must fit in 255 octets: longer
+					// names below a wildcard pass (README says so).
+					continue
+				}
+				compared++
+				if key == want || !tc.keepUS && strings.Contains(name, "_") && sinkholed && key == blockedInstead {
+					continue
+				}
+				mismatches++
+				t.Errorf("%s: %s %s: got %s, shim %s", rs.name, name, dns.TypeToString[qtype], key, want)
+			}
+			// dnsmasq: a hosts file expresses exact names only, and says
+			// "blocked" with the unspecified addresses.
+			if qtype == dns.TypeMX || dnsmasq == nil {
+				continue
+			}
+			got, err := exchange(dnsmasq.addr, name, qtype)
+			if err != nil {
+				t.Errorf("dnsmasq: %s %s: %v", name, dns.TypeToString[qtype], err)
+				continue
+			}
+			wantHosts := want
+			switch {
+			case listed && !m.Domain.Wildcard && !sinkholed:
+				unspec := "0.0.0.0"
+				if qtype == dns.TypeAAAA {
+					unspec = "::"
+				}
+				wantHosts = fmt.Sprintf("NOERROR [%s %s %s]", lname+".", dns.TypeToString[qtype], unspec)
+			case listed && m.Domain.Wildcard: // not expressible: passes to the authority
+				direct, err := exchange(auth.String(), name, qtype)
+				if err != nil {
+					t.Fatalf("authority: %s: %v", name, err)
+				}
+				wantHosts = answerKey(direct)
+			}
+			compared++
+			if key := answerKey(got); key != wantHosts {
+				mismatches++
+				t.Errorf("dnsmasq: %s %s: got %s, want %s (shim %s)", name, dns.TypeToString[qtype], key, wantHosts, want)
+			}
+		}
+	}
+	t.Logf("%d queries x %d types, %d answers compared, %d mismatches, %d names left out: %v", len(queries), len(diffTypes), compared, mismatches, len(skipped), skipped)
+	if mismatches > 0 {
+		for _, r := range resolvers {
+			t.Logf("%s log:\n%s", r.name, r.log())
+		}
+	}
+}

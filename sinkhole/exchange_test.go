@@ -1,0 +1,125 @@
+package sinkhole
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"wormsink/evidence"
+)
+
+// proofOf waits for the evidence of the request sent from port and
+// returns its proof.
+func proofOf(t *testing.T, ts *testServer, port uint16) evidence.Proof {
+	t.Helper()
+	var p evidence.Proof
+	waitFor(t, "the evidence", func() bool {
+		for _, e := range ts.rec.Events() {
+			if e.Port == port {
+				p = e.Proof
+				return true
+			}
+		}
+		return false
+	})
+	return p
+}
+
+// A client that follows the refusal up from its own address and port, to
+// the port the refusal came from, proves its address: exchange. One that
+// never answers (a forger never sees the refusal) stays a datagram, and so
+// does one whose follow-up comes from another port or goes to the
+// listening port: neither shows that the refusal was seen.
+func TestExchangeProof(t *testing.T) {
+	ts := startServer(t, Config{ExchangeWait: time.Second}, nil)
+	req := rrq(1, "msblast.exe", "octet")
+	ack := []byte{0, OpAck, 0, 1}
+
+	real := newClient(t, ts.addr)
+	real.send(req)
+	checkError(t, real.read(5*time.Second), len(req))
+	if real.from == ts.addr {
+		t.Fatalf("refusal from the listening port %v", real.from)
+	}
+	if _, err := real.conn.WriteToUDPAddrPort(ack, real.from); err != nil {
+		t.Fatal(err)
+	}
+	if p := proofOf(t, ts, real.port()); p != evidence.ProofExchange {
+		t.Errorf("client that followed up: proof %v", p)
+	}
+
+	// A source that never answers, from another loopback address: what a
+	// forged datagram looks like from here.
+	silent, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 23)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	if _, err := silent.WriteToUDPAddrPort(req, ts.addr); err != nil {
+		t.Fatal(err)
+	}
+	sp := silent.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+
+	// Follow-ups that prove nothing: from another port of the same
+	// address (the refusal's port would have to be guessed), and to the
+	// listening port instead of the refusal's.
+	other := newClient(t, ts.addr)
+	other.send(req)
+	checkError(t, other.read(5*time.Second), len(req))
+	third := newClient(t, ts.addr)
+	if _, err := third.conn.WriteToUDPAddrPort(ack, other.from); err != nil {
+		t.Fatal(err)
+	}
+	other.send(ack) // to the listening port
+	waitFor(t, "the stray follow-up", func() bool { return ts.srv.Stats().Stray == 2 })
+
+	if p := proofOf(t, ts, sp); p != evidence.ProofDatagram {
+		t.Errorf("silent source: proof %v", p)
+	}
+	if p := proofOf(t, ts, other.port()); p != evidence.ProofDatagram {
+		t.Errorf("follow-up from another port: proof %v", p)
+	}
+	st := ts.srv.Stats()
+	if st.Exchanged != 1 || st.Replies != 3 {
+		t.Errorf("stats %+v", st)
+	}
+	if n := len(ts.rec.Events()); n != 3 {
+		t.Errorf("%d events for 3 requests", n)
+	}
+}
+
+// The fresh ports are bounded: past Exchanges, refusals leave from the
+// listening port, every request is still recorded once, and sightings
+// held when the server stops are recorded then.
+func TestExchangeBounded(t *testing.T) {
+	ts := startServer(t, Config{Exchanges: 2, ExchangeWait: time.Minute}, nil)
+	req := rrq(1, "msblast.exe", "octet")
+	var fromMain int
+	for range 5 {
+		c := newClient(t, ts.addr)
+		c.send(req)
+		checkError(t, c.read(5*time.Second), len(req))
+		if c.from == ts.addr {
+			fromMain++
+		}
+	}
+	// The counter follows the send: wait for it rather than race it.
+	waitFor(t, "five replies counted", func() bool { return ts.srv.Stats().Replies == 5 })
+	if st := ts.srv.Stats(); fromMain != 3 || st.ExchangeBusy != 3 || st.Replies != 5 {
+		t.Fatalf("%d refusals from the listening port, stats %+v", fromMain, st)
+	}
+	waitFor(t, "the three unheld sightings", func() bool { return len(ts.rec.Events()) == 3 })
+	if err := ts.stop(); err != nil && err != ErrServerClosed {
+		t.Fatal(err)
+	}
+	evs := ts.rec.Events()
+	if len(evs) != 5 {
+		t.Fatalf("%d events for 5 requests after stop", len(evs))
+	}
+	for _, e := range evs {
+		if e.Proof != evidence.ProofDatagram || e.Host != netip.MustParseAddr("127.0.0.1") {
+			t.Errorf("event %+v", e)
+		}
+	}
+}
