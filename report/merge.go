@@ -27,7 +27,7 @@ func (a *Aggregator) merge(b *Aggregator) {
 			i = uint32(len(a.aggs))
 			a.insert(b.addrs[j], i)
 			a.aggs = append(a.aggs, hostAgg{first: bh.first, last: bh.last, firstPort: bh.firstPort, lastPort: bh.lastPort,
-				evidence: bh.evidence, src: bh.src})
+				evidence: bh.evidence, src: bh.src, proof: bh.proof})
 			a.addrs = append(a.addrs, b.addrs[j])
 			a.pos = append(a.pos, bp)
 		} else {
@@ -40,6 +40,9 @@ func (a *Aggregator) merge(b *Aggregator) {
 			}
 			if bh.evidence < h.evidence {
 				h.evidence = bh.evidence
+			}
+			if bh.proof > h.proof { // the best
+				h.proof = bh.proof
 			}
 			for k := range h.src {
 				h.src[k] += bh.src[k]

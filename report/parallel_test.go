@@ -40,7 +40,8 @@ func randomLogCfg(t testing.TB, rng *rand.Rand, n, hosts int, cfg evidence.Confi
 		sig := rng.IntN(40)
 		ev := evidence.Event{Time: t0.Add(time.Duration(rng.IntN(2000)) * time.Second), Kind: kinds[rng.IntN(len(kinds))], Host: h,
 			Port: uint16(1000 + rng.IntN(5)), Sig: fmt.Sprintf("sig%d", sig), Family: fmt.Sprintf("Fam%d", sig%7),
-			Evidence: signatures.Strength(rng.IntN(2)), Serial: 1, Count: uint64(1 + rng.IntN(3))}
+			Evidence: signatures.Strength(rng.IntN(2)), Serial: 1, Count: uint64(1 + rng.IntN(3)),
+			Proof: evidence.Proof(rng.IntN(int(evidence.ProofTCP) + 1))}
 		if ev.Kind == evidence.TFTPRequest && rng.IntN(2) == 0 {
 			ev.Sig, ev.Family = "", ""
 		}
