@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install clean
+.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean
 
 all: build
 
@@ -61,6 +61,10 @@ perf-wire: deps
 # Live capture at tcpreplay's top speed, side by side with tcpdump (root).
 perf-capture: deps
 	./scripts/perf-capture.sh
+
+# RPZ primary (AXFR against BIND, NOTIFY/IXFR to Unbound and BIND) and dnstap ingest.
+perf-rpz: deps
+	./scripts/perf-rpz.sh $(NAMES)
 
 perf-tftp: deps
 	$(GO) build -o bin/sinkserver ./testdata/tftp/sinkserver

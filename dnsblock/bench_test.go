@@ -1,6 +1,7 @@
 package dnsblock
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"net/netip"
@@ -28,7 +29,7 @@ func newTestHandler(tb testing.TB, upAddr string, cacheSize int, rec Recorder) *
 		tb.Fatal(err)
 	}
 	if upAddr != "" {
-		u, err := newUpstream(upAddr, 2, &s.h.stats.upStrays)
+		u, err := newUpstream(upAddr, 2, time.Second, &s.h.stats.upStrays)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -181,7 +182,7 @@ func BenchmarkForwardUDP(b *testing.B) {
 		if !fwd {
 			b.Fatal("not forwarded")
 		}
-		if out := h.forward(sc, q, benchClient, false); out[3]&0xf != 0 {
+		if out := h.forward(context.Background(), sc, q, benchClient, false); out[3]&0xf != 0 {
 			b.Fatal("upstream failed")
 		}
 	}

@@ -9,11 +9,13 @@ import (
 
 // cache holds forwarded answers as wire bytes, so a hit is a copy and a few
 // patches (ID, question case, TTLs) with no allocation. It is sharded to
-// keep lock contention off the hot path and bounded by evicting an expired
+// keep lock contention off the hot path and bounded both in entries and in
+// bytes (a hostile zone's answers can be 64 KB each) by evicting an expired
 // entry when it can, an arbitrary one otherwise.
 type cache struct {
 	shards   []cacheShard
 	perShard int
+	perBytes int // byte budget of one shard
 	seed     maphash.Seed
 	base     time.Time // monotonic origin of the entries' times
 	maxTTL   uint32
@@ -21,9 +23,10 @@ type cache struct {
 }
 
 type cacheShard struct {
-	mu sync.RWMutex
-	m  map[string]*cacheEntry
-	_  [40]byte // keep shards on their own cache lines
+	mu    sync.RWMutex
+	m     map[string]*cacheEntry
+	bytes int
+	_     [32]byte // keep shards on their own cache lines
 }
 
 // cacheEntry is immutable once stored.
@@ -33,7 +36,8 @@ type cacheEntry struct {
 	ttls    []uint32
 	stored  int64 // nanoseconds since cache.base
 	expires int64
-	cnames  bool // the answer holds CNAMEs: policy must look at the chain
+	cost    int  // bytes counted against the budget
+	check   bool // the answer names more than the question: policy must look at it on every hit
 }
 
 // Cache key flags: answers differ by these bits of the query.
@@ -45,17 +49,24 @@ const (
 	keyAD // RFC 6840 §5.7: AD in the answer depends on AD in the query
 )
 
-func newCache(size int, maxTTL, maxNeg time.Duration) *cache {
-	if size <= 0 {
+// entryOverhead approximates what an entry costs beyond its answer, key
+// and TTL tables: the entry struct, slice headers and the map slot.
+const entryOverhead = 160
+
+func newCache(size, bytes int, maxTTL, maxNeg time.Duration) *cache {
+	if size <= 0 || bytes <= 0 {
 		return nil
 	}
 	n := 64
-	for n > 1 && size/n < 64 {
+	// Fewer shards for a small cache: each must hold a few entries, and a
+	// few of the largest (64 KB) answers.
+	for n > 1 && (size/n < 64 || bytes/n < 256<<10) {
 		n /= 2
 	}
 	c := &cache{
 		shards:   make([]cacheShard, n),
 		perShard: (size + n - 1) / n,
+		perBytes: bytes / n,
 		seed:     maphash.MakeSeed(),
 		base:     time.Now(),
 		maxTTL:   uint32(maxTTL / time.Second),
@@ -117,11 +128,13 @@ func (c *cache) get(key []byte, now int64) *cacheEntry {
 func (c *cache) put(key []byte, resp []byte, info *respInfo, now int64) {
 	ttl := info.ttl
 	limit := c.maxTTL
-	if info.rcode != rcodeSuccess || len(info.ttlOffs) == 0 {
-		limit = c.maxNeg
+	if info.negative {
+		limit = c.maxNeg // NXDOMAIN and NODATA alike (RFC 2308 §5)
 	}
 	ttl = min(ttl, limit)
-	if ttl == 0 {
+	// The allocator rounds a large answer up to whole pages: count that.
+	cost := roundAlloc(len(resp)) + len(key) + 8*len(info.ttlOffs) + entryOverhead
+	if ttl == 0 || cost > c.perBytes {
 		return
 	}
 	e := &cacheEntry{
@@ -130,7 +143,8 @@ func (c *cache) put(key []byte, resp []byte, info *respInfo, now int64) {
 		ttls:    make([]uint32, len(info.ttlOffs)),
 		stored:  now,
 		expires: now + int64(ttl)*int64(time.Second),
-		cnames:  info.cnames,
+		cost:    cost,
+		check:   info.check,
 	}
 	e.wire[0], e.wire[1] = 0, 0
 	for i, off := range e.ttlOffs {
@@ -138,15 +152,20 @@ func (c *cache) put(key []byte, resp []byte, info *respInfo, now int64) {
 		if t > 1<<31-1 {
 			t = 0
 		}
-		e.ttls[i] = t
+		e.ttls[i] = min(t, limit) // no record outlives the cap its entry has
 	}
 	k := string(key)
 	s := c.shard(key)
 	s.mu.Lock()
-	if _, ok := s.m[k]; !ok && len(s.m) >= c.perShard {
+	if old, ok := s.m[k]; ok {
+		delete(s.m, k)
+		s.bytes -= old.cost
+	}
+	for len(s.m) > 0 && (len(s.m) >= c.perShard || s.bytes+cost > c.perBytes) {
 		c.evict(s, now)
 	}
 	s.m[k] = e
+	s.bytes += cost
 	s.mu.Unlock()
 }
 
@@ -167,7 +186,29 @@ func (c *cache) evict(s *cacheShard, now int64) {
 			break
 		}
 	}
+	s.bytes -= s.m[victim].cost
 	delete(s.m, victim)
+}
+
+// roundAlloc approximates the bytes the Go allocator takes for n: small
+// objects fit size classes within 1/8, large ones take 8 KiB pages.
+func roundAlloc(n int) int {
+	if n > 32<<10 {
+		return (n + 8<<10 - 1) &^ (8<<10 - 1)
+	}
+	return n + n/8
+}
+
+// size counts the bytes held against the budget.
+func (c *cache) size() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += s.bytes
+		s.mu.RUnlock()
+	}
+	return n
 }
 
 // len counts the entries (for tests and stats).

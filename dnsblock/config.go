@@ -21,15 +21,24 @@ const (
 	DefaultHealthMemory   = 5 * time.Second
 	DefaultMaxCacheTTL    = 24 * time.Hour
 	DefaultMaxNegativeTTL = time.Hour
-	DefaultUpstreamSocks  = 4
-	DefaultMaxInflight    = 10_000
-	DefaultMaxTCPConns    = 1_000
+	DefaultMaxTCPConns    = 512
 	DefaultTCPIdle        = 10 * time.Second
 
 	// MaxTTL is the largest TTL a DNS record can carry (RFC 2181: 2^31-1 s).
 	MaxTTL = time.Duration(math.MaxInt32) * time.Second
 	// DefaultResolvConf is where DefaultUpstreams reads the nameservers.
 	DefaultResolvConf = "/etc/resolv.conf"
+)
+
+// Defaults for the hardening knobs: memory, connections and forwards in
+// progress are bounded so that a hostile client or zone cannot use them up.
+const (
+	DefaultCacheBytes       = 64 << 20
+	DefaultMaxInflight      = 4096
+	DefaultJostleTimeout    = 200 * time.Millisecond
+	DefaultMaxTCPPerClient  = 64
+	DefaultUpstreamTCPConns = 4
+	DefaultUpstreamTCPIdle  = 5 * time.Second
 )
 
 // DefaultAllow is who may use the shim when Config.Allow is empty: loopback
@@ -77,14 +86,29 @@ type Config struct {
 	// MaxCacheTTL and MaxNegativeTTL cap how long answers stay cached.
 	MaxCacheTTL    time.Duration
 	MaxNegativeTTL time.Duration
-	// UpstreamSockets is the number of UDP sockets kept per upstream.
-	UpstreamSockets int
-	// MaxInflight bounds forwarded UDP queries in progress; past it new
-	// ones are dropped (and counted), as a resolver under overload does.
-	MaxInflight int
 	// MaxTCPConns bounds client TCP connections; TCPIdle closes idle ones.
 	MaxTCPConns int
 	TCPIdle     time.Duration
+
+	// CacheBytes bounds the cache by the size of the answers it holds
+	// (--cache-bytes), on top of CacheSize entries; 0 means DefaultCacheBytes.
+	CacheBytes int
+	// MaxInflight bounds forwarded queries in progress, UDP and TCP
+	// together; past it a new query takes the place of the oldest one
+	// older than JostleTimeout, or is dropped (UDP) or answered SERVFAIL
+	// (TCP), counted, as a resolver under overload does.
+	MaxInflight   int
+	JostleTimeout time.Duration
+	// MaxInflightPerClient caps one client address's share of MaxInflight;
+	// 0 means an eighth of it.
+	MaxInflightPerClient int
+	// MaxTCPPerClient caps the TCP connections of one client address.
+	MaxTCPPerClient int
+	// UpstreamTCPConns is the number of pipelined TCP connections kept per
+	// upstream; UpstreamTCPIdle closes one idle for that long, before the
+	// resolver's own idle timeout does.
+	UpstreamTCPConns int
+	UpstreamTCPIdle  time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -100,10 +124,15 @@ func (c *Config) setDefaults() {
 	orDefault(&c.HealthMemory, DefaultHealthMemory)
 	orDefault(&c.MaxCacheTTL, DefaultMaxCacheTTL)
 	orDefault(&c.MaxNegativeTTL, DefaultMaxNegativeTTL)
-	orDefault(&c.UpstreamSockets, DefaultUpstreamSocks)
-	orDefault(&c.MaxInflight, DefaultMaxInflight)
 	orDefault(&c.MaxTCPConns, DefaultMaxTCPConns)
 	orDefault(&c.TCPIdle, DefaultTCPIdle)
+	orDefault(&c.CacheBytes, DefaultCacheBytes)
+	orDefault(&c.MaxInflight, DefaultMaxInflight)
+	orDefault(&c.JostleTimeout, DefaultJostleTimeout)
+	orDefault(&c.MaxInflightPerClient, max(1, c.MaxInflight/8))
+	orDefault(&c.MaxTCPPerClient, DefaultMaxTCPPerClient)
+	orDefault(&c.UpstreamTCPConns, DefaultUpstreamTCPConns)
+	orDefault(&c.UpstreamTCPIdle, DefaultUpstreamTCPIdle)
 }
 
 // orDefault sets a tuning knob left at zero (or below) to its default.

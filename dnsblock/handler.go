@@ -1,6 +1,7 @@
 package dnsblock
 
 import (
+	"context"
 	"encoding/binary"
 	"net/netip"
 	"sync"
@@ -36,8 +37,11 @@ type handler struct {
 	allow []netip.Prefix
 	v4    rrset
 	v6    rrset
+	soa   []byte // newPolicySOA
 	cache *cache
 	ups   []*upstream
+	lim   *limiter
+	fl    flights
 	cfg   Config
 	stats counters // what Server.Stats reports
 	log   zerolog.Logger
@@ -52,13 +56,14 @@ type scratch struct {
 	name  [256]byte
 	names [512]byte
 	key   []byte
+	fkey  []byte
 	info  respInfo
 	out   []byte // the answer to the client
 	up    []byte // the upstream's answer
 }
 
 func newScratch() *scratch {
-	return &scratch{key: make([]byte, 0, 300), out: make([]byte, 0, 4096), up: make([]byte, 0, 4096), info: respInfo{ttlOffs: make([]int32, 0, 32)}}
+	return &scratch{key: make([]byte, 0, 300), fkey: make([]byte, 0, 300), out: make([]byte, 0, 4096), up: make([]byte, 0, 4096), info: respInfo{ttlOffs: make([]int32, 0, 32)}}
 }
 
 var scratchPool = sync.Pool{New: func() any { return newScratch() }}
@@ -113,11 +118,16 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 	}
 
 	set := h.src.Current()
-	if set != nil && q.qclass == classIN && q.name != nil {
-		if m, ok := set.MatchName(bstr(q.name)); ok {
+	if set != nil {
+		// Every class: a listed name asked in class ANY or CH must not be
+		// forwarded unchecked.
+		if m, ok := match(set, q.text, q.cut); ok {
 			h.stats.sinkholed.Add(1)
-			h.record(set, m, q, client, tcp, nil)
-			return h.fit(h.policyAnswer(s.out, msg, q, m.Domain, nil, 0, 0), q, msg, tcp), false
+			h.record(set, m, q, msg, client, tcp, nil, nil)
+			if q.qclass != classIN && q.qclass != classANY {
+				return h.policyRefused(s.out, msg, q, m), false
+			}
+			return h.fit(h.policyAnswer(s.out, msg, q, m, uint32(set.Serial()), nil, nil), q, msg, tcp), false
 		}
 	}
 
@@ -125,8 +135,14 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 		s.key = appendKey(s.key[:0], q)
 		now := h.cache.now()
 		if e := h.cache.get(s.key, now); e != nil && (tcp || len(e.wire) <= q.udpLimit()) {
-			if e.cnames && set != nil && q.qclass == classIN {
-				if err := walkResponse(e.wire, msg[headerLen:q.qEnd], set, &s.info, s.names[:]); err == nil && s.info.hit.Domain != nil {
+			if e.check && set != nil {
+				err := walkResponse(e.wire, msg[headerLen:q.qEnd], set, &s.info, s.names[:])
+				if err != nil {
+					// Cannot happen (it was walked before it was stored),
+					// but fail closed all the same.
+					return h.unchecked(s, msg), false
+				}
+				if s.info.hit.Domain != nil {
 					return h.chainAnswer(s, msg, e.wire, set, client, tcp), false
 				}
 			}
@@ -153,28 +169,78 @@ func (h *handler) fit(out []byte, q *query, msg []byte, tcp bool) []byte {
 }
 
 // chainAnswer is the policy answer for a listed name that the upstream
-// answer resp (walked into s.info) reaches through its CNAME chain.
+// answer resp (walked into s.info) names.
 func (h *handler) chainAnswer(s *scratch, msg, resp []byte, set *signatures.Set, client netip.AddrPort, tcp bool) []byte {
 	q, info := &s.q, &s.info
 	h.stats.sinkholed.Add(1)
-	h.record(set, info.hit, q, client, tcp, info.hitName)
-	var out []byte
-	if info.targetOff < 0x4000 {
-		out = h.policyAnswer(s.out, msg, q, info.hit.Domain, resp[:info.chainEnd], info.chainRRs, info.targetOff)
-	} else {
-		out = h.policyAnswer(s.out, msg, q, info.hit.Domain, nil, 0, 0)
+	h.record(set, info.hit, q, msg, client, tcp, resp, info)
+	if q.qclass != classIN && q.qclass != classANY {
+		return h.policyRefused(s.out, msg, q, info.hit)
 	}
-	return h.fit(out, q, msg, tcp)
+	return h.fit(h.policyAnswer(s.out, msg, q, info.hit, uint32(set.Serial()), resp, info), q, msg, tcp)
 }
 
-// forward asks the upstreams for the query in s.q: healthy ones first, in
-// configured order, then the ones in their penalty time. Only when none
-// answers in time does the client get SERVFAIL.
-func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp bool) []byte {
+// unchecked is the answer to a query whose upstream answer could not be
+// checked against the policy (names that do not decode, too many CNAMEs):
+// SERVFAIL, counted, rather than an answer that may hide a listed name.
+func (h *handler) unchecked(s *scratch, msg []byte) []byte {
+	h.stats.unchecked.Add(1)
+	h.stats.servFail.Add(1)
+	return errorAnswer(s.out, msg, &s.q, rcodeServFail)
+}
+
+// forward answers the query in s.q from the upstreams. Identical queries
+// in progress (same question, same flags, same transport) share one
+// upstream query; each client's answer is still checked and recorded on
+// its own. ctx ends when the query is jostled out by the limiter: a UDP
+// client then gets nothing (as from an overloaded resolver), a TCP client
+// SERVFAIL.
+func (h *handler) forward(ctx context.Context, s *scratch, msg []byte, client netip.AddrPort, tcp bool) []byte {
+	q := &s.q
+	set := h.src.Current()
+	s.fkey = appendKey(s.fkey[:0], q)
+	if tcp {
+		s.fkey = append(s.fkey, 't')
+	}
+	fl, lead := h.fl.join(s.fkey)
+	var resp []byte
+	if lead {
+		resp = h.ask(ctx, s, msg, tcp)
+		h.fl.land(s.fkey, fl, resp)
+	} else {
+		h.stats.merged.Add(1)
+		select {
+		case <-fl.done:
+		case <-ctx.Done():
+		}
+		if fl.resp != nil && ctx.Err() == nil {
+			resp = append(s.up[:0], fl.resp...)
+			s.up = resp
+			copy(resp, msg[:2])
+			copy(resp[headerLen:q.qEnd], msg[headerLen:q.qEnd])
+		}
+	}
+	if resp != nil {
+		return h.relay(s, msg, resp, set, client, tcp)
+	}
+	if ctx.Err() != nil {
+		h.stats.jostled.Add(1)
+		if !tcp {
+			return nil
+		}
+	}
+	h.stats.servFail.Add(1)
+	return errorAnswer(s.out, msg, q, rcodeServFail)
+}
+
+// ask tries the upstreams for the query in s.q: healthy ones first, in
+// configured order, then the ones in their penalty time. It returns the
+// first usable answer (in s.up), else a SERVFAIL or REFUSED an upstream
+// gave, else nil.
+func (h *handler) ask(ctx context.Context, s *scratch, msg []byte, tcp bool) []byte {
 	q := &s.q
 	start := time.Now()
 	deadline := start.Add(h.cfg.Timeout)
-	set := h.src.Current()
 	var fallback []byte // a SERVFAIL or REFUSED from an upstream, kept in case no other does better
 	tried := 0
 	for pass := 0; pass < 2; pass++ {
@@ -183,7 +249,7 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 			if u.healthy(now.UnixNano()) != (pass == 0) {
 				continue
 			}
-			if now.After(deadline) {
+			if now.After(deadline) || ctx.Err() != nil {
 				break
 			}
 			tried++
@@ -193,12 +259,15 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 			}
 			var err error
 			if tcp {
-				s.up, err = u.exchangeTCP(s.up, msg, q.qEnd, until)
+				s.up, err = u.exchangeTCP(ctx, s.up, msg, q.qEnd, until)
 			} else {
-				s.up, err = u.exchangeUDP(s.up, msg, q.qEnd, until)
+				s.up, err = u.exchangeUDP(ctx, s.up, msg, q.qEnd, until)
 			}
 			done := time.Now()
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				h.stats.upErrors.Add(1)
 				if u.failed(done.UnixNano(), h.cfg.HealthMemory) {
 					h.log.Warn().Str("event", "dns_upstream_down").Str("upstream", u.addr).Err(err).Msg("upstream failed; trying the others first")
@@ -215,28 +284,23 @@ func (h *handler) forward(s *scratch, msg []byte, client netip.AddrPort, tcp boo
 				fallback = append(fallback[:0], resp...)
 				continue
 			}
-			return h.relay(s, msg, resp, set, client, tcp)
+			return resp
 		}
 	}
-	if fallback != nil {
-		return h.relay(s, msg, fallback, set, client, tcp)
-	}
-	h.stats.servFail.Add(1)
-	return errorAnswer(s.out, msg, q, rcodeServFail)
+	return fallback
 }
 
 // relay returns the upstream's answer as it came, unless its CNAME chain
 // reaches a listed name; cacheable answers are stored.
 func (h *handler) relay(s *scratch, msg, resp []byte, set *signatures.Set, client netip.AddrPort, tcp bool) []byte {
 	q := &s.q
-	var walkSet *signatures.Set
-	if set != nil && q.qclass == classIN {
-		walkSet = set
-	}
-	if err := walkResponse(resp, msg[headerLen:q.qEnd], walkSet, &s.info, s.names[:]); err != nil {
-		// Malformed beyond the question: pass it on untouched, never cache it.
-		h.stats.forwarded.Add(1)
-		return resp
+	if err := walkResponse(resp, msg[headerLen:q.qEnd], set, &s.info, s.names[:]); err != nil {
+		if len(resp) >= headerLen && binary.BigEndian.Uint16(resp[2:])&flagTC != 0 {
+			// Cut short by the upstream: the client retries over TCP.
+			h.stats.forwarded.Add(1)
+			return truncate(append(s.out[:0], resp...), q, msg)
+		}
+		return h.unchecked(s, msg)
 	}
 	// The answer is cached as it came, even when policy rewrites it: the
 	// chain is checked again on every hit, against the set then in service.
@@ -248,5 +312,9 @@ func (h *handler) relay(s *scratch, msg, resp []byte, set *signatures.Set, clien
 		return h.chainAnswer(s, msg, resp, set, client, tcp)
 	}
 	h.stats.forwarded.Add(1)
+	if !tcp && len(resp) > q.udpLimit() {
+		// A merged query's answer, sized for another client's EDNS.
+		return truncate(append(s.out[:0], resp...), q, msg)
+	}
 	return resp
 }

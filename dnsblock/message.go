@@ -34,6 +34,7 @@ const (
 	typeAAAA  = 28
 	typeOPT   = 41
 	classIN   = 1
+	classANY  = 255
 
 	optCookie = 10
 
@@ -65,8 +66,8 @@ type query struct {
 	udpSize uint16 // the client's EDNS payload size (0 without EDNS)
 	do      bool
 	ednsVer uint8
-	name    []byte // lower-case dotted form without the trailing dot; nil when a label holds a '.'
-	text    []byte // the same, always set (for evidence)
+	text    []byte // lower-case dotted form without the trailing dot
+	cut     int    // see readName: -1, or where the labels right of one holding a '.' start in text
 
 	// DNS cookies (cookie.go): the COOKIE option as sent (a client cookie,
 	// perhaps followed by a server cookie), the server cookie to answer
@@ -105,7 +106,7 @@ func parseQuery(msg []byte, q *query, name []byte) error {
 	ar := int(binary.BigEndian.Uint16(msg[10:]))
 	off := headerLen
 	dotted := name[:0]
-	clean := true
+	q.cut = -1
 	for {
 		if off >= len(msg) {
 			return errShort
@@ -123,7 +124,9 @@ func parseQuery(msg []byte, q *query, name []byte) error {
 		}
 		var dotless bool
 		dotted, dotless = appendLabel(dotted, msg[off+1:off+1+l])
-		clean = clean && dotless
+		if !dotless {
+			q.cut = len(dotted) + 1
+		}
 		off += 1 + l
 	}
 	q.qname = msg[headerLen:off]
@@ -135,9 +138,6 @@ func parseQuery(msg []byte, q *query, name []byte) error {
 	off += 4
 	q.qEnd = off
 	q.text = dotted
-	if clean {
-		q.name = dotted
-	}
 	// Records after the question: only the OPT matters to the shim, the
 	// rest must at least be well formed.
 	for i := 0; i < an+ns+ar; i++ {
@@ -213,7 +213,8 @@ func lower(c byte) byte {
 }
 
 // skipName returns the offset after the name at off, which may end in a
-// compression pointer.
+// compression pointer. The pointer is not followed: readName and nameEqual
+// check where it leads.
 func skipName(msg []byte, off int) (int, error) {
 	n := 0
 	for {
@@ -240,49 +241,160 @@ func skipName(msg []byte, off int) (int, error) {
 	}
 }
 
-// readName decodes the (possibly compressed) name at off into dst as
-// lower-case dotted text without the trailing dot. ok is false when a label
-// holds a '.', which no listed name can match.
-func readName(msg []byte, off int, dst []byte) (text []byte, ok bool, err error) {
-	dst = dst[:0]
-	ok = true
-	wire := 0
+// labels walks the labels of a possibly compressed name. A pointer must
+// lead backwards, to a name written earlier, as RFC 1035 §4.1.4 means it
+// (BIND rejects others too): a loop is then impossible, and a name that is
+// not answered this way cannot be checked against the policy.
+type labels struct {
+	msg  []byte
+	off  int
+	wire int
+}
+
+// next returns the next label; an empty one ends the name.
+func (it *labels) next() ([]byte, error) {
 	for jumps := 0; ; {
-		if off >= len(msg) {
-			return nil, false, errShort
+		if it.off >= len(it.msg) {
+			return nil, errShort
 		}
-		l := int(msg[off])
+		l := int(it.msg[it.off])
 		switch {
 		case l == 0:
-			return dst, ok, nil
+			it.off++
+			return it.msg[it.off-1 : it.off-1], nil
 		case l&0xc0 == 0xc0:
-			if off+2 > len(msg) {
-				return nil, false, errShort
+			if it.off+2 > len(it.msg) {
+				return nil, errShort
 			}
+			ptr := int(binary.BigEndian.Uint16(it.msg[it.off:]) & 0x3fff)
 			jumps++
-			if jumps > maxPointers {
-				return nil, false, errName
+			if ptr >= it.off || jumps > maxPointers {
+				return nil, errName
 			}
-			off = int(binary.BigEndian.Uint16(msg[off:]) & 0x3fff)
+			it.off = ptr
 			continue
 		case l > 63:
-			return nil, false, errName
+			return nil, errName
 		}
-		if off+1+l > len(msg) {
-			return nil, false, errShort
+		if it.off+1+l > len(it.msg) {
+			return nil, errShort
 		}
-		wire += 1 + l
-		if wire > maxNameWire-1 {
-			return nil, false, errName
+		it.wire += 1 + l
+		if it.wire > maxNameWire-1 {
+			return nil, errName
 		}
-		var dotless bool
-		dst, dotless = appendLabel(dst, msg[off+1:off+1+l])
-		ok = ok && dotless
-		off += 1 + l
+		lab := it.msg[it.off+1 : it.off+1+l]
+		it.off += 1 + l
+		return lab, nil
 	}
 }
 
-// equalFoldBytes compares two wire names or questions ignoring ASCII case.
+// readName decodes the (possibly compressed) name at off into dst as
+// lower-case dotted text without the trailing dot. A label may hold a '.'
+// byte, which the dotted text cannot show: cut is then where the labels
+// right of the last such label start in text (past its end when it is
+// the last one), -1 when there is none. Only those labels can be compared with
+// listed names (see match).
+func readName(msg []byte, off int, dst []byte) (text []byte, cut int, err error) {
+	dst = dst[:0]
+	cut = -1
+	it := labels{msg: msg, off: off}
+	for {
+		lab, err := it.next()
+		if err != nil {
+			return nil, -1, err
+		}
+		if len(lab) == 0 {
+			return dst, cut, nil
+		}
+		var dotless bool
+		dst, dotless = appendLabel(dst, lab)
+		if !dotless {
+			cut = len(dst) + 1
+		}
+	}
+}
+
+// nameEqual compares the names at a and b of msg label by label, ignoring
+// ASCII case: the wire form, so "a\.b" and "a.b" differ.
+func nameEqual(msg []byte, a, b int) (bool, error) {
+	x, y := labels{msg: msg, off: a}, labels{msg: msg, off: b}
+	for {
+		la, err := x.next()
+		if err != nil {
+			return false, err
+		}
+		lb, err := y.next()
+		if err != nil {
+			return false, err
+		}
+		if !equalFoldBytes(la, lb) {
+			return false, nil
+		}
+		if len(la) == 0 {
+			return true, nil
+		}
+	}
+}
+
+// checkName makes sure the name at off decodes (pointers, lengths).
+func checkName(msg []byte, off int) error {
+	it := labels{msg: msg, off: off}
+	for {
+		lab, err := it.next()
+		if err != nil || len(lab) == 0 {
+			return err
+		}
+	}
+}
+
+// appendWireName writes the name at off of msg uncompressed, case kept.
+func appendWireName(dst, msg []byte, off int) ([]byte, error) {
+	it := labels{msg: msg, off: off}
+	for {
+		lab, err := it.next()
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, byte(len(lab)))
+		dst = append(dst, lab...)
+		if len(lab) == 0 {
+			return dst, nil
+		}
+	}
+}
+
+// appendPresentation writes the name at off in lower-case presentation
+// form, with '.' and other bytes a dotted name cannot show escaped as
+// RFC 1035 §5.1 does; evidence of a name with such bytes must say which
+// name it was.
+func appendPresentation(dst, msg []byte, off int) []byte {
+	it := labels{msg: msg, off: off}
+	first := true
+	for {
+		lab, err := it.next()
+		if err != nil || len(lab) == 0 {
+			return dst
+		}
+		if !first {
+			dst = append(dst, '.')
+		}
+		first = false
+		for _, c := range lab {
+			c = lower(c)
+			switch {
+			case c == '.' || c == '\\' || c == '"' || c == ';' || c == '(' || c == ')' || c == '@' || c == '$':
+				dst = append(dst, '\\', c)
+			case c <= ' ' || c >= 0x7f:
+				dst = append(dst, '\\', '0'+c/100, '0'+c/10%10, '0'+c%10)
+			default:
+				dst = append(dst, c)
+			}
+		}
+	}
+}
+
+// equalFoldBytes compares two wire names ignoring ASCII case.
 func equalFoldBytes(a, b []byte) bool {
 	if len(a) != len(b) {
 		return false
@@ -293,6 +405,17 @@ func equalFoldBytes(a, b []byte) bool {
 		}
 	}
 	return true
+}
+
+// sameQuestion compares two question sections: the name without regard to
+// case, type and class byte for byte (folding them would take TYPE65 for
+// TYPE97).
+func sameQuestion(a, b []byte) bool {
+	if len(a) != len(b) || len(a) < 5 {
+		return false
+	}
+	n := len(a) - 4
+	return equalFoldBytes(a[:n], b[:n]) && string(a[n:]) == string(b[n:])
 }
 
 // appendHeader writes a response header for q.

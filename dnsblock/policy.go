@@ -52,49 +52,147 @@ func newRRSet(ips []netip.Addr, v6 bool, ttl uint32) rrset {
 	return s
 }
 
-// policyAnswer writes the answer an action calls for. Without a chain the
-// records are owned by the question name; with one (a CNAME chain from the
-// upstream answer reached the listed name), prefix is the upstream answer up
-// to and including that CNAME, whose records are kept, and the policy
-// records are owned by its target at targetOff.
-func (h *handler) policyAnswer(dst, msg []byte, q *query, d *signatures.Domain, prefix []byte, chainRRs int, targetOff int) []byte {
+// Extended DNS Error codes (RFC 8914) carried by policy answers.
+const (
+	optEDE      = 15
+	edeBlocked  = 15 // the sinkhole action
+	edeFiltered = 17 // nxdomain and nodata
+)
+
+// newPolicySOA pre-encodes the SOA record a policy NXDOMAIN or NODATA
+// carries in its authority section after the owner name, so that
+// resolvers and stub caches behind the shim keep the negative answer for
+// ttl (RFC 2308 §5: min(SOA TTL, MINIMUM)). The names are under .invalid
+// (RFC 6761): the zone is synthetic. The serial is patched per answer.
+func newPolicySOA(ttl uint32) []byte {
+	var b []byte
+	b = binary.BigEndian.AppendUint16(b, typeSOA)
+	b = binary.BigEndian.AppendUint16(b, classIN)
+	b = binary.BigEndian.AppendUint32(b, ttl)
+	rd := len(b)
+	b = append(b, 0, 0)
+	b = append(b, 8, 'w', 'o', 'r', 'm', 's', 'i', 'n', 'k', 7, 'i', 'n', 'v', 'a', 'l', 'i', 'd', 0)
+	b = append(b, 6, 'p', 'o', 'l', 'i', 'c', 'y', 0xc0, 0) // patched below: pointer to "invalid."
+	b = binary.BigEndian.AppendUint32(b, 0)                 // serial, patched per answer
+	b = binary.BigEndian.AppendUint32(b, 3600)              // refresh
+	b = binary.BigEndian.AppendUint32(b, 600)               // retry
+	b = binary.BigEndian.AppendUint32(b, 86400)             // expire
+	b = binary.BigEndian.AppendUint32(b, ttl)               // minimum: the negative TTL
+	binary.BigEndian.PutUint16(b[rd:], uint16(len(b)-rd-2))
+	return b
+}
+
+// Offsets within newPolicySOA's bytes: the mname, its "invalid." (which
+// the rname points to), the rname's pointer, and the serial.
+const (
+	soaMName    = 10
+	soaInvalid  = soaMName + 9
+	soaRNamePtr = soaMName + 18 + 7
+	soaSerial   = soaRNamePtr + 2
+)
+
+// policyAnswer writes the answer an action calls for. Without info the
+// records are owned by the question name; with info (the upstream answer
+// resp names the listed name) the CNAME chain from the question to the
+// listed name is written first, uncompressed and in chain order, and the
+// policy records are owned by its last target. Negative answers carry the
+// policy SOA; with EDNS the OPT carries an Extended DNS Error naming the
+// signature.
+func (h *handler) policyAnswer(dst, msg []byte, q *query, m signatures.NameMatch, serial uint32, resp []byte, info *respInfo) []byte {
+	d := m.Domain
 	var set *rrset
 	rcode := uint16(rcodeSuccess)
+	ede := uint16(edeBlocked)
 	switch {
 	case d.Action == signatures.NXDomain:
-		rcode = rcodeNXDomain
+		rcode, ede = rcodeNXDomain, edeFiltered
 	case d.Action == signatures.NoData:
+		ede = edeFiltered
 	case q.qtype == typeA:
 		set = &h.v4
 	case q.qtype == typeAAAA:
 		set = &h.v6
 	}
-	an := uint16(chainRRs)
-	if set != nil {
+	chainLen := 0
+	if info != nil {
+		chainLen = info.chainLen
+	}
+	an := uint16(chainLen)
+	ns := uint16(1)
+	if set != nil && set.n > 0 {
 		an += set.n
+		ns = 0
 	}
 	ar := uint16(0)
 	if q.edns {
 		ar = 1
 	}
-	dst = appendHeader(dst[:0], q, rcode, an, 0, ar)
+	dst = appendHeader(dst[:0], q, rcode, an, ns, ar)
 	dst = append(dst, msg[headerLen:q.qEnd]...)
-	owner := [2]byte{0xc0, headerLen}
-	if prefix != nil {
-		// The chain's offsets hold: the question has the same length.
-		dst = append(dst, prefix[q.qEnd:]...)
-		owner[0] |= byte(targetOff >> 8)
-		owner[1] = byte(targetOff)
+	owner := headerLen
+	for k := 0; k < chainLen; k++ {
+		c := &info.cn[info.chain[k]]
+		dst = appendPointer(dst, owner)
+		dst = binary.BigEndian.AppendUint16(dst, typeCNAME)
+		dst = binary.BigEndian.AppendUint16(dst, c.class)
+		dst = append(dst, resp[c.ttl:c.ttl+4]...)
+		rdlen := len(dst)
+		dst = append(dst, 0, 0)
+		owner = len(dst)
+		dst, _ = appendWireName(dst, resp, int(c.target)) // checked by walkResponse
+		binary.BigEndian.PutUint16(dst[rdlen:], uint16(len(dst)-owner))
 	}
-	if set != nil {
+	if ns == 0 {
 		for i := 0; i < int(set.n); i++ {
-			dst = append(dst, owner[:]...)
+			dst = appendPointer(dst, owner)
 			dst = append(dst, set.body[i*set.each:(i+1)*set.each]...)
 		}
+	} else {
+		dst = appendPointer(dst, owner)
+		base := len(dst)
+		dst = append(dst, h.soa...)
+		binary.BigEndian.PutUint16(dst[base+soaRNamePtr:], 0xc000|uint16(base+soaInvalid))
+		binary.BigEndian.PutUint32(dst[base+soaSerial:], serial)
 	}
 	if q.edns {
-		dst = appendOPT(dst, q, 0)
+		dst = appendOPTEDE(dst, q, ede, m.Signature.ID)
 	}
+	return dst
+}
+
+// policyRefused answers a listed name asked in a class the policy has no
+// records for (CH, HS, NONE, private ones): REFUSED rather than a forward
+// the policy could not check.
+func (h *handler) policyRefused(dst, msg []byte, q *query, m signatures.NameMatch) []byte {
+	ede := uint16(edeBlocked)
+	if m.Domain.Action != signatures.Sinkhole {
+		ede = edeFiltered
+	}
+	if !q.edns {
+		return errorAnswer(dst, msg, q, rcodeRefused)
+	}
+	dst = appendHeader(dst[:0], q, rcodeRefused, 0, 0, 1)
+	dst = append(dst, msg[headerLen:q.qEnd]...)
+	return appendOPTEDE(dst, q, ede, m.Signature.ID)
+}
+
+func appendPointer(dst []byte, off int) []byte {
+	return binary.BigEndian.AppendUint16(dst, 0xc000|uint16(off))
+}
+
+// appendOPTEDE is appendOPT with one Extended DNS Error option.
+func appendOPTEDE(dst []byte, q *query, code uint16, text string) []byte {
+	if len(text) > 255 {
+		text = text[:255]
+	}
+	opt := len(dst)
+	dst = appendOPT(dst, q, 0)
+	rdlen := opt + 9 // after the root name, type, class and TTL; options (a cookie) may follow it
+	dst = binary.BigEndian.AppendUint16(dst, optEDE)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(2+len(text)))
+	dst = binary.BigEndian.AppendUint16(dst, code)
+	dst = append(dst, text...)
+	binary.BigEndian.PutUint16(dst[rdlen:], uint16(len(dst)-rdlen-2))
 	return dst
 }
 
@@ -115,10 +213,10 @@ func truncate(dst []byte, q *query, msg []byte) []byte {
 	return dst
 }
 
-// record writes the evidence line of a policy answer. qname is what the
-// client asked (dotted, lower case), rule the listed name reached when it
-// differs.
-func (h *handler) record(set *signatures.Set, m signatures.NameMatch, q *query, client netip.AddrPort, tcp bool, rule []byte) {
+// record writes the evidence line of a policy answer. q and msg are what
+// the client asked; info, with the upstream answer resp, says which listed
+// name an upstream answer reached when it was not the question name.
+func (h *handler) record(set *signatures.Set, m signatures.NameMatch, q *query, msg []byte, client netip.AddrPort, tcp bool, resp []byte, info *respInfo) {
 	if h.rec == nil {
 		return
 	}
@@ -144,19 +242,33 @@ func (h *handler) record(set *signatures.Set, m signatures.NameMatch, q *query, 
 	}
 	// The listed name itself costs no allocation; only names below a
 	// wildcard or behind a CNAME need their own string.
-	if rule == nil && !m.Domain.Wildcard {
+	switch {
+	case info == nil && !m.Domain.Wildcard:
 		ev.QName = m.Domain.Name
-	} else {
-		ev.QName = string(q.text)
-		if rule == nil {
-			ev.Rule = m.Domain.Pattern()
-		} else if !m.Domain.Wildcard && string(rule) == m.Domain.Name {
+	case info == nil:
+		ev.QName = qnameText(q, msg)
+		ev.Rule = m.Domain.Pattern()
+	default:
+		ev.QName = qnameText(q, msg)
+		switch {
+		case info.hitCut >= 0:
+			ev.Rule = string(appendPresentation(nil, resp, info.hitOff))
+		case !m.Domain.Wildcard && string(info.hitName) == m.Domain.Name:
 			ev.Rule = m.Domain.Name
-		} else {
-			ev.Rule = string(rule)
+		default:
+			ev.Rule = string(info.hitName)
 		}
 	}
 	h.rec.Record(ev)
+}
+
+// qnameText is the question name for evidence: escaped when a label holds
+// a byte the dotted form cannot show.
+func qnameText(q *query, msg []byte) string {
+	if q.cut >= 0 {
+		return string(appendPresentation(nil, msg, headerLen))
+	}
+	return string(q.text)
 }
 
 func typeName(t uint16) string {

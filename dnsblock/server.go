@@ -33,13 +33,10 @@ type Server struct {
 	ready chan struct{}
 	done  chan struct{}
 
-	inflight chan struct{} // semaphore for forwarded UDP queries
-	tcpSlots chan struct{}
-	wg       sync.WaitGroup // every serving goroutine
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
-	closed   atomic.Bool
-	started  atomic.Bool
+	wg      sync.WaitGroup // every serving goroutine
+	conns   tcpConns
+	closed  atomic.Bool
+	started atomic.Bool
 }
 
 // New checks cfg and prepares a Server; Start binds the sockets. src is
@@ -72,7 +69,9 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		allow: cfg.Allow,
 		v4:    newRRSet(cfg.SinkholeIPs, false, ttl),
 		v6:    newRRSet(cfg.SinkholeIPs, true, ttl),
-		cache: newCache(cfg.CacheSize, cfg.MaxCacheTTL, cfg.MaxNegativeTTL),
+		soa:   newPolicySOA(ttl),
+		cache: newCache(cfg.CacheSize, cfg.CacheBytes, cfg.MaxCacheTTL, cfg.MaxNegativeTTL),
+		lim:   newLimiter(cfg.MaxInflight, cfg.MaxInflightPerClient, cfg.JostleTimeout),
 		cfg:   cfg,
 		log:   log,
 
@@ -82,14 +81,12 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		return nil, ErrNoSinkholeIP
 	}
 	return &Server{
-		cfg:      cfg,
-		h:        h,
-		log:      log,
-		ready:    make(chan struct{}),
-		done:     make(chan struct{}),
-		inflight: make(chan struct{}, cfg.MaxInflight),
-		tcpSlots: make(chan struct{}, cfg.MaxTCPConns),
-		conns:    make(map[net.Conn]struct{}),
+		cfg:   cfg,
+		h:     h,
+		log:   log,
+		ready: make(chan struct{}),
+		done:  make(chan struct{}),
+		conns: tcpConns{max: cfg.MaxTCPConns, per: cfg.MaxTCPPerClient, all: make(map[*tcpConn]struct{}), by: make(map[netip.Addr]int)},
 	}, nil
 }
 
@@ -102,7 +99,7 @@ func (s *Server) Start() error {
 		return errors.New("dnsblock: already started")
 	}
 	for _, addr := range s.cfg.Upstreams {
-		u, err := newUpstream(addr, s.cfg.UpstreamSockets, &s.h.stats.upStrays)
+		u, err := newUpstream(addr, s.cfg.UpstreamTCPConns, s.cfg.UpstreamTCPIdle, &s.h.stats.upStrays)
 		if err != nil {
 			s.closeUpstreams()
 			return err
@@ -232,11 +229,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.tcp.Close()
 	}
 	// Idle TCP clients would hold Shutdown until their idle timeout.
-	s.mu.Lock()
-	for c := range s.conns {
-		c.SetReadDeadline(time.Now())
-	}
-	s.mu.Unlock()
+	s.conns.each(func(t *tcpConn) { t.c.SetReadDeadline(time.Now()) })
 	wait := make(chan struct{})
 	go func() { s.wg.Wait(); close(wait) }()
 	var err error
@@ -244,11 +237,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-wait:
 	case <-ctx.Done():
 		err = ctx.Err()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.Close()
-		}
-		s.mu.Unlock()
+		s.conns.each(func(t *tcpConn) { t.c.Close() })
 	}
 	s.closeUpstreams()
 	close(s.done)
@@ -299,17 +288,28 @@ func (s *Server) serveUDP() {
 }
 
 // startForward hands a query to the upstreams on its own goroutine, or
-// drops it (counted) when MaxInflight forwards are already in progress.
-// msg and reply are copied: the read buffers are reused at once.
+// drops it (counted) when the limiter has no slot for it. msg and reply
+// are copied: the read buffers are reused at once.
 func (s *Server) startForward(msg []byte, from netip.AddrPort, reply []byte) {
-	select {
-	case s.inflight <- struct{}{}:
-	default:
+	t, ok := s.admit(from)
+	if !ok {
 		s.h.stats.dropped.Add(1)
 		return
 	}
 	s.wg.Add(1)
-	go s.forwardUDP(append([]byte(nil), msg...), from, append([]byte(nil), reply...))
+	go s.forwardUDP(t, append([]byte(nil), msg...), from, append([]byte(nil), reply...))
+}
+
+// admit asks the limiter for a forward slot for a client.
+func (s *Server) admit(from netip.AddrPort) (*ticket, bool) {
+	t, over := s.h.lim.acquire(from.Addr(), time.Now())
+	if t == nil {
+		if over {
+			s.h.stats.clientLimited.Add(1)
+		}
+		return nil, false
+	}
+	return t, true
 }
 
 // serveUDPBatch is serveUDP reading and writing many packets per system call.
@@ -348,17 +348,18 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 	}
 }
 
-func (s *Server) forwardUDP(msg []byte, from netip.AddrPort, oob []byte) {
+func (s *Server) forwardUDP(t *ticket, msg []byte, from netip.AddrPort, oob []byte) {
 	defer s.wg.Done()
-	defer func() { <-s.inflight }()
+	defer s.h.lim.release(t)
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
 	// The parsed query points into the reader's buffer: parse the copy again.
 	if err := parseQuery(msg, &sc.q, sc.name[:]); err != nil {
 		return
 	}
-	resp := s.h.forward(sc, msg, from, false)
-	s.udp.WriteMsgUDPAddrPort(resp, oob, from)
+	if resp := s.h.forward(t.ctx, sc, msg, from, false); resp != nil {
+		s.udp.WriteMsgUDPAddrPort(resp, oob, from)
+	}
 }
 
 func (s *Server) serveTCP() {
@@ -377,18 +378,33 @@ func (s *Server) serveTCP() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		select {
-		case s.tcpSlots <- struct{}{}:
-		default:
-			s.h.stats.dropped.Add(1)
+		from := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+		if !s.h.allowed(from.Addr()) {
+			// Outsiders get no connection to hold: closed at once, with
+			// a reset rather than a FIN so no state lingers here.
+			s.h.stats.refused.Add(1)
+			s.h.stats.tcpRejected.Add(1)
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
 			c.Close()
 			continue
 		}
-		s.mu.Lock()
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
+		t := &tcpConn{c: c, from: from, idle: s.cfg.TCPIdle}
+		t.touch()
+		evicted, ok := s.conns.add(t)
+		if evicted != nil {
+			s.h.stats.tcpEvicted.Add(1)
+			evicted.evict()
+		}
+		if !ok {
+			s.h.stats.dropped.Add(1)
+			s.h.stats.tcpRejected.Add(1)
+			c.Close()
+			continue
+		}
 		s.wg.Add(1)
-		go s.serveConn(c)
+		go s.serveConn(t)
 	}
 }
 
@@ -396,51 +412,24 @@ func (s *Server) serveTCP() {
 // past it the connection is not read until one finishes.
 const tcpPipeline = 16
 
-// tcpConn is one client TCP connection. Answers the shim makes itself are
-// written at once; forwarded queries run concurrently, so a pipelining
-// client (RFC 7766 §6.2.1.1) is not held up behind one slow upstream answer.
-// Answers carry the query ID, so their order does not matter.
-type tcpConn struct {
-	c    net.Conn
-	from netip.AddrPort
-	idle time.Duration
-	wmu  sync.Mutex
-	out  []byte
-	err  atomic.Bool
-}
-
-func (t *tcpConn) write(resp []byte) {
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
-	t.out = append(t.out[:0], 0, 0)
-	binary.BigEndian.PutUint16(t.out, uint16(len(resp)))
-	t.out = append(t.out, resp...)
-	t.c.SetWriteDeadline(time.Now().Add(t.idle))
-	if _, err := t.c.Write(t.out); err != nil {
-		t.err.Store(true)
-		t.c.SetReadDeadline(time.Now()) // stop the reader too
-	}
-}
-
-func (s *Server) serveConn(c net.Conn) {
+func (s *Server) serveConn(t *tcpConn) {
 	defer s.wg.Done()
-	t := &tcpConn{c: c, from: c.RemoteAddr().(*net.TCPAddr).AddrPort(), idle: s.cfg.TCPIdle}
+	c := t.c
 	var inner sync.WaitGroup
 	sem := make(chan struct{}, tcpPipeline)
 	defer func() {
 		inner.Wait()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
+		s.conns.remove(t)
 		c.Close()
-		<-s.tcpSlots
 	}()
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
 	buf := make([]byte, 0, 1024)
 	var l [2]byte
+	// The idle timer runs from the last answered query: reading a message
+	// slowly does not extend it.
 	for !s.closed.Load() && !t.err.Load() {
-		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdle))
+		c.SetReadDeadline(t.lastActive().Add(s.cfg.TCPIdle))
 		if _, err := io.ReadFull(c, l[:]); err != nil {
 			return
 		}
@@ -449,28 +438,40 @@ func (s *Server) serveConn(c net.Conn) {
 			buf = make([]byte, n)
 		}
 		msg := buf[:n]
-		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdle))
 		if _, err := io.ReadFull(c, msg); err != nil {
 			return
 		}
 		resp, fwd := s.h.answer(sc, msg, t.from, true)
 		if !fwd {
-			if resp != nil {
-				t.write(resp)
+			if resp == nil || resp[3]&0xf == rcodeRefused && !s.h.allowed(t.from.Addr()) {
+				return // nothing to say, or not to this client: no reason to keep the connection
 			}
+			t.touch()
+			t.write(resp)
 			continue
 		}
 		sem <- struct{}{}
+		t.busy.Add(1)
 		inner.Add(1)
 		go func(msg []byte) {
 			defer inner.Done()
 			defer func() { <-sem }()
+			defer t.busy.Add(-1)
 			fs := scratchPool.Get().(*scratch)
 			defer scratchPool.Put(fs)
 			if parseQuery(msg, &fs.q, fs.name[:]) != nil {
 				return
 			}
-			t.write(s.h.forward(fs, msg, t.from, true))
+			tk, ok := s.admit(t.from)
+			if !ok {
+				s.h.stats.servFail.Add(1)
+				t.write(errorAnswer(fs.out, msg, &fs.q, rcodeServFail))
+				return
+			}
+			resp := s.h.forward(tk.ctx, fs, msg, t.from, true)
+			s.h.lim.release(tk)
+			t.touch()
+			t.write(resp)
 		}(append([]byte(nil), msg...))
 	}
 }
@@ -485,3 +486,14 @@ func prefixList(ps []netip.Prefix) string {
 	}
 	return string(b)
 }
+
+// CacheBytes is what the cached answers count against Config.CacheBytes.
+func (s *Server) CacheBytes() int {
+	if s.h.cache == nil {
+		return 0
+	}
+	return s.h.cache.size()
+}
+
+// TCPConns is the number of client TCP connections held.
+func (s *Server) TCPConns() int { return s.conns.len() }

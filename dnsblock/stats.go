@@ -20,10 +20,20 @@ type Stats struct {
 	Forwarded uint64 // answered with the upstream's answer
 	CacheHits uint64 // answered from the cache
 	Refused   uint64 // client outside --allow
-	ServFail  uint64 // no upstream answered in time
+	ServFail  uint64 // no upstream answered in time, or its answer could not be checked
+	// Unchecked counts upstream answers refused because the policy could
+	// not check them (undecodable names, pointer loops, too many CNAMEs);
+	// the client got SERVFAIL (counted in ServFail too).
+	Unchecked uint64
 	FormErr   uint64 // malformed query
 	NotImp    uint64 // opcode other than QUERY
 	Dropped   uint64 // not answered: not a query, unreadable, or overload
+	// Overload detail (the queries are also in Dropped or ServFail).
+	Jostled       uint64 // forwards dropped for a newer query when every slot was taken
+	ClientLimited uint64 // queries refused a slot: the client had its share in progress
+	Merged        uint64 // forwards that shared an identical query already in progress
+	TCPEvicted    uint64 // idle client TCP connections closed to make room
+	TCPRejected   uint64 // client TCP connections closed at accept (outside --allow, or no room)
 
 	// Upstream side.
 	UpstreamErrors  uint64 // attempts that failed or timed out
@@ -44,7 +54,8 @@ func (s Stats) UpstreamLatencyCount() uint64 {
 
 type counters struct {
 	sinkholed, forwarded, cacheHits, refused, servFail, formErr, notImp, dropped atomic.Uint64
-	upErrors, upStrays, upLatSum                                                 atomic.Uint64
+	upErrors, upStrays, upLatSum, unchecked                                      atomic.Uint64
+	jostled, clientLimited, merged, tcpEvicted, tcpRejected                      atomic.Uint64
 	upLat                                                                        [len(LatencyBounds) + 1]atomic.Uint64
 }
 
@@ -62,7 +73,8 @@ func (c *counters) snapshot() Stats {
 		Sinkholed: c.sinkholed.Load(), Forwarded: c.forwarded.Load(), CacheHits: c.cacheHits.Load(),
 		Refused: c.refused.Load(), ServFail: c.servFail.Load(), FormErr: c.formErr.Load(),
 		NotImp: c.notImp.Load(), Dropped: c.dropped.Load(),
-		UpstreamErrors: c.upErrors.Load(), UpstreamStrays: c.upStrays.Load(),
+		Unchecked: c.unchecked.Load(), Jostled: c.jostled.Load(), ClientLimited: c.clientLimited.Load(), Merged: c.merged.Load(),
+		TCPEvicted: c.tcpEvicted.Load(), TCPRejected: c.tcpRejected.Load(), UpstreamErrors: c.upErrors.Load(), UpstreamStrays: c.upStrays.Load(),
 		UpstreamLatencySum: time.Duration(c.upLatSum.Load()),
 	}
 	for i := range c.upLat {

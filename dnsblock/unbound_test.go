@@ -2,7 +2,6 @@ package dnsblock
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,10 +22,19 @@ import (
 // e2e.test zone from local-data, and waits until it answers.
 func startUnbound(t *testing.T) string {
 	t.Helper()
-	return startUnboundAttempt(t, 0)
+	return startUnboundWith(t, "")
 }
 
-func startUnboundAttempt(t *testing.T, attempt int) string {
+// startUnboundWith is startUnbound with extra lines in its server: clause.
+func startUnboundWith(t *testing.T, extra string) string {
+	t.Helper()
+	addr, _ := startUnboundOn(t, extra, 0)
+	return addr
+}
+
+// startUnboundOn is startUnboundWith on a given port (0: a free one); stop
+// ends that unbound before the test does.
+func startUnboundOn(t *testing.T, extra string, port int) (addr string, stop func()) {
 	t.Helper()
 	bin := "/usr/sbin/unbound"
 	if _, err := os.Stat(bin); err != nil {
@@ -35,17 +44,12 @@ func startUnboundAttempt(t *testing.T, attempt int) string {
 		}
 	}
 	dir := t.TempDir()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
 	var big strings.Builder
 	for i := range 12 {
 		fmt.Fprintf(&big, "  local-data: 'big.e2e.test. 300 IN TXT \"%03d%s\"'\n", i, strings.Repeat("y", 200))
 	}
-	conf := fmt.Sprintf(`server:
+	return runDaemonOn(t, "unbound", "www.e2e.test.", port, func(port int) *exec.Cmd {
+		conf := fmt.Sprintf(`server:
   interface: 127.0.0.1
   port: %d
   do-ip6: no
@@ -65,43 +69,86 @@ func startUnboundAttempt(t *testing.T, attempt int) string {
   local-data: "www.e2e.test. 300 IN AAAA 2001:db8::10"
   local-data: "alias.e2e.test. 300 IN CNAME target.e2e.test."
   local-data: "target.e2e.test. 300 IN A 192.0.2.11"
-%[3]sremote-control:
+%[3]s%[4]sremote-control:
   control-enable: no
-`, port, dir, big.String())
-	path := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-d", "-c", path)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	m := new(dns.Msg)
-	m.SetQuestion("www.e2e.test.", dns.TypeA)
-	c := &dns.Client{Timeout: 200 * time.Millisecond}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if r, _, err := c.Exchange(m, addr); err == nil && len(r.Answer) == 1 {
-			return addr
+`, port, dir, big.String(), extra)
+		path := filepath.Join(dir, "unbound.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		select {
-		case <-done:
-			// The port was free when picked; another test process may take
-			// it before unbound binds it: try another one.
-			if portTaken(stderr.String()) && attempt < 4 {
-				return startUnboundAttempt(t, attempt+1)
+		return exec.Command(bin, "-d", "-c", path)
+	})
+}
+
+// runDaemon starts a DNS server from cmdFor on a free loopback port and
+// waits until it answers an A query for probe; a start that loses its
+// port to another socket in the meantime is retried on a new one.
+func runDaemon(t *testing.T, name, probe string, cmdFor func(port int) *exec.Cmd) string {
+	t.Helper()
+	addr, _ := runDaemonOn(t, name, probe, 0, cmdFor)
+	return addr
+}
+
+// runDaemonOn is runDaemon on a given port (0: a free one); it also
+// returns a function that stops the daemon (idempotent).
+func runDaemonOn(t *testing.T, name, probe string, fixed int, cmdFor func(port int) *exec.Cmd) (string, func()) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		port := fixed
+		if port == 0 {
+			port = freeLoopbackPort(t)
+		}
+		cmd := cmdFor(port)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stderr, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		var once sync.Once
+		stop := func() { once.Do(func() { cmd.Process.Kill(); <-exited }) }
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		m := new(dns.Msg)
+		m.SetQuestion(probe, dns.TypeA)
+		c := &dns.Client{Timeout: 200 * time.Millisecond}
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			if r, _, err := c.Exchange(m, addr); err == nil && len(r.Answer) >= 1 {
+				t.Cleanup(stop)
+				return addr, stop
 			}
-			t.Fatalf("unbound exited: %s", stderr.String())
-		default:
+			select {
+			case <-exited:
+				if attempt < 3 && fixed == 0 && strings.Contains(stderr.String(), "in use") {
+					goto retry
+				}
+				t.Fatalf("%s exited: %s", name, stderr.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				stop()
+				t.Fatalf("%s did not answer on %s: %s", name, addr, stderr.String())
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("unbound did not answer on %s: %s", addr, stderr.String())
+	retry:
+	}
+}
+
+// freeLoopbackPort finds a port free for both UDP and TCP on 127.0.0.1.
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			pc.Close()
+			return port
 		}
 	}
 }
@@ -177,5 +224,71 @@ func TestUnboundEndToEnd(t *testing.T) {
 	evs := rec.Events()
 	if len(evs) != 3 || evs[2].QName != "alias.e2e.test" || evs[2].Rule != "target.e2e.test" || evs[0].Host != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("events %+v", evs)
+	}
+}
+
+// TestListedNameAnyClassThroughUnbound is defect 2: unbound answers class
+// ANY with its IN data, so a listed name asked in class ANY must get the
+// policy answer, and in another class REFUSED, never a forward.
+func TestListedNameAnyClassThroughUnbound(t *testing.T) {
+	ub := startUnbound(t)
+	rec := &evidencetest.Recorder{}
+	s := startShim(t, Config{Upstreams: []string{ub}}, newSource(t, e2eSigs), rec)
+	for _, tcp := range []string{"+notcp", "+tcp"} {
+		out := dig(t, s.UDPAddr(), tcp, "-c", "ANY", "Target.E2E.test", "A")
+		if !strings.Contains(out, "status: NOERROR") || !strings.Contains(out, "192.0.2.66") || strings.Contains(out, "192.0.2.11") {
+			t.Errorf("class ANY %s:\n%s", tcp, out)
+		}
+		out = dig(t, s.UDPAddr(), tcp, "-c", "CH", "target.e2e.test", "A")
+		if !strings.Contains(out, "status: REFUSED") || strings.Contains(out, "192.0.2.11") {
+			t.Errorf("class CH %s:\n%s", tcp, out)
+		}
+	}
+	if n := len(rec.Events()); n != 4 {
+		t.Errorf("%d evidence lines, want 4", n)
+	}
+}
+
+// TestPolicyAnswersShowEDEAndSOA is defect 9 as dig shows it: an Extended
+// DNS Error naming the signature when the client sent EDNS, and the policy
+// SOA (minimum = --ttl) in the authority section of NXDOMAIN and NODATA.
+func TestPolicyAnswersShowEDEAndSOA(t *testing.T) {
+	ub := startUnbound(t)
+	sigs := `serial: 11
+signatures:
+  - id: edeworm
+    family: E2E
+    domains:
+      - worm.example
+      - {name: nx.example, action: nxdomain}
+      - {name: nodata.example, action: nodata}
+      - target.e2e.test
+`
+	s := startShim(t, Config{Upstreams: []string{ub}, TTL: 45 * time.Second}, newSource(t, sigs), &evidencetest.Recorder{})
+	for _, tc := range []struct {
+		args []string
+		want []string
+		not  []string
+	}{
+		{[]string{"worm.example", "A"}, []string{"status: NOERROR", "EDE: 15 (Blocked): (edeworm)", "192.0.2.66"}, []string{"AUTHORITY: 1"}},
+		{[]string{"worm.example", "MX"}, []string{"status: NOERROR", "EDE: 15 (Blocked): (edeworm)", "AUTHORITY: 1", "SOA\twormsink.invalid. policy.invalid. 11 3600 600 86400 45"}, nil},
+		{[]string{"nx.example", "A"}, []string{"status: NXDOMAIN", "EDE: 17 (Filtered): (edeworm)", "AUTHORITY: 1", "nx.example.\t\t45\tIN\tSOA\twormsink.invalid. policy.invalid. 11 3600 600 86400 45"}, nil},
+		{[]string{"nodata.example", "AAAA"}, []string{"status: NOERROR", "ANSWER: 0", "EDE: 17 (Filtered): (edeworm)", "AUTHORITY: 1", "SOA"}, nil},
+		{[]string{"alias.e2e.test", "A"}, []string{"EDE: 15 (Blocked): (edeworm)", "CNAME\ttarget.e2e.test.", "192.0.2.66"}, []string{"192.0.2.11"}},
+		{[]string{"+noedns", "nx.example", "A"}, []string{"status: NXDOMAIN", "AUTHORITY: 1", "SOA"}, []string{"EDE", "OPT"}},
+	} {
+		for _, tcp := range []string{"+notcp", "+tcp"} {
+			out := dig(t, s.UDPAddr(), append([]string{tcp}, tc.args...)...)
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("dig %v: no %q in\n%s", tc.args, w, out)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(out, w) {
+					t.Errorf("dig %v: %q in\n%s", tc.args, w, out)
+				}
+			}
+		}
 	}
 }

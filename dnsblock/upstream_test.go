@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,60 +40,89 @@ func TestMismatchedAnswerDropped(t *testing.T) {
 	}
 }
 
-func TestUpstreamSocketsReusedIDsRandom(t *testing.T) {
+// TestUpstreamPortsAndIDsRandom is defect 8: every forwarded query leaves
+// from a port of its own (the old pool used 4 at a time), with a random ID
+// and the question's letters in random case (0x20).
+func TestUpstreamPortsAndIDsRandom(t *testing.T) {
 	var mu sync.Mutex
 	ports := map[string]int{}
 	ids := map[uint16]bool{}
+	spellings := map[string]bool{}
 	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		mu.Lock()
 		ports[w.RemoteAddr().String()]++
 		ids[r.Id] = true
+		spellings[r.Question[0].Name[:8]] = true
 		mu.Unlock()
 		answerA(w, r)
 	})
-	s := startShim(t, Config{Upstreams: []string{up.addr}, UpstreamSockets: 3}, newSource(t, testSigs), &evidencetest.Recorder{})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
 	c := &dns.Client{Timeout: 3 * time.Second}
 	const n = 60
 	for i := range n {
 		m := new(dns.Msg)
-		m.SetQuestion("n"+itoa(i)+".example.", dns.TypeA)
+		m.SetQuestion("abcdefgh"+itoa(i)+".example.", dns.TypeA)
 		m.Id = 4242 // the same client ID every time
 		r, _, err := c.Exchange(m, s.UDPAddr().String())
-		if err != nil || len(r.Answer) != 1 || r.Id != 4242 {
+		if err != nil || len(r.Answer) != 1 || r.Id != 4242 || r.Question[0].Name != m.Question[0].Name {
 			t.Fatalf("query %d: %v %v", i, r, err)
+		}
+		if !strings.EqualFold(r.Answer[0].Header().Name, m.Question[0].Name) {
+			t.Fatalf("query %d: answer %v", i, r.Answer[0])
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(ports) != 3 {
-		t.Errorf("upstream saw %d source ports for %d queries, want the 3 pooled sockets: %v", len(ports), n, ports)
+	if len(ports) < n-5 {
+		t.Errorf("upstream saw %d source ports for %d queries: %v", len(ports), n, ports)
 	}
 	if len(ids) < n-2 || ids[4242] && len(ids) < n {
 		t.Errorf("upstream saw %d distinct IDs for %d queries", len(ids), n)
 	}
+	if len(spellings) < n/2 {
+		t.Errorf("upstream saw %d spellings of the same 8 letters in %d queries: no 0x20", len(spellings), n)
+	}
 }
 
-func TestUpstreamSocketRotation(t *testing.T) {
-	up := startUpstream(t, answerA)
-	var strays atomic.Uint64
-	u, err := newUpstream(up.addr, 1, &strays)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.close()
-	q := packQuery(t, "rot.example.", dns.TypeA, false)
-	var qq query
-	parseQuery(q, &qq, make([]byte, 256))
-	first := u.udp[0].Load().c.LocalAddr().String()
-	var buf []byte
-	for i := 0; i < rotateAfter+1; i++ {
-		buf, err = u.exchangeUDP(buf, q, qq.qEnd, time.Now().Add(2*time.Second))
-		if err != nil {
-			t.Fatalf("query %d: %v", i, err)
+// TestCaseNotKeptFallsBack: an upstream that answers in lower case
+// whatever it was asked still gets its answers used, at first through a
+// second try in the client's spelling, then without 0x20 at all.
+func TestCaseNotKeptFallsBack(t *testing.T) {
+	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		r.Question[0].Name = strings.ToLower(r.Question[0].Name)
+		answerA(w, r)
+	})
+	s := startShim(t, Config{Upstreams: []string{up.addr}}, newSource(t, testSigs), &evidencetest.Recorder{})
+	for i := range 10 {
+		r := ask(t, "udp", s.UDPAddr(), "Mixed"+itoa(i)+".Example", dns.TypeA)
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Question[0].Name != "Mixed"+itoa(i)+".Example." {
+			t.Fatalf("query %d: %v", i, r)
 		}
 	}
-	if now := u.udp[0].Load().c.LocalAddr().String(); now == first {
-		t.Errorf("socket not rotated after %d queries: still %s", rotateAfter+1, now)
+	if q := up.queries.Load(); q > 10+caseGiveUp {
+		t.Errorf("upstream asked %d times for 10 names: the fallback does not stick", q)
+	}
+}
+
+// TestQuestionTypeNotCaseFolded: an answer whose question type differs
+// from the query's only in the 0x20 bit (TYPE65 for TYPE97) is not the
+// answer to it.
+func TestQuestionTypeNotCaseFolded(t *testing.T) {
+	up := startUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Question[0].Qtype = 65
+		rr, _ := dns.NewRR(r.Question[0].Name + " 300 IN TYPE65 \\# 2 0001")
+		m.Answer = []dns.RR{rr}
+		w.WriteMsg(m)
+	})
+	s := startShim(t, Config{Upstreams: []string{up.addr}, Timeout: 500 * time.Millisecond, AttemptTimeout: 500 * time.Millisecond}, newSource(t, testSigs), &evidencetest.Recorder{})
+	r := ask(t, "udp", s.UDPAddr(), "t97.example", 97)
+	if r.Rcode != dns.RcodeServerFailure || len(r.Answer) != 0 {
+		t.Errorf("answer for TYPE65 taken for TYPE97: %v", r)
+	}
+	if s.Stats().UpstreamStrays == 0 {
+		t.Error("no stray counted")
 	}
 }
 

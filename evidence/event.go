@@ -19,6 +19,9 @@ const (
 	TFTPRefused Kind = "tftp_refused"
 	TFTPRequest Kind = "tftp_request" // a file no signature names
 	WireMatch   Kind = "wire_match"
+	// DNSLookup is a listed name a resolver was asked for, seen in its
+	// dnstap stream: QName, QType, Transport, Rule and Resolver are set.
+	DNSLookup Kind = "dns_lookup"
 )
 
 // Role says what a wire_match implicates the host in.
@@ -61,6 +64,9 @@ type Event struct {
 	PCAP    string // scan: the capture file
 	Packet  uint64 // scan: the packet number, from 1
 
+	// dns_lookup
+	Resolver string // the resolver's dnstap identity, else the address it streamed from
+
 	// Proof says how the source address was established. Lines
 	// of different proof are never folded together, so every line's proof
 	// is exactly that of the sightings it counts.
@@ -92,6 +98,7 @@ type key struct {
 	proto     string
 	dstPort   uint16
 	pcap      string
+	resolver  string
 	proof     Proof
 
 	qnameLen, fileLen, modeLen int32
@@ -105,6 +112,7 @@ func (e *Event) key() key {
 		peer: e.Peer, role: e.Role, proto: e.Proto, dstPort: e.DstPort, pcap: e.PCAP,
 		proof:    e.Proof,
 		qnameLen: e.qnameLen, fileLen: e.fileLen, modeLen: e.modeLen,
+		resolver: e.Resolver,
 	}
 }
 

@@ -501,6 +501,12 @@ func (w *Writer) write(s *slot) {
 		if ev.Rule != "" {
 			e.Str("rule", Escape(ev.Rule))
 		}
+	case DNSLookup:
+		e.Str("qname", ev.QName).Str("qtype", ev.QType).Str("transport", ev.Transport)
+		if ev.Rule != "" {
+			e.Str("rule", ev.Rule)
+		}
+		e.Str("resolver", ev.Resolver)
 	case TFTPRefused, TFTPRequest:
 		long(e, "file", ev.File, ev.fileLen)
 		long(e, "mode", ev.Mode, ev.modeLen)

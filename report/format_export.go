@@ -151,7 +151,7 @@ func (s *ShadowserverWriter) Write(r *Sighting) error {
 		row[ssSeverity] = severityStrong
 	}
 	switch r.Kind {
-	case evidence.DNSSinkhole:
+	case evidence.DNSSinkhole, evidence.DNSLookup:
 		row[ssProtocol] = orDefault(string(r.Transport), "udp")
 		row[ssApplication] = "dns"
 	case evidence.TFTPRefused, evidence.TFTPRequest:

@@ -74,7 +74,7 @@ func (f *Filter) excluded(r *Sighting) bool {
 
 // Sources counts sightings by where they were made.
 type Sources struct {
-	DNS  uint64 `json:"dns"`  // dns_sinkhole
+	DNS  uint64 `json:"dns"`  // dns_sinkhole, dns_lookup
 	TFTP uint64 `json:"tftp"` // tftp_refused, tftp_request
 	Wire uint64 `json:"wire"` // wire_match
 }
@@ -448,7 +448,7 @@ func (t *v4Index) grow() {
 
 func sourceOf(k evidence.Kind) int {
 	switch k {
-	case evidence.DNSSinkhole:
+	case evidence.DNSSinkhole, evidence.DNSLookup:
 		return 0
 	case evidence.TFTPRefused, evidence.TFTPRequest:
 		return 1

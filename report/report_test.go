@@ -326,3 +326,22 @@ func BenchmarkReportFile(b *testing.B) {
 		f.Close()
 	}
 }
+
+// TestDNSLookupCountsAsDNS: dns_lookup lines (a resolver's dnstap) are
+// evidence counted under dns, by the fast reader and the fallback alike.
+func TestDNSLookupCountsAsDNS(t *testing.T) {
+	lookup := evidence.Event{Time: t0, Kind: evidence.DNSLookup, Host: host1, Port: 53001, Sig: "conficker", Family: "Conficker",
+		Evidence: signatures.Strong, QName: "x.conficker.example", QType: "A", Transport: "tcp", Resolver: "unbound-1", Serial: 1}
+	log := sensorLog(t, "sensor-a", []evidence.Event{lookup, dnsEv(host1, t0.Add(time.Minute), "blaster", "Blaster", signatures.Weak)})
+	if !bytes.Contains(log, []byte(`"event":"dns_lookup"`)) || !bytes.Contains(log, []byte(`"resolver":"unbound-1"`)) {
+		t.Fatalf("writer did not write the dns_lookup fields:\n%s", log)
+	}
+	// The same line with an escape in it takes the encoding/json path.
+	slow := bytes.Replace(log, []byte(`"resolver":"unbound-1"`), []byte(`"resolver":"unbound\u002d1"`), 1)
+	for name, l := range map[string][]byte{"fast": log, "fallback": slow} {
+		hosts, st := aggregate(t, Filter{}, l)
+		if st.Malformed != 0 || len(hosts) != 1 || hosts[0].Events != 2 || hosts[0].Sources.DNS != 2 || hosts[0].Evidence != signatures.Strong {
+			t.Fatalf("%s: %+v %+v", name, hosts, st)
+		}
+	}
+}

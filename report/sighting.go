@@ -28,7 +28,7 @@ type Sighting struct {
 	Serial   uint64
 
 	// Per-event detail the exports use (docs/contract.md §3); empty when absent.
-	QName, QType, Transport []byte // dns_sinkhole
+	QName, QType, Transport []byte // dns_sinkhole, dns_lookup
 	File, Op, Server        []byte // tftp_*, and wire_match when it saw a TFTP request
 	Peer, Role, Proto       []byte // wire_match
 	DstPort                 uint16 // wire_match
@@ -231,6 +231,8 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 	switch string(f.val[fEvent]) {
 	case string(evidence.DNSSinkhole):
 		rec.Kind = evidence.DNSSinkhole
+	case string(evidence.DNSLookup):
+		rec.Kind = evidence.DNSLookup
 	case string(evidence.TFTPRefused):
 		rec.Kind = evidence.TFTPRefused
 	case string(evidence.TFTPRequest):

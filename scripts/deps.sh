@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages wormsink's tests use, only those missing.
-# Services that packages would start (unbound, tftpd-hpa) are kept stopped
+# Services that packages would start (unbound, named, tftpd-hpa) are kept stopped
 # (policy-rc.d) and, once installed, disabled, so that after a reboot they
 # do not hold ports 53 and 69: the tests start their own copies on loopback
 # ports. Only the packages this run installs (with their dependencies) are
@@ -50,6 +50,9 @@ declare -A need=(
   [tcpdump]=tcpdump
   [unbound]=unbound
   [unbound-checkconf]=unbound
+  [named]=bind9
+  [named-checkconf]=bind9-utils
+  [pdns_recursor]=pdns-recursor
   [curl]=curl
   [atftp]=atftp
   [in.tftpd]=tftpd-hpa

@@ -84,7 +84,8 @@ func exportRPZ(w *bufio.Writer, s *Set, opt ExportOptions) error {
 		apex, suffix = zone+".", "."+zone+"."
 		fmt.Fprintf(w, "$ORIGIN %s.\n", zone)
 	}
-	fmt.Fprintf(w, "$TTL 60\n%s IN SOA localhost. hostmaster.localhost. %d 3600 600 86400 60\n%[1]s IN NS localhost.\n", apex, s.Serial())
+	fmt.Fprintf(w, "$TTL %d\n%s IN SOA %s %s %d %d %d %d %d\n%[2]s IN NS %[3]s\n", RPZTTL, apex, RPZNS, RPZMbox, RPZSerial(s),
+		RPZRefresh, RPZRetry, RPZExpire, RPZMinTTL)
 	var lastSig *Signature
 	covering := false
 	RPZRecords(s, RPZOptions{Sinkhole: opt.Sinkhole, Zone: zone, KeepUnderscore: opt.KeepUnderscore}, func(r RPZRecord) {

@@ -171,6 +171,44 @@ signatures:
 	}
 }
 
+// TestMatchBelow: a name whose leftmost labels cannot be listed (a label
+// holding a '.') meets only wildcards covering the labels right of them,
+// never an exact listing, and allocates nothing.
+func TestMatchBelow(t *testing.T) {
+	s, err := Parse("t.yaml", []byte(`serial: 3
+signatures:
+  - id: a
+    family: A
+    domains: ["*.b.example", "x.b.example", "*.c.b.example", "plain.example"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for suffix, want := range map[string]string{
+		"b.example":       "*.b.example",
+		"B.Example.":      "*.b.example",
+		"x.b.example":     "*.b.example", // below x.b.example: only the wildcard covers it
+		"c.b.example":     "*.c.b.example",
+		"d.c.b.example":   "*.c.b.example",
+		"plain.example":   "",
+		"example":         "",
+		"":                "",
+		"b.example.other": "",
+	} {
+		m, ok := s.MatchBelow(suffix)
+		got := ""
+		if ok {
+			got = m.Domain.Pattern()
+		}
+		if got != want {
+			t.Errorf("MatchBelow(%q) = %q, want %q", suffix, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { s.MatchBelow("d.c.b.example") }); n != 0 {
+		t.Errorf("MatchBelow allocates %.1f times", n)
+	}
+}
+
 func TestMatchFile(t *testing.T) {
 	s := Default()
 	for name, want := range map[string]string{

@@ -221,3 +221,21 @@ func reservedOwner(owner string) bool {
 	}
 	return false
 }
+
+// The SOA and NS of the policy zone, as the file export writes them and
+// the live primary serves them. The NS is a placeholder RPZ requires and
+// resolvers never query; refresh and retry bound how late a secondary that
+// missed a NOTIFY learns of a new serial.
+const (
+	RPZTTL     = 60
+	RPZNS      = "localhost."
+	RPZMbox    = "hostmaster.localhost."
+	RPZRefresh = 3600
+	RPZRetry   = 600
+	RPZExpire  = 86400
+	RPZMinTTL  = 60
+)
+
+// RPZSerial is the SOA serial of the set's zone. The parser refuses serials
+// of 2^32 and more, which SOA serials cannot hold.
+func RPZSerial(s *Set) uint32 { return uint32(s.Serial()) }

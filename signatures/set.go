@@ -183,6 +183,39 @@ func (s *Set) MatchName(qname string) (NameMatch, bool) {
 	return NameMatch{Signature: sig, Domain: &sig.Domains[best.idx]}, true
 }
 
+// MatchBelow finds the wildcard rule for a name strictly below suffix whose
+// labels left of suffix can never be listed: a DNS label may hold any byte,
+// a '.' included, and a listed label never holds one, so only a wildcard
+// covering suffix (or a shorter suffix of it) can match such a name. The
+// longest wildcard wins, as in MatchName.
+func (s *Set) MatchBelow(suffix string) (NameMatch, bool) {
+	if len(suffix) > 0 && suffix[len(suffix)-1] == '.' {
+		suffix = suffix[:len(suffix)-1]
+	}
+	if suffix == "" || len(suffix) > 253 || s.names.n == 0 || s.stats.Wildcards == 0 {
+		return NameMatch{}, false
+	}
+	var best entry
+	found := false
+	h := s.seed ^ fnvOffset
+	for i := len(suffix) - 1; i >= 0; i-- {
+		h = (h ^ uint64(lower(suffix[i]))) * fnvPrime
+		if i == 0 || suffix[i-1] == '.' {
+			part := suffix[i:]
+			if e, ok := s.names.lookup(h, func(e entry) bool {
+				return e.wild && equalFold(part, s.file.Signatures[e.sig].Domains[e.idx].Name)
+			}); ok {
+				best, found = e, true
+			}
+		}
+	}
+	if !found {
+		return NameMatch{}, false
+	}
+	sig := &s.file.Signatures[best.sig]
+	return NameMatch{Signature: sig, Domain: &sig.Domains[best.idx]}, true
+}
+
 // MatchFile finds the signature naming a TFTP file. Only the last path
 // element counts, compared without regard to case.
 func (s *Set) MatchFile(name string) (FileMatch, bool) {

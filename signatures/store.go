@@ -37,6 +37,9 @@ type Store struct {
 	mu     sync.Mutex // serialises reloads
 	digest [sha256.Size]byte
 	stat   fileStat
+
+	subMu sync.Mutex
+	subs  []chan struct{}
 }
 
 type fileStat struct {
@@ -110,7 +113,40 @@ func (s *Store) Reload() (Reload, error) {
 	}
 	s.cur.Store(set)
 	s.digest = digest
+	s.announce()
 	return r, nil
+}
+
+// Subscribe returns a channel that receives a value after every reload that
+// swapped in a new set, whichever way it was asked for (SIGHUP, Watch). It
+// holds one pending value, so a slow reader sees a burst of reloads as one
+// and reads the newest set with Current. cancel stops the deliveries.
+func (s *Store) Subscribe() (changed <-chan struct{}, cancel func()) {
+	ch := make(chan struct{}, 1)
+	s.subMu.Lock()
+	s.subs = append(s.subs, ch)
+	s.subMu.Unlock()
+	return ch, func() {
+		s.subMu.Lock()
+		defer s.subMu.Unlock()
+		for i, c := range s.subs {
+			if c == ch {
+				s.subs = append(s.subs[:i], s.subs[i+1:]...)
+				return
+			}
+		}
+	}
+}
+
+func (s *Store) announce() {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	for _, c := range s.subs {
+		select {
+		case c <- struct{}{}:
+		default: // one is already pending
+		}
+	}
 }
 
 // changed reports whether the file's size, mtime or inode moved since the

@@ -204,3 +204,48 @@ func TestStoreWatchUnreadableOnce(t *testing.T) {
 		t.Fatal("set in service lost")
 	}
 }
+
+// TestStoreSubscribe: subscribers hear of a swapped-in set, not of failed
+// or unchanged reloads, and stop hearing after cancel.
+func TestStoreSubscribe(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sigs.yaml")
+	writeFile(t, path, sigFile(10, "a.example"))
+	st, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, cancel := st.Subscribe()
+	pending := func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	if _, err := st.Reload(); !errors.Is(err, ErrUnchanged) || pending() {
+		t.Fatalf("unchanged reload announced (err %v)", err)
+	}
+	writeFile(t, path, sigFile(9, "b.example"))
+	if _, err := st.Reload(); err == nil || pending() {
+		t.Fatalf("refused reload announced (err %v)", err)
+	}
+	writeFile(t, path, sigFile(11, "c.example"))
+	if _, err := st.Reload(); err != nil || !pending() {
+		t.Fatalf("reload to 11 not announced (err %v)", err)
+	}
+	// Two reloads before the reader looks are one value: it reads Current.
+	writeFile(t, path, sigFile(12, "d.example"))
+	st.Reload()
+	writeFile(t, path, sigFile(13, "e.example"))
+	st.Reload()
+	if !pending() || pending() || st.Current().Serial() != 13 {
+		t.Fatal("burst of reloads not coalesced into one value")
+	}
+	cancel()
+	writeFile(t, path, sigFile(14, "f.example"))
+	st.Reload()
+	if pending() {
+		t.Fatal("announced after cancel")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +54,7 @@ type serveConfig struct {
 	// proof of the source address
 	trustedSources evidence.Networks // networks whose edge drops forged sources
 
+	feeds feedConfig // RPZ primary and dnstap input: serve_rpz.go
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
@@ -71,6 +73,8 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	c.dns.TTL = dnsblock.DefaultTTL
 	fs.Var((*ttlFlag)(&c.dns.TTL), "ttl", "TTL of sinkhole answers")
 	fs.IntVar(&c.dns.CacheSize, "cache-size", dnsblock.DefaultCacheSize, "entries in the response cache for forwarded answers; 0 turns it off")
+	c.dns.CacheBytes = dnsblock.DefaultCacheBytes
+	fs.Var((*byteSize)(&c.dns.CacheBytes), "cache-bytes", "byte budget of the response cache, counted in answer sizes (64MiB, 512KiB, 1GB or plain bytes)")
 	c.dns.Allow = dnsblock.DefaultAllow()
 	fs.Var((*prefixList)(&c.dns.Allow), "allow", "clients allowed to use the DNS shim, CIDR,...; others get REFUSED")
 	c.tftpListen = ":69"
@@ -93,6 +97,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.IntVar(&c.tftp.Exchanges, "tftp-exchanges", sinkhole.DefaultExchanges, "TFTP refusals sent at once from a fresh port that waits for the client's follow-up (proof exchange); beyond it they leave from the listening port; negative: never")
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
+	feedFlags(fs, &c.feeds)
 
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
@@ -185,8 +190,11 @@ func runServe(ctx context.Context, e env, args []string) int {
 // configuration before anything is bound, so a bad start fails at once
 // with one line.
 func (c *serveConfig) complete() error {
-	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" {
-		return errors.New("nothing to serve: --dns-listen, --tftp-listen and --capture are all off")
+	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" && !c.feeds.enabled() {
+		return errors.New("nothing to serve: --dns-listen, --tftp-listen, --capture, --rpz-listen and --dnstap-listen are all off")
+	}
+	if err := c.completeFeeds(); err != nil {
+		return err
 	}
 	if c.captureWorkers < 1 || c.captureWorkers > 1024 {
 		return fmt.Errorf("--capture-workers %d: want from 1 to 1024", c.captureWorkers)
@@ -280,7 +288,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
-	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addCapture} {
+	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addCapture, s.addRPZ, s.addDNSTap} {
 		if err := add(); err != nil {
 			return nil, err
 		}
@@ -437,5 +445,31 @@ func (t *ttlFlag) Set(v string) error {
 		return err
 	}
 	*t = ttlFlag(d)
+	return nil
+}
+
+// byteSize is a flag holding a number of bytes, with an optional binary
+// (KiB, MiB, GiB) or decimal (KB, MB, GB) unit.
+type byteSize int
+
+func (b *byteSize) String() string { return strconv.Itoa(int(*b)) }
+
+func (b *byteSize) Set(s string) error {
+	s = strings.TrimSpace(s)
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return fmt.Errorf("want a positive size such as 64MiB, got %q", s)
+	}
+	*b = byteSize(n * mult)
 	return nil
 }

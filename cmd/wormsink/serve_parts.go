@@ -146,6 +146,17 @@ func (s *server) addDNS() error {
 	m.counter("wormsink_dns_upstream_errors_total", "Upstream attempts that failed or timed out.", func() uint64 { return srv.Stats().UpstreamErrors })
 	m.counter("wormsink_dns_upstream_strays_total", "Upstream answers dropped: unknown ID or question mismatch.", func() uint64 { return srv.Stats().UpstreamStrays })
 	m.gauge("wormsink_dns_cache_entries", "Answers in the response cache.", func() float64 { return float64(srv.CacheLen()) })
+	// Hardening (issue 10): fail-closed answers, overload and the cache's bytes.
+	m.counter("wormsink_dns_unchecked_total", "Upstream answers the policy could not check; the client got SERVFAIL.", func() uint64 { return srv.Stats().Unchecked })
+	m.counter("wormsink_dns_merged_total", "Forwards that shared an identical query already in progress.", func() uint64 { return srv.Stats().Merged })
+	m.counterVec("wormsink_dns_overload_total", "Queries and connections shed under load, by reason.", "reason", map[string]func() uint64{
+		"jostled":        func() uint64 { return srv.Stats().Jostled },
+		"client_limited": func() uint64 { return srv.Stats().ClientLimited },
+		"tcp_evicted":    func() uint64 { return srv.Stats().TCPEvicted },
+		"tcp_rejected":   func() uint64 { return srv.Stats().TCPRejected },
+	})
+	m.gauge("wormsink_dns_tcp_connections", "Client TCP connections held.", func() float64 { return float64(srv.TCPConns()) })
+	m.gauge("wormsink_dns_cache_bytes", "Bytes of answers held by the response cache (counted against --cache-bytes).", func() float64 { return float64(srv.CacheBytes()) })
 	m.reg.MustRegister(latencyCollector{srv: srv, desc: prometheus.NewDesc("wormsink_dns_upstream_latency_seconds",
 		"Latency of successful upstream attempts.", nil, nil)})
 	s.parts = append(s.parts, part{name: "dns", run: func(ctx context.Context) error {

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"wormsink/rpz"
+	"wormsink/tapin"
+)
+
+// feedConfig is the deployment inside the ISP's own resolvers: wormsink as
+// the RPZ primary they follow, and their dnstap streams as evidence.
+type feedConfig struct {
+	rpzListen    string
+	rpzZone      string
+	rpzJournal   int
+	rpzNotify    addrPortList
+	rpzAllow     prefixList
+	rpzUnsigned  prefixList
+	rpzTSIG      string
+	rpzKey       *rpz.Key
+	dnstapListen string
+}
+
+func feedFlags(fs *flag.FlagSet, c *feedConfig) {
+	fs.StringVar(&c.rpzListen, "rpz-listen", "", "UDP and TCP address of the RPZ primary: SOA, AXFR, IXFR of the signature set (default off)")
+	fs.StringVar(&c.rpzZone, "rpz-zone", rpz.DefaultZone, "name of the policy zone the RPZ primary serves")
+	fs.IntVar(&c.rpzJournal, "rpz-journal", rpz.DefaultJournal, "serials of changes kept for IXFR; older secondaries get AXFR")
+	fs.Var(&c.rpzNotify, "rpz-notify", "secondaries sent a NOTIFY after every new serial, host[:port],...")
+	c.rpzAllow.Set("127.0.0.0/8,::1/128")
+	fs.Var(&c.rpzAllow, "rpz-allow", "who may query and transfer the policy zone, CIDR,...; others get REFUSED")
+	fs.StringVar(&c.rpzTSIG, "rpz-tsig", "", "NAME:ALGORITHM:BASE64SECRET: transfers only to requests signed with this key (hmac-sha256 or stronger); others get NOTAUTH")
+	fs.Var(&c.rpzUnsigned, "rpz-allow-unsigned", "with --rpz-tsig: sources (CIDR,...) that may still transfer unsigned, for resolvers that cannot sign (Unbound)")
+	fs.StringVar(&c.dnstapListen, "dnstap-listen", "", "unix:PATH or tcp:ADDR: take resolvers' dnstap streams; client lookups of listed names become dns_lookup evidence (default off)")
+}
+
+func (c *feedConfig) enabled() bool { return c.rpzListen != "" || c.dnstapListen != "" }
+
+// completeFeeds checks the feed flags; the RPZ primary needs sinkhole
+// addresses for its local data, derived like the shim's.
+func (c *serveConfig) completeFeeds() error {
+	f := &c.feeds
+	if f.dnstapListen != "" {
+		if n, a, ok := strings.Cut(f.dnstapListen, ":"); !ok || a == "" || n != "unix" && n != "tcp" {
+			return fmt.Errorf("--dnstap-listen %q: want unix:PATH or tcp:ADDR", f.dnstapListen)
+		}
+	}
+	if f.rpzListen == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(f.rpzListen); err != nil {
+		return fmt.Errorf("--rpz-listen %q: %v", f.rpzListen, err)
+	}
+	if f.rpzJournal < 0 {
+		return fmt.Errorf("--rpz-journal %d: want 0 or more", f.rpzJournal)
+	}
+	if f.rpzTSIG != "" {
+		k, err := rpz.ParseKey(f.rpzTSIG)
+		if err != nil {
+			return fmt.Errorf("--rpz-tsig: %v", err)
+		}
+		f.rpzKey = &k
+	} else if len(f.rpzUnsigned) > 0 {
+		return errors.New("--rpz-allow-unsigned needs --rpz-tsig (without a key every allowed source transfers unsigned)")
+	}
+	if len(c.dns.SinkholeIPs) == 0 && c.tftpListen != "" {
+		host, _, _ := net.SplitHostPort(c.tftpListen)
+		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+			c.dns.SinkholeIPs = []netip.Addr{ip.Unmap()}
+		}
+	}
+	if len(c.dns.SinkholeIPs) == 0 {
+		return errors.New("--sinkhole-ip is needed for the policy zone's local data: --tftp-listen names no address to derive it from")
+	}
+	return nil
+}
+
+func (s *server) addRPZ() error {
+	f := &s.cfg.feeds
+	if f.rpzListen == "" {
+		return nil
+	}
+	journal := f.rpzJournal
+	if journal == 0 {
+		journal = -1 // the flag's 0 means no journal; rpz.Config's 0 means the default
+	}
+	srv, err := rpz.New(rpz.Config{
+		Listen: f.rpzListen, Zone: f.rpzZone, Journal: journal, Notify: f.rpzNotify,
+		Allow: f.rpzAllow, Key: f.rpzKey, Unsigned: f.rpzUnsigned, Sinkhole: s.cfg.dns.SinkholeIPs,
+	}, s.store, s.log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	s.closers = append(s.closers, func() { srv.Close() })
+	for k, kn := range rpz.Kinds {
+		for r, rn := range rpz.Results {
+			s.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "wormsink_rpz_requests_total", Help: "Requests to the RPZ primary by type (soa, axfr, ixfr, other) and result.",
+				ConstLabels: prometheus.Labels{"type": kn, "result": rn},
+			}, func() float64 { return float64(srv.Stats().Requests[k][r]) }))
+		}
+	}
+	s.metrics.counter("wormsink_rpz_notify_sent_total", "NOTIFY messages sent to secondaries, retries included.", func() uint64 { return srv.Stats().NotifySent })
+	s.metrics.counter("wormsink_rpz_notify_acknowledged_total", "NOTIFY messages secondaries answered.", func() uint64 { return srv.Stats().NotifyAcked })
+	s.metrics.counter("wormsink_rpz_notify_given_up_total", "Serials a secondary never acknowledged after every retry.", func() uint64 { return srv.Stats().NotifyGivenUp })
+	s.metrics.gauge("wormsink_rpz_serial", "SOA serial of the policy zone served.", func() float64 { return float64(srv.Serial()) })
+	s.parts = append(s.parts, part{name: "rpz", run: func(ctx context.Context) error {
+		s.log.Info().Str("event", "rpz_start").Str("listen", srv.Addr().String()).Str("zone", f.rpzZone).
+			Uint32("serial", srv.Serial()).Bool("tsig", f.rpzKey != nil).Msg("RPZ primary serving")
+		return srv.Serve(ctx)
+	}})
+	return nil
+}
+
+func (s *server) addDNSTap() error {
+	if s.cfg.feeds.dnstapListen == "" {
+		return nil
+	}
+	srv, err := tapin.Listen(s.cfg.feeds.dnstapListen, s.store, s.ev, s.log)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, func() { srv.Close() })
+	st := srv.Stats
+	s.metrics.counter("wormsink_dnstap_connections_total", "dnstap streams accepted.", func() uint64 { return st().Connections })
+	s.metrics.gauge("wormsink_dnstap_connections", "dnstap streams open.", func() float64 { return float64(st().Active) })
+	s.metrics.counter("wormsink_dnstap_frames_total", "dnstap data frames read.", func() uint64 { return st().Frames })
+	s.metrics.counter("wormsink_dnstap_lookups_total", "Client lookups of listed names recorded as dns_lookup evidence.", func() uint64 { return st().Lookups })
+	s.metrics.counter("wormsink_dnstap_skipped_total", "dnstap frames of other message types, or responses to queries already counted.", func() uint64 { return st().Skipped })
+	s.metrics.counter("wormsink_dnstap_unparsed_total", "Client messages in dnstap frames whose question could not be read.", func() uint64 { return st().Unparsed })
+	s.metrics.counter("wormsink_dnstap_errors_total", "dnstap streams closed for a malformed frame or a failed handshake.", func() uint64 { return st().Errors })
+	s.parts = append(s.parts, part{name: "dnstap", run: func(ctx context.Context) error {
+		s.log.Info().Str("event", "dnstap_start").Str("listen", s.cfg.feeds.dnstapListen).Msg("taking dnstap streams")
+		return srv.Serve(ctx)
+	}})
+	return nil
+}
+
+// addrPortList is the --rpz-notify flag: comma-separated host[:port],
+// port 53 when omitted.
+type addrPortList []string
+
+func (l *addrPortList) String() string { return strings.Join(*l, ",") }
+
+func (l *addrPortList) Set(v string) error {
+	*l = (*l)[:0]
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			p = net.JoinHostPort(strings.Trim(p, "[]"), "53")
+		}
+		if _, _, err := net.SplitHostPort(p); err != nil {
+			return fmt.Errorf("bad address %q", p)
+		}
+		*l = append(*l, p)
+	}
+	return nil
+}
