@@ -92,6 +92,13 @@ type Matcher struct {
 
 // NewMatcher makes a Matcher recording into rec.
 func NewMatcher(sigs SetSource, rec Recorder, opt Options) *Matcher {
+	return newMatcher(sigs, rec, opt, false)
+}
+
+// newMatcher is NewMatcher; a parallel scan's worker (deferring) keeps no
+// handshake table or reassembly state of its own: the GC would scan them
+// for nothing.
+func newMatcher(sigs SetSource, rec Recorder, opt Options, deferring bool) *Matcher {
 	if opt.FragDatagrams <= 0 {
 		opt.FragDatagrams = DefaultFragDatagrams
 	}
@@ -104,7 +111,10 @@ func NewMatcher(sigs SetSource, rec Recorder, opt Options) *Matcher {
 	if opt.TCPFlows <= 0 {
 		opt.TCPFlows = DefaultTCPFlows
 	}
-	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder(), flows: newFlows(opt.TCPFlows)}
+	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder(), deferFrags: deferring}
+	if !deferring {
+		m.flows = newFlows(opt.TCPFlows)
+	}
 	m.defrag = newDefragmenter(opt.FragDatagrams, opt.FragBytes, opt.FragTimeout, &m.stats)
 	return m
 }

@@ -46,8 +46,7 @@ func NewParallelScanner(sigs SetSource, rec Recorder, opt Options, n int) *Paral
 	s := &ParallelScanner{rec: rec, frag: NewMatcher(sigs, rec, opt)}
 	for range max(n, 1) {
 		r := &chunkRecorder{}
-		m := NewMatcher(sigs, r, opt)
-		m.deferFrags = true
+		m := newMatcher(sigs, r, opt, true)
 		s.workers = append(s.workers, m)
 		s.recs = append(s.recs, r)
 	}
