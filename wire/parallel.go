@@ -99,7 +99,7 @@ type scanChunk struct {
 	evs      []chunkEvent
 	deferred []int
 	obs      []chunkObs
-	done     chan struct{}
+	done     chan struct{} // one token when matched; made once, reused
 }
 
 // chunkObs is a TCP segment's handshake fields, for emit to replay.
@@ -144,7 +144,7 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 	// come back when all are in flight.
 	p := &chunkPipe{name: name, free: make(chan *scanChunk, 2*nw+2)}
 	for range cap(p.free) {
-		p.free <- &scanChunk{data: make([]byte, 0, chunkBytes), pkts: make([]chunkPacket, 0, chunkPackets)}
+		p.free <- &scanChunk{data: make([]byte, 0, chunkBytes), pkts: make([]chunkPacket, 0, chunkPackets), done: make(chan struct{}, 1)}
 	}
 	p.work = make(chan *scanChunk, cap(p.free))
 	p.order = make(chan *scanChunk, cap(p.free))
@@ -189,7 +189,6 @@ type chunkPipe struct {
 }
 
 func (p *chunkPipe) send(c *scanChunk) {
-	c.done = make(chan struct{})
 	c.name = p.name
 	p.work <- c
 	p.order <- c
@@ -391,7 +390,7 @@ func matchChunk(m *Matcher, rec *chunkRecorder, c *scanChunk) {
 		}
 	}
 	rec.c = nil
-	close(c.done)
+	c.done <- struct{}{}
 }
 
 // emit records a matched chunk's evidence in packet order: fragments go
