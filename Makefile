@@ -82,6 +82,11 @@ install: build
 	install -D -m 0644 docs/contract.md $(DESTDIR)/usr/share/doc/wormsink/contract.md
 	install -d -m 0755 $(DESTDIR)/etc/wormsink
 	[ -e $(DESTDIR)/etc/wormsink/wormsink.yaml ] || install -m 0644 deploy/wormsink.yaml $(DESTDIR)/etc/wormsink/wormsink.yaml
+	# TFTP interception: installed, not enabled (the drop-in goes to the docs;
+	# copy it to /etc/systemd/system/wormsink.service.d/ on a router that intercepts).
+	install -D -m 0755 deploy/wormsink-tftp-intercept.sh $(DESTDIR)$(PREFIX)/sbin/wormsink-tftp-intercept.sh
+	[ -e $(DESTDIR)/etc/wormsink/tftp-intercept.nft ] || install -m 0644 deploy/tftp-intercept.nft $(DESTDIR)/etc/wormsink/tftp-intercept.nft
+	install -D -m 0644 deploy/wormsink-intercept.conf $(DESTDIR)/usr/share/doc/wormsink/wormsink-intercept.conf
 
 clean:
 	rm -rf bin

@@ -64,6 +64,13 @@ type Event struct {
 	PCAP    string // scan: the capture file
 	Packet  uint64 // scan: the packet number, from 1
 
+	// tftp_refused, tftp_request seen by the transparent interceptor
+	// (serve --tftp-intercept): Srv is then the address the client asked,
+	// and a refusal also records the server it asked (Role "server", Peer
+	// the client).
+	Intercepted bool // the request was addressed to another host and intercepted on its way
+	Passed      bool // it was passed on, unchanged, to the server it was addressed to
+
 	// dns_lookup
 	Resolver string // the resolver's dnstap identity, else the address it streamed from
 
@@ -101,6 +108,8 @@ type key struct {
 	resolver  string
 	proof     Proof
 
+	intercepted, passed bool
+
 	qnameLen, fileLen, modeLen int32
 }
 
@@ -110,6 +119,7 @@ func (e *Event) key() key {
 		qname: e.QName, qtype: e.QType, transport: e.Transport, rule: e.Rule,
 		file: e.File, mode: e.Mode, op: e.Op, srv: e.Srv,
 		peer: e.Peer, role: e.Role, proto: e.Proto, dstPort: e.DstPort, pcap: e.PCAP,
+		intercepted: e.Intercepted, passed: e.Passed,
 		proof:    e.Proof,
 		qnameLen: e.qnameLen, fileLen: e.fileLen, modeLen: e.modeLen,
 		resolver: e.Resolver,

@@ -514,6 +514,16 @@ func (w *Writer) write(s *slot) {
 		if ev.Srv.IsValid() {
 			e.Str("server", ev.Srv.String())
 		}
+		// The transparent interceptor's lines.
+		if ev.Intercepted {
+			e.Bool("intercepted", true)
+			if ev.Role != "" {
+				e.Str("role", ev.Role).Str("peer", ev.Peer.String())
+			}
+		}
+		if ev.Passed {
+			e.Bool("passed", true)
+		}
 	case WireMatch:
 		e.Str("peer", ev.Peer.String()).Str("role", Escape(ev.Role)).Str("proto", Escape(ev.Proto)).Uint16("dst_port", ev.DstPort)
 		if ev.File != "" {

@@ -160,6 +160,14 @@ func (s *ShadowserverWriter) Write(r *Sighting) error {
 		if ap, err := netip.ParseAddrPort(string(r.Server)); err == nil {
 			row[ssDstIP], row[ssDstPort] = ap.Addr().Unmap().String(), strconv.Itoa(int(ap.Port()))
 		}
+		// The interceptor's line for the server a worm was asked from:
+		// the host is that server, the other end the client that asked.
+		if string(r.Role) == evidence.RoleServer {
+			row[ssDstIP], row[ssDstPort] = "", ""
+			if a, err := netip.ParseAddr(string(r.Peer)); err == nil {
+				row[ssDstIP] = a.Unmap().String()
+			}
+		}
 	case evidence.WireMatch:
 		row[ssProtocol] = string(r.Proto)
 		if a, err := netip.ParseAddr(string(r.Peer)); err == nil {
@@ -322,7 +330,7 @@ func compromiseEvidence(h *HostSummary) string {
 		parts = append(parts, fmt.Sprintf("%d DNS lookups of worm domains answered by the sinkhole", h.Sources.DNS))
 	}
 	if h.Sources.TFTP > 0 {
-		parts = append(parts, fmt.Sprintf("%d TFTP requests for worm files to the fake TFTP server", h.Sources.TFTP))
+		parts = append(parts, fmt.Sprintf("%d TFTP requests for worm files refused by the fake or intercepting TFTP server", h.Sources.TFTP))
 	}
 	if h.Sources.Wire > 0 {
 		parts = append(parts, fmt.Sprintf("%d worm packets seen on the wire", h.Sources.Wire))

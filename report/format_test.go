@@ -464,3 +464,32 @@ func FuzzReport(f *testing.F) {
 		}
 	})
 }
+
+// TestShadowserverIntercepted: the interceptor's two lines of a refused
+// worm fetch map to rows whose other end is the other host: the server
+// asked for the requester, the requester for the server.
+func TestShadowserverIntercepted(t *testing.T) {
+	log := `{"time":"2026-12-01T12:05:00.667Z","event":"tftp_refused","host":"10.13.1.2","port":58054,"signature":"blaster","family":"Blaster","evidence":"strong","count":1,"sensor":"r1","serial":1,"file":"msblast.exe","mode":"octet","op":"read","server":"10.13.2.2:69","intercepted":true,"role":"requester","peer":"10.13.2.2"}
+{"time":"2026-12-01T12:05:00.667Z","event":"tftp_refused","host":"10.13.2.2","port":69,"signature":"blaster","family":"Blaster","evidence":"strong","count":1,"sensor":"r1","serial":1,"file":"msblast.exe","mode":"octet","op":"read","server":"10.13.2.2:69","intercepted":true,"role":"server","peer":"10.13.1.2"}
+`
+	var buf bytes.Buffer
+	sw := NewShadowserverWriter(&buf)
+	r, _ := NewReader(strings.NewReader(log), "log")
+	for r.Next() {
+		if err := sw.Write(r.Sighting()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&buf).ReadAll()
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("%d rows, %v", len(recs), err)
+	}
+	for i, want := range [][2]string{{"10.13.1.2", "10.13.2.2"}, {"10.13.2.2", "10.13.1.2"}} {
+		if row := recs[1+i]; row[ssSrcIP] != want[0] || row[ssDstIP] != want[1] {
+			t.Errorf("row %d: src %s dst %s, want %s -> %s", i, row[ssSrcIP], row[ssDstIP], want[0], want[1])
+		}
+	}
+}

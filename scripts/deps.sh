@@ -59,6 +59,10 @@ declare -A need=(
   [dnsperf]=dnsperf
   [jq]=jq
   [ip]=iproute2
+  [ss]=iproute2
+  [nft]=nftables
+  [busybox]=busybox
+  [setpriv]=util-linux
   [chromium]=chromium
   # issue 12: the resolvers, rule parser and schema validator the export tests use
   [named]=bind9

@@ -108,3 +108,17 @@ func BenchmarkLoad1M(b *testing.B) {
 	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "MB-heap-after-GC")
 	runtime.KeepAlive(s)
 }
+
+// BenchmarkMatchFilePatterns: the built-in set, with its loader patterns,
+// on a name found by its exact listing, one found by a pattern, and two
+// legitimate names that every pattern has to turn down.
+func BenchmarkMatchFilePatterns(b *testing.B) {
+	s := Default()
+	names := []string{"mirai.arm7", "/tmp/dvrHelper.ARM7", "pxelinux.0", "firmware-v2.1.bin"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.MatchFile(names[i&3])
+		i++
+	}
+}

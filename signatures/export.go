@@ -207,9 +207,21 @@ func exportSuricata(w *bufio.Writer, s *Set) error {
 			// (any case), a mode of octet, netascii or mail (any case), then
 			// option name/value pairs (the last value not empty) and NUL
 			// padding up to the end; dsize is its 1472-byte limit.
+			content, fileRE := ruleContent([]byte(f))+"|00|", pcreQuote(f)
+			if isPattern(f) {
+				// A pattern: its longest literal run is the fast pattern
+				// (with the NUL when the name ends with it), and the pcre
+				// spells the pattern out over the last path element.
+				fp := newFilePattern(0, 0, f)
+				content = ruleContent([]byte(fp.literal))
+				if strings.HasSuffix(f, fp.literal) {
+					content += "|00|"
+				}
+				fileRE = pcreGlob(f)
+			}
 			for _, op := range []struct{ code, verb, sidKey string }{{"01", "GET", "tftp"}, {"02", "PUT", "tftp-write"}} {
-				fmt.Fprintf(w, "alert udp any any -> any 69 (msg:\"WORMSINK %s TFTP %s %s\"; dsize:<%d; content:\"|00 %s|\"; depth:2; content:\"%s|00|\"; distance:0; nocase; pcre:\"/^\\x00\\x%s(?:[^\\x00]*[\\\\\\/])?%s\\x00(?:octet|netascii|mail)\\x00(?:(?:[^\\x00]+\\x00[^\\x00]*\\x00)*[^\\x00]+\\x00[^\\x00]+\\x00)?\\x00*\\z/i\"; classtype:trojan-activity;%s sid:%d; rev:2; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
-					ruleText(sig.Family), op.verb, ruleText(f), tftpMaxRequest+1, op.code, ruleContent([]byte(f)), op.code, pcreQuote(f), refs, sid(sig.ID, op.sidKey, f), sig.ID, s.Serial())
+				fmt.Fprintf(w, "alert udp any any -> any 69 (msg:\"WORMSINK %s TFTP %s %s\"; dsize:<%d; content:\"|00 %s|\"; depth:2; content:\"%s\"; distance:0; nocase; pcre:\"/^\\x00\\x%s(?:[^\\x00]*[\\\\\\/])?%s\\x00(?:octet|netascii|mail)\\x00(?:(?:[^\\x00]+\\x00[^\\x00]*\\x00)*[^\\x00]+\\x00[^\\x00]+\\x00)?\\x00*\\z/i\"; classtype:trojan-activity;%s sid:%d; rev:2; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
+					ruleText(sig.Family), op.verb, ruleText(f), tftpMaxRequest+1, op.code, content, op.code, fileRE, refs, sid(sig.ID, op.sidKey, f), sig.ID, s.Serial())
 			}
 		}
 		for _, p := range sig.Payloads {
@@ -312,6 +324,24 @@ func pcreQuote(s string) string {
 			continue
 		}
 		fmt.Fprintf(&b, "\\x%02x", c)
+	}
+	return b.String()
+}
+
+// pcreGlob renders a tftp_files pattern as PCRE: * and ? stand for any
+// characters of the last path element (never NUL or a separator), the
+// rest is quoted as pcreQuote does.
+func pcreGlob(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '*':
+			b.WriteString(`[^\x00\x2f\x5c]*`)
+		case '?':
+			b.WriteString(`[^\x00\x2f\x5c]`)
+		default:
+			b.WriteString(pcreQuote(p[i : i+1]))
+		}
 	}
 	return b.String()
 }

@@ -395,6 +395,11 @@ func (d *decoder) tftpFiles(n *yaml.Node) ([]string, error) {
 		if strings.IndexByte(f, 0) >= 0 || len(f) > 255 {
 			return nil, d.errf(at, "tftp_files entry %q is not a valid file name", f)
 		}
+		if isPattern(f) {
+			if err := checkPattern(f); err != "" {
+				return nil, d.errf(at, "tftp_files entry %q: %s", f, err)
+			}
+		}
 		files[i] = lowerASCII(f)
 	}
 	return files, nil
@@ -547,7 +552,7 @@ func (d *decoder) payloads(n *yaml.Node) ([]Payload, error) {
 		var p Payload
 		var haveContains bool
 		var portNode *yaml.Node
-		err := d.fields(c, "payload", []string{"proto", "port", "contains", "nocase"}, func(key string, k, v *yaml.Node) error {
+		err := d.fields(c, "payload", []string{"proto", "port", "contains", "nocase", "evidence"}, func(key string, k, v *yaml.Node) error {
 			s, err := d.str(v, key)
 			if err != nil {
 				return err
@@ -584,6 +589,12 @@ func (d *decoder) payloads(n *yaml.Node) ([]Payload, error) {
 					return d.errf(v, "nocase must be true or false")
 				}
 				p.NoCase = s == "true" || s == "True" || s == "TRUE"
+			case "evidence":
+				ev, ok := ParseStrength(s)
+				if !ok {
+					return d.errf(v, "evidence %q: want strong or weak", s)
+				}
+				p.Evidence = ev
 			}
 			return nil
 		})

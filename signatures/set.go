@@ -13,8 +13,12 @@ import (
 // packet matcher call them once per query and per packet.
 type Set struct {
 	file     File
-	names    table // listed domains, exact and wildcard
-	files    table // TFTP file names
+	names    table         // listed domains, exact and wildcard
+	files    table         // TFTP file names
+	patterns []filePattern // TFTP file patterns (* and ?), in file order
+	suffixes table         // the patterns that are "*" and a literal tail, by that tail
+	sufLens  uint64        // bit n set: some such tail is n bytes long
+	others   []filePattern // every other pattern
 	payloads [ICMP + 1][]payloadRule
 	stats    Stats
 	seed     uint64
@@ -96,6 +100,16 @@ func Compile(f *File) (*Set, error) {
 			}
 		}
 		for fi, name := range sig.TFTPFiles {
+			if isPattern(name) {
+				for _, p := range s.patterns {
+					if p.pattern == name {
+						ps := &s.file.Signatures[p.sig]
+						return nil, &Error{File: f.Name, Line: sig.Line, Msg: fmt.Sprintf("signature %q: tftp file pattern %q is already listed by signature %q (line %d)", sig.ID, name, ps.ID, ps.Line)}
+					}
+				}
+				s.patterns = append(s.patterns, newFilePattern(si, fi, name))
+				continue
+			}
 			h := hashFold(s.seed, name)
 			if prev, ok := s.files.insert(h, entry{sig: uint16(si), idx: uint32(fi)}, func(e entry) bool {
 				return s.file.Signatures[e.sig].TFTPFiles[e.idx] == name
@@ -110,6 +124,7 @@ func Compile(f *File) (*Set, error) {
 			s.stats.Payloads++
 		}
 	}
+	s.indexPatterns()
 	s.stats.Domains = nDomains
 	s.stats.TFTPFiles = nFiles
 	return s, nil
@@ -183,6 +198,23 @@ func (s *Set) MatchName(qname string) (NameMatch, bool) {
 	return NameMatch{Signature: sig, Domain: &sig.Domains[best.idx]}, true
 }
 
+// indexPatterns sorts the patterns for MatchFile: "*.arm7"-style ones (a
+// star, then a literal tail under 64 bytes) go in a hash table by their
+// tail, which the walk over the name's hash reaches at no extra cost; the
+// rest are tried one by one.
+func (s *Set) indexPatterns() {
+	s.suffixes.init(len(s.patterns))
+	for _, p := range s.patterns {
+		tail := p.pattern[1:]
+		if p.pattern[0] != '*' || isPattern(tail) || len(tail) >= 64 {
+			s.others = append(s.others, p)
+			continue
+		}
+		s.sufLens |= 1 << len(tail)
+		s.suffixes.insert(hashFold(s.seed, tail), entry{sig: p.sig, idx: p.idx}, func(entry) bool { return false })
+	}
+}
+
 // MatchBelow finds the wildcard rule for a name strictly below suffix whose
 // labels left of suffix can never be listed: a DNS label may hold any byte,
 // a '.' included, and a listed label never holds one, so only a wildcard
@@ -217,20 +249,51 @@ func (s *Set) MatchBelow(suffix string) (NameMatch, bool) {
 }
 
 // MatchFile finds the signature naming a TFTP file. Only the last path
-// element counts, compared without regard to case.
+// element counts, compared without regard to case. An exact listing wins;
+// then, of the patterns that match, the one listed first.
 func (s *Set) MatchFile(name string) (FileMatch, bool) {
 	name = lastElement(name)
-	if name == "" || s.files.n == 0 {
+	if name == "" {
 		return FileMatch{}, false
 	}
-	e, ok := s.files.lookup(hashFold(s.seed, name), func(e entry) bool {
+	var best entry
+	found := false
+	better := func(e entry) bool {
+		return !found || e.sig < best.sig || e.sig == best.sig && e.idx < best.idx
+	}
+	// One right-to-left hash walk: at each tail length some pattern has,
+	// the hash so far is the hash of that tail.
+	h := s.seed ^ fnvOffset
+	for i := len(name) - 1; i >= 0; i-- {
+		h = (h ^ uint64(lower(name[i]))) * fnvPrime
+		if l := len(name) - i; l < 64 && s.sufLens&(1<<l) != 0 {
+			tail := name[i:]
+			if e, ok := s.suffixes.lookup(h, func(e entry) bool {
+				return equalFold(tail, s.file.Signatures[e.sig].TFTPFiles[e.idx][1:])
+			}); ok && better(e) {
+				best, found = e, true
+			}
+		}
+	}
+	if e, ok := s.files.lookup(h, func(e entry) bool {
 		return equalFold(name, s.file.Signatures[e.sig].TFTPFiles[e.idx])
-	})
-	if !ok {
+	}); ok {
+		best, found = e, true // an exact listing wins over any pattern
+	} else {
+		for i := range s.others {
+			p := &s.others[i]
+			e := entry{sig: p.sig, idx: p.idx}
+			if better(e) && containsFold(name, p.literal) && globFold(p.pattern, name) {
+				best, found = e, true
+				break // in file order: no later one is better
+			}
+		}
+	}
+	if !found {
 		return FileMatch{}, false
 	}
-	sig := &s.file.Signatures[e.sig]
-	return FileMatch{Signature: sig, File: sig.TFTPFiles[e.idx]}, true
+	sig := &s.file.Signatures[best.sig]
+	return FileMatch{Signature: sig, File: sig.TFTPFiles[best.idx]}, true
 }
 
 // HasPayloadRules reports whether any payload rule applies to proto, so a
@@ -282,7 +345,10 @@ func equalFold(s, want string) bool {
 	return true
 }
 
-// indexFold finds the lower-case needle in data of any ASCII case.
+// indexFold finds the lower-case needle in data of any ASCII case. The
+// candidates are found with bytes.IndexByte (vectorised) on the needle's
+// first byte in either case, so a packet without that byte costs one or
+// two fast scans rather than a loop over every byte.
 func indexFold(data, needle []byte) int {
 	n := len(needle)
 	if n == 0 {
@@ -293,10 +359,29 @@ func indexFold(data, needle []byte) int {
 	if first >= 'a' && first <= 'z' {
 		upper = first - ('a' - 'A')
 	}
-	for i := 0; i+n <= len(data); i++ {
-		c := data[i]
-		if c != first && c != upper {
-			continue
+	nextLo, nextUp := -2, -2 // next position of each case of the first byte; -2: not looked for yet
+	for i := 0; i+n <= len(data); {
+		if nextLo != -1 && nextLo < i {
+			if nextLo = bytes.IndexByte(data[i:len(data)-n+1], first); nextLo >= 0 {
+				nextLo += i
+			}
+		}
+		if upper == first {
+			nextUp = nextLo
+		} else if nextUp != -1 && nextUp < i {
+			if nextUp = bytes.IndexByte(data[i:len(data)-n+1], upper); nextUp >= 0 {
+				nextUp += i
+			}
+		}
+		switch {
+		case nextLo < 0 && nextUp < 0:
+			return -1
+		case nextLo < 0:
+			i = nextUp
+		case nextUp < 0:
+			i = nextLo
+		default:
+			i = min(nextLo, nextUp)
 		}
 		j := 1
 		for ; j < n; j++ {
@@ -307,6 +392,7 @@ func indexFold(data, needle []byte) int {
 		if j == n {
 			return i
 		}
+		i++
 	}
 	return -1
 }

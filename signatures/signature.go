@@ -124,6 +124,9 @@ type Payload struct {
 	Contains []byte // decoded content (lower case when NoCase)
 	NoCase   bool
 	Source   string // the content as written in the file
+	// Evidence is what a match proves: Strong (the default) for a pattern
+	// only the worm sends, Weak for a generic one (a bare "tftp -g -r").
+	Evidence Strength
 }
 
 // File is a parsed signature file.

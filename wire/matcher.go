@@ -422,7 +422,7 @@ func (m *Matcher) payload(pk *packet) int {
 		DstPort:  pk.dport,
 		Sig:      pm.Signature.ID,
 		Family:   pm.Signature.Family,
-		Evidence: signatures.Strong,
+		Evidence: pm.Payload.Evidence,
 		Serial:   set.Serial(),
 		PCAP:     pk.meta.PCAP,
 		Packet:   pk.meta.Packet,

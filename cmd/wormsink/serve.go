@@ -45,6 +45,10 @@ type serveConfig struct {
 	watch         time.Duration
 	shutdown      time.Duration
 
+	// Transparent TFTP interception (serve_intercept.go).
+	tftpIntercept       string
+	tftpInterceptPolicy string
+
 	// Evidence an abuse team can act on (issue 11): hosts never recorded,
 	// and the line budget that bounds what a flood can write.
 	exclude           prefixList
@@ -88,6 +92,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.user, "user", "nobody", "when started as root: user to switch to once every socket is bound")
 	fs.DurationVar(&c.watch, "watch-interval", time.Second, "how often the signature file is checked for changes; 0 disables")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 4*time.Second, "how long in-flight work may take to finish on SIGTERM")
+	interceptFlags(fs, c)
 
 	// Evidence an abuse team can act on.
 	fs.Var(&c.exclude, "exclude", "never record a host in these networks, CIDR or address,... (the addresses wormsink serves on are always excluded)")
@@ -190,8 +195,11 @@ func runServe(ctx context.Context, e env, args []string) int {
 // configuration before anything is bound, so a bad start fails at once
 // with one line.
 func (c *serveConfig) complete() error {
-	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" && !c.feeds.enabled() {
-		return errors.New("nothing to serve: --dns-listen, --tftp-listen, --capture, --rpz-listen and --dnstap-listen are all off")
+	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" && !c.feeds.enabled() && c.tftpIntercept == "" {
+		return errors.New("nothing to serve: --dns-listen, --tftp-listen, --tftp-intercept, --capture, --rpz-listen and --dnstap-listen are all off")
+	}
+	if err := c.completeIntercept(); err != nil {
+		return err
 	}
 	if err := c.completeFeeds(); err != nil {
 		return err
@@ -288,7 +296,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
-	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addCapture, s.addRPZ, s.addDNSTap} {
+	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap} {
 		if err := add(); err != nil {
 			return nil, err
 		}

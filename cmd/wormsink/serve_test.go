@@ -49,6 +49,10 @@ func TestServeStartFailures(t *testing.T) {
 		{"bad exchange wait", []string{"--tftp-exchange-wait", "2h"}, "--tftp-exchange-wait 2h0m0s"},
 		{"no sinkhole ip", []string{"--dns-listen", "127.0.0.1:0", "--tftp-listen", ":0", "--upstream", "127.0.0.1:1"}, "--sinkhole-ip is needed"},
 		{"upstream loop", []string{"--dns-listen", "127.0.0.1:5353", "--upstream", "127.0.0.1:5353", "--sinkhole-ip", "192.0.2.1"}, "loop"},
+		{"bad intercept policy", []string{"--tftp-intercept", "127.0.0.1:0", "--tftp-intercept-policy", "drop"}, "--tftp-intercept-policy"},
+		{"bad intercept address", []string{"--tftp-intercept", "6969"}, "--tftp-intercept \"6969\""},
+		{"intercept not an IP", []string{"--tftp-intercept", "localhost:6969"}, "want an IP address"},
+		{"unbindable intercept", []string{"--tftp-intercept", busyUDP.LocalAddr().String()}, "address already in use"},
 		{"upstream loop via wildcard", []string{"--dns-listen", ":5353", "--upstream", "127.0.0.2:5353", "--sinkhole-ip", "192.0.2.1"}, "loop"},
 	}
 	for _, tc := range tests {

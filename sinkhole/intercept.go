@@ -1,0 +1,338 @@
+package sinkhole
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/rs/zerolog"
+
+	"wormsink/evidence"
+	"wormsink/signatures"
+)
+
+// Policy is what the interceptor does with a request for a file no
+// signature names.
+type Policy uint8
+
+const (
+	// PolicyPass passes it on, unchanged, to the server it was sent to.
+	PolicyPass Policy = iota
+	// PolicyRefuse refuses it like a worm file: for networks whose
+	// customers never use TFTP.
+	PolicyRefuse
+)
+
+func (p Policy) String() string {
+	if p == PolicyRefuse {
+		return "refuse"
+	}
+	return "pass"
+}
+
+// ParsePolicy reads "pass" or "refuse".
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "pass":
+		return PolicyPass, nil
+	case "refuse":
+		return PolicyRefuse, nil
+	}
+	return 0, fmt.Errorf("unknown policy %q (want pass or refuse)", s)
+}
+
+// InterceptStats counts what an Interceptor did. Every field only grows.
+type InterceptStats struct {
+	Received  uint64 // datagrams read from the transparent sockets
+	Refused   uint64 // requests refused: a signature's file, or any file under PolicyRefuse
+	Passed    uint64 // requests passed on to the server they were sent to
+	Malformed uint64 // datagrams that are no TFTP request: dropped
+	Stray     uint64 // TFTP packets other than requests (the ACK tftp-hpa sends after an ERROR): dropped
+	Direct    uint64 // datagrams sent to the interceptor's own port rather than steered to it: dropped
+
+	SourceLimited uint64 // requests over the per-source rate: recorded, dropped
+	TotalLimited  uint64 // requests over the overall rate: recorded, dropped
+
+	Replies    uint64 // ERROR replies sent from the address asked
+	Forwarded  uint64 // requests re-sent from the client's address
+	SendErrors uint64 // replies or forwards the kernel refused (a bind or a send failed)
+	Panics     uint64
+	Errors     uint64 // socket read errors
+}
+
+type interceptCounters struct {
+	received, refused, passed, malformed, stray, direct atomic.Uint64
+	sourceLimited, totalLimited                         atomic.Uint64
+	replies, forwarded, sendErrors, panics, errors      atomic.Uint64
+}
+
+// Interceptor is the transparent TFTP interceptor: an nftables tproxy rule
+// steers customer UDP/69 to its sockets, which learn each datagram's
+// original destination. A request for a worm file is refused with the
+// sinkhole's ERROR, sent from the address and port the client asked, so
+// the client sees the server it asked refuse; never a byte of the file,
+// never an option acknowledgement. Any other request is re-sent unchanged
+// from the client's own address and port to the server it was sent to, so
+// the server answers the client directly from its new port (TFTP's
+// transfer ID) and the rest of the transfer never passes wormsink.
+//
+// Both cases go through the same per-source and overall rate limits as
+// the fake server: interception can never be used to reflect or amplify,
+// since what leaves is at most one datagram per request, no larger than
+// the request, to where the request was going or back to its sender.
+type Interceptor struct {
+	cfg    Config
+	policy Policy
+	sigs   SetSource
+	rec    Recorder
+	log    zerolog.Logger
+
+	loops []*loop // one per bound socket (intercept_linux.go)
+	local []netip.AddrPort
+
+	start   time.Time
+	mu      sync.Mutex // the loops (one per address family) share the limits
+	sources *sourceTable
+	perSrc  gcra
+	total   gcra
+	totTAT  int64
+
+	c interceptCounters
+
+	closing atomic.Bool
+}
+
+// NewInterceptor makes an Interceptor; Listen binds it.
+func NewInterceptor(cfg Config, policy Policy, sigs SetSource, rec Recorder, log zerolog.Logger) *Interceptor {
+	cfg = cfg.withDefaults()
+	return &Interceptor{
+		cfg: cfg, policy: policy, sigs: sigs, rec: rec, log: log,
+		start:   time.Now(),
+		sources: newSourceTable(cfg.Sources),
+		perSrc:  newGCRA(cfg.SourceRate, cfg.SourceBurst),
+		total:   newGCRA(cfg.TotalRate, cfg.TotalBurst),
+	}
+}
+
+// Listen binds the transparent sockets: one for IPv4 and one for IPv6
+// when addr has no host (":6969"), else one for the address given. It
+// needs CAP_NET_ADMIN or CAP_NET_RAW (for IP_TRANSPARENT), so serve calls
+// it before dropping privileges; the loops that will serve the sockets
+// start here too, each on an OS thread that keeps those capabilities
+// through the drop, for the reply sockets (see loop).
+func (in *Interceptor) Listen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("sinkhole: intercept %s: %w", addr, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return fmt.Errorf("sinkhole: intercept %s: bad port: %w", addr, err)
+	}
+	var binds []netip.AddrPort
+	switch host {
+	case "":
+		binds = []netip.AddrPort{netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(p)), netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(p))}
+	default:
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			return fmt.Errorf("sinkhole: intercept %s: want an IP address: %w", addr, err)
+		}
+		binds = []netip.AddrPort{netip.AddrPortFrom(ip.Unmap(), uint16(p))}
+	}
+	for _, b := range binds {
+		lp, err := in.newLoop(b)
+		if err != nil {
+			in.Close()
+			return fmt.Errorf("sinkhole: intercept %s: %w", addr, err)
+		}
+		in.loops = append(in.loops, lp)
+		in.local = append(in.local, lp.local)
+	}
+	return nil
+}
+
+// Addrs returns the bound addresses.
+func (in *Interceptor) Addrs() []netip.AddrPort { return in.local }
+
+// Close releases what Listen bound, for a start that failed before Serve.
+func (in *Interceptor) Close() {
+	in.closing.Store(true)
+	for _, lp := range in.loops {
+		lp.stop()
+	}
+}
+
+// Serve reads until ctx ends, then closes the sockets and returns nil.
+func (in *Interceptor) Serve(ctx context.Context) error {
+	if len(in.loops) == 0 {
+		return errors.New("sinkhole: intercept: Serve before Listen")
+	}
+	errc := make(chan error, len(in.loops))
+	for _, lp := range in.loops {
+		lp.run(errc)
+	}
+	addrs := make([]string, len(in.local))
+	for i, a := range in.local {
+		addrs[i] = a.String()
+	}
+	in.log.Info().Str("event", "tftp_intercept_start").Strs("listen", addrs).Str("policy", in.policy.String()).
+		Float64("source_rate", in.cfg.SourceRate).Float64("total_rate", in.cfg.TotalRate).Msg("tftp interceptor serving")
+	if in.cfg.NotifyStarted != nil && len(in.local) > 0 {
+		in.cfg.NotifyStarted(net.UDPAddrFromAddrPort(in.local[0]))
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	in.Close()
+	st := in.Stats()
+	in.log.Info().Str("event", "tftp_intercept_stop").Uint64("received", st.Received).Uint64("refused", st.Refused).
+		Uint64("passed", st.Passed).Uint64("limited", st.SourceLimited+st.TotalLimited).Msg("tftp interceptor stopped")
+	return err
+}
+
+// Stats returns the counters.
+func (in *Interceptor) Stats() InterceptStats {
+	c := &in.c
+	return InterceptStats{
+		Received: c.received.Load(), Refused: c.refused.Load(), Passed: c.passed.Load(),
+		Malformed: c.malformed.Load(), Stray: c.stray.Load(), Direct: c.direct.Load(),
+		SourceLimited: c.sourceLimited.Load(), TotalLimited: c.totalLimited.Load(),
+		Replies: c.replies.Load(), Forwarded: c.forwarded.Load(), SendErrors: c.sendErrors.Load(),
+		Panics: c.panics.Load(), Errors: c.errors.Load(),
+	}
+}
+
+// handle decides one datagram from client, sent to to: it records the
+// request, applies the limits, and sends the refusal or the forward
+// through send, using j as scratch space.
+func (in *Interceptor) handle(p []byte, client, to netip.AddrPort, now int64, j *sendJob, send func(*sendJob) error) {
+	defer in.recover()
+	c := &in.c
+	c.received.Add(1)
+	req, err := ParseRequest(p)
+	if err != nil {
+		if isTFTPReply(p) {
+			c.stray.Add(1)
+		} else {
+			c.malformed.Add(1)
+		}
+		return
+	}
+	ev := evidence.Event{
+		Kind:        evidence.TFTPRequest,
+		Host:        client.Addr(),
+		Port:        client.Port(),
+		Evidence:    signatures.Weak,
+		File:        string(req.File),
+		Mode:        string(req.Mode),
+		Op:          req.OpName(),
+		Srv:         to,
+		Intercepted: true,
+	}
+	refuse := in.policy == PolicyRefuse
+	if set := in.sigs.Current(); set != nil {
+		ev.Serial = set.Serial()
+		if m, ok := set.MatchFile(unsafe.String(unsafe.SliceData(req.File), len(req.File))); ok {
+			ev.Kind, ev.Sig, ev.Family, ev.Evidence = evidence.TFTPRefused, m.Signature.ID, m.Signature.Family, signatures.Strong
+			refuse = true
+		}
+	}
+	// Send first, record after: the evidence costs the client no time.
+	sent := false
+	allowed := in.allow(client.Addr(), now)
+	if allowed {
+		sent = in.send(p, client, to, refuse, j, send)
+	}
+	if refuse {
+		c.refused.Add(1)
+	} else if sent {
+		c.passed.Add(1)
+		ev.Passed = true
+	}
+	if ev.Kind == evidence.TFTPRefused {
+		// Both ends, as the packet matcher records them: the client asked
+		// for a worm, and the host it asked is the infector serving it.
+		ev.Role, ev.Peer = evidence.RoleRequester, to.Addr()
+		in.rec.Record(ev)
+		ev.Host, ev.Port, ev.Role, ev.Peer = to.Addr(), to.Port(), evidence.RoleServer, client.Addr()
+	}
+	in.rec.Record(ev)
+}
+
+// send refuses the request p (an ERROR from to, the address asked, back to
+// client) or forwards it unchanged (from client to to), and reports
+// whether the datagram left.
+func (in *Interceptor) send(p []byte, client, to netip.AddrPort, refuse bool, j *sendJob, send func(*sendJob) error) bool {
+	c := &in.c
+	if refuse {
+		out, fits := fitReply(append(j.buf[:0], refusalPacket...), len(p))
+		if !fits {
+			return false // a well-formed request is never shorter than 5 bytes
+		}
+		j.n, j.from, j.to, j.anyPort, j.refusal = len(out), to, client, true, true
+	} else {
+		j.n, j.from, j.to, j.anyPort, j.refusal = copy(j.buf[:], p), client, to, false, false
+	}
+	if err := send(j); err != nil {
+		n := c.sendErrors.Add(1)
+		if n&(n-1) == 0 {
+			in.log.Warn().Str("event", "tftp_intercept_send_failed").Uint64("failures", n).Str("error", err.Error()).Msg("could not send from another host's address")
+		}
+		return false
+	}
+	if refuse {
+		c.replies.Add(1)
+	} else {
+		c.forwarded.Add(1)
+	}
+	return true
+}
+
+// allow applies the per-source and overall limits.
+func (in *Interceptor) allow(src netip.Addr, now int64) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !in.perSrc.allow(in.sources.bucket(src), now) {
+		in.c.sourceLimited.Add(1)
+		return false
+	}
+	if !in.total.allow(&in.totTAT, now) {
+		in.c.totalLimited.Add(1)
+		return false
+	}
+	return true
+}
+
+func (in *Interceptor) recover() {
+	if r := recover(); r != nil {
+		n := in.c.panics.Add(1)
+		if n&(n-1) == 0 {
+			in.log.Error().Str("event", "tftp_panic").Uint64("panics", n).Str("panic", fmt.Sprint(r)).Msg("recovered from a panic")
+		}
+	}
+}
+
+// refusalPacket is the ERROR the fake server sends (pin/tftp's rendering of a
+// handler error: code 1, the fixed text), so a client sees the same
+// refusal from both.
+var refusalPacket = []byte("\x00\x05\x00\x01" + RefusalText + "\x00")
+
+// sendJob is one datagram to send from an address that is not the host's
+// own: a refusal from the server's, or a forward from the client's.
+type sendJob struct {
+	from, to netip.AddrPort
+	anyPort  bool // when from's port is taken, any port of from's address will do (a refusal: TFTP servers answer from a new port anyway)
+	refusal  bool
+	n        int
+	buf      [MaxRequest]byte
+}
