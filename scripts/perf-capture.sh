@@ -45,15 +45,12 @@ ip -n "$ns_r" link set ws15r up
 ip -n "$ns_c" link set ws15c up
 ip -n "$ns_c" link set lo up
 
-# The built-in set: TFTP to 69, TCP to and from 4444 (Blaster's shell and
-# its handshake), ICMP echo requests (Welchia). Non-first fragments, IPv6 fragments and IPv6 with extension
-# headers before UDP pass whole, as wormsink's filter passes them.
-E='udp dst port 69 or tcp port 4444'
-E="$E or (icmp and icmp[0] == 8)"
-E="$E or (icmp6 and ip6[40] == 128)"
-E="$E or (ip and ip[6:2] & 0x1fff != 0) or (ip6 and ip6[6] == 44)"
-E="$E or (ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 60))"
-FILTER="$E or (vlan and ($E or (vlan and ($E))))"
+# The tcpdump expression equivalent to wormsink's kernel filter for the
+# built-in set: its UDP and TCP ports (TCP both ways, for the handshake),
+# ICMP echo requests, every fragment, IPv6 behind extension headers (whole:
+# tcpdump's protochain cannot follow them behind a VLAN tag), and all of it
+# behind up to two VLAN tags.
+FILTER=$(go test ./wire -run '^TestTcpdumpExpression$' -count=1 -v -args -print-tcpdump | grep -F ' or (vlan and (')
 
 metric() { # metric NAME: its value from wormsink's /metrics
   ip netns exec "$ns_c" curl -sf http://127.0.0.1:9915/metrics | awk -v m="$1" '$1 == m { print $2 }'

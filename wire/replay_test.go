@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -262,5 +264,44 @@ func TestReplayCapture(t *testing.T) {
 			t.Errorf("vlan=%v: read %d of %d, found %d of %d worm requests, stats %+v", vlan, read, n, len(found), len(worms), st)
 		}
 		fmt.Fprintf(os.Stderr, "replay %s: %d packets, %d bytes, %d worm requests\n", path, n, st.Bytes, len(worms))
+	}
+}
+
+var printTcpdump = flag.Bool("print-tcpdump", false, "print the tcpdump expression equivalent to the kernel filter of the built-in set (scripts/perf-capture.sh)")
+
+// TestTcpdumpExpression prints (with -print-tcpdump) the tcpdump filter
+// expression that passes what Filter passes for the built-in set, for the
+// side-by-side in perf-capture: the same UDP and TCP ports (TCP both ways),
+// ICMP echo requests, every fragment, IPv6 behind extension headers, and
+// all of it behind up to two VLAN tags.
+func TestTcpdumpExpression(t *testing.T) {
+	udp, tcp := map[uint16]bool{TFTPPort: true}, map[uint16]bool{}
+	for _, s := range signatures.Default().Signatures() {
+		for _, p := range s.Payloads {
+			switch p.Proto {
+			case signatures.UDP:
+				udp[p.Port] = true
+			case signatures.TCP:
+				tcp[p.Port] = true
+			}
+		}
+	}
+	var parts []string
+	for p := range udp {
+		parts = append(parts, fmt.Sprintf("udp dst port %d", p))
+	}
+	for p := range tcp {
+		parts = append(parts, fmt.Sprintf("tcp port %d", p))
+	}
+	slices.Sort(parts)
+	parts = append(parts, "(icmp and icmp[0] == 8)", "(icmp6 and ip6[40] == 128)", "(ip and ip[6:2] & 0x1fff != 0)",
+		"(ip6 and ip6[6] == 44)", "(ip6 and (ip6[6] == 0 or ip6[6] == 43 or ip6[6] == 60))")
+	e := strings.Join(parts, " or ")
+	expr := fmt.Sprintf("%s or (vlan and (%s or (vlan and (%s))))", e, e, e)
+	if len(tcp) == 0 || !strings.Contains(expr, "udp dst port 69") {
+		t.Fatalf("expression %q", expr)
+	}
+	if *printTcpdump {
+		fmt.Println(expr)
 	}
 }
