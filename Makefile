@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-tftp install perf-rpz clean
+.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean
 
 all: build
 
@@ -57,6 +57,10 @@ perf-report: deps
 
 perf-wire: deps
 	./scripts/perf-wire.sh
+
+# Live capture at tcpreplay's top speed, side by side with tcpdump (root).
+perf-capture: deps
+	./scripts/perf-capture.sh
 
 # RPZ primary (AXFR against BIND, NOTIFY/IXFR to Unbound and BIND) and dnstap ingest.
 perf-rpz: deps

@@ -71,6 +71,12 @@ type Config struct {
 	// sinkhole's own addresses and networks the operator names. Their
 	// sightings are dropped and counted in Stats.Excluded.
 	Exclude []netip.Prefix
+
+	// EventClock flushes by the sightings' own times instead of the wall
+	// clock: for reading old captures (scan), whose lines must not depend
+	// on how fast the machine reads them. Record then writes as the
+	// sightings' time moves on.
+	EventClock bool
 }
 
 // Stats counts what a Writer did; all fields only grow.
@@ -113,6 +119,10 @@ type Writer struct {
 	seq      uint64    // slots opened so far
 	closed   bool
 
+	eventClock bool
+	clock      time.Time // EventClock: the latest sighting time so far
+	flushedAt  time.Time // EventClock: clock at the last flush
+
 	writeMu sync.Mutex // one batch at a time, in order
 
 	stop chan struct{}
@@ -125,7 +135,7 @@ type Writer struct {
 type slot struct {
 	ev    Event
 	last  time.Time
-	born  time.Time // wall clock when the slot opened
+	born  time.Time // wall clock (or the event clock) when the slot opened
 	count uint64
 	seq   uint64       // order of opening, so equal times keep the order recorded
 	net   netip.Prefix // a network line's network; invalid for a host line
@@ -166,6 +176,8 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 		tokensAt:  time.Now(),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+
+		eventClock: cfg.EventClock,
 	}
 	for _, p := range cfg.Exclude {
 		if p.IsValid() {
@@ -175,7 +187,11 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 	w.sensor = Escape(cfg.Sensor)
 	// Service lines are rare and must be seen at once: they flush.
 	w.svc = zerolog.New(flushingWriter{sw}).Hook(timeHook{}).With().Str("sensor", w.sensor).Logger()
-	go w.run()
+	if cfg.EventClock {
+		close(w.done) // no background flushing: Record does it
+	} else {
+		go w.run()
+	}
 	return w
 }
 
@@ -241,8 +257,17 @@ func (w *Writer) Record(ev Event) {
 	}
 	ev.cutLong()
 	k := ev.key()
+	if w.eventClock {
+		defer w.flushByEventClock() // after the unlock below
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.eventClock {
+		if ev.Time.After(w.clock) {
+			w.clock = ev.Time
+		}
+		now = w.clock
+	}
 	if s, ok := w.pending[k]; ok {
 		if ev.Time.Sub(s.ev.Time) < w.window && s.ev.Time.Sub(ev.Time) < w.window || len(w.ready) >= w.max {
 			s.add(ev.Time, n)
@@ -341,6 +366,22 @@ func (w *Writer) run() {
 		case now := <-t.C:
 			w.flush(now, false)
 		}
+	}
+}
+
+// flushByEventClock is run's ticker for an EventClock writer: every quarter
+// window of sighting time, it writes the lines opened a window before (an
+// aggregate window for network lines).
+func (w *Writer) flushByEventClock() {
+	tick := max(w.window/4, 10*time.Millisecond)
+	w.mu.Lock()
+	clock, due := w.clock, w.clock.Sub(w.flushedAt) >= tick
+	if due {
+		w.flushedAt = clock
+	}
+	w.mu.Unlock()
+	if due {
+		w.flush(clock, false)
 	}
 }
 

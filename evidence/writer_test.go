@@ -124,6 +124,48 @@ func TestWriterFolds(t *testing.T) {
 	}
 }
 
+// TestWriterEventClock: with EventClock the lines depend on the sightings'
+// times alone, not on how long recording takes: a sighting repeated over
+// ten seconds of its own time, recorded with the wall clock stopped (the
+// ticker never runs) or slowed (it would run many times), gives the same
+// lines, and they are written as the sightings' time moves on, before
+// Close.
+func TestWriterEventClock(t *testing.T) {
+	t0 := time.Date(2003, 8, 11, 16, 30, 0, 0, time.UTC)
+	ev := Event{Kind: WireMatch, Host: host, Port: 1025, Sig: "blaster", File: "msblast.exe", Mode: "octet", Op: "read"}
+	run := func(pause func()) (string, int) {
+		var buf bytes.Buffer
+		w := NewWriter(&buf, Config{Sensor: "s", EventClock: true})
+		for i := range 100 {
+			ev.Time = t0.Add(time.Duration(i) * 100 * time.Millisecond)
+			w.Record(ev)
+			pause()
+		}
+		before := len(evidenceLines(t, buf.Bytes()))
+		w.Close()
+		return buf.String(), before
+	}
+	fast, before := run(func() {})
+	// Slow: each Record waits until the wall clock has moved, so a whole
+	// run spans many of the (wall-clock) ticks a plain writer would take.
+	slow, _ := run(func() {
+		for start := time.Now(); time.Since(start) < 15*time.Millisecond; {
+		}
+	})
+	if fast != slow {
+		t.Errorf("lines depend on the recording speed:\n%s\n%s", fast, slow)
+	}
+	ls := evidenceLines(t, []byte(fast))
+	if len(ls) != 10 || before < 8 {
+		t.Errorf("%d lines (%d before Close), want 10 one-second lines written as time moves on:\n%s", len(ls), before, fast)
+	}
+	for _, l := range ls {
+		if l["count"].(float64) != 10 {
+			t.Errorf("count %v, want 10: %v", l["count"], l)
+		}
+	}
+}
+
 // Many goroutines, many hosts: every sighting is in exactly one line.
 func TestWriterConcurrentNothingLost(t *testing.T) {
 	var buf bytes.Buffer

@@ -134,6 +134,12 @@ type Aggregator struct {
 	kept     uint64 // sightings counted
 
 	nets map[netip.Prefix]*netAgg // network lines (the writer's line budget was spent)
+
+	// A parallel read's worker notes, per host, the chunk of the line that
+	// set first and last: merged workers break ties of equal times the way
+	// one reader in file order does (see merge).
+	pos   []aggPos // nil when reading alone
+	chunk uint32   // the chunk being read
 }
 
 // NetworkSummary is what the logs say about one network whose sightings the
@@ -160,6 +166,9 @@ type netAgg struct {
 	evidence            signatures.Strength
 	fams, sigs, sensors map[string]struct{}
 }
+
+// aggPos is where a host's first and last sightings came from.
+type aggPos struct{ first, last uint32 }
 
 // NewAggregator returns an empty aggregator applying f. With timeline set
 // it also bins sightings over time per family.
@@ -196,13 +205,22 @@ func (a *Aggregator) Add(r *Sighting) {
 		a.insert(r.Host, i)
 		a.aggs = append(a.aggs, hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence, proof: r.Proof})
 		a.addrs = append(a.addrs, r.Host)
+		if a.pos != nil {
+			a.pos = append(a.pos, aggPos{a.chunk, a.chunk})
+		}
 	}
 	h := &a.aggs[i]
 	if first < h.first {
 		h.first, h.firstPort = first, r.Port
+		if a.pos != nil {
+			a.pos[i].first = a.chunk
+		}
 	}
 	if last >= h.last {
 		h.last, h.lastPort = last, r.Port
+		if a.pos != nil {
+			a.pos[i].last = a.chunk
+		}
 	}
 	if r.Evidence < h.evidence { // Strong is the smaller value
 		h.evidence = r.Evidence

@@ -70,6 +70,7 @@ declare -A need=(
   [pdns_recursor]=pdns-recursor
   [dnsmasq]=dnsmasq
   [suricata-update]=suricata-update
+  [tcpreplay]=tcpreplay # make perf-capture
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Measures `wormsink report --format csv` on one core against a jq | awk
+# Measures `wormsink report --format csv` on all cores against one core and
+# `wc -l` (ROUNDS interleaved rounds, medians), then on one core against a jq | awk
 # pipeline doing the same per-host grouping, over a large evidence log made
 # by testdata/report/gen (10,000,000 lines from 100,000 hosts by default,
 # about 2.8 GB in testdata/perf/, which git ignores). Run from the repository
@@ -10,18 +11,45 @@ HOSTS=${HOSTS:-100000}
 DIR=testdata/perf
 BIN=${BIN:-bin/wormsink}
 OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"; [ "${KEEP:-0}" = 1 ] || rm -rf "$DIR"' EXIT
+made=0
+# Only the logs this run made go away (testdata/perf holds other perf files).
+trap 'rm -rf "$OUT"; [ "$made" = 0 ] || [ "${KEEP:-0}" = 1 ] || rm -f "$DIR"/sensor*.log' EXIT
 
 go build -o "$BIN" ./cmd/wormsink
 if ! ls "$DIR"/sensor*.log >/dev/null 2>&1; then
   # No torn lines: jq stops at the first line that is not JSON.
   go run ./testdata/report/gen -lines "$LINES" -hosts "$HOSTS" -bad=false -dir "$DIR"
+  made=1
 fi
 logs=("$DIR"/sensor*.log)
 lines=$(cat "${logs[@]}" | wc -l)
 bytes=$(cat "${logs[@]}" | wc -c)
 echo "input: ${#logs[@]} files, $lines lines, $bytes bytes"
 cat "${logs[@]}" >/dev/null # warm the page cache for both contenders
+
+# All cores against one, and against wc -l, ROUNDS times interleaved (the
+# machine may be shared: medians, each within the same rounds); the two
+# reports must be byte for byte the same.
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+secs() { local TIMEFORMAT=%R; { time "$@" >"$OUT/last.out"; } 2>&1; }
+for _ in $(seq "${ROUNDS:-3}"); do
+  secs wc -l "${logs[@]}" >>"$OUT/wc.t"
+  secs "$BIN" report --format csv --workers 1 "${logs[@]}" >>"$OUT/one.t"
+  cp "$OUT/last.out" "$OUT/one.csv"
+  secs "$BIN" report --format csv "${logs[@]}" >>"$OUT/all.t"
+  cp "$OUT/last.out" "$OUT/all.csv"
+done
+w=$(median <"$OUT/wc.t") o=$(median <"$OUT/one.t") a=$(median <"$OUT/all.t")
+echo "== all cores against one and wc -l (medians of ${ROUNDS:-3} interleaved rounds)"
+awk -v n="$lines" -v w="$w" -v o="$o" -v a="$a" -v c="$(nproc)" 'BEGIN {
+  printf "wc -l:                          %.2f s\n", w
+  printf "report --format csv --workers 1: %.2f s, %.2f M lines/s, %.1fx wc -l\n", o, n / o / 1e6, o / w
+  printf "report --format csv (%d cores):  %.2f s, %.2f M lines/s, %.1fx wc -l\n", c, a, n / a / 1e6, a / w }'
+cmp "$OUT/one.csv" "$OUT/all.csv" && echo "outputs: identical"
+for wk in 1 "$(nproc)"; do
+  /usr/bin/time -f "%M" -o "$OUT/rss" "$BIN" report --format csv --workers "$wk" "${logs[@]}" >/dev/null
+  echo "peak RSS, --workers $wk: $(cat "$OUT/rss") KiB"
+done
 
 echo "== wormsink report --format csv (one core: taskset -c 0, GOMAXPROCS=1)"
 start=$(date +%s.%N)

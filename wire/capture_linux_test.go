@@ -110,11 +110,10 @@ func TestLiveCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rec evidencetest.Recorder
-	m := NewMatcher(store, &rec, Options{})
 	var c *Capture
 	inNetns(t, srv, func() {
 		var err error
-		if c, err = NewCapture("vs", m, true); err != nil {
+		if c, err = NewCapture("vs", CaptureConfig{Sigs: store, Rec: &rec, Workers: 2, RingMB: 4, Promisc: true}); err != nil {
 			t.Fatal(err)
 		}
 	})

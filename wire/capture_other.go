@@ -10,6 +10,19 @@ import (
 // Capture is live capture; it exists on Linux only (AF_PACKET).
 type Capture struct{}
 
+// CaptureConfig says how to capture.
+type CaptureConfig struct {
+	Sigs    SetSource
+	Rec     Recorder
+	Matcher Options
+	Workers int
+	RingMB  int
+	Promisc bool
+}
+
+// DefaultRingMB is the default ring memory of a Capture.
+const DefaultRingMB = 64
+
 // CaptureStats are a Capture's counters.
 type CaptureStats struct {
 	Packets, Bytes, Events, KernelPackets, KernelDrops uint64
@@ -18,7 +31,10 @@ type CaptureStats struct {
 var errNoCapture = errors.New("live capture needs Linux (AF_PACKET)")
 
 // NewCapture fails: live capture needs Linux.
-func NewCapture(iface string, m *Matcher, promisc bool) (*Capture, error) { return nil, errNoCapture }
+func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) { return nil, errNoCapture }
+
+// Workers is 0.
+func (c *Capture) Workers() int { return 0 }
 
 // Run fails: live capture needs Linux.
 func (c *Capture) Run(ctx context.Context) error { return errNoCapture }

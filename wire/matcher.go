@@ -80,10 +80,25 @@ type Matcher struct {
 	dec     *decoder
 	defrag  *defragmenter
 	flows   *flows
+
+	// deferFrags (a parallel scan's worker) stops at an IP fragment and
+	// sets deferred instead of reassembling: reassembly is stateful, so
+	// fragments go to one matcher in packet order. Following handshakes is
+	// stateful too: the worker notes each TCP segment in obs and leaves
+	// the proof of its evidence pending, for that one matcher to decide.
+	deferFrags, deferred bool
+	obs                  []flowObs
 }
 
 // NewMatcher makes a Matcher recording into rec.
 func NewMatcher(sigs SetSource, rec Recorder, opt Options) *Matcher {
+	return newMatcher(sigs, rec, opt, false)
+}
+
+// newMatcher is NewMatcher; a parallel scan's worker (deferring) keeps no
+// handshake table or reassembly state of its own: the GC would scan them
+// for nothing.
+func newMatcher(sigs SetSource, rec Recorder, opt Options, deferring bool) *Matcher {
 	if opt.FragDatagrams <= 0 {
 		opt.FragDatagrams = DefaultFragDatagrams
 	}
@@ -96,7 +111,10 @@ func NewMatcher(sigs SetSource, rec Recorder, opt Options) *Matcher {
 	if opt.TCPFlows <= 0 {
 		opt.TCPFlows = DefaultTCPFlows
 	}
-	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder(), flows: newFlows(opt.TCPFlows)}
+	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder(), deferFrags: deferring}
+	if !deferring {
+		m.flows = newFlows(opt.TCPFlows)
+	}
 	m.defrag = newDefragmenter(opt.FragDatagrams, opt.FragBytes, opt.FragTimeout, &m.stats)
 	return m
 }
@@ -170,6 +188,10 @@ func (m *Matcher) walk(meta Meta) int {
 				fk.id = uint32(d.ip4.Id)
 				fk.proto = uint8(d.ip4.Protocol)
 				fk.v6 = false
+				if m.deferFrags {
+					m.deferred = true
+					return n
+				}
 				return m.fragment(fk, int(d.ip4.FragOffset)*8, d.ip4.Flags&layers.IPv4MoreFragments != 0, d.ip4.Payload, 0, &pk)
 			}
 		case layers.LayerTypeIPv6:
@@ -182,6 +204,10 @@ func (m *Matcher) walk(meta Meta) int {
 				fk.dst = pk.dst.As16()
 				fk.id = f.Identification
 				fk.v6 = true
+				if m.deferFrags {
+					m.deferred = true
+					return n
+				}
 				return m.fragment(fk, int(f.FragmentOffset)*8, f.MoreFragments, f.Payload, uint8(f.NextHeader), &pk)
 			}
 		case layers.LayerTypeUDP:
@@ -281,10 +307,38 @@ func (m *Matcher) fragment(k fragKey, off int, more bool, payload []byte, proto 
 	return n
 }
 
+// proofPending marks evidence whose proof a parallel scan decides later;
+// it never leaves the package.
+const proofPending evidence.Proof = 255
+
+// flowObs is what flows.observe reads of a TCP segment.
+type flowObs struct {
+	src, dst       netip.Addr
+	at             time.Time
+	sport, dport   uint16
+	seq, ack       uint32
+	rst, syn, ackf bool
+}
+
+// observe replays o into m's handshake table and returns the proof.
+func (m *Matcher) observe(o *flowObs) evidence.Proof {
+	t := layers.TCP{SrcPort: layers.TCPPort(o.sport), DstPort: layers.TCPPort(o.dport), Seq: o.seq, Ack: o.ack, RST: o.rst, SYN: o.syn, ACK: o.ackf}
+	if m.flows.observe(o.src, o.dst, &t, o.at) {
+		return evidence.ProofTCP
+	}
+	return evidence.ProofDatagram
+}
+
 // tcpProof follows the handshake with the TCP segment just decoded: proof
 // tcp when it is on a connection whose handshake the sensor saw complete,
 // else a datagram (a lone segment anyone could have forged).
 func (m *Matcher) tcpProof(src, dst netip.Addr, at time.Time) evidence.Proof {
+	if m.deferFrags {
+		t := &m.dec.tcp
+		m.obs = append(m.obs, flowObs{src: src, dst: dst, at: at, sport: uint16(t.SrcPort), dport: uint16(t.DstPort),
+			seq: t.Seq, ack: t.Ack, rst: t.RST, syn: t.SYN, ackf: t.ACK})
+		return proofPending
+	}
 	if m.flows.observe(src, dst, &m.dec.tcp, at) {
 		return evidence.ProofTCP
 	}

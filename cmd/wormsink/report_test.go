@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -325,5 +326,59 @@ func TestReportExportsFromScan(t *testing.T) {
 	}
 	if code, _, _ := reportCmd(t, logs, "--format", "xarf", "--reporter-contact", "abuse@isp.example", "--reporter-org", strings.Repeat("x", 201)); code != exitUsage {
 		t.Errorf("an org longer than X-ARF allows: %d", code)
+	}
+}
+
+// TestReportWorkersSameOutput: report on several workers writes byte for
+// byte what one worker writes, in every format, with and without time,
+// family and evidence filters, over plain and gzip logs, a log with bad
+// and over-long lines, a cut-off gzip log and stdin.
+func TestReportWorkersSameOutput(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	kinds := []evidence.Kind{evidence.DNSSinkhole, evidence.TFTPRefused, evidence.WireMatch}
+	fams := []string{"Blaster", "Welchia", "Sasser", "Conficker"}
+	var evs []evidence.Event
+	for i := range 4000 {
+		e := ev(fmt.Sprintf("10.%d.%d.%d", i%3, i%50, i%97), t0.Add(time.Duration(i%600)*time.Second), kinds[i%3],
+			signatures.Strength(i%2), fams[i%4])
+		e.Port = uint16(1000 + i%7)
+		e.Proof = evidence.Proof(i % 4) // xarf files proven hosts only
+		evs = append(evs, e)
+	}
+	a := writeLog(t, dir, "a.log", "s1", evs[:2500]...)
+	b := writeLog(t, dir, "b.log.gz", "s2", evs[1500:]...)
+	data, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.log")
+	mixed := append(append(append(bytes.Clone(data[:len(data)/2]), "not json\n"...), bytes.Repeat([]byte("y"), 2<<20)...), data[len(data)/2:]...)
+	if err := os.WriteFile(bad, mixed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zdata, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "cut.log.gz")
+	if err := os.WriteFile(cut, zdata[:len(zdata)*2/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files := []string{a, b, bad, cut, "-"}
+	for _, format := range []string{"table", "csv", "json", "html", "xarf"} {
+		for _, extra := range [][]string{nil, {"--since", "2026-11-24T08:02:00Z", "--until", "2026-11-24T08:07:00Z"}, {"--family", "welchia,SASSER", "--evidence", "strong"}} {
+			args := append([]string{"--format", format, "--reporter-contact", "abuse@isp.example"}, extra...)
+			code1, out1, err1 := reportCmd(t, string(data), append(append(args, "--workers", "1"), files...)...)
+			if code1 != exitFailure || !strings.Contains(err1, "cut.log.gz") || len(out1) < 1000 {
+				t.Fatalf("%s %v, one worker: exit %d, %d bytes, %s", format, extra, code1, len(out1), err1)
+			}
+			for _, n := range []string{"2", "3"} {
+				code, out, errOut := reportCmd(t, string(data), append(append(args, "--workers", n), files...)...)
+				if code != code1 || out != out1 || errOut != err1 {
+					t.Errorf("%s %v, %s workers: exit %d (want %d), output equal %v, stderr %q (want %q)", format, extra, n, code, code1, out == out1, errOut, err1)
+				}
+			}
+		}
 	}
 }

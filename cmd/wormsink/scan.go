@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"time"
 
 	"wormsink/evidence"
@@ -18,6 +20,7 @@ func runScan(ctx context.Context, e env, args []string) int {
 	anyPort := fs.Bool("any-port", false, "also accept well-formed TFTP requests to ports other than 69")
 	host, _ := os.Hostname()
 	sensor := fs.String("sensor", host, "name recorded in every event")
+	workers := fs.Int("workers", runtime.NumCPU(), "goroutines matching packets; the output is the same for any number")
 	var trusted evidence.Networks
 	fs.Var(&trusted, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses: their hosts' sightings get at least proof trusted-source")
 	if code, done := parseFlags(fs, e, args); done {
@@ -25,6 +28,9 @@ func runScan(ctx context.Context, e env, args []string) int {
 	}
 	if fs.NArg() == 0 {
 		return usageErr(e, "scan: needs at least one PCAP file (- for standard input)")
+	}
+	if *workers < 1 || *workers > 1024 {
+		return usageErr(e, "scan: --workers %d: want from 1 to 1024", *workers)
 	}
 	set := signatures.Default()
 	if *sigPath != "" {
@@ -34,9 +40,16 @@ func runScan(ctx context.Context, e env, args []string) int {
 		}
 	}
 
-	w := evidence.NewWriter(e.stdout, evidence.Config{Sensor: *sensor, TrustedSources: trusted})
+	// Lines by the packets' time, not the wall clock: the same for any speed
+	// and any number of workers.
+	w := evidence.NewWriter(e.stdout, evidence.Config{Sensor: *sensor, TrustedSources: trusted, EventClock: true})
 	rec := &hostCounter{rec: w, hosts: make(map[netip.Addr]struct{})}
-	m := wire.NewMatcher(wire.StaticSet{Set: set}, rec, wire.Options{AnyPort: *anyPort})
+	var m scanner
+	if *workers == 1 {
+		m = wire.NewMatcher(wire.StaticSet{Set: set}, rec, wire.Options{AnyPort: *anyPort})
+	} else {
+		m = wire.NewParallelScanner(wire.StaticSet{Set: set}, rec, wire.Options{AnyPort: *anyPort}, *workers)
+	}
 
 	start := time.Now()
 	code := exitOK
@@ -69,6 +82,13 @@ func runScan(ctx context.Context, e env, args []string) int {
 		fs.NArg(), st.Packets, st.Bytes, st.Matches, st.Events, len(rec.hosts), st.TFTPRequests,
 		st.Fragments, st.Reassembled, st.Undecodable+st.UnknownLink, elapsed.Seconds(), rate)
 	return code
+}
+
+// scanner is a wire.Matcher (one core) or a wire.ParallelScanner.
+type scanner interface {
+	Scan(ctx context.Context, r io.Reader, name string) (uint64, error)
+	ScanFile(ctx context.Context, path string) (uint64, error)
+	Stats() wire.Stats
 }
 
 // hostCounter counts the distinct hosts the evidence names, for the summary.

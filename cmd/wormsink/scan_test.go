@@ -170,3 +170,36 @@ func TestScanStdin(t *testing.T) {
 		t.Fatalf("scan -: %s", out)
 	}
 }
+
+// TestScanWorkersSameOutput: scan on several workers writes byte for byte
+// what one worker writes, and the same summary but for the timing, over
+// every capture in testdata at once (pcap, pcapng, gzip, fragments,
+// malformed, a truncated one).
+func TestScanWorkersSameOutput(t *testing.T) {
+	var files []string
+	for _, dir := range []string{"crafted", "real", "public"} {
+		paths, _ := filepath.Glob(filepath.Join("../../testdata/pcap", dir, "*.pcap*"))
+		files = append(files, paths...)
+	}
+	// A cut-off copy: the error and what came before it must agree too.
+	data, err := os.ReadFile("../../testdata/pcap/real/legit-pxe-router.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.pcap")
+	if err := os.WriteFile(cut, data[:len(data)*2/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, cut)
+	summary := func(s string) string { s, _, _ = strings.Cut(s, " in "); return s }
+	code1, out1, err1 := runCmd(t, "", append([]string{"scan", "--sensor", "s", "--workers", "1"}, files...)...)
+	if code1 != exitFailure || !strings.Contains(err1, "truncated") || len(evidenceLines(t, out1)) < 20 {
+		t.Fatalf("one worker: exit %d, %d lines, %s", code1, len(evidenceLines(t, out1)), err1)
+	}
+	for _, n := range []string{"2", "4"} {
+		code, out, errOut := runCmd(t, "", append([]string{"scan", "--sensor", "s", "--workers", n}, files...)...)
+		if code != code1 || out != out1 || summary(errOut) != summary(err1) {
+			t.Errorf("%s workers: exit %d (want %d), output equal: %v\nsummary %q\nwant    %q", n, code, code1, out == out1, errOut, err1)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"wormsink/evidence"
 	"wormsink/signatures"
 	"wormsink/sinkhole"
+	"wormsink/wire"
 )
 
 // serveConfig is the effective configuration of serve: flags, then the
@@ -57,6 +59,9 @@ type serveConfig struct {
 	trustedSources evidence.Networks // networks whose edge drops forged sources
 
 	feeds feedConfig // RPZ primary and dnstap input: serve_rpz.go
+	// Live capture tuning (issue 15).
+	captureWorkers int
+	captureRingMB  int
 }
 
 func serveFlags(e env, c *serveConfig) *flag.FlagSet {
@@ -98,6 +103,10 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	feedFlags(fs, &c.feeds)
+
+	// Live capture tuning (issue 15).
+	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
+	fs.IntVar(&c.captureRingMB, "capture-ring-mb", wire.DefaultRingMB, "--capture: memory of all capture rings together, in MiB")
 	return fs
 }
 
@@ -194,6 +203,12 @@ func (c *serveConfig) complete() error {
 	}
 	if err := c.completeFeeds(); err != nil {
 		return err
+	}
+	if c.captureWorkers < 1 || c.captureWorkers > 1024 {
+		return fmt.Errorf("--capture-workers %d: want from 1 to 1024", c.captureWorkers)
+	}
+	if c.captureRingMB < 1 || c.captureRingMB > 1<<16 {
+		return fmt.Errorf("--capture-ring-mb %d: want from 1 to 65536", c.captureRingMB)
 	}
 	// A refusal's fresh port is a socket held open: a wait beyond a minute
 	// (no real client takes that long to answer) only ties sockets up.

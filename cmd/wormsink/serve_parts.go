@@ -239,8 +239,9 @@ func (s *server) addCapture() error {
 	if s.cfg.capture == "" {
 		return nil
 	}
-	m := wire.NewMatcher(s.store, s.ev, wire.Options{})
-	c, err := wire.NewCapture(s.cfg.capture, m, true)
+	c, err := wire.NewCapture(s.cfg.capture, wire.CaptureConfig{
+		Sigs: s.store, Rec: s.ev, Workers: s.cfg.captureWorkers, RingMB: s.cfg.captureRingMB, Promisc: true,
+	})
 	if err != nil {
 		return fmt.Errorf("capture: %w", err)
 	}

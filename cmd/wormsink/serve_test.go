@@ -99,3 +99,20 @@ func TestServePrintConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptureFlagsValidated: the capture tuning flags are checked before
+// anything is opened, with one line naming the flag.
+func TestCaptureFlagsValidated(t *testing.T) {
+	for _, bad := range [][]string{{"--capture-workers", "0"}, {"--capture-workers", "5000"}, {"--capture-ring-mb", "0"}} {
+		args := append([]string{"serve", "--dns-listen", "", "--tftp-listen", "", "--capture", "ws15-none"}, bad...)
+		code, out, errs := runCmd(t, "", args...)
+		if code != exitFailure || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, bad[0]) || out != "" {
+			t.Errorf("serve %q: status %d, stderr %q", bad, code, errs)
+		}
+	}
+	for _, cmd := range []string{"scan", "report"} {
+		if code, _, errs := runCmd(t, "", cmd, "--workers", "0", "x"); code != exitUsage || !strings.Contains(errs, "--workers 0") {
+			t.Errorf("%s --workers 0: status %d, stderr %q", cmd, code, errs)
+		}
+	}
+}

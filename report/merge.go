@@ -1,0 +1,141 @@
+package report
+
+import "net/netip"
+
+// merge folds b, a parallel read's worker, into a, another worker of the
+// same read (both made with the same filter, both tracking positions), so
+// that a ends as one Aggregator reading every line in file order would.
+//
+// Every per-host field Add sets needs its rule here: sums add up, minima
+// and maxima compare, sets unite (through names: each worker numbers names
+// in its own order), and a value taken from "the first" or "the last"
+// line compares positions when the times are equal. TestMergeSameAsOneRead
+// checks the result against one sequential read on random logs, so a field
+// added to Add and forgotten here fails it.
+func (a *Aggregator) merge(b *Aggregator) {
+	var remap [3][]uint32 // b's name ids → a's
+	for k := range b.names {
+		remap[k] = make([]uint32, len(b.names[k].names))
+		for id, name := range b.names[k].names {
+			remap[k][id] = a.names[k].id([]byte(name))
+		}
+	}
+	for j := range b.aggs {
+		bh, bp := &b.aggs[j], b.pos[j]
+		i, ok := a.lookup(b.addrs[j])
+		if !ok {
+			i = uint32(len(a.aggs))
+			a.insert(b.addrs[j], i)
+			a.aggs = append(a.aggs, hostAgg{first: bh.first, last: bh.last, firstPort: bh.firstPort, lastPort: bh.lastPort,
+				evidence: bh.evidence, src: bh.src, proof: bh.proof})
+			a.addrs = append(a.addrs, b.addrs[j])
+			a.pos = append(a.pos, bp)
+		} else {
+			h, p := &a.aggs[i], &a.pos[i]
+			if bh.first < h.first || bh.first == h.first && bp.first < p.first {
+				h.first, h.firstPort, p.first = bh.first, bh.firstPort, bp.first
+			}
+			if bh.last > h.last || bh.last == h.last && bp.last > p.last {
+				h.last, h.lastPort, p.last = bh.last, bh.lastPort, bp.last
+			}
+			if bh.evidence < h.evidence {
+				h.evidence = bh.evidence
+			}
+			if bh.proof > h.proof { // the best
+				h.proof = bh.proof
+			}
+			for k := range h.src {
+				h.src[k] += bh.src[k]
+			}
+		}
+		for _, set := range []struct {
+			kind int
+			bits uint32
+		}{{kindFamily, bh.fams}, {kindSig, bh.sigs}, {kindSensor, bh.sensors}} {
+			for id := range uint32(maskIDs) {
+				if set.bits&(1<<id) != 0 {
+					a.markKind(i, set.kind, remap[set.kind][id])
+				}
+			}
+		}
+		if bh.hasExtra {
+			for _, x := range b.extra[uint32(j)] {
+				kind := int(x >> 30)
+				a.markKind(i, kind, remap[kind][x&(1<<30-1)])
+			}
+		}
+	}
+	a.mergeNetworks(b)
+	a.kept += b.kept
+	if a.timeline != nil && b.timeline != nil {
+		a.timeline.merge(b.timeline, remap[kindFamily])
+	}
+}
+
+// markKind adds name id of kind to host i's set.
+func (a *Aggregator) markKind(i uint32, kind int, id uint32) {
+	h := &a.aggs[i]
+	switch kind {
+	case kindFamily:
+		a.mark(h, i, &h.fams, kind, id)
+	case kindSig:
+		a.mark(h, i, &h.sigs, kind, id)
+	default:
+		a.mark(h, i, &h.sensors, kind, id)
+	}
+}
+
+// merge adds o's sightings (family ids mapped through fam) to t. Bucket
+// widths are a minute times a power of two, so the narrower timeline's
+// buckets fall whole into the wider's; the result widens until it fits,
+// as one timeline fed every line would have.
+func (t *Timeline) merge(o *Timeline, fam []uint32) {
+	for t.width < o.width {
+		t.widen()
+	}
+	f := t.width / o.width
+	for id, s := range o.series {
+		ts := t.series[fam[id]]
+		if ts == nil {
+			ts = make(map[int64]uint64)
+			t.series[fam[id]] = ts
+		}
+		for b, n := range s {
+			nb := floorDiv(b, f)
+			if _, ok := ts[nb]; !ok {
+				t.buckets++
+			}
+			ts[nb] += n
+		}
+	}
+	t.min = min(t.min, o.min)
+	t.max = max(t.max, o.max)
+	for t.buckets > maxTimelineBuckets {
+		t.widen()
+	}
+}
+
+// mergeNetworks folds b's network lines into a's: their state has no
+// first/last values to break ties on, only extremes, sums and sets.
+func (a *Aggregator) mergeNetworks(b *Aggregator) {
+	for p, bn := range b.nets {
+		if a.nets == nil {
+			a.nets = make(map[netip.Prefix]*netAgg)
+		}
+		n := a.nets[p]
+		if n == nil {
+			a.nets[p] = bn // b is not used after the merge
+			continue
+		}
+		n.first, n.last = min(n.first, bn.first), max(n.last, bn.last)
+		n.evidence = min(n.evidence, bn.evidence)
+		for k := range n.src {
+			n.src[k] += bn.src[k]
+		}
+		for _, x := range []struct{ to, from map[string]struct{} }{{n.fams, bn.fams}, {n.sigs, bn.sigs}, {n.sensors, bn.sensors}} {
+			for k := range x.from {
+				x.to[k] = struct{}{}
+			}
+		}
+	}
+}

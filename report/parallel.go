@@ -1,0 +1,247 @@
+package report
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// ParallelReader reads logs on several cores into one report: one
+// goroutine reads each log once and cuts it into chunks of whole lines,
+// workers parse and aggregate chunks into tables of their own, and
+// Aggregator merges the tables. The rows, counts and errors are those of a
+// Reader feeding one Aggregator the same logs in order.
+type ParallelReader struct {
+	workers []*Aggregator
+	seq     uint32 // chunks handed out so far, over all logs
+}
+
+// NewParallelReader makes a reader with n workers (at least 1) aggregating
+// under f, with a timeline when timeline is set.
+func NewParallelReader(f Filter, timeline bool, n int) *ParallelReader {
+	p := &ParallelReader{}
+	for range max(n, 1) {
+		a := NewAggregator(f, timeline)
+		a.pos = []aggPos{}
+		p.workers = append(p.workers, a)
+	}
+	return p
+}
+
+// Aggregator merges the workers' tables and returns the result. Call it
+// once, after the last Read.
+func (p *ParallelReader) Aggregator() *Aggregator {
+	a := p.workers[0]
+	for _, b := range p.workers[1:] {
+		a.merge(b)
+	}
+	p.workers = p.workers[:1]
+	return a
+}
+
+// parallelChunkSize is the size of the chunks a log is cut into (a
+// variable so tests can make them tiny).
+var parallelChunkSize = 1 << 20
+
+type lineChunk struct {
+	seq     uint32
+	data    []byte // whole lines, each ending in a newline, but for a log's last
+	final   bool   // the log's last chunk: its last line may lack the newline
+	tooLong bool   // stands for one line longer than MaxLineSize, skipped
+	stats   ReadStats
+	badAt   uint64 // line of the first malformed line, counted in this chunk
+	badErr  error
+	done    chan struct{}
+}
+
+// Read reads one log (plain or gzip) into the workers' tables; name is
+// used in errors as Reader uses it. The stats and error are a Reader's.
+func (p *ParallelReader) Read(ctx context.Context, r io.Reader, name string) (ReadStats, error) {
+	src := bufio.NewReaderSize(r, bufSize)
+	var in io.Reader = src
+	if magic, _ := src.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(src)
+		if err != nil {
+			return ReadStats{}, fmt.Errorf("%s: %w", name, err)
+		}
+		defer gz.Close()
+		in = gz
+	}
+	nw := len(p.workers)
+	free := make(chan *lineChunk, 2*nw+2)
+	for range cap(free) {
+		free <- &lineChunk{data: make([]byte, 0, parallelChunkSize)}
+	}
+	work := make(chan *lineChunk, cap(free))
+	order := make(chan *lineChunk, cap(free))
+	var wg sync.WaitGroup
+	for _, a := range p.workers {
+		wg.Go(func() {
+			var ps Parser
+			var rec Sighting
+			for c := range work {
+				readChunk(a, &ps, &rec, c)
+			}
+		})
+	}
+	var readErr error // a read error; the line count goes in later
+	partial := false  // the data before readErr ends inside a line
+	go func() {
+		defer close(order)
+		defer close(work)
+		send := func(c *lineChunk) {
+			c.seq = p.seq
+			p.seq++
+			c.done = make(chan struct{})
+			work <- c
+			order <- c
+		}
+		c := <-free
+		skipping := false // inside a line longer than MaxLineSize
+		for {
+			if ctx.Err() != nil {
+				readErr = ctx.Err()
+				c.final = true
+				send(c)
+				return
+			}
+			k, err := fill(in, c.data[len(c.data):cap(c.data)])
+			c.data = c.data[:len(c.data)+k]
+			end := err != nil
+			if err != nil && err != io.EOF {
+				readErr = err // gzip's unexpected EOF included
+			}
+			if skipping {
+				j := bytes.IndexByte(c.data, '\n')
+				if j < 0 {
+					c.data = c.data[:0]
+					if end {
+						free <- c
+						return
+					}
+					continue
+				}
+				skipping = false
+				c.data = c.data[:copy(c.data, c.data[j+1:])]
+				if !end {
+					continue
+				}
+			}
+			if end {
+				c.final = true
+				partial = len(c.data) > 0 && c.data[len(c.data)-1] != '\n'
+				send(c)
+				return
+			}
+			j := bytes.LastIndexByte(c.data, '\n')
+			if j < 0 {
+				if len(c.data) > MaxLineSize+1 {
+					// One line, too long: it counts as one malformed line.
+					c.data = c.data[:0]
+					c.tooLong = true
+					send(c)
+					c = <-free
+					skipping = true
+					continue
+				}
+				grown := make([]byte, len(c.data), 2*cap(c.data))
+				copy(grown, c.data)
+				c.data = grown
+				continue
+			}
+			next := <-free
+			next.data = append(next.data, c.data[j+1:]...)
+			c.data = c.data[:j+1]
+			send(c)
+			c = next
+		}
+	}()
+
+	var st ReadStats
+	for c := range order {
+		<-c.done
+		if c.stats.Malformed > 0 && st.FirstBad == "" {
+			st.FirstBad = fmt.Sprintf("%s:%d: %v", name, st.Lines+c.badAt, c.badErr)
+		}
+		st.Add(c.stats)
+		c.data, c.final, c.tooLong, c.stats, c.badAt, c.badErr = c.data[:0], false, false, ReadStats{}, 0, nil
+		free <- c
+	}
+	wg.Wait()
+	if readErr != nil {
+		if errors.Is(readErr, context.Canceled) || errors.Is(readErr, context.DeadlineExceeded) {
+			return st, fmt.Errorf("%s: interrupted after line %d", name, st.Lines)
+		}
+		// A Reader counts the lines before the cut-off one.
+		lines := st.Lines
+		if partial {
+			lines--
+		}
+		return st, fmt.Errorf("%s: after line %d: %w", name, lines, readErr)
+	}
+	return st, nil
+}
+
+// fill reads into b until it is full or the reader fails; unlike
+// io.ReadFull it passes the reader's own error on (a truncated gzip stream
+// says io.ErrUnexpectedEOF, a clean end io.EOF).
+func fill(r io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := r.Read(b[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// readChunk parses and aggregates a chunk's lines as Reader.Next does.
+func readChunk(a *Aggregator, ps *Parser, rec *Sighting, c *lineChunk) {
+	defer close(c.done)
+	a.chunk = c.seq
+	st := &c.stats
+	bad := func(err error) {
+		st.Malformed++
+		if c.badErr == nil {
+			c.badAt, c.badErr = st.Lines, err
+		}
+	}
+	if c.tooLong {
+		st.Lines++
+		bad(errTooLong)
+		return
+	}
+	data := c.data
+	for len(data) > 0 {
+		line := data
+		j := bytes.IndexByte(data, '\n')
+		if j >= 0 {
+			line, data = data[:j], data[j+1:]
+		} else {
+			data = nil
+		}
+		st.Lines++
+		if j >= 0 && len(line) > MaxLineSize || j < 0 && len(line) > MaxLineSize+1 {
+			bad(errTooLong)
+			continue
+		}
+		kind, err := ps.Parse(line, rec)
+		switch kind {
+		case LineEvidence:
+			st.Evidence++
+			st.Sightings += rec.Count
+			a.Add(rec)
+		case LineService:
+			st.Service++
+		case LineMalformed:
+			bad(err)
+		}
+	}
+}

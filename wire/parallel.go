@@ -1,0 +1,453 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"wormsink/evidence"
+)
+
+// ParallelScanner scans capture files on several cores and records exactly
+// what one Matcher scanning them in order records, in the same order: one
+// goroutine reads the file once and cuts it into chunks of whole packets,
+// workers decode and match the chunks, and the caller's goroutine hands
+// each chunk's evidence on in file order. IP fragments are the exception:
+// reassembly depends on every earlier fragment, so a worker leaves them to
+// one matcher that sees them all, in packet order, as the chunks are
+// handed on.
+type ParallelScanner struct {
+	rec     Recorder
+	workers []*Matcher
+	recs    []*chunkRecorder
+	frag    *Matcher // fragments, in order
+}
+
+// Chunk bounds: big enough that handing a chunk over costs nothing next to
+// matching it, small enough that a few in flight per worker stay a few MiB.
+// Variables so tests can make chunks tiny (fragments across chunks).
+var (
+	chunkBytes   = 256 << 10
+	chunkPackets = 1024
+)
+
+// NewParallelScanner makes a scanner with n workers (at least 1) recording
+// into rec. rec is only called from the goroutine calling Scan.
+func NewParallelScanner(sigs SetSource, rec Recorder, opt Options, n int) *ParallelScanner {
+	s := &ParallelScanner{rec: rec, frag: NewMatcher(sigs, rec, opt)}
+	for range max(n, 1) {
+		r := &chunkRecorder{}
+		m := newMatcher(sigs, r, opt, true)
+		s.workers = append(s.workers, m)
+		s.recs = append(s.recs, r)
+	}
+	return s
+}
+
+// Stats returns the counters so far, as one Matcher would have counted
+// them. Call it between scans.
+func (s *ParallelScanner) Stats() Stats {
+	st := s.frag.Stats()
+	for _, m := range s.workers {
+		w := m.Stats()
+		st.Packets += w.Packets
+		st.Bytes += w.Bytes
+		st.Undecodable += w.Undecodable
+		st.UnknownLink += w.UnknownLink
+		st.TFTPRequests += w.TFTPRequests
+		st.Matches += w.Matches
+		st.Events += w.Events
+	}
+	return st
+}
+
+// ScanFile is Matcher.ScanFile on several cores.
+func (s *ParallelScanner) ScanFile(ctx context.Context, path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err // *PathError names the file
+	}
+	defer f.Close()
+	return s.Scan(ctx, f, path)
+}
+
+type chunkPacket struct {
+	off, end int
+	lt       layers.LinkType
+	time     time.Time
+	num      uint64
+}
+
+type chunkEvent struct {
+	idx int
+	ev  evidence.Event
+}
+
+type scanChunk struct {
+	name     string
+	data     []byte
+	pkts     []chunkPacket
+	evs      []chunkEvent
+	deferred []int
+	obs      []chunkObs
+	done     chan struct{} // one token when matched; made once, reused
+}
+
+// chunkObs is a TCP segment's handshake fields, for emit to replay.
+type chunkObs struct {
+	idx int
+	o   flowObs
+}
+
+// chunkRecorder keeps a worker's evidence with the packet it came from.
+type chunkRecorder struct {
+	c   *scanChunk
+	idx int
+}
+
+func (r *chunkRecorder) Record(ev evidence.Event) {
+	r.c.evs = append(r.c.evs, chunkEvent{r.idx, ev})
+}
+
+// Scan is Matcher.Scan on several cores: the same evidence in the same
+// order, the same count and errors.
+func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (uint64, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	plain, err := plainPcap(br)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	var src packetSource
+	var lt layers.LinkType
+	var mixed bool
+	if plain == nil {
+		if src, lt, mixed, err = openCapture(br); err != nil {
+			return 0, fmt.Errorf("%s: %w", name, err)
+		}
+	} else {
+		lt = plain.lt
+	}
+	if !mixed && !Supported(lt) {
+		return 0, fmt.Errorf("%s: unsupported link type %d (%v)", name, uint32(lt), lt)
+	}
+	nw := len(s.workers)
+	// A fixed set of chunks bounds the memory: the reader waits for one to
+	// come back when all are in flight.
+	p := &chunkPipe{name: name, free: make(chan *scanChunk, 2*nw+2)}
+	for range cap(p.free) {
+		p.free <- &scanChunk{data: make([]byte, 0, chunkBytes), pkts: make([]chunkPacket, 0, chunkPackets), done: make(chan struct{}, 1)}
+	}
+	p.work = make(chan *scanChunk, cap(p.free))
+	p.order = make(chan *scanChunk, cap(p.free))
+	var wg sync.WaitGroup
+	for i := range nw {
+		m, rec := s.workers[i], s.recs[i]
+		wg.Go(func() {
+			for c := range p.work {
+				matchChunk(m, rec, c)
+			}
+		})
+	}
+	go func() {
+		defer close(p.order)
+		defer close(p.work)
+		if plain != nil {
+			p.readPlain(ctx, br, plain)
+		} else {
+			p.readPackets(ctx, src, lt, mixed)
+		}
+	}()
+
+	// Hand the evidence on in file order.
+	for c := range p.order {
+		<-c.done
+		s.emit(c)
+		c.data, c.pkts, c.evs, c.deferred, c.obs = c.data[:0], c.pkts[:0], c.evs[:0], c.deferred[:0], c.obs[:0]
+		p.free <- c
+	}
+	wg.Wait()
+	// order is closed only after the reader's last write to n and err.
+	return p.n, p.err
+}
+
+// chunkPipe is one scan's reader side: it fills chunks and sends them to
+// the workers and, in the same order, to the caller.
+type chunkPipe struct {
+	name              string
+	free, work, order chan *scanChunk
+	n                 uint64 // packets read
+	err               error
+}
+
+func (p *chunkPipe) send(c *scanChunk) {
+	c.name = p.name
+	p.work <- c
+	p.order <- c
+}
+
+// readPackets reads through a gopacket reader (gzip, pcapng), copying each
+// packet into the chunk.
+func (p *chunkPipe) readPackets(ctx context.Context, src packetSource, lt layers.LinkType, mixed bool) {
+	c := <-p.free
+	for {
+		if p.n&0xfff == 0 {
+			if err := ctx.Err(); err != nil {
+				p.err = fmt.Errorf("%s: stopped after packet %d: %w", p.name, p.n, err)
+				break
+			}
+		}
+		data, ci, err := src.ZeroCopyReadPacketData()
+		if err != nil {
+			if err != io.EOF {
+				p.err = fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, readErr(err))
+			}
+			break
+		}
+		p.n++
+		plt := lt
+		if mixed && len(ci.AncillaryData) > 0 {
+			if l, ok := ci.AncillaryData[0].(layers.LinkType); ok {
+				plt = l
+			}
+		}
+		if len(c.pkts) > 0 && (len(c.data)+len(data) > cap(c.data) || len(c.pkts) >= chunkPackets) {
+			p.send(c)
+			c = <-p.free
+		}
+		off := len(c.data)
+		c.data = append(c.data, data...)
+		c.pkts = append(c.pkts, chunkPacket{off: off, end: len(c.data), lt: plt, time: ci.Timestamp, num: p.n})
+	}
+	if len(c.pkts) > 0 {
+		p.send(c)
+	} else {
+		p.free <- c
+	}
+}
+
+// pcapHeader is what readPlain needs of a pcap file header.
+type pcapHeader struct {
+	order   binary.ByteOrder
+	nanos   uint32 // nanoseconds per unit of the sub-second field
+	snaplen uint32
+	maxCap  int
+	lt      layers.LinkType
+}
+
+// plainPcap reports whether br holds an uncompressed pcap file (not
+// pcapng) and if so reads its header. pcapgo checks the header, so the
+// errors are those of the one-core path.
+func plainPcap(br *bufio.Reader) (*pcapHeader, error) {
+	magic, err := br.Peek(4)
+	if err != nil {
+		return nil, nil // too short: openCapture says so
+	}
+	h := &pcapHeader{}
+	switch binary.LittleEndian.Uint32(magic) {
+	case 0xa1b2c3d4:
+		h.order, h.nanos = binary.LittleEndian, 1000
+	case 0xd4c3b2a1:
+		h.order, h.nanos = binary.BigEndian, 1000
+	case 0xa1b23c4d:
+		h.order, h.nanos = binary.LittleEndian, 1
+	case 0x4d3cb2a1:
+		h.order, h.nanos = binary.BigEndian, 1
+	default:
+		return nil, nil
+	}
+	head, _ := br.Peek(24)
+	pr, err := pcapgo.NewReader(bytes.NewReader(head))
+	if err != nil {
+		return nil, fmt.Errorf("pcap: %w", readErr(eofIsShort(err)))
+	}
+	h.lt = pr.LinkType()
+	h.snaplen = pr.Snaplen()
+	h.maxCap = max(int(h.snaplen), 262144) // pcapgo's bound
+	br.Discard(24)
+	return h, nil
+}
+
+// readPlain reads an uncompressed pcap file straight into chunk buffers
+// and cuts them on record boundaries: the bytes are copied once, from the
+// file into the chunk, and never again. Its errors are pcapgo's.
+func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHeader) {
+	c := <-p.free
+	pos := 0 // start of the first record not yet cut
+	eof := false
+	for {
+		// Cut every whole record in the buffer.
+		for len(c.pkts) < chunkPackets && len(c.data)-pos >= 16 {
+			hdr := c.data[pos : pos+16]
+			capLen := int(h.order.Uint32(hdr[8:12]))
+			origLen := int(h.order.Uint32(hdr[12:16]))
+			if capLen > h.maxCap {
+				p.fail(c, fmt.Errorf("%s: packet %d: capture length exceeds snap length: %d > %d", p.name, p.n+1, capLen, h.snaplen))
+				return
+			}
+			if capLen > origLen {
+				p.fail(c, fmt.Errorf("%s: packet %d: capture length exceeds original packet length: %d > %d", p.name, p.n+1, capLen, origLen))
+				return
+			}
+			if len(c.data)-pos-16 < capLen {
+				break
+			}
+			if p.n&0xfff == 0 {
+				if err := ctx.Err(); err != nil {
+					p.fail(c, fmt.Errorf("%s: stopped after packet %d: %w", p.name, p.n, err))
+					return
+				}
+			}
+			p.n++
+			// In uint32, as pcapgo computes it (a fraction field out of
+			// range wraps there), so both paths agree on every file.
+			ts := time.Unix(int64(h.order.Uint32(hdr[0:4])), int64(h.order.Uint32(hdr[4:8])*h.nanos)).UTC()
+			c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen, lt: h.lt, time: ts, num: p.n})
+			pos += 16 + capLen
+		}
+		full := len(c.pkts) >= chunkPackets || len(c.data) == cap(c.data)
+		if eof || full {
+			if eof && !full {
+				// What is left is a cut-off record: pcapgo ends quietly when
+				// not one byte of its data is there, else reports it.
+				rest := len(c.data) - pos
+				if rest > 0 && rest != 16 {
+					p.fail(c, fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, readErr(io.ErrUnexpectedEOF)))
+					return
+				}
+				p.fail(c, nil)
+				return
+			}
+			if len(c.pkts) > 0 {
+				// Carry the partial record over into the next chunk.
+				next := <-p.free
+				next.data = append(next.data, c.data[pos:]...)
+				c.data = c.data[:pos]
+				p.send(c)
+				c, pos = next, 0
+			} else {
+				// One record bigger than a chunk: make room for it.
+				grown := make([]byte, len(c.data), 2*cap(c.data))
+				copy(grown, c.data)
+				c.data = grown
+			}
+			continue
+		}
+		k, err := io.ReadFull(br, c.data[len(c.data):cap(c.data)])
+		c.data = c.data[:len(c.data)+k]
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			eof = true
+		case err != nil:
+			p.fail(c, fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, err))
+			return
+		}
+	}
+}
+
+// fail ends a read with err (nil: a clean end), sending what was cut.
+func (p *chunkPipe) fail(c *scanChunk, err error) {
+	p.err = err
+	if len(c.pkts) > 0 {
+		p.send(c)
+	} else {
+		c.data = c.data[:0]
+		p.free <- c
+	}
+}
+
+// matchChunk matches a chunk's packets with a worker's matcher, leaving
+// the fragments for emit.
+func matchChunk(m *Matcher, rec *chunkRecorder, c *scanChunk) {
+	rec.c = c
+	for i := range c.pkts {
+		p := &c.pkts[i]
+		rec.idx = i
+		saved := m.stats
+		m.deferred = false
+		m.obs = m.obs[:0]
+		m.Packet(p.lt, c.data[p.off:p.end], Meta{Time: p.time, PCAP: c.name, Packet: p.num})
+		if !m.deferred {
+			for _, o := range m.obs {
+				c.obs = append(c.obs, chunkObs{i, o})
+			}
+		} else {
+			// The fragment matcher does this packet whole, counters and
+			// evidence included.
+			m.stats = saved
+			for len(c.evs) > 0 && c.evs[len(c.evs)-1].idx == i {
+				c.evs = c.evs[:len(c.evs)-1]
+			}
+			c.deferred = append(c.deferred, i)
+		}
+	}
+	rec.c = nil
+	c.done <- struct{}{}
+}
+
+// emit records a matched chunk's evidence in packet order: fragments go
+// through the fragment matcher at their place, and TCP segments through
+// its handshake table, which decides the proof of their evidence.
+func (s *ParallelScanner) emit(c *scanChunk) {
+	ei, di, oi := 0, 0, 0
+	for {
+		next := -1
+		for _, x := range [...]struct {
+			ok  bool
+			idx int
+		}{{di < len(c.deferred), idxOr(c.deferred, di)}, {oi < len(c.obs), obsIdx(c.obs, oi)}, {ei < len(c.evs), evIdx(c.evs, ei)}} {
+			if x.ok && (next < 0 || x.idx < next) {
+				next = x.idx
+			}
+		}
+		if next < 0 {
+			return
+		}
+		if di < len(c.deferred) && c.deferred[di] == next {
+			p := &c.pkts[next]
+			s.frag.Packet(p.lt, c.data[p.off:p.end], Meta{Time: p.time, PCAP: c.name, Packet: p.num})
+			di++
+			continue
+		}
+		proof := evidence.ProofDatagram
+		for ; oi < len(c.obs) && c.obs[oi].idx == next; oi++ {
+			proof = s.frag.observe(&c.obs[oi].o)
+		}
+		for ; ei < len(c.evs) && c.evs[ei].idx == next; ei++ {
+			ev := c.evs[ei].ev
+			if ev.Proof == proofPending {
+				ev.Proof = proof
+			}
+			s.rec.Record(ev)
+		}
+	}
+}
+
+func idxOr(d []int, i int) int {
+	if i < len(d) {
+		return d[i]
+	}
+	return 0
+}
+
+func obsIdx(o []chunkObs, i int) int {
+	if i < len(o) {
+		return o[i].idx
+	}
+	return 0
+}
+
+func evIdx(e []chunkEvent, i int) int {
+	if i < len(e) {
+		return e[i].idx
+	}
+	return 0
+}
