@@ -342,8 +342,12 @@ func TestInterceptNamespaces(t *testing.T) {
 	// the tproxy rule, alternating, in this run.
 	ratio, median, direct, passed, pairs := l.compareTransfers(run, clientFile("perf.bin"))
 	t.Logf("1 MB tftp-hpa read, direct and through the interceptor at the same time, %d rounds: best times direct %v, through the interceptor %v: ratio %.3f (median of the per-round ratios %.3f)", pairs, direct, passed, ratio, median)
-	if ratio > 1.1 {
-		t.Errorf("pass-through takes %.2fx the direct transfer (want <= 1.1)", ratio)
+	// The goal (1.1x) is checked by make perf-intercept (WORMSINK_PERF=1,
+	// no race detector, nothing else running). Inside make test other
+	// packages' tests share the two cores, so only a pass-through that
+	// costs far more than the direct path fails here.
+	if limit := perfLimit(1.1, 2); ratio > limit {
+		t.Errorf("pass-through takes %.2fx the direct transfer (want <= %.1f)", ratio, limit)
 	}
 
 	routerPkts := stopRouter()
@@ -358,10 +362,7 @@ func TestInterceptNamespaces(t *testing.T) {
 	t.Logf("refusal latency (RRQ in, ERROR out, tcpdump on the router's customer interface): n=%d min %v median %v max %v", len(lat), lat[0], med, lat[len(lat)-1])
 	// The figure that counts is from a plain build; under the race
 	// detector the Go side of the path runs several times slower.
-	budget := time.Millisecond
-	if raceEnabled {
-		budget = 10 * time.Millisecond
-	}
+	budget := time.Duration(perfLimit(float64(time.Millisecond), float64(20*time.Millisecond)))
 	if med >= budget {
 		t.Errorf("median refusal latency %v, want < %v", med, budget)
 	}
@@ -742,4 +743,15 @@ func TestInterceptNeedsCapability(t *testing.T) {
 		!strings.Contains(string(out), "needs CAP_NET_ADMIN or CAP_NET_RAW") {
 		t.Errorf("exit %v, output %q", err, out)
 	}
+}
+
+// perfLimit is goal under make perf-intercept (WORMSINK_PERF=1, a plain
+// build on a quiet machine), and loose otherwise: make test runs under the
+// race detector beside other packages' tests, where timing only catches
+// gross regressions.
+func perfLimit(goal, loose float64) float64 {
+	if os.Getenv("WORMSINK_PERF") == "1" && !raceEnabled {
+		return goal
+	}
+	return loose
 }
