@@ -87,10 +87,17 @@ func neutraliseCell(c string) string {
 // cannot move the cursor.
 func WriteTable(w io.Writer, rows []HostSummary) error {
 	bw := bufio.NewWriter(w)
+	return writeAligned(bw, "HOST\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS\tPROOF",
+		len(rows), func(i int) []string { return rows[i].cells() })
+}
+
+// writeAligned writes a header and n rows as aligned columns through bw,
+// with control characters escaped, and flushes bw.
+func writeAligned(bw *bufio.Writer, header string, n int, row func(int) []string) error {
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS\tPROOF")
-	for i := range rows {
-		c := rows[i].cells()
+	fmt.Fprintln(tw, header)
+	for i := range n {
+		c := row(i)
 		for j := range c {
 			c[j] = printable(c[j])
 		}
@@ -111,19 +118,8 @@ func WriteNetworkTable(w io.Writer, nets []NetworkSummary) error {
 	}
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "\nNetworks: %d sightings the evidence line budget folded per network (not hosts: no host in them is named)\n", sumEvents(nets))
-	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NETWORK\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS")
-	for i := range nets {
-		c := nets[i].cells()
-		for j := range c {
-			c[j] = printable(c[j])
-		}
-		fmt.Fprintln(tw, strings.Join(c, "\t"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	return bw.Flush()
+	return writeAligned(bw, "NETWORK\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS",
+		len(nets), func(i int) []string { return nets[i].cells() })
 }
 
 func sumEvents(nets []NetworkSummary) uint64 {

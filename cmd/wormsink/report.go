@@ -265,18 +265,11 @@ func summary(hosts int, agg *report.Aggregator, st report.ReadStats) report.Summ
 
 // readLogParallel is readLog on several cores (not for shadowserver).
 func readLogParallel(ctx context.Context, e env, name string, par *report.ParallelReader) (report.ReadStats, error) {
-	var src io.Reader
-	label := name
-	if name == "-" {
-		src, label = e.stdin, "stdin"
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return report.ReadStats{}, err // *PathError names the file
-		}
-		defer f.Close()
-		src = f
+	src, label, closeInput, err := openInput(e, name)
+	if err != nil {
+		return report.ReadStats{}, err
 	}
+	defer closeInput()
 	st, err := par.Read(ctx, src, label)
 	if err != nil {
 		if strings.HasPrefix(err.Error(), label+": after line ") {
@@ -294,18 +287,11 @@ func readLogParallel(ctx context.Context, e env, name string, par *report.Parall
 // readLog streams one input into the aggregator (or the per-sighting
 // Shadowserver writer).
 func readLog(ctx context.Context, e env, name string, o reportOptions, agg *report.Aggregator, ss *report.ShadowserverWriter) (report.ReadStats, error) {
-	var src io.Reader
-	label := name
-	if name == "-" {
-		src, label = e.stdin, "stdin"
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return report.ReadStats{}, err // *PathError names the file
-		}
-		defer f.Close()
-		src = f
+	src, label, closeInput, err := openInput(e, name)
+	if err != nil {
+		return report.ReadStats{}, err
 	}
+	defer closeInput()
 	r, err := report.NewReader(src, label)
 	if err != nil {
 		return report.ReadStats{}, err
@@ -341,4 +327,17 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *repo
 		return st, fmt.Errorf("no evidence lines in %s (all %d lines skipped as malformed or foreign)", label, st.Malformed)
 	}
 	return r.Stats(), nil
+}
+
+// openInput opens a report input: stdin for "-", else the file, whose
+// *PathError names it.
+func openInput(e env, name string) (io.Reader, string, func() error, error) {
+	if name == "-" {
+		return e.stdin, "stdin", func() error { return nil }, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return f, name, f.Close, nil
 }
