@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -266,7 +267,11 @@ func TestRealClients(t *testing.T) {
 		}
 	}
 	if clients != len(runs) {
-		t.Fatalf("capture shows requests from %d client ports, want %d", clients, len(runs))
+		var dump strings.Builder
+		for _, pk := range readCapture(t, pcap, p.addr.Port()) {
+			fmt.Fprintf(&dump, "\n  peer %d local %d from server %v: %q", pk.peer, pk.local, pk.fromServer, pk.payload)
+		}
+		t.Fatalf("capture shows requests from %d client ports, want %d; server stats %+v; capture:%s", clients, len(runs), st, dump.String())
 	}
 	if stray != 2 || st.Exchanged != 2 || st.Stray != 0 {
 		t.Errorf("follow-ups: capture %d, server exchanged %d and stray %d: want the two tftp-hpa ACKs, to the refusals' ports", stray, st.Exchanged, st.Stray)

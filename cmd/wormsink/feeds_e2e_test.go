@@ -405,13 +405,13 @@ func TestRPZPrimaryWithPowerDNS(t *testing.T) {
 	startServe(t, bin, "--dns-listen", "", "--tftp-listen", "", "--signatures", sigPath, "--sinkhole-ip", "192.0.2.66",
 		"--rpz-listen", fmt.Sprintf("127.0.0.1:%d", rpzPort), "--rpz-tsig", "xfr-key:hmac-sha256:"+feedSecret)
 	lua := filepath.Join(dir, "rpz.lua")
-	os.WriteFile(lua, fmt.Appendf(nil, `rpzPrimary("127.0.0.1:%d", "rpz.wormsink.", {tsigname="xfr-key", tsigalgo="hmac-sha256", tsigsecret=%q, refresh=60})`+"\n", rpzPort, feedSecret), 0o644)
+	os.WriteFile(lua, fmt.Appendf(nil, `rpzPrimary("127.0.0.1:%d", "rpz.wormsink.", {tsigname="xfr-key", tsigalgo="hmac-sha256", tsigsecret=%q, refresh=5})`+"\n", rpzPort, feedSecret), 0o644)
 	rec := &resolverProc{name: "pdns", port: recPort, logs: &syncBuffer{}, args: []string{needTool(t, "pdns_recursor"),
 		"--local-address=127.0.0.1", fmt.Sprintf("--local-port=%d", recPort), "--socket-dir=" + dir, "--config-dir=" + dir,
 		"--lua-config-file=" + lua, "--daemon=no", "--disable-syslog", "--dnssec=off"}}
 	rec.run(t)
 	t.Cleanup(func() { rec.cmd.Process.Kill(); <-rec.done })
-	waitFor(t, "PowerDNS sinkholing listed.worm.example", 30*time.Second, func() bool { return rec.answers(t, "listed.worm.example", "192.0.2.66") })
+	waitFor(t, "PowerDNS sinkholing listed.worm.example", 120*time.Second, func() bool { return rec.answers(t, "listed.worm.example", "192.0.2.66") })
 	if !strings.Contains(rec.logs.String(), "RPZ load completed") {
 		t.Fatalf("PowerDNS did not log the transfer:\n%s", rec.logs.String())
 	}
