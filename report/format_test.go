@@ -7,6 +7,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wormsink/evidence"
+	"wormsink/signatures"
 )
 
 func scenarioRows(t *testing.T) ([]HostSummary, *Aggregator, ReadStats) {
@@ -492,4 +495,69 @@ func TestShadowserverIntercepted(t *testing.T) {
 			t.Errorf("row %d: src %s dst %s, want %s -> %s", i, row[ssSrcIP], row[ssDstIP], want[0], want[1])
 		}
 	}
+}
+
+// csvReference is how WriteCSV wrote before it appended its own bytes:
+// encoding/csv over the neutralised cells. The fast writer must match it
+// byte for byte.
+func csvReference(t testing.TB, rows []HostSummary) []byte {
+	var b bytes.Buffer
+	cw := csv.NewWriter(&b)
+	cw.Write(CSVHeader)
+	for i := range rows {
+		cw.Write(neutralise(rows[i].cells()))
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestWriteCSVSameAsEncodingCSV(t *testing.T) {
+	odd := []string{"", "Blaster", "a,b", `say "hi"`, "line\nbreak", "cr\rhere", " lead", "\u00a0nbsp", "=1+2", "+x", "-y", "@z",
+		"\tt", "\rr", `\.`, "'q", "x\\y", "ünï", "\xff\xfe", "tail "}
+	var rows []HostSummary
+	for i := range 200 {
+		pick := func(k int) []string {
+			var out []string
+			for j := range k {
+				out = append(out, odd[(i*7+j*3)%len(odd)])
+			}
+			return out
+		}
+		rows = append(rows, HostSummary{
+			Host:      netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}),
+			FirstSeen: t0.Add(time.Duration(i) * time.Millisecond), LastSeen: t0.Add(time.Duration(i) * time.Hour),
+			Events: uint64(i * 1000), Evidence: signatures.Strength(i % 2),
+			Families: pick(i % 3), Signatures: pick(i % 4), Sensors: pick(i % 2),
+			Sources: Sources{DNS: uint64(i), TFTP: 1, Wire: 1 << 40}, Proof: evidence.Proof(i % 4),
+		})
+	}
+	rows = append(rows, HostSummary{Host: netip.MustParseAddr("2001:db8::1")}) // zero times, no names
+	var got bytes.Buffer
+	if err := WriteCSV(&got, rows); err != nil {
+		t.Fatal(err)
+	}
+	if want := csvReference(t, rows); !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("WriteCSV differs from encoding/csv:\n got %q\nwant %q", got.Bytes(), want)
+	}
+}
+
+// FuzzCSVCell: any cell text is written as encoding/csv writes it
+// neutralised.
+func FuzzCSVCell(f *testing.F) {
+	for _, s := range []string{"", "Blaster", "a,b", `"`, "\n", " x", "=x", "\t", "\r\n", `\.`, "\u2028", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var b bytes.Buffer
+		cw := csv.NewWriter(&b)
+		cw.Write([]string{neutraliseCell(s)})
+		cw.Flush()
+		want := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+		if got := appendCSVCell(nil, []byte(s)); !bytes.Equal(got, want) {
+			t.Fatalf("cell %q: got %q, want %q", s, got, want)
+		}
+	})
 }

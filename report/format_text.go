@@ -2,13 +2,15 @@ package report
 
 import (
 	"bufio"
-	"encoding/csv"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 	"wormsink/evidence"
 )
 
@@ -43,19 +45,112 @@ func (h *HostSummary) cells() []string {
 }
 
 // WriteCSV writes the rows under CSVHeader; lists inside a cell are joined
-// with ";".
+// with ";". The bytes are those of encoding/csv writing the neutralised
+// cells (FuzzCSVCell checks), made without a string per cell: a report
+// can have millions of rows.
 func WriteCSV(w io.Writer, rows []HostSummary) error {
-	cw := csv.NewWriter(w)
-	if err := cw.Write(CSVHeader); err != nil {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var row, cell []byte
+	for i, h := range CSVHeader {
+		if i > 0 {
+			row = append(row, ',')
+		}
+		row = appendCSVCell(row, []byte(h))
+	}
+	row = append(row, '\n')
+	if _, err := bw.Write(row); err != nil {
 		return err
 	}
 	for i := range rows {
-		if err := cw.Write(neutralise(rows[i].cells())); err != nil {
+		h := &rows[i]
+		row = h.Host.AppendTo(row[:0])
+		row = append(row, ',')
+		row = h.FirstSeen.AppendFormat(row, evidence.TimeFormat)
+		row = append(row, ',')
+		row = h.LastSeen.AppendFormat(row, evidence.TimeFormat)
+		row = append(row, ',')
+		row = strconv.AppendUint(row, h.Events, 10)
+		row = append(row, ',')
+		row = appendCSVCell(row, []byte(h.Evidence.String()))
+		for _, names := range [...][]string{h.Families, h.Signatures} {
+			row = append(row, ',')
+			cell = appendJoined(cell[:0], names)
+			row = appendCSVCell(row, cell)
+		}
+		row = append(row, ",dns="...)
+		row = strconv.AppendUint(row, h.Sources.DNS, 10)
+		row = append(row, listSep+"tftp="...)
+		row = strconv.AppendUint(row, h.Sources.TFTP, 10)
+		row = append(row, listSep+"wire="...)
+		row = strconv.AppendUint(row, h.Sources.Wire, 10)
+		row = append(row, ',')
+		cell = appendJoined(cell[:0], h.Sensors)
+		row = appendCSVCell(row, cell)
+		row = append(row, ',')
+		row = appendCSVCell(row, []byte(h.Proof.String()))
+		row = append(row, '\n')
+		if _, err := bw.Write(row); err != nil {
 			return err
 		}
 	}
-	cw.Flush()
-	return cw.Error()
+	return bw.Flush()
+}
+
+func appendJoined(dst []byte, names []string) []byte {
+	for i, n := range names {
+		if i > 0 {
+			dst = append(dst, listSep...)
+		}
+		dst = append(dst, n...)
+	}
+	return dst
+}
+
+// appendCSVCell appends a cell as encoding/csv's Writer (comma, no CRLF)
+// writes neutraliseCell(c).
+func appendCSVCell(dst, c []byte) []byte {
+	neutral := len(c) > 0 && (c[0] == '=' || c[0] == '+' || c[0] == '-' || c[0] == '@' || c[0] == '\t' || c[0] == '\r')
+	if !csvNeedsQuotes(c, neutral) {
+		if neutral {
+			dst = append(dst, '\'')
+		}
+		return append(dst, c...)
+	}
+	dst = append(dst, '"')
+	if neutral {
+		dst = append(dst, '\'')
+	}
+	for len(c) > 0 {
+		i := bytes.IndexByte(c, '"')
+		if i < 0 {
+			dst = append(dst, c...)
+			break
+		}
+		dst = append(append(dst, c[:i]...), '"', '"')
+		c = c[i+1:]
+	}
+	return append(dst, '"')
+}
+
+// csvNeedsQuotes is encoding/csv's rule for the cell c, with a leading
+// quote when neutral.
+func csvNeedsQuotes(c []byte, neutral bool) bool {
+	if len(c) == 0 {
+		return false
+	}
+	if !neutral && string(c) == `\.` {
+		return true
+	}
+	for _, b := range c {
+		if b == '\n' || b == '\r' || b == '"' || b == ',' {
+			return true
+		}
+	}
+	if neutral {
+		return false // the cell starts with the quote, no space
+	}
+	r, _ := utf8.DecodeRune(c)
+	return unicode.IsSpace(r)
 }
 
 // neutralise defuses spreadsheet formulas in CSV cells, following OWASP's

@@ -82,10 +82,9 @@ func (p *ParallelReader) Read(ctx context.Context, r io.Reader, name string) (Re
 	var wg sync.WaitGroup
 	for _, a := range p.workers {
 		wg.Go(func() {
-			var ps Parser
-			var rec Sighting
+			cw := &chunkWorker{a: a}
 			for c := range work {
-				readChunk(a, &ps, &rec, c)
+				cw.read(c)
 			}
 		})
 	}
@@ -202,10 +201,24 @@ func fill(r io.Reader, b []byte) (int, error) {
 	return n, nil
 }
 
-// readChunk parses and aggregates a chunk's lines as Reader.Next does.
-func readChunk(a *Aggregator, ps *Parser, rec *Sighting, c *lineChunk) {
+// addBatch is how many sightings a worker parses before it adds them: the
+// hosts' rows are spread at random over tables larger than the CPU caches,
+// and looking a batch up together lets their cache misses overlap.
+const addBatch = 16
+
+// chunkWorker is one worker's state: a parser and a sighting per batch
+// slot, since a sighting points into its parser's buffers until added.
+type chunkWorker struct {
+	a    *Aggregator
+	ps   [addBatch]Parser
+	recs [addBatch]Sighting
+	n    int
+}
+
+// read parses and aggregates a chunk's lines as Reader.Next does.
+func (w *chunkWorker) read(c *lineChunk) {
 	defer close(c.done)
-	a.chunk = c.seq
+	w.a.chunk = c.seq
 	st := &c.stats
 	bad := func(err error) {
 		st.Malformed++
@@ -232,16 +245,24 @@ func readChunk(a *Aggregator, ps *Parser, rec *Sighting, c *lineChunk) {
 			bad(errTooLong)
 			continue
 		}
-		kind, err := ps.Parse(line, rec)
+		rec := &w.recs[w.n]
+		kind, err := w.ps[w.n].Parse(line, rec)
 		switch kind {
 		case LineEvidence:
 			st.Evidence++
 			st.Sightings += rec.Count
-			a.Add(rec)
+			if w.n++; w.n == addBatch {
+				w.a.addBatch(w.recs[:])
+				w.n = 0
+			}
 		case LineService:
 			st.Service++
 		case LineMalformed:
 			bad(err)
 		}
 	}
+	// The chunk's sightings are added before it is done: the merge
+	// orders ties by chunk.
+	w.a.addBatch(w.recs[:w.n])
+	w.n = 0
 }

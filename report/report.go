@@ -80,7 +80,8 @@ type Sources struct {
 }
 
 // HostSummary is one row of the report: everything the logs say about one
-// host.
+// host. Rows from one Aggregator may share their name slices: read them,
+// never modify them.
 type HostSummary struct {
 	Host       netip.Addr
 	FirstSeen  time.Time
@@ -140,6 +141,7 @@ type Aggregator struct {
 	// one reader in file order does (see merge).
 	pos   []aggPos // nil when reading alone
 	chunk uint32   // the chunk being read
+	sink  uint64   // keeps addBatch's warming loads from being optimised away
 }
 
 // NetworkSummary is what the logs say about one network whose sightings the
@@ -246,6 +248,32 @@ func (a *Aggregator) Add(r *Sighting) {
 			fam = a.names[kindFamily].id(nil)
 		}
 		a.timeline.add(fam, first, last, r.Count)
+	}
+}
+
+// addBatch adds rs in order, as Add does one by one. It first reads the
+// index slots of the batch's IPv4 hosts, then their rows, in loops of
+// independent loads, so that the CPU waits for all those cache misses
+// at once rather than for one per line.
+func (a *Aggregator) addBatch(rs []Sighting) {
+	if len(a.v4.slots) > 0 && len(rs) > 1 {
+		var sink uint64
+		for k := range rs {
+			if rs[k].Host.Is4() {
+				sink += a.v4.slots[a.v4.hash(v4Key(rs[k].Host))]
+			}
+		}
+		for k := range rs {
+			if rs[k].Host.Is4() {
+				if i, ok := a.v4.get(v4Key(rs[k].Host)); ok {
+					sink += uint64(a.aggs[i].first)
+				}
+			}
+		}
+		a.sink = sink
+	}
+	for k := range rs {
+		a.Add(&rs[k])
 	}
 }
 
@@ -369,8 +397,25 @@ func (a *Aggregator) mark(h *hostAgg, i uint32, set *uint32, kind int, id uint32
 	h.hasExtra = true
 }
 
-// namesOf returns the sorted names of one kind in a host's sets.
+// namesOf returns the sorted names of one kind in a host's sets. Hosts
+// with the same set of low ids share one slice (hosts are many, sets few).
 func (a *Aggregator) namesOf(i uint32, set uint32, kind int) []string {
+	if !a.aggs[i].hasExtra {
+		n := &a.names[kind]
+		if names, ok := n.sets[set]; ok {
+			return names
+		}
+		if n.sets == nil {
+			n.sets = make(map[uint32][]string)
+		}
+		names := a.namesOfIDs(i, set, kind)
+		n.sets[set] = names
+		return names
+	}
+	return a.namesOfIDs(i, set, kind)
+}
+
+func (a *Aggregator) namesOfIDs(i uint32, set uint32, kind int) []string {
 	var ids []uint32
 	for set != 0 {
 		b := bits.TrailingZeros32(set)
@@ -528,7 +573,8 @@ type interner struct {
 	names []string
 	last  uint32
 	valid bool
-	rank  []uint32 // display order of each id, made by sorted
+	rank  []uint32            // display order of each id, made by sorted
+	sets  map[uint32][]string // sorted names of a set of ids below maskIDs, made by namesOf
 }
 
 func (n *interner) id(b []byte) uint32 {

@@ -2,7 +2,9 @@ package report
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"unicode/utf8"
 
 	"wormsink/evidence"
@@ -146,12 +148,40 @@ var strClass = func() (t [256]uint8) {
 	return t
 }()
 
+const (
+	ones = 0x0101010101010101
+	high = 0x8080808080808080
+)
+
+// specialBytes flags (with its high bit) the bytes of w, eight bytes of a
+// string read little-endian, that end a run of plain ASCII: a quote, a
+// backslash, a control character or a byte from 0x80. A flag may also
+// be set above the first flagged byte (a borrow carries into the next
+// byte), never below it, so the lowest flag is exact.
+func specialBytes(w uint64) uint64 {
+	zero := func(v uint64) uint64 { return (v - ones) &^ v & high }
+	return zero(w^('"'*ones)) | zero(w^('\\'*ones)) | (w-0x20*ones)&^w&high | w&high
+}
+
 // str reads the JSON string starting at line[i] == '"'. The result points
 // into line when the string has no escapes, else into p.arena.
 func (p *Parser) str(line []byte, i int) ([]byte, int, strStatus) {
 	start := i + 1
+	j := start
+	// Eight bytes at a time up to the first byte that is not plain ASCII:
+	// most strings (keys, names, times) end there, at their quote.
+	for j+8 <= len(line) {
+		if m := specialBytes(binary.LittleEndian.Uint64(line[j:])); m != 0 {
+			j += bits.TrailingZeros64(m) >> 3
+			if line[j] == '"' {
+				return line[start:j], j + 1, strOK
+			}
+			break
+		}
+		j += 8
+	}
 	nonASCII := false
-	for j := start; j < len(line); j++ {
+	for ; j < len(line); j++ {
 		switch strClass[line[j]] {
 		case 0:
 			continue
