@@ -20,6 +20,7 @@ type Set struct {
 	sufLens  uint64        // bit n set: some such tail is n bytes long
 	others   []filePattern // every other pattern
 	payloads [ICMP + 1][]payloadRule
+	watched  [ICMP + 1]portSet // the destination ports payload rules look at
 	stats    Stats
 	seed     uint64
 }
@@ -121,6 +122,7 @@ func Compile(f *File) (*Set, error) {
 		for pi := range sig.Payloads {
 			p := &sig.Payloads[pi]
 			s.payloads[p.Proto] = append(s.payloads[p.Proto], payloadRule{sig: sig, p: p})
+			s.watched[p.Proto].add(p.Port)
 			s.stats.Payloads++
 		}
 	}
@@ -300,6 +302,35 @@ func (s *Set) MatchFile(name string) (FileMatch, bool) {
 // packet matcher can skip payload work entirely.
 func (s *Set) HasPayloadRules(proto Proto) bool {
 	return proto <= ICMP && len(s.payloads[proto]) > 0
+}
+
+// PayloadPort reports whether a payload rule for proto looks at packets to
+// port (a rule without a port looks at every port). A packet matcher uses it
+// to follow TCP handshakes only where a match can need their proof.
+func (s *Set) PayloadPort(proto Proto, port uint16) bool {
+	return proto <= ICMP && s.watched[proto].has(port)
+}
+
+// portSet is a set of ports: a bit per port, or every port.
+type portSet struct {
+	all  bool
+	bits *[1 << 16 / 64]uint64 // nil: no port
+}
+
+// add adds port, or every port for 0.
+func (p *portSet) add(port uint16) {
+	if port == 0 {
+		p.all = true
+		return
+	}
+	if p.bits == nil {
+		p.bits = new([1 << 16 / 64]uint64)
+	}
+	p.bits[port/64] |= 1 << (port % 64)
+}
+
+func (p *portSet) has(port uint16) bool {
+	return p.all || p.bits != nil && p.bits[port/64]&(1<<(port%64)) != 0
 }
 
 // MatchPayload finds the first payload rule (in file order) that a packet of

