@@ -15,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"wormsink/evidence"
+	"wormsink/signatures"
 )
 
 // ParallelScanner scans capture files on several cores and records exactly
@@ -26,6 +27,7 @@ import (
 // one matcher that sees them all, in packet order, as the chunks are
 // handed on.
 type ParallelScanner struct {
+	sigs    SetSource
 	rec     Recorder
 	workers []*Matcher
 	recs    []*chunkRecorder
@@ -43,7 +45,7 @@ var (
 // NewParallelScanner makes a scanner with n workers (at least 1) recording
 // into rec. rec is only called from the goroutine calling Scan.
 func NewParallelScanner(sigs SetSource, rec Recorder, opt Options, n int) *ParallelScanner {
-	s := &ParallelScanner{rec: rec, frag: NewMatcher(sigs, rec, opt)}
+	s := &ParallelScanner{sigs: sigs, rec: rec, frag: NewMatcher(sigs, rec, opt)}
 	for range max(n, 1) {
 		r := &chunkRecorder{}
 		m := newMatcher(sigs, r, opt, true)
@@ -85,6 +87,7 @@ type chunkPacket struct {
 	lt       layers.LinkType
 	time     time.Time
 	num      uint64
+	quiet    bool // quietTCP under the chunk's set: only counted
 }
 
 type chunkEvent struct {
@@ -94,6 +97,7 @@ type chunkEvent struct {
 
 type scanChunk struct {
 	name     string
+	set      *signatures.Set // the signatures the reader judged quiet frames by
 	data     []byte
 	pkts     []chunkPacket
 	evs      []chunkEvent
@@ -142,7 +146,7 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 	nw := len(s.workers)
 	// A fixed set of chunks bounds the memory: the reader waits for one to
 	// come back when all are in flight.
-	p := &chunkPipe{name: name, free: make(chan *scanChunk, 2*nw+2)}
+	p := &chunkPipe{name: name, sigs: s.sigs, free: make(chan *scanChunk, 2*nw+2)}
 	for range cap(p.free) {
 		p.free <- &scanChunk{data: make([]byte, 0, chunkBytes), pkts: make([]chunkPacket, 0, chunkPackets), done: make(chan struct{}, 1)}
 	}
@@ -171,7 +175,7 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 	for c := range p.order {
 		<-c.done
 		s.emit(c)
-		c.data, c.pkts, c.evs, c.deferred, c.obs = c.data[:0], c.pkts[:0], c.evs[:0], c.deferred[:0], c.obs[:0]
+		c.data, c.pkts, c.evs, c.deferred, c.obs, c.set = c.data[:0], c.pkts[:0], c.evs[:0], c.deferred[:0], c.obs[:0], nil
 		p.free <- c
 	}
 	wg.Wait()
@@ -183,6 +187,7 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 // the workers and, in the same order, to the caller.
 type chunkPipe struct {
 	name              string
+	sigs              SetSource
 	free, work, order chan *scanChunk
 	n                 uint64 // packets read
 	err               error
@@ -192,6 +197,18 @@ func (p *chunkPipe) send(c *scanChunk) {
 	c.name = p.name
 	p.work <- c
 	p.order <- c
+}
+
+// set returns the signatures c's quiet frames are judged by, taken when
+// its first frame is. The reader has a frame's bytes in its cache as it
+// cuts the record, so it picks out there the frames matching would only
+// count (most of a mirror port's), and a worker need not fetch their bytes
+// into its own cache.
+func (p *chunkPipe) set(c *scanChunk) *signatures.Set {
+	if c.set == nil {
+		c.set = p.sigs.Current()
+	}
+	return c.set
 }
 
 // readPackets reads through a gopacket reader (gzip, pcapng), copying each
@@ -225,7 +242,8 @@ func (p *chunkPipe) readPackets(ctx context.Context, src packetSource, lt layers
 		}
 		off := len(c.data)
 		c.data = append(c.data, data...)
-		c.pkts = append(c.pkts, chunkPacket{off: off, end: len(c.data), lt: plt, time: ci.Timestamp, num: p.n})
+		c.pkts = append(c.pkts, chunkPacket{off: off, end: len(c.data), lt: plt, time: ci.Timestamp, num: p.n,
+			quiet: plt == layers.LinkTypeEthernet && quietTCP(p.set(c), data)})
 	}
 	if len(c.pkts) > 0 {
 		p.send(c)
@@ -310,7 +328,8 @@ func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHead
 			// In uint32, as pcapgo computes it (a fraction field out of
 			// range wraps there), so both paths agree on every file.
 			ts := time.Unix(int64(h.order.Uint32(hdr[0:4])), int64(h.order.Uint32(hdr[4:8])*h.nanos)).UTC()
-			c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen, lt: h.lt, time: ts, num: p.n})
+			c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen, lt: h.lt, time: ts, num: p.n,
+				quiet: h.lt == layers.LinkTypeEthernet && quietTCP(p.set(c), c.data[pos+16:pos+16+capLen])})
 			pos += 16 + capLen
 		}
 		full := len(c.pkts) >= chunkPackets || len(c.data) == cap(c.data)
@@ -368,8 +387,14 @@ func (p *chunkPipe) fail(c *scanChunk, err error) {
 // the fragments for emit.
 func matchChunk(m *Matcher, rec *chunkRecorder, c *scanChunk) {
 	rec.c = c
+	quietOK := m.sigs.Current() == c.set
 	for i := range c.pkts {
 		p := &c.pkts[i]
+		if p.quiet && quietOK {
+			m.stats.Packets++ // all Packet would do
+			m.stats.Bytes += uint64(p.end - p.off)
+			continue
+		}
 		rec.idx = i
 		saved := m.stats
 		m.deferred = false

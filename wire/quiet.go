@@ -1,0 +1,63 @@
+package wire
+
+import (
+	"encoding/binary"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"wormsink/signatures"
+)
+
+// quietTCP reports, from the raw bytes of an Ethernet frame, that decoding
+// it would find an untagged IPv4 (no options, not a fragment) or IPv6 (no
+// extension header) TCP segment that decodes cleanly and that no rule of
+// set can use: neither port is one a TCP payload rule looks at, so it can
+// make no evidence and its handshake is not followed. Matching such a frame
+// only counts it, and most of a mirror port's frames are such frames: the
+// matcher counts them without gopacket decoding them. Any doubt answers
+// false and the frame is decoded; FuzzQuietTCP checks every frame it
+// answers true for against the full decode.
+func quietTCP(set *signatures.Set, frame []byte) bool {
+	if len(frame) < 14+20 {
+		return false
+	}
+	var seg []byte
+	switch layers.EthernetType(binary.BigEndian.Uint16(frame[12:14])) {
+	case layers.EthernetTypeIPv4:
+		ip := frame[14:]
+		if ip[0]&0x0f != 5 || ip[9] != byte(layers.IPProtocolTCP) {
+			return false // options (which may not decode), or not TCP
+		}
+		if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
+			return false // a fragment (MF or an offset): reassembly's
+		}
+		n := int(binary.BigEndian.Uint16(ip[2:4]))
+		switch {
+		case n == 0: // TSO: the frame says
+			n = len(ip)
+		case n < 20:
+			return false // a decode error
+		}
+		seg = ip[20:min(n, len(ip))]
+	case layers.EthernetTypeIPv6:
+		ip := frame[14:]
+		if len(ip) < 40 || ip[6] != byte(layers.IPProtocolTCP) {
+			return false
+		}
+		n := int(binary.BigEndian.Uint16(ip[4:6]))
+		if n == 0 {
+			return false // a decode error (or a jumbogram, which needs hop-by-hop)
+		}
+		seg = ip[40:min(40+n, len(ip))]
+	default:
+		return false
+	}
+	if len(seg) < 20 {
+		return false
+	}
+	if off := int(seg[12] >> 4); off < 5 || off*4 > len(seg) {
+		return false
+	}
+	sport, dport := binary.BigEndian.Uint16(seg[0:2]), binary.BigEndian.Uint16(seg[2:4])
+	return !set.PayloadPort(signatures.TCP, sport) && !set.PayloadPort(signatures.TCP, dport)
+}
