@@ -32,7 +32,7 @@ type flows struct {
 const (
 	flowWays = 4
 	// DefaultTCPFlows is how many TCP handshakes a Matcher tracks at once.
-	DefaultTCPFlows = 1 << 15
+	DefaultTCPFlows = 1 << 14
 	// flowIdle is how long an entry lives without a packet; an entry older
 	// than that is free, so a 4-tuple reused much later is not taken for
 	// the old connection.
@@ -48,9 +48,13 @@ const (
 	flowEstablished           // the client's ACK of the server's ISN seen
 )
 
-// flowKey names a connection by who opened it.
+// flowKey names a connection by who opened it. The addresses are kept as
+// 16 bytes (IPv4 mapped), not netip.Addr, so the table holds no pointer
+// and the garbage collector never scans it. (An IPv4 address and its
+// IPv4-mapped IPv6 form, which RFC 4291 keeps off the wire, name the same
+// endpoint here.)
 type flowKey struct {
-	client, server netip.Addr
+	client, server [16]byte
 	cport, sport   uint16
 }
 
@@ -128,8 +132,8 @@ func slot(set []flowEntry, k *flowKey, now int64) *flowEntry {
 func (f *flows) observe(src, dst netip.Addr, tcp *layers.TCP, at time.Time) bool {
 	now := at.UnixNano()
 	sport, dport := uint16(tcp.SrcPort), uint16(tcp.DstPort)
-	fwd := flowKey{client: src, server: dst, cport: sport, sport: dport}
-	rev := flowKey{client: dst, server: src, cport: dport, sport: sport}
+	fwd := flowKey{client: src.As16(), server: dst.As16(), cport: sport, sport: dport}
+	rev := flowKey{client: fwd.server, server: fwd.client, cport: dport, sport: sport}
 	set := f.set(src, sport, dst, dport)
 	switch {
 	case tcp.RST:

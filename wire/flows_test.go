@@ -206,8 +206,8 @@ func captured(file, s string) bool {
 // up, and costs no allocation per packet.
 func TestTCPFlowsBounded(t *testing.T) {
 	m := NewMatcher(StaticSet{anyTCPSet(t)}, evidencetest.Discard{}, Options{TCPFlows: 64})
-	if len(m.flows.e) != 64 {
-		t.Fatalf("%d entries for 64 flows", len(m.flows.e))
+	if len(m.handshakes().e) != 64 {
+		t.Fatalf("%d entries for 64 flows", len(m.handshakes().e))
 	}
 	syn := seg(t, victim, infected, 1, 4444, "S", 1, 0, "")
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -217,7 +217,7 @@ func TestTCPFlowsBounded(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per SYN", allocs)
 	}
-	for _, e := range m.flows.e {
+	for _, e := range m.handshakes().e {
 		if e.state != flowSyn {
 			t.Fatalf("entry %+v after a SYN flood", e)
 		}
@@ -258,7 +258,7 @@ func TestTCPFlowsOnlyRulePorts(t *testing.T) {
 	for p := range 10000 {
 		send(seg(t, c, s, uint16(2000+p%2000), uint16(80+p%4000), "S", 1, 0, "")) // never 4444
 	}
-	for _, e := range m.flows.e {
+	for _, e := range m.handshakes().e {
 		if e.state != flowFree && e.key.sport != 4444 {
 			t.Fatalf("entry %+v for a port no rule looks at", e)
 		}
@@ -285,7 +285,7 @@ func FuzzFlows(f *testing.F) {
 		a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 		for i := 0; i+5 <= len(in); i += 5 {
 			op, conn, seq, ack, fromClient := in[i]%4, in[i+1]%4, uint32(in[i+2]), uint32(in[i+3]), in[i+4]%2 == 0
-			k := flowKey{client: a, server: b, cport: 1000 + uint16(conn), sport: 80}
+			k := flowKey{client: a.As16(), server: b.As16(), cport: 1000 + uint16(conn), sport: 80}
 			src, dst, sp, dp := a, b, k.cport, k.sport
 			if !fromClient {
 				src, dst, sp, dp = b, a, k.sport, k.cport
@@ -305,8 +305,8 @@ func FuzzFlows(f *testing.F) {
 
 			// The model, from the client's and the server's side.
 			want := false
-			fwd := flowKey{client: src, server: dst, cport: sp, sport: dp}
-			rev := flowKey{client: dst, server: src, cport: dp, sport: sp}
+			fwd := flowKey{client: src.As16(), server: dst.As16(), cport: sp, sport: dp}
+			rev := flowKey{client: dst.As16(), server: src.As16(), cport: dp, sport: sp}
 			switch {
 			case tcp.RST:
 				delete(model, fwd)

@@ -73,13 +73,14 @@ type Stats struct {
 // safe for concurrent use: give each capture its own Matcher (decoding
 // state is preallocated per Matcher, which is what makes it allocation-free).
 type Matcher struct {
-	sigs    SetSource
-	rec     Recorder
-	anyPort bool
-	stats   Stats
-	dec     *decoder
-	defrag  *defragmenter
-	flows   *flows
+	sigs     SetSource
+	rec      Recorder
+	anyPort  bool
+	stats    Stats
+	dec      *decoder
+	defrag   *defragmenter
+	flows    *flows // nil until a TCP segment needs following
+	tcpFlows int    // its size
 
 	// deferFrags (a parallel scan's worker) stops at an IP fragment and
 	// sets deferred instead of reassembling: reassembly is stateful, so
@@ -114,9 +115,7 @@ func newMatcher(sigs SetSource, rec Recorder, opt Options, deferring bool) *Matc
 		opt.TCPFlows = DefaultTCPFlows
 	}
 	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder(), deferFrags: deferring}
-	if !deferring {
-		m.flows = newFlows(opt.TCPFlows)
-	}
+	m.tcpFlows = opt.TCPFlows
 	m.defrag = newDefragmenter(opt.FragDatagrams, opt.FragBytes, opt.FragTimeout, &m.stats)
 	return m
 }
@@ -332,7 +331,7 @@ type flowObs struct {
 // observe replays o into m's handshake table and returns the proof.
 func (m *Matcher) observe(o *flowObs) evidence.Proof {
 	t := layers.TCP{SrcPort: layers.TCPPort(o.sport), DstPort: layers.TCPPort(o.dport), Seq: o.seq, Ack: o.ack, RST: o.rst, SYN: o.syn, ACK: o.ackf}
-	if m.flows.observe(o.src, o.dst, &t, o.at) {
+	if m.handshakes().observe(o.src, o.dst, &t, o.at) {
 		return evidence.ProofTCP
 	}
 	return evidence.ProofDatagram
@@ -348,6 +347,16 @@ func (m *Matcher) follows(sport, dport uint16) bool {
 	return set.PayloadPort(signatures.TCP, dport) || set.PayloadPort(signatures.TCP, sport)
 }
 
+// handshakes returns the handshake table, made at the first segment that
+// needs it: a capture (or a signature file) without TCP to rule ports
+// never pays for it.
+func (m *Matcher) handshakes() *flows {
+	if m.flows == nil {
+		m.flows = newFlows(m.tcpFlows)
+	}
+	return m.flows
+}
+
 // tcpProof follows the handshake with the TCP segment just decoded: proof
 // tcp when it is on a connection whose handshake the sensor saw complete,
 // else a datagram (a lone segment anyone could have forged).
@@ -358,7 +367,7 @@ func (m *Matcher) tcpProof(src, dst netip.Addr, at time.Time) evidence.Proof {
 			seq: t.Seq, ack: t.Ack, rst: t.RST, syn: t.SYN, ackf: t.ACK})
 		return proofPending
 	}
-	if m.flows.observe(src, dst, &m.dec.tcp, at) {
+	if m.handshakes().observe(src, dst, &m.dec.tcp, at) {
 		return evidence.ProofTCP
 	}
 	return evidence.ProofDatagram

@@ -146,7 +146,7 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 	nw := len(s.workers)
 	// A fixed set of chunks bounds the memory: the reader waits for one to
 	// come back when all are in flight.
-	p := &chunkPipe{name: name, sigs: s.sigs, free: make(chan *scanChunk, 2*nw+2)}
+	p := &chunkPipe{name: name, sigs: s.sigs, free: make(chan *scanChunk, nw+2)}
 	for range cap(p.free) {
 		p.free <- &scanChunk{data: make([]byte, 0, chunkBytes), pkts: make([]chunkPacket, 0, chunkPackets), done: make(chan struct{}, 1)}
 	}

@@ -51,10 +51,8 @@ func FuzzQuietTCP(f *testing.F) {
 		if len(d) != 3 || d[0] != layers.LayerTypeEthernet || (d[1] != layers.LayerTypeIPv4 && d[1] != layers.LayerTypeIPv6) || d[2] != layers.LayerTypeTCP {
 			t.Fatalf("quiet frame %x decodes to %v", frame, d)
 		}
-		for _, e := range m.flows.e {
-			if e.state != flowFree {
-				t.Fatalf("quiet frame %x entered the handshake table: %+v", frame, e)
-			}
+		if m.flows != nil {
+			t.Fatalf("quiet frame %x made the handshake table", frame)
 		}
 	})
 }
