@@ -20,18 +20,18 @@ func (a *Aggregator) merge(b *Aggregator) {
 			remap[k][id] = a.names[k].id([]byte(name))
 		}
 	}
-	for j := range b.aggs {
-		bh, bp := &b.aggs[j], b.pos[j]
-		i, ok := a.lookup(b.addrs[j])
+	for j := range uint32(b.aggs.len()) {
+		bh, bp, addr := b.aggs.at(j), *b.pos.at(j), *b.addrs.at(j)
+		i, ok := a.lookup(addr)
 		if !ok {
-			i = uint32(len(a.aggs))
-			a.insert(b.addrs[j], i)
-			a.aggs = append(a.aggs, hostAgg{first: bh.first, last: bh.last, firstPort: bh.firstPort, lastPort: bh.lastPort,
+			i = uint32(a.aggs.len())
+			a.insert(addr, i)
+			a.aggs.push(hostAgg{first: bh.first, last: bh.last, firstPort: bh.firstPort, lastPort: bh.lastPort,
 				evidence: bh.evidence, src: bh.src, proof: bh.proof})
-			a.addrs = append(a.addrs, b.addrs[j])
-			a.pos = append(a.pos, bp)
+			a.addrs.push(addr)
+			a.pos.push(bp)
 		} else {
-			h, p := &a.aggs[i], &a.pos[i]
+			h, p := a.aggs.at(i), a.pos.at(i)
 			if bh.first < h.first || bh.first == h.first && bp.first < p.first {
 				h.first, h.firstPort, p.first = bh.first, bh.firstPort, bp.first
 			}
@@ -74,7 +74,7 @@ func (a *Aggregator) merge(b *Aggregator) {
 
 // markKind adds name id of kind to host i's set.
 func (a *Aggregator) markKind(i uint32, kind int, id uint32) {
-	h := &a.aggs[i]
+	h := a.aggs.at(i)
 	switch kind {
 	case kindFamily:
 		a.mark(h, i, &h.fams, kind, id)

@@ -27,7 +27,7 @@ func NewParallelReader(f Filter, timeline bool, n int) *ParallelReader {
 	p := &ParallelReader{}
 	for range max(n, 1) {
 		a := NewAggregator(f, timeline)
-		a.pos = []aggPos{}
+		a.pos = &blocks[aggPos]{}
 		p.workers = append(p.workers, a)
 	}
 	return p

@@ -127,8 +127,8 @@ type Aggregator struct {
 	filter   Filter
 	v4       v4Index               // IPv4 hosts → index into aggs
 	other    map[netip.Addr]uint32 // every other host
-	aggs     []hostAgg
-	addrs    []netip.Addr
+	aggs     blocks[hostAgg]
+	addrs    blocks[netip.Addr]
 	extra    map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs (rare)
 	names    [3]interner         // families, signatures, sensors
 	timeline *Timeline
@@ -139,7 +139,7 @@ type Aggregator struct {
 	// A parallel read's worker notes, per host, the chunk of the line that
 	// set first and last: merged workers break ties of equal times the way
 	// one reader in file order does (see merge).
-	pos   []aggPos // nil when reading alone
+	pos   *blocks[aggPos] // nil when reading alone
 	chunk uint32   // the chunk being read
 	sink  uint64   // keeps addBatch's warming loads from being optimised away
 }
@@ -203,25 +203,25 @@ func (a *Aggregator) Add(r *Sighting) {
 	}
 	i, ok := a.lookup(r.Host)
 	if !ok {
-		i = uint32(len(a.aggs))
+		i = uint32(a.aggs.len())
 		a.insert(r.Host, i)
-		a.aggs = append(a.aggs, hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence, proof: r.Proof})
-		a.addrs = append(a.addrs, r.Host)
+		a.aggs.push(hostAgg{first: first, last: last, firstPort: r.Port, lastPort: r.Port, evidence: r.Evidence, proof: r.Proof})
+		a.addrs.push(r.Host)
 		if a.pos != nil {
-			a.pos = append(a.pos, aggPos{a.chunk, a.chunk})
+			a.pos.push(aggPos{a.chunk, a.chunk})
 		}
 	}
-	h := &a.aggs[i]
+	h := a.aggs.at(i)
 	if first < h.first {
 		h.first, h.firstPort = first, r.Port
 		if a.pos != nil {
-			a.pos[i].first = a.chunk
+			a.pos.at(i).first = a.chunk
 		}
 	}
 	if last >= h.last {
 		h.last, h.lastPort = last, r.Port
 		if a.pos != nil {
-			a.pos[i].last = a.chunk
+			a.pos.at(i).last = a.chunk
 		}
 	}
 	if r.Evidence < h.evidence { // Strong is the smaller value
@@ -266,7 +266,7 @@ func (a *Aggregator) addBatch(rs []Sighting) {
 		for k := range rs {
 			if rs[k].Host.Is4() {
 				if i, ok := a.v4.get(v4Key(rs[k].Host)); ok {
-					sink += uint64(a.aggs[i].first)
+					sink += uint64(a.aggs.at(i).first)
 				}
 			}
 		}
@@ -400,7 +400,7 @@ func (a *Aggregator) mark(h *hostAgg, i uint32, set *uint32, kind int, id uint32
 // namesOf returns the sorted names of one kind in a host's sets. Hosts
 // with the same set of low ids share one slice (hosts are many, sets few).
 func (a *Aggregator) namesOf(i uint32, set uint32, kind int) []string {
-	if !a.aggs[i].hasExtra {
+	if !a.aggs.at(i).hasExtra {
 		n := &a.names[kind]
 		if names, ok := n.sets[set]; ok {
 			return names
@@ -422,7 +422,7 @@ func (a *Aggregator) namesOfIDs(i uint32, set uint32, kind int) []string {
 		ids = append(ids, uint32(b))
 		set &^= 1 << b
 	}
-	if a.aggs[i].hasExtra {
+	if a.aggs.at(i).hasExtra {
 		for _, x := range a.extra[i] {
 			if int(x>>30) == kind {
 				ids = append(ids, x&(1<<30-1))
@@ -508,9 +508,9 @@ func (a *Aggregator) Sightings() uint64 { return a.kept }
 // Hosts returns the report rows: hosts passing the evidence and proof
 // filters, in SortHosts order.
 func (a *Aggregator) Hosts() []HostSummary {
-	out := make([]HostSummary, 0, len(a.aggs))
-	for i := range a.aggs {
-		h, addr := &a.aggs[i], a.addrs[i]
+	out := make([]HostSummary, 0, a.aggs.len())
+	for i := range a.aggs.len() {
+		h, addr := a.aggs.at(uint32(i)), *a.addrs.at(uint32(i))
 		ix := uint32(i)
 		if a.filter.StrongOnly && h.evidence != signatures.Strong {
 			continue
