@@ -140,8 +140,8 @@ type Aggregator struct {
 	// set first and last: merged workers break ties of equal times the way
 	// one reader in file order does (see merge).
 	pos   *blocks[aggPos] // nil when reading alone
-	chunk uint32   // the chunk being read
-	sink  uint64   // keeps addBatch's warming loads from being optimised away
+	chunk uint32          // the chunk being read
+	sink  uint64          // keeps addBatch's warming loads from being optimised away
 }
 
 // NetworkSummary is what the logs say about one network whose sightings the
