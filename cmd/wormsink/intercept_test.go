@@ -342,12 +342,14 @@ func TestInterceptNamespaces(t *testing.T) {
 	// the tproxy rule, alternating, in this run.
 	ratio, median, direct, passed, pairs := l.compareTransfers(run, clientFile("perf.bin"))
 	t.Logf("1 MB tftp-hpa read, direct and through the interceptor at the same time, %d rounds: best times direct %v, through the interceptor %v: ratio %.3f (median of the per-round ratios %.3f)", pairs, direct, passed, ratio, median)
-	// The goal (1.1x) is checked by make perf-intercept (WORMSINK_PERF=1,
-	// no race detector, nothing else running). Inside make test other
-	// packages' tests share the two cores, so only a pass-through that
-	// costs far more than the direct path fails here.
-	if limit := perfLimit(1.1, 2); ratio > limit {
-		t.Errorf("pass-through takes %.2fx the direct transfer (want <= %.1f)", ratio, limit)
+	// The goal (1.1x, best times) is checked by make perf-intercept
+	// (WORMSINK_PERF=1, no race detector, nothing else running). Inside
+	// make test other packages' tests share the two cores, so only a
+	// pass-through that costs far more than the direct path fails here,
+	// judged by the median of the rounds: one lucky direct round (the
+	// other tests paused) makes the best times' ratio meaningless there.
+	if limit := perfLimit(1.1, 2); perfLimit(ratio, median) > limit {
+		t.Errorf("pass-through takes %.2fx the direct transfer (best times; median of the rounds %.2fx; want <= %.1f)", ratio, median, limit)
 	}
 
 	routerPkts := stopRouter()
