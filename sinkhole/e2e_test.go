@@ -43,8 +43,12 @@ func needTools(t *testing.T, tools ...string) {
 func startCapture(t *testing.T, port uint16) (stop func(until func([]packet) bool) string) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "lo.pcap")
-	cmd := exec.Command("tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", file,
-		"udp and (port "+strconv.Itoa(int(port))+" or (udp[8] = 0 and udp[9] >= 1 and udp[9] <= 5))")
+	// Only 127.0.0.1 to 127.0.0.1, the server's and its clients' address:
+	// other packages' tests flood lo with TFTP-like datagrams from other
+	// loopback addresses at the same time, and in the capture buffer they
+	// crowded out a client's request (the kernel dropped it).
+	cmd := exec.Command("tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-B", "16384", "-Z", "root", "-w", file,
+		"udp and src host 127.0.0.1 and dst host 127.0.0.1 and (port "+strconv.Itoa(int(port))+" or (udp[8] = 0 and udp[9] >= 1 and udp[9] <= 5))")
 	errp, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +88,7 @@ func startCapture(t *testing.T, port uint16) (stop func(until func([]packet) boo
 		case <-time.After(10 * time.Second):
 			t.Fatal("tcpdump did not stop")
 		}
+		t.Logf("tcpdump: %s", strings.Join(lines, "; ")) // its packet and drop counts, shown when the test fails
 		return file
 	}
 }
