@@ -19,7 +19,8 @@ import (
 // not safe for concurrent use.
 type Parser struct {
 	f     fields
-	arena []byte // decoded strings with escapes; reserved per line so slices stay put
+	arena []byte              // decoded strings with escapes; reserved per line so slices stay put
+	next  [nFields + 2]keyLit // the key that came after each key last time
 	slow  map[string]any
 }
 
@@ -60,23 +61,40 @@ func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
 	if i < len(line) && line[i] == '}' {
 		i++
 	} else {
+		prev := keyStart
 		for {
 			if i >= len(line) || line[i] != '"' {
 				return LineMalformed, errBadJSON, false
 			}
-			key, next, st := p.str(line, i)
-			if st != strOK {
-				return LineMalformed, errBadJSON, st == strFallback
+			var fi int
+			// The key that followed this one last time, compared in two
+			// words: a log's lines repeat their keys in the same order.
+			if k := &p.next[prev]; k.n > 0 && i+16 <= len(line) &&
+				(binary.LittleEndian.Uint64(line[i:])^k.w[0])&k.m[0]|(binary.LittleEndian.Uint64(line[i+8:])^k.w[1])&k.m[1] == 0 {
+				fi, i = int(k.fi), i+int(k.n)
+			} else {
+				key, next, st := p.str(line, i)
+				if st != strOK {
+					return LineMalformed, errBadJSON, st == strFallback
+				}
+				fi = fieldOf(key)
+				if next == i+len(key)+2 && next < len(line) && line[next] == ':' {
+					p.next[prev].learn(line[i:next+1], fi) // a key without escapes
+				}
+				i = skipWS(line, next)
+				if i >= len(line) || line[i] != ':' {
+					return LineMalformed, errBadJSON, false
+				}
+				i++
 			}
-			i = skipWS(line, next)
-			if i >= len(line) || line[i] != ':' {
-				return LineMalformed, errBadJSON, false
+			prev = keyOther
+			if fi >= 0 {
+				prev = fi
 			}
-			i = skipWS(line, i+1)
+			i = skipWS(line, i)
 			if i >= len(line) {
 				return LineMalformed, errBadJSON, false
 			}
-			fi := fieldOf(key)
 			switch c := line[i]; {
 			case c == '"':
 				val, next, st := p.str(line, i)
@@ -161,6 +179,37 @@ const (
 func specialBytes(w uint64) uint64 {
 	zero := func(v uint64) uint64 { return (v - ones) &^ v & high }
 	return zero(w^('"'*ones)) | zero(w^('\\'*ones)) | (w-0x20*ones)&^w&high | w&high
+}
+
+// keyLit is a key as it appeared in a line, quotes and colon included
+// (`"time":`), as two little-endian words and masks, to be compared with
+// the bytes of the next line in two loads.
+type keyLit struct {
+	w, m [2]uint64
+	n    uint8 // its length, 0 for none; at most 16
+	fi   int8  // fieldOf the key
+}
+
+// Parser.next is indexed by the field number of the key before, or:
+const (
+	keyStart = nFields     // the object's first key
+	keyOther = nFields + 1 // after a key the report does not read
+)
+
+// learn keeps lit (`"key":`, no escapes) as the key expected next.
+func (k *keyLit) learn(lit []byte, fi int) {
+	if len(lit) > 16 {
+		k.n = 0
+		return
+	}
+	var b [16]byte
+	copy(b[:], lit)
+	k.w[0], k.w[1] = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
+	k.m = [2]uint64{}
+	for j := range lit {
+		k.m[j/8] |= 0xff << (8 * (j % 8))
+	}
+	k.n, k.fi = uint8(len(lit)), int8(fi)
 }
 
 // str reads the JSON string starting at line[i] == '"'. The result points

@@ -175,19 +175,50 @@ func FuzzParseLine(f *testing.F) {
 	f.Add(`{"time":"2026-11-24T10:00:00Z","event":"tftp_refused","network":"10.0.0.0/24","evidence":"strong","count":3}`)
 	f.Add(`{"port":1e2,"count":01}`)
 	f.Fuzz(func(t *testing.T, line string) {
-		var p, q Parser
-		var r1, r2 Sighting
-		k1, err1 := p.Parse([]byte(line), &r1)
-		k2, _ := q.parseSlow([]byte(line), &r2)
-		if k1 != k2 {
-			t.Fatalf("fast %v (%v), encoding/json %v for %q", k1, err1, k2, line)
+		var p Parser
+		// Twice: the second time the parser expects the keys it saw.
+		for range 2 {
+			checkParse(t, &p, line)
 		}
-		if k1 == LineEvidence && !sameSighting(&r1, &r2) {
-			t.Fatalf("records differ for %q:\nfast %+v\njson %+v", line, r1, r2)
-		}
-		if k1 == LineMalformed && !errors.Is(err1, ErrMalformed) {
-			t.Fatalf("error %v does not wrap ErrMalformed", err1)
-		}
+	})
+}
+
+// checkParse parses line with p and with encoding/json.
+func checkParse(t *testing.T, p *Parser, line string) {
+	t.Helper()
+	var q Parser
+	var r1, r2 Sighting
+	k1, err1 := p.Parse([]byte(line), &r1)
+	k2, _ := q.parseSlow([]byte(line), &r2)
+	if k1 != k2 {
+		t.Fatalf("fast %v (%v), encoding/json %v for %q", k1, err1, k2, line)
+	}
+	if k1 == LineEvidence && !sameSighting(&r1, &r2) {
+		t.Fatalf("records differ for %q:\nfast %+v\njson %+v", line, r1, r2)
+	}
+	if k1 == LineMalformed && !errors.Is(err1, ErrMalformed) {
+		t.Fatalf("error %v does not wrap ErrMalformed", err1)
+	}
+}
+
+// FuzzParseAfter: a line read after another (whose keys the parser then
+// expects) reads as encoding/json reads it.
+func FuzzParseAfter(f *testing.F) {
+	tftp := string(writerLine(f, evidence.Event{Time: at, Kind: evidence.TFTPRefused, Host: netip.MustParseAddr("10.0.0.9"), Port: 1069, Sig: "b", Family: "B",
+		File: "msblast.exe", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("192.0.2.1:69"), Serial: 7}))
+	dns := string(writerLine(f, evidence.Event{Time: at, Kind: evidence.DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "b", Family: "B",
+		QName: "x.example", QType: "A", Transport: "udp"}))
+	f.Add(tftp, dns)
+	f.Add(dns, tftp)
+	f.Add(tftp, strings.Replace(tftp, `"host":`, `"host" :`, 1))
+	f.Add(tftp, strings.Replace(tftp, `"port":`, `"po\u0072t":`, 1))
+	f.Add(tftp, strings.Replace(tftp, `"file":"msblast.exe"`, `"file":"msblast.exe","file":1`, 1))
+	f.Add(tftp, tftp[:40])
+	f.Fuzz(func(t *testing.T, first, line string) {
+		var p Parser
+		checkParse(t, &p, first)
+		checkParse(t, &p, line)
+		checkParse(t, &p, line)
 	})
 }
 
@@ -252,5 +283,36 @@ func BenchmarkParse(b *testing.B) {
 		if k, err := p.Parse(line, &r); k != LineEvidence {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkParseMixed reads lines of every event in turn, with hosts,
+// ports and names that vary, as a log interleaves them: the parser's
+// expectation of the next key is right most of the time, not always.
+func BenchmarkParseMixed(b *testing.B) {
+	var lines [][]byte
+	for i := range 64 {
+		h := netip.AddrFrom4([4]byte{10, byte(i), byte(i * 7), byte(i * 13)})
+		ev := evidence.Event{Time: at.Add(time.Duration(i) * time.Second), Host: h, Port: uint16(1024 + i*997), Sig: []string{"blaster", "mirai.tftp-loader", "welchia"}[i%3],
+			Family: []string{"Blaster", "Mirai", "Welchia"}[i%3], Serial: 2026112501, Proof: evidence.Proof(i % 2)}
+		switch i % 3 {
+		case 0:
+			ev.Kind, ev.File, ev.Mode, ev.Op, ev.Srv = evidence.TFTPRefused, "msblast.exe", "octet", "read", netip.MustParseAddrPort("192.0.2.69:69")
+		case 1:
+			ev.Kind, ev.QName, ev.QType, ev.Transport = evidence.DNSSinkhole, "tftp.mirai.example", "A", "udp"
+		default:
+			ev.Kind, ev.Peer, ev.Role, ev.Proto, ev.DstPort, ev.File, ev.Mode, ev.Op = evidence.WireMatch, netip.MustParseAddr("10.9.9.9"), evidence.RoleRequester, "udp", 69, "penis32.exe", "octet", "read"
+		}
+		lines = append(lines, writerLine(b, ev))
+	}
+	var p Parser
+	var r Sighting
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if k, err := p.Parse(lines[i%len(lines)], &r); k != LineEvidence {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
