@@ -3,7 +3,9 @@ package report
 import (
 	"bytes"
 	"errors"
+	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -241,6 +243,15 @@ func FuzzParseTime(f *testing.F) {
 		if ft, fok := fastTime([]byte(s)); fok && (err != nil || !ft.Equal(want)) {
 			t.Fatalf("%q: fast path %v accepted, time.Parse %v %v", s, ft, want, err)
 		}
+		// With the date cached from s itself, and from a time on another
+		// day (the cache must not answer for a date it does not hold).
+		for _, before := range []string{s, "2026-11-24T10:00:00Z"} {
+			var c dayCache
+			c.parse([]byte(before))
+			if ct, cok := c.parse([]byte(s)); cok != (err == nil) || cok && !ct.Equal(want) {
+				t.Fatalf("%q after %q: cached %v %v, time.Parse %v %v", s, before, ct, cok, want, err)
+			}
+		}
 	})
 }
 
@@ -315,4 +326,23 @@ func BenchmarkParseMixed(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// FuzzUintField: a number field reads as strconv reads its digits, within
+// the field's bound.
+func FuzzUintField(f *testing.F) {
+	for _, s := range []string{"0", "65535", "65536", "18446744073709551615", "18446744073709551616", "9999999999999999999", "99999999999999999999", "-1", "1.5", "1e3", ""} {
+		f.Add(s, uint64(math.MaxUint16))
+		f.Add(s, uint64(math.MaxUint64))
+	}
+	f.Fuzz(func(t *testing.T, s string, max uint64) {
+		var fl fields
+		fl.typ[fPort], fl.val[fPort] = tNumber, []byte(s)
+		got, ok := uintField(&fl, fPort, max)
+		want, err := strconv.ParseUint(s, 10, 64)
+		wantOK := err == nil && want <= max && s != "" && s[0] != '+'
+		if ok != wantOK || ok && got != want {
+			t.Fatalf("%q (max %d): %d %v, strconv %d %v", s, max, got, ok, want, err)
+		}
+	})
 }

@@ -166,6 +166,7 @@ func fieldOf(key []byte) int {
 type fields struct {
 	typ [nFields]uint8
 	val [nFields][]byte
+	day dayCache
 }
 
 func (f *fields) reset() {
@@ -270,12 +271,12 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 			return LineMalformed, errBadHost
 		}
 	}
-	if rec.Time, ok = parseTime(f.val[fTime]); !ok || !plausible(rec.Time) {
+	if rec.Time, ok = f.day.parse(f.val[fTime]); !ok || !plausible(rec.Time) {
 		return LineMalformed, errBadTime
 	}
 	rec.Last = rec.Time
 	if f.typ[fLast] != tNone {
-		if rec.Last, ok = parseTime(f.val[fLast]); !ok || !plausible(rec.Last) {
+		if rec.Last, ok = f.day.parse(f.val[fLast]); !ok || !plausible(rec.Last) {
 			return LineMalformed, errBadLast
 		}
 		if rec.Last.Before(rec.Time) {
@@ -361,6 +362,15 @@ func uintField(f *fields, i int, max uint64) (uint64, bool) {
 		return 0, false
 	}
 	var n uint64
+	if len(b) < 20 { // 19 digits cannot overflow: no check per digit
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return 0, false // negative, fraction or exponent
+			}
+			n = n*10 + uint64(c-'0')
+		}
+		return n, n <= max
+	}
 	for _, c := range b {
 		if c < '0' || c > '9' {
 			return 0, false // negative, fraction or exponent
@@ -435,20 +445,63 @@ func parseTime(b []byte) (time.Time, bool) {
 	return t, err == nil
 }
 
+// dayCache remembers the last date a log's times had (they change once a
+// day) and its day number, so a time on that day is read without the
+// calendar arithmetic.
+type dayCache struct {
+	date [10]byte // "2026-11-24", valid as fastDate reads it
+	days int64
+	ok   bool
+}
+
+// parse is parseTime, faster on the date seen last.
+func (c *dayCache) parse(b []byte) (time.Time, bool) {
+	if c.ok && len(b) >= 20 && [10]byte(b[:10]) == c.date {
+		if t, ok := fastClock(b, c.days); ok {
+			return t, true
+		}
+	} else if days, ok := fastDate(b); ok {
+		c.date, c.days, c.ok = [10]byte(b[:10]), days, true
+		if t, ok := fastClock(b, days); ok {
+			return t, true
+		}
+	}
+	return parseTime(b)
+}
+
 func fastTime(b []byte) (time.Time, bool) {
-	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+	days, ok := fastDate(b)
+	if !ok {
 		return time.Time{}, false
+	}
+	return fastClock(b, days)
+}
+
+// fastDate reads the date of a time in the log's format (at least 20
+// bytes) and returns its day number.
+func fastDate(b []byte) (int64, bool) {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' {
+		return 0, false
 	}
 	year, ok1 := digits(b[0:4])
 	month, ok2 := digits(b[5:7])
 	day, ok3 := digits(b[8:10])
+	if !(ok1 && ok2 && ok3) || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) {
+		return 0, false
+	}
+	return daysFromCivil(year, month, day), true
+}
+
+// fastClock reads the rest of a time whose date (day number days) fastDate
+// read: "Thh:mm:ss", an optional fraction, "Z".
+func fastClock(b []byte, days int64) (time.Time, bool) {
+	if len(b) < 20 || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+		return time.Time{}, false
+	}
 	hour, ok4 := digits(b[11:13])
 	min, ok5 := digits(b[14:16])
 	sec, ok6 := digits(b[17:19])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
-		return time.Time{}, false
-	}
-	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || min > 59 || sec > 59 {
+	if !(ok4 && ok5 && ok6) || hour > 23 || min > 59 || sec > 59 {
 		return time.Time{}, false
 	}
 	nsec := 0
@@ -465,7 +518,6 @@ func fastTime(b []byte) (time.Time, bool) {
 		}
 		nsec = n
 	}
-	days := daysFromCivil(year, month, day)
 	return time.Unix(days*86400+int64(hour*3600+min*60+sec), int64(nsec)).UTC(), true
 }
 
