@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -49,6 +50,18 @@ func (h *HostSummary) cells() []string {
 // cells (FuzzCSVCell checks), made without a string per cell: a report
 // can have millions of rows.
 func WriteCSV(w io.Writer, rows []HostSummary) error {
+	return WriteCSVSeq(w, func(yield func(*HostSummary) bool) {
+		for i := range rows {
+			if !yield(&rows[i]) {
+				return
+			}
+		}
+	})
+}
+
+// WriteCSVSeq is WriteCSV for rows yielded one at a time (as
+// Aggregator.EachHost yields them).
+func WriteCSVSeq(w io.Writer, rows iter.Seq[*HostSummary]) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var row, cell []byte
 	for i, h := range CSVHeader {
@@ -61,8 +74,7 @@ func WriteCSV(w io.Writer, rows []HostSummary) error {
 	if _, err := bw.Write(row); err != nil {
 		return err
 	}
-	for i := range rows {
-		h := &rows[i]
+	for h := range rows {
 		row = h.Host.AppendTo(row[:0])
 		row = append(row, ',')
 		row = h.FirstSeen.AppendFormat(row, evidence.TimeFormat)

@@ -209,3 +209,35 @@ func FuzzParallelRead(f *testing.F) {
 		}
 	})
 }
+
+// EachHost yields Hosts' rows in Hosts' order, and the CSV written from it
+// is WriteCSV's of Hosts, under every filter.
+func TestEachHostSameAsHosts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	log := randomLog(t, rng, 3000, 500, "s")
+	for _, f := range []Filter{{}, {StrongOnly: true}, {VerifiedOnly: true}} {
+		a := NewAggregator(f, false)
+		r, _ := NewReader(bytes.NewReader(log), "log")
+		for r.Next() {
+			a.Add(r.Sighting())
+		}
+		rows := a.Hosts()
+		var each []HostSummary
+		for h := range a.EachHost {
+			each = append(each, *h)
+		}
+		if len(rows) == 0 || !reflect.DeepEqual(rows, each) {
+			t.Fatalf("filter %+v: EachHost yields %d rows unlike Hosts' %d", f, len(each), len(rows))
+		}
+		var b1, b2 bytes.Buffer
+		if err := WriteCSV(&b1, rows); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteCSVSeq(&b2, a.EachHost); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b1.Bytes(), b2.Bytes()) {
+			t.Fatalf("filter %+v: WriteCSVSeq differs from WriteCSV", f)
+		}
+	}
+}

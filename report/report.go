@@ -398,21 +398,18 @@ func (a *Aggregator) mark(h *hostAgg, i uint32, set *uint32, kind int, id uint32
 }
 
 // namesOf returns the sorted names of one kind in a host's sets. Hosts
-// with the same set of low ids share one slice (hosts are many, sets few).
-func (a *Aggregator) namesOf(i uint32, set uint32, kind int) []string {
-	if !a.aggs.at(i).hasExtra {
-		n := &a.names[kind]
-		if names, ok := n.sets[set]; ok {
-			return names
-		}
-		if n.sets == nil {
-			n.sets = make(map[uint32][]string)
-		}
-		names := a.namesOfIDs(i, set, kind)
-		n.sets[set] = names
-		return names
+// with the same set of low ids share one slice through sets (hosts are
+// many, sets few).
+func (a *Aggregator) namesOf(i uint32, set uint32, kind int, sets map[uint32][]string) []string {
+	if a.aggs.at(i).hasExtra {
+		return a.namesOfIDs(i, set, kind)
 	}
-	return a.namesOfIDs(i, set, kind)
+	names, ok := sets[set]
+	if !ok {
+		names = a.namesOfIDs(i, set, kind)
+		sets[set] = names
+	}
+	return names
 }
 
 func (a *Aggregator) namesOfIDs(i uint32, set uint32, kind int) []string {
@@ -508,53 +505,111 @@ func (a *Aggregator) Sightings() uint64 { return a.kept }
 // Hosts returns the report rows: hosts passing the evidence and proof
 // filters, in SortHosts order.
 func (a *Aggregator) Hosts() []HostSummary {
-	out := make([]HostSummary, 0, a.aggs.len())
-	for i := range a.aggs.len() {
-		h, addr := a.aggs.at(uint32(i)), *a.addrs.at(uint32(i))
-		ix := uint32(i)
+	keys := a.sortedHosts()
+	out := make([]HostSummary, len(keys))
+	sets := newNameSets()
+	for i := range keys {
+		a.fillRow(&out[i], keys[i].idx, &sets)
+	}
+	return out
+}
+
+// EachHost yields the rows Hosts returns, in the same order, one at a
+// time and in the same HostSummary (copy what you keep): a report of a
+// million hosts then needs no slice of a million rows.
+func (a *Aggregator) EachHost(yield func(*HostSummary) bool) {
+	keys := a.sortedHosts()
+	sets := newNameSets()
+	var row HostSummary
+	for i := range keys {
+		a.fillRow(&row, keys[i].idx, &sets)
+		if !yield(&row) {
+			return
+		}
+	}
+}
+
+// hostKey is what SortHosts orders rows by, and where the host's state
+// is: sorting these small keys moves far fewer bytes than sorting rows.
+type hostKey struct {
+	events   uint64
+	addr     netip.Addr
+	idx      uint32
+	evidence signatures.Strength
+	proof    evidence.Proof
+}
+
+// sortedHosts returns the keys of the hosts passing the filters, in
+// SortHosts order.
+func (a *Aggregator) sortedHosts() []hostKey {
+	keys := make([]hostKey, 0, a.aggs.len())
+	for i := range uint32(a.aggs.len()) {
+		h := a.aggs.at(i)
 		if a.filter.StrongOnly && h.evidence != signatures.Strong {
 			continue
 		}
 		if a.filter.VerifiedOnly && !h.proof.Verified() {
 			continue
 		}
-		out = append(out, HostSummary{
-			Host:       addr,
-			FirstSeen:  time.Unix(0, h.first).UTC(),
-			LastSeen:   time.Unix(0, h.last).UTC(),
-			FirstPort:  h.firstPort,
-			LastPort:   h.lastPort,
-			Events:     h.src[0] + h.src[1] + h.src[2],
-			Evidence:   h.evidence,
-			Families:   a.namesOf(ix, h.fams, kindFamily),
-			Signatures: a.namesOf(ix, h.sigs, kindSig),
-			Sources:    Sources{DNS: h.src[0], TFTP: h.src[1], Wire: h.src[2]},
-			Sensors:    a.namesOf(ix, h.sensors, kindSensor),
-			Proof:      h.proof,
-		})
+		keys = append(keys, hostKey{events: h.src[0] + h.src[1] + h.src[2], addr: *a.addrs.at(i), idx: i, evidence: h.evidence, proof: h.proof})
 	}
-	SortHosts(out)
-	return out
+	slices.SortFunc(keys, func(x, y hostKey) int {
+		return compareHosts(x.evidence, y.evidence, x.proof, y.proof, x.events, y.events, x.addr, y.addr)
+	})
+	return keys
+}
+
+type nameSets [3]map[uint32][]string
+
+func newNameSets() nameSets {
+	var s nameSets
+	for k := range s {
+		s[k] = make(map[uint32][]string)
+	}
+	return s
+}
+
+// fillRow sets row to host i's summary.
+func (a *Aggregator) fillRow(row *HostSummary, i uint32, sets *nameSets) {
+	h := a.aggs.at(i)
+	*row = HostSummary{
+		Host:       *a.addrs.at(i),
+		FirstSeen:  time.Unix(0, h.first).UTC(),
+		LastSeen:   time.Unix(0, h.last).UTC(),
+		FirstPort:  h.firstPort,
+		LastPort:   h.lastPort,
+		Events:     h.src[0] + h.src[1] + h.src[2],
+		Evidence:   h.evidence,
+		Families:   a.namesOf(i, h.fams, kindFamily, sets[kindFamily]),
+		Signatures: a.namesOf(i, h.sigs, kindSig, sets[kindSig]),
+		Sources:    Sources{DNS: h.src[0], TFTP: h.src[1], Wire: h.src[2]},
+		Sensors:    a.namesOf(i, h.sensors, kindSensor, sets[kindSensor]),
+		Proof:      h.proof,
+	}
 }
 
 // SortHosts orders rows as the report does: strongest evidence first, then
 // best proof, then most events, then host address.
 func SortHosts(rows []HostSummary) {
 	slices.SortFunc(rows, func(x, y HostSummary) int {
-		if x.Evidence != y.Evidence {
-			return int(x.Evidence) - int(y.Evidence)
-		}
-		if x.Proof != y.Proof {
-			return int(y.Proof) - int(x.Proof)
-		}
-		if x.Events != y.Events {
-			if x.Events > y.Events {
-				return -1
-			}
-			return 1
-		}
-		return x.Host.Compare(y.Host)
+		return compareHosts(x.Evidence, y.Evidence, x.Proof, y.Proof, x.Events, y.Events, x.Host, y.Host)
 	})
+}
+
+func compareHosts(ex, ey signatures.Strength, px, py evidence.Proof, nx, ny uint64, hx, hy netip.Addr) int {
+	if ex != ey {
+		return int(ex) - int(ey)
+	}
+	if px != py {
+		return int(py) - int(px)
+	}
+	if nx != ny {
+		if nx > ny {
+			return -1
+		}
+		return 1
+	}
+	return hx.Compare(hy)
 }
 
 // Timeline returns the binned sightings per family, or nil when the
@@ -573,8 +628,7 @@ type interner struct {
 	names []string
 	last  uint32
 	valid bool
-	rank  []uint32            // display order of each id, made by sorted
-	sets  map[uint32][]string // sorted names of a set of ids below maskIDs, made by namesOf
+	rank  []uint32 // display order of each id, made by sorted
 }
 
 func (n *interner) id(b []byte) uint32 {

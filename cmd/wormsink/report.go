@@ -217,7 +217,7 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 			werr = report.WriteNetworkTable(out, agg.Networks())
 		}
 	case "csv":
-		werr = report.WriteCSV(out, agg.Hosts())
+		werr = report.WriteCSVSeq(out, agg.EachHost)
 	case "json":
 		rows := agg.Hosts()
 		werr = report.WriteJSON(out, rows, summary(len(rows), agg, total))
