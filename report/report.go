@@ -509,7 +509,7 @@ func (a *Aggregator) Hosts() []HostSummary {
 	out := make([]HostSummary, len(keys))
 	sets := newNameSets()
 	for i := range keys {
-		a.fillRow(&out[i], keys[i].idx, &sets)
+		a.fillRow(&out[i], &keys[i], &sets)
 	}
 	return out
 }
@@ -522,7 +522,16 @@ func (a *Aggregator) EachHost(yield func(*HostSummary) bool) {
 	sets := newNameSets()
 	var row HostSummary
 	for i := range keys {
-		a.fillRow(&row, keys[i].idx, &sets)
+		if i%addBatch == 0 {
+			// The rows are in report order, the state in reading order:
+			// read a batch ahead so the cache misses overlap.
+			var sink uint64
+			for _, k := range keys[i:min(i+addBatch, len(keys))] {
+				sink += uint64(a.aggs.at(k.idx).first)
+			}
+			a.sink = sink
+		}
+		a.fillRow(&row, &keys[i], &sets)
 		if !yield(&row) {
 			return
 		}
@@ -569,11 +578,12 @@ func newNameSets() nameSets {
 	return s
 }
 
-// fillRow sets row to host i's summary.
-func (a *Aggregator) fillRow(row *HostSummary, i uint32, sets *nameSets) {
+// fillRow sets row to the summary of k's host.
+func (a *Aggregator) fillRow(row *HostSummary, k *hostKey, sets *nameSets) {
+	i := k.idx
 	h := a.aggs.at(i)
 	*row = HostSummary{
-		Host:       *a.addrs.at(i),
+		Host:       k.addr,
 		FirstSeen:  time.Unix(0, h.first).UTC(),
 		LastSeen:   time.Unix(0, h.last).UTC(),
 		FirstPort:  h.firstPort,
