@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -636,14 +637,16 @@ func (a *Aggregator) Timeline() *Timeline {
 type interner struct {
 	ids   map[string]uint32
 	names []string
-	last  uint32
-	valid bool
-	rank  []uint32 // display order of each id, made by sorted
+	// recent maps a cheap hash of a name to the id last seen with it, ahead
+	// of the map: a log has a few names, so this answers nearly every line.
+	recent [64]uint32 // id+1; 0 is empty
+	rank   []uint32   // display order of each id, made by sorted
 }
 
 func (n *interner) id(b []byte) uint32 {
-	if n.valid && n.names[n.last] == string(b) {
-		return n.last
+	slot := &n.recent[recentHash(b)]
+	if r := *slot; r != 0 && n.names[r-1] == string(b) {
+		return r - 1
 	}
 	id, ok := n.ids[string(b)]
 	if !ok {
@@ -652,8 +655,22 @@ func (n *interner) id(b []byte) uint32 {
 		n.names = append(n.names, s)
 		n.ids[s] = id
 	}
-	n.last, n.valid = id, true
+	*slot = id + 1
 	return id
+}
+
+// recentHash picks an interner.recent slot from a name's length and its
+// first and last eight bytes.
+func recentHash(b []byte) uint64 {
+	w := uint64(len(b))
+	if len(b) >= 8 {
+		w ^= binary.LittleEndian.Uint64(b) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[len(b)-8:]), 29)
+	} else {
+		for _, c := range b {
+			w = w<<8 ^ uint64(c)
+		}
+	}
+	return w * 0x9E3779B97F4A7C15 >> 58
 }
 
 // sorted returns the names of ids in display order: case-insensitive, then
