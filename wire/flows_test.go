@@ -224,7 +224,8 @@ func TestTCPFlowsBounded(t *testing.T) {
 	}
 }
 
-// port4444Set has one TCP payload rule, on port 4444.
+// port4444Set has one TCP payload rule, on port 4444, and a UDP one on
+// port 7000.
 func port4444Set(t testing.TB) *signatures.Set {
 	t.Helper()
 	set, err := signatures.Parse("t.yaml", []byte(`serial: 1
@@ -233,6 +234,7 @@ signatures:
     family: Blaster
     payloads:
       - {proto: tcp, port: 4444, contains: "tftp -i "}
+      - {proto: udp, port: 7000, contains: "msblast"}
 `))
 	if err != nil {
 		t.Fatal(err)

@@ -90,7 +90,7 @@ type Matcher struct {
 	deferFrags, deferred bool
 	obs                  []flowObs
 
-	decodeAll bool // decode even the frames quietTCP says only count (tests)
+	decodeAll bool // decode even the frames quiet says only count (tests)
 }
 
 // NewMatcher makes a Matcher recording into rec.
@@ -157,7 +157,7 @@ type packet struct {
 func (m *Matcher) Packet(lt layers.LinkType, data []byte, meta Meta) int {
 	m.stats.Packets++
 	m.stats.Bytes += uint64(len(data))
-	if lt == layers.LinkTypeEthernet && !m.decodeAll && quietTCP(m.sigs.Current(), data) {
+	if lt == layers.LinkTypeEthernet && !m.decodeAll && quiet(m.sigs.Current(), m.anyPort, data) {
 		return 0
 	}
 	d := m.dec

@@ -28,6 +28,7 @@ import (
 // handed on.
 type ParallelScanner struct {
 	sigs    SetSource
+	anyPort bool
 	rec     Recorder
 	workers []*Matcher
 	recs    []*chunkRecorder
@@ -45,7 +46,7 @@ var (
 // NewParallelScanner makes a scanner with n workers (at least 1) recording
 // into rec. rec is only called from the goroutine calling Scan.
 func NewParallelScanner(sigs SetSource, rec Recorder, opt Options, n int) *ParallelScanner {
-	s := &ParallelScanner{sigs: sigs, rec: rec, frag: NewMatcher(sigs, rec, opt)}
+	s := &ParallelScanner{sigs: sigs, anyPort: opt.AnyPort, rec: rec, frag: NewMatcher(sigs, rec, opt)}
 	for range max(n, 1) {
 		r := &chunkRecorder{}
 		m := newMatcher(sigs, r, opt, true)
@@ -87,7 +88,7 @@ type chunkPacket struct {
 	lt       layers.LinkType
 	time     time.Time
 	num      uint64
-	quiet    bool // quietTCP under the chunk's set: only counted
+	quiet    bool // quiet under the chunk's set: only counted
 }
 
 type chunkEvent struct {
@@ -146,7 +147,7 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 	nw := len(s.workers)
 	// A fixed set of chunks bounds the memory: the reader waits for one to
 	// come back when all are in flight.
-	p := &chunkPipe{name: name, sigs: s.sigs, free: make(chan *scanChunk, nw+2)}
+	p := &chunkPipe{name: name, sigs: s.sigs, anyPort: s.anyPort, free: make(chan *scanChunk, nw+2)}
 	for range cap(p.free) {
 		p.free <- &scanChunk{data: make([]byte, 0, chunkBytes), pkts: make([]chunkPacket, 0, chunkPackets), done: make(chan struct{}, 1)}
 	}
@@ -188,6 +189,7 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 type chunkPipe struct {
 	name              string
 	sigs              SetSource
+	anyPort           bool
 	free, work, order chan *scanChunk
 	n                 uint64 // packets read
 	err               error
@@ -243,7 +245,7 @@ func (p *chunkPipe) readPackets(ctx context.Context, src packetSource, lt layers
 		off := len(c.data)
 		c.data = append(c.data, data...)
 		c.pkts = append(c.pkts, chunkPacket{off: off, end: len(c.data), lt: plt, time: ci.Timestamp, num: p.n,
-			quiet: plt == layers.LinkTypeEthernet && quietTCP(p.set(c), data)})
+			quiet: plt == layers.LinkTypeEthernet && quiet(p.set(c), p.anyPort, data)})
 	}
 	if len(c.pkts) > 0 {
 		p.send(c)
@@ -329,7 +331,7 @@ func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHead
 			// range wraps there), so both paths agree on every file.
 			ts := time.Unix(int64(h.order.Uint32(hdr[0:4])), int64(h.order.Uint32(hdr[4:8])*h.nanos)).UTC()
 			c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen, lt: h.lt, time: ts, num: p.n,
-				quiet: h.lt == layers.LinkTypeEthernet && quietTCP(p.set(c), c.data[pos+16:pos+16+capLen])})
+				quiet: h.lt == layers.LinkTypeEthernet && quiet(p.set(c), p.anyPort, c.data[pos+16:pos+16+capLen])})
 			pos += 16 + capLen
 		}
 		full := len(c.pkts) >= chunkPackets || len(c.data) == cap(c.data)

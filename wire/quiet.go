@@ -8,25 +8,27 @@ import (
 	"wormsink/signatures"
 )
 
-// quietTCP reports, from the raw bytes of an Ethernet frame, that decoding
-// it would find an untagged IPv4 (no options, not a fragment) or IPv6 (no
-// extension header) TCP segment that decodes cleanly and that no rule of
-// set can use: neither port is one a TCP payload rule looks at, so it can
-// make no evidence and its handshake is not followed. Matching such a frame
-// only counts it, and most of a mirror port's frames are such frames: the
-// matcher counts them without gopacket decoding them. Any doubt answers
-// false and the frame is decoded; FuzzQuietTCP checks every frame it
-// answers true for against the full decode.
-func quietTCP(set *signatures.Set, frame []byte) bool {
+// quiet reports, from the raw bytes of an Ethernet frame, that decoding it
+// would find an untagged IPv4 (no options, not a fragment) or IPv6 (no
+// extension header) TCP or UDP datagram that decodes cleanly and that no
+// rule of set can use: TCP with neither port one a TCP payload rule looks
+// at (so its handshake is not followed either), or UDP not to the TFTP port
+// (unless anyPort) nor to a port a UDP payload rule looks at. Matching such
+// a frame only counts it, and most of a mirror port's frames are such
+// frames: the matcher counts them without gopacket decoding them. Any
+// doubt answers false and the frame is decoded; FuzzQuiet checks every
+// frame it answers true for against the full decode.
+func quiet(set *signatures.Set, anyPort bool, frame []byte) bool {
 	if len(frame) < 14+20 {
 		return false
 	}
+	var proto byte
 	var seg []byte
 	switch layers.EthernetType(binary.BigEndian.Uint16(frame[12:14])) {
 	case layers.EthernetTypeIPv4:
 		ip := frame[14:]
-		if ip[0]&0x0f != 5 || ip[9] != byte(layers.IPProtocolTCP) {
-			return false // options (which may not decode), or not TCP
+		if ip[0]&0x0f != 5 {
+			return false // options, which may not decode
 		}
 		if binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
 			return false // a fragment (MF or an offset): reassembly's
@@ -38,26 +40,39 @@ func quietTCP(set *signatures.Set, frame []byte) bool {
 		case n < 20:
 			return false // a decode error
 		}
-		seg = ip[20:min(n, len(ip))]
+		proto, seg = ip[9], ip[20:min(n, len(ip))]
 	case layers.EthernetTypeIPv6:
 		ip := frame[14:]
-		if len(ip) < 40 || ip[6] != byte(layers.IPProtocolTCP) {
+		if len(ip) < 40 {
 			return false
 		}
 		n := int(binary.BigEndian.Uint16(ip[4:6]))
 		if n == 0 {
 			return false // a decode error (or a jumbogram, which needs hop-by-hop)
 		}
-		seg = ip[40:min(40+n, len(ip))]
+		proto, seg = ip[6], ip[40:min(40+n, len(ip))]
 	default:
 		return false
 	}
-	if len(seg) < 20 {
-		return false
+	switch layers.IPProtocol(proto) {
+	case layers.IPProtocolTCP:
+		if len(seg) < 20 {
+			return false
+		}
+		if off := int(seg[12] >> 4); off < 5 || off*4 > len(seg) {
+			return false
+		}
+		sport, dport := binary.BigEndian.Uint16(seg[0:2]), binary.BigEndian.Uint16(seg[2:4])
+		return !set.PayloadPort(signatures.TCP, sport) && !set.PayloadPort(signatures.TCP, dport)
+	case layers.IPProtocolUDP:
+		if len(seg) < 8 || anyPort {
+			return false
+		}
+		if n := binary.BigEndian.Uint16(seg[4:6]); n != 0 && n < 8 {
+			return false // a decode error
+		}
+		dport := binary.BigEndian.Uint16(seg[2:4])
+		return dport != TFTPPort && !set.PayloadPort(signatures.UDP, dport)
 	}
-	if off := int(seg[12] >> 4); off < 5 || off*4 > len(seg) {
-		return false
-	}
-	sport, dport := binary.BigEndian.Uint16(seg[0:2]), binary.BigEndian.Uint16(seg[2:4])
-	return !set.PayloadPort(signatures.TCP, sport) && !set.PayloadPort(signatures.TCP, dport)
+	return false
 }

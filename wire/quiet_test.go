@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"net"
 	"testing"
 	"time"
@@ -11,10 +12,11 @@ import (
 	"wormsink/internal/evidencetest"
 )
 
-// FuzzQuietTCP: every frame quietTCP lets the matcher only count decodes
-// cleanly to Ethernet, IP and TCP, makes no evidence and leaves the
-// handshake table alone, exactly as if it had been decoded.
-func FuzzQuietTCP(f *testing.F) {
+// FuzzQuiet: every frame quiet lets the matcher only count decodes
+// cleanly to Ethernet, IP and TCP or UDP, makes no evidence, counts no TFTP
+// request and leaves the handshake table alone, exactly as if it had been
+// decoded.
+func FuzzQuiet(f *testing.F) {
 	set := port4444Set(f)
 	c, s := victim, infected
 	c6, s6 := net.ParseIP("2001:db8::1"), net.ParseIP("2001:db8::2")
@@ -31,13 +33,19 @@ func FuzzQuietTCP(f *testing.F) {
 		seg(f, s, c, 4444, 1040, "SA", 1, 2, ""),
 		tcp6(1040, 443, "hello"),
 		tcp6(1040, 4444, "tftp -i x GET msblast.exe"),
+		udp4(f, c, s, 1040, 53, []byte("dns")),
+		udp4(f, c, s, 1040, 69, []byte("\x00\x01msblast.exe\x00octet\x00")),
+		udp4(f, c, s, 1040, 7000, []byte("\x00\x01msblast.exe\x00octet\x00")),
 	} {
 		f.Add(frame)
 		f.Add(frame[:len(frame)-3])
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		if !quietTCP(set, frame) {
+		if !quiet(set, false, frame) {
 			return
+		}
+		if quiet(set, true, frame) && len(frame) > 23 && frame[23] == byte(layers.IPProtocolUDP) && binary.BigEndian.Uint16(frame[12:]) == uint16(layers.EthernetTypeIPv4) {
+			t.Fatalf("UDP frame %x quiet with any port", frame)
 		}
 		var rec evidencetest.Recorder
 		m := NewMatcher(StaticSet{set}, &rec, Options{TCPFlows: 64})
@@ -48,7 +56,7 @@ func FuzzQuietTCP(f *testing.F) {
 			t.Fatalf("quiet frame %x: %d events, stats %+v", frame, n, st)
 		}
 		d := m.dec.decoded
-		if len(d) != 3 || d[0] != layers.LayerTypeEthernet || (d[1] != layers.LayerTypeIPv4 && d[1] != layers.LayerTypeIPv6) || d[2] != layers.LayerTypeTCP {
+		if len(d) != 3 || d[0] != layers.LayerTypeEthernet || (d[1] != layers.LayerTypeIPv4 && d[1] != layers.LayerTypeIPv6) || (d[2] != layers.LayerTypeTCP && d[2] != layers.LayerTypeUDP) {
 			t.Fatalf("quiet frame %x decodes to %v", frame, d)
 		}
 		if m.flows != nil {
@@ -57,9 +65,9 @@ func FuzzQuietTCP(f *testing.F) {
 	})
 }
 
-// Most frames of a mirror port are TCP no rule looks at: they are counted
-// without being decoded, and the others are still decoded.
-func TestQuietTCP(t *testing.T) {
+// Most frames of a mirror port are TCP and UDP no rule looks at: they are
+// counted without being decoded, and the others are still decoded.
+func TestQuiet(t *testing.T) {
 	set := port4444Set(t)
 	c, s := victim, infected
 	for _, tt := range []struct {
@@ -71,9 +79,12 @@ func TestQuietTCP(t *testing.T) {
 		{"rule port", seg(t, c, s, 1040, 4444, "A", 1, 1, "x"), false},
 		{"from the rule port", seg(t, s, c, 4444, 1040, "SA", 1, 2, ""), false},
 		{"truncated", seg(t, c, s, 1040, 80, "S", 1, 0, "")[:14+20+10], false},
-		{"udp", udp4(t, c, s, 1040, 80, []byte("x")), false},
+		{"dns", udp4(t, c, s, 1040, 53, []byte("x")), true},
+		{"tftp", udp4(t, c, s, 1040, 69, []byte("x")), false},
+		{"udp rule port", udp4(t, c, s, 1040, 7000, []byte("x")), false},
+		{"bad udp length", func() []byte { f := udp4(t, c, s, 1040, 53, []byte("x")); f[14+20+5] = 5; return f }(), false},
 	} {
-		if got := quietTCP(set, tt.frame); got != tt.quiet {
+		if got := quiet(set, false, tt.frame); got != tt.quiet {
 			t.Errorf("%s: quiet %v, want %v", tt.name, got, tt.quiet)
 		}
 	}
