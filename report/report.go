@@ -268,6 +268,9 @@ func (a *Aggregator) addBatch(rs []Sighting) {
 			if rs[k].Host.Is4() {
 				if i, ok := a.v4.get(v4Key(rs[k].Host)); ok {
 					sink += uint64(a.aggs.at(i).first)
+					if a.pos != nil {
+						sink += uint64(a.pos.at(i).last) // set by most lines of a log in time order
+					}
 				}
 			}
 		}
