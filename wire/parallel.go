@@ -83,12 +83,27 @@ func (s *ParallelScanner) ScanFile(ctx context.Context, path string) (uint64, er
 	return s.Scan(ctx, f, path)
 }
 
+// chunkPacket is one packet of a chunk: 32 bytes, written by the reader
+// for every packet of the file, so it stays small (the time is made by
+// the worker, and only for a packet it matches).
 type chunkPacket struct {
-	off, end int
-	lt       layers.LinkType
-	time     time.Time
-	num      uint64
-	quiet    bool // quiet under the chunk's set: only counted
+	off, end  int
+	sec, nsec uint32 // a plain pcap's time; nsec in uint32, as pcapgo computes it (a fraction out of range wraps there)
+	lt        layers.LinkType
+	quiet     bool // quiet under the chunk's set: only counted
+}
+
+// meta is the packet's Meta: its time (from c.times when gopacket read
+// it), the file and its number in the file.
+func (c *scanChunk) meta(i int) Meta {
+	p := &c.pkts[i]
+	var t time.Time
+	if c.times != nil {
+		t = c.times[i]
+	} else {
+		t = time.Unix(int64(p.sec), int64(p.nsec)).UTC()
+	}
+	return Meta{Time: t, PCAP: c.name, Packet: c.num + uint64(i)}
 }
 
 type chunkEvent struct {
@@ -98,6 +113,8 @@ type chunkEvent struct {
 
 type scanChunk struct {
 	name     string
+	num      uint64          // the number in the file of its first packet
+	times    []time.Time     // each packet's time, when read through gopacket
 	set      *signatures.Set // the signatures the reader judged quiet frames by
 	data     []byte
 	pkts     []chunkPacket
@@ -176,7 +193,7 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 	for c := range p.order {
 		<-c.done
 		s.emit(c)
-		c.data, c.pkts, c.evs, c.deferred, c.obs, c.set = c.data[:0], c.pkts[:0], c.evs[:0], c.deferred[:0], c.obs[:0], nil
+		c.data, c.pkts, c.evs, c.deferred, c.obs, c.set, c.times = c.data[:0], c.pkts[:0], c.evs[:0], c.deferred[:0], c.obs[:0], nil, c.times[:0]
 		p.free <- c
 	}
 	wg.Wait()
@@ -244,8 +261,15 @@ func (p *chunkPipe) readPackets(ctx context.Context, src packetSource, lt layers
 		}
 		off := len(c.data)
 		c.data = append(c.data, data...)
-		c.pkts = append(c.pkts, chunkPacket{off: off, end: len(c.data), lt: plt, time: ci.Timestamp, num: p.n,
+		if len(c.pkts) == 0 {
+			c.num = p.n
+		}
+		c.pkts = append(c.pkts, chunkPacket{off: off, end: len(c.data), lt: plt,
 			quiet: plt == layers.LinkTypeEthernet && quiet(p.set(c), p.anyPort, data)})
+		if c.times == nil {
+			c.times = make([]time.Time, 0, chunkPackets)
+		}
+		c.times = append(c.times, ci.Timestamp)
 	}
 	if len(c.pkts) > 0 {
 		p.send(c)
@@ -329,8 +353,11 @@ func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHead
 			p.n++
 			// In uint32, as pcapgo computes it (a fraction field out of
 			// range wraps there), so both paths agree on every file.
-			ts := time.Unix(int64(h.order.Uint32(hdr[0:4])), int64(h.order.Uint32(hdr[4:8])*h.nanos)).UTC()
-			c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen, lt: h.lt, time: ts, num: p.n,
+			if len(c.pkts) == 0 {
+				c.num = p.n
+			}
+			c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen,
+				sec: h.order.Uint32(hdr[0:4]), nsec: h.order.Uint32(hdr[4:8]) * h.nanos, lt: h.lt,
 				quiet: h.lt == layers.LinkTypeEthernet && quiet(p.set(c), p.anyPort, c.data[pos+16:pos+16+capLen])})
 			pos += 16 + capLen
 		}
@@ -401,7 +428,7 @@ func matchChunk(m *Matcher, rec *chunkRecorder, c *scanChunk) {
 		saved := m.stats
 		m.deferred = false
 		m.obs = m.obs[:0]
-		m.Packet(p.lt, c.data[p.off:p.end], Meta{Time: p.time, PCAP: c.name, Packet: p.num})
+		m.Packet(p.lt, c.data[p.off:p.end], c.meta(i))
 		if !m.deferred {
 			for _, o := range m.obs {
 				c.obs = append(c.obs, chunkObs{i, o})
@@ -440,7 +467,7 @@ func (s *ParallelScanner) emit(c *scanChunk) {
 		}
 		if di < len(c.deferred) && c.deferred[di] == next {
 			p := &c.pkts[next]
-			s.frag.Packet(p.lt, c.data[p.off:p.end], Meta{Time: p.time, PCAP: c.name, Packet: p.num})
+			s.frag.Packet(p.lt, c.data[p.off:p.end], c.meta(next))
 			di++
 			continue
 		}
