@@ -102,7 +102,7 @@ func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
 					return LineMalformed, errBadJSON, st == strFallback
 				}
 				if fi >= 0 {
-					p.f.typ[fi], p.f.val[fi] = tString, val
+					p.f.set(fi, tString, val)
 				}
 				i = next
 			case c == '-' || (c >= '0' && c <= '9'):
@@ -111,7 +111,7 @@ func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
 					return LineMalformed, errBadJSON, false
 				}
 				if fi >= 0 {
-					p.f.typ[fi], p.f.val[fi] = tNumber, line[i:next]
+					p.f.set(fi, tNumber, line[i:next])
 				}
 				i = next
 			default:
@@ -120,7 +120,7 @@ func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
 					return LineMalformed, errBadJSON, st == strFallback
 				}
 				if fi >= 0 {
-					p.f.typ[fi], p.f.val[fi] = tOther, nil
+					p.f.set(fi, tOther, nil)
 				}
 				i = next
 			}
@@ -483,11 +483,11 @@ func (p *Parser) parseSlow(line []byte, rec *Sighting) (LineKind, error) {
 		}
 		switch v := v.(type) {
 		case string:
-			p.f.typ[fi], p.f.val[fi] = tString, []byte(v)
+			p.f.set(fi, tString, []byte(v))
 		case json.Number:
-			p.f.typ[fi], p.f.val[fi] = tNumber, []byte(v)
+			p.f.set(fi, tNumber, []byte(v))
 		default:
-			p.f.typ[fi], p.f.val[fi] = tOther, nil
+			p.f.set(fi, tOther, nil)
 		}
 	}
 	if !utf8.Valid(line) {

@@ -164,14 +164,33 @@ func fieldOf(key []byte) int {
 // finish: for each known key, the JSON type of its last value and the value.
 // Sharing finish keeps both paths' meaning identical by construction.
 type fields struct {
-	typ [nFields]uint8
-	val [nFields][]byte
-	day dayCache
+	typ       [nFields]uint8
+	val       [nFields][]byte
+	nonString uint32 // bit i: field i's last value is not a string
+	day       dayCache
 }
 
 func (f *fields) reset() {
 	f.typ = [nFields]uint8{}
+	f.nonString = 0
 }
+
+// set records field i's last value.
+func (f *fields) set(i int, typ uint8, val []byte) {
+	f.typ[i], f.val[i] = typ, val
+	if typ == tString {
+		f.nonString &^= 1 << i
+	} else {
+		f.nonString |= 1 << i
+	}
+}
+
+// nonString has a bit per field: this does not compile with more than 32.
+const _ uint32 = 1 << (nFields - 1)
+
+// stringFields are the fields that must be strings when present.
+const stringFields = 1<<fTime | 1<<fEvent | 1<<fHost | 1<<fSig | 1<<fFamily | 1<<fEvidence | 1<<fLast | 1<<fSensor |
+	1<<fQName | 1<<fQType | 1<<fTransport | 1<<fFile | 1<<fOp | 1<<fServer | 1<<fPeer | 1<<fRole | 1<<fProto | 1<<fProof | 1<<fNetwork
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
@@ -214,11 +233,8 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 		return LineMalformed, errHostAndNet
 	}
 	// Every string field must be a string when present.
-	for _, i := range [...]int{fTime, fEvent, fHost, fSig, fFamily, fEvidence, fLast, fSensor,
-		fQName, fQType, fTransport, fFile, fOp, fServer, fPeer, fRole, fProto, fProof, fNetwork} {
-		if t := f.typ[i]; t != tNone && t != tString {
-			return LineMalformed, errBadField
-		}
+	if f.nonString&stringFields != 0 {
+		return LineMalformed, errBadField
 	}
 	if f.typ[fTime] == tNone {
 		return LineMalformed, errNoTime
