@@ -73,14 +73,20 @@ func (s *ParallelScanner) Stats() Stats {
 	return st
 }
 
-// ScanFile is Matcher.ScanFile on several cores.
+// ScanFile is Matcher.ScanFile on several cores. An uncompressed pcap
+// that is a regular file is read in blocks by the workers themselves (see
+// blockCutter).
 func (s *ParallelScanner) ScanFile(ctx context.Context, path string) (uint64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err // *PathError names the file
 	}
 	defer f.Close()
-	return s.Scan(ctx, f, path)
+	var ra io.ReaderAt
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		ra = f
+	}
+	return s.scan(ctx, f, ra, path)
 }
 
 // chunkPacket is one packet of a chunk: 32 bytes, written by the reader
@@ -113,6 +119,7 @@ type chunkEvent struct {
 
 type scanChunk struct {
 	name     string
+	buf      []byte          // a blockCutter's block, after blockHead bytes of room
 	num      uint64          // the number in the file of its first packet
 	times    []time.Time     // each packet's time, when read through gopacket
 	set      *signatures.Set // the signatures the reader judged quiet frames by
@@ -143,6 +150,11 @@ func (r *chunkRecorder) Record(ev evidence.Event) {
 // Scan is Matcher.Scan on several cores: the same evidence in the same
 // order, the same count and errors.
 func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (uint64, error) {
+	return s.scan(ctx, r, nil, name)
+}
+
+// scan is Scan; ra, when not nil, reads the same bytes as r from offset 0.
+func (s *ParallelScanner) scan(ctx context.Context, r io.Reader, ra io.ReaderAt, name string) (uint64, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	plain, err := plainPcap(br)
 	if err != nil {
@@ -165,29 +177,44 @@ func (s *ParallelScanner) Scan(ctx context.Context, r io.Reader, name string) (u
 	// A fixed set of chunks bounds the memory: the reader waits for one to
 	// come back when all are in flight.
 	p := &chunkPipe{name: name, sigs: s.sigs, anyPort: s.anyPort, free: make(chan *scanChunk, nw+2)}
+	blocks := plain != nil && ra != nil
 	for range cap(p.free) {
-		p.free <- &scanChunk{data: make([]byte, 0, chunkBytes), pkts: make([]chunkPacket, 0, chunkPackets), done: make(chan struct{}, 1)}
+		c := &scanChunk{pkts: make([]chunkPacket, 0, chunkPackets), done: make(chan struct{}, 1)}
+		if blocks {
+			c.buf = make([]byte, blockHead+chunkBytes)
+		} else {
+			c.data = make([]byte, 0, chunkBytes)
+		}
+		p.free <- c
 	}
-	p.work = make(chan *scanChunk, cap(p.free))
 	p.order = make(chan *scanChunk, cap(p.free))
 	var wg sync.WaitGroup
-	for i := range nw {
-		m, rec := s.workers[i], s.recs[i]
-		wg.Go(func() {
-			for c := range p.work {
-				matchChunk(m, rec, c)
-			}
-		})
-	}
-	go func() {
-		defer close(p.order)
-		defer close(p.work)
-		if plain != nil {
-			p.readPlain(ctx, br, plain)
-		} else {
-			p.readPackets(ctx, src, lt, mixed)
+	if blocks {
+		bc := newBlockCutter(ctx, p, ra, plain)
+		for i := range nw {
+			m, rec := s.workers[i], s.recs[i]
+			wg.Go(func() { bc.work(m, rec) })
 		}
-	}()
+	} else {
+		p.work = make(chan *scanChunk, cap(p.free))
+		for i := range nw {
+			m, rec := s.workers[i], s.recs[i]
+			wg.Go(func() {
+				for c := range p.work {
+					matchChunk(m, rec, c)
+				}
+			})
+		}
+		go func() {
+			defer close(p.order)
+			defer close(p.work)
+			if plain != nil {
+				p.readPlain(ctx, br, plain)
+			} else {
+				p.readPackets(ctx, src, lt, mixed)
+			}
+		}()
+	}
 
 	// Hand the evidence on in file order.
 	for c := range p.order {
@@ -216,6 +243,11 @@ func (p *chunkPipe) send(c *scanChunk) {
 	c.name = p.name
 	p.work <- c
 	p.order <- c
+}
+
+// isQuiet is quiet for a frame of c with link type lt.
+func (p *chunkPipe) isQuiet(c *scanChunk, lt layers.LinkType, frame []byte) bool {
+	return lt == layers.LinkTypeEthernet && quiet(p.set(c), p.anyPort, frame)
 }
 
 // set returns the signatures c's quiet frames are judged by, taken when
@@ -265,7 +297,7 @@ func (p *chunkPipe) readPackets(ctx context.Context, src packetSource, lt layers
 			c.num = p.n
 		}
 		c.pkts = append(c.pkts, chunkPacket{off: off, end: len(c.data), lt: plt,
-			quiet: plt == layers.LinkTypeEthernet && quiet(p.set(c), p.anyPort, data)})
+			quiet: p.isQuiet(c, plt, data)})
 		if c.times == nil {
 			c.times = make([]time.Time, 0, chunkPackets)
 		}
@@ -358,7 +390,7 @@ func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHead
 			}
 			c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen,
 				sec: h.order.Uint32(hdr[0:4]), nsec: h.order.Uint32(hdr[4:8]) * h.nanos, lt: h.lt,
-				quiet: h.lt == layers.LinkTypeEthernet && quiet(p.set(c), p.anyPort, c.data[pos+16:pos+16+capLen])})
+				quiet: p.isQuiet(c, h.lt, c.data[pos+16:pos+16+capLen])})
 			pos += 16 + capLen
 		}
 		full := len(c.pkts) >= chunkPackets || len(c.data) == cap(c.data)

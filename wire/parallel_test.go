@@ -68,10 +68,18 @@ func scanBoth(t testing.TB, files [][]byte, names []string, n int, opt Options) 
 	par = run(func(ctx context.Context, d []byte, name string) (uint64, error) {
 		return p.Scan(ctx, bytes.NewReader(d), name)
 	}, &recN, p.Stats)
+	// And read in blocks at offsets by the workers (ScanFile's way with a
+	// regular file): the same again.
+	var recB evidencetest.Recorder
+	b := NewParallelScanner(set, &recB, opt, n)
+	blk := run(func(ctx context.Context, d []byte, name string) (uint64, error) {
+		return b.scan(ctx, bytes.NewReader(d), bytes.NewReader(d), name)
+	}, &recB, b.Stats)
+	sameScan(t, "read in blocks", one, blk)
 	return one, par
 }
 
-func sameScan(t *testing.T, what string, one, par scanResult) {
+func sameScan(t testing.TB, what string, one, par scanResult) {
 	t.Helper()
 	if !reflect.DeepEqual(one, par) {
 		t.Errorf("%s: parallel scan differs\none core: %d events %v %q %+v\nparallel: %d events %v %q %+v",

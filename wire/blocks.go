@@ -1,0 +1,150 @@
+package wire
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// blockHead is the room kept in front of each block for the start of a
+// record cut off at the end of the block before (64 KiB covers the
+// largest frames of a loopback or GRO capture; a longer one is put
+// together in a buffer of its own).
+const blockHead = 64<<10 + 16
+
+// blockCutter reads an uncompressed pcap file that can be read at any
+// offset (a regular file) in blocks of chunkBytes at fixed offsets: each
+// worker reads its next block itself, in parallel with the others, so
+// the bytes land in the cache of the core that will match them, then
+// waits for its turn to cut it into records, since where a block's first
+// record starts depends on every block before. The records, their numbers
+// and the errors are readPlain's.
+type blockCutter struct {
+	ctx  context.Context
+	p    *chunkPipe
+	ra   io.ReaderAt
+	h    *pcapHeader
+	base int64        // where the first record starts
+	next atomic.Int64 // blocks handed out
+
+	mu    sync.Mutex
+	cond  *sync.Cond
+	turn  int64  // the block to be cut next
+	carry []byte // the start of a record cut off at the end of the last block
+	done  bool   // the file has ended, cleanly or not: p.order is closed
+}
+
+func newBlockCutter(ctx context.Context, p *chunkPipe, ra io.ReaderAt, h *pcapHeader) *blockCutter {
+	b := &blockCutter{ctx: ctx, p: p, ra: ra, h: h, base: 24}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// work reads, cuts and matches blocks with m until the file ends.
+func (b *blockCutter) work(m *Matcher, rec *chunkRecorder) {
+	for {
+		c := <-b.p.free
+		k := b.next.Add(1) - 1
+		n, rerr := b.ra.ReadAt(c.buf[blockHead:], b.base+k*int64(len(c.buf)-blockHead))
+		b.mu.Lock()
+		for b.turn != k && !b.done {
+			b.cond.Wait()
+		}
+		if b.done {
+			b.mu.Unlock()
+			b.p.free <- c
+			return
+		}
+		sent := b.cut(c, n, rerr)
+		b.turn++
+		b.cond.Broadcast()
+		b.mu.Unlock()
+		if !sent {
+			b.p.free <- c
+			continue
+		}
+		matchChunk(m, rec, c)
+	}
+}
+
+// cut cuts the block read into c (n bytes, then rerr), after the carry,
+// into records, and queues c when it holds any. Called in turn, under mu.
+func (b *blockCutter) cut(c *scanChunk, n int, rerr error) (sent bool) {
+	p, h := b.p, b.h
+	data := c.buf[blockHead : blockHead+n]
+	if len(b.carry) > 0 {
+		if len(b.carry) <= blockHead {
+			start := blockHead - len(b.carry)
+			copy(c.buf[start:], b.carry)
+			data = c.buf[start : blockHead+n]
+		} else {
+			data = append(append(make([]byte, 0, len(b.carry)+n), b.carry...), data...)
+		}
+		b.carry = b.carry[:0]
+	}
+	c.data = data
+	if rerr != nil && rerr != io.EOF {
+		return b.finish(c, fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, rerr))
+	}
+	if err := b.ctx.Err(); err != nil {
+		return b.finish(c, fmt.Errorf("%s: stopped after packet %d: %w", p.name, p.n, err))
+	}
+	pos := 0
+	for len(data)-pos >= 16 {
+		hdr := data[pos : pos+16]
+		capLen := int(h.order.Uint32(hdr[8:12]))
+		origLen := int(h.order.Uint32(hdr[12:16]))
+		if capLen > h.maxCap {
+			return b.finish(c, fmt.Errorf("%s: packet %d: capture length exceeds snap length: %d > %d", p.name, p.n+1, capLen, h.snaplen))
+		}
+		if capLen > origLen {
+			return b.finish(c, fmt.Errorf("%s: packet %d: capture length exceeds original packet length: %d > %d", p.name, p.n+1, capLen, origLen))
+		}
+		if len(data)-pos-16 < capLen {
+			break
+		}
+		if p.n&0xfff == 0 {
+			if err := b.ctx.Err(); err != nil {
+				return b.finish(c, fmt.Errorf("%s: stopped after packet %d: %w", p.name, p.n, err))
+			}
+		}
+		p.n++
+		if len(c.pkts) == 0 {
+			c.num = p.n
+		}
+		c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen,
+			sec: h.order.Uint32(hdr[0:4]), nsec: h.order.Uint32(hdr[4:8]) * h.nanos, lt: h.lt,
+			quiet: p.isQuiet(c, h.lt, data[pos+16:pos+16+capLen])})
+		pos += 16 + capLen
+	}
+	if rerr != nil { // the end of the file
+		// What is left is a cut-off record: pcapgo ends quietly when not
+		// one byte of its data is there, else reports it.
+		if rest := len(data) - pos; rest > 0 && rest != 16 {
+			return b.finish(c, fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, readErr(io.ErrUnexpectedEOF)))
+		}
+		return b.finish(c, nil)
+	}
+	b.carry = append(b.carry, data[pos:]...)
+	if len(c.pkts) == 0 {
+		return false
+	}
+	c.name = p.name
+	p.order <- c
+	return true
+}
+
+// finish ends the scan with err (nil: a clean end), queueing c if it
+// holds records.
+func (b *blockCutter) finish(c *scanChunk, err error) (sent bool) {
+	b.p.err = err
+	b.done = true
+	if sent = len(c.pkts) > 0; sent {
+		c.name = b.p.name
+		b.p.order <- c
+	}
+	close(b.p.order)
+	return sent
+}
