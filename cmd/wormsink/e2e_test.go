@@ -32,6 +32,15 @@ var buildOnce struct {
 	err  error
 }
 
+// TestMain removes the binary wormsinkBinary built, once every test is done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildOnce.path != "" {
+		os.RemoveAll(filepath.Dir(buildOnce.path))
+	}
+	os.Exit(code)
+}
+
 // wormsinkBinary builds the command once per test run.
 func wormsinkBinary(t *testing.T) string {
 	t.Helper()
