@@ -19,13 +19,15 @@ import (
 )
 
 // ParallelScanner scans capture files on several cores and records exactly
-// what one Matcher scanning them in order records, in the same order: one
-// goroutine reads the file once and cuts it into chunks of whole packets,
-// workers decode and match the chunks, and the caller's goroutine hands
-// each chunk's evidence on in file order. IP fragments are the exception:
-// reassembly depends on every earlier fragment, so a worker leaves them to
-// one matcher that sees them all, in packet order, as the chunks are
-// handed on.
+// what one Matcher scanning them in order records, in the same order: the
+// file is read once and cut into chunks of whole packets (by the workers
+// themselves, in blocks, for a regular uncompressed pcap file; see
+// blockCutter; else by one goroutine), workers decode and match the
+// chunks, and the caller's goroutine hands each chunk's evidence on in
+// file order. IP fragments are the exception: reassembly depends on every
+// earlier fragment, so a worker leaves them to one matcher that sees them
+// all, in packet order, as the chunks are handed on; TCP segments on rule
+// ports are replayed through its handshake table the same way.
 type ParallelScanner struct {
 	sigs    SetSource
 	anyPort bool
