@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,7 @@ const blockHead = 64<<10 + 16
 // the bytes land in the cache of the core that will match them, then
 // waits for its turn to cut it into records, since where a block's first
 // record starts depends on every block before. The records, their numbers
-// and the errors are readPlain's.
+// and the errors are cutRecords', as for readPlain.
 type blockCutter struct {
 	ctx  context.Context
 	p    *chunkPipe
@@ -94,44 +95,12 @@ func (b *blockCutter) cut(c *scanChunk, n int, rerr error) (sent bool) {
 	if rerr != nil && rerr != io.EOF {
 		return b.finish(c, fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, rerr))
 	}
-	if err := b.ctx.Err(); err != nil {
-		return b.finish(c, fmt.Errorf("%s: stopped after packet %d: %w", p.name, p.n, err))
-	}
-	pos := 0
-	for len(data)-pos >= 16 {
-		hdr := data[pos : pos+16]
-		capLen := int(h.order.Uint32(hdr[8:12]))
-		origLen := int(h.order.Uint32(hdr[12:16]))
-		if capLen > h.maxCap {
-			return b.finish(c, fmt.Errorf("%s: packet %d: capture length exceeds snap length: %d > %d", p.name, p.n+1, capLen, h.snaplen))
-		}
-		if capLen > origLen {
-			return b.finish(c, fmt.Errorf("%s: packet %d: capture length exceeds original packet length: %d > %d", p.name, p.n+1, capLen, origLen))
-		}
-		if len(data)-pos-16 < capLen {
-			break
-		}
-		if p.n&0xfff == 0 {
-			if err := b.ctx.Err(); err != nil {
-				return b.finish(c, fmt.Errorf("%s: stopped after packet %d: %w", p.name, p.n, err))
-			}
-		}
-		p.n++
-		if len(c.pkts) == 0 {
-			c.num = p.n
-		}
-		c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen,
-			sec: h.order.Uint32(hdr[0:4]), nsec: h.order.Uint32(hdr[4:8]) * h.nanos, lt: h.lt,
-			quiet: p.isQuiet(c, h.lt, data[pos+16:pos+16+capLen])})
-		pos += 16 + capLen
+	pos, err := p.cutRecords(b.ctx, h, c, 0, math.MaxInt)
+	if err != nil {
+		return b.finish(c, err)
 	}
 	if rerr != nil { // the end of the file
-		// What is left is a cut-off record: pcapgo ends quietly when not
-		// one byte of its data is there, else reports it.
-		if rest := len(data) - pos; rest > 0 && rest != 16 {
-			return b.finish(c, fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, readErr(io.ErrUnexpectedEOF)))
-		}
-		return b.finish(c, nil)
+		return b.finish(c, p.endErr(len(data)-pos))
 	}
 	b.carry = append(b.carry, data[pos:]...)
 	if len(c.pkts) == 0 {

@@ -155,9 +155,15 @@ type packet struct {
 // Packet examines one frame of link type lt and returns how many evidence
 // events it recorded. data is only read during the call.
 func (m *Matcher) Packet(lt layers.LinkType, data []byte, meta Meta) int {
+	return m.packet(lt, data, meta, false)
+}
+
+// packet is Packet; judged says the caller has already found the frame
+// not quiet under the current signatures (a parallel scan's reader does).
+func (m *Matcher) packet(lt layers.LinkType, data []byte, meta Meta, judged bool) int {
 	m.stats.Packets++
 	m.stats.Bytes += uint64(len(data))
-	if lt == layers.LinkTypeEthernet && !m.decodeAll && quiet(m.sigs.Current(), m.anyPort, data) {
+	if !judged && lt == layers.LinkTypeEthernet && !m.decodeAll && quiet(m.sigs.Current(), m.anyPort, data) {
 		return 0
 	}
 	d := m.dec

@@ -96,7 +96,7 @@ func (s *ParallelScanner) ScanFile(ctx context.Context, path string) (uint64, er
 // the worker, and only for a packet it matches).
 type chunkPacket struct {
 	off, end  int
-	sec, nsec uint32 // a plain pcap's time; nsec in uint32, as pcapgo computes it (a fraction out of range wraps there)
+	sec, nsec uint32 // a plain pcap's time
 	lt        layers.LinkType
 	quiet     bool // quiet under the chunk's set: only counted
 }
@@ -363,49 +363,15 @@ func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHead
 	eof := false
 	for {
 		// Cut every whole record in the buffer.
-		for len(c.pkts) < chunkPackets && len(c.data)-pos >= 16 {
-			hdr := c.data[pos : pos+16]
-			capLen := int(h.order.Uint32(hdr[8:12]))
-			origLen := int(h.order.Uint32(hdr[12:16]))
-			if capLen > h.maxCap {
-				p.fail(c, fmt.Errorf("%s: packet %d: capture length exceeds snap length: %d > %d", p.name, p.n+1, capLen, h.snaplen))
-				return
-			}
-			if capLen > origLen {
-				p.fail(c, fmt.Errorf("%s: packet %d: capture length exceeds original packet length: %d > %d", p.name, p.n+1, capLen, origLen))
-				return
-			}
-			if len(c.data)-pos-16 < capLen {
-				break
-			}
-			if p.n&0xfff == 0 {
-				if err := ctx.Err(); err != nil {
-					p.fail(c, fmt.Errorf("%s: stopped after packet %d: %w", p.name, p.n, err))
-					return
-				}
-			}
-			p.n++
-			// In uint32, as pcapgo computes it (a fraction field out of
-			// range wraps there), so both paths agree on every file.
-			if len(c.pkts) == 0 {
-				c.num = p.n
-			}
-			c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen,
-				sec: h.order.Uint32(hdr[0:4]), nsec: h.order.Uint32(hdr[4:8]) * h.nanos, lt: h.lt,
-				quiet: p.isQuiet(c, h.lt, c.data[pos+16:pos+16+capLen])})
-			pos += 16 + capLen
+		var err error
+		if pos, err = p.cutRecords(ctx, h, c, pos, chunkPackets); err != nil {
+			p.fail(c, err)
+			return
 		}
 		full := len(c.pkts) >= chunkPackets || len(c.data) == cap(c.data)
 		if eof || full {
 			if eof && !full {
-				// What is left is a cut-off record: pcapgo ends quietly when
-				// not one byte of its data is there, else reports it.
-				rest := len(c.data) - pos
-				if rest > 0 && rest != 16 {
-					p.fail(c, fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, readErr(io.ErrUnexpectedEOF)))
-					return
-				}
-				p.fail(c, nil)
+				p.fail(c, p.endErr(len(c.data)-pos))
 				return
 			}
 			if len(c.pkts) > 0 {
@@ -435,6 +401,53 @@ func (p *chunkPipe) readPlain(ctx context.Context, br *bufio.Reader, h *pcapHead
 	}
 }
 
+// cutRecords cuts the whole records of c.data from pos on into c.pkts,
+// until c holds max packets, and returns where the first record it did not
+// cut starts. Its errors (a bad record length, ctx done) end the file; its
+// checks and numbering are pcapgo's, so every path agrees on every file.
+func (p *chunkPipe) cutRecords(ctx context.Context, h *pcapHeader, c *scanChunk, pos, max int) (int, error) {
+	for len(c.pkts) < max && len(c.data)-pos >= 16 {
+		hdr := c.data[pos : pos+16]
+		capLen := int(h.order.Uint32(hdr[8:12]))
+		origLen := int(h.order.Uint32(hdr[12:16]))
+		if capLen > h.maxCap {
+			return pos, fmt.Errorf("%s: packet %d: capture length exceeds snap length: %d > %d", p.name, p.n+1, capLen, h.snaplen)
+		}
+		if capLen > origLen {
+			return pos, fmt.Errorf("%s: packet %d: capture length exceeds original packet length: %d > %d", p.name, p.n+1, capLen, origLen)
+		}
+		if len(c.data)-pos-16 < capLen {
+			break
+		}
+		if p.n&0xfff == 0 {
+			if err := ctx.Err(); err != nil {
+				return pos, fmt.Errorf("%s: stopped after packet %d: %w", p.name, p.n, err)
+			}
+		}
+		p.n++
+		if len(c.pkts) == 0 {
+			c.num = p.n
+		}
+		// nsec in uint32, as pcapgo computes it (a fraction field out of
+		// range wraps there).
+		c.pkts = append(c.pkts, chunkPacket{off: pos + 16, end: pos + 16 + capLen,
+			sec: h.order.Uint32(hdr[0:4]), nsec: h.order.Uint32(hdr[4:8]) * h.nanos, lt: h.lt,
+			quiet: p.isQuiet(c, h.lt, c.data[pos+16:pos+16+capLen])})
+		pos += 16 + capLen
+	}
+	return pos, nil
+}
+
+// endErr is how a file ends whose last rest bytes are a cut-off record:
+// pcapgo ends quietly when not one byte of its data is there, else
+// reports it.
+func (p *chunkPipe) endErr(rest int) error {
+	if rest > 0 && rest != 16 {
+		return fmt.Errorf("%s: packet %d: %w", p.name, p.n+1, readErr(io.ErrUnexpectedEOF))
+	}
+	return nil
+}
+
 // fail ends a read with err (nil: a clean end), sending what was cut.
 func (p *chunkPipe) fail(c *scanChunk, err error) {
 	p.err = err
@@ -462,7 +475,7 @@ func matchChunk(m *Matcher, rec *chunkRecorder, c *scanChunk) {
 		saved := m.stats
 		m.deferred = false
 		m.obs = m.obs[:0]
-		m.Packet(p.lt, c.data[p.off:p.end], c.meta(i))
+		m.packet(p.lt, c.data[p.off:p.end], c.meta(i), quietOK)
 		if !m.deferred {
 			for _, o := range m.obs {
 				c.obs = append(c.obs, chunkObs{i, o})
