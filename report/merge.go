@@ -22,7 +22,13 @@ func (a *Aggregator) merge(b *Aggregator) {
 	}
 	for j := range uint32(b.aggs.len()) {
 		if j%addBatch == 0 {
-			a.warm(b, j)
+			// Warm a's state of b's next hosts, as addBatch does for lines.
+			var hosts [addBatch]netip.Addr
+			n := min(addBatch, uint32(b.aggs.len())-j)
+			for k := range n {
+				hosts[k] = *b.addrs.at(j + k)
+			}
+			a.warm(hosts[:n])
 		}
 		bh, bp, addr := b.aggs.at(j), *b.pos.at(j), *b.addrs.at(j)
 		i, ok := a.lookup(addr)
@@ -73,29 +79,6 @@ func (a *Aggregator) merge(b *Aggregator) {
 	if a.timeline != nil && b.timeline != nil {
 		a.timeline.merge(b.timeline, remap[kindFamily])
 	}
-}
-
-// warm reads the state in a of b's hosts j to j+addBatch, as addBatch
-// does for lines: their cache misses overlap instead of coming one by one.
-func (a *Aggregator) warm(b *Aggregator, j uint32) {
-	if len(a.v4.slots) == 0 {
-		return
-	}
-	end := min(j+addBatch, uint32(b.aggs.len()))
-	var sink uint64
-	for k := j; k < end; k++ {
-		if addr := b.addrs.at(k); addr.Is4() {
-			sink += a.v4.slots[a.v4.hash(v4Key(*addr))]
-		}
-	}
-	for k := j; k < end; k++ {
-		if addr := b.addrs.at(k); addr.Is4() {
-			if i, ok := a.v4.get(v4Key(*addr)); ok {
-				sink += uint64(a.aggs.at(i).first) + uint64(a.pos.at(i).first)
-			}
-		}
-	}
-	a.sink = sink
 }
 
 // markKind adds name id of kind to host i's set.

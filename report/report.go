@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/binary"
+	"iter"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -252,33 +253,45 @@ func (a *Aggregator) Add(r *Sighting) {
 	}
 }
 
-// addBatch adds rs in order, as Add does one by one. It first reads the
-// index slots of the batch's IPv4 hosts, then their rows, in loops of
-// independent loads, so that the CPU waits for all those cache misses
-// at once rather than for one per line.
+// addBatch adds rs (at most addBatch of them) in order, as Add does one
+// by one, warming their hosts' state first.
 func (a *Aggregator) addBatch(rs []Sighting) {
-	if len(a.v4.slots) > 0 && len(rs) > 1 {
-		var sink uint64
+	if len(rs) > 1 {
+		var hosts [addBatch]netip.Addr
 		for k := range rs {
-			if rs[k].Host.Is4() {
-				sink += a.v4.slots[a.v4.hash(v4Key(rs[k].Host))]
-			}
+			hosts[k] = rs[k].Host
 		}
-		for k := range rs {
-			if rs[k].Host.Is4() {
-				if i, ok := a.v4.get(v4Key(rs[k].Host)); ok {
-					sink += uint64(a.aggs.at(i).first)
-					if a.pos != nil {
-						sink += uint64(a.pos.at(i).last) // set by most lines of a log in time order
-					}
-				}
-			}
-		}
-		a.sink = sink
+		a.warm(hosts[:len(rs)])
 	}
 	for k := range rs {
 		a.Add(&rs[k])
 	}
+}
+
+// warm reads the index slots of hosts (IPv4), then their rows and
+// positions, in loops of independent loads, so that the CPU waits for
+// all those cache misses at once rather than for one per host.
+func (a *Aggregator) warm(hosts []netip.Addr) {
+	if len(a.v4.slots) == 0 {
+		return
+	}
+	var sink uint64
+	for _, h := range hosts {
+		if h.Is4() {
+			sink += a.v4.slots[a.v4.hash(v4Key(h))]
+		}
+	}
+	for _, h := range hosts {
+		if h.Is4() {
+			if i, ok := a.v4.get(v4Key(h)); ok {
+				sink += uint64(a.aggs.at(i).first)
+				if a.pos != nil {
+					sink += uint64(a.pos.at(i).last) // set by most lines of a log in time order
+				}
+			}
+		}
+	}
+	a.sink = sink
 }
 
 func (a *Aggregator) addNetwork(r *Sighting, first, last int64) {
@@ -510,10 +523,9 @@ func (a *Aggregator) Sightings() uint64 { return a.kept }
 // filters, in SortHosts order.
 func (a *Aggregator) Hosts() []HostSummary {
 	keys := a.sortedHosts()
-	out := make([]HostSummary, len(keys))
-	sets := newNameSets()
-	for i := range keys {
-		a.fillRow(&out[i], &keys[i], &sets)
+	out := make([]HostSummary, 0, len(keys))
+	for h := range a.rows(keys) {
+		out = append(out, *h)
 	}
 	return out
 }
@@ -522,22 +534,28 @@ func (a *Aggregator) Hosts() []HostSummary {
 // time and in the same HostSummary (copy what you keep): a report of a
 // million hosts then needs no slice of a million rows.
 func (a *Aggregator) EachHost(yield func(*HostSummary) bool) {
-	keys := a.sortedHosts()
-	sets := newNameSets()
-	var row HostSummary
-	for i := range keys {
-		if i%addBatch == 0 {
-			// The rows are in report order, the state in reading order:
-			// read a batch ahead so the cache misses overlap.
-			var sink uint64
-			for _, k := range keys[i:min(i+addBatch, len(keys))] {
-				sink += uint64(a.aggs.at(k.idx).first)
+	a.rows(a.sortedHosts())(yield)
+}
+
+// rows yields the rows of keys in their order, in one HostSummary.
+func (a *Aggregator) rows(keys []hostKey) iter.Seq[*HostSummary] {
+	return func(yield func(*HostSummary) bool) {
+		sets := newNameSets()
+		var row HostSummary
+		for i := range keys {
+			if i%addBatch == 0 {
+				// The rows are in report order, the state in reading
+				// order: read a batch ahead so the cache misses overlap.
+				var sink uint64
+				for _, k := range keys[i:min(i+addBatch, len(keys))] {
+					sink += uint64(a.aggs.at(k.idx).first)
+				}
+				a.sink = sink
 			}
-			a.sink = sink
-		}
-		a.fillRow(&row, &keys[i], &sets)
-		if !yield(&row) {
-			return
+			a.fillRow(&row, &keys[i], &sets)
+			if !yield(&row) {
+				return
+			}
 		}
 	}
 }
