@@ -450,9 +450,6 @@ func (e *Engine) release(ctx context.Context, subj Subject, kind, actor, note st
 			return ErrNotQuarantined
 		}
 		if err := check(&cur); err != nil {
-			if errors.Is(err, ErrNoSelfRelease) {
-				return errors.Join(err, audit(ctx, tx, subj, now, "refused", kind, actor, "self-release refused: none left", ""))
-			}
 			return err
 		}
 		cur.State, cur.ReleasedAt, cur.ReleaseKind = Released, now, kind
@@ -466,6 +463,14 @@ func (e *Engine) release(ctx context.Context, subj Subject, kind, actor, note st
 		ent = &cur
 		return audit(ctx, tx, subj, now, "release", kind, actor, note, "")
 	})
+	if errors.Is(err, ErrNoSelfRelease) {
+		// On the record: the customer asked and was refused (the abuse
+		// team sees who is waiting for them).
+		if _, aerr := e.db.Exec(ctx, "INSERT INTO quarantine_audit (subject, at, action, kind, actor, note, sightings) VALUES (?, ?, 'refused', ?, ?, ?, '')",
+			subj.String(), now.UnixMilli(), kind, actor, "self-release refused: none left"); aerr != nil {
+			return nil, errors.Join(err, aerr)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, ErrNoSelfRelease) || errors.Is(err, ErrNotQuarantined) || errors.Is(err, ErrSelfReleaseAbuse) {
 			return nil, err
