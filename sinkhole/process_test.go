@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"wormsink/internal/evidencetest"
 )
 
 // The process tests run the server as a process of its own,
@@ -154,15 +156,12 @@ func readLog(t *testing.T, path string) []logLine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	all, err := evidencetest.Decode[logLine](data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 	var out []logLine
-	for _, l := range bytes.Split(data, []byte("\n")) {
-		if len(l) == 0 {
-			continue
-		}
-		var e logLine
-		if err := json.Unmarshal(l, &e); err != nil {
-			t.Fatalf("bad log line %q: %v", l, err)
-		}
+	for _, e := range all {
 		if e.Host != "" {
 			out = append(out, e)
 		}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"wormsink/internal/evidencetest"
 )
 
 // The whole story with real clients: a real unbound upstream, dig, tftp-hpa
@@ -261,13 +262,9 @@ func logLines(t *testing.T, path string) []map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []map[string]any
-	for _, l := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		var m map[string]any
-		if err := json.Unmarshal(l, &m); err != nil {
-			t.Fatalf("log line %q: %v", l, err)
-		}
-		out = append(out, m)
+	out, err := evidencetest.Lines(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 	return out
 }
