@@ -110,14 +110,56 @@ type Engine struct {
 type Snapshot struct {
 	ByAddr  map[netip.Addr]*Entry
 	Entries []*Entry
+	// filter has the bit of each enforced address's hash set: the DNS
+	// shim asks about every query's client, nearly all of them not in
+	// quarantine, and a clear bit answers that in a few nanoseconds where
+	// the map takes tens (2^20 bits: about 1% false positives with 10,000
+	// addresses, which then ask the map).
+	filter []uint64
+}
+
+const filterBits = 1 << 20
+
+// newSnapshot indexes the quarantined entries by their addresses.
+func newSnapshot(list []Entry) *Snapshot {
+	s := &Snapshot{ByAddr: make(map[netip.Addr]*Entry, len(list))}
+	for i := range list {
+		ent := &list[i]
+		s.Entries = append(s.Entries, ent)
+		for _, a := range ent.Addresses {
+			s.ByAddr[a.Unmap()] = ent
+		}
+	}
+	if len(s.ByAddr) > 0 {
+		s.filter = make([]uint64, filterBits/64)
+		for a := range s.ByAddr {
+			h := addrHash(a)
+			s.filter[h/64%uint64(len(s.filter))] |= 1 << (h % 64)
+		}
+	}
+	return s
+}
+
+// addrHash mixes an address's 16 bytes into a well-spread 64-bit value.
+func addrHash(a netip.Addr) uint64 {
+	b := a.As16()
+	x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 | uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+	y := uint64(b[8]) | uint64(b[9])<<8 | uint64(b[10])<<16 | uint64(b[11])<<24 | uint64(b[12])<<32 | uint64(b[13])<<40 | uint64(b[14])<<48 | uint64(b[15])<<56
+	h := (x ^ y*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+	return h ^ h>>31
 }
 
 // Lookup returns the entry enforced on addr.
 func (s *Snapshot) Lookup(addr netip.Addr) (*Entry, bool) {
-	if s == nil || len(s.ByAddr) == 0 {
+	if s == nil || len(s.filter) == 0 {
 		return nil, false
 	}
-	e, ok := s.ByAddr[addr.Unmap()]
+	addr = addr.Unmap()
+	h := addrHash(addr)
+	if s.filter[h/64%uint64(len(s.filter))]&(1<<(h%64)) == 0 {
+		return nil, false
+	}
+	e, ok := s.ByAddr[addr]
 	return e, ok
 }
 
@@ -642,14 +684,7 @@ func (e *Engine) reload(ctx context.Context, force bool) error {
 	if err != nil {
 		return err
 	}
-	s := &Snapshot{ByAddr: make(map[netip.Addr]*Entry, len(list))}
-	for i := range list {
-		ent := &list[i]
-		s.Entries = append(s.Entries, ent)
-		for _, a := range ent.Addresses {
-			s.ByAddr[a] = ent
-		}
-	}
+	s := newSnapshot(list)
 	e.lastSeen = top.Int64
 	e.snap.Store(s)
 	for _, w := range e.watchers {

@@ -320,16 +320,59 @@ func TestAutoRelease(t *testing.T) {
 	})
 }
 
-func BenchmarkLookup10k(b *testing.B) {
-	s := &Snapshot{ByAddr: map[netip.Addr]*Entry{}}
-	for i := range 10000 {
-		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		s.ByAddr[a] = &Entry{}
+func snapshot10k() *Snapshot {
+	list := make([]Entry, 10000)
+	for i := range list {
+		list[i].Addresses = []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}
 	}
+	return newSnapshot(list)
+}
+
+func TestSnapshotLookup(t *testing.T) {
+	s := snapshot10k()
+	for i := range 10000 {
+		if _, ok := s.Lookup(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})); !ok {
+			t.Fatalf("address %d not found", i)
+		}
+	}
+	if _, ok := s.Lookup(netip.MustParseAddr("::ffff:10.0.0.7")); !ok {
+		t.Fatal("a mapped address not found")
+	}
+	fp := 0
+	for i := range 100000 {
+		if s.filter[addrHash(netip.AddrFrom4([4]byte{172, byte(i >> 16), byte(i >> 8), byte(i)}))/64%uint64(len(s.filter))]&(1<<(addrHash(netip.AddrFrom4([4]byte{172, byte(i >> 16), byte(i >> 8), byte(i)}))%64)) != 0 {
+			fp++
+		}
+		if _, ok := s.Lookup(netip.AddrFrom4([4]byte{172, byte(i >> 16), byte(i >> 8), byte(i)})); ok {
+			t.Fatal("a miss found")
+		}
+	}
+	if fp > 3000 {
+		t.Fatalf("%d of 100000 misses passed the filter", fp)
+	}
+	var empty *Snapshot
+	if _, ok := empty.Lookup(netip.MustParseAddr("10.0.0.1")); ok {
+		t.Fatal("nil snapshot")
+	}
+}
+
+func BenchmarkLookup10k(b *testing.B) {
+	s := snapshot10k()
 	miss := netip.MustParseAddr("192.0.2.1")
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, ok := s.Lookup(miss); ok {
+			b.Fatal("hit")
+		}
+	}
+}
+
+func BenchmarkLookupMapOnly10k(b *testing.B) {
+	s := snapshot10k()
+	miss := netip.MustParseAddr("192.0.2.1")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := s.ByAddr[miss]; ok {
 			b.Fatal("hit")
 		}
 	}
