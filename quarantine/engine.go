@@ -798,3 +798,14 @@ func toJSON(s Sighting) sightingJSON {
 	}
 	return j
 }
+
+// Quarantined says whether addr is quarantined now: the DNS shim's
+// walled-garden question (dnsblock.Garden).
+func (e *Engine) Quarantined(addr netip.Addr) bool {
+	_, ok := e.snap.Load().Lookup(addr)
+	return ok
+}
+
+// Allowed says whether a quarantined client may still resolve name
+// (dnsblock.Garden).
+func (e *Engine) Allowed(name string) bool { return e.policy.Allowed(name) }
