@@ -176,4 +176,3 @@ func (d *Deterministic) Forward(a netip.Addr, t time.Time) (pub netip.Addr, lo, 
 	}
 	return netip.Addr{}, 0, 0, false
 }
-

@@ -50,7 +50,7 @@ type Index struct {
 	subID map[string]uint32
 
 	sess   []span
-	sess4  map[uint32]int32      // IPv4 framed address → newest span
+	sess4  map[uint32]int32       // IPv4 framed address → newest span
 	sess6  map[netip.Prefix]int32 // IPv6 prefix → newest span
 	lens6  []int                  // prefix lengths in sess6, longest first
 	static *Subscribers           // the --subscribers file, behind sessions

@@ -181,4 +181,3 @@ func absDur(d time.Duration) time.Duration {
 	}
 	return d
 }
-

@@ -125,6 +125,8 @@ type Writer struct {
 
 	writeMu sync.Mutex // one batch at a time, in order
 
+	attr atomic.Pointer[Attributor] // names the subscriber of host lines; nil: none
+
 	stop chan struct{}
 	done chan struct{}
 
@@ -480,6 +482,9 @@ func (w *Writer) write(s *slot) {
 		e.Str("network", s.net.String())
 	} else {
 		e.Str("host", ev.Host.String()).Uint16("port", ev.Port)
+		if a := w.attr.Load(); a != nil {
+			attribute(e, (*a).Attribute(ev.Host, ev.Port, ev.Time))
+		}
 	}
 	e.Str("signature", Escape(ev.Sig)).
 		Str("family", Escape(ev.Family)).
