@@ -62,6 +62,8 @@ type serveConfig struct {
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
+
+	attribution attributionConfig // who a sighting is: serve_attribution.go
 }
 
 func serveFlags(e env, c *serveConfig) *flag.FlagSet {
@@ -103,6 +105,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	feedFlags(fs, &c.feeds)
+	attributionFlags(fs, &c.attribution)
 
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
@@ -195,6 +198,9 @@ func runServe(ctx context.Context, e env, args []string) int {
 // configuration before anything is bound, so a bad start fails at once
 // with one line.
 func (c *serveConfig) complete() error {
+	if err := c.attribution.complete(); err != nil {
+		return err
+	}
 	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" && !c.feeds.enabled() && c.tftpIntercept == "" {
 		return errors.New("nothing to serve: --dns-listen, --tftp-listen, --tftp-intercept, --capture, --rpz-listen and --dnstap-listen are all off")
 	}
@@ -296,7 +302,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
-	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap} {
+	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap} {
 		if err := add(); err != nil {
 			return nil, err
 		}
