@@ -72,6 +72,11 @@ declare -A need=(
   [suricata-update]=suricata-update
   [tcpreplay]=tcpreplay # make perf-capture
   [logrotate]=logrotate
+  # attribution: a real RADIUS server and client, conntrack NAT logging
+  [freeradius]=freeradius
+  [radclient]=freeradius-utils
+  [ulogd]=ulogd2
+  [conntrack]=conntrack
 )
 missing=()
 # PostgreSQL's server programs are not in PATH: the store tests start their own cluster.
