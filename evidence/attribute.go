@@ -37,16 +37,16 @@ func (w *Writer) SetAttributor(a Attributor) {
 // attribute writes the attribution fields of a host line.
 func attribute(e *zerolog.Event, a Attribution) {
 	if a.Subscriber != "" {
-		e.Str("subscriber", Escape(a.Subscriber))
+		text(e, FieldSubscriber, a.Subscriber, 0)
 	}
 	if a.NATInside.IsValid() {
 		if a.NATInside.Port() == 0 {
-			e.Str("nat_inside", a.NATInside.Addr().String())
+			str(e, FieldNATInside, a.NATInside.Addr().String())
 		} else {
-			e.Str("nat_inside", a.NATInside.String())
+			str(e, FieldNATInside, a.NATInside.String())
 		}
 	}
 	if a.Subscriber == "" && a.Candidates > 0 {
-		e.Int("subscriber_candidates", a.Candidates)
+		e.Int(FieldSubscriberCandidates.Name(), a.Candidates)
 	}
 }
