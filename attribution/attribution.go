@@ -239,6 +239,8 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 	var bindings []Binding
 	var upserts []Binding
 	pending := map[bkey]int{} // the latest upsert of a binding key in this batch
+	var touches []touch
+	var touchOps []*op
 	var err error
 	{
 		// store.Tx itself retries a transaction the database refused as busy.
@@ -278,14 +280,27 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 					}
 					continue
 				}
-				got, err := touchBinding(ctx, tx, &o.nat)
-				if err != nil {
-					return fmt.Errorf("attribution: nat: %w", err)
-				}
-				if len(got) > 0 {
-					bindings = append(bindings, got...)
+				touches = append(touches, touchOf(&o.nat))
+				touchOps = append(touchOps, o)
+			}
+			// The touches go first: an open after a close of the same key in
+			// this batch is a new binding.
+			got, err := touchBindings(ctx, tx, tx.Dialect() == store.Postgres, touches)
+			if err != nil {
+				return fmt.Errorf("attribution: nat: %w", err)
+			}
+			bindings = append(bindings, got...)
+			matched := make(map[bkey][]int64, len(got))
+			for i := range got {
+				k := keyOf(&got[i])
+				matched[k] = append(matched[k], ms(got[i].Start))
+			}
+			for i, t := range touches {
+				o := touchOps[i]
+				if starts, ok := matched[keyOf(t.b)]; ok && anyIn(starts, t.lo, t.hi) {
 					continue
 				}
+				b := o.nat.Binding
 				switch {
 				case o.nat.Kind == NATInterim:
 					// An interim re-send for a block whose allocation was
@@ -298,7 +313,6 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 					a.stats.unmatched.Add(1)
 					continue
 				}
-				pending[k] = len(upserts)
 				upserts = append(upserts, b)
 			}
 			if err := upsertBindings(ctx, tx, upserts); err != nil {
@@ -335,6 +349,15 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 			o.done <- err
 		}
 	}
+}
+
+func anyIn(vs []int64, lo, hi int64) bool {
+	for _, v := range vs {
+		if lo <= v && v <= hi {
+			return true
+		}
+	}
+	return false
 }
 
 func absMS(v int64) int64 {

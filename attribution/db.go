@@ -265,31 +265,87 @@ func upsertBindings(ctx context.Context, q querier, bs []Binding) error {
 // flow.start a few microseconds apart.
 const startSlack = 2000 // ms
 
-// touchBinding applies an event that names an open binding (a release, an
-// interim re-send, a DESTROY) to it, and returns it; none when no binding
-// is open. With the event's Binding.Start known, only a binding started
-// within startSlack of it matches.
-func touchBinding(ctx context.Context, q querier, ev *NATEvent) ([]Binding, error) {
-	b := &ev.Binding
+// touchesPerUpdate bounds the rows of one batched UPDATE (9 parameters
+// each).
+const touchesPerUpdate = 200
+
+// touch is an event that names an open binding without being sure of its
+// start (a release, an interim re-send, a DESTROY): the open binding of its
+// key whose start lies in [lo, hi] gets last = at and, for a close, end = at.
+type touch struct {
+	b      *Binding
+	lo, hi int64
+	at     int64
+	end    int64 // at for a close, 0 for an interim
+}
+
+func touchOf(ev *NATEvent) touch {
 	at := ev.At.UnixMilli()
-	end := int64(0)
+	t := touch{b: &ev.Binding, lo: 0, hi: at, at: at}
+	if !ev.Binding.Start.IsZero() {
+		// conntrack writes a NEW and its DESTROY with flow.start a few
+		// microseconds apart: the same binding within startSlack.
+		t.lo, t.hi = ms(ev.Binding.Start)-startSlack, ms(ev.Binding.Start)+startSlack
+	}
 	if ev.Kind == NATClose {
-		end = at
+		t.end = at
 	}
-	lo, hi := int64(0), at
-	if !b.Start.IsZero() {
-		lo, hi = ms(b.Start)-startSlack, ms(b.Start)+startSlack
+	return t
+}
+
+// touchBindings applies touches in batched UPDATEs and returns the rows
+// they changed.
+func touchBindings(ctx context.Context, q querier, pg bool, ts []touch) ([]Binding, error) {
+	row := `(?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	if pg {
+		// The casts give PostgreSQL the types (parameters in VALUES would
+		// be text); SQLite compares without them, and parses faster.
+		row = `(CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))`
 	}
-	rows, err := q.Query(ctx, `UPDATE attribution_nat SET
-	last_ms = CASE WHEN last_ms < ? THEN ? ELSE last_ms END,
-	end_ms = ?
-	WHERE public_ip = ? AND port_lo = ? AND port_hi = ? AND inside_ip = ? AND inside_port = ? AND end_ms = 0 AND start_ms BETWEEN ? AND ?
-	RETURNING `+natCols,
-		at, at, end, addrText(b.Public), int(b.PortLo), int(b.PortHi), addrText(b.Inside), int(b.InsidePort), lo, hi)
-	if err != nil {
-		return nil, err
+	var out []Binding
+	var sb strings.Builder
+	args := make([]any, 0, touchesPerUpdate*9)
+	for len(ts) > 0 {
+		n := min(len(ts), touchesPerUpdate)
+		sb.Reset()
+		args = args[:0]
+		sb.WriteString(`UPDATE attribution_nat SET
+	last_ms = CASE WHEN v.column8 > attribution_nat.last_ms THEN v.column8 ELSE attribution_nat.last_ms END,
+	end_ms = v.column9
+	FROM (VALUES `)
+		for i, t := range ts[:n] {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(row)
+			args = append(args, addrText(t.b.Public), int(t.b.PortLo), int(t.b.PortHi), addrText(t.b.Inside), int(t.b.InsidePort), t.lo, t.hi, t.at, t.end)
+		}
+		sb.WriteString(`) AS v
+	WHERE attribution_nat.public_ip = v.column1 AND attribution_nat.port_lo = v.column2 AND attribution_nat.port_hi = v.column3
+	AND attribution_nat.inside_ip = v.column4 AND attribution_nat.inside_port = v.column5
+	AND attribution_nat.end_ms = 0 AND attribution_nat.start_ms BETWEEN v.column6 AND v.column7
+	RETURNING `)
+		sb.WriteString(qualified("attribution_nat", natCols))
+		rows, err := q.Query(ctx, sb.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		got, err := scanBindings(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		ts = ts[n:]
 	}
-	return scanBindings(rows)
+	return out, nil
+}
+
+func qualified(table, cols string) string {
+	f := strings.Split(cols, ", ")
+	for i := range f {
+		f[i] = table + "." + f[i]
+	}
+	return strings.Join(f, ", ")
 }
 
 // load reads every session and binding that may still matter at now
