@@ -67,6 +67,8 @@ type serveConfig struct {
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
+
+	attribution attributionConfig // who a sighting is: serve_attribution.go
 }
 
 func serveFlags(e env, c *serveConfig) *flag.FlagSet {
@@ -110,6 +112,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	feedFlags(fs, &c.feeds)
 	dbFlag(fs, &c.db)
 	quarantineFlags(fs, &c.quarantine)
+	attributionFlags(fs, &c.attribution)
 
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
@@ -202,6 +205,9 @@ func runServe(ctx context.Context, e env, args []string) int {
 // configuration before anything is bound, so a bad start fails at once
 // with one line.
 func (c *serveConfig) complete() error {
+	if err := c.attribution.complete(); err != nil {
+		return err
+	}
 	if c.dns.Listen == "" && c.tftpListen == "" && c.capture == "" && !c.feeds.enabled() && c.tftpIntercept == "" {
 		return errors.New("nothing to serve: --dns-listen, --tftp-listen, --tftp-intercept, --capture, --rpz-listen and --dnstap-listen are all off")
 	}
@@ -310,7 +316,9 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
-	for _, add := range []func() error{s.addMetrics, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap} {
+	// Attribution before the quarantine (which attributes what it acts
+	// on), the quarantine before the shim (which enforces it).
+	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap} {
 		if err := add(); err != nil {
 			return nil, err
 		}
