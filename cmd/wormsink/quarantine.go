@@ -49,7 +49,7 @@ func runQuarantine(ctx context.Context, e env, args []string) int {
 	var addrs addrList
 	fs.Var(&addrs, "address", "add: the subscriber's own addresses to enforce on, IP,... (an address subject is enforced on itself)")
 	policyFile := fs.String("policy", "", "the --quarantine-policy file serve uses (for its never networks and self-release rules)")
-	if code, done := parseFlags(fs, e, args); done {
+	if code, done := parseFlags(fs, e, reorderFlags(fs, args)); done {
 		return code
 	}
 	var subj quarantine.Subject
