@@ -1,8 +1,5 @@
-// Package notice is the walled garden's notice page: what a quarantined
-// customer's browser shows instead of the sites they asked for (the DNS
-// shim and the RPZ feed send every name there), with what was seen, how to
-// clean up, and a "my computer is clean" button that releases them within
-// the policy's allowance.
+// Package notice is the walled garden's notice page: what was seen, how to clean
+// up, and a "my computer is clean" button within the policy's allowance.
 package notice
 
 import (
