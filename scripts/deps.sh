@@ -71,6 +71,9 @@ declare -A need=(
   [dnsmasq]=dnsmasq
   [suricata-update]=suricata-update
   [tcpreplay]=tcpreplay # make perf-capture
+  # the signature feed: a real web server serving it, the minisign tool it interoperates with
+  [nginx]=nginx
+  [minisign]=minisign
 )
 missing=()
 for cmd in "${!need[@]}"; do

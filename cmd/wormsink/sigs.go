@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"wormsink/signatures"
 )
@@ -38,8 +39,11 @@ func runSigsCheck(e env, args []string) int {
 		return fail(e, "sigs check: %v", err)
 	}
 	st := set.Stats()
-	fmt.Fprintf(e.stdout, "%s: ok: serial %d, %d signatures, %d domains (%d wildcard), %d tftp files, %d payload rules\n",
-		fs.Arg(0), set.Serial(), st.Signatures, st.Domains, st.Wildcards, st.TFTPFiles, st.Payloads)
+	fmt.Fprintf(e.stdout, "%s: ok: serial %d, %s, %d signatures, %d domains (%d wildcard), %d tftp files, %d payload rules\n",
+		fs.Arg(0), set.Serial(), expiryText(set.Expires(), time.Now()), st.Signatures, st.Domains, st.Wildcards, st.TFTPFiles, st.Payloads)
+	if exp := set.Expires(); !exp.IsZero() && !time.Now().Before(exp) {
+		return fail(e, "sigs check: %s expired at %s: a feed refuses it", fs.Arg(0), exp.Format(time.RFC3339))
+	}
 	return exitOK
 }
 
@@ -91,6 +95,17 @@ func runSigsExport(e env, args []string) int {
 		return fail(e, "sigs export: %v", err)
 	}
 	return exitOK
+}
+
+// expiryText says when a file expires, for the check and verify lines.
+func expiryText(exp, now time.Time) string {
+	switch {
+	case exp.IsZero():
+		return "no expiry"
+	case !now.Before(exp):
+		return "EXPIRED at " + exp.Format(time.RFC3339)
+	}
+	return fmt.Sprintf("expires %s (in %s)", exp.Format(time.RFC3339), exp.Sub(now).Round(time.Minute))
 }
 
 // addrList is a flag holding comma-separated IP addresses.
