@@ -58,7 +58,8 @@ type serveConfig struct {
 	// proof of the source address
 	trustedSources evidence.Networks // networks whose edge drops forged sources
 
-	feeds feedConfig // RPZ primary and dnstap input: serve_rpz.go
+	feeds    feedConfig     // RPZ primary and dnstap input: serve_rpz.go
+	sigsFeed sigsFeedConfig // the signed signature feed: serve_feed.go
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
@@ -103,6 +104,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	feedFlags(fs, &c.feeds)
+	sigsFeedFlags(fs, &c.sigsFeed)
 
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
@@ -204,6 +206,9 @@ func (c *serveConfig) complete() error {
 	if err := c.completeFeeds(); err != nil {
 		return err
 	}
+	if err := c.completeSigsFeed(); err != nil {
+		return err
+	}
 	if c.captureWorkers < 1 || c.captureWorkers > 1024 {
 		return fmt.Errorf("--capture-workers %d: want from 1 to 1024", c.captureWorkers)
 	}
@@ -275,7 +280,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 			s.closeAll() // whatever was bound before the failure
 		}
 	}()
-	if s.store, err = signatures.Open(c.sigFile); err != nil {
+	if s.store, err = s.openStore(); err != nil {
 		return nil, err
 	}
 	if c.logFile == "-" || c.logFile == "" {
@@ -296,7 +301,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
-	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap} {
+	for _, add := range []func() error{s.addMetrics, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed} {
 		if err := add(); err != nil {
 			return nil, err
 		}

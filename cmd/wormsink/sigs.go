@@ -12,19 +12,43 @@ import (
 
 func runSigs(ctx context.Context, e env, args []string) int {
 	if len(args) == 0 {
-		return usageErr(e, "sigs: needs a subcommand: check FILE, or export --format rpz|hosts|suricata [--sinkhole-ip IP] [--zone NAME] [--keep-underscore] [FILE]")
+		return usageErr(e, "sigs: needs a subcommand: %s", sigsSubcommands)
 	}
 	switch args[0] {
 	case "check":
 		return runSigsCheck(e, args[1:])
 	case "export":
 		return runSigsExport(e, args[1:])
+	case "keygen":
+		return runSigsKeygen(e, args[1:])
+	case "sign":
+		return runSigsSign(e, args[1:])
+	case "verify":
+		return runSigsVerify(e, args[1:])
+	case "pull":
+		return runSigsPull(ctx, e, args[1:])
+	case "diff":
+		return runSigsDiff(e, args[1:])
+	case "import":
+		return runSigsImport(e, args[1:])
 	case "-h", "-help", "--help":
-		fmt.Fprintln(e.stdout, "usage: wormsink sigs check FILE\n       wormsink sigs export --format rpz|hosts|suricata [--sinkhole-ip IP,...] [--zone NAME] [--keep-underscore] [FILE]")
+		fmt.Fprint(e.stdout, sigsUsage)
 		return exitOK
 	}
-	return usageErr(e, "sigs: unknown subcommand %q (want check or export)", args[0])
+	return usageErr(e, "sigs: unknown subcommand %q (want %s)", args[0], sigsSubcommands)
 }
+
+const sigsSubcommands = "check, export, keygen, sign, verify, pull, diff or import"
+
+const sigsUsage = `usage: wormsink sigs check FILE
+       wormsink sigs export --format rpz|hosts|suricata [--sinkhole-ip IP,...] [--zone NAME] [--keep-underscore] [FILE]
+       wormsink sigs keygen -o PREFIX [--password-file FILE]
+       wormsink sigs sign --key FILE [--password-file FILE] SIGFILE
+       wormsink sigs verify --pubkey KEY SIGFILE
+       wormsink sigs pull --sigs-url URL --sigs-pubkey KEY [--sigs-ca FILE] --signatures FILE
+       wormsink sigs diff OLD NEW
+       wormsink sigs import --format hosts|rpz|urlhaus-csv FILE --family NAME --id PREFIX
+`
 
 func runSigsCheck(e env, args []string) int {
 	fs := newFlags(e, "sigs check", "FILE")

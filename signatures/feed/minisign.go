@@ -333,3 +333,14 @@ func readLimited(path string, limit int64) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// EncryptKey encrypts a secret key with password as minisign -G does
+// (scrypt with libsodium's "sensitive" limits: about a second and 1 GiB
+// of memory to open it again).
+func EncryptKey(password string, key PrivateKey) ([]byte, error) {
+	b, err := minisign.EncryptKey(password, key)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
