@@ -57,8 +57,13 @@ func ParsePublicKey(text []byte) (PublicKey, error) {
 // LoadPublicKey reads a key given on the command line: a file's path, or
 // the key itself in base64 (what `minisign -P` takes).
 func LoadPublicKey(arg string) (PublicKey, error) {
-	if strings.HasPrefix(arg, "RW") && !strings.ContainsAny(arg, "/.") {
-		return ParsePublicKey([]byte(arg))
+	if _, err := os.Stat(arg); err != nil {
+		// Not a file: the key itself, or a path mistyped.
+		pk, perr := ParsePublicKey([]byte(arg))
+		if perr != nil {
+			return pk, fmt.Errorf("%q is neither a readable key file (%v) nor a base64 key", clip(arg), errors.Unwrap(err))
+		}
+		return pk, nil
 	}
 	data, err := readLimited(arg, 4096)
 	if err != nil {
