@@ -109,10 +109,13 @@ type Feed struct {
 	mirrors []*mirror
 	log     zerolog.Logger
 
-	mu       sync.Mutex // one check at a time; guards the fields below
-	stats    Stats
-	warnedAt uint64 // serial the expiry warning was logged for
-	expired  uint64 // serial the "expired" error was logged for
+	mu       sync.Mutex // one check at a time; guards the mirrors and the fields below
+	warnedAt uint64     // serial the expiry warning was logged for
+	expired  uint64     // serial the "expired" error was logged for
+
+	// Stats has its own lock: a scrape must not wait for a slow mirror.
+	statsMu sync.Mutex
+	stats   Stats
 }
 
 type mirror struct {
@@ -194,9 +197,15 @@ func LoadCA(file string) (*x509.CertPool, error) {
 
 // Stats returns a copy of the counters.
 func (f *Feed) Stats() Stats {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.statsMu.Lock()
+	defer f.statsMu.Unlock()
 	return f.stats
+}
+
+func (f *Feed) count(fn func(*Stats)) {
+	f.statsMu.Lock()
+	fn(&f.stats)
+	f.statsMu.Unlock()
 }
 
 // Serve checks the feed at once and then every interval until ctx ends.
@@ -278,7 +287,7 @@ func ReasonOf(err error) (Reason, bool) {
 func (f *Feed) Check(ctx context.Context) (Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.stats.Checks++
+	f.count(func(s *Stats) { s.Checks++ })
 	var last error
 	tried := 0
 	for _, m := range f.mirrors {
@@ -289,20 +298,21 @@ func (f *Feed) Check(ctx context.Context) (Result, error) {
 		tried++
 		res, err := f.checkMirror(ctx, m)
 		if err == nil {
-			f.stats.LastSuccess = time.Now()
+			f.count(func(s *Stats) { s.LastSuccess = time.Now() })
 			f.warnExpiry()
 			return res, nil
 		}
 		last = err
 		reason, _ := ReasonOf(err)
-		f.stats.Failures[reason]++
-		ev := f.log.Error()
+		f.count(func(s *Stats) { s.Failures[reason]++ })
+		ev, event := f.log.Error(), "sigs_refused"
 		if reason == Network {
-			ev = f.log.Warn()
+			// Not a refusal of anything: the mirror did not answer.
+			ev, event = f.log.Warn(), "sigs_fetch_failed"
 		}
-		ev.Str("event", "sigs_refused").Str("reason", reason.String()).Str("url", m.url).
+		ev.Str("event", event).Str("reason", reason.String()).Str("url", m.url).
 			Uint64("serial", f.servingSerial()).Str("error", err.Error()).
-			Msg("signature feed not taken; the set in service is kept")
+			Msg("signature feed check failed; the set in service is kept")
 		if ctx.Err() != nil {
 			break
 		}
@@ -361,7 +371,7 @@ func (f *Feed) checkMirror(ctx context.Context, m *mirror) (Result, error) {
 		return Result{}, err
 	}
 	if notModified {
-		f.stats.NotModified++
+		f.count(func(s *Stats) { s.NotModified++ })
 		f.log.Debug().Str("event", "sigs_not_modified").Str("url", m.url).Msg("signature feed unchanged")
 		return Result{Unchanged: true, Serial: f.servingSerial(), URL: m.url}, nil
 	}
@@ -395,7 +405,7 @@ func (f *Feed) checkMirror(ctx context.Context, m *mirror) (Result, error) {
 			return Result{}, refuse(Parse, "written to %s but not reloaded: %v", f.cfg.Path, err)
 		}
 	}
-	f.stats.Applied++
+	f.count(func(s *Stats) { s.Applied++ })
 	f.log.Info().Str("event", "sigs_update").Str("url", m.url).Uint64("serial", rel.Comment.Serial).
 		Time("expires", rel.Comment.Expires).Str("key", KeyID(rel.KeyID)).Int("bytes", len(data)).
 		Msg("signature feed update applied")
