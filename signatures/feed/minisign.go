@@ -260,9 +260,11 @@ func parseSignature(sig []byte) (minisign.Signature, []byte, error) {
 	return s, norm, nil
 }
 
+// checkCommentText takes a comment line: printable text and tabs (which
+// minisign's default trusted comment has), no line breaks or other controls.
 func checkCommentText(s string) error {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
 			return errors.New("a comment must be one line of printable text")
 		}
 	}
@@ -308,7 +310,7 @@ func ParseComment(s string) (Comment, error) {
 	if err != nil {
 		return bad("expires must be an RFC 3339 time")
 	}
-	if file == "" || file == "." || file == ".." || strings.ContainsAny(file, "/\\") || checkCommentText(file) != nil {
+	if file == "" || file == "." || file == ".." || strings.ContainsAny(file, "/\\\t") || checkCommentText(file) != nil {
 		return bad("file must be a file name without a path")
 	}
 	c.Serial, c.Expires, c.File = n, t, file
