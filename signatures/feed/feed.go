@@ -1,6 +1,5 @@
-// Package feed pulls signature files published as a minisign-signed feed:
-// mirrors tried in order, conditional GETs, and a file taken only when it
-// is signed by a trusted key, newer than the one in service and not expired.
+// Package feed follows a minisign-signed signature feed: mirrors, conditional
+// GETs, and a file taken only when signed, newer and not expired.
 package feed
 
 import (
