@@ -29,7 +29,7 @@ type sigsFeedConfig struct {
 }
 
 func sigsFeedFlags(fs *flag.FlagSet, c *sigsFeedConfig) {
-	fs.Var(&c.urls, "sigs-url", "URL of a signed signature feed (its signature at URL.minisig); repeat for mirrors, tried in order. Needs --signatures FILE: the last-good copy")
+	fs.Var(&c.urls, "sigs-url", "URL of a signed signature feed (its signature at URL.minisig); repeat (or separate with commas) for mirrors, tried in order. Needs --signatures FILE: the last-good copy")
 	fs.Var(&c.pubkeys, "sigs-pubkey", "minisign public key the feed must be signed with: base64 (RW…) or a .pub file; repeat during a key rotation")
 	fs.DurationVar(&c.interval, "sigs-interval", feed.DefaultInterval, "how often the feed is checked (from 1s; each wait is up to 10% shorter)")
 	fs.StringVar(&c.ca, "sigs-ca", "", "PEM file of the CA certificates that sign the feed's HTTPS server (default: the system roots)")
@@ -164,15 +164,20 @@ func (fs feedStore) Reload() (signatures.Reload, error) {
 	return r, err
 }
 
-// stringList is a repeatable string flag.
+// stringList is a repeatable flag; a value may also list several, comma-
+// separated, which is how a --config file's YAML list arrives.
 type stringList []string
 
 func (l *stringList) String() string { return strings.Join(*l, ",") }
 
 func (l *stringList) Set(v string) error {
-	if v == "" {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	if len(*l) == 0 {
 		return errors.New("empty value")
 	}
-	*l = append(*l, v)
 	return nil
 }

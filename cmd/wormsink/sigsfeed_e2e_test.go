@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"wormsink/internal/testutil"
 	"wormsink/signatures/feed"
 )
 
@@ -87,7 +88,7 @@ http {
 	cf := filepath.Join(dir, "nginx.conf")
 	os.WriteFile(cf, []byte(conf), 0o644)
 	n.cmd = exec.Command(bin, "-p", dir, "-c", cf, "-e", filepath.Join(dir, "error.log"))
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	n.cmd.Stdout, n.cmd.Stderr = out, out
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -11,16 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s is not installed: run `make deps`", name)
-	}
-	return p
-}
+	"wormsink/internal/testutil"
+)
 
 func sigFile(serial int, expires time.Time, names ...string) []byte {
 	var b strings.Builder
@@ -55,7 +48,7 @@ func mustKey(t *testing.T) (PublicKey, PrivateKey, []byte, []byte) {
 // The minisign tool and this package verify each other's work: our keys
 // and signatures with minisign -S/-V, minisign's with Verify and Open.
 func TestMinisignToolInterop(t *testing.T) {
-	minisign := needTool(t, "minisign")
+	minisign := testutil.Need(t, "minisign")
 	dir := t.TempDir()
 	exp := time.Now().Add(48 * time.Hour).Truncate(time.Second)
 	data := sigFile(7, exp, "a.example", "b.example")
