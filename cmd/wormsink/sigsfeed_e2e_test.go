@@ -520,4 +520,17 @@ func TestSigsPullHTTPSPrivateCA(t *testing.T) {
 	if out, err := exec.Command(bin, "sigs", "verify", "--pubkey", key+".pub", local).CombinedOutput(); err != nil {
 		t.Fatalf("sigs verify of the last-good copy: %v\n%s", err, out)
 	}
+
+	// serve follows the same HTTPS feed with --sigs-ca.
+	needTool(t, "dig")
+	p := startServe(t, bin, "--signatures", local, "--sigs-url", url, "--sigs-pubkey", key+".pub", "--sigs-ca", tf.ca,
+		"--sigs-interval", "1s", "--upstream", "127.0.0.1:9", "--sinkhole-ip", "127.0.0.1")
+	rel6 := feedRelease(6, exp, "tls.feed.example", "tls6.feed.example")
+	web.publish(t, rel6, signWithCLI(t, bin, key+".key", rel6))
+	start := time.Now()
+	waitFor(t, "serial 6 over HTTPS", 15*time.Second, func() bool { return sinkholed(t, p, "tls6.feed.example") })
+	t.Logf("serial 6 over HTTPS after %v", time.Since(start))
+	if n := p.metric(t, `wormsink_sigs_feed_failures_total{reason="network"}`); n != 0 {
+		t.Fatalf("%v network failures with --sigs-ca", n)
+	}
 }
