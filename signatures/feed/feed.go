@@ -302,6 +302,9 @@ func (f *Feed) Check(ctx context.Context) (Result, error) {
 			return res, nil
 		}
 		last = err
+		if ctx.Err() != nil {
+			break // shutting down: not the mirror's failure
+		}
 		reason, _ := ReasonOf(err)
 		f.count(func(s *Stats) { s.Failures[reason]++ })
 		ev, event := f.log.Error(), "sigs_refused"
@@ -312,9 +315,6 @@ func (f *Feed) Check(ctx context.Context) (Result, error) {
 		ev.Str("event", event).Str("reason", reason.String()).Str("url", m.url).
 			Uint64("serial", f.servingSerial()).Str("error", err.Error()).
 			Msg("signature feed check failed; the set in service is kept")
-		if ctx.Err() != nil {
-			break
-		}
 	}
 	f.warnExpiry()
 	if tried == 0 {
