@@ -142,7 +142,7 @@ func (s *server) addSigsFeed() error {
 	for i, name := range feed.Reasons {
 		failures[name] = func() uint64 { return f.Stats().Failures[i] }
 	}
-	m.counterVec("wormsink_sigs_feed_failures_total", "Failed feed checks of a mirror by reason (network, signature, rollback, freeze, parse, oversize).", "reason", failures)
+	m.counterVec("wormsink_sigs_feed_failures_total", "Failed feed checks of a mirror by reason (network, signature, rollback, freeze, parse, oversize, write).", "reason", failures)
 	s.parts = append(s.parts, part{name: "sigs-feed", run: func(ctx context.Context) error {
 		s.log.Info().Str("event", "sigs_feed_start").Strs("urls", cfg.URLs).Str("interval", cfg.Interval.String()).
 			Str("path", cfg.Path).Msg("following the signature feed")

@@ -50,11 +50,12 @@ const (
 	Freeze                  // expired
 	Parse                   // the signature file does not parse
 	Oversize                // larger than Config.MaxSize
+	Write                   // the last-good copy could not be written here
 	numReasons
 )
 
 // Reasons names the reasons, as metrics and log lines carry them.
-var Reasons = [numReasons]string{"network", "signature", "rollback", "freeze", "parse", "oversize"}
+var Reasons = [numReasons]string{"network", "signature", "rollback", "freeze", "parse", "oversize", "write"}
 
 func (r Reason) String() string { return Reasons[r] }
 
@@ -393,10 +394,10 @@ func (f *Feed) checkMirror(ctx context.Context, m *mirror) (Result, error) {
 		return Result{}, refuse(Rollback, "serial %d is not above %d in service", rel.Comment.Serial, in)
 	}
 	if err := writeAtomic(f.cfg.Path+".minisig", sig); err != nil {
-		return Result{}, fmt.Errorf("feed: write %s.minisig: %w", f.cfg.Path, err)
+		return Result{}, refuse(Write, "write %s.minisig: %v", f.cfg.Path, err)
 	}
 	if err := writeAtomic(f.cfg.Path, data); err != nil {
-		return Result{}, fmt.Errorf("feed: write %s: %w", f.cfg.Path, err)
+		return Result{}, refuse(Write, "write %s: %v", f.cfg.Path, err)
 	}
 	m.remember()
 	if f.cfg.Store != nil {
