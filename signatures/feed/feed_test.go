@@ -3,6 +3,7 @@ package feed
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -195,4 +196,70 @@ func TestNewChecksConfig(t *testing.T) {
 			t.Errorf("%+v taken", c)
 		}
 	}
+}
+
+func TestFeedWriteFailure(t *testing.T) {
+	pk, sk, _, _ := mustKey(t)
+	o := newOrigin(t)
+	exp := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	data := sigFile(2, exp, "a.example")
+	sig, _ := Sign(sk, data, Comment{Serial: 2, Expires: exp, File: "sigs.yaml"}.String())
+	o.set(data, sig)
+	path := filepath.Join(t.TempDir(), "gone", "sigs.yaml") // its directory does not exist
+	f, _ := New(Config{URLs: []string{o.srv.URL + "/sigs.yaml"}, Keys: []PublicKey{pk}, Path: path})
+	_, err := f.Check(context.Background())
+	if r, _ := ReasonOf(err); r != Write || f.Stats().Failures[Write] != 1 {
+		t.Fatalf("reason %v: %v", r, err)
+	}
+	if err := f.Serve(context.Background()); err == nil || !strings.Contains(err.Error(), "cannot be written") {
+		t.Fatalf("Serve with an unwritable path: %v", err)
+	}
+}
+
+// BenchmarkOpen is the work of a check that downloaded a new file: the
+// signature over 100,000 names, then the parse.
+func BenchmarkOpen(b *testing.B) {
+	_, sk, pub, _ := mustKeyB(b)
+	pk, _ := ParsePublicKey(pub)
+	exp := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	names := make([]string, 100000)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d.feed.example", i)
+	}
+	data := sigFile(2, exp, names...)
+	sig, _ := Sign(sk, data, Comment{Serial: 2, Expires: exp, File: "sigs.yaml"}.String())
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Open([]PublicKey{pk}, "sigs.yaml", data, sig, time.Now(), 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	_, sk, pub, _ := mustKeyB(b)
+	pk, _ := ParsePublicKey(pub)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	sig, _ := Sign(sk, data, "serial:1 expires:2027-01-01T00:00:00Z file:sigs.yaml")
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Verify([]PublicKey{pk}, data, sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func mustKeyB(b *testing.B) (PublicKey, PrivateKey, []byte, []byte) {
+	pub, sec, err := GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pk, _ := ParsePublicKey(pub)
+	sk, err := ParsePrivateKey(sec, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pk, sk, pub, sec
 }
