@@ -215,6 +215,22 @@ func TestOpenRefuses(t *testing.T) {
 	if _, err := Open([]PublicKey{pk}, "s.yaml", data, sign(sk, data, good), now, 1000); err != nil {
 		t.Fatalf("good file refused: %v", err)
 	}
+	// Key rotation: with the old and the new key trusted, either signs.
+	otherPub, _ := ParsePublicKey([]byte(mustPub(t, other)))
+	for _, k := range []PrivateKey{sk, other} {
+		if _, err := Open([]PublicKey{otherPub, pk}, "s.yaml", data, sign(k, data, good), now, 1000); err != nil {
+			t.Fatalf("rotation: key %s refused: %v", KeyID(k.ID()), err)
+		}
+	}
+}
+
+func mustPub(t *testing.T, k PrivateKey) string {
+	t.Helper()
+	pub, ok := k.Public().(PublicKey)
+	if !ok {
+		t.Fatalf("public key of type %T", k.Public())
+	}
+	return pub.String()
 }
 
 func TestParseComment(t *testing.T) {
