@@ -124,7 +124,7 @@ func (s *server) addSigsFeed() error {
 	m := s.metrics
 	m.gauge("wormsink_sigs_feed_serial", "Serial of the signature set in service, as the feed compares it.", func() float64 { return float64(s.store.Current().Serial()) })
 	m.gauge("wormsink_sigs_feed_expiry_timestamp_seconds", "When the signature set in service expires (0: never).", func() float64 {
-		if exp := s.store.Current().Expires(); !exp.IsZero() {
+		if exp := f.Expiry(); !exp.IsZero() {
 			return float64(exp.Unix())
 		}
 		return 0

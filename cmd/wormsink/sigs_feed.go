@@ -115,11 +115,22 @@ func runSigsSign(e env, args []string) int {
 	fs := newFlags(e, "sigs sign", "--key FILE SIGFILE")
 	keyFile := fs.String("key", "", "minisign secret key file (from sigs keygen or minisign -G)")
 	pwFile := fs.String("password-file", "", "for an encrypted key: file whose first line is its password (- reads standard input)")
+	expFlag := fs.String("expires", "", "for a file without expires: the expiry to sign, RFC 3339 or a duration from now (168h)")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
 	if *keyFile == "" || fs.NArg() != 1 {
 		return usageErr(e, "sigs sign: needs --key FILE and one SIGFILE")
+	}
+	var expires time.Time
+	if *expFlag != "" {
+		if d, err := time.ParseDuration(*expFlag); err == nil && d > 0 {
+			expires = time.Now().Add(d).Truncate(time.Second)
+		} else if t, err := time.Parse(time.RFC3339, *expFlag); err == nil {
+			expires = t
+		} else {
+			return usageErr(e, "sigs sign: --expires %q: want an RFC 3339 time or a positive duration", *expFlag)
+		}
 	}
 	file := fs.Arg(0)
 	data, err := os.ReadFile(file)
@@ -130,17 +141,22 @@ func runSigsSign(e env, args []string) int {
 	if err != nil {
 		return fail(e, "sigs sign: %v", err)
 	}
-	if set.Expires().IsZero() {
-		return fail(e, "sigs sign: %s has no expires: a feed file must expire, or a stale copy could be replayed forever", file)
+	switch {
+	case set.Expires().IsZero() && expires.IsZero():
+		return fail(e, "sigs sign: %s has no expires: and no --expires was given: a feed file must expire, or a stale copy could be replayed forever", file)
+	case expires.IsZero():
+		expires = set.Expires()
+	case !set.Expires().IsZero() && !set.Expires().Equal(expires):
+		return fail(e, "sigs sign: --expires %s disagrees with the file's expires: %s", expires.Format(time.RFC3339), set.Expires().Format(time.RFC3339))
 	}
-	if !time.Now().Before(set.Expires()) {
-		return fail(e, "sigs sign: %s expired at %s: set a later expires:", file, set.Expires().Format(time.RFC3339))
+	if !time.Now().Before(expires) {
+		return fail(e, "sigs sign: %s would be expired (%s): set a later expiry", file, expires.Format(time.RFC3339))
 	}
 	key, err := loadSecretKey(e, *keyFile, *pwFile)
 	if err != nil {
 		return fail(e, "sigs sign: %v", err)
 	}
-	c := feed.Comment{Serial: set.Serial(), Expires: set.Expires(), File: filepath.Base(file)}
+	c := feed.Comment{Serial: set.Serial(), Expires: expires, File: filepath.Base(file)}
 	sig, err := feed.Sign(key, data, c.String())
 	if err != nil {
 		return fail(e, "sigs sign: %v", err)

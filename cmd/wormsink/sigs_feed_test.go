@@ -26,6 +26,13 @@ func TestSigsSignVerifyCommands(t *testing.T) {
 	if code, _, errs := runCmd(t, "", "sigs", "sign", "--key", key+".key", file); code != exitFailure || !strings.Contains(errs, "no expires") {
 		t.Fatalf("sign without expires: %d %q", code, errs)
 	}
+	// The expiry may be left to the signature.
+	if code, out, errs := runCmd(t, "", "sigs", "sign", "--key", key+".key", "--expires", "48h", file); code != exitOK || !strings.Contains(out, "serial:4 expires:") {
+		t.Fatalf("sign --expires: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := runCmd(t, "", "sigs", "verify", "--pubkey", key+".pub", file); code != exitOK || !strings.Contains(out, "expires ") {
+		t.Fatalf("verify of a file whose expiry is in its signature: %d %q %q", code, out, errs)
+	}
 	exp := time.Now().Add(30 * 24 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
 	os.WriteFile(file, []byte("serial: 4\nexpires: "+exp+"\nsignatures:\n  - id: a\n    family: A\n    domains: [a.example]\n"), 0o644)
 	code, out, errs := runCmd(t, "", "sigs", "sign", "--key", key+".key", file)

@@ -116,6 +116,7 @@ type Feed struct {
 	// Stats has its own lock: a scrape must not wait for a slow mirror.
 	statsMu sync.Mutex
 	stats   Stats
+	vouched Comment // the trusted comment of the file last taken (or found beside Path at start)
 }
 
 type mirror struct {
@@ -179,7 +180,29 @@ func New(cfg Config) (*Feed, error) {
 	tr.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
 	tr.DisableCompression = false
 	f.client = &http.Client{Transport: tr, Timeout: cfg.Timeout}
+	// The last-good copy's signature, kept beside it, still says what
+	// expiry the file was signed with after a restart.
+	if sig, err := readLimited(cfg.Path+".minisig", MaxSigSize); err == nil {
+		if s, err := ParseSignature(sig); err == nil {
+			if c, err := ParseComment(s.TrustedComment); err == nil {
+				f.vouched = c
+			}
+		}
+	}
 	return f, nil
+}
+
+func (f *Feed) setVouched(c Comment) {
+	f.statsMu.Lock()
+	f.vouched = c
+	f.statsMu.Unlock()
+}
+
+// Expiry is when the set in service expires: its file's expires:, or the
+// expiry its signature vouched for when the file has none (zero: never).
+func (f *Feed) Expiry() time.Time {
+	_, exp := f.serving()
+	return exp
 }
 
 // LoadCA reads a PEM file of CA certificates for Config.RootCAs.
@@ -352,17 +375,22 @@ func (f *Feed) servingSerial() uint64 {
 // serving is the serial and expiry in service: the store's, or the file's
 // at Path without a store (0 when there is none yet).
 func (f *Feed) serving() (uint64, time.Time) {
+	var set *signatures.Set
 	if f.cfg.Store != nil {
-		if set := f.cfg.Store.Current(); set != nil {
-			return set.Serial(), set.Expires()
-		}
+		set = f.cfg.Store.Current()
+	} else if s, err := signatures.Load(f.cfg.Path); err == nil {
+		set = s
+	}
+	if set == nil {
 		return 0, time.Time{}
 	}
-	set, err := signatures.Load(f.cfg.Path)
-	if err != nil {
-		return 0, time.Time{}
+	exp := set.Expires()
+	f.statsMu.Lock()
+	if v := f.vouched; exp.IsZero() && v.Serial == set.Serial() {
+		exp = v.Expires
 	}
-	return set.Serial(), set.Expires()
+	f.statsMu.Unlock()
+	return set.Serial(), exp
 }
 
 func (f *Feed) checkMirror(ctx context.Context, m *mirror) (Result, error) {
@@ -388,6 +416,7 @@ func (f *Feed) checkMirror(ctx context.Context, m *mirror) (Result, error) {
 		// The copy in service, fetched again (after a restart, or from a
 		// server without validators): not a rollback.
 		m.remember()
+		f.setVouched(rel.Comment)
 		return Result{Unchanged: true, Serial: rel.Comment.Serial, URL: m.url}, nil
 	}
 	if in := f.servingSerial(); rel.Comment.Serial <= in {
@@ -400,6 +429,7 @@ func (f *Feed) checkMirror(ctx context.Context, m *mirror) (Result, error) {
 		return Result{}, refuse(Write, "write %s: %v", f.cfg.Path, err)
 	}
 	m.remember()
+	f.setVouched(rel.Comment)
 	if f.cfg.Store != nil {
 		if _, err := f.cfg.Store.Reload(); err != nil && !errors.Is(err, signatures.ErrUnchanged) {
 			return Result{}, refuse(Parse, "written to %s but not reloaded: %v", f.cfg.Path, err)

@@ -263,3 +263,35 @@ func mustKeyB(b *testing.B) (PublicKey, PrivateKey, []byte, []byte) {
 	}
 	return pk, sk, pub, sec
 }
+
+// A file may leave its expiry to its signature: the feed takes the signed
+// one, and knows it again after a restart from the .minisig beside the copy.
+func TestFeedExpiryFromSignature(t *testing.T) {
+	pk, sk, _, _ := mustKey(t)
+	o := newOrigin(t)
+	exp := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	data := sigFile(2, time.Time{}, "a.example")
+	sig, _ := Sign(sk, data, Comment{Serial: 2, Expires: exp, File: "sigs.yaml"}.String())
+	o.set(data, sig)
+	path := filepath.Join(t.TempDir(), "sigs.yaml")
+	cfg := Config{URLs: []string{o.srv.URL + "/sigs.yaml"}, Keys: []PublicKey{pk}, Path: path}
+	f, _ := New(cfg)
+	if res, err := f.Check(context.Background()); err != nil || !res.Applied {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if !f.Expiry().Equal(exp) {
+		t.Fatalf("expiry %v, want the signed %v", f.Expiry(), exp)
+	}
+	restarted, _ := New(cfg)
+	if !restarted.Expiry().Equal(exp) {
+		t.Fatalf("after a restart: expiry %v, want %v", restarted.Expiry(), exp)
+	}
+	// An expired signature is still refused.
+	past := time.Now().Add(-time.Minute).Truncate(time.Second)
+	data3 := sigFile(3, time.Time{}, "a.example")
+	sig3, _ := Sign(sk, data3, Comment{Serial: 3, Expires: past, File: "sigs.yaml"}.String())
+	o.set(data3, sig3)
+	if _, err := f.Check(context.Background()); func() Reason { r, _ := ReasonOf(err); return r }() != Freeze {
+		t.Fatalf("expired signature: %v", err)
+	}
+}

@@ -44,16 +44,11 @@ func Open(keys []PublicKey, name string, data, sig []byte, now time.Time, maxSiz
 	if set.Serial() != c.Serial {
 		return nil, refuse(Signature, "%s: %w: the trusted comment says serial %d, the file %d", name, ErrSignature, c.Serial, set.Serial())
 	}
-	if !set.Expires().Equal(c.Expires) {
+	// A file may leave its expiry to the signature; one it states must be
+	// the signed one.
+	if !set.Expires().IsZero() && !set.Expires().Equal(c.Expires) {
 		return nil, refuse(Signature, "%s: %w: the trusted comment says expires %s, the file %s", name, ErrSignature,
-			c.Expires.Format(time.RFC3339), fmtExpiry(set.Expires()))
+			c.Expires.Format(time.RFC3339), set.Expires().Format(time.RFC3339))
 	}
 	return &Release{Comment: c, KeyID: v.KeyID, Set: set}, nil
-}
-
-func fmtExpiry(t time.Time) string {
-	if t.IsZero() {
-		return "nothing"
-	}
-	return t.Format(time.RFC3339)
 }
