@@ -18,8 +18,8 @@ import (
 // file it takes there and reloads it as SIGHUP does, so a restart with the
 // feed unreachable starts on it, and the serial rule holds across both.
 type sigsFeedConfig struct {
-	urls     stringList
-	pubkeys  stringList
+	urls     commaList
+	pubkeys  commaList
 	interval time.Duration
 	ca       string
 	maxSize  byteSize
@@ -164,13 +164,13 @@ func (fs feedStore) Reload() (signatures.Reload, error) {
 	return r, err
 }
 
-// stringList is a repeatable flag; a value may also list several, comma-
+// commaList is a repeatable flag; a value may also list several, comma-
 // separated, which is how a --config file's YAML list arrives.
-type stringList []string
+type commaList []string
 
-func (l *stringList) String() string { return strings.Join(*l, ",") }
+func (l *commaList) String() string { return strings.Join(*l, ",") }
 
-func (l *stringList) Set(v string) error {
+func (l *commaList) Set(v string) error {
 	for _, p := range strings.Split(v, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			*l = append(*l, p)

@@ -170,7 +170,7 @@ func runSigsSign(e env, args []string) int {
 
 func runSigsVerify(e env, args []string) int {
 	fs := newFlags(e, "sigs verify", "--pubkey KEY SIGFILE")
-	var keys stringList
+	var keys commaList
 	fs.Var(&keys, "pubkey", "trusted public key: base64 (RW…) or a .pub file; repeatable")
 	sigPath := fs.String("sig", "", "the signature (default SIGFILE.minisig)")
 	if code, done := parseFlags(fs, e, args); done {
