@@ -2,11 +2,7 @@ package bgp
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,130 +12,11 @@ import (
 	"wormsink/internal/testutil"
 )
 
-// peer is a router started by a test in its own namespace.
-type peer struct {
-	ns    testutil.Netns
-	show  func(t *testing.T) string // the router's view of its BGP routes
-	local netip.Addr                // our address on the link
-	addr  netip.Addr                // the router's
-	asn   uint32
-}
-
-// link makes a namespace with a veth to ours: 10.201.N.1 (us) and .2, and
-// fd00:201:N::1 / ::2.
-func link(t *testing.T, prefix string, n int) (testutil.Netns, netip.Addr, netip.Addr) {
-	ns := testutil.NewNetns(t, prefix)
-	host := fmt.Sprintf("%sh%d", prefix, os.Getpid()%100000)
-	testutil.Veth(t, ns, host, "r0",
-		[]string{fmt.Sprintf("10.201.%d.1/30", n), fmt.Sprintf("fd00:201:%d::1/64", n)},
-		[]string{fmt.Sprintf("10.201.%d.2/30", n), fmt.Sprintf("fd00:201:%d::2/64", n)})
-	return ns, netip.MustParseAddr(fmt.Sprintf("10.201.%d.1", n)), netip.MustParseAddr(fmt.Sprintf("10.201.%d.2", n))
-}
-
-// startBIRD runs BIRD 2 in a namespace of its own, peering with us.
-func startBIRD(t *testing.T) *peer {
-	bird := testutil.Need(t, "bird")
-	birdc := testutil.Need(t, "birdc")
-	ns, local, addr := link(t, "wsbird", 1+os.Getpid()%200)
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "bird.ctl")
-	conf := filepath.Join(dir, "bird.conf")
-	// BIRD needs the device protocol to know its interfaces, and explicit
-	// import and export filters on eBGP channels (RFC 8212).
-	os.WriteFile(conf, []byte(fmt.Sprintf(`log "%s/bird.log" all;
-router id %s;
-protocol device {}
-protocol bgp wormsink {
-	local %s as 65001;
-	neighbor %s as 65000;
-	ipv4 { import all; export none; };
-	ipv6 { import all; export none; };
-}
-`, dir, addr, addr, local)), 0o644)
-	cmd := ns.Command(bird, "-f", "-c", conf, "-s", sock)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	show := func(t *testing.T) string {
-		out, _ := ns.Command(birdc, "-s", sock, "show", "route", "all").CombinedOutput()
-		return string(out)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := ns.Command(birdc, "-s", sock, "show", "protocols", "all", "wormsink").CombinedOutput()
-			log, _ := os.ReadFile(filepath.Join(dir, "bird.log"))
-			t.Logf("BIRD protocol:\n%s\nBIRD log:\n%s", out, log)
-		}
-	})
-	// birdc's exit status does not tell a missing socket from an answer:
-	// its "ready." greeting does.
-	testutil.WaitFor(t, 20*time.Second, "BIRD's control socket", func() bool {
-		out, _ := ns.Command(birdc, "-s", sock, "show", "status").CombinedOutput()
-		return strings.Contains(string(out), "ready.")
-	})
-	return &peer{ns: ns, show: show, local: local, addr: addr, asn: 65001}
-}
-
-// startFRR runs FRR's bgpd (without zebra) in a namespace of its own.
-func startFRR(t *testing.T) *peer {
-	bgpd := "/usr/lib/frr/bgpd"
-	if _, err := os.Stat(bgpd); err != nil {
-		t.Fatal("FRR is not installed: run `make deps` (scripts/deps.sh)")
-	}
-	vtysh := testutil.Need(t, "vtysh")
-	ns, local, addr := link(t, "wsfrr", 1+(os.Getpid()+100)%200)
-	// bgpd drops to the frr user (root is not in its vty group): its
-	// directory must be reachable by that user, which t.TempDir is not.
-	dir, err := os.MkdirTemp("", "wsfrr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o777)
-	conf := filepath.Join(dir, "bgpd.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`frr defaults traditional
-hostname wsfrr
-router bgp 65002
- bgp router-id %s
- no bgp ebgp-requires-policy
- neighbor %s remote-as 65000
- address-family ipv6 unicast
-  neighbor %s activate
- exit-address-family
-`, addr, local, local)), 0o644)
-	cmd := ns.Command(bgpd, "-f", conf, "-i", filepath.Join(dir, "bgpd.pid"), "--vty_socket", dir, "-Z", "-u", "frr", "-g", "frr", "-l", addr.String(), "-z", filepath.Join(dir, "zserv.api"))
-	out := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	show := func(t *testing.T) string {
-		var all []byte
-		for _, c := range []string{"show bgp ipv4 unicast", "show bgp ipv6 unicast", "show bgp ipv4 unicast 100.64.8.8/32"} {
-			o, _ := ns.Command(vtysh, "--vty_socket", dir, "-c", c).CombinedOutput()
-			all = append(all, o...)
-		}
-		return string(all)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("bgpd output:\n%s", out)
-		}
-	})
-	testutil.WaitFor(t, 20*time.Second, "FRR's bgpd vty", func() bool {
-		o, _ := ns.Command(vtysh, "--vty_socket", dir, "-c", "show bgp summary").CombinedOutput()
-		return strings.Contains(string(o), "65002") || strings.Contains(string(o), "BGP router identifier")
-	})
-	return &peer{ns: ns, show: show, local: local, addr: addr, asn: 65002}
-}
-
-func startSpeaker(t *testing.T, p *peer, n int) *Speaker {
+func startSpeaker(t *testing.T, r *testutil.Router) *Speaker {
 	s, err := New(Config{ASN: 65000, RouterID: netip.MustParseAddr("10.201.0.1"),
-		Neighbors:   []Neighbor{{Addr: p.addr, ASN: p.asn}},
+		Neighbors:   []Neighbor{{Addr: r.Addr, ASN: r.ASN}},
 		Communities: []uint32{0xFFFF029A, 64512<<16 | 99},
-		NextHops:    []netip.Addr{p.local, netip.MustParseAddr(fmt.Sprintf("fd00:201:%d::1", n))},
+		NextHops:    []netip.Addr{r.Local, r.Local6},
 		Log:         zerolog.Nop(), ConnectRetry: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -148,53 +25,42 @@ func startSpeaker(t *testing.T, p *peer, n int) *Speaker {
 	done := make(chan struct{})
 	go func() { s.Serve(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	testutil.WaitFor(t, 60*time.Second, "the BGP session", func() bool { return s.Stats().PeersUp == 1 })
 	return s
 }
 
 func TestAnnounceToBIRD(t *testing.T) {
-	p := startBIRD(t)
-	n := int(p.addr.As4()[2])
-	s := startSpeaker(t, p, n)
-	testutil.WaitFor(t, 60*time.Second, "the BGP session with BIRD", func() bool { return s.Stats().PeersUp == 1 })
-	start := time.Now()
+	r := testutil.StartBIRD(t, "wsbird", 65000)
+	s := startSpeaker(t, r)
 	s.Sync([]netip.Addr{netip.MustParseAddr("100.64.9.9"), netip.MustParseAddr("2001:db8:9::9")})
-	waitRoutes(t, p, "BIRD", "100.64.9.9/32", "2001:db8:9::9/128")
-	t.Logf("announced to BIRD in %v", time.Since(start))
-	out := p.show(t)
-	if !strings.Contains(out, "(65535,666)") || !strings.Contains(out, "(64512,99)") {
+	d := r.WaitRoutes(t, false, "100.64.9.9/32", "2001:db8:9::9/128")
+	t.Logf("announced to BIRD in %v", d)
+	if out := r.Show(); !strings.Contains(out, "(65535,666)") || !strings.Contains(out, "(64512,99)") {
 		t.Fatalf("communities missing at BIRD:\n%s", out)
 	}
-	if time.Since(start) > 2*time.Second {
-		t.Errorf("announcement took %v (goal 2 s)", time.Since(start))
+	if d > 2*time.Second {
+		t.Errorf("announcement took %v (goal 2 s)", d)
 	}
-	start = time.Now()
 	s.Sync([]netip.Addr{netip.MustParseAddr("2001:db8:9::9")})
-	testutil.WaitFor(t, 20*time.Second, "the withdrawal at BIRD", func() bool { return !strings.Contains(p.show(t), "100.64.9.9/32") })
-	t.Logf("withdrawn at BIRD in %v", time.Since(start))
-	if !strings.Contains(p.show(t), "2001:db8:9::9/128") {
+	d = r.WaitRoutes(t, true, "100.64.9.9/32")
+	t.Logf("withdrawn at BIRD in %v", d)
+	if !strings.Contains(r.Show(), "2001:db8:9::9/128") {
 		t.Fatal("the /128 went with the /32")
 	}
 }
 
 func TestAnnounceToFRR(t *testing.T) {
-	p := startFRR(t)
-	n := int(p.addr.As4()[2])
-	s := startSpeaker(t, p, n)
-	testutil.WaitFor(t, 60*time.Second, "the BGP session with FRR", func() bool { return s.Stats().PeersUp == 1 })
-	start := time.Now()
+	r := testutil.StartFRR(t, "wsfrr", 65000, "100.64.8.8/32")
+	s := startSpeaker(t, r)
 	s.Sync([]netip.Addr{netip.MustParseAddr("100.64.8.8"), netip.MustParseAddr("2001:db8:8::8")})
-	waitRoutes(t, p, "FRR", "100.64.8.8/32", "2001:db8:8::8/128")
-	t.Logf("announced to FRR in %v", time.Since(start))
-	out := p.show(t)
+	d := r.WaitRoutes(t, false, "100.64.8.8/32", "2001:db8:8::8/128")
+	t.Logf("announced to FRR in %v", d)
 	// FRR names 65535:666 "blackhole".
-	if !strings.Contains(out, "blackhole") || !strings.Contains(out, "64512:99") {
+	if out := r.Show(); !strings.Contains(out, "blackhole") || !strings.Contains(out, "64512:99") {
 		t.Fatalf("communities missing at FRR:\n%s", out)
 	}
 	s.Sync(nil)
-	testutil.WaitFor(t, 20*time.Second, "the withdrawal at FRR", func() bool {
-		out := p.show(t)
-		return !strings.Contains(out, "100.64.8.8/32") && !strings.Contains(out, "2001:db8:8::8/128")
-	})
+	r.WaitRoutes(t, true, "100.64.8.8/32", "2001:db8:8::8/128")
 	if st := s.Stats(); st.Announced != 0 || st.Errors != 0 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -253,29 +119,4 @@ func FuzzParseCommunity(f *testing.F) {
 			}
 		}
 	})
-}
-
-var _ = exec.Command
-
-// waitRoutes waits until the router shows every prefix, and shows what it
-// has when it does not.
-func waitRoutes(t *testing.T, p *peer, name string, prefixes ...string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out := p.show(t)
-		missing := ""
-		for _, pfx := range prefixes {
-			if !strings.Contains(out, pfx) {
-				missing = pfx
-			}
-		}
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never showed %s; it has:\n%s", name, missing, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
