@@ -66,13 +66,7 @@ func (s *server) addBGP() error {
 	if err != nil {
 		return err
 	}
-	s.quarantine.Watch(func(snap *quarantine.Snapshot) {
-		addrs := make([]netip.Addr, 0, len(snap.ByAddr))
-		for a := range snap.ByAddr {
-			addrs = append(addrs, a)
-		}
-		sp.Sync(addrs)
-	})
+	s.quarantine.Watch(func(snap *quarantine.Snapshot) { sp.Sync(snapshotAddrs(snap)) })
 	s.parts = append(s.parts, part{name: "bgp", run: sp.Serve})
 	m := s.metrics
 	m.gauge("wormsink_bgp_sessions_up", "BGP sessions established now.", func() float64 { return float64(sp.Stats().PeersUp) })
