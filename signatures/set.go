@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"strings"
+	"unsafe"
 )
 
 // Set is a compiled, immutable signature file. It is safe for concurrent use
@@ -19,8 +20,10 @@ type Set struct {
 	suffixes table         // the patterns that are "*" and a literal tail, by that tail
 	sufLens  uint64        // bit n set: some such tail is n bytes long
 	others   []filePattern // every other pattern
-	payloads [ICMP + 1][]payloadRule
-	watched  [ICMP + 1]portSet // the destination ports payload rules look at
+	payloads [ICMP + 1][]payloadRule // content rules
+	commands [ICMP + 1][]payloadRule // command rules
+	watched  [ICMP + 1]portSet       // the destination ports payload rules look at
+	cmdPorts [ICMP + 1]portSet       // the destination ports command rules look at
 	stats    Stats
 	seed     uint64
 }
@@ -50,6 +53,9 @@ type FileMatch struct {
 type PayloadMatch struct {
 	Signature *Signature
 	Payload   *Payload
+	// Fetched is the file name a command rule matched on, valid only
+	// during the MatchPayloads callback that gets it.
+	Fetched []byte
 }
 
 type payloadRule struct {
@@ -121,7 +127,12 @@ func Compile(f *File) (*Set, error) {
 		}
 		for pi := range sig.Payloads {
 			p := &sig.Payloads[pi]
-			s.payloads[p.Proto] = append(s.payloads[p.Proto], payloadRule{sig: sig, p: p})
+			if p.Command != "" {
+				s.commands[p.Proto] = append(s.commands[p.Proto], payloadRule{sig: sig, p: p})
+				s.cmdPorts[p.Proto].add(p.Port)
+			} else {
+				s.payloads[p.Proto] = append(s.payloads[p.Proto], payloadRule{sig: sig, p: p})
+			}
 			s.watched[p.Proto].add(p.Port)
 			s.stats.Payloads++
 		}
@@ -301,7 +312,7 @@ func (s *Set) MatchFile(name string) (FileMatch, bool) {
 // HasPayloadRules reports whether any payload rule applies to proto, so a
 // packet matcher can skip payload work entirely.
 func (s *Set) HasPayloadRules(proto Proto) bool {
-	return proto <= ICMP && len(s.payloads[proto]) > 0
+	return proto <= ICMP && len(s.payloads[proto])+len(s.commands[proto]) > 0
 }
 
 // PayloadPort reports whether a payload rule for proto looks at packets to
@@ -333,11 +344,48 @@ func (p *portSet) has(port uint16) bool {
 	return p.all || p.bits != nil && p.bits[port/64]&(1<<(port%64)) != 0
 }
 
-// MatchPayload finds the first payload rule (in file order) that a packet of
-// proto to dstPort carrying payload matches. For ICMP, dstPort is ignored.
+// MatchPayload finds a payload rule that a packet of proto to dstPort
+// carrying payload matches: the first content rule in file order, else
+// the first command rule. For ICMP, dstPort is ignored.
 func (s *Set) MatchPayload(proto Proto, dstPort uint16, payload []byte) (PayloadMatch, bool) {
+	var first PayloadMatch
+	found := false
+	s.MatchPayloads(proto, dstPort, payload, func(m PayloadMatch) bool {
+		first, found = m, true
+		first.Fetched = nil
+		return false
+	})
+	return first, found
+}
+
+// MaxPayloadMatches bounds the signatures one packet is evidence for.
+const MaxPayloadMatches = 8
+
+// MatchPayloads calls fn for every signature a packet of proto to dstPort
+// carrying payload is evidence for, once per signature (its first rule
+// that matches), up to MaxPayloadMatches and until fn returns false;
+// content rules first, in file order, then command rules, in the order
+// of the fetch commands. It returns how many calls it made. A packet that
+// fetches two names is evidence for the signature of each: one payload
+// carrying a Mirai and a Gafgyt loader line is two findings, as the IDS
+// rules exported for the two signatures are.
+func (s *Set) MatchPayloads(proto Proto, dstPort uint16, payload []byte, fn func(PayloadMatch) bool) int {
 	if proto > ICMP || len(payload) == 0 {
-		return PayloadMatch{}, false
+		return 0
+	}
+	var seen [MaxPayloadMatches]*Signature
+	n := 0
+	// report calls fn unless the signature is already reported; false
+	// stops the walk.
+	report := func(m PayloadMatch) bool {
+		for _, sig := range seen[:n] {
+			if sig == m.Signature {
+				return true
+			}
+		}
+		seen[n] = m.Signature
+		n++
+		return fn(m) && n < len(seen)
 	}
 	for _, r := range s.payloads[proto] {
 		if r.p.Port != 0 && r.p.Port != dstPort {
@@ -349,11 +397,73 @@ func (s *Set) MatchPayload(proto Proto, dstPort uint16, payload []byte) (Payload
 		} else {
 			hit = bytes.Contains(payload, r.p.Contains)
 		}
-		if hit {
-			return PayloadMatch{Signature: r.sig, Payload: r.p}, true
+		if hit && !report(PayloadMatch{Signature: r.sig, Payload: r.p}) {
+			return n
 		}
 	}
-	return PayloadMatch{}, false
+	if !s.cmdPorts[proto].has(dstPort) || !mayFetch(payload) {
+		return n
+	}
+	var f fetchScanner
+	f.reset(payload)
+	for {
+		name, long, ok := f.next()
+		if !ok {
+			return n
+		}
+		elem := lastElementBytes(name)
+		listed := -1 // unknown yet: is the name one a signature lists?
+		for _, r := range s.commands[proto] {
+			if r.p.Port != 0 && r.p.Port != dstPort {
+				continue
+			}
+			var hit bool
+			if len(r.sig.TFTPFiles) == 0 {
+				if listed < 0 {
+					listed = 0
+					if !long && len(elem) > 0 {
+						if _, ok := s.MatchFile(unsafe.String(unsafe.SliceData(elem), len(elem))); ok {
+							listed = 1
+						}
+					}
+				}
+				hit = listed == 0
+			} else {
+				hit = !long && listsName(r.sig, elem)
+			}
+			if hit && !report(PayloadMatch{Signature: r.sig, Payload: r.p, Fetched: name}) {
+				return n
+			}
+		}
+	}
+}
+
+// listsName reports whether sig's tftp_files name elem (a last path
+// element), as MatchFile compares: exactly or by pattern, in any case.
+func listsName(sig *Signature, elem []byte) bool {
+	if len(elem) == 0 {
+		return false
+	}
+	e := unsafe.String(unsafe.SliceData(elem), len(elem)) // compared only
+	for _, f := range sig.TFTPFiles {
+		if isPattern(f) {
+			if globFold(f, e) {
+				return true
+			}
+		} else if equalFold(e, f) {
+			return true
+		}
+	}
+	return false
+}
+
+func lastElementBytes(name []byte) []byte {
+	for i := len(name) - 1; i >= 0; i-- {
+		if name[i] == '/' || name[i] == '\\' {
+			return name[i+1:]
+		}
+	}
+	return name
 }
 
 func lower(c byte) byte {
