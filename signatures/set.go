@@ -14,12 +14,12 @@ import (
 // packet matcher call them once per query and per packet.
 type Set struct {
 	file     File
-	names    table         // listed domains, exact and wildcard
-	files    table         // TFTP file names
-	patterns []filePattern // TFTP file patterns (* and ?), in file order
-	suffixes table         // the patterns that are "*" and a literal tail, by that tail
-	sufLens  uint64        // bit n set: some such tail is n bytes long
-	others   []filePattern // every other pattern
+	names    table                   // listed domains, exact and wildcard
+	files    table                   // TFTP file names
+	patterns []filePattern           // TFTP file patterns (* and ?), in file order
+	suffixes table                   // the patterns that are "*" and a literal tail, by that tail
+	sufLens  uint64                  // bit n set: some such tail is n bytes long
+	others   []filePattern           // every other pattern
 	payloads [ICMP + 1][]payloadRule // content rules
 	commands [ICMP + 1][]payloadRule // command rules
 	watched  [ICMP + 1]portSet       // the destination ports payload rules look at
