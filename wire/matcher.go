@@ -458,10 +458,8 @@ func (m *Matcher) payload(pk *packet) int {
 			Packet:   pk.meta.Packet,
 			Proof:    pk.proof,
 		}
-		if pm.Fetched != nil {
-			// The name the command fetched: what made it evidence.
-			ev.File = string(pm.Fetched)
-		}
+		// ev.File stays empty: a line's file is a TFTP request's (the
+		// reports take it for TFTP traffic), and this is telnet or HTTP.
 		m.rec.Record(ev)
 		return true
 	})

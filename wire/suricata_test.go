@@ -61,6 +61,7 @@ json.dump(out, sys.stdout)
 
 type ruleStep struct {
 	pcre     *regexp.Regexp
+	negated  bool // content:! or pcre:!: the payload must not hold it
 	content  []byte
 	nocase   bool
 	depth    int // -1: unset
@@ -122,24 +123,31 @@ func parseRules(t *testing.T, rules string) []evalRule {
 					}
 				}
 			case "content":
-				b, err := decodeContent(strings.Trim(val, `"`))
+				neg := strings.HasPrefix(val, "!")
+				b, err := decodeContent(strings.Trim(strings.TrimPrefix(val, "!"), `"`))
 				if err != nil {
 					t.Fatalf("sid %d: %v", r.Sid, err)
 				}
-				e.steps = append(e.steps, ruleStep{content: b, depth: -1})
+				e.steps = append(e.steps, ruleStep{content: b, depth: -1, negated: neg})
 			case "nocase":
 				e.steps[last].nocase = true
-			case "depth":
-				e.steps[last].depth, _ = strconv.Atoi(val)
-			case "distance":
-				e.steps[last].distance, _ = strconv.Atoi(val)
-				e.steps[last].relative = true
+			case "depth", "distance":
+				if e.steps[last].negated {
+					t.Fatalf("sid %d: %s after a negated content is not evaluated here", r.Sid, name)
+				}
+				n, _ := strconv.Atoi(val)
+				if name == "depth" {
+					e.steps[last].depth = n
+				} else {
+					e.steps[last].distance, e.steps[last].relative = n, true
+				}
 			case "pcre":
-				re, err := pcreToGo(strings.Trim(val, `"`))
+				neg := strings.HasPrefix(val, "!")
+				re, err := pcreToGo(strings.Trim(strings.TrimPrefix(val, "!"), `"`))
 				if err != nil {
 					t.Fatalf("sid %d: %v", r.Sid, err)
 				}
-				e.steps = append(e.steps, ruleStep{pcre: re})
+				e.steps = append(e.steps, ruleStep{pcre: re, negated: neg})
 			case "itype":
 				e.itype, _ = strconv.Atoi(val)
 			case "ip_proto":
@@ -223,7 +231,19 @@ func (r *evalRule) matches(d *datagram) bool {
 	pos := 0
 	for _, s := range r.steps {
 		if s.pcre != nil {
-			if !s.pcre.Match(p) {
+			if s.pcre.Match(p) == s.negated {
+				return false
+			}
+			continue
+		}
+		if s.negated {
+			// Without a position of its own, a negated content is
+			// matched anywhere in the payload (Suricata's semantics).
+			hay, needle := p, s.content
+			if s.nocase {
+				hay, needle = bytes.ToLower(hay), bytes.ToLower(needle)
+			}
+			if bytes.Contains(hay, needle) {
 				return false
 			}
 			continue
