@@ -403,9 +403,18 @@ func joinIPv6(frags []*layers.IPv6Fragment) ([]byte, layers.IPProtocol, bool) {
 	return buf, s[0].NextHeader, true
 }
 
-// captureDifferences are the captures where the rules and scan are known
-// to disagree, each with the README's reason.
-var captureDifferences = map[string]string{}
+// rulesMiss lists, per capture, the findings (as "#packet host
+// signature") that scan makes and the exported rules do not, each with
+// the reason. Only command rules may miss, and only what their pcre
+// cannot read without decoding (docs/signatures.md); no rule may ever
+// flag what scan does not.
+var rulesMiss = map[string]map[string]string{
+	"crafted/loader-commands.pcap": {
+		"#10 10.0.0.9 mirai.tftp-loader":        "a URL-encoded separator (%3B) ends the command",
+		"#13 10.0.0.9 mirai.tftp-loader":        "telnet IAC bytes in the packet",
+		"#16 10.0.0.9 iot.tftp-dropper.generic": "a URL-encoded separator (%3b) ends the command",
+	},
+}
 
 func TestSuricataRulesAgreeWithScan(t *testing.T) {
 	public, err := signatures.Parse("public.yaml", []byte("serial: 1\nsignatures:\n  - id: rfc\n    family: Test\n    tftp_files: [rfc1350.txt, hello.txt]\n"))
@@ -416,7 +425,8 @@ func TestSuricataRulesAgreeWithScan(t *testing.T) {
 	if len(files) < 20 {
 		t.Fatalf("only %d captures", len(files))
 	}
-	for _, set := range []*signatures.Set{signatures.Default(), public} {
+	builtin := signatures.Default()
+	for _, set := range []*signatures.Set{builtin, public} {
 		var rules bytes.Buffer
 		if err := signatures.Export(&rules, set, "suricata", nil); err != nil {
 			t.Fatal(err)
@@ -456,14 +466,34 @@ func TestSuricataRulesAgreeWithScan(t *testing.T) {
 			byRules = slices.Compact(byRules)
 			byScan = slices.Compact(byScan)
 			flaggedTotal += len(byScan)
-			if why, known := captureDifferences[rel]; known {
-				if slices.Equal(byScan, byRules) {
-					t.Errorf("%s: listed as a difference (%s) but rules and scan agree: drop it from the list and README", rel, why)
+			// The rules never flag more than scan; what they miss is listed.
+			var missed []string
+			for _, f := range byScan {
+				if !slices.Contains(byRules, f) {
+					missed = append(missed, f)
+				}
+			}
+			for _, f := range byRules {
+				if !slices.Contains(byScan, f) {
+					t.Errorf("%s (%s): the rules flag %q, scan does not", rel, set.Name(), f)
+				}
+			}
+			if set != builtin {
+				if len(missed) > 0 {
+					t.Errorf("%s (%s): the rules miss %q", rel, set.Name(), missed)
 				}
 				continue
 			}
-			if !slices.Equal(byScan, byRules) {
-				t.Errorf("%s (%s): scan flags %q, rules flag %q", rel, set.Name(), byScan, byRules)
+			listed := rulesMiss[rel]
+			for _, f := range missed {
+				if _, ok := listed[f]; !ok {
+					t.Errorf("%s: scan flags %q, the rules do not", rel, f)
+				}
+			}
+			for f, why := range listed {
+				if !slices.Contains(missed, f) {
+					t.Errorf("%s: %q is listed as missed by the rules (%s), but it is not: drop it from rulesMiss", rel, f, why)
+				}
 			}
 		}
 		if flaggedTotal == 0 {
