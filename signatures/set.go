@@ -412,26 +412,26 @@ func (s *Set) MatchPayloads(proto Proto, dstPort uint16, payload []byte, fn func
 			return n
 		}
 		elem := lastElementBytes(name)
-		listed := -1 // unknown yet: is the name one a signature lists?
+		// The rules of signatures that list files claim the names they
+		// list; the any-name rules (weak) take a fetch none claims.
+		claimed := false
 		for _, r := range s.commands[proto] {
-			if r.p.Port != 0 && r.p.Port != dstPort {
+			if len(r.sig.TFTPFiles) == 0 || r.p.Port != 0 && r.p.Port != dstPort || long || !listsName(r.sig, elem) {
 				continue
 			}
-			var hit bool
-			if len(r.sig.TFTPFiles) == 0 {
-				if listed < 0 {
-					listed = 0
-					if !long && len(elem) > 0 {
-						if _, ok := s.MatchFile(unsafe.String(unsafe.SliceData(elem), len(elem))); ok {
-							listed = 1
-						}
-					}
-				}
-				hit = listed == 0
-			} else {
-				hit = !long && listsName(r.sig, elem)
+			claimed = true
+			if !report(PayloadMatch{Signature: r.sig, Payload: r.p, Fetched: name}) {
+				return n
 			}
-			if hit && !report(PayloadMatch{Signature: r.sig, Payload: r.p, Fetched: name}) {
+		}
+		if claimed {
+			continue
+		}
+		for _, r := range s.commands[proto] {
+			if len(r.sig.TFTPFiles) != 0 || r.p.Port != 0 && r.p.Port != dstPort {
+				continue
+			}
+			if !report(PayloadMatch{Signature: r.sig, Payload: r.p, Fetched: name}) {
 				return n
 			}
 		}

@@ -128,8 +128,8 @@ type Payload struct {
 	// the TFTP fetch commands of a TCP payload (telnet, HTTP; see
 	// fetch.go) by the name they fetch. The rule of a signature with
 	// tftp_files matches a fetched name those list; the rule of a
-	// signature without them (which must be weak) matches a fetched name
-	// no signature of the set lists.
+	// signature without them (which must be weak) matches a fetch that no
+	// such rule for the packet's port claims.
 	Command string
 	Source  string // the content as written in the file ("command tftp" for a command rule)
 	// Evidence is what a match proves: Strong (the default) for a pattern
@@ -141,8 +141,8 @@ type Payload struct {
 // CommandTFTP is the one kind of command rule: TFTP fetch commands.
 const CommandTFTP = "tftp"
 
-// AnyName reports whether p is a command rule of a signature without
-// tftp_files, which matches the fetch of a name no signature lists.
+// anyName reports whether p is a command rule of a signature without
+// tftp_files, which matches a fetch no rule of a listing signature claims.
 func (p *Payload) anyName(sig *Signature) bool {
 	return p.Command != "" && len(sig.TFTPFiles) == 0
 }
