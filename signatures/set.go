@@ -53,9 +53,6 @@ type FileMatch struct {
 type PayloadMatch struct {
 	Signature *Signature
 	Payload   *Payload
-	// Fetched is the file name a command rule matched on, valid only
-	// during the MatchPayloads callback that gets it.
-	Fetched []byte
 }
 
 type payloadRule struct {
@@ -352,7 +349,6 @@ func (s *Set) MatchPayload(proto Proto, dstPort uint16, payload []byte) (Payload
 	found := false
 	s.MatchPayloads(proto, dstPort, payload, func(m PayloadMatch) bool {
 		first, found = m, true
-		first.Fetched = nil
 		return false
 	})
 	return first, found
@@ -420,7 +416,7 @@ func (s *Set) MatchPayloads(proto Proto, dstPort uint16, payload []byte, fn func
 				continue
 			}
 			claimed = true
-			if !report(PayloadMatch{Signature: r.sig, Payload: r.p, Fetched: name}) {
+			if !report(PayloadMatch{Signature: r.sig, Payload: r.p}) {
 				return n
 			}
 		}
@@ -431,7 +427,7 @@ func (s *Set) MatchPayloads(proto Proto, dstPort uint16, payload []byte, fn func
 			if len(r.sig.TFTPFiles) != 0 || r.p.Port != 0 && r.p.Port != dstPort {
 				continue
 			}
-			if !report(PayloadMatch{Signature: r.sig, Payload: r.p, Fetched: name}) {
+			if !report(PayloadMatch{Signature: r.sig, Payload: r.p}) {
 				return n
 			}
 		}
