@@ -381,7 +381,8 @@ const (
 	// cmdHost is a word with a digit, '.' or ':' (never GET).
 	cmdHost = `(?:[\x2e\x30-\x3a]` + cmdW + `*|` + cmdW0 + cmdW + `*[\x2e\x30-\x3a]` + cmdW + `*)`
 	cmdEnd  = `(?:` + cmdSP + `)?(?:` + cmdSep + `|\z)`
-	cmdClient = `(?:` + cmdW + `*` + cmdNW + `)?(?i:a?tftp(?:\x2eexe)?)`
+	cmdClient = `(?:` + cmdW + `*` + cmdNW + `)?[aA]?[tT][fF][tT][pP](?:\x2e[eE][xX][eE])?`
+	cmdGet    = `[gG][eE][tT]`
 	cmdName   = `(?:` + cmdBound + cmdClient + `)`
 	// cmdNameFirst is a client word first in its command: at the start
 	// or after a separator, so the command holds no -g from before it
@@ -394,63 +395,75 @@ const (
 func commandPCRE(name string) string {
 	args := `(?:` + cmdSP + cmdArg + `)*`
 	busybox := args + cmdSP + `(?:-g` + args + cmdSP + `-r` + cmdSP + name + `|-r` + cmdSP + name + args + cmdSP + `-g)` + args + cmdEnd
-	hpa := args + cmdSP + `-c` + cmdSP + `(?i:get)` + cmdSP + name + args + cmdEnd
+	hpa := args + cmdSP + `-c` + cmdSP + cmdGet + cmdSP + name + args + cmdEnd
 	winArg := `(?:` + cmdSP + `(?:-[iI]|` + cmdHost + `))*`
-	windows := winArg + cmdSP + cmdHost + `(?:` + cmdSP + `-[iI])*` + cmdSP + `(?i:get)` + cmdSP + name + winArg + cmdEnd
+	windows := winArg + cmdSP + cmdHost + `(?:` + cmdSP + `-[iI])*` + cmdSP + cmdGet + cmdSP + name + winArg + cmdEnd
 	return `(?:` + cmdName + `(?:` + busybox + `|` + hpa + `)|` + cmdNameFirst + windows + `)`
 }
 
 // commandNamePCRE renders a signature's tftp_files as one word: an
 // optional path, then a last element one of them matches. The word never
-// starts with '-', which would make it an option to scan.
-func commandNamePCRE(files []string) string {
-	var b strings.Builder
-	b.WriteString(`(?i:(?:` + cmdWord + `[\x2f\x5c])?(?:`)
-	alts := 0
+// starts with '-', which would make it an option to scan. Letters are
+// written as [xX] rather than under a caseless flag, which in some
+// engines also folds non-ASCII letters scan does not. An entry with a
+// byte the pcre cannot read as it is (a space, quote, '+', '%', '$', a
+// separator, a non-ASCII byte: scan decodes or splits on those) is left
+// out; ok is false when none is left.
+func commandNamePCRE(files []string) (re string, ok bool) {
+	var alts []string
 	for _, f := range files {
-		if f[0] == '-' {
-			continue // only after a path: written below
+		glob, plain := cmdGlob(f, f[0] != '-')
+		if !plain {
+			continue
 		}
-		if alts > 0 {
-			b.WriteByte('|')
-		}
-		alts++
-		b.WriteString(cmdGlob(f, true))
-	}
-	b.WriteString(`)`)
-	for _, f := range files {
 		if f[0] == '-' {
-			b.WriteString(`|` + cmdWord + `[\x2f\x5c]` + cmdGlob(f, false))
+			// Only after a path: as the word's start it is an option.
+			alts = append(alts, cmdWord+`[\x2f\x5c]`+glob)
+		} else {
+			alts = append(alts, `(?:`+cmdWord+`[\x2f\x5c])?`+glob)
 		}
 	}
-	b.WriteString(`)`)
-	return b.String()
+	if len(alts) == 0 {
+		return "", false
+	}
+	return `(?:` + strings.Join(alts, "|") + `)`, true
 }
 
+// cmdGlobLiteral: the bytes a pattern may hold that the pcre reads as
+// they are (cmdW's, but * and ?, which are the pattern's own).
+var cmdGlobLiteral = regexp.MustCompile(`^[\x21\x23\x2c-\x3a\x3d\x40-\x5f\x61-\x7a\x7e]$`)
+
 // cmdGlob renders a tftp_files entry over the bytes of cmdW: * and ? over
-// those of a last path element; first says the word starts here.
-func cmdGlob(p string, first bool) string {
+// those of a last path element; first says the word starts here. plain
+// is false when the entry has a byte the pcre cannot read as it is.
+func cmdGlob(p string, first bool) (re string, plain bool) {
 	var b strings.Builder
 	for i := 0; i < len(p); i++ {
 		lead := first && i == 0
-		switch p[i] {
-		case '*':
+		switch c := p[i]; {
+		case c == '*':
 			if lead {
 				b.WriteString(`(?:` + cmdWNS0 + cmdWNS + `*)?`)
 			} else {
 				b.WriteString(cmdWNS + `*`)
 			}
-		case '?':
+		case c == '?':
 			if lead {
 				b.WriteString(cmdWNS0)
 			} else {
 				b.WriteString(cmdWNS)
 			}
+		case !cmdGlobLiteral.MatchString(p[i : i+1]):
+			return "", false
+		case c >= 'a' && c <= 'z':
+			fmt.Fprintf(&b, "[%c%c]", c, c-'a'+'A')
+		case c >= 'A' && c <= 'Z':
+			fmt.Fprintf(&b, "[%c%c]", c+'a'-'A', c)
 		default:
 			b.WriteString(pcreQuote(p[i : i+1]))
 		}
 	}
-	return b.String()
+	return b.String(), true
 }
 
 // exportCommandRule writes a command rule: the comment that says how it
@@ -460,9 +473,10 @@ func exportCommandRule(w *bufio.Writer, s *Set, sig *Signature, p *Payload, port
 	// can hide bytes from scan that the pcre would read), and no word of
 	// 256 bytes or more (scan keeps 255).
 	opts := `content:!"|FF|"; pcre:!"/` + cmdW + `{256}/";`
-	name := commandNamePCRE(sig.TFTPFiles)
+	name, ok := commandNamePCRE(sig.TFTPFiles)
 	what := "the fetch of a name it lists"
 	if len(sig.TFTPFiles) == 0 {
+		ok = true
 		// Any name no signature lists: the pcre takes any word, and the
 		// packet must hold no listed name's longest literal part, so the
 		// word it takes is no listed name either.
@@ -477,6 +491,10 @@ func exportCommandRule(w *bufio.Writer, s *Set, sig *Signature, p *Payload, port
 				opts += ` content:!"` + ruleContent([]byte(lit)) + `"; nocase;`
 			}
 		}
+	}
+	if !ok {
+		fmt.Fprintf(w, "# %s: command rule on %s/%s left out: every name it lists has a byte a pcre cannot read as scan does (space, quote, +, %%, $, a separator, non-ASCII)\n", sig.ID, p.Proto, port)
+		return
 	}
 	fmt.Fprintf(w, "# %s: command rule on %s/%s, %s. Closest to scan that never flags more: it reads only commands written plainly, which scan reads alike; scan also decodes %%XX, $IFS, $1-$9 and telnet, reads option clusters and finds more.\n",
 		sig.ID, p.Proto, port, what)

@@ -209,3 +209,52 @@ func TestCommandRuleExportSubset(t *testing.T) {
 	}
 	t.Logf("rules flagged %d of 3000 random lines", flagged)
 }
+
+// TestCommandRuleExportOddNames: a listed name with a byte that scan
+// decodes or splits on ('+' is a URL space) cannot be matched by a pcre on
+// the raw bytes: that entry is left out of the rule, and a rule with no
+// entry left is written as a comment only.
+func TestCommandRuleExportOddNames(t *testing.T) {
+	s, err := Parse("odd.yaml", []byte(`serial: 1
+signatures:
+  - id: odd
+    family: Odd
+    tftp_files: ["a+b.sh", "plain.sh"]
+    payloads: [{proto: tcp, port: 23, command: tftp}]
+  - id: only-odd
+    family: Odd
+    tftp_files: ["c+d.sh"]
+    payloads: [{proto: tcp, port: 23, command: tftp}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := commandRules(t, s)
+	if len(rules) != 1 || rules[0].sig != "odd" {
+		t.Fatalf("rules %+v, want the one of odd", rules)
+	}
+	var buf bytes.Buffer
+	if err := Export(&buf, s, "suricata", nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "# only-odd: command rule on tcp/23 left out") {
+		t.Errorf("no comment for the rule left out:\n%s", buf.String())
+	}
+	for _, c := range []struct {
+		p    string
+		want bool
+	}{
+		{"tftp -g -r plain.sh h", true},
+		{"tftp -g -r PLAIN.SH h", true},
+		{"tftp -g -r a+b.sh h", false}, // scan reads "a" and "b.sh"
+		{"tftp -g -r a%2Bb.sh h", false},
+	} {
+		if got := rules[0].matches([]byte(c.p)); got != c.want {
+			t.Errorf("%q: rule matches %v, want %v", c.p, got, c.want)
+		}
+		checkSubset(t, s, rules, []byte(c.p))
+	}
+	if !scanFlags(s, 23, []byte("tftp -g -r a%2Bb.sh h"), "odd") {
+		t.Error("scan does not find a%2Bb.sh")
+	}
+}
