@@ -56,8 +56,38 @@ type PayloadMatch struct {
 }
 
 type payloadRule struct {
-	sig *Signature
-	p   *Payload
+	sig   *Signature
+	p     *Payload
+	files []nameTest // a command rule's: sig's tftp_files, ready to test
+}
+
+// nameTest is one tftp_files entry as a command rule tests a fetched name
+// against it: exactly, by a literal tail ("*.arm7", the common pattern),
+// or by the whole pattern.
+type nameTest struct {
+	kind uint8 // nameExact, nameSuffix, nameGlob
+	s    string
+}
+
+const (
+	nameExact = iota
+	nameSuffix
+	nameGlob
+)
+
+func nameTests(files []string) []nameTest {
+	out := make([]nameTest, len(files))
+	for i, f := range files {
+		switch {
+		case !isPattern(f):
+			out[i] = nameTest{nameExact, f}
+		case f[0] == '*' && !isPattern(f[1:]):
+			out[i] = nameTest{nameSuffix, f[1:]}
+		default:
+			out[i] = nameTest{nameGlob, f}
+		}
+	}
+	return out
 }
 
 // Serial is the file's serial.
@@ -122,10 +152,14 @@ func Compile(f *File) (*Set, error) {
 				return nil, &Error{File: f.Name, Line: sig.Line, Msg: fmt.Sprintf("signature %q: tftp file %q is already listed by signature %q (line %d)", sig.ID, name, p.ID, p.Line)}
 			}
 		}
+		var tests []nameTest // made once per signature
 		for pi := range sig.Payloads {
 			p := &sig.Payloads[pi]
 			if p.Command != "" {
-				s.commands[p.Proto] = append(s.commands[p.Proto], payloadRule{sig: sig, p: p})
+				if tests == nil {
+					tests = nameTests(sig.TFTPFiles)
+				}
+				s.commands[p.Proto] = append(s.commands[p.Proto], payloadRule{sig: sig, p: p, files: tests})
 				s.cmdPorts[p.Proto].add(p.Port)
 			} else {
 				s.payloads[p.Proto] = append(s.payloads[p.Proto], payloadRule{sig: sig, p: p})
@@ -412,7 +446,7 @@ func (s *Set) MatchPayloads(proto Proto, dstPort uint16, payload []byte, fn func
 		// list; the any-name rules (weak) take a fetch none claims.
 		claimed := false
 		for _, r := range s.commands[proto] {
-			if len(r.sig.TFTPFiles) == 0 || r.p.Port != 0 && r.p.Port != dstPort || long || !listsName(r.sig, elem) {
+			if len(r.sig.TFTPFiles) == 0 || r.p.Port != 0 && r.p.Port != dstPort || long || !listsName(r.files, elem) {
 				continue
 			}
 			claimed = true
@@ -434,20 +468,28 @@ func (s *Set) MatchPayloads(proto Proto, dstPort uint16, payload []byte, fn func
 	}
 }
 
-// listsName reports whether sig's tftp_files name elem (a last path
-// element), as MatchFile compares: exactly or by pattern, in any case.
-func listsName(sig *Signature, elem []byte) bool {
+// listsName reports whether a signature's tftp_files (as nameTests) name
+// elem, a last path element, as MatchFile compares: exactly or by
+// pattern, in any case.
+func listsName(tests []nameTest, elem []byte) bool {
 	if len(elem) == 0 {
 		return false
 	}
 	e := unsafe.String(unsafe.SliceData(elem), len(elem)) // compared only
-	for _, f := range sig.TFTPFiles {
-		if isPattern(f) {
-			if globFold(f, e) {
+	for _, t := range tests {
+		switch t.kind {
+		case nameExact:
+			if equalFold(e, t.s) {
 				return true
 			}
-		} else if equalFold(e, f) {
-			return true
+		case nameSuffix:
+			if len(e) >= len(t.s) && equalFold(e[len(e)-len(t.s):], t.s) {
+				return true
+			}
+		default:
+			if globFold(t.s, e) {
+				return true
+			}
 		}
 	}
 	return false
