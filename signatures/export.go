@@ -379,8 +379,8 @@ const (
 	// option without a value, or one with its value.
 	cmdArg = `(?:` + cmdWord + `|-[gvi46]|-[lbmR]` + cmdSP + cmdWord + `)`
 	// cmdHost is a word with a digit, '.' or ':' (never GET).
-	cmdHost = `(?:[\x2e\x30-\x3a]` + cmdW + `*|` + cmdW0 + cmdW + `*[\x2e\x30-\x3a]` + cmdW + `*)`
-	cmdEnd  = `(?:` + cmdSP + `)?(?:` + cmdSep + `|\z)`
+	cmdHost   = `(?:[\x2e\x30-\x3a]` + cmdW + `*|` + cmdW0 + cmdW + `*[\x2e\x30-\x3a]` + cmdW + `*)`
+	cmdEnd    = `(?:` + cmdSP + `)?(?:` + cmdSep + `|\z)`
 	cmdClient = `(?:` + cmdW + `*` + cmdNW + `)?[aA]?[tT][fF][tT][pP](?:\x2e[eE][xX][eE])?`
 	cmdGet    = `[gG][eE][tT]`
 	cmdName   = `(?:` + cmdBound + cmdClient + `)`
