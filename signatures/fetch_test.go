@@ -140,6 +140,13 @@ func FuzzFetchScanner(f *testing.F) {
 			if len(strings.TrimSuffix(n, "+")) > maxFetchName {
 				t.Fatalf("name of %d bytes", len(n))
 			}
+			// A name is one word: decoded spaces, quotes and separators
+			// end it, whatever encoding they came in.
+			for i := 0; i < len(n); i++ {
+				if c := n[i]; isShellSpace(c) || isShellSep(c) {
+					t.Fatalf("name %q of %q holds %q", n, p, c)
+				}
+			}
 		}
 		if len(names) > 0 && !mayFetch(p) {
 			t.Fatalf("mayFetch false for %q, which fetches %q", p, names)
