@@ -50,9 +50,10 @@ func (w *fetchWord) set(src *fetchWord) { *w = *src }
 // fetchScanner walks a payload's fetch commands; the zero value after
 // reset is ready. It allocates nothing: a caller keeps it on its stack.
 type fetchScanner struct {
-	data []byte
-	i    int // raw offset of the next decoded byte
-	tok  fetchWord
+	data  []byte
+	i     int  // raw offset of the next decoded byte
+	plain bool // data has no %, $ or IAC: decoding changes no word
+	tok   fetchWord
 
 	// The command being read, and the names it fetches.
 	remote, local, cget, winget fetchWord
@@ -65,6 +66,24 @@ type fetchScanner struct {
 
 func (f *fetchScanner) reset(data []byte) {
 	f.data, f.i, f.nOut, f.iOut = data, 0, 0, 0
+	f.plain = bytes.IndexByte(data, '%') < 0 && bytes.IndexByte(data, '$') < 0 && bytes.IndexByte(data, 0xff) < 0
+}
+
+// skipToClient moves, in a plain payload (no byte that decodes to
+// another), to the start of the next word holding "tftp": no other word
+// can start a command. It returns false when there is none.
+func (f *fetchScanner) skipToClient() bool {
+	j := indexFold(f.data[f.i:], []byte("tftp"))
+	if j < 0 {
+		f.i = len(f.data)
+		return false
+	}
+	j += f.i
+	for j > f.i && plainWordByte[f.data[j-1]] {
+		j--
+	}
+	f.i = j
+	return true
 }
 
 // next returns the next fetched name, which stays valid until the
@@ -93,6 +112,9 @@ const (
 // the names it fetches. It returns false at the end of the payload.
 func (f *fetchScanner) command() bool {
 	for {
+		if f.plain && !f.skipToClient() {
+			return false
+		}
 		switch f.token() {
 		case tokEnd:
 			return false

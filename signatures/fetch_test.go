@@ -1,14 +1,22 @@
 package signatures
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
 
 // fetched lists what the scanner finds, long names marked with a "+".
-func fetched(p []byte) []string {
+func fetched(p []byte) []string { return fetchedAll(p, false) }
+
+// fetchedAll is fetched; slow turns off the skip to the next "tftp" in
+// plain payloads, which must change nothing.
+func fetchedAll(p []byte, slow bool) []string {
 	var f fetchScanner
 	f.reset(p)
+	if slow {
+		f.plain = false
+	}
 	var out []string
 	for {
 		name, long, ok := f.next()
@@ -111,6 +119,9 @@ func TestFetchScanner(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%s: %q\n got %q\nwant %q", c.name, c.in, got, c.want)
 		}
+		if slow := strings.Join(fetchedAll([]byte(c.in), true), " "); slow != got {
+			t.Errorf("%s: %q without the skip: %q", c.name, c.in, slow)
+		}
 		if c.want != "" && !mayFetch([]byte(c.in)) {
 			t.Errorf("%s: mayFetch false", c.name)
 		}
@@ -136,6 +147,9 @@ func FuzzFetchScanner(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, p []byte) {
 		names := fetched(p)
+		if slow := fetchedAll(p, true); !slices.Equal(slow, names) {
+			t.Fatalf("%q: %q, without the skip %q", p, names, slow)
+		}
 		for _, n := range names {
 			if len(strings.TrimSuffix(n, "+")) > maxFetchName {
 				t.Fatalf("name of %d bytes", len(n))
