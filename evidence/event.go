@@ -195,3 +195,14 @@ func cutRaw(s string, n *int32) string {
 func (e *Event) coarse() key {
 	return key{kind: e.Kind, host: e.Host, sig: e.Sig}
 }
+
+// IsHost reports whether a can be a host to notify: not the unspecified,
+// the limited broadcast or a multicast address, which a forged or
+// confused packet can carry but no customer holds. Subnet broadcast
+// addresses are the machine's own to know (see Config.Own).
+func IsHost(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() && a != limitedBroadcast
+}
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
