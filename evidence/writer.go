@@ -134,10 +134,10 @@ type Writer struct {
 	own         interface{ Contains(netip.Addr) bool }
 	seed        maphash.Seed
 
-	mu       sync.Mutex
-	pending  map[key]*slot
-	coarse   map[key]*slot
-	aggs     map[aggKey]*slot
+	mu      sync.Mutex
+	pending map[key]*slot
+	coarse  map[key]*slot
+	aggs    map[aggKey]*slot
 	// opened counts the detailed lines each host opened per event and
 	// signature since quotaAt; cleared every AggregateWindow. It only
 	// grows when a line is opened, so it is no bigger than the lines.
