@@ -574,11 +574,13 @@ func (w *Writer) write(s *slot) {
 			e.Str("rule", Escape(ev.Rule))
 		}
 	case DNSLookup:
-		e.Str("qname", ev.QName).Str("qtype", ev.QType).Str("transport", ev.Transport)
+		// Every value came from a dnstap frame: whoever may stream chose it.
+		long(e, "qname", ev.QName, ev.qnameLen)
+		e.Str("qtype", Escape(ev.QType)).Str("transport", Escape(ev.Transport))
 		if ev.Rule != "" {
-			e.Str("rule", ev.Rule)
+			e.Str("rule", Escape(ev.Rule))
 		}
-		e.Str("resolver", ev.Resolver)
+		long(e, "resolver", ev.Resolver, ev.resolverLen)
 	case TFTPRefused, TFTPRequest:
 		long(e, "file", ev.File, ev.fileLen)
 		long(e, "mode", ev.Mode, ev.modeLen)
