@@ -58,7 +58,8 @@ type serveConfig struct {
 	// proof of the source address
 	trustedSources evidence.Networks // networks whose edge drops forged sources
 
-	feeds feedConfig // RPZ primary and dnstap input: serve_rpz.go
+	feeds  feedConfig   // RPZ primary and dnstap input: serve_rpz.go
+	dnstap dnstapConfig // who may stream dnstap: serve_dnstap.go
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
@@ -103,6 +104,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	feedFlags(fs, &c.feeds)
+	dnstapFlags(fs, c)
 
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
