@@ -112,11 +112,12 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	return fs
 }
 
-// ownAddresses are the addresses wormsink serves on: the sinkhole addresses
-// its answers send worms to and the addresses its DNS and TFTP listeners
-// are bound to (every address of the machine, taken at start, for a
-// listener on all of them). Traffic to and from them is wormsink's own, so
-// they are never recorded as a host, together with --exclude.
+// ownAddresses are the addresses wormsink serves on that the machine's own
+// (followed live by internal/localaddr, loopback left out) may not cover:
+// the sinkhole addresses its answers send worms to, the addresses its DNS
+// and TFTP listeners are bound to, and for a listener on all addresses the
+// loopback ones. Traffic to and from them is wormsink's own, so they are
+// never recorded as a host, together with --exclude.
 func (c *serveConfig) ownAddresses() []netip.Prefix {
 	var out []netip.Prefix
 	add := func(a netip.Addr) {
@@ -140,9 +141,10 @@ func (c *serveConfig) ownAddresses() []netip.Prefix {
 		add(ip)
 	}
 	if all {
+		// The others come and go with the machine's addresses.
 		addrs, _ := net.InterfaceAddrs()
 		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsLoopback() {
 				add(p.Addr())
 			}
 		}
@@ -290,11 +292,16 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 		s.out = f
 		s.logFile = f
 	}
+	own, err := s.newOwn()
+	if err != nil {
+		return nil, err
+	}
 	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor,
 		LineRate: max(c.evidenceLineRate, 0), LineBurst: c.evidenceLineBurst, Exclude: c.ownAddresses(),
-		TrustedSources: c.trustedSources})
+		Own: own, TrustedSources: c.trustedSources})
 	s.log = s.ev.Service()
 	s.metrics = newServeMetrics(s.reg, s.store, s.ev)
+	s.addOwn(own)
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
