@@ -193,8 +193,10 @@ func cutRaw(s string, n *int32) string {
 // matched, so the abuse team still learns of the host and its count. Proof
 // is not part of it: a coarse line carries the best proof of the sightings
 // it folds (all of them came from that host address).
+//
+// A dns_lookup keeps its resolver apart: two resolvers are two witnesses.
 func (e *Event) coarse() key {
-	return key{kind: e.Kind, host: e.Host, sig: e.Sig}
+	return key{kind: e.Kind, host: e.Host, sig: e.Sig, resolver: e.Resolver}
 }
 
 // IsHost reports whether a can be a host to notify: not the unspecified,

@@ -75,8 +75,9 @@ type Config struct {
 	MaxAggregates   int
 
 	// HostLines bounds the detailed lines one host opens per event and
-	// signature in an AggregateWindow, whatever its proof (0 means
-	// DefaultHostLines, negative no bound). Past it, its sightings fold
+	// signature (and resolver, for dns_lookup) in an AggregateWindow,
+	// whatever its proof. 0 means DefaultHostLines with a line budget
+	// and no bound without one (scan, tests); negative means no bound. Past it, its sightings fold
 	// into one summary line per host, event and signature a Window, which
 	// carries "names", the number of distinct names (qname or file) it
 	// counts. So one host sending distinct names at full speed writes
@@ -190,7 +191,7 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 	if cfg.LineRate > 0 && cfg.LineBurst < 1 {
 		cfg.LineBurst = 1
 	}
-	if cfg.HostLines == 0 {
+	if cfg.HostLines == 0 && cfg.LineRate > 0 {
 		cfg.HostLines = DefaultHostLines
 	}
 	sw := &syncWriter{w: bufio.NewWriterSize(out, 64<<10), dst: out}
@@ -346,7 +347,10 @@ func (w *Writer) Record(ev Event) {
 		w.aggregate(&ev, n, now)
 		return
 	}
-	c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial, Proof: ev.Proof}
+	// The summary names what its sightings asked for while that is one
+	// name (foldSummary forgets it at the second).
+	c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial, Proof: ev.Proof,
+		QName: ev.QName, File: ev.File, Resolver: ev.Resolver}
 	w.seq++
 	s := &slot{ev: c, last: ev.Time, born: now, seq: w.seq, names: &nameCount{}}
 	w.coarse[ck] = s
@@ -363,6 +367,9 @@ func (w *Writer) foldSummary(s *slot, ev *Event, n uint64) {
 	}
 	s.add(ev.Time, n)
 	s.ev.Proof = max(s.ev.Proof, ev.Proof)
+	if ev.QName != s.ev.QName || ev.File != s.ev.File {
+		s.ev.QName, s.ev.File = "", ""
+	}
 	name := ev.QName
 	if name == "" {
 		name = ev.File

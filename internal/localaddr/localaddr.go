@@ -1,6 +1,5 @@
-// Package localaddr follows the addresses this machine holds, as they are
-// added and removed, so that no part of wormsink ever names one of them as
-// a host: a sinkhole, router or sensor is not the worm it watches.
+// Package localaddr follows the machine's own addresses as they come and go,
+// so that no part of wormsink ever names one of them as a host.
 package localaddr
 
 import (

@@ -32,10 +32,16 @@ func New(cfg Config) (*Set, error) {
 }
 
 func (s *Set) subscribe() error {
-	s.sub = subscription{updates: make(chan netlink.AddrUpdate, 256), done: make(chan struct{})}
+	done := make(chan struct{})
+	s.sub = subscription{updates: make(chan netlink.AddrUpdate, 256), done: done}
 	err := netlink.AddrSubscribeWithOptions(s.sub.updates, s.sub.done, netlink.AddrSubscribeOptions{
 		ReceiveBufferSize: 1 << 20,
 		ErrorCallback: func(err error) {
+			select {
+			case <-done:
+				return // closed on purpose: the socket's end is no error
+			default:
+			}
 			s.cfg.Log.Warn().Str("event", "own_address_error").Str("error", err.Error()).Msg("address events")
 		},
 	})
