@@ -236,3 +236,37 @@ func TestUnixSocketInUse(t *testing.T) {
 		t.Error("a regular file was replaced")
 	}
 }
+
+// FuzzHandleFrame: whatever a stream sends, the lines it makes are JSON,
+// name a host that can be one, carry a time within MaxClockSkew of now and
+// no attacker-chosen string longer than evidence.MaxStringLen.
+func FuzzHandleFrame(f *testing.F) {
+	f.Add(tapFrame(f, dnstap.Message_CLIENT_QUERY, "unbound-1", "listed.example", dns.TypeA, "192.0.2.10", 40001, dnstap.SocketProtocol_TCP))
+	f.Add(tapFrame(f, dnstap.Message_CLIENT_RESPONSE, strings.Repeat("\xff", 300), "x.wild.example", dns.TypeAAAA, "::", 1, dnstap.SocketProtocol(7)))
+	f.Add(tapFrame(f, dnstap.Message_CLIENT_QUERY, "r", "a\xff.wild.example", dns.TypeA, "224.0.0.1", 1, dnstap.SocketProtocol_UDP))
+	set := testSet(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out := &syncBuf{}
+		w := evidence.NewWriter(out, evidence.Config{})
+		s := &Server{src: store{set}, rec: w, log: zerolog.Nop(), now: time.Now}
+		in := &ingest{s: s, resolver: "tcp:127.0.0.1:1"}
+		start := time.Now()
+		in.handle(b)
+		w.Close()
+		for _, l := range out.lines("dns_lookup") {
+			a, err := netip.ParseAddr(l["host"].(string))
+			if err != nil || !evidence.IsHost(a) {
+				t.Fatalf("host %v", l["host"])
+			}
+			at, err := time.Parse(evidence.TimeFormat, l["time"].(string))
+			if err != nil || at.Before(start.Add(-MaxClockSkew-time.Second)) || at.After(time.Now().Add(MaxClockSkew+time.Second)) {
+				t.Fatalf("time %v", l["time"])
+			}
+			for _, k := range []string{"qname", "resolver"} {
+				if v, _ := l[k].(string); len(v) > evidence.MaxStringLen || !utf8.ValidString(v) {
+					t.Fatalf("%s %q", k, v)
+				}
+			}
+		}
+	})
+}
