@@ -499,7 +499,13 @@ func (w *Writer) flush(now time.Time, all bool) error {
 			delete(w.coarse, k)
 		}
 	}
-	if all || w.quotaAt.Before(aggCutoff) {
+	switch {
+	case all:
+		clear(w.opened)
+		w.quotaAt = now
+	case w.quotaAt.IsZero():
+		w.quotaAt = now // the first flush starts the first period
+	case w.quotaAt.Before(aggCutoff):
 		clear(w.opened)
 		w.quotaAt = now
 	}
