@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"wormsink/evidence"
+	"wormsink/internal/testutil"
 )
 
 // startTCP serves cfg (Listen defaulting to tcp:127.0.0.1:0) into a fresh
@@ -28,7 +29,7 @@ func startTCP(t *testing.T, cfg Config) *fixture {
 	if cfg.Listen == "" {
 		cfg.Listen = "tcp:127.0.0.1:0"
 	}
-	f := &fixture{out: &syncBuf{}}
+	f := &fixture{out: &testutil.SyncBuffer{}}
 	f.ev = evidence.NewWriter(f.out, evidence.Config{Sensor: "t", Window: time.Millisecond})
 	var err error
 	f.srv, err = New(cfg, store{testSet(t)}, f.ev, f.ev.Service())
@@ -175,7 +176,7 @@ func TestHostileFrames(t *testing.T) {
 	waitFor(t, "the frames", func() bool { return f.srv.Stats().Frames == 11 })
 	f.ev.Flush()
 	hosts := map[string]map[string]any{}
-	for _, l := range f.out.lines("dns_lookup") {
+	for _, l := range f.lines("dns_lookup") {
 		hosts[l["host"].(string)] = l
 	}
 	for i := 0; i < 4; i++ {
@@ -246,14 +247,14 @@ func FuzzHandleFrame(f *testing.F) {
 	f.Add(tapFrame(f, dnstap.Message_CLIENT_QUERY, "r", "a\xff.wild.example", dns.TypeA, "224.0.0.1", 1, dnstap.SocketProtocol_UDP))
 	set := testSet(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out := &syncBuf{}
-		w := evidence.NewWriter(out, evidence.Config{})
+		fx := &fixture{out: &testutil.SyncBuffer{}}
+		w := evidence.NewWriter(fx.out, evidence.Config{})
 		s := &Server{src: store{set}, rec: w, log: zerolog.Nop(), now: time.Now}
 		in := &ingest{s: s, resolver: "tcp:127.0.0.1:1"}
 		start := time.Now()
 		in.handle(b)
 		w.Close()
-		for _, l := range out.lines("dns_lookup") {
+		for _, l := range fx.lines("dns_lookup") {
 			a, err := netip.ParseAddr(l["host"].(string))
 			if err != nil || !evidence.IsHost(a) {
 				t.Fatalf("host %v", l["host"])
