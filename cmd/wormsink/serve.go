@@ -54,6 +54,7 @@ type serveConfig struct {
 	exclude           prefixList
 	evidenceLineRate  float64
 	evidenceLineBurst int
+	evidenceHostLines int
 
 	// proof of the source address
 	trustedSources evidence.Networks // networks whose edge drops forged sources
@@ -99,6 +100,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.exclude, "exclude", "never record a host in these networks, CIDR or address,... (the addresses wormsink serves on are always excluded)")
 	fs.Float64Var(&c.evidenceLineRate, "evidence-line-rate", evidence.DefaultLineRate, "host lines per second the evidence log may take after its burst; past it sightings are folded into one line per event, signature and /24 or /48; 0: no budget")
 	fs.IntVar(&c.evidenceLineBurst, "evidence-line-burst", evidence.DefaultLineBurst, "host lines the evidence log may take at once before --evidence-line-rate applies")
+	fs.IntVar(&c.evidenceHostLines, "evidence-host-lines", evidence.DefaultHostLines, "detailed lines one host may open per event and signature a minute; past them its sightings fold into one summary line a second (raise it behind carrier-grade NAT to keep more source ports)")
 	// proof of the source address
 	fs.IntVar(&c.tftp.Exchanges, "tftp-exchanges", sinkhole.DefaultExchanges, "TFTP refusals sent at once from a fresh port that waits for the client's follow-up (proof exchange); beyond it they leave from the listening port; negative: never")
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
@@ -297,7 +299,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 		return nil, err
 	}
 	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor,
-		LineRate: max(c.evidenceLineRate, 0), LineBurst: c.evidenceLineBurst, Exclude: c.ownAddresses(),
+		LineRate: max(c.evidenceLineRate, 0), LineBurst: c.evidenceLineBurst, HostLines: c.hostLines(), Exclude: c.ownAddresses(),
 		Own: own, TrustedSources: c.trustedSources})
 	s.log = s.ev.Service()
 	s.metrics = newServeMetrics(s.reg, s.store, s.ev)
