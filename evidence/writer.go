@@ -157,6 +157,9 @@ type Writer struct {
 
 	writeMu sync.Mutex // one batch at a time, in order
 
+	obs  atomic.Pointer[Observer]   // told of every sighting recorded; nil: none
+	attr atomic.Pointer[Attributor] // names the subscriber of host lines; nil: none
+
 	stop chan struct{}
 	done chan struct{}
 
@@ -296,6 +299,9 @@ func (w *Writer) Record(ev Event) {
 		ev.Proof = ProofTrustedSource
 	}
 	ev.cutLong()
+	if o := w.obs.Load(); o != nil {
+		observe(*o, ev)
+	}
 	k := ev.key()
 	if w.eventClock {
 		defer w.flushByEventClock() // after the unlock below
@@ -356,6 +362,12 @@ func (w *Writer) Record(ev Event) {
 	w.coarse[ck] = s
 	w.foldSummary(s, &ev, n)
 }
+
+// observe hands an observer its own copy of a sighting. It is a function
+// of its own so that only a Writer with an observer pays for the copy
+// escaping to the heap: taken in Record, the address of ev made every
+// sighting allocate.
+func observe(o Observer, ev Event) { o.Observe(&ev) }
 
 // foldSummary counts a sighting in its host's summary line; the caller
 // holds w.mu.
@@ -563,6 +575,9 @@ func (w *Writer) write(s *slot) {
 	} else {
 		str(e, FieldHost, ev.Host.String())
 		e.Uint16(FieldPort.Name(), ev.Port)
+		if a := w.attr.Load(); a != nil {
+			attribute(e, (*a).Attribute(ev.Host, ev.Port, ev.Time))
+		}
 	}
 	text(e, FieldSignature, ev.Sig, 0)
 	text(e, FieldFamily, ev.Family, 0)
