@@ -71,3 +71,36 @@ func TestServeDNSTapSocketInUse(t *testing.T) {
 		t.Fatalf("the first serve's socket after the second one failed: %v", err)
 	}
 }
+
+// TestServeDNSTapLimits: past --dnstap-max-connections a connection is
+// closed and counted, and a stream idle for --dnstap-idle-timeout is
+// closed, which makes room again.
+func TestServeDNSTapLimits(t *testing.T) {
+	bin := wormsinkBinary(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := startServe(t, bin, "--dnstap-listen", "tcp:"+addr, "--dnstap-max-connections", "1", "--dnstap-idle-timeout", "2s", "--upstream", "127.0.0.1:9")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := framestream.NewWriter(c, &framestream.WriterOptions{ContentTypes: [][]byte{tapin.ContentType}, Bidirectional: true, Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dnstapHandshake(t, "tcp", addr, nil); err == nil {
+		t.Fatal("a second stream was accepted past --dnstap-max-connections 1")
+	}
+	waitFor(t, "the busy refusal", 10*time.Second, func() bool {
+		return p.metric(t, `wormsink_dnstap_closed_total{reason="busy"}`) == 1
+	})
+	// The idle stream is closed by the server...
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Read(make([]byte, 16)); err == nil {
+		t.Fatal("the idle stream got data instead of being closed")
+	}
+	waitFor(t, "the idle close counted", 10*time.Second, func() bool {
+		return p.metric(t, `wormsink_dnstap_closed_total{reason="idle"}`) == 1
+	})
+	// ...which makes room (once its goroutine has let go of it).
+	waitFor(t, "room for a new stream", 10*time.Second, func() bool { return dnstapHandshake(t, "tcp", addr, nil) == nil })
+}
