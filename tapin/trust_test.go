@@ -271,3 +271,53 @@ func FuzzHandleFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestOneStreamCannotFloodTheLog: one allowed stream sends 100,000 frames,
+// each a different client claiming TCP, each a different name. The default
+// line budget holds: a resolver's reported proof buys no line past it, and
+// the counts add up.
+func TestOneStreamCannotFloodTheLog(t *testing.T) {
+	out := &testutil.SyncBuffer{}
+	ev := evidence.NewWriter(out, evidence.Config{LineRate: evidence.DefaultLineRate, LineBurst: evidence.DefaultLineBurst})
+	srv, err := New(Config{Listen: "tcp:127.0.0.1:0"}, store{testSet(t)}, ev, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	f := &fixture{srv: srv, out: out, ev: ev}
+	w, _, err := dialFrom(t, f, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100_000
+	start := time.Now()
+	for i := range n {
+		client := fmt.Sprintf("10.%d.%d.%d", i>>16, byte(i>>8), byte(i))
+		w.WriteFrame(tapFrameAt(t, "r", fmt.Sprintf("n%d.wild.example", i), netip.MustParseAddr(client).AsSlice(), 0, dnstap.SocketProtocol_TCP))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every lookup", func() bool { return srv.Stats().Lookups == n })
+	took := time.Since(start)
+	cancel()
+	<-done
+	ev.Close()
+	var hostLines int
+	var sum float64
+	for _, l := range f.lines("dns_lookup") {
+		sum += l["count"].(float64)
+		if l["host"] != nil {
+			hostLines++
+		}
+	}
+	t.Logf("%d frames in %v: %d host lines, %d bytes", n, took, hostLines, len(out.String()))
+	if sum != n {
+		t.Errorf("counts add up to %v, want %d", sum, n)
+	}
+	if max := evidence.DefaultLineBurst + int(evidence.DefaultLineRate*took.Seconds()) + 1; hostLines > max {
+		t.Errorf("%d host lines in %v, budget %d", hostLines, took, max)
+	}
+}
