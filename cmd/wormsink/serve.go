@@ -66,6 +66,7 @@ type serveConfig struct {
 
 	db         string           // --db: the store, shared by the parts that keep state (serve_store.go)
 	quarantine quarantineConfig // walled garden and notice page: serve_quarantine.go
+	sigsFeed   sigsFeedConfig   // the signed signature feed: serve_feed.go
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
@@ -117,6 +118,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	dbFlag(fs, &c.db)
 	quarantineFlags(fs, &c.quarantine)
 	attributionFlags(fs, &c.attribution)
+	sigsFeedFlags(fs, &c.sigsFeed)
 
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
@@ -223,6 +225,9 @@ func (c *serveConfig) complete() error {
 	if err := c.completeFeeds(); err != nil {
 		return err
 	}
+	if err := c.completeSigsFeed(); err != nil {
+		return err
+	}
 	if err := c.quarantine.complete(); err != nil {
 		return err
 	}
@@ -301,7 +306,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 			s.closeAll() // whatever was bound before the failure
 		}
 	}()
-	if s.store, err = signatures.Open(c.sigFile); err != nil {
+	if s.store, err = s.openStore(); err != nil {
 		return nil, err
 	}
 	if c.logFile == "-" || c.logFile == "" {
@@ -329,7 +334,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 	s.addReopen(sig.reopen)
 	// Attribution before the quarantine (which attributes what it acts
 	// on), the quarantine before the shim (which enforces it).
-	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap} {
+	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed} {
 		if err := add(); err != nil {
 			return nil, err
 		}
