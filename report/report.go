@@ -47,6 +47,9 @@ func (f *Filter) Keep(r *Sighting) bool {
 	if len(f.Exclude) > 0 && f.excluded(r) {
 		return false
 	}
+	if !r.Network.IsValid() && r.Host.IsValid() && !evidence.IsHost(r.Host) {
+		return false // unspecified, broadcast, multicast: no one to notify
+	}
 	if !f.Until.IsZero() && r.Time.After(f.Until) {
 		return false
 	}

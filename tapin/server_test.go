@@ -109,6 +109,9 @@ func start(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The frames are dated 2025-12-01 12:00; the server's clock is a
+	// second later, so their times are believed.
+	f.srv.now = func() time.Time { return time.Unix(1764590401, 0) }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.srv.Serve(ctx) }()
