@@ -32,14 +32,19 @@ const DefaultJournal = 16
 
 // Config describes the primary.
 type Config struct {
-	Listen   string         // UDP and TCP address
-	Zone     string         // zone name; DefaultZone when empty
-	Journal  int            // serials kept for IXFR; 0 means DefaultJournal, negative none
-	Notify   []string       // secondaries told of each new serial, host:port
-	Allow    []netip.Prefix // who may query and transfer
-	Key      *Key           // when set, requests must be signed with it...
-	Unsigned []netip.Prefix // ...except from these (resolvers that cannot sign, e.g. Unbound)
-	Sinkhole []netip.Addr   // local data of sinkhole names
+	Listen  string   // UDP and TCP address
+	Zone    string   // zone name; DefaultZone when empty
+	Journal int      // serials kept for IXFR; 0 means DefaultJournal, negative none
+	Notify  []string // secondaries told of each new serial, host:port
+	// NotifySource is the address NOTIFY leaves from. Secondaries accept a
+	// NOTIFY only from an address they list as primary, so when empty it is
+	// the address of Listen (a wildcard Listen leaves the choice to the
+	// kernel, which picks by route: set NotifySource then).
+	NotifySource netip.Addr
+	Allow        []netip.Prefix // who may query and transfer
+	Key          *Key           // when set, requests must be signed with it...
+	Unsigned     []netip.Prefix // ...except from these (resolvers that cannot sign, e.g. Unbound)
+	Sinkhole     []netip.Addr   // local data of sinkhole names
 
 	// NotifyTimeout is how long one NOTIFY waits for its answer; attempts
 	// back off from it, doubling, NotifyAttempts times. Zero: 1 s and 6.
@@ -86,6 +91,11 @@ func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 		}
 		cfg.Notify[i] = n
 	}
+	if !cfg.NotifySource.IsValid() {
+		if ap, err := netip.ParseAddrPort(cfg.Listen); err == nil && !ap.Addr().IsUnspecified() {
+			cfg.NotifySource = ap.Addr().Unmap()
+		}
+	}
 	s := &Server{cfg: cfg, src: src, log: log}
 	z := newZone(cfg.Zone, src.Current(), cfg.Sinkhole)
 	s.zone.Store(z)
@@ -105,13 +115,30 @@ func (s *Server) Listen() error {
 		// The TCP socket takes the UDP one's port, so ":0" gives one port
 		// for both; that port may be taken for TCP, then try another.
 		if s.tcp, err = net.Listen("tcp", s.udp.LocalAddr().String()); err == nil {
-			return nil
+			return s.checkNotifySource()
 		}
 		s.udp.Close()
 		if port != "0" || attempt == 20 {
 			return fmt.Errorf("rpz: %w", err)
 		}
 	}
+}
+
+// checkNotifySource fails the start when NOTIFY could not leave from its
+// source address (not an address of this machine), instead of every
+// NOTIFY failing later.
+func (s *Server) checkNotifySource() error {
+	src := s.cfg.NotifySource
+	if !src.IsValid() || len(s.cfg.Notify) == 0 {
+		return nil
+	}
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("rpz: notify source %s: %w", src, err)
+	}
+	c.Close()
+	return nil
 }
 
 // Addr is the bound address (UDP and TCP share the port).

@@ -52,6 +52,7 @@ declare -A need=(
   [unbound-checkconf]=unbound
   [named]=bind9
   [named-checkconf]=bind9-utils
+  [tsig-keygen]=bind9
   [pdns_recursor]=pdns-recursor
   [curl]=curl
   [atftp]=atftp

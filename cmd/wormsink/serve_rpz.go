@@ -25,7 +25,9 @@ type feedConfig struct {
 	rpzAllow     prefixList
 	rpzUnsigned  prefixList
 	rpzTSIG      string
+	rpzTSIGFile  string
 	rpzKey       *rpz.Key
+	notifySource netip.Addr
 	dnstapListen string
 }
 
@@ -36,7 +38,9 @@ func feedFlags(fs *flag.FlagSet, c *feedConfig) {
 	fs.Var(&c.rpzNotify, "rpz-notify", "secondaries sent a NOTIFY after every new serial, host[:port],...")
 	c.rpzAllow.Set("127.0.0.0/8,::1/128")
 	fs.Var(&c.rpzAllow, "rpz-allow", "who may query and transfer the policy zone, CIDR,...; others get REFUSED")
-	fs.StringVar(&c.rpzTSIG, "rpz-tsig", "", "NAME:ALGORITHM:BASE64SECRET: transfers only to requests signed with this key (hmac-sha256 or stronger); others get NOTAUTH")
+	fs.Var((*unicastAddr)(&c.notifySource), "rpz-notify-source", "address NOTIFY leaves from; secondaries accept it only from their primary's address (default: the --rpz-listen address; set it when that is a wildcard)")
+	fs.StringVar(&c.rpzTSIG, "rpz-tsig", "", "NAME:ALGORITHM:BASE64SECRET: transfers only to requests signed with this key (hmac-sha256 or stronger); others get NOTAUTH. Visible in ps: prefer --rpz-tsig-file")
+	fs.StringVar(&c.rpzTSIGFile, "rpz-tsig-file", "", "file holding the --rpz-tsig key: a NAME:ALGORITHM:BASE64SECRET line or a tsig-keygen key clause; read once at start, before privileges are dropped")
 	fs.Var(&c.rpzUnsigned, "rpz-allow-unsigned", "with --rpz-tsig: sources (CIDR,...) that may still transfer unsigned, for resolvers that cannot sign (Unbound)")
 	fs.StringVar(&c.dnstapListen, "dnstap-listen", "", "unix:PATH or tcp:ADDR: take resolvers' dnstap streams; client lookups of listed names become dns_lookup evidence (default off)")
 }
@@ -61,14 +65,23 @@ func (c *serveConfig) completeFeeds() error {
 	if f.rpzJournal < 0 {
 		return fmt.Errorf("--rpz-journal %d: want 0 or more", f.rpzJournal)
 	}
-	if f.rpzTSIG != "" {
+	switch {
+	case f.rpzTSIG != "" && f.rpzTSIGFile != "":
+		return errors.New("--rpz-tsig and --rpz-tsig-file: give one key")
+	case f.rpzTSIG != "":
 		k, err := rpz.ParseKey(f.rpzTSIG)
 		if err != nil {
 			return fmt.Errorf("--rpz-tsig: %v", err)
 		}
 		f.rpzKey = &k
-	} else if len(f.rpzUnsigned) > 0 {
-		return errors.New("--rpz-allow-unsigned needs --rpz-tsig (without a key every allowed source transfers unsigned)")
+	case f.rpzTSIGFile != "":
+		k, err := rpz.ReadKeyFile(f.rpzTSIGFile)
+		if err != nil {
+			return fmt.Errorf("--rpz-tsig-file: %v", err)
+		}
+		f.rpzKey = &k
+	case len(f.rpzUnsigned) > 0:
+		return errors.New("--rpz-allow-unsigned needs --rpz-tsig-file (without a key every allowed source transfers unsigned)")
 	}
 	if len(c.dns.SinkholeIPs) == 0 && c.tftpListen != "" {
 		host, _, _ := net.SplitHostPort(c.tftpListen)
@@ -92,7 +105,7 @@ func (s *server) addRPZ() error {
 		journal = -1 // the flag's 0 means no journal; rpz.Config's 0 means the default
 	}
 	srv, err := rpz.New(rpz.Config{
-		Listen: f.rpzListen, Zone: f.rpzZone, Journal: journal, Notify: f.rpzNotify,
+		Listen: f.rpzListen, Zone: f.rpzZone, Journal: journal, Notify: f.rpzNotify, NotifySource: f.notifySource,
 		Allow: f.rpzAllow, Key: f.rpzKey, Unsigned: f.rpzUnsigned, Sinkhole: s.cfg.dns.SinkholeIPs,
 	}, s.store, s.log)
 	if err != nil {
@@ -166,5 +179,24 @@ func (l *addrPortList) Set(v string) error {
 		}
 		*l = append(*l, p)
 	}
+	return nil
+}
+
+// unicastAddr is a flag holding one unicast IP address (unset: invalid).
+type unicastAddr netip.Addr
+
+func (a *unicastAddr) String() string {
+	if !netip.Addr(*a).IsValid() {
+		return ""
+	}
+	return netip.Addr(*a).String()
+}
+
+func (a *unicastAddr) Set(v string) error {
+	ip, err := netip.ParseAddr(strings.TrimSpace(v))
+	if err != nil || ip.IsUnspecified() || ip.IsMulticast() {
+		return fmt.Errorf("%q: want one unicast IP address of this machine", v)
+	}
+	*a = unicastAddr(ip.Unmap())
 	return nil
 }
