@@ -137,6 +137,8 @@ func (r *resolverProc) answers(t *testing.T, name, want string) bool {
 	return len(a) == 1 && a[0] == want
 }
 
+// The secondaries accept NOTIFY from their primary's address only (no
+// allow-notify): that is what a resolver configured by the book does.
 func startUnboundSecondary(t *testing.T, dir string, port int, auth, primary, tap string) *resolverProc {
 	t.Helper()
 	host, aport, _ := net.SplitHostPort(auth)
@@ -163,7 +165,6 @@ forward-zone:
 rpz:
   name: rpz.wormsink.
   primary: %s@%s
-  allow-notify: 127.0.0.1
   zonefile: %q
 dnstap:
   dnstap-enable: yes
@@ -210,7 +211,6 @@ zone "rpz.wormsink" {
 	type secondary;
 	primaries { %s port %s key "xfr-key"; };
 	file "rpz.wormsink.db";
-	allow-notify { 127.0.0.1; };
 };
 `, dir, port, host, aport, tap, secret, phost, pport)
 	path := filepath.Join(dir, "named.conf")
