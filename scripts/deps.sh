@@ -64,6 +64,8 @@ declare -A need=(
   [nft]=nftables
   [busybox]=busybox
   [setpriv]=util-linux
+  [git]=git
+  [make]=make
   [chromium]=chromium
   # issue 12: the resolvers, rule parser and schema validator the export tests use
   [named]=bind9
