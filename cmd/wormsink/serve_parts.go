@@ -243,7 +243,7 @@ func (s *server) addCapture() error {
 		Sigs: s.store, Rec: s.ev, Workers: s.cfg.captureWorkers, RingMB: s.cfg.captureRingMB, Promisc: true,
 	})
 	if err != nil {
-		return fmt.Errorf("capture: %w", err)
+		return fmt.Errorf("capture: %w", captureHint(s.cfg.capture, err))
 	}
 	s.closers = append(s.closers, func() { c.Close() })
 	st := c.Stats

@@ -32,7 +32,7 @@ type feedConfig struct {
 }
 
 func feedFlags(fs *flag.FlagSet, c *feedConfig) {
-	fs.StringVar(&c.rpzListen, "rpz-listen", "", "UDP and TCP address of the RPZ primary: SOA, AXFR, IXFR of the signature set (default off)")
+	fs.Var((*listenAddr)(&c.rpzListen), "rpz-listen", "UDP and TCP address of the RPZ primary: SOA, AXFR, IXFR of the signature set (default off)")
 	fs.StringVar(&c.rpzZone, "rpz-zone", rpz.DefaultZone, "name of the policy zone the RPZ primary serves")
 	fs.IntVar(&c.rpzJournal, "rpz-journal", rpz.DefaultJournal, "serials of changes kept for IXFR; older secondaries get AXFR")
 	fs.Var(&c.rpzNotify, "rpz-notify", "secondaries sent a NOTIFY after every new serial, host[:port],...")
