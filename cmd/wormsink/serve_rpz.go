@@ -127,6 +127,13 @@ func (s *server) addRPZ() error {
 	s.metrics.counter("wormsink_rpz_notify_acknowledged_total", "NOTIFY messages secondaries answered.", func() uint64 { return srv.Stats().NotifyAcked })
 	s.metrics.counter("wormsink_rpz_notify_given_up_total", "Serials a secondary never acknowledged after every retry.", func() uint64 { return srv.Stats().NotifyGivenUp })
 	s.metrics.gauge("wormsink_rpz_serial", "SOA serial of the policy zone served.", func() float64 { return float64(srv.Serial()) })
+	s.metrics.gauge("wormsink_rpz_transfers", "Zone transfers in progress.", func() float64 { return float64(srv.Transfers()) })
+	s.metrics.counter("wormsink_rpz_transfers_limited_total", "Transfers refused over the cap on transfers in progress, in all or per client.", func() uint64 { return srv.Stats().TransfersLimited })
+	s.metrics.gauge("wormsink_rpz_connections", "TCP connections to the RPZ primary held.", func() float64 { return float64(srv.Conns()) })
+	s.metrics.counter("wormsink_rpz_connections_rejected_total", "TCP connections to the RPZ primary closed at once: from outside --rpz-allow, or over the cap in all or per client.", func() uint64 {
+		st := srv.Stats()
+		return st.ConnsRefused + st.ConnsRejected
+	})
 	s.parts = append(s.parts, part{name: "rpz", run: func(ctx context.Context) error {
 		s.log.Info().Str("event", "rpz_start").Str("listen", srv.Addr().String()).Str("zone", f.rpzZone).
 			Uint32("serial", srv.Serial()).Bool("tsig", f.rpzKey != nil).Msg("RPZ primary serving")
