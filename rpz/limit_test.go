@@ -64,7 +64,8 @@ func bigZone(names int) string {
 // client (more are REFUSED), and let go after the write timeout, which
 // frees their slots for a reader that reads.
 func TestStalledTransfersCappedAndLetGo(t *testing.T) {
-	const timeout = 500 * time.Millisecond
+	// Long enough for a reader that reads, under the race detector.
+	const timeout = 2 * time.Second
 	// Larger than the kernel buffers of a connection, so a transfer to a
 	// reader that does not read stalls.
 	f := start(t, Config{MaxTransfers: 2, MaxTransfersPerClient: 1, WriteTimeout: timeout}, bigZone(150_000))
