@@ -43,7 +43,9 @@ if [ "${1:-}" = --disable-services ]; then
   exit 0
 fi
 
-# command -> Debian package
+# command (or a path, where the tests need that one) -> Debian package.
+# internal/testutil's TestDepsInstallWhatTestsRun fails when a test or a
+# script runs a program this map leaves out.
 declare -A need=(
   [dig]=dnsutils
   [tftp]=tftp-hpa
@@ -67,20 +69,33 @@ declare -A need=(
   [git]=git
   [make]=make
   [chromium]=chromium
-  # issue 12: the resolvers, rule parser and schema validator the export tests use
-  [named]=bind9
+  # the resolvers and the rule parser the export tests use
   [kresd]=knot-resolver
-  [pdns_recursor]=pdns-recursor
   [dnsmasq]=dnsmasq
   [suricata-update]=suricata-update
   [tcpreplay]=tcpreplay # make perf-capture
+  [logrotate]=logrotate
+  [/usr/bin/python3]=python3 # the xARF schema check: Debian's, not a pyenv or venv one
+  [git]=git
+  [bc]=bc # make perf-rpz
+  [/usr/bin/time]=time # make perf-wire: peak RSS
+  # attribution: a real RADIUS server and client, conntrack NAT logging
+  [freeradius]=freeradius
+  [radclient]=freeradius-utils
+  [ulogd]=ulogd2
+  [conntrack]=conntrack
 )
 missing=()
+# PostgreSQL's server programs are not in PATH: the store tests start their own cluster.
+pg=(/usr/lib/postgresql/*/bin/initdb)
+[ -x "${pg[0]}" ] || missing+=(postgresql)
 for cmd in "${!need[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
     missing+=("${need[$cmd]}")
   fi
 done
+# ulogd2's JSON output is a plugin of its own package, not a command.
+compgen -G '/usr/lib/*/ulogd/ulogd_output_JSON.so' >/dev/null || missing+=(ulogd2-json)
 # Python modules: Debian's python3 (not a pyenv or venv one) must import them.
 /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 [ ${#missing[@]} -eq 0 ] && exit 0

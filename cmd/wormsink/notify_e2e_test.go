@@ -48,10 +48,10 @@ func TestNotifyAcceptedBySecondaries(t *testing.T) {
 	for _, r := range rs {
 		t.Cleanup(func() {
 			if t.Failed() {
-				t.Logf("%s log:\n%s", r.name, r.logs.String())
+				t.Logf("%s log:\n%s", r.Name, r.Log())
 			}
 		})
-		waitFor(t, r.name+" transferring the zone", 30*time.Second, func() bool { return r.answers(t, "first.worm.example", "192.0.2.66") })
+		waitFor(t, r.Name+" transferring the zone", 30*time.Second, func() bool { return r.answers(t, "first.worm.example", "192.0.2.66") })
 	}
 	acked := ws.metric(t, "wormsink_rpz_notify_acknowledged_total")
 
@@ -66,11 +66,11 @@ func TestNotifyAcceptedBySecondaries(t *testing.T) {
 			deadline := time.Now().Add(20 * time.Second)
 			for !r.answers(t, "second.worm.example", "192.0.2.66") {
 				if time.Now().After(deadline) {
-					t.Errorf("%s did not take the new serial within 20 s of the NOTIFY", r.name)
+					t.Errorf("%s did not take the new serial within 20 s of the NOTIFY", r.Name)
 					return
 				}
 			}
-			t.Logf("%s: new serial answered %v after SIGHUP", r.name, time.Since(hup).Round(time.Millisecond))
+			t.Logf("%s: new serial answered %v after SIGHUP", r.Name, time.Since(hup).Round(time.Millisecond))
 		}()
 	}
 	wg.Wait()
@@ -78,8 +78,8 @@ func TestNotifyAcceptedBySecondaries(t *testing.T) {
 		t.Errorf("%v NOTIFYs acknowledged after the reload, want one per secondary", n)
 	}
 	for _, r := range rs {
-		if l := strings.ToLower(r.logs.String()); strings.Contains(l, "refused notify") {
-			t.Errorf("%s refused a NOTIFY", r.name)
+		if l := strings.ToLower(r.Log()); strings.Contains(l, "refused notify") {
+			t.Errorf("%s refused a NOTIFY", r.Name)
 		}
 	}
 }

@@ -135,13 +135,17 @@ func (s *server) addDNS() error {
 	m := s.metrics
 	m.counterVec("wormsink_dns_queries_total", "DNS queries by outcome.", "outcome", map[string]func() uint64{
 		"sinkholed": func() uint64 { return srv.Stats().Sinkholed },
-		"forwarded": func() uint64 { return srv.Stats().Forwarded },
-		"cache_hit": func() uint64 { return srv.Stats().CacheHits },
-		"refused":   func() uint64 { return srv.Stats().Refused },
-		"servfail":  func() uint64 { return srv.Stats().ServFail },
-		"formerr":   func() uint64 { return srv.Stats().FormErr },
-		"notimp":    func() uint64 { return srv.Stats().NotImp },
-		"dropped":   func() uint64 { return srv.Stats().Dropped },
+		// A quarantined client's answers: the notice page, or forwarded
+		// because the name is allowed.
+		"walled_garden":  func() uint64 { return srv.Stats().Gardened },
+		"garden_allowed": func() uint64 { return srv.Stats().GardenPassed },
+		"forwarded":      func() uint64 { return srv.Stats().Forwarded },
+		"cache_hit":      func() uint64 { return srv.Stats().CacheHits },
+		"refused":        func() uint64 { return srv.Stats().Refused },
+		"servfail":       func() uint64 { return srv.Stats().ServFail },
+		"formerr":        func() uint64 { return srv.Stats().FormErr },
+		"notimp":         func() uint64 { return srv.Stats().NotImp },
+		"dropped":        func() uint64 { return srv.Stats().Dropped },
 	})
 	m.counter("wormsink_dns_upstream_errors_total", "Upstream attempts that failed or timed out.", func() uint64 { return srv.Stats().UpstreamErrors })
 	m.counter("wormsink_dns_upstream_strays_total", "Upstream answers dropped: unknown ID or question mismatch.", func() uint64 { return srv.Stats().UpstreamStrays })
@@ -219,11 +223,9 @@ func (s *server) addTFTP() error {
 	m.counterVec("wormsink_tftp_rate_limited_total", "TFTP requests recorded but not answered, by limit.", "limit", map[string]func() uint64{
 		"source": func() uint64 { return st().SourceLimited },
 		"total":  func() uint64 { return st().TotalLimited },
-		"busy":   func() uint64 { return st().Busy },
 	})
 	m.counter("wormsink_tftp_replies_total", "TFTP ERROR replies sent.", func() uint64 { return st().Replies })
 	m.counter("wormsink_tftp_replies_truncated_total", "TFTP replies cut to the size of their request.", func() uint64 { return st().Truncated })
-	m.counter("wormsink_tftp_replies_suppressed_total", "TFTP replies withheld (not an ERROR, or nothing to answer).", func() uint64 { return st().Suppressed })
 	m.counter("wormsink_tftp_panics_total", "Panics recovered in the TFTP server.", func() uint64 { return st().Panics })
 	m.counter("wormsink_tftp_socket_errors_total", "TFTP socket read and write errors.", func() uint64 { return st().Errors })
 	// proof of the source address
