@@ -25,28 +25,41 @@ const (
 
 func (s *server) addMemoryTrim() error {
 	s.parts = append(s.parts, part{name: "memory", run: func(ctx context.Context) error {
-		trimMemory(ctx, debug.FreeOSMemory)
+		newTrimmer().run(ctx, debug.FreeOSMemory)
 		return nil
 	}})
 	return nil
 }
 
-// trimMemory watches the runtime's figures every trimEvery until ctx ends,
-// calling free as described above.
-func trimMemory(ctx context.Context, free func()) {
-	samples := []metrics.Sample{
+// trimmer watches the runtime's figures every trimEvery and calls free as
+// described above.
+type trimmer struct {
+	samples            []metrics.Sample
+	cycles, floor, gAt uint64
+	lowest             uint64
+	lastGC             time.Time
+}
+
+// newTrimmer takes the process as it is now as its floor.
+func newTrimmer() *trimmer {
+	t := &trimmer{samples: []metrics.Sample{
 		{Name: "/gc/cycles/total:gc-cycles"},
 		{Name: "/memory/classes/total:bytes"},
 		{Name: "/memory/classes/heap/released:bytes"},
 		{Name: "/sched/goroutines:goroutines"},
-	}
-	read := func() (cycles, held, goroutines uint64) {
-		metrics.Read(samples)
-		return samples[0].Value.Uint64(), samples[1].Value.Uint64() - samples[2].Value.Uint64(), samples[3].Value.Uint64()
-	}
-	cycles, floor, gAt := read()
-	lowest := floor
-	lastGC := time.Now()
+	}}
+	t.cycles, t.floor, t.gAt = t.read()
+	t.lowest, t.lastGC = t.floor, time.Now()
+	return t
+}
+
+func (t *trimmer) read() (cycles, held, goroutines uint64) {
+	metrics.Read(t.samples)
+	return t.samples[0].Value.Uint64(), t.samples[1].Value.Uint64() - t.samples[2].Value.Uint64(), t.samples[3].Value.Uint64()
+}
+
+// run checks every trimEvery until ctx ends.
+func (t *trimmer) run(ctx context.Context, free func()) {
 	tk := time.NewTicker(trimEvery)
 	defer tk.Stop()
 	for {
@@ -55,20 +68,20 @@ func trimMemory(ctx context.Context, free func()) {
 			return
 		case <-tk.C:
 		}
-		c, held, g := read()
-		if c != cycles {
-			cycles, lastGC = c, time.Now()
+		c, held, g := t.read()
+		if c != t.cycles {
+			t.cycles, t.lastGC = c, time.Now()
 			continue
 		}
-		if time.Since(lastGC) < trimQuiet {
+		if time.Since(t.lastGC) < trimQuiet {
 			continue
 		}
-		loadEnded := g < gAt/2 && gAt-g >= 64
-		if held > floor+trimSlack || loadEnded && held > lowest+trimSlack {
+		loadEnded := g < t.gAt/2 && t.gAt-g >= 64
+		if held > t.floor+trimSlack || loadEnded && held > t.lowest+trimSlack {
 			free()
-			cycles, floor, gAt = read()
-			lowest = min(lowest, floor)
-			lastGC = time.Now()
+			t.cycles, t.floor, t.gAt = t.read()
+			t.lowest = min(t.lowest, t.floor)
+			t.lastGC = time.Now()
 		}
 	}
 }
