@@ -64,6 +64,7 @@ type serveConfig struct {
 
 	db         string           // --db: the store, shared by the parts that keep state (serve_store.go)
 	quarantine quarantineConfig // walled garden and notice page: serve_quarantine.go
+	sigsFeed   sigsFeedConfig   // the signed signature feed: serve_feed.go
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
@@ -113,6 +114,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	dbFlag(fs, &c.db)
 	quarantineFlags(fs, &c.quarantine)
 	attributionFlags(fs, &c.attribution)
+	sigsFeedFlags(fs, &c.sigsFeed)
 
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
@@ -217,6 +219,9 @@ func (c *serveConfig) complete() error {
 	if err := c.completeFeeds(); err != nil {
 		return err
 	}
+	if err := c.completeSigsFeed(); err != nil {
+		return err
+	}
 	if err := c.quarantine.complete(); err != nil {
 		return err
 	}
@@ -295,7 +300,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 			s.closeAll() // whatever was bound before the failure
 		}
 	}()
-	if s.store, err = signatures.Open(c.sigFile); err != nil {
+	if s.store, err = s.openStore(); err != nil {
 		return nil, err
 	}
 	if c.logFile == "-" || c.logFile == "" {
@@ -318,7 +323,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 	s.addReopen(sig.reopen)
 	// Attribution before the quarantine (which attributes what it acts
 	// on), the quarantine before the shim (which enforces it).
-	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addMemoryTrim} {
+	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed, s.addMemoryTrim} {
 		if err := add(); err != nil {
 			return nil, privilegeHint(err)
 		}
