@@ -67,6 +67,7 @@ declare -A need=(
   [busybox]=busybox
   [setpriv]=util-linux
   [git]=git
+  [systemd-analyze]=systemd
   [make]=make
   [chromium]=chromium
   # the resolvers and the rule parser the export tests use
@@ -77,6 +78,7 @@ declare -A need=(
   [logrotate]=logrotate
   [/usr/bin/python3]=python3 # the xARF schema check: Debian's, not a pyenv or venv one
   [git]=git
+  [systemd-analyze]=systemd
   [bc]=bc # make perf-rpz
   [/usr/bin/time]=time # make perf-wire: peak RSS
   # attribution: a real RADIUS server and client, conntrack NAT logging

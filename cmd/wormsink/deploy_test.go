@@ -162,6 +162,14 @@ func TestDeployInstallFiles(t *testing.T) {
 	if strings.Contains(strings.Join(directives["ExecStart"], " "), "--rpz-tsig ") {
 		t.Error("the unit puts the TSIG secret on the command line")
 	}
+	// systemd itself reads the unit: no unknown or malformed directive.
+	// (The programs it names are under the staging root, not installed.)
+	verify, _ := exec.Command(needTool(t, "systemd-analyze"), "verify", filepath.Join(root, "etc/systemd/system/wormsink.service")).CombinedOutput()
+	for _, l := range strings.Split(strings.TrimSpace(string(verify)), "\n") {
+		if l != "" && !strings.Contains(l, "is not executable") {
+			t.Errorf("systemd-analyze verify: %s", l)
+		}
+	}
 
 	// Every file the installed configurations and snippets name is
 	// installed, except what the operator makes (TSIG and feed keys), what systemd
