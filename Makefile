@@ -14,7 +14,7 @@ LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION))
 all: build
 
 build:
-	$(GO) build -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/wormsink
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/wormsink
 
 run: build
 	./scripts/run.sh $(BIN)
