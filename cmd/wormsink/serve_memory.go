@@ -23,12 +23,11 @@ const (
 	trimSlack = 32 << 20
 )
 
-func (s *server) addMemoryTrim() error {
+func (s *server) addMemoryTrim() {
 	s.parts = append(s.parts, part{name: "memory", run: func(ctx context.Context) error {
 		newTrimmer().run(ctx, debug.FreeOSMemory)
 		return nil
 	}})
-	return nil
 }
 
 // trimmer watches the runtime's figures every trimEvery and calls free as
