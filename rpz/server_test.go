@@ -67,7 +67,9 @@ func start(t *testing.T, cfg Config, yaml string) *fixture {
 	if f.store, err = signatures.Open(f.path); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Listen = "127.0.0.1:0"
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
 	if cfg.Allow == nil {
 		cfg.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}

@@ -54,6 +54,7 @@ declare -A need=(
   [unbound-checkconf]=unbound
   [named]=bind9
   [named-checkconf]=bind9-utils
+  [tsig-keygen]=bind9
   [pdns_recursor]=pdns-recursor
   [curl]=curl
   [atftp]=atftp
@@ -65,6 +66,9 @@ declare -A need=(
   [nft]=nftables
   [busybox]=busybox
   [setpriv]=util-linux
+  [git]=git
+  [systemd-analyze]=systemd
+  [make]=make
   [chromium]=chromium
   # the resolvers and the rule parser the export tests use
   [kresd]=knot-resolver
@@ -77,6 +81,7 @@ declare -A need=(
   [vtysh]=frr
   [/usr/bin/python3]=python3 # the xARF schema check: Debian's, not a pyenv or venv one
   [git]=git
+  [systemd-analyze]=systemd
   [bc]=bc # make perf-rpz
   [/usr/bin/time]=time # make perf-wire: peak RSS
   # attribution: a real RADIUS server and client, conntrack NAT logging

@@ -342,11 +342,12 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
+	s.addMemoryTrim()
 	// Attribution before the quarantine (which attributes what it acts
 	// on), the quarantine before the shim (which enforces it).
 	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addBGP, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed} {
 		if err := add(); err != nil {
-			return nil, err
+			return nil, privilegeHint(err)
 		}
 	}
 	if err := dropPrivileges(c.user); err != nil {
@@ -443,12 +444,18 @@ func (a *listenAddr) String() string { return string(*a) }
 
 func (a *listenAddr) Set(v string) error {
 	if v != "" {
-		if _, _, err := net.SplitHostPort(v); err != nil {
+		_, port, err := net.SplitHostPort(v)
+		if err != nil {
 			var ae *net.AddrError
 			if errors.As(err, &ae) {
 				err = errors.New(ae.Err) // without the address, which the caller names
 			}
 			return fmt.Errorf("%q: %v (want host:port)", v, err)
+		}
+		// A port that is not a number would only fail at bind time, as a
+		// runtime error; it is a usage error.
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return fmt.Errorf("%q: port %q is not a number from 0 to 65535", v, port)
 		}
 	}
 	*a = listenAddr(v)
