@@ -424,7 +424,11 @@ func (m *Matcher) tftp(pk *packet) int {
 	ev.Host, ev.Port, ev.Peer, ev.Role = pk.src, pk.sport, pk.dst, evidence.RoleRequester
 	m.rec.Record(ev)
 	// dst_port is the port at the peer: for the server, the requester's.
+	// The request is the requester's packet: it names the server but
+	// proves nothing about it, so the server's line is weak and a
+	// datagram (Named) until the server's own traffic says more.
 	ev.Host, ev.Port, ev.Peer, ev.Role, ev.DstPort = pk.dst, pk.dport, pk.src, evidence.RoleServer, pk.sport
+	ev.Evidence, ev.Proof, ev.Named = signatures.Weak, evidence.ProofDatagram, true
 	m.rec.Record(ev)
 	m.stats.Events += 2
 	return 2
