@@ -1,24 +1,21 @@
 package sinkhole
 
 import (
-	"math/rand/v2"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"wormsink/evidence"
 )
 
-// Defaults for Config's exchange knobs. 24 exchanges of 8 sockets each
-// keep the server under 256 file descriptors; a tftp-hpa client gets its
-// proof within a second, so 24 a second is what can be proven at once, and
-// the refusals beyond that leave from the listening port as datagrams.
+// Defaults for Config's exchange knobs: 128 refusals waiting at once and
+// 64 decoys keep the server under 256 file descriptors.
 const (
-	DefaultExchanges    = 24
+	DefaultExchanges    = 128
 	DefaultExchangeWait = time.Second
-	DefaultDecoys       = 7
+	DefaultDecoys       = 64
 	DefaultGuessHold    = time.Minute
 	// maxGuessHold caps the doubling of the hold under a guessing attack
 	// that keeps coming back.
@@ -35,28 +32,28 @@ const (
 //
 // TFTP carries no nonce: the fresh port is the only secret, about 15 bits
 // of the ephemeral range, which a forger can spray in a fraction of a
-// second or guess one port at a time. So each refusal's fresh port is
-// opened among decoys: more fresh ports of the same kind, opened at the
-// same moment, that nobody is ever told about. A real client only ever
-// answers the port its refusal came from; a datagram on a decoy, or on a
-// refusal's port from an address other than that refusal's requester, is
-// a guess. Any guess raises the alarm: every exchange whose wait overlaps
-// the alarm's hold is withheld (recorded as a datagram and counted),
-// whoever it was from, and an alarm raised again while one is held
-// doubles the hold (up to a day). A spray always hits decoys; a blind
-// guesser who stops at the first hit wins at most once in Decoys+1 tries
-// per hold, so the chances shrink as the holds grow. The decision is
-// taken when the wait ends, never at the follow-up, so a spray that
-// happens to hit the real port first is still caught by the decoys it hits
-// later.
+// second or guess one port at a time. So decoys are kept open beside the
+// refusals' ports: fresh ports of the same kind (the kernel's picks, on
+// every address of the host) that nobody is ever told about. A real client
+// only ever answers the port its refusal came from; a datagram on a decoy,
+// or on a refusal's port from an address other than that refusal's
+// requester, is a guess. Any guess raises the alarm: every exchange whose
+// wait overlaps the alarm's hold is withheld (recorded as a datagram and
+// counted), whoever it was from, and an alarm raised again right after a
+// hold ended doubles the hold (up to a day). A spray always hits decoys; a
+// blind guesser reaches a decoy about Decoys times as often as the port
+// he wants, and each time costs him a hold. The decision is taken when
+// the wait ends, never at the follow-up, so a spray that happens to hit
+// the real port first is still caught by the decoys it hits later.
 //
 // Nothing is ever served: the refusal is the same ERROR, no larger than the
 // request, and whatever arrives on the fresh ports is only looked at (who
-// sent it), never answered. The sockets are bounded: max exchanges at
-// once, each with Decoys+1 sockets open for wait at most, and no more
-// than the file descriptor limit and the ephemeral port range allow (see
-// budget); when they are all in use the refusal goes out from the main
-// socket as before and the sighting stays a datagram.
+// sent it), never answered. The sockets are bounded: the decoys, opened
+// with the first refusal and kept, and max exchanges at once, each open
+// for wait at most; together no more than the file descriptor limit and
+// the ephemeral port range allow (see budget). When they are all in use
+// the refusal goes out from the main socket as before and the sighting
+// stays a datagram.
 type exchanges struct {
 	max    int
 	decoys int
@@ -67,6 +64,8 @@ type exchanges struct {
 
 	mu     sync.Mutex
 	open   map[*exchange]struct{}
+	pool   []*net.UDPConn // the decoys, once opened
+	pooled bool           // tried to open them
 	closed bool
 	wg     sync.WaitGroup
 
@@ -78,13 +77,11 @@ type exchanges struct {
 // exchange is one refusal waiting for its follow-up.
 type exchange struct {
 	x      *exchanges
-	conns  []*net.UDPConn // conns[real] is the refusal's, the others decoys
-	real   int
+	conn   *net.UDPConn
 	to     netip.AddrPort // the requester, unmapped
 	ev     evidence.Event
 	sentAt int64 // nanoseconds since start
-	follow atomic.Bool
-	left   atomic.Int32 // readers still running
+	follow bool
 }
 
 func newExchanges(s *Server) *exchanges {
@@ -96,29 +93,72 @@ func newExchanges(s *Server) *exchanges {
 	return x
 }
 
-// budget caps the exchanges so that their sockets (decoys+1 each) take at
-// most a quarter of the file descriptor limit and an eighth of the
-// ephemeral port range: the rest of the process, and every other program
-// on the host, keep theirs.
+// budget caps the exchanges so that they and the decoys take at most a
+// quarter of the file descriptor limit and an eighth of the ephemeral port
+// range: the rest of the process, and every other program on the host,
+// keep theirs.
 func budget(max, decoys int) int {
 	if max <= 0 {
 		return max
 	}
-	per := decoys + 1
 	if fds, ok := fdLimit(); ok {
-		max = min(max, fds/4/per)
+		max = min(max, fds/4-decoys)
 	}
 	if lo, hi, ok := ephemeralRange(); ok {
-		max = min(max, (hi-lo+1)/8/per)
+		max = min(max, (hi-lo+1)/8-decoys)
 	}
 	return max
 }
 
-// send tries to send the refusal out from a fresh port bound to local, with
-// its decoys, and to hold the sighting ev until the wait ends. It reports
-// false when it could not (no socket to spare, the server stopping, a
-// socket error): the caller then sends from the main socket and records ev
-// as it is.
+// openDecoys opens the decoys on the wildcard address, so they stand on
+// every address a refusal may leave from; the caller holds x.mu. Without
+// them (a socket error) refusals still go out, and only datagrams from
+// other addresses on a refusal's port count as guesses.
+func (x *exchanges) openDecoys() {
+	x.pooled = true
+	for range x.decoys {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{})
+		if err != nil {
+			x.s.c.errors.Add(1)
+			break
+		}
+		x.pool = append(x.pool, c)
+		x.wg.Add(1)
+		go x.watch(c)
+	}
+}
+
+// watch reads a decoy until close: everything on it is a guess.
+func (x *exchanges) watch(c *net.UDPConn) {
+	defer x.wg.Done()
+	var buf [64]byte
+	for {
+		if _, _, err := c.ReadFromUDPAddrPort(buf[:]); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		x.s.c.guesses.Add(1)
+		x.guessed()
+	}
+}
+
+// decoyPorts lists the decoys' addresses.
+func (x *exchanges) decoyPorts() []netip.AddrPort {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var out []netip.AddrPort
+	for _, c := range x.pool {
+		out = append(out, c.LocalAddr().(*net.UDPAddr).AddrPort())
+	}
+	return out
+}
+
+// send tries to send the refusal out from a fresh port bound to local and
+// to hold the sighting ev until the wait ends. It reports false when it
+// could not (no socket to spare, the server stopping, a socket error): the
+// caller then sends from the main socket and records ev as it is.
 func (x *exchanges) send(out []byte, local netip.Addr, to netip.AddrPort, ev evidence.Event) bool {
 	if x.max <= 0 {
 		return false
@@ -139,95 +179,72 @@ func (x *exchanges) send(out []byte, local netip.Addr, to netip.AddrPort, ev evi
 		x.s.c.exchangeBusy.Add(1)
 		return false
 	}
-	e := &exchange{x: x, to: to, ev: ev, conns: make([]*net.UDPConn, 0, x.decoys+1)}
-	// All the ports are the kernel's picks, opened together: the real one
-	// is told apart from its decoys only by the refusal it sends.
-	for range x.decoys + 1 {
-		c, err := net.ListenUDP(network, laddr)
-		if err != nil {
-			break
-		}
-		e.conns = append(e.conns, c)
+	if !x.pooled {
+		x.openDecoys()
 	}
-	if len(e.conns) < x.decoys+1 {
+	c, err := net.ListenUDP(network, laddr)
+	if err != nil {
 		x.mu.Unlock()
-		for _, c := range e.conns {
-			c.Close()
-		}
 		x.s.c.errors.Add(1)
 		return false
 	}
-	e.real = rand.IntN(len(e.conns))
+	e := &exchange{x: x, conn: c, to: to, ev: ev}
 	x.open[e] = struct{}{}
 	x.wg.Add(1)
 	x.mu.Unlock()
 
-	deadline := time.Now().Add(x.wait)
+	_ = c.SetReadDeadline(time.Now().Add(x.wait))
 	e.sentAt = x.now()
-	for _, c := range e.conns {
-		_ = c.SetReadDeadline(deadline)
-	}
 	// Counted before it leaves: a client that has the reply must find it
 	// counted.
 	x.s.c.replies.Add(1)
-	if _, err := e.conns[e.real].WriteToUDPAddrPort(out, to); err != nil {
+	if _, err := c.WriteToUDPAddrPort(out, to); err != nil {
 		x.s.c.replies.Add(^uint64(0))
 		x.s.c.errors.Add(1)
-		e.closeAll()
+		c.Close()
 		x.done(e)
 		return false
 	}
-	e.left.Store(int32(len(e.conns)))
-	for i := range e.conns {
-		go e.read(i)
-	}
+	go e.await()
 	return true
 }
 
 func (x *exchanges) now() int64 { return time.Since(x.start).Nanoseconds() }
 
-// read watches one of the exchange's ports until the wait ends. The last
-// reader to stop decides the sighting's proof and records it.
-func (e *exchange) read(i int) {
+// await watches the refusal's port until the wait ends, then decides the
+// sighting's proof and records it: exchange when the requester followed
+// up and no guess was seen anywhere from the hold before the refusal to
+// now.
+func (e *exchange) await() {
 	x := e.x
-	c := e.conns[i]
+	defer x.done(e)
 	var buf [600]byte
 	for {
-		_, a, err := c.ReadFromUDPAddrPort(buf[:])
+		_, a, err := e.conn.ReadFromUDPAddrPort(buf[:])
 		if err != nil {
 			break // the deadline, or Shutdown ended the wait
 		}
 		from := netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 		switch {
-		case i == e.real && from == e.to:
-			if !e.follow.Swap(true) {
+		case from == e.to:
+			if !e.follow {
+				e.follow = true
 				x.s.c.exchanged.Add(1)
 			}
-		case i == e.real && from.Addr() == e.to.Addr():
+		case from.Addr() == e.to.Addr():
 			// The requester's address from another port: not the
 			// follow-up (it must come from the port the request did), but
 			// no guess either: it knew the port.
 			x.s.c.stray.Add(1)
 		default:
-			// A decoy, or another address on the refusal's port: nobody
-			// was told these ports, so whoever sent it guessed.
+			// Another address on the refusal's port: nobody else was told
+			// it, so whoever sent this guessed.
 			x.s.c.guesses.Add(1)
 			x.guessed()
 		}
 	}
-	c.Close()
-	if e.left.Add(-1) == 0 {
-		e.decide()
-	}
-}
-
-// decide records the sighting once every port is closed: proof exchange
-// when the requester followed up and no guess was seen anywhere from the
-// hold before the refusal to now.
-func (e *exchange) decide() {
-	x := e.x
-	defer x.done(e)
-	if e.follow.Load() {
+	e.conn.Close()
+	if e.follow {
 		if x.alarmed(e.sentAt) {
 			x.s.c.withheld.Add(1)
 		} else {
@@ -265,12 +282,6 @@ func (x *exchanges) alarmed(sentAt int64) bool {
 	return x.alarmAt != 0 && x.alarmAt >= sentAt-x.alarmHold
 }
 
-func (e *exchange) closeAll() {
-	for _, c := range e.conns {
-		c.Close()
-	}
-}
-
 func (x *exchanges) done(e *exchange) {
 	x.mu.Lock()
 	delete(x.open, e)
@@ -278,16 +289,18 @@ func (x *exchanges) done(e *exchange) {
 	x.wg.Done()
 }
 
-// close stops waiting: every open socket's wait ends now, so the
-// sightings held are decided and recorded before close returns.
+// close stops waiting: every refusal's wait ends now, so the sightings
+// held are decided and recorded, and the decoys are closed, before close
+// returns.
 func (x *exchanges) close() {
 	x.mu.Lock()
 	x.closed = true
 	now := time.Now()
 	for e := range x.open {
-		for _, c := range e.conns {
-			_ = c.SetReadDeadline(now)
-		}
+		_ = e.conn.SetReadDeadline(now)
+	}
+	for _, c := range x.pool {
+		c.Close()
 	}
 	x.mu.Unlock()
 	x.wg.Wait()

@@ -74,11 +74,10 @@ type Config struct {
 	// recorded when it comes or when the wait ends.
 	Exchanges    int
 	ExchangeWait time.Duration // 0 means DefaultExchangeWait
-	// Decoys is how many more fresh ports are opened beside each
-	// refusal's, never told to anyone: a datagram on one is a guess (see
-	// exchanges). 0 means DefaultDecoys, a negative value none (then only
-	// datagrams from other addresses on a refusal's port are seen as
-	// guesses).
+	// Decoys is how many fresh ports are kept open beside the refusals',
+	// never told to anyone: a datagram on one is a guess (see exchanges).
+	// 0 means DefaultDecoys, a negative value none (then only datagrams
+	// from other addresses on a refusal's port are seen as guesses).
 	Decoys int
 	// GuessHold is how long a guess withholds proof exchange from every
 	// refusal (doubling while guesses keep coming back). 0 means
