@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"wormsink/evidence"
+	"wormsink/internal/testutil"
 	"wormsink/internal/tftp"
 )
 
@@ -29,9 +30,9 @@ func inOwnNetns(t *testing.T) bool {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root for a network namespace (make test runs as root)")
 	}
-	needTools(t, "unshare", "ip")
-	cmd := exec.Command("unshare", "-n", "sh", "-c", `ip link set lo up && exec "$0" "$@"`,
-		os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	unshare, ip := testutil.Need(t, "unshare"), testutil.Need(t, "ip")
+	cmd := exec.Command(unshare, "-n", "sh", "-c", `"$0" link set lo up && exec "$@"`,
+		ip, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), env+"="+t.Name())
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
