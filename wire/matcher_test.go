@@ -396,9 +396,14 @@ func TestNoAllocs(t *testing.T) {
 		"icmp":       {layers.LinkTypeEthernet, ser(t, eth(layers.EthernetTypeIPv4), ip4(other, infected, layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)}, gopacket.Payload("abcdefgh"))},
 		"ipv6":       {layers.LinkTypeRaw, ip6UDP(t, victim6, infected6, 1, 2, []byte("hello"))},
 		"garbage":    {layers.LinkTypeEthernet, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00, 0x45}},
+		// A server's DATA, looked up among the requests waiting for one.
+		"tftp data": {layers.LinkTypeEthernet, udp4(t, infected, other, 50000, 2000, append([]byte{0, 3, 0, 1}, "MZ"...))},
 	}
 	for name, f := range frames {
 		m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
+		// A worm request from that port first, so the DATA has its entry
+		// (the first DATA takes it; the rest are looked up and miss).
+		m.Packet(layers.LinkTypeEthernet, udp4(t, other, infected, 2000, 69, rrq(1, "msblast.exe", "octet")), Meta{Time: baseTime})
 		a := testing.AllocsPerRun(200, func() { m.Packet(f.lt, f.data, Meta{Time: baseTime}) })
 		// gopacket builds an error value for a frame it cannot decode; that
 		// is the only allocation left, and only for broken frames.
