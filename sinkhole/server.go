@@ -1,3 +1,5 @@
+// Package sinkhole is the fake TFTP server and the transparent interceptor:
+// they refuse the files worms fetch and record who asked for them.
 package sinkhole
 
 import (
