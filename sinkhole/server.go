@@ -1,5 +1,3 @@
-// Package sinkhole is the fake TFTP server and the transparent interceptor:
-// they refuse the files worms fetch and record who asked for them.
 package sinkhole
 
 import (
