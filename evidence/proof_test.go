@@ -172,3 +172,34 @@ func TestProofRoundTripKeepsHostLine(t *testing.T) {
 		t.Errorf("network lines %v", nets)
 	}
 }
+
+// A host the packet only named (Named: the server a request was sent to)
+// gets nothing from it: the writer keeps its line weak and a datagram even
+// inside --trusted-sources and whatever proof or strength the caller set,
+// while the sender of the same packet is raised as usual.
+func TestNamedHostGetsNothing(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, Config{Sensor: "s", TrustedSources: Networks{netip.MustParsePrefix("10.1.0.0/16")}})
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	req := Event{Time: at, Kind: WireMatch, Host: netip.MustParseAddr("10.1.0.5"), Port: 1027, Sig: "blaster", Family: "Blaster",
+		Evidence: signatures.Strong, File: "msblast.exe", Mode: "octet", Op: "read", Role: RoleRequester, Peer: netip.MustParseAddr("10.1.0.9")}
+	w.Record(req)
+	srv := req
+	srv.Host, srv.Port, srv.Peer, srv.Role, srv.Named = req.Peer, 69, req.Host, RoleServer, true
+	srv.Proof = ProofTCP // a caller's mistake must not stick
+	w.Record(srv)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		got[m["host"].(string)] = m["evidence"].(string) + " " + m["proof"].(string)
+	}
+	if got["10.1.0.5"] != "strong trusted-source" || got["10.1.0.9"] != "weak datagram" {
+		t.Errorf("lines %v", got)
+	}
+}

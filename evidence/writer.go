@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"wormsink/signatures"
 )
 
 // TimeFormat is how every time in the log is written: UTC, RFC 3339 with
@@ -295,7 +297,11 @@ func (w *Writer) Record(ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = now
 	}
-	if ev.Proof < ProofTrustedSource && w.trust.Contains(ev.Host) {
+	if ev.Named {
+		// Nothing the packet says raises what is known of a host that did
+		// not send it.
+		ev.Evidence, ev.Proof = signatures.Weak, ProofDatagram
+	} else if ev.Proof < ProofTrustedSource && w.trust.Contains(ev.Host) {
 		ev.Proof = ProofTrustedSource
 	}
 	ev.cutLong()

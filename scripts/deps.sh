@@ -62,6 +62,7 @@ declare -A need=(
   [dnsperf]=dnsperf
   [jq]=jq
   [ip]=iproute2
+  [unshare]=util-linux
   [ss]=iproute2
   [nft]=nftables
   [busybox]=busybox

@@ -312,6 +312,9 @@ func TestServeStory(t *testing.T) {
 		t.Fatal("broken file replaced the set")
 	}
 
+	// tftp-hpa's sighting is recorded when its refusal's wait ends (the
+	// proof is decided then), as the sinkhole's own address: excluded.
+	waitFor(t, "tftp-hpa's sighting", 10*time.Second, func() bool { return p.metric(t, "wormsink_evidence_excluded_total") >= 1 })
 	sinkholed := p.metric(t, `wormsink_dns_queries_total{outcome="sinkholed"}`)
 	refused := p.metric(t, `wormsink_tftp_requests_total{outcome="refused"}`)
 	excluded := p.metric(t, "wormsink_evidence_excluded_total")

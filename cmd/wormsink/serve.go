@@ -113,6 +113,8 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	// proof of the source address
 	fs.IntVar(&c.tftp.Exchanges, "tftp-exchanges", sinkhole.DefaultExchanges, "TFTP refusals sent at once from a fresh port that waits for the client's follow-up (proof exchange); beyond it they leave from the listening port; negative: never")
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
+	fs.IntVar(&c.tftp.Decoys, "tftp-decoys", sinkhole.DefaultDecoys, "fresh ports kept open beside the refusals' and never told to anyone: a datagram on one is a guess, and a guess withholds proof exchange (negative: none)")
+	fs.DurationVar(&c.tftp.GuessHold, "tftp-guess-hold", sinkhole.DefaultGuessHold, "how long a guessed port withholds proof exchange from every refusal (doubles while guesses keep coming back, up to a day)")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	feedFlags(fs, &c.feeds)
 	dnstapFlags(fs, c)
