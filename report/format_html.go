@@ -142,9 +142,9 @@ func chart(d *htmlData, tl Binned) {
 		// Fold the long tail into one line so the legend stays readable.
 		other := Series{Family: chartOtherFamiliesLegend, Counts: make([]uint64, len(series[0].Counts))}
 		for _, s := range series[chartLegendMaxFamilies-1:] {
-			other.Total += s.Total
+			other.Total = addSat(other.Total, s.Total)
 			for i, c := range s.Counts {
-				other.Counts[i] += c
+				other.Counts[i] = addSat(other.Counts[i], c)
 			}
 		}
 		series = append(series[:chartLegendMaxFamilies-1:chartLegendMaxFamilies-1], other)

@@ -232,7 +232,7 @@ func WriteNetworkTable(w io.Writer, nets []NetworkSummary) error {
 func sumEvents(nets []NetworkSummary) uint64 {
 	var n uint64
 	for i := range nets {
-		n += nets[i].Events
+		n = addSat(n, nets[i].Events)
 	}
 	return n
 }
@@ -332,6 +332,10 @@ type Summary struct {
 	Networks         int              `json:"networks"`
 	NetworkSightings uint64           `json:"network_sightings"`
 	NetworkRows      []NetworkSummary `json:"-"` // listed by json and html
+
+	// Saturated says the sums reached MaxCount and were held there: the
+	// true counts are larger.
+	Saturated bool `json:"saturated,omitempty"`
 }
 
 // WriteJSON writes {"hosts":[...],"summary":{...},"networks":[...]}: one
