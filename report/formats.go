@@ -64,7 +64,9 @@ var formats = [...]Format{
 		Complaint: true, HostsOnly: true, stream: NewShadowserverWriter6},
 	{Name: "xarf", Summary: "one X-ARF v4 botnet report per host, one per line (complaints)",
 		Complaint: true, HostsOnly: true, NeedsReporter: true,
-		write: func(w io.Writer, a *Aggregator, o *Options, _ ReadStats) error { return WriteXARF(w, a.Hosts(), o.Reporter) }},
+		write: func(w io.Writer, a *Aggregator, o *Options, _ ReadStats) error {
+			return WriteXARF(w, a.Hosts(), o.Reporter)
+		}},
 	{Name: "html", Summary: "one self-contained page with a chart, a filter and sortable rows", Timeline: true,
 		write: func(w io.Writer, a *Aggregator, o *Options, st ReadStats) error {
 			rows := a.Hosts()
