@@ -168,6 +168,7 @@ func (f *Format) New(w io.Writer, o Options) (*Report, error) {
 		return nil, fmt.Errorf("%s needs a reporter: --reporter-contact with an e-mail address (abuse@isp.example)", f.Name)
 	}
 	r := &Report{format: f, opts: o, filter: f.Rules(&o), out: bufio.NewWriterSize(w, 64<<10)}
+	r.filter.Exclude = unmapPrefixes(r.filter.Exclude)
 	if f.stream != nil {
 		r.ss = f.stream(r.out)
 	}
@@ -239,7 +240,7 @@ func (r *Report) Finish(a *Aggregator, st ReadStats) (notes []string, err error)
 		notes = append([]string{n}, notes...)
 	}
 	if a != nil && a.Saturated() {
-		notes = append(notes, fmt.Sprintf("the sightings add up to more than %d: sums that reached it were held there (saturated), below their true value", uint64(MaxCount)))
+		notes = append(notes, fmt.Sprintf("the sightings reach %d (2^64-1), the largest count: sums that reached it were held there (saturated) and may be below their true value", uint64(MaxCount)))
 	}
 	if f.HostsOnly && nets != 0 {
 		notes = append(notes, fmt.Sprintf("%d sightings are in network lines (the evidence line budget was spent); they name no host and are not in %s output (see --format table, json or html)", nets, f.Name))

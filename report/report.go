@@ -61,6 +61,20 @@ func (f *Filter) Keep(r *Sighting) bool {
 	return true
 }
 
+// unmapPrefixes returns ps with each IPv4-mapped prefix as its IPv4
+// network, as hosts are compared (see evidence.UnmapPrefix); one that is
+// no IPv4 network stays as it is and matches no IPv4 host.
+func unmapPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if u, ok := evidence.UnmapPrefix(p); ok {
+			p = u
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 func (f *Filter) excluded(r *Sighting) bool {
 	for _, p := range f.Exclude {
 		if r.Network.IsValid() {
@@ -177,6 +191,7 @@ type aggPos struct{ first, last uint32 }
 // NewAggregator returns an empty aggregator applying f. With timeline set
 // it also bins sightings over time per family.
 func NewAggregator(f Filter, timeline bool) *Aggregator {
+	f.Exclude = unmapPrefixes(f.Exclude)
 	a := &Aggregator{filter: f, other: make(map[netip.Addr]uint32), extra: make(map[uint32][]uint32)}
 	for i := range a.names {
 		a.names[i].ids = make(map[string]uint32)
