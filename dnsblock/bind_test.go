@@ -3,9 +3,10 @@ package dnsblock
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"wormsink/internal/testutil"
 )
 
 // hostileZone is an authoritative zone a hostile party could publish: names
@@ -51,40 +52,25 @@ long18       IN CNAME safe
 // until it answers.
 func startBIND(t *testing.T, zone string) string {
 	t.Helper()
-	bin := "/usr/sbin/named"
-	if _, err := os.Stat(bin); err != nil {
-		var lerr error
-		if bin, lerr = exec.LookPath("named"); lerr != nil {
-			t.Fatalf("named not installed (scripts/deps.sh installs bind9): %v", lerr)
-		}
+	bin, err := testutil.Program("named")
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o777); err != nil { // named may drop to its own user
 		t.Fatal(err)
 	}
-	return runDaemon(t, "named", "safe.example.", func(port int) *exec.Cmd {
-		conf := fmt.Sprintf(`options {
-  directory "%[1]s";
-  pid-file "%[1]s/named.pid";
-  session-keyfile "%[1]s/session.key";
-  managed-keys-directory "%[1]s";
-  listen-on port %[2]d { 127.0.0.1; };
-  listen-on-v6 { none; };
-  recursion no;
-  dnssec-validation no;
-  minimal-responses yes;
-  notify no;
-  check-names primary ignore;
-};
-controls { };
-zone "example" { type primary; file "%[1]s/example.zone"; };
-`, dir, port)
-		if err := os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "example.zone"), []byte(zone), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return exec.Command(bin, "-g", "-n", "1", "-c", filepath.Join(dir, "named.conf"))
-	})
+	zoneFile := filepath.Join(dir, "example.zone")
+	if err := os.WriteFile(zoneFile, []byte(zone), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return testutil.Daemon{Name: "named", Ready: testutil.AnswersA("safe.example."), Command: func(port int) (string, []string, error) {
+		conf := testutil.NamedConf(port, dir, `	recursion no;
+	minimal-responses yes;
+	notify no;
+	check-names primary ignore;
+`, fmt.Sprintf("zone \"example\" { type primary; file %q; };\n", zoneFile))
+		path := filepath.Join(dir, "named.conf")
+		return bin, testutil.NamedArgs(path), os.WriteFile(path, []byte(conf), 0o644)
+	}}.StartT(t).Addr
 }

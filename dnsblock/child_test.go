@@ -10,8 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
+
+	"wormsink/internal/testutil"
 )
 
 // The load tests measure the shim's own file descriptors and memory, so
@@ -19,42 +20,12 @@ import (
 // the race detector, which would multiply its memory), with default flags
 // but for the addresses, and the clients stay in the test.
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-	buildOut  []byte
-)
+var wormsink = testutil.Binary{Pkg: "wormsink/cmd/wormsink"}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildBin != "" {
-		os.RemoveAll(filepath.Dir(buildBin))
-	}
+	wormsink.Remove()
 	os.Exit(code)
-}
-
-// wormsinkBinary builds cmd/wormsink once per test run (TestMain removes it).
-func wormsinkBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "dnsblock-test-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildBin = filepath.Join(dir, "wormsink")
-		buildOut, buildErr = exec.Command(goBin, "build", "-o", buildBin, "wormsink/cmd/wormsink").CombinedOutput()
-	})
-	if buildErr != nil {
-		t.Fatalf("go build ./cmd/wormsink: %v\n%s", buildErr, buildOut)
-	}
-	return buildBin
 }
 
 // child is a shim running in its own process.
@@ -67,7 +38,7 @@ type child struct {
 // with the test signatures, and waits for its dns_listen line.
 func startChild(t *testing.T, upstream, allow string) *child {
 	t.Helper()
-	bin := wormsinkBinary(t)
+	bin := wormsink.Path(t)
 	sigs := filepath.Join(t.TempDir(), "sigs.yaml")
 	if err := os.WriteFile(sigs, []byte(testSigs), 0o644); err != nil {
 		t.Fatal(err)

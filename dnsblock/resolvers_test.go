@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"wormsink/internal/testutil"
 	"wormsink/signatures"
 )
 
@@ -227,88 +226,6 @@ func exchange(server, name string, qtype uint16) (*dns.Msg, error) {
 	return nil, last
 }
 
-func need(t *testing.T, bins ...string) {
-	t.Helper()
-	for _, b := range bins {
-		if _, err := exec.LookPath(b); err == nil {
-			continue
-		}
-		if _, err := os.Stat("/usr/sbin/" + b); err != nil {
-			t.Fatalf("%s is not installed: run `make deps` (scripts/deps.sh)", b)
-		}
-	}
-}
-
-func sbin(name string) string {
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	return "/usr/sbin/" + name
-}
-
-// resolver is one running resolver process.
-type resolver struct {
-	name string
-	addr string
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
-	mu   *sync.Mutex
-	done chan struct{} // closed when the process has exited
-}
-
-func (r *resolver) log() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.logs.String()
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-// launch starts a resolver and waits until ready(addr) holds, or fails
-// with its log. It returns errors instead of failing, since the resolvers
-// start in parallel goroutines.
-func launch(ctx context.Context, name string, port int, ready func(addr string) error, bin string, args ...string) (*resolver, error) {
-	r := &resolver{name: name, addr: fmt.Sprintf("127.0.0.1:%d", port), logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
-	r.cmd = exec.CommandContext(ctx, bin, args...)
-	lw := lockedWriter{r.mu, r.logs}
-	r.cmd.Stdout, r.cmd.Stderr = lw, lw
-	r.cmd.WaitDelay = 5 * time.Second
-	if err := r.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%s: start: %w", name, err)
-	}
-	r.done = make(chan struct{})
-	exited := r.done
-	go func() { r.cmd.Wait(); close(exited) }()
-	deadline := time.Now().Add(60 * time.Second) // the CI machine is loaded
-	for {
-		err := ready(r.addr)
-		if err == nil {
-			return r, nil
-		}
-		select {
-		case <-exited:
-			return r, fmt.Errorf("%s exited before it was ready (%v):\n%s", name, err, r.log())
-		default:
-		}
-		if portTaken(r.log()) { // named keeps running without the port
-			return r, fmt.Errorf("%s: port %d in use:\n%s", name, port, r.log())
-		}
-		if time.Now().After(deadline) {
-			return r, fmt.Errorf("%s not ready: %v\n%s", name, err, r.log())
-		}
-		time.Sleep(50 * time.Millisecond) // polling the readiness condition
-	}
-}
-
 // answersAnything is the readiness check of resolvers that load the
 // policy zone before they serve: any answer for a name outside it.
 func answersAnything(addr string) error {
@@ -322,36 +239,28 @@ func answersAnything(addr string) error {
 	return nil
 }
 
-func startNamed(ctx context.Context, dir string, port int, auth netip.AddrPort, zone, zoneFile string, ignoreNames bool) (*resolver, error) {
+// daemon is a resolver of the comparison: its program, the configuration
+// it writes into dir for a port, and its arguments.
+func daemon(name, dir string, ready func(string) error, conf func(port int) (file, text string), args func(conf string) []string) testutil.Daemon {
+	return testutil.Daemon{Name: name, Ready: ready, Command: func(port int) (string, []string, error) {
+		bin, err := testutil.Program(name)
+		if err != nil {
+			return "", nil, err
+		}
+		file, text := conf(port)
+		path := filepath.Join(dir, file)
+		return bin, args(path), os.WriteFile(path, []byte(text), 0o644)
+	}}
+}
+
+func named(dir string, auth netip.AddrPort, zone, zoneFile string, ignoreNames bool) testutil.Daemon {
 	checkNames := ""
 	if ignoreNames {
 		checkNames = "check-names ignore;"
 	}
-	conf := fmt.Sprintf(`options {
-	directory %[1]q;
-	pid-file none;
-	session-keyfile none;
-	managed-keys-directory %[1]q;
-	listen-on port %[2]d { 127.0.0.1; };
-	listen-on-v6 { none; };
-	recursion yes;
-	allow-query { 127.0.0.1; };
-	forward only;
-	forwarders { %[3]s port %[4]d; };
-	dnssec-validation no;
-	notify no;
-	response-policy { zone %[5]q; } qname-wait-recurse no;
-};
-controls { };
-zone %[5]q { type primary; file %[6]q; %[7]s };
-`, dir, port, auth.Addr(), auth.Port(), zone, zoneFile, checkNames)
-	path := filepath.Join(dir, "named.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
 	// named answers before a failed zone is noticed, so readiness is the
 	// policy zone's own SOA: SERVFAIL when BIND refused to load it.
-	return launch(ctx, "named", port, func(addr string) error {
+	ready := func(addr string) error {
 		r, err := exchange(addr, zone, dns.TypeSOA)
 		if err != nil {
 			return err
@@ -360,119 +269,69 @@ zone %[5]q { type primary; file %[6]q; %[7]s };
 			return fmt.Errorf("policy zone %s not loaded: %s", zone, answerKey(r))
 		}
 		return answersAnything(addr)
-	}, sbin("named"), "-g", "-4", "-c", path)
+	}
+	return daemon("named", dir, ready, func(port int) (string, string) {
+		return "named.conf", testutil.NamedConf(port, dir, fmt.Sprintf(`	recursion yes;
+	allow-query { 127.0.0.1; };
+	forward only;
+	forwarders { %s port %d; };
+	notify no;
+	response-policy { zone %q; } qname-wait-recurse no;
+`, auth.Addr(), auth.Port(), zone), fmt.Sprintf("zone %q { type primary; file %q; %s };\n", zone, zoneFile, checkNames))
+	}, testutil.NamedArgs)
 }
 
-func startUnboundRPZ(ctx context.Context, dir string, port int, auth netip.AddrPort, zone, zoneFile string) (*resolver, error) {
-	conf := fmt.Sprintf(`server:
-  interface: 127.0.0.1
-  port: %d
-  do-ip6: no
-  do-daemonize: no
-  chroot: ""
-  username: ""
-  directory: %q
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  access-control: 127.0.0.0/8 allow
+func unboundRPZ(dir string, auth netip.AddrPort, zone, zoneFile string) testutil.Daemon {
+	return daemon("unbound", dir, answersAnything, func(port int) (string, string) {
+		return "unbound.conf", testutil.UnboundConf(port, dir, `  verbosity: 1
   module-config: "respip iterator"
   do-not-query-localhost: no
   qname-minimisation: no
-rpz:
+`, fmt.Sprintf(`rpz:
   name: %q
   zonefile: %q
 forward-zone:
   name: "."
   forward-addr: %s@%d
-remote-control:
-  control-enable: no
-`, port, dir, zone+".", zoneFile, auth.Addr(), auth.Port())
-	path := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	return launch(ctx, "unbound", port, answersAnything, sbin("unbound"), "-d", "-c", path)
+`, zone+".", zoneFile, auth.Addr(), auth.Port()))
+	}, testutil.UnboundArgs)
 }
 
-func startKresd(ctx context.Context, dir string, port int, auth netip.AddrPort, zoneFile string) (*resolver, error) {
-	conf := fmt.Sprintf(`net.listen('127.0.0.1', %d, { kind = 'dns' })
-trust_anchors.remove('.')
-cache.open(10 * MB, 'lmdb://%s/cache')
-policy.add(policy.rpz(policy.DENY, %q, false))
+func kresd(dir string, auth netip.AddrPort, zoneFile string) testutil.Daemon {
+	return daemon("kresd", dir, answersAnything, func(port int) (string, string) {
+		return "kresd.conf", testutil.KresdConf(port, dir, fmt.Sprintf(`policy.add(policy.rpz(policy.DENY, %q, false))
 policy.add(policy.all(policy.FORWARD('%s@%d')))
-`, port, dir, zoneFile, auth.Addr(), auth.Port())
-	path := filepath.Join(dir, "kresd.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	return launch(ctx, "kresd", port, answersAnything, sbin("kresd"), "-n", "-c", path, dir)
+`, zoneFile, auth.Addr(), auth.Port()))
+	}, func(conf string) []string { return testutil.KresdArgs(conf, dir) })
 }
 
-func startPDNS(ctx context.Context, dir string, port int, auth netip.AddrPort, zone, zoneFile string) (*resolver, error) {
-	lua := fmt.Sprintf("rpzFile(%q, { policyName = %q })\n", zoneFile, zone)
-	if err := os.WriteFile(filepath.Join(dir, "rpz.lua"), []byte(lua), 0o644); err != nil {
-		return nil, err
-	}
-	conf := fmt.Sprintf(`local-address=127.0.0.1
-local-port=%d
-allow-from=127.0.0.0/8
-forward-zones-recurse=.=%s
-dont-query=
-dnssec=off
-lua-config-file=%s
-socket-dir=%s
-daemon=no
-write-pid=no
-threads=1
-pdns-distributes-queries=no
-security-poll-suffix=
-disable-syslog=yes
-quiet=yes
-`, port, auth, filepath.Join(dir, "rpz.lua"), dir)
-	if err := os.WriteFile(filepath.Join(dir, "recursor.conf"), []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	return launch(ctx, "pdns_recursor", port, answersAnything, sbin("pdns_recursor"), "--config-dir="+dir)
+func pdnsRecursor(dir string, auth netip.AddrPort, zone, zoneFile string) testutil.Daemon {
+	return daemon("pdns_recursor", dir, answersAnything, func(port int) (string, string) {
+		lua := filepath.Join(dir, "rpz.lua")
+		os.WriteFile(lua, []byte(fmt.Sprintf("rpzFile(%q, { policyName = %q })\n", zoneFile, zone)), 0o644)
+		return "recursor.conf", testutil.PDNSRecursorConf(port, dir, fmt.Sprintf("forward-zones-recurse=.=%s\nlua-config-file=%s\nquiet=yes\n", auth, lua))
+	}, func(string) []string { return testutil.PDNSRecursorArgs(dir) })
 }
 
-func startDnsmasq(ctx context.Context, dir string, port int, auth netip.AddrPort, hostsFile string) (*resolver, error) {
-	args := []string{"-k", "--conf-file=/dev/null", fmt.Sprintf("--port=%d", port), "--listen-address=127.0.0.1",
-		"--bind-interfaces", "--no-resolv", "--no-hosts", "--addn-hosts=" + hostsFile,
-		fmt.Sprintf("--server=%s#%d", auth.Addr(), auth.Port()), "--pid-file=", "--cache-size=0", "--log-facility=-"}
-	if os.Getuid() == 0 {
-		args = append(args, "--user=root")
-	}
-	return launch(ctx, "dnsmasq", port, answersAnything, sbin("dnsmasq"), args...)
-}
-
-// portTaken reports whether a resolver's log says its port was taken.
-func portTaken(log string) bool {
-	l := strings.ToLower(log)
-	return strings.Contains(l, "address already in use") || strings.Contains(l, "address in use")
-}
-
-// freePort finds a port free for both UDP and TCP on 127.0.0.1.
-func freePort() (int, error) {
-	for range 50 {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return 0, err
+func dnsmasq(auth netip.AddrPort, hostsFile string) testutil.Daemon {
+	return testutil.Daemon{Name: "dnsmasq", Ready: answersAnything, Command: func(port int) (string, []string, error) {
+		bin, err := testutil.Program("dnsmasq")
+		args := []string{"-k", "--conf-file=/dev/null", fmt.Sprintf("--port=%d", port), "--listen-address=127.0.0.1",
+			"--bind-interfaces", "--no-resolv", "--no-hosts", "--addn-hosts=" + hostsFile,
+			fmt.Sprintf("--server=%s#%d", auth.Addr(), auth.Port()), "--pid-file=", "--cache-size=0", "--log-facility=-"}
+		if os.Getuid() == 0 {
+			args = append(args, "--user=root")
 		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		u.Close()
-		if err == nil {
-			l.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free port")
+		return bin, args, err
+	}}
 }
 
 func TestExportsAnswerLikeShim(t *testing.T) {
-	need(t, "named", "unbound", "kresd", "pdns_recursor", "dnsmasq")
+	for _, name := range []string{"named", "unbound", "kresd", "pdns_recursor", "dnsmasq"} {
+		if _, err := testutil.Program(name); err != nil {
+			t.Fatal(err)
+		}
+	}
 	auth := netip.MustParseAddrPort(startAuthority(t))
 	for _, tc := range diffCases() {
 		t.Run(tc.name, func(t *testing.T) {
@@ -535,62 +394,51 @@ func runDiffCase(t *testing.T, tc diffCase, auth netip.AddrPort) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
 		mu        sync.Mutex
-		resolvers []*resolver
+		resolvers []*testutil.Proc
 		errs      []error
 		wg        sync.WaitGroup
 	)
 	t.Cleanup(func() {
 		cancel()
 		for _, r := range resolvers {
-			<-r.done
+			<-r.Done()
 		}
 	})
-	start := func(f func(dir string, port int) (*resolver, error)) {
+	subdir := func() string {
+		sub, err := os.MkdirTemp(dir, "r")
+		if err == nil {
+			err = os.Chmod(sub, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sub
+	}
+	var dnsmasqProc *testutil.Proc
+	for _, d := range []testutil.Daemon{
+		named(subdir(), auth, origin, zoneFile, tc.keepUS),
+		unboundRPZ(subdir(), auth, origin, zoneFile),
+		kresd(subdir(), auth, zoneFile),
+		pdnsRecursor(subdir(), auth, origin, zoneFile),
+		dnsmasq(auth, hostsFile),
+	} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sub, err := os.MkdirTemp(dir, "r")
-			if err == nil {
-				err = os.Chmod(sub, 0o755)
-			}
-			var r *resolver
-			// The port is free when picked but another test process may
-			// take it before the resolver binds it: pick another then.
-			for attempt := 0; err == nil; attempt++ {
-				var port int
-				if port, err = freePort(); err != nil {
-					break
-				}
-				r, err = f(sub, port)
-				if err == nil || attempt == 4 || !portTaken(err.Error()) {
-					break
-				}
-				r.cmd.Process.Kill() // our own child, by its pid
-				<-r.done
-				r, err = nil, nil
-			}
+			r, err := d.Start(ctx)
 			mu.Lock()
 			defer mu.Unlock()
 			if r != nil {
 				resolvers = append(resolvers, r)
+				if d.Name == "dnsmasq" {
+					dnsmasqProc = r
+				}
 			}
 			if err != nil {
 				errs = append(errs, err)
 			}
 		}()
 	}
-	start(func(d string, p int) (*resolver, error) {
-		return startNamed(ctx, d, p, auth, origin, zoneFile, tc.keepUS)
-	})
-	start(func(d string, p int) (*resolver, error) { return startUnboundRPZ(ctx, d, p, auth, origin, zoneFile) })
-	start(func(d string, p int) (*resolver, error) { return startKresd(ctx, d, p, auth, zoneFile) })
-	start(func(d string, p int) (*resolver, error) { return startPDNS(ctx, d, p, auth, origin, zoneFile) })
-	var dnsmasq *resolver
-	start(func(d string, p int) (*resolver, error) {
-		r, err := startDnsmasq(ctx, d, p, auth, hostsFile)
-		dnsmasq = r
-		return r, err
-	})
 	wg.Wait()
 	if len(errs) > 0 {
 		t.Fatal(errors.Join(errs...))
@@ -623,19 +471,19 @@ func runDiffCase(t *testing.T, tc diffCase, auth netip.AddrPort) {
 			// '_' answer NODATA unless --keep-underscore.
 			blockedInstead := "NOERROR []"
 			for _, rs := range resolvers {
-				if rs == dnsmasq {
+				if rs == dnsmasqProc {
 					continue
 				}
-				got, err := exchange(rs.addr, name, qtype)
+				got, err := exchange(rs.Addr, name, qtype)
 				if err != nil {
-					t.Errorf("%s: %s %s: %v", rs.name, name, dns.TypeToString[qtype], err)
+					t.Errorf("%s: %s %s: %v", rs.Name, name, dns.TypeToString[qtype], err)
 					continue
 				}
 				key := answerKey(got)
 				if leftOut {
 					continue // documented: the export warns and leaves them out
 				}
-				if rs.name == "named" && len(lname)+1+len(origin) > 253 {
+				if rs.Name == "named" && len(lname)+1+len(origin) > 253 {
 					// BIND looks a name up in the policy zone as
 					// name.origin, which must fit in 255 octets: longer
 					// names below a wildcard pass (README says so).
@@ -646,14 +494,14 @@ func runDiffCase(t *testing.T, tc diffCase, auth netip.AddrPort) {
 					continue
 				}
 				mismatches++
-				t.Errorf("%s: %s %s: got %s, shim %s", rs.name, name, dns.TypeToString[qtype], key, want)
+				t.Errorf("%s: %s %s: got %s, shim %s", rs.Name, name, dns.TypeToString[qtype], key, want)
 			}
 			// dnsmasq: a hosts file expresses exact names only, and says
 			// "blocked" with the unspecified addresses.
-			if qtype == dns.TypeMX || dnsmasq == nil {
+			if qtype == dns.TypeMX || dnsmasqProc == nil {
 				continue
 			}
-			got, err := exchange(dnsmasq.addr, name, qtype)
+			got, err := exchange(dnsmasqProc.Addr, name, qtype)
 			if err != nil {
 				t.Errorf("dnsmasq: %s %s: %v", name, dns.TypeToString[qtype], err)
 				continue
@@ -683,7 +531,7 @@ func runDiffCase(t *testing.T, tc diffCase, auth netip.AddrPort) {
 	t.Logf("%d queries x %d types, %d answers compared, %d mismatches, %d names left out: %v", len(queries), len(diffTypes), compared, mismatches, len(skipped), skipped)
 	if mismatches > 0 {
 		for _, r := range resolvers {
-			t.Logf("%s log:\n%s", r.name, r.log())
+			t.Logf("%s log:\n%s", r.Name, r.Log())
 		}
 	}
 }

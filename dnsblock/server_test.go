@@ -17,6 +17,7 @@ import (
 
 	"wormsink/evidence"
 	"wormsink/internal/evidencetest"
+	"wormsink/internal/testutil"
 	"wormsink/signatures"
 )
 
@@ -361,7 +362,7 @@ func TestUpstreamDown(t *testing.T) {
 
 func TestFailoverRemembersHealth(t *testing.T) {
 	up := startUpstream(t, answerA)
-	var logBuf syncBuffer
+	var logBuf testutil.SyncBuffer
 	s := startShimLog(t, Config{Upstreams: []string{blackhole(t), up.addr}, AttemptTimeout: 300 * time.Millisecond, HealthMemory: time.Minute}, newSource(t, testSigs), &evidencetest.Recorder{}, zerolog.New(&logBuf))
 	start := time.Now()
 	r := ask(t, "udp", s.UDPAddr(), "one.example", dns.TypeA)
@@ -381,23 +382,6 @@ func TestFailoverRemembersHealth(t *testing.T) {
 	if n := strings.Count(logBuf.String(), `"event":"dns_upstream_down"`); n != 1 {
 		t.Errorf("%d upstream_down lines, want 1:\n%s", n, logBuf.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRefusedOutsideAllow(t *testing.T) {

@@ -3,7 +3,6 @@ package dnsblock
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"wormsink/internal/evidencetest"
 
 	"github.com/miekg/dns"
+	"wormsink/internal/testutil"
 )
 
 // startUnbound runs a real unbound on a loopback port answering the
@@ -36,32 +36,17 @@ func startUnboundWith(t *testing.T, extra string) string {
 // ends that unbound before the test does.
 func startUnboundOn(t *testing.T, extra string, port int) (addr string, stop func()) {
 	t.Helper()
-	bin := "/usr/sbin/unbound"
-	if _, err := os.Stat(bin); err != nil {
-		var lerr error
-		if bin, lerr = exec.LookPath("unbound"); lerr != nil {
-			t.Skip("unbound not installed (scripts/deps.sh installs it)")
-		}
+	bin, err := testutil.Program("unbound")
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	var big strings.Builder
 	for i := range 12 {
 		fmt.Fprintf(&big, "  local-data: 'big.e2e.test. 300 IN TXT \"%03d%s\"'\n", i, strings.Repeat("y", 200))
 	}
-	return runDaemonOn(t, "unbound", "www.e2e.test.", port, func(port int) *exec.Cmd {
-		conf := fmt.Sprintf(`server:
-  interface: 127.0.0.1
-  port: %d
-  do-ip6: no
-  do-daemonize: no
-  chroot: ""
-  username: ""
-  directory: "%[2]s"
-  pidfile: "%[2]s/unbound.pid"
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  access-control: 127.0.0.0/8 allow
+	p := testutil.Daemon{Name: "unbound", Port: port, Ready: testutil.AnswersA("www.e2e.test."), Command: func(port int) (string, []string, error) {
+		conf := testutil.UnboundConf(port, dir, `  verbosity: 0
   module-config: "iterator"
   local-zone: "e2e.test." static
   local-data: "e2e.test. 300 IN SOA ns.e2e.test. h.e2e.test. 1 3600 600 86400 60"
@@ -69,88 +54,12 @@ func startUnboundOn(t *testing.T, extra string, port int) (addr string, stop fun
   local-data: "www.e2e.test. 300 IN AAAA 2001:db8::10"
   local-data: "alias.e2e.test. 300 IN CNAME target.e2e.test."
   local-data: "target.e2e.test. 300 IN A 192.0.2.11"
-%[3]s%[4]sremote-control:
-  control-enable: no
-`, port, dir, big.String(), extra)
+`+big.String()+extra, "")
 		path := filepath.Join(dir, "unbound.conf")
-		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return exec.Command(bin, "-d", "-c", path)
-	})
-}
-
-// runDaemon starts a DNS server from cmdFor on a free loopback port and
-// waits until it answers an A query for probe; a start that loses its
-// port to another socket in the meantime is retried on a new one.
-func runDaemon(t *testing.T, name, probe string, cmdFor func(port int) *exec.Cmd) string {
-	t.Helper()
-	addr, _ := runDaemonOn(t, name, probe, 0, cmdFor)
-	return addr
-}
-
-// runDaemonOn is runDaemon on a given port (0: a free one); it also
-// returns a function that stops the daemon (idempotent).
-func runDaemonOn(t *testing.T, name, probe string, fixed int, cmdFor func(port int) *exec.Cmd) (string, func()) {
-	t.Helper()
-	for attempt := 0; ; attempt++ {
-		port := fixed
-		if port == 0 {
-			port = freeLoopbackPort(t)
-		}
-		cmd := cmdFor(port)
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stderr, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		var once sync.Once
-		stop := func() { once.Do(func() { cmd.Process.Kill(); <-exited }) }
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		m := new(dns.Msg)
-		m.SetQuestion(probe, dns.TypeA)
-		c := &dns.Client{Timeout: 200 * time.Millisecond}
-		for deadline := time.Now().Add(20 * time.Second); ; {
-			if r, _, err := c.Exchange(m, addr); err == nil && len(r.Answer) >= 1 {
-				t.Cleanup(stop)
-				return addr, stop
-			}
-			select {
-			case <-exited:
-				if attempt < 3 && fixed == 0 && strings.Contains(stderr.String(), "in use") {
-					goto retry
-				}
-				t.Fatalf("%s exited: %s", name, stderr.String())
-			default:
-			}
-			if time.Now().After(deadline) {
-				stop()
-				t.Fatalf("%s did not answer on %s: %s", name, addr, stderr.String())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	retry:
-	}
-}
-
-// freeLoopbackPort finds a port free for both UDP and TCP on 127.0.0.1.
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			pc.Close()
-			return port
-		}
-	}
+		return bin, testutil.UnboundArgs(path), os.WriteFile(path, []byte(conf), 0o644)
+	}}.StartT(t)
+	var once sync.Once
+	return p.Addr, func() { once.Do(p.Kill) }
 }
 
 const e2eSigs = `serial: 3
@@ -162,9 +71,9 @@ signatures:
 
 func dig(t *testing.T, addr netip.AddrPort, args ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("dig")
+	bin, err := testutil.Program("dig")
 	if err != nil {
-		t.Skip("dig not installed (scripts/deps.sh installs dnsutils)")
+		t.Fatal(err)
 	}
 	all := append([]string{"@" + addr.Addr().String(), "-p", fmt.Sprint(addr.Port()), "+tries=1", "+time=5"}, args...)
 	out, err := exec.Command(bin, all...).CombinedOutput()

@@ -36,7 +36,7 @@ gen() { # serial extra-name
 }
 gen 1 "" >"$dir/sigs.yaml"
 "$dir/wormsink" sigs export --format rpz --sinkhole-ip 192.0.2.66 "$dir/sigs.yaml" >"$dir/rpz.zone"
-port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wsp=$(port); bp=$(port); ubp=$(port); b2p=$(port); met=$(port)
 soa() { dig @127.0.0.1 -p "$1" +tries=1 +time=1 +short rpz.wormsink SOA 2>/dev/null | awk '{print $3}'; }
 wait_soa() { # port serial

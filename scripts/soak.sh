@@ -17,7 +17,7 @@ trap cleanup EXIT
 cd "$root"
 go build -o "$dir/wormsink" ./cmd/wormsink
 
-port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up=$(port); dns=$(port); tftp=$(port); metrics=$(port)
 
 cat >"$dir/upstream.conf" <<EOF

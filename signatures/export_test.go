@@ -2,9 +2,7 @@ package signatures
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"wormsink/internal/testutil"
 )
 
 const exportFile = `serial: 2026112507
@@ -170,12 +169,13 @@ func TestExportUnknownFormat(t *testing.T) {
 // TestExportRPZInUnbound loads the exported zone into a real unbound on a
 // loopback port and checks every action with real queries.
 func TestExportRPZInUnbound(t *testing.T) {
-	unbound, err := exec.LookPath("unbound")
+	unbound, err := testutil.Program("unbound")
 	if err != nil {
-		unbound = "/usr/sbin/unbound"
-		if _, err := os.Stat(unbound); err != nil {
-			t.Fatal("unbound is not installed: run `make deps` (Debian package unbound)")
-		}
+		t.Fatal(err)
+	}
+	checkconf, err := testutil.Program("unbound-checkconf")
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	zone := export(t, exportSet(t), "rpz", netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7"))
@@ -185,71 +185,20 @@ func TestExportRPZInUnbound(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "rpz.zone"), []byte(zone), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var server string
-	// The port is free when picked, but another test process may bind it
-	// before unbound does: then unbound exits and another port is tried.
-	for attempt := 0; server == ""; attempt++ {
-		port := freeUDPPort(t)
-		conf := fmt.Sprintf(`server:
-  interface: 127.0.0.1
-  port: %d
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: %q
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
+	// Readiness: unbound answers by policy once it has loaded the zone.
+	server := testutil.Daemon{Name: "unbound", Ready: testutil.AnswersRcode("gone.worm.example.", dns.RcodeNameError), Command: func(port int) (string, []string, error) {
+		conf := testutil.UnboundConf(port, dir, `  verbosity: 1
   module-config: "respip iterator"
-  access-control: 127.0.0.0/8 allow
-  do-ip6: no
-rpz:
-  name: rpz.wormsink.
-  zonefile: %q
-`, port, dir, filepath.Join(dir, "rpz.zone"))
+`, fmt.Sprintf("rpz:\n  name: rpz.wormsink.\n  zonefile: %q\n", filepath.Join(dir, "rpz.zone")))
 		confPath := filepath.Join(dir, "unbound.conf")
 		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
+			return "", nil, err
 		}
-		if out, err := exec.Command(filepath.Join(filepath.Dir(unbound), "unbound-checkconf"), confPath).CombinedOutput(); err != nil {
-			t.Fatalf("unbound-checkconf: %v\n%s", err, out)
+		if out, err := exec.Command(checkconf, confPath).CombinedOutput(); err != nil {
+			return "", nil, fmt.Errorf("unbound-checkconf: %v\n%s", err, out)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		cmd := exec.CommandContext(ctx, unbound, "-d", "-c", confPath)
-		var logs bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		t.Cleanup(func() { cancel(); <-done })
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		// Readiness: unbound answers once it has loaded the zone.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			r, err := rpzQuery(addr, "gone.worm.example.", dns.TypeA)
-			if err == nil && r.Rcode == dns.RcodeNameError {
-				server = addr
-				break
-			}
-			select {
-			case <-done:
-				if strings.Contains(logs.String(), "in use") && attempt < 4 {
-					break // another port
-				}
-				t.Fatalf("unbound exited: %v %v\n%s", r, err, logs.String())
-			default:
-				if time.Now().After(deadline) {
-					t.Fatalf("unbound not answering by policy: %v %v", r, err)
-				}
-				time.Sleep(20 * time.Millisecond) // polling a readiness condition
-				continue
-			}
-			break
-		}
-	}
+		return unbound, testutil.UnboundArgs(confPath), nil
+	}}.StartT(t).Addr
 	query := func(name string, qtype uint16) (*dns.Msg, error) { return rpzQuery(server, name, qtype) }
 
 	check := func(name string, qtype uint16, rcode int, want string) {
@@ -285,24 +234,4 @@ func rpzQuery(server, name string, qtype uint16) (*dns.Msg, error) {
 	m.SetQuestion(name, qtype)
 	r, _, err := c.Exchange(m, server)
 	return r, err
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	// Bind both UDP and TCP on the same port to be sure unbound can.
-	for i := 0; i < 20; i++ {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		u.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
 }

@@ -1,7 +1,6 @@
 package sinkhole
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -10,86 +9,38 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
-)
 
-// needTools fails the test when a tool scripts/deps.sh installs is missing:
-// `make test` installs them, so absence is a broken setup, not a reason
-// to pass.
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: run scripts/deps.sh (make deps) first", tool)
-		}
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("capturing on lo with tcpdump needs root (make test runs as root)")
-	}
-}
+	"wormsink/internal/testutil"
+	"wormsink/internal/tftp"
+)
 
 // startCapture runs tcpdump on lo for UDP port and for TFTP-looking
 // datagrams on any port (refusals leave from fresh ports, and tftp-hpa's
-// follow-up goes to them), and waits until it captures. stop waits until the capture file holds until(packets) (or 10
-// s pass), then stops tcpdump and returns the file. Immediate mode and -U
-// write each packet as it comes: without them, libpcap holds packets in its
-// ring until a block fills or times out, and a SIGINT loses them.
+// follow-up goes to them), and waits until it captures. stop waits until
+// the capture file holds until(packets) (or 60 s pass), then stops tcpdump
+// and returns the file.
 func startCapture(t *testing.T, port uint16) (stop func(until func([]packet) bool) string) {
 	t.Helper()
-	file := filepath.Join(t.TempDir(), "lo.pcap")
 	// Only 127.0.0.1 to 127.0.0.1, the server's and its clients' address:
 	// other packages' tests flood lo with TFTP-like datagrams from other
 	// loopback addresses at the same time, and in the capture buffer they
 	// crowded out a client's request (the kernel dropped it).
-	cmd := exec.Command("tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-B", "16384", "-Z", "root", "-w", file,
-		"udp and src host 127.0.0.1 and dst host 127.0.0.1 and (port "+strconv.Itoa(int(port))+" or (udp[8] = 0 and udp[9] >= 1 and udp[9] <= 5))")
-	errp, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	listening := make(chan struct{})
-	exited := make(chan error, 1)
-	var lines []string
-	go func() {
-		sc := bufio.NewScanner(errp)
-		for sc.Scan() {
-			lines = append(lines, sc.Text())
-			if strings.Contains(sc.Text(), "listening on") {
-				close(listening)
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	select {
-	case <-listening:
-	case err := <-exited:
-		t.Fatalf("tcpdump exited: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("tcpdump did not start")
-	}
+	c := testutil.Tcpdump{Iface: "lo", Buffer: 16384, Filter: []string{
+		"udp and src host 127.0.0.1 and dst host 127.0.0.1 and (port " + strconv.Itoa(int(port)) + " or (udp[8] = 0 and udp[9] >= 1 and udp[9] <= 5))"}}.Start(t)
 	return func(until func([]packet) bool) string {
 		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) && !until(readCapture(t, file, port)) {
-			time.Sleep(10 * time.Millisecond)
+		for time.Now().Before(deadline) && !until(readCapture(t, c.File, port)) {
+			time.Sleep(10 * time.Millisecond) // polling the capture file
 		}
-		cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Fatal("tcpdump did not stop")
-		}
-		t.Logf("tcpdump: %s", strings.Join(lines, "; ")) // its packet and drop counts, shown when the test fails
-		return file
+		c.Stop(t)
+		t.Logf("tcpdump: %s", c.Stderr()) // its packet and drop counts, shown when the test fails
+		return c.File
 	}
 }
 
@@ -161,7 +112,11 @@ func readCapture(t *testing.T, file string, server uint16) []packet {
 // sightings have proof exchange; curl and atftp send nothing back, so
 // theirs stay datagrams.
 func TestRealClients(t *testing.T) {
-	needTools(t, "tftp", "curl", "atftp", "tcpdump")
+	for _, tool := range []string{"tftp", "curl", "atftp"} {
+		if _, err := testutil.Program(tool); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A generous wait for tftp-hpa's follow-up: the machine may be loaded,
 	// and the test waits on the capture, not on this clock.
 	p := startProc(t, "-exchange-wait", "20s")
@@ -209,9 +164,9 @@ func TestRealClients(t *testing.T) {
 			if pk.fromServer {
 				continue
 			}
-			if _, err := ParseRequest(pk.payload); err == nil {
+			if _, err := tftp.ParseRequest(pk.payload); err == nil {
 				reqs[pk.peer] = true
-			} else if isTFTPReply(pk.payload) {
+			} else if tftp.IsReply(pk.payload) {
 				acks++
 			}
 		}
@@ -221,7 +176,7 @@ func TestRealClients(t *testing.T) {
 
 	// The wire: requests by client port, and what the server sent back.
 	type peer struct {
-		requests []Request
+		requests []tftp.Request
 		lens     []int
 		replies  int
 	}
@@ -236,10 +191,10 @@ func TestRealClients(t *testing.T) {
 			peers[pk.peer] = pr
 		}
 		if !pk.fromServer {
-			if req, err := ParseRequest(pk.payload); err == nil {
+			if req, err := tftp.ParseRequest(pk.payload); err == nil {
 				pr.requests = append(pr.requests, req)
 				pr.lens = append(pr.lens, len(pk.payload))
-			} else if isTFTPReply(pk.payload) {
+			} else if tftp.IsReply(pk.payload) {
 				stray++
 				if pk.local != tids[pk.peer] || pk.local == p.addr.Port() {
 					t.Errorf("port %d: follow-up to port %d, the refusal came from %d", pk.peer, pk.local, tids[pk.peer])
@@ -253,7 +208,7 @@ func TestRealClients(t *testing.T) {
 		}
 		tids[pk.peer] = pk.local
 		op := binary.BigEndian.Uint16(pk.payload)
-		if op != OpError {
+		if op != tftp.OpError {
 			t.Errorf("server sent opcode %d to port %d: %q", op, pk.peer, pk.payload)
 		}
 		pr.replies++

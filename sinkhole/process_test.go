@@ -17,41 +17,20 @@ import (
 	"time"
 
 	"wormsink/internal/evidencetest"
+	"wormsink/internal/testutil"
 )
 
 // The process tests run the server as a process of its own,
 // testdata/tftp/sinkserver, built without the race detector, so that its
 // file descriptors, memory and CPU are its own and realistic.
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
+var sinkserver = testutil.Binary{Pkg: "wormsink/testdata/tftp/sinkserver"}
 
-func sinkserverBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-		}
-		dir, err := os.MkdirTemp("", "sinkserver")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildBin = filepath.Join(dir, "sinkserver")
-		cmd := exec.Command(goBin, "build", "-o", buildBin, "./testdata/tftp/sinkserver")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build sinkserver: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildBin
+// TestMain removes the binary the process tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	sinkserver.Remove()
+	os.Exit(code)
 }
 
 type serverProc struct {
@@ -68,7 +47,7 @@ type serverProc struct {
 func startProc(t *testing.T, args ...string) *serverProc {
 	t.Helper()
 	p := &serverProc{log: filepath.Join(t.TempDir(), "evidence.log"), stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(sinkserverBinary(t), append([]string{"-listen", "127.0.0.1:0", "-log", p.log}, args...)...)
+	p.cmd = exec.Command(sinkserver.Path(t), append([]string{"-listen", "127.0.0.1:0", "-log", p.log}, args...)...)
 	pr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

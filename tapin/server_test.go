@@ -2,7 +2,6 @@ package tapin
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"wormsink/evidence"
+	"wormsink/internal/testutil"
 	"wormsink/signatures"
 )
 
@@ -83,26 +83,14 @@ func tapFrame(t testing.TB, typ dnstap.Message_Type, identity, qname string, qty
 type fixture struct {
 	srv  *Server
 	path string
-	out  *syncBuf
+	out  *testutil.SyncBuffer
 	ev   *evidence.Writer
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) lines(kind string) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// lines are the evidence lines of kind written so far.
+func (f *fixture) lines(kind string) []map[string]any {
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(s.b.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(f.out.String()))
 	for sc.Scan() {
 		var m map[string]any
 		if json.Unmarshal(sc.Bytes(), &m) == nil && m["event"] == kind {
@@ -114,7 +102,7 @@ func (s *syncBuf) lines(kind string) []map[string]any {
 
 func start(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{path: filepath.Join(t.TempDir(), "tap.sock"), out: &syncBuf{}}
+	f := &fixture{path: filepath.Join(t.TempDir(), "tap.sock"), out: &testutil.SyncBuffer{}}
 	f.ev = evidence.NewWriter(f.out, evidence.Config{Sensor: "t", Window: time.Millisecond})
 	var err error
 	f.srv, err = Listen("unix:"+f.path, store{testSet(t)}, f.ev, f.ev.Service())
@@ -180,7 +168,7 @@ func TestListedLookupsBecomeEvidence(t *testing.T) {
 	}
 	waitFor(t, "3 lookups", func() bool { return f.srv.Stats().Lookups == 3 })
 	f.ev.Flush()
-	got := f.out.lines("dns_lookup")
+	got := f.lines("dns_lookup")
 	if len(got) != 3 {
 		t.Fatalf("%d dns_lookup lines: %v", len(got), got)
 	}
@@ -211,7 +199,7 @@ func TestResponsesCountedWhenNoQueries(t *testing.T) {
 	w.Close()
 	waitFor(t, "lookup", func() bool { return f.srv.Stats().Lookups == 1 })
 	f.ev.Flush()
-	if got := f.out.lines("dns_lookup"); len(got) != 1 || !strings.HasPrefix(got[0]["resolver"].(string), "unix:") {
+	if got := f.lines("dns_lookup"); len(got) != 1 || !strings.HasPrefix(got[0]["resolver"].(string), "unix:") {
 		t.Fatalf("%v", got)
 	}
 }
@@ -243,7 +231,7 @@ func TestAbruptDisconnectLosesNothing(t *testing.T) {
 	waitFor(t, "lookup after reconnect", func() bool { return f.srv.Stats().Lookups == 3*n+1 })
 	f.ev.Flush()
 	var sum float64
-	for _, l := range f.out.lines("dns_lookup") {
+	for _, l := range f.lines("dns_lookup") {
 		sum += l["count"].(float64)
 	}
 	if sum != 3*n+1 {
@@ -269,7 +257,7 @@ func TestMalformedFrameClosesOnlyItsStream(t *testing.T) {
 	}
 	waitFor(t, "lookup", func() bool { return f.srv.Stats().Lookups == 1 })
 	f.ev.Flush()
-	if got := f.out.lines("dnstap_error"); len(got) != 1 {
+	if got := f.lines("dnstap_error"); len(got) != 1 {
 		t.Fatalf("dnstap_error lines: %v", got)
 	}
 	// A handshake with another content type is refused and counted too.

@@ -1,17 +1,13 @@
 package wire
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +17,7 @@ import (
 
 	"wormsink/evidence"
 	"wormsink/internal/evidencetest"
+	"wormsink/internal/testutil"
 	"wormsink/signatures"
 )
 
@@ -99,39 +96,14 @@ func TestTCPProofCrafted(t *testing.T) {
 // A real TCP connection on lo, captured by tcpdump: the payload rule's
 // match has proof tcp.
 func TestTCPProofRealConnection(t *testing.T) {
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		t.Fatal("tcpdump not found: run scripts/deps.sh")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("capturing on lo with tcpdump needs root (make test runs as root)")
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	file := filepath.Join(t.TempDir(), "tcp.pcap")
-	cmd := exec.Command("tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", file, "tcp", "port", strconv.Itoa(port))
-	errp, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	listening := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(errp)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "listening on") {
-				close(listening)
-			}
-		}
-	}()
-	select {
-	case <-listening:
-	case <-time.After(10 * time.Second):
-		t.Fatal("tcpdump did not start")
-	}
+	capt := testutil.Tcpdump{Iface: "lo", Filter: []string{"tcp", "port", strconv.Itoa(port)}}.Start(t)
+	file := capt.File
 
 	accepted := make(chan []byte, 1)
 	go func() {
@@ -166,8 +138,7 @@ func TestTCPProofRealConnection(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGINT)
-	cmd.Wait()
+	capt.Stop(t)
 
 	var rec evidencetest.Recorder
 	m := NewMatcher(StaticSet{anyTCPSet(t)}, &rec, Options{})

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -15,53 +14,29 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"wormsink/internal/evidencetest"
+	"wormsink/internal/testutil"
 )
 
 // The whole story with real clients: a real unbound upstream, dig, tftp-hpa
 // and curl against `wormsink serve` running as its own process; then the
 // report, the metrics, a reload, a broken reload and a clean stop.
 
-var buildOnce struct {
-	sync.Once
-	path string
-	err  error
-}
+var wormsink = testutil.Binary{Pkg: "wormsink/cmd/wormsink"}
 
-// TestMain removes the binary wormsinkBinary built, once every test is done.
+// TestMain removes the binary the tests built, once every test is done.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildOnce.path != "" {
-		os.RemoveAll(filepath.Dir(buildOnce.path))
-	}
+	wormsink.Remove()
 	os.Exit(code)
 }
 
 // wormsinkBinary builds the command once per test run.
-func wormsinkBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "wormsink-bin")
-		if err != nil {
-			buildOnce.err = err
-			return
-		}
-		buildOnce.path = filepath.Join(dir, "wormsink")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
-		if err != nil {
-			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildOnce.err != nil {
-		t.Fatal(buildOnce.err)
-	}
-	return buildOnce.path
-}
+func wormsinkBinary(t *testing.T) string { return wormsink.Path(t) }
 
 func needTool(t *testing.T, name string) string {
 	t.Helper()
@@ -112,43 +87,17 @@ func startUnbound(t *testing.T, localData ...string) string {
 	t.Helper()
 	unbound := needTool(t, "unbound")
 	dir := t.TempDir()
-	port := freePort(t)
-	var b strings.Builder
-	fmt.Fprintf(&b, `server:
-  interface: 127.0.0.1
-  port: %d
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: %q
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  module-config: "iterator"
-  access-control: 127.0.0.0/8 allow
-  do-ip6: no
+	server := `  module-config: "iterator"
   local-zone: "example.net." static
   local-zone: "worm.example." static
-`, port, dir)
+`
 	for _, d := range localData {
-		fmt.Fprintf(&b, "  local-data: %q\n", d)
+		server += fmt.Sprintf("  local-data: %q\n", d)
 	}
-	conf := filepath.Join(dir, "unbound.conf")
-	os.WriteFile(conf, []byte(b.String()), 0o644)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, unbound, "-d", "-c", conf)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitFor(t, "unbound", 10*time.Second, func() bool {
-		out, _ := exec.Command("dig", "+short", "+time=1", "+tries=1", "-p", strconv.Itoa(port), "@127.0.0.1", "www.example.net").Output()
-		return len(bytes.TrimSpace(out)) > 0
-	})
-	return addr
+	return testutil.Daemon{Name: "unbound", Ready: testutil.AnswersA("www.example.net."), Command: func(port int) (string, []string, error) {
+		conf := filepath.Join(dir, "unbound.conf")
+		return unbound, testutil.UnboundArgs(conf), os.WriteFile(conf, []byte(testutil.UnboundConf(port, dir, server, "")), 0o644)
+	}}.StartT(t).Addr
 }
 
 type serveProc struct {

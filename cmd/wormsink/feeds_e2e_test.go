@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"wormsink/internal/testutil"
 )
 
 // The deployment inside an ISP's resolvers, with the real ones: Unbound
@@ -61,55 +62,26 @@ func startAuth(t *testing.T) string {
 }
 
 // resolverProc is a real resolver running as a child process.
-type resolverProc struct {
-	name  string
-	port  int
-	args  []string
-	mu    sync.Mutex
-	cmd   *exec.Cmd
-	logs  *syncBuffer
-	done  chan struct{}
-	start time.Time
-}
+type resolverProc struct{ *testutil.Proc }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (r *resolverProc) run(t *testing.T) {
+// startResolver runs bin with args, answering on port; the test's end kills it.
+func startResolver(t *testing.T, name string, port int, bin string, args ...string) *resolverProc {
 	t.Helper()
-	r.cmd = exec.Command(r.args[0], r.args[1:]...)
-	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
-	if err := r.cmd.Start(); err != nil {
+	p, err := testutil.Launch(context.Background(), name, bin, args...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	r.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(r.cmd, r.done)
+	p.Port = port
+	t.Cleanup(p.Kill)
+	return &resolverProc{p}
 }
 
-// stop ends the resolver the way its init system would (SIGTERM) and waits.
-func (r *resolverProc) stop(t *testing.T) {
+// restart stops the resolver the way its init system would (SIGTERM) and
+// starts it again.
+func (r *resolverProc) restart(t *testing.T) {
 	t.Helper()
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.done:
-	case <-time.After(20 * time.Second):
-		r.cmd.Process.Kill()
-		<-r.done
-		t.Fatalf("%s did not stop on SIGTERM", r.name)
+	if err := r.Restart(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -117,7 +89,7 @@ func (r *resolverProc) stop(t *testing.T) {
 // the A answers.
 func (r *resolverProc) ask(t *testing.T, src, name string) (string, []string) {
 	t.Helper()
-	out, _ := exec.Command("dig", "-b", src, "-p", strconv.Itoa(r.port), "@127.0.0.1", "+time=2", "+tries=1", "+nocookie", name, "A").CombinedOutput()
+	out, _ := exec.Command("dig", "-b", src, "-p", strconv.Itoa(r.Port), "@127.0.0.1", "+time=2", "+tries=1", "+nocookie", name, "A").CombinedOutput()
 	status := "TIMEOUT"
 	if m := regexp.MustCompile(`status: ([A-Z]+)`).FindSubmatch(out); m != nil {
 		status = string(m[1])
@@ -141,23 +113,11 @@ func startUnboundSecondary(t *testing.T, dir string, port int, auth, primary, ta
 	t.Helper()
 	host, aport, _ := net.SplitHostPort(auth)
 	phost, pport, _ := net.SplitHostPort(primary)
-	conf := fmt.Sprintf(`server:
-  interface: 127.0.0.1
-  port: %d
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: %q
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
+	conf := testutil.UnboundConf(port, dir, `  verbosity: 1
   module-config: "respip iterator"
-  access-control: 127.0.0.0/8 allow
-  do-ip6: no
   do-not-query-localhost: no
   qname-minimisation: no
-forward-zone:
+`, fmt.Sprintf(`forward-zone:
   name: "."
   forward-addr: %s@%s
 rpz:
@@ -171,57 +131,43 @@ dnstap:
   dnstap-send-identity: yes
   dnstap-identity: "unbound-e2e"
   dnstap-log-client-query-messages: yes
-`, port, dir, host, aport, phost, pport, filepath.Join(dir, "rpz.zone"), tap)
+`, host, aport, phost, pport, filepath.Join(dir, "rpz.zone"), tap))
 	path := filepath.Join(dir, "unbound.conf")
 	os.WriteFile(path, []byte(conf), 0o644)
 	if out, err := exec.Command(needTool(t, "unbound-checkconf"), path).CombinedOutput(); err != nil {
 		t.Fatalf("unbound-checkconf: %v\n%s", err, out)
 	}
-	r := &resolverProc{name: "unbound", port: port, args: []string{needTool(t, "unbound"), "-d", "-c", path}, logs: &syncBuffer{}}
-	r.run(t)
-	t.Cleanup(func() { r.cmd.Process.Kill(); <-r.done })
-	return r
+	return startResolver(t, "unbound", port, needTool(t, "unbound"), testutil.UnboundArgs(path)...)
 }
 
 func startBINDSecondary(t *testing.T, dir string, port int, auth, primary, tap, secret string) *resolverProc {
 	t.Helper()
 	host, aport, _ := net.SplitHostPort(auth)
 	phost, pport, _ := net.SplitHostPort(primary)
-	conf := fmt.Sprintf(`options {
-	directory %q;
-	listen-on port %d { 127.0.0.1; };
-	listen-on-v6 { none; };
-	pid-file none;
-	recursion yes;
+	conf := testutil.NamedConf(port, dir, fmt.Sprintf(`	recursion yes;
 	allow-query { 127.0.0.0/8; };
 	forwarders { %s port %s; };
 	forward only;
-	dnssec-validation no;
 	transfer-source 127.0.0.3;
 	notify no;
 	response-policy { zone "rpz.wormsink" min-update-interval 0; } qname-wait-recurse no;
 	dnstap { client query; };
 	dnstap-output unix %q;
 	dnstap-identity "bind-e2e";
-};
-controls { };
-key "xfr-key" { algorithm hmac-sha256; secret %q; };
+`, host, aport, tap), fmt.Sprintf(`key "xfr-key" { algorithm hmac-sha256; secret %q; };
 zone "rpz.wormsink" {
 	type secondary;
 	primaries { %s port %s key "xfr-key"; };
 	file "rpz.wormsink.db";
 	allow-notify { 127.0.0.1; };
 };
-`, dir, port, host, aport, tap, secret, phost, pport)
+`, secret, phost, pport))
 	path := filepath.Join(dir, "named.conf")
 	os.WriteFile(path, []byte(conf), 0o644)
 	if out, err := exec.Command(needTool(t, "named-checkconf"), path).CombinedOutput(); err != nil {
 		t.Fatalf("named-checkconf: %v\n%s", err, out)
 	}
-	r := &resolverProc{name: "bind", port: port, args: []string{needTool(t, "named"), "-g", "-d", "3", "-4", "-n", "1", "-c", path}, logs: &syncBuffer{}}
-	r.run(t)
-	t.Cleanup(func() { r.cmd.Process.Kill(); <-r.done })
-	return r
+	return startResolver(t, "bind", port, needTool(t, "named"), append([]string{"-d", "3"}, testutil.NamedArgs(path)...)...)
 }
 
 func TestFeedsWithUnboundAndBIND(t *testing.T) {
@@ -249,12 +195,12 @@ func TestFeedsWithUnboundAndBIND(t *testing.T) {
 	for _, r := range []*resolverProc{ub, bind} {
 		t.Cleanup(func() {
 			if t.Failed() {
-				t.Logf("%s log:\n%s", r.name, r.logs.String())
+				t.Logf("%s log:\n%s", r.Name, r.Log())
 			}
 		})
-		waitFor(t, r.name+" sinkholing old.worm.example", 30*time.Second, func() bool { return r.answers(t, "old.worm.example", "192.0.2.66") })
+		waitFor(t, r.Name+" sinkholing old.worm.example", 30*time.Second, func() bool { return r.answers(t, "old.worm.example", "192.0.2.66") })
 		if !r.answers(t, "www.unlisted.example", "198.51.100.1") {
-			t.Fatalf("%s does not resolve an unlisted name", r.name)
+			t.Fatalf("%s does not resolve an unlisted name", r.Name)
 		}
 	}
 
@@ -274,7 +220,7 @@ func TestFeedsWithUnboundAndBIND(t *testing.T) {
 			for !r.answers(t, "new.worm.example", "192.0.2.66") && time.Now().Before(deadline) {
 			}
 			mu.Lock()
-			took[r.name] = time.Since(hup)
+			took[r.Name] = time.Since(hup)
 			mu.Unlock()
 		}()
 	}
@@ -282,18 +228,18 @@ func TestFeedsWithUnboundAndBIND(t *testing.T) {
 	t.Logf("SIGHUP to answering the new name: unbound %v, bind %v", took["unbound"], took["bind"])
 	for _, r := range []*resolverProc{ub, bind} {
 		if !r.answers(t, "new.worm.example", "192.0.2.66") {
-			t.Fatalf("%s never answered the new name with the sinkhole\n%s", r.name, r.logs.String())
+			t.Fatalf("%s never answered the new name with the sinkhole\n%s", r.Name, r.Log())
 		}
 		if !r.answers(t, "old.worm.example", "198.51.100.1") {
-			t.Fatalf("%s still rewrites the removed name", r.name)
+			t.Fatalf("%s still rewrites the removed name", r.Name)
 		}
 		if !r.answers(t, "kept.worm.example", "192.0.2.66") {
-			t.Fatalf("%s lost the kept name", r.name)
+			t.Fatalf("%s lost the kept name", r.Name)
 		}
 	}
-	if !regexp.MustCompile(`rpz\.wormsink/IN.*(Transfer completed|transferred).*\n?`).MatchString(bind.logs.String()) ||
-		!strings.Contains(bind.logs.String(), "got incremental response") {
-		t.Fatalf("BIND's log shows no incremental transfer:\n%s", bind.logs.String())
+	if !regexp.MustCompile(`rpz\.wormsink/IN.*(Transfer completed|transferred).*\n?`).MatchString(bind.Log()) ||
+		!strings.Contains(bind.Log(), "got incremental response") {
+		t.Fatalf("BIND's log shows no incremental transfer:\n%s", bind.Log())
 	}
 	if n := ws.metric(t, `wormsink_rpz_requests_total{result="incremental",type="ixfr"}`); n < 2 {
 		t.Fatalf("%v incremental IXFRs served, want one per secondary", n)
@@ -375,8 +321,7 @@ func TestFeedsWithUnboundAndBIND(t *testing.T) {
 	exactly("lookups sent before the restart", 20)
 	conns := ws.metric(t, "wormsink_dnstap_connections_total")
 	for _, r := range []*resolverProc{ub, bind} {
-		r.stop(t)
-		r.run(t)
+		r.restart(t)
 	}
 	// Back: both streams reconnected and both answer (an unlisted name,
 	// which leaves no evidence).
@@ -406,13 +351,13 @@ func TestRPZPrimaryWithPowerDNS(t *testing.T) {
 		"--rpz-listen", fmt.Sprintf("127.0.0.1:%d", rpzPort), "--rpz-tsig", "xfr-key:hmac-sha256:"+feedSecret)
 	lua := filepath.Join(dir, "rpz.lua")
 	os.WriteFile(lua, fmt.Appendf(nil, `rpzPrimary("127.0.0.1:%d", "rpz.wormsink.", {tsigname="xfr-key", tsigalgo="hmac-sha256", tsigsecret=%q, refresh=5})`+"\n", rpzPort, feedSecret), 0o644)
-	rec := &resolverProc{name: "pdns", port: recPort, logs: &syncBuffer{}, args: []string{needTool(t, "pdns_recursor"),
-		"--local-address=127.0.0.1", fmt.Sprintf("--local-port=%d", recPort), "--socket-dir=" + dir, "--config-dir=" + dir,
-		"--lua-config-file=" + lua, "--daemon=no", "--disable-syslog", "--dnssec=off"}}
-	rec.run(t)
-	t.Cleanup(func() { rec.cmd.Process.Kill(); <-rec.done })
+	conf := testutil.PDNSRecursorConf(recPort, dir, "lua-config-file="+lua+"\n")
+	if err := os.WriteFile(filepath.Join(dir, "recursor.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec := startResolver(t, "pdns", recPort, needTool(t, "pdns_recursor"), testutil.PDNSRecursorArgs(dir)...)
 	waitFor(t, "PowerDNS sinkholing listed.worm.example", 120*time.Second, func() bool { return rec.answers(t, "listed.worm.example", "192.0.2.66") })
-	if !strings.Contains(rec.logs.String(), "RPZ load completed") {
-		t.Fatalf("PowerDNS did not log the transfer:\n%s", rec.logs.String())
+	if !strings.Contains(rec.Log(), "RPZ load completed") {
+		t.Fatalf("PowerDNS did not log the transfer:\n%s", rec.Log())
 	}
 }

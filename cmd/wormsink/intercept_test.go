@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"errors"
@@ -24,6 +23,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
+	"wormsink/internal/testutil"
 )
 
 // lab is three network namespaces made by the test: a customer, a router
@@ -157,39 +157,10 @@ func (l *lab) startTFTPD() {
 // capture runs tcpdump in ns on dev; stop ends it and returns the packets.
 func (l *lab) capture(ns, dev string) (stop func() []gopacket.Packet) {
 	l.t.Helper()
-	file := filepath.Join(l.t.TempDir(), ns+".pcap")
-	c := l.cmd(ns, "tcpdump", "-i", dev, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", file, "udp")
-	errp, _ := c.StderrPipe()
-	if err := c.Start(); err != nil {
-		l.t.Fatal(err)
-	}
-	l.t.Cleanup(func() { c.Process.Kill() })
-	listening := make(chan struct{})
-	exited := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(errp)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "listening on") {
-				close(listening)
-			}
-		}
-		exited <- c.Wait()
-	}()
-	select {
-	case <-listening:
-	case err := <-exited:
-		l.t.Fatalf("tcpdump exited: %v", err)
-	case <-time.After(10 * time.Second):
-		l.t.Fatal("tcpdump did not start")
-	}
+	c := testutil.Tcpdump{Netns: ns, Iface: dev, Filter: []string{"udp"}}.Start(l.t)
 	return func() []gopacket.Packet {
-		c.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			l.t.Fatal("tcpdump did not stop")
-		}
-		f, err := os.Open(file)
+		c.Stop(l.t)
+		f, err := os.Open(c.File)
 		if err != nil {
 			l.t.Fatal(err)
 		}

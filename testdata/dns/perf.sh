@@ -38,7 +38,7 @@ awk -v n="$names" 'BEGIN {
   }
 }' >"$dir/queries.txt"
 
-port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up=$(port); ub=$(port); ws=$(port)
 
 common="  do-ip6: no
