@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+
+	"wormsink/report"
 )
 
 // Exit statuses (docs/contract.md §1).
@@ -41,7 +43,7 @@ func commands() []command {
 	return []command{
 		{"serve", "DNS shim + fake TFTP server (+ live packet matching), until SIGTERM", runServe},
 		{"scan", "match worm patterns in pcap/pcapng files; evidence lines to stdout", runScan},
-		{"report", "per-host summary of evidence logs (report [--format table|csv|json|shadowserver|xarf|html] [LOG...])", runReport},
+		{"report", "per-host summary of evidence logs (report [--format " + strings.Join(report.FormatNames(), "|") + "] [LOG...])", runReport},
 		{"sigs", "validate or export a signature file (sigs check FILE, sigs export --format rpz|hosts|suricata)", runSigs},
 		{"version", "print the version", runVersion},
 	}

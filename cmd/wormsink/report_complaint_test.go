@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"wormsink/evidence"
+	"wormsink/report"
 	"wormsink/signatures"
 )
 
@@ -93,6 +94,19 @@ func TestComplaintFormatsFileOnlyProvenStrongHosts(t *testing.T) {
 		code, out, errs := reportCmd(t, "", "--format", f, log)
 		if code != exitOK || !strings.Contains(out, "2001:db8::4") || !strings.Contains(out, "10.0.0.4") || strings.Contains(errs, "left out") {
 			t.Errorf("%s: exit %d, stderr %q, all hosts listed: %v", f, code, errs, strings.Contains(out, "2001:db8::4"))
+		}
+	}
+}
+
+// TestHelpListsEveryFormat: the top-level help and report --help name
+// every format of the registry (the help once lacked shadowserver6).
+func TestHelpListsEveryFormat(t *testing.T) {
+	_, top, _ := runCmd(t, "", "--help")
+	_, out, errs := runCmd(t, "", "report", "--help")
+	rep := out + errs
+	for _, f := range report.FormatNames() {
+		if !strings.Contains(top, f) || !strings.Contains(rep, f) {
+			t.Errorf("format %s: in the help %v, in report --help %v", f, strings.Contains(top, f), strings.Contains(rep, f))
 		}
 	}
 }
