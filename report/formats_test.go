@@ -3,6 +3,8 @@ package report
 import (
 	"bytes"
 	"net/netip"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -103,5 +105,22 @@ func TestStreamRulesMatchAggregateRules(t *testing.T) {
 	if o := out.String(); strings.Count(o, "\n") != 3 || !strings.Contains(o, "10.0.0.1") ||
 		strings.Contains(o, "10.0.0.2") || strings.Contains(o, "10.0.0.3") || strings.Contains(o, "10.0.0.4") {
 		t.Errorf("filed:\n%s", out.String())
+	}
+}
+
+// TestFormatsDocumented: docs/report-formats.md names every format and
+// says which file complaints, as the registry does.
+func TestFormatsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/report-formats.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range Formats() {
+		row := regexp.MustCompile("(?m)^\\| `" + regexp.QuoteMeta(f.Name) + "` \\|.*\\| (yes|no) \\|$").FindSubmatch(doc)
+		if row == nil {
+			t.Errorf("docs/report-formats.md has no row for %s", f.Name)
+		} else if (string(row[1]) == "yes") != f.Complaint {
+			t.Errorf("docs/report-formats.md: %s complaints %s, the registry says %v", f.Name, row[1], f.Complaint)
+		}
 	}
 }
