@@ -201,7 +201,7 @@ func chart(d *htmlData, tl Binned) {
 		if fam == "" {
 			fam = "(no family: unlisted TFTP files)"
 		}
-		width := 2 + 3*float64(len(series)-1-k)/float64(max(len(series)-1, 1))
+		width := 2 + 2*float64(len(series)-1-k)/float64(max(len(series)-1, 1))
 		dash, offset := "none", 0
 		if k > 0 {
 			dash, offset = "10 20", 10*((k-1)%3)

@@ -42,6 +42,9 @@ type Format struct {
 	write  func(w io.Writer, a *Aggregator, o *Options, st ReadStats) error
 }
 
+// DefaultFormat is the format of a report that names none.
+const DefaultFormat = "table"
+
 // formats is the registry, in the order help texts list them.
 var formats = [...]Format{
 	{Name: "table", Summary: "aligned columns for a terminal, then the networks of network lines",

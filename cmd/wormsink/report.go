@@ -24,7 +24,7 @@ type reportOptions struct {
 
 func runReport(ctx context.Context, e env, args []string) int {
 	fs := newFlags(e, "report", "[LOG...]  (stdin when none or \"-\"; plain or gzip)")
-	format := fs.String("format", "table", "output: "+strings.Join(report.FormatNames(), ", "))
+	format := fs.String("format", report.DefaultFormat, "output: "+strings.Join(report.FormatNames(), ", "))
 	since := fs.String("since", "", "only sightings at or after T: RFC 3339, a date (2006-01-02, UTC), or a duration before now (24h, 7d)")
 	until := fs.String("until", "", "only sightings at or before T (same forms as --since)")
 	ev := fs.String("evidence", "", "weakest evidence a host needs to be listed: strong, or weak (all hosts); for shadowserver and shadowserver6, of each sighting (default strong for the formats that file complaints, xarf, shadowserver and shadowserver6; weak for the others)")
