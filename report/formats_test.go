@@ -124,3 +124,9 @@ func TestFormatsDocumented(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultFormatIsRegistered(t *testing.T) {
+	if f, err := LookupFormat(DefaultFormat); err != nil || f.Complaint {
+		t.Errorf("default format %q: %v %v", DefaultFormat, f, err)
+	}
+}
