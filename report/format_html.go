@@ -404,7 +404,7 @@ const pageScript template.JS = `
 // pageCSP lets the page run its own script and nothing else: no other
 // script, no network, no plugins. A name from a log that slipped past
 // escaping still could not run.
-var pageCSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-" + scriptHash(string(pageScript)) + "'; base-uri 'none'; form-action 'none'"
+var pageCSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-" + scriptHash(string(pageScript)) + "'; base-uri 'none'; form-action 'none'"
 
 func scriptHash(s string) string {
 	h := sha256.Sum256([]byte(s))
