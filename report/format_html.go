@@ -297,7 +297,7 @@ body:has(#only-proven:checked) #hosts tr.host.datagram{display:none}
 </head>
 <body>
 <h1>{{.Title}}</h1>
-<p class="sum"><b id="host-count">{{len .Rows}}</b> hosts (<b>{{.Strong}}</b> with strong evidence), <b>{{.Summary.Sightings}}</b> sightings from {{.Summary.Lines}} log lines{{if .Summary.Malformed}}, {{.Summary.Malformed}} malformed lines skipped{{end}}{{if .Summary.Networks}}, <b>{{.Summary.NetworkSightings}}</b> of them in <b>{{.Summary.Networks}}</b> networks (below the hosts){{end}}{{if .Range}}; {{.Range}}{{end}}</p>
+<p class="sum"><b id="host-count">{{len .Rows}}</b> hosts (<b>{{.Strong}}</b> with strong evidence), <b>{{.Summary.Sightings}}</b> sightings{{if .Summary.Saturated}} (counts reached 2^64-1 and were held there: the true sums are larger){{end}} from {{.Summary.Lines}} log lines{{if .Summary.Malformed}}, {{.Summary.Malformed}} malformed lines skipped{{end}}{{if .Summary.Networks}}, <b>{{.Summary.NetworkSightings}}</b> of them in <b>{{.Summary.Networks}}</b> networks (below the hosts){{end}}{{if .Range}}; {{.Range}}{{end}}</p>
 {{if .HasChart}}<figure>
 <figcaption>Sightings over time per family ({{.BinWidth}} bins from {{.BinStart}}{{with .TailNote}}; {{.}}{{end}})</figcaption>
 <svg id="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {{.W}} {{.H}}" width="100%" role="img" aria-label="sightings over time per family">

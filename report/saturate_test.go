@@ -54,6 +54,9 @@ func TestCountsSaturate(t *testing.T) {
 			if !strings.Contains(out.String(), max) {
 				t.Errorf("%s, %d workers: output does not show %s", name, workers, max)
 			}
+			if name == "html" && !strings.Contains(out.String(), "held there") {
+				t.Errorf("the page does not say the counts are saturated")
+			}
 			if name == "json" && !strings.Contains(out.String(), `"saturated": true`) {
 				t.Errorf("json summary does not say saturated:\n%s", out.String())
 			}
