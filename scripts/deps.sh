@@ -72,6 +72,9 @@ declare -A need=(
   [suricata-update]=suricata-update
   [tcpreplay]=tcpreplay # make perf-capture
   [logrotate]=logrotate
+  [bird]=bird2 # BGP peers of the quarantine tests
+  [birdc]=bird2
+  [vtysh]=frr
   [/usr/bin/python3]=python3 # the xARF schema check: Debian's, not a pyenv or venv one
   [git]=git
   [bc]=bc # make perf-rpz
@@ -81,6 +84,9 @@ declare -A need=(
   [radclient]=freeradius-utils
   [ulogd]=ulogd2
   [conntrack]=conntrack
+  # the signature feed: a real web server serving it, the minisign tool it interoperates with
+  [nginx]=nginx
+  [minisign]=minisign
 )
 missing=()
 # PostgreSQL's server programs are not in PATH: the store tests start their own cluster.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"wormsink/internal/yamlline"
 
@@ -270,8 +271,14 @@ func (d *decoder) file(doc *yaml.Node) (*File, error) {
 	f := &File{}
 	var haveSerial, haveSigs bool
 	var sigsNode *yaml.Node
-	err := d.fields(root, "file", []string{"serial", "signatures"}, func(key string, k, v *yaml.Node) error {
+	err := d.fields(root, "file", []string{"serial", "expires", "signatures"}, func(key string, k, v *yaml.Node) error {
 		switch key {
+		case "expires":
+			t, err := d.expires(v)
+			if err != nil {
+				return err
+			}
+			f.Expires = t
 		case "serial":
 			haveSerial = true
 			s, err := d.str(v, "serial")
@@ -327,6 +334,20 @@ func (d *decoder) file(doc *yaml.Node) (*File, error) {
 	return f, nil
 }
 
+// expires reads the file's expiry: an RFC 3339 time with its zone, so a
+// feed client anywhere reads the same instant. YAML itself reads such a
+// value as a timestamp; either tag is taken, the text is what counts.
+func (d *decoder) expires(n *yaml.Node) (time.Time, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" && n.Tag != "!!timestamp" {
+		return time.Time{}, d.errf(n, "expires must be an RFC 3339 time such as 2027-01-31T00:00:00Z")
+	}
+	t, err := time.Parse(time.RFC3339, n.Value)
+	if err != nil {
+		return time.Time{}, d.errf(n, "expires %q is not an RFC 3339 time such as 2027-01-31T00:00:00Z", n.Value)
+	}
+	return t, nil
+}
+
 var signatureKeys = []string{"id", "family", "aliases", "references", "tftp_files", "domains", "payloads"}
 
 func (d *decoder) signature(n *yaml.Node) (Signature, error) {
@@ -372,6 +393,13 @@ func (d *decoder) signature(n *yaml.Node) (Signature, error) {
 	}
 	if len(sig.TFTPFiles)+len(sig.Domains)+len(sig.Payloads) == 0 {
 		return sig, d.errf(n, "signature %q is empty: it needs tftp_files, domains or payloads", sig.ID)
+	}
+	for _, p := range sig.Payloads {
+		if p.anyName(&sig) && p.Evidence != Weak {
+			// Any fetched name a signature does not list is what an
+			// administrator fetches too: never proof of a worm.
+			return sig, &Error{File: d.name, Line: int(p.Line), Msg: fmt.Sprintf("signature %q: a command rule of a signature without tftp_files matches the fetch of any name no listing signature claims; it must say evidence: weak", sig.ID)}
+		}
 	}
 	return sig, nil
 }
@@ -561,10 +589,10 @@ func (d *decoder) payloads(n *yaml.Node) ([]Payload, error) {
 	out := make([]Payload, 0, len(n.Content))
 	for _, c := range n.Content {
 		c = resolve(c)
-		var p Payload
+		p := Payload{Line: int32(c.Line)}
 		var haveContains bool
-		var portNode *yaml.Node
-		err := d.fields(c, "payload", []string{"proto", "port", "contains", "nocase", "evidence"}, func(key string, k, v *yaml.Node) error {
+		var portNode, commandNode, nocaseNode *yaml.Node
+		err := d.fields(c, "payload", []string{"proto", "port", "contains", "command", "nocase", "evidence"}, func(key string, k, v *yaml.Node) error {
 			s, err := d.str(v, key)
 			if err != nil {
 				return err
@@ -596,7 +624,18 @@ func (d *decoder) payloads(n *yaml.Node) ([]Payload, error) {
 					return d.errf(v, "contains %q: %v", s, err)
 				}
 				p.Contains = b
+			case "command":
+				commandNode = v
+				if s != CommandTFTP {
+					if len(s) > 40 {
+						s = s[:40] + "..."
+					}
+					return d.errf(v, "command %q: want %s (rules that read TFTP fetch commands)", s, CommandTFTP)
+				}
+				p.Command = s
+				p.Source = "command " + s
 			case "nocase":
+				nocaseNode = v
 				if v.Tag != "!!bool" {
 					return d.errf(v, "nocase must be true or false")
 				}
@@ -616,8 +655,20 @@ func (d *decoder) payloads(n *yaml.Node) ([]Payload, error) {
 		if p.Proto == 0 {
 			return nil, d.errf(c, "payload without proto")
 		}
-		if !haveContains {
-			return nil, d.errf(c, "payload without contains")
+		switch {
+		case haveContains && commandNode != nil:
+			return nil, d.errf(commandNode, "payload: contains and command exclude each other (a command rule matches the fetched file name, not bytes)")
+		case commandNode != nil:
+			if p.Proto != TCP {
+				return nil, d.errf(commandNode, "command rules read TCP streams (telnet, HTTP): proto must be tcp")
+			}
+			if nocaseNode != nil {
+				return nil, d.errf(nocaseNode, "nocase makes no sense in a command rule: names are always compared without regard to case")
+			}
+			out = append(out, p)
+			continue
+		case !haveContains:
+			return nil, d.errf(c, "payload without contains or command")
 		}
 		if p.Proto == ICMP && portNode != nil {
 			return nil, d.errf(portNode, "port makes no sense for icmp")

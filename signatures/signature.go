@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -120,22 +121,43 @@ func (d Domain) Pattern() string {
 	return d.Name
 }
 
-// Payload is a packet content rule.
+// Payload is a packet content rule: a content rule (Contains) or a
+// command rule (Command).
 type Payload struct {
 	Proto    Proto
 	Port     uint16 // destination port; 0 matches any
 	Contains []byte // decoded content (lower case when NoCase)
 	NoCase   bool
-	Source   string // the content as written in the file
+	// Command, when not empty, makes this a command rule: "tftp" matches
+	// the TFTP fetch commands of a TCP payload (telnet, HTTP; see
+	// fetch.go) by the name they fetch. The rule of a signature with
+	// tftp_files matches a fetched name those list; the rule of a
+	// signature without them (which must be weak) matches a fetch that no
+	// such rule for the packet's port claims.
+	Command string
+	Source  string // the content as written in the file ("command tftp" for a command rule)
 	// Evidence is what a match proves: Strong (the default) for a pattern
 	// only the worm sends, Weak for a generic one (a bare "tftp -g -r").
 	Evidence Strength
+	Line     int32 // where the rule is in its file
+}
+
+// CommandTFTP is the one kind of command rule: TFTP fetch commands.
+const CommandTFTP = "tftp"
+
+// anyName reports whether p is a command rule of a signature without
+// tftp_files, which matches a fetch no rule of a listing signature claims.
+func (p *Payload) anyName(sig *Signature) bool {
+	return p.Command != "" && len(sig.TFTPFiles) == 0
 }
 
 // File is a parsed signature file.
 type File struct {
-	Name       string // path or label used in error messages
-	Serial     uint64
+	Name   string // path or label used in error messages
+	Serial uint64
+	// Expires is when the file stops being current (zero: never). A feed
+	// refuses an expired file, so a stale copy cannot be replayed forever.
+	Expires    time.Time
 	Signatures []Signature
 
 	namesPacked bool // every domain name already lives in one shared arena

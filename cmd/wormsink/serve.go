@@ -64,6 +64,8 @@ type serveConfig struct {
 
 	db         string           // --db: the store, shared by the parts that keep state (serve_store.go)
 	quarantine quarantineConfig // walled garden and notice page: serve_quarantine.go
+	bgp        bgpConfig        // quarantined addresses announced by BGP: serve_bgp.go
+	sigsFeed   sigsFeedConfig   // the signed signature feed: serve_feed.go
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
@@ -112,7 +114,9 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	feedFlags(fs, &c.feeds)
 	dbFlag(fs, &c.db)
 	quarantineFlags(fs, &c.quarantine)
+	bgpFlags(fs, &c.bgp)
 	attributionFlags(fs, &c.attribution)
+	sigsFeedFlags(fs, &c.sigsFeed)
 
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
@@ -217,8 +221,19 @@ func (c *serveConfig) complete() error {
 	if err := c.completeFeeds(); err != nil {
 		return err
 	}
+	if err := c.completeSigsFeed(); err != nil {
+		return err
+	}
 	if err := c.quarantine.complete(); err != nil {
 		return err
+	}
+	if c.bgp.enabled() {
+		if !c.quarantine.enabled() {
+			return errors.New("--bgp-asn needs --quarantine-policy: BGP announces the quarantined addresses")
+		}
+		if _, err := c.bgp.config(); err != nil {
+			return err
+		}
 	}
 	if c.captureWorkers < 1 || c.captureWorkers > 1024 {
 		return fmt.Errorf("--capture-workers %d: want from 1 to 1024", c.captureWorkers)
@@ -295,7 +310,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 			s.closeAll() // whatever was bound before the failure
 		}
 	}()
-	if s.store, err = signatures.Open(c.sigFile); err != nil {
+	if s.store, err = s.openStore(); err != nil {
 		return nil, err
 	}
 	if c.logFile == "-" || c.logFile == "" {
@@ -318,7 +333,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 	s.addReopen(sig.reopen)
 	// Attribution before the quarantine (which attributes what it acts
 	// on), the quarantine before the shim (which enforces it).
-	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap} {
+	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addBGP, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed} {
 		if err := add(); err != nil {
 			return nil, err
 		}
