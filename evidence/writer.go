@@ -225,8 +225,12 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 		eventClock: cfg.EventClock,
 	}
 	for _, p := range cfg.Exclude {
-		if p.IsValid() {
-			w.exclude = append(w.exclude, netip.PrefixFrom(p.Addr().Unmap(), min(p.Bits(), p.Addr().Unmap().BitLen())).Masked())
+		// An IPv4-mapped prefix is its IPv4 network (hosts are compared
+		// unmapped); one shorter than /96 is no IPv4 network: kept whole.
+		if u, ok := UnmapPrefix(p); ok && p.IsValid() {
+			w.exclude = append(w.exclude, u)
+		} else if p.IsValid() {
+			w.exclude = append(w.exclude, p.Masked())
 		}
 	}
 	w.sensor, _ = escapeCut(cfg.Sensor, MaxStringLen)

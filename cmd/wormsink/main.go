@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+
+	"wormsink/report"
 )
 
 // Exit statuses (docs/contract.md §1).
@@ -41,7 +43,7 @@ func commands() []command {
 	return []command{
 		{"serve", "DNS shim + fake TFTP server (+ live packet matching), until SIGTERM", runServe},
 		{"scan", "match worm patterns in pcap/pcapng files; evidence lines to stdout", runScan},
-		{"report", "per-host summary of evidence logs (report [--format table|csv|json|shadowserver|xarf|html] [LOG...])", runReport},
+		{"report", "per-host summary of evidence logs (report [--format " + strings.Join(report.FormatNames(), "|") + "] [LOG...])", runReport},
 		{"sigs", "check, export, sign, verify, pull, diff and import signature files (sigs --help)", runSigs},
 		{"quarantine", "list, add, release and annotate quarantined subscribers and addresses (--db)", runQuarantine},
 		{"attribution", "RADIUS and NAT records in (import) and who an address was (who ADDR[:PORT] TIME)", runAttribution},
