@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept
+.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept
 
 all: build
 
@@ -31,6 +31,12 @@ test: test-root-note deps fmt-check vet
 # Said once, at the top: the tests that need root then fail with "needs root".
 test-root-note:
 	@[ "$$(id -u)" -eq 0 ] || echo 'make test: needs root (it installs the test packages, opens raw sockets, makes network namespaces); as $(shell id -un), the tests that need root fail with "needs root"' >&2
+
+# docs/flags.md and docs/metrics.md from the code (the flag sets and the
+# collectors serve registers; root, as the capture part must bind); a test
+# fails when the committed files drift.
+docs:
+	$(GO) test -count=1 -run '^Test(Flag|Metrics)Reference$$' ./cmd/wormsink -args -update-docs
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
