@@ -184,9 +184,9 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 			w.exclude = append(w.exclude, netip.PrefixFrom(p.Addr().Unmap(), min(p.Bits(), p.Addr().Unmap().BitLen())).Masked())
 		}
 	}
-	w.sensor = Escape(cfg.Sensor)
+	w.sensor, _ = escapeCut(cfg.Sensor, MaxStringLen)
 	// Service lines are rare and must be seen at once: they flush.
-	w.svc = zerolog.New(flushingWriter{sw}).Hook(timeHook{}).With().Str("sensor", w.sensor).Logger()
+	w.svc = zerolog.New(flushingWriter{sw}).Hook(timeHook{}).With().Str(FieldSensor.Name(), w.sensor).Logger()
 	if cfg.EventClock {
 		close(w.done) // no background flushing: Record does it
 	} else {
@@ -438,7 +438,7 @@ func (w *Writer) flush(now time.Time, all bool) error {
 	w.overflow = 0
 	w.mu.Unlock()
 	if overflow > 0 {
-		w.svc.Warn().Str("event", "evidence_overflow").Uint64("count", overflow).
+		w.svc.Warn().Str(FieldEvent.Name(), "evidence_overflow").Uint64(FieldCount.Name(), overflow).
 			Msg("evidence tables full: sightings counted without their hosts")
 	}
 	if len(batch) == 0 {
@@ -465,88 +465,104 @@ func (w *Writer) flush(now time.Time, all bool) error {
 }
 
 // write emits one line; the caller holds w.out.mu, so the logger writes
-// through w.out.w directly. Every string is escaped (see Escape): zerolog
-// would otherwise turn bytes that are not UTF-8 into U+FFFD, and two
-// different names would log the same.
+// through w.out.w directly. Keys come from the field table (fields.go);
+// every string someone outside chose goes through text, the one escaping
+// path: zerolog would otherwise turn bytes that are not UTF-8 into U+FFFD,
+// and two different names would log the same.
 func (w *Writer) write(s *slot) {
 	ev := &s.ev
 	l := zerolog.New(w.out.w)
-	e := l.Log().
-		Str("time", ev.Time.UTC().Format(TimeFormat)).
-		Str("event", string(ev.Kind))
+	e := l.Log()
+	str(e, FieldTime, ev.Time.UTC().Format(TimeFormat))
+	str(e, FieldEvent, string(ev.Kind))
 	if s.net.IsValid() {
 		// A network line: sightings the line budget could not give a
 		// host line of their own. It names no host.
-		e.Str("network", s.net.String())
+		str(e, FieldNetwork, s.net.String())
 	} else {
-		e.Str("host", ev.Host.String()).Uint16("port", ev.Port)
+		str(e, FieldHost, ev.Host.String())
+		e.Uint16(FieldPort.Name(), ev.Port)
 	}
-	e.Str("signature", Escape(ev.Sig)).
-		Str("family", Escape(ev.Family)).
-		Str("evidence", ev.Evidence.String()).
-		Str("proof", ev.Proof.String()).
-		Uint64("count", s.count)
+	text(e, FieldSignature, ev.Sig, 0)
+	text(e, FieldFamily, ev.Family, 0)
+	str(e, FieldEvidence, ev.Evidence.String())
+	str(e, FieldProof, ev.Proof.String())
+	e.Uint64(FieldCount.Name(), s.count)
 	if s.count > 1 && s.last.After(ev.Time) {
-		e.Str("last", s.last.UTC().Format(TimeFormat))
+		str(e, FieldLast, s.last.UTC().Format(TimeFormat))
 	}
-	e.Str("sensor", w.sensor).Uint64("serial", ev.Serial)
+	str(e, FieldSensor, w.sensor) // escaped and cut once, by NewWriter
+	e.Uint64(FieldSerial.Name(), ev.Serial)
 	if s.net.IsValid() {
 		e.Send()
 		return
 	}
 	switch ev.Kind {
-	case DNSSinkhole:
-		long(e, "qname", ev.QName, ev.qnameLen)
-		e.Str("qtype", Escape(ev.QType)).Str("transport", Escape(ev.Transport))
+	case DNSSinkhole, DNSLookup:
+		text(e, FieldQName, ev.QName, ev.qnameLen)
+		text(e, FieldQType, ev.QType, 0)
+		text(e, FieldTransport, ev.Transport, 0)
 		if ev.Rule != "" {
-			e.Str("rule", Escape(ev.Rule))
+			text(e, FieldRule, ev.Rule, 0)
 		}
-	case DNSLookup:
-		e.Str("qname", ev.QName).Str("qtype", ev.QType).Str("transport", ev.Transport)
-		if ev.Rule != "" {
-			e.Str("rule", ev.Rule)
+		if ev.Kind == DNSLookup {
+			text(e, FieldResolver, ev.Resolver, 0)
 		}
-		e.Str("resolver", ev.Resolver)
 	case TFTPRefused, TFTPRequest:
-		long(e, "file", ev.File, ev.fileLen)
-		long(e, "mode", ev.Mode, ev.modeLen)
-		e.Str("op", Escape(ev.Op))
+		text(e, FieldFile, ev.File, ev.fileLen)
+		text(e, FieldMode, ev.Mode, ev.modeLen)
+		text(e, FieldOp, ev.Op, 0)
 		if ev.Srv.IsValid() {
-			e.Str("server", ev.Srv.String())
+			str(e, FieldServer, ev.Srv.String())
 		}
 		// The transparent interceptor's lines.
 		if ev.Intercepted {
-			e.Bool("intercepted", true)
+			e.Bool(FieldIntercepted.Name(), true)
 			if ev.Role != "" {
-				e.Str("role", ev.Role).Str("peer", ev.Peer.String())
+				text(e, FieldRole, ev.Role, 0)
+				str(e, FieldPeer, ev.Peer.String())
 			}
 		}
 		if ev.Passed {
-			e.Bool("passed", true)
+			e.Bool(FieldPassed.Name(), true)
 		}
 	case WireMatch:
-		e.Str("peer", ev.Peer.String()).Str("role", Escape(ev.Role)).Str("proto", Escape(ev.Proto)).Uint16("dst_port", ev.DstPort)
+		str(e, FieldPeer, ev.Peer.String())
+		text(e, FieldRole, ev.Role, 0)
+		text(e, FieldProto, ev.Proto, 0)
+		e.Uint16(FieldDstPort.Name(), ev.DstPort)
 		if ev.File != "" {
-			long(e, "file", ev.File, ev.fileLen)
-			long(e, "mode", ev.Mode, ev.modeLen)
-			e.Str("op", Escape(ev.Op))
+			text(e, FieldFile, ev.File, ev.fileLen)
+			text(e, FieldMode, ev.Mode, ev.modeLen)
+			text(e, FieldOp, ev.Op, 0)
 		}
 		if ev.PCAP != "" {
-			e.Str("pcap", Escape(ev.PCAP)).Uint64("packet", ev.Packet)
+			text(e, FieldPCAP, ev.PCAP, 0)
+			e.Uint64(FieldPacket.Name(), ev.Packet)
 		}
 	}
 	e.Send()
 }
 
-// long writes an attacker-chosen value escaped and cut to MaxStringLen
-// bytes, with NAME_len, its length in bytes as received, when it was cut.
-func long(e *zerolog.Event, name, v string, origLen int32) {
+// str writes a value the program made (a time, an address, a name from a
+// fixed set): nothing in it needs escaping.
+func str(e *zerolog.Event, f Field, v string) { e.Str(fieldTable[f].Name, v) }
+
+// text writes a value someone outside chose: escaped (see Escape) and cut
+// to MaxStringLen bytes as written. When the field has a length companion
+// and the value was cut (here, or before folding: origLen), the companion
+// records its length in bytes as received.
+func text(e *zerolog.Event, f Field, v string, origLen int32) {
+	spec := &fieldTable[f]
 	out, cut := escapeCut(v, MaxStringLen)
-	e.Str(name, out)
+	e.Str(spec.Name, out)
+	if spec.Len == FieldNone {
+		return
+	}
 	if origLen > 0 {
-		e.Int(name+"_len", int(origLen))
+		e.Int(fieldTable[spec.Len].Name, int(origLen))
 	} else if cut {
-		e.Int(name+"_len", len(v))
+		e.Int(fieldTable[spec.Len].Name, len(v))
 	}
 }
 
@@ -596,5 +612,5 @@ func (f flushingWriter) Write(p []byte) (int, error) {
 type timeHook struct{}
 
 func (timeHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
-	e.Str("time", time.Now().UTC().Format(TimeFormat))
+	str(e, FieldTime, time.Now().UTC().Format(TimeFormat))
 }

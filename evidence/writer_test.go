@@ -26,6 +26,9 @@ func lines(t *testing.T, b []byte) []line {
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("not a JSON line: %q: %v", sc.Text(), err)
 		}
+		if err := CheckLine(l); err != nil {
+			t.Fatalf("%q: %v", sc.Text(), err)
+		}
 		out = append(out, l)
 	}
 	return out

@@ -69,128 +69,63 @@ func (k LineKind) String() string {
 // ErrMalformed is wrapped by every error Parse returns for a line it skips.
 var ErrMalformed = errors.New("malformed line")
 
-// field numbers the scanner fills; the order is irrelevant.
-const (
-	fTime = iota
-	fEvent
-	fHost
-	fPort
-	fSig
-	fFamily
-	fEvidence
-	fCount
-	fLast
-	fSensor
-	fSerial
-	fLevel
-	fQName
-	fQType
-	fTransport
-	fFile
-	fOp
-	fServer
-	fPeer
-	fRole
-	fProto
-	fDstPort
-	fProof
-	fNetwork
-	nFields
-)
-
 // value types as the JSON text had them
 const (
 	tNone   = iota // absent
 	tString        // val is the decoded string
 	tNumber        // val is the number's text
-	tOther         // true, false, null, object or array
+	tBool          // true or false
+	tOther         // null, object or array
 )
 
-func fieldOf(key []byte) int {
-	switch string(key) { // no allocation: the compiler compares in place
-	case "time":
-		return fTime
-	case "event":
-		return fEvent
-	case "host":
-		return fHost
-	case "port":
-		return fPort
-	case "signature":
-		return fSig
-	case "family":
-		return fFamily
-	case "evidence":
-		return fEvidence
-	case "count":
-		return fCount
-	case "last":
-		return fLast
-	case "sensor":
-		return fSensor
-	case "serial":
-		return fSerial
-	case "level":
-		return fLevel
-	case "qname":
-		return fQName
-	case "qtype":
-		return fQType
-	case "transport":
-		return fTransport
-	case "file":
-		return fFile
-	case "op":
-		return fOp
-	case "server":
-		return fServer
-	case "peer":
-		return fPeer
-	case "role":
-		return fRole
-	case "proto":
-		return fProto
-	case "dst_port":
-		return fDstPort
-	case "proof":
-		return fProof
-	case "network":
-		return fNetwork
+// wantType is the type each field's value must have, from the field table.
+var wantType = func() (t [evidence.NumFields]uint8) {
+	for _, f := range evidence.Fields() {
+		switch f.Spec().Kind {
+		case evidence.JSONString:
+			t[f] = tString
+		case evidence.JSONNumber:
+			t[f] = tNumber
+		case evidence.JSONBool:
+			t[f] = tBool
+		}
 	}
-	return -1
+	return t
+}()
+
+// fieldOf numbers a key by the field table; FieldNone for a key the
+// table does not have (a newer writer's, another program's).
+func fieldOf(key []byte) evidence.Field {
+	return evidence.FieldByName(string(key)) // no allocation: the map look-up converts in place
 }
 
 // fields is what either scanner (the fast one or encoding/json) hands to
 // finish: for each known key, the JSON type of its last value and the value.
 // Sharing finish keeps both paths' meaning identical by construction.
 type fields struct {
-	typ       [nFields]uint8
-	val       [nFields][]byte
-	nonString uint32 // bit i: field i's last value is not a string
-	day       dayCache
+	typ   [evidence.NumFields]uint8
+	val   [evidence.NumFields][]byte
+	wrong uint64 // bit i: field i's last value is not of the type the table gives
+	day   dayCache
 }
 
 func (f *fields) reset() {
-	f.typ = [nFields]uint8{}
-	f.nonString = 0
+	f.typ = [evidence.NumFields]uint8{}
+	f.wrong = 0
 }
 
 // set records field i's last value.
-func (f *fields) set(i int, typ uint8, val []byte) {
+func (f *fields) set(i evidence.Field, typ uint8, val []byte) {
 	f.typ[i], f.val[i] = typ, val
-	if typ == tString {
-		f.nonString &^= 1 << i
+	if typ == wantType[i] {
+		f.wrong &^= 1 << i
 	} else {
-		f.nonString |= 1 << i
+		f.wrong |= 1 << i
 	}
 }
 
-// nonString has a bit per field: this does not compile with more than 32.
-const _ uint32 = 1 << (nFields - 1)
-
-// stringFields are the fields that must be strings when present.
-const stringFields = 1<<fTime | 1<<fEvent | 1<<fHost | 1<<fSig | 1<<fFamily | 1<<fEvidence | 1<<fLast | 1<<fSensor |
-	1<<fQName | 1<<fQType | 1<<fTransport | 1<<fFile | 1<<fOp | 1<<fServer | 1<<fPeer | 1<<fRole | 1<<fProto | 1<<fProof | 1<<fNetwork
+// wrong has a bit per field: this does not compile with more than 64.
+const _ uint64 = 1 << (evidence.NumFields - 1)
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
@@ -223,29 +158,29 @@ var (
 
 // toSighting turns scanned fields into a Sighting.
 func toSighting(f *fields, rec *Sighting) (LineKind, error) {
-	if f.typ[fHost] == tNone && f.typ[fNetwork] == tNone {
-		if f.typ[fLevel] != tNone {
+	if f.typ[evidence.FieldHost] == tNone && f.typ[evidence.FieldNetwork] == tNone {
+		if f.typ[evidence.FieldLevel] != tNone {
 			return LineService, nil
 		}
 		return LineMalformed, errNoHost
 	}
-	if f.typ[fHost] != tNone && f.typ[fNetwork] != tNone {
+	if f.typ[evidence.FieldHost] != tNone && f.typ[evidence.FieldNetwork] != tNone {
 		return LineMalformed, errHostAndNet
 	}
-	// Every string field must be a string when present.
-	if f.nonString&stringFields != 0 {
+	// Every field must have the type the table gives it when present.
+	if f.wrong != 0 {
 		return LineMalformed, errBadField
 	}
-	if f.typ[fTime] == tNone {
+	if f.typ[evidence.FieldTime] == tNone {
 		return LineMalformed, errNoTime
 	}
-	if f.typ[fEvent] == tNone {
+	if f.typ[evidence.FieldEvent] == tNone {
 		return LineMalformed, errNoEvent
 	}
-	if f.typ[fEvidence] == tNone {
+	if f.typ[evidence.FieldEvidence] == tNone {
 		return LineMalformed, errNoEvidence
 	}
-	switch string(f.val[fEvent]) {
+	switch string(f.val[evidence.FieldEvent]) {
 	case string(evidence.DNSSinkhole):
 		rec.Kind = evidence.DNSSinkhole
 	case string(evidence.DNSLookup):
@@ -259,7 +194,7 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 	default:
 		return LineMalformed, errBadEvent
 	}
-	switch string(f.val[fEvidence]) {
+	switch string(f.val[evidence.FieldEvidence]) {
 	case "strong":
 		rec.Evidence = signatures.Strong
 	case "weak":
@@ -268,31 +203,31 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 		return LineMalformed, errBadEvidence
 	}
 	rec.Proof = evidence.ProofDatagram
-	if f.typ[fProof] != tNone {
-		p, ok := parseProof(f.val[fProof])
+	if f.typ[evidence.FieldProof] != tNone {
+		p, ok := parseProof(f.val[evidence.FieldProof])
 		if !ok {
 			return LineMalformed, errBadProof
 		}
 		rec.Proof = p
 	}
 	var ok bool
-	if f.typ[fNetwork] != tNone {
+	if f.typ[evidence.FieldNetwork] != tNone {
 		rec.Host = netip.Addr{}
-		if rec.Network, ok = parseNetwork(f.val[fNetwork]); !ok {
+		if rec.Network, ok = parseNetwork(f.val[evidence.FieldNetwork]); !ok {
 			return LineMalformed, errBadNetwork
 		}
 	} else {
 		rec.Network = netip.Prefix{}
-		if rec.Host, ok = parseAddr(f.val[fHost]); !ok {
+		if rec.Host, ok = parseAddr(f.val[evidence.FieldHost]); !ok {
 			return LineMalformed, errBadHost
 		}
 	}
-	if rec.Time, ok = f.day.parse(f.val[fTime]); !ok || !plausible(rec.Time) {
+	if rec.Time, ok = f.day.parse(f.val[evidence.FieldTime]); !ok || !plausible(rec.Time) {
 		return LineMalformed, errBadTime
 	}
 	rec.Last = rec.Time
-	if f.typ[fLast] != tNone {
-		if rec.Last, ok = f.day.parse(f.val[fLast]); !ok || !plausible(rec.Last) {
+	if f.typ[evidence.FieldLast] != tNone {
+		if rec.Last, ok = f.day.parse(f.val[evidence.FieldLast]); !ok || !plausible(rec.Last) {
 			return LineMalformed, errBadLast
 		}
 		if rec.Last.Before(rec.Time) {
@@ -300,35 +235,35 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 		}
 	}
 	var n uint64
-	if n, ok = uintField(f, fPort, math.MaxUint16); !ok {
+	if n, ok = uintField(f, evidence.FieldPort, math.MaxUint16); !ok {
 		return LineMalformed, errBadPort
 	}
 	rec.Port = uint16(n)
-	if n, ok = uintField(f, fDstPort, math.MaxUint16); !ok {
+	if n, ok = uintField(f, evidence.FieldDstPort, math.MaxUint16); !ok {
 		return LineMalformed, errBadDstPort
 	}
 	rec.DstPort = uint16(n)
-	if rec.Count, ok = uintField(f, fCount, math.MaxUint64); !ok {
+	if rec.Count, ok = uintField(f, evidence.FieldCount, math.MaxUint64); !ok {
 		return LineMalformed, errBadCount
 	}
 	if rec.Count == 0 {
 		rec.Count = 1 // docs/contract.md §3: 1 when absent
 	}
-	if rec.Serial, ok = uintField(f, fSerial, math.MaxUint64); !ok {
+	if rec.Serial, ok = uintField(f, evidence.FieldSerial, math.MaxUint64); !ok {
 		return LineMalformed, errBadSerial
 	}
-	rec.Sig = f.str(fSig)
-	rec.Family = f.str(fFamily)
-	rec.Sensor = f.str(fSensor)
-	rec.QName = f.str(fQName)
-	rec.QType = f.str(fQType)
-	rec.Transport = f.str(fTransport)
-	rec.File = f.str(fFile)
-	rec.Op = f.str(fOp)
-	rec.Server = f.str(fServer)
-	rec.Peer = f.str(fPeer)
-	rec.Role = f.str(fRole)
-	rec.Proto = f.str(fProto)
+	rec.Sig = f.str(evidence.FieldSignature)
+	rec.Family = f.str(evidence.FieldFamily)
+	rec.Sensor = f.str(evidence.FieldSensor)
+	rec.QName = f.str(evidence.FieldQName)
+	rec.QType = f.str(evidence.FieldQType)
+	rec.Transport = f.str(evidence.FieldTransport)
+	rec.File = f.str(evidence.FieldFile)
+	rec.Op = f.str(evidence.FieldOp)
+	rec.Server = f.str(evidence.FieldServer)
+	rec.Peer = f.str(evidence.FieldPeer)
+	rec.Role = f.str(evidence.FieldRole)
+	rec.Proto = f.str(evidence.FieldProto)
 	return LineEvidence, nil
 }
 
@@ -347,7 +282,7 @@ func parseProof(b []byte) (evidence.Proof, bool) {
 	return evidence.ProofDatagram, false
 }
 
-func (f *fields) str(i int) []byte {
+func (f *fields) str(i evidence.Field) []byte {
 	if f.typ[i] != tString {
 		return nil
 	}
@@ -365,7 +300,7 @@ func plausible(t time.Time) bool { return !t.Before(minTime) && t.Before(maxTime
 
 // uintField reads an optional non-negative integer field no larger than max;
 // absent is 0.
-func uintField(f *fields, i int, max uint64) (uint64, bool) {
+func uintField(f *fields, i evidence.Field, max uint64) (uint64, bool) {
 	switch f.typ[i] {
 	case tNone:
 		return 0, true

@@ -78,6 +78,8 @@ declare -A need=(
   [/usr/bin/time]=time # make perf-wire: peak RSS
 )
 missing=()
+# PostgreSQL's server programs are not in PATH: the store tests start their own cluster.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 for cmd in "${!need[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
     missing+=("${need[$cmd]}")

@@ -168,7 +168,7 @@ func exportHosts(w *bufio.Writer, s *Set, sinkhole []netip.Addr) error {
 }
 
 // tftpMaxRequest is the largest TFTP request scan's parser accepts
-// (sinkhole.MaxRequest; signatures cannot import sinkhole).
+// (tftp.MaxRequest in internal/tftp, a leaf this package does not need).
 const tftpMaxRequest = 1472
 
 // sidBase starts wormsink's sids in a range of local rules (1,000,000 and

@@ -15,7 +15,9 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
 	"wormsink/internal/testutil"
+	"wormsink/internal/tftp"
 )
 
 // startCapture runs tcpdump on lo for UDP port and for TFTP-looking
@@ -162,9 +164,9 @@ func TestRealClients(t *testing.T) {
 			if pk.fromServer {
 				continue
 			}
-			if _, err := ParseRequest(pk.payload); err == nil {
+			if _, err := tftp.ParseRequest(pk.payload); err == nil {
 				reqs[pk.peer] = true
-			} else if isTFTPReply(pk.payload) {
+			} else if tftp.IsReply(pk.payload) {
 				acks++
 			}
 		}
@@ -174,7 +176,7 @@ func TestRealClients(t *testing.T) {
 
 	// The wire: requests by client port, and what the server sent back.
 	type peer struct {
-		requests []Request
+		requests []tftp.Request
 		lens     []int
 		replies  int
 	}
@@ -189,10 +191,10 @@ func TestRealClients(t *testing.T) {
 			peers[pk.peer] = pr
 		}
 		if !pk.fromServer {
-			if req, err := ParseRequest(pk.payload); err == nil {
+			if req, err := tftp.ParseRequest(pk.payload); err == nil {
 				pr.requests = append(pr.requests, req)
 				pr.lens = append(pr.lens, len(pk.payload))
-			} else if isTFTPReply(pk.payload) {
+			} else if tftp.IsReply(pk.payload) {
 				stray++
 				if pk.local != tids[pk.peer] || pk.local == p.addr.Port() {
 					t.Errorf("port %d: follow-up to port %d, the refusal came from %d", pk.peer, pk.local, tids[pk.peer])
@@ -206,7 +208,7 @@ func TestRealClients(t *testing.T) {
 		}
 		tids[pk.peer] = pk.local
 		op := binary.BigEndian.Uint16(pk.payload)
-		if op != OpError {
+		if op != tftp.OpError {
 			t.Errorf("server sent opcode %d to port %d: %q", op, pk.peer, pk.payload)
 		}
 		pr.replies++

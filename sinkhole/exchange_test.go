@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"wormsink/evidence"
+	"wormsink/internal/tftp"
 )
 
 // proofOf waits for the evidence of the request sent from port and
@@ -34,7 +35,7 @@ func proofOf(t *testing.T, ts *testServer, port uint16) evidence.Proof {
 func TestExchangeProof(t *testing.T) {
 	ts := startServer(t, Config{ExchangeWait: time.Second}, nil)
 	req := rrq(1, "msblast.exe", "octet")
-	ack := []byte{0, OpAck, 0, 1}
+	ack := []byte{0, tftp.OpAck, 0, 1}
 
 	real := newClient(t, ts.addr)
 	real.send(req)

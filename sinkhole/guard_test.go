@@ -12,6 +12,7 @@ import (
 
 	"wormsink/evidence"
 	"wormsink/internal/evidencetest"
+	"wormsink/internal/tftp"
 	"wormsink/signatures"
 )
 
@@ -31,46 +32,24 @@ var (
 	benchLocal = netip.MustParseAddr("198.51.100.69")
 )
 
-// refusal is the ERROR pin/tftp sends for the refusal.
-func refusal() []byte {
-	b := []byte{0, OpError, 0, 1}
-	b = append(b, RefusalText...)
-	return append(b, 0)
-}
+// refusal is the ERROR both front ends send.
+func refusal() []byte { return tftp.AppendError(nil, tftp.ErrNotFound, RefusalText) }
 
-func TestStripRequest(t *testing.T) {
-	b := make([]byte, 516)
-	long := string(bytes.Repeat([]byte("x"), 1000))
-	for _, p := range [][]byte{
-		rrq(1, "msblast.exe", "octet", "blksize", "1432", "tsize", "0"),
-		rrq(2, `C:\WINDOWS\msblast.exe`, "NETASCII"),
-		rrq(1, long, "octet"),
-	} {
-		n := stripRequest(b, p)
-		got, err := ParseRequest(b[:n])
-		want, _ := ParseRequest(p)
-		if err != nil || got.HasOptions() || got.Op != want.Op || !bytes.Equal(got.Mode, want.Mode) || !bytes.HasPrefix(want.File, got.File) {
-			t.Fatalf("stripRequest(%q) = %q (%v)", p, b[:n], err)
-		}
-	}
-}
+// refusalPacket is refusal, for the interceptor's tests.
+func refusalPacket() []byte { return refusal() }
 
-func TestFitReply(t *testing.T) {
-	for _, max := range []int{5, 9, 11, 100} {
-		out, ok := fitReply(refusal(), max)
-		if !ok || len(out) > max || out[len(out)-1] != 0 || out[1] != OpError {
-			t.Fatalf("fitReply(%d) = %q, %v", max, out, ok)
-		}
+// rrq builds a request: opcode, then each part NUL-terminated.
+func rrq(op byte, parts ...string) []byte {
+	b := []byte{0, op}
+	for _, p := range parts {
+		b = append(b, p...)
+		b = append(b, 0)
 	}
-	for _, bad := range [][]byte{{0, OpData, 0, 1, 'x'}, {0, 6, 'b', 0, '1', 0}, {0, OpError, 0}} {
-		if _, ok := fitReply(bad, 100); ok {
-			t.Fatalf("fitReply let %q through", bad)
-		}
-	}
+	return b
 }
 
 // A repeated request from one port is answered each time: every request
-// is a transfer of its own to pin/tftp.
+// is a refusal of its own.
 func TestRepeatsAnswered(t *testing.T) {
 	ts := startServer(t, Config{SourceRate: -1, TotalRate: -1}, nil)
 	c := newClient(t, ts.addr)
@@ -84,37 +63,42 @@ func TestRepeatsAnswered(t *testing.T) {
 	if r := c.read(quiet); r != nil {
 		t.Fatalf("51st reply %q", r)
 	}
-	if st := ts.srv.Stats(); st.Replies != 50 || st.Busy != 0 || len(ts.rec.Events()) != 50 {
+	if st := ts.srv.Stats(); st.Replies != 50 || len(ts.rec.Events()) != 50 {
 		t.Fatalf("stats %+v", st)
 	}
 }
 
 // BenchmarkGuardRefuse is the guard's share of one answered request:
-// parse, match, record (folded), both limits, the token, options
-// stripped, and the reply checked and cut on its way out.
+// parse, match, record (folded), both limits and the refusal built and
+// sent from the main socket (fresh ports off).
 func BenchmarkGuardRefuse(b *testing.B) {
 	w := evidence.NewWriter(io.Discard, evidence.Config{})
 	defer w.Close()
-	g := newTestGuard(b, Config{SourceRate: -1, TotalRate: -1}, w)
+	g := newTestGuard(b, Config{SourceRate: -1, TotalRate: -1, Exchanges: -1}, w)
 	req := rrq(1, `C:\WINDOWS\system32\msblast.exe`, "OCTET", "blksize", "1432", "tsize", "0")
-	fwd := make([]byte, 516)
-	reply := make([]byte, 516)
-	ref := refusal()
+	to := discardAddr(b)
 	b.ReportAllocs()
 	var now int64
 	for b.Loop() {
 		now += 1000
-		tok, ok := g.admit(req, benchFrom, benchLocal, now)
-		if !ok {
-			b.Fatal("not forwarded")
-		}
-		stripRequest(fwd, req)
-		d, ok := g.take(tok)
-		n := copy(reply, ref)
-		if out, fits := fitReply(reply[:n], d.size); !ok || !fits || len(out) > len(req) {
-			b.Fatal("no reply")
-		}
+		g.handle(req, to, benchLocal, now)
 	}
+	if st := g.s.Stats(); st.Replies == 0 || st.Refused == 0 {
+		b.Fatalf("nothing refused: %+v", st)
+	}
+}
+
+// discardAddr is a loopback port nobody reads, so the refusals sent there
+// cost a real send and nothing else.
+func discardAddr(tb testing.TB) netip.AddrPort {
+	tb.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.SetReadBuffer(1)
+	tb.Cleanup(func() { c.Close() })
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 // BenchmarkGuardFlood is the cost of a request the limits drop: the common
@@ -128,7 +112,7 @@ func BenchmarkGuardFlood(b *testing.B) {
 	var now int64
 	for b.Loop() {
 		now += 1000
-		g.admit(req, benchFrom, benchLocal, now)
+		g.handle(req, benchFrom, benchLocal, now)
 	}
 	if g.s.c.sourceLimited.Load() == 0 {
 		b.Fatal("nothing limited")
@@ -136,8 +120,7 @@ func BenchmarkGuardFlood(b *testing.B) {
 }
 
 // BenchmarkServe is one request and its refusal through the real socket,
-// pin/tftp included, from a client on loopback. Allocations are the whole
-// process's: most are pin/tftp's per-transfer state.
+// from a client on loopback. Allocations are the whole process's.
 func BenchmarkServe(b *testing.B) { benchServe(b, false) }
 
 // BenchmarkServeExchange is BenchmarkServe with a client that ACKs every
@@ -174,11 +157,11 @@ func benchServe(b *testing.B, ack bool) {
 		}
 		cl.SetReadDeadline(time.Now().Add(5 * time.Second))
 		n, from, err := cl.ReadFromUDPAddrPort(buf)
-		if err != nil || buf[1] != OpError || n > len(req) {
+		if err != nil || buf[1] != tftp.OpError || n > len(req) {
 			b.Fatal("no refusal", err)
 		}
 		if ack {
-			cl.WriteToUDPAddrPort([]byte{0, OpAck, 0, 1}, from)
+			cl.WriteToUDPAddrPort([]byte{0, tftp.OpAck, 0, 1}, from)
 		}
 	}
 	if st := srv.Stats(); ack && st.Exchanged == 0 {
@@ -186,48 +169,45 @@ func benchServe(b *testing.B, ack bool) {
 	}
 }
 
-// FuzzGuard: whatever arrives, the guard does not panic, forwards only
-// well-formed requests, hands pin/tftp no options, records exactly the
-// well-formed ones, and lets out only an ERROR no larger than the datagram.
+// FuzzGuard: whatever arrives, the guard does not panic, records exactly
+// the well-formed requests, and sends at most one ERROR per request, no
+// larger than the datagram.
 func FuzzGuard(f *testing.F) {
 	f.Add(rrq(1, "msblast.exe", "octet"))
 	f.Add(rrq(2, `C:\WINDOWS\msblast.exe`, "NetAscii", "blksize", "1432", "tsize", "0"))
 	f.Add(rrq(1, "a", "mail"))
-	f.Add([]byte{0, OpAck, 0, 1})
+	f.Add([]byte{0, tftp.OpAck, 0, 1})
 	f.Add(append(rrq(1, "x", "octet"), 0, 0, 0))
 	f.Add(rrq(1, string(bytes.Repeat([]byte("/"), 600)), "octet"))
 	rec := &evidencetest.Counter{}
-	g := newTestGuard(f, Config{SourceRate: -1, TotalRate: -1}, rec)
-	fwd := make([]byte, 516)
+	g := newTestGuard(f, Config{SourceRate: -1, TotalRate: -1, Exchanges: -1}, rec)
+	cl, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer cl.Close()
+	from := cl.LocalAddr().(*net.UDPAddr).AddrPort()
+	buf := make([]byte, 2048)
 	var now int64
 	f.Fuzz(func(t *testing.T, p []byte) {
 		now += 1000
-		before := rec.Count()
-		_, perr := ParseRequest(p)
-		tok, ok := g.admit(p, benchFrom, benchLocal, now)
-		recorded := rec.Count() - before
-		if ok != (perr == nil) || recorded != 0 {
-			// A forwarded request's sighting waits for its reply.
-			t.Fatalf("parse error %v, forwarded %v, recorded %d", perr, ok, recorded)
-		}
-		if !ok {
+		before, replies := rec.Count(), g.s.Stats().Replies
+		_, perr := tftp.ParseRequest(p)
+		g.handle(p, from, benchLocal, now)
+		recorded, sent := rec.Count()-before, g.s.Stats().Replies-replies
+		if perr != nil {
+			if recorded != 0 || sent != 0 {
+				t.Fatalf("not a request, yet recorded %d and answered %d", recorded, sent)
+			}
 			return
 		}
-		n := stripRequest(fwd, p)
-		got, err := ParseRequest(fwd[:n])
-		if err != nil || got.HasOptions() {
-			t.Fatalf("forwarded %q (%v)", fwd[:n], err)
+		if recorded != 1 || sent != 1 {
+			t.Fatalf("request %q recorded %d and answered %d times", p, recorded, sent)
 		}
-		d, ok := g.take(tok)
-		if !ok || d.size != len(p) || d.ev.Kind == "" || d.ev.Proof != evidence.ProofDatagram {
-			t.Fatalf("no reply or sighting due for %q: %+v", p, d)
-		}
-		out, fits := fitReply(refusal(), d.size)
-		if !fits || len(out) > len(p) {
-			t.Fatalf("reply %q to %d bytes", out, len(p))
-		}
-		if _, again := g.take(tok); again {
-			t.Fatal("two replies due for one request")
+		cl.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := cl.Read(buf)
+		if err != nil || n > len(p) || buf[1] != tftp.OpError || buf[n-1] != 0 {
+			t.Fatalf("reply %q to %d bytes (%v)", buf[:n], len(p), err)
 		}
 	})
 }

@@ -10,12 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
-	"wormsink/signatures"
+	"wormsink/internal/tftp"
 )
 
 // Policy is what the interceptor does with a request for a file no
@@ -61,6 +60,7 @@ type InterceptStats struct {
 	TotalLimited  uint64 // requests over the overall rate: recorded, dropped
 
 	Replies    uint64 // ERROR replies sent from the address asked
+	Truncated  uint64 // replies cut to the size of their request
 	Forwarded  uint64 // requests re-sent from the client's address
 	SendErrors uint64 // replies or forwards the kernel refused (a bind or a send failed)
 	Panics     uint64
@@ -68,9 +68,9 @@ type InterceptStats struct {
 }
 
 type interceptCounters struct {
-	received, refused, passed, malformed, stray, direct atomic.Uint64
-	sourceLimited, totalLimited                         atomic.Uint64
-	replies, forwarded, sendErrors, panics, errors      atomic.Uint64
+	tally
+	refused, passed, direct atomic.Uint64
+	forwarded, sendErrors   atomic.Uint64
 }
 
 // Interceptor is the transparent TFTP interceptor: an nftables tproxy rule
@@ -97,12 +97,9 @@ type Interceptor struct {
 	loops []*loop // one per bound socket (intercept_linux.go)
 	local []netip.AddrPort
 
-	start   time.Time
-	mu      sync.Mutex // the loops (one per address family) share the limits
-	sources *sourceTable
-	perSrc  gcra
-	total   gcra
-	totTAT  int64
+	start  time.Time
+	mu     sync.Mutex // the loops (one per address family) share the limits
+	limits limits
 
 	c interceptCounters
 
@@ -114,10 +111,8 @@ func NewInterceptor(cfg Config, policy Policy, sigs SetSource, rec Recorder, log
 	cfg = cfg.withDefaults()
 	return &Interceptor{
 		cfg: cfg, policy: policy, sigs: sigs, rec: rec, log: log,
-		start:   time.Now(),
-		sources: newSourceTable(cfg.Sources),
-		perSrc:  newGCRA(cfg.SourceRate, cfg.SourceBurst),
-		total:   newGCRA(cfg.TotalRate, cfg.TotalBurst),
+		start:  time.Now(),
+		limits: newLimits(cfg),
 	}
 }
 
@@ -207,7 +202,7 @@ func (in *Interceptor) Stats() InterceptStats {
 		Received: c.received.Load(), Refused: c.refused.Load(), Passed: c.passed.Load(),
 		Malformed: c.malformed.Load(), Stray: c.stray.Load(), Direct: c.direct.Load(),
 		SourceLimited: c.sourceLimited.Load(), TotalLimited: c.totalLimited.Load(),
-		Replies: c.replies.Load(), Forwarded: c.forwarded.Load(), SendErrors: c.sendErrors.Load(),
+		Replies: c.replies.Load(), Truncated: c.truncated.Load(), Forwarded: c.forwarded.Load(), SendErrors: c.sendErrors.Load(),
 		Panics: c.panics.Load(), Errors: c.errors.Load(),
 	}
 }
@@ -218,39 +213,16 @@ func (in *Interceptor) Stats() InterceptStats {
 func (in *Interceptor) handle(p []byte, client, to netip.AddrPort, now int64, j *sendJob, send func(*sendJob) error) {
 	defer in.recover()
 	c := &in.c
-	c.received.Add(1)
-	req, err := ParseRequest(p)
-	if err != nil {
-		if isTFTPReply(p) {
-			c.stray.Add(1)
-		} else {
-			c.malformed.Add(1)
-		}
+	req, ok := c.parse(p)
+	if !ok {
 		return
 	}
-	ev := evidence.Event{
-		Kind:        evidence.TFTPRequest,
-		Host:        client.Addr(),
-		Port:        client.Port(),
-		Evidence:    signatures.Weak,
-		File:        string(req.File),
-		Mode:        string(req.Mode),
-		Op:          req.OpName(),
-		Srv:         to,
-		Intercepted: true,
-	}
-	refuse := in.policy == PolicyRefuse
-	if set := in.sigs.Current(); set != nil {
-		ev.Serial = set.Serial()
-		if m, ok := set.MatchFile(unsafe.String(unsafe.SliceData(req.File), len(req.File))); ok {
-			ev.Kind, ev.Sig, ev.Family, ev.Evidence = evidence.TFTPRefused, m.Signature.ID, m.Signature.Family, signatures.Strong
-			refuse = true
-		}
-	}
+	ev := requestEvent(&req, client, to, nil)
+	ev.Intercepted = true
+	refuse := match(in.sigs.Current(), &ev, req.File) || in.policy == PolicyRefuse
 	// Send first, record after: the evidence costs the client no time.
 	sent := false
-	allowed := in.allow(client.Addr(), now)
-	if allowed {
+	if in.allow(client.Addr(), now) {
 		sent = in.send(p, client, to, refuse, j, send)
 	}
 	if refuse {
@@ -262,9 +234,11 @@ func (in *Interceptor) handle(p []byte, client, to netip.AddrPort, now int64, j 
 	if ev.Kind == evidence.TFTPRefused {
 		// Both ends, as the packet matcher records them: the client asked
 		// for a worm, and the host it asked is the infector serving it.
-		ev.Role, ev.Peer = evidence.RoleRequester, to.Addr()
-		in.rec.Record(ev)
-		ev.Host, ev.Port, ev.Role, ev.Peer = to.Addr(), to.Port(), evidence.RoleServer, client.Addr()
+		ev.Role, ev.Peer = evidence.RoleRequester, ev.Srv.Addr()
+		if srv, ok := serverEvent(ev); ok {
+			in.rec.Record(ev)
+			ev = srv
+		}
 	}
 	in.rec.Record(ev)
 }
@@ -275,9 +249,12 @@ func (in *Interceptor) handle(p []byte, client, to netip.AddrPort, now int64, j 
 func (in *Interceptor) send(p []byte, client, to netip.AddrPort, refuse bool, j *sendJob, send func(*sendJob) error) bool {
 	c := &in.c
 	if refuse {
-		out, fits := fitReply(append(j.buf[:0], refusalPacket...), len(p))
-		if !fits {
-			return false // a well-formed request is never shorter than 5 bytes
+		out, cut := appendRefusal(j.buf[:0], len(p))
+		if out == nil {
+			return false
+		}
+		if cut {
+			c.truncated.Add(1)
 		}
 		j.n, j.from, j.to, j.anyPort, j.refusal = len(out), to, client, true, true
 	} else {
@@ -302,15 +279,7 @@ func (in *Interceptor) send(p []byte, client, to netip.AddrPort, refuse bool, j 
 func (in *Interceptor) allow(src netip.Addr, now int64) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if !in.perSrc.allow(in.sources.bucket(src), now) {
-		in.c.sourceLimited.Add(1)
-		return false
-	}
-	if !in.total.allow(&in.totTAT, now) {
-		in.c.totalLimited.Add(1)
-		return false
-	}
-	return true
+	return in.limits.allow(src, now, &in.c.tally)
 }
 
 func (in *Interceptor) recover() {
@@ -322,11 +291,6 @@ func (in *Interceptor) recover() {
 	}
 }
 
-// refusalPacket is the ERROR the fake server sends (pin/tftp's rendering of a
-// handler error: code 1, the fixed text), so a client sees the same
-// refusal from both.
-var refusalPacket = []byte("\x00\x05\x00\x01" + RefusalText + "\x00")
-
 // sendJob is one datagram to send from an address that is not the host's
 // own: a refusal from the server's, or a forward from the client's.
 type sendJob struct {
@@ -334,5 +298,5 @@ type sendJob struct {
 	anyPort  bool // when from's port is taken, any port of from's address will do (a refusal: TFTP servers answer from a new port anyway)
 	refusal  bool
 	n        int
-	buf      [MaxRequest]byte
+	buf      [tftp.MaxRequest]byte
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"wormsink/internal/tftp"
 )
 
 // transparent sets the options of a socket that may bind and send from
@@ -137,7 +139,7 @@ func (lp *loop) thread(ready chan<- error) {
 		return
 	}
 	in := lp.in
-	var buf [MaxRequest + 1]byte
+	var buf [tftp.MaxRequest + 1]byte
 	var oob [128]byte
 	var j sendJob
 	for !in.closing.Load() {

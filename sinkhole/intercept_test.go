@@ -15,6 +15,7 @@ import (
 
 	"wormsink/evidence"
 	"wormsink/internal/evidencetest"
+	"wormsink/internal/tftp"
 	"wormsink/signatures"
 )
 
@@ -66,7 +67,7 @@ func TestInterceptDecisions(t *testing.T) {
 		t.Fatalf("%d datagrams sent, want 4", len(out.jobs))
 	}
 	r := out.jobs[0]
-	if !r.refusal || r.from != server || r.to != client || !r.anyPort || !bytes.Equal(r.buf[:r.n], refusalPacket) {
+	if !r.refusal || r.from != server || r.to != client || !r.anyPort || !bytes.Equal(r.buf[:r.n], refusalPacket()) {
 		t.Errorf("refusal: %+v %q", r, r.buf[:r.n])
 	}
 	for i, want := range [][]byte{legit, upload} {
@@ -76,7 +77,7 @@ func TestInterceptDecisions(t *testing.T) {
 		}
 	}
 	// A request shorter than the ERROR gets an ERROR no longer than itself.
-	if r := out.jobs[3]; !r.refusal || r.n > len(tiny) || r.buf[1] != OpError || r.buf[r.n-1] != 0 {
+	if r := out.jobs[3]; !r.refusal || r.n > len(tiny) || r.buf[1] != tftp.OpError || r.buf[r.n-1] != 0 {
 		t.Errorf("short refusal: %q for a %d-byte request", r.buf[:r.n], len(tiny))
 	}
 	st := in.Stats()
@@ -250,7 +251,7 @@ func TestSendFromPortTaken(t *testing.T) {
 	defer rx.Close()
 	from := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), port)
 	j := sendJob{from: from, to: rx.LocalAddr().(*net.UDPAddr).AddrPort(), anyPort: true, refusal: true}
-	j.n = copy(j.buf[:], refusalPacket)
+	j.n = copy(j.buf[:], refusalPacket())
 	if err := sendFrom(&j); err != nil {
 		t.Fatalf("refusal with the port taken: %v", err)
 	}
@@ -260,7 +261,7 @@ func TestSendFromPortTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if src.Addr() != from.Addr() || src.Port() == port || !bytes.Equal(buf[:n], refusalPacket) {
+	if src.Addr() != from.Addr() || src.Port() == port || !bytes.Equal(buf[:n], refusalPacket()) {
 		t.Errorf("got %q from %v, want the ERROR from %v on another port", buf[:n], src, from.Addr())
 	}
 	j.anyPort, j.refusal = false, false

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"wormsink/internal/evidencetest"
 	"wormsink/internal/testutil"
 )
 
@@ -134,15 +135,12 @@ func readLog(t *testing.T, path string) []logLine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	all, err := evidencetest.Decode[logLine](data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 	var out []logLine
-	for _, l := range bytes.Split(data, []byte("\n")) {
-		if len(l) == 0 {
-			continue
-		}
-		var e logLine
-		if err := json.Unmarshal(l, &e); err != nil {
-			t.Fatalf("bad log line %q: %v", l, err)
-		}
+	for _, e := range all {
 		if e.Host != "" {
 			out = append(out, e)
 		}

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pin/tftp/v3"
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
@@ -35,15 +33,12 @@ const (
 )
 
 // RefusalText is the message of every ERROR reply. It is fixed and says
-// nothing: pin/tftp sends a handler's error text to the client verbatim,
-// so no other error ever reaches its handlers' return.
+// nothing.
 const RefusalText = "denied"
 
 // ErrServerClosed is returned by Serve after Shutdown or after its context
 // was cancelled.
 var ErrServerClosed = errors.New("sinkhole: server closed")
-
-var errRefused = errors.New(RefusalText)
 
 // Config tunes a Server. The zero value is a sensible production setup.
 //
@@ -94,33 +89,29 @@ type Stats struct {
 
 	SourceLimited uint64 // requests over the per-source rate: recorded, not answered
 	TotalLimited  uint64 // requests over the overall rate: recorded, not answered
-	Busy          uint64 // requests not answered because too many replies were still due
 
-	Replies    uint64 // ERROR replies sent
-	Truncated  uint64 // replies cut to the size of their request
-	Suppressed uint64 // replies withheld: not an ERROR, or no request to answer
-	Panics     uint64 // panics recovered (in a Recorder, a SetSource, a handler)
-	Errors     uint64 // socket read and write errors
+	Replies   uint64 // ERROR replies sent
+	Truncated uint64 // replies cut to the size of their request
+	Panics    uint64 // panics recovered (in a Recorder, a SetSource)
+	Errors    uint64 // socket read and write errors
 
 	Exchanged    uint64 // refusals the client followed up on their port: proof exchange
 	ExchangeBusy uint64 // refusals sent from the main socket because every fresh port was in use
 }
 
 type counters struct {
-	received, refused, unknown, writes, malformed, stray atomic.Uint64
-	sourceLimited, totalLimited, busy                    atomic.Uint64
-	replies, truncated, suppressed, panics, errors       atomic.Uint64
-	exchanged, exchangeBusy                              atomic.Uint64
+	tally
+	refused, unknown, writes atomic.Uint64
+	exchanged, exchangeBusy  atomic.Uint64
 }
 
 // Server is the fake TFTP server: it answers every read and write request
 // with the same ERROR, never a byte of file data nor an option
 // acknowledgement, and records who asked for what.
 //
-// pin/tftp does the protocol, in single-port mode, behind a guard on the
-// socket that parses, records and rate-limits each packet before pin/tftp
-// sees it, strips options, and checks every reply on its way out: at most
-// one per request, an ERROR, no larger than the request.
+// There is no protocol to run: every request gets the one ERROR, so the
+// server is a read loop (guard) that parses, records and rate-limits each
+// datagram and sends at most one ERROR per request, no larger than it.
 type Server struct {
 	cfg  Config
 	sigs SetSource
@@ -177,8 +168,8 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Received: c.received.Load(), Refused: c.refused.Load(), Unknown: c.unknown.Load(), Writes: c.writes.Load(),
 		Malformed: c.malformed.Load(), Stray: c.stray.Load(),
-		SourceLimited: c.sourceLimited.Load(), TotalLimited: c.totalLimited.Load(), Busy: c.busy.Load(),
-		Replies: c.replies.Load(), Truncated: c.truncated.Load(), Suppressed: c.suppressed.Load(),
+		SourceLimited: c.sourceLimited.Load(), TotalLimited: c.totalLimited.Load(),
+		Replies: c.replies.Load(), Truncated: c.truncated.Load(),
 		Panics: c.panics.Load(), Errors: c.errors.Load(),
 		Exchanged: c.exchanged.Load(), ExchangeBusy: c.exchangeBusy.Load(),
 	}
@@ -198,8 +189,8 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	return s.Serve(ctx, conn)
 }
 
-// graceStop bounds how long Serve waits for pin/tftp to wind down; its
-// handlers return at once, so only a wedged socket write can take long.
+// graceStop bounds how long Serve waits for its read loop to end; it
+// ends at once unless a socket write is wedged.
 const graceStop = 3 * time.Second
 
 // Serve answers requests arriving on conn until ctx is cancelled or
@@ -228,15 +219,7 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 		_ = conn.SetReadBuffer(s.cfg.ReadBuffer)
 	}
 	g := newGuard(s, conn)
-
-	ts := tftp.NewServer(s.refuseRead, s.refuseWrite)
-	// Single-port: replies leave through the guard, and no request costs a
-	// socket of its own.
-	ts.EnableSinglePort()
-	ts.SetTimeout(time.Second)
-	ts.SetRetries(1)
-	served := make(chan error, 1)
-	go func() { served <- ts.Serve(g) }()
+	go g.run()
 
 	s.log.Info().Str("event", "tftp_start").Str("listen", conn.LocalAddr().String()).
 		Float64("source_rate", s.cfg.SourceRate).Float64("total_rate", s.cfg.TotalRate).Msg("tftp sinkhole serving")
@@ -250,33 +233,20 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 	case <-s.stop:
 	case <-g.failed:
 		err = fmt.Errorf("serve %s: %w", conn.LocalAddr(), g.failure())
-	case e := <-served:
-		err = fmt.Errorf("serve %s: tftp server stopped: %v", conn.LocalAddr(), e)
-		served <- e
 	}
-
-	// pin/tftp's single-port Shutdown only wakes its read loop; the loop
-	// ends when a read fails with no transfer in flight. The guard makes
-	// every read fail from now on and unblocks pending writes, so that
-	// happens promptly.
-	ts.Shutdown()
 	g.close()
 	t := time.NewTimer(graceStop)
 	defer t.Stop()
 	select {
-	case <-served:
+	case <-g.done:
 	case <-t.C:
-		s.log.Warn().Str("event", "tftp_stop_timeout").Msg("tftp server did not stop in time; closing its socket")
+		s.log.Warn().Str("event", "tftp_stop_timeout").Msg("tftp read loop did not stop in time; closing its socket")
 	}
-	// Sightings still held (waiting for a follow-up, or for a reply
-	// pin/tftp never sent) are recorded now, as datagrams.
+	// Sightings still waiting for a follow-up are recorded now, as datagrams.
 	g.drain()
-	// pin/tftp's goroutines may outlive its Serve: stop their replies
-	// before the counts are read.
-	g.quiesce()
 	st := s.Stats()
 	s.log.Info().Str("event", "tftp_stop").Uint64("received", st.Received).Uint64("replies", st.Replies).
-		Uint64("limited", st.SourceLimited+st.TotalLimited+st.Busy).Uint64("panics", st.Panics).Msg("tftp sinkhole stopped")
+		Uint64("limited", st.SourceLimited+st.TotalLimited).Uint64("panics", st.Panics).Msg("tftp sinkhole stopped")
 	if err != nil {
 		return err
 	}
@@ -300,34 +270,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// refuseRead and refuseWrite are pin/tftp's handlers. The guard has
-// already recorded the request; all that is left is to refuse it. They
-// must return an error in every case: in single-port mode a handler that
-// returns nil without transferring leaves its transfer registered forever.
-func (s *Server) refuseRead(_ string, _ io.ReaderFrom) (err error) {
-	defer s.recoverTo(&err)
-	return errRefused
-}
-
-func (s *Server) refuseWrite(_ string, _ io.WriterTo) (err error) {
-	defer s.recoverTo(&err)
-	return errRefused
-}
-
-// recoverTo turns a panic into a counted refusal: a bad request or a bad
+// recoverPanic turns a panic into a count: a bad request or a bad
 // dependency must never take the sinkhole down.
-func (s *Server) recoverTo(err *error) {
+func (s *Server) recoverPanic() {
 	if r := recover(); r != nil {
 		s.panicked(r)
-		if err != nil {
-			*err = errRefused
-		}
 	}
 }
 
 // emit records one sighting; a panicking Recorder is counted, not fatal.
 func (s *Server) emit(ev evidence.Event) {
-	defer s.recoverTo(nil)
+	defer s.recoverPanic()
 	s.rec.Record(ev)
 }
 

@@ -11,8 +11,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"wormsink/evidence"
+	"wormsink/internal/tftp"
 	"wormsink/signatures"
-	"wormsink/sinkhole"
 )
 
 // Recorder takes the evidence the matcher finds (an *evidence.Writer).
@@ -392,7 +392,7 @@ func (m *Matcher) udp(pk *packet) int {
 // guess of the application layer, which is DNS for a request sent from
 // port 53) and records both ends when a signature names the file.
 func (m *Matcher) tftp(pk *packet) int {
-	req, err := sinkhole.ParseRequest(pk.payload)
+	req, err := tftp.ParseRequest(pk.payload)
 	if err != nil {
 		return 0
 	}

@@ -1,25 +1,20 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"wormsink/internal/evidencetest"
 )
 
 func evidenceLines(t *testing.T, out string) []map[string]any {
 	t.Helper()
-	var lines []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("not JSON: %q: %v", sc.Text(), err)
-		}
-		lines = append(lines, m)
+	lines, err := evidencetest.Lines([]byte(out))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return lines
 }

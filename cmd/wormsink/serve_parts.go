@@ -217,11 +217,9 @@ func (s *server) addTFTP() error {
 	m.counterVec("wormsink_tftp_rate_limited_total", "TFTP requests recorded but not answered, by limit.", "limit", map[string]func() uint64{
 		"source": func() uint64 { return st().SourceLimited },
 		"total":  func() uint64 { return st().TotalLimited },
-		"busy":   func() uint64 { return st().Busy },
 	})
 	m.counter("wormsink_tftp_replies_total", "TFTP ERROR replies sent.", func() uint64 { return st().Replies })
 	m.counter("wormsink_tftp_replies_truncated_total", "TFTP replies cut to the size of their request.", func() uint64 { return st().Truncated })
-	m.counter("wormsink_tftp_replies_suppressed_total", "TFTP replies withheld (not an ERROR, or nothing to answer).", func() uint64 { return st().Suppressed })
 	m.counter("wormsink_tftp_panics_total", "Panics recovered in the TFTP server.", func() uint64 { return st().Panics })
 	m.counter("wormsink_tftp_socket_errors_total", "TFTP socket read and write errors.", func() uint64 { return st().Errors })
 	// proof of the source address

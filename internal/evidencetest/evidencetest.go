@@ -1,8 +1,12 @@
 // Package evidencetest gives tests evidence Recorders that keep, count or
-// drop what a component records.
+// drop what a component records, and one reader of evidence logs that
+// checks every line against the field table.
 package evidencetest
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -61,3 +65,50 @@ type Discard struct{}
 
 // Record drops the event.
 func (Discard) Record(evidence.Event) {}
+
+// Lines decodes an evidence log, one JSON object a line (blank lines
+// skipped), as encoding/json decodes into a map: strings, float64 numbers,
+// bools. Every evidence line (one with a host or a network) is checked
+// against the field table (evidence.CheckLine), so a test that reads the
+// log also checks the writer kept to the table.
+func Lines(log []byte) ([]map[string]any, error) {
+	var out []map[string]any
+	for n, l := range bytes.Split(log, []byte("\n")) {
+		if len(bytes.TrimSpace(l)) == 0 {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(l, &m); err != nil {
+			return out, fmt.Errorf("line %d: %q: %w", n+1, l, err)
+		}
+		if err := evidence.CheckLine(m); err != nil {
+			return out, fmt.Errorf("line %d: %q: %w", n+1, l, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Decode is Lines into a struct per line (fields tagged with the keys of
+// the field table), for tests that read a few typed fields.
+func Decode[T any](log []byte) ([]T, error) {
+	var out []T
+	for n, l := range bytes.Split(log, []byte("\n")) {
+		if len(bytes.TrimSpace(l)) == 0 {
+			continue
+		}
+		var m map[string]any
+		var v T
+		if err := json.Unmarshal(l, &m); err != nil {
+			return out, fmt.Errorf("line %d: %q: %w", n+1, l, err)
+		}
+		if err := evidence.CheckLine(m); err != nil {
+			return out, fmt.Errorf("line %d: %q: %w", n+1, l, err)
+		}
+		if err := json.Unmarshal(l, &v); err != nil {
+			return out, fmt.Errorf("line %d: %q: %w", n+1, l, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

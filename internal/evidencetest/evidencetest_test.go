@@ -40,3 +40,31 @@ func TestRecorderKeepsEveryEventInOrder(t *testing.T) {
 		t.Error("Events shares its slice with the recorder")
 	}
 }
+
+func TestLinesChecksTheFieldTable(t *testing.T) {
+	good := []byte(`{"time":"2026-12-06T10:00:00.000Z","event":"dns_sinkhole","host":"10.0.0.1","count":2}` + "\n\n" + `{"level":"info","event":"start","whatever":1}` + "\n")
+	ls, err := Lines(good)
+	if err != nil || len(ls) != 2 || ls[0]["count"] != float64(2) {
+		t.Fatalf("%v %v", ls, err)
+	}
+	type row struct {
+		Host  string `json:"host"`
+		Count uint64 `json:"count"`
+	}
+	rs, err := Decode[row](good)
+	if err != nil || len(rs) != 2 || rs[0].Host != "10.0.0.1" || rs[0].Count != 2 {
+		t.Fatalf("%v %v", rs, err)
+	}
+	for _, bad := range []string{
+		`{"host":"10.0.0.1","hots":1}`,
+		`{"host":"10.0.0.1","count":"2"}`,
+		`{"host":`,
+	} {
+		if _, err := Lines([]byte(bad)); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+		if _, err := Decode[row]([]byte(bad)); err == nil {
+			t.Errorf("Decode %s: no error", bad)
+		}
+	}
+}

@@ -10,7 +10,7 @@ import (
 	"wormsink/evidence"
 )
 
-// Parser reads evidence lines. It is a hand-rolled JSON scanner for the
+// Parser reads evidence lines. It is a hand-written JSON parser for the
 // fields the report needs: it validates the whole line as JSON, takes fields
 // in any order, decodes escapes, and costs no allocation for the lines the
 // evidence writer produces. Anything unusual (invalid UTF-8, lone UTF-16
@@ -19,8 +19,8 @@ import (
 // not safe for concurrent use.
 type Parser struct {
 	f     fields
-	arena []byte              // decoded strings with escapes; reserved per line so slices stay put
-	next  [nFields + 2]keyLit // the key that came after each key last time
+	arena []byte                         // decoded strings with escapes; reserved per line so slices stay put
+	next  [evidence.NumFields + 2]keyLit // the key that came after each key last time
 	slow  map[string]any
 }
 
@@ -66,12 +66,12 @@ func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
 			if i >= len(line) || line[i] != '"' {
 				return LineMalformed, errBadJSON, false
 			}
-			var fi int
+			var fi evidence.Field
 			// The key that followed this one last time, compared in two
 			// words: a log's lines repeat their keys in the same order.
 			if k := &p.next[prev]; k.n > 0 && i+16 <= len(line) &&
 				(binary.LittleEndian.Uint64(line[i:])^k.w[0])&k.m[0]|(binary.LittleEndian.Uint64(line[i+8:])^k.w[1])&k.m[1] == 0 {
-				fi, i = int(k.fi), i+int(k.n)
+				fi, i = k.fi, i+int(k.n)
 			} else {
 				key, next, st := p.str(line, i)
 				if st != strOK {
@@ -88,8 +88,8 @@ func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
 				i++
 			}
 			prev = keyOther
-			if fi >= 0 {
-				prev = fi
+			if fi != evidence.FieldNone {
+				prev = int(fi)
 			}
 			i = skipWS(line, i)
 			if i >= len(line) {
@@ -101,7 +101,7 @@ func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
 				if st != strOK {
 					return LineMalformed, errBadJSON, st == strFallback
 				}
-				if fi >= 0 {
+				if fi != evidence.FieldNone {
 					p.f.set(fi, tString, val)
 				}
 				i = next
@@ -110,7 +110,7 @@ func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
 				if !ok {
 					return LineMalformed, errBadJSON, false
 				}
-				if fi >= 0 {
+				if fi != evidence.FieldNone {
 					p.f.set(fi, tNumber, line[i:next])
 				}
 				i = next
@@ -119,8 +119,12 @@ func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
 				if st != strOK {
 					return LineMalformed, errBadJSON, st == strFallback
 				}
-				if fi >= 0 {
-					p.f.set(fi, tOther, nil)
+				if fi != evidence.FieldNone {
+					typ := uint8(tOther)
+					if c == 't' || c == 'f' { // skipValue checked the literal
+						typ = tBool
+					}
+					p.f.set(fi, typ, nil)
 				}
 				i = next
 			}
@@ -186,18 +190,18 @@ func specialBytes(w uint64) uint64 {
 // the bytes of the next line in two loads.
 type keyLit struct {
 	w, m [2]uint64
-	n    uint8 // its length, 0 for none; at most 16
-	fi   int8  // fieldOf the key
+	n    uint8          // its length, 0 for none; at most 16
+	fi   evidence.Field // fieldOf the key
 }
 
 // Parser.next is indexed by the field number of the key before, or:
 const (
-	keyStart = nFields     // the object's first key
-	keyOther = nFields + 1 // after a key the report does not read
+	keyStart = int(evidence.NumFields)     // the object's first key
+	keyOther = int(evidence.NumFields) + 1 // after a key the report does not read
 )
 
 // learn keeps lit (`"key":`, no escapes) as the key expected next.
-func (k *keyLit) learn(lit []byte, fi int) {
+func (k *keyLit) learn(lit []byte, fi evidence.Field) {
 	if len(lit) > 16 {
 		k.n = 0
 		return
@@ -209,7 +213,7 @@ func (k *keyLit) learn(lit []byte, fi int) {
 	for j := range lit {
 		k.m[j/8] |= 0xff << (8 * (j % 8))
 	}
-	k.n, k.fi = uint8(len(lit)), int8(fi)
+	k.n, k.fi = uint8(len(lit)), fi
 }
 
 // str reads the JSON string starting at line[i] == '"'. The result points
@@ -478,7 +482,7 @@ func (p *Parser) parseSlow(line []byte, rec *Sighting) (LineKind, error) {
 	p.arena = p.arena[:0]
 	for k, v := range m {
 		fi := fieldOf([]byte(k))
-		if fi < 0 {
+		if fi == evidence.FieldNone {
 			continue
 		}
 		switch v := v.(type) {
@@ -486,6 +490,8 @@ func (p *Parser) parseSlow(line []byte, rec *Sighting) (LineKind, error) {
 			p.f.set(fi, tString, []byte(v))
 		case json.Number:
 			p.f.set(fi, tNumber, []byte(v))
+		case bool:
+			p.f.set(fi, tBool, nil)
 		default:
 			p.f.set(fi, tOther, nil)
 		}
@@ -498,7 +504,7 @@ func (p *Parser) parseSlow(line []byte, rec *Sighting) (LineKind, error) {
 		if err := json.Unmarshal(line, &raw); err == nil {
 			for k, v := range raw {
 				fi := fieldOf([]byte(k))
-				if fi < 0 || len(v) == 0 || v[0] != '"' || utf8.Valid(v) {
+				if fi == evidence.FieldNone || len(v) == 0 || v[0] != '"' || utf8.Valid(v) {
 					continue
 				}
 				p.f.val[fi] = keepBytes(v)

@@ -337,8 +337,8 @@ func FuzzUintField(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string, max uint64) {
 		var fl fields
-		fl.typ[fPort], fl.val[fPort] = tNumber, []byte(s)
-		got, ok := uintField(&fl, fPort, max)
+		fl.typ[evidence.FieldPort], fl.val[evidence.FieldPort] = tNumber, []byte(s)
+		got, ok := uintField(&fl, evidence.FieldPort, max)
 		want, err := strconv.ParseUint(s, 10, 64)
 		wantOK := err == nil && want <= max && s != "" && s[0] != '+'
 		if ok != wantOK || ok && got != want {

@@ -1,4 +1,4 @@
-package sinkhole
+package tftp
 
 import (
 	"bytes"

@@ -1,6 +1,6 @@
-// Package sinkhole is the fake TFTP server: it refuses the files worms fetch
-// and records who asked for them.
-package sinkhole
+// Package tftp is the TFTP packet codec the sinkhole, the interceptor and the
+// packet matcher share: parsing requests, telling replies apart, building ERRORs.
+package tftp
 
 import (
 	"bytes"
@@ -61,7 +61,7 @@ const MaxRequest = 1472
 // ParseRequest parses a TFTP RRQ or WRQ from a UDP payload. It accepts what
 // real clients send (any mode case, options, trailing NUL padding) and
 // rejects anything else, so that --any-port scanning does not mistake other
-// protocols for TFTP.
+// protocols for TFTP. It never allocates.
 func ParseRequest(p []byte) (Request, error) {
 	var r Request
 	if len(p) < 4 || len(p) > MaxRequest || p[0] != 0 || (p[1] != OpRRQ && p[1] != OpWRQ) {

@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"time"
+)
+
+// Migration is one step of a component's schema.
+type Migration struct {
+	// Version numbers a component's migrations from 1 up without gaps; a
+	// database at version N gets N+1, N+2, … in order, each in its own
+	// transaction.
+	Version int
+	// SQLite is the step's statements (several, separated by ';').
+	SQLite string
+	// Postgres is the same step for PostgreSQL; "" means the SQLite text
+	// works on both.
+	Postgres string
+}
+
+const migrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	component  TEXT    NOT NULL,
+	version    INTEGER NOT NULL,
+	applied_at BIGINT  NOT NULL,
+	PRIMARY KEY (component, version)
+)`
+
+// Migrate brings component's tables up to the last of ms. It is safe to run
+// from several processes at once (they take turns under a lock) and refuses
+// a database whose schema is newer than this binary knows, so that an old
+// wormsink never writes into tables it does not understand.
+func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) error {
+	for i, m := range ms {
+		if m.Version != i+1 {
+			return fmt.Errorf("store: %s: migration %d has version %d (want 1, 2, … without gaps)", component, i+1, m.Version)
+		}
+	}
+	if _, err := db.db.ExecContext(ctx, migrationsTable); err != nil {
+		return fmt.Errorf("store: %s: migrations table: %w", db, err)
+	}
+	for {
+		done, err := db.migrateOne(ctx, component, ms)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// migrateOne applies the next missing migration, if any, in one
+// transaction that holds the component's lock; it reports done when the
+// schema is current.
+func (db *DB) migrateOne(ctx context.Context, component string, ms []Migration) (done bool, err error) {
+	err = db.Tx(ctx, func(tx *Tx) error {
+		if db.dialect == Postgres {
+			// SQLite's BEGIN IMMEDIATE already serialises writers.
+			h := fnv.New64a()
+			h.Write([]byte("wormsink schema " + component))
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(?)", int64(h.Sum64())); err != nil {
+				return err
+			}
+		}
+		var have int
+		if err := tx.QueryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?", component).Scan(&have); err != nil {
+			return err
+		}
+		if have > len(ms) {
+			return fmt.Errorf("store: %s: schema %s is at version %d, newer than this wormsink knows (%d): upgrade wormsink", db, component, have, len(ms))
+		}
+		if have == len(ms) {
+			done = true
+			return nil
+		}
+		m := ms[have]
+		text := m.SQLite
+		if db.dialect == Postgres && m.Postgres != "" {
+			text = m.Postgres
+		}
+		if _, err := tx.Exec(ctx, text); err != nil {
+			return fmt.Errorf("store: %s: migrating %s to version %d: %w", db, component, m.Version, err)
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (component, version, applied_at) VALUES (?, ?, ?)",
+			component, m.Version, time.Now().Unix())
+		return err
+	})
+	return done, err
+}
+
+// Version is the schema version of component in the database (0: none yet).
+func (db *DB) Version(ctx context.Context, component string) (int, error) {
+	if _, err := db.db.ExecContext(ctx, migrationsTable); err != nil {
+		return 0, fmt.Errorf("store: %s: %w", db, err)
+	}
+	var v int
+	err := db.QueryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?", component).Scan(&v)
+	return v, err
+}

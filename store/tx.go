@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Tx is a transaction; its methods take '?' placeholders like DB's.
+type Tx struct {
+	tx      *sql.Tx
+	dialect Dialect
+}
+
+// Exec runs a statement in the transaction.
+func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(ctx, rebind(tx.dialect, query), args...)
+}
+
+// Query runs a query in the transaction.
+func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return tx.tx.QueryContext(ctx, rebind(tx.dialect, query), args...)
+}
+
+// QueryRow runs a one-row query in the transaction.
+func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return tx.tx.QueryRowContext(ctx, rebind(tx.dialect, query), args...)
+}
+
+// Dialect is the database's dialect.
+func (tx *Tx) Dialect() Dialect { return tx.dialect }
+
+// MaxTxAttempts is how often Tx runs a transaction that failed only because
+// another one got in its way (SQLite busy, PostgreSQL serialization failure
+// or deadlock) before it gives the error back.
+const MaxTxAttempts = 8
+
+// Tx runs fn in a transaction and commits it when fn returns nil. A
+// transaction that loses a race with another writer is rolled back and run
+// again (fn must therefore do nothing outside the transaction that cannot be
+// repeated); any other error rolls back and is returned as it is.
+func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = db.tx1(ctx, fn)
+		if err == nil || !Retryable(err) || attempt == MaxTxAttempts {
+			return err
+		}
+		// Back off a little, with jitter, so that two losers do not meet
+		// again at once.
+		d := time.Duration(attempt*attempt) * time.Millisecond * time.Duration(1+rand.IntN(4))
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(d):
+		}
+	}
+}
+
+func (db *DB) tx1(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	stx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			stx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			stx.Rollback()
+		}
+	}()
+	if err = fn(&Tx{tx: stx, dialect: db.dialect}); err != nil {
+		return err
+	}
+	if err = stx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// Retryable reports whether err is a transaction losing a race with another
+// writer, which a second attempt can win.
+func Retryable(err error) bool {
+	var se interface{ SQLState() string } // pgconn.PgError
+	if errors.As(err, &se) {
+		switch se.SQLState() {
+		case "40001", "40P01": // serialization_failure, deadlock_detected
+			return true
+		case "57P01", "57P02", "57P03":
+			// admin_shutdown, crash_shutdown, cannot_connect_now: the
+			// server ended (or is restarting) the connection before
+			// the work was done; a new connection can do it.
+			return true
+		}
+		return false
+	}
+	var le interface{ Code() int } // modernc.org/sqlite.Error
+	if errors.As(err, &le) {
+		switch le.Code() & 0xff { // the primary code of an extended one
+		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+			return true
+		}
+	}
+	return false
+}
