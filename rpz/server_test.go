@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
+	"wormsink/internal/testutil"
 	"wormsink/signatures"
 )
 
@@ -93,13 +94,7 @@ func start(t *testing.T, cfg Config, yaml string) *fixture {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling the counted thing, not waiting for it
-	}
+	testutil.WaitFor(t, 20*time.Second, what, cond)
 }
 
 // xfr runs a transfer and returns the records as text, plus the error.

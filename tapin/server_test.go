@@ -137,13 +137,7 @@ func (f *fixture) dial(t *testing.T) (*framestream.Writer, net.Conn) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling the counted thing
-	}
+	testutil.WaitFor(t, 20*time.Second, what, cond)
 }
 
 func TestListedLookupsBecomeEvidence(t *testing.T) {

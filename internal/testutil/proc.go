@@ -1,5 +1,3 @@
-// Package testutil holds what the tests of several packages share: the real
-// programs they start (resolvers, tcpdump, the wormsink binary), found and waited for.
 package testutil
 
 import (
@@ -21,23 +19,6 @@ import (
 // test machine is loaded, and named or pdns_recursor loading a zone can
 // take seconds there.
 const DefaultReadyTimeout = 60 * time.Second
-
-// Program returns the path of an installed program: on PATH, or in
-// /usr/sbin, where Debian puts the servers and which a non-root PATH
-// leaves out. The error says to run `make deps` (scripts/deps.sh installs
-// every program the tests run).
-func Program(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		p := dir + "/" + name
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s is not installed: run `make deps`", name)
-}
 
 // Proc is a program a test runs in the background (a resolver, an
 // authoritative server, a capture). Its output is kept for the failure
@@ -134,8 +115,9 @@ func PortInUse(log string) bool {
 // before the program binds it.
 type Daemon struct {
 	Name string
-	// Command returns the program and its arguments for port; it may
-	// write the configuration files the program reads.
+	// Command returns the program (a path, or a name Find looks up) and
+	// its arguments for port; it may write the configuration files the
+	// program reads.
 	Command func(port int) (bin string, args []string, err error)
 	// Ready returns nil once the program at addr (127.0.0.1:port) serves
 	// what the test needs; nil Ready: started is ready.
@@ -165,6 +147,13 @@ func (d Daemon) Start(ctx context.Context) (*Proc, error) {
 		bin, args, err := d.Command(port)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", d.Name, err)
+		}
+		if !strings.Contains(bin, "/") {
+			path, err := Find(bin)
+			if err != nil {
+				return nil, fmt.Errorf("%s is not installed: run `make deps` (scripts/deps.sh)", bin)
+			}
+			bin = path
 		}
 		p := &Proc{Name: d.Name, Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, bin: bin, args: args}
 		if err := p.run(ctx); err != nil {
