@@ -32,11 +32,12 @@ test: test-root-note deps fmt-check vet
 test-root-note:
 	@[ "$$(id -u)" -eq 0 ] || echo 'make test: needs root (it installs the test packages, opens raw sockets, makes network namespaces); as $(shell id -un), the tests that need root fail with "needs root"' >&2
 
-# docs/flags.md and docs/metrics.md from the code (the flag sets and the
-# collectors serve registers; root, as the capture part must bind); a test
-# fails when the committed files drift.
+# docs/flags.md, metrics.md and packages.md from the code (the flag sets,
+# the collectors serve registers, the package comments; root, as the capture
+# part must bind), and links in docs/README.md to the pages it lacks; tests
+# fail when the committed files drift.
 docs:
-	$(GO) test -count=1 -run '^Test(Flag|Metrics)Reference$$' ./cmd/wormsink -args -update-docs
+	$(GO) test -count=1 -run '^(Test(Flag|Metrics|Package)Reference|TestDocsIndexLinksEveryPage)$$' ./cmd/wormsink -args -update-docs
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

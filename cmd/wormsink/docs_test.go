@@ -6,10 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -22,7 +25,7 @@ import (
 // tests fail when the committed files differ from what the code says;
 // `make docs` (go test -run Reference -args -update-docs) rewrites them.
 
-var updateDocs = flag.Bool("update-docs", false, "rewrite docs/flags.md and docs/metrics.md from the code")
+var updateDocs = flag.Bool("update-docs", false, "rewrite docs/flags.md, docs/metrics.md and docs/packages.md from the code")
 
 const generatedNote = "<!-- Generated from the code by `make docs`; do not edit: a test fails when it drifts. -->\n"
 
@@ -135,13 +138,41 @@ func flagReference(t *testing.T) string {
 			}
 			flagCol += "`"
 			def := ""
-			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
+			if m, ok := machineDefault(t, f); ok {
+				def = m
+			} else if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
 				def = "`" + f.DefValue + "`"
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", mdCell(flagCol), mdCell(def), mdCell(meaning))
 		})
 	}
 	return b.String()
+}
+
+// machineDefault says in words a default taken from the machine the help
+// runs on (its host name, its number of CPUs), so that the reference is
+// the same on every machine.
+func machineDefault(t *testing.T, f *flag.Flag) (string, bool) {
+	if h, _ := os.Hostname(); h != "" && f.DefValue == h {
+		return "the host name", true
+	}
+	if f.DefValue != strconv.Itoa(runtime.NumCPU()) {
+		return "", false
+	}
+	// The number is the CPU count only where the flag's definition says so.
+	files, _ := filepath.Glob("*.go")
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, strconv.Quote(f.Name)) && strings.Contains(line, "runtime.NumCPU()") {
+				return "the number of CPUs", true
+			}
+		}
+	}
+	return "", false
 }
 
 // TestFlagReference: docs/flags.md lists every flag of every command as
@@ -294,4 +325,265 @@ func registeredMetricNames(t *testing.T) []metricName {
 		t.Fatalf("found %d metric names in the source: the scan is broken", len(names))
 	}
 	return names
+}
+
+// packageReference is docs/packages.md: every package of the module with
+// its package comment, the one place each says what it holds.
+func packageReference(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}\t{{.Doc}}", "wormsink/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var b strings.Builder
+	b.WriteString("# Packages\n\n" + generatedNote + "\n")
+	b.WriteString("Every package of the module and what it holds, from its package comment (`go doc` shows the rest). " +
+		"Where the other directories fit is in [design](design.md#layout).\n\n")
+	b.WriteString("| package | what it holds |\n| --- | --- |\n")
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		path, doc, _ := strings.Cut(line, "\t")
+		dir := strings.TrimPrefix(strings.TrimPrefix(path, "wormsink"), "/")
+		if dir == "" {
+			dir = "."
+		}
+		fmt.Fprintf(&b, "| [`%s`](../%s) | %s |\n", path, dir, mdCell(doc))
+	}
+	return b.String()
+}
+
+// TestPackageReference: docs/packages.md lists every package with its
+// package comment.
+func TestPackageReference(t *testing.T) {
+	checkGenerated(t, "packages.md", packageReference(t))
+}
+
+// docFiles are README.md and every docs/*.md, relative to the repository's
+// root.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := []string{"README.md"}
+	for _, f := range files {
+		rel, _ := filepath.Rel(filepath.Join("..", ".."), f)
+		all = append(all, rel)
+	}
+	return all
+}
+
+// example is one `$ command` of a console block and the output shown
+// under it.
+type example struct {
+	where   string // FILE:LINE
+	command string
+	output  []string
+}
+
+// docExamples finds the examples: in ```console blocks, a line "$ CMD"
+// and the lines after it up to the next "$ " or the block's end.
+func docExamples(t *testing.T, file string) []example {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exs []example
+	in := false
+	for i, line := range strings.Split(string(data), "\n") {
+		switch {
+		case !in && strings.TrimSpace(line) == "```console":
+			in = true
+		case in && strings.TrimSpace(line) == "```":
+			in = false
+		case in && strings.HasPrefix(line, "$ "):
+			exs = append(exs, example{where: fmt.Sprintf("%s:%d", file, i+1), command: line[2:]})
+		case in && len(exs) > 0:
+			exs[len(exs)-1].output = append(exs[len(exs)-1].output, line)
+		case in:
+			t.Errorf("%s:%d: a console block must start with a `$ ` command line", file, i+1)
+		}
+	}
+	return exs
+}
+
+// outputMatches compares output with what the example shows: a line "..."
+// stands for any lines, and "..." inside a line for any text.
+func outputMatches(want, got []string) bool {
+	var re strings.Builder
+	re.WriteString(`^`)
+	for _, w := range want {
+		if w == "..." {
+			re.WriteString(`(?:.*\n)*?`)
+			continue
+		}
+		parts := strings.Split(w, "...")
+		for i := range parts {
+			parts[i] = regexp.QuoteMeta(parts[i])
+		}
+		re.WriteString(strings.Join(parts, `.*?`) + `\n`)
+	}
+	re.WriteString(`$`)
+	text := ""
+	for _, g := range got {
+		text += g + "\n"
+	}
+	return regexp.MustCompile(re.String()).MatchString(text)
+}
+
+// TestDocExamples runs every example of README.md and docs/ (the console
+// blocks) with this tree's binary as `wormsink`, from the repository's
+// root, and checks what it prints (stdout and stderr) is what is shown.
+func TestDocExamples(t *testing.T) {
+	bin := wormsinkBinary(t)
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, file := range docFiles(t) {
+		for _, ex := range docExamples(t, file) {
+			n++
+			if f := strings.Fields(ex.command); len(f) == 0 || f[0] != "wormsink" {
+				t.Errorf("%s: an example runs wormsink, not %q (show other commands in a sh block)", ex.where, ex.command)
+				continue
+			}
+			cmd := exec.Command("bash", "-o", "pipefail", "-c", ex.command)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
+			out, _ := cmd.CombinedOutput() // examples of errors exit non-zero
+			got := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+			want := ex.output
+			for len(want) > 0 && strings.TrimSpace(want[len(want)-1]) == "" {
+				want = want[:len(want)-1]
+			}
+			if !outputMatches(want, got) {
+				t.Errorf("%s: $ %s\nthe page shows:\n%s\nit prints:\n%s", ex.where, ex.command, strings.Join(want, "\n"), out)
+			}
+		}
+	}
+	if n < 3 {
+		t.Fatalf("found %d examples: the console blocks are gone or the scan is broken", n)
+	}
+}
+
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// TestDocsIndexLinksEveryPage: docs/README.md links every page of docs/;
+// -update-docs (make docs) adds the pages it lacks under "More".
+func TestDocsIndexLinksEveryPage(t *testing.T) {
+	index := filepath.Join("..", "..", "docs", "README.md")
+	data, err := os.ReadFile(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linked := map[string]bool{}
+	for _, m := range mdLink.FindAllStringSubmatch(string(data), -1) {
+		target, _, _ := strings.Cut(m[1], "#")
+		linked[target] = true
+	}
+	var missing []string
+	for _, f := range docFiles(t) {
+		name := filepath.Base(f)
+		if strings.HasPrefix(f, "docs") && name != "README.md" && !linked[name] {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if !*updateDocs {
+		t.Fatalf("docs/README.md does not link %s: run `make docs` (it adds them under More), then move them where they belong", strings.Join(missing, ", "))
+	}
+	text := strings.TrimRight(string(data), "\n") + "\n"
+	for _, name := range missing {
+		title := name
+		if page, err := os.ReadFile(filepath.Join("..", "..", "docs", name)); err == nil {
+			if first, _, _ := strings.Cut(string(page), "\n"); strings.HasPrefix(first, "# ") {
+				title = strings.TrimPrefix(first, "# ")
+			}
+		}
+		text += fmt.Sprintf("- [%s](%s)\n", title, name)
+	}
+	if err := os.WriteFile(index, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// anchor is the GitHub anchor of a Markdown heading.
+func anchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteByte('-')
+		case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// TestDocLinks: every relative link of README.md and docs/ names a file of
+// the repository, and a #fragment a heading of that page.
+func TestDocLinks(t *testing.T) {
+	root := filepath.Join("..", "..")
+	anchors := map[string]map[string]bool{}
+	anchorsOf := func(path string) map[string]bool {
+		if a, ok := anchors[path]; ok {
+			return a
+		}
+		a := map[string]bool{}
+		data, _ := os.ReadFile(path)
+		fence := false
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "```") {
+				fence = !fence
+			}
+			if !fence && strings.HasPrefix(line, "#") {
+				a[anchor(strings.TrimLeft(line, "#"))] = true
+			}
+		}
+		anchors[path] = a
+		return a
+	}
+	for _, file := range docFiles(t) {
+		data, err := os.ReadFile(filepath.Join(root, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			for _, m := range mdLink.FindAllStringSubmatch(line, -1) {
+				target := m[1]
+				if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+					continue
+				}
+				path, frag, _ := strings.Cut(target, "#")
+				full := filepath.Join(root, filepath.Dir(file), path)
+				if path == "" {
+					full = filepath.Join(root, file)
+				}
+				if _, err := os.Stat(full); err != nil {
+					t.Errorf("%s:%d: link to %s: no such file", file, i+1, target)
+					continue
+				}
+				if frag != "" && strings.HasSuffix(full, ".md") && !anchorsOf(full)[frag] {
+					t.Errorf("%s:%d: link to %s: no heading #%s there", file, i+1, target, frag)
+				}
+			}
+		}
+	}
+}
+
+// TestReadmeIsShort: README.md stays an entry point (what wormsink is, the
+// two commands, install, where to read next); the rest goes to docs/.
+func TestReadmeIsShort(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(data), "\n"); n > 250 {
+		t.Fatalf("README.md has %d lines, more than 250: move the detail to a page of docs/", n)
+	}
 }

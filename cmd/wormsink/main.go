@@ -2,7 +2,7 @@
 // server and the packet matcher, and scans, reports and checks what they use.
 package main
 
-//go:generate go test -count=1 -run ^Test(Flag|Metrics)Reference$ . -args -update-docs
+//go:generate go test -count=1 -run ^(Test(Flag|Metrics|Package)Reference|TestDocsIndexLinksEveryPage)$ . -args -update-docs
 
 import (
 	"bytes"
