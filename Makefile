@@ -32,7 +32,7 @@ test: test-root-note deps fmt-check vet
 test-root-note:
 	@[ "$$(id -u)" -eq 0 ] || echo 'make test: needs root (it installs the test packages, opens raw sockets, makes network namespaces); as $(shell id -un), the tests that need root fail with "needs root"' >&2
 
-# docs/flags.md, metrics.md and packages.md from the code (the flag sets,
+# docs/flags.md, docs/metrics.md and docs/packages.md from the code (the flag sets,
 # the collectors serve registers, the package comments; root, as the capture
 # part must bind), and links in docs/README.md to the pages it lacks; tests
 # fail when the committed files drift.
@@ -87,6 +87,8 @@ install: build
 	install -D -m 0644 deploy/wormsink.logrotate $(DESTDIR)/etc/logrotate.d/wormsink
 	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/wormsink/README.md
 	install -D -m 0644 docs/contract.md $(DESTDIR)/usr/share/doc/wormsink/contract.md
+	install -d -m 0755 $(DESTDIR)/usr/share/doc/wormsink/docs
+	install -m 0644 docs/*.md $(DESTDIR)/usr/share/doc/wormsink/docs/  # README.md links them as docs/
 	install -d -m 0755 $(DESTDIR)/etc/wormsink
 	[ -e $(DESTDIR)/etc/wormsink/wormsink.yaml ] || install -m 0644 deploy/wormsink.yaml $(DESTDIR)/etc/wormsink/wormsink.yaml
 	# TFTP interception: installed, not enabled (the drop-in goes to the docs;

@@ -479,7 +479,7 @@ func runDiffCase(t *testing.T, tc diffCase, auth netip.AddrPort) {
 				if rs.Name == "named" && len(lname)+1+len(origin) > 253 {
 					// BIND looks a name up in the policy zone as
 					// name.origin, which must fit in 255 octets: longer
-					// names below a wildcard pass (README says so).
+					// names below a wildcard pass (docs/signatures.md says so).
 					continue
 				}
 				compared++

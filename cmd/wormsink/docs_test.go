@@ -29,10 +29,11 @@ var updateDocs = flag.Bool("update-docs", false, "rewrite docs/flags.md, docs/me
 
 const generatedNote = "<!-- Generated from the code by `make docs`; do not edit: a test fails when it drifts. -->\n"
 
-// checkGenerated compares docs/name with want, or writes it with -update-docs.
-func checkGenerated(t *testing.T, name, want string) {
+// checkGenerated compares the file at file (from the repository's root)
+// with want, or writes it with -update-docs.
+func checkGenerated(t *testing.T, file, want string) {
 	t.Helper()
-	path := filepath.Join("..", "..", "docs", name)
+	path := filepath.Join("..", "..", file)
 	if *updateDocs {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
@@ -55,7 +56,7 @@ func checkGenerated(t *testing.T, name, want string) {
 			}
 			return "(end of file)"
 		}
-		t.Fatalf("docs/%s is not what the code says: run `make docs`\nfirst difference, line %d:\n  file: %s\n  code: %s", name, i+1, line(gl), line(wl))
+		t.Fatalf("%s is not what the code says: run `make docs`\nfirst difference, line %d:\n  file: %s\n  code: %s", file, i+1, line(gl), line(wl))
 	}
 }
 
@@ -99,6 +100,10 @@ func commandLines(t *testing.T) [][]string {
 	return all
 }
 
+// docLink is the link from a page of docs/ to file (named from the
+// repository's root, as tests that look for dangling names read them).
+func docLink(file string) string { return strings.TrimPrefix(file, "docs/") }
+
 // mdCell escapes text for a Markdown table cell.
 func mdCell(s string) string {
 	s = strings.ReplaceAll(s, "|", `\|`)
@@ -113,7 +118,7 @@ func flagReference(t *testing.T) string {
 	b.WriteString("Every flag of every command, as `wormsink COMMAND --help` prints it. " +
 		"A flag is written `--name value` or `--name=value`; a boolean flag alone turns it on. " +
 		"Each `serve` flag is also a key of the `--config` file (YAML, the flag's name without the dashes); " +
-		"the command line wins over the file ([configuration](configuration.md)).\n\n")
+		"the command line wins over the file ([configuration](" + docLink("docs/configuration.md") + ")).\n\n")
 	var top bytes.Buffer
 	usage(&top)
 	b.WriteString("```\n$ wormsink --help\n" + top.String() + "```\n")
@@ -178,7 +183,7 @@ func machineDefault(t *testing.T, f *flag.Flag) (string, bool) {
 // TestFlagReference: docs/flags.md lists every flag of every command as
 // the code defines it.
 func TestFlagReference(t *testing.T) {
-	checkGenerated(t, "flags.md", flagReference(t))
+	checkGenerated(t, "docs/flags.md", flagReference(t))
 }
 
 // TestHelpNamesEveryFormat: the top-level help names every report and
@@ -292,7 +297,7 @@ func TestMetricsReference(t *testing.T) {
 			t.Errorf("%s registers %s, which serve with docsServeArgs did not: turn its part on in docsServeArgs", m.where, m.name)
 		}
 	}
-	checkGenerated(t, "metrics.md", ref)
+	checkGenerated(t, "docs/metrics.md", ref)
 }
 
 type metricName struct{ name, where string }
@@ -338,7 +343,7 @@ func packageReference(t *testing.T) string {
 	var b strings.Builder
 	b.WriteString("# Packages\n\n" + generatedNote + "\n")
 	b.WriteString("Every package of the module and what it holds, from its package comment (`go doc` shows the rest). " +
-		"Where the other directories fit is in [design](design.md#layout).\n\n")
+		"Where the other directories fit is in [design](" + docLink("docs/design.md") + "#layout).\n\n")
 	b.WriteString("| package | what it holds |\n| --- | --- |\n")
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		path, doc, _ := strings.Cut(line, "\t")
@@ -354,7 +359,7 @@ func packageReference(t *testing.T) string {
 // TestPackageReference: docs/packages.md lists every package with its
 // package comment.
 func TestPackageReference(t *testing.T) {
-	checkGenerated(t, "packages.md", packageReference(t))
+	checkGenerated(t, "docs/packages.md", packageReference(t))
 }
 
 // docFiles are README.md and every docs/*.md, relative to the repository's
