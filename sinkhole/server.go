@@ -1,5 +1,3 @@
-// Package sinkhole is the fake TFTP server and the transparent TFTP interceptor:
-// every worm request is refused (never a byte of a file) and recorded as evidence.
 package sinkhole
 
 import (

@@ -1,3 +1,5 @@
+// Package testutil holds what the tests of several packages share: the real
+// programs they start (resolvers, PostgreSQL, tcpdump, wormsink), found and waited for.
 package testutil
 
 import (

@@ -1,6 +1,7 @@
-// Package testutil holds what the tests of several packages share: free ports, waiting,
-// the programs a test runs, and real servers (PostgreSQL, resolvers, tcpdump) on loopback.
 package testutil
+
+// This file: free loopback ports, waiting on a condition, finding the
+// programs a test runs.
 
 import (
 	"os"
