@@ -16,7 +16,6 @@ import (
 	"strings"
 	"testing"
 
-	dto "github.com/prometheus/client_model/go"
 	"wormsink/signatures"
 )
 
@@ -282,7 +281,7 @@ func metricReference(t *testing.T) string {
 			lcol = append(lcol, "`"+l+"`: "+strings.Join(vs, ", "))
 		}
 		sort.Strings(lcol)
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", name, strings.ToLower(dto.MetricType_name[int32(mf.GetType())]), mdCell(strings.Join(lcol, "; ")), mdCell(mf.GetHelp()))
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", name, strings.ToLower(mf.GetType().String()), mdCell(strings.Join(lcol, "; ")), mdCell(mf.GetHelp()))
 	}
 	return b.String()
 }
@@ -590,5 +589,37 @@ func TestReadmeIsShort(t *testing.T) {
 	}
 	if n := strings.Count(string(data), "\n"); n > 250 {
 		t.Fatalf("README.md has %d lines, more than 250: move the detail to a page of docs/", n)
+	}
+}
+
+// TestDependenciesDocumented: the table of docs/design.md names every
+// module go.mod requires directly, at its version, and no other: a module
+// is added with the reason it was chosen.
+func TestDependenciesDocumented(t *testing.T) {
+	gomod, err := os.ReadFile(filepath.Join("..", "..", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	required := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^\t(\S+) (v\S+)$`).FindAllStringSubmatch(string(gomod), -1) {
+		required[m[1]] = m[2] // lines with "// indirect" do not match
+	}
+	design, err := os.ReadFile(filepath.Join("..", "..", "docs/design.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^\| (\S+\.\S+/\S+) \| (v\S+) \|`).FindAllStringSubmatch(string(design), -1) {
+		documented[m[1]] = m[2]
+	}
+	for mod, v := range required {
+		if documented[mod] != v {
+			t.Errorf("go.mod requires %s %s; docs/design.md's table says %q: give its version and why it is there", mod, v, documented[mod])
+		}
+	}
+	for mod := range documented {
+		if required[mod] == "" {
+			t.Errorf("docs/design.md lists %s, which go.mod does not require directly", mod)
+		}
 	}
 }
