@@ -623,3 +623,33 @@ func TestDependenciesDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestInterceptRulesAsDocumented: the router rules TestInterceptNamespaces
+// applies are the ones docs/interception.md tells operators to type (the
+// page shows the IPv4 half and says IPv6 is the same with ip -6 and
+// tproxy ip6).
+func TestInterceptRulesAsDocumented(t *testing.T) {
+	page, err := os.ReadFile(filepath.Join("..", "..", "docs/interception.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, rule := range interceptRules {
+		if slices.Contains(rule, "-6") || slices.Contains(rule, "ip6") {
+			continue
+		}
+		words := slices.Clone(rule)
+		for i, w := range words {
+			if strings.Contains(w, " ") {
+				words[i] = "'" + w + "'"
+			}
+		}
+		n++
+		if line := "    " + strings.Join(words, " ") + "\n"; !strings.Contains(string(page), line) {
+			t.Errorf("docs/interception.md does not show the rule the test applies:\n%s", line)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no IPv4 rules in interceptRules")
+	}
+}
