@@ -1,7 +1,6 @@
 package rpz
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -80,15 +79,7 @@ func start(t *testing.T, cfg Config, yaml string) *fixture {
 		t.Fatal(err)
 	}
 	f.addr = f.srv.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	testutil.Serve(t, f.srv.Serve)
 	return f
 }
 

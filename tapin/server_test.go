@@ -2,7 +2,6 @@ package tapin
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -109,16 +108,8 @@ func start(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		f.ev.Close()
-	})
+	t.Cleanup(func() { f.ev.Close() }) // after Serve has returned: cleanups run last first
+	testutil.Serve(t, f.srv.Serve)
 	return f
 }
 
