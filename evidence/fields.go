@@ -24,6 +24,9 @@ const (
 	FieldHost
 	FieldNetwork
 	FieldPort
+	FieldSubscriber
+	FieldNATInside
+	FieldSubscriberCandidates
 	FieldSignature
 	FieldFamily
 	FieldEvidence
@@ -93,40 +96,43 @@ type FieldSpec struct {
 }
 
 var fieldTable = [NumFields]FieldSpec{
-	FieldTime:        {Name: "time", Kind: JSONString},    // the first sighting, TimeFormat
-	FieldEvent:       {Name: "event", Kind: JSONString},   // a Kind, or a service line's event
-	FieldHost:        {Name: "host", Kind: JSONString},    // the host to notify; absent on network lines
-	FieldNetwork:     {Name: "network", Kind: JSONString}, // network lines: the /24 or /48 folded, in place of host
-	FieldPort:        {Name: "port", Kind: JSONNumber},    // the host's source port
-	FieldSignature:   {Name: "signature", Kind: JSONString, Text: true},
-	FieldFamily:      {Name: "family", Kind: JSONString, Text: true},
-	FieldEvidence:    {Name: "evidence", Kind: JSONString}, // strong or weak
-	FieldProof:       {Name: "proof", Kind: JSONString},    // a Proof's name
-	FieldCount:       {Name: "count", Kind: JSONNumber},    // sightings folded into the line
-	FieldLast:        {Name: "last", Kind: JSONString},     // the last folded sighting, when after time
-	FieldSensor:      {Name: "sensor", Kind: JSONString, Text: true},
-	FieldSerial:      {Name: "serial", Kind: JSONNumber}, // the signature set's serial
-	FieldQName:       {Name: "qname", Kind: JSONString, Text: true, Len: FieldQNameLen},
-	FieldQNameLen:    {Name: "qname_len", Kind: JSONNumber},
-	FieldQType:       {Name: "qtype", Kind: JSONString, Text: true},
-	FieldTransport:   {Name: "transport", Kind: JSONString, Text: true},
-	FieldRule:        {Name: "rule", Kind: JSONString, Text: true},
-	FieldResolver:    {Name: "resolver", Kind: JSONString, Text: true},
-	FieldFile:        {Name: "file", Kind: JSONString, Text: true, Len: FieldFileLen},
-	FieldFileLen:     {Name: "file_len", Kind: JSONNumber},
-	FieldMode:        {Name: "mode", Kind: JSONString, Text: true, Len: FieldModeLen},
-	FieldModeLen:     {Name: "mode_len", Kind: JSONNumber},
-	FieldOp:          {Name: "op", Kind: JSONString, Text: true},
-	FieldServer:      {Name: "server", Kind: JSONString}, // address:port
-	FieldIntercepted: {Name: "intercepted", Kind: JSONBool},
-	FieldRole:        {Name: "role", Kind: JSONString, Text: true},
-	FieldPeer:        {Name: "peer", Kind: JSONString},
-	FieldPassed:      {Name: "passed", Kind: JSONBool},
-	FieldProto:       {Name: "proto", Kind: JSONString, Text: true},
-	FieldDstPort:     {Name: "dst_port", Kind: JSONNumber},
-	FieldPCAP:        {Name: "pcap", Kind: JSONString, Text: true},
-	FieldPacket:      {Name: "packet", Kind: JSONNumber},
-	FieldLevel:       {Name: "level", Kind: JSONString}, // service lines only: what marks them
+	FieldTime:                 {Name: "time", Kind: JSONString},                   // the first sighting, TimeFormat
+	FieldEvent:                {Name: "event", Kind: JSONString},                  // a Kind, or a service line's event
+	FieldHost:                 {Name: "host", Kind: JSONString},                   // the host to notify; absent on network lines
+	FieldNetwork:              {Name: "network", Kind: JSONString},                // network lines: the /24 or /48 folded, in place of host
+	FieldPort:                 {Name: "port", Kind: JSONNumber},                   // the host's source port
+	FieldSubscriber:           {Name: "subscriber", Kind: JSONString, Text: true}, // who the host, port and time name (RADIUS, NAT logs, --subscribers)
+	FieldNATInside:            {Name: "nat_inside", Kind: JSONString},             // the inside address[:port] NAT resolved host:port to
+	FieldSubscriberCandidates: {Name: "subscriber_candidates", Kind: JSONNumber},  // several matched: how many; no subscriber then
+	FieldSignature:            {Name: "signature", Kind: JSONString, Text: true},
+	FieldFamily:               {Name: "family", Kind: JSONString, Text: true},
+	FieldEvidence:             {Name: "evidence", Kind: JSONString}, // strong or weak
+	FieldProof:                {Name: "proof", Kind: JSONString},    // a Proof's name
+	FieldCount:                {Name: "count", Kind: JSONNumber},    // sightings folded into the line
+	FieldLast:                 {Name: "last", Kind: JSONString},     // the last folded sighting, when after time
+	FieldSensor:               {Name: "sensor", Kind: JSONString, Text: true},
+	FieldSerial:               {Name: "serial", Kind: JSONNumber}, // the signature set's serial
+	FieldQName:                {Name: "qname", Kind: JSONString, Text: true, Len: FieldQNameLen},
+	FieldQNameLen:             {Name: "qname_len", Kind: JSONNumber},
+	FieldQType:                {Name: "qtype", Kind: JSONString, Text: true},
+	FieldTransport:            {Name: "transport", Kind: JSONString, Text: true},
+	FieldRule:                 {Name: "rule", Kind: JSONString, Text: true},
+	FieldResolver:             {Name: "resolver", Kind: JSONString, Text: true},
+	FieldFile:                 {Name: "file", Kind: JSONString, Text: true, Len: FieldFileLen},
+	FieldFileLen:              {Name: "file_len", Kind: JSONNumber},
+	FieldMode:                 {Name: "mode", Kind: JSONString, Text: true, Len: FieldModeLen},
+	FieldModeLen:              {Name: "mode_len", Kind: JSONNumber},
+	FieldOp:                   {Name: "op", Kind: JSONString, Text: true},
+	FieldServer:               {Name: "server", Kind: JSONString}, // address:port
+	FieldIntercepted:          {Name: "intercepted", Kind: JSONBool},
+	FieldRole:                 {Name: "role", Kind: JSONString, Text: true},
+	FieldPeer:                 {Name: "peer", Kind: JSONString},
+	FieldPassed:               {Name: "passed", Kind: JSONBool},
+	FieldProto:                {Name: "proto", Kind: JSONString, Text: true},
+	FieldDstPort:              {Name: "dst_port", Kind: JSONNumber},
+	FieldPCAP:                 {Name: "pcap", Kind: JSONString, Text: true},
+	FieldPacket:               {Name: "packet", Kind: JSONNumber},
+	FieldLevel:                {Name: "level", Kind: JSONString}, // service lines only: what marks them
 }
 
 // fieldByName is the table inverted, built from it once.

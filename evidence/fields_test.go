@@ -18,6 +18,7 @@ func everyKind(t *testing.T) []map[string]any {
 	t.Helper()
 	var buf bytes.Buffer
 	w := NewWriter(&buf, Config{Sensor: "s1", MaxPending: 8})
+	w.SetAttributor(tableAttributor{})
 	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 	long := strings.Repeat("a", MaxStringLen+10)
 	peer := netip.MustParseAddr("203.0.113.9")
@@ -51,6 +52,20 @@ func everyKind(t *testing.T) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// tableAttributor names a subscriber behind NAT for 10.0.0.1 and finds
+// several candidates for 10.0.0.2, so lines carry every attribution field.
+type tableAttributor struct{}
+
+func (tableAttributor) Attribute(host netip.Addr, port uint16, t time.Time) Attribution {
+	switch host {
+	case netip.AddrFrom4([4]byte{10, 0, 0, 1}):
+		return Attribution{Subscriber: "alice\x00", NATInside: netip.MustParseAddrPort("100.64.0.2:40000")}
+	case netip.AddrFrom4([4]byte{10, 0, 0, 2}):
+		return Attribution{Candidates: 3}
+	}
+	return Attribution{}
 }
 
 // TestFieldTableIsTheLineFormat: every key the writer writes is in the

@@ -125,6 +125,9 @@ type Writer struct {
 
 	writeMu sync.Mutex // one batch at a time, in order
 
+	obs  atomic.Pointer[Observer]   // told of every sighting recorded; nil: none
+	attr atomic.Pointer[Attributor] // names the subscriber of host lines; nil: none
+
 	stop chan struct{}
 	done chan struct{}
 
@@ -256,6 +259,9 @@ func (w *Writer) Record(ev Event) {
 		ev.Proof = ProofTrustedSource
 	}
 	ev.cutLong()
+	if o := w.obs.Load(); o != nil {
+		(*o).Observe(&ev)
+	}
 	k := ev.key()
 	if w.eventClock {
 		defer w.flushByEventClock() // after the unlock below
@@ -482,6 +488,9 @@ func (w *Writer) write(s *slot) {
 	} else {
 		str(e, FieldHost, ev.Host.String())
 		e.Uint16(FieldPort.Name(), ev.Port)
+		if a := w.attr.Load(); a != nil {
+			attribute(e, (*a).Attribute(ev.Host, ev.Port, ev.Time))
+		}
 	}
 	text(e, FieldSignature, ev.Sig, 0)
 	text(e, FieldFamily, ev.Family, 0)

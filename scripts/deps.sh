@@ -76,6 +76,14 @@ declare -A need=(
   [git]=git
   [bc]=bc # make perf-rpz
   [/usr/bin/time]=time # make perf-wire: peak RSS
+  # attribution: a real RADIUS server and client, conntrack NAT logging
+  [freeradius]=freeradius
+  [radclient]=freeradius-utils
+  [ulogd]=ulogd2
+  [conntrack]=conntrack
+  # the signature feed: a real web server serving it, the minisign tool it interoperates with
+  [nginx]=nginx
+  [minisign]=minisign
 )
 missing=()
 # PostgreSQL's server programs are not in PATH: the store tests start their own cluster.
@@ -86,6 +94,8 @@ for cmd in "${!need[@]}"; do
     missing+=("${need[$cmd]}")
   fi
 done
+# ulogd2's JSON output is a plugin of its own package, not a command.
+compgen -G '/usr/lib/*/ulogd/ulogd_output_JSON.so' >/dev/null || missing+=(ulogd2-json)
 # Python modules: Debian's python3 (not a pyenv or venv one) must import them.
 /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -185,14 +185,21 @@ func TestFlagReference(t *testing.T) {
 	checkGenerated(t, "docs/flags.md", flagReference(t))
 }
 
-// TestHelpNamesEveryFormat: the top-level help names every report and
-// export format (shadowserver6 was missing when the list was typed twice).
+// TestHelpNamesEveryFormat: the top-level help names every report format
+// and `sigs --help` every export format (shadowserver6 was missing when
+// the list was typed twice).
 func TestHelpNamesEveryFormat(t *testing.T) {
 	var top bytes.Buffer
 	usage(&top)
-	for _, f := range slices.Concat(reportFormats, signatures.ExportFormats) {
-		if !regexp.MustCompile(`[ |]` + regexp.QuoteMeta(f) + `[|\]) ]`).MatchString(top.String()) {
-			t.Errorf("wormsink --help does not name the format %s:\n%s", f, top.String())
+	_, sigsHelp := commandFlags(t, "sigs")
+	for _, c := range []struct {
+		help    string
+		formats []string
+	}{{top.String(), reportFormats}, {sigsHelp, signatures.ExportFormats}} {
+		for _, f := range c.formats {
+			if !regexp.MustCompile(`[ |]` + regexp.QuoteMeta(f) + `[|\]) ]`).MatchString(c.help) {
+				t.Errorf("the help does not name the format %s:\n%s", f, c.help)
+			}
 		}
 	}
 }
@@ -218,15 +225,39 @@ func TestEveryCommandHelpSaysItsFlags(t *testing.T) {
 	}
 }
 
-// docsServeArgs turn on every part of serve, on loopback, so that every
-// collector registers. A new part adds its flags here;
-// TestMetricsReference fails (naming the metric) until it does.
-func docsServeArgs(dir string) []string {
+// docsServeArgs turn on every part of serve, on loopback, with the files
+// they need in dir, so that every collector registers. A new part adds its
+// flags here; TestMetricsReference fails (naming the metric) until it does.
+func docsServeArgs(t *testing.T, dir string) []string {
+	t.Helper()
+	sigs, err := os.ReadFile(filepath.Join("..", "..", "signatures/default.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"sigs.yaml":    string(sigs),
+		"policy.yaml":  quarantinePolicy,
+		"radius.conf":  "127.0.0.1/32 docs-secret\n",
+		"evidence.log": "",
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _, errs := runCmd(t, "", "sigs", "keygen", "-o", filepath.Join(dir, "feed")); code != exitOK {
+		t.Fatalf("sigs keygen: %s", errs)
+	}
 	return []string{"--dns-listen", "127.0.0.1:0", "--tftp-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
 		"--tftp-intercept", "127.0.0.1:0", "--capture", "lo",
 		"--rpz-listen", "127.0.0.1:0", "--dnstap-listen", "unix:" + filepath.Join(dir, "tap.sock"),
 		"--sinkhole-ip", "192.0.2.66", "--upstream", "127.0.0.1:9",
-		"--log", filepath.Join(dir, "evidence.jsonl"), "--user", "", "--watch-interval", "0"}
+		"--signatures", filepath.Join(dir, "sigs.yaml"),
+		"--sigs-url", "http://127.0.0.1:9/sigs.yaml", "--sigs-pubkey", filepath.Join(dir, "feed.pub"),
+		"--db", "sqlite:" + filepath.Join(dir, "wormsink.db"),
+		"--quarantine-policy", filepath.Join(dir, "policy.yaml"), "--notice-ip", "127.0.0.80",
+		"--radius-acct-listen", "127.0.0.1:0", "--radius-secrets", filepath.Join(dir, "radius.conf"), "--nat-ipfix-listen", "127.0.0.1:0",
+		"--log", filepath.Join(dir, "evidence.log"), "--user", "", "--watch-interval", "0"}
 }
 
 // metricReference is docs/metrics.md: every metric serve registers, with
@@ -240,7 +271,7 @@ func metricReference(t *testing.T) string {
 	var errb bytes.Buffer
 	e := env{stdin: strings.NewReader(""), stdout: &errb, stderr: &errb}
 	fs := serveFlags(e, &c)
-	if err := fs.Parse(docsServeArgs(t.TempDir())); err != nil {
+	if err := fs.Parse(docsServeArgs(t, t.TempDir())); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.complete(); err != nil {

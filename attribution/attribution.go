@@ -1,0 +1,383 @@
+package attribution
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"wormsink/store"
+)
+
+// Defaults for Config.
+const (
+	// DefaultRetention is how long sessions and bindings are kept after
+	// they end: long enough for complaints that arrive months later, never
+	// unbounded (data-retention law is the ISP's to apply).
+	DefaultRetention = 180 * 24 * time.Hour
+	// DefaultSessionTimeout ends a session whose Stop was lost this long
+	// after its last Start or Interim-Update.
+	DefaultSessionTimeout = 24 * time.Hour
+	// DefaultNATTimeout ends a NAT binding or port block whose release was
+	// lost this long after its last event (allocation or interim re-send).
+	DefaultNATTimeout = 24 * time.Hour
+	// DefaultPruneInterval is how often expired rows are deleted.
+	DefaultPruneInterval = time.Hour
+)
+
+// ErrClosed is returned for records offered after the Attributor stopped.
+var ErrClosed = errors.New("attribution: closed")
+
+// Config configures an Attributor. Only DB is required.
+type Config struct {
+	DB *store.DB
+	// Retention: rows that ended longer ago are deleted, every
+	// PruneInterval. 0 means DefaultRetention.
+	Retention     time.Duration
+	PruneInterval time.Duration // 0 means DefaultPruneInterval
+	// SessionTimeout, NATTimeout: 0 means the defaults.
+	SessionTimeout time.Duration
+	NATTimeout     time.Duration
+	Subscribers    *Subscribers   // static CIDR → subscriber, behind sessions; may be nil
+	Deterministic  *Deterministic // RFC 7422 rules; may be nil
+	Log            zerolog.Logger
+	// Now is the clock for retention; nil means time.Now.
+	Now func() time.Time
+}
+
+// Stats counts what the Attributor took in.
+type Stats struct {
+	AcctRecords, NATEvents, NATUnmatched, Batches, Errors uint64
+}
+
+// Attributor keeps sessions and NAT bindings in the store and in an index
+// in front of it, and attributes sightings. One goroutine (Serve) writes:
+// records are batched into one transaction, and a record's caller learns
+// it is stored only after the commit, when the index holds it too.
+type Attributor struct {
+	cfg   Config
+	idx   *Index
+	ops   chan *op
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+	stats struct{ acct, nat, unmatched, batches, errors atomic.Uint64 }
+}
+
+type op struct {
+	acct *AcctEvent
+	nat  NATEvent
+	sync bool       // only waits for what came before it
+	done chan error // nil: nobody waits
+}
+
+// maxBatch bounds the records of one transaction.
+const maxBatch = 2048
+
+// New migrates the store and loads the index from it.
+func New(ctx context.Context, cfg Config) (*Attributor, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("attribution: no store")
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.PruneInterval <= 0 {
+		cfg.PruneInterval = DefaultPruneInterval
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = DefaultSessionTimeout
+	}
+	if cfg.NATTimeout <= 0 {
+		cfg.NATTimeout = DefaultNATTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := cfg.DB.Migrate(ctx, "attribution", migrations); err != nil {
+		return nil, fmt.Errorf("attribution: migrate: %w", err)
+	}
+	a := &Attributor{
+		cfg:  cfg,
+		idx:  NewIndex(cfg.SessionTimeout, cfg.NATTimeout),
+		ops:  make(chan *op, 4*maxBatch),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	a.idx.static = cfg.Subscribers
+	a.idx.det = cfg.Deterministic
+	if err := load(ctx, cfg.DB, a.idx, cfg.Now().Add(-cfg.Retention).UnixMilli()); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Index returns the index the Attributor keeps.
+func (a *Attributor) Index() *Index { return a.idx }
+
+// Lookup attributes a sighting of addr and port (0: none) at t, from the
+// index; it allocates nothing.
+func (a *Attributor) Lookup(addr netip.Addr, port uint16, t time.Time) Result {
+	return a.idx.Lookup(addr, port, t)
+}
+
+// Stats returns the counters.
+func (a *Attributor) Stats() Stats {
+	return Stats{AcctRecords: a.stats.acct.Load(), NATEvents: a.stats.nat.Load(), NATUnmatched: a.stats.unmatched.Load(),
+		Batches: a.stats.batches.Load(), Errors: a.stats.errors.Load()}
+}
+
+// Account stores one accounting record and returns once it is committed
+// (a RADIUS server answers only then).
+func (a *Attributor) Account(ctx context.Context, ev AcctEvent) error {
+	o := &op{acct: &ev, done: make(chan error, 1)}
+	return a.submit(ctx, o, true)
+}
+
+// NAT queues one NAT event; it blocks while the queue is full. Sync waits
+// until everything queued before it is committed.
+func (a *Attributor) NAT(ctx context.Context, ev NATEvent) error {
+	return a.submit(ctx, &op{nat: ev}, false)
+}
+
+// Sync returns once every record queued before it is committed, with the
+// first error of the batches it waited on.
+func (a *Attributor) Sync(ctx context.Context) error {
+	return a.submit(ctx, &op{sync: true, done: make(chan error, 1)}, true)
+}
+
+func (a *Attributor) submit(ctx context.Context, o *op, wait bool) error {
+	select {
+	case a.ops <- o:
+	case <-a.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if !wait {
+		return nil
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-a.done:
+		// Serve ended; the batch may still have answered.
+		select {
+		case err := <-o.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Serve writes queued records until ctx ends, then writes what is still
+// queued, and deletes expired rows every PruneInterval.
+func (a *Attributor) Serve(ctx context.Context) error {
+	defer close(a.done)
+	tick := time.NewTicker(a.cfg.PruneInterval)
+	defer tick.Stop()
+	a.prune(ctx)
+	batch := make([]*op, 0, maxBatch)
+	for {
+		select {
+		case o := <-a.ops:
+			batch = append(batch[:0], o)
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case o := <-a.ops:
+					batch = append(batch, o)
+				default:
+					break drain
+				}
+			}
+			a.write(ctx, batch)
+		case <-tick.C:
+			a.prune(ctx)
+		case <-ctx.Done():
+			a.once.Do(func() { close(a.stop) })
+			// Whatever was queued before the stop is still written.
+			for {
+				batch = batch[:0]
+				for len(batch) < maxBatch {
+					select {
+					case o := <-a.ops:
+						batch = append(batch, o)
+						continue
+					default:
+					}
+					break
+				}
+				if len(batch) == 0 {
+					return nil
+				}
+				a.write(context.WithoutCancel(ctx), batch)
+			}
+		}
+	}
+}
+
+type bkey struct {
+	pub, in netip.Addr
+	lo, hi  uint16
+	inPort  uint16
+}
+
+func keyOf(b *Binding) bkey { return bkey{b.Public, b.Inside, b.PortLo, b.PortHi, b.InsidePort} }
+
+// write commits one batch and then applies it to the index.
+func (a *Attributor) write(ctx context.Context, batch []*op) {
+	var sessions []Session
+	var bindings []Binding
+	var upserts []Binding
+	pending := map[bkey]int{} // the latest upsert of a binding key in this batch
+	var touches []touch
+	var touchOps []*op
+	var err error
+	{
+		// store.Tx itself retries a transaction the database refused as busy.
+		err = a.cfg.DB.Tx(ctx, func(tx *store.Tx) error {
+			for _, o := range batch {
+				if o.acct != nil {
+					got, err := applySession(ctx, tx, o.acct)
+					if err != nil {
+						return fmt.Errorf("attribution: accounting: %w", err)
+					}
+					sessions = append(sessions, got...)
+					continue
+				}
+				if o.sync {
+					continue
+				}
+				b := o.nat.Binding
+				k := keyOf(&b)
+				if o.nat.Kind == NATOpen {
+					if i, ok := pending[k]; ok && upserts[i].Start.Equal(b.Start) {
+						continue // a repeat
+					}
+					pending[k] = len(upserts)
+					upserts = append(upserts, b)
+					continue
+				}
+				// A close or an interim names an open binding: one opened in
+				// this batch, else one in the store.
+				if i, ok := pending[k]; ok && upserts[i].End.IsZero() &&
+					(b.Start.IsZero() || absMS(ms(b.Start)-ms(upserts[i].Start)) <= startSlack) {
+					u := &upserts[i]
+					if o.nat.At.After(u.Last) {
+						u.Last = o.nat.At
+					}
+					if o.nat.Kind == NATClose {
+						u.End = o.nat.At
+					}
+					continue
+				}
+				touches = append(touches, touchOf(&o.nat))
+				touchOps = append(touchOps, o)
+			}
+			// The touches go first: an open after a close of the same key in
+			// this batch is a new binding.
+			got, err := touchBindings(ctx, tx, tx.Dialect() == store.Postgres, touches)
+			if err != nil {
+				return fmt.Errorf("attribution: nat: %w", err)
+			}
+			bindings = append(bindings, got...)
+			matched := make(map[bkey][]int64, len(got))
+			for i := range got {
+				k := keyOf(&got[i])
+				matched[k] = append(matched[k], ms(got[i].Start))
+			}
+			for i, t := range touches {
+				o := touchOps[i]
+				if starts, ok := matched[keyOf(t.b)]; ok && anyIn(starts, t.lo, t.hi) {
+					continue
+				}
+				b := o.nat.Binding
+				switch {
+				case o.nat.Kind == NATInterim:
+					// An interim re-send for a block whose allocation was
+					// lost: it was allocated at least since then.
+					b.Start, b.Last = o.nat.At, o.nat.At
+				case !b.Start.IsZero():
+					// A DESTROY whose NEW was lost still carries the start.
+					b.Last, b.End = o.nat.At, o.nat.At
+				default:
+					a.stats.unmatched.Add(1)
+					continue
+				}
+				upserts = append(upserts, b)
+			}
+			if err := upsertBindings(ctx, tx, upserts); err != nil {
+				return fmt.Errorf("attribution: nat: %w", err)
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		a.stats.errors.Add(1)
+		a.cfg.Log.Error().Str("event", "attribution_write_failed").Str("error", err.Error()).Int("records", len(batch)).Msg("attribution records not stored")
+	} else {
+		a.stats.batches.Add(1)
+		a.idx.mu.Lock()
+		for i := range sessions {
+			a.idx.putSessionLocked(&sessions[i])
+		}
+		for i := range upserts {
+			a.idx.putNATLocked(&upserts[i])
+		}
+		for i := range bindings {
+			a.idx.putNATLocked(&bindings[i])
+		}
+		a.idx.mu.Unlock()
+	}
+	for _, o := range batch {
+		switch {
+		case o.acct != nil:
+			a.stats.acct.Add(1)
+		case !o.sync:
+			a.stats.nat.Add(1)
+		}
+		if o.done != nil {
+			o.done <- err
+		}
+	}
+}
+
+func anyIn(vs []int64, lo, hi int64) bool {
+	for _, v := range vs {
+		if lo <= v && v <= hi {
+			return true
+		}
+	}
+	return false
+}
+
+func absMS(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// prune deletes what ended before the retention and drops it from memory.
+func (a *Attributor) prune(ctx context.Context) {
+	cutoff := a.cfg.Now().Add(-a.cfg.Retention).UnixMilli()
+	s, n, err := prune(ctx, a.cfg.DB, cutoff, a.cfg.SessionTimeout.Milliseconds(), a.cfg.NATTimeout.Milliseconds())
+	if err != nil {
+		a.cfg.Log.Error().Str("event", "attribution_retention_failed").Str("error", err.Error()).Msg("expired bindings not deleted")
+		return
+	}
+	if s == 0 && n == 0 {
+		return
+	}
+	a.idx.compact(cutoff)
+	a.cfg.Log.Info().Str("event", "attribution_retention").Int64("sessions", s).Int64("bindings", n).Msg("expired sessions and bindings deleted")
+}

@@ -1,0 +1,163 @@
+package attribution
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"wormsink/store"
+	"wormsink/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+var t0 = time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+
+func newAttributor(t *testing.T, db *store.DB, cfg Config) (*Attributor, func()) {
+	t.Helper()
+	cfg.DB = db
+	cfg.Log = zerolog.Nop()
+	if cfg.Now == nil {
+		cfg.Now = func() time.Time { return t0.Add(time.Hour) }
+	}
+	a, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Serve(ctx) }()
+	return a, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func acct(status AcctStatus, nas, id, user, framed string, at time.Time) AcctEvent {
+	ev := AcctEvent{Status: status, At: at}
+	ev.Session.NAS = mustAddr(nas)
+	ev.Session.ID, ev.Session.Subscriber = id, user
+	if framed != "" {
+		ev.Session.Framed = mustAddr(framed)
+	}
+	return ev
+}
+
+func TestSessionsAcrossRestart(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		a, stop := newAttributor(t, db, Config{})
+		steps := []AcctEvent{
+			acct(AcctStart, "192.0.2.1", "s1", "alice", "100.64.0.7", t0),
+			acct(AcctStop, "192.0.2.1", "s1", "alice", "100.64.0.7", t0.Add(10*time.Minute)),
+			acct(AcctStart, "192.0.2.1", "s2", "bob", "100.64.0.7", t0.Add(11*time.Minute)),
+			acct(AcctStart, "192.0.2.2", "s3", "carol", "100.64.0.8", t0),
+			acct(AcctOn, "192.0.2.2", "", "", "", t0.Add(20*time.Minute)),
+		}
+		for _, ev := range steps {
+			if err := a.Account(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check := func(a *Attributor) {
+			t.Helper()
+			for _, c := range []struct {
+				addr string
+				at   time.Duration
+				want string
+			}{
+				{"100.64.0.7", 5 * time.Minute, "alice"},
+				{"100.64.0.7", 10*time.Minute + time.Second, ""},
+				{"100.64.0.7", 12 * time.Minute, "bob"},
+				{"100.64.0.8", 19 * time.Minute, "carol"},
+				{"100.64.0.8", 21 * time.Minute, ""},
+				{"100.64.0.7", -time.Second, ""},
+			} {
+				if got := a.Lookup(mustAddr(c.addr), 0, t0.Add(c.at)); got.Subscriber != c.want {
+					t.Errorf("%s at +%s: subscriber %q, want %q", c.addr, c.at, got.Subscriber, c.want)
+				}
+			}
+		}
+		check(a)
+		stop()
+		b, stop2 := newAttributor(t, db, Config{})
+		defer stop2()
+		check(b)
+	})
+}
+
+func nat(kind NATEventKind, pub string, port uint16, in string, inPort uint16, start, at time.Time) NATEvent {
+	ev := NATEvent{Kind: kind, At: at}
+	b := &ev.Binding
+	b.Public, b.Inside = mustAddr(pub), mustAddr(in)
+	b.PortLo, b.PortHi, b.InsidePort = port, port, inPort
+	b.Start, b.Last, b.Source = start, at, FormatULOGD
+	if kind == NATClose {
+		b.End = at
+	}
+	return ev
+}
+
+func TestNATNeighbours(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		subs, err := ParseSubscribers(stringsReader("100.64.0.0/24 alice\n100.64.1.0/24 bob\n"), "subs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, stop := newAttributor(t, db, Config{Subscribers: subs})
+		evs := []NATEvent{
+			nat(NATOpen, "198.51.100.1", 40000, "100.64.0.2", 40000, t0, t0),
+			nat(NATOpen, "198.51.100.1", 40001, "100.64.1.2", 5555, t0, t0),
+			// The DESTROY's start differs from the NEW's by microseconds.
+			nat(NATClose, "198.51.100.1", 40000, "100.64.0.2", 40000, t0.Add(-time.Millisecond), t0.Add(time.Minute)),
+			nat(NATOpen, "198.51.100.1", 40000, "100.64.1.2", 6000, t0.Add(2*time.Minute), t0.Add(2*time.Minute)),
+		}
+		for _, ev := range evs {
+			if err := a.NAT(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		check := func(a *Attributor) {
+			t.Helper()
+			for _, c := range []struct {
+				port uint16
+				at   time.Duration
+				want string
+				in   string
+				cand int
+			}{
+				{40000, 30 * time.Second, "alice", "100.64.0.2:40000", 0},
+				{40001, 30 * time.Second, "bob", "100.64.1.2:5555", 0},
+				{40000, 90 * time.Second, "", "", 1},
+				{40000, 3 * time.Minute, "bob", "100.64.1.2:6000", 0},
+				{0, 30 * time.Second, "", "", 2},
+				{50000, 30 * time.Second, "", "", 2},
+			} {
+				got := a.Lookup(mustAddr("198.51.100.1"), c.port, t0.Add(c.at))
+				in := ""
+				if got.Inside.IsValid() {
+					in = got.Inside.String()
+				}
+				if got.Subscriber != c.want || in != c.in || got.Candidates != c.cand {
+					t.Errorf("port %d at +%s: %+v, want %q %q candidates %d", c.port, c.at, got, c.want, c.in, c.cand)
+				}
+			}
+		}
+		check(a)
+		stop()
+		b, stop2 := newAttributor(t, db, Config{Subscribers: subs})
+		defer stop2()
+		check(b)
+	})
+}

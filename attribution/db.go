@@ -1,0 +1,408 @@
+package attribution
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"wormsink/store"
+)
+
+// What the store holds. Times are Unix milliseconds (BIGINT); addresses
+// and prefixes are canonical text (netip's String: "192.0.2.1",
+// "2001:db8::/56"), empty when absent, so both dialects share one schema
+// and an operator can read the tables with sqlite3 or psql. A 0 stop_ms or
+// end_ms means still open: an open row ends, when it is read, at its
+// last_ms plus the timeout or at the start of the next row on the same
+// address (port), so a lost Stop or release never needs a write.
+var migrations = []store.Migration{
+	{Version: 1,
+		SQLite: `CREATE TABLE attribution_sessions (
+	id INTEGER PRIMARY KEY,
+	nas TEXT NOT NULL,
+	session_id TEXT NOT NULL,
+	subscriber TEXT NOT NULL,
+	framed_ip TEXT NOT NULL DEFAULT '',
+	framed_ipv6_prefix TEXT NOT NULL DEFAULT '',
+	delegated_ipv6_prefix TEXT NOT NULL DEFAULT '',
+	calling_station TEXT NOT NULL DEFAULT '',
+	start_ms BIGINT NOT NULL,
+	last_ms BIGINT NOT NULL,
+	stop_ms BIGINT NOT NULL DEFAULT 0,
+	UNIQUE (nas, session_id, start_ms))`,
+		Postgres: `CREATE TABLE attribution_sessions (
+	id BIGSERIAL PRIMARY KEY,
+	nas TEXT NOT NULL,
+	session_id TEXT NOT NULL,
+	subscriber TEXT NOT NULL,
+	framed_ip TEXT NOT NULL DEFAULT '',
+	framed_ipv6_prefix TEXT NOT NULL DEFAULT '',
+	delegated_ipv6_prefix TEXT NOT NULL DEFAULT '',
+	calling_station TEXT NOT NULL DEFAULT '',
+	start_ms BIGINT NOT NULL,
+	last_ms BIGINT NOT NULL,
+	stop_ms BIGINT NOT NULL DEFAULT 0,
+	UNIQUE (nas, session_id, start_ms))`},
+	{Version: 2, SQLite: `CREATE INDEX attribution_sessions_open ON attribution_sessions (nas, stop_ms)`},
+	{Version: 3, SQLite: `CREATE INDEX attribution_sessions_framed ON attribution_sessions (framed_ip, start_ms)`},
+	{Version: 4, SQLite: `CREATE TABLE attribution_nat (
+	public_ip TEXT NOT NULL,
+	port_lo INTEGER NOT NULL,
+	port_hi INTEGER NOT NULL,
+	inside_ip TEXT NOT NULL,
+	inside_port INTEGER NOT NULL,
+	start_ms BIGINT NOT NULL,
+	last_ms BIGINT NOT NULL,
+	end_ms BIGINT NOT NULL DEFAULT 0,
+	source TEXT NOT NULL,
+	PRIMARY KEY (public_ip, port_lo, start_ms, inside_ip, inside_port))`},
+	{Version: 5, SQLite: `CREATE INDEX attribution_nat_last ON attribution_nat (last_ms)`},
+}
+
+const sessionCols = `nas, session_id, subscriber, framed_ip, framed_ipv6_prefix, delegated_ipv6_prefix, calling_station, start_ms, last_ms, stop_ms`
+
+type querier interface {
+	Exec(ctx context.Context, query string, args ...any) (sql.Result, error)
+	Query(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.Unmap().String()
+}
+
+func prefixText(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.Masked().String()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+func scanSessions(rows *sql.Rows) ([]Session, error) {
+	defer rows.Close()
+	var out []Session
+	for rows.Next() {
+		var s Session
+		var nas, framed, v6, del string
+		var start, last, stop int64
+		if err := rows.Scan(&nas, &s.ID, &s.Subscriber, &framed, &v6, &del, &s.CallingStation, &start, &last, &stop); err != nil {
+			return nil, err
+		}
+		s.NAS, _ = netip.ParseAddr(nas)
+		s.Framed, _ = netip.ParseAddr(framed)
+		s.FramedV6, _ = netip.ParsePrefix(v6)
+		s.Delegated, _ = netip.ParsePrefix(del)
+		s.Start, s.Last, s.Stop = fromMS(start), fromMS(last), fromMS(stop)
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+func scanBindings(rows *sql.Rows) ([]Binding, error) {
+	defer rows.Close()
+	var out []Binding
+	for rows.Next() {
+		var b Binding
+		var pub, in string
+		var lo, hi, inPort int
+		var start, last, end int64
+		if err := rows.Scan(&pub, &lo, &hi, &in, &inPort, &start, &last, &end, &b.Source); err != nil {
+			return nil, err
+		}
+		b.Public, _ = netip.ParseAddr(pub)
+		b.Inside, _ = netip.ParseAddr(in)
+		b.PortLo, b.PortHi, b.InsidePort = uint16(lo), uint16(hi), uint16(inPort)
+		b.Start, b.Last, b.End = fromMS(start), fromMS(last), fromMS(end)
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+const natCols = `public_ip, port_lo, port_hi, inside_ip, inside_port, start_ms, last_ms, end_ms, source`
+
+// AcctStatus is RFC 2866's Acct-Status-Type.
+type AcctStatus uint32
+
+const (
+	AcctStart   AcctStatus = 1
+	AcctStop    AcctStatus = 2
+	AcctInterim AcctStatus = 3
+	AcctOn      AcctStatus = 7
+	AcctOff     AcctStatus = 8
+)
+
+// AcctEvent is one accounting record: a RADIUS Accounting-Request or a
+// detail file record.
+type AcctEvent struct {
+	Status      AcctStatus
+	Session     Session       // NAS and ID always; the rest as sent
+	At          time.Time     // when it happened (Event-Timestamp, else received less Acct-Delay-Time)
+	SessionTime time.Duration // Acct-Session-Time: how long the session had lasted at At
+}
+
+// applySession writes one accounting record and returns the session rows
+// it created or changed.
+func applySession(ctx context.Context, q querier, ev *AcctEvent) ([]Session, error) {
+	s := ev.Session
+	at := ev.At.UnixMilli()
+	nas := addrText(s.NAS)
+	switch ev.Status {
+	case AcctOn, AcctOff:
+		// The NAS restarted or stops: every session it had is over.
+		rows, err := q.Query(ctx, `UPDATE attribution_sessions SET stop_ms = ? WHERE nas = ? AND stop_ms = 0 AND start_ms <= ? RETURNING `+sessionCols, at, nas, at)
+		if err != nil {
+			return nil, err
+		}
+		return scanSessions(rows)
+	case AcctStart:
+		s.Start, s.Last = ev.At, ev.At
+		return insertSession(ctx, q, &s)
+	case AcctInterim, AcctStop:
+		stop := int64(0)
+		if ev.Status == AcctStop {
+			stop = at
+		}
+		rows, err := q.Query(ctx, `UPDATE attribution_sessions SET
+	last_ms = CASE WHEN last_ms < ? THEN ? ELSE last_ms END,
+	stop_ms = ?,
+	framed_ip = CASE WHEN framed_ip = '' THEN ? ELSE framed_ip END,
+	framed_ipv6_prefix = CASE WHEN framed_ipv6_prefix = '' THEN ? ELSE framed_ipv6_prefix END,
+	delegated_ipv6_prefix = CASE WHEN delegated_ipv6_prefix = '' THEN ? ELSE delegated_ipv6_prefix END
+	WHERE nas = ? AND session_id = ? AND stop_ms = 0 RETURNING `+sessionCols,
+			at, at, stop, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated), nas, s.ID)
+		if err != nil {
+			return nil, err
+		}
+		got, err := scanSessions(rows)
+		if err != nil || len(got) > 0 {
+			return got, err
+		}
+		if ev.Status == AcctStop {
+			// A retransmitted Stop finds its session already stopped.
+			rows, err := q.Query(ctx, `SELECT `+sessionCols+` FROM attribution_sessions WHERE nas = ? AND session_id = ? AND stop_ms = ?`, nas, s.ID, at)
+			if err != nil {
+				return nil, err
+			}
+			got, err := scanSessions(rows)
+			if err != nil || len(got) > 0 {
+				return nil, err
+			}
+		}
+		// The Start was lost (or came before wormsink did): the session
+		// began Acct-Session-Time before this record.
+		s.Start = ev.At.Add(-ev.SessionTime)
+		s.Last = ev.At
+		if ev.Status == AcctStop {
+			s.Stop = ev.At
+		}
+		return insertSession(ctx, q, &s)
+	}
+	return nil, fmt.Errorf("unknown Acct-Status-Type %d", ev.Status)
+}
+
+func insertSession(ctx context.Context, q querier, s *Session) ([]Session, error) {
+	rows, err := q.Query(ctx, `INSERT INTO attribution_sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET
+	last_ms = CASE WHEN excluded.last_ms > attribution_sessions.last_ms THEN excluded.last_ms ELSE attribution_sessions.last_ms END,
+	stop_ms = CASE WHEN excluded.stop_ms <> 0 THEN excluded.stop_ms ELSE attribution_sessions.stop_ms END
+	RETURNING `+sessionCols,
+		addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated), s.CallingStation,
+		ms(s.Start), ms(s.Last), ms(s.Stop))
+	if err != nil {
+		return nil, err
+	}
+	return scanSessions(rows)
+}
+
+// natRowsPerInsert bounds the rows of one multi-row INSERT (9 parameters
+// each, well under SQLite's and PostgreSQL's parameter limits).
+const natRowsPerInsert = 200
+
+// upsertBindings writes bindings whose start is known: new ones are
+// inserted, known ones (same public address, port, start and inside
+// address and port) get the later last_ms and the end.
+func upsertBindings(ctx context.Context, q querier, bs []Binding) error {
+	var sb strings.Builder
+	args := make([]any, 0, natRowsPerInsert*9)
+	for len(bs) > 0 {
+		n := min(len(bs), natRowsPerInsert)
+		sb.Reset()
+		args = args[:0]
+		sb.WriteString(`INSERT INTO attribution_nat (` + natCols + `) VALUES `)
+		for i, b := range bs[:n] {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			args = append(args, addrText(b.Public), int(b.PortLo), int(b.PortHi), addrText(b.Inside), int(b.InsidePort),
+				ms(b.Start), max(ms(b.Last), ms(b.Start)), ms(b.End), b.Source)
+		}
+		sb.WriteString(` ON CONFLICT (public_ip, port_lo, start_ms, inside_ip, inside_port) DO UPDATE SET
+	last_ms = CASE WHEN excluded.last_ms > attribution_nat.last_ms THEN excluded.last_ms ELSE attribution_nat.last_ms END,
+	end_ms = CASE WHEN excluded.end_ms <> 0 THEN excluded.end_ms ELSE attribution_nat.end_ms END`)
+		if _, err := q.Exec(ctx, sb.String(), args...); err != nil {
+			return err
+		}
+		bs = bs[n:]
+	}
+	return nil
+}
+
+// startSlack is how far a record's start may be from the stored one and
+// still name the same binding: conntrack writes a NEW and its DESTROY with
+// flow.start a few microseconds apart.
+const startSlack = 2000 // ms
+
+// touchesPerUpdate bounds the rows of one batched UPDATE (9 parameters
+// each).
+const touchesPerUpdate = 200
+
+// touch is an event that names an open binding without being sure of its
+// start (a release, an interim re-send, a DESTROY): the open binding of its
+// key whose start lies in [lo, hi] gets last = at and, for a close, end = at.
+type touch struct {
+	b      *Binding
+	lo, hi int64
+	at     int64
+	end    int64 // at for a close, 0 for an interim
+}
+
+func touchOf(ev *NATEvent) touch {
+	at := ev.At.UnixMilli()
+	t := touch{b: &ev.Binding, lo: 0, hi: at, at: at}
+	if !ev.Binding.Start.IsZero() {
+		// conntrack writes a NEW and its DESTROY with flow.start a few
+		// microseconds apart: the same binding within startSlack.
+		t.lo, t.hi = ms(ev.Binding.Start)-startSlack, ms(ev.Binding.Start)+startSlack
+	}
+	if ev.Kind == NATClose {
+		t.end = at
+	}
+	return t
+}
+
+// touchBindings applies touches in batched UPDATEs and returns the rows
+// they changed.
+func touchBindings(ctx context.Context, q querier, pg bool, ts []touch) ([]Binding, error) {
+	row := `(?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	if pg {
+		// The casts give PostgreSQL the types (parameters in VALUES would
+		// be text); SQLite compares without them, and parses faster.
+		row = `(CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))`
+	}
+	var out []Binding
+	var sb strings.Builder
+	args := make([]any, 0, touchesPerUpdate*9)
+	for len(ts) > 0 {
+		n := min(len(ts), touchesPerUpdate)
+		sb.Reset()
+		args = args[:0]
+		sb.WriteString(`UPDATE attribution_nat SET
+	last_ms = CASE WHEN v.column8 > attribution_nat.last_ms THEN v.column8 ELSE attribution_nat.last_ms END,
+	end_ms = v.column9
+	FROM (VALUES `)
+		for i, t := range ts[:n] {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(row)
+			args = append(args, addrText(t.b.Public), int(t.b.PortLo), int(t.b.PortHi), addrText(t.b.Inside), int(t.b.InsidePort), t.lo, t.hi, t.at, t.end)
+		}
+		sb.WriteString(`) AS v
+	WHERE attribution_nat.public_ip = v.column1 AND attribution_nat.port_lo = v.column2 AND attribution_nat.port_hi = v.column3
+	AND attribution_nat.inside_ip = v.column4 AND attribution_nat.inside_port = v.column5
+	AND attribution_nat.end_ms = 0 AND attribution_nat.start_ms BETWEEN v.column6 AND v.column7
+	RETURNING `)
+		sb.WriteString(qualified("attribution_nat", natCols))
+		rows, err := q.Query(ctx, sb.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		got, err := scanBindings(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		ts = ts[n:]
+	}
+	return out, nil
+}
+
+func qualified(table, cols string) string {
+	f := strings.Split(cols, ", ")
+	for i := range f {
+		f[i] = table + "." + f[i]
+	}
+	return strings.Join(f, ", ")
+}
+
+// load reads every session and binding that may still matter at now
+// (within the retention) into the index, oldest first.
+func load(ctx context.Context, db *store.DB, x *Index, cutoff int64) error {
+	rows, err := db.Query(ctx, `SELECT `+sessionCols+` FROM attribution_sessions WHERE stop_ms = 0 OR stop_ms >= ? ORDER BY start_ms`, cutoff)
+	if err != nil {
+		return fmt.Errorf("attribution: load sessions: %w", err)
+	}
+	ss, err := scanSessions(rows)
+	if err != nil {
+		return fmt.Errorf("attribution: load sessions: %w", err)
+	}
+	x.mu.Lock()
+	for i := range ss {
+		x.putSessionLocked(&ss[i])
+	}
+	x.mu.Unlock()
+	rows, err = db.Query(ctx, `SELECT `+natCols+` FROM attribution_nat WHERE end_ms = 0 OR end_ms >= ? ORDER BY start_ms`, cutoff)
+	if err != nil {
+		return fmt.Errorf("attribution: load bindings: %w", err)
+	}
+	defer rows.Close()
+	// Row by row: ten million bindings are not held twice.
+	var b Binding
+	var pub, in string
+	var lo, hi, inPort int
+	var start, last, end int64
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for rows.Next() {
+		if err := rows.Scan(&pub, &lo, &hi, &in, &inPort, &start, &last, &end, &b.Source); err != nil {
+			return fmt.Errorf("attribution: load bindings: %w", err)
+		}
+		b.Public, _ = netip.ParseAddr(pub)
+		b.Inside, _ = netip.ParseAddr(in)
+		b.PortLo, b.PortHi, b.InsidePort = uint16(lo), uint16(hi), uint16(inPort)
+		b.Start, b.Last, b.End = fromMS(start), fromMS(last), fromMS(end)
+		x.putNATLocked(&b)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("attribution: load bindings: %w", err)
+	}
+	return nil
+}
+
+// prune deletes what ended before cutoff.
+func prune(ctx context.Context, db *store.DB, cutoff, sessionTimeout, natTimeout int64) (sessions, nat int64, err error) {
+	r, err := db.Exec(ctx, `DELETE FROM attribution_sessions WHERE (stop_ms <> 0 AND stop_ms < ?) OR (stop_ms = 0 AND last_ms < ?)`, cutoff, cutoff-sessionTimeout)
+	if err != nil {
+		return 0, 0, fmt.Errorf("attribution: retention: %w", err)
+	}
+	sessions, _ = r.RowsAffected()
+	r, err = db.Exec(ctx, `DELETE FROM attribution_nat WHERE (end_ms <> 0 AND end_ms < ?) OR (end_ms = 0 AND last_ms < ?)`, cutoff, cutoff-natTimeout)
+	if err != nil {
+		return sessions, 0, fmt.Errorf("attribution: retention: %w", err)
+	}
+	nat, _ = r.RowsAffected()
+	return sessions, nat, nil
+}

@@ -1,0 +1,124 @@
+package attribution
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+)
+
+// Subscribers is a static map from networks to subscriber ids (business
+// lines with fixed addresses): the longest prefix wins.
+type Subscribers struct {
+	byPrefix map[netip.Prefix]string
+	lens4    []int
+	lens6    []int
+}
+
+// LoadSubscribers reads a subscribers file: lines "CIDR ID" (an address
+// stands for itself), # comments and blank lines ignored.
+func LoadSubscribers(path string) (*Subscribers, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("attribution: subscribers: %w", err)
+	}
+	defer f.Close()
+	return ParseSubscribers(f, path)
+}
+
+// ParseSubscribers parses a subscribers file read from r; name is used in
+// errors (NAME:LINE).
+func ParseSubscribers(r io.Reader, name string) (*Subscribers, error) {
+	s := &Subscribers{byPrefix: map[netip.Prefix]string{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 64*1024)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 2 {
+			return nil, fmt.Errorf("%s:%d: want \"CIDR ID\"", name, n)
+		}
+		p, err := parsePrefixOrAddr(f[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+		}
+		if prev, ok := s.byPrefix[p]; ok && prev != f[1] {
+			return nil, fmt.Errorf("%s:%d: %s is already subscriber %q", name, n, p, prev)
+		}
+		s.byPrefix[p] = f[1]
+		s.addLen(p)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return s, nil
+}
+
+func parsePrefixOrAddr(v string) (netip.Prefix, error) {
+	if strings.Contains(v, "/") {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("bad CIDR %q", v)
+		}
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked(), nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("bad address %q", v)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func unmapBits(p netip.Prefix) int {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		return 96
+	}
+	return 0
+}
+
+func (s *Subscribers) addLen(p netip.Prefix) {
+	lens := &s.lens6
+	if p.Addr().Is4() {
+		lens = &s.lens4
+	}
+	for _, l := range *lens {
+		if l == p.Bits() {
+			return
+		}
+	}
+	*lens = append(*lens, p.Bits())
+	for i := len(*lens) - 1; i > 0 && (*lens)[i] > (*lens)[i-1]; i-- {
+		(*lens)[i], (*lens)[i-1] = (*lens)[i-1], (*lens)[i]
+	}
+}
+
+// Lookup returns the subscriber of the longest network holding a, or "".
+func (s *Subscribers) Lookup(a netip.Addr) string {
+	if s == nil {
+		return ""
+	}
+	a = a.Unmap()
+	lens := s.lens6
+	if a.Is4() {
+		lens = s.lens4
+	}
+	for _, l := range lens {
+		p, err := a.Prefix(l)
+		if err != nil {
+			continue
+		}
+		if id, ok := s.byPrefix[p]; ok {
+			return id
+		}
+	}
+	return ""
+}
+
+// Len returns the number of networks.
+func (s *Subscribers) Len() int { return len(s.byPrefix) }
