@@ -27,11 +27,7 @@ import (
 var sinkserver = testutil.Binary{Pkg: "wormsink/testdata/tftp/sinkserver"}
 
 // TestMain removes the binary the process tests built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	sinkserver.Remove()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m, &sinkserver) }
 
 type serverProc struct {
 	cmd    *exec.Cmd

@@ -28,11 +28,7 @@ import (
 var wormsink = testutil.Binary{Pkg: "wormsink/cmd/wormsink"}
 
 // TestMain removes the binary the tests built, once every test is done.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	wormsink.Remove()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m, &wormsink) }
 
 // wormsinkBinary builds the command once per test run.
 func wormsinkBinary(t *testing.T) string { return wormsink.Path(t) }
