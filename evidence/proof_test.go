@@ -203,6 +203,7 @@ func TestNamedHostGetsNothing(t *testing.T) {
 		t.Errorf("lines %v", got)
 	}
 }
+
 // TestParsePrefixMapped: an IPv4-mapped prefix is its IPv4 network (it
 // used to become a /32 in the writer's exclusions and match nothing in
 // the report's); one shorter than /96 is refused.

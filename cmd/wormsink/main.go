@@ -2,6 +2,8 @@
 // server and the packet matcher, and scans, reports and checks what they use.
 package main
 
+//go:generate go test -count=1 -run ^(Test(Flag|Metrics|Package)Reference|TestDocsIndexLinksEveryPage)$ . -args -update-docs
+
 import (
 	"bytes"
 	"context"
@@ -30,6 +32,9 @@ const (
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// flagSet, when set, sees every command's flags before they are
+	// parsed: the generated flag reference (docs/flags.md) is read from it.
+	flagSet func(*flag.FlagSet)
 }
 
 type command struct {
@@ -92,6 +97,13 @@ func newFlags(e env, name, argsUsage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n == 0 {
+			// Said, so that an empty list does not read as a broken help.
+			fmt.Fprintf(fs.Output(), "usage: wormsink %s %s\n(no flags)\n", name, argsUsage)
+			return
+		}
 		fmt.Fprintf(fs.Output(), "usage: wormsink %s [flags] %s\n", name, argsUsage)
 		fs.PrintDefaults()
 	}
@@ -103,6 +115,9 @@ func newFlags(e env, name, argsUsage string) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, e env, args []string) (code int, done bool) {
 	// The flag package prints its own usage on errors and on -h; hold it,
 	// so help goes once to stdout and errors once to stderr.
+	if e.flagSet != nil {
+		e.flagSet(fs)
+	}
 	var held bytes.Buffer
 	fs.SetOutput(&held)
 	err := fs.Parse(args)
