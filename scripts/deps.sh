@@ -84,7 +84,8 @@ declare -A need=(
 )
 missing=()
 # PostgreSQL's server programs are not in PATH: the store tests start their own cluster.
-compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+pg=(/usr/lib/postgresql/*/bin/initdb)
+[ -x "${pg[0]}" ] || missing+=(postgresql)
 for cmd in "${!need[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
     missing+=("${need[$cmd]}")

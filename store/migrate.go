@@ -37,9 +37,6 @@ func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) err
 			return fmt.Errorf("store: %s: migration %d has version %d (want 1, 2, … without gaps)", component, i+1, m.Version)
 		}
 	}
-	if _, err := db.db.ExecContext(ctx, migrationsTable); err != nil {
-		return fmt.Errorf("store: %s: migrations table: %w", db, err)
-	}
 	for {
 		done, err := db.migrateOne(ctx, component, ms)
 		if err != nil {
@@ -56,13 +53,8 @@ func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) err
 // schema is current.
 func (db *DB) migrateOne(ctx context.Context, component string, ms []Migration) (done bool, err error) {
 	err = db.Tx(ctx, func(tx *Tx) error {
-		if db.dialect == Postgres {
-			// SQLite's BEGIN IMMEDIATE already serialises writers.
-			h := fnv.New64a()
-			h.Write([]byte("wormsink schema " + component))
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(?)", int64(h.Sum64())); err != nil {
-				return err
-			}
+		if err := lockSchema(ctx, tx); err != nil {
+			return err
 		}
 		var have int
 		if err := tx.QueryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?", component).Scan(&have); err != nil {
@@ -90,9 +82,25 @@ func (db *DB) migrateOne(ctx context.Context, component string, ms []Migration) 
 	return done, err
 }
 
+// lockSchema takes the schema lock for the rest of the transaction and
+// makes the migrations table if it is not there yet. PostgreSQL needs the
+// lock even for CREATE TABLE IF NOT EXISTS (two at once collide on its
+// catalog); SQLite's BEGIN IMMEDIATE already serialises writers.
+func lockSchema(ctx context.Context, tx *Tx) error {
+	if tx.dialect == Postgres {
+		h := fnv.New64a()
+		h.Write([]byte("wormsink schema"))
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(?)", int64(h.Sum64())); err != nil {
+			return err
+		}
+	}
+	_, err := tx.Exec(ctx, migrationsTable)
+	return err
+}
+
 // Version is the schema version of component in the database (0: none yet).
 func (db *DB) Version(ctx context.Context, component string) (int, error) {
-	if _, err := db.db.ExecContext(ctx, migrationsTable); err != nil {
+	if err := db.Tx(ctx, func(tx *Tx) error { return lockSchema(ctx, tx) }); err != nil {
 		return 0, fmt.Errorf("store: %s: %w", db, err)
 	}
 	var v int
