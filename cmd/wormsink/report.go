@@ -28,6 +28,7 @@ type reportOptions struct {
 	title    string
 	inputs   []string
 	workers  int
+	attr     reportAttribution // --db, --by: report_attribution.go
 }
 
 func runReport(ctx context.Context, e env, args []string) int {
@@ -46,10 +47,12 @@ func runReport(ctx context.Context, e env, args []string) int {
 	// proof of the source address
 	unverified := fs.Bool("include-unverified", false, "xarf, shadowserver: also file hosts (shadowserver: sightings) whose only proof is a lone datagram, which anyone can forge")
 	workers := fs.Int("workers", runtime.NumCPU(), "goroutines parsing and counting lines; the report is the same for any number")
+	var attr reportAttribution
+	reportAttributionFlags(fs, &attr)
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
-	o := reportOptions{format: *format, title: *title, inputs: fs.Args(), workers: *workers}
+	o := reportOptions{format: *format, title: *title, inputs: fs.Args(), workers: *workers, attr: attr}
 	o.filter.Exclude = exclude
 	if o.workers < 1 || o.workers > 1024 {
 		return usageErr(e, "report: --workers %d: want from 1 to 1024", o.workers)
@@ -95,6 +98,15 @@ func runReport(ctx context.Context, e env, args []string) int {
 	}
 	if len(o.inputs) == 0 {
 		o.inputs = []string{"-"}
+	}
+	if err := o.attr.open(ctx, o.format, o.filter, e.stderr); err != nil {
+		return usageErr(e, "report: %v", err)
+	}
+	if o.attr.close != nil {
+		defer o.attr.close()
+	}
+	if o.attr.attribute != nil || o.attr.sub != nil {
+		o.workers = 1 // lines are changed or folded per subscriber as they are read
 	}
 	return writeReport(ctx, e, o)
 }
@@ -202,6 +214,14 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 
 	var werr error
 	nets := agg.NetworkSightings()
+	switch {
+	case o.attr.sub != nil:
+		werr = o.attr.write(out, o.format)
+		if n := o.attr.sub.Unattributed(); n > 0 && o.format != "json" {
+			fmt.Fprintf(e.stderr, "wormsink: report: %d sightings name no subscriber and are not in the report by subscriber\n", n)
+		}
+		o.format = "by-subscriber" // none of the notes below
+	}
 	switch o.format {
 	case "shadowserver", "shadowserver6":
 		werr = ss.Flush()
@@ -310,7 +330,13 @@ func readLog(ctx context.Context, e env, name string, o reportOptions, agg *repo
 				}
 			}
 		} else {
+			if o.attr.attribute != nil {
+				o.attr.attribute(rec)
+			}
 			agg.Add(rec)
+			if o.attr.sub != nil {
+				o.attr.sub.Add(rec)
+			}
 		}
 		if n++; n&0xffff == 0 && ctx.Err() != nil {
 			return r.Stats(), fmt.Errorf("%s: interrupted after line %d", label, r.Stats().Lines)
