@@ -241,17 +241,14 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 	pending := map[bkey]int{} // the latest upsert of a binding key in this batch
 	var touches []touch
 	var touchOps []*op
+	var accts []*AcctEvent
 	var err error
 	{
 		// store.Tx itself retries a transaction the database refused as busy.
 		err = a.cfg.DB.Tx(ctx, func(tx *store.Tx) error {
 			for _, o := range batch {
 				if o.acct != nil {
-					got, err := applySession(ctx, tx, o.acct)
-					if err != nil {
-						return fmt.Errorf("attribution: accounting: %w", err)
-					}
-					sessions = append(sessions, got...)
+					accts = append(accts, o.acct)
 					continue
 				}
 				if o.sync {
@@ -283,6 +280,11 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 				touches = append(touches, touchOf(&o.nat))
 				touchOps = append(touchOps, o)
 			}
+			ss, err := applyAccounting(ctx, tx, accts)
+			if err != nil {
+				return fmt.Errorf("attribution: accounting: %w", err)
+			}
+			sessions = append(sessions, ss...)
 			// The touches go first: an open after a close of the same key in
 			// this batch is a new binding.
 			got, err := touchBindings(ctx, tx, tx.Dialect() == store.Postgres, touches)
