@@ -1,3 +1,3 @@
-// Package attribution names the subscriber behind a sighting, from RADIUS accounting, NAT
-// logs and static lists kept in the store, through an in-memory interval index.
+// Package attribution names the subscriber behind a sighting from RADIUS sessions,
+// NAT bindings (conntrack, port blocks, IPFIX, deterministic NAT) and static lines.
 package attribution

@@ -109,6 +109,15 @@ type Config struct {
 	// resolver's own idle timeout does.
 	UpstreamTCPConns int
 	UpstreamTCPIdle  time.Duration
+
+	// Garden is the walled garden (quarantined clients); nil: none.
+	Garden Garden
+	// NoticeIPs answer a quarantined client's A (IPv4 ones) and AAAA
+	// (IPv6 ones) queries: the notice page (--notice-ip). Required with
+	// Garden.
+	NoticeIPs []netip.Addr
+	// GardenTTL is the TTL of those answers; 0 means DefaultGardenTTL.
+	GardenTTL time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -133,6 +142,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.MaxTCPPerClient, DefaultMaxTCPPerClient)
 	orDefault(&c.UpstreamTCPConns, DefaultUpstreamTCPConns)
 	orDefault(&c.UpstreamTCPIdle, DefaultUpstreamTCPIdle)
+	orDefault(&c.GardenTTL, DefaultGardenTTL)
 }
 
 // orDefault sets a tuning knob left at zero (or below) to its default.
@@ -157,6 +167,10 @@ func (c *Config) check() error {
 
 // ErrNoUpstream is returned by New when no upstream is configured.
 var ErrNoUpstream = errors.New("no upstream resolver")
+
+// ErrNoNoticeIP is returned by New for a walled garden without a notice
+// address to send quarantined clients to.
+var ErrNoNoticeIP = errors.New("a walled garden needs a notice address (--notice-ip)")
 
 // ErrNoSinkholeIP is returned by New without a sinkhole address (docs/contract.md §1:
 // an error at start). A family without one answers NODATA.

@@ -37,6 +37,8 @@ type handler struct {
 	allow []netip.Prefix
 	v4    rrset
 	v6    rrset
+	gv4   rrset // walled-garden answers: the notice addresses
+	gv6   rrset
 	soa   []byte // newPolicySOA
 	cache *cache
 	ups   []*upstream
@@ -129,6 +131,13 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 			}
 			return h.fit(h.policyAnswer(s.out, msg, q, m, uint32(set.Serial()), nil, nil), q, msg, tcp), false
 		}
+	}
+
+	// A quarantined client: the notice page for every name but the few it
+	// may still resolve. After the policy, so its worm lookups are still
+	// sinkholed and recorded; before the cache, which serves everyone.
+	if resp, ok := h.garden(s, msg, client.Addr(), tcp); ok {
+		return resp, false
 	}
 
 	if h.cache != nil {

@@ -99,19 +99,24 @@ const (
 // policy SOA; with EDNS the OPT carries an Extended DNS Error naming the
 // signature.
 func (h *handler) policyAnswer(dst, msg []byte, q *query, m signatures.NameMatch, serial uint32, resp []byte, info *respInfo) []byte {
-	d := m.Domain
+	return h.synthAnswer(dst, msg, q, m.Domain.Action, edeBlocked, m.Signature.ID, &h.v4, &h.v6, serial, resp, info)
+}
+
+// synthAnswer writes an answer the shim makes up: action's records from v4
+// or v6 (a sinkhole), or NXDOMAIN / NODATA, with an Extended DNS Error
+// (ede, or Filtered for NXDOMAIN and NODATA) whose text is why.
+func (h *handler) synthAnswer(dst, msg []byte, q *query, action signatures.Action, ede uint16, why string, v4, v6 *rrset, serial uint32, resp []byte, info *respInfo) []byte {
 	var set *rrset
 	rcode := uint16(rcodeSuccess)
-	ede := uint16(edeBlocked)
 	switch {
-	case d.Action == signatures.NXDomain:
+	case action == signatures.NXDomain:
 		rcode, ede = rcodeNXDomain, edeFiltered
-	case d.Action == signatures.NoData:
+	case action == signatures.NoData:
 		ede = edeFiltered
 	case q.qtype == typeA:
-		set = &h.v4
+		set = v4
 	case q.qtype == typeAAAA:
-		set = &h.v6
+		set = v6
 	}
 	chainLen := 0
 	if info != nil {
@@ -155,7 +160,7 @@ func (h *handler) policyAnswer(dst, msg []byte, q *query, m signatures.NameMatch
 		binary.BigEndian.PutUint32(dst[base+soaSerial:], serial)
 	}
 	if q.edns {
-		dst = appendOPTEDE(dst, q, ede, m.Signature.ID)
+		dst = appendOPTEDE(dst, q, ede, why)
 	}
 	return dst
 }

@@ -69,6 +69,8 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		allow: cfg.Allow,
 		v4:    newRRSet(cfg.SinkholeIPs, false, ttl),
 		v6:    newRRSet(cfg.SinkholeIPs, true, ttl),
+		gv4:   newRRSet(cfg.NoticeIPs, false, uint32(cfg.GardenTTL/time.Second)),
+		gv6:   newRRSet(cfg.NoticeIPs, true, uint32(cfg.GardenTTL/time.Second)),
 		soa:   newPolicySOA(ttl),
 		cache: newCache(cfg.CacheSize, cfg.CacheBytes, cfg.MaxCacheTTL, cfg.MaxNegativeTTL),
 		lim:   newLimiter(cfg.MaxInflight, cfg.MaxInflightPerClient, cfg.JostleTimeout),
@@ -79,6 +81,9 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 	}
 	if h.v4.n == 0 && h.v6.n == 0 {
 		return nil, ErrNoSinkholeIP
+	}
+	if cfg.Garden != nil && h.gv4.n == 0 && h.gv6.n == 0 {
+		return nil, ErrNoNoticeIP
 	}
 	return &Server{
 		cfg:   cfg,

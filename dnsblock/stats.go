@@ -41,6 +41,12 @@ type Stats struct {
 	UpstreamLatency [len(LatencyBounds) + 1]uint64
 	// UpstreamLatencySum is the sum of the successful attempts' latencies.
 	UpstreamLatencySum time.Duration
+
+	// Walled garden: quarantined clients' queries answered with the
+	// notice address, and those of their queries forwarded because the
+	// name is allowed.
+	Gardened     uint64
+	GardenPassed uint64
 }
 
 // UpstreamLatencyCount is how many latencies the histogram holds.
@@ -56,6 +62,7 @@ type counters struct {
 	sinkholed, forwarded, cacheHits, refused, servFail, formErr, notImp, dropped atomic.Uint64
 	upErrors, upStrays, upLatSum, unchecked                                      atomic.Uint64
 	jostled, clientLimited, merged, tcpEvicted, tcpRejected                      atomic.Uint64
+	gardened, gardenPassed                                                       atomic.Uint64
 	upLat                                                                        [len(LatencyBounds) + 1]atomic.Uint64
 }
 
@@ -76,6 +83,7 @@ func (c *counters) snapshot() Stats {
 		Unchecked: c.unchecked.Load(), Jostled: c.jostled.Load(), ClientLimited: c.clientLimited.Load(), Merged: c.merged.Load(),
 		TCPEvicted: c.tcpEvicted.Load(), TCPRejected: c.tcpRejected.Load(), UpstreamErrors: c.upErrors.Load(), UpstreamStrays: c.upStrays.Load(),
 		UpstreamLatencySum: time.Duration(c.upLatSum.Load()),
+		Gardened:           c.gardened.Load(), GardenPassed: c.gardenPassed.Load(),
 	}
 	for i := range c.upLat {
 		s.UpstreamLatency[i] = c.upLat[i].Load()

@@ -125,6 +125,7 @@ type Writer struct {
 
 	writeMu sync.Mutex // one batch at a time, in order
 
+	obs  atomic.Pointer[Observer]   // told of every sighting recorded; nil: none
 	attr atomic.Pointer[Attributor] // names the subscriber of host lines; nil: none
 
 	stop chan struct{}
@@ -258,6 +259,9 @@ func (w *Writer) Record(ev Event) {
 		ev.Proof = ProofTrustedSource
 	}
 	ev.cutLong()
+	if o := w.obs.Load(); o != nil {
+		(*o).Observe(&ev)
+	}
 	k := ev.key()
 	if w.eventClock {
 		defer w.flushByEventClock() // after the unlock below

@@ -81,6 +81,9 @@ declare -A need=(
   [radclient]=freeradius-utils
   [ulogd]=ulogd2
   [conntrack]=conntrack
+  # the signature feed: a real web server serving it, the minisign tool it interoperates with
+  [nginx]=nginx
+  [minisign]=minisign
 )
 missing=()
 # PostgreSQL's server programs are not in PATH: the store tests start their own cluster.

@@ -13,6 +13,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("serial: 1\nsignatures:\n  - id: a\n    family: A\n    domains: ['*.x.example', {name: y.example, action: nodata}]\n"))
 	f.Add([]byte("serial: 1\nsignatures:\n  - id: a\n    family: A\n    payloads: [{proto: udp, contains: '|00 01|a'}]\n"))
 	f.Add([]byte("serial: 1\nsignatures: []\n"))
+	f.Add([]byte("serial: 1\nexpires: 2027-01-01T00:00:00Z\nsignatures: []\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("serial: 1\nsignatures:\n  - id: a\n    family: A\n    domains:\n      - a.example\n      - name: b.example\n      - c.example # x\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

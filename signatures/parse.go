@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"wormsink/internal/yamlline"
 
@@ -258,8 +259,14 @@ func (d *decoder) file(doc *yaml.Node) (*File, error) {
 	f := &File{}
 	var haveSerial, haveSigs bool
 	var sigsNode *yaml.Node
-	err := d.fields(root, "file", []string{"serial", "signatures"}, func(key string, k, v *yaml.Node) error {
+	err := d.fields(root, "file", []string{"serial", "expires", "signatures"}, func(key string, k, v *yaml.Node) error {
 		switch key {
+		case "expires":
+			t, err := d.expires(v)
+			if err != nil {
+				return err
+			}
+			f.Expires = t
 		case "serial":
 			haveSerial = true
 			s, err := d.str(v, "serial")
@@ -313,6 +320,20 @@ func (d *decoder) file(doc *yaml.Node) (*File, error) {
 		f.Signatures = append(f.Signatures, sig)
 	}
 	return f, nil
+}
+
+// expires reads the file's expiry: an RFC 3339 time with its zone, so a
+// feed client anywhere reads the same instant. YAML itself reads such a
+// value as a timestamp; either tag is taken, the text is what counts.
+func (d *decoder) expires(n *yaml.Node) (time.Time, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" && n.Tag != "!!timestamp" {
+		return time.Time{}, d.errf(n, "expires must be an RFC 3339 time such as 2027-01-31T00:00:00Z")
+	}
+	t, err := time.Parse(time.RFC3339, n.Value)
+	if err != nil {
+		return time.Time{}, d.errf(n, "expires %q is not an RFC 3339 time such as 2027-01-31T00:00:00Z", n.Value)
+	}
+	return t, nil
 }
 
 var signatureKeys = []string{"id", "family", "aliases", "references", "tftp_files", "domains", "payloads"}

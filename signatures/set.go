@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"strings"
+	"time"
 )
 
 // Set is a compiled, immutable signature file. It is safe for concurrent use
@@ -59,6 +60,9 @@ type payloadRule struct {
 
 // Serial is the file's serial.
 func (s *Set) Serial() uint64 { return s.file.Serial }
+
+// Expires is when the file stops being current; zero when it never does.
+func (s *Set) Expires() time.Time { return s.file.Expires }
 
 // Name is the path or label the set was loaded from.
 func (s *Set) Name() string { return s.file.Name }

@@ -5,6 +5,7 @@ package signatures
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Action is what the DNS shim does with a listed name.
@@ -131,8 +132,11 @@ type Payload struct {
 
 // File is a parsed signature file.
 type File struct {
-	Name       string // path or label used in error messages
-	Serial     uint64
+	Name   string // path or label used in error messages
+	Serial uint64
+	// Expires is when the file stops being current (zero: never). A feed
+	// refuses an expired file, so a stale copy cannot be replayed forever.
+	Expires    time.Time
 	Signatures []Signature
 
 	namesPacked bool // every domain name already lives in one shared arena

@@ -1,12 +1,9 @@
-// Package store is wormsink's one persistent state: subscriber attribution,
-// quarantines, cases and their audit trail, on SQLite (one file, the
-// embedded default) or PostgreSQL (several processes and machines).
-//
-// The package owns the connection, the two SQL dialects and the versioned
-// migrations; each part that keeps state (attribution, quarantine, the desk)
-// owns its tables as a migration component of its own, so parts can grow
-// their schema without touching each other's.
+// Package store is wormsink's one persistent state (attribution, quarantines,
+// cases, audit) on SQLite or PostgreSQL, with versioned migrations per part.
 package store
+
+// Each part that keeps state owns its tables as a migration component of
+// its own, so parts grow their schema without touching each other's.
 
 import (
 	"context"

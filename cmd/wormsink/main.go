@@ -42,7 +42,8 @@ func commands() []command {
 		{"serve", "DNS shim + fake TFTP server (+ live packet matching), until SIGTERM", runServe},
 		{"scan", "match worm patterns in pcap/pcapng files; evidence lines to stdout", runScan},
 		{"report", "per-host summary of evidence logs (report [--format table|csv|json|shadowserver|xarf|html] [LOG...])", runReport},
-		{"sigs", "validate or export a signature file (sigs check FILE, sigs export --format rpz|hosts|suricata)", runSigs},
+		{"sigs", "check, export, sign, verify, pull, diff and import signature files (sigs --help)", runSigs},
+		{"quarantine", "list, add, release and annotate quarantined subscribers and addresses (--db)", runQuarantine},
 		{"attribution", "RADIUS and NAT records in (import) and who an address was (who ADDR[:PORT] TIME)", runAttribution},
 		{"version", "print the version", runVersion},
 	}

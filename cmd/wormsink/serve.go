@@ -22,8 +22,10 @@ import (
 
 	"wormsink/dnsblock"
 	"wormsink/evidence"
+	"wormsink/quarantine"
 	"wormsink/signatures"
 	"wormsink/sinkhole"
+	"wormsink/store"
 	"wormsink/wire"
 )
 
@@ -59,6 +61,10 @@ type serveConfig struct {
 	trustedSources evidence.Networks // networks whose edge drops forged sources
 
 	feeds feedConfig // RPZ primary and dnstap input: serve_rpz.go
+
+	db         string           // --db: the store, shared by the parts that keep state (serve_store.go)
+	quarantine quarantineConfig // walled garden and notice page: serve_quarantine.go
+	sigsFeed   sigsFeedConfig   // the signed signature feed: serve_feed.go
 	// Live capture tuning (issue 15).
 	captureWorkers int
 	captureRingMB  int
@@ -105,7 +111,10 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	feedFlags(fs, &c.feeds)
+	dbFlag(fs, &c.db)
+	quarantineFlags(fs, &c.quarantine)
 	attributionFlags(fs, &c.attribution)
+	sigsFeedFlags(fs, &c.sigsFeed)
 
 	// Live capture tuning (issue 15).
 	fs.IntVar(&c.captureWorkers, "capture-workers", runtime.NumCPU(), "--capture: sockets and goroutines reading the interface, fanned out by flow")
@@ -210,6 +219,12 @@ func (c *serveConfig) complete() error {
 	if err := c.completeFeeds(); err != nil {
 		return err
 	}
+	if err := c.completeSigsFeed(); err != nil {
+		return err
+	}
+	if err := c.quarantine.complete(); err != nil {
+		return err
+	}
 	if c.captureWorkers < 1 || c.captureWorkers > 1024 {
 		return fmt.Errorf("--capture-workers %d: want from 1 to 1024", c.captureWorkers)
 	}
@@ -257,6 +272,10 @@ type server struct {
 
 	parts   []part
 	closers []func() // release what the parts bound, after a failed start
+
+	db         *store.DB           // --db, opened by the first part that needs it (database)
+	attributor evidence.Attributor // names subscribers; nil without attribution
+	quarantine *quarantine.Engine  // nil without --quarantine-policy
 }
 
 // part is one job of serve (a listener, the metrics server, the reload
@@ -281,7 +300,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 			s.closeAll() // whatever was bound before the failure
 		}
 	}()
-	if s.store, err = signatures.Open(c.sigFile); err != nil {
+	if s.store, err = s.openStore(); err != nil {
 		return nil, err
 	}
 	if c.logFile == "-" || c.logFile == "" {
@@ -302,7 +321,9 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
-	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap} {
+	// Attribution before the quarantine (which attributes what it acts
+	// on), the quarantine before the shim (which enforces it).
+	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed} {
 		if err := add(); err != nil {
 			return nil, err
 		}
@@ -327,6 +348,10 @@ func (s *server) closeAll() {
 		c()
 	}
 	s.closers = nil
+	if s.db != nil {
+		s.db.Close()
+		s.db = nil
+	}
 	if s.ev != nil {
 		s.ev.Close()
 	}
@@ -379,6 +404,9 @@ func (s *server) run(ctx context.Context) error {
 	}
 	if err := s.ev.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("log: %w", err)
+	}
+	if s.db != nil {
+		s.db.Close()
 	}
 	return runErr
 }

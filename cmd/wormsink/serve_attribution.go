@@ -18,7 +18,6 @@ import (
 // the store (--db) and an index in front of it; every host line of the
 // evidence log is attributed as it is written.
 type attributionConfig struct {
-	db             string
 	radiusListen   string
 	radiusSecrets  string
 	sessionTimeout time.Duration
@@ -36,7 +35,6 @@ type attributionConfig struct {
 }
 
 func attributionFlags(fs *flag.FlagSet, c *attributionConfig) {
-	dbFlag(fs, &c.db)
 	fs.Var((*listenAddr)(&c.radiusListen), "radius-acct-listen", "UDP address of the RADIUS accounting server (1813 is the usual port): sessions name the subscriber of an address (default off)")
 	fs.StringVar(&c.radiusSecrets, "radius-secrets", "", `file of lines "CIDR SECRET": the NAS or proxy networks allowed to send accounting and their shared secrets`)
 	fs.DurationVar(&c.sessionTimeout, "radius-session-timeout", attribution.DefaultSessionTimeout, "a session whose Stop was lost ends this long after its last Start or Interim-Update")
@@ -117,11 +115,10 @@ func (s *server) addAttribution() error {
 		return nil
 	}
 	ctx := context.Background()
-	db, err := openDB(ctx, c.db)
+	db, err := s.database()
 	if err != nil {
-		return fmt.Errorf("--db: %w", err)
+		return err
 	}
-	s.closers = append(s.closers, func() { db.Close() })
 	a, err := attribution.New(ctx, attribution.Config{DB: db, Retention: c.retention, SessionTimeout: c.sessionTimeout,
 		NATTimeout: c.natTimeout, Subscribers: c.subs, Deterministic: c.det, Log: s.log})
 	if err != nil {
@@ -129,11 +126,9 @@ func (s *server) addAttribution() error {
 	}
 	sessions, bindings := a.Index().Len()
 	s.log.Info().Str("event", "attribution_loaded").Int("sessions", sessions).Int("bindings", bindings).Msg("attribution index loaded from the store")
-	s.ev.SetAttributor(evidenceAttributor{a})
-	s.parts = append(s.parts, part{name: "attribution", run: func(ctx context.Context) error {
-		defer db.Close()
-		return a.Serve(ctx)
-	}})
+	s.attributor = evidenceAttributor{a}
+	s.ev.SetAttributor(s.attributor)
+	s.parts = append(s.parts, part{name: "attribution", run: a.Serve})
 	m := s.metrics
 	m.counter("wormsink_attribution_accounting_total", "RADIUS accounting records stored.", func() uint64 { return a.Stats().AcctRecords })
 	m.counter("wormsink_attribution_nat_events_total", "NAT events stored.", func() uint64 { return a.Stats().NATEvents })

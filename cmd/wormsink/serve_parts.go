@@ -135,13 +135,17 @@ func (s *server) addDNS() error {
 	m := s.metrics
 	m.counterVec("wormsink_dns_queries_total", "DNS queries by outcome.", "outcome", map[string]func() uint64{
 		"sinkholed": func() uint64 { return srv.Stats().Sinkholed },
-		"forwarded": func() uint64 { return srv.Stats().Forwarded },
-		"cache_hit": func() uint64 { return srv.Stats().CacheHits },
-		"refused":   func() uint64 { return srv.Stats().Refused },
-		"servfail":  func() uint64 { return srv.Stats().ServFail },
-		"formerr":   func() uint64 { return srv.Stats().FormErr },
-		"notimp":    func() uint64 { return srv.Stats().NotImp },
-		"dropped":   func() uint64 { return srv.Stats().Dropped },
+		// A quarantined client's answers: the notice page, or forwarded
+		// because the name is allowed.
+		"walled_garden":  func() uint64 { return srv.Stats().Gardened },
+		"garden_allowed": func() uint64 { return srv.Stats().GardenPassed },
+		"forwarded":      func() uint64 { return srv.Stats().Forwarded },
+		"cache_hit":      func() uint64 { return srv.Stats().CacheHits },
+		"refused":        func() uint64 { return srv.Stats().Refused },
+		"servfail":       func() uint64 { return srv.Stats().ServFail },
+		"formerr":        func() uint64 { return srv.Stats().FormErr },
+		"notimp":         func() uint64 { return srv.Stats().NotImp },
+		"dropped":        func() uint64 { return srv.Stats().Dropped },
 	})
 	m.counter("wormsink_dns_upstream_errors_total", "Upstream attempts that failed or timed out.", func() uint64 { return srv.Stats().UpstreamErrors })
 	m.counter("wormsink_dns_upstream_strays_total", "Upstream answers dropped: unknown ID or question mismatch.", func() uint64 { return srv.Stats().UpstreamStrays })

@@ -5,25 +5,50 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"wormsink/signatures"
 )
 
 func runSigs(ctx context.Context, e env, args []string) int {
 	if len(args) == 0 {
-		return usageErr(e, "sigs: needs a subcommand: check FILE, or export --format rpz|hosts|suricata [--sinkhole-ip IP] [--zone NAME] [--keep-underscore] [FILE]")
+		return usageErr(e, "sigs: needs a subcommand: %s", sigsSubcommands)
 	}
 	switch args[0] {
 	case "check":
 		return runSigsCheck(e, args[1:])
 	case "export":
 		return runSigsExport(e, args[1:])
+	case "keygen":
+		return runSigsKeygen(e, args[1:])
+	case "sign":
+		return runSigsSign(e, args[1:])
+	case "verify":
+		return runSigsVerify(e, args[1:])
+	case "pull":
+		return runSigsPull(ctx, e, args[1:])
+	case "diff":
+		return runSigsDiff(e, args[1:])
+	case "import":
+		return runSigsImport(e, args[1:])
 	case "-h", "-help", "--help":
-		fmt.Fprintln(e.stdout, "usage: wormsink sigs check FILE\n       wormsink sigs export --format rpz|hosts|suricata [--sinkhole-ip IP,...] [--zone NAME] [--keep-underscore] [FILE]")
+		fmt.Fprint(e.stdout, sigsUsage)
 		return exitOK
 	}
-	return usageErr(e, "sigs: unknown subcommand %q (want check or export)", args[0])
+	return usageErr(e, "sigs: unknown subcommand %q (want %s)", args[0], sigsSubcommands)
 }
+
+const sigsSubcommands = "check, export, keygen, sign, verify, pull, diff or import"
+
+const sigsUsage = `usage: wormsink sigs check FILE
+       wormsink sigs export --format rpz|hosts|suricata [--sinkhole-ip IP,...] [--zone NAME] [--keep-underscore] [FILE]
+       wormsink sigs keygen -o PREFIX [--password-file FILE]
+       wormsink sigs sign --key FILE [--password-file FILE] SIGFILE
+       wormsink sigs verify --pubkey KEY SIGFILE
+       wormsink sigs pull --sigs-url URL --sigs-pubkey KEY [--sigs-ca FILE] --signatures FILE
+       wormsink sigs diff OLD NEW
+       wormsink sigs import --format hosts|rpz|urlhaus-csv FILE --family NAME --id PREFIX
+`
 
 func runSigsCheck(e env, args []string) int {
 	fs := newFlags(e, "sigs check", "FILE")
@@ -38,8 +63,11 @@ func runSigsCheck(e env, args []string) int {
 		return fail(e, "sigs check: %v", err)
 	}
 	st := set.Stats()
-	fmt.Fprintf(e.stdout, "%s: ok: serial %d, %d signatures, %d domains (%d wildcard), %d tftp files, %d payload rules\n",
-		fs.Arg(0), set.Serial(), st.Signatures, st.Domains, st.Wildcards, st.TFTPFiles, st.Payloads)
+	fmt.Fprintf(e.stdout, "%s: ok: serial %d, %s, %d signatures, %d domains (%d wildcard), %d tftp files, %d payload rules\n",
+		fs.Arg(0), set.Serial(), expiryText(set.Expires(), time.Now()), st.Signatures, st.Domains, st.Wildcards, st.TFTPFiles, st.Payloads)
+	if exp := set.Expires(); !exp.IsZero() && !time.Now().Before(exp) {
+		return fail(e, "sigs check: %s expired at %s: a feed refuses it", fs.Arg(0), exp.Format(time.RFC3339))
+	}
 	return exitOK
 }
 
@@ -91,6 +119,17 @@ func runSigsExport(e env, args []string) int {
 		return fail(e, "sigs export: %v", err)
 	}
 	return exitOK
+}
+
+// expiryText says when a file expires, for the check and verify lines.
+func expiryText(exp, now time.Time) string {
+	switch {
+	case exp.IsZero():
+		return "no expiry"
+	case !now.Before(exp):
+		return "EXPIRED at " + exp.Format(time.RFC3339)
+	}
+	return fmt.Sprintf("expires %s (in %s)", exp.Format(time.RFC3339), exp.Sub(now).Round(time.Minute))
 }
 
 // addrList is a flag holding comma-separated IP addresses.

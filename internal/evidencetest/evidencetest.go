@@ -1,6 +1,5 @@
-// Package evidencetest gives tests evidence Recorders that keep, count or
-// drop what a component records, and one reader of evidence logs that
-// checks every line against the field table.
+// Package evidencetest gives tests evidence Recorders that keep, count or drop
+// what a component records, and one reader of evidence logs checked against the field table.
 package evidencetest
 
 import (

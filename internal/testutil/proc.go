@@ -1,7 +1,5 @@
-// Package testutil holds what the tests of several packages share: the
-// real programs they start (resolvers, tcpdump, the wormsink binary) and
-// how they find and wait for them. A program the tests run is installed by
-// scripts/deps.sh; a missing one fails the test with "run `make deps`".
+// Package testutil holds what the tests of several packages share: the real
+// programs they start (resolvers, PostgreSQL, tcpdump, wormsink), found and waited for.
 package testutil
 
 import (

@@ -1,7 +1,7 @@
-// Package testutil holds what the tests of several packages share: free
-// loopback ports, waiting on a condition, finding the programs a test runs,
-// and starting real servers (PostgreSQL, resolvers, …) on loopback.
 package testutil
+
+// This file: free loopback ports, waiting on a condition, finding the
+// programs a test runs.
 
 import (
 	"net"

@@ -1,7 +1,5 @@
-// Package storetest runs a test against both implementations of the store:
-// a fresh SQLite file and a fresh database in a PostgreSQL cluster that the
-// test binary starts for itself (from Debian's postgresql package) on a
-// loopback port.
+// Package storetest runs a test on both implementations of the store: a fresh
+// SQLite file and a fresh database in the test binary's own PostgreSQL cluster.
 package storetest
 
 import (
