@@ -171,7 +171,7 @@ func BenchmarkIngestNAT(b *testing.B) {
 
 // BenchmarkRADIUS sends Accounting-Requests over loopback UDP to the
 // server, which stores each on SQLite before it answers: Start and Stop
-// of distinct sessions, from 64 NAS conversations at once.
+// of distinct sessions, from 128 NAS conversations at once.
 func BenchmarkRADIUS(b *testing.B) {
 	a, stop := benchAttributor(b)
 	defer stop()
@@ -188,7 +188,7 @@ func BenchmarkRADIUS(b *testing.B) {
 	addr := pc.LocalAddr().String()
 	var seq atomic.Int64
 	b.ReportAllocs()
-	b.SetParallelism(32)
+	b.SetParallelism(64)
 	start, cpu0 := time.Now(), cpuNow()
 	b.RunParallel(func(pb *testing.PB) {
 		// One socket per NAS conversation, as a NAS or a proxy keeps: the
