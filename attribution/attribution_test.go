@@ -54,7 +54,11 @@ func TestSessionsAcrossRestart(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		a, stop := newAttributor(t, db, Config{})
+		v6 := acct(AcctStart, "192.0.2.1", "s6", "frank", "", t0)
+		v6.Session.FramedV6 = netip.MustParsePrefix("2001:db8:1:1::/64")
+		v6.Session.Delegated = netip.MustParsePrefix("2001:db8:2200::/56")
 		steps := []AcctEvent{
+			v6,
 			acct(AcctStart, "192.0.2.1", "s1", "alice", "100.64.0.7", t0),
 			acct(AcctStop, "192.0.2.1", "s1", "alice", "100.64.0.7", t0.Add(10*time.Minute)),
 			acct(AcctStart, "192.0.2.1", "s2", "bob", "100.64.0.7", t0.Add(11*time.Minute)),
@@ -79,6 +83,9 @@ func TestSessionsAcrossRestart(t *testing.T) {
 				{"100.64.0.8", 19 * time.Minute, "carol"},
 				{"100.64.0.8", 21 * time.Minute, ""},
 				{"100.64.0.7", -time.Second, ""},
+				{"2001:db8:1:1::99", time.Minute, "frank"},    // in the framed /64
+				{"2001:db8:2200:ff::1", time.Minute, "frank"}, // in the delegated /56
+				{"2001:db8:2201::1", time.Minute, ""},         // beside it
 			} {
 				if got := a.Lookup(mustAddr(c.addr), 0, t0.Add(c.at)); got.Subscriber != c.want {
 					t.Errorf("%s at +%s: subscriber %q, want %q", c.addr, c.at, got.Subscriber, c.want)
