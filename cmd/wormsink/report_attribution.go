@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -31,16 +32,15 @@ func reportAttributionFlags(fs *flag.FlagSet, c *reportAttribution) {
 
 // open checks the flags and opens the store; the report is then read by
 // one reader, in order.
-func (c *reportAttribution) open(ctx context.Context, format string, filter report.Filter, stderr io.Writer) error {
+func (c *reportAttribution) open(ctx context.Context, format *report.Format, stderr io.Writer) error {
 	switch c.by {
 	case "host":
 	case "subscriber":
-		switch format {
+		switch format.Name {
 		case "table", "csv", "json":
 		default:
-			return fmt.Errorf("--by subscriber writes table, csv or json, not %s (complaints to other networks name addresses only)", format)
+			return fmt.Errorf("--by subscriber writes table, csv or json, not %s (complaints to other networks name addresses only)", format.Name)
 		}
-		c.sub = report.NewSubscriberAggregator(filter)
 	default:
 		return fmt.Errorf("--by %q: want host or subscriber", c.by)
 	}
@@ -89,14 +89,25 @@ func (c *reportAttribution) open(ctx context.Context, format string, filter repo
 	return nil
 }
 
-// write writes the report by subscriber.
-func (c *reportAttribution) write(w io.Writer, format string) error {
+// write writes the report by subscriber and returns the notes for stderr.
+func (c *reportAttribution) write(w io.Writer, format string) ([]string, error) {
 	rows := c.sub.Rows()
+	var notes []string
+	if n := c.sub.Unattributed(); n > 0 && format != "json" {
+		notes = append(notes, fmt.Sprintf("%d sightings name no subscriber and are not in the report by subscriber", n))
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var err error
 	switch format {
 	case "csv":
-		return report.WriteSubscriberCSV(w, rows)
+		err = report.WriteSubscriberCSV(bw, rows)
 	case "json":
-		return report.WriteSubscriberJSON(w, rows, c.sub.Unattributed())
+		err = report.WriteSubscriberJSON(bw, rows, c.sub.Unattributed())
+	default:
+		err = report.WriteSubscriberTable(bw, rows)
 	}
-	return report.WriteSubscriberTable(w, rows)
+	if err == nil {
+		err = bw.Flush()
+	}
+	return notes, err
 }
