@@ -104,8 +104,8 @@ for cmd in "${!need[@]}"; do
   fi
 done
 # ulogd2's JSON output is a plugin of its own package, not a command.
-ulogd_json=(/usr/lib/*/ulogd/ulogd_output_JSON.so)
-[ -e "${ulogd_json[0]}" ] || missing+=(ulogd2-json)
+uj=(/usr/lib/*/ulogd/ulogd_output_JSON.so)
+[ -e "${uj[0]}" ] || missing+=(ulogd2-json)
 # Python modules: Debian's python3 (not a pyenv or venv one) must import them.
 /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 [ ${#missing[@]} -eq 0 ] && exit 0
