@@ -9,7 +9,7 @@ PKGS     := ./...
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION))
 
-.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept
+.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept
 
 all: build
 
@@ -30,11 +30,18 @@ vet:
 	$(GO) vet $(PKGS)
 
 test: test-root-note deps fmt-check vet
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 40m $(PKGS)
 
 # Said once, at the top: the tests that need root then fail with "needs root".
 test-root-note:
 	@[ "$$(id -u)" -eq 0 ] || echo 'make test: needs root (it installs the test packages, opens raw sockets, makes network namespaces); as $(shell id -un), the tests that need root fail with "needs root"' >&2
+
+# docs/flags.md, docs/metrics.md and docs/packages.md from the code (the flag sets,
+# the collectors serve registers, the package comments; root, as the capture
+# part must bind), and links in docs/README.md to the pages it lacks; tests
+# fail when the committed files drift.
+docs:
+	$(GO) test -count=1 -run '^(Test(Flag|Metrics|Package)Reference|TestDocsIndexLinksEveryPage)$$' ./cmd/wormsink -args -update-docs
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
@@ -85,8 +92,8 @@ install: build
 	install -D -m 0644 deploy/wormsink.service $(DESTDIR)/etc/systemd/system/wormsink.service
 	install -D -m 0644 deploy/wormsink.logrotate $(DESTDIR)/etc/logrotate.d/wormsink
 	install -D -m 0644 README.md $(DOC)/README.md
-	install -d -m 0755 $(DOC)/resolvers
-	install -m 0644 docs/*.md $(DOC)/
+	install -d -m 0755 $(DOC)/docs $(DOC)/resolvers
+	install -m 0644 docs/*.md $(DOC)/docs/  # README.md links them as docs/
 	install -m 0644 deploy/resolvers/* $(DOC)/resolvers/
 	install -m 0644 deploy/wormsink-resolvers.yaml $(DOC)/wormsink-resolvers.yaml
 	install -D -m 0644 signatures/default.yaml $(DOC)/signatures/default.yaml

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"wormsink/evidence"
 )
 
 // Defaults for Config.
@@ -224,7 +226,8 @@ func ParseTTL(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// ParseAllow reads CIDRs; a bare address stands for itself.
+// ParseAllow reads CIDRs; a bare address stands for itself. Each is read
+// as evidence.ParsePrefix reads it, as --exclude and --trusted-sources are.
 func ParseAllow(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {
@@ -232,15 +235,11 @@ func ParseAllow(list []string) ([]netip.Prefix, error) {
 		if s == "" {
 			continue
 		}
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		ip, err := netip.ParseAddr(s)
+		p, err := evidence.ParsePrefix(s)
 		if err != nil {
-			return nil, fmt.Errorf("%q: not a CIDR or address", s)
+			return nil, err
 		}
-		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+		out = append(out, p)
 	}
 	return out, nil
 }

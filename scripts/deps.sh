@@ -62,6 +62,7 @@ declare -A need=(
   [dnsperf]=dnsperf
   [jq]=jq
   [ip]=iproute2
+  [unshare]=util-linux
   [ss]=iproute2
   [nft]=nftables
   [busybox]=busybox
@@ -103,7 +104,8 @@ for cmd in "${!need[@]}"; do
   fi
 done
 # ulogd2's JSON output is a plugin of its own package, not a command.
-compgen -G '/usr/lib/*/ulogd/ulogd_output_JSON.so' >/dev/null || missing+=(ulogd2-json)
+uj=(/usr/lib/*/ulogd/ulogd_output_JSON.so)
+[ -e "${uj[0]}" ] || missing+=(ulogd2-json)
 # Python modules: Debian's python3 (not a pyenv or venv one) must import them.
 /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 [ ${#missing[@]} -eq 0 ] && exit 0

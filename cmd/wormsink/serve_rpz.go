@@ -146,7 +146,11 @@ func (s *server) addDNSTap() error {
 	if s.cfg.feeds.dnstapListen == "" {
 		return nil
 	}
-	srv, err := tapin.Listen(s.cfg.feeds.dnstapListen, s.store, s.ev, s.log)
+	cfg, err := s.cfg.tapinConfig()
+	if err != nil {
+		return err
+	}
+	srv, err := tapin.New(cfg, s.store, s.ev, s.log)
 	if err != nil {
 		return err
 	}
@@ -159,6 +163,13 @@ func (s *server) addDNSTap() error {
 	s.metrics.counter("wormsink_dnstap_skipped_total", "dnstap frames of other message types, or responses to queries already counted.", func() uint64 { return st().Skipped })
 	s.metrics.counter("wormsink_dnstap_unparsed_total", "Client messages in dnstap frames whose question could not be read.", func() uint64 { return st().Unparsed })
 	s.metrics.counter("wormsink_dnstap_errors_total", "dnstap streams closed for a malformed frame or a failed handshake.", func() uint64 { return st().Errors })
+	s.metrics.counterVec("wormsink_dnstap_closed_total", "dnstap connections closed by wormsink, by reason: refused (outside --dnstap-allow), busy (--dnstap-max-connections open), idle (--dnstap-idle-timeout).", "reason", map[string]func() uint64{
+		"refused": func() uint64 { return st().Refused },
+		"busy":    func() uint64 { return st().Busy },
+		"idle":    func() uint64 { return st().Idle },
+	})
+	s.metrics.counter("wormsink_dnstap_bad_time_total", "dnstap frames dated more than 5 minutes from now: recorded at the time they were received.", func() uint64 { return st().BadTime })
+	s.metrics.counter("wormsink_dnstap_not_host_total", "Lookups in dnstap frames from the unspecified, broadcast or multicast address: not recorded.", func() uint64 { return st().NotHost })
 	s.parts = append(s.parts, part{name: "dnstap", run: func(ctx context.Context) error {
 		s.log.Info().Str("event", "dnstap_start").Str("listen", s.cfg.feeds.dnstapListen).Msg("taking dnstap streams")
 		return srv.Serve(ctx)
