@@ -54,6 +54,7 @@ declare -A need=(
   [unbound-checkconf]=unbound
   [named]=bind9
   [named-checkconf]=bind9-utils
+  [tsig-keygen]=bind9
   [pdns_recursor]=pdns-recursor
   [curl]=curl
   [atftp]=atftp
@@ -61,10 +62,14 @@ declare -A need=(
   [dnsperf]=dnsperf
   [jq]=jq
   [ip]=iproute2
+  [unshare]=util-linux
   [ss]=iproute2
   [nft]=nftables
   [busybox]=busybox
   [setpriv]=util-linux
+  [git]=git
+  [systemd-analyze]=systemd
+  [make]=make
   [chromium]=chromium
   # the resolvers and the rule parser the export tests use
   [kresd]=knot-resolver
@@ -77,6 +82,7 @@ declare -A need=(
   [vtysh]=frr
   [/usr/bin/python3]=python3 # the xARF schema check: Debian's, not a pyenv or venv one
   [git]=git
+  [systemd-analyze]=systemd
   [bc]=bc # make perf-rpz
   [/usr/bin/time]=time # make perf-wire: peak RSS
   # attribution: a real RADIUS server and client, conntrack NAT logging
@@ -98,7 +104,8 @@ for cmd in "${!need[@]}"; do
   fi
 done
 # ulogd2's JSON output is a plugin of its own package, not a command.
-compgen -G '/usr/lib/*/ulogd/ulogd_output_JSON.so' >/dev/null || missing+=(ulogd2-json)
+uj=(/usr/lib/*/ulogd/ulogd_output_JSON.so)
+[ -e "${uj[0]}" ] || missing+=(ulogd2-json)
 # Python modules: Debian's python3 (not a pyenv or venv one) must import them.
 /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 [ ${#missing[@]} -eq 0 ] && exit 0
