@@ -65,20 +65,76 @@ func itoa(b byte) string {
 	return string(digits[b])
 }
 
-// passthruRecords are the allow zone's records: each allowed name and the
-// names below it ("*.name" entries only the names below).
-func passthruRecords(names []string) []record {
+// allowRecords are the allow zone's records: passthru for each allowed
+// name and the names below it ("*.name" entries only the names below),
+// except the signature names among them (the signatures' zone z), which
+// the allow zone sinkholes itself: it comes first, and a listed name
+// never passes, whatever the allowlist says.
+func allowRecords(names []string, z *zone) []record {
 	var recs []record
+	var bases, below []string // names allowed with the names below them; names whose names below are allowed
 	for _, n := range names {
 		n = strings.ToLower(strings.TrimSuffix(n, "."))
-		if below, ok := strings.CutPrefix(n, "*."); ok {
-			recs = append(recs, record{Owner: "*." + below, Policy: polPassthru})
+		if b, ok := strings.CutPrefix(n, "*."); ok {
+			below = append(below, b)
+			recs = append(recs, record{Owner: "*." + b, Policy: polPassthru})
 			continue
 		}
+		bases = append(bases, n)
 		recs = append(recs, record{Owner: n, Policy: polPassthru}, record{Owner: "*." + n, Policy: polPassthru})
 	}
-	slices.SortFunc(recs, func(a, b record) int { return strings.Compare(a.Owner, b.Owner) })
-	return slices.CompactFunc(recs, func(a, b record) bool { return a.Owner == b.Owner })
+	allowed := func(name string) bool {
+		for _, b := range bases {
+			if name == b || strings.HasSuffix(name, "."+b) {
+				return true
+			}
+		}
+		for _, b := range below {
+			if strings.HasSuffix(name, "."+b) {
+				return true
+			}
+		}
+		return false
+	}
+	listed := map[string]bool{}
+	if len(bases)+len(below) > 0 && z != nil {
+		for r := range z.each {
+			if o := r.Owner; allowed(strings.TrimPrefix(o, "*.")) || strings.HasPrefix(o, "*.") && slices.Contains(below, o[2:]) {
+				listed[o] = true
+				recs = append(recs, r)
+			}
+		}
+	}
+	recs = slices.DeleteFunc(recs, func(r record) bool { return r.Policy == polPassthru && listed[r.Owner] })
+	slices.SortFunc(recs, compareRecords)
+	return slices.CompactFunc(recs, func(a, b record) bool { return compareRecords(a, b) == 0 })
+}
+
+func compareRecords(a, b record) int {
+	if c := strings.Compare(a.Owner, b.Owner); c != 0 {
+		return c
+	}
+	if a.Policy != b.Policy {
+		return int(a.Policy) - int(b.Policy)
+	}
+	return a.Addr.Compare(b.Addr)
+}
+
+// rebuildAllow follows a new signatures' zone in the allow zone.
+func (s *Server) rebuildAllow(ctx context.Context, sigs *zone) {
+	if s.allow.Load() == nil {
+		return
+	}
+	s.gardenMu.Lock()
+	defer s.gardenMu.Unlock()
+	old := s.allow.Load()
+	recs := allowRecords(s.cfg.Passthru, sigs)
+	if slices.Equal(recs, old.recs) {
+		return
+	}
+	next := old.followedBy(newStaticZone(old.origin, nextSerial(old.serial, time.Now()), recs), s.cfg.Journal)
+	s.allow.Store(next)
+	s.notifyAll(ctx, next)
 }
 
 // gardenRecords are the garden zone's records: every address's client-IP
@@ -91,13 +147,8 @@ func gardenRecords(addrs, notice []netip.Addr) []record {
 			recs = append(recs, record{Owner: owner, Policy: polLocalData, Addr: n})
 		}
 	}
-	slices.SortFunc(recs, func(a, b record) int {
-		if c := strings.Compare(a.Owner, b.Owner); c != 0 {
-			return c
-		}
-		return a.Addr.Compare(b.Addr)
-	})
-	return slices.CompactFunc(recs, func(a, b record) bool { return a.Owner == b.Owner && a.Addr == b.Addr })
+	slices.SortFunc(recs, compareRecords)
+	return slices.CompactFunc(recs, func(a, b record) bool { return compareRecords(a, b) == 0 })
 }
 
 // nextSerial is a serial after old: the time in seconds when that is later,

@@ -28,7 +28,7 @@ func TestClientIPOwner(t *testing.T) {
 // serial; additions by IXFR, removals as the whole zone.
 func TestGardenZones(t *testing.T) {
 	notice := []netip.Addr{netip.MustParseAddr("192.0.2.80"), netip.MustParseAddr("2001:db8::80")}
-	f := start(t, Config{Notice: notice, Passthru: []string{"windowsupdate.com", "*.example.org"}}, sigYAML(10, "a.example"))
+	f := start(t, Config{Notice: notice, Passthru: []string{"windowsupdate.com", "*.example.org"}}, sigYAML(10, "a.example", "evil.windowsupdate.com"))
 	allow, err := xfr(t, f.addr, axfrMsg("allow.rpz.wormsink."), nil, "")
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +42,19 @@ func TestGardenZones(t *testing.T) {
 	}
 	if strings.Contains(text, "\nexample.org.allow") {
 		t.Errorf("*.example.org passes example.org itself:\n%s", text)
+	}
+	// A listed name below an allowed one is sinkholed in the allow zone
+	// itself (it comes first), and follows the signatures.
+	if !strings.Contains(text, "evil.windowsupdate.com.allow.rpz.wormsink.\t60\tIN\tA\t192.0.2.7") ||
+		strings.Contains(text, "evil.windowsupdate.com.allow.rpz.wormsink.\t60\tIN\tCNAME") {
+		t.Errorf("the listed evil.windowsupdate.com is not sinkholed in the allow zone:\n%s", text)
+	}
+	allowSerial := f.srv.allow.Load().serial
+	f.write(t, sigYAML(11, "a.example"))
+	waitFor(t, "a new allow zone", func() bool { return f.srv.allow.Load().serial != allowSerial })
+	allow, err = xfr(t, f.addr, axfrMsg("allow.rpz.wormsink."), nil, "")
+	if text = strings.Join(allow, "\n"); err != nil || strings.Contains(text, "evil.windowsupdate.com") || !strings.Contains(text, "*.windowsupdate.com") {
+		t.Errorf("allow zone after the listed name left: %v\n%s", err, text)
 	}
 	// The signatures' zone is unchanged by the garden.
 	if got, err := xfr(t, f.addr, axfrMsg("rpz.wormsink."), nil, ""); err != nil || !strings.Contains(strings.Join(got, "\n"), "a.example.rpz.wormsink.") {

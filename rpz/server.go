@@ -138,7 +138,7 @@ func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 	s.logSkipped(z)
 	if len(cfg.Notice) > 0 {
 		serial := nextSerial(0, time.Now())
-		s.allow.Store(newStaticZone(AllowPrefix+cfg.Zone, serial, passthruRecords(cfg.Passthru)))
+		s.allow.Store(newStaticZone(AllowPrefix+cfg.Zone, serial, allowRecords(cfg.Passthru, z)))
 		g := newStaticZone(GardenPrefix+cfg.Zone, serial, nil)
 		g.addOnlyIXFR = true
 		s.garden.Store(g)
@@ -267,6 +267,7 @@ func (s *Server) reload(ctx context.Context) {
 		ev = ev.Int("removed", d.nDel).Int("added", d.nAdd)
 	}
 	ev.Msg("policy zone rebuilt")
+	s.rebuildAllow(ctx, next)
 	if next.serial == old.serial {
 		s.log.Warn().Str("event", "rpz_zone").Uint32("serial", next.serial).
 			Msg("signature content changed but the serial did not: secondaries keep the old zone until the serial grows")

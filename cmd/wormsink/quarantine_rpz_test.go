@@ -35,7 +35,7 @@ func TestQuarantineRPZWithBINDAndUnbound(t *testing.T) {
 	dir := t.TempDir()
 	auth := startAuth(t) // every A is 198.51.100.1
 	sigs := filepath.Join(dir, "sigs.yaml")
-	os.WriteFile(sigs, []byte(feedSigs(2026120101, "worm.example")), 0o644)
+	os.WriteFile(sigs, []byte(feedSigs(2026120101, "worm.example", "bad.windowsupdate.com")), 0o644)
 	policy := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(policy, []byte(gardenPolicy), 0o644)
 	db := "sqlite:" + filepath.Join(dir, "wormsink.db")
@@ -81,6 +81,7 @@ func TestQuarantineRPZWithBINDAndUnbound(t *testing.T) {
 			{"127.0.0.21", "download.windowsupdate.com", "198.51.100.1", "an allowlisted name"},
 			{"127.0.0.21", "windowsupdate.com", "198.51.100.1", "the allowlisted name itself"},
 			{"127.0.0.21", "worm.example", "192.0.2.66", "the worm's name"},
+			{"127.0.0.21", "bad.windowsupdate.com", "192.0.2.66", "a worm's name below an allowlisted one"},
 			{"127.0.0.22", "www.example.net", "198.51.100.1", "the neighbour's lookup"},
 			{"127.0.0.22", "worm.example", "192.0.2.66", "the neighbour's worm lookup"},
 		} {
