@@ -5,6 +5,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
+
+	"wormsink/signatures"
 )
 
 func TestClientIPOwner(t *testing.T) {
@@ -96,3 +100,25 @@ func TestGardenZones(t *testing.T) {
 		t.Error("AXFR of an unknown zone answered")
 	}
 }
+
+// BenchmarkSetQuarantined is one change of a 10,000-address quarantine:
+// the garden zone rebuilt and diffed for its journal.
+func BenchmarkSetQuarantined(b *testing.B) {
+	s, err := New(Config{Listen: "127.0.0.1:0", Notice: []netip.Addr{netip.MustParseAddr("192.0.2.80")}}, staticSource{}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	addrs := make([]netip.Addr, 10001)
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)})
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		s.SetQuarantined(addrs[i%2 : 10000+i%2]) // one address out, one in
+	}
+}
+
+type staticSource struct{}
+
+func (staticSource) Current() *signatures.Set             { return &signatures.Set{} }
+func (staticSource) Subscribe() (<-chan struct{}, func()) { return nil, func() {} }
