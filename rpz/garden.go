@@ -214,7 +214,3 @@ func (s *Server) current(z *zone) *zone {
 	}
 	return z
 }
-
-// serveCtx is the context Serve runs under, for NOTIFYs sent from
-// SetQuarantined.
-type serveCtx = context.Context

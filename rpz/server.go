@@ -82,8 +82,8 @@ type Server struct {
 	zone atomic.Pointer[zone]
 	// The walled garden's zones, nil without Config.Notice.
 	allow, garden atomic.Pointer[zone]
-	gardenMu      sync.Mutex // one SetQuarantined at a time
-	serving       atomic.Pointer[serveCtx]
+	gardenMu      sync.Mutex                      // one SetQuarantined at a time
+	serving       atomic.Pointer[context.Context] // Serve's, for the NOTIFYs of SetQuarantined
 	stats         stats
 
 	udp     net.PacketConn
@@ -218,8 +218,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	// A start after a reload (or a restart) tells the secondaries too: they
 	// may have missed the serial while wormsink was down.
-	sc := serveCtx(ctx)
-	s.serving.Store(&sc)
+	s.serving.Store(&ctx)
 	for _, z := range s.zones() {
 		s.notifyAll(ctx, z)
 	}
