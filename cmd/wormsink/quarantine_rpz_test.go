@@ -154,3 +154,20 @@ func startBINDGarden(t *testing.T, dir string, port int, auth, primary string) *
 	}
 	return startResolver(t, "bind", port, needTool(t, "named"), append([]string{"-d", "3"}, testutil.NamedArgs(path)...)...)
 }
+
+// The garden zone needs somewhere to send quarantined clients: without
+// --notice-ip serve refuses to start, in one line.
+func TestQuarantineRPZNeedsNoticeIP(t *testing.T) {
+	bin := wormsinkBinary(t)
+	dir := t.TempDir()
+	sigs := filepath.Join(dir, "sigs.yaml")
+	os.WriteFile(sigs, []byte(feedSigs(2026120101, "worm.example")), 0o644)
+	policy := filepath.Join(dir, "policy.yaml")
+	os.WriteFile(policy, []byte(gardenPolicy), 0o644)
+	out, err := exec.Command(bin, "serve", "--dns-listen", "", "--tftp-listen", "", "--signatures", sigs, "--sinkhole-ip", "192.0.2.66",
+		"--db", "sqlite:"+filepath.Join(dir, "wormsink.db"), "--quarantine-policy", policy, "--rpz-listen", "127.0.0.1:0",
+		"--log", filepath.Join(dir, "log"), "--user", "").CombinedOutput()
+	if err == nil || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 || !strings.Contains(string(out), "--rpz-listen needs --notice-ip") {
+		t.Fatalf("serve without --notice-ip: %v\n%s", err, out)
+	}
+}
