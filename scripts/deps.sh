@@ -89,7 +89,7 @@ declare -A need=(
   [freeradius]=freeradius
   [radclient]=freeradius-utils
   [ulogd]=ulogd2
-  [conntrack]=conntrack
+  [sysctl]=procps # conntrack timestamps in the NAT namespace
   # the signature feed: a real web server serving it, the minisign tool it interoperates with
   [nginx]=nginx
   [minisign]=minisign
