@@ -10,12 +10,14 @@ import (
 	"wormsink/evidence"
 )
 
-// Defaults for Config's exchange knobs: 128 refusals waiting at once and
-// 64 decoys keep the server under 256 file descriptors.
+// Defaults for Config's exchange knobs: 64 refusals waiting at once and
+// 160 decoys keep the server under 256 file descriptors. A blind guesser's
+// chance per alarm is one in decoys+1, so the decoys get most of them; 64
+// follow-ups a second is more than tftp-hpa-using worms make.
 const (
-	DefaultExchanges    = 128
+	DefaultExchanges    = 64
 	DefaultExchangeWait = time.Second
-	DefaultDecoys       = 64
+	DefaultDecoys       = 160
 	DefaultGuessHold    = time.Minute
 	// maxGuessHold caps the doubling of the hold under a guessing attack
 	// that keeps coming back.
