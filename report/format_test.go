@@ -547,7 +547,7 @@ func TestWriteCSVSameAsEncodingCSV(t *testing.T) {
 // FuzzCSVCell: any cell text is written as encoding/csv writes it
 // neutralised.
 func FuzzCSVCell(f *testing.F) {
-	for _, s := range []string{"", "Blaster", "a,b", `"`, "\n", " x", "=x", "\t", "\r\n", `\.`, "\u2028", "\xff"} {
+	for _, s := range []string{"", "Blaster", "a,b", `"`, "\n", " x", "=x", "\t", "\r\n", `\.`, "\u2028", "\xff", "a\x00b", "\u0085", "\x1b[2J"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -560,4 +560,38 @@ func FuzzCSVCell(f *testing.F) {
 			t.Fatalf("cell %q: got %q, want %q", s, got, want)
 		}
 	})
+}
+
+// TestCSVEscapesControlsAsTheTable: a NUL (or any control character) in a
+// name from the log is escaped in CSV and Shadowserver rows as the table
+// escapes it; it used to be written raw.
+func TestCSVEscapesControlsAsTheTable(t *testing.T) {
+	line := `{"time":"2026-11-24T12:00:00.000Z","event":"tftp_refused","host":"10.0.0.1","port":1,"signature":"bl\u0000aster","family":"Bla\u0000ster\u001b[2J","evidence":"strong","proof":"tcp","count":1,"sensor":"s\u0085"}`
+	rows, st := aggregate(t, Filter{}, []byte(line+"\n"))
+	if st.Evidence != 1 || len(rows) != 1 {
+		t.Fatalf("%+v %+v", rows, st)
+	}
+	var table, csvOut, ss bytes.Buffer
+	if err := WriteTable(&table, rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteCSV(&csvOut, rows); err != nil {
+		t.Fatal(err)
+	}
+	sw := NewShadowserverWriter(&ss)
+	r, _ := NewReader(strings.NewReader(line), "log")
+	for r.Next() {
+		sw.Write(r.Sighting())
+	}
+	sw.Flush()
+	for name, out := range map[string]string{"table": table.String(), "csv": csvOut.String(), "shadowserver": ss.String()} {
+		if strings.ContainsAny(out, "\x00\x1b\u0085") {
+			t.Errorf("%s writes a raw control character: %q", name, out)
+		}
+		for _, want := range []string{`Bla\x00ster\x1b[2J`, `bl\x00aster`, `s\u0085`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: no %s in %q", name, want, out)
+			}
+		}
+	}
 }

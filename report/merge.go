@@ -54,7 +54,7 @@ func (a *Aggregator) merge(b *Aggregator) {
 				h.proof = bh.proof
 			}
 			for k := range h.src {
-				h.src[k] += bh.src[k]
+				h.src[k] = addSat(h.src[k], bh.src[k])
 			}
 		}
 		for _, set := range []struct {
@@ -75,7 +75,7 @@ func (a *Aggregator) merge(b *Aggregator) {
 		}
 	}
 	a.mergeNetworks(b)
-	a.kept += b.kept
+	a.kept = addSat(a.kept, b.kept)
 	if a.timeline != nil && b.timeline != nil {
 		a.timeline.merge(b.timeline, remap[kindFamily])
 	}
@@ -114,7 +114,7 @@ func (t *Timeline) merge(o *Timeline, fam []uint32) {
 			if _, ok := ts[nb]; !ok {
 				t.buckets++
 			}
-			ts[nb] += n
+			ts[nb] = addSat(ts[nb], n)
 		}
 	}
 	t.min = min(t.min, o.min)
@@ -139,7 +139,7 @@ func (a *Aggregator) mergeNetworks(b *Aggregator) {
 		n.first, n.last = min(n.first, bn.first), max(n.last, bn.last)
 		n.evidence = min(n.evidence, bn.evidence)
 		for k := range n.src {
-			n.src[k] += bn.src[k]
+			n.src[k] = addSat(n.src[k], bn.src[k])
 		}
 		for _, x := range []struct{ to, from map[string]struct{} }{{n.fams, bn.fams}, {n.sigs, bn.sigs}, {n.sensors, bn.sensors}} {
 			for k := range x.from {

@@ -47,6 +47,9 @@ func (f *Filter) Keep(r *Sighting) bool {
 	if len(f.Exclude) > 0 && f.excluded(r) {
 		return false
 	}
+	if !r.Network.IsValid() && r.Host.IsValid() && !evidence.IsHost(r.Host) {
+		return false // unspecified, broadcast, multicast: no one to notify
+	}
 	if !f.Until.IsZero() && r.Time.After(f.Until) {
 		return false
 	}
@@ -59,6 +62,20 @@ func (f *Filter) Keep(r *Sighting) bool {
 		return false
 	}
 	return true
+}
+
+// unmapPrefixes returns ps with each IPv4-mapped prefix as its IPv4
+// network, as hosts are compared (see evidence.UnmapPrefix); one that is
+// no IPv4 network stays as it is and matches no IPv4 host.
+func unmapPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if u, ok := evidence.UnmapPrefix(p); ok {
+			p = u
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 func (f *Filter) excluded(r *Sighting) bool {
@@ -177,6 +194,7 @@ type aggPos struct{ first, last uint32 }
 // NewAggregator returns an empty aggregator applying f. With timeline set
 // it also bins sightings over time per family.
 func NewAggregator(f Filter, timeline bool) *Aggregator {
+	f.Exclude = unmapPrefixes(f.Exclude)
 	a := &Aggregator{filter: f, other: make(map[netip.Addr]uint32), extra: make(map[uint32][]uint32)}
 	for i := range a.names {
 		a.names[i].ids = make(map[string]uint32)
@@ -232,7 +250,7 @@ func (a *Aggregator) Add(r *Sighting) {
 	if r.Proof > h.proof { // a larger Proof is stronger
 		h.proof = r.Proof
 	}
-	h.src[sourceOf(r.Kind)] += r.Count
+	h.src[sourceOf(r.Kind)] = addSat(h.src[sourceOf(r.Kind)], r.Count)
 	fam := uint32(0)
 	if len(r.Family) > 0 {
 		fam = a.names[kindFamily].id(r.Family)
@@ -244,7 +262,7 @@ func (a *Aggregator) Add(r *Sighting) {
 	if len(r.Sensor) > 0 {
 		a.mark(h, i, &h.sensors, kindSensor, a.names[kindSensor].id(r.Sensor))
 	}
-	a.kept += r.Count
+	a.kept = addSat(a.kept, r.Count)
 	if a.timeline != nil {
 		if len(r.Family) == 0 {
 			fam = a.names[kindFamily].id(nil)
@@ -306,7 +324,7 @@ func (a *Aggregator) addNetwork(r *Sighting, first, last int64) {
 	}
 	n.first, n.last = min(n.first, first), max(n.last, last)
 	n.evidence = min(n.evidence, r.Evidence) // Strong is the smaller value
-	n.src[sourceOf(r.Kind)] += r.Count
+	n.src[sourceOf(r.Kind)] = addSat(n.src[sourceOf(r.Kind)], r.Count)
 	for _, x := range []struct {
 		set map[string]struct{}
 		v   []byte
@@ -315,7 +333,7 @@ func (a *Aggregator) addNetwork(r *Sighting, first, last int64) {
 			x.set[string(x.v)] = struct{}{}
 		}
 	}
-	a.kept += r.Count
+	a.kept = addSat(a.kept, r.Count)
 	if a.timeline != nil {
 		a.timeline.add(a.names[kindFamily].id(r.Family), first, last, r.Count)
 	}
@@ -331,7 +349,7 @@ func (a *Aggregator) Networks() []NetworkSummary {
 		}
 		out = append(out, NetworkSummary{
 			Network: p, FirstSeen: time.Unix(0, n.first).UTC(), LastSeen: time.Unix(0, n.last).UTC(),
-			Events: n.src[0] + n.src[1] + n.src[2], Evidence: n.evidence,
+			Events: sumSources(&n.src), Evidence: n.evidence,
 			Families: setNames(n.fams), Signatures: setNames(n.sigs), Sensors: setNames(n.sensors),
 			Sources: Sources{DNS: n.src[0], TFTP: n.src[1], Wire: n.src[2]},
 		})
@@ -359,7 +377,7 @@ func (a *Aggregator) Networks() []NetworkSummary {
 func (a *Aggregator) NetworkSightings() uint64 {
 	var n uint64
 	for _, x := range a.nets {
-		n += x.src[0] + x.src[1] + x.src[2]
+		n = addSat(n, sumSources(&x.src))
 	}
 	return n
 }
@@ -582,7 +600,7 @@ func (a *Aggregator) sortedHosts() []hostKey {
 		if a.filter.VerifiedOnly && !h.proof.Verified() {
 			continue
 		}
-		keys = append(keys, hostKey{events: h.src[0] + h.src[1] + h.src[2], addr: *a.addrs.at(i), idx: i, evidence: h.evidence, proof: h.proof})
+		keys = append(keys, hostKey{events: sumSources(&h.src), addr: *a.addrs.at(i), idx: i, evidence: h.evidence, proof: h.proof})
 	}
 	slices.SortFunc(keys, func(x, y hostKey) int {
 		return compareHosts(x.evidence, y.evidence, x.proof, y.proof, x.events, y.events, x.addr, y.addr)
@@ -610,7 +628,7 @@ func (a *Aggregator) fillRow(row *HostSummary, k *hostKey, sets *nameSets) {
 		LastSeen:   time.Unix(0, h.last).UTC(),
 		FirstPort:  h.firstPort,
 		LastPort:   h.lastPort,
-		Events:     h.src[0] + h.src[1] + h.src[2],
+		Events:     sumSources(&h.src),
 		Evidence:   h.evidence,
 		Families:   a.namesOf(i, h.fams, kindFamily, sets[kindFamily]),
 		Signatures: a.namesOf(i, h.sigs, kindSig, sets[kindSig]),

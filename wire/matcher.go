@@ -472,7 +472,8 @@ func (m *Matcher) tftp(pk *packet) int {
 	return 2
 }
 
-// payload applies the signature file's payload rules for pk's protocol.
+// payload applies the signature file's payload rules for pk's protocol:
+// an event for each signature the packet is evidence for.
 func (m *Matcher) payload(pk *packet) int {
 	if len(pk.payload) == 0 {
 		return 0
@@ -481,28 +482,32 @@ func (m *Matcher) payload(pk *packet) int {
 	if !set.HasPayloadRules(pk.proto) {
 		return 0
 	}
-	pm, ok := set.MatchPayload(pk.proto, pk.dport, pk.payload)
-	if !ok {
-		return 0
-	}
-	m.stats.Matches++
-	m.stats.Events++
-	m.rec.Record(evidence.Event{
-		Time:     pk.meta.Time,
-		Kind:     evidence.WireMatch,
-		Host:     pk.src,
-		Port:     pk.sport,
-		Peer:     pk.dst,
-		Role:     evidence.RoleSource,
-		Proto:    pk.proto.String(),
-		DstPort:  pk.dport,
-		Sig:      pm.Signature.ID,
-		Family:   pm.Signature.Family,
-		Evidence: pm.Payload.Evidence,
-		Serial:   set.Serial(),
-		PCAP:     pk.meta.PCAP,
-		Packet:   pk.meta.Packet,
-		Proof:    pk.proof,
+	n := set.MatchPayloads(pk.proto, pk.dport, pk.payload, func(pm signatures.PayloadMatch) bool {
+		ev := evidence.Event{
+			Time:     pk.meta.Time,
+			Kind:     evidence.WireMatch,
+			Host:     pk.src,
+			Port:     pk.sport,
+			Peer:     pk.dst,
+			Role:     evidence.RoleSource,
+			Proto:    pk.proto.String(),
+			DstPort:  pk.dport,
+			Sig:      pm.Signature.ID,
+			Family:   pm.Signature.Family,
+			Evidence: pm.Payload.Evidence,
+			Serial:   set.Serial(),
+			PCAP:     pk.meta.PCAP,
+			Packet:   pk.meta.Packet,
+			Proof:    pk.proof,
+		}
+		// ev.File stays empty: a line's file is a TFTP request's (the
+		// reports take it for TFTP traffic), and this is telnet or HTTP.
+		m.rec.Record(ev)
+		return true
 	})
-	return 1
+	if n > 0 {
+		m.stats.Matches++
+		m.stats.Events += uint64(n)
+	}
+	return n
 }

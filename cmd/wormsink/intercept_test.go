@@ -28,7 +28,7 @@ import (
 
 // lab is three network namespaces made by the test: a customer, a router
 // that steers the customer's UDP/69 to `wormsink serve --tftp-intercept`
-// with exactly the nftables and policy-routing rules the README shows,
+// with exactly the nftables and policy-routing rules docs/interception.md shows,
 // and a server running in.tftpd (tftpd-hpa).
 type lab struct {
 	t          *testing.T
@@ -39,7 +39,7 @@ type lab struct {
 	cli4, cli6 string
 }
 
-// The router rules of the README, word for word.
+// The router rules of docs/interception.md, word for word.
 var interceptRules = [][]string{
 	{"nft", "add", "table", "inet", "wormsink"},
 	{"nft", "add", "chain", "inet", "wormsink", "prerouting", "{ type filter hook prerouting priority mangle; policy accept; }"},
