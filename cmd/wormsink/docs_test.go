@@ -258,6 +258,7 @@ func docsServeArgs(t *testing.T, dir string) []string {
 		"--db", "sqlite:" + filepath.Join(dir, "wormsink.db"),
 		"--quarantine-policy", filepath.Join(dir, "policy.yaml"), "--notice-ip", "127.0.0.80",
 		"--radius-acct-listen", "127.0.0.1:0", "--radius-secrets", filepath.Join(dir, "radius.conf"), "--nat-ipfix-listen", "127.0.0.1:0",
+		"--bgp-asn", "65000", "--bgp-router-id", "192.0.2.1", "--bgp-neighbor", "127.0.0.1@65001",
 		"--log", filepath.Join(dir, "evidence.log"), "--user", "", "--watch-interval", "0"}
 }
 
