@@ -30,7 +30,7 @@ vet:
 	$(GO) vet $(PKGS)
 
 test: test-root-note deps fmt-check vet
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 40m $(PKGS)
 
 # Said once, at the top: the tests that need root then fail with "needs root".
 test-root-note:

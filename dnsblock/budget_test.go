@@ -186,7 +186,10 @@ func TestLargeQueriesHeldToByteBudget(t *testing.T) {
 	}
 	defer c.Close()
 	answered := false
-	for try := 0; try < 5 && !answered; try++ {
+	for try := 0; try < 20 && !answered; try++ {
+		if try > 0 {
+			time.Sleep(100 * time.Millisecond) // a stub's retry interval
+		}
 		r, err := tcpQuery(c, "fast.example", dns.TypeA)
 		if err != nil {
 			t.Fatal(err)

@@ -319,9 +319,9 @@ body:has(#only-proven:checked) #hosts tr.host.datagram{display:none}
 <span id="shown" aria-live="polite"></span>
 </div>
 <table id="hosts">
-<thead><tr><th data-type="host">host</th><th>first seen</th><th>last seen</th><th class="num" title="source port of the last sighting (of the first, when it differs)">source port</th><th class="num">events</th><th>evidence</th><th>families</th><th>signatures</th><th>sources</th><th>sensors</th><th>proof</th></tr></thead>
+<thead><tr><th data-type="host">host</th><th>first seen</th><th>last seen</th><th class="num" title="source port of the last sighting (of the first, when it differs)">source port</th><th class="num">events</th><th>evidence</th><th>families</th><th>signatures</th><th>sources</th><th>sensors</th><th>proof</th><th>subscribers</th></tr></thead>
 <tbody>
-{{range .Rows}}<tr class="host{{if .Strong}} strong{{end}}{{if .Datagram}} datagram{{end}}"><td data-v="{{.HostKey}}">{{index .Cells 0}}</td><td data-v="{{.FirstKey}}">{{index .Cells 1}}</td><td data-v="{{.LastKey}}">{{index .Cells 2}}</td><td class="num" data-v="{{.PortKey}}">{{.Port}}{{with .FirstPort}}<small>first {{.}}</small>{{end}}</td><td class="num" data-v="{{.EventsKey}}">{{index .Cells 3}}</td><td data-v="{{.EvidenceKey}}">{{index .Cells 4}}</td><td class="wrap">{{index .Cells 5}}</td><td class="wrap">{{index .Cells 6}}</td><td class="wrap">{{index .Cells 7}}</td><td class="wrap">{{index .Cells 8}}</td><td data-v="{{.ProofKey}}">{{index .Cells 9}}</td></tr>
+{{range .Rows}}<tr class="host{{if .Strong}} strong{{end}}{{if .Datagram}} datagram{{end}}"><td data-v="{{.HostKey}}">{{index .Cells 0}}</td><td data-v="{{.FirstKey}}">{{index .Cells 1}}</td><td data-v="{{.LastKey}}">{{index .Cells 2}}</td><td class="num" data-v="{{.PortKey}}">{{.Port}}{{with .FirstPort}}<small>first {{.}}</small>{{end}}</td><td class="num" data-v="{{.EventsKey}}">{{index .Cells 3}}</td><td data-v="{{.EvidenceKey}}">{{index .Cells 4}}</td><td class="wrap">{{index .Cells 5}}</td><td class="wrap">{{index .Cells 6}}</td><td class="wrap">{{index .Cells 7}}</td><td class="wrap">{{index .Cells 8}}</td><td data-v="{{.ProofKey}}">{{index .Cells 9}}</td><td class="wrap">{{index .Cells 10}}</td></tr>
 {{end}}</tbody>
 </table>
 {{if .Networks}}<h2>Networks</h2>

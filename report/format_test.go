@@ -42,7 +42,7 @@ func TestCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	header, _, _ := strings.Cut(buf.String(), "\n")
-	if header != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors,proof" {
+	if header != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors,proof,subscribers" {
 		t.Fatalf("header %q", header)
 	}
 	recs, err := csv.NewReader(&buf).ReadAll()
@@ -53,7 +53,7 @@ func TestCSV(t *testing.T) {
 		t.Fatalf("%d records for %d rows", len(recs), len(rows))
 	}
 	want := []string{"10.0.0.1", "2026-11-24T11:00:00.000Z", "2026-11-24T14:00:00.000Z", "4", "strong",
-		"Blaster;Welchia", "blaster;welchia", "dns=3;tftp=0;wire=1", "sensor-a;sensor-b", "datagram"}
+		"Blaster;Welchia", "blaster;welchia", "dns=3;tftp=0;wire=1", "sensor-a;sensor-b", "datagram", ""}
 	if !reflect.DeepEqual(recs[1], want) {
 		t.Errorf("first row %q, want %q", recs[1], want)
 	}
@@ -93,16 +93,17 @@ func TestJSON(t *testing.T) {
 	}
 	var doc struct {
 		Hosts []struct {
-			Host       string            `json:"host"`
-			FirstSeen  string            `json:"first_seen"`
-			LastSeen   string            `json:"last_seen"`
-			Events     uint64            `json:"events"`
-			Evidence   string            `json:"evidence"`
-			Families   []string          `json:"families"`
-			Signatures []string          `json:"signatures"`
-			Sources    map[string]uint64 `json:"sources"`
-			Sensors    []string          `json:"sensors"`
-			Proof      string            `json:"proof"`
+			Host        string            `json:"host"`
+			FirstSeen   string            `json:"first_seen"`
+			LastSeen    string            `json:"last_seen"`
+			Events      uint64            `json:"events"`
+			Evidence    string            `json:"evidence"`
+			Families    []string          `json:"families"`
+			Signatures  []string          `json:"signatures"`
+			Sources     map[string]uint64 `json:"sources"`
+			Sensors     []string          `json:"sensors"`
+			Proof       string            `json:"proof"`
+			Subscribers []string          `json:"subscribers"`
 		} `json:"hosts"`
 		Summary  map[string]uint64 `json:"summary"`
 		Networks []map[string]any  `json:"networks"`

@@ -16,9 +16,9 @@ import (
 )
 
 // CSVHeader is the report's CSV header row: the columns of docs/contract.md
-// §4 exactly, and "proof" appended after "sensors" (readers of the agreed
-// header by position keep working).
-var CSVHeader = []string{"host", "first_seen", "last_seen", "events", "evidence", "families", "signatures", "sources", "sensors", "proof"}
+// §4 exactly, and "proof" and "subscribers" appended after "sensors"
+// (readers of the agreed header by position keep working).
+var CSVHeader = []string{"host", "first_seen", "last_seen", "events", "evidence", "families", "signatures", "sources", "sensors", "proof", "subscribers"}
 
 // listSep joins the names in one CSV or table cell.
 const listSep = ";"
@@ -42,6 +42,7 @@ func (h *HostSummary) cells() []string {
 		h.Sources.String(),
 		strings.Join(h.Sensors, listSep),
 		h.Proof.String(),
+		strings.Join(h.Subscribers, listSep),
 	}
 }
 
@@ -100,6 +101,9 @@ func WriteCSVSeq(w io.Writer, rows iter.Seq[*HostSummary]) error {
 		row = appendCSVCell(row, cell)
 		row = append(row, ',')
 		row = appendCSVCell(row, []byte(h.Proof.String()))
+		row = append(row, ',')
+		cell = appendJoined(cell[:0], h.Subscribers)
+		row = appendCSVCell(row, cell)
 		row = append(row, '\n')
 		if _, err := bw.Write(row); err != nil {
 			return err
@@ -198,7 +202,7 @@ func neutraliseCell(c string) string {
 // cannot move the cursor.
 func WriteTable(w io.Writer, rows []HostSummary) error {
 	bw := bufio.NewWriter(w)
-	return writeAligned(bw, "HOST\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS\tPROOF",
+	return writeAligned(bw, "HOST\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS\tPROOF\tSUBSCRIBERS",
 		len(rows), func(i int) []string { return rows[i].cells() })
 }
 
@@ -318,6 +322,8 @@ type jsonHost struct {
 	Sources    Sources  `json:"sources"`
 	Sensors    []string `json:"sensors"`
 	Proof      string   `json:"proof"`
+	// Subscribers the lines named (attribution); empty when none did.
+	Subscribers []string `json:"subscribers"`
 }
 
 func (h *HostSummary) jsonRow() jsonHost {
@@ -325,7 +331,7 @@ func (h *HostSummary) jsonRow() jsonHost {
 		Host: h.Host.String(), FirstSeen: h.FirstSeen.Format(evidence.TimeFormat), LastSeen: h.LastSeen.Format(evidence.TimeFormat),
 		Events: h.Events, Evidence: h.Evidence.String(),
 		Families: nonNil(h.Families), Signatures: nonNil(h.Signatures), Sources: h.Sources, Sensors: nonNil(h.Sensors),
-		Proof: h.Proof.String(),
+		Proof: h.Proof.String(), Subscribers: nonNil(h.Subscribers),
 	}
 }
 

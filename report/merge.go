@@ -13,7 +13,7 @@ import "net/netip"
 // checks the result against one sequential read on random logs, so a field
 // added to Add and forgotten here fails it.
 func (a *Aggregator) merge(b *Aggregator) {
-	var remap [3][]uint32 // b's name ids → a's
+	var remap [numKinds][]uint32 // b's name ids → a's
 	for k := range b.names {
 		remap[k] = make([]uint32, len(b.names[k].names))
 		for id, name := range b.names[k].names {
@@ -60,7 +60,7 @@ func (a *Aggregator) merge(b *Aggregator) {
 		for _, set := range []struct {
 			kind int
 			bits uint32
-		}{{kindFamily, bh.fams}, {kindSig, bh.sigs}, {kindSensor, bh.sensors}} {
+		}{{kindFamily, bh.fams}, {kindSig, bh.sigs}, {kindSensor, bh.sensors}, {kindSubscriber, bh.subs}} {
 			for id := range uint32(maskIDs) {
 				if set.bits&(1<<id) != 0 {
 					a.markKind(i, set.kind, remap[set.kind][id])
@@ -89,6 +89,8 @@ func (a *Aggregator) markKind(i uint32, kind int, id uint32) {
 		a.mark(h, i, &h.fams, kind, id)
 	case kindSig:
 		a.mark(h, i, &h.sigs, kind, id)
+	case kindSubscriber:
+		a.mark(h, i, &h.subs, kind, id)
 	default:
 		a.mark(h, i, &h.sensors, kind, id)
 	}

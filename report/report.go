@@ -114,6 +114,9 @@ type HostSummary struct {
 	Sources    Sources
 	Sensors    []string       // sorted
 	Proof      evidence.Proof // the best proof of any of its sightings
+	// Subscribers the lines named for this host (attribution), sorted: more
+	// than one when the address moved between subscribers.
+	Subscribers []string
 }
 
 // hostAgg is the per-host state while reading: 64 bytes, one cache line,
@@ -125,6 +128,7 @@ type hostAgg struct {
 	first, last         int64 // unix nanoseconds
 	src                 [3]uint64
 	fams, sigs, sensors uint32 // bit i: id i of that kind, for ids below 32
+	subs                uint32 // the same for subscribers
 	firstPort, lastPort uint16
 	evidence            signatures.Strength
 	hasExtra            bool           // ids from 32 on are in Aggregator.extra
@@ -136,6 +140,8 @@ const (
 	kindFamily = iota
 	kindSig
 	kindSensor
+	kindSubscriber
+	numKinds
 )
 
 const maskIDs = 32
@@ -149,7 +155,7 @@ type Aggregator struct {
 	aggs     blocks[hostAgg]
 	addrs    blocks[netip.Addr]
 	extra    map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs (rare)
-	names    [3]interner         // families, signatures, sensors
+	names    [numKinds]interner  // families, signatures, sensors, subscribers
 	timeline *Timeline
 	kept     uint64 // sightings counted
 
@@ -261,6 +267,9 @@ func (a *Aggregator) Add(r *Sighting) {
 	}
 	if len(r.Sensor) > 0 {
 		a.mark(h, i, &h.sensors, kindSensor, a.names[kindSensor].id(r.Sensor))
+	}
+	if len(r.Subscriber) > 0 {
+		a.mark(h, i, &h.subs, kindSubscriber, a.names[kindSubscriber].id(r.Subscriber))
 	}
 	a.kept = addSat(a.kept, r.Count)
 	if a.timeline != nil {
@@ -608,7 +617,7 @@ func (a *Aggregator) sortedHosts() []hostKey {
 	return keys
 }
 
-type nameSets [3]map[uint32][]string
+type nameSets [numKinds]map[uint32][]string
 
 func newNameSets() nameSets {
 	var s nameSets
@@ -635,6 +644,9 @@ func (a *Aggregator) fillRow(row *HostSummary, k *hostKey, sets *nameSets) {
 		Sources:    Sources{DNS: h.src[0], TFTP: h.src[1], Wire: h.src[2]},
 		Sensors:    a.namesOf(i, h.sensors, kindSensor, sets[kindSensor]),
 		Proof:      h.proof,
+	}
+	if subs := a.namesOf(i, h.subs, kindSubscriber, sets[kindSubscriber]); len(subs) > 0 {
+		row.Subscribers = subs // nil when none: most logs have no attribution
 	}
 }
 

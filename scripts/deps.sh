@@ -89,7 +89,7 @@ declare -A need=(
   [freeradius]=freeradius
   [radclient]=freeradius-utils
   [ulogd]=ulogd2
-  [conntrack]=conntrack
+  [sysctl]=procps # conntrack timestamps in the NAT namespace
   # the signature feed: a real web server serving it, the minisign tool it interoperates with
   [nginx]=nginx
   [minisign]=minisign
@@ -104,7 +104,8 @@ for cmd in "${!need[@]}"; do
   fi
 done
 # ulogd2's JSON output is a plugin of its own package, not a command.
-compgen -G '/usr/lib/*/ulogd/ulogd_output_JSON.so' >/dev/null || missing+=(ulogd2-json)
+uj=(/usr/lib/*/ulogd/ulogd_output_JSON.so)
+[ -e "${uj[0]}" ] || missing+=(ulogd2-json)
 # Python modules: Debian's python3 (not a pyenv or venv one) must import them.
 /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -20,6 +20,7 @@ type reportOptions struct {
 	opts    report.Options
 	inputs  []string
 	workers int
+	attr    reportAttribution // --db, --by: report_attribution.go
 }
 
 func runReport(ctx context.Context, e env, args []string) int {
@@ -38,10 +39,12 @@ func runReport(ctx context.Context, e env, args []string) int {
 	// proof of the source address
 	unverified := fs.Bool("include-unverified", false, "xarf, shadowserver, shadowserver6: also file hosts (shadowserver: sightings) whose only proof is a lone datagram, which anyone can forge")
 	workers := fs.Int("workers", runtime.NumCPU(), "goroutines parsing and counting lines; the report is the same for any number")
+	var attr reportAttribution
+	reportAttributionFlags(fs, &attr)
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
-	o := reportOptions{inputs: fs.Args(), workers: *workers}
+	o := reportOptions{inputs: fs.Args(), workers: *workers, attr: attr}
 	o.opts.Title = *title
 	o.opts.Filter.Exclude = exclude
 	o.opts.IncludeUnverified = *unverified
@@ -82,6 +85,15 @@ func runReport(ctx context.Context, e env, args []string) int {
 	if len(o.inputs) == 0 {
 		o.inputs = []string{"-"}
 	}
+	if err := o.attr.open(ctx, o.format, e.stderr); err != nil {
+		return usageErr(e, "report: %v", err)
+	}
+	if o.attr.close != nil {
+		defer o.attr.close()
+	}
+	if o.attr.attribute != nil || o.attr.by == "subscriber" {
+		o.workers = 1 // lines are changed or folded per subscriber as they are read
+	}
 	return writeReport(ctx, e, o)
 }
 
@@ -118,6 +130,9 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 		return usageErr(e, "report: %v", err)
 	}
 	agg := report.NewAggregator(rep.Filter(), o.format.Timeline)
+	if o.attr.by == "subscriber" {
+		o.attr.sub = report.NewSubscriberAggregator(rep.Filter())
+	}
 	// A stream format writes one row per sighting, in log order: one reader.
 	var par *report.ParallelReader
 	if o.workers > 1 && !o.format.Streams() {
@@ -135,7 +150,7 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 		if par != nil {
 			st, err = readLogParallel(ctx, e, name, par)
 		} else {
-			st, err = readLog(ctx, e, name, rep, agg)
+			st, err = readLog(ctx, e, name, rep, agg, &o.attr)
 		}
 		total.Add(st)
 		if err != nil {
@@ -145,7 +160,13 @@ func writeReport(ctx context.Context, e env, o reportOptions) int {
 	if par != nil {
 		agg = par.Aggregator()
 	}
-	notes, werr := rep.Finish(agg, total)
+	var notes []string
+	var werr error
+	if o.attr.sub != nil {
+		notes, werr = o.attr.write(e.stdout, o.format.Name)
+	} else {
+		notes, werr = rep.Finish(agg, total)
+	}
 	for _, n := range notes {
 		fmt.Fprintf(e.stderr, "wormsink: report: %s\n", n)
 	}
@@ -188,7 +209,7 @@ func readLogParallel(ctx context.Context, e env, name string, par *report.Parall
 
 // readLog streams one input into the aggregator, or into the report of a
 // stream format.
-func readLog(ctx context.Context, e env, name string, rep *report.Report, agg *report.Aggregator) (report.ReadStats, error) {
+func readLog(ctx context.Context, e env, name string, rep *report.Report, agg *report.Aggregator, attr *reportAttribution) (report.ReadStats, error) {
 	src, label, closeInput, err := openInput(e, name)
 	if err != nil {
 		return report.ReadStats{}, err
@@ -207,7 +228,13 @@ func readLog(ctx context.Context, e env, name string, rep *report.Report, agg *r
 				return r.Stats(), fmt.Errorf("write: %w", err)
 			}
 		} else {
+			if attr.attribute != nil {
+				attr.attribute(rec)
+			}
 			agg.Add(rec)
+			if attr.sub != nil {
+				attr.sub.Add(rec)
+			}
 		}
 		if n++; n&0xffff == 0 && ctx.Err() != nil {
 			return r.Stats(), fmt.Errorf("%s: interrupted after line %d", label, r.Stats().Lines)
