@@ -5,7 +5,7 @@ BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
 
-.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept
+.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept perf-dns-cpu
 
 all: build
 
@@ -51,6 +51,10 @@ soak: deps
 
 perf-dns: deps
 	./testdata/dns/perf.sh $(NAMES) $(SECONDS)
+
+# CPU per query of the shim and Unbound at fixed rates, side by side.
+perf-dns-cpu: deps
+	./scripts/perf-dns-cpu.sh
 
 perf-report: deps
 	./scripts/report-perf.sh
