@@ -6,7 +6,10 @@
 #
 # Environment: NAMES (100000 listed names), RATES ("20000 80000" q/s),
 # ROUNDS (3), SECS (10 s per measurement), OUTSTANDING (2000 queries in flight), BIN (a prebuilt wormsink; built
-# from the tree when unset), PEAK (1: also measure each server's top rate).
+# from the tree when unset), PEAK (1: also measure each server's top rate),
+# PERF_RECORD (a file: perf record -g of the shim's first run goes there),
+# BASE (another wormsink binary, measured in the same rounds as "base": a
+# before/after comparison that the machine's load hits alike).
 #
 # Both servers run at the same time pinned to CPU 0 and are loaded in turn
 # (interleaved rounds, so that a change in the machine's load hits both);
@@ -54,7 +57,7 @@ awk -v n="$NAMES" 'BEGIN {
 }' >"$dir/queries.txt"
 
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up=$(port); ub=$(port); ws=$(port)
+up=$(port); ub=$(port); ws=$(port); wb=$(port)
 
 common="  do-ip6: no
   do-daemonize: no
@@ -117,11 +120,20 @@ taskset -c 0 "$dir/wormsink" serve --dns-listen "127.0.0.1:$ws" --tftp-listen ""
   --signatures "$dir/sigs.yaml" --sinkhole-ip 192.0.2.66 --log "$dir/evidence.log" --user "" --watch-interval 0 \
   2>"$dir/shim.err" & shim=$!
 pids+=($shim)
+servers=("wormsink $ws $shim")
+if [ -n "${BASE:-}" ]; then
+  cp "$BASE" "$dir/base"
+  taskset -c 0 "$dir/base" serve --dns-listen "127.0.0.1:$wb" --tftp-listen "" --upstream "127.0.0.1:$up" \
+    --signatures "$dir/sigs.yaml" --sinkhole-ip 192.0.2.66 --log "$dir/evidence-base.log" --user "" --watch-interval 0 \
+    2>"$dir/base.err" & base=$!
+  pids+=($base)
+  servers+=("base $wb $base")
+fi
 taskset -c 0 /usr/sbin/unbound -d -c "$dir/rpz.conf" 2>"$dir/rpz.err" & rpz=$!
 pids+=($rpz)
-wait_dns "$ws"
-wait_dns "$ub"
-for p in "$ws" "$ub"; do # warm the caches: every unlisted name once through the upstream
+servers+=("unbound $ub $rpz")
+for sv in "${servers[@]}"; do wait_dns "$(echo "$sv" | cut -d' ' -f2)"; done
+for p in "$ws" "$ub" ${BASE:+"$wb"}; do # warm the caches: every unlisted name once through the upstream
   taskset -c 1 dnsperf -s 127.0.0.1 -p "$p" -d "$dir/queries.txt" -c 1 -T 1 -l 3 >/dev/null 2>&1
 done
 
@@ -130,6 +142,9 @@ measure() {
   local t0 t1 done lost q=()
   [ "$4" = peak ] || q=(-Q "$4")
   t0=$(ticks "$3")
+  if [ -n "${PERF_RECORD:-}" ] && [ "$1" = wormsink ] && [ ! -e "$PERF_RECORD" ]; then
+    perf record -q -e cpu-clock -g -p "$3" -o "$PERF_RECORD" -- sleep "$SECS" >/dev/null 2>&1 &
+  fi
   taskset -c 1 dnsperf -s 127.0.0.1 -p "$2" -d "$dir/queries.txt" -c 1 -T 1 -q "$OUTSTANDING" -l "$SECS" "${q[@]}" >"$dir/out" 2>&1
   t1=$(ticks "$3")
   done=$(awk '/Queries completed/ { print $3 }' "$dir/out")
@@ -145,8 +160,10 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
 printf '%-9s %7s %9s %9s %7s %9s %6s\n' server rate us/query answered lost q/s load
 for _ in $(seq "$ROUNDS"); do
   for r in $RATES; do
-    measure wormsink "$ws" "$shim" "$r" | tee -a "$dir/all" | awk '{ printf "%-9s %7s %9s %9s %7s %9s %6s\n", $1, $2, $3, $4, $5, $6, $7 }'
-    measure unbound "$ub" "$rpz" "$r" | tee -a "$dir/all" | awk '{ printf "%-9s %7s %9s %9s %7s %9s %6s\n", $1, $2, $3, $4, $5, $6, $7 }'
+    for sv in "${servers[@]}"; do
+      # shellcheck disable=SC2086 # "label port pid"
+      measure $sv "$r" | tee -a "$dir/all" | awk '{ printf "%-9s %7s %9s %9s %7s %9s %6s\n", $1, $2, $3, $4, $5, $6, $7 }'
+    done
   done
 done
 echo "== medians of $ROUNDS rounds: server CPU per answered query"
@@ -154,6 +171,10 @@ for r in $RATES; do
   w=$(awk -v r="$r" '$1 == "wormsink" && $2 == r { print $3 }' "$dir/all" | median)
   u=$(awk -v r="$r" '$1 == "unbound" && $2 == r { print $3 }' "$dir/all" | median)
   awk -v r="$r" -v w="$w" -v u="$u" 'BEGIN { printf "%6d q/s: wormsink %.2f us, unbound %.2f us, ratio %.2fx unbound\n", r, w, u, (u > 0 ? w / u : 0) }'
+  if [ -n "${BASE:-}" ]; then
+    b=$(awk -v r="$r" '$1 == "base" && $2 == r { print $3 }' "$dir/all" | median)
+    awk -v r="$r" -v b="$b" -v u="$u" 'BEGIN { printf "%6d q/s: base     %.2f us, ratio %.2fx unbound\n", r, b, (u > 0 ? b / u : 0) }'
+  fi
 done
 if [ "$PEAK" = 1 ]; then
   echo "== peak rate (no -Q, ${SECS}s, one dnsperf thread on CPU 1)"
