@@ -189,7 +189,7 @@ var shellWords = func() map[string]bool {
 	for _, w := range strings.Fields(`if then else elif fi for while until do done case esac in function select time
 		! { } [ [[ ]] ]] test echo printf read cd exit return set shift local declare export readonly unset trap wait
 		source . eval exec command true false break continue mapfile readarray let type kill shopt getopts umask
-		builtin alias jobs disown pushd popd dirs hash ulimit sudo env nice timeout`) {
+		builtin alias jobs disown pushd popd dirs hash ulimit sudo env nice timeout compgen`) {
 		words[w] = true
 	}
 	return words
