@@ -79,6 +79,12 @@ type Event struct {
 	// is exactly that of the sightings it counts.
 	Proof Proof
 
+	// Named says Host did not send the packet: the packet only named it
+	// (the server a request was sent to). A packet proves things about its
+	// sender only, so the Writer keeps such a sighting weak and a
+	// datagram, whatever the caller set and whatever network Host is in.
+	Named bool
+
 	// Set by the Writer, not by callers: the length in bytes of a value
 	// the writer cut to MaxStringLen, before the cut; 0 when not cut.
 	qnameLen, fileLen, modeLen, resolverLen int32
@@ -108,7 +114,7 @@ type key struct {
 	resolver  string
 	proof     Proof
 
-	intercepted, passed bool
+	intercepted, passed, named bool
 
 	qnameLen, fileLen, modeLen, resolverLen int32
 }
@@ -119,7 +125,7 @@ func (e *Event) key() key {
 		qname: e.QName, qtype: e.QType, transport: e.Transport, rule: e.Rule,
 		file: e.File, mode: e.Mode, op: e.Op, srv: e.Srv,
 		peer: e.Peer, role: e.Role, proto: e.Proto, dstPort: e.DstPort, pcap: e.PCAP,
-		intercepted: e.Intercepted, passed: e.Passed,
+		intercepted: e.Intercepted, passed: e.Passed, named: e.Named,
 		proof:    e.Proof,
 		qnameLen: e.qnameLen, fileLen: e.fileLen, modeLen: e.modeLen, resolverLen: e.resolverLen,
 		resolver: e.Resolver,

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -173,4 +174,18 @@ func FuzzCheckLine(f *testing.F) {
 			CheckLine(m)
 		}
 	})
+}
+
+// TestFieldsDocumented: docs/evidence-fields.md names every field of the
+// table, so the document cannot fall behind it.
+func TestFieldsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/evidence-fields.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range Fields() {
+		if !bytes.Contains(doc, []byte("`"+f.Name()+"`")) {
+			t.Errorf("docs/evidence-fields.md does not name %s", f)
+		}
+	}
 }

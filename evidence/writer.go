@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"wormsink/signatures"
 )
 
 // TimeFormat is how every time in the log is written: UTC, RFC 3339 with
@@ -223,8 +225,12 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 		eventClock: cfg.EventClock,
 	}
 	for _, p := range cfg.Exclude {
-		if p.IsValid() {
-			w.exclude = append(w.exclude, netip.PrefixFrom(p.Addr().Unmap(), min(p.Bits(), p.Addr().Unmap().BitLen())).Masked())
+		// An IPv4-mapped prefix is its IPv4 network (hosts are compared
+		// unmapped); one shorter than /96 is no IPv4 network: kept whole.
+		if u, ok := UnmapPrefix(p); ok && p.IsValid() {
+			w.exclude = append(w.exclude, u)
+		} else if p.IsValid() {
+			w.exclude = append(w.exclude, p.Masked())
 		}
 	}
 	w.sensor, _ = escapeCut(cfg.Sensor, MaxStringLen)
@@ -295,7 +301,11 @@ func (w *Writer) Record(ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = now
 	}
-	if ev.Proof < ProofTrustedSource && w.trust.Contains(ev.Host) {
+	if ev.Named {
+		// Nothing the packet says raises what is known of a host that did
+		// not send it.
+		ev.Evidence, ev.Proof = signatures.Weak, ProofDatagram
+	} else if ev.Proof < ProofTrustedSource && w.trust.Contains(ev.Host) {
 		ev.Proof = ProofTrustedSource
 	}
 	ev.cutLong()

@@ -158,6 +158,13 @@ func (d *decoder) errf(n *yaml.Node, format string, args ...any) error {
 	if n != nil {
 		line = n.Line
 	}
+	// A value from the file is quoted cut: an error about a 30 MB value
+	// is one short line, not the value again.
+	for i, a := range args {
+		if s, ok := a.(string); ok && len(s) > MaxShown {
+			args[i] = shown(s)
+		}
+	}
 	return &Error{File: d.name, Line: line, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -225,11 +232,16 @@ func (d *decoder) str(n *yaml.Node, what string) (string, error) {
 
 func (d *decoder) strList(n *yaml.Node, what string) ([]string, error) {
 	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
-		// A single string is accepted where a list is expected.
-		if n.Value == "" {
+		// A single string is accepted where a list is expected, under
+		// the same rules as an entry of the list.
+		s, err := d.str(n, what+" entry")
+		if err != nil {
+			return nil, err
+		}
+		if s == "" {
 			return nil, d.errf(n, "%s: empty entry", what)
 		}
-		return []string{n.Value}, nil
+		return []string{s}, nil
 	}
 	if n.Kind != yaml.SequenceNode {
 		return nil, d.errf(n, "%s must be a list of strings", what)

@@ -4,8 +4,11 @@ package signatures
 
 import (
 	"fmt"
+	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Action is what the DNS shim does with a listed name.
@@ -168,10 +171,50 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	msg := e.Msg
+	if len(msg) > maxErrorMsg {
+		// A message that quotes too much of the file (a library's, an
+		// error wrapped whole) is cut all the same.
+		msg = fmt.Sprintf("%s… (message cut, %d bytes)", cutUTF8(msg, maxErrorMsg), len(msg))
 	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, msg)
+}
+
+// MaxShown is how many bytes of a value from the file an error message
+// quotes; a longer value is cut there and its length given.
+const MaxShown = 80
+
+// maxErrorMsg bounds a whole message: several values, the field's name
+// and what is wanted.
+const maxErrorMsg = 512
+
+// shown is a value from the file as an error message quotes it: at most
+// MaxShown bytes, then its length.
+type shown string
+
+func (s shown) Format(f fmt.State, verb rune) {
+	v := cutUTF8(string(s), MaxShown)
+	if verb == 'q' {
+		v = strconv.Quote(v)
+	}
+	io.WriteString(f, v)
+	if len(s) > MaxShown {
+		fmt.Fprintf(f, "… (%d bytes)", len(s))
+	}
+}
+
+// cutUTF8 cuts s to at most n bytes, not inside a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // lastElement returns the part of a TFTP file name after its last path

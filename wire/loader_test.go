@@ -36,7 +36,8 @@ func TestLoaderFamily(t *testing.T) {
 		t.Errorf("loader-tftp: %d events, want 16:\n%v", len(tftp), tftp)
 	}
 	for _, ev := range tftp {
-		if !loaderFamilies[ev.Sig] || ev.Evidence != signatures.Strong {
+		// The server a request names is weak: the request is not its packet.
+		if !loaderFamilies[ev.Sig] || (ev.Evidence != signatures.Strong) != ev.Named {
 			t.Errorf("loader-tftp: %s (%s)", short(ev), ev.Evidence)
 		}
 	}
@@ -44,12 +45,18 @@ func TestLoaderFamily(t *testing.T) {
 	real := scanAll(t, "../testdata/pcap/real/busybox-mirai-gafgyt-loader.pcap")
 	var sigs []string
 	for _, ev := range real {
-		if ev.Evidence != signatures.Strong {
+		if (ev.Evidence != signatures.Strong) != ev.Named {
 			t.Errorf("real loader: %s (%s)", short(ev), ev.Evidence)
 		}
-		sigs = append(sigs, ev.Sig+"/"+ev.Role+"/"+ev.File)
+		role := ev.Role
+		if ev.Role == evidence.RoleServer && !ev.Named {
+			role = "serving" // the server's own DATA
+		}
+		sigs = append(sigs, ev.Sig+"/"+role+"/"+ev.File)
 	}
-	if want := "mirai.tftp-loader/requester/mirai.arm7 mirai.tftp-loader/server/mirai.arm7 gafgyt.tftp-loader/requester/tftp1.sh gafgyt.tftp-loader/server/tftp1.sh gafgyt.tftp-loader/requester/tftp2.sh gafgyt.tftp-loader/server/tftp2.sh"; strings.Join(sigs, " ") != want {
+	if want := "mirai.tftp-loader/requester/mirai.arm7 mirai.tftp-loader/server/mirai.arm7 mirai.tftp-loader/serving/mirai.arm7 " +
+		"gafgyt.tftp-loader/requester/tftp1.sh gafgyt.tftp-loader/server/tftp1.sh gafgyt.tftp-loader/serving/tftp1.sh " +
+		"gafgyt.tftp-loader/requester/tftp2.sh gafgyt.tftp-loader/server/tftp2.sh gafgyt.tftp-loader/serving/tftp2.sh"; strings.Join(sigs, " ") != want {
 		t.Errorf("real loader capture: %s\nwant %s", strings.Join(sigs, " "), want)
 	}
 	// The command lines: each packet evidence for one signature, strong

@@ -25,6 +25,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"wormsink/evidence"
 	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
@@ -448,6 +449,11 @@ func TestSuricataRulesAgreeWithScan(t *testing.T) {
 			}
 			var byScan, byRules []string
 			for _, ev := range rec.Events() {
+				if ev.Role == evidence.RoleServer && !ev.Named {
+					// A server's DATA answering a flagged request: scan
+					// follows the request to it, a stateless rule cannot.
+					continue
+				}
 				byScan = append(byScan, fmt.Sprintf("#%d %s %s", ev.Packet, ev.Host, ev.Sig))
 			}
 			for _, d := range readDatagrams(t, path) {

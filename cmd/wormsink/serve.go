@@ -113,6 +113,8 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	// proof of the source address
 	fs.IntVar(&c.tftp.Exchanges, "tftp-exchanges", sinkhole.DefaultExchanges, "TFTP refusals sent at once from a fresh port that waits for the client's follow-up (proof exchange); beyond it they leave from the listening port; negative: never")
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
+	fs.IntVar(&c.tftp.Decoys, "tftp-decoys", sinkhole.DefaultDecoys, "fresh ports kept open beside the refusals' and never told to anyone: a datagram on one is a guess, and a guess withholds proof exchange (negative: none)")
+	fs.DurationVar(&c.tftp.GuessHold, "tftp-guess-hold", sinkhole.DefaultGuessHold, "how long a guessed port withholds proof exchange from every refusal (doubles while guesses keep coming back, up to a day)")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	feedFlags(fs, &c.feeds)
 	dnstapFlags(fs, c)
@@ -342,11 +344,12 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
+	s.addMemoryTrim()
 	// Attribution before the quarantine (which attributes what it acts
 	// on), the quarantine before the shim (which enforces it).
 	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addBGP, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed} {
 		if err := add(); err != nil {
-			return nil, err
+			return nil, privilegeHint(err)
 		}
 	}
 	if err := dropPrivileges(c.user); err != nil {
@@ -443,12 +446,18 @@ func (a *listenAddr) String() string { return string(*a) }
 
 func (a *listenAddr) Set(v string) error {
 	if v != "" {
-		if _, _, err := net.SplitHostPort(v); err != nil {
+		_, port, err := net.SplitHostPort(v)
+		if err != nil {
 			var ae *net.AddrError
 			if errors.As(err, &ae) {
 				err = errors.New(ae.Err) // without the address, which the caller names
 			}
 			return fmt.Errorf("%q: %v (want host:port)", v, err)
+		}
+		// A port that is not a number would only fail at bind time, as a
+		// runtime error; it is a usage error.
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return fmt.Errorf("%q: port %q is not a number from 0 to 65535", v, port)
 		}
 	}
 	*a = listenAddr(v)
