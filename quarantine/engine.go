@@ -32,7 +32,8 @@ const (
 // an evidence line that decide a quarantine.
 type Sighting struct {
 	Time      time.Time
-	Host      netip.Addr // the address the evidence points at
+	Kind      evidence.Kind // the evidence event
+	Host      netip.Addr    // the address the evidence points at
 	Port      uint16
 	Family    string
 	Signature string
@@ -325,7 +326,7 @@ func (e *Engine) enforcedAddr(s Sighting) (netip.Addr, bool) {
 }
 
 func (e *Engine) consider(ctx context.Context, s Sighting) error {
-	if !e.policy.Enters(s.Family, s.Evidence, s.Proof) {
+	if !e.policy.Enters(s.Kind, s.Family, s.Evidence, s.Proof) {
 		return nil
 	}
 	addr, ok := e.enforcedAddr(s)

@@ -39,7 +39,7 @@ func newEngine(t *testing.T, db *store.DB, p *Policy, c *clock) *Engine {
 }
 
 func strongTCP(host string, c *clock) Sighting {
-	return Sighting{Time: c.now(), Host: netip.MustParseAddr(host), Port: 4444, Family: "Blaster", Signature: "blaster",
+	return Sighting{Time: c.now(), Kind: evidence.WireMatch, Host: netip.MustParseAddr(host), Port: 4444, Family: "Blaster", Signature: "blaster",
 		Evidence: signatures.Strong, Proof: evidence.ProofTCP, Sensor: "s1"}
 }
 

@@ -56,6 +56,12 @@ type Policy struct {
 	// SelfReleaseGrace is how long after a self-release new sightings do
 	// not quarantine again (the customer is cleaning up).
 	SelfReleaseGrace time.Duration
+	// TFTPExchange lets a TFTP follow-up (proof exchange on a tftp_refused
+	// or tftp_request line) quarantine. TFTP has no nonce: the fresh port
+	// is the only secret, so a patient blind guesser can earn it (see the
+	// proof documentation); by default it does not quarantine, while a DNS
+	// cookie exchange does.
+	TFTPExchange bool
 	// AutoRelease releases a subject after this long without a sighting
 	// that would quarantine it; 0 never does.
 	AutoRelease time.Duration
@@ -121,9 +127,13 @@ func (p *Policy) Notice(family string) Notice {
 	return defaultNotice
 }
 
-// Enters says whether a sighting puts its subject in quarantine.
-func (p *Policy) Enters(family string, ev signatures.Strength, proof evidence.Proof) bool {
+// Enters says whether a sighting of kind (an evidence event) puts its
+// subject in quarantine.
+func (p *Policy) Enters(kind evidence.Kind, family string, ev signatures.Strength, proof evidence.Proof) bool {
 	if !p.Auto || proof == evidence.ProofDatagram {
+		return false
+	}
+	if proof == evidence.ProofExchange && !p.TFTPExchange && (kind == evidence.TFTPRefused || kind == evidence.TFTPRequest) {
 		return false
 	}
 	r := p.Rule(family)
@@ -381,8 +391,14 @@ func (d *pdecoder) duration(n *yaml.Node, what string) (time.Duration, error) {
 }
 
 func (d *pdecoder) enter(n *yaml.Node, p *Policy) error {
-	return d.fields(n, "enter", []string{"evidence", "proof", "families"}, func(key string, v *yaml.Node) error {
+	return d.fields(n, "enter", []string{"evidence", "proof", "families", "tftp_exchange"}, func(key string, v *yaml.Node) error {
 		switch key {
+		case "tftp_exchange":
+			b, err := strconv.ParseBool(v.Value)
+			if err != nil || v.Kind != yaml.ScalarNode {
+				return d.errf(v, "enter.tftp_exchange: want true or false")
+			}
+			p.TFTPExchange = b
 		case "evidence", "proof":
 			return d.rulePart(key, v, &p.Enter, "enter")
 		case "families":

@@ -33,7 +33,7 @@ func TestPolicyFile(t *testing.T) {
 		{"Blaster", signatures.Strong, evidence.ProofExchange, true},
 		{"Conficker", signatures.Strong, evidence.ProofTCP, false},
 	} {
-		if got := p.Enters(tc.family, tc.ev, tc.proof); got != tc.want {
+		if got := p.Enters(evidence.DNSSinkhole, tc.family, tc.ev, tc.proof); got != tc.want {
 			t.Errorf("Enters(%s, %v, %v) = %v, want %v", tc.family, tc.ev, tc.proof, got, tc.want)
 		}
 	}
@@ -64,8 +64,17 @@ func TestPolicyDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Auto || !p.Enters("x", signatures.Strong, evidence.ProofExchange) || p.Enters("x", signatures.Strong, evidence.ProofDatagram) {
+	if !p.Auto || !p.Enters(evidence.DNSSinkhole, "x", signatures.Strong, evidence.ProofExchange) || p.Enters(evidence.DNSSinkhole, "x", signatures.Strong, evidence.ProofDatagram) {
 		t.Fatal("an empty policy file: the default rule")
+	}
+	// A TFTP follow-up can be guessed: it does not quarantine unless the
+	// policy says so; a TCP-proven TFTP request does.
+	if p.Enters(evidence.TFTPRefused, "x", signatures.Strong, evidence.ProofExchange) || !p.Enters(evidence.TFTPRefused, "x", signatures.Strong, evidence.ProofTCP) {
+		t.Fatal("TFTP exchange by default")
+	}
+	p, err = ParsePolicy("p.yaml", []byte("enter:\n  tftp_exchange: true\n"))
+	if err != nil || !p.Enters(evidence.TFTPRefused, "x", signatures.Strong, evidence.ProofExchange) {
+		t.Fatalf("tftp_exchange: true: %v", err)
 	}
 }
 

@@ -61,10 +61,10 @@ type quarantineObserver struct {
 }
 
 func (o quarantineObserver) Observe(ev *evidence.Event) {
-	if !o.eng.Policy().Enters(ev.Family, ev.Evidence, ev.Proof) {
+	if !o.eng.Policy().Enters(ev.Kind, ev.Family, ev.Evidence, ev.Proof) {
 		return
 	}
-	s := quarantine.Sighting{Time: ev.Time, Host: ev.Host, Port: ev.Port, Family: ev.Family, Signature: ev.Sig,
+	s := quarantine.Sighting{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Port: ev.Port, Family: ev.Family, Signature: ev.Sig,
 		Evidence: ev.Evidence, Proof: ev.Proof}
 	if o.attr != nil {
 		a := o.attr.Attribute(ev.Host, ev.Port, ev.Time)
