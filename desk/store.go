@@ -279,9 +279,9 @@ VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subject) DO NOTHING`, subj, StateNew, f.f
 		q += " FOR UPDATE"
 	}
 	var (
-		id, first, last, closedAt      int64
-		state, fams, addrs, sensors    string
-		strong, proof                  int
+		id, first, last, closedAt   int64
+		state, fams, addrs, sensors string
+		strong, proof               int
 	)
 	if err := tx.QueryRow(ctx, q, subj).Scan(&id, &state, &first, &last, &fams, &strong, &proof, &addrs, &sensors, &closedAt); err != nil {
 		return err
