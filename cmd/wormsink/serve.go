@@ -70,6 +70,7 @@ type serveConfig struct {
 	captureRingMB  int
 
 	attribution attributionConfig // who a sighting is: serve_attribution.go
+	ship        shipConfig        // the log sent to the desk: serve_ship.go
 }
 
 func serveFlags(e env, c *serveConfig) *flag.FlagSet {
@@ -114,6 +115,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	dbFlag(fs, &c.db)
 	quarantineFlags(fs, &c.quarantine)
 	attributionFlags(fs, &c.attribution)
+	shipFlags(fs, &c.ship)
 	sigsFeedFlags(fs, &c.sigsFeed)
 
 	// Live capture tuning (issue 15).
@@ -225,6 +227,9 @@ func (c *serveConfig) complete() error {
 	if err := c.quarantine.complete(); err != nil {
 		return err
 	}
+	if err := c.completeShip(); err != nil {
+		return err
+	}
 	if c.captureWorkers < 1 || c.captureWorkers > 1024 {
 		return fmt.Errorf("--capture-workers %d: want from 1 to 1024", c.captureWorkers)
 	}
@@ -323,7 +328,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 	s.addReopen(sig.reopen)
 	// Attribution before the quarantine (which attributes what it acts
 	// on), the quarantine before the shim (which enforces it).
-	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed} {
+	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed, s.addShip} {
 		if err := add(); err != nil {
 			return nil, err
 		}
