@@ -43,6 +43,8 @@ type page struct {
 	User     User
 	CSRF     string
 	Msg, Err string
+	Done     string // the action a message reports on, for a class name
+	Filtered bool
 	Next     string
 	// per page
 	F                        Filter
@@ -74,6 +76,7 @@ func (s *Server) uiRoutes(mux *http.ServeMux) {
 		w.Header().Set("Cache-Control", "max-age=3600")
 		w.Write(b)
 	})
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.session(s.logout, false))
@@ -151,7 +154,12 @@ func safeNext(next string) string {
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	// Keep the token a browser has: a second login page (another tab, the
+	// favicon's redirect) must not make the first one's form stale.
 	tok := randomToken()
+	if ck, err := r.Cookie(loginCookie); err == nil && len(ck.Value) == len(tok) {
+		tok = ck.Value
+	}
 	http.SetCookie(w, s.cookie(r, loginCookie, tok, 3600))
 	s.render(w, r, http.StatusOK, "login", &page{Title: "Log in", CSRF: tok, Next: safeNext(r.URL.Query().Get("next"))})
 }
@@ -233,6 +241,7 @@ func (s *Server) casesPage(w http.ResponseWriter, r *http.Request, sess Session)
 		return
 	}
 	p.Cases = cs
+	p.Filtered = f.Family != "" || f.Proof != "" || f.State != "" || f.Sensor != "" || f.Q != "" || !f.Since.IsZero() || !f.Until.IsZero()
 	seen := map[string]bool{}
 	for _, c := range cs {
 		for _, fam := range c.Families {
@@ -332,6 +341,9 @@ func (s *Server) casePage(w http.ResponseWriter, r *http.Request, sess Session) 
 		return
 	}
 	p.Msg = doneMessage(r.URL.Query().Get("done"))
+	if p.Msg != "" {
+		p.Done = r.URL.Query().Get("done")
+	}
 	s.render(w, r, http.StatusOK, "case", p)
 }
 
