@@ -86,6 +86,30 @@ type Shipper struct {
 type position struct {
 	ID  string `json:"id"`
 	Off int64  `json:"off"`
+	// Done are the identities of the files of this log shipped to their
+	// end, newest last (a few): a rotated generation is shipped once.
+	Done []string `json:"done,omitempty"`
+}
+
+// keepDone is how many finished files a log remembers.
+const keepDone = 16
+
+func (p position) done(id string) bool {
+	for _, d := range p.Done {
+		if d == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *position) finish(id string) {
+	if !p.done(id) {
+		p.Done = append(p.Done, id)
+		if len(p.Done) > keepDone {
+			p.Done = p.Done[len(p.Done)-keepDone:]
+		}
+	}
 }
 
 // New reads the state file.
@@ -195,25 +219,13 @@ func sameFile(f *os.File, path string) bool {
 	return err1 == nil && err2 == nil && os.SameFile(a, b)
 }
 
-// follow ships path, through rotation, until ctx ends.
+// follow ships path, through rotation, until ctx ends. Before each file
+// it ships the rotated generation path.1 if that was not shipped to its
+// end yet: the desk or the shipper may have been away across a rotation,
+// or two.
 func (s *Shipper) follow(ctx context.Context, path string) error {
-	// A log rotated while the shipper was away: finish the old file
-	// (path.1) first when it is the one the state names.
-	if pos := s.get(path); pos.ID != "" {
-		if f, err := os.Open(path); err == nil {
-			id, ok := identity(f)
-			f.Close()
-			if ok && id != pos.ID {
-				if old, err := os.Open(path + ".1"); err == nil {
-					if oid, ok := identity(old); ok && oid == pos.ID {
-						s.drain(ctx, path, old, pos, true)
-					}
-					old.Close()
-				}
-			}
-		}
-	}
 	for ctx.Err() == nil {
+		s.rotated(ctx, path)
 		f, err := os.Open(path)
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
@@ -234,24 +246,56 @@ func (s *Shipper) follow(ctx context.Context, path string) error {
 		}
 		pos := s.get(path)
 		if pos.ID != id {
-			pos = position{ID: id}
+			pos = position{ID: id, Done: pos.Done}
 		}
-		s.drain(ctx, path, f, pos, false)
+		if s.drain(ctx, path, f, pos, false) {
+			s.finished(path, id)
+		}
 		f.Close()
 	}
 	return nil
 }
 
+// rotated ships path.1 to its end when it is a file of this log not
+// shipped to its end yet.
+func (s *Shipper) rotated(ctx context.Context, path string) {
+	old, err := os.Open(path + ".1")
+	if err != nil {
+		return
+	}
+	defer old.Close()
+	id, ok := identity(old)
+	pos := s.get(path)
+	if !ok || pos.done(id) || sameFile(old, path) {
+		return
+	}
+	if pos.ID != id {
+		pos = position{ID: id, Done: pos.Done}
+	}
+	if s.drain(ctx, path, old, pos, true) {
+		s.finished(path, id)
+	}
+}
+
+func (s *Shipper) finished(path, id string) {
+	pos := s.get(path)
+	pos.finish(id)
+	if err := s.put(path, pos); err != nil {
+		s.cfg.Log.Error().Str("event", "ship_error").Err(err).Msg("ship: state not saved")
+	}
+}
+
 // drain ships f from pos until it is rotated away (path names another
 // file, or f was truncated) and read to its end, or until ctx ends. once
-// ships to the current end and returns.
-func (s *Shipper) drain(ctx context.Context, path string, f *os.File, pos position, once bool) {
+// ships to the current end and returns. It reports whether f was shipped
+// to its end and is done with.
+func (s *Shipper) drain(ctx context.Context, path string, f *os.File, pos position, once bool) bool {
 	buf := make([]byte, s.cfg.BatchBytes)
 	for ctx.Err() == nil {
 		n, err := f.ReadAt(buf, pos.Off)
 		if err != nil && !errors.Is(err, io.EOF) {
 			s.cfg.Log.Warn().Str("event", "ship_error").Str("log", path).Err(err).Msg("ship: read")
-			return
+			return false
 		}
 		end := bytes.LastIndexByte(buf[:n], '\n') + 1
 		if end == 0 && n == len(buf) {
@@ -264,7 +308,7 @@ func (s *Shipper) drain(ctx context.Context, path string, f *os.File, pos positi
 					break
 				}
 				if m == 0 {
-					return
+					return false
 				}
 				skip += int64(m)
 			}
@@ -274,7 +318,7 @@ func (s *Shipper) drain(ctx context.Context, path string, f *os.File, pos positi
 		}
 		if end > 0 {
 			if !s.send(ctx, pos, buf[:end]) {
-				return
+				return false
 			}
 			pos.Off += int64(end)
 			if err := s.put(path, pos); err != nil {
@@ -283,24 +327,25 @@ func (s *Shipper) drain(ctx context.Context, path string, f *os.File, pos positi
 			continue
 		}
 		if once {
-			return
+			return true
 		}
 		// At the end: rotated or truncated?
 		if fi, err := f.Stat(); err == nil && fi.Size() < pos.Off {
-			return // truncated: the file is a new log
+			return false // truncated: the file is a new log, started again
 		}
 		if !sameFile(f, path) {
 			// Renamed away: a writer may still finish a line in it, so
 			// read it once more before moving on.
 			if n2, _ := f.ReadAt(buf[:1], pos.Off); n2 == 0 {
-				return
+				return true
 			}
 			continue
 		}
 		if !sleep(ctx, s.cfg.Poll) {
-			return
+			return false
 		}
 	}
+	return false
 }
 
 // send posts one batch until the desk acknowledges it or ctx ends.
