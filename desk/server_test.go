@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"wormsink/internal/testutil"
 	"wormsink/quarantine"
 	"wormsink/store"
 	"wormsink/store/storetest"
@@ -283,5 +284,49 @@ func TestLoginRateLimit(t *testing.T) {
 	}
 	if _, code := login(t, d, "alice", testPassword); code != 429 {
 		t.Fatalf("right password after %d failures: %d, want 429", DefaultLoginTries, code)
+	}
+}
+
+// TestTwoDesksOnOnePostgreSQL: an action taken in one desk is seen in the
+// other, and both ingest into the same cases.
+func TestTwoDesksOnOnePostgreSQL(t *testing.T) {
+	url, err := storetest.Cluster(t).NewDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1 := startDesk(t, storetest.Open(t, url), nil)
+	d2 := startDesk(t, storetest.Open(t, url), nil)
+	d1.tokens = d2.tokens // the second desk's tokens replaced the first's in the shared database
+	t0 := time.Now().Add(-time.Minute).UTC()
+	for i, d := range []*testDesk{d1, d2} {
+		line := evLine(t0.Add(time.Duration(i)*time.Second), "192.0.2.77", "blaster", "strong", "tcp", "s", "cust-77")
+		if code, b := d.api(t, "POST", "/api/v1/evidence", RoleSensor, line, HeaderLog, "l", HeaderOffset, fmt.Sprint(i*1000)); code != 200 {
+			t.Fatalf("ingest at desk %d: %d %s", i+1, code, b)
+		}
+	}
+	code, b := d2.api(t, "GET", "/api/v1/cases?q=cust-77", RoleAnalyst, nil)
+	var list struct{ Cases []Case }
+	if code != 200 || json.Unmarshal(b, &list) != nil || len(list.Cases) != 1 || list.Cases[0].Lines != 2 {
+		t.Fatalf("one case from both desks: %d %s", code, b)
+	}
+	id := list.Cases[0].ID
+	if code, b := d1.api(t, "POST", fmt.Sprintf("/api/v1/cases/%d/quarantine", id), RoleAnalyst, []byte(`{"note":"from desk 1"}`)); code != 200 {
+		t.Fatalf("quarantine at desk 1: %d %s", code, b)
+	}
+	code, b = d2.api(t, "GET", fmt.Sprintf("/api/v1/cases/%d", id), RoleAnalyst, nil)
+	var det CaseDetail
+	if code != 200 || json.Unmarshal(b, &det) != nil || det.State != StateQuarantined || det.Audit[len(det.Audit)-1].Note != "from desk 1" {
+		t.Fatalf("desk 2 after desk 1 quarantined: %d %s", code, b)
+	}
+	// The quarantine desk 1 made is in the store desk 2's engine reads.
+	testutil.WaitFor(t, 10*time.Second, "desk 2's quarantine engine to see the quarantine", func() bool {
+		_, err := d2.eng.Get(context.Background(), quarantine.Subject{Kind: quarantine.Subscriber, ID: "cust-77"})
+		return err == nil
+	})
+	if code, b := d2.api(t, "POST", fmt.Sprintf("/api/v1/cases/%d/release", id), RoleAnalyst, nil); code != 200 {
+		t.Fatalf("release at desk 2: %d %s", code, b)
+	}
+	if c, err := d1.st.Get(context.Background(), id); err != nil || c.State != StateReleased {
+		t.Fatalf("desk 1 after desk 2 released: %v %+v", err, c)
 	}
 }

@@ -3,7 +3,6 @@ package desk
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,6 +139,10 @@ func parse(p *report.Parser, text []byte) (kind report.LineKind, sg sighting, er
 	return kind, sg, nil
 }
 
+// insertChunk is how many lines one INSERT takes (5 values each: well
+// under SQLite's 32766 variables and PostgreSQL's 65535).
+const insertChunk = 500
+
 // Ingest stores the batch's evidence lines that are not stored yet and
 // folds them into cases, all in one transaction: either the whole batch is
 // recorded or none of it is, so a shipper that gets an error sends it again.
@@ -150,43 +153,85 @@ func (s *Store) Ingest(ctx context.Context, lines []Line) (IngestResult, error) 
 		res = IngestResult{}
 		folds := map[string]*caseFold{}
 		var order []string
+		type parsed struct {
+			l  *Line
+			sg sighting
+		}
+		var evs []parsed
 		for i := range lines {
 			l := &lines[i]
 			kind, sg, perr := parse(&p, l.Text)
 			switch kind {
 			case report.LineEvidence:
+				evs = append(evs, parsed{l, sg})
 			case report.LineMalformed:
 				res.Malformed++
 				if res.FirstBad == "" {
 					res.FirstBad = fmt.Sprintf("%s:%s@%d: %v", l.Sensor, l.Log, l.Off, perr)
 				}
-				continue
 			default:
 				res.Skipped++
-				continue
 			}
-			var id int64
-			err := tx.QueryRow(ctx, `INSERT INTO desk_evidence (sensor, log, off, at, line) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (sensor, log, off) DO NOTHING RETURNING id`, l.Sensor, l.Log, l.Off, sg.first, string(l.Text)).Scan(&id)
-			if errors.Is(err, sql.ErrNoRows) {
-				res.Duplicate++
-				continue
+		}
+		// Many rows per statement: one round trip per chunk, not per line.
+		type key struct {
+			sensor, log string
+			off         int64
+		}
+		for len(evs) > 0 {
+			n := min(len(evs), insertChunk)
+			var b strings.Builder
+			b.WriteString("INSERT INTO desk_evidence (sensor, log, off, at, line) VALUES ")
+			args := make([]any, 0, 5*n)
+			byKey := make(map[key]*parsed, n)
+			for i := range evs[:n] {
+				e := &evs[i]
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString("(?, ?, ?, ?, ?)")
+				args = append(args, e.l.Sensor, e.l.Log, e.l.Off, e.sg.first, string(e.l.Text))
+				k := key{e.l.Sensor, e.l.Log, e.l.Off}
+				if byKey[k] != nil {
+					res.Duplicate++ // the same key twice in one batch
+				}
+				byKey[k] = e
 			}
+			b.WriteString(" ON CONFLICT (sensor, log, off) DO NOTHING RETURNING id, sensor, log, off")
+			rows, err := tx.Query(ctx, b.String(), args...)
 			if err != nil {
 				return err
 			}
-			res.Stored++
-			if sg.subject == "" {
-				continue
+			for rows.Next() {
+				var id int64
+				var k key
+				if err := rows.Scan(&id, &k.sensor, &k.log, &k.off); err != nil {
+					rows.Close()
+					return err
+				}
+				e := byKey[k]
+				if e == nil {
+					continue
+				}
+				res.Stored++
+				if e.sg.subject == "" {
+					continue
+				}
+				f := folds[e.sg.subject]
+				if f == nil {
+					f = &caseFold{}
+					folds[e.sg.subject] = f
+					order = append(order, e.sg.subject)
+				}
+				f.add(e.sg, id)
 			}
-			f := folds[sg.subject]
-			if f == nil {
-				f = &caseFold{}
-				folds[sg.subject] = f
-				order = append(order, sg.subject)
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
 			}
-			f.add(sg, id)
+			evs = evs[n:]
 		}
+		res.Duplicate = len(lines) - res.Stored - res.Skipped - res.Malformed
 		slices.Sort(order) // one lock order for every writer: no deadlocks between desks
 		for _, subj := range order {
 			if err := s.fold(ctx, tx, subj, folds[subj]); err != nil {
