@@ -4,13 +4,17 @@ GO       ?= go
 BIN      ?= bin/wormsink
 FUZZTIME ?= 60s
 PKGS     := ./...
+# The version `wormsink version` prints: git's name for the commit; without
+# git the binary falls back to the build info Go stamps in.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION))
 
-.PHONY: all build run test test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept
+.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/wormsink
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/wormsink
 
 run: build
 	./scripts/run.sh $(BIN)
@@ -26,11 +30,18 @@ vet:
 	$(GO) vet $(PKGS)
 
 test: test-root-note deps fmt-check vet
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 40m $(PKGS)
 
 # Said once, at the top: the tests that need root then fail with "needs root".
 test-root-note:
 	@[ "$$(id -u)" -eq 0 ] || echo 'make test: needs root (it installs the test packages, opens raw sockets, makes network namespaces); as $(shell id -un), the tests that need root fail with "needs root"' >&2
+
+# docs/flags.md, docs/metrics.md and docs/packages.md from the code (the flag sets,
+# the collectors serve registers, the package comments; root, as the capture
+# part must bind), and links in docs/README.md to the pages it lacks; tests
+# fail when the committed files drift.
+docs:
+	$(GO) test -count=1 -run '^(Test(Flag|Metrics|Package)Reference|TestDocsIndexLinksEveryPage)$$' ./cmd/wormsink -args -update-docs
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
@@ -72,16 +83,24 @@ perf-tftp: deps
 	./bin/loadgen -compare -sinkserver bin/sinkserver -duration 5s -conc 32
 
 # The service as deploy/ describes it (as root; DESTDIR to stage it
-# elsewhere). An existing /etc/wormsink/wormsink.yaml is kept.
+# elsewhere). An existing /etc/wormsink/wormsink.yaml or signatures.yaml is
+# kept; the configuration, which may hold secrets, is made 0640 either way.
 PREFIX ?= /usr/local
+DOC    := $(DESTDIR)/usr/share/doc/wormsink
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/wormsink
 	install -D -m 0644 deploy/wormsink.service $(DESTDIR)/etc/systemd/system/wormsink.service
 	install -D -m 0644 deploy/wormsink.logrotate $(DESTDIR)/etc/logrotate.d/wormsink
-	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/wormsink/README.md
-	install -D -m 0644 docs/contract.md $(DESTDIR)/usr/share/doc/wormsink/contract.md
+	install -D -m 0644 README.md $(DOC)/README.md
+	install -d -m 0755 $(DOC)/docs $(DOC)/resolvers
+	install -m 0644 docs/*.md $(DOC)/docs/  # README.md links them as docs/
+	install -m 0644 deploy/resolvers/* $(DOC)/resolvers/
+	install -m 0644 deploy/wormsink-resolvers.yaml $(DOC)/wormsink-resolvers.yaml
+	install -D -m 0644 signatures/default.yaml $(DOC)/signatures/default.yaml
 	install -d -m 0755 $(DESTDIR)/etc/wormsink
-	[ -e $(DESTDIR)/etc/wormsink/wormsink.yaml ] || install -m 0644 deploy/wormsink.yaml $(DESTDIR)/etc/wormsink/wormsink.yaml
+	[ -e $(DESTDIR)/etc/wormsink/wormsink.yaml ] || install -m 0640 deploy/wormsink.yaml $(DESTDIR)/etc/wormsink/wormsink.yaml
+	chmod 0640 $(DESTDIR)/etc/wormsink/wormsink.yaml
+	[ -e $(DESTDIR)/etc/wormsink/signatures.yaml ] || install -m 0644 signatures/default.yaml $(DESTDIR)/etc/wormsink/signatures.yaml
 	# TFTP interception: installed, not enabled (the drop-in goes to the docs;
 	# copy it to /etc/systemd/system/wormsink.service.d/ on a router that intercepts).
 	install -D -m 0755 deploy/wormsink-tftp-intercept.sh $(DESTDIR)$(PREFIX)/sbin/wormsink-tftp-intercept.sh

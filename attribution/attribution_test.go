@@ -54,7 +54,11 @@ func TestSessionsAcrossRestart(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		a, stop := newAttributor(t, db, Config{})
+		v6 := acct(AcctStart, "192.0.2.1", "s6", "frank", "", t0)
+		v6.Session.FramedV6 = netip.MustParsePrefix("2001:db8:1:1::/64")
+		v6.Session.Delegated = netip.MustParsePrefix("2001:db8:2200::/56")
 		steps := []AcctEvent{
+			v6,
 			acct(AcctStart, "192.0.2.1", "s1", "alice", "100.64.0.7", t0),
 			acct(AcctStop, "192.0.2.1", "s1", "alice", "100.64.0.7", t0.Add(10*time.Minute)),
 			acct(AcctStart, "192.0.2.1", "s2", "bob", "100.64.0.7", t0.Add(11*time.Minute)),
@@ -79,6 +83,9 @@ func TestSessionsAcrossRestart(t *testing.T) {
 				{"100.64.0.8", 19 * time.Minute, "carol"},
 				{"100.64.0.8", 21 * time.Minute, ""},
 				{"100.64.0.7", -time.Second, ""},
+				{"2001:db8:1:1::99", time.Minute, "frank"},    // in the framed /64
+				{"2001:db8:2200:ff::1", time.Minute, "frank"}, // in the delegated /56
+				{"2001:db8:2201::1", time.Minute, ""},         // beside it
 			} {
 				if got := a.Lookup(mustAddr(c.addr), 0, t0.Add(c.at)); got.Subscriber != c.want {
 					t.Errorf("%s at +%s: subscriber %q, want %q", c.addr, c.at, got.Subscriber, c.want)
@@ -159,5 +166,59 @@ func TestNATNeighbours(t *testing.T) {
 		b, stop2 := newAttributor(t, db, Config{Subscribers: subs})
 		defer stop2()
 		check(b)
+	})
+}
+
+// TestAccountingInOneBatch: a Start, its retransmission, an Interim-Update
+// and the Stop of one session, a Stop whose Start was lost and an
+// Accounting-Off, all in one transaction.
+func TestAccountingInOneBatch(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		a, err := New(context.Background(), Config{DB: db, Log: zerolog.Nop(), Now: func() time.Time { return t0 }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost := acct(AcctStop, "192.0.2.1", "s9", "dave", "100.64.0.9", t0.Add(20*time.Minute))
+		lost.SessionTime = 10 * time.Minute
+		var ops []*op
+		for _, ev := range []AcctEvent{
+			acct(AcctStart, "192.0.2.1", "s1", "alice", "100.64.0.7", t0),
+			acct(AcctStart, "192.0.2.1", "s1", "alice", "100.64.0.7", t0),
+			acct(AcctInterim, "192.0.2.1", "s1", "alice", "100.64.0.7", t0.Add(5*time.Minute)),
+			acct(AcctStop, "192.0.2.1", "s1", "alice", "100.64.0.7", t0.Add(10*time.Minute)),
+			lost,
+			acct(AcctStart, "192.0.2.2", "s2", "erin", "100.64.0.2", t0),
+			acct(AcctOff, "192.0.2.2", "", "", "", t0.Add(30*time.Minute)),
+		} {
+			ev := ev
+			ops = append(ops, &op{acct: &ev, done: make(chan error, 1)})
+		}
+		a.write(context.Background(), ops)
+		for _, o := range ops {
+			if err := <-o.done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct {
+			addr string
+			at   time.Duration
+			want string
+		}{
+			{"100.64.0.7", 9 * time.Minute, "alice"},
+			{"100.64.0.7", 10 * time.Minute, ""},
+			{"100.64.0.9", 15 * time.Minute, "dave"},
+			{"100.64.0.9", 9 * time.Minute, ""},
+			{"100.64.0.2", 29 * time.Minute, "erin"},
+			{"100.64.0.2", 30 * time.Minute, ""},
+		} {
+			if got := a.Lookup(mustAddr(c.addr), 0, t0.Add(c.at)); got.Subscriber != c.want {
+				t.Errorf("%s at +%v: %q, want %q", c.addr, c.at, got.Subscriber, c.want)
+			}
+		}
+		var n int
+		db.QueryRow(context.Background(), `SELECT count(*) FROM attribution_sessions`).Scan(&n)
+		if n != 3 {
+			t.Errorf("%d session rows, want 3", n)
+		}
 	})
 }

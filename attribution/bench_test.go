@@ -92,12 +92,14 @@ func BenchmarkLookup10M(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuNow()
 	i := 0
 	for b.Loop() {
 		q := &qs[i&4095]
 		x.Lookup(q.a, q.port, q.t)
 		i++
 	}
+	b.ReportMetric(cpuSince(cpu0)*1000/float64(b.N), "cpu-ns/lookup")
 }
 
 func benchAttributor(b *testing.B) (*Attributor, func()) {
@@ -169,7 +171,7 @@ func BenchmarkIngestNAT(b *testing.B) {
 
 // BenchmarkRADIUS sends Accounting-Requests over loopback UDP to the
 // server, which stores each on SQLite before it answers: Start and Stop
-// of distinct sessions, from 64 NAS conversations at once.
+// of distinct sessions, from 128 NAS conversations at once.
 func BenchmarkRADIUS(b *testing.B) {
 	a, stop := benchAttributor(b)
 	defer stop()
@@ -186,10 +188,18 @@ func BenchmarkRADIUS(b *testing.B) {
 	addr := pc.LocalAddr().String()
 	var seq atomic.Int64
 	b.ReportAllocs()
-	b.SetParallelism(32)
+	b.SetParallelism(64)
 	start, cpu0 := time.Now(), cpuNow()
 	b.RunParallel(func(pb *testing.PB) {
-		c := &radius.Client{Retry: 500 * time.Millisecond}
+		// One socket per NAS conversation, as a NAS or a proxy keeps: the
+		// client's own cost stays small next to the server's.
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
 		for pb.Next() {
 			n := seq.Add(1)
 			p := radius.New(radius.CodeAccountingRequest, []byte("s3cret"))
@@ -202,16 +212,25 @@ func BenchmarkRADIUS(b *testing.B) {
 			rfc2866.AcctStatusType_Set(p, st)
 			rfc2865.NASIPAddress_Set(p, net.IPv4(192, 0, 2, 1))
 			rfc2865.FramedIPAddress_Set(p, net.IPv4(100, 64, byte(n>>8), byte(n)))
-			rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
-			resp, err := c.Exchange(rctx, p, addr)
-			rcancel()
+			req, err := p.Encode()
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			if resp.Code != radius.CodeAccountingResponse {
-				b.Errorf("answer %v", resp.Code)
-				return
+			for try := 0; ; try++ {
+				if try == 20 {
+					b.Error("no answer")
+					return
+				}
+				c.Write(req)
+				c.SetReadDeadline(time.Now().Add(time.Second))
+				m, err := c.Read(buf)
+				if err != nil {
+					continue // lost or slow: the NAS retransmits
+				}
+				if m >= 20 && radius.Code(buf[0]) == radius.CodeAccountingResponse && buf[1] == req[1] {
+					break
+				}
 			}
 		}
 	})

@@ -406,3 +406,178 @@ func prune(ctx context.Context, db *store.DB, cutoff, sessionTimeout, natTimeout
 	nat, _ = r.RowsAffected()
 	return sessions, nat, nil
 }
+
+// sessionsPerStatement bounds the rows of one batched INSERT or UPDATE of
+// sessions (10 parameters each).
+const sessionsPerStatement = 200
+
+// applyAccounting writes a batch of accounting records, in few statements:
+// the Starts in multi-row upserts, then the Interim-Updates and Stops in
+// batched UPDATEs, then what those did not find (a lost Start, a repeated
+// Stop) and Accounting-On/Off one by one. The order keeps a Start and its
+// Stop in one batch right; an update only touches sessions started no later
+// than itself.
+func applyAccounting(ctx context.Context, q querier, evs []*AcctEvent) ([]Session, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	type skey struct {
+		nas, id string
+		start   int64
+	}
+	type ukey struct{ nas, id string }
+	var starts []Session
+	startAt := map[skey]int{}
+	var updates []*AcctEvent
+	updateAt := map[ukey]int{}
+	var rest []*AcctEvent
+	for _, ev := range evs {
+		switch ev.Status {
+		case AcctStart:
+			s := ev.Session
+			s.Start, s.Last = ev.At, ev.At
+			k := skey{addrText(s.NAS), s.ID, ms(s.Start)}
+			if i, ok := startAt[k]; ok {
+				starts[i] = s // a retransmission: one row
+				continue
+			}
+			startAt[k] = len(starts)
+			starts = append(starts, s)
+		case AcctInterim, AcctStop:
+			k := ukey{addrText(ev.Session.NAS), ev.Session.ID}
+			if i, ok := updateAt[k]; ok {
+				// Two updates of one session: the later time, and a Stop wins.
+				u := *updates[i]
+				if ev.At.After(u.At) {
+					u.At = ev.At
+				}
+				if ev.Status == AcctStop {
+					u.Status = AcctStop
+				}
+				updates[i] = &u
+				continue
+			}
+			updateAt[k] = len(updates)
+			updates = append(updates, ev)
+		default:
+			rest = append(rest, ev)
+		}
+	}
+	var out []Session
+	got, err := insertSessions(ctx, q, starts)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, got...)
+	got, err = updateSessions(ctx, q, updates)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, got...)
+	found := make(map[ukey]bool, len(got))
+	for i := range got {
+		found[ukey{addrText(got[i].NAS), got[i].ID}] = true
+	}
+	for _, ev := range updates {
+		if !found[ukey{addrText(ev.Session.NAS), ev.Session.ID}] {
+			rest = append(rest, ev)
+		}
+	}
+	for _, ev := range rest {
+		got, err := applySession(ctx, q, ev)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+func insertSessions(ctx context.Context, q querier, ss []Session) ([]Session, error) {
+	var out []Session
+	var sb strings.Builder
+	for len(ss) > 0 {
+		n := min(len(ss), sessionsPerStatement)
+		sb.Reset()
+		args := make([]any, 0, n*10)
+		sb.WriteString(`INSERT INTO attribution_sessions (` + sessionCols + `) VALUES `)
+		for i, s := range ss[:n] {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			args = append(args, addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated),
+				s.CallingStation, ms(s.Start), ms(s.Last), ms(s.Stop))
+		}
+		sb.WriteString(` ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET
+	last_ms = CASE WHEN excluded.last_ms > attribution_sessions.last_ms THEN excluded.last_ms ELSE attribution_sessions.last_ms END,
+	stop_ms = CASE WHEN excluded.stop_ms <> 0 THEN excluded.stop_ms ELSE attribution_sessions.stop_ms END
+	RETURNING ` + sessionCols)
+		rows, err := q.Query(ctx, sb.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		got, err := scanSessions(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		ss = ss[n:]
+	}
+	return out, nil
+}
+
+// updateSessions applies Interim-Updates and Stops (one per session) to the
+// open sessions they name, and returns the rows changed.
+func updateSessions(ctx context.Context, q querier, evs []*AcctEvent) ([]Session, error) {
+	pg := false
+	if d, ok := q.(interface{ Dialect() store.Dialect }); ok {
+		pg = d.Dialect() == store.Postgres
+	}
+	row := `(?, ?, ?, ?, ?, ?, ?)`
+	if pg {
+		row = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))`
+	}
+	var out []Session
+	var sb strings.Builder
+	for len(evs) > 0 {
+		n := min(len(evs), sessionsPerStatement)
+		sb.Reset()
+		args := make([]any, 0, n*7)
+		sb.WriteString(`UPDATE attribution_sessions SET
+	last_ms = CASE WHEN v.column3 > attribution_sessions.last_ms THEN v.column3 ELSE attribution_sessions.last_ms END,
+	stop_ms = v.column4,
+	framed_ip = CASE WHEN attribution_sessions.framed_ip = '' THEN v.column5 ELSE attribution_sessions.framed_ip END,
+	framed_ipv6_prefix = CASE WHEN attribution_sessions.framed_ipv6_prefix = '' THEN v.column6 ELSE attribution_sessions.framed_ipv6_prefix END,
+	delegated_ipv6_prefix = CASE WHEN attribution_sessions.delegated_ipv6_prefix = '' THEN v.column7 ELSE attribution_sessions.delegated_ipv6_prefix END
+	FROM (VALUES `)
+		for i, ev := range evs[:n] {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(row)
+			at := ev.At.UnixMilli()
+			stop := int64(0)
+			if ev.Status == AcctStop {
+				stop = at
+			}
+			s := &ev.Session
+			args = append(args, addrText(s.NAS), s.ID, at, stop, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated))
+		}
+		sb.WriteString(`) AS v
+	WHERE attribution_sessions.nas = v.column1 AND attribution_sessions.session_id = v.column2
+	AND attribution_sessions.stop_ms = 0 AND attribution_sessions.start_ms <= v.column3
+	RETURNING ` + qualified("attribution_sessions", sessionCols))
+		rows, err := q.Query(ctx, sb.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		got, err := scanSessions(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		evs = evs[n:]
+	}
+	return out, nil
+}

@@ -399,34 +399,36 @@ func (c *candidates) add(s *span) {
 }
 
 func (x *Index) lookupNAT(addr netip.Addr, port uint16, t int64) (Result, bool) {
-	if _, ok := x.byAddr[addr]; !ok {
-		return Result{}, false
-	}
 	var c candidates
 	if port != 0 {
+		// The common case first: one map access finds the port's chain.
 		var head int32 = -1
 		if addr.Is4() {
 			if h, ok := x.nat4[uint64(v4key(addr))<<16|uint64(port)]; ok {
 				head = h
 			}
-		} else if h, ok := x.nat6[netip.AddrPortFrom(addr, port)]; ok {
-			head = h
+		} else if len(x.nat6) > 0 {
+			if h, ok := x.nat6[netip.AddrPortFrom(addr, port)]; ok {
+				head = h
+			}
 		}
 		var next int64
 		for i := head; i >= 0; i = x.nat[i].prev {
 			s := &x.nat[i]
 			if s.start <= t && t < effectiveEnd(s, x.natTimeout, next) {
-				c.add(s)
-				break
+				return x.resolveInside(s, t), true
 			}
 			if s.start <= t {
 				break
 			}
 			next = s.start
 		}
-		if c.n == 0 {
-			x.blockAt(addr, port, t, &c)
-		}
+	}
+	if _, ok := x.byAddr[addr]; !ok {
+		return Result{}, false
+	}
+	if port != 0 {
+		x.blockAt(addr, port, t, &c)
 		if c.n == 1 {
 			return x.resolveInside(c.seen[0], t), true
 		}

@@ -52,10 +52,7 @@ long18       IN CNAME safe
 // until it answers.
 func startBIND(t *testing.T, zone string) string {
 	t.Helper()
-	bin, err := testutil.Program("named")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testutil.Need(t, "named")
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o777); err != nil { // named may drop to its own user
 		t.Fatal(err)

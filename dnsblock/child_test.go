@@ -22,11 +22,7 @@ import (
 
 var wormsink = testutil.Binary{Pkg: "wormsink/cmd/wormsink"}
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	wormsink.Remove()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m, &wormsink) }
 
 // child is a shim running in its own process.
 type child struct {

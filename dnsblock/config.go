@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"wormsink/evidence"
 )
 
 // Defaults for Config.
@@ -39,6 +41,10 @@ const (
 	DefaultMaxTCPPerClient  = 64
 	DefaultUpstreamTCPConns = 4
 	DefaultUpstreamTCPIdle  = 5 * time.Second
+	// DefaultMaxInflightBytes is the byte budget of the forwards in
+	// progress: with the garbage collector's headroom, about twice this in
+	// memory at most.
+	DefaultMaxInflightBytes = 64 << 20
 )
 
 // DefaultAllow is who may use the shim when Config.Allow is empty: loopback
@@ -102,6 +108,15 @@ type Config struct {
 	// MaxInflightPerClient caps one client address's share of MaxInflight;
 	// 0 means an eighth of it.
 	MaxInflightPerClient int
+	// MaxInflightBytes bounds the memory the forwards in progress hold:
+	// each counts its query, the copy sent upstream, room for the largest
+	// answer it may get (the client's EDNS size over UDP, 64 KB over TCP)
+	// and its goroutine, until its answer is written. A query past it is
+	// dropped (UDP) or answered SERVFAIL (TCP), counted. 0 means
+	// DefaultMaxInflightBytes; MaxInflightBytesPerClient, one client
+	// address's share, 0 means an eighth of it.
+	MaxInflightBytes          int
+	MaxInflightBytesPerClient int
 	// MaxTCPPerClient caps the TCP connections of one client address.
 	MaxTCPPerClient int
 	// UpstreamTCPConns is the number of pipelined TCP connections kept per
@@ -139,6 +154,8 @@ func (c *Config) setDefaults() {
 	orDefault(&c.MaxInflight, DefaultMaxInflight)
 	orDefault(&c.JostleTimeout, DefaultJostleTimeout)
 	orDefault(&c.MaxInflightPerClient, max(1, c.MaxInflight/8))
+	orDefault(&c.MaxInflightBytes, DefaultMaxInflightBytes)
+	orDefault(&c.MaxInflightBytesPerClient, max(tcpForwardBytes(512), c.MaxInflightBytes/8))
 	orDefault(&c.MaxTCPPerClient, DefaultMaxTCPPerClient)
 	orDefault(&c.UpstreamTCPConns, DefaultUpstreamTCPConns)
 	orDefault(&c.UpstreamTCPIdle, DefaultUpstreamTCPIdle)
@@ -209,7 +226,8 @@ func ParseTTL(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// ParseAllow reads CIDRs; a bare address stands for itself.
+// ParseAllow reads CIDRs; a bare address stands for itself. Each is read
+// as evidence.ParsePrefix reads it, as --exclude and --trusted-sources are.
 func ParseAllow(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {
@@ -217,15 +235,11 @@ func ParseAllow(list []string) ([]netip.Prefix, error) {
 		if s == "" {
 			continue
 		}
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		ip, err := netip.ParseAddr(s)
+		p, err := evidence.ParsePrefix(s)
 		if err != nil {
-			return nil, fmt.Errorf("%q: not a CIDR or address", s)
+			return nil, err
 		}
-		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+		out = append(out, p)
 	}
 	return out, nil
 }

@@ -70,6 +70,26 @@ func newScratch() *scratch {
 
 var scratchPool = sync.Pool{New: func() any { return newScratch() }}
 
+// smallMessage is the size of buffer kept for reuse; a larger one (a large
+// answer passed through) goes back to the garbage collector, so the pool
+// does not hold 64 KB per scratch once a burst of large answers is over.
+// putScratch returns a scratch to the pool holding nothing but its own
+// buffers.
+const smallMessage = 16 << 10
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func putScratch(s *scratch) {
+	s.q = query{} // it points into the message, which may be 64 KB: the pool must not keep that alive
+	if cap(s.up) > smallMessage {
+		s.up = make([]byte, 0, 4096)
+	}
+	if cap(s.out) > smallMessage {
+		s.out = make([]byte, 0, 4096)
+	}
+	scratchPool.Put(s)
+}
+
 func (h *handler) allowed(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, p := range h.allow {
@@ -270,7 +290,7 @@ func (h *handler) ask(ctx context.Context, s *scratch, msg []byte, tcp bool) []b
 			if tcp {
 				s.up, err = u.exchangeTCP(ctx, s.up, msg, q.qEnd, until)
 			} else {
-				s.up, err = u.exchangeUDP(ctx, s.up, msg, q.qEnd, until)
+				s.up, err = u.exchangeUDP(ctx, s.up, msg, q.qEnd, until, q.udpLimit())
 			}
 			done := time.Now()
 			if err != nil {

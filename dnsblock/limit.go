@@ -8,17 +8,25 @@ import (
 )
 
 // limiter is the one bound on forwarded queries in progress, UDP and TCP
-// alike, with a cap on each client's share. When it is full, a new query
-// may take the place of the oldest one that has waited longer than jostle
-// (unbound's jostle-timeout does the same): slow names, which an attacker
-// can ask for at will, cannot hold every slot while quick ones wait.
+// alike, with a cap on each client's share. It counts them, and the bytes
+// they hold (the query, its copy for the upstream, room for the answer, the
+// goroutine), each against a total and a per-client cap: a few large
+// queries, or answers a client does not read, cannot hold more memory than
+// the byte budget however few they are. When the count is full, a new
+// query may take the place of the oldest one that has waited longer than
+// jostle (unbound's jostle-timeout does the same): slow names, which an
+// attacker can ask for at will, cannot hold every slot while quick ones
+// wait. A query over the byte budget is refused; the oldest past jostle is
+// cancelled, so its bytes come back soon.
 type limiter struct {
-	max, per int
-	jostle   time.Duration
+	max, per           int
+	maxBytes, perBytes int
+	jostle             time.Duration
 
 	mu         sync.Mutex
-	n          int
+	n, bytes   int
 	by         map[netip.Addr]int
+	byBytes    map[netip.Addr]int
 	head, tail *ticket // in progress, oldest first
 }
 
@@ -26,51 +34,78 @@ type limiter struct {
 type ticket struct {
 	client     netip.Addr
 	start      time.Time
+	bytes      int
 	ctx        context.Context
 	cancel     context.CancelFunc
 	prev, next *ticket
-	gone       bool // jostled: already off the list and the counts
+	gone       bool // jostled: already off the list and the counts (not the bytes)
 }
 
-func newLimiter(max, per int, jostle time.Duration) *limiter {
-	return &limiter{max: max, per: per, jostle: jostle, by: make(map[netip.Addr]int)}
+// refusal says why acquire gave no ticket.
+type refusal uint8
+
+const (
+	admitted    refusal = iota
+	full                // every slot taken, none old enough to jostle
+	clientShare         // the client has its share of slots or bytes in progress
+	overBudget          // the bytes in progress would pass the budget
+)
+
+func newLimiter(max, per, maxBytes, perBytes int, jostle time.Duration) *limiter {
+	return &limiter{max: max, per: per, maxBytes: maxBytes, perBytes: perBytes, jostle: jostle,
+		by: make(map[netip.Addr]int), byBytes: make(map[netip.Addr]int)}
 }
 
-// acquire admits a forward for client, or says why not: over is true when
-// the client already has its share in progress.
-func (l *limiter) acquire(client netip.Addr, now time.Time) (t *ticket, over bool) {
+// acquire admits a forward for client that will hold size bytes, or says
+// why not.
+func (l *limiter) acquire(client netip.Addr, now time.Time, size int) (*ticket, refusal) {
 	client = client.Unmap()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.by[client] >= l.per {
-		return nil, true
+	if l.by[client] >= l.per || l.byBytes[client]+size > l.perBytes {
+		return nil, clientShare
+	}
+	if l.bytes+size > l.maxBytes {
+		if o := l.head; o != nil && now.Sub(o.start) >= l.jostle {
+			l.unlink(o)
+			o.gone = true
+			o.cancel()
+		}
+		return nil, overBudget
 	}
 	if l.n >= l.max {
 		o := l.head
 		if o == nil || now.Sub(o.start) < l.jostle {
-			return nil, false
+			return nil, full
 		}
 		l.unlink(o)
 		o.gone = true
 		o.cancel()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	t = &ticket{client: client, start: now, ctx: ctx, cancel: cancel}
+	t := &ticket{client: client, start: now, bytes: size, ctx: ctx, cancel: cancel}
 	l.n++
 	l.by[client]++
+	l.bytes += size
+	l.byBytes[client] += size
 	if l.tail == nil {
 		l.head, l.tail = t, t
 	} else {
 		t.prev, l.tail.next, l.tail = l.tail, t, t
 	}
-	return t, false
+	return t, admitted
 }
 
-// release ends a forward.
+// release ends a forward: its slot (unless jostled) and its bytes, which
+// it held until now even when jostled.
 func (l *limiter) release(t *ticket) {
 	l.mu.Lock()
 	if !t.gone {
 		l.unlink(t)
+	}
+	l.bytes -= t.bytes
+	if l.byBytes[t.client] -= t.bytes; l.byBytes[t.client] <= 0 {
+		delete(l.byBytes, t.client)
 	}
 	l.mu.Unlock()
 	t.cancel()
@@ -93,6 +128,13 @@ func (l *limiter) unlink(t *ticket) {
 	if l.by[t.client]--; l.by[t.client] <= 0 {
 		delete(l.by, t.client)
 	}
+}
+
+// inFlightBytes is what the forwards in progress hold.
+func (l *limiter) inFlightBytes() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bytes
 }
 
 // inProgress counts the forwards in progress (tests, stats).

@@ -243,13 +243,9 @@ func answersAnything(addr string) error {
 // it writes into dir for a port, and its arguments.
 func daemon(name, dir string, ready func(string) error, conf func(port int) (file, text string), args func(conf string) []string) testutil.Daemon {
 	return testutil.Daemon{Name: name, Ready: ready, Command: func(port int) (string, []string, error) {
-		bin, err := testutil.Program(name)
-		if err != nil {
-			return "", nil, err
-		}
 		file, text := conf(port)
 		path := filepath.Join(dir, file)
-		return bin, args(path), os.WriteFile(path, []byte(text), 0o644)
+		return name, args(path), os.WriteFile(path, []byte(text), 0o644)
 	}}
 }
 
@@ -315,22 +311,19 @@ func pdnsRecursor(dir string, auth netip.AddrPort, zone, zoneFile string) testut
 
 func dnsmasq(auth netip.AddrPort, hostsFile string) testutil.Daemon {
 	return testutil.Daemon{Name: "dnsmasq", Ready: answersAnything, Command: func(port int) (string, []string, error) {
-		bin, err := testutil.Program("dnsmasq")
 		args := []string{"-k", "--conf-file=/dev/null", fmt.Sprintf("--port=%d", port), "--listen-address=127.0.0.1",
 			"--bind-interfaces", "--no-resolv", "--no-hosts", "--addn-hosts=" + hostsFile,
 			fmt.Sprintf("--server=%s#%d", auth.Addr(), auth.Port()), "--pid-file=", "--cache-size=0", "--log-facility=-"}
 		if os.Getuid() == 0 {
 			args = append(args, "--user=root")
 		}
-		return bin, args, err
+		return "dnsmasq", args, nil
 	}}
 }
 
 func TestExportsAnswerLikeShim(t *testing.T) {
 	for _, name := range []string{"named", "unbound", "kresd", "pdns_recursor", "dnsmasq"} {
-		if _, err := testutil.Program(name); err != nil {
-			t.Fatal(err)
-		}
+		testutil.Need(t, name)
 	}
 	auth := netip.MustParseAddrPort(startAuthority(t))
 	for _, tc := range diffCases() {
@@ -486,7 +479,7 @@ func runDiffCase(t *testing.T, tc diffCase, auth netip.AddrPort) {
 				if rs.Name == "named" && len(lname)+1+len(origin) > 253 {
 					// BIND looks a name up in the policy zone as
 					// name.origin, which must fit in 255 octets: longer
-					// names below a wildcard pass (README says so).
+					// names below a wildcard pass (docs/signatures.md says so).
 					continue
 				}
 				compared++

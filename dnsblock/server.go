@@ -73,7 +73,7 @@ func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, 
 		gv6:   newRRSet(cfg.NoticeIPs, true, uint32(cfg.GardenTTL/time.Second)),
 		soa:   newPolicySOA(ttl),
 		cache: newCache(cfg.CacheSize, cfg.CacheBytes, cfg.MaxCacheTTL, cfg.MaxNegativeTTL),
-		lim:   newLimiter(cfg.MaxInflight, cfg.MaxInflightPerClient, cfg.JostleTimeout),
+		lim:   newLimiter(cfg.MaxInflight, cfg.MaxInflightPerClient, cfg.MaxInflightBytes, cfg.MaxInflightBytesPerClient, cfg.JostleTimeout),
 		cfg:   cfg,
 		log:   log,
 
@@ -283,7 +283,7 @@ func (s *Server) serveUDP() {
 		}
 		resp, fwd := s.h.answer(sc, msg, from, false)
 		if fwd {
-			s.startForward(msg, from, reply)
+			s.startForward(msg, from, reply, sc.q.udpLimit())
 			continue
 		}
 		if resp != nil {
@@ -293,10 +293,11 @@ func (s *Server) serveUDP() {
 }
 
 // startForward hands a query to the upstreams on its own goroutine, or
-// drops it (counted) when the limiter has no slot for it. msg and reply
-// are copied: the read buffers are reused at once.
-func (s *Server) startForward(msg []byte, from netip.AddrPort, reply []byte) {
-	t, ok := s.admit(from)
+// drops it (counted) when the limiter has no slot or no bytes for it. msg
+// and reply are copied: the read buffers are reused at once. answer is the
+// largest answer the client takes, which the upstream's answer is read into.
+func (s *Server) startForward(msg []byte, from netip.AddrPort, reply []byte, answer int) {
+	t, ok := s.admit(from, len(msg)+len(reply)+answer+forwardOverhead)
 	if !ok {
 		s.h.stats.dropped.Add(1)
 		return
@@ -305,16 +306,28 @@ func (s *Server) startForward(msg []byte, from netip.AddrPort, reply []byte) {
 	go s.forwardUDP(t, append([]byte(nil), msg...), from, append([]byte(nil), reply...))
 }
 
-// admit asks the limiter for a forward slot for a client.
-func (s *Server) admit(from netip.AddrPort) (*ticket, bool) {
-	t, over := s.h.lim.acquire(from.Addr(), time.Now())
-	if t == nil {
-		if over {
-			s.h.stats.clientLimited.Add(1)
-		}
-		return nil, false
+// forwardOverhead is what a forward holds besides its messages: its
+// goroutine's stack and its scratch.
+const forwardOverhead = 16 << 10
+
+// tcpForwardBytes is what a forward over TCP may hold: the query, its framed
+// copy for the upstream, and an answer as large as TCP allows, held until
+// the client has taken it.
+func tcpForwardBytes(query int) int { return 2*query + 2 + 2 + maxMessage + forwardOverhead }
+
+// maxMessage is the largest DNS message over TCP.
+const maxMessage = 65535
+
+// admit asks the limiter for a forward slot for a client, holding size bytes.
+func (s *Server) admit(from netip.AddrPort, size int) (*ticket, bool) {
+	t, why := s.h.lim.acquire(from.Addr(), time.Now(), size)
+	switch why {
+	case clientShare:
+		s.h.stats.clientLimited.Add(1)
+	case overBudget:
+		s.h.stats.budgetLimited.Add(1)
 	}
-	return t, true
+	return t, t != nil
 }
 
 // serveUDPBatch is serveUDP reading and writing many packets per system call.
@@ -342,7 +355,7 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 			sc.out = b.slot()
 			resp, fwd := s.h.answer(sc, msg, from, false)
 			if fwd {
-				s.startForward(msg, from, reply)
+				s.startForward(msg, from, reply, sc.q.udpLimit())
 				continue
 			}
 			if resp != nil {
@@ -356,8 +369,8 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 func (s *Server) forwardUDP(t *ticket, msg []byte, from netip.AddrPort, oob []byte) {
 	defer s.wg.Done()
 	defer s.h.lim.release(t)
-	sc := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(sc)
+	sc := getScratch()
+	defer putScratch(sc)
 	// The parsed query points into the reader's buffer: parse the copy again.
 	if err := parseQuery(msg, &sc.q, sc.name[:]); err != nil {
 		return
@@ -427,8 +440,8 @@ func (s *Server) serveConn(t *tcpConn) {
 		s.conns.remove(t)
 		c.Close()
 	}()
-	sc := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(sc)
+	sc := getScratch()
+	defer putScratch(sc)
 	buf := make([]byte, 0, 1024)
 	var l [2]byte
 	// The idle timer runs from the last answered query: reading a message
@@ -446,6 +459,9 @@ func (s *Server) serveConn(t *tcpConn) {
 		if _, err := io.ReadFull(c, msg); err != nil {
 			return
 		}
+		if cap(buf) > smallMessage {
+			buf = make([]byte, 0, 1024) // one large query does not keep its buffer for the connection's life
+		}
 		resp, fwd := s.h.answer(sc, msg, t.from, true)
 		if !fwd {
 			if resp == nil || resp[3]&0xf == rcodeRefused && !s.h.allowed(t.from.Addr()) {
@@ -456,25 +472,30 @@ func (s *Server) serveConn(t *tcpConn) {
 			continue
 		}
 		sem <- struct{}{}
+		// Admitted before the query is copied: past the budget nothing of
+		// it is kept, and the client hears SERVFAIL at once.
+		tk, ok := s.admit(t.from, tcpForwardBytes(n))
+		if !ok {
+			<-sem
+			s.h.stats.servFail.Add(1)
+			t.write(errorAnswer(sc.out, msg, &sc.q, rcodeServFail))
+			continue
+		}
 		t.busy.Add(1)
 		inner.Add(1)
 		go func(msg []byte) {
 			defer inner.Done()
 			defer func() { <-sem }()
 			defer t.busy.Add(-1)
-			fs := scratchPool.Get().(*scratch)
-			defer scratchPool.Put(fs)
+			// The bytes are held until the answer is written: a client
+			// that does not read holds its budget, not more.
+			defer s.h.lim.release(tk)
+			fs := getScratch()
+			defer putScratch(fs)
 			if parseQuery(msg, &fs.q, fs.name[:]) != nil {
 				return
 			}
-			tk, ok := s.admit(t.from)
-			if !ok {
-				s.h.stats.servFail.Add(1)
-				t.write(errorAnswer(fs.out, msg, &fs.q, rcodeServFail))
-				return
-			}
 			resp := s.h.forward(tk.ctx, fs, msg, t.from, true)
-			s.h.lim.release(tk)
 			t.touch()
 			t.write(resp)
 		}(append([]byte(nil), msg...))
@@ -499,6 +520,10 @@ func (s *Server) CacheBytes() int {
 	}
 	return s.h.cache.size()
 }
+
+// InflightBytes is what the forwards in progress hold, counted against
+// Config.MaxInflightBytes.
+func (s *Server) InflightBytes() int { return s.h.lim.inFlightBytes() }
 
 // TCPConns is the number of client TCP connections held.
 func (s *Server) TCPConns() int { return s.conns.len() }

@@ -31,6 +31,7 @@ type Stats struct {
 	// Overload detail (the queries are also in Dropped or ServFail).
 	Jostled       uint64 // forwards dropped for a newer query when every slot was taken
 	ClientLimited uint64 // queries refused a slot: the client had its share in progress
+	BudgetLimited uint64 // queries refused: the forwards in progress held their byte budget
 	Merged        uint64 // forwards that shared an identical query already in progress
 	TCPEvicted    uint64 // idle client TCP connections closed to make room
 	TCPRejected   uint64 // client TCP connections closed at accept (outside --allow, or no room)
@@ -61,7 +62,7 @@ func (s Stats) UpstreamLatencyCount() uint64 {
 type counters struct {
 	sinkholed, forwarded, cacheHits, refused, servFail, formErr, notImp, dropped atomic.Uint64
 	upErrors, upStrays, upLatSum, unchecked                                      atomic.Uint64
-	jostled, clientLimited, merged, tcpEvicted, tcpRejected                      atomic.Uint64
+	jostled, clientLimited, merged, tcpEvicted, tcpRejected, budgetLimited       atomic.Uint64
 	gardened, gardenPassed                                                       atomic.Uint64
 	upLat                                                                        [len(LatencyBounds) + 1]atomic.Uint64
 }
@@ -80,7 +81,7 @@ func (c *counters) snapshot() Stats {
 		Sinkholed: c.sinkholed.Load(), Forwarded: c.forwarded.Load(), CacheHits: c.cacheHits.Load(),
 		Refused: c.refused.Load(), ServFail: c.servFail.Load(), FormErr: c.formErr.Load(),
 		NotImp: c.notImp.Load(), Dropped: c.dropped.Load(),
-		Unchecked: c.unchecked.Load(), Jostled: c.jostled.Load(), ClientLimited: c.clientLimited.Load(), Merged: c.merged.Load(),
+		Unchecked: c.unchecked.Load(), Jostled: c.jostled.Load(), ClientLimited: c.clientLimited.Load(), BudgetLimited: c.budgetLimited.Load(), Merged: c.merged.Load(),
 		TCPEvicted: c.tcpEvicted.Load(), TCPRejected: c.tcpRejected.Load(), UpstreamErrors: c.upErrors.Load(), UpstreamStrays: c.upStrays.Load(),
 		UpstreamLatencySum: time.Duration(c.upLatSum.Load()),
 		Gardened:           c.gardened.Load(), GardenPassed: c.gardenPassed.Load(),

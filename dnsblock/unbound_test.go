@@ -36,10 +36,7 @@ func startUnboundWith(t *testing.T, extra string) string {
 // ends that unbound before the test does.
 func startUnboundOn(t *testing.T, extra string, port int) (addr string, stop func()) {
 	t.Helper()
-	bin, err := testutil.Program("unbound")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testutil.Need(t, "unbound")
 	dir := t.TempDir()
 	var big strings.Builder
 	for i := range 12 {
@@ -71,10 +68,7 @@ signatures:
 
 func dig(t *testing.T, addr netip.AddrPort, args ...string) string {
 	t.Helper()
-	bin, err := testutil.Program("dig")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testutil.Need(t, "dig")
 	all := append([]string{"@" + addr.Addr().String(), "-p", fmt.Sprint(addr.Port()), "+tries=1", "+time=5"}, args...)
 	out, err := exec.Command(bin, all...).CombinedOutput()
 	if err != nil {

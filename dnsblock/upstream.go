@@ -85,8 +85,10 @@ func mixCase(name []byte) {
 
 // exchangeUDP sends msg (whose question ends at qEnd) and waits for the
 // answer until deadline or ctx ends. The answer is written over dst with
-// the client's ID and question spelling restored.
-func (u *upstream) exchangeUDP(ctx context.Context, dst, msg []byte, qEnd int, deadline time.Time) ([]byte, error) {
+// the client's ID and question spelling restored. size is the largest
+// answer the query lets the upstream send (its EDNS size, or 512): the
+// buffer is no larger, so a forward holds what the limiter counted.
+func (u *upstream) exchangeUDP(ctx context.Context, dst, msg []byte, qEnd int, deadline time.Time, size int) ([]byte, error) {
 	if u.closed.Load() {
 		return dst, errUpClosed
 	}
@@ -97,8 +99,9 @@ func (u *upstream) exchangeUDP(ctx context.Context, dst, msg []byte, qEnd int, d
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
 	defer stop()
-	if cap(dst) < 65535 {
-		dst = make([]byte, 65535)
+	size = min(max(size, minUDPSize), maxMessage)
+	if cap(dst) < size {
+		dst = make([]byte, size)
 	}
 	q := make([]byte, len(msg))
 	mix := u.caseMiss.Load() < caseGiveUp
@@ -116,7 +119,7 @@ func (u *upstream) exchangeUDP(ctx context.Context, dst, msg []byte, qEnd int, d
 			return dst, err
 		}
 		for {
-			n, err := c.Read(dst[:65535])
+			n, err := c.Read(dst[:size])
 			if err != nil {
 				if ctx.Err() != nil {
 					return dst, errCanceled

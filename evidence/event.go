@@ -79,9 +79,15 @@ type Event struct {
 	// is exactly that of the sightings it counts.
 	Proof Proof
 
+	// Named says Host did not send the packet: the packet only named it
+	// (the server a request was sent to). A packet proves things about its
+	// sender only, so the Writer keeps such a sighting weak and a
+	// datagram, whatever the caller set and whatever network Host is in.
+	Named bool
+
 	// Set by the Writer, not by callers: the length in bytes of a value
 	// the writer cut to MaxStringLen, before the cut; 0 when not cut.
-	qnameLen, fileLen, modeLen int32
+	qnameLen, fileLen, modeLen, resolverLen int32
 }
 
 // key is what folding compares: the same host, port, event, signature and
@@ -108,9 +114,9 @@ type key struct {
 	resolver  string
 	proof     Proof
 
-	intercepted, passed bool
+	intercepted, passed, named bool
 
-	qnameLen, fileLen, modeLen int32
+	qnameLen, fileLen, modeLen, resolverLen int32
 }
 
 func (e *Event) key() key {
@@ -119,9 +125,9 @@ func (e *Event) key() key {
 		qname: e.QName, qtype: e.QType, transport: e.Transport, rule: e.Rule,
 		file: e.File, mode: e.Mode, op: e.Op, srv: e.Srv,
 		peer: e.Peer, role: e.Role, proto: e.Proto, dstPort: e.DstPort, pcap: e.PCAP,
-		intercepted: e.Intercepted, passed: e.Passed,
+		intercepted: e.Intercepted, passed: e.Passed, named: e.Named,
 		proof:    e.Proof,
-		qnameLen: e.qnameLen, fileLen: e.fileLen, modeLen: e.modeLen,
+		qnameLen: e.qnameLen, fileLen: e.fileLen, modeLen: e.modeLen, resolverLen: e.resolverLen,
 		resolver: e.Resolver,
 	}
 }
@@ -167,13 +173,14 @@ func wholeFamily(host netip.Addr) netip.Prefix {
 }
 
 // cutLong cuts the values an attacker chooses (file names, qnames, TFTP
-// modes) to MaxStringLen bytes before they are folded or held, so a flood of
+// modes, a dnstap stream's resolver identity) to MaxStringLen bytes before they are folded or held, so a flood of
 // long names neither fills memory nor makes long lines, and names that
 // differ only past the cut fold together (their original lengths apart).
 func (e *Event) cutLong() {
 	e.QName = cutRaw(e.QName, &e.qnameLen)
 	e.File = cutRaw(e.File, &e.fileLen)
 	e.Mode = cutRaw(e.Mode, &e.modeLen)
+	e.Resolver = cutRaw(e.Resolver, &e.resolverLen)
 }
 
 func cutRaw(s string, n *int32) string {
@@ -192,6 +199,19 @@ func cutRaw(s string, n *int32) string {
 // matched, so the abuse team still learns of the host and its count. Proof
 // is not part of it: a coarse line carries the best proof of the sightings
 // it folds (all of them came from that host address).
+//
+// A dns_lookup keeps its resolver apart: two resolvers are two witnesses.
 func (e *Event) coarse() key {
-	return key{kind: e.Kind, host: e.Host, sig: e.Sig}
+	return key{kind: e.Kind, host: e.Host, sig: e.Sig, resolver: e.Resolver}
 }
+
+// IsHost reports whether a can be a host to notify: not the unspecified,
+// the limited broadcast or a multicast address, which a forged or
+// confused packet can carry but no customer holds. Subnet broadcast
+// addresses are the machine's own to know (see Config.Own).
+func IsHost(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() && a != limitedBroadcast
+}
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})

@@ -33,6 +33,7 @@ const (
 	FieldProof
 	FieldCount
 	FieldLast
+	FieldNames
 	FieldSensor
 	FieldSerial
 	FieldQName
@@ -41,6 +42,7 @@ const (
 	FieldTransport
 	FieldRule
 	FieldResolver
+	FieldResolverLen
 	FieldFile
 	FieldFileLen
 	FieldMode
@@ -110,6 +112,7 @@ var fieldTable = [NumFields]FieldSpec{
 	FieldProof:                {Name: "proof", Kind: JSONString},    // a Proof's name
 	FieldCount:                {Name: "count", Kind: JSONNumber},    // sightings folded into the line
 	FieldLast:                 {Name: "last", Kind: JSONString},     // the last folded sighting, when after time
+	FieldNames:                {Name: "names", Kind: JSONNumber},    // summary lines: distinct names among the sightings folded
 	FieldSensor:               {Name: "sensor", Kind: JSONString, Text: true},
 	FieldSerial:               {Name: "serial", Kind: JSONNumber}, // the signature set's serial
 	FieldQName:                {Name: "qname", Kind: JSONString, Text: true, Len: FieldQNameLen},
@@ -117,7 +120,8 @@ var fieldTable = [NumFields]FieldSpec{
 	FieldQType:                {Name: "qtype", Kind: JSONString, Text: true},
 	FieldTransport:            {Name: "transport", Kind: JSONString, Text: true},
 	FieldRule:                 {Name: "rule", Kind: JSONString, Text: true},
-	FieldResolver:             {Name: "resolver", Kind: JSONString, Text: true},
+	FieldResolver:             {Name: "resolver", Kind: JSONString, Text: true, Len: FieldResolverLen},
+	FieldResolverLen:          {Name: "resolver_len", Kind: JSONNumber},
 	FieldFile:                 {Name: "file", Kind: JSONString, Text: true, Len: FieldFileLen},
 	FieldFileLen:              {Name: "file_len", Kind: JSONNumber},
 	FieldMode:                 {Name: "mode", Kind: JSONString, Text: true, Len: FieldModeLen},

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func everyKind(t *testing.T) []map[string]any {
 	srv := netip.MustParseAddrPort("192.0.2.1:69")
 	for i, ev := range []Event{
 		{Kind: DNSSinkhole, QName: long, QType: "A", Transport: "udp", Rule: "*.x.example."},
-		{Kind: DNSLookup, QName: "a.x.example.", QType: "A", Transport: "tcp", Rule: "*.x.example.", Resolver: "unbound-1"},
+		{Kind: DNSLookup, QName: "a.x.example.", QType: "A", Transport: "tcp", Rule: "*.x.example.", Resolver: long},
 		{Kind: TFTPRefused, File: long, Mode: long, Op: "read", Srv: srv, Intercepted: true, Role: RoleServer, Peer: peer, Passed: true},
 		{Kind: TFTPRequest, File: "x.bin", Mode: "octet", Op: "read", Srv: srv},
 		{Kind: WireMatch, Peer: peer, Role: RoleRequester, Proto: "udp", DstPort: 69, File: "msblast.exe", Mode: "octet", Op: "read", PCAP: "x.pcap", Packet: 3},
@@ -173,4 +174,18 @@ func FuzzCheckLine(f *testing.F) {
 			CheckLine(m)
 		}
 	})
+}
+
+// TestFieldsDocumented: docs/evidence-fields.md names every field of the
+// table, so the document cannot fall behind it.
+func TestFieldsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/evidence-fields.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range Fields() {
+		if !bytes.Contains(doc, []byte("`"+f.Name()+"`")) {
+			t.Errorf("docs/evidence-fields.md does not name %s", f)
+		}
+	}
 }

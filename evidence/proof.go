@@ -64,8 +64,8 @@ func (p Proof) Verified() bool { return p > ProofDatagram }
 // Contains is a linear scan: the lists are a handful of customer ranges.
 type Networks []netip.Prefix
 
-// ParseNetworks reads "CIDR,CIDR,..." (a bare address is its own /32 or
-// /128); empty text is an empty set.
+// ParseNetworks reads "CIDR,CIDR,..." (each as ParsePrefix reads it);
+// empty text is an empty set.
 func ParseNetworks(s string) (Networks, error) {
 	var out Networks
 	for _, f := range strings.Split(s, ",") {
@@ -73,19 +73,50 @@ func ParseNetworks(s string) (Networks, error) {
 		if f == "" {
 			continue
 		}
-		var p netip.Prefix
-		if a, err := netip.ParseAddr(f); err == nil {
-			a = a.Unmap()
-			p = netip.PrefixFrom(a, a.BitLen())
-		} else if p, err = netip.ParsePrefix(f); err != nil {
-			return nil, fmt.Errorf("network %q: not a CIDR prefix or an address", f)
+		p, err := ParsePrefix(f)
+		if err != nil {
+			return nil, err
 		}
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		out = append(out, p.Masked())
+		out = append(out, p)
 	}
 	return out, nil
+}
+
+// ParsePrefix reads one network: a CIDR prefix, or a bare address standing
+// for itself (/32 or /128). Hosts are compared unmapped (an IPv4-mapped
+// IPv6 address is its IPv4 address), so an IPv4-mapped prefix
+// ::ffff:a.b.c.d/N is the IPv4 network a.b.c.d/N-96; one shorter than /96
+// reaches past the mapped addresses and is refused.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("network %q: not a CIDR prefix or an address", s)
+	}
+	u, ok := UnmapPrefix(p)
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("network %q: an IPv4-mapped prefix shorter than /96 covers more than IPv4 addresses; write the IPv4 network (a.b.c.d/N) instead", s)
+	}
+	return u, nil
+}
+
+// UnmapPrefix returns p masked, with an IPv4-mapped prefix (/96 or longer)
+// as its IPv4 network. ok is false for an IPv4-mapped address under a
+// prefix shorter than /96, which is no IPv4 network.
+func UnmapPrefix(p netip.Prefix) (netip.Prefix, bool) {
+	if !p.IsValid() {
+		return p, true
+	}
+	if p.Addr().Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, false
+		}
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked(), true
+	}
+	return p.Masked(), true
 }
 
 // Set and String make Networks a command-line flag.

@@ -172,3 +172,89 @@ func TestProofRoundTripKeepsHostLine(t *testing.T) {
 		t.Errorf("network lines %v", nets)
 	}
 }
+
+// A host the packet only named (Named: the server a request was sent to)
+// gets nothing from it: the writer keeps its line weak and a datagram even
+// inside --trusted-sources and whatever proof or strength the caller set,
+// while the sender of the same packet is raised as usual.
+func TestNamedHostGetsNothing(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, Config{Sensor: "s", TrustedSources: Networks{netip.MustParsePrefix("10.1.0.0/16")}})
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	req := Event{Time: at, Kind: WireMatch, Host: netip.MustParseAddr("10.1.0.5"), Port: 1027, Sig: "blaster", Family: "Blaster",
+		Evidence: signatures.Strong, File: "msblast.exe", Mode: "octet", Op: "read", Role: RoleRequester, Peer: netip.MustParseAddr("10.1.0.9")}
+	w.Record(req)
+	srv := req
+	srv.Host, srv.Port, srv.Peer, srv.Role, srv.Named = req.Peer, 69, req.Host, RoleServer, true
+	srv.Proof = ProofTCP // a caller's mistake must not stick
+	w.Record(srv)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		got[m["host"].(string)] = m["evidence"].(string) + " " + m["proof"].(string)
+	}
+	if got["10.1.0.5"] != "strong trusted-source" || got["10.1.0.9"] != "weak datagram" {
+		t.Errorf("lines %v", got)
+	}
+}
+
+// TestParsePrefixMapped: an IPv4-mapped prefix is its IPv4 network (it
+// used to become a /32 in the writer's exclusions and match nothing in
+// the report's); one shorter than /96 is refused.
+func TestParsePrefixMapped(t *testing.T) {
+	for in, want := range map[string]string{
+		"::ffff:10.1.2.3/104": "10.0.0.0/8",
+		"::ffff:10.1.2.3/120": "10.1.2.0/24",
+		"::ffff:10.1.2.3/128": "10.1.2.3/32",
+		"::ffff:10.1.2.3/96":  "0.0.0.0/0",
+		"::ffff:10.1.2.3":     "10.1.2.3/32",
+		"10.1.2.3/16":         "10.1.0.0/16",
+		"2001:db8::1/32":      "2001:db8::/32",
+		"2001:db8::1":         "2001:db8::1/128",
+	} {
+		p, err := ParsePrefix(in)
+		if err != nil || p.String() != want {
+			t.Errorf("%s: %v %v, want %s", in, p, err, want)
+		}
+	}
+	for _, in := range []string{"::ffff:10.1.2.3/95", "::ffff:0:0/80", "10.0.0.0/33", "x", ""} {
+		if p, err := ParsePrefix(in); err == nil {
+			t.Errorf("%s: %v, want an error", in, p)
+		} else if strings.Contains(in, "ffff") && !strings.Contains(err.Error(), "/96") {
+			t.Errorf("%s: %v does not say why", in, err)
+		}
+	}
+	var buf bytes.Buffer
+	w := NewWriter(&buf, Config{Exclude: []netip.Prefix{netip.MustParsePrefix("::ffff:10.1.0.0/112")}})
+	for _, h := range []string{"10.1.2.3", "10.2.0.1", "::ffff:10.1.9.9"} {
+		w.Record(Event{Time: time.Now(), Kind: DNSSinkhole, Host: netip.MustParseAddr(h), Sig: "s", QName: "a."})
+	}
+	w.Close()
+	if st := w.Stats(); st.Excluded != 2 || !strings.Contains(buf.String(), `"10.2.0.1"`) {
+		t.Errorf("excluded %d of 3 (want 2, 10.1/16):\n%s", st.Excluded, buf.String())
+	}
+}
+
+func FuzzParsePrefix(f *testing.F) {
+	for _, s := range []string{"::ffff:10.1.2.3/104", "::ffff:1.2.3.4/95", "10.0.0.0/8", "2001:db8::/32", "1.2.3.4", "::ffff:0.0.0.0/96", "x/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePrefix(s)
+		if err != nil {
+			return
+		}
+		if !p.IsValid() || p != p.Masked() || p.Addr().Is4In6() {
+			t.Fatalf("%q: %v is not a masked, unmapped prefix", s, p)
+		}
+		if q, err := ParsePrefix(p.String()); err != nil || q != p {
+			t.Fatalf("%q: %v reads back as %v %v", s, p, q, err)
+		}
+	})
+}

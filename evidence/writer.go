@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"bufio"
+	"hash/maphash"
 	"io"
 	"net/netip"
 	"sort"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"wormsink/signatures"
 )
 
 // TimeFormat is how every time in the log is written: UTC, RFC 3339 with
@@ -23,6 +26,12 @@ const (
 
 	DefaultAggregateWindow = time.Minute
 	DefaultMaxAggregates   = 4096
+
+	// DefaultHostLines is how many detailed lines one host may open per
+	// event and signature in an AggregateWindow: a worm asks for a handful
+	// of names or files, so 32 show what it did; past them its sightings
+	// fold into its summary line.
+	DefaultHostLines = 32
 )
 
 // The line budget serve uses unless told otherwise: with lines of about
@@ -67,10 +76,26 @@ type Config struct {
 	AggregateWindow time.Duration
 	MaxAggregates   int
 
+	// HostLines bounds the detailed lines one host opens per event and
+	// signature (and resolver, for dns_lookup) in an AggregateWindow,
+	// whatever its proof. 0 means DefaultHostLines with a line budget
+	// and no bound without one (scan, tests); negative means no bound. Past it, its sightings fold
+	// into one summary line per host, event and signature a Window, which
+	// carries "names", the number of distinct names (qname or file) it
+	// counts. So one host sending distinct names at full speed writes
+	// HostLines lines a minute plus one line a second, and a host that
+	// proved itself by a round trip still has a line naming it when the
+	// budget is spent.
+	HostLines int
+
 	// Exclude lists addresses that are never recorded as a host: the
 	// sinkhole's own addresses and networks the operator names. Their
 	// sightings are dropped and counted in Stats.Excluded.
 	Exclude []netip.Prefix
+	// Own, when set, holds the addresses the machine has now, followed as
+	// they come and go (see internal/localaddr): never a host either.
+	// Contains is called on every sighting and must not allocate.
+	Own interface{ Contains(netip.Addr) bool }
 
 	// EventClock flushes by the sightings' own times instead of the wall
 	// clock: for reading old captures (scan), whose lines must not depend
@@ -88,7 +113,8 @@ type Stats struct {
 	Errors    uint64 // failed writes
 
 	Aggregated uint64 // sightings folded into network lines (line budget spent or tables full)
-	Excluded   uint64 // sightings of excluded hosts, dropped
+	Excluded   uint64 // sightings of excluded hosts, own addresses and non-hosts (unspecified, broadcast, multicast), dropped
+	HostFolded uint64 // sightings folded into a host's summary line because it had opened HostLines lines
 }
 
 // Writer writes evidence as JSON lines. Record never waits on the disk: it
@@ -106,12 +132,20 @@ type Writer struct {
 	rate, burst float64 // line budget; rate 0: none
 	aggWindow   time.Duration
 	maxAgg      int
+	hostLines   int // 0: no bound
 	exclude     []netip.Prefix
+	own         interface{ Contains(netip.Addr) bool }
+	seed        maphash.Seed
 
-	mu       sync.Mutex
-	pending  map[key]*slot
-	coarse   map[key]*slot
-	aggs     map[aggKey]*slot
+	mu      sync.Mutex
+	pending map[key]*slot
+	coarse  map[key]*slot
+	aggs    map[aggKey]*slot
+	// opened counts the detailed lines each host opened per event and
+	// signature since quotaAt; cleared every AggregateWindow. It only
+	// grows when a line is opened, so it is no bigger than the lines.
+	opened   map[key]int
+	quotaAt  time.Time
 	tokens   float64   // line budget left
 	tokensAt time.Time // when tokens was last refilled
 	ready    []*slot   // slots taken out of the table, waiting to be written
@@ -132,7 +166,7 @@ type Writer struct {
 	done chan struct{}
 
 	sightings, lines, coarseN, overflowN, errs atomic.Uint64
-	aggregatedN, excludedN                     atomic.Uint64
+	aggregatedN, excludedN, hostFoldedN        atomic.Uint64
 }
 
 type slot struct {
@@ -142,6 +176,7 @@ type slot struct {
 	count uint64
 	seq   uint64       // order of opening, so equal times keep the order recorded
 	net   netip.Prefix // a network line's network; invalid for a host line
+	names *nameCount   // a summary line's distinct names; nil for the others
 }
 
 // NewWriter starts a Writer on out. Close it to flush.
@@ -161,6 +196,9 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 	if cfg.LineRate > 0 && cfg.LineBurst < 1 {
 		cfg.LineBurst = 1
 	}
+	if cfg.HostLines == 0 && cfg.LineRate > 0 {
+		cfg.HostLines = DefaultHostLines
+	}
 	sw := &syncWriter{w: bufio.NewWriterSize(out, 64<<10), dst: out}
 	w := &Writer{
 		out:       sw,
@@ -171,10 +209,14 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 		burst:     float64(cfg.LineBurst),
 		aggWindow: cfg.AggregateWindow,
 		maxAgg:    cfg.MaxAggregates,
+		hostLines: max(cfg.HostLines, 0),
+		own:       cfg.Own,
+		seed:      maphash.MakeSeed(),
 		trust:     cfg.TrustedSources,
 		pending:   make(map[key]*slot),
 		coarse:    make(map[key]*slot),
 		aggs:      make(map[aggKey]*slot),
+		opened:    make(map[key]int),
 		tokens:    float64(cfg.LineBurst),
 		tokensAt:  time.Now(),
 		stop:      make(chan struct{}),
@@ -183,8 +225,12 @@ func NewWriter(out io.Writer, cfg Config) *Writer {
 		eventClock: cfg.EventClock,
 	}
 	for _, p := range cfg.Exclude {
-		if p.IsValid() {
-			w.exclude = append(w.exclude, netip.PrefixFrom(p.Addr().Unmap(), min(p.Bits(), p.Addr().Unmap().BitLen())).Masked())
+		// An IPv4-mapped prefix is its IPv4 network (hosts are compared
+		// unmapped); one shorter than /96 is no IPv4 network: kept whole.
+		if u, ok := UnmapPrefix(p); ok && p.IsValid() {
+			w.exclude = append(w.exclude, u)
+		} else if p.IsValid() {
+			w.exclude = append(w.exclude, p.Masked())
 		}
 	}
 	w.sensor, _ = escapeCut(cfg.Sensor, MaxStringLen)
@@ -205,15 +251,15 @@ func (w *Writer) Service() zerolog.Logger { return w.svc }
 // Stats returns the writer's counters.
 func (w *Writer) Stats() Stats {
 	return Stats{Sightings: w.sightings.Load(), Lines: w.lines.Load(), Coarse: w.coarseN.Load(), Overflow: w.overflowN.Load(), Errors: w.errs.Load(),
-		Aggregated: w.aggregatedN.Load(), Excluded: w.excludedN.Load()}
+		Aggregated: w.aggregatedN.Load(), Excluded: w.excludedN.Load(), HostFolded: w.hostFoldedN.Load()}
 }
 
 // excluded reports whether host is one the writer must never name.
 func (w *Writer) excluded(host netip.Addr) bool {
-	if len(w.exclude) == 0 {
-		return false
-	}
 	host = host.Unmap()
+	if !IsHost(host) || w.own != nil && w.own.Contains(host) {
+		return true
+	}
 	for _, p := range w.exclude {
 		if p.Contains(host) {
 			return true
@@ -255,12 +301,16 @@ func (w *Writer) Record(ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = now
 	}
-	if ev.Proof < ProofTrustedSource && w.trust.Contains(ev.Host) {
+	if ev.Named {
+		// Nothing the packet says raises what is known of a host that did
+		// not send it.
+		ev.Evidence, ev.Proof = signatures.Weak, ProofDatagram
+	} else if ev.Proof < ProofTrustedSource && w.trust.Contains(ev.Host) {
 		ev.Proof = ProofTrustedSource
 	}
 	ev.cutLong()
 	if o := w.obs.Load(); o != nil {
-		(*o).Observe(&ev)
+		observe(*o, ev)
 	}
 	k := ev.key()
 	if w.eventClock {
@@ -283,36 +333,70 @@ func (w *Writer) Record(ev Event) {
 		w.ready = append(w.ready, s)
 		delete(w.pending, k)
 	}
-	if !w.closed && len(w.pending) < w.max {
+	ck := ev.coarse()
+	if s, ok := w.coarse[ck]; ok {
+		// The host's summary line is open (its detailed lines are spent,
+		// or the table was full): everything new of it folds there, so a
+		// host sending distinct names costs one line a window.
+		w.foldSummary(s, &ev, n)
+		return
+	}
+	opened := w.opened[ck]
+	if !w.closed && len(w.pending) < w.max && (w.hostLines == 0 || opened < w.hostLines) {
 		// A sighting that took a round trip (tcp, exchange) needs a real
 		// host at that address, so a forged flood cannot make many of
 		// them: it keeps its host line even when the budget is spent, and
 		// the flood cannot push proven hosts out of the log.
-		if !w.take(now) && !roundTrip(ev.Proof) {
+		if !w.take(now) && !roundTrip(&ev) {
 			w.aggregate(&ev, n, now)
 			return
 		}
 		w.seq++
 		w.pending[k] = &slot{ev: ev, last: ev.Time, born: now, count: n, seq: w.seq}
+		w.opened[ck] = opened + 1
 		return
 	}
-	// The detailed table is full: the writer is far behind a flood of
-	// distinct sightings. Fold per host while there is room and budget.
-	ck := ev.coarse()
-	if s, ok := w.coarse[ck]; ok {
-		w.coarseN.Add(n)
-		s.add(ev.Time, n)
-		s.ev.Proof = max(s.ev.Proof, ev.Proof)
-		return
-	}
-	if len(w.coarse) >= w.max || !w.take(now) && !roundTrip(ev.Proof) {
+	// The host opened its detailed lines, or the detailed table is full
+	// (the writer is far behind a flood of distinct sightings): fold per
+	// host while there is room and budget.
+	if len(w.coarse) >= w.max || !w.take(now) && !roundTrip(&ev) {
 		w.aggregate(&ev, n, now)
 		return
 	}
-	w.coarseN.Add(n)
-	c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial, Proof: ev.Proof}
+	// The summary names what its sightings asked for while that is one
+	// name (foldSummary forgets it at the second).
+	c := Event{Time: ev.Time, Kind: ev.Kind, Host: ev.Host, Sig: ev.Sig, Family: ev.Family, Evidence: ev.Evidence, Serial: ev.Serial, Proof: ev.Proof,
+		QName: ev.QName, File: ev.File, Resolver: ev.Resolver}
 	w.seq++
-	w.coarse[ck] = &slot{ev: c, last: ev.Time, born: now, count: n, seq: w.seq}
+	s := &slot{ev: c, last: ev.Time, born: now, seq: w.seq, names: &nameCount{}}
+	w.coarse[ck] = s
+	w.foldSummary(s, &ev, n)
+}
+
+// observe hands an observer its own copy of a sighting. It is a function
+// of its own so that only a Writer with an observer pays for the copy
+// escaping to the heap: taken in Record, the address of ev made every
+// sighting allocate.
+func observe(o Observer, ev Event) { o.Observe(&ev) }
+
+// foldSummary counts a sighting in its host's summary line; the caller
+// holds w.mu.
+func (w *Writer) foldSummary(s *slot, ev *Event, n uint64) {
+	if w.hostLines > 0 && w.opened[ev.coarse()] >= w.hostLines {
+		w.hostFoldedN.Add(n)
+	} else {
+		w.coarseN.Add(n)
+	}
+	s.add(ev.Time, n)
+	s.ev.Proof = max(s.ev.Proof, ev.Proof)
+	if ev.QName != s.ev.QName || ev.File != s.ev.File {
+		s.ev.QName, s.ev.File = "", ""
+	}
+	name := ev.QName
+	if name == "" {
+		name = ev.File
+	}
+	s.names.add(maphash.String(w.seed, name))
 }
 
 // aggregate folds a sighting that gets no host line into its network's
@@ -342,10 +426,13 @@ func (w *Writer) aggregate(ev *Event, n uint64, now time.Time) {
 		last: ev.Time, born: now, count: n, seq: w.seq, net: ak.net}
 }
 
-// roundTrip reports whether a proof needed the host to answer (tcp,
-// exchange): what a forger cannot produce in bulk. trusted-source is not
-// one: it rests on the operator's word, not on an answer.
-func roundTrip(p Proof) bool { return p >= ProofExchange }
+// roundTrip reports whether a sighting's proof needed the host to answer
+// wormsink (tcp, exchange): what a forger cannot produce in bulk.
+// trusted-source is not one: it rests on the operator's word, not on an
+// answer. Nor is a dns_lookup's: its proof is what a resolver reports of
+// its own transport, and whoever may stream dnstap could report a
+// million hosts.
+func roundTrip(ev *Event) bool { return ev.Proof >= ProofExchange && ev.Kind != DNSLookup }
 
 func (s *slot) add(t time.Time, n uint64) {
 	s.count += n
@@ -434,6 +521,16 @@ func (w *Writer) flush(now time.Time, all bool) error {
 			delete(w.coarse, k)
 		}
 	}
+	switch {
+	case all:
+		clear(w.opened)
+		w.quotaAt = now
+	case w.quotaAt.IsZero():
+		w.quotaAt = now // the first flush starts the first period
+	case w.quotaAt.Before(aggCutoff):
+		clear(w.opened)
+		w.quotaAt = now
+	}
 	for k, s := range w.aggs {
 		if all || s.born.Before(aggCutoff) {
 			batch = append(batch, s)
@@ -500,6 +597,10 @@ func (w *Writer) write(s *slot) {
 	if s.count > 1 && s.last.After(ev.Time) {
 		str(e, FieldLast, s.last.UTC().Format(TimeFormat))
 	}
+	if s.names != nil {
+		// A summary line: the host's sightings past its detailed lines.
+		e.Uint64(FieldNames.Name(), s.names.estimate())
+	}
 	str(e, FieldSensor, w.sensor) // escaped and cut once, by NewWriter
 	e.Uint64(FieldSerial.Name(), ev.Serial)
 	if s.net.IsValid() {
@@ -515,7 +616,7 @@ func (w *Writer) write(s *slot) {
 			text(e, FieldRule, ev.Rule, 0)
 		}
 		if ev.Kind == DNSLookup {
-			text(e, FieldResolver, ev.Resolver, 0)
+			text(e, FieldResolver, ev.Resolver, ev.resolverLen)
 		}
 	case TFTPRefused, TFTPRequest:
 		text(e, FieldFile, ev.File, ev.fileLen)

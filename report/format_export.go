@@ -107,6 +107,9 @@ func (s *ShadowserverWriter) Report() string {
 	return ShadowserverReport4
 }
 
+// family reports whether host's rows belong in this writer's report.
+func (s *ShadowserverWriter) family(host netip.Addr) bool { return host.Unmap().Is6() == s.ipv6 }
+
 // Skipped counts the rows left out because their host is of the other
 // address family (they belong in the other report).
 func (s *ShadowserverWriter) Skipped() uint64 { return s.skipped }
@@ -129,7 +132,7 @@ func (s *ShadowserverWriter) Write(r *Sighting) error {
 	if r.Network.IsValid() {
 		return nil
 	}
-	if h := r.Host.Unmap(); h.Is6() != s.ipv6 {
+	if !s.family(r.Host) {
 		s.skipped++
 		return nil
 	}

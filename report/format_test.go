@@ -42,7 +42,7 @@ func TestCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	header, _, _ := strings.Cut(buf.String(), "\n")
-	if header != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors,proof" {
+	if header != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors,proof,subscribers" {
 		t.Fatalf("header %q", header)
 	}
 	recs, err := csv.NewReader(&buf).ReadAll()
@@ -53,7 +53,7 @@ func TestCSV(t *testing.T) {
 		t.Fatalf("%d records for %d rows", len(recs), len(rows))
 	}
 	want := []string{"10.0.0.1", "2026-11-24T11:00:00.000Z", "2026-11-24T14:00:00.000Z", "4", "strong",
-		"Blaster;Welchia", "blaster;welchia", "dns=3;tftp=0;wire=1", "sensor-a;sensor-b", "datagram"}
+		"Blaster;Welchia", "blaster;welchia", "dns=3;tftp=0;wire=1", "sensor-a;sensor-b", "datagram", ""}
 	if !reflect.DeepEqual(recs[1], want) {
 		t.Errorf("first row %q, want %q", recs[1], want)
 	}
@@ -93,16 +93,17 @@ func TestJSON(t *testing.T) {
 	}
 	var doc struct {
 		Hosts []struct {
-			Host       string            `json:"host"`
-			FirstSeen  string            `json:"first_seen"`
-			LastSeen   string            `json:"last_seen"`
-			Events     uint64            `json:"events"`
-			Evidence   string            `json:"evidence"`
-			Families   []string          `json:"families"`
-			Signatures []string          `json:"signatures"`
-			Sources    map[string]uint64 `json:"sources"`
-			Sensors    []string          `json:"sensors"`
-			Proof      string            `json:"proof"`
+			Host        string            `json:"host"`
+			FirstSeen   string            `json:"first_seen"`
+			LastSeen    string            `json:"last_seen"`
+			Events      uint64            `json:"events"`
+			Evidence    string            `json:"evidence"`
+			Families    []string          `json:"families"`
+			Signatures  []string          `json:"signatures"`
+			Sources     map[string]uint64 `json:"sources"`
+			Sensors     []string          `json:"sensors"`
+			Proof       string            `json:"proof"`
+			Subscribers []string          `json:"subscribers"`
 		} `json:"hosts"`
 		Summary  map[string]uint64 `json:"summary"`
 		Networks []map[string]any  `json:"networks"`
@@ -547,7 +548,7 @@ func TestWriteCSVSameAsEncodingCSV(t *testing.T) {
 // FuzzCSVCell: any cell text is written as encoding/csv writes it
 // neutralised.
 func FuzzCSVCell(f *testing.F) {
-	for _, s := range []string{"", "Blaster", "a,b", `"`, "\n", " x", "=x", "\t", "\r\n", `\.`, "\u2028", "\xff"} {
+	for _, s := range []string{"", "Blaster", "a,b", `"`, "\n", " x", "=x", "\t", "\r\n", `\.`, "\u2028", "\xff", "a\x00b", "\u0085", "\x1b[2J"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -560,4 +561,38 @@ func FuzzCSVCell(f *testing.F) {
 			t.Fatalf("cell %q: got %q, want %q", s, got, want)
 		}
 	})
+}
+
+// TestCSVEscapesControlsAsTheTable: a NUL (or any control character) in a
+// name from the log is escaped in CSV and Shadowserver rows as the table
+// escapes it; it used to be written raw.
+func TestCSVEscapesControlsAsTheTable(t *testing.T) {
+	line := `{"time":"2026-11-24T12:00:00.000Z","event":"tftp_refused","host":"10.0.0.1","port":1,"signature":"bl\u0000aster","family":"Bla\u0000ster\u001b[2J","evidence":"strong","proof":"tcp","count":1,"sensor":"s\u0085"}`
+	rows, st := aggregate(t, Filter{}, []byte(line+"\n"))
+	if st.Evidence != 1 || len(rows) != 1 {
+		t.Fatalf("%+v %+v", rows, st)
+	}
+	var table, csvOut, ss bytes.Buffer
+	if err := WriteTable(&table, rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteCSV(&csvOut, rows); err != nil {
+		t.Fatal(err)
+	}
+	sw := NewShadowserverWriter(&ss)
+	r, _ := NewReader(strings.NewReader(line), "log")
+	for r.Next() {
+		sw.Write(r.Sighting())
+	}
+	sw.Flush()
+	for name, out := range map[string]string{"table": table.String(), "csv": csvOut.String(), "shadowserver": ss.String()} {
+		if strings.ContainsAny(out, "\x00\x1b\u0085") {
+			t.Errorf("%s writes a raw control character: %q", name, out)
+		}
+		for _, want := range []string{`Bla\x00ster\x1b[2J`, `bl\x00aster`, `s\u0085`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: no %s in %q", name, want, out)
+			}
+		}
+	}
 }

@@ -16,9 +16,9 @@ import (
 )
 
 // CSVHeader is the report's CSV header row: the columns of docs/contract.md
-// §4 exactly, and "proof" appended after "sensors" (readers of the agreed
-// header by position keep working).
-var CSVHeader = []string{"host", "first_seen", "last_seen", "events", "evidence", "families", "signatures", "sources", "sensors", "proof"}
+// §4 exactly, and "proof" and "subscribers" appended after "sensors"
+// (readers of the agreed header by position keep working).
+var CSVHeader = []string{"host", "first_seen", "last_seen", "events", "evidence", "families", "signatures", "sources", "sensors", "proof", "subscribers"}
 
 // listSep joins the names in one CSV or table cell.
 const listSep = ";"
@@ -42,6 +42,7 @@ func (h *HostSummary) cells() []string {
 		h.Sources.String(),
 		strings.Join(h.Sensors, listSep),
 		h.Proof.String(),
+		strings.Join(h.Subscribers, listSep),
 	}
 }
 
@@ -100,6 +101,9 @@ func WriteCSVSeq(w io.Writer, rows iter.Seq[*HostSummary]) error {
 		row = appendCSVCell(row, cell)
 		row = append(row, ',')
 		row = appendCSVCell(row, []byte(h.Proof.String()))
+		row = append(row, ',')
+		cell = appendJoined(cell[:0], h.Subscribers)
+		row = appendCSVCell(row, cell)
 		row = append(row, '\n')
 		if _, err := bw.Write(row); err != nil {
 			return err
@@ -121,6 +125,9 @@ func appendJoined(dst []byte, names []string) []byte {
 // appendCSVCell appends a cell as encoding/csv's Writer (comma, no CRLF)
 // writes neutraliseCell(c).
 func appendCSVCell(dst, c []byte) []byte {
+	if hasControl(c) {
+		c = []byte(csvPrintable(string(c)))
+	}
 	neutral := len(c) > 0 && (c[0] == '=' || c[0] == '+' || c[0] == '-' || c[0] == '@' || c[0] == '\t' || c[0] == '\r')
 	if !csvNeedsQuotes(c, neutral) {
 		if neutral {
@@ -182,6 +189,7 @@ func neutraliseCell(c string) string {
 	if c == "" {
 		return c
 	}
+	c = csvPrintable(c)
 	switch c[0] {
 	case '=', '+', '-', '@', '\t', '\r':
 		return "'" + c
@@ -194,7 +202,7 @@ func neutraliseCell(c string) string {
 // cannot move the cursor.
 func WriteTable(w io.Writer, rows []HostSummary) error {
 	bw := bufio.NewWriter(w)
-	return writeAligned(bw, "HOST\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS\tPROOF",
+	return writeAligned(bw, "HOST\tFIRST SEEN\tLAST SEEN\tEVENTS\tEVIDENCE\tFAMILIES\tSIGNATURES\tSOURCES\tSENSORS\tPROOF\tSUBSCRIBERS",
 		len(rows), func(i int) []string { return rows[i].cells() })
 }
 
@@ -232,7 +240,7 @@ func WriteNetworkTable(w io.Writer, nets []NetworkSummary) error {
 func sumEvents(nets []NetworkSummary) uint64 {
 	var n uint64
 	for i := range nets {
-		n += nets[i].Events
+		n = addSat(n, nets[i].Events)
 	}
 	return n
 }
@@ -249,6 +257,40 @@ func (n *NetworkSummary) cells() []string {
 		n.Sources.String(),
 		strings.Join(n.Sensors, listSep),
 	}
+}
+
+// hasControl reports whether c holds a character csvPrintable escapes:
+// a C0 control other than tab, CR and LF, DEL, or a C1 control (U+0080 to
+// U+009F, 0xC2 0x80-0x9F).
+func hasControl(c []byte) bool {
+	for i, b := range c {
+		if b < 0x20 && b != '\t' && b != '\r' && b != '\n' || b == 0x7f || b == 0xc2 && i+1 < len(c) && c[i+1] >= 0x80 && c[i+1] < 0xa0 {
+			return true
+		}
+	}
+	return false
+}
+
+// csvPrintable escapes the control characters of s as the table does
+// (\x00, \x1b, \u0085): a NUL or a terminal escape sequence is no text
+// for a spreadsheet or a ticket system. Tab, CR and LF stay: a CSV cell
+// holds them, quoted, and neutraliseCell defuses a cell they start.
+func csvPrintable(s string) string {
+	if !hasControl([]byte(s)) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r < 0x20 && r != '\t' && r != '\r' && r != '\n' || r == 0x7f || r >= 0x80 && r < 0xa0 {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteString(s[i : i+size]) // a byte that is not UTF-8 stays itself
+		}
+		i += size
+	}
+	return b.String()
 }
 
 // printable escapes control characters and tabs (which would break the
@@ -280,6 +322,8 @@ type jsonHost struct {
 	Sources    Sources  `json:"sources"`
 	Sensors    []string `json:"sensors"`
 	Proof      string   `json:"proof"`
+	// Subscribers the lines named (attribution); empty when none did.
+	Subscribers []string `json:"subscribers"`
 }
 
 func (h *HostSummary) jsonRow() jsonHost {
@@ -287,7 +331,7 @@ func (h *HostSummary) jsonRow() jsonHost {
 		Host: h.Host.String(), FirstSeen: h.FirstSeen.Format(evidence.TimeFormat), LastSeen: h.LastSeen.Format(evidence.TimeFormat),
 		Events: h.Events, Evidence: h.Evidence.String(),
 		Families: nonNil(h.Families), Signatures: nonNil(h.Signatures), Sources: h.Sources, Sensors: nonNil(h.Sensors),
-		Proof: h.Proof.String(),
+		Proof: h.Proof.String(), Subscribers: nonNil(h.Subscribers),
 	}
 }
 
@@ -332,6 +376,10 @@ type Summary struct {
 	Networks         int              `json:"networks"`
 	NetworkSightings uint64           `json:"network_sightings"`
 	NetworkRows      []NetworkSummary `json:"-"` // listed by json and html
+
+	// Saturated says the sums reached MaxCount and were held there: the
+	// true counts are larger.
+	Saturated bool `json:"saturated,omitempty"`
 }
 
 // WriteJSON writes {"hosts":[...],"summary":{...},"networks":[...]}: one

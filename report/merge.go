@@ -13,7 +13,7 @@ import "net/netip"
 // checks the result against one sequential read on random logs, so a field
 // added to Add and forgotten here fails it.
 func (a *Aggregator) merge(b *Aggregator) {
-	var remap [3][]uint32 // b's name ids → a's
+	var remap [numKinds][]uint32 // b's name ids → a's
 	for k := range b.names {
 		remap[k] = make([]uint32, len(b.names[k].names))
 		for id, name := range b.names[k].names {
@@ -54,13 +54,13 @@ func (a *Aggregator) merge(b *Aggregator) {
 				h.proof = bh.proof
 			}
 			for k := range h.src {
-				h.src[k] += bh.src[k]
+				h.src[k] = addSat(h.src[k], bh.src[k])
 			}
 		}
 		for _, set := range []struct {
 			kind int
 			bits uint32
-		}{{kindFamily, bh.fams}, {kindSig, bh.sigs}, {kindSensor, bh.sensors}} {
+		}{{kindFamily, bh.fams}, {kindSig, bh.sigs}, {kindSensor, bh.sensors}, {kindSubscriber, bh.subs}} {
 			for id := range uint32(maskIDs) {
 				if set.bits&(1<<id) != 0 {
 					a.markKind(i, set.kind, remap[set.kind][id])
@@ -75,7 +75,7 @@ func (a *Aggregator) merge(b *Aggregator) {
 		}
 	}
 	a.mergeNetworks(b)
-	a.kept += b.kept
+	a.kept = addSat(a.kept, b.kept)
 	if a.timeline != nil && b.timeline != nil {
 		a.timeline.merge(b.timeline, remap[kindFamily])
 	}
@@ -89,6 +89,8 @@ func (a *Aggregator) markKind(i uint32, kind int, id uint32) {
 		a.mark(h, i, &h.fams, kind, id)
 	case kindSig:
 		a.mark(h, i, &h.sigs, kind, id)
+	case kindSubscriber:
+		a.mark(h, i, &h.subs, kind, id)
 	default:
 		a.mark(h, i, &h.sensors, kind, id)
 	}
@@ -114,7 +116,7 @@ func (t *Timeline) merge(o *Timeline, fam []uint32) {
 			if _, ok := ts[nb]; !ok {
 				t.buckets++
 			}
-			ts[nb] += n
+			ts[nb] = addSat(ts[nb], n)
 		}
 	}
 	t.min = min(t.min, o.min)
@@ -139,7 +141,7 @@ func (a *Aggregator) mergeNetworks(b *Aggregator) {
 		n.first, n.last = min(n.first, bn.first), max(n.last, bn.last)
 		n.evidence = min(n.evidence, bn.evidence)
 		for k := range n.src {
-			n.src[k] += bn.src[k]
+			n.src[k] = addSat(n.src[k], bn.src[k])
 		}
 		for _, x := range []struct{ to, from map[string]struct{} }{{n.fams, bn.fams}, {n.sigs, bn.sigs}, {n.sensors, bn.sensors}} {
 			for k := range x.from {

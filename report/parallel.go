@@ -252,7 +252,7 @@ func (w *chunkWorker) read(c *lineChunk) {
 		switch kind {
 		case LineEvidence:
 			st.Evidence++
-			st.Sightings += rec.Count
+			st.Sightings = addSat(st.Sightings, rec.Count)
 			if w.n++; w.n == addBatch {
 				w.a.addBatch(w.recs[:])
 				w.n = 0

@@ -117,7 +117,7 @@ func TestProofBestPerHost(t *testing.T) {
 	if err := WriteTable(&buf, rows); err != nil {
 		t.Fatal(err)
 	}
-	if head, _, _ := strings.Cut(buf.String(), "\n"); !strings.HasSuffix(strings.TrimSpace(head), "SENSORS  PROOF") {
+	if head, _, _ := strings.Cut(buf.String(), "\n"); !strings.HasSuffix(strings.TrimSpace(head), "SENSORS  PROOF           SUBSCRIBERS") {
 		t.Errorf("table head %q", head)
 	}
 	buf.Reset()

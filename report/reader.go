@@ -31,7 +31,7 @@ type ReadStats struct {
 func (s *ReadStats) Add(o ReadStats) {
 	s.Lines += o.Lines
 	s.Evidence += o.Evidence
-	s.Sightings += o.Sightings
+	s.Sightings = addSat(s.Sightings, o.Sightings)
 	s.Service += o.Service
 	s.Malformed += o.Malformed
 	if s.FirstBad == "" {
@@ -97,7 +97,7 @@ func (r *Reader) Next() bool {
 		switch kind {
 		case LineEvidence:
 			r.stats.Evidence++
-			r.stats.Sightings += r.rec.Count
+			r.stats.Sightings = addSat(r.stats.Sightings, r.rec.Count)
 			return true
 		case LineService:
 			r.stats.Service++

@@ -47,6 +47,9 @@ func (f *Filter) Keep(r *Sighting) bool {
 	if len(f.Exclude) > 0 && f.excluded(r) {
 		return false
 	}
+	if !r.Network.IsValid() && r.Host.IsValid() && !evidence.IsHost(r.Host) {
+		return false // unspecified, broadcast, multicast: no one to notify
+	}
 	if !f.Until.IsZero() && r.Time.After(f.Until) {
 		return false
 	}
@@ -59,6 +62,20 @@ func (f *Filter) Keep(r *Sighting) bool {
 		return false
 	}
 	return true
+}
+
+// unmapPrefixes returns ps with each IPv4-mapped prefix as its IPv4
+// network, as hosts are compared (see evidence.UnmapPrefix); one that is
+// no IPv4 network stays as it is and matches no IPv4 host.
+func unmapPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if u, ok := evidence.UnmapPrefix(p); ok {
+			p = u
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 func (f *Filter) excluded(r *Sighting) bool {
@@ -97,6 +114,9 @@ type HostSummary struct {
 	Sources    Sources
 	Sensors    []string       // sorted
 	Proof      evidence.Proof // the best proof of any of its sightings
+	// Subscribers the lines named for this host (attribution), sorted: more
+	// than one when the address moved between subscribers.
+	Subscribers []string
 }
 
 // hostAgg is the per-host state while reading: 64 bytes, one cache line,
@@ -108,6 +128,7 @@ type hostAgg struct {
 	first, last         int64 // unix nanoseconds
 	src                 [3]uint64
 	fams, sigs, sensors uint32 // bit i: id i of that kind, for ids below 32
+	subs                uint32 // the same for subscribers
 	firstPort, lastPort uint16
 	evidence            signatures.Strength
 	hasExtra            bool           // ids from 32 on are in Aggregator.extra
@@ -119,6 +140,8 @@ const (
 	kindFamily = iota
 	kindSig
 	kindSensor
+	kindSubscriber
+	numKinds
 )
 
 const maskIDs = 32
@@ -132,7 +155,7 @@ type Aggregator struct {
 	aggs     blocks[hostAgg]
 	addrs    blocks[netip.Addr]
 	extra    map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs (rare)
-	names    [3]interner         // families, signatures, sensors
+	names    [numKinds]interner  // families, signatures, sensors, subscribers
 	timeline *Timeline
 	kept     uint64 // sightings counted
 
@@ -177,6 +200,7 @@ type aggPos struct{ first, last uint32 }
 // NewAggregator returns an empty aggregator applying f. With timeline set
 // it also bins sightings over time per family.
 func NewAggregator(f Filter, timeline bool) *Aggregator {
+	f.Exclude = unmapPrefixes(f.Exclude)
 	a := &Aggregator{filter: f, other: make(map[netip.Addr]uint32), extra: make(map[uint32][]uint32)}
 	for i := range a.names {
 		a.names[i].ids = make(map[string]uint32)
@@ -232,7 +256,7 @@ func (a *Aggregator) Add(r *Sighting) {
 	if r.Proof > h.proof { // a larger Proof is stronger
 		h.proof = r.Proof
 	}
-	h.src[sourceOf(r.Kind)] += r.Count
+	h.src[sourceOf(r.Kind)] = addSat(h.src[sourceOf(r.Kind)], r.Count)
 	fam := uint32(0)
 	if len(r.Family) > 0 {
 		fam = a.names[kindFamily].id(r.Family)
@@ -244,7 +268,10 @@ func (a *Aggregator) Add(r *Sighting) {
 	if len(r.Sensor) > 0 {
 		a.mark(h, i, &h.sensors, kindSensor, a.names[kindSensor].id(r.Sensor))
 	}
-	a.kept += r.Count
+	if len(r.Subscriber) > 0 {
+		a.mark(h, i, &h.subs, kindSubscriber, a.names[kindSubscriber].id(r.Subscriber))
+	}
+	a.kept = addSat(a.kept, r.Count)
 	if a.timeline != nil {
 		if len(r.Family) == 0 {
 			fam = a.names[kindFamily].id(nil)
@@ -306,7 +333,7 @@ func (a *Aggregator) addNetwork(r *Sighting, first, last int64) {
 	}
 	n.first, n.last = min(n.first, first), max(n.last, last)
 	n.evidence = min(n.evidence, r.Evidence) // Strong is the smaller value
-	n.src[sourceOf(r.Kind)] += r.Count
+	n.src[sourceOf(r.Kind)] = addSat(n.src[sourceOf(r.Kind)], r.Count)
 	for _, x := range []struct {
 		set map[string]struct{}
 		v   []byte
@@ -315,7 +342,7 @@ func (a *Aggregator) addNetwork(r *Sighting, first, last int64) {
 			x.set[string(x.v)] = struct{}{}
 		}
 	}
-	a.kept += r.Count
+	a.kept = addSat(a.kept, r.Count)
 	if a.timeline != nil {
 		a.timeline.add(a.names[kindFamily].id(r.Family), first, last, r.Count)
 	}
@@ -331,7 +358,7 @@ func (a *Aggregator) Networks() []NetworkSummary {
 		}
 		out = append(out, NetworkSummary{
 			Network: p, FirstSeen: time.Unix(0, n.first).UTC(), LastSeen: time.Unix(0, n.last).UTC(),
-			Events: n.src[0] + n.src[1] + n.src[2], Evidence: n.evidence,
+			Events: sumSources(&n.src), Evidence: n.evidence,
 			Families: setNames(n.fams), Signatures: setNames(n.sigs), Sensors: setNames(n.sensors),
 			Sources: Sources{DNS: n.src[0], TFTP: n.src[1], Wire: n.src[2]},
 		})
@@ -359,7 +386,7 @@ func (a *Aggregator) Networks() []NetworkSummary {
 func (a *Aggregator) NetworkSightings() uint64 {
 	var n uint64
 	for _, x := range a.nets {
-		n += x.src[0] + x.src[1] + x.src[2]
+		n = addSat(n, sumSources(&x.src))
 	}
 	return n
 }
@@ -582,7 +609,7 @@ func (a *Aggregator) sortedHosts() []hostKey {
 		if a.filter.VerifiedOnly && !h.proof.Verified() {
 			continue
 		}
-		keys = append(keys, hostKey{events: h.src[0] + h.src[1] + h.src[2], addr: *a.addrs.at(i), idx: i, evidence: h.evidence, proof: h.proof})
+		keys = append(keys, hostKey{events: sumSources(&h.src), addr: *a.addrs.at(i), idx: i, evidence: h.evidence, proof: h.proof})
 	}
 	slices.SortFunc(keys, func(x, y hostKey) int {
 		return compareHosts(x.evidence, y.evidence, x.proof, y.proof, x.events, y.events, x.addr, y.addr)
@@ -590,7 +617,7 @@ func (a *Aggregator) sortedHosts() []hostKey {
 	return keys
 }
 
-type nameSets [3]map[uint32][]string
+type nameSets [numKinds]map[uint32][]string
 
 func newNameSets() nameSets {
 	var s nameSets
@@ -610,13 +637,16 @@ func (a *Aggregator) fillRow(row *HostSummary, k *hostKey, sets *nameSets) {
 		LastSeen:   time.Unix(0, h.last).UTC(),
 		FirstPort:  h.firstPort,
 		LastPort:   h.lastPort,
-		Events:     h.src[0] + h.src[1] + h.src[2],
+		Events:     sumSources(&h.src),
 		Evidence:   h.evidence,
 		Families:   a.namesOf(i, h.fams, kindFamily, sets[kindFamily]),
 		Signatures: a.namesOf(i, h.sigs, kindSig, sets[kindSig]),
 		Sources:    Sources{DNS: h.src[0], TFTP: h.src[1], Wire: h.src[2]},
 		Sensors:    a.namesOf(i, h.sensors, kindSensor, sets[kindSensor]),
 		Proof:      h.proof,
+	}
+	if subs := a.namesOf(i, h.subs, kindSubscriber, sets[kindSubscriber]); len(subs) > 0 {
+		row.Subscribers = subs // nil when none: most logs have no attribution
 	}
 }
 

@@ -79,11 +79,12 @@ func TestBytesSurviveRoundTrip(t *testing.T) {
 	if err := WriteHTML(&buf, rows, HTMLPage{}); err != nil {
 		t.Fatal(err)
 	}
-	cell := regexp.MustCompile(`<td[^>]*>([^<]*)</td>`)
+	cell := regexp.MustCompile(`<td[^>]*>(.*?)</td>`)
 	n := 0
 	for _, tr := range regexp.MustCompile(`(?s)<tr class="host[^"]*">(.*?)</tr>`).FindAllStringSubmatch(buf.String(), -1) {
 		cs := cell.FindAllStringSubmatch(tr[1], -1)
-		check("html", html.UnescapeString(cs[0][1]), html.UnescapeString(cs[5][1]), html.UnescapeString(cs[8][1]))
+		// host, first seen, last seen, source port, events, evidence, families, signatures, sources, sensors
+		check("html", html.UnescapeString(cs[0][1]), html.UnescapeString(cs[6][1]), html.UnescapeString(cs[9][1]))
 		n++
 	}
 	if n != len(rawNames) {

@@ -38,6 +38,10 @@ type Sighting struct {
 	// checked the address.
 	Proof evidence.Proof
 
+	// Subscriber is who the line's host, port and time named when it was
+	// written (attribution); empty when unknown or ambiguous.
+	Subscriber []byte
+
 	// Network is set, and Host invalid, for a network line: sightings the
 	// writer's line budget folded per /24 or /48 instead of per host. It
 	// names no host and carries no per-event detail.
@@ -264,6 +268,7 @@ func toSighting(f *fields, rec *Sighting) (LineKind, error) {
 	rec.Peer = f.str(evidence.FieldPeer)
 	rec.Role = f.str(evidence.FieldRole)
 	rec.Proto = f.str(evidence.FieldProto)
+	rec.Subscriber = f.str(evidence.FieldSubscriber)
 	return LineEvidence, nil
 }
 

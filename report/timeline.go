@@ -44,7 +44,7 @@ func (t *Timeline) add(fam uint32, first, last int64, n uint64) {
 	if _, ok := s[b]; !ok {
 		t.buckets++
 	}
-	s[b] += n
+	s[b] = addSat(s[b], n)
 	for t.buckets > maxTimelineBuckets {
 		t.widen()
 	}
@@ -56,7 +56,7 @@ func (t *Timeline) widen() {
 	for fam, s := range t.series {
 		m := make(map[int64]uint64, len(s)/2+1)
 		for b, n := range s {
-			m[floorDiv(b, 2)] += n
+			m[floorDiv(b, 2)] = addSat(m[floorDiv(b, 2)], n)
 		}
 		t.series[fam] = m
 		t.buckets += len(m)
@@ -143,8 +143,8 @@ func (t *Timeline) Bin(n int) Binned {
 		}
 		for b, c := range s {
 			i := min(max(floorDiv(b*t.width-start, w), 0), int64(bins)-1)
-			sr.Counts[i] += c
-			sr.Total += c
+			sr.Counts[i] = addSat(sr.Counts[i], c)
+			sr.Total = addSat(sr.Total, c)
 		}
 		out.Series = append(out.Series, sr)
 	}

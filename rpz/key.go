@@ -9,7 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
+	"os"
+	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/miekg/dns"
 )
@@ -84,4 +88,98 @@ func (p provider) Verify(msg []byte, t *dns.TSIG) error {
 		return dns.ErrSig
 	}
 	return nil
+}
+
+// ReadKeyFile reads the key --rpz-tsig-file names, so the secret never
+// appears on a command line (ps, /proc/PID/cmdline). The file holds either
+// one NAME:ALGORITHM:BASE64SECRET line, or a key clause as tsig-keygen
+// prints it for BIND:
+//
+//	key "xfr-key" { algorithm hmac-sha256; secret "BASE64"; };
+//
+// Lines starting with # or // are comments. A file every user may read is
+// refused: the key is what lets a secondary take the zone.
+func ReadKeyFile(path string) (Key, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Key{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Key{}, err
+	}
+	if st.Mode().Perm()&0o004 != 0 {
+		return Key{}, fmt.Errorf("%s: readable by every user (mode %04o): chmod o-r it", path, st.Mode().Perm())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return Key{}, err
+	}
+	if len(data) > maxKeyFile {
+		return Key{}, fmt.Errorf("%s: more than %d bytes: not a key file", path, maxKeyFile)
+	}
+	k, line, err := parseKeyFile(data)
+	if err != nil {
+		if line > 0 {
+			return Key{}, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		return Key{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// maxKeyFile bounds what ReadKeyFile reads; a key clause is about 100 bytes.
+const maxKeyFile = 64 << 10
+
+var (
+	keyClause  = regexp.MustCompile(`^key\s+"?([^"\s{;]+)"?\s*\{`)
+	keyAlg     = regexp.MustCompile(`\balgorithm\s+"?([A-Za-z0-9.-]+)"?\s*;`)
+	keySecret  = regexp.MustCompile(`\bsecret\s+"([^"]*)"\s*;`)
+	keyClauses = regexp.MustCompile(`(?m)^\s*key\b`)
+)
+
+// parseKeyFile reads what ReadKeyFile describes; line is where an error is
+// (0: the file as a whole).
+func parseKeyFile(data []byte) (k Key, line int, err error) {
+	if !utf8.Valid(data) {
+		return Key{}, 0, errors.New("not text")
+	}
+	var body []string // the lines that are not comments, blank lines kept for numbering
+	first := 0
+	for i, l := range strings.Split(string(data), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "#") || strings.HasPrefix(l, "//") {
+			l = ""
+		}
+		body = append(body, l)
+		if l != "" && first == 0 {
+			first = i + 1
+		}
+	}
+	if first == 0 {
+		return Key{}, 0, errors.New("no key in it")
+	}
+	text := strings.Join(body, "\n")
+	if !keyClause.MatchString(strings.TrimSpace(text)) {
+		// One NAME:ALGORITHM:BASE64SECRET line.
+		for i, l := range body {
+			if l != "" && i+1 != first {
+				return Key{}, i + 1, errors.New("more than one line: want one NAME:ALGORITHM:BASE64SECRET line or one key clause")
+			}
+		}
+		k, err := ParseKey(body[first-1])
+		return k, first, err
+	}
+	if n := len(keyClauses.FindAllStringIndex(text, -1)); n != 1 {
+		return Key{}, first, fmt.Errorf("%d key clauses: want one", n)
+	}
+	name := keyClause.FindStringSubmatch(strings.TrimSpace(text))[1]
+	alg := keyAlg.FindStringSubmatch(text)
+	sec := keySecret.FindStringSubmatch(text)
+	if alg == nil || sec == nil {
+		return Key{}, first, errors.New(`key clause without algorithm NAME; and secret "BASE64";`)
+	}
+	k, err = ParseKey(name + ":" + alg[1] + ":" + sec[1])
+	return k, first, err
 }

@@ -2,6 +2,7 @@ package rpz
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/miekg/dns"
@@ -24,6 +25,11 @@ func (s *Server) notifyAll(ctx context.Context, z *zone) {
 // run out.
 func (s *Server) notify(ctx context.Context, addr string, z *zone) {
 	c := &dns.Client{Net: "udp", Timeout: s.cfg.NotifyTimeout}
+	if src := s.cfg.NotifySource; src.IsValid() {
+		// From the primary's own address: BIND ("refused notify from
+		// non-primary") and Unbound drop a NOTIFY from any other.
+		c.Dialer = &net.Dialer{Timeout: s.cfg.NotifyTimeout, LocalAddr: &net.UDPAddr{IP: src.AsSlice()}}
+	}
 	wait := s.cfg.NotifyTimeout
 	for attempt := 1; attempt <= s.cfg.NotifyAttempts; attempt++ {
 		if s.zone.Load().serial != z.serial {

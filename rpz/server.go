@@ -32,19 +32,38 @@ const DefaultJournal = 16
 
 // Config describes the primary.
 type Config struct {
-	Listen   string         // UDP and TCP address
-	Zone     string         // zone name; DefaultZone when empty
-	Journal  int            // serials kept for IXFR; 0 means DefaultJournal, negative none
-	Notify   []string       // secondaries told of each new serial, host:port
-	Allow    []netip.Prefix // who may query and transfer
-	Key      *Key           // when set, requests must be signed with it...
-	Unsigned []netip.Prefix // ...except from these (resolvers that cannot sign, e.g. Unbound)
-	Sinkhole []netip.Addr   // local data of sinkhole names
+	Listen  string   // UDP and TCP address
+	Zone    string   // zone name; DefaultZone when empty
+	Journal int      // serials kept for IXFR; 0 means DefaultJournal, negative none
+	Notify  []string // secondaries told of each new serial, host:port
+	// NotifySource is the address NOTIFY leaves from. Secondaries accept a
+	// NOTIFY only from an address they list as primary, so when empty it is
+	// the address of Listen (a wildcard Listen leaves the choice to the
+	// kernel, which picks by route: set NotifySource then).
+	NotifySource netip.Addr
+	Allow        []netip.Prefix // who may query and transfer
+	Key          *Key           // when set, requests must be signed with it...
+	Unsigned     []netip.Prefix // ...except from these (resolvers that cannot sign, e.g. Unbound)
+	Sinkhole     []netip.Addr   // local data of sinkhole names
 
 	// NotifyTimeout is how long one NOTIFY waits for its answer; attempts
 	// back off from it, doubling, NotifyAttempts times. Zero: 1 s and 6.
 	NotifyTimeout  time.Duration
 	NotifyAttempts int
+
+	// MaxTransfers bounds the zone transfers in progress, and
+	// MaxTransfersPerClient those of one client address; a transfer past
+	// either is REFUSED (as BIND's transfers-out). Zero: the defaults.
+	MaxTransfers          int
+	MaxTransfersPerClient int
+	// MaxConns and MaxConnsPerClient bound the TCP connections held, in
+	// all and per client address; a connection past them is closed at
+	// once. Zero: the defaults.
+	MaxConns          int
+	MaxConnsPerClient int
+	// WriteTimeout ends a transfer whose reader takes none of a message for
+	// that long. Zero: DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
 
 // Server is the RPZ primary.
@@ -58,6 +77,9 @@ type Server struct {
 	udp     net.PacketConn
 	tcp     net.Listener
 	servers []*dns.Server
+
+	transfers *slots // transfers in progress
+	conns     *slots // TCP connections held
 
 	notifyWG sync.WaitGroup
 }
@@ -80,13 +102,25 @@ func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 	if cfg.NotifyAttempts <= 0 {
 		cfg.NotifyAttempts = 6
 	}
+	orDefault(&cfg.MaxTransfers, DefaultMaxTransfers)
+	orDefault(&cfg.MaxTransfersPerClient, DefaultMaxTransfersPerClient)
+	orDefault(&cfg.MaxConns, DefaultMaxConns)
+	orDefault(&cfg.MaxConnsPerClient, DefaultMaxConnsPerClient)
+	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
 	for i, n := range cfg.Notify {
 		if _, _, err := net.SplitHostPort(n); err != nil {
 			n = net.JoinHostPort(strings.Trim(n, "[]"), "53")
 		}
 		cfg.Notify[i] = n
 	}
-	s := &Server{cfg: cfg, src: src, log: log}
+	if !cfg.NotifySource.IsValid() {
+		if ap, err := netip.ParseAddrPort(cfg.Listen); err == nil && !ap.Addr().IsUnspecified() {
+			cfg.NotifySource = ap.Addr().Unmap()
+		}
+	}
+	s := &Server{cfg: cfg, src: src, log: log,
+		transfers: newSlots(cfg.MaxTransfers, cfg.MaxTransfersPerClient),
+		conns:     newSlots(cfg.MaxConns, cfg.MaxConnsPerClient)}
 	z := newZone(cfg.Zone, src.Current(), cfg.Sinkhole)
 	s.zone.Store(z)
 	s.logSkipped(z)
@@ -105,13 +139,30 @@ func (s *Server) Listen() error {
 		// The TCP socket takes the UDP one's port, so ":0" gives one port
 		// for both; that port may be taken for TCP, then try another.
 		if s.tcp, err = net.Listen("tcp", s.udp.LocalAddr().String()); err == nil {
-			return nil
+			return s.checkNotifySource()
 		}
 		s.udp.Close()
 		if port != "0" || attempt == 20 {
 			return fmt.Errorf("rpz: %w", err)
 		}
 	}
+}
+
+// checkNotifySource fails the start when NOTIFY could not leave from its
+// source address (not an address of this machine), instead of every
+// NOTIFY failing later.
+func (s *Server) checkNotifySource() error {
+	src := s.cfg.NotifySource
+	if !src.IsValid() || len(s.cfg.Notify) == 0 {
+		return nil
+	}
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("rpz: notify source %s: %w", src, err)
+	}
+	c.Close()
+	return nil
 }
 
 // Addr is the bound address (UDP and TCP share the port).
@@ -135,9 +186,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		tp = provider{key: *s.cfg.Key}
 	}
 	h := dns.HandlerFunc(s.serveDNS)
+	ln := &listener{Listener: s.tcp, conns: s.conns, timeout: s.cfg.WriteTimeout,
+		allowed: func(a netip.Addr) bool { return inPrefixes(a, s.cfg.Allow) },
+		refused: &s.stats.connRefused, rejected: &s.stats.connRejected}
 	s.servers = []*dns.Server{
 		{PacketConn: s.udp, Handler: h, TsigProvider: tp},
-		{Listener: s.tcp, Handler: h, TsigProvider: tp, MaxTCPQueries: -1, IdleTimeout: func() time.Duration { return 30 * time.Second }},
+		{Listener: ln, Handler: h, TsigProvider: tp, MaxTCPQueries: -1, IdleTimeout: func() time.Duration { return 30 * time.Second }},
 	}
 	errc := make(chan error, len(s.servers))
 	for _, srv := range s.servers {
@@ -346,8 +400,20 @@ const envelopeBytes = 32 << 10
 
 // transfer streams the zone (deltas nil: AXFR form) or the deltas (IXFR
 // form) through dns.Transfer, one envelope at a time, so a million-name
-// zone never exists as RRs all at once.
+// zone never exists as RRs all at once. Past MaxTransfers in all or
+// MaxTransfersPerClient from the client's address it is REFUSED, and the
+// connection closed.
 func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, z *zone, deltas []*delta, k kind) {
+	ap, _ := netip.ParseAddrPort(w.RemoteAddr().String())
+	client := ap.Addr().Unmap()
+	if !s.transfers.take(client) {
+		s.stats.transfersLimited.Add(1)
+		s.stats.count(k, resRefused)
+		s.refuse(w, req, dns.RcodeRefused)
+		w.Close()
+		return
+	}
+	defer s.transfers.give(client)
 	ch := make(chan *dns.Envelope, 2)
 	done := make(chan struct{})
 	go func() {
@@ -424,6 +490,19 @@ func (s *Server) transfer(w dns.ResponseWriter, req *dns.Msg, z *zone, deltas []
 	}
 	s.stats.count(k, res)
 	w.Close() // one transfer per connection, as secondaries expect
+}
+
+// Transfers is the number of zone transfers in progress.
+func (s *Server) Transfers() int { return s.transfers.inUse() }
+
+// Conns is the number of TCP connections held.
+func (s *Server) Conns() int { return s.conns.inUse() }
+
+// orDefault sets a bound left at zero (or below) to its default.
+func orDefault[T int | time.Duration](p *T, d T) {
+	if *p <= 0 {
+		*p = d
+	}
 }
 
 // Close releases the sockets of a server that never served.

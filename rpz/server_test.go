@@ -1,7 +1,6 @@
 package rpz
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -17,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
+	"wormsink/internal/testutil"
 	"wormsink/signatures"
 )
 
@@ -67,7 +67,9 @@ func start(t *testing.T, cfg Config, yaml string) *fixture {
 	if f.store, err = signatures.Open(f.path); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Listen = "127.0.0.1:0"
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
 	if cfg.Allow == nil {
 		cfg.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}
@@ -79,27 +81,13 @@ func start(t *testing.T, cfg Config, yaml string) *fixture {
 		t.Fatal(err)
 	}
 	f.addr = f.srv.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	testutil.Serve(t, f.srv.Serve)
 	return f
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling the counted thing, not waiting for it
-	}
+	testutil.WaitFor(t, 20*time.Second, what, cond)
 }
 
 // xfr runs a transfer and returns the records as text, plus the error.

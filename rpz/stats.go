@@ -47,6 +47,9 @@ type stats struct {
 	notifySent, notifyAcked atomic.Uint64
 	notifyGivenUp           atomic.Uint64
 	panics                  atomic.Uint64
+	transfersLimited        atomic.Uint64
+	connRefused             atomic.Uint64
+	connRejected            atomic.Uint64
 }
 
 func (s *stats) count(k kind, r result) { s.req[k][r].Add(1) }
@@ -58,6 +61,10 @@ type Stats struct {
 	NotifyAcked   uint64                   // NOTIFYs a secondary answered
 	NotifyGivenUp uint64                   // serials a secondary never acknowledged
 	Panics        uint64
+
+	TransfersLimited uint64 // transfers REFUSED over MaxTransfers or MaxTransfersPerClient
+	ConnsRefused     uint64 // TCP connections from outside Allow, reset at once
+	ConnsRejected    uint64 // TCP connections over MaxConns or MaxConnsPerClient, closed at once
 }
 
 // Stats returns the counters.
@@ -72,6 +79,9 @@ func (s *Server) Stats() Stats {
 	out.NotifyAcked = s.stats.notifyAcked.Load()
 	out.NotifyGivenUp = s.stats.notifyGivenUp.Load()
 	out.Panics = s.stats.panics.Load()
+	out.TransfersLimited = s.stats.transfersLimited.Load()
+	out.ConnsRefused = s.stats.connRefused.Load()
+	out.ConnsRejected = s.stats.connRejected.Load()
 	return out
 }
 

@@ -54,6 +54,7 @@ declare -A need=(
   [unbound-checkconf]=unbound
   [named]=bind9
   [named-checkconf]=bind9-utils
+  [tsig-keygen]=bind9
   [pdns_recursor]=pdns-recursor
   [curl]=curl
   [atftp]=atftp
@@ -61,10 +62,14 @@ declare -A need=(
   [dnsperf]=dnsperf
   [jq]=jq
   [ip]=iproute2
+  [unshare]=util-linux
   [ss]=iproute2
   [nft]=nftables
   [busybox]=busybox
   [setpriv]=util-linux
+  [git]=git
+  [systemd-analyze]=systemd
+  [make]=make
   [chromium]=chromium
   # the resolvers and the rule parser the export tests use
   [kresd]=knot-resolver
@@ -72,15 +77,19 @@ declare -A need=(
   [suricata-update]=suricata-update
   [tcpreplay]=tcpreplay # make perf-capture
   [logrotate]=logrotate
+  [bird]=bird2 # BGP peers of the quarantine tests
+  [birdc]=bird2
+  [vtysh]=frr
   [/usr/bin/python3]=python3 # the xARF schema check: Debian's, not a pyenv or venv one
   [git]=git
+  [systemd-analyze]=systemd
   [bc]=bc # make perf-rpz
   [/usr/bin/time]=time # make perf-wire: peak RSS
   # attribution: a real RADIUS server and client, conntrack NAT logging
   [freeradius]=freeradius
   [radclient]=freeradius-utils
   [ulogd]=ulogd2
-  [conntrack]=conntrack
+  [sysctl]=procps # conntrack timestamps in the NAT namespace
   # the signature feed: a real web server serving it, the minisign tool it interoperates with
   [nginx]=nginx
   [minisign]=minisign
@@ -97,7 +106,8 @@ for cmd in "${!need[@]}"; do
   fi
 done
 # ulogd2's JSON output is a plugin of its own package, not a command.
-compgen -G '/usr/lib/*/ulogd/ulogd_output_JSON.so' >/dev/null || missing+=(ulogd2-json)
+uj=(/usr/lib/*/ulogd/ulogd_output_JSON.so)
+[ -e "${uj[0]}" ] || missing+=(ulogd2-json)
 # Python modules: Debian's python3 (not a pyenv or venv one) must import them.
 /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || missing+=(python3-jsonschema)
 [ ${#missing[@]} -eq 0 ] && exit 0

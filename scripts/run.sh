@@ -40,8 +40,8 @@ wormsink: DNS on $addr:$dns, TFTP on $addr:$tftp, metrics on http://127.0.0.1:$m
 evidence log: $log
 Try it from another terminal (the TFTP examples write nothing to disk):
   dig @$addr -p $dns windowsupdate.com        # Blaster's DDoS target: NXDOMAIN, weak evidence
-  curl tftp://$addr:$tftp/msblast.exe          # refused; the evidence names your address and port
-  busybox tftp -g -r msblast.exe -l - $addr $tftp  # refused too (-l -: to stdout, no file)
+  curl tftp://$addr:$tftp/msblast.exe          # refused, so curl exits 68 by design; the evidence names your address and port
+  busybox tftp -g -r msblast.exe -l - $addr $tftp  # refused too, exits 1 (-l -: to stdout, no file)
   $bin report $log                 # who is infected
   tail -f $log                     # the evidence log as it is written
 The abuse desk: http://127.0.0.1:$deskport/  (log in as admin, password $password)

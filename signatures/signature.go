@@ -4,8 +4,11 @@ package signatures
 
 import (
 	"fmt"
+	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Action is what the DNS shim does with a listed name.
@@ -118,16 +121,34 @@ func (d Domain) Pattern() string {
 	return d.Name
 }
 
-// Payload is a packet content rule.
+// Payload is a packet content rule: a content rule (Contains) or a
+// command rule (Command).
 type Payload struct {
 	Proto    Proto
 	Port     uint16 // destination port; 0 matches any
 	Contains []byte // decoded content (lower case when NoCase)
 	NoCase   bool
-	Source   string // the content as written in the file
+	// Command, when not empty, makes this a command rule: "tftp" matches
+	// the TFTP fetch commands of a TCP payload (telnet, HTTP; see
+	// fetch.go) by the name they fetch. The rule of a signature with
+	// tftp_files matches a fetched name those list; the rule of a
+	// signature without them (which must be weak) matches a fetch that no
+	// such rule for the packet's port claims.
+	Command string
+	Source  string // the content as written in the file ("command tftp" for a command rule)
 	// Evidence is what a match proves: Strong (the default) for a pattern
 	// only the worm sends, Weak for a generic one (a bare "tftp -g -r").
 	Evidence Strength
+	Line     int32 // where the rule is in its file
+}
+
+// CommandTFTP is the one kind of command rule: TFTP fetch commands.
+const CommandTFTP = "tftp"
+
+// anyName reports whether p is a command rule of a signature without
+// tftp_files, which matches a fetch no rule of a listing signature claims.
+func (p *Payload) anyName(sig *Signature) bool {
+	return p.Command != "" && len(sig.TFTPFiles) == 0
 }
 
 // File is a parsed signature file.
@@ -150,10 +171,50 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	msg := e.Msg
+	if len(msg) > maxErrorMsg {
+		// A message that quotes too much of the file (a library's, an
+		// error wrapped whole) is cut all the same.
+		msg = fmt.Sprintf("%s… (message cut, %d bytes)", cutUTF8(msg, maxErrorMsg), len(msg))
 	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, msg)
+}
+
+// MaxShown is how many bytes of a value from the file an error message
+// quotes; a longer value is cut there and its length given.
+const MaxShown = 80
+
+// maxErrorMsg bounds a whole message: several values, the field's name
+// and what is wanted.
+const maxErrorMsg = 512
+
+// shown is a value from the file as an error message quotes it: at most
+// MaxShown bytes, then its length.
+type shown string
+
+func (s shown) Format(f fmt.State, verb rune) {
+	v := cutUTF8(string(s), MaxShown)
+	if verb == 'q' {
+		v = strconv.Quote(v)
+	}
+	io.WriteString(f, v)
+	if len(s) > MaxShown {
+		fmt.Fprintf(f, "… (%d bytes)", len(s))
+	}
+}
+
+// cutUTF8 cuts s to at most n bytes, not inside a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // lastElement returns the part of a TFTP file name after its last path

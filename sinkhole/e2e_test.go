@@ -113,9 +113,7 @@ func readCapture(t *testing.T, file string, server uint16) []packet {
 // theirs stay datagrams.
 func TestRealClients(t *testing.T) {
 	for _, tool := range []string{"tftp", "curl", "atftp"} {
-		if _, err := testutil.Program(tool); err != nil {
-			t.Fatal(err)
-		}
+		testutil.Need(t, tool)
 	}
 	// A generous wait for tftp-hpa's follow-up: the machine may be loaded,
 	// and the test waits on the capture, not on this clock.

@@ -124,3 +124,87 @@ func TestExchangeBounded(t *testing.T) {
 		}
 	}
 }
+
+// decoysOf returns the decoys' ports on the server's address.
+func decoysOf(t *testing.T, ts *testServer) []netip.AddrPort {
+	t.Helper()
+	ts.srv.mu.Lock()
+	x := ts.srv.g.ex
+	ts.srv.mu.Unlock()
+	var out []netip.AddrPort
+	for _, d := range x.decoyPorts() {
+		out = append(out, netip.AddrPortFrom(ts.addr.Addr(), d.Port()))
+	}
+	return out
+}
+
+// A guess anywhere withholds exchange: the requester's own datagram to a
+// decoy, or another address's datagram on a refusal's port, even when the
+// requester then follows up exactly as a real client does. The decoys are
+// fresh ports on every address, the server's included.
+func TestGuessWithholds(t *testing.T) {
+	for _, how := range []string{"decoy", "other requester's port"} {
+		t.Run(how, func(t *testing.T) {
+			ts := startServer(t, Config{ExchangeWait: time.Second, GuessHold: time.Minute}, nil)
+			req := rrq(1, "msblast.exe", "octet")
+			ack := []byte{0, tftp.OpAck, 0, 1}
+			c := newClient(t, ts.addr)
+			c.send(req)
+			checkError(t, c.read(5*time.Second), len(req))
+			decoys := decoysOf(t, ts)
+			if len(decoys) != DefaultDecoys {
+				t.Fatalf("%d decoys, want %d", len(decoys), DefaultDecoys)
+			}
+			for _, d := range decoys {
+				if d.Addr() != c.from.Addr() || d.Port() == c.from.Port() || d.Port() == ts.addr.Port() {
+					t.Fatalf("decoy %v beside refusal port %v", d, c.from)
+				}
+			}
+			switch how {
+			case "decoy":
+				if _, err := c.conn.WriteToUDPAddrPort(ack, decoys[0]); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer other.Close()
+				if _, err := other.WriteToUDPAddrPort(ack, c.from); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "the guess", func() bool { return ts.srv.Stats().Guesses == 1 })
+			if _, err := c.conn.WriteToUDPAddrPort(ack, c.from); err != nil {
+				t.Fatal(err)
+			}
+			if p := proofOf(t, ts, c.port()); p != evidence.ProofDatagram {
+				t.Errorf("proof %v after a guess", p)
+			}
+			if st := ts.srv.Stats(); st.Exchanged != 1 || st.Withheld != 1 {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
+
+// The exchanges never take more than their share of file descriptors
+// and of the ephemeral port range.
+func TestExchangeBudget(t *testing.T) {
+	if got := budget(128, 64); got > 128 || got < 1 {
+		t.Fatalf("budget(128, 64) = %d", got)
+	}
+	lo, hi, ok := ephemeralRange()
+	if !ok {
+		t.Fatal("no ephemeral port range")
+	}
+	if got := budget(1<<20, 64); got+64 > (hi-lo+1)/8 {
+		t.Fatalf("budget(1<<20, 64) = %d exchanges for a range of %d ports", got, hi-lo+1)
+	}
+	if fds, ok := fdLimit(); ok {
+		if got := budget(1<<20, 64); got+64 > fds/4 {
+			t.Fatalf("budget = %d exchanges for %d file descriptors", got, fds)
+		}
+	}
+}

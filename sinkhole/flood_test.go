@@ -1,16 +1,13 @@
 package sinkhole
 
 import (
-	"bufio"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"wormsink/internal/testutil"
 	"wormsink/internal/tftp"
 )
 
@@ -248,27 +245,12 @@ func waitDrained(t *testing.T, what string, queued func() (int64, bool)) {
 // udpQueues sums the receive queues and drops of the UDP sockets on
 // 127.0.0.1 bound to these ports, in one read of /proc/net/udp.
 func udpQueues(ports map[uint16]bool) (rxQueue, drops int64) {
-	f, err := os.Open("/proc/net/udp")
-	if err != nil {
-		return 0, 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 13 {
-			continue
+	socks, _ := testutil.UDPSockets()
+	for _, s := range socks {
+		if ports[s.Local.Port()] {
+			rxQueue += s.RxQueue
+			drops += s.Drops
 		}
-		_, hexPort, ok := strings.Cut(fs[1], ":")
-		port, err := strconv.ParseUint(hexPort, 16, 16)
-		if !ok || err != nil || !ports[uint16(port)] {
-			continue
-		}
-		q := strings.SplitN(fs[4], ":", 2)
-		rx, _ := strconv.ParseInt(q[1], 16, 64)
-		d, _ := strconv.ParseInt(fs[12], 10, 64)
-		rxQueue += rx
-		drops += d
 	}
 	return rxQueue, drops
 }

@@ -92,7 +92,10 @@ func TestInterceptDecisions(t *testing.T) {
 		!e.Intercepted || e.Passed || e.Role != evidence.RoleRequester || e.Peer != server.Addr() || e.Sig != "blaster" || e.Evidence != signatures.Strong {
 		t.Errorf("requester line %+v", e)
 	}
-	if e := evs[1]; e.Kind != evidence.TFTPRefused || e.Host != server.Addr() || e.Port != 69 || e.Role != evidence.RoleServer || e.Peer != client.Addr() || !e.Intercepted {
+	// The request is the client's packet: the server it named is no more
+	// than a weak datagram (Named), whatever the signature says.
+	if e := evs[1]; e.Kind != evidence.TFTPRefused || e.Host != server.Addr() || e.Port != 69 || e.Role != evidence.RoleServer || e.Peer != client.Addr() || !e.Intercepted ||
+		!e.Named || e.Evidence != signatures.Weak || e.Proof != evidence.ProofDatagram || e.Sig != "blaster" {
 		t.Errorf("server line %+v", e)
 	}
 	if e := evs[2]; e.Kind != evidence.TFTPRequest || e.Evidence != signatures.Weak || !e.Passed || !e.Intercepted || e.File != "pxelinux.0" || e.Op != "read" {

@@ -27,11 +27,7 @@ import (
 var sinkserver = testutil.Binary{Pkg: "wormsink/testdata/tftp/sinkserver"}
 
 // TestMain removes the binary the process tests built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	sinkserver.Remove()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m, &sinkserver) }
 
 type serverProc struct {
 	cmd    *exec.Cmd
@@ -195,22 +191,11 @@ func procCPU(pid int) (time.Duration, error) {
 // udpQueue reads the receive queue and drop count of the UDP socket bound
 // to port from /proc/net/udp.
 func udpQueue(port uint16) (rxQueue, drops int64, ok bool) {
-	f, err := os.Open("/proc/net/udp")
-	if err != nil {
-		return 0, 0, false
-	}
-	defer f.Close()
-	want := fmt.Sprintf(":%04X", port)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 13 || !strings.HasSuffix(fs[1], want) || fs[2] != "00000000:0000" {
-			continue
+	socks, _ := testutil.UDPSockets()
+	for _, s := range socks {
+		if s.Local.Port() == port && s.Remote.Port() == 0 { // the listening socket, not a connected one
+			return s.RxQueue, s.Drops, true
 		}
-		q := strings.SplitN(fs[4], ":", 2)
-		rx, _ := strconv.ParseInt(q[1], 16, 64)
-		d, _ := strconv.ParseInt(fs[12], 10, 64)
-		return rx, d, true
 	}
 	return 0, 0, false
 }

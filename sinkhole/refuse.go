@@ -77,11 +77,19 @@ func match(set *signatures.Set, ev *evidence.Event, file []byte) bool {
 }
 
 // serverEvent is the line for the server a refused request named (the
-// interceptor's view of a worm fetch): the host it asked is the suspected
-// infector.
+// interceptor's view of a worm fetch): the host it asked may be the
+// infector. The request is the client's packet, not the server's (which
+// may not even exist: the interceptor answers for it), so the line is weak
+// and a datagram (Named), and an address that cannot be a host (the
+// unspecified address) gets none.
 func serverEvent(req evidence.Event) (evidence.Event, bool) {
+	srv := req.Srv.Addr()
+	if !srv.IsValid() || srv.IsUnspecified() {
+		return evidence.Event{}, false
+	}
 	ev := req
-	ev.Host, ev.Port, ev.Role, ev.Peer = req.Srv.Addr(), req.Srv.Port(), evidence.RoleServer, req.Host
+	ev.Host, ev.Port, ev.Role, ev.Peer = srv, req.Srv.Port(), evidence.RoleServer, req.Host
+	ev.Evidence, ev.Proof, ev.Named = signatures.Weak, evidence.ProofDatagram, true
 	return ev, true
 }
 

@@ -74,6 +74,15 @@ type Config struct {
 	// recorded when it comes or when the wait ends.
 	Exchanges    int
 	ExchangeWait time.Duration // 0 means DefaultExchangeWait
+	// Decoys is how many fresh ports are kept open beside the refusals',
+	// never told to anyone: a datagram on one is a guess (see exchanges).
+	// 0 means DefaultDecoys, a negative value none (then only datagrams
+	// from other addresses on a refusal's port are seen as guesses).
+	Decoys int
+	// GuessHold is how long a guess withholds proof exchange from every
+	// refusal (doubling while guesses keep coming back). 0 means
+	// DefaultGuessHold.
+	GuessHold time.Duration
 }
 
 // Stats counts what a Server did. Every field only grows. Received is the
@@ -95,7 +104,9 @@ type Stats struct {
 	Panics    uint64 // panics recovered (in a Recorder, a SetSource)
 	Errors    uint64 // socket read and write errors
 
-	Exchanged    uint64 // refusals the client followed up on their port: proof exchange
+	Exchanged    uint64 // refusals the client followed up on their port (proof exchange unless withheld)
+	Withheld     uint64 // of those, refusals whose exchange was withheld because a guess was seen near them
+	Guesses      uint64 // datagrams on a decoy, or on a refusal's port from another address
 	ExchangeBusy uint64 // refusals sent from the main socket because every fresh port was in use
 }
 
@@ -103,6 +114,7 @@ type counters struct {
 	tally
 	refused, unknown, writes atomic.Uint64
 	exchanged, exchangeBusy  atomic.Uint64
+	withheld, guesses        atomic.Uint64
 }
 
 // Server is the fake TFTP server: it answers every read and write request
@@ -122,6 +134,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	started  bool
+	g        *guard        // while serving
 	stop     chan struct{} // closed by Shutdown
 	stopOnce sync.Once
 	done     chan struct{} // closed when Serve has returned
@@ -159,6 +172,15 @@ func (cfg Config) withDefaults() Config {
 	if cfg.ExchangeWait <= 0 {
 		cfg.ExchangeWait = DefaultExchangeWait
 	}
+	switch {
+	case cfg.Decoys == 0:
+		cfg.Decoys = DefaultDecoys
+	case cfg.Decoys < 0:
+		cfg.Decoys = 0
+	}
+	if cfg.GuessHold <= 0 {
+		cfg.GuessHold = DefaultGuessHold
+	}
 	return cfg
 }
 
@@ -171,7 +193,7 @@ func (s *Server) Stats() Stats {
 		SourceLimited: c.sourceLimited.Load(), TotalLimited: c.totalLimited.Load(),
 		Replies: c.replies.Load(), Truncated: c.truncated.Load(),
 		Panics: c.panics.Load(), Errors: c.errors.Load(),
-		Exchanged: c.exchanged.Load(), ExchangeBusy: c.exchangeBusy.Load(),
+		Exchanged: c.exchanged.Load(), Withheld: c.withheld.Load(), Guesses: c.guesses.Load(), ExchangeBusy: c.exchangeBusy.Load(),
 	}
 }
 
@@ -219,6 +241,9 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 		_ = conn.SetReadBuffer(s.cfg.ReadBuffer)
 	}
 	g := newGuard(s, conn)
+	s.mu.Lock()
+	s.g = g
+	s.mu.Unlock()
 	go g.run()
 
 	s.log.Info().Str("event", "tftp_start").Str("listen", conn.LocalAddr().String()).

@@ -18,6 +18,7 @@ import (
 
 	"wormsink/evidence"
 	"wormsink/internal/evidencetest"
+	"wormsink/internal/testutil"
 	"wormsink/internal/tftp"
 	"wormsink/signatures"
 )
@@ -33,13 +34,7 @@ func (f fixedSet) Current() *signatures.Set { return f.s }
 // took more than 5 s to be read).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 20*time.Second, what, cond)
 }
 
 type testServer struct {

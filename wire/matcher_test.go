@@ -39,7 +39,11 @@ func scanFile(t *testing.T, path string, opt Options) ([]evidence.Event, Stats) 
 	}
 	got := rec.Events()
 	for _, ev := range got {
-		if ev.Kind != evidence.WireMatch || ev.Evidence != signatures.Strong || ev.PCAP != path || ev.Time.IsZero() ||
+		// A server's line is strong only from its own reply serving the
+		// file; the line the request makes for it is weak and a datagram.
+		strong := ev.Evidence == signatures.Strong || ev.Role == evidence.RoleServer
+		named := !ev.Named || ev.Evidence == signatures.Weak && ev.Proof == evidence.ProofDatagram
+		if ev.Kind != evidence.WireMatch || !strong || !named || ev.PCAP != path || ev.Time.IsZero() ||
 			ev.Family == "" || ev.Serial != signatures.Default().Serial() {
 			t.Errorf("%s: incomplete event %+v", path, ev)
 		}
@@ -53,12 +57,12 @@ func TestCaptures(t *testing.T) {
 		want []string
 	}{
 		// Real captures: tcpdump while real clients asked a real in.tftpd.
-		{"real/tftp-hpa-msblast.pcap", pair("127.0.0.1", "blaster", "msblast.exe/octet/read", 1)},
-		{"real/tftp-hpa-msblast.pcap.gz", pair("127.0.0.1", "blaster", "msblast.exe/octet/read", 1)},
-		{"real/tftp-hpa-netascii-dllhost.pcap", pair("127.0.0.1", "welchia", "dllhost.exe/netascii/read", 1)},
-		{"real/curl-options-penis32.pcap", pair("127.0.0.1", "blaster.b", "penis32.exe/octet/read", 1)},
-		{"real/atftp-path-msblast.pcap", pair("127.0.0.1", "blaster", "/MSBLAST.EXE/octet/read", 1)},
-		{"real/any-sll2-msblast.pcap", pair("127.0.0.1", "blaster", "msblast.exe/octet/read", 1)},
+		{"real/tftp-hpa-msblast.pcap", cat(pair("127.0.0.1", "blaster", "msblast.exe/octet/read", 1), served("127.0.0.1", "blaster", "msblast.exe/octet/read", 2))},
+		{"real/tftp-hpa-msblast.pcap.gz", cat(pair("127.0.0.1", "blaster", "msblast.exe/octet/read", 1), served("127.0.0.1", "blaster", "msblast.exe/octet/read", 2))},
+		{"real/tftp-hpa-netascii-dllhost.pcap", cat(pair("127.0.0.1", "welchia", "dllhost.exe/netascii/read", 1), served("127.0.0.1", "welchia", "dllhost.exe/netascii/read", 2))},
+		{"real/curl-options-penis32.pcap", cat(pair("127.0.0.1", "blaster.b", "penis32.exe/octet/read", 1), served("127.0.0.1", "blaster.b", "penis32.exe/octet/read", 2))},
+		{"real/atftp-path-msblast.pcap", pair("127.0.0.1", "blaster", "/MSBLAST.EXE/octet/read", 1)}, // in.tftpd refused the path: no line of its own
+		{"real/any-sll2-msblast.pcap", cat(pair("127.0.0.1", "blaster", "msblast.exe/octet/read", 1), served("127.0.0.1", "blaster", "msblast.exe/octet/read", 2))},
 		{"real/legit-pxe-router.pcap", nil},
 		// Crafted.
 		{"crafted/vlan-msblast.pcap", pair4("blaster", "msblast.exe/octet/read", 1025, 1)},
@@ -118,10 +122,19 @@ func TestCaptures(t *testing.T) {
 }
 
 func portMark(ev evidence.Event) string {
-	if ev.Role == evidence.RoleRequester {
+	switch {
+	case ev.Role == evidence.RoleRequester:
 		return ":EPHEMERAL "
+	case ev.Role == evidence.RoleServer && !ev.Named:
+		return ":TID " // the port the server serves from, its pick
 	}
 	return fmt.Sprintf(":%d ", ev.Port)
+}
+
+// served is the line the server's own first DATA (or OACK) makes, packet
+// n of a real capture: the server's line from its own packet.
+func served(host, sig, file string, packet int) []string {
+	return []string{fmt.Sprintf("server %s:TID peer=%s %s %s udp/EPHEMERAL #%d", host, host, sig, file, packet)}
 }
 
 // pair is the two lines a worm request on loopback makes (real captures).
@@ -204,7 +217,8 @@ func TestTruncated(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "cut.pcap: packet 5: truncated") {
 			t.Fatalf("cut at %d: err %v", cut, err)
 		}
-		if n != 4 || rec.Len() != 2 {
+		// The request's two lines, and the server's first DATA.
+		if n != 4 || rec.Len() != 3 {
 			t.Fatalf("cut at %d: read %d packets, %d events", cut, n, rec.Len())
 		}
 	}
@@ -382,9 +396,14 @@ func TestNoAllocs(t *testing.T) {
 		"icmp":       {layers.LinkTypeEthernet, ser(t, eth(layers.EthernetTypeIPv4), ip4(other, infected, layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)}, gopacket.Payload("abcdefgh"))},
 		"ipv6":       {layers.LinkTypeRaw, ip6UDP(t, victim6, infected6, 1, 2, []byte("hello"))},
 		"garbage":    {layers.LinkTypeEthernet, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00, 0x45}},
+		// A server's DATA, looked up among the requests waiting for one.
+		"tftp data": {layers.LinkTypeEthernet, udp4(t, infected, other, 50000, 2000, append([]byte{0, 3, 0, 1}, "MZ"...))},
 	}
 	for name, f := range frames {
 		m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
+		// A worm request from that port first, so the DATA has its entry
+		// (the first DATA takes it; the rest are looked up and miss).
+		m.Packet(layers.LinkTypeEthernet, udp4(t, other, infected, 2000, 69, rrq(1, "msblast.exe", "octet")), Meta{Time: baseTime})
 		a := testing.AllocsPerRun(200, func() { m.Packet(f.lt, f.data, Meta{Time: baseTime}) })
 		// gopacket builds an error value for a frame it cannot decode; that
 		// is the only allocation left, and only for broken frames.
@@ -430,8 +449,12 @@ func TestPublicCaptures(t *testing.T) {
 		got := rec.Events()
 		// The server's line: its port is 69 and dst_port is the port at its
 		// peer, the requester's (Shadowserver's dst_port for that row).
-		if len(got) != 2 || short(got[0]) != tt.want || got[1].Role != evidence.RoleServer ||
-			got[1].Port != 69 || got[1].DstPort != got[0].Port || got[1].Peer != got[0].Host {
+		// Reads the server served (DATA, OACK) add its own line, from the
+		// port it served from.
+		served := len(got) == 3 && got[2].Role == evidence.RoleServer && !got[2].Named && got[2].Port != 69 &&
+			got[2].Host == got[1].Host && got[2].DstPort == got[0].Port && got[2].Packet == 2
+		if len(got) != 2 && !served || short(got[0]) != tt.want || got[1].Role != evidence.RoleServer ||
+			got[1].Port != 69 || got[1].DstPort != got[0].Port || got[1].Peer != got[0].Host || !got[1].Named {
 			var lines []string
 			for _, ev := range got {
 				lines = append(lines, short(ev))

@@ -524,8 +524,19 @@ func (s *ParallelScanner) emit(c *scanChunk) {
 		}
 		for ; ei < len(c.evs) && c.evs[ei].idx == next; ei++ {
 			ev := c.evs[ei].ev
-			if ev.Proof == proofPending {
+			switch {
+			case ev.Proof == proofPending:
 				ev.Proof = proof
+			case ev.Proof == replyPending:
+				// A server's reply: a line only when it answers a request
+				// seen before it, in packet order.
+				ev.Proof = evidence.ProofDatagram
+				if s.frag.answers == nil || !s.frag.answers.answer(&ev) {
+					continue
+				}
+				s.frag.stats.Events++
+			case ev.Role == evidence.RoleRequester && ev.File != "":
+				s.frag.asked(&ev)
 			}
 			s.rec.Record(ev)
 		}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 
+	"wormsink/internal/tftp"
 	"wormsink/signatures"
 )
 
@@ -13,7 +14,8 @@ import (
 // extension header) TCP or UDP datagram that decodes cleanly and that no
 // rule of set can use: TCP with neither port one a TCP payload rule looks
 // at (so its handshake is not followed either), or UDP not to the TFTP port
-// (unless anyPort) nor to a port a UDP payload rule looks at. Matching such
+// (unless anyPort) nor to a port a UDP payload rule looks at, nor looking
+// like a TFTP server's DATA or OACK. Matching such
 // a frame only counts it, and most of a mirror port's frames are such
 // frames: the matcher counts them without gopacket decoding them. Any
 // doubt answers false and the frame is decoded; FuzzQuiet checks every
@@ -72,6 +74,11 @@ func quiet(set *signatures.Set, anyPort bool, frame []byte) bool {
 			return false // a decode error
 		}
 		dport := binary.BigEndian.Uint16(seg[2:4])
+		// A TFTP server's DATA or OACK goes to the requester's port, any
+		// port: it is decoded, in case it serves a worm request.
+		if len(seg) >= 12 && seg[8] == 0 && (seg[9] == tftp.OpData || seg[9] == tftp.OpOACK) {
+			return false
+		}
 		return dport != TFTPPort && !set.PayloadPort(signatures.UDP, dport)
 	}
 	return false

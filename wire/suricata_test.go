@@ -25,6 +25,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"wormsink/evidence"
 	"wormsink/internal/evidencetest"
 	"wormsink/signatures"
 )
@@ -61,6 +62,7 @@ json.dump(out, sys.stdout)
 
 type ruleStep struct {
 	pcre     *regexp.Regexp
+	negated  bool // content:! or pcre:!: the payload must not hold it
 	content  []byte
 	nocase   bool
 	depth    int // -1: unset
@@ -122,24 +124,31 @@ func parseRules(t *testing.T, rules string) []evalRule {
 					}
 				}
 			case "content":
-				b, err := decodeContent(strings.Trim(val, `"`))
+				neg := strings.HasPrefix(val, "!")
+				b, err := decodeContent(strings.Trim(strings.TrimPrefix(val, "!"), `"`))
 				if err != nil {
 					t.Fatalf("sid %d: %v", r.Sid, err)
 				}
-				e.steps = append(e.steps, ruleStep{content: b, depth: -1})
+				e.steps = append(e.steps, ruleStep{content: b, depth: -1, negated: neg})
 			case "nocase":
 				e.steps[last].nocase = true
-			case "depth":
-				e.steps[last].depth, _ = strconv.Atoi(val)
-			case "distance":
-				e.steps[last].distance, _ = strconv.Atoi(val)
-				e.steps[last].relative = true
+			case "depth", "distance":
+				if e.steps[last].negated {
+					t.Fatalf("sid %d: %s after a negated content is not evaluated here", r.Sid, name)
+				}
+				n, _ := strconv.Atoi(val)
+				if name == "depth" {
+					e.steps[last].depth = n
+				} else {
+					e.steps[last].distance, e.steps[last].relative = n, true
+				}
 			case "pcre":
-				re, err := pcreToGo(strings.Trim(val, `"`))
+				neg := strings.HasPrefix(val, "!")
+				re, err := pcreToGo(strings.Trim(strings.TrimPrefix(val, "!"), `"`))
 				if err != nil {
 					t.Fatalf("sid %d: %v", r.Sid, err)
 				}
-				e.steps = append(e.steps, ruleStep{pcre: re})
+				e.steps = append(e.steps, ruleStep{pcre: re, negated: neg})
 			case "itype":
 				e.itype, _ = strconv.Atoi(val)
 			case "ip_proto":
@@ -223,7 +232,19 @@ func (r *evalRule) matches(d *datagram) bool {
 	pos := 0
 	for _, s := range r.steps {
 		if s.pcre != nil {
-			if !s.pcre.Match(p) {
+			if s.pcre.Match(p) == s.negated {
+				return false
+			}
+			continue
+		}
+		if s.negated {
+			// Without a position of its own, a negated content is
+			// matched anywhere in the payload (Suricata's semantics).
+			hay, needle := p, s.content
+			if s.nocase {
+				hay, needle = bytes.ToLower(hay), bytes.ToLower(needle)
+			}
+			if bytes.Contains(hay, needle) {
 				return false
 			}
 			continue
@@ -383,9 +404,18 @@ func joinIPv6(frags []*layers.IPv6Fragment) ([]byte, layers.IPProtocol, bool) {
 	return buf, s[0].NextHeader, true
 }
 
-// captureDifferences are the captures where the rules and scan are known
-// to disagree, each with the README's reason.
-var captureDifferences = map[string]string{}
+// rulesMiss lists, per capture, the findings (as "#packet host
+// signature") that scan makes and the exported rules do not, each with
+// the reason. Only command rules may miss, and only what their pcre
+// cannot read without decoding (docs/signatures.md); no rule may ever
+// flag what scan does not.
+var rulesMiss = map[string]map[string]string{
+	"crafted/loader-commands.pcap": {
+		"#10 10.0.0.9 mirai.tftp-loader":        "a URL-encoded separator (%3B) ends the command",
+		"#13 10.0.0.9 mirai.tftp-loader":        "telnet IAC bytes in the packet",
+		"#16 10.0.0.9 iot.tftp-dropper.generic": "a URL-encoded separator (%3b) ends the command",
+	},
+}
 
 func TestSuricataRulesAgreeWithScan(t *testing.T) {
 	public, err := signatures.Parse("public.yaml", []byte("serial: 1\nsignatures:\n  - id: rfc\n    family: Test\n    tftp_files: [rfc1350.txt, hello.txt]\n"))
@@ -396,7 +426,8 @@ func TestSuricataRulesAgreeWithScan(t *testing.T) {
 	if len(files) < 20 {
 		t.Fatalf("only %d captures", len(files))
 	}
-	for _, set := range []*signatures.Set{signatures.Default(), public} {
+	builtin := signatures.Default()
+	for _, set := range []*signatures.Set{builtin, public} {
 		var rules bytes.Buffer
 		if err := signatures.Export(&rules, set, "suricata", nil); err != nil {
 			t.Fatal(err)
@@ -418,6 +449,11 @@ func TestSuricataRulesAgreeWithScan(t *testing.T) {
 			}
 			var byScan, byRules []string
 			for _, ev := range rec.Events() {
+				if ev.Role == evidence.RoleServer && !ev.Named {
+					// A server's DATA answering a flagged request: scan
+					// follows the request to it, a stateless rule cannot.
+					continue
+				}
 				byScan = append(byScan, fmt.Sprintf("#%d %s %s", ev.Packet, ev.Host, ev.Sig))
 			}
 			for _, d := range readDatagrams(t, path) {
@@ -436,14 +472,34 @@ func TestSuricataRulesAgreeWithScan(t *testing.T) {
 			byRules = slices.Compact(byRules)
 			byScan = slices.Compact(byScan)
 			flaggedTotal += len(byScan)
-			if why, known := captureDifferences[rel]; known {
-				if slices.Equal(byScan, byRules) {
-					t.Errorf("%s: listed as a difference (%s) but rules and scan agree: drop it from the list and README", rel, why)
+			// The rules never flag more than scan; what they miss is listed.
+			var missed []string
+			for _, f := range byScan {
+				if !slices.Contains(byRules, f) {
+					missed = append(missed, f)
+				}
+			}
+			for _, f := range byRules {
+				if !slices.Contains(byScan, f) {
+					t.Errorf("%s (%s): the rules flag %q, scan does not", rel, set.Name(), f)
+				}
+			}
+			if set != builtin {
+				if len(missed) > 0 {
+					t.Errorf("%s (%s): the rules miss %q", rel, set.Name(), missed)
 				}
 				continue
 			}
-			if !slices.Equal(byScan, byRules) {
-				t.Errorf("%s (%s): scan flags %q, rules flag %q", rel, set.Name(), byScan, byRules)
+			listed := rulesMiss[rel]
+			for _, f := range missed {
+				if _, ok := listed[f]; !ok {
+					t.Errorf("%s: scan flags %q, the rules do not", rel, f)
+				}
+			}
+			for f, why := range listed {
+				if !slices.Contains(missed, f) {
+					t.Errorf("%s: %q is listed as missed by the rules (%s), but it is not: drop it from rulesMiss", rel, f, why)
+				}
 			}
 		}
 		if flaggedTotal == 0 {

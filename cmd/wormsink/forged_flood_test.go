@@ -10,12 +10,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"wormsink/internal/testutil"
 )
 
 // TestServeForgedFlood: 200,000 TFTP requests for msblast.exe from 100,000
@@ -179,23 +178,11 @@ func TestServeForgedFlood(t *testing.T) {
 // udpSocket reads the receive queue and drop count of the UDP socket bound
 // to addr from /proc/net/udp.
 func udpSocket(addr netip.AddrPort) (rxQueue, drops int64, ok bool) {
-	f, err := os.Open("/proc/net/udp")
-	if err != nil {
-		return 0, 0, false
-	}
-	defer f.Close()
-	a := addr.Addr().As4()
-	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], addr.Port())
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 13 || fs[1] != want {
-			continue
+	socks, _ := testutil.UDPSockets()
+	for _, s := range socks {
+		if s.Local == addr {
+			return s.RxQueue, s.Drops, true
 		}
-		q := strings.SplitN(fs[4], ":", 2)
-		rx, _ := strconv.ParseInt(q[1], 16, 64)
-		d, _ := strconv.ParseInt(fs[12], 10, 64)
-		return rx, d, true
 	}
 	return 0, 0, false
 }

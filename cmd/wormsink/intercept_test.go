@@ -28,7 +28,7 @@ import (
 
 // lab is three network namespaces made by the test: a customer, a router
 // that steers the customer's UDP/69 to `wormsink serve --tftp-intercept`
-// with exactly the nftables and policy-routing rules the README shows,
+// with exactly the nftables and policy-routing rules docs/interception.md shows,
 // and a server running in.tftpd (tftpd-hpa).
 type lab struct {
 	t          *testing.T
@@ -39,7 +39,7 @@ type lab struct {
 	cli4, cli6 string
 }
 
-// The router rules of the README, word for word.
+// The router rules of docs/interception.md, word for word.
 var interceptRules = [][]string{
 	{"nft", "add", "table", "inet", "wormsink"},
 	{"nft", "add", "chain", "inet", "wormsink", "prerouting", "{ type filter hook prerouting priority mangle; policy accept; }"},
@@ -222,7 +222,10 @@ func TestInterceptNamespaces(t *testing.T) {
 	// because this one customer makes every request of the test; the
 	// flood below checks the limit with its own figures.
 	serve, serveDone := l.bg(l.r, &serveOut, bin, "serve", "--dns-listen", "", "--tftp-listen", "", "--tftp-intercept", ":6969",
-		"--tftp-source-rate", "20", "--log", logFile, "--sensor", "ws13", "--user", "nobody", "--watch-interval", "0")
+		"--tftp-source-rate", "20", "--log", logFile, "--sensor", "ws13", "--user", "nobody", "--watch-interval", "0",
+		// Every address of the lab is trusted: the requester's proof must
+		// still never pass to the server it named.
+		"--trusted-sources", "10.13.0.0/16,fd13::/16")
 	waitFor(t, "the interceptor to serve", 10*time.Second, func() bool {
 		data, _ := os.ReadFile(logFile)
 		if exited(serveDone) {
@@ -307,6 +310,12 @@ func TestInterceptNamespaces(t *testing.T) {
 		if got, _ := os.ReadFile(filepath.Join(l.dir, name)); !bytes.Equal(got, up) {
 			t.Errorf("upload to %s: server has %d bytes, want the %d sent", srv, len(got), len(up))
 		}
+	}
+
+	// A worm fetch from a server address nobody holds: refused all the
+	// same, and the address it named is no more than a weak datagram.
+	if text, code := run("tftp", "-m", "binary", ghostServer, "-c", "get", "msblast.exe", clientFile("ghost")); !strings.Contains(text, "Error code 1: denied") {
+		t.Errorf("worm fetch from the ghost server: exit %d: %s", code, text)
 	}
 
 	// Pass-through against direct: the same 1 MB read with and without
@@ -546,7 +555,7 @@ func checkCustomerCapture(t *testing.T, l *lab, pkts []gopacket.Packet) {
 			t.Errorf("%s for %s: no ERROR in the capture", f, cl)
 			continue
 		}
-		if s := from.Addr().String(); s != l.srv4 && s != l.srv6 || from.Port() != 69 {
+		if s := from.Addr().String(); s != l.srv4 && s != l.srv6 && s != ghostServer || from.Port() != 69 {
 			t.Errorf("%s for %s: ERROR from %v, want the server's address, port 69", f, cl, from)
 		}
 	}
@@ -578,6 +587,9 @@ func refusalLatencies(pkts []gopacket.Packet) []time.Duration {
 	return out
 }
 
+// ghostServer is an address in the lab's server network that nobody holds.
+const ghostServer = "10.13.2.77"
+
 func checkInterceptEvidence(t *testing.T, l *lab, lines []map[string]any) {
 	t.Helper()
 	has := func(want map[string]any) bool {
@@ -595,6 +607,14 @@ func checkInterceptEvidence(t *testing.T, l *lab, lines []map[string]any) {
 		}
 		return false
 	}
+	for _, ln := range lines {
+		if ln["role"] == "server" && (ln["evidence"] != "weak" || ln["proof"] != "datagram") {
+			t.Errorf("server line with more than the request proves: %v", ln)
+		}
+	}
+	if !has(map[string]any{"event": "tftp_refused", "host": ghostServer, "role": "server", "evidence": "weak", "proof": "datagram", "peer": l.cli4}) {
+		t.Errorf("no weak datagram line for the server address nobody holds (%s)", ghostServer)
+	}
 	for _, srv := range []string{l.srv4, l.srv6} {
 		cli := l.cli4
 		if strings.Contains(srv, ":") {
@@ -602,8 +622,10 @@ func checkInterceptEvidence(t *testing.T, l *lab, lines []map[string]any) {
 		}
 		server := net.JoinHostPort(srv, "69")
 		for _, want := range []map[string]any{
-			{"event": "tftp_refused", "host": cli, "file": "msblast.exe", "evidence": "strong", "server": server, "intercepted": true, "role": "requester", "signature": "blaster"},
-			{"event": "tftp_refused", "host": srv, "port": 69.0, "file": "msblast.exe", "evidence": "strong", "intercepted": true, "role": "server", "peer": cli},
+			{"event": "tftp_refused", "host": cli, "file": "msblast.exe", "evidence": "strong", "server": server, "intercepted": true, "role": "requester", "signature": "blaster", "proof": "trusted-source"},
+			// The request was the client's packet: it proves nothing
+			// about the server, trusted network or not.
+			{"event": "tftp_refused", "host": srv, "port": 69.0, "file": "msblast.exe", "evidence": "weak", "proof": "datagram", "intercepted": true, "role": "server", "peer": cli},
 			{"event": "tftp_refused", "host": cli, "file": "mirai.arm7", "evidence": "strong", "server": server, "intercepted": true},
 			{"event": "tftp_request", "host": cli, "file": "pxelinux.0", "evidence": "weak", "server": server, "intercepted": true, "passed": true, "op": "read"},
 			{"event": "tftp_request", "host": cli, "op": "write", "evidence": "weak", "intercepted": true, "passed": true},

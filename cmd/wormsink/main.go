@@ -2,6 +2,8 @@
 // server and the packet matcher, and scans, reports and checks what they use.
 package main
 
+//go:generate go test -count=1 -run ^(Test(Flag|Metrics|Package)Reference|TestDocsIndexLinksEveryPage)$ . -args -update-docs
+
 import (
 	"bytes"
 	"context"
@@ -14,6 +16,8 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+
+	"wormsink/report"
 )
 
 // Exit statuses (docs/contract.md §1).
@@ -28,6 +32,9 @@ const (
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// flagSet, when set, sees every command's flags before they are
+	// parsed: the generated flag reference (docs/flags.md) is read from it.
+	flagSet func(*flag.FlagSet)
 }
 
 type command struct {
@@ -41,7 +48,7 @@ func commands() []command {
 	return []command{
 		{"serve", "DNS shim + fake TFTP server (+ live packet matching), until SIGTERM", runServe},
 		{"scan", "match worm patterns in pcap/pcapng files; evidence lines to stdout", runScan},
-		{"report", "per-host summary of evidence logs (report [--format table|csv|json|shadowserver|xarf|html] [LOG...])", runReport},
+		{"report", "per-host summary of evidence logs (report [--format " + strings.Join(report.FormatNames(), "|") + "] [LOG...])", runReport},
 		{"sigs", "check, export, sign, verify, pull, diff and import signature files (sigs --help)", runSigs},
 		{"quarantine", "list, add, release and annotate quarantined subscribers and addresses (--db)", runQuarantine},
 		{"attribution", "RADIUS and NAT records in (import) and who an address was (who ADDR[:PORT] TIME)", runAttribution},
@@ -92,6 +99,13 @@ func newFlags(e env, name, argsUsage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n == 0 {
+			// Said, so that an empty list does not read as a broken help.
+			fmt.Fprintf(fs.Output(), "usage: wormsink %s %s\n(no flags)\n", name, argsUsage)
+			return
+		}
 		fmt.Fprintf(fs.Output(), "usage: wormsink %s [flags] %s\n", name, argsUsage)
 		fs.PrintDefaults()
 	}
@@ -103,6 +117,9 @@ func newFlags(e env, name, argsUsage string) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, e env, args []string) (code int, done bool) {
 	// The flag package prints its own usage on errors and on -h; hold it,
 	// so help goes once to stdout and errors once to stderr.
+	if e.flagSet != nil {
+		e.flagSet(fs)
+	}
 	var held bytes.Buffer
 	fs.SetOutput(&held)
 	err := fs.Parse(args)

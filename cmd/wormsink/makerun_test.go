@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -119,8 +120,9 @@ func TestMakeRun(t *testing.T) {
 
 	// Every example client in the banner, as typed, from cwd.
 	tftpRuns := 0
+	exits := regexp.MustCompile(`exits (\d+)`)
 	for _, line := range banner {
-		line, _, _ = strings.Cut(line, "#")
+		line, comment, _ := strings.Cut(line, "#")
 		f := strings.Fields(line)
 		if len(f) == 0 {
 			continue
@@ -135,6 +137,11 @@ func TestMakeRun(t *testing.T) {
 		c.Dir = cwd
 		got, _ := c.CombinedOutput() // refusals exit non-zero on purpose
 		t.Logf("%s\n%s", line, got)
+		// The banner says the status a refused client exits with, so
+		// that a non-zero status does not read as a broken sinkhole.
+		if m := exits.FindStringSubmatch(comment); m != nil && strconv.Itoa(c.ProcessState.ExitCode()) != m[1] {
+			t.Errorf("%s: exit status %d, the banner says %s", line, c.ProcessState.ExitCode(), m[1])
+		}
 		if f[0] != "dig" {
 			tftpRuns++
 		} else if !strings.Contains(string(got), "NXDOMAIN") {

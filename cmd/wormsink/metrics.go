@@ -48,7 +48,8 @@ func newServeMetrics(reg *prometheus.Registry, store *signatures.Store, ev *evid
 	m.counter("wormsink_evidence_overflow_total", "Sightings counted without a host because every table was full.", func() uint64 { return ev.Stats().Overflow })
 	m.counter("wormsink_evidence_write_errors_total", "Failed writes of the evidence log.", func() uint64 { return ev.Stats().Errors })
 	m.counter("wormsink_evidence_aggregated_total", "Sightings folded into network lines (per event, signature and /24 or /48) because the evidence line budget was spent.", func() uint64 { return ev.Stats().Aggregated })
-	m.counter("wormsink_evidence_excluded_total", "Sightings of the sinkhole's own addresses and --exclude networks, not recorded.", func() uint64 { return ev.Stats().Excluded })
+	m.counter("wormsink_evidence_excluded_total", "Sightings of the machine's own addresses, --exclude networks and non-hosts (unspecified, broadcast, multicast), not recorded.", func() uint64 { return ev.Stats().Excluded })
+	m.counter("wormsink_evidence_host_folded_total", "Sightings folded into their host's summary line because it had opened its detailed lines for the event and signature.", func() uint64 { return ev.Stats().HostFolded })
 	return m
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"strconv"
@@ -36,4 +38,28 @@ func dropPrivileges(name string) error {
 		return fmt.Errorf("--user %s: setuid: %w", name, err)
 	}
 	return nil
+}
+
+// privilegeHint adds to a failed bind what is missing: the kernel says
+// only "permission denied". Binding a port below
+// net.ipv4.ip_unprivileged_port_start (1024) needs CAP_NET_BIND_SERVICE.
+func privilegeHint(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "listen" && errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("%w (a port below 1024 needs root or CAP_NET_BIND_SERVICE: run as root, as the systemd unit does with AmbientCapabilities=CAP_NET_BIND_SERVICE, or `setcap cap_net_bind_service=+ep` the binary, or use a port from 1024 up)", err)
+	}
+	return err
+}
+
+// captureHint explains why a capture could not start: an interface that
+// does not exist, or a socket the kernel refused (AF_PACKET needs
+// CAP_NET_RAW), instead of "socket 0: operation not permitted" for both.
+func captureHint(iface string, err error) error {
+	if _, ierr := net.InterfaceByName(iface); ierr != nil {
+		return fmt.Errorf("%s: no such interface", iface)
+	}
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("%w (capture needs CAP_NET_RAW: run as root, or with AmbientCapabilities=CAP_NET_RAW in the unit, or `setcap cap_net_raw,cap_net_bind_service=+ep` the binary)", err)
+	}
+	return err
 }

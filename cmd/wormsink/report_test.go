@@ -99,7 +99,7 @@ func TestReportCommand(t *testing.T) {
 	if code != 0 || errs != "" || len(rows) != 4 {
 		t.Fatalf("exit %d, stderr %q, rows %q", code, errs, rows)
 	}
-	if strings.Join(rows[0], ",") != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors,proof" {
+	if strings.Join(rows[0], ",") != "host,first_seen,last_seen,events,evidence,families,signatures,sources,sensors,proof,subscribers" {
 		t.Errorf("header %q", rows[0])
 	}
 	if rows[1][0] != "10.0.0.1" || rows[1][3] != "2" || rows[1][4] != "strong" || rows[1][5] != "Blaster;Welchia" || rows[1][8] != "edge-1;edge-2" {

@@ -25,13 +25,24 @@ func TestScanCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	lines := evidenceLines(t, out)
-	if len(lines) != 2 {
+	if len(lines) != 3 {
 		t.Fatalf("%d lines: %s", len(lines), out)
 	}
+	// The third line is the server's own: its first DATA (packet 2) to the
+	// requester's port, from the port it serves from. That packet makes it
+	// strong; the request's line for it is weak.
+	if l := lines[2]; l["role"] != "server" || l["evidence"] != "strong" || l["packet"] != 2.0 || l["port"] == 69.0 || l["dst_port"] != lines[0]["port"] {
+		t.Errorf("server's own line: %v", l)
+	}
+	lines = lines[:2]
 	roles := map[string]bool{}
 	for _, l := range lines {
 		roles[l["role"].(string)] = true
-		for k, want := range map[string]any{"event": "wire_match", "signature": "blaster", "family": "Blaster", "evidence": "strong",
+		evidence := "strong"
+		if l["role"] == "server" {
+			evidence = "weak"
+		}
+		for k, want := range map[string]any{"event": "wire_match", "signature": "blaster", "family": "Blaster", "evidence": evidence,
 			"file": "msblast.exe", "mode": "octet", "op": "read", "proto": "udp", "packet": 1.0,
 			"pcap": "../../testdata/pcap/real/tftp-hpa-msblast.pcap", "sensor": "s1", "host": "127.0.0.1", "peer": "127.0.0.1"} {
 			if l[k] != want {
@@ -60,7 +71,7 @@ func TestScanCommand(t *testing.T) {
 	if !roles["requester"] || !roles["server"] {
 		t.Errorf("roles %v", roles)
 	}
-	for _, want := range []string{"2 files", "33 packets", "1 matches", "2 events", "1 hosts", "packets/s"} {
+	for _, want := range []string{"2 files", "33 packets", "1 matches", "3 events", "1 hosts", "packets/s"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("summary %q lacks %q", errOut, want)
 		}
@@ -99,8 +110,9 @@ func TestScanErrors(t *testing.T) {
 	if code != exitFailure {
 		t.Fatalf("exit %d", code)
 	}
-	// What was read before the cut is still reported.
-	if len(evidenceLines(t, out)) != 2 || !strings.Contains(errOut, cut+": packet 27: truncated") || !strings.Contains(errOut, "26 packets") {
+	// What was read before the cut is still reported: the request's two
+	// lines and the server's own, from its first DATA.
+	if len(evidenceLines(t, out)) != 3 || !strings.Contains(errOut, cut+": packet 27: truncated") || !strings.Contains(errOut, "26 packets") {
 		t.Fatalf("out %s err %s", out, errOut)
 	}
 	if code, _, errOut := runCmd(t, "", "scan", "/nonexistent.pcap"); code != exitFailure || !strings.Contains(errOut, "/nonexistent.pcap") {
@@ -161,7 +173,7 @@ func TestScanStdin(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	lines := evidenceLines(t, out)
-	if len(lines) != 2 || lines[0]["pcap"] != "stdin" || lines[0]["signature"] != "blaster" {
+	if len(lines) != 3 || lines[0]["pcap"] != "stdin" || lines[0]["signature"] != "blaster" {
 		t.Fatalf("scan -: %s", out)
 	}
 }

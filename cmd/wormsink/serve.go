@@ -56,14 +56,17 @@ type serveConfig struct {
 	exclude           prefixList
 	evidenceLineRate  float64
 	evidenceLineBurst int
+	evidenceHostLines int
 
 	// proof of the source address
 	trustedSources evidence.Networks // networks whose edge drops forged sources
 
-	feeds feedConfig // RPZ primary and dnstap input: serve_rpz.go
+	feeds  feedConfig   // RPZ primary and dnstap input: serve_rpz.go
+	dnstap dnstapConfig // who may stream dnstap: serve_dnstap.go
 
 	db         string           // --db: the store, shared by the parts that keep state (serve_store.go)
 	quarantine quarantineConfig // walled garden and notice page: serve_quarantine.go
+	bgp        bgpConfig        // quarantined addresses announced by BGP: serve_bgp.go
 	sigsFeed   sigsFeedConfig   // the signed signature feed: serve_feed.go
 	// Live capture tuning (issue 15).
 	captureWorkers int
@@ -107,13 +110,18 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.exclude, "exclude", "never record a host in these networks, CIDR or address,... (the addresses wormsink serves on are always excluded)")
 	fs.Float64Var(&c.evidenceLineRate, "evidence-line-rate", evidence.DefaultLineRate, "host lines per second the evidence log may take after its burst; past it sightings are folded into one line per event, signature and /24 or /48; 0: no budget")
 	fs.IntVar(&c.evidenceLineBurst, "evidence-line-burst", evidence.DefaultLineBurst, "host lines the evidence log may take at once before --evidence-line-rate applies")
+	fs.IntVar(&c.evidenceHostLines, "evidence-host-lines", evidence.DefaultHostLines, "detailed lines one host may open per event and signature a minute; past them its sightings fold into one summary line a second (raise it behind carrier-grade NAT to keep more source ports)")
 	// proof of the source address
 	fs.IntVar(&c.tftp.Exchanges, "tftp-exchanges", sinkhole.DefaultExchanges, "TFTP refusals sent at once from a fresh port that waits for the client's follow-up (proof exchange); beyond it they leave from the listening port; negative: never")
 	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
+	fs.IntVar(&c.tftp.Decoys, "tftp-decoys", sinkhole.DefaultDecoys, "fresh ports kept open beside the refusals' and never told to anyone: a datagram on one is a guess, and a guess withholds proof exchange (negative: none)")
+	fs.DurationVar(&c.tftp.GuessHold, "tftp-guess-hold", sinkhole.DefaultGuessHold, "how long a guessed port withholds proof exchange from every refusal (doubles while guesses keep coming back, up to a day)")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	feedFlags(fs, &c.feeds)
+	dnstapFlags(fs, c)
 	dbFlag(fs, &c.db)
 	quarantineFlags(fs, &c.quarantine)
+	bgpFlags(fs, &c.bgp)
 	attributionFlags(fs, &c.attribution)
 	shipFlags(fs, &c.ship)
 	sigsFeedFlags(fs, &c.sigsFeed)
@@ -124,11 +132,12 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	return fs
 }
 
-// ownAddresses are the addresses wormsink serves on: the sinkhole addresses
-// its answers send worms to and the addresses its DNS and TFTP listeners
-// are bound to (every address of the machine, taken at start, for a
-// listener on all of them). Traffic to and from them is wormsink's own, so
-// they are never recorded as a host, together with --exclude.
+// ownAddresses are the addresses wormsink serves on that the machine's own
+// (followed live by internal/localaddr, loopback left out) may not cover:
+// the sinkhole addresses its answers send worms to, the addresses its DNS
+// and TFTP listeners are bound to, and for a listener on all addresses the
+// loopback ones. Traffic to and from them is wormsink's own, so they are
+// never recorded as a host, together with --exclude.
 func (c *serveConfig) ownAddresses() []netip.Prefix {
 	var out []netip.Prefix
 	add := func(a netip.Addr) {
@@ -152,9 +161,10 @@ func (c *serveConfig) ownAddresses() []netip.Prefix {
 		add(ip)
 	}
 	if all {
+		// The others come and go with the machine's addresses.
 		addrs, _ := net.InterfaceAddrs()
 		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsLoopback() {
 				add(p.Addr())
 			}
 		}
@@ -229,6 +239,14 @@ func (c *serveConfig) complete() error {
 	}
 	if err := c.completeShip(); err != nil {
 		return err
+	}
+	if c.bgp.enabled() {
+		if !c.quarantine.enabled() {
+			return errors.New("--bgp-asn needs --quarantine-policy: BGP announces the quarantined addresses")
+		}
+		if _, err := c.bgp.config(); err != nil {
+			return err
+		}
 	}
 	if c.captureWorkers < 1 || c.captureWorkers > 1024 {
 		return fmt.Errorf("--capture-workers %d: want from 1 to 1024", c.captureWorkers)
@@ -318,19 +336,25 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 		s.out = f
 		s.logFile = f
 	}
+	own, err := s.newOwn()
+	if err != nil {
+		return nil, err
+	}
 	s.ev = evidence.NewWriter(s.out, evidence.Config{Sensor: c.sensor,
-		LineRate: max(c.evidenceLineRate, 0), LineBurst: c.evidenceLineBurst, Exclude: c.ownAddresses(),
-		TrustedSources: c.trustedSources})
+		LineRate: max(c.evidenceLineRate, 0), LineBurst: c.evidenceLineBurst, HostLines: c.hostLines(), Exclude: c.ownAddresses(),
+		Own: own, TrustedSources: c.trustedSources})
 	s.log = s.ev.Service()
 	s.metrics = newServeMetrics(s.reg, s.store, s.ev)
+	s.addOwn(own)
 
 	s.addReload(sig.reload)
 	s.addReopen(sig.reopen)
+	s.addMemoryTrim()
 	// Attribution before the quarantine (which attributes what it acts
 	// on), the quarantine before the shim (which enforces it).
-	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed, s.addShip} {
+	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addBGP, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed, s.addShip} {
 		if err := add(); err != nil {
-			return nil, err
+			return nil, privilegeHint(err)
 		}
 	}
 	if err := dropPrivileges(c.user); err != nil {
@@ -427,12 +451,18 @@ func (a *listenAddr) String() string { return string(*a) }
 
 func (a *listenAddr) Set(v string) error {
 	if v != "" {
-		if _, _, err := net.SplitHostPort(v); err != nil {
+		_, port, err := net.SplitHostPort(v)
+		if err != nil {
 			var ae *net.AddrError
 			if errors.As(err, &ae) {
 				err = errors.New(ae.Err) // without the address, which the caller names
 			}
 			return fmt.Errorf("%q: %v (want host:port)", v, err)
+		}
+		// A port that is not a number would only fail at bind time, as a
+		// runtime error; it is a usage error.
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return fmt.Errorf("%q: port %q is not a number from 0 to 65535", v, port)
 		}
 	}
 	*a = listenAddr(v)

@@ -24,6 +24,7 @@ type attributionConfig struct {
 	natTimeout     time.Duration
 	natLogs        natLogList
 	ipfixListen    string
+	ipfixAllow     prefixList
 	deterministic  string
 	subscribers    string
 	retention      time.Duration
@@ -41,6 +42,8 @@ func attributionFlags(fs *flag.FlagSet, c *attributionConfig) {
 	fs.Var(&c.natLogs, "nat-log", "FORMAT:PATH of a NAT log followed as it grows and rotates, FORMAT ulogd-json or junos-pba (repeatable)")
 	fs.DurationVar(&c.natTimeout, "nat-timeout", attribution.DefaultNATTimeout, "a NAT binding or port block whose release was lost ends this long after its last event (allocation or interim re-send)")
 	fs.Var((*listenAddr)(&c.ipfixListen), "nat-ipfix-listen", "UDP address taking RFC 8158 IPFIX NAT events (default off)")
+	c.ipfixAllow.Set("127.0.0.0/8,::1/128")
+	fs.Var(&c.ipfixAllow, "nat-ipfix-allow", "IPFIX exporters heard, CIDR,... (a forged NAT event would name the wrong subscriber); others are dropped and counted")
 	fs.StringVar(&c.deterministic, "nat-deterministic", "", `deterministic NAT (RFC 7422) rules, lines "INSIDE_CIDR PUBLIC_CIDR LO-HI [FROM [UNTIL]]"`)
 	fs.StringVar(&c.subscribers, "subscribers", "", `file of lines "CIDR ID": subscribers with fixed addresses, behind RADIUS sessions`)
 	fs.DurationVar(&c.retention, "attribution-retention", attribution.DefaultRetention, "sessions and NAT bindings that ended longer ago are deleted")
@@ -175,10 +178,12 @@ func (s *server) addIPFIX(a *attribution.Attributor, addr string) error {
 	}
 	s.closers = append(s.closers, func() { pc.Close() })
 	col := attribution.NewIPFIX(a, s.log)
+	col.Allow = s.cfg.attribution.ipfixAllow
 	s.parts = append(s.parts, part{name: "ipfix", run: func(ctx context.Context) error { return col.Serve(ctx, pc) }})
 	s.metrics.counterVec("wormsink_ipfix_messages_total", "IPFIX messages by outcome.", "result", map[string]func() uint64{
 		"ok":        func() uint64 { return col.Stats().Messages },
 		"malformed": func() uint64 { return col.Stats().Malformed },
+		"refused":   func() uint64 { return col.Stats().Refused },
 	})
 	return nil
 }

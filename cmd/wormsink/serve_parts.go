@@ -156,10 +156,12 @@ func (s *server) addDNS() error {
 	m.counterVec("wormsink_dns_overload_total", "Queries and connections shed under load, by reason.", "reason", map[string]func() uint64{
 		"jostled":        func() uint64 { return srv.Stats().Jostled },
 		"client_limited": func() uint64 { return srv.Stats().ClientLimited },
+		"byte_budget":    func() uint64 { return srv.Stats().BudgetLimited },
 		"tcp_evicted":    func() uint64 { return srv.Stats().TCPEvicted },
 		"tcp_rejected":   func() uint64 { return srv.Stats().TCPRejected },
 	})
 	m.gauge("wormsink_dns_tcp_connections", "Client TCP connections held.", func() float64 { return float64(srv.TCPConns()) })
+	m.gauge("wormsink_dns_inflight_bytes", "Bytes the forwards in progress hold, counted against their byte budget.", func() float64 { return float64(srv.InflightBytes()) })
 	m.gauge("wormsink_dns_cache_bytes", "Bytes of answers held by the response cache (counted against --cache-bytes).", func() float64 { return float64(srv.CacheBytes()) })
 	m.reg.MustRegister(latencyCollector{srv: srv, desc: prometheus.NewDesc("wormsink_dns_upstream_latency_seconds",
 		"Latency of successful upstream attempts.", nil, nil)})
@@ -228,6 +230,8 @@ func (s *server) addTFTP() error {
 	m.counter("wormsink_tftp_socket_errors_total", "TFTP socket read and write errors.", func() uint64 { return st().Errors })
 	// proof of the source address
 	m.counter("wormsink_tftp_exchanges_total", "TFTP refusals the client followed up on the refusal's own port (proof exchange).", func() uint64 { return st().Exchanged })
+	m.counter("wormsink_tftp_exchange_withheld_total", "TFTP follow-ups that did not earn proof exchange because a guessed port (a decoy, or another requester's port) was seen near them.", func() uint64 { return st().Withheld })
+	m.counter("wormsink_tftp_exchange_guesses_total", "Datagrams on a TFTP refusal's decoy ports, or on a refusal's port from an address other than its requester's: port guesses.", func() uint64 { return st().Guesses })
 	m.counter("wormsink_tftp_exchange_busy_total", "TFTP refusals sent from the listening port because every fresh port was in use (the sighting stays a datagram).", func() uint64 { return st().ExchangeBusy })
 	s.parts = append(s.parts, part{name: "tftp", run: func(ctx context.Context) error {
 		if err := srv.Serve(ctx, conn); err != nil && !errors.Is(err, sinkhole.ErrServerClosed) {
@@ -245,7 +249,7 @@ func (s *server) addCapture() error {
 		Sigs: s.store, Rec: s.ev, Workers: s.cfg.captureWorkers, RingMB: s.cfg.captureRingMB, Promisc: true,
 	})
 	if err != nil {
-		return fmt.Errorf("capture: %w", err)
+		return fmt.Errorf("capture: %w", captureHint(s.cfg.capture, err))
 	}
 	s.closers = append(s.closers, func() { c.Close() })
 	st := c.Stats

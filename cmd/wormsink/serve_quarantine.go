@@ -6,7 +6,12 @@ import (
 	"flag"
 	"fmt"
 
+	"net/netip"
+	"strings"
+	"sync/atomic"
+
 	"wormsink/evidence"
+	"wormsink/nftset"
 	"wormsink/notice"
 	"wormsink/quarantine"
 )
@@ -18,6 +23,7 @@ type quarantineConfig struct {
 	noticeIPs    addrList
 	noticeListen string
 	ispName      string
+	nftSets      nftTargets
 
 	policy *quarantine.Policy // read by complete
 }
@@ -27,14 +33,15 @@ func quarantineFlags(fs *flag.FlagSet, c *quarantineConfig) {
 	fs.Var(&c.noticeIPs, "notice-ip", "the notice page's addresses, IP[,IP6]: a quarantined client's lookups are answered with them")
 	fs.Var((*listenAddr)(&c.noticeListen), "notice-listen", "HTTP address of the notice page (any host, any path); plain HTTP: HTTPS cannot be redirected (default off)")
 	fs.StringVar(&c.ispName, "notice-isp", "", "the ISP's name on the notice page (default: \"your Internet provider\")")
+	fs.Var(&c.nftSets, "nft-set", "FAMILY:TABLE:SET of an existing nftables set (ipv4_addr or ipv6_addr) kept equal to the quarantined addresses, for a Linux BNG's own rules; repeatable")
 }
 
 func (c *quarantineConfig) enabled() bool { return c.policyFile != "" }
 
 func (c *quarantineConfig) complete() error {
 	if !c.enabled() {
-		if len(c.noticeIPs) > 0 || c.noticeListen != "" {
-			return errors.New("--notice-ip and --notice-listen need --quarantine-policy")
+		if len(c.noticeIPs) > 0 || c.noticeListen != "" || len(c.nftSets) > 0 {
+			return errors.New("--notice-ip, --notice-listen and --nft-set need --quarantine-policy")
 		}
 		return nil
 	}
@@ -101,7 +108,21 @@ func (s *server) addQuarantine() error {
 		}
 		s.parts = append(s.parts, part{name: "notice", run: n.Serve})
 	}
+	var nftErrors atomic.Uint64
+	for _, t := range c.nftSets {
+		sy, err := nftset.New(t)
+		if err != nil {
+			return fmt.Errorf("--nft-set: %w", err)
+		}
+		eng.Watch(func(snap *quarantine.Snapshot) {
+			if err := sy.Sync(snapshotAddrs(snap)); err != nil {
+				nftErrors.Add(1)
+				s.log.Error().Str("event", "nft_error").Str("set", t.String()).Err(err).Msg("quarantine: nftables set not updated")
+			}
+		})
+	}
 	m := s.metrics
+	m.counter("wormsink_quarantine_nft_errors_total", "Updates of a --nft-set that failed (retried at the next change).", nftErrors.Load)
 	m.gauge("wormsink_quarantine_subjects", "Subscribers and addresses in quarantine now.", func() float64 { return float64(eng.Stats().Quarantined) })
 	m.gauge("wormsink_quarantine_addresses", "Addresses the quarantine is enforced on now.", func() float64 { return float64(eng.Stats().Addresses) })
 	m.counter("wormsink_quarantine_entries_total", "Entries into quarantine (by policy or by hand).", func() uint64 { return eng.Stats().Entries })
@@ -116,5 +137,39 @@ func (s *server) addQuarantine() error {
 		"excluded":  func() uint64 { return eng.Stats().Excluded },
 		"dropped":   func() uint64 { return eng.Stats().Dropped },
 	})
+	return nil
+}
+
+// snapshotAddrs lists the addresses a snapshot enforces.
+func snapshotAddrs(snap *quarantine.Snapshot) []netip.Addr {
+	addrs := make([]netip.Addr, 0, len(snap.ByAddr))
+	for a := range snap.ByAddr {
+		addrs = append(addrs, a)
+	}
+	return addrs
+}
+
+// nftTargets is the repeatable --nft-set.
+type nftTargets []nftset.Target
+
+func (l *nftTargets) String() string {
+	s := make([]string, len(*l))
+	for i, t := range *l {
+		s[i] = t.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *nftTargets) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		t, err := nftset.ParseTarget(p)
+		if err != nil {
+			return err
+		}
+		*l = append(*l, t)
+	}
 	return nil
 }

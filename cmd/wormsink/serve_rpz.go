@@ -25,18 +25,22 @@ type feedConfig struct {
 	rpzAllow     prefixList
 	rpzUnsigned  prefixList
 	rpzTSIG      string
+	rpzTSIGFile  string
 	rpzKey       *rpz.Key
+	notifySource netip.Addr
 	dnstapListen string
 }
 
 func feedFlags(fs *flag.FlagSet, c *feedConfig) {
-	fs.StringVar(&c.rpzListen, "rpz-listen", "", "UDP and TCP address of the RPZ primary: SOA, AXFR, IXFR of the signature set (default off)")
+	fs.Var((*listenAddr)(&c.rpzListen), "rpz-listen", "UDP and TCP address of the RPZ primary: SOA, AXFR, IXFR of the signature set (default off)")
 	fs.StringVar(&c.rpzZone, "rpz-zone", rpz.DefaultZone, "name of the policy zone the RPZ primary serves")
 	fs.IntVar(&c.rpzJournal, "rpz-journal", rpz.DefaultJournal, "serials of changes kept for IXFR; older secondaries get AXFR")
 	fs.Var(&c.rpzNotify, "rpz-notify", "secondaries sent a NOTIFY after every new serial, host[:port],...")
 	c.rpzAllow.Set("127.0.0.0/8,::1/128")
 	fs.Var(&c.rpzAllow, "rpz-allow", "who may query and transfer the policy zone, CIDR,...; others get REFUSED")
-	fs.StringVar(&c.rpzTSIG, "rpz-tsig", "", "NAME:ALGORITHM:BASE64SECRET: transfers only to requests signed with this key (hmac-sha256 or stronger); others get NOTAUTH")
+	fs.Var((*unicastAddr)(&c.notifySource), "rpz-notify-source", "address NOTIFY leaves from; secondaries accept it only from their primary's address (default: the --rpz-listen address; set it when that is a wildcard)")
+	fs.StringVar(&c.rpzTSIG, "rpz-tsig", "", "NAME:ALGORITHM:BASE64SECRET: transfers only to requests signed with this key (hmac-sha256 or stronger); others get NOTAUTH. Visible in ps: prefer --rpz-tsig-file")
+	fs.StringVar(&c.rpzTSIGFile, "rpz-tsig-file", "", "file holding the --rpz-tsig key: a NAME:ALGORITHM:BASE64SECRET line or a tsig-keygen key clause; read once at start, before privileges are dropped")
 	fs.Var(&c.rpzUnsigned, "rpz-allow-unsigned", "with --rpz-tsig: sources (CIDR,...) that may still transfer unsigned, for resolvers that cannot sign (Unbound)")
 	fs.StringVar(&c.dnstapListen, "dnstap-listen", "", "unix:PATH or tcp:ADDR: take resolvers' dnstap streams; client lookups of listed names become dns_lookup evidence (default off)")
 }
@@ -61,14 +65,23 @@ func (c *serveConfig) completeFeeds() error {
 	if f.rpzJournal < 0 {
 		return fmt.Errorf("--rpz-journal %d: want 0 or more", f.rpzJournal)
 	}
-	if f.rpzTSIG != "" {
+	switch {
+	case f.rpzTSIG != "" && f.rpzTSIGFile != "":
+		return errors.New("--rpz-tsig and --rpz-tsig-file: give one key")
+	case f.rpzTSIG != "":
 		k, err := rpz.ParseKey(f.rpzTSIG)
 		if err != nil {
 			return fmt.Errorf("--rpz-tsig: %v", err)
 		}
 		f.rpzKey = &k
-	} else if len(f.rpzUnsigned) > 0 {
-		return errors.New("--rpz-allow-unsigned needs --rpz-tsig (without a key every allowed source transfers unsigned)")
+	case f.rpzTSIGFile != "":
+		k, err := rpz.ReadKeyFile(f.rpzTSIGFile)
+		if err != nil {
+			return fmt.Errorf("--rpz-tsig-file: %v", err)
+		}
+		f.rpzKey = &k
+	case len(f.rpzUnsigned) > 0:
+		return errors.New("--rpz-allow-unsigned needs --rpz-tsig-file (without a key every allowed source transfers unsigned)")
 	}
 	if len(c.dns.SinkholeIPs) == 0 && c.tftpListen != "" {
 		host, _, _ := net.SplitHostPort(c.tftpListen)
@@ -92,7 +105,7 @@ func (s *server) addRPZ() error {
 		journal = -1 // the flag's 0 means no journal; rpz.Config's 0 means the default
 	}
 	srv, err := rpz.New(rpz.Config{
-		Listen: f.rpzListen, Zone: f.rpzZone, Journal: journal, Notify: f.rpzNotify,
+		Listen: f.rpzListen, Zone: f.rpzZone, Journal: journal, Notify: f.rpzNotify, NotifySource: f.notifySource,
 		Allow: f.rpzAllow, Key: f.rpzKey, Unsigned: f.rpzUnsigned, Sinkhole: s.cfg.dns.SinkholeIPs,
 	}, s.store, s.log)
 	if err != nil {
@@ -114,6 +127,13 @@ func (s *server) addRPZ() error {
 	s.metrics.counter("wormsink_rpz_notify_acknowledged_total", "NOTIFY messages secondaries answered.", func() uint64 { return srv.Stats().NotifyAcked })
 	s.metrics.counter("wormsink_rpz_notify_given_up_total", "Serials a secondary never acknowledged after every retry.", func() uint64 { return srv.Stats().NotifyGivenUp })
 	s.metrics.gauge("wormsink_rpz_serial", "SOA serial of the policy zone served.", func() float64 { return float64(srv.Serial()) })
+	s.metrics.gauge("wormsink_rpz_transfers", "Zone transfers in progress.", func() float64 { return float64(srv.Transfers()) })
+	s.metrics.counter("wormsink_rpz_transfers_limited_total", "Transfers refused over the cap on transfers in progress, in all or per client.", func() uint64 { return srv.Stats().TransfersLimited })
+	s.metrics.gauge("wormsink_rpz_connections", "TCP connections to the RPZ primary held.", func() float64 { return float64(srv.Conns()) })
+	s.metrics.counter("wormsink_rpz_connections_rejected_total", "TCP connections to the RPZ primary closed at once: from outside --rpz-allow, or over the cap in all or per client.", func() uint64 {
+		st := srv.Stats()
+		return st.ConnsRefused + st.ConnsRejected
+	})
 	s.parts = append(s.parts, part{name: "rpz", run: func(ctx context.Context) error {
 		s.log.Info().Str("event", "rpz_start").Str("listen", srv.Addr().String()).Str("zone", f.rpzZone).
 			Uint32("serial", srv.Serial()).Bool("tsig", f.rpzKey != nil).Msg("RPZ primary serving")
@@ -126,7 +146,11 @@ func (s *server) addDNSTap() error {
 	if s.cfg.feeds.dnstapListen == "" {
 		return nil
 	}
-	srv, err := tapin.Listen(s.cfg.feeds.dnstapListen, s.store, s.ev, s.log)
+	cfg, err := s.cfg.tapinConfig()
+	if err != nil {
+		return err
+	}
+	srv, err := tapin.New(cfg, s.store, s.ev, s.log)
 	if err != nil {
 		return err
 	}
@@ -139,6 +163,13 @@ func (s *server) addDNSTap() error {
 	s.metrics.counter("wormsink_dnstap_skipped_total", "dnstap frames of other message types, or responses to queries already counted.", func() uint64 { return st().Skipped })
 	s.metrics.counter("wormsink_dnstap_unparsed_total", "Client messages in dnstap frames whose question could not be read.", func() uint64 { return st().Unparsed })
 	s.metrics.counter("wormsink_dnstap_errors_total", "dnstap streams closed for a malformed frame or a failed handshake.", func() uint64 { return st().Errors })
+	s.metrics.counterVec("wormsink_dnstap_closed_total", "dnstap connections closed by wormsink, by reason: refused (outside --dnstap-allow), busy (--dnstap-max-connections open), idle (--dnstap-idle-timeout).", "reason", map[string]func() uint64{
+		"refused": func() uint64 { return st().Refused },
+		"busy":    func() uint64 { return st().Busy },
+		"idle":    func() uint64 { return st().Idle },
+	})
+	s.metrics.counter("wormsink_dnstap_bad_time_total", "dnstap frames dated more than 5 minutes from now: recorded at the time they were received.", func() uint64 { return st().BadTime })
+	s.metrics.counter("wormsink_dnstap_not_host_total", "Lookups in dnstap frames from the unspecified, broadcast or multicast address: not recorded.", func() uint64 { return st().NotHost })
 	s.parts = append(s.parts, part{name: "dnstap", run: func(ctx context.Context) error {
 		s.log.Info().Str("event", "dnstap_start").Str("listen", s.cfg.feeds.dnstapListen).Msg("taking dnstap streams")
 		return srv.Serve(ctx)
@@ -166,5 +197,24 @@ func (l *addrPortList) Set(v string) error {
 		}
 		*l = append(*l, p)
 	}
+	return nil
+}
+
+// unicastAddr is a flag holding one unicast IP address (unset: invalid).
+type unicastAddr netip.Addr
+
+func (a *unicastAddr) String() string {
+	if !netip.Addr(*a).IsValid() {
+		return ""
+	}
+	return netip.Addr(*a).String()
+}
+
+func (a *unicastAddr) Set(v string) error {
+	ip, err := netip.ParseAddr(strings.TrimSpace(v))
+	if err != nil || ip.IsUnspecified() || ip.IsMulticast() {
+		return fmt.Errorf("%q: want one unicast IP address of this machine", v)
+	}
+	*a = unicastAddr(ip.Unmap())
 	return nil
 }

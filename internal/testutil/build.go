@@ -51,3 +51,13 @@ func (b *Binary) Remove() {
 		os.RemoveAll(filepath.Dir(b.path))
 	}
 }
+
+// Main runs a package's tests (from its TestMain), then removes the
+// binaries they built.
+func Main(m *testing.M, built ...*Binary) {
+	code := m.Run()
+	for _, b := range built {
+		b.Remove()
+	}
+	os.Exit(code)
+}

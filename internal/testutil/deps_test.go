@@ -76,7 +76,7 @@ type use struct {
 }
 
 // goUses finds the programs the Go tests run: the literal program names
-// given to exec.Command, exec.CommandContext, exec.LookPath, Program and
+// given to exec.Command, exec.CommandContext, exec.LookPath, Find, Need and
 // the packages' own need helpers, the program after `ip netns exec NS`,
 // and the literals of a `range []string{...}` whose variable is passed to
 // one of them.
@@ -162,8 +162,11 @@ func programArgs(call *ast.CallExpr) []int {
 	}
 	var idx []int
 	switch name {
-	case "Command", "LookPath", "Program":
+	case "Command", "LookPath", "Find", "Need":
 		idx = []int{0}
+		if name == "Need" {
+			idx = []int{1} // Need(t, prog)
+		}
 		if name == "Command" && len(call.Args) >= 5 && isLit(call.Args[0], "ip") && isLit(call.Args[1], "netns") && isLit(call.Args[2], "exec") {
 			idx = append(idx, 4)
 		}
@@ -189,7 +192,8 @@ var shellWords = func() map[string]bool {
 	for _, w := range strings.Fields(`if then else elif fi for while until do done case esac in function select time
 		! { } [ [[ ]] ]] test echo printf read cd exit return set shift local declare export readonly unset trap wait
 		source . eval exec command true false break continue mapfile readarray let type kill shopt getopts umask
-		builtin alias jobs disown pushd popd dirs hash ulimit sudo env nice timeout`) {
+		builtin alias jobs disown pushd popd dirs hash ulimit sudo env nice timeout compgen complete
+		compopt caller enable fc help history logout suspend times typeset bind`) {
 		words[w] = true
 	}
 	return words
@@ -403,7 +407,7 @@ func TestDepsInstallWhatTestsRun(t *testing.T) {
 			continue
 		}
 		seen[u.program] = true
-		path, err := Program(u.program)
+		path, err := Find(u.program)
 		if err == nil {
 			if owner := dpkgOwner(path); owner != "" && basePackage(owner) {
 				continue
@@ -422,9 +426,9 @@ func TestDepsPackagesHoldTheirPrograms(t *testing.T) {
 		t.Fatal("dpkg not found: the tests run on Debian")
 	}
 	for prog, pkg := range needMap(t, repoRoot(t)) {
-		path, err := Program(prog)
+		path, err := Find(prog)
 		if err != nil {
-			t.Errorf("%v (scripts/deps.sh: [%s]=%s)", err, prog, pkg)
+			t.Errorf("%s is not installed: run `make deps` (scripts/deps.sh: [%s]=%s)", prog, prog, pkg)
 			continue
 		}
 		owner := dpkgOwner(path)

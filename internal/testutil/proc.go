@@ -22,23 +22,6 @@ import (
 // take seconds there.
 const DefaultReadyTimeout = 60 * time.Second
 
-// Program returns the path of an installed program: on PATH, or in
-// /usr/sbin, where Debian puts the servers and which a non-root PATH
-// leaves out. The error says to run `make deps` (scripts/deps.sh installs
-// every program the tests run).
-func Program(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		p := dir + "/" + name
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s is not installed: run `make deps`", name)
-}
-
 // Proc is a program a test runs in the background (a resolver, an
 // authoritative server, a capture). Its output is kept for the failure
 // message.
@@ -134,8 +117,9 @@ func PortInUse(log string) bool {
 // before the program binds it.
 type Daemon struct {
 	Name string
-	// Command returns the program and its arguments for port; it may
-	// write the configuration files the program reads.
+	// Command returns the program (a path, or a name Find looks up) and
+	// its arguments for port; it may write the configuration files the
+	// program reads.
 	Command func(port int) (bin string, args []string, err error)
 	// Ready returns nil once the program at addr (127.0.0.1:port) serves
 	// what the test needs; nil Ready: started is ready.
@@ -165,6 +149,13 @@ func (d Daemon) Start(ctx context.Context) (*Proc, error) {
 		bin, args, err := d.Command(port)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", d.Name, err)
+		}
+		if !strings.Contains(bin, "/") {
+			path, err := Find(bin)
+			if err != nil {
+				return nil, fmt.Errorf("%s is not installed: run `make deps` (scripts/deps.sh)", bin)
+			}
+			bin = path
 		}
 		p := &Proc{Name: d.Name, Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, bin: bin, args: args}
 		if err := p.run(ctx); err != nil {
@@ -255,4 +246,20 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Serve runs serve (a part's Serve loop) until the test ends: then it
+// cancels serve's context, waits for it to return and fails the test on
+// its error.
+func Serve(t testing.TB, serve func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
 }

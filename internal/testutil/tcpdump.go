@@ -37,10 +37,7 @@ type Capture struct {
 // test` runs as root) and tcpdump installed; without either the test fails.
 func (c Tcpdump) Start(t testing.TB) *Capture {
 	t.Helper()
-	bin, err := Program("tcpdump")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := Need(t, "tcpdump")
 	if os.Geteuid() != 0 {
 		t.Fatal("capturing with tcpdump needs root (make test runs as root)")
 	}

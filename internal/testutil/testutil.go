@@ -4,7 +4,6 @@ package testutil
 // programs a test runs.
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -42,22 +41,11 @@ func Find(prog string) (string, error) {
 // a moment ago, for servers that cannot be given port 0.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return port
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("free port: %v", err)
 	}
-	t.Fatal("free port: none found for both TCP and UDP")
-	return 0
+	return port
 }
 
 // WaitFor polls cond until it holds or timeout passes, then fails the test

@@ -1,0 +1,76 @@
+package attribution
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"layeh.com/radius"
+	"layeh.com/radius/rfc2865"
+	"layeh.com/radius/rfc2866"
+
+	"wormsink/internal/testutil"
+	"wormsink/store"
+	"wormsink/store/storetest"
+)
+
+// TestRADIUSAnswersOnlyStored: an authentic request is answered with its
+// Proxy-State echoed once stored; a wrong secret and an unknown client get
+// no answer, are counted, and store nothing.
+func TestRADIUSAnswersOnlyStored(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		a, stop := newAttributor(t, db, Config{})
+		defer stop()
+		secrets, err := ParseSecrets(stringsReader("127.0.0.1/32 right-secret\n"), "secrets")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, _ := NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop()}, a)
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ctx, pc) }()
+		defer func() { cancel(); <-served }()
+
+		req := func(secret, user string) *radius.Packet {
+			p := radius.New(radius.CodeAccountingRequest, []byte(secret))
+			rfc2865.UserName_SetString(p, user)
+			rfc2866.AcctSessionID_SetString(p, "s-"+user)
+			rfc2866.AcctStatusType_Set(p, rfc2866.AcctStatusType_Value_Start)
+			rfc2865.FramedIPAddress_Set(p, net.IPv4(100, 64, 9, 9))
+			p.Add(rfc2865.ProxyState_Type, radius.Attribute("proxy-1"))
+			return p
+		}
+		c := radius.Client{Retry: 0}
+		rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := c.Exchange(rctx, req("right-secret", "alice"), pc.LocalAddr().String())
+		rcancel()
+		if err != nil || resp.Code != radius.CodeAccountingResponse {
+			t.Fatalf("authentic request: %v %v", resp, err)
+		}
+		if ps := resp.Get(rfc2865.ProxyState_Type); string(ps) != "proxy-1" {
+			t.Errorf("Proxy-State %q not echoed", ps)
+		}
+		if got := a.Lookup(mustAddr("100.64.9.9"), 0, time.Now()); got.Subscriber != "alice" {
+			t.Errorf("answered before stored: %+v", got)
+		}
+		rctx, rcancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err = c.Exchange(rctx, req("wrong-secret", "mallory"), pc.LocalAddr().String())
+		rcancel()
+		if err == nil {
+			t.Error("a request with a wrong secret was answered")
+		}
+		testutil.WaitFor(t, 10*time.Second, "the forged request counted", func() bool { return srv.Stats().BadAuthenticator == 1 })
+		if st := srv.Stats(); st.Answered != 1 {
+			t.Errorf("stats %+v", st)
+		}
+		if got := a.Lookup(mustAddr("100.64.9.9"), 0, time.Now()); got.Subscriber != "alice" {
+			t.Errorf("the forged Start changed the session: %+v", got)
+		}
+	})
+}
