@@ -1,4 +1,3 @@
-// Package desk is the abuse team's working place: it takes in every sensor's
-// evidence exactly once, folds it into one case per subscriber (or address),
-// and serves the cases, their actions and accounts over HTML and a JSON API.
+// Package desk is the abuse team's working place: every sensor's evidence
+// stored once, one case per subscriber, a web UI and a JSON API to work them.
 package desk
