@@ -330,3 +330,35 @@ func TestTwoDesksOnOnePostgreSQL(t *testing.T) {
 		t.Fatalf("desk 1 after desk 2 released: %v %+v", err, c)
 	}
 }
+
+// TestBulkAction: one form acts on every selected case; a case the action
+// does not fit is named, the others are done.
+func TestBulkAction(t *testing.T) {
+	d := startDesk(t, storetest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "d.db")), nil)
+	ctx := context.Background()
+	for i, h := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"} {
+		d.st.Ingest(ctx, []Line{{"s", "l", int64(i), evLine(time.Now(), h, "blaster", "strong", "tcp", "s", "")}})
+	}
+	if _, err := d.st.Act(ctx, d.eng, 3, ActQuarantine, "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := login(t, d, "bob", testPassword)
+	resp, _ := c.Get(d.url + "/")
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	tok := csrfRe.FindSubmatch(b)[1]
+	resp, err := c.PostForm(d.url+"/cases/bulk", url.Values{"csrf": {string(tok)}, "action": {"close"}, "note": {"bulk"}, "id": {"1", "2", "3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 409 || !strings.Contains(string(b), "WS-000003") {
+		t.Fatalf("bulk close with a quarantined case: %d", resp.StatusCode)
+	}
+	for id, want := range map[int64]string{1: StateClosed, 2: StateClosed, 3: StateQuarantined} {
+		if cs, _ := d.st.Get(ctx, id); cs.State != want {
+			t.Errorf("case %d: %s, want %s", id, cs.State, want)
+		}
+	}
+}
