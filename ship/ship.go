@@ -29,6 +29,9 @@ const (
 	DefaultBatchBytes = 1 << 20
 	DefaultPoll       = 200 * time.Millisecond
 	DefaultMaxBackoff = 10 * time.Second
+	// RotateGrace is how long a renamed log is still read after its end
+	// before the shipper moves to the new file.
+	RotateGrace = 2 * time.Second
 	// maxLine is the longest line shipped; a longer one (no evidence line
 	// is) is skipped so that it cannot stall the log.
 	maxLine = 1 << 20
@@ -291,6 +294,7 @@ func (s *Shipper) finished(path, id string) {
 // to its end and is done with.
 func (s *Shipper) drain(ctx context.Context, path string, f *os.File, pos position, once bool) bool {
 	buf := make([]byte, s.cfg.BatchBytes)
+	var renamed time.Time
 	for ctx.Err() == nil {
 		n, err := f.ReadAt(buf, pos.Off)
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -334,12 +338,15 @@ func (s *Shipper) drain(ctx context.Context, path string, f *os.File, pos positi
 			return false // truncated: the file is a new log, started again
 		}
 		if !sameFile(f, path) {
-			// Renamed away: a writer may still finish a line in it, so
-			// read it once more before moving on.
-			if n2, _ := f.ReadAt(buf[:1], pos.Off); n2 == 0 {
+			// Renamed away: its writer may still write to it until it
+			// reopens the log (serve does on SIGUSR1, from logrotate's
+			// postrotate), so it is read for RotateGrace more.
+			if renamed.IsZero() {
+				renamed = time.Now()
+			}
+			if time.Since(renamed) >= RotateGrace {
 				return true
 			}
-			continue
 		}
 		if !sleep(ctx, s.cfg.Poll) {
 			return false
