@@ -312,11 +312,7 @@ func actError(err error) (int, string) {
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, "no such case"
 	case errors.Is(err, ErrTransition), errors.Is(err, ErrForgeable), errors.Is(err, ErrNoContact), errors.Is(err, ErrTooSoon):
-		msg := err.Error()
-		if i := strings.LastIndex(msg, ": "); i >= 0 && errors.Is(err, ErrTransition) {
-			msg = strings.TrimPrefix(msg, "desk: ")
-		}
-		return http.StatusConflict, strings.TrimPrefix(msg, "desk: ")
+		return http.StatusConflict, strings.TrimPrefix(err.Error(), "desk: ")
 	case strings.Contains(err.Error(), "never quarantines"):
 		return http.StatusConflict, "the policy never quarantines this network"
 	}

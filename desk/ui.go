@@ -166,12 +166,11 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	ck, err := r.Cookie(loginCookie)
+	ck, _ := r.Cookie(loginCookie)
 	if err := r.ParseForm(); err != nil || ck == nil || !constantEqual(r.PostForm.Get("csrf"), ck.Value) {
 		http.Error(w, "This form is stale or was not sent by the desk (CSRF token missing or wrong): reload the page and try again.", http.StatusForbidden)
 		return
 	}
-	_ = err
 	name, pw, next := r.PostForm.Get("name"), r.PostForm.Get("password"), safeNext(r.PostForm.Get("next"))
 	again := func(code int, msg string) {
 		tok := randomToken()
