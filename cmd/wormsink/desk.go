@@ -133,6 +133,9 @@ func loopbackListen(addr string) bool {
 // runDeskAccount is desk user add and desk token add.
 func runDeskAccount(ctx context.Context, e env, args []string) int {
 	kind := args[0]
+	if len(args) == 2 && (args[1] == "-h" || args[1] == "-help" || args[1] == "--help" || args[1] == "help") {
+		args = []string{kind, "add", "--help"}
+	}
 	if len(args) < 2 || args[1] != "add" {
 		return usageErr(e, "desk %s: want: desk %s add NAME --role ROLE", kind, kind)
 	}
