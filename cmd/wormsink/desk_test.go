@@ -90,6 +90,21 @@ func TestDeskCommands(t *testing.T) {
 	if c := got.Cases[0]; c.Subject != "address:192.0.2.44" || c.State != "new" || c.Ticket != "WS-000001" {
 		t.Fatalf("case %+v", c)
 	}
+	// serve --ship-to ships its own log with the same code.
+	p := startServe(t, wormsinkBinary(t), "--ship-to", url, "--ship-token-file", tokenFile, "--upstream", "127.0.0.1:9")
+	if status, _ := p.dig(t, "127.0.0.3", "windowsupdate.com", "A"); status != "NXDOMAIN" {
+		t.Fatalf("dig: %s", status)
+	}
+	testutil.WaitFor(t, 30*time.Second, "serve's sighting as a case at the desk", func() bool {
+		req, _ := http.NewRequest("GET", url+"/api/v1/cases?q=127.0.0.3", nil)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(analyst))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&got) == nil && len(got.Cases) == 1
+	})
 	cancel()
 	if code := <-shipDone; code != 0 {
 		t.Errorf("ship exited %d", code)
