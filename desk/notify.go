@@ -185,8 +185,12 @@ func (n *Notifier) Queue(ctx context.Context, c Case) error {
 	return n.cfg.Store.SetNotice(ctx, c.ID, "queued", false)
 }
 
-// Serve sends queued notices until ctx ends.
+// Serve sends queued notices until ctx ends. It first takes up the
+// notices a desk that stopped left queued or retrying.
 func (n *Notifier) Serve(ctx context.Context) error {
+	if err := n.resume(ctx); err != nil {
+		n.cfg.Log.Error().Str("event", "desk_error").Err(err).Msg("desk: unsent notices not resumed")
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -198,6 +202,35 @@ func (n *Notifier) Serve(ctx context.Context) error {
 			n.mu.Unlock()
 		}
 	}
+}
+
+func (n *Notifier) resume(ctx context.Context) error {
+	rows, err := n.cfg.Store.db.Query(ctx, "SELECT "+caseCols+" FROM desk_cases WHERE notice = 'queued' OR notice LIKE 'retrying%' ORDER BY id")
+	if err != nil {
+		return err
+	}
+	var cs []Case
+	for rows.Next() {
+		c, err := scanCase(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		cs = append(cs, c)
+	}
+	rows.Close()
+	for _, c := range cs {
+		n.mu.Lock()
+		if !n.pending[c.ID] {
+			select {
+			case n.in <- c:
+				n.pending[c.ID] = true
+			default:
+			}
+		}
+		n.mu.Unlock()
+	}
+	return rows.Err()
 }
 
 func (n *Notifier) deliver(ctx context.Context, c Case) {

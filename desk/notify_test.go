@@ -92,6 +92,19 @@ func TestNoticeReachesARealSMTPServer(t *testing.T) {
 	if code, b := d.api(t, "POST", fmt.Sprintf("/api/v1/cases/%d/notify", id), RoleAnalyst, nil); code != 409 || !strings.Contains(string(b), "interval") {
 		t.Fatalf("second notice within the interval: %d %s", code, b)
 	}
+	// A notice a stopped desk left queued is sent by the next one.
+	d.st.Ingest(ctx, []Line{{"s", "l", 200, evLine(time.Now(), "192.0.2.56", "blaster", "strong", "tcp", "s", "")}})
+	left, _ := d.st.List(ctx, Filter{Q: "192.0.2.56"})
+	d.st.SetNotice(ctx, left[0].ID, "queued", false)
+	n2, err := NewNotifier(NotifierConfig{Store: st, SMTP: fmt.Sprintf("smtp://127.0.0.1:%d", port), Contacts: contacts, Backoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go n2.Serve(ctx)
+	testutil.WaitFor(t, 30*time.Second, "the left notice to be delivered", func() bool {
+		c, _ := d.st.Get(ctx, left[0].ID)
+		return strings.HasPrefix(c.Notice, "delivered")
+	})
 	// The case page shows the delivery status and the ticket.
 	code, b := d.api(t, "GET", "/api/v1/cases/"+c.Ticket, RoleAnalyst, nil)
 	if code != 200 || !strings.Contains(string(b), `"notice": "delivered to noc@example.net`) {
