@@ -102,4 +102,3 @@ func TestNoticeOverTLS(t *testing.T) {
 		})
 	}
 }
-
