@@ -9,7 +9,7 @@ PKGS     := ./...
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION))
 
-.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept
+.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept perf-dns-cpu
 
 all: build
 
@@ -62,6 +62,10 @@ soak: deps
 
 perf-dns: deps
 	./testdata/dns/perf.sh $(NAMES) $(SECONDS)
+
+# CPU per query of the shim and Unbound at fixed rates, side by side.
+perf-dns-cpu: deps
+	./scripts/perf-dns-cpu.sh
 
 perf-report: deps
 	./scripts/report-perf.sh

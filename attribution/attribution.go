@@ -48,6 +48,13 @@ type Config struct {
 	Log            zerolog.Logger
 	// Now is the clock for retention; nil means time.Now.
 	Now func() time.Time
+	// OnStart, when set, is told of every accounting Start once it is
+	// committed: the subscriber and the addresses the session gave them
+	// (Framed-IP-Address, and Framed-IPv6-Prefix when it is a /128). It is
+	// how a quarantine follows a subscriber to a new address. It is called
+	// from the writer goroutine in the order of the Starts, so it must not
+	// block for long; nil calls nothing.
+	OnStart func(subscriber string, addrs []netip.Addr)
 }
 
 // Stats counts what the Attributor took in.
@@ -353,6 +360,15 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 			a.idx.putNATLocked(&bindings[i])
 		}
 		a.idx.mu.Unlock()
+		if a.cfg.OnStart != nil {
+			for _, o := range batch {
+				if o.acct != nil && o.acct.Status == AcctStart {
+					if addrs := sessionAddrs(&o.acct.Session); o.acct.Session.Subscriber != "" && len(addrs) > 0 {
+						a.cfg.OnStart(o.acct.Session.Subscriber, addrs)
+					}
+				}
+			}
+		}
 	}
 	for _, o := range batch {
 		switch {
@@ -365,6 +381,18 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 			o.done <- err
 		}
 	}
+}
+
+// sessionAddrs lists the single addresses a session gives its subscriber.
+func sessionAddrs(s *Session) []netip.Addr {
+	var out []netip.Addr
+	if s.Framed.IsValid() {
+		out = append(out, s.Framed.Unmap())
+	}
+	if s.FramedV6.IsValid() && s.FramedV6.Bits() == 128 {
+		out = append(out, s.FramedV6.Addr())
+	}
+	return out
 }
 
 func anyIn(vs []int64, lo, hi int64) bool {

@@ -169,6 +169,50 @@ func TestNATNeighbours(t *testing.T) {
 	})
 }
 
+// A Start is told to OnStart once it is committed, before Account returns
+// (so the RADIUS answer follows the hook); other records are not.
+func TestOnStart(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		type call struct {
+			sub   string
+			addrs []netip.Addr
+		}
+		var calls []call // written by the writer goroutine before Account returns
+		a, stop := newAttributor(t, db, Config{OnStart: func(sub string, addrs []netip.Addr) {
+			calls = append(calls, call{sub, addrs})
+		}})
+		defer stop()
+		v6 := acct(AcctStart, "192.0.2.1", "s2", "bob", "", t0)
+		v6.Session.FramedV6 = netip.MustParsePrefix("2001:db8::7/128")
+		for _, ev := range []AcctEvent{
+			acct(AcctStart, "192.0.2.1", "s1", "alice", "100.64.0.7", t0),
+			acct(AcctInterim, "192.0.2.1", "s1", "alice", "100.64.0.7", t0.Add(time.Minute)),
+			acct(AcctStop, "192.0.2.1", "s1", "alice", "100.64.0.7", t0.Add(2*time.Minute)),
+			acct(AcctStart, "192.0.2.1", "s3", "alice", "100.64.0.9", t0.Add(3*time.Minute)),
+			acct(AcctStart, "192.0.2.1", "s4", "", "100.64.0.10", t0.Add(3*time.Minute)), // no subscriber: nobody to follow
+			v6,
+		} {
+			if err := a.Account(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := []call{
+			{"alice", []netip.Addr{mustAddr("100.64.0.7")}},
+			{"alice", []netip.Addr{mustAddr("100.64.0.9")}},
+			{"bob", []netip.Addr{mustAddr("2001:db8::7")}},
+		}
+		if len(calls) != len(want) {
+			t.Fatalf("OnStart calls %v, want %v", calls, want)
+		}
+		for i := range want {
+			if calls[i].sub != want[i].sub || len(calls[i].addrs) != 1 || calls[i].addrs[0] != want[i].addrs[0] {
+				t.Errorf("call %d: %v, want %v", i, calls[i], want[i])
+			}
+		}
+	})
+}
+
 // TestAccountingInOneBatch: a Start, its retransmission, an Interim-Update
 // and the Stop of one session, a Stop whose Start was lost and an
 // Accounting-Off, all in one transaction.

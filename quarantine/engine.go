@@ -752,7 +752,16 @@ func unixMilli(t time.Time) int64 {
 }
 
 func getEntry(ctx context.Context, q querier, subj Subject) (Entry, error) {
-	ent, err := scanEntry(q.QueryRow(ctx, "SELECT "+entryCols+" FROM quarantine_entries WHERE subject = ?", subj.String()))
+	query := "SELECT " + entryCols + " FROM quarantine_entries WHERE subject = ?"
+	if tx, ok := q.(*store.Tx); ok && tx.Dialect() == store.Postgres {
+		// Read for a change: the row stays locked until the transaction
+		// ends, so two clicks on the release button (or a click and an
+		// admin release) see each other's change instead of both finding
+		// the subject quarantined. SQLite's immediate transactions already
+		// serialise writers.
+		query += " FOR UPDATE"
+	}
+	ent, err := scanEntry(q.QueryRow(ctx, query, subj.String()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return ent, store.ErrNotFound
 	}

@@ -32,7 +32,7 @@ func (s *Server) notify(ctx context.Context, addr string, z *zone) {
 	}
 	wait := s.cfg.NotifyTimeout
 	for attempt := 1; attempt <= s.cfg.NotifyAttempts; attempt++ {
-		if s.zone.Load().serial != z.serial {
+		if s.current(z).serial != z.serial {
 			return // a newer serial has its own NOTIFY
 		}
 		m := new(dns.Msg)

@@ -50,6 +50,14 @@ type Config struct {
 	// back off from it, doubling, NotifyAttempts times. Zero: 1 s and 6.
 	NotifyTimeout  time.Duration
 	NotifyAttempts int
+	// Notice turns on the walled garden's zones (AllowPrefix+Zone and
+	// GardenPrefix+Zone): the addresses a quarantined client's lookups
+	// are answered with. Empty: only the signatures' zone is served.
+	Notice []netip.Addr
+	// Passthru are the names a quarantined client still resolves (the
+	// allow zone's rules): a name and the names below it, "*.name" only
+	// the names below.
+	Passthru []string
 
 	// MaxTransfers bounds the zone transfers in progress, and
 	// MaxTransfersPerClient those of one client address; a transfer past
@@ -68,11 +76,15 @@ type Config struct {
 
 // Server is the RPZ primary.
 type Server struct {
-	cfg   Config
-	src   Source
-	log   zerolog.Logger
-	zone  atomic.Pointer[zone]
-	stats stats
+	cfg  Config
+	src  Source
+	log  zerolog.Logger
+	zone atomic.Pointer[zone]
+	// The walled garden's zones, nil without Config.Notice.
+	allow, garden atomic.Pointer[zone]
+	gardenMu      sync.Mutex                      // one SetQuarantined at a time
+	serving       atomic.Pointer[context.Context] // Serve's, for the NOTIFYs of SetQuarantined
+	stats         stats
 
 	udp     net.PacketConn
 	tcp     net.Listener
@@ -124,6 +136,13 @@ func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 	z := newZone(cfg.Zone, src.Current(), cfg.Sinkhole)
 	s.zone.Store(z)
 	s.logSkipped(z)
+	if len(cfg.Notice) > 0 {
+		serial := nextSerial(0, time.Now())
+		s.allow.Store(newStaticZone(AllowPrefix+cfg.Zone, serial, allowRecords(cfg.Passthru, z)))
+		g := newStaticZone(GardenPrefix+cfg.Zone, serial, nil)
+		g.addOnlyIXFR = true
+		s.garden.Store(g)
+	}
 	return s, nil
 }
 
@@ -199,7 +218,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	// A start after a reload (or a restart) tells the secondaries too: they
 	// may have missed the serial while wormsink was down.
-	s.notifyAll(ctx, s.zone.Load())
+	s.serving.Store(&ctx)
+	for _, z := range s.zones() {
+		s.notifyAll(ctx, z)
+	}
 	var err error
 loop:
 	for {
@@ -212,6 +234,7 @@ loop:
 			break loop
 		}
 	}
+	s.serving.Store(nil)
 	for _, srv := range s.servers {
 		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
 		srv.ShutdownContext(sctx)
@@ -243,6 +266,7 @@ func (s *Server) reload(ctx context.Context) {
 		ev = ev.Int("removed", d.nDel).Int("added", d.nAdd)
 	}
 	ev.Msg("policy zone rebuilt")
+	s.rebuildAllow(ctx, next)
 	if next.serial == old.serial {
 		s.log.Warn().Str("event", "rpz_zone").Uint32("serial", next.serial).
 			Msg("signature content changed but the serial did not: secondaries keep the old zone until the serial grows")
@@ -313,9 +337,12 @@ func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 		s.refuse(w, req, rcode)
 		return
 	}
-	z := s.zone.Load()
+	var z *zone
+	if len(req.Question) == 1 {
+		z = s.zoneFor(dns.Fqdn(req.Question[0].Name))
+	}
 	if req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 || req.Question[0].Qclass != dns.ClassINET ||
-		!strings.EqualFold(dns.Fqdn(req.Question[0].Name), z.origin) || kind == kindOther {
+		z == nil || kind == kindOther {
 		s.stats.count(kind, resRefused)
 		s.refuse(w, req, dns.RcodeRefused)
 		return

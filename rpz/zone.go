@@ -24,7 +24,15 @@ type zone struct {
 	sinkhole []netip.Addr
 	journal  []*delta // oldest first; journal[len-1].to == serial
 	records  int      // records besides SOA and NS
-	skipped  int      // listed names too long to fit under origin
+	// recs are the records of a zone not generated from a signature set
+	// (set nil): the walled garden's small zones.
+	recs []record
+	// addOnlyIXFR: IXFR carries only additions; a change that removes
+	// records is sent as the whole zone. Unbound (1.17) applies the
+	// removal of a client-IP trigger by IXFR but keeps enforcing it until
+	// it loads the zone whole; the garden zone is small.
+	addOnlyIXFR bool
+	skipped     int // listed names too long to fit under origin
 
 	// seed and hashed: the sorted record hashes, kept from the diff that
 	// made this zone so the next diff hashes only the new zone.
@@ -51,6 +59,7 @@ const (
 	polNXDomain  policy = iota // CNAME .
 	polNoData                  // CNAME *.
 	polLocalData               // A or AAAA with a sinkhole address
+	polPassthru                // CNAME rpz-passthru.: answer as if no policy applied
 )
 
 // record is one policy record as the primary streams and journals it.
@@ -69,6 +78,14 @@ func (z *zone) options() signatures.RPZOptions {
 // each yields the zone's policy records (no SOA, no NS) from the one
 // generator the file export uses too; names it leaves out are skipped.
 func (z *zone) each(yield func(record) bool) {
+	if z.set == nil {
+		for _, r := range z.recs {
+			if !yield(r) {
+				return
+			}
+		}
+		return
+	}
 	stopped := false
 	signatures.RPZRecords(z.set, z.options(), func(r signatures.RPZRecord) {
 		if stopped || r.Skip != "" {
@@ -112,6 +129,11 @@ func newZone(origin string, set *signatures.Set, sinkhole []netip.Addr) *zone {
 	return z
 }
 
+// newStaticZone is a zone of the given records at serial.
+func newStaticZone(origin string, serial uint32, recs []record) *zone {
+	return &zone{origin: origin, serial: serial, recs: recs, records: len(recs)}
+}
+
 func (z *zone) soa() *dns.SOA {
 	return &dns.SOA{
 		Hdr: dns.RR_Header{Name: z.origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: signatures.RPZTTL},
@@ -144,6 +166,9 @@ func (m *rrMaker) rr(owner string, p policy, addr netip.Addr) dns.RR {
 	case polNoData:
 		hdr.Rrtype = dns.TypeCNAME
 		return &dns.CNAME{Hdr: hdr, Target: "*."}
+	case polPassthru:
+		hdr.Rrtype = dns.TypeCNAME
+		return &dns.CNAME{Hdr: hdr, Target: "rpz-passthru."}
 	}
 	ip, ok := m.ips[addr]
 	if !ok {
@@ -280,7 +305,11 @@ const MaxJournalBytes = 64 << 20
 // successor builds the zone that follows z for set, carrying the journal
 // forward. keep is how many deltas to hold.
 func (z *zone) successor(set *signatures.Set, keep int) *zone {
-	next := newZone(z.origin, set, z.sinkhole)
+	return z.followedBy(newZone(z.origin, set, z.sinkhole), keep)
+}
+
+// followedBy gives next the journal of z plus the change from z to next.
+func (z *zone) followedBy(next *zone, keep int) *zone {
 	if next.serial == z.serial || keep <= 0 {
 		// Same serial, new content: secondaries cannot learn of it, and
 		// deltas ending at this serial would now be wrong. Start over.
@@ -305,6 +334,9 @@ func (z *zone) successor(set *signatures.Set, keep int) *zone {
 func (z *zone) since(from uint32) ([]*delta, bool) {
 	for i, d := range z.journal {
 		if d.from == from {
+			if z.addOnlyIXFR && slices.ContainsFunc(z.journal[i:], func(d *delta) bool { return d.nDel > 0 }) {
+				return nil, false
+			}
 			return z.journal[i:], true
 		}
 	}

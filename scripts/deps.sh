@@ -50,6 +50,8 @@ declare -A need=(
   [dig]=dnsutils
   [tftp]=tftp-hpa
   [tcpdump]=tcpdump
+  [taskset]=util-linux # make perf-dns-cpu: servers pinned to CPU 0
+  [perf]=linux-perf # make perf-dns-cpu PERF_RECORD=FILE
   [unbound]=unbound
   [unbound-checkconf]=unbound
   [named]=bind9

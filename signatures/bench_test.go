@@ -1,8 +1,12 @@
 package signatures
 
 import (
+	"fmt"
+	"io"
+	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -145,5 +149,34 @@ func BenchmarkMatchFilePatterns(b *testing.B) {
 	for b.Loop() {
 		s.MatchFile(names[i&3])
 		i++
+	}
+}
+
+// BenchmarkExportRPZWildcards exports 1,000,000 names as RPZ, one in ten a
+// wildcard with a listed name below it, so that the covering entries for
+// BIND and Unbound are written too.
+func BenchmarkExportRPZWildcards(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("serial: 1\nsignatures:\n  - id: perf\n    family: Perf\n    domains:\n")
+	for i := range 1_000_000 {
+		switch i % 10 {
+		case 0:
+			fmt.Fprintf(&sb, "      - \"*.w%07d.worm.test\"\n", i)
+		case 1:
+			fmt.Fprintf(&sb, "      - x.w%07d.worm.test\n", i-1)
+		default:
+			fmt.Fprintf(&sb, "      - w%07d.worm.test\n", i)
+		}
+	}
+	s, err := Parse("big", []byte(sb.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink := []netip.Addr{netip.MustParseAddr("192.0.2.66")}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Export(io.Discard, s, "rpz", sink); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -107,11 +107,19 @@ func exportRPZ(w *bufio.Writer, s *Set, opt ExportOptions) error {
 			fmt.Fprintf(w, "; %s: %s\n", r.Owner, r.Note)
 			opt.Warn(fmt.Sprintf("rpz: %s (signature %s): %s", r.Owner, r.Signature.ID, r.Note))
 		}
+		// WriteString, not Fprintf: this runs once a record, a million
+		// times for a big set, and Fprintf's boxing was an eighth of it.
+		w.WriteString(r.Owner)
+		w.WriteString(suffix)
+		w.WriteByte(' ')
+		w.WriteString(r.Type)
+		w.WriteByte(' ')
+		w.WriteString(r.Data)
 		if r.Covering {
-			fmt.Fprintf(w, "%s%s %s %s ; below %s\n", r.Owner, suffix, r.Type, r.Data, r.Domain.Pattern())
-			return
+			w.WriteString(" ; below ")
+			w.WriteString(r.Domain.Pattern())
 		}
-		fmt.Fprintf(w, "%s%s %s %s\n", r.Owner, suffix, r.Type, r.Data)
+		w.WriteByte('\n')
 	})
 	return nil // bufio keeps the first write error for Flush
 }

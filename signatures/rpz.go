@@ -154,6 +154,10 @@ func RPZRecords(s *Set, opt RPZOptions, emit func(RPZRecord)) {
 		sig *Signature
 		d   *Domain
 	}
+	n := 0
+	for si := range sigs {
+		n += len(sigs[si].Domains)
+	}
 	wild := map[string]ref{}
 	for si := range sigs {
 		for di := range sigs[si].Domains {
@@ -181,16 +185,19 @@ func RPZRecords(s *Set, opt RPZOptions, emit func(RPZRecord)) {
 			}
 		}
 	}
-	seen := map[string]bool{}
+	// Sized for the listed names and a parent each: growing a map of a
+	// million names rehashed it over and over (a sixth of the export).
+	seen := make(map[string]struct{}, 2*n)
 	for si := range sigs {
 		for di := range sigs[si].Domains {
 			// Every node of the zone at or above a listed name, down to the
 			// origin: a wildcard's base is a node too.
 			for node := sigs[si].Domains[di].Name; node != ""; {
-				if seen[node] {
+				k := len(seen)
+				seen[node] = struct{}{} // one map operation: look up and mark
+				if len(seen) == k {
 					break // its ancestors were walked already
 				}
-				seen[node] = true
 				if cover, ok := coverOf(node); ok {
 					if m, ok := s.MatchName(node); !ok || m.Domain.Wildcard {
 						write(RPZRecord{Owner: node, Signature: cover.sig, Domain: cover.d, Covering: true}, cover.d.Action)

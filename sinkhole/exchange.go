@@ -8,14 +8,17 @@ import (
 	"time"
 
 	"wormsink/evidence"
+	"wormsink/internal/tftp"
 )
 
-// Defaults for Config's exchange knobs: 128 refusals waiting at once and
-// 64 decoys keep the server under 256 file descriptors.
+// Defaults for Config's exchange knobs: 64 refusals waiting at once and
+// 160 decoys keep the server under 256 file descriptors. A blind guesser's
+// chance per alarm is one in decoys+1, so the decoys get most of them; 64
+// follow-ups a second is more than tftp-hpa-using worms make.
 const (
-	DefaultExchanges    = 128
+	DefaultExchanges    = 64
 	DefaultExchangeWait = time.Second
-	DefaultDecoys       = 64
+	DefaultDecoys       = 160
 	DefaultGuessHold    = time.Minute
 	// maxGuessHold caps the doubling of the hold under a guessing attack
 	// that keeps coming back.
@@ -133,10 +136,15 @@ func (x *exchanges) watch(c *net.UDPConn) {
 	defer x.wg.Done()
 	var buf [64]byte
 	for {
-		if _, _, err := c.ReadFromUDPAddrPort(buf[:]); err != nil {
+		n, _, err := c.ReadFromUDPAddrPort(buf[:])
+		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			continue
+		}
+		if !guessLike(buf[:n]) {
+			x.s.c.stray.Add(1)
 			continue
 		}
 		x.s.c.guesses.Add(1)
@@ -211,6 +219,15 @@ func (x *exchanges) send(out []byte, local netip.Addr, to netip.AddrPort, ev evi
 
 func (x *exchanges) now() int64 { return time.Since(x.start).Nanoseconds() }
 
+// guessLike reports whether p could be a follow-up: a TFTP packet (the
+// ACK tftp-hpa sends, or any other opcode a forger may try). Only such a
+// datagram earns exchange on a refusal's port, so only such a datagram
+// elsewhere is a try at one; anything else (a late DNS answer to the
+// program that held the port before) is ignored, not taken for a guess.
+func guessLike(p []byte) bool {
+	return len(p) >= 4 && p[0] == 0 && p[1] >= tftp.OpRRQ && p[1] <= tftp.OpOACK
+}
+
 // await watches the refusal's port until the wait ends, then decides the
 // sighting's proof and records it: exchange when the requester followed
 // up and no guess was seen anywhere from the hold before the refusal to
@@ -220,12 +237,16 @@ func (e *exchange) await() {
 	defer x.done(e)
 	var buf [600]byte
 	for {
-		_, a, err := e.conn.ReadFromUDPAddrPort(buf[:])
+		n, a, err := e.conn.ReadFromUDPAddrPort(buf[:])
 		if err != nil {
 			break // the deadline, or Shutdown ended the wait
 		}
 		from := netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 		switch {
+		case !guessLike(buf[:n]):
+			// Not TFTP: it cannot be the follow-up, so it is no try at
+			// one either (a late answer to whoever held the port before).
+			x.s.c.stray.Add(1)
 		case from == e.to:
 			if !e.follow {
 				e.follow = true

@@ -208,3 +208,35 @@ func TestExchangeBudget(t *testing.T) {
 		}
 	}
 }
+
+// Only a TFTP-shaped datagram can be a follow-up, so only such a datagram
+// on a decoy is a guess: a late answer of another protocol to a port a
+// decoy now holds is stray and withholds nothing.
+func TestDecoyIgnoresOtherProtocols(t *testing.T) {
+	ts := startServer(t, Config{ExchangeWait: time.Second, GuessHold: time.Minute}, nil)
+	req := rrq(1, "msblast.exe", "octet")
+	c := newClient(t, ts.addr)
+	c.send(req)
+	checkError(t, c.read(5*time.Second), len(req))
+	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	dnsAnswer := []byte("\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00")
+	for _, d := range decoysOf(t, ts)[:8] {
+		if _, err := other.WriteToUDPAddrPort(dnsAnswer, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the strays", func() bool { return ts.srv.Stats().Stray >= 8 })
+	if _, err := c.conn.WriteToUDPAddrPort([]byte{0, tftp.OpAck, 0, 1}, c.from); err != nil {
+		t.Fatal(err)
+	}
+	if p := proofOf(t, ts, c.port()); p != evidence.ProofExchange {
+		t.Errorf("proof %v after non-TFTP datagrams on decoys", p)
+	}
+	if st := ts.srv.Stats(); st.Guesses != 0 || st.Withheld != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}

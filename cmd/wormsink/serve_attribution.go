@@ -123,7 +123,7 @@ func (s *server) addAttribution() error {
 		return err
 	}
 	a, err := attribution.New(ctx, attribution.Config{DB: db, Retention: c.retention, SessionTimeout: c.sessionTimeout,
-		NATTimeout: c.natTimeout, Subscribers: c.subs, Deterministic: c.det, Log: s.log})
+		NATTimeout: c.natTimeout, Subscribers: c.subs, Deterministic: c.det, Log: s.log, OnStart: s.subscriberStarted})
 	if err != nil {
 		return err
 	}

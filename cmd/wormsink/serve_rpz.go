@@ -100,6 +100,10 @@ func (s *server) addRPZ() error {
 	if f.rpzListen == "" {
 		return nil
 	}
+	notice, passthru, err := s.rpzGarden()
+	if err != nil {
+		return err
+	}
 	journal := f.rpzJournal
 	if journal == 0 {
 		journal = -1 // the flag's 0 means no journal; rpz.Config's 0 means the default
@@ -107,6 +111,7 @@ func (s *server) addRPZ() error {
 	srv, err := rpz.New(rpz.Config{
 		Listen: f.rpzListen, Zone: f.rpzZone, Journal: journal, Notify: f.rpzNotify, NotifySource: f.notifySource,
 		Allow: f.rpzAllow, Key: f.rpzKey, Unsigned: f.rpzUnsigned, Sinkhole: s.cfg.dns.SinkholeIPs,
+		Notice: notice, Passthru: passthru,
 	}, s.store, s.log)
 	if err != nil {
 		return err
@@ -115,6 +120,7 @@ func (s *server) addRPZ() error {
 		return err
 	}
 	s.closers = append(s.closers, func() { srv.Close() })
+	s.watchRPZGarden(srv)
 	for k, kn := range rpz.Kinds {
 		for r, rn := range rpz.Results {
 			s.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
