@@ -95,6 +95,8 @@ declare -A need=(
   # the signature feed: a real web server serving it, the minisign tool it interoperates with
   [nginx]=nginx
   [minisign]=minisign
+  # the desk's notices go to a real SMTP server
+  [aiosmtpd]=python3-aiosmtpd
 )
 missing=()
 # PostgreSQL's server programs are not in PATH: the store tests start their own cluster.

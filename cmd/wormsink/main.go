@@ -52,6 +52,8 @@ func commands() []command {
 		{"sigs", "check, export, sign, verify, pull, diff and import signature files (sigs --help)", runSigs},
 		{"quarantine", "list, add, release and annotate quarantined subscribers and addresses (--db)", runQuarantine},
 		{"attribution", "RADIUS and NAT records in (import) and who an address was (who ADDR[:PORT] TIME)", runAttribution},
+		{"desk", "the abuse desk: cases from every sensor's evidence, web UI and API (desk --help)", runDesk},
+		{"ship", "send evidence logs to the desk as they grow (ship --to URL --token-file FILE LOG...)", runShip},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -73,6 +73,7 @@ type serveConfig struct {
 	captureRingMB  int
 
 	attribution attributionConfig // who a sighting is: serve_attribution.go
+	ship        shipConfig        // the log sent to the desk: serve_ship.go
 }
 
 func serveFlags(e env, c *serveConfig) *flag.FlagSet {
@@ -122,6 +123,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	quarantineFlags(fs, &c.quarantine)
 	bgpFlags(fs, &c.bgp)
 	attributionFlags(fs, &c.attribution)
+	shipFlags(fs, &c.ship)
 	sigsFeedFlags(fs, &c.sigsFeed)
 
 	// Live capture tuning (issue 15).
@@ -233,6 +235,9 @@ func (c *serveConfig) complete() error {
 		return err
 	}
 	if err := c.quarantine.complete(); err != nil {
+		return err
+	}
+	if err := c.completeShip(); err != nil {
 		return err
 	}
 	if c.bgp.enabled() {
@@ -347,7 +352,7 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 	s.addMemoryTrim()
 	// Attribution before the quarantine (which attributes what it acts
 	// on), the quarantine before the shim (which enforces it).
-	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addBGP, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed} {
+	for _, add := range []func() error{s.addMetrics, s.addAttribution, s.addQuarantine, s.addBGP, s.addDNS, s.addTFTP, s.addIntercept, s.addCapture, s.addRPZ, s.addDNSTap, s.addSigsFeed, s.addShip} {
 		if err := add(); err != nil {
 			return nil, privilegeHint(err)
 		}

@@ -1,0 +1,392 @@
+package desk
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/smtp"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Defaults of NotifierConfig.
+const (
+	DefaultNoticeInterval = 24 * time.Hour
+	DefaultNoticeAttempts = 6
+	DefaultNoticeBackoff  = 2 * time.Second
+	DefaultLang           = "en"
+	DefaultFrom           = "abuse@localhost"
+)
+
+// Errors of Queue.
+var (
+	ErrNoContact = errors.New("no contact for this case (--contacts)")
+	ErrTooSoon   = errors.New("a notice for this case was sent or is on its way within the notice interval")
+)
+
+// NotifierConfig is what a Notifier needs.
+type NotifierConfig struct {
+	Store *Store
+	// SMTP is the mail server: smtp://HOST:PORT (STARTTLS when offered,
+	// required when authenticating) or smtps://HOST:PORT (TLS from the
+	// start).
+	SMTP string
+	// User and Password authenticate (PLAIN); empty is no authentication.
+	User, Password string
+	// From is the sender; "" is DefaultFrom.
+	From string
+	// Contacts says whom to write to.
+	Contacts *Contacts
+	// Templates is a directory of FAMILY.LANG.tmpl and default.LANG.tmpl
+	// files (text/template: a "Subject: …" line, a blank line, the body);
+	// "" uses the built-in text.
+	Templates string
+	// Interval is the least time between two notices of one case; 0 is
+	// DefaultNoticeInterval.
+	Interval time.Duration
+	// Attempts and Backoff: a notice is tried Attempts times, waiting
+	// Backoff, then twice that, … in between; 0 is the default.
+	Attempts int
+	Backoff  time.Duration
+	// TLS is the client TLS configuration (root CAs); nil is the system's.
+	TLS *tls.Config
+	Log zerolog.Logger
+}
+
+// Notifier e-mails notices to subscribers' contacts, one worker in order,
+// and records each notice's delivery status on its case.
+type Notifier struct {
+	cfg  NotifierConfig
+	srv  *url.URL
+	tmpl *template.Template
+	in   chan Case
+
+	mu      sync.Mutex
+	pending map[int64]bool
+}
+
+// ReadAuthFile reads "USER PASSWORD" (one line) from file.
+func ReadAuthFile(file string) (user, password string, err error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", "", fmt.Errorf("desk: smtp auth: %w", err)
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	user, password, ok := strings.Cut(strings.TrimSpace(line), " ")
+	if !ok || user == "" || strings.TrimSpace(password) == "" {
+		return "", "", fmt.Errorf("desk: smtp auth: %s:1: want USER PASSWORD", file)
+	}
+	return user, strings.TrimSpace(password), nil
+}
+
+// NewNotifier checks the configuration and loads the templates.
+func NewNotifier(cfg NotifierConfig) (*Notifier, error) {
+	u, err := url.Parse(cfg.SMTP)
+	if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Host == "" || u.User != nil {
+		return nil, fmt.Errorf("desk: --smtp %q: want smtp://HOST:PORT or smtps://HOST:PORT (credentials in --smtp-auth-file)", cfg.SMTP)
+	}
+	if u.Port() == "" {
+		port := "25"
+		if u.Scheme == "smtps" {
+			port = "465"
+		}
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+	}
+	if cfg.From == "" {
+		cfg.From = DefaultFrom
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultNoticeInterval
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = DefaultNoticeAttempts
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = DefaultNoticeBackoff
+	}
+	t := template.New("notice").Option("missingkey=error")
+	if _, err := t.New("default." + DefaultLang).Parse(defaultNotice); err != nil {
+		return nil, err
+	}
+	if cfg.Templates != "" {
+		files, err := filepath.Glob(filepath.Join(cfg.Templates, "*.tmpl"))
+		if err != nil {
+			return nil, fmt.Errorf("desk: templates: %w", err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("desk: templates: %w", err)
+			}
+			if _, err := t.New(strings.TrimSuffix(filepath.Base(f), ".tmpl")).Parse(string(b)); err != nil {
+				return nil, fmt.Errorf("desk: template %s: %w", f, err)
+			}
+		}
+	}
+	return &Notifier{cfg: cfg, srv: u, tmpl: t, in: make(chan Case, 1024), pending: map[int64]bool{}}, nil
+}
+
+// defaultNotice is the built-in notice: what was seen, in the customer's
+// words, and what to do.
+const defaultNotice = `Subject: [{{.Ticket}}] A computer on your Internet connection appears to be infected
+Dear customer,
+
+our network saw a computer on your connection behave like the {{.FamilyText}}
+worm: it tried to reach a place only that worm goes to.
+
+  Your case number: {{.Ticket}}
+  First seen:  {{.First}}
+  Last seen:   {{.Last}}
+  Address(es): {{.AddressText}}
+
+Please check the computers on your connection with an up-to-date virus
+scanner and install the missing updates of their operating system. If you
+need help, reply to this message and keep the case number in the subject.
+
+Your abuse team
+`
+
+// noticeData is what a template sees.
+type noticeData struct {
+	Case
+	FamilyText, AddressText, First, Last string
+}
+
+// Queue accepts a case for a notice, or refuses it when nobody can be
+// written to or one was sent (or is under way) within the interval.
+func (n *Notifier) Queue(ctx context.Context, c Case) error {
+	if _, ok := n.cfg.Contacts.Lookup(c); !ok {
+		return ErrNoContact
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.pending[c.ID] || (!c.NotifiedAt.IsZero() && time.Since(c.NotifiedAt) < n.cfg.Interval) {
+		return ErrTooSoon
+	}
+	select {
+	case n.in <- c:
+	default:
+		return errors.New("desk: too many notices waiting")
+	}
+	n.pending[c.ID] = true
+	return n.cfg.Store.SetNotice(ctx, c.ID, "queued", false)
+}
+
+// Serve sends queued notices until ctx ends. It first takes up the
+// notices a desk that stopped left queued or retrying.
+func (n *Notifier) Serve(ctx context.Context) error {
+	if err := n.resume(ctx); err != nil {
+		n.cfg.Log.Error().Str("event", "desk_error").Err(err).Msg("desk: unsent notices not resumed")
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-n.in:
+			n.deliver(ctx, c)
+			n.mu.Lock()
+			delete(n.pending, c.ID)
+			n.mu.Unlock()
+		}
+	}
+}
+
+func (n *Notifier) resume(ctx context.Context) error {
+	rows, err := n.cfg.Store.db.Query(ctx, "SELECT "+caseCols+" FROM desk_cases WHERE notice = 'queued' OR notice LIKE 'retrying%' ORDER BY id")
+	if err != nil {
+		return err
+	}
+	var cs []Case
+	for rows.Next() {
+		c, err := scanCase(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		cs = append(cs, c)
+	}
+	rows.Close()
+	for _, c := range cs {
+		n.mu.Lock()
+		if !n.pending[c.ID] {
+			select {
+			case n.in <- c:
+				n.pending[c.ID] = true
+			default:
+			}
+		}
+		n.mu.Unlock()
+	}
+	return rows.Err()
+}
+
+func (n *Notifier) deliver(ctx context.Context, c Case) {
+	ct, _ := n.cfg.Contacts.Lookup(c)
+	msg, err := n.message(c, ct)
+	if err != nil {
+		n.status(ctx, c.ID, "failed: template: "+err.Error(), false)
+		return
+	}
+	wait := n.cfg.Backoff
+	for attempt := 1; ; attempt++ {
+		err := n.send(ct.Email, msg)
+		if err == nil {
+			n.status(ctx, c.ID, fmt.Sprintf("delivered to %s at %s (attempt %d)", ct.Email, time.Now().UTC().Format(time.RFC3339), attempt), true)
+			n.cfg.Log.Info().Str("event", "desk_notice").Int64("case", c.ID).Str("to", ct.Email).Msg("desk: notice sent")
+			return
+		}
+		if attempt >= n.cfg.Attempts {
+			n.status(ctx, c.ID, fmt.Sprintf("failed after %d attempts: %v", attempt, err), false)
+			n.cfg.Log.Warn().Str("event", "desk_notice").Int64("case", c.ID).Err(err).Msg("desk: notice not delivered")
+			return
+		}
+		n.status(ctx, c.ID, fmt.Sprintf("retrying: attempt %d of %d failed: %v", attempt, n.cfg.Attempts, err), false)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+func (n *Notifier) status(ctx context.Context, id int64, s string, sent bool) {
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	if err := n.cfg.Store.SetNotice(context.WithoutCancel(ctx), id, s, sent); err != nil {
+		n.cfg.Log.Error().Str("event", "desk_error").Err(err).Msg("desk: notice status not recorded")
+	}
+}
+
+// message renders the notice for c in the contact's language.
+func (n *Notifier) message(c Case, ct Contact) ([]byte, error) {
+	lang := ct.Lang
+	if lang == "" {
+		lang = DefaultLang
+	}
+	d := noticeData{Case: c, FamilyText: strings.Join(c.Families, ", "), AddressText: strings.Join(c.Addresses, ", "),
+		First: c.FirstSeen.Format("2006-01-02 15:04 UTC"), Last: c.LastSeen.Format("2006-01-02 15:04 UTC")}
+	var t *template.Template
+	for _, name := range append(familyNames(c.Families, lang), "default."+lang, "default."+DefaultLang) {
+		if t = n.tmpl.Lookup(name); t != nil {
+			break
+		}
+	}
+	var body bytes.Buffer
+	if err := t.Execute(&body, d); err != nil {
+		return nil, err
+	}
+	subject := "[" + c.Ticket + "] abuse notice"
+	text := body.String()
+	if first, rest, ok := strings.Cut(text, "\n"); ok && strings.HasPrefix(first, "Subject:") {
+		subject, text = strings.TrimSpace(strings.TrimPrefix(first, "Subject:")), rest
+	}
+	if !strings.Contains(subject, c.Ticket) {
+		subject = "[" + c.Ticket + "] " + subject
+	}
+	var b bytes.Buffer
+	id := make([]byte, 12)
+	rand.Read(id)
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s.%s@wormsink>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+		oneLine(n.cfg.From), oneLine(ct.Email), oneLine(subject), time.Now().UTC().Format(time.RFC1123Z), c.Ticket, hex.EncodeToString(id))
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		b.WriteString(sc.Text())
+		b.WriteString("\r\n")
+	}
+	return b.Bytes(), nil
+}
+
+func familyNames(fams []string, lang string) []string {
+	var out []string
+	for _, f := range fams {
+		out = append(out, f+"."+lang)
+	}
+	return out
+}
+
+// oneLine keeps a header value on one line: no header injection through a
+// family name or a template.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// send delivers one message.
+func (n *Notifier) send(to string, msg []byte) error {
+	host := n.srv.Hostname()
+	tlsCfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if n.cfg.TLS != nil {
+		tlsCfg = n.cfg.TLS.Clone()
+		if tlsCfg.ServerName == "" {
+			tlsCfg.ServerName = host
+		}
+	}
+	d := net.Dialer{Timeout: 15 * time.Second}
+	var conn net.Conn
+	var err error
+	if n.srv.Scheme == "smtps" {
+		conn, err = tls.DialWithDialer(&d, "tcp", n.srv.Host, tlsCfg)
+	} else {
+		conn, err = d.Dial("tcp", n.srv.Host)
+	}
+	if err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	c, err := smtp.NewClient(conn, host)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("smtp: %w", err)
+	}
+	defer c.Close()
+	if n.srv.Scheme == "smtp" {
+		if ok, _ := c.Extension("STARTTLS"); ok {
+			if err := c.StartTLS(tlsCfg); err != nil {
+				return fmt.Errorf("smtp: starttls: %w", err)
+			}
+		} else if n.cfg.User != "" {
+			return errors.New("smtp: the server offers no STARTTLS: credentials are not sent in the clear")
+		}
+	}
+	if n.cfg.User != "" {
+		if err := c.Auth(smtp.PlainAuth("", n.cfg.User, n.cfg.Password, host)); err != nil {
+			return fmt.Errorf("smtp: auth: %w", err)
+		}
+	}
+	if err := c.Mail(n.cfg.From); err != nil {
+		return fmt.Errorf("smtp: MAIL FROM: %w", err)
+	}
+	if err := c.Rcpt(to); err != nil {
+		return fmt.Errorf("smtp: RCPT TO: %w", err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("smtp: DATA: %w", err)
+	}
+	if _, err := w.Write(msg); err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("smtp: %w", err)
+	}
+	return c.Quit()
+}
