@@ -349,8 +349,14 @@ func dpkgOwner(path string) string {
 	}
 	for _, p := range paths {
 		out, err := exec.Command("dpkg", "-S", p).Output()
-		if err == nil {
-			pkg, _, _ := strings.Cut(strings.TrimSpace(strings.Split(string(out), "\n")[0]), ": ")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if strings.HasPrefix(line, "diversion by ") {
+				continue // linux-perf diverts /usr/bin/perf: the owner is on another line
+			}
+			pkg, _, _ := strings.Cut(line, ": ")
 			pkg, _, _ = strings.Cut(pkg, ":") // the architecture
 			return pkg
 		}
