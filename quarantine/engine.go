@@ -164,59 +164,40 @@ func (s *Snapshot) Lookup(addr netip.Addr) (*Entry, bool) {
 	return e, ok
 }
 
+// The two dialects differ only in how the audit trail numbers its rows.
+const (
+	entriesTable = `CREATE TABLE quarantine_entries (
+	subject       TEXT PRIMARY KEY,
+	state         TEXT NOT NULL,
+	family        TEXT NOT NULL DEFAULT '',
+	signature     TEXT NOT NULL DEFAULT '',
+	since         BIGINT NOT NULL,
+	first_seen    BIGINT NOT NULL DEFAULT 0,
+	last_sighting BIGINT NOT NULL DEFAULT 0,
+	addresses     TEXT NOT NULL DEFAULT '',
+	self_releases INTEGER NOT NULL DEFAULT 0,
+	released_at   BIGINT NOT NULL DEFAULT 0,
+	release_kind  TEXT NOT NULL DEFAULT '',
+	grace_until   BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX quarantine_entries_state ON quarantine_entries (state);
+`
+	auditTable = `CREATE TABLE quarantine_audit (
+	id        %s,
+	subject   TEXT NOT NULL,
+	at        BIGINT NOT NULL,
+	action    TEXT NOT NULL,
+	kind      TEXT NOT NULL DEFAULT '',
+	actor     TEXT NOT NULL DEFAULT '',
+	note      TEXT NOT NULL DEFAULT '',
+	sightings TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX quarantine_audit_subject ON quarantine_audit (subject, id)`
+)
+
 var migrations = []store.Migration{{Version: 1,
-	SQLite: `CREATE TABLE quarantine_entries (
-	subject       TEXT PRIMARY KEY,
-	state         TEXT NOT NULL,
-	family        TEXT NOT NULL DEFAULT '',
-	signature     TEXT NOT NULL DEFAULT '',
-	since         BIGINT NOT NULL,
-	first_seen    BIGINT NOT NULL DEFAULT 0,
-	last_sighting BIGINT NOT NULL DEFAULT 0,
-	addresses     TEXT NOT NULL DEFAULT '',
-	self_releases INTEGER NOT NULL DEFAULT 0,
-	released_at   BIGINT NOT NULL DEFAULT 0,
-	release_kind  TEXT NOT NULL DEFAULT '',
-	grace_until   BIGINT NOT NULL DEFAULT 0
-);
-CREATE INDEX quarantine_entries_state ON quarantine_entries (state);
-CREATE TABLE quarantine_audit (
-	id        INTEGER PRIMARY KEY AUTOINCREMENT,
-	subject   TEXT NOT NULL,
-	at        BIGINT NOT NULL,
-	action    TEXT NOT NULL,
-	kind      TEXT NOT NULL DEFAULT '',
-	actor     TEXT NOT NULL DEFAULT '',
-	note      TEXT NOT NULL DEFAULT '',
-	sightings TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX quarantine_audit_subject ON quarantine_audit (subject, id)`,
-	Postgres: `CREATE TABLE quarantine_entries (
-	subject       TEXT PRIMARY KEY,
-	state         TEXT NOT NULL,
-	family        TEXT NOT NULL DEFAULT '',
-	signature     TEXT NOT NULL DEFAULT '',
-	since         BIGINT NOT NULL,
-	first_seen    BIGINT NOT NULL DEFAULT 0,
-	last_sighting BIGINT NOT NULL DEFAULT 0,
-	addresses     TEXT NOT NULL DEFAULT '',
-	self_releases INTEGER NOT NULL DEFAULT 0,
-	released_at   BIGINT NOT NULL DEFAULT 0,
-	release_kind  TEXT NOT NULL DEFAULT '',
-	grace_until   BIGINT NOT NULL DEFAULT 0
-);
-CREATE INDEX quarantine_entries_state ON quarantine_entries (state);
-CREATE TABLE quarantine_audit (
-	id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	subject   TEXT NOT NULL,
-	at        BIGINT NOT NULL,
-	action    TEXT NOT NULL,
-	kind      TEXT NOT NULL DEFAULT '',
-	actor     TEXT NOT NULL DEFAULT '',
-	note      TEXT NOT NULL DEFAULT '',
-	sightings TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX quarantine_audit_subject ON quarantine_audit (subject, id)`,
+	SQLite:   entriesTable + fmt.Sprintf(auditTable, "INTEGER PRIMARY KEY AUTOINCREMENT"),
+	Postgres: entriesTable + fmt.Sprintf(auditTable, "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
 }}
 
 // New migrates the store and loads the quarantines in it.
