@@ -16,7 +16,7 @@ import (
 
 // newTestHandler builds a handler as New does, with an upstream at addr
 // (none when empty).
-func newTestHandler(tb testing.TB, upAddr string, cacheSize int, rec Recorder) *handler {
+func newTestHandler(tb testing.TB, upAddr string, cacheSize int, rec evidence.Recorder) *handler {
 	tb.Helper()
 	cfg := Config{Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:9"}, CacheSize: cacheSize,
 		SinkholeIPs: []netip.Addr{netip.MustParseAddr("192.0.2.66"), netip.MustParseAddr("2001:db8::66")},

@@ -13,17 +13,6 @@ import (
 	"wormsink/signatures"
 )
 
-// SetSource yields the signature set in service; Current is called once per
-// query, so a reload is seen by the next query and never half-way through one.
-type SetSource interface {
-	Current() *signatures.Set
-}
-
-// Recorder takes evidence; it must not block (evidence.Writer does not).
-type Recorder interface {
-	Record(evidence.Event)
-}
-
 // handler decides every query. The order is fixed and deliberate:
 //  1. not a query → dropped; client outside allow → REFUSED (counted, never logged);
 //  2. malformed → FORMERR, other opcodes → NOTIMP;
@@ -32,8 +21,8 @@ type Recorder interface {
 //  4. the cache; 5. the upstreams, whose answer's CNAME chain is checked
 //     against the policy once more.
 type handler struct {
-	src   SetSource
-	rec   Recorder
+	src   signatures.Source
+	rec   evidence.Recorder
 	allow []netip.Prefix
 	v4    rrset
 	v6    rrset

@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
+	"wormsink/evidence"
 	"wormsink/signatures"
 )
 
@@ -29,7 +30,7 @@ signatures:
       - name: target.example
 `
 
-// source is a SetSource the tests swap by hand.
+// source is a signatures.Source the tests swap by hand.
 type source struct {
 	p atomic.Pointer[signatures.Set]
 }
@@ -110,12 +111,12 @@ func blackhole(t testing.TB) string {
 	return pc.LocalAddr().String()
 }
 
-func startShim(t testing.TB, cfg Config, src SetSource, rec Recorder) *Server {
+func startShim(t testing.TB, cfg Config, src signatures.Source, rec evidence.Recorder) *Server {
 	t.Helper()
 	return startShimLog(t, cfg, src, rec, zerolog.Nop())
 }
 
-func startShimLog(t testing.TB, cfg Config, src SetSource, rec Recorder, log zerolog.Logger) *Server {
+func startShimLog(t testing.TB, cfg Config, src signatures.Source, rec evidence.Recorder, log zerolog.Logger) *Server {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"

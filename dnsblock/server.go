@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"wormsink/evidence"
+	"wormsink/signatures"
 
 	"github.com/rs/zerolog"
 )
@@ -42,7 +44,7 @@ type Server struct {
 // New checks cfg and prepares a Server; Start binds the sockets. src is
 // asked for the signature set on every query, rec receives the evidence of
 // every policy answer, log gets service lines (start, errors).
-func New(cfg Config, src SetSource, rec Recorder, log zerolog.Logger) (*Server, error) {
+func New(cfg Config, src signatures.Source, rec evidence.Recorder, log zerolog.Logger) (*Server, error) {
 	cfg.setDefaults()
 	if src == nil {
 		return nil, errors.New("no signature source")

@@ -14,8 +14,9 @@ import (
 
 	"wormsink/internal/evidencetest"
 
-	"github.com/miekg/dns"
 	"wormsink/internal/testutil"
+
+	"github.com/miekg/dns"
 )
 
 // startUnbound runs a real unbound on a loopback port answering the

@@ -11,6 +11,12 @@ import (
 	"wormsink/signatures"
 )
 
+// Recorder takes evidence: what every component that sees sightings is
+// given (the Writer is one). Record must not block.
+type Recorder interface {
+	Record(Event)
+}
+
 // Kind names an evidence event, as written in the "event" field.
 type Kind string
 

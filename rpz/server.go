@@ -18,9 +18,11 @@ import (
 	"wormsink/signatures"
 )
 
-// Source is where the zone's content comes from: the signature store.
+// Source is where the zone's content comes from: the signature set in
+// service, and a signal when it changes (the zone is rebuilt then, not
+// per query).
 type Source interface {
-	Current() *signatures.Set
+	signatures.Source
 	Subscribe() (<-chan struct{}, func())
 }
 

@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"wormsink/internal/testutil"
+
+	"github.com/miekg/dns"
 )
 
 const exportFile = `serial: 2026112507

@@ -17,7 +17,7 @@ import (
 )
 
 // newTestGuard is a guard on a real loopback socket, driven directly.
-func newTestGuard(tb testing.TB, cfg Config, rec Recorder) *guard {
+func newTestGuard(tb testing.TB, cfg Config, rec evidence.Recorder) *guard {
 	tb.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

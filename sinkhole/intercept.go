@@ -15,6 +15,7 @@ import (
 
 	"wormsink/evidence"
 	"wormsink/internal/tftp"
+	"wormsink/signatures"
 )
 
 // Policy is what the interceptor does with a request for a file no
@@ -90,8 +91,8 @@ type interceptCounters struct {
 type Interceptor struct {
 	cfg    Config
 	policy Policy
-	sigs   SetSource
-	rec    Recorder
+	sigs   signatures.Source
+	rec    evidence.Recorder
 	log    zerolog.Logger
 
 	loops []*loop // one per bound socket (intercept_linux.go)
@@ -107,7 +108,7 @@ type Interceptor struct {
 }
 
 // NewInterceptor makes an Interceptor; Listen binds it.
-func NewInterceptor(cfg Config, policy Policy, sigs SetSource, rec Recorder, log zerolog.Logger) *Interceptor {
+func NewInterceptor(cfg Config, policy Policy, sigs signatures.Source, rec evidence.Recorder, log zerolog.Logger) *Interceptor {
 	cfg = cfg.withDefaults()
 	return &Interceptor{
 		cfg: cfg, policy: policy, sigs: sigs, rec: rec, log: log,

@@ -19,7 +19,7 @@ import (
 	"wormsink/signatures"
 )
 
-func newTestInterceptor(policy Policy, rec Recorder) *Interceptor {
+func newTestInterceptor(policy Policy, rec evidence.Recorder) *Interceptor {
 	return NewInterceptor(Config{}, policy, staticSet{signatures.Default()}, rec, zerolog.Nop())
 }
 

@@ -15,13 +15,6 @@ import (
 	"wormsink/signatures"
 )
 
-// SetSource gives the signature set in service; signatures.Store is one.
-type SetSource interface{ Current() *signatures.Set }
-
-// Recorder takes evidence; evidence.Writer is one. Record must not block:
-// the server calls it for every request, floods included.
-type Recorder interface{ Record(evidence.Event) }
-
 // Defaults for Config.
 const (
 	DefaultSourceRate  = 5     // replies per second to one source
@@ -101,7 +94,7 @@ type Stats struct {
 
 	Replies   uint64 // ERROR replies sent
 	Truncated uint64 // replies cut to the size of their request
-	Panics    uint64 // panics recovered (in a Recorder, a SetSource)
+	Panics    uint64 // panics recovered (in a evidence.Recorder, a signatures.Source)
 	Errors    uint64 // socket read and write errors
 
 	Exchanged    uint64 // refusals the client followed up on their port (proof exchange unless withheld)
@@ -126,8 +119,8 @@ type counters struct {
 // datagram and sends at most one ERROR per request, no larger than it.
 type Server struct {
 	cfg  Config
-	sigs SetSource
-	rec  Recorder
+	sigs signatures.Source
+	rec  evidence.Recorder
 	log  zerolog.Logger
 
 	c counters
@@ -142,7 +135,7 @@ type Server struct {
 
 // New makes a Server that matches requested files against sigs, records
 // evidence in rec and writes service lines to log.
-func New(cfg Config, sigs SetSource, rec Recorder, log zerolog.Logger) *Server {
+func New(cfg Config, sigs signatures.Source, rec evidence.Recorder, log zerolog.Logger) *Server {
 	return &Server{cfg: cfg.withDefaults(), sigs: sigs, rec: rec, log: log, stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -303,7 +296,7 @@ func (s *Server) recoverPanic() {
 	}
 }
 
-// emit records one sighting; a panicking Recorder is counted, not fatal.
+// emit records one sighting; a panicking evidence.Recorder is counted, not fatal.
 func (s *Server) emit(ev evidence.Event) {
 	defer s.recoverPanic()
 	s.rec.Record(ev)

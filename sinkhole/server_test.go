@@ -45,7 +45,7 @@ type testServer struct {
 }
 
 // startServer runs a Server on 127.0.0.1:0 until the test ends.
-func startServer(t *testing.T, cfg Config, rec Recorder) *testServer {
+func startServer(t *testing.T, cfg Config, rec evidence.Recorder) *testServer {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

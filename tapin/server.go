@@ -86,12 +86,6 @@ type Config struct {
 	IdleTimeout time.Duration
 }
 
-// Matcher is what ingest needs of the signature store.
-type Matcher interface{ Current() *signatures.Set }
-
-// Recorder takes evidence.
-type Recorder interface{ Record(evidence.Event) }
-
 // Stats counts what the server did; all counters only grow.
 type Stats struct {
 	Connections uint64 // streams accepted (handshake done)
@@ -112,8 +106,8 @@ type Stats struct {
 type Server struct {
 	ln    net.Listener
 	label string // "unix:PATH" or "tcp:ADDR", the resolver when a stream has no identity
-	src   Matcher
-	rec   Recorder
+	src   signatures.Source
+	rec   evidence.Recorder
 	log   zerolog.Logger
 	now   func() time.Time
 
@@ -138,12 +132,12 @@ const maxQueryKeys = 4096
 
 // Listen binds spec ("unix:PATH" or "tcp:ADDR") with the defaults of
 // Config.
-func Listen(spec string, src Matcher, rec Recorder, log zerolog.Logger) (*Server, error) {
+func Listen(spec string, src signatures.Source, rec evidence.Recorder, log zerolog.Logger) (*Server, error) {
 	return New(Config{Listen: spec}, src, rec, log)
 }
 
 // New binds cfg.Listen; Serve takes streams on it.
-func New(cfg Config, src Matcher, rec Recorder, log zerolog.Logger) (*Server, error) {
+func New(cfg Config, src signatures.Source, rec evidence.Recorder, log zerolog.Logger) (*Server, error) {
 	spec := cfg.Listen
 	network, addr, ok := strings.Cut(spec, ":")
 	if !ok || addr == "" || network != "unix" && network != "tcp" {

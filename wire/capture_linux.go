@@ -13,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"wormsink/evidence"
 	"wormsink/signatures"
 )
 
@@ -24,7 +25,7 @@ import (
 // read from any goroutine, for metrics.
 type Capture struct {
 	iface   string
-	sigs    SetSource
+	sigs    signatures.Source
 	anyPort bool
 	workers []*captureWorker
 
@@ -34,10 +35,10 @@ type Capture struct {
 
 // CaptureConfig says how to capture.
 type CaptureConfig struct {
-	Sigs SetSource
+	Sigs signatures.Source
 	// Rec takes every worker's evidence: it must be safe for concurrent use
 	// (an *evidence.Writer is).
-	Rec     Recorder
+	Rec     evidence.Recorder
 	Matcher Options
 	// Workers is the number of sockets and goroutines reading them; 0 means
 	// one per CPU.

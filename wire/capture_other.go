@@ -5,6 +5,8 @@ package wire
 import (
 	"context"
 	"errors"
+	"wormsink/evidence"
+	"wormsink/signatures"
 )
 
 // Capture is live capture; it exists on Linux only (AF_PACKET).
@@ -12,8 +14,8 @@ type Capture struct{}
 
 // CaptureConfig says how to capture.
 type CaptureConfig struct {
-	Sigs    SetSource
-	Rec     Recorder
+	Sigs    signatures.Source
+	Rec     evidence.Recorder
 	Matcher Options
 	Workers int
 	RingMB  int

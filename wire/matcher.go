@@ -15,13 +15,6 @@ import (
 	"wormsink/signatures"
 )
 
-// Recorder takes the evidence the matcher finds (an *evidence.Writer).
-type Recorder interface{ Record(evidence.Event) }
-
-// SetSource gives the signature set in service (a *signatures.Store). The
-// matcher asks for it once per packet, so a reload applies at once.
-type SetSource interface{ Current() *signatures.Set }
-
 // StaticSet serves one set forever.
 type StaticSet struct{ Set *signatures.Set }
 
@@ -73,8 +66,8 @@ type Stats struct {
 // safe for concurrent use: give each capture its own Matcher (decoding
 // state is preallocated per Matcher, which is what makes it allocation-free).
 type Matcher struct {
-	sigs     SetSource
-	rec      Recorder
+	sigs     signatures.Source
+	rec      evidence.Recorder
 	anyPort  bool
 	stats    Stats
 	dec      *decoder
@@ -95,14 +88,14 @@ type Matcher struct {
 }
 
 // NewMatcher makes a Matcher recording into rec.
-func NewMatcher(sigs SetSource, rec Recorder, opt Options) *Matcher {
+func NewMatcher(sigs signatures.Source, rec evidence.Recorder, opt Options) *Matcher {
 	return newMatcher(sigs, rec, opt, false)
 }
 
 // newMatcher is NewMatcher; a parallel scan's worker (deferring) keeps no
 // handshake table or reassembly state of its own: the GC would scan them
 // for nothing.
-func newMatcher(sigs SetSource, rec Recorder, opt Options, deferring bool) *Matcher {
+func newMatcher(sigs signatures.Source, rec evidence.Recorder, opt Options, deferring bool) *Matcher {
 	if opt.FragDatagrams <= 0 {
 		opt.FragDatagrams = DefaultFragDatagrams
 	}

@@ -29,9 +29,9 @@ import (
 // all, in packet order, as the chunks are handed on; TCP segments on rule
 // ports are replayed through its handshake table the same way.
 type ParallelScanner struct {
-	sigs    SetSource
+	sigs    signatures.Source
 	anyPort bool
-	rec     Recorder
+	rec     evidence.Recorder
 	workers []*Matcher
 	recs    []*chunkRecorder
 	frag    *Matcher // fragments, in order
@@ -47,7 +47,7 @@ var (
 
 // NewParallelScanner makes a scanner with n workers (at least 1) recording
 // into rec. rec is only called from the goroutine calling Scan.
-func NewParallelScanner(sigs SetSource, rec Recorder, opt Options, n int) *ParallelScanner {
+func NewParallelScanner(sigs signatures.Source, rec evidence.Recorder, opt Options, n int) *ParallelScanner {
 	s := &ParallelScanner{sigs: sigs, anyPort: opt.AnyPort, rec: rec, frag: NewMatcher(sigs, rec, opt)}
 	for range max(n, 1) {
 		r := &chunkRecorder{}
@@ -234,7 +234,7 @@ func (s *ParallelScanner) scan(ctx context.Context, r io.Reader, ra io.ReaderAt,
 // the workers and, in the same order, to the caller.
 type chunkPipe struct {
 	name              string
-	sigs              SetSource
+	sigs              signatures.Source
 	anyPort           bool
 	free, work, order chan *scanChunk
 	n                 uint64 // packets read

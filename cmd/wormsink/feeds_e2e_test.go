@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"wormsink/internal/testutil"
+
+	"github.com/miekg/dns"
 )
 
 // The deployment inside an ISP's resolvers, with the real ones: Unbound

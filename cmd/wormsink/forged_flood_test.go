@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/ipv4"
 	"wormsink/internal/testutil"
+
+	"golang.org/x/net/ipv4"
 )
 
 // TestServeForgedFlood: 200,000 TFTP requests for msblast.exe from 100,000

@@ -19,11 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"wormsink/internal/testutil"
+
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
-	"wormsink/internal/testutil"
 )
 
 // lab is three network namespaces made by the test: a customer, a router

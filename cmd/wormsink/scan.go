@@ -93,7 +93,7 @@ type scanner interface {
 
 // hostCounter counts the distinct hosts the evidence names, for the summary.
 type hostCounter struct {
-	rec   wire.Recorder
+	rec   evidence.Recorder
 	hosts map[netip.Addr]struct{}
 }
 

@@ -63,7 +63,7 @@ func (r Reason) String() string { return Reasons[r] }
 // (the floor a new file must be above) and the reload that applies a new
 // file once it is written. serve passes its SIGHUP reload.
 type Store interface {
-	Current() *signatures.Set
+	signatures.Source
 	Reload() (signatures.Reload, error)
 }
 
