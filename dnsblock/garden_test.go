@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"wormsink/quarantine"
 )
 
 // setGarden is a Garden of fixed addresses and allowed suffixes, swapped
@@ -146,6 +148,12 @@ func TestWalledGardenAllocs(t *testing.T) {
 	}
 }
 
+// snapshotGarden is the quarantine engine's snapshot as a Garden.
+type snapshotGarden struct{ s *quarantine.Snapshot }
+
+func (g snapshotGarden) Quarantined(a netip.Addr) bool { _, ok := g.s.Lookup(a); return ok }
+func (g snapshotGarden) Allowed(string) bool           { return false }
+
 // The answer path with 10,000 clients in quarantine, against none: the
 // quarantine costs the other clients' answers one map look-up.
 func BenchmarkAnswerGarden(b *testing.B) {
@@ -156,13 +164,12 @@ func BenchmarkAnswerGarden(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := Config{Upstreams: []string{"127.0.0.1:9"}, SinkholeIPs: noticeIPs, CacheSize: 100}
 			if tc.n > 0 {
-				g := newSetGarden()
-				m := map[netip.Addr]bool{}
-				for i := range tc.n {
-					m[netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)})] = true
+				// The quarantine engine's own snapshot, as serve gives it.
+				list := make([]quarantine.Entry, tc.n)
+				for i := range list {
+					list[i].Addresses = []netip.Addr{netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)})}
 				}
-				g.q.Store(&m)
-				cfg.Garden, cfg.NoticeIPs = g, noticeIPs
+				cfg.Garden, cfg.NoticeIPs = snapshotGarden{quarantine.NewSnapshot(list)}, noticeIPs
 			}
 			cfg.setDefaults()
 			srv, err := New(cfg, newSource(b, testSigs), nil, zerologNop())

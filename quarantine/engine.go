@@ -121,8 +121,9 @@ type Snapshot struct {
 
 const filterBits = 1 << 20
 
-// newSnapshot indexes the quarantined entries by their addresses.
-func newSnapshot(list []Entry) *Snapshot {
+// NewSnapshot indexes quarantined entries by their addresses (the engine
+// makes one at every change; tests and benchmarks of enforcement points too).
+func NewSnapshot(list []Entry) *Snapshot {
 	s := &Snapshot{ByAddr: make(map[netip.Addr]*Entry, len(list))}
 	for i := range list {
 		ent := &list[i]
@@ -666,7 +667,7 @@ func (e *Engine) reload(ctx context.Context, force bool) error {
 	if err != nil {
 		return err
 	}
-	s := newSnapshot(list)
+	s := NewSnapshot(list)
 	e.lastSeen = top.Int64
 	e.snap.Store(s)
 	for _, w := range e.watchers {

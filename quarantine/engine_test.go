@@ -325,7 +325,7 @@ func snapshot10k() *Snapshot {
 	for i := range list {
 		list[i].Addresses = []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}
 	}
-	return newSnapshot(list)
+	return NewSnapshot(list)
 }
 
 func TestSnapshotLookup(t *testing.T) {
