@@ -9,9 +9,9 @@ import "wormsink/store"
 // answer inserts nothing new.
 var migrations = []store.Migration{{
 	Version: 1,
-	SQLite: `
+	Both: `
 CREATE TABLE desk_cases (
-	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	id          ` + store.AutoID + `,
 	subject     TEXT NOT NULL UNIQUE,
 	state       TEXT NOT NULL,
 	first_seen  BIGINT NOT NULL,
@@ -33,7 +33,7 @@ CREATE TABLE desk_cases (
 CREATE INDEX desk_cases_rank ON desk_cases (rank DESC, last_seen DESC);
 CREATE INDEX desk_cases_state ON desk_cases (state);
 CREATE TABLE desk_evidence (
-	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	id      ` + store.AutoID + `,
 	sensor  TEXT NOT NULL,
 	log     TEXT NOT NULL,
 	off     BIGINT NOT NULL,
@@ -67,75 +67,7 @@ CREATE TABLE desk_tokens (
 	created_at BIGINT NOT NULL
 );
 CREATE TABLE desk_audit (
-	id         INTEGER PRIMARY KEY AUTOINCREMENT,
-	case_id    BIGINT NOT NULL,
-	at         BIGINT NOT NULL,
-	actor      TEXT NOT NULL,
-	action     TEXT NOT NULL,
-	from_state TEXT NOT NULL DEFAULT '',
-	to_state   TEXT NOT NULL DEFAULT '',
-	note       TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX desk_audit_case ON desk_audit (case_id, id)`,
-	Postgres: `
-CREATE TABLE desk_cases (
-	id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	subject     TEXT NOT NULL UNIQUE,
-	state       TEXT NOT NULL,
-	first_seen  BIGINT NOT NULL,
-	last_seen   BIGINT NOT NULL,
-	families    TEXT NOT NULL DEFAULT '',
-	strong      INTEGER NOT NULL DEFAULT 0,
-	proof       INTEGER NOT NULL DEFAULT 0,
-	addresses   TEXT NOT NULL DEFAULT '',
-	sensors     TEXT NOT NULL DEFAULT '',
-	sightings   BIGINT NOT NULL DEFAULT 0,
-	lines       BIGINT NOT NULL DEFAULT 0,
-	rank        BIGINT NOT NULL DEFAULT 0,
-	created_at  BIGINT NOT NULL,
-	updated_at  BIGINT NOT NULL,
-	closed_at   BIGINT NOT NULL DEFAULT 0,
-	notified_at BIGINT NOT NULL DEFAULT 0,
-	notice      TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX desk_cases_rank ON desk_cases (rank DESC, last_seen DESC);
-CREATE INDEX desk_cases_state ON desk_cases (state);
-CREATE TABLE desk_evidence (
-	id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	sensor  TEXT NOT NULL,
-	log     TEXT NOT NULL,
-	off     BIGINT NOT NULL,
-	case_id BIGINT,
-	at      BIGINT NOT NULL,
-	line    TEXT NOT NULL,
-	UNIQUE (sensor, log, off)
-);
-CREATE INDEX desk_evidence_case ON desk_evidence (case_id, at);
-CREATE TABLE desk_case_addresses (
-	address TEXT NOT NULL,
-	case_id BIGINT NOT NULL,
-	PRIMARY KEY (address, case_id)
-);
-CREATE TABLE desk_users (
-	name       TEXT PRIMARY KEY,
-	role       TEXT NOT NULL,
-	hash       TEXT NOT NULL,
-	created_at BIGINT NOT NULL
-);
-CREATE TABLE desk_sessions (
-	id         TEXT PRIMARY KEY,
-	user_name  TEXT NOT NULL,
-	csrf       TEXT NOT NULL,
-	expires_at BIGINT NOT NULL
-);
-CREATE TABLE desk_tokens (
-	hash       TEXT PRIMARY KEY,
-	name       TEXT NOT NULL UNIQUE,
-	role       TEXT NOT NULL,
-	created_at BIGINT NOT NULL
-);
-CREATE TABLE desk_audit (
-	id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	id         ` + store.AutoID + `,
 	case_id    BIGINT NOT NULL,
 	at         BIGINT NOT NULL,
 	actor      TEXT NOT NULL,

@@ -165,7 +165,6 @@ func (s *Snapshot) Lookup(addr netip.Addr) (*Entry, bool) {
 	return e, ok
 }
 
-// The two dialects differ only in how the audit trail numbers its rows.
 const (
 	entriesTable = `CREATE TABLE quarantine_entries (
 	subject       TEXT PRIMARY KEY,
@@ -184,7 +183,7 @@ const (
 CREATE INDEX quarantine_entries_state ON quarantine_entries (state);
 `
 	auditTable = `CREATE TABLE quarantine_audit (
-	id        %s,
+	id        ` + store.AutoID + `,
 	subject   TEXT NOT NULL,
 	at        BIGINT NOT NULL,
 	action    TEXT NOT NULL,
@@ -196,10 +195,7 @@ CREATE INDEX quarantine_entries_state ON quarantine_entries (state);
 CREATE INDEX quarantine_audit_subject ON quarantine_audit (subject, id)`
 )
 
-var migrations = []store.Migration{{Version: 1,
-	SQLite:   entriesTable + fmt.Sprintf(auditTable, "INTEGER PRIMARY KEY AUTOINCREMENT"),
-	Postgres: entriesTable + fmt.Sprintf(auditTable, "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
-}}
+var migrations = []store.Migration{{Version: 1, Both: entriesTable + auditTable}}
 
 // New migrates the store and loads the quarantines in it.
 func New(ctx context.Context, cfg Config) (*Engine, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,28 @@ type Migration struct {
 	// Postgres is the same step for PostgreSQL; "" means the SQLite text
 	// works on both.
 	Postgres string
+	// Both is the step written once for both dialects, used when SQLite
+	// and Postgres are empty: AutoID stands for a table's generated
+	// integer primary key, the one column type the two spell differently.
+	Both string
+}
+
+// AutoID is what a Migration's Both text writes for a generated integer
+// primary key column ("id AUTO_ID_PRIMARY_KEY").
+const AutoID = "AUTO_ID_PRIMARY_KEY"
+
+// text is the step's statements for dialect d.
+func (m Migration) text(d Dialect) string {
+	if m.SQLite == "" && m.Postgres == "" {
+		if d == Postgres {
+			return strings.ReplaceAll(m.Both, AutoID, "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+		}
+		return strings.ReplaceAll(m.Both, AutoID, "INTEGER PRIMARY KEY AUTOINCREMENT")
+	}
+	if d == Postgres && m.Postgres != "" {
+		return m.Postgres
+	}
+	return m.SQLite
 }
 
 const migrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -68,11 +91,7 @@ func (db *DB) migrateOne(ctx context.Context, component string, ms []Migration) 
 			return nil
 		}
 		m := ms[have]
-		text := m.SQLite
-		if db.dialect == Postgres && m.Postgres != "" {
-			text = m.Postgres
-		}
-		if _, err := tx.Exec(ctx, text); err != nil {
+		if _, err := tx.Exec(ctx, m.text(db.dialect)); err != nil {
 			return fmt.Errorf("store: %s: migrating %s to version %d: %w", db, component, m.Version, err)
 		}
 		_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (component, version, applied_at) VALUES (?, ?, ?)",

@@ -62,6 +62,20 @@ func TestMigrate(t *testing.T) {
 		if err := db.Migrate(ctx, "gap", bad); err == nil {
 			t.Fatal("a list starting at version 2 was taken")
 		}
+		// One text for both dialects, the generated key spelled AutoID.
+		both := []store.Migration{{Version: 1, Both: "CREATE TABLE rows (id " + store.AutoID + ", v TEXT NOT NULL)"}}
+		if err := db.Migrate(ctx, "both", both); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []string{"a", "b"} {
+			if _, err := db.Exec(ctx, "INSERT INTO rows (v) VALUES (?)", v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var maxID int
+		if err := db.QueryRow(ctx, "SELECT MAX(id) FROM rows").Scan(&maxID); err != nil || maxID != 2 {
+			t.Fatalf("generated ids: max %d, %v", maxID, err)
+		}
 		// A failing step leaves the schema where it was.
 		broken := []store.Migration{{Version: 1, SQLite: "CREATE TABLE ok1 (a INTEGER); CREATE TABLE (nonsense"}}
 		if err := db.Migrate(ctx, "broken", broken); err == nil {
