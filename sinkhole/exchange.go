@@ -64,6 +64,11 @@ type exchanges struct {
 	hold   time.Duration
 	s      *Server
 	start  time.Time
+	// bind is the listening socket's own address when it has one: every
+	// refusal leaves from it, so the decoys stand there too. Invalid for
+	// a wildcard socket, whose refusals leave from the address each
+	// request was sent to: then the decoys stand on every address.
+	bind netip.Addr
 
 	mu     sync.Mutex
 	open   map[*exchange]struct{}
@@ -113,14 +118,21 @@ func budget(max, decoys int) int {
 	return max
 }
 
-// openDecoys opens the decoys on the wildcard address, so they stand on
-// every address a refusal may leave from; the caller holds x.mu. Without
-// them (a socket error) refusals still go out, and only datagrams from
-// other addresses on a refusal's port count as guesses.
+// openDecoys opens the decoys where a refusal may leave from: the
+// listening socket's address, or every address (the wildcard). A decoy on
+// the wildcard beside a server bound to one address would also catch what
+// this host's other programs are sent (our own refusals to a requester on
+// this host among them) and take it for guesses. The caller holds x.mu.
+// Without decoys (a socket error) refusals still go out, and only
+// datagrams from other addresses on a refusal's port count as guesses.
 func (x *exchanges) openDecoys() {
 	x.pooled = true
+	laddr := &net.UDPAddr{}
+	if x.bind.IsValid() {
+		laddr.IP, laddr.Zone = x.bind.AsSlice(), x.bind.Zone()
+	}
 	for range x.decoys {
-		c, err := net.ListenUDP("udp", &net.UDPAddr{})
+		c, err := net.ListenUDP("udp", laddr)
 		if err != nil {
 			x.s.c.errors.Add(1)
 			break

@@ -125,23 +125,59 @@ func TestExchangeBounded(t *testing.T) {
 	}
 }
 
-// decoysOf returns the decoys' ports on the server's address.
+// decoysOf returns the decoys' addresses: on the server's own address,
+// since the test server is bound to one.
 func decoysOf(t *testing.T, ts *testServer) []netip.AddrPort {
 	t.Helper()
 	ts.srv.mu.Lock()
 	x := ts.srv.g.ex
 	ts.srv.mu.Unlock()
-	var out []netip.AddrPort
-	for _, d := range x.decoyPorts() {
-		out = append(out, netip.AddrPortFrom(ts.addr.Addr(), d.Port()))
+	out := x.decoyPorts()
+	for _, d := range out {
+		if d.Addr() != ts.addr.Addr() {
+			t.Fatalf("decoy %v beside a server on %v", d, ts.addr)
+		}
 	}
 	return out
+}
+
+// A server bound to one address keeps its decoys on that address: what
+// this host's other programs are sent, on a port a decoy holds, is none of
+// the sinkhole's business. (On the wildcard, a refusal of ours to a
+// requester on this host whose port a decoy had since taken came back as
+// a guess and withheld every exchange of the hold.)
+func TestDecoysOnTheServersAddress(t *testing.T) {
+	ts := startServer(t, Config{ExchangeWait: time.Second, GuessHold: time.Minute}, nil)
+	req := rrq(1, "msblast.exe", "octet")
+	c := newClient(t, ts.addr)
+	c.send(req)
+	checkError(t, c.read(5*time.Second), len(req))
+	d := decoysOf(t, ts)[0]
+	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	// A TFTP ERROR to another address of this host on the decoy's port,
+	// then a guess at the decoy itself: were the decoy on the wildcard,
+	// both would land in its queue, in that order.
+	refusal := []byte{0, tftp.OpError, 0, 2, 'x', 0}
+	if _, err := other.WriteToUDPAddrPort(refusal, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.3"), d.Port())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.WriteToUDPAddrPort(refusal, d); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the guess at the decoy", func() bool { return ts.srv.Stats().Guesses >= 1 })
+	if g := ts.srv.Stats().Guesses; g != 1 {
+		t.Errorf("%d guesses, want only the one sent to the server's address", g)
+	}
 }
 
 // A guess anywhere withholds exchange: the requester's own datagram to a
 // decoy, or another address's datagram on a refusal's port, even when the
 // requester then follows up exactly as a real client does. The decoys are
-// fresh ports on every address, the server's included.
+// fresh ports on the address the refusals leave from.
 func TestGuessWithholds(t *testing.T) {
 	for _, how := range []string{"decoy", "other requester's port"} {
 		t.Run(how, func(t *testing.T) {

@@ -57,6 +57,9 @@ func newGuard(s *Server, conn *net.UDPConn) *guard {
 		g.local = ua.AddrPort()
 		g.local = netip.AddrPortFrom(g.local.Addr().Unmap(), g.local.Port())
 	}
+	if a := g.local.Addr(); a.IsValid() && !a.IsUnspecified() {
+		g.ex.bind = a
+	}
 	if g.local.Addr().IsUnspecified() {
 		// A wildcard socket: learn which address each request was sent to,
 		// for the evidence and as the source of the reply.
