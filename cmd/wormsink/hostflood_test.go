@@ -123,14 +123,17 @@ func floodTCP(t *testing.T, addr string, stop time.Time) int64 {
 		var sent atomic.Int64
 		done := make(chan struct{})
 		wg.Add(2)
-		go func() { // writer: a window of 256 queries in flight
+		go func() { // writer: a window of 512 queries in flight
 			defer wg.Done()
 			defer close(done)
+			// Half-close when done: the shim answers what it has read,
+			// then closes, so the reader sees every answer and then EOF.
+			defer conn.(*net.TCPConn).CloseWrite()
 			w := bufio.NewWriterSize(conn, 64<<10)
 			m := new(dns.Msg)
 			buf := make([]byte, 0, 512)
 			for i := 0; time.Now().Before(stop); i++ {
-				for sent.Load()-answered.Load() > 512 {
+				for sent.Load()-answered.Load() > 512 && time.Now().Before(stop) {
 					time.Sleep(100 * time.Microsecond)
 				}
 				m.SetQuestion(fmt.Sprintf("c%dn%d.flood.worm.example.", c, i), dns.TypeA)
@@ -156,17 +159,15 @@ func floodTCP(t *testing.T, addr string, stop time.Time) int64 {
 			r := bufio.NewReaderSize(conn, 64<<10)
 			var got int64
 			for {
-				select {
-				case <-done:
-					if got >= sent.Load() {
-						return
-					}
-				default:
-				}
-				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				// Every answer, then EOF once the writer is done: no clock
+				// decides when the answers are over.
+				conn.SetReadDeadline(time.Now().Add(time.Minute))
 				var l [2]byte
 				if _, err := io.ReadFull(r, l[:]); err != nil {
-					t.Errorf("tcp read after %d answers: %v", got, err)
+					<-done
+					if err != io.EOF || got != sent.Load() {
+						t.Errorf("tcp read after %d answers of %d: %v", got, sent.Load(), err)
+					}
 					return
 				}
 				if _, err := r.Discard(int(binary.BigEndian.Uint16(l[:]))); err != nil {
