@@ -62,10 +62,22 @@ type fetchScanner struct {
 	haveCget, haveWinget        bool
 	out                         [4]uint8 // names to hand out (outCget...)
 	nOut, iOut                  int
+
+	// Command boundaries, kept when track is set (MatchStream): how many
+	// separators were read, the raw offset after the last one (-1: none),
+	// how many preceded the command whose names are handed out, and
+	// whether that command ran to the end of the data (open: more of it
+	// may follow in the stream's next segment).
+	track   bool
+	seps    int
+	lastSep int
+	cmdSeps int
+	cmdOpen bool
 }
 
 func (f *fetchScanner) reset(data []byte) {
 	f.data, f.i, f.nOut, f.iOut = data, 0, 0, 0
+	f.seps, f.lastSep, f.cmdSeps, f.cmdOpen = 0, -1, 0, false
 	f.plain = bytes.IndexByte(data, '%') < 0 && bytes.IndexByte(data, '$') < 0 && bytes.IndexByte(data, 0xff) < 0
 }
 
@@ -75,15 +87,30 @@ func (f *fetchScanner) reset(data []byte) {
 func (f *fetchScanner) skipToClient() bool {
 	j := indexFold(f.data[f.i:], []byte("tftp"))
 	if j < 0 {
-		f.i = len(f.data)
+		f.skipped(len(f.data))
 		return false
 	}
 	j += f.i
 	for j > f.i && plainWordByte[f.data[j-1]] {
 		j--
 	}
-	f.i = j
+	f.skipped(j)
 	return true
+}
+
+// skipped moves a plain scan on to raw offset j, noting the separators
+// it passed (in plain data a separator byte is a separator).
+func (f *fetchScanner) skipped(j int) {
+	if f.track {
+		for k := j - 1; k >= f.i; k-- {
+			if isShellSep(f.data[k]) {
+				f.seps++
+				f.lastSep = k + 1
+				break
+			}
+		}
+	}
+	f.i = j
 }
 
 // next returns the next fetched name, which stays valid until the
@@ -120,7 +147,9 @@ func (f *fetchScanner) command() bool {
 			return false
 		case tokWord:
 			if isFetchCommand(f.tok.bytes()) {
+				f.cmdSeps = f.seps
 				end := f.args()
+				f.cmdOpen = end
 				f.emit()
 				if f.nOut > 0 || !end {
 					return true
@@ -355,6 +384,8 @@ func (f *fetchScanner) token() int {
 			continue
 		case isShellSep(c):
 			f.i = next
+			f.seps++
+			f.lastSep = next
 			return tokSep
 		case c == '$':
 			if kind, n := dollar(f.data, next); kind != dollarLiteral {
