@@ -388,7 +388,12 @@ func (f *fetchScanner) token() int {
 			f.lastSep = next
 			return tokSep
 		case c == '$':
-			if kind, n := dollar(f.data, next); kind != dollarLiteral {
+			kind, n := dollar(f.data, next)
+			if kind == dollarShort && f.track {
+				f.i = len(f.data) // the rest of it is in the next segment
+				return tokEnd
+			}
+			if kind != dollarLiteral && kind != dollarShort {
 				f.i = n
 				continue
 			}
@@ -414,6 +419,11 @@ func (f *fetchScanner) token() int {
 		}
 		if c == '$' {
 			switch kind, n := dollar(f.data, next); kind {
+			case dollarShort:
+				if f.track {
+					f.i = len(f.data) // the rest of it is in the next segment
+					return tokWord
+				}
 			case dollarSpace:
 				return tokWord
 			case dollarEmpty:
@@ -464,6 +474,10 @@ const (
 	dollarLiteral = iota
 	dollarSpace   // $IFS, ${IFS}, ${IFS%??}...
 	dollarEmpty   // $1 .. $9: unset positional parameters
+	// dollarShort: the data ends inside ${...}: literal in a packet read
+	// alone, but in a stream the rest follows (its brace must not end the
+	// command).
+	dollarShort
 )
 
 // dollar reads what follows a '$' (i is the raw offset after it) and
@@ -479,10 +493,13 @@ func dollar(d []byte, i int) (kind, next int) {
 	braced := c == '{'
 	if braced {
 		if c, _, n, ok = unit(d, n); !ok {
-			return dollarLiteral, i
+			return dollarShort, i
 		}
 	}
 	for _, want := range [...]byte{'I', 'F', 'S'} {
+		if !ok && braced {
+			return dollarShort, i
+		}
 		if !ok || c != want {
 			return dollarLiteral, i
 		}
@@ -506,6 +523,9 @@ func dollar(d []byte, i int) (kind, next int) {
 			return dollarLiteral, i
 		}
 		c, _, n, ok = unit(d, n)
+	}
+	if !ok && braced {
+		return dollarShort, i
 	}
 	return dollarLiteral, i
 }

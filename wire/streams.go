@@ -203,9 +203,10 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 		case d < 0 && int32(last-e.next) <= 0:
 			e.seen = now
 			if len(seg) > 0 && e.inGap(seq, last) {
-				// Late, and never read: alone, as a lone packet.
+				// Late, and never read: alone. Bytes follow it (those
+				// read already), so its last command is not known to end.
 				var c signatures.StreamCursor
-				return m.matchStream(pk, set, seg, 0, true, &c)
+				return m.matchStream(pk, set, seg, 0, false, &c)
 			}
 			if len(seg) > 0 {
 				m.stats.StreamRetransmits++
@@ -217,6 +218,10 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 		case d < 0:
 			seg = seg[e.next-seq:] // only the bytes not read yet
 		}
+	} else {
+		// What came before the first segment seen was never read: a
+		// late segment from there is new.
+		e.gapFrom, e.gapTo = seq-1<<30, seq
 	}
 	e.next, e.seen = last, now
 	data, from := seg, 0
