@@ -3,6 +3,7 @@ package wire
 import (
 	"hash/maphash"
 	"net/netip"
+	"sync"
 	"time"
 
 	"wormsink/evidence"
@@ -23,9 +24,26 @@ import (
 // The table is fixed-size and direct-mapped by a seeded hash: a flood of
 // requests can only push entries out, never make a reply match, and
 // nothing allocates after the first request.
+//
+// A capture's workers share one table: a TFTP server answers from a fresh
+// port, so the reply's 5-tuple is not the request's and the fan-out may
+// hand it to another worker than the request. Shared, the table is guarded
+// by striped locks (a worker holds one for a slot's read or write), and a
+// reply that finds no request keeps a place too (waiting): the workers'
+// rings hand over their blocks each at its own pace, so the reply may be
+// read before the request it answers, and the request pairs with it then.
 type answers struct {
-	seed maphash.Seed
-	e    []answerEntry
+	seed  maphash.Seed
+	e     []answerEntry
+	locks []sync.Mutex  // shared: one per answerStripe slots; nil for one matcher
+	w     []answerReply // shared: replies read before their request
+}
+
+// answerReply is a server's DATA or OACK that found no request.
+type answerReply struct {
+	requester netip.AddrPort
+	server    netip.AddrPort
+	at        time.Time
 }
 
 type answerEntry struct {
@@ -41,7 +59,8 @@ type answerEntry struct {
 }
 
 const (
-	answerSlots = 1 << 12
+	answerStripes = 64
+	answerSlots   = 1 << 12
 	// answerWait is how long after a request its server's reply still
 	// counts: TFTP servers answer within their first retransmission.
 	answerWait = 30 * time.Second
@@ -51,7 +70,26 @@ func newAnswers() *answers {
 	return &answers{seed: maphash.MakeSeed(), e: make([]answerEntry, answerSlots)}
 }
 
-func (a *answers) slot(requester netip.AddrPort, server netip.Addr) *answerEntry {
+// newSharedAnswers is the table a capture's workers share.
+func newSharedAnswers() *answers {
+	a := newAnswers()
+	a.locks = make([]sync.Mutex, answerStripes)
+	a.w = make([]answerReply, answerSlots)
+	return a
+}
+
+// lock takes the lock of slot i when the table is shared, and returns its
+// release.
+func (a *answers) lock(i int) *sync.Mutex {
+	if a.locks == nil {
+		return nil
+	}
+	mu := &a.locks[i%answerStripes]
+	mu.Lock()
+	return mu
+}
+
+func (a *answers) slot(requester netip.AddrPort, server netip.Addr) int {
 	var h maphash.Hash
 	h.SetSeed(a.seed)
 	b := requester.Addr().As16()
@@ -60,14 +98,30 @@ func (a *answers) slot(requester netip.AddrPort, server netip.Addr) *answerEntry
 	h.WriteByte(byte(requester.Port()))
 	b = server.As16()
 	h.Write(b[:])
-	return &a.e[h.Sum64()&(answerSlots-1)]
+	return int(h.Sum64() & (answerSlots - 1))
 }
 
-// asked notes the worm request ev (a requester's wire_match).
-func (a *answers) asked(ev *evidence.Event) {
+// asked notes the worm request ev (a requester's wire_match). In a shared
+// table, a reply to it another worker read first is returned, completed:
+// its line is due now.
+func (a *answers) asked(ev *evidence.Event) (evidence.Event, bool) {
 	req := netip.AddrPortFrom(ev.Host, ev.Port)
-	*a.slot(req, ev.Peer) = answerEntry{requester: req, server: ev.Peer, at: ev.Time,
+	i := a.slot(req, ev.Peer)
+	if mu := a.lock(i); mu != nil {
+		defer mu.Unlock()
+		if w := &a.w[i]; w.requester == req && w.server.Addr() == ev.Peer && !w.at.Before(ev.Time) && w.at.Sub(ev.Time) <= answerWait {
+			var pk packet
+			pk.src, pk.sport, pk.dst, pk.dport, pk.meta.Time = w.server.Addr(), w.server.Port(), req.Addr(), req.Port(), w.at
+			r := replyEvent(&pk)
+			r.Sig, r.Family, r.File, r.Mode, r.Op, r.Serial = ev.Sig, ev.Family, ev.File, ev.Mode, ev.Op, ev.Serial
+			*w = answerReply{}
+			a.e[i] = answerEntry{}
+			return r, true
+		}
+	}
+	a.e[i] = answerEntry{requester: req, server: ev.Peer, at: ev.Time,
 		sig: ev.Sig, family: ev.Family, file: ev.File, mode: ev.Mode, op: ev.Op, serial: ev.Serial}
+	return evidence.Event{}, false
 }
 
 // answer completes ev, a reply candidate (the server's packet to the
@@ -76,8 +130,20 @@ func (a *answers) asked(ev *evidence.Event) {
 // that counts: the entry goes, so a transfer's other blocks add no lines.
 func (a *answers) answer(ev *evidence.Event) bool {
 	req := netip.AddrPortFrom(ev.Peer, ev.DstPort)
-	e := a.slot(req, ev.Host)
+	i := a.slot(req, ev.Host)
+	if mu := a.lock(i); mu != nil {
+		defer mu.Unlock()
+	}
+	e := &a.e[i]
 	if e.requester != req || e.server != ev.Host || ev.Time.Sub(e.at) > answerWait || ev.Time.Before(e.at) {
+		if a.w != nil {
+			// Wait for the request, keeping the first of a transfer's
+			// blocks (the request pairs with one reply).
+			srv := netip.AddrPortFrom(ev.Host, ev.Port)
+			if w := &a.w[i]; w.requester != req || w.server != srv || ev.Time.Sub(w.at) > answerWait {
+				*w = answerReply{requester: req, server: srv, at: ev.Time}
+			}
+		}
 		return false
 	}
 	ev.Sig, ev.Family, ev.File, ev.Mode, ev.Op, ev.Serial = e.sig, e.family, e.file, e.mode, e.op, e.serial

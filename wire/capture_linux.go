@@ -118,6 +118,9 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 	// One fan-out group per Capture; the id only has to differ from other
 	// groups on the same interface.
 	group := uint16(os.Getpid()) + uint16(fanoutSeq.Add(1))*7919
+	// One table of worm requests for all workers: a server's reply comes
+	// from a fresh port, so it may hash to another worker than its request.
+	pending := newSharedAnswers()
 	for i := range n {
 		h, err := afpacket.NewTPacket(
 			afpacket.OptInterface(iface),
@@ -133,6 +136,7 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 			return nil, fmt.Errorf("%s: socket %d: %w", iface, i, err)
 		}
 		w := &captureWorker{h: h, m: NewMatcher(cfg.Sigs, cfg.Rec, cfg.Matcher)}
+		w.m.answers = pending
 		c.workers = append(c.workers, w)
 		if err := h.SetBPF(prog); err != nil {
 			c.Close()

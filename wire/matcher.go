@@ -87,7 +87,6 @@ type Matcher struct {
 	flows                   *flows   // nil until a TCP segment needs following
 	tcpFlows                int      // its size
 	answers                 *answers // worm requests whose server's reply is awaited; nil until the first
-	shared                  bool     // answers is shared with other matchers (a capture's workers)
 	streams                 *streams // nil until a watched TCP segment carries bytes
 	streamFlows, streamTail int
 	frame                   []byte // the frame being matched
@@ -433,12 +432,13 @@ func (m *Matcher) reply(pk *packet) int {
 	return 1
 }
 
-// asked notes a worm request whose server's reply may follow.
-func (m *Matcher) asked(ev *evidence.Event) {
+// asked notes a worm request whose server's reply may follow; from a
+// table shared with other workers it returns a reply already read.
+func (m *Matcher) asked(ev *evidence.Event) (evidence.Event, bool) {
 	if m.answers == nil {
 		m.answers = newAnswers()
 	}
-	m.answers.asked(ev)
+	return m.answers.asked(ev)
 }
 
 // tftp parses the UDP payload as a TFTP request (never trusting gopacket's
@@ -476,8 +476,10 @@ func (m *Matcher) tftp(pk *packet) int {
 	// is the infector serving it.
 	ev.Host, ev.Port, ev.Peer, ev.Role = pk.src, pk.sport, pk.dst, evidence.RoleRequester
 	m.rec.Record(ev)
+	var reply evidence.Event
+	replied := false
 	if !m.deferFrags {
-		m.asked(&ev) // a parallel scan's ordered matcher does it in emit
+		reply, replied = m.asked(&ev) // a parallel scan's ordered matcher does it in emit
 	}
 	// dst_port is the port at the peer: for the server, the requester's.
 	// The request is the requester's packet: it names the server but
@@ -487,6 +489,12 @@ func (m *Matcher) tftp(pk *packet) int {
 	ev.Evidence, ev.Proof, ev.Named = signatures.Weak, evidence.ProofDatagram, true
 	m.rec.Record(ev)
 	m.stats.Events += 2
+	if replied {
+		// Another worker read the server's reply first.
+		m.rec.Record(reply)
+		m.stats.Events++
+		return 3
+	}
 	return 2
 }
 

@@ -552,7 +552,7 @@ func (s *ParallelScanner) emit(c *scanChunk) {
 				}
 				s.frag.stats.Events++
 			case ev.Role == evidence.RoleRequester && ev.File != "":
-				s.frag.asked(&ev)
+				s.frag.asked(&ev) // its table is its own: nothing waits
 			}
 			s.rec.Record(ev)
 		}
