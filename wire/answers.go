@@ -21,9 +21,9 @@ import (
 // --trusted-sources). An ERROR refuses the file: it says nothing more
 // about the server than the request did, and makes no line.
 //
-// The table is fixed-size and direct-mapped by a seeded hash: a flood of
-// requests can only push entries out, never make a reply match, and
-// nothing allocates after the first request.
+// The table is fixed-size, in buckets of answerWays slots chosen by a
+// seeded hash: a flood of requests can only push entries out, never make a
+// reply match, and nothing allocates after the first request.
 //
 // A capture's workers share one table: a TFTP server answers from a fresh
 // port, so the reply's 5-tuple is not the request's and the fan-out may
@@ -61,6 +61,9 @@ type answerEntry struct {
 const (
 	answerStripes = 64
 	answerSlots   = 1 << 12
+	// answerWays: a request may take any of the 4 slots of its bucket, so
+	// two requests pending at once rarely push each other out.
+	answerWays = 4
 	// answerWait is how long after a request its server's reply still
 	// counts: TFTP servers answer within their first retransmission.
 	answerWait = 30 * time.Second
@@ -78,18 +81,20 @@ func newSharedAnswers() *answers {
 	return a
 }
 
-// lock takes the lock of slot i when the table is shared, and returns its
-// release.
-func (a *answers) lock(i int) *sync.Mutex {
+// lock takes the lock of bucket b when the table is shared, and returns
+// it for the caller to release.
+func (a *answers) lock(b int) *sync.Mutex {
 	if a.locks == nil {
 		return nil
 	}
-	mu := &a.locks[i%answerStripes]
+	mu := &a.locks[(b/answerWays)%answerStripes]
 	mu.Lock()
 	return mu
 }
 
-func (a *answers) slot(requester netip.AddrPort, server netip.Addr) int {
+// bucket returns the first slot of the bucket a request and its reply
+// share.
+func (a *answers) bucket(requester netip.AddrPort, server netip.Addr) int {
 	var h maphash.Hash
 	h.SetSeed(a.seed)
 	b := requester.Addr().As16()
@@ -98,7 +103,7 @@ func (a *answers) slot(requester netip.AddrPort, server netip.Addr) int {
 	h.WriteByte(byte(requester.Port()))
 	b = server.As16()
 	h.Write(b[:])
-	return int(h.Sum64() & (answerSlots - 1))
+	return int(h.Sum64()&(answerSlots/answerWays-1)) * answerWays
 }
 
 // asked notes the worm request ev (a requester's wire_match). In a shared
@@ -106,20 +111,34 @@ func (a *answers) slot(requester netip.AddrPort, server netip.Addr) int {
 // its line is due now.
 func (a *answers) asked(ev *evidence.Event) (evidence.Event, bool) {
 	req := netip.AddrPortFrom(ev.Host, ev.Port)
-	i := a.slot(req, ev.Peer)
-	if mu := a.lock(i); mu != nil {
+	b := a.bucket(req, ev.Peer)
+	if mu := a.lock(b); mu != nil {
 		defer mu.Unlock()
-		if w := &a.w[i]; w.requester == req && w.server.Addr() == ev.Peer && !w.at.Before(ev.Time) && w.at.Sub(ev.Time) <= answerWait {
-			var pk packet
-			pk.src, pk.sport, pk.dst, pk.dport, pk.meta.Time = w.server.Addr(), w.server.Port(), req.Addr(), req.Port(), w.at
-			r := replyEvent(&pk)
-			r.Sig, r.Family, r.File, r.Mode, r.Op, r.Serial = ev.Sig, ev.Family, ev.File, ev.Mode, ev.Op, ev.Serial
-			*w = answerReply{}
-			a.e[i] = answerEntry{}
-			return r, true
+		for i := b; i < b+answerWays; i++ {
+			w := &a.w[i]
+			if w.requester == req && w.server.Addr() == ev.Peer && !w.at.Before(ev.Time) && w.at.Sub(ev.Time) <= answerWait {
+				var pk packet
+				pk.src, pk.sport, pk.dst, pk.dport, pk.meta.Time = w.server.Addr(), w.server.Port(), req.Addr(), req.Port(), w.at
+				r := replyEvent(&pk)
+				r.Sig, r.Family, r.File, r.Mode, r.Op, r.Serial = ev.Sig, ev.Family, ev.File, ev.Mode, ev.Op, ev.Serial
+				*w = answerReply{}
+				return r, true
+			}
 		}
 	}
-	a.e[i] = answerEntry{requester: req, server: ev.Peer, at: ev.Time,
+	// The same request's slot, else a free or stale one, else the oldest.
+	slot := b
+	for i := b; i < b+answerWays; i++ {
+		e := &a.e[i]
+		if e.requester == req && e.server == ev.Peer {
+			slot = i
+			break
+		}
+		if e.at.IsZero() || ev.Time.Sub(e.at) > answerWait || e.at.Before(a.e[slot].at) {
+			slot = i
+		}
+	}
+	a.e[slot] = answerEntry{requester: req, server: ev.Peer, at: ev.Time,
 		sig: ev.Sig, family: ev.Family, file: ev.File, mode: ev.Mode, op: ev.Op, serial: ev.Serial}
 	return evidence.Event{}, false
 }
@@ -130,25 +149,37 @@ func (a *answers) asked(ev *evidence.Event) (evidence.Event, bool) {
 // that counts: the entry goes, so a transfer's other blocks add no lines.
 func (a *answers) answer(ev *evidence.Event) bool {
 	req := netip.AddrPortFrom(ev.Peer, ev.DstPort)
-	i := a.slot(req, ev.Host)
-	if mu := a.lock(i); mu != nil {
+	b := a.bucket(req, ev.Host)
+	if mu := a.lock(b); mu != nil {
 		defer mu.Unlock()
 	}
-	e := &a.e[i]
-	if e.requester != req || e.server != ev.Host || ev.Time.Sub(e.at) > answerWait || ev.Time.Before(e.at) {
-		if a.w != nil {
-			// Wait for the request, keeping the first of a transfer's
-			// blocks (the request pairs with one reply).
-			srv := netip.AddrPortFrom(ev.Host, ev.Port)
-			if w := &a.w[i]; w.requester != req || w.server != srv || ev.Time.Sub(w.at) > answerWait {
-				*w = answerReply{requester: req, server: srv, at: ev.Time}
+	for i := b; i < b+answerWays; i++ {
+		e := &a.e[i]
+		if e.requester != req || e.server != ev.Host || ev.Time.Sub(e.at) > answerWait || ev.Time.Before(e.at) {
+			continue
+		}
+		ev.Sig, ev.Family, ev.File, ev.Mode, ev.Op, ev.Serial = e.sig, e.family, e.file, e.mode, e.op, e.serial
+		*e = answerEntry{}
+		return true
+	}
+	if a.w != nil {
+		// Wait for the request, keeping the first of a transfer's blocks
+		// (the request pairs with one reply): its slot, else a free or
+		// stale one, else the oldest.
+		srv := netip.AddrPortFrom(ev.Host, ev.Port)
+		slot := b
+		for i := b; i < b+answerWays; i++ {
+			w := &a.w[i]
+			if w.requester == req && w.server == srv && ev.Time.Sub(w.at) <= answerWait {
+				return false
+			}
+			if w.at.IsZero() || ev.Time.Sub(w.at) > answerWait || w.at.Before(a.w[slot].at) {
+				slot = i
 			}
 		}
-		return false
+		a.w[slot] = answerReply{requester: req, server: srv, at: ev.Time}
 	}
-	ev.Sig, ev.Family, ev.File, ev.Mode, ev.Op, ev.Serial = e.sig, e.family, e.file, e.mode, e.op, e.serial
-	*e = answerEntry{}
-	return true
+	return false
 }
 
 // replyPending marks a reply candidate a parallel scan's worker found: only
