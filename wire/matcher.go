@@ -70,7 +70,7 @@ type Stats struct {
 	StreamJoined      uint64 // segments read together with the bytes carried from their stream
 	StreamEvicted     uint64 // streams pushed out of the table by others
 	StreamGaps        uint64 // streams started afresh after missing bytes
-	StreamRetransmits uint64 // segments not read again: their bytes were
+	StreamRetransmits uint64 // segments whose bytes were all read already (retransmitted, or late): not read again
 	StreamLost        uint64 // commands longer than the carried tail, whose start was dropped
 }
 
