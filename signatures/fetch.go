@@ -103,7 +103,7 @@ func (f *fetchScanner) skipToClient() bool {
 func (f *fetchScanner) skipped(j int) {
 	if f.track {
 		for k := j - 1; k >= f.i; k-- {
-			if isShellSep(f.data[k]) {
+			if shellSep[f.data[k]] {
 				f.seps++
 				f.lastSep = k + 1
 				break
@@ -459,6 +459,14 @@ var plainWordByte = func() (t [256]bool) {
 func isShellSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '"' || c == '\''
 }
+
+// shellSep is isShellSep as a table, for scanning.
+var shellSep = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isShellSep(byte(c))
+	}
+	return t
+}()
 
 // isShellSep: characters that end a command.
 func isShellSep(c byte) bool {

@@ -27,6 +27,10 @@ type StreamCursor struct {
 	Open int
 	// Lost says the caller dropped the open command's start.
 	Lost bool
+	// Keep is the most bytes the caller carries (0: no limit): where the
+	// open command starts further back than that, MatchStream need not
+	// find it.
+	Keep int
 
 	serial uint64
 	seen   [MaxPayloadMatches]uint16 // signatures reported for the open command, by index
@@ -146,7 +150,8 @@ func (s *Set) MatchStream(proto Proto, dstPort uint16, data []byte, from int, en
 		return false
 	}
 	stopped := false
-	if mayFetch(cmd) {
+	fetch := mayFetch(cmd)
+	if fetch {
 		for !stopped {
 			name, long, ok := f.next()
 			if !ok {
@@ -192,11 +197,16 @@ func (s *Set) MatchStream(proto Proto, dstPort uint16, data []byte, from int, en
 			}
 		}
 	}
-	if stopped || !mayFetch(cmd) {
+	if stopped || !fetch {
 		// The walk did not reach the end: the last raw separator ends the
 		// command (an encoded one, %0A, is missed here: the command then
 		// stays open a little longer, which costs carried bytes only).
+		// Only the last c.Keep bytes are looked at: a command open longer
+		// than that is not carried whole anyway.
 		f.i, f.seps, f.lastSep = 0, 0, -1
+		if c.Keep > 0 && len(cmd) > c.Keep {
+			f.i = len(cmd) - c.Keep
+		}
 		f.skipped(len(cmd))
 	}
 	switch {

@@ -3,9 +3,11 @@ package wire
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"strings"
 	"testing"
 
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
 	"wormsink/internal/evidencetest"
@@ -43,9 +45,24 @@ func BenchmarkPacket(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
+			// A TCP frame is the next segment of its stream each time
+			// (else all but the first would be retransmissions, not read).
+			seqAt, step := -1, uint32(0)
+			if c.lt == layers.LinkTypeEthernet {
+				pk := gopacket.NewPacket(c.data, layers.LayerTypeEthernet, gopacket.NoCopy)
+				if tl := pk.Layer(layers.LayerTypeTCP); tl != nil {
+					seqAt = len(c.data) - len(tl.LayerContents()) - len(tl.LayerPayload()) + 4
+					step = uint32(len(tl.LayerPayload()))
+				}
+			}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(c.data)))
+			seq := uint32(0)
 			for b.Loop() {
+				if seqAt >= 0 {
+					seq += step
+					binary.BigEndian.PutUint32(c.data[seqAt:], seq)
+				}
 				m.Packet(c.lt, c.data, Meta{Time: baseTime})
 			}
 		})

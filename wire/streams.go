@@ -230,6 +230,7 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 		data = s.scratch[:from+copy(s.scratch[from:], seg)]
 		m.stats.StreamJoined++
 	}
+	e.cur.Keep = s.tail
 	n := m.matchStream(pk, set, data, from, end, &e.cur)
 	if end {
 		e.used = false
