@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"text/template"
@@ -117,26 +118,90 @@ func NewNotifier(cfg NotifierConfig) (*Notifier, error) {
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = DefaultNoticeBackoff
 	}
+	t, err := loadTemplates(cfg.Templates)
+	if err != nil {
+		return nil, err
+	}
+	return &Notifier{cfg: cfg, srv: u, tmpl: t, in: make(chan Case, 1024), pending: map[int64]bool{}}, nil
+}
+
+// loadTemplates parses the built-in notice and the files of dir, then
+// renders every template once with a sample case: a template that does not
+// parse, names a field a notice does not have or calls an unknown function
+// stops the desk at start with FILE:LINE, rather than failing (or sending
+// "<no value>") when a customer is due a notice.
+func loadTemplates(dir string) (*template.Template, error) {
 	t := template.New("notice").Option("missingkey=error")
 	if _, err := t.New("default." + DefaultLang).Parse(defaultNotice); err != nil {
 		return nil, err
 	}
-	if cfg.Templates != "" {
-		files, err := filepath.Glob(filepath.Join(cfg.Templates, "*.tmpl"))
+	if dir == "" {
+		return t, nil
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.tmpl"))
+	if err != nil {
+		return nil, fmt.Errorf("desk: templates: %w", err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("desk: templates: no *.tmpl file in %s", dir)
+	}
+	fileOf := map[string]string{}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".tmpl")
+		fam, lang, ok := cutLast(name, ".")
+		if !ok || fam == "" || !validLang(lang) {
+			return nil, fmt.Errorf("desk: template %s: name it FAMILY.LANG.tmpl or default.LANG.tmpl (LANG like en or de)", f)
+		}
+		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("desk: templates: %w", err)
 		}
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, fmt.Errorf("desk: templates: %w", err)
-			}
-			if _, err := t.New(strings.TrimSuffix(filepath.Base(f), ".tmpl")).Parse(string(b)); err != nil {
-				return nil, fmt.Errorf("desk: template %s: %w", f, err)
-			}
+		fileOf[name] = f
+		if _, err := t.New(name).Parse(string(b)); err != nil {
+			return nil, templateError(err, fileOf)
 		}
 	}
-	return &Notifier{cfg: cfg, srv: u, tmpl: t, in: make(chan Case, 1024), pending: map[int64]bool{}}, nil
+	sample := sampleNotice()
+	for name, f := range fileOf {
+		var out bytes.Buffer
+		if err := t.Lookup(name).Execute(&out, sample); err != nil {
+			return nil, templateError(err, fileOf)
+		}
+		if strings.Contains(out.String(), "<no value>") {
+			return nil, fmt.Errorf("desk: template %s: renders \"<no value>\": it names something a notice does not have", f)
+		}
+	}
+	return t, nil
+}
+
+func cutLast(s, sep string) (before, after string, ok bool) {
+	i := strings.LastIndex(s, sep)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+len(sep):], true
+}
+
+// tmplErrPos is where text/template says an error is: "template: NAME:LINE:"
+// (parse) or "template: NAME:LINE:COL: executing …" (execution).
+var tmplErrPos = regexp.MustCompile(`^template: ([^:]+):(\d+):(?:\d+:)? ?(.*)$`)
+
+// templateError names the file and line of a template's error.
+func templateError(err error, fileOf map[string]string) error {
+	m := tmplErrPos.FindStringSubmatch(err.Error())
+	if m == nil || fileOf[m[1]] == "" {
+		return fmt.Errorf("desk: templates: %w", err)
+	}
+	return fmt.Errorf("desk: template %s:%s: %s", fileOf[m[1]], m[2], m[3])
+}
+
+// sampleNotice is a case with every field set, to try templates on.
+func sampleNotice() noticeData {
+	t := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := Case{ID: 42, Ticket: Ticket(42), Subject: "subscriber:sample", State: StateNew, FirstSeen: t, LastSeen: t,
+		Families: []string{"blaster"}, Evidence: "strong", Proof: "tcp", Addresses: []string{"192.0.2.1"},
+		Sensors: []string{"sensor"}, Sightings: 1, Lines: 1, NotifiedAt: t, Notice: "queued", UpdatedAt: t}
+	return newNoticeData(c)
 }
 
 // defaultNotice is the built-in notice: what was seen, in the customer's
@@ -163,6 +228,11 @@ Your abuse team
 type noticeData struct {
 	Case
 	FamilyText, AddressText, First, Last string
+}
+
+func newNoticeData(c Case) noticeData {
+	return noticeData{Case: c, FamilyText: strings.Join(c.Families, ", "), AddressText: strings.Join(c.Addresses, ", "),
+		First: c.FirstSeen.Format("2006-01-02 15:04 UTC"), Last: c.LastSeen.Format("2006-01-02 15:04 UTC")}
 }
 
 // Queue accepts a case for a notice, or refuses it when nobody can be
@@ -278,8 +348,7 @@ func (n *Notifier) message(c Case, ct Contact) ([]byte, error) {
 	if lang == "" {
 		lang = DefaultLang
 	}
-	d := noticeData{Case: c, FamilyText: strings.Join(c.Families, ", "), AddressText: strings.Join(c.Addresses, ", "),
-		First: c.FirstSeen.Format("2006-01-02 15:04 UTC"), Last: c.LastSeen.Format("2006-01-02 15:04 UTC")}
+	d := newNoticeData(c)
 	var t *template.Template
 	for _, name := range append(familyNames(c.Families, lang), "default."+lang, "default."+DefaultLang) {
 		if t = n.tmpl.Lookup(name); t != nil {

@@ -49,6 +49,15 @@ func TestDeskCommands(t *testing.T) {
 		}
 	}
 
+	// A broken notice template stops the desk at start, naming its file and line.
+	tmpl := filepath.Join(dir, "templates")
+	os.Mkdir(tmpl, 0o755)
+	os.WriteFile(filepath.Join(tmpl, "blaster.en.tmpl"), []byte("Subject: {{.Ticket}}\n\nDear {{.Customer}}\n"), 0o644)
+	if code, _, stderr := runIn("", "desk", "--listen", "127.0.0.1:0", "--db", db, "--smtp", "smtp://127.0.0.1:25", "--templates", tmpl); code != exitFailure ||
+		strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, filepath.Join(tmpl, "blaster.en.tmpl")+":3: ") {
+		t.Errorf("broken template: %d %q", code, stderr)
+	}
+
 	// The desk and a shipper, as the commands start them.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
