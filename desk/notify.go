@@ -6,11 +6,16 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net"
 	"net/smtp"
+	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,6 +26,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"wormsink/report"
 )
 
 // Defaults of NotifierConfig.
@@ -51,6 +58,14 @@ type NotifierConfig struct {
 	From string
 	// Contacts says whom to write to.
 	Contacts *Contacts
+	// Reporter names who files the X-ARF reports external contacts get;
+	// the zero Reporter is made from From (its domain the organisation).
+	Reporter report.Reporter
+	// InternalDomains, when set, are the e-mail domains (and their
+	// subdomains) of recipients that are not external: every other
+	// recipient gets X-ARF reports too. Empty: only contacts marked
+	// external get them.
+	InternalDomains []string
 	// Templates is a directory of FAMILY.LANG.tmpl and default.LANG.tmpl
 	// files (text/template: a "Subject: …" line, a blank line, the body);
 	// "" uses the built-in text.
@@ -108,6 +123,18 @@ func NewNotifier(cfg NotifierConfig) (*Notifier, error) {
 	}
 	if cfg.From == "" {
 		cfg.From = DefaultFrom
+	}
+	if cfg.Reporter.Contact == "" {
+		if cfg.Reporter, err = report.NewReporter("", cfg.From, ""); err != nil {
+			return nil, fmt.Errorf("desk: --smtp-from %q: %w", cfg.From, err)
+		}
+	}
+	for i, d := range cfg.InternalDomains {
+		d = strings.ToLower(strings.Trim(strings.TrimSpace(d), "."))
+		if d == "" || strings.ContainsAny(d, "@ \t,") {
+			return nil, fmt.Errorf("desk: internal domain %q: want a domain like isp.example", cfg.InternalDomains[i])
+		}
+		cfg.InternalDomains[i] = d
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultNoticeInterval
@@ -305,17 +332,30 @@ func (n *Notifier) resume(ctx context.Context) error {
 
 func (n *Notifier) deliver(ctx context.Context, c Case) {
 	ct, _ := n.cfg.Contacts.Lookup(c)
-	msg, err := n.message(c, ct)
+	subject, body, err := n.render(c, ct)
+	text := [2]string{subject, body}
 	if err != nil {
 		n.status(ctx, c.ID, "failed: template: "+err.Error(), false)
 		return
 	}
+	external := n.External(ct)
+	var xarf [][]byte
 	wait := n.cfg.Backoff
 	for attempt := 1; ; attempt++ {
-		err := n.send(ct.Email, msg)
+		err = nil
+		if external && xarf == nil {
+			// Made per attempt until it works: a database that did not
+			// answer is retried like a mail server that did not.
+			if xarf, err = n.cfg.Store.XARF(ctx, c.ID, n.cfg.Reporter); err == nil && xarf == nil {
+				xarf = [][]byte{} // nothing the complaint rules let through
+			}
+		}
 		if err == nil {
-			n.status(ctx, c.ID, fmt.Sprintf("delivered to %s at %s (attempt %d)", ct.Email, time.Now().UTC().Format(time.RFC3339), attempt), true)
-			n.cfg.Log.Info().Str("event", "desk_notice").Int64("case", c.ID).Str("to", ct.Email).Msg("desk: notice sent")
+			err = n.send(ct.Email, n.compose(c, ct, text, xarf))
+		}
+		if err == nil {
+			n.status(ctx, c.ID, fmt.Sprintf("delivered to %s at %s (attempt %d)%s", ct.Email, time.Now().UTC().Format(time.RFC3339), attempt, xarfNote(external, xarf)), true)
+			n.cfg.Log.Info().Str("event", "desk_notice").Int64("case", c.ID).Str("to", ct.Email).Int("xarf", len(xarf)).Msg("desk: notice sent")
 			return
 		}
 		if attempt >= n.cfg.Attempts {
@@ -333,6 +373,38 @@ func (n *Notifier) deliver(ctx context.Context, c Case) {
 	}
 }
 
+// xarfNote is what the delivery status says about X-ARF reports.
+func xarfNote(external bool, xarf [][]byte) string {
+	switch {
+	case !external:
+		return ""
+	case len(xarf) == 0:
+		return ", no X-ARF report: no address with strong evidence and more than datagram proof"
+	case len(xarf) == 1:
+		return ", with its X-ARF report"
+	}
+	return fmt.Sprintf(", with %d X-ARF reports", len(xarf))
+}
+
+// External reports whether ct gets X-ARF reports: a contact marked external,
+// or any address outside InternalDomains when that list is set.
+func (n *Notifier) External(ct Contact) bool {
+	if ct.External {
+		return true
+	}
+	if len(n.cfg.InternalDomains) == 0 {
+		return false
+	}
+	_, dom, _ := cutLast(ct.Email, "@")
+	dom = strings.ToLower(dom)
+	for _, d := range n.cfg.InternalDomains {
+		if dom == d || strings.HasSuffix(dom, "."+d) {
+			return false
+		}
+	}
+	return true
+}
+
 func (n *Notifier) status(ctx context.Context, id int64, s string, sent bool) {
 	if len(s) > 300 {
 		s = s[:300]
@@ -342,42 +414,81 @@ func (n *Notifier) status(ctx context.Context, id int64, s string, sent bool) {
 	}
 }
 
-// message renders the notice for c in the contact's language.
-func (n *Notifier) message(c Case, ct Contact) ([]byte, error) {
+// render runs c's template in the contact's language: the subject and
+// the body.
+func (n *Notifier) render(c Case, ct Contact) (subject, body string, err error) {
 	lang := ct.Lang
 	if lang == "" {
 		lang = DefaultLang
 	}
-	d := newNoticeData(c)
 	var t *template.Template
 	for _, name := range append(familyNames(c.Families, lang), "default."+lang, "default."+DefaultLang) {
 		if t = n.tmpl.Lookup(name); t != nil {
 			break
 		}
 	}
-	var body bytes.Buffer
-	if err := t.Execute(&body, d); err != nil {
-		return nil, err
+	var b bytes.Buffer
+	if err := t.Execute(&b, newNoticeData(c)); err != nil {
+		return "", "", err
 	}
-	subject := "[" + c.Ticket + "] abuse notice"
-	text := body.String()
+	subject = "[" + c.Ticket + "] abuse notice"
+	text := b.String()
 	if first, rest, ok := strings.Cut(text, "\n"); ok && strings.HasPrefix(first, "Subject:") {
 		subject, text = strings.TrimSpace(strings.TrimPrefix(first, "Subject:")), rest
 	}
 	if !strings.Contains(subject, c.Ticket) {
 		subject = "[" + c.Ticket + "] " + subject
 	}
+	return subject, text, nil
+}
+
+// compose writes the message: plain text, or multipart/mixed with one
+// application/json part per X-ARF report (base64: no line limit to break).
+func (n *Notifier) compose(c Case, ct Contact, text [2]string, xarf [][]byte) []byte {
 	var b bytes.Buffer
 	id := make([]byte, 12)
 	rand.Read(id)
-	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s.%s@wormsink>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
-		oneLine(n.cfg.From), oneLine(ct.Email), oneLine(subject), time.Now().UTC().Format(time.RFC1123Z), c.Ticket, hex.EncodeToString(id))
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s.%s@wormsink>\r\nMIME-Version: 1.0\r\n",
+		oneLine(n.cfg.From), oneLine(ct.Email), oneLine(text[0]), time.Now().UTC().Format(time.RFC1123Z), c.Ticket, hex.EncodeToString(id))
+	if len(xarf) == 0 {
+		b.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
+		writeCRLF(&b, text[1])
+		return b.Bytes()
+	}
+	mw := multipart.NewWriter(&b)
+	fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=%q\r\n\r\n", mw.Boundary())
+	pw, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/plain; charset=utf-8"}, "Content-Transfer-Encoding": {"8bit"}})
+	var body bytes.Buffer
+	writeCRLF(&body, text[1])
+	pw.Write(body.Bytes())
+	for i, doc := range xarf {
+		name := c.Ticket + ".xarf.json"
+		if i > 0 {
+			name = fmt.Sprintf("%s-%d.xarf.json", c.Ticket, i+1)
+		}
+		pw, _ := mw.CreatePart(textproto.MIMEHeader{
+			"Content-Type":              {mime.FormatMediaType("application/json", map[string]string{"name": name})},
+			"Content-Disposition":       {mime.FormatMediaType("attachment", map[string]string{"filename": name})},
+			"Content-Transfer-Encoding": {"base64"},
+		})
+		enc := base64.StdEncoding.EncodeToString(doc)
+		for len(enc) > 76 {
+			io.WriteString(pw, enc[:76]+"\r\n")
+			enc = enc[76:]
+		}
+		io.WriteString(pw, enc+"\r\n")
+	}
+	mw.Close()
+	return b.Bytes()
+}
+
+// writeCRLF writes text with CRLF line ends, as SMTP wants them.
+func writeCRLF(b *bytes.Buffer, text string) {
 	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		b.WriteString(sc.Text())
 		b.WriteString("\r\n")
 	}
-	return b.Bytes(), nil
 }
 
 func familyNames(fams []string, lang string) []string {

@@ -45,10 +45,11 @@ func TestTemplatesDirectory(t *testing.T) {
 		// A language with no template of its own falls back to default.en.
 		{c, "fr", []string{"Our own words"}, []string{"Guten Tag"}},
 	} {
-		msg, err := n.message(tc.c, Contact{Email: "x@example.net", Lang: tc.lang})
+		subject, body, err := n.render(tc.c, Contact{Email: "x@example.net", Lang: tc.lang})
 		if err != nil {
 			t.Fatal(err)
 		}
+		msg := "Subject: " + subject + "\n" + body
 		for _, w := range tc.want {
 			if !strings.Contains(string(msg), w) {
 				t.Errorf("%s/%s: message lacks %q:\n%s", tc.c.Families, tc.lang, w, msg)
@@ -65,8 +66,8 @@ func TestTemplatesDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg, err := n.message(c, Contact{Email: "x@example.net"}); err != nil || !strings.Contains(string(msg), "Dear customer") {
-		t.Fatalf("built-in: %v\n%s", err, msg)
+	if _, body, err := n.render(c, Contact{Email: "x@example.net"}); err != nil || !strings.Contains(body, "Dear customer") {
+		t.Fatalf("built-in: %v\n%s", err, body)
 	}
 
 	for _, tc := range []struct {

@@ -15,6 +15,7 @@ import (
 
 	"wormsink/desk"
 	"wormsink/quarantine"
+	"wormsink/report"
 )
 
 const deskUsage = `usage: wormsink desk --listen ADDR --db URL [--tls-cert FILE --tls-key FILE] [--smtp URL --smtp-auth-file FILE --contacts FILE] [--webhook URL]
@@ -43,7 +44,9 @@ func runDesk(ctx context.Context, e env, args []string) int {
 	smtpURL := fs.String("smtp", "", "mail server for notices: smtp://HOST:PORT (STARTTLS when offered) or smtps://HOST:PORT (default: no e-mail)")
 	smtpAuth := fs.String("smtp-auth-file", "", `file with one line "USER PASSWORD" for the mail server`)
 	smtpFrom := fs.String("smtp-from", desk.DefaultFrom, "sender of notices")
-	contacts := fs.String("contacts", "", `file of lines "SUBJECT EMAIL [LANG]": whom to notify; SUBJECT a subscriber id, an address or a CIDR`)
+	contacts := fs.String("contacts", "", `file of lines "SUBJECT EMAIL [LANG] [external]": whom to notify; SUBJECT a subscriber id, an address or a CIDR; external contacts get the case's X-ARF report`)
+	internal := fs.String("internal-domains", "", "comma-separated e-mail domains of your own customers: a recipient outside them counts as external and gets the case's X-ARF report (default: only contacts marked external)")
+	reporterOrg := fs.String("reporter-org", "", "X-ARF reporting organisation of notices' reports (default: the --smtp-from domain)")
 	templates := fs.String("templates", "", "directory of notice templates FAMILY.LANG.tmpl and default.LANG.tmpl (text/template; default: the built-in text)")
 	interval := fs.Duration("notice-interval", desk.DefaultNoticeInterval, "least time between two notices of one case")
 	webhook := fs.String("webhook", "", "URL that gets each case transition POSTed as JSON")
@@ -86,6 +89,12 @@ func runDesk(ctx context.Context, e env, args []string) int {
 	var notifier *desk.Notifier
 	if *smtpURL != "" {
 		nc := desk.NotifierConfig{Store: st, SMTP: *smtpURL, From: *smtpFrom, Templates: *templates, Interval: *interval, Log: log}
+		if *internal != "" {
+			nc.InternalDomains = strings.Split(*internal, ",")
+		}
+		if nc.Reporter, err = report.NewReporter(*reporterOrg, *smtpFrom, ""); err != nil {
+			return fail(e, "desk: --smtp-from: %v", err)
+		}
 		if *smtpAuth != "" {
 			if nc.User, nc.Password, err = desk.ReadAuthFile(*smtpAuth); err != nil {
 				return fail(e, "%v", err)
