@@ -37,6 +37,8 @@ const (
 	DefaultNoticeBackoff  = 2 * time.Second
 	DefaultLang           = "en"
 	DefaultFrom           = "abuse@localhost"
+	DefaultNoticeLease    = 3 * time.Minute
+	DefaultNoticeScan     = 30 * time.Second
 )
 
 // Errors of Queue.
@@ -77,6 +79,15 @@ type NotifierConfig struct {
 	// Backoff, then twice that, … in between; 0 is the default.
 	Attempts int
 	Backoff  time.Duration
+	// Lease is how long a desk's claim on a notice lasts without being
+	// renewed (it is renewed before each attempt): another desk takes the
+	// notice over only after it runs out. One attempt is cut off at half of
+	// it, so a claim never runs out while its notice is being sent; 0 is
+	// DefaultNoticeLease.
+	Lease time.Duration
+	// Scan is how often the desk looks for notices nobody holds (queued
+	// by another desk, or left by one that died); 0 is DefaultNoticeScan.
+	Scan time.Duration
 	// TLS is the client TLS configuration (root CAs); nil is the system's.
 	TLS *tls.Config
 	Log zerolog.Logger
@@ -88,7 +99,9 @@ type Notifier struct {
 	cfg  NotifierConfig
 	srv  *url.URL
 	tmpl *template.Template
-	in   chan Case
+	in   chan int64 // case ids
+	// owner names this desk in the claims it takes on notices.
+	owner string
 
 	mu      sync.Mutex
 	pending map[int64]bool
@@ -145,11 +158,20 @@ func NewNotifier(cfg NotifierConfig) (*Notifier, error) {
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = DefaultNoticeBackoff
 	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultNoticeLease
+	}
+	if cfg.Scan <= 0 {
+		cfg.Scan = DefaultNoticeScan
+	}
+	ob := make([]byte, 8)
+	rand.Read(ob)
+	owner := hex.EncodeToString(ob)
 	t, err := loadTemplates(cfg.Templates)
 	if err != nil {
 		return nil, err
 	}
-	return &Notifier{cfg: cfg, srv: u, tmpl: t, in: make(chan Case, 1024), pending: map[int64]bool{}}, nil
+	return &Notifier{cfg: cfg, srv: u, tmpl: t, in: make(chan int64, 1024), owner: owner, pending: map[int64]bool{}}, nil
 }
 
 // loadTemplates parses the built-in notice and the files of dir, then
@@ -263,85 +285,114 @@ func newNoticeData(c Case) noticeData {
 }
 
 // Queue accepts a case for a notice, or refuses it when nobody can be
-// written to or one was sent (or is under way) within the interval.
+// written to or one was sent (or is under way, from any desk on the
+// database) within the interval.
 func (n *Notifier) Queue(ctx context.Context, c Case) error {
 	if _, ok := n.cfg.Contacts.Lookup(c); !ok {
 		return ErrNoContact
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.pending[c.ID] || (!c.NotifiedAt.IsZero() && time.Since(c.NotifiedAt) < n.cfg.Interval) {
+	ok, err := n.cfg.Store.queueNotice(ctx, c.ID, time.Now().Add(-n.cfg.Interval))
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return ErrTooSoon
 	}
-	select {
-	case n.in <- c:
-	default:
-		return errors.New("desk: too many notices waiting")
-	}
-	n.pending[c.ID] = true
-	return n.cfg.Store.SetNotice(ctx, c.ID, "queued", false)
+	n.enqueue(c.ID) // when the worker is busy, the next scan finds it
+	return nil
 }
 
-// Serve sends queued notices until ctx ends. It first takes up the
-// notices a desk that stopped left queued or retrying.
-func (n *Notifier) Serve(ctx context.Context) error {
-	if err := n.resume(ctx); err != nil {
-		n.cfg.Log.Error().Str("event", "desk_error").Err(err).Msg("desk: unsent notices not resumed")
+func (n *Notifier) enqueue(id int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.pending[id] {
+		return
 	}
+	select {
+	case n.in <- id:
+		n.pending[id] = true
+	default:
+	}
+}
+
+// Serve sends queued notices until ctx ends. Every Scan it also looks for
+// notices nobody holds: queued by another desk, or left by a desk that
+// stopped or died (its claim's lease ran out).
+func (n *Notifier) Serve(ctx context.Context) error {
+	tick := time.NewTicker(n.cfg.Scan)
+	defer tick.Stop()
+	n.scan(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case c := <-n.in:
-			n.deliver(ctx, c)
+		case <-tick.C:
+			n.scan(ctx)
+		case id := <-n.in:
+			n.take(ctx, id)
 			n.mu.Lock()
-			delete(n.pending, c.ID)
+			delete(n.pending, id)
 			n.mu.Unlock()
 		}
 	}
 }
 
-func (n *Notifier) resume(ctx context.Context) error {
-	rows, err := n.cfg.Store.db.Query(ctx, "SELECT "+caseCols+" FROM desk_cases WHERE notice = 'queued' OR notice LIKE 'retrying%' ORDER BY id")
+func (n *Notifier) scan(ctx context.Context) {
+	ids, err := n.cfg.Store.claimable(ctx, cap(n.in))
 	if err != nil {
-		return err
-	}
-	var cs []Case
-	for rows.Next() {
-		c, err := scanCase(rows)
-		if err != nil {
-			rows.Close()
-			return err
+		if ctx.Err() == nil {
+			n.cfg.Log.Error().Str("event", "desk_error").Err(err).Msg("desk: notices to send not read")
 		}
-		cs = append(cs, c)
+		return
 	}
-	rows.Close()
-	for _, c := range cs {
-		n.mu.Lock()
-		if !n.pending[c.ID] {
-			select {
-			case n.in <- c:
-				n.pending[c.ID] = true
-			default:
-			}
-		}
-		n.mu.Unlock()
+	for _, id := range ids {
+		n.enqueue(id)
 	}
-	return rows.Err()
 }
 
+// take claims case id's notice and delivers it; a notice another desk
+// holds is left to it.
+func (n *Notifier) take(ctx context.Context, id int64) {
+	ok, err := n.cfg.Store.claimNotice(ctx, id, n.owner, time.Now().Add(n.cfg.Lease))
+	if err != nil || !ok {
+		return
+	}
+	c, err := n.cfg.Store.Get(ctx, id)
+	if err != nil {
+		n.cfg.Log.Error().Str("event", "desk_error").Err(err).Msg("desk: notice's case not read")
+		n.release(ctx, id)
+		return
+	}
+	n.deliver(ctx, c)
+}
+
+// release gives up a claim so that another desk may send the notice at
+// once rather than when the lease runs out.
+func (n *Notifier) release(ctx context.Context, id int64) {
+	n.cfg.Store.db.Exec(context.WithoutCancel(ctx), `UPDATE desk_cases SET notice_owner = '', notice_lease = 0 WHERE id = ? AND notice_owner = ?`, id, n.owner)
+}
+
+// deliver sends c's notice, which this desk has claimed. Before each
+// attempt the claim is renewed for a Lease, longer than an attempt may
+// take, so no other desk can claim it while it is being sent; a claim lost
+// (this desk stalled past its lease) ends the delivery here.
 func (n *Notifier) deliver(ctx context.Context, c Case) {
 	ct, _ := n.cfg.Contacts.Lookup(c)
 	subject, body, err := n.render(c, ct)
 	text := [2]string{subject, body}
 	if err != nil {
-		n.status(ctx, c.ID, "failed: template: "+err.Error(), false)
+		n.status(ctx, c.ID, "failed: template: "+err.Error(), false, true, 0)
 		return
 	}
 	external := n.External(ct)
 	var xarf [][]byte
 	wait := n.cfg.Backoff
 	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			if ok, err := n.cfg.Store.claimNotice(ctx, c.ID, n.owner, time.Now().Add(n.cfg.Lease)); err != nil || !ok {
+				return
+			}
+		}
 		err = nil
 		if external && xarf == nil {
 			// Made per attempt until it works: a database that did not
@@ -354,18 +405,21 @@ func (n *Notifier) deliver(ctx context.Context, c Case) {
 			err = n.send(ct.Email, n.compose(c, ct, text, xarf))
 		}
 		if err == nil {
-			n.status(ctx, c.ID, fmt.Sprintf("delivered to %s at %s (attempt %d)%s", ct.Email, time.Now().UTC().Format(time.RFC3339), attempt, xarfNote(external, xarf)), true)
+			n.status(ctx, c.ID, fmt.Sprintf("delivered to %s at %s (attempt %d)%s", ct.Email, time.Now().UTC().Format(time.RFC3339), attempt, xarfNote(external, xarf)), true, true, 0)
 			n.cfg.Log.Info().Str("event", "desk_notice").Int64("case", c.ID).Str("to", ct.Email).Int("xarf", len(xarf)).Msg("desk: notice sent")
 			return
 		}
 		if attempt >= n.cfg.Attempts {
-			n.status(ctx, c.ID, fmt.Sprintf("failed after %d attempts: %v", attempt, err), false)
+			n.status(ctx, c.ID, fmt.Sprintf("failed after %d attempts: %v", attempt, err), false, true, 0)
 			n.cfg.Log.Warn().Str("event", "desk_notice").Int64("case", c.ID).Err(err).Msg("desk: notice not delivered")
 			return
 		}
-		n.status(ctx, c.ID, fmt.Sprintf("retrying: attempt %d of %d failed: %v", attempt, n.cfg.Attempts, err), false)
+		if !n.status(ctx, c.ID, fmt.Sprintf("%s: attempt %d of %d failed: %v", noticeRetrying, attempt, n.cfg.Attempts, err), false, false, wait+n.cfg.Lease) {
+			return
+		}
 		select {
 		case <-ctx.Done():
+			n.release(ctx, c.ID)
 			return
 		case <-time.After(wait):
 		}
@@ -405,13 +459,22 @@ func (n *Notifier) External(ct Contact) bool {
 	return true
 }
 
-func (n *Notifier) status(ctx context.Context, id int64, s string, sent bool) {
+// status records a notice's status if this desk still holds its claim,
+// ending the claim when done, else keeping it for lease; it reports
+// whether the claim was still held.
+func (n *Notifier) status(ctx context.Context, id int64, s string, sent, done bool, lease time.Duration) bool {
 	if len(s) > 300 {
 		s = s[:300]
 	}
-	if err := n.cfg.Store.SetNotice(context.WithoutCancel(ctx), id, s, sent); err != nil {
+	ok, err := n.cfg.Store.noticeStatus(context.WithoutCancel(ctx), id, n.owner, s, sent, done, time.Now().Add(lease))
+	if err != nil {
 		n.cfg.Log.Error().Str("event", "desk_error").Err(err).Msg("desk: notice status not recorded")
+		return false
 	}
+	if !ok {
+		n.cfg.Log.Warn().Str("event", "desk_notice").Int64("case", id).Msg("desk: another desk took this notice over (this one held it past its lease)")
+	}
+	return ok
 }
 
 // render runs c's template in the contact's language: the subject and
@@ -520,7 +583,7 @@ func (n *Notifier) send(to string, msg []byte) error {
 			tlsCfg.ServerName = host
 		}
 	}
-	d := net.Dialer{Timeout: 15 * time.Second}
+	d := net.Dialer{Timeout: min(15*time.Second, n.cfg.Lease/4)}
 	var conn net.Conn
 	var err error
 	if n.srv.Scheme == "smtps" {
@@ -531,7 +594,7 @@ func (n *Notifier) send(to string, msg []byte) error {
 	if err != nil {
 		return fmt.Errorf("smtp: %w", err)
 	}
-	conn.SetDeadline(time.Now().Add(time.Minute))
+	conn.SetDeadline(time.Now().Add(min(time.Minute, n.cfg.Lease/2)))
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
 		conn.Close()
