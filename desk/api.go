@@ -33,14 +33,20 @@ func (s *Server) apiAuth(h http.HandlerFunc, roles ...string) http.HandlerFunc {
 			return
 		}
 		ip := clientIP(r)
-		if s.limiter.blocked(time.Now(), "ip:"+ip) {
+		if blocked, err := s.limiter.blocked(r.Context(), time.Now(), "ip:"+ip); err != nil {
+			s.internal(w, r, err)
+			return
+		} else if blocked {
 			apiError(w, http.StatusTooManyRequests, "too many failed attempts: wait a minute")
 			return
 		}
 		u, err := s.st.Token(r.Context(), tok)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
-				s.limiter.fail(time.Now(), "ip:"+ip)
+				if err := s.limiter.fail(r.Context(), time.Now(), "ip:"+ip); err != nil {
+					s.internal(w, r, err)
+					return
+				}
 				apiError(w, http.StatusUnauthorized, "unknown token")
 				return
 			}

@@ -86,4 +86,15 @@ CREATE INDEX desk_audit_case ON desk_audit (case_id, id)`,
 	Both: `
 ALTER TABLE desk_cases ADD COLUMN notice_owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE desk_cases ADD COLUMN notice_lease BIGINT NOT NULL DEFAULT 0`,
+}, {
+	// Failed logins are counted in the database, per client address and
+	// per name in fixed windows, so that several desks on one database
+	// limit them together: a guesser gains nothing by spreading attempts.
+	Version: 3,
+	Both: `
+CREATE TABLE desk_login_failures (
+	limit_key    TEXT PRIMARY KEY,
+	window_start BIGINT NOT NULL,
+	failures     BIGINT NOT NULL
+)`,
 }}
