@@ -14,6 +14,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net"
+	"net/netip"
 	"net/smtp"
 	"net/textproto"
 	"net/url"
@@ -43,7 +44,7 @@ const (
 
 // Errors of Queue.
 var (
-	ErrNoContact = errors.New("no contact for this case (--contacts)")
+	ErrNoContact = errors.New("no contact for this case (--contacts, --subscribers)")
 	ErrTooSoon   = errors.New("a notice for this case was sent or is on its way within the notice interval")
 )
 
@@ -60,6 +61,11 @@ type NotifierConfig struct {
 	From string
 	// Contacts says whom to write to.
 	Contacts *Contacts
+	// Subscribers is the attribution's subscriber data: a case with no
+	// contact in Contacts is written to the e-mail address it names for
+	// the case's subscriber (or for the subscriber of one of the case's
+	// addresses); nil is none.
+	Subscribers SubscriberContacts
 	// Reporter names who files the X-ARF reports external contacts get;
 	// the zero Reporter is made from From (its domain the organisation).
 	Reporter report.Reporter
@@ -91,6 +97,15 @@ type NotifierConfig struct {
 	// TLS is the client TLS configuration (root CAs); nil is the system's.
 	TLS *tls.Config
 	Log zerolog.Logger
+}
+
+// SubscriberContacts is the attribution's subscriber data as notices use
+// it (attribution.Subscribers).
+type SubscriberContacts interface {
+	// Lookup returns the subscriber of a, or "".
+	Lookup(a netip.Addr) string
+	// Contact returns subscriber id's e-mail address and language.
+	Contact(id string) (email, lang string, ok bool)
 }
 
 // Notifier e-mails notices to subscribers' contacts, one worker in order,
@@ -288,7 +303,7 @@ func newNoticeData(c Case) noticeData {
 // written to or one was sent (or is under way, from any desk on the
 // database) within the interval.
 func (n *Notifier) Queue(ctx context.Context, c Case) error {
-	if _, ok := n.cfg.Contacts.Lookup(c); !ok {
+	if _, ok := n.contact(c); !ok {
 		return ErrNoContact
 	}
 	ok, err := n.cfg.Store.queueNotice(ctx, c.ID, time.Now().Add(-n.cfg.Interval))
@@ -377,7 +392,7 @@ func (n *Notifier) release(ctx context.Context, id int64) {
 // take, so no other desk can claim it while it is being sent; a claim lost
 // (this desk stalled past its lease) ends the delivery here.
 func (n *Notifier) deliver(ctx context.Context, c Case) {
-	ct, _ := n.cfg.Contacts.Lookup(c)
+	ct, _ := n.contact(c)
 	subject, body, err := n.render(c, ct)
 	text := [2]string{subject, body}
 	if err != nil {
@@ -425,6 +440,34 @@ func (n *Notifier) deliver(ctx context.Context, c Case) {
 		}
 		wait *= 2
 	}
+}
+
+// contact is whom c's notice goes to: the contacts file's entry, else the
+// subscriber data's contact of the case's subscriber, else of the
+// subscriber of one of its addresses.
+func (n *Notifier) contact(c Case) (Contact, bool) {
+	if ct, ok := n.cfg.Contacts.Lookup(c); ok {
+		return ct, true
+	}
+	if n.cfg.Subscribers == nil {
+		return Contact{}, false
+	}
+	if id, ok := strings.CutPrefix(c.Subject, "subscriber:"); ok {
+		email, lang, ok := n.cfg.Subscribers.Contact(id)
+		return Contact{Email: email, Lang: lang}, ok
+	}
+	for _, s := range c.Addresses {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		if id := n.cfg.Subscribers.Lookup(a); id != "" {
+			if email, lang, ok := n.cfg.Subscribers.Contact(id); ok {
+				return Contact{Email: email, Lang: lang}, true
+			}
+		}
+	}
+	return Contact{}, false
 }
 
 // xarfNote is what the delivery status says about X-ARF reports.
