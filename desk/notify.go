@@ -392,7 +392,11 @@ func (n *Notifier) release(ctx context.Context, id int64) {
 // take, so no other desk can claim it while it is being sent; a claim lost
 // (this desk stalled past its lease) ends the delivery here.
 func (n *Notifier) deliver(ctx context.Context, c Case) {
-	ct, _ := n.contact(c)
+	ct, ok := n.contact(c)
+	if !ok { // the desk restarted with other contacts since it was queued
+		n.status(ctx, c.ID, "failed: "+ErrNoContact.Error(), false, true, 0)
+		return
+	}
 	subject, body, err := n.render(c, ct)
 	text := [2]string{subject, body}
 	if err != nil {
