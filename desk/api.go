@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"wormsink/report"
+	"wormsink/store"
 )
 
 type userKey struct{}
@@ -289,21 +290,19 @@ func (s *Server) act(ctx context.Context, id int64, action string, u User, note 
 	if len(note) > 4000 {
 		return Transition{}, fmt.Errorf("desk: a note is at most 4000 bytes: %w", ErrTransition)
 	}
+	// The notice is queued in the transaction that records the action: a
+	// click refused (another desk's click came first, the case moved on)
+	// queues nothing, and a notice queued is always in the audit trail.
+	var apply func(tx *store.Tx, c Case) error
 	if action == ActNotify && s.cfg.Notifier != nil {
-		c, err := s.st.Get(ctx, id)
-		if err != nil {
-			return Transition{}, err
-		}
-		if !Allowed(action, c.State) {
-			return Transition{}, fmt.Errorf("desk: case %d: notify a %s case: %w", id, c.State, ErrTransition)
-		}
-		if err := s.cfg.Notifier.Queue(ctx, c); err != nil {
-			return Transition{}, err
-		}
+		apply = func(tx *store.Tx, c Case) error { return s.cfg.Notifier.queueIn(ctx, tx, c) }
 	}
-	tr, err := s.st.Act(ctx, s.cfg.Quarantine, id, action, u.Name, note)
+	tr, err := s.st.act(ctx, s.cfg.Quarantine, id, action, u.Name, note, apply)
 	if err != nil {
 		return tr, err
+	}
+	if apply != nil {
+		s.cfg.Notifier.enqueue(id)
 	}
 	s.cfg.Log.Info().Str("event", "desk_case").Int64("case", id).Str("action", action).Str("actor", u.Name).Str("to", tr.To).Msg("desk: case " + action)
 	if s.hook != nil {

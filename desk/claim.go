@@ -2,6 +2,7 @@ package desk
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -20,7 +21,16 @@ const pendingNotice = `(notice = 'queued' OR notice LIKE 'retrying%')`
 // its way already, or one was delivered after sentAfter: one UPDATE, so of
 // two desks queueing the same case at once only one succeeds.
 func (s *Store) queueNotice(ctx context.Context, id int64, sentAfter time.Time) (bool, error) {
-	r, err := s.db.Exec(ctx, `UPDATE desk_cases SET notice = ?, notice_owner = '', notice_lease = 0, updated_at = ?
+	return s.queueNoticeOn(ctx, s.db, id, sentAfter)
+}
+
+// execer is a database or a transaction.
+type execer interface {
+	Exec(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *Store) queueNoticeOn(ctx context.Context, db execer, id int64, sentAfter time.Time) (bool, error) {
+	r, err := db.Exec(ctx, `UPDATE desk_cases SET notice = ?, notice_owner = '', notice_lease = 0, updated_at = ?
 WHERE id = ? AND NOT `+pendingNotice+` AND notified_at <= ?`, noticeQueued, s.now().UnixMilli(), id, sentAfter.UnixMilli())
 	if err != nil {
 		return false, fmt.Errorf("desk: queue notice of case %d: %w", id, err)

@@ -29,6 +29,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/report"
+	"wormsink/store"
 )
 
 // Defaults of NotifierConfig.
@@ -314,6 +315,23 @@ func (n *Notifier) Queue(ctx context.Context, c Case) error {
 		return ErrTooSoon
 	}
 	n.enqueue(c.ID) // when the worker is busy, the next scan finds it
+	return nil
+}
+
+// queueIn is Queue inside the transaction that records the notify
+// action (tx, with c's row locked): the notice is queued if and only if
+// the action is recorded. The caller enqueues c once tx is committed.
+func (n *Notifier) queueIn(ctx context.Context, tx *store.Tx, c Case) error {
+	if _, ok := n.contact(c); !ok {
+		return ErrNoContact
+	}
+	ok, err := n.cfg.Store.queueNoticeOn(ctx, tx, c.ID, time.Now().Add(-n.cfg.Interval))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrTooSoon
+	}
 	return nil
 }
 
