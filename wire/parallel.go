@@ -234,6 +234,9 @@ func (s *ParallelScanner) scan(ctx context.Context, r io.Reader, ra io.ReaderAt,
 		p.free <- c
 	}
 	wg.Wait()
+	if ctx.Err() == nil || p.err == nil {
+		s.frag.flushStreams(name)
+	}
 	// order is closed only after the reader's last write to n and err.
 	return p.n, p.err
 }

