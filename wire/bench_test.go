@@ -100,7 +100,7 @@ func FuzzPacket(f *testing.F) {
 	// One matcher for the whole run, so reassembly state carries over
 	// between inputs as it does on a live wire.
 	var rec evidencetest.Recorder
-	m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{AnyPort: true, FragDatagrams: 8, FragBytes: 1 << 16})
+	m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{AnyPort: true, FragDatagrams: 8, FragBytes: 1 << 16, Streams: 16, StreamTail: 64})
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		rec.Reset()
 		m.Packet(lts[int(which)%len(lts)], data, Meta{Time: baseTime})
@@ -118,6 +118,16 @@ func FuzzPacket(f *testing.F) {
 		}
 		if m.defrag.bytes > 1<<16 || len(m.defrag.live) > 8 {
 			t.Fatalf("reassembly over its bounds: %d bytes, %d datagrams", m.defrag.bytes, len(m.defrag.live))
+		}
+		if s := m.streams; s != nil {
+			if len(s.e) != 16 || len(s.buf) != 16*64 {
+				t.Fatalf("stream table grew: %d entries, %d bytes", len(s.e), len(s.buf))
+			}
+			for i := range s.e {
+				if e := &s.e[i]; e.used && (int(e.n) > s.tail || e.cur.Open < 0 || e.cur.Open > int(e.n)) {
+					t.Fatalf("stream %d: %d bytes carried, open at %d", i, e.n, e.cur.Open)
+				}
+			}
 		}
 	})
 }
