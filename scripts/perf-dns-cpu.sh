@@ -5,7 +5,8 @@
 #   scripts/perf-dns-cpu.sh                  (or: make perf-dns-cpu)
 #
 # Environment: NAMES (100000 listed names), RATES ("20000 80000" q/s),
-# ROUNDS (3), SECS (10 s per measurement), OUTSTANDING (2000 queries in flight), BIN (a prebuilt wormsink; built
+# ROUNDS (3), SECS (10 s per measurement), OUTSTANDING (2000 queries in flight),
+# CLIENTBUF (4096 KB socket buffers for dnsperf), BIN (a prebuilt wormsink; built
 # from the tree when unset), PEAK (1: also measure each server's top rate),
 # PERF_RECORD (a file: perf record -g of the shim's first run goes there),
 # NICE (0: a niceness for all servers alike, e.g. -10 on a busy machine so
@@ -31,6 +32,11 @@ PEAK=${PEAK:-1}
 # Queries in flight: on a shared machine a server waits for CPU 0 for
 # milliseconds, and dnsperf's default of 100 would cap the rate it reaches.
 OUTSTANDING=${OUTSTANDING:-2000}
+# dnsperf's socket buffers, in KB: with the kernel's default (208 KB) its
+# own socket overflowed when CPU 1 was busy, and each answer dropped there
+# held one of the OUTSTANDING slots for dnsperf's 5 s timeout, so both
+# servers were measured at whatever rate the lost slots left.
+CLIENTBUF=${CLIENTBUF:-4096}
 NICE=${NICE:-0}
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d /tmp/wsperfcpu.XXXXXX)
@@ -91,6 +97,9 @@ server:
   pidfile: "$dir/rpz.pid"
 $common
   num-threads: 1
+  # The shim's own default (dnsblock.DefaultReadBuffer): the same room for
+  # a burst on both sides.
+  so-rcvbuf: 4m
   module-config: "respip iterator"
   do-not-query-localhost: no
   msg-cache-size: 64m
@@ -149,7 +158,7 @@ measure() {
   if [ -n "${PERF_RECORD:-}" ] && [ "$1" = wormsink ] && [ ! -e "$PERF_RECORD" ]; then
     perf record -q -e cpu-clock -g -p "$3" -o "$PERF_RECORD" -- sleep "$SECS" >/dev/null 2>&1 &
   fi
-  taskset -c 1 dnsperf -s 127.0.0.1 -p "$2" -d "$dir/queries.txt" -c 1 -T 1 -q "$OUTSTANDING" -l "$SECS" "${q[@]}" >"$dir/out" 2>&1
+  taskset -c 1 dnsperf -s 127.0.0.1 -p "$2" -d "$dir/queries.txt" -c 1 -T 1 -q "$OUTSTANDING" -b "$CLIENTBUF" -l "$SECS" "${q[@]}" >"$dir/out" 2>&1
   t1=$(ticks "$3")
   done=$(awk '/Queries completed/ { print $3 }' "$dir/out")
   lost=$(awk '/Queries lost/ { print $3 }' "$dir/out")
