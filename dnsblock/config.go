@@ -47,6 +47,11 @@ const (
 	// overflowed at 80,000 q/s on a shared core, and every query lost holds
 	// a stub's retry timer).
 	DefaultReadBuffer = 4 << 20
+	// DefaultCoalesce is how long a UDP reader that found only a few
+	// queries waits before it reads again, so that one wake-up finds
+	// several: at 20,000 q/s about three more, at a cost far below a DNS
+	// round trip.
+	DefaultCoalesce = 100 * time.Microsecond
 	// DefaultMaxInflightBytes is the byte budget of the forwards in
 	// progress: with the garbage collector's headroom, about twice this in
 	// memory at most.
@@ -130,6 +135,16 @@ type Config struct {
 	// means DefaultReadBuffer (the kernel caps it at net.core.rmem_max); a
 	// negative value leaves the kernel's default.
 	ReadBuffer int
+	// Coalesce is interrupt moderation for the UDP readers (--dns-coalesce):
+	// after a read that found fewer than a quarter of its batch, and after
+	// answering those queries, the reader waits this long before it reads
+	// again, so that queries that arrive meanwhile are read and answered
+	// with one system call each way instead of one wake-up each. It never
+	// waits after a fuller batch, so under load nothing changes. A query
+	// waits at most Coalesce longer for its answer, plus the kernel's timer
+	// slack (50 µs by default). 0 means DefaultCoalesce; a negative value
+	// turns it off. Linux only.
+	Coalesce time.Duration
 	// UpstreamTCPConns is the number of pipelined TCP connections kept per
 	// upstream; UpstreamTCPIdle closes one idle for that long, before the
 	// resolver's own idle timeout does.
@@ -170,6 +185,9 @@ func (c *Config) setDefaults() {
 	orDefault(&c.MaxTCPPerClient, DefaultMaxTCPPerClient)
 	if c.ReadBuffer == 0 {
 		c.ReadBuffer = DefaultReadBuffer
+	}
+	if c.Coalesce == 0 {
+		c.Coalesce = DefaultCoalesce
 	}
 	orDefault(&c.UpstreamTCPConns, DefaultUpstreamTCPConns)
 	orDefault(&c.UpstreamTCPIdle, DefaultUpstreamTCPIdle)

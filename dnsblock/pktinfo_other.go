@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"time"
 )
 
 const oobSize = 0
@@ -26,3 +27,6 @@ func (*udpBatch) packet(int) ([]byte, netip.AddrPort, []byte, bool) {
 func (*udpBatch) slot() []byte              { return nil }
 func (*udpBatch) queue(int, []byte, []byte) {}
 func (*udpBatch) flush()                    {}
+func (*udpBatch) wait(time.Duration)        {}
+
+const coalesceBelow = 0

@@ -337,6 +337,15 @@ func (s *Server) admit(from netip.AddrPort, size int) (*ticket, bool) {
 }
 
 // serveUDPBatch is serveUDP reading and writing many packets per system call.
+//
+// At an ordinary rate each read finds one query or two, and what the shim
+// pays per query is then mostly per wake-up: the netpoller, an empty
+// recvmmsg, a sendmmsg for one answer. After a small batch the reader
+// therefore waits Config.Coalesce (its answers already sent) and reads
+// again without parking, so that one system call each way serves what
+// arrived meanwhile, as a network card's interrupt moderation does. After
+// a batch of coalesceBelow or more it reads at once; an empty socket parks
+// it in the netpoller as before.
 func (s *Server) serveUDPBatch(b *udpBatch) {
 	var reply []byte
 	sc := newScratch()
@@ -369,6 +378,9 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 			}
 		}
 		b.flush()
+		if s.cfg.Coalesce > 0 && n < coalesceBelow {
+			b.wait(s.cfg.Coalesce)
+		}
 	}
 }
 
