@@ -194,10 +194,17 @@ func (b *udpBatch) send(fd uintptr) bool {
 // a 100 µs time.Sleep took 1.1 ms on one CPU (measured). A plain nanosleep
 // through RawSyscall costs one context switch each way and no netpoller or
 // sysmon work; the goroutines it holds up on this P (forwards, TCP) wait
-// at most d. d is Config.Coalesce, a bound of a few hundred microseconds.
+// at most d, which is at most MaxCoalesce. A signal (the runtime's
+// preemption requests among them) interrupts the sleep; it resumes with
+// what is left, so that d is the wait and the bound.
 func (b *udpBatch) wait(d time.Duration) {
 	b.sleep = unix.NsecToTimespec(int64(d))
-	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&b.sleep)), 0, 0)
+	for {
+		_, _, e := unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&b.sleep)), uintptr(unsafe.Pointer(&b.sleep)), 0)
+		if e != unix.EINTR {
+			return
+		}
+	}
 }
 
 func sockaddrToAddrPort(sa *unix.RawSockaddrInet6, n uint32) (netip.AddrPort, bool) {

@@ -52,6 +52,11 @@ const (
 	// several: at 20,000 q/s about three more, at a cost far below a DNS
 	// round trip.
 	DefaultCoalesce = 100 * time.Microsecond
+	// MaxCoalesce bounds Config.Coalesce: the reader's thread sleeps
+	// holding its scheduler slot, so a longer wait would hold up the
+	// goroutines queued behind it (forwards, TCP, the garbage collector's
+	// stop-the-world) by as much.
+	MaxCoalesce = 10 * time.Millisecond
 	// DefaultMaxInflightBytes is the byte budget of the forwards in
 	// progress: with the garbage collector's headroom, about twice this in
 	// memory at most.
@@ -140,10 +145,11 @@ type Config struct {
 	// answering those queries, the reader waits this long before it reads
 	// again, so that queries that arrive meanwhile are read and answered
 	// with one system call each way instead of one wake-up each. It never
-	// waits after a fuller batch, so under load nothing changes. A query
+	// waits after a fuller batch, so under load nothing changes; one reader
+	// waits at a time. A query
 	// waits at most Coalesce longer for its answer, plus the kernel's timer
 	// slack (50 µs by default). 0 means DefaultCoalesce; a negative value
-	// turns it off. Linux only.
+	// turns it off; at most MaxCoalesce. Linux only.
 	Coalesce time.Duration
 	// UpstreamTCPConns is the number of pipelined TCP connections kept per
 	// upstream; UpstreamTCPIdle closes one idle for that long, before the
@@ -205,6 +211,9 @@ func orDefault[T int | time.Duration](p *T, d T) {
 func (c *Config) check() error {
 	if c.TTL < time.Second || c.TTL > MaxTTL {
 		return fmt.Errorf("TTL %v: want from 1s to %ds", c.TTL, math.MaxInt32)
+	}
+	if c.Coalesce > MaxCoalesce {
+		return fmt.Errorf("coalesce %v: want at most %v (negative: off)", c.Coalesce, MaxCoalesce)
 	}
 	for _, u := range c.Upstreams {
 		if loopsBack(u, c.Listen) {

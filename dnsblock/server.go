@@ -35,9 +35,13 @@ type Server struct {
 	ready chan struct{}
 	done  chan struct{}
 
-	wg      sync.WaitGroup // every serving goroutine
-	conns   tcpConns
-	closed  atomic.Bool
+	wg     sync.WaitGroup // every serving goroutine
+	conns  tcpConns
+	closed atomic.Bool
+	// waiting is set while one UDP reader sleeps in its coalescing wait:
+	// the sleep holds the reader's P, and one at a time leaves the others
+	// (with GOMAXPROCS > 1) to the netpoller, forwards and TCP.
+	waiting atomic.Bool
 	started atomic.Bool
 }
 
@@ -378,8 +382,13 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 			}
 		}
 		b.flush()
-		if s.cfg.Coalesce > 0 && n < coalesceBelow {
+		if s.cfg.Coalesce > 0 && n < coalesceBelow && s.waiting.CompareAndSwap(false, true) {
+			// Let what is runnable on this P (a forward's answer, TCP) go
+			// first: while the rate keeps the socket from going empty the
+			// reader never parks, so this is where they get the P.
+			runtime.Gosched()
 			b.wait(s.cfg.Coalesce)
+			s.waiting.Store(false)
 		}
 	}
 }
