@@ -9,7 +9,7 @@ PKGS     := ./...
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION))
 
-.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept perf-dns-cpu
+.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept perf-dns-cpu perf-desk
 
 all: build
 
@@ -66,6 +66,17 @@ perf-dns: deps
 # CPU per query of the shim and Unbound at fixed rates, side by side.
 perf-dns-cpu: deps
 	./scripts/perf-dns-cpu.sh
+
+# The abuse desk's load run: SENSORS wormsink ship processes, each writing
+# RATE lines/s for DURATION, into one wormsink desk on PostgreSQL restarted
+# twice (PostgreSQL once); prints lines shipped, stored, duplicated, lost,
+# the ship lag and the desk's CPU.
+SENSORS  ?= 20
+RATE     ?= 500
+DURATION ?= 10m
+perf-desk: deps
+	$(GO) test -count=1 -v -timeout 0 -run '^TestDeskLoad$$' ./ship \
+	  -args -desk-load.sensors=$(SENSORS) -desk-load.rate=$(RATE) -desk-load.duration=$(DURATION)
 
 perf-report: deps
 	./scripts/report-perf.sh
