@@ -140,17 +140,19 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Case, error) {
 		args = append(args, f.Until.UnixMilli())
 	}
 	if q := strings.TrimSpace(f.Q); q != "" {
-		cond := "subject IN (?, ?, ?) OR id IN (SELECT case_id FROM desk_case_addresses WHERE address = ?)"
+		// One id list from the indexes (a UNION, not ORs: PostgreSQL
+		// scanned every case for "subject IN … OR id IN (subquery)").
+		cond := "SELECT id FROM desk_cases WHERE subject IN (?, ?, ?) UNION SELECT case_id FROM desk_case_addresses WHERE address = ?"
 		addr := q
 		if a, err := netip.ParseAddr(q); err == nil {
 			addr = a.Unmap().String()
 		}
 		args = append(args, q, "subscriber:"+q, "address:"+addr, addr)
 		if id, ok := ParseTicket(q); ok {
-			cond += " OR id = ?"
+			cond += " UNION SELECT id FROM desk_cases WHERE id = ?"
 			args = append(args, id)
 		}
-		where = append(where, "("+cond+")")
+		where = append(where, "id IN ("+cond+")")
 	}
 	query := "SELECT " + caseCols + " FROM desk_cases"
 	if len(where) > 0 {
