@@ -441,7 +441,11 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	for _, v := range States {
 		st.ByState[v] = 0
 	}
-	if err := s.db.QueryRow(ctx, "SELECT COUNT(*) FROM desk_evidence").Scan(&st.Lines); err != nil {
+	// Each case counts its lines: counting the evidence table itself took
+	// seconds at ten million lines. Lines of nobody's case (network
+	// lines) are counted through the index by case, where they sort
+	// together.
+	if err := s.db.QueryRow(ctx, "SELECT (SELECT COALESCE(SUM(lines), 0) FROM desk_cases) + (SELECT COUNT(*) FROM desk_evidence WHERE case_id IS NULL)").Scan(&st.Lines); err != nil {
 		return st, fmt.Errorf("desk: stats: %w", err)
 	}
 	rows, err := s.db.Query(ctx, "SELECT state, COUNT(*) FROM desk_cases GROUP BY state")
