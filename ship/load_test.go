@@ -107,8 +107,11 @@ type loadSensor struct {
 	name    string
 	path    string
 	written atomic.Int64
-	mu      sync.Mutex
-	at      []time.Time // when line i was written
+	// rotatedAt is the number of the first line written after the last
+	// rotation.
+	rotatedAt atomic.Int64
+	mu        sync.Mutex
+	at        []time.Time // when line i was written
 }
 
 var seqRe = regexp.MustCompile(`"signature":"load-(\d+)"`)
@@ -146,6 +149,7 @@ func (s *loadSensor) write(t *testing.T, idx, rate int, until time.Time, rotate 
 				return
 			}
 			w.Reset(f)
+			s.rotatedAt.Store(int64(n))
 		default:
 		}
 		target := int(now.Sub(start).Seconds() * float64(rate))
@@ -161,23 +165,32 @@ func (s *loadSensor) write(t *testing.T, idx, rate int, until time.Time, rotate 
 	f.Close()
 }
 
-// lag is how long ago the oldest line not at the desk yet was written, as
-// far as the newest stored line of the sensor tells (0: all there).
-func (s *loadSensor) lag(ctx context.Context, db *store.DB, now time.Time) (time.Duration, bool) {
+// next is the number of the line after the newest the desk has stored of
+// the sensor; a shipper sends a log's lines in order, a rotated file's
+// rest before the new file.
+func (s *loadSensor) next(ctx context.Context, db *store.DB) (int, bool) {
 	var line string
 	err := db.QueryRow(ctx, "SELECT line FROM desk_evidence WHERE sensor = ? ORDER BY id DESC LIMIT 1", s.name).Scan(&line)
-	next := 0
 	switch {
 	case err == nil:
 		m := seqRe.FindStringSubmatch(line)
 		if m == nil {
 			return 0, false
 		}
-		next, _ = strconv.Atoi(m[1])
-		next++
+		n, _ := strconv.Atoi(m[1])
+		return n + 1, true
 	case strings.Contains(err.Error(), "no rows"):
-	default:
-		return 0, false // the database is restarting
+		return 0, true
+	}
+	return 0, false // the database is restarting
+}
+
+// lag is how long ago the oldest line not at the desk yet was written, as
+// far as the newest stored line of the sensor tells (0: all there).
+func (s *loadSensor) lag(ctx context.Context, db *store.DB, now time.Time) (time.Duration, bool) {
+	next, ok := s.next(ctx, db)
+	if !ok {
+		return 0, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -346,7 +359,23 @@ func TestDeskLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%5.1fs: PostgreSQL restarted", time.Since(begin).Seconds())
+	// A second rotation overwrites LOG.1 (one old file is kept, as
+	// logrotate's rotate 1 does): on a machine too loaded to have shipped
+	// the first one by now, wait for it, or the test would lose lines
+	// itself.
+	firstRotation := make([]int, len(sensors))
+	for i, s := range sensors {
+		firstRotation[i] = int(s.rotatedAt.Load())
+	}
 	at(0.66)
+	testutil.WaitFor(t, 5*time.Minute, "the desk to have every line of the first rotated logs", func() bool {
+		for i, s := range sensors {
+			if n, ok := s.next(ctx, db); !ok || n < firstRotation[i] {
+				return false
+			}
+		}
+		return true
+	})
 	rotate()
 	at(0.7)
 	deskCPU += d.stop(syscall.SIGKILL)
