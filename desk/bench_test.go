@@ -20,8 +20,26 @@ func BenchmarkIngest(b *testing.B) {
 	}
 }
 
+// BenchmarkIngestPostgres is the same on the test's PostgreSQL cluster
+// (fsync off: what it measures is the statements, not the disk).
+func BenchmarkIngestPostgres(b *testing.B) {
+	for _, hosts := range []int{20, 500, 5000, 50000} {
+		b.Run(itoa(hosts)+"hosts", func(b *testing.B) {
+			url, err := storetest.Cluster(b).NewDatabase()
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchIngestAt(b, url, hosts)
+		})
+	}
+}
+
 func benchIngest(b *testing.B, hosts int) {
-	st, err := Open(context.Background(), storetest.Open(b, "sqlite:"+filepath.Join(b.TempDir(), "d.db")))
+	benchIngestAt(b, "sqlite:"+filepath.Join(b.TempDir(), "d.db"), hosts)
+}
+
+func benchIngestAt(b *testing.B, url string, hosts int) {
+	st, err := Open(context.Background(), storetest.Open(b, url))
 	if err != nil {
 		b.Fatal(err)
 	}
