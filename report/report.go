@@ -128,7 +128,11 @@ type hostAgg struct {
 	first, last         int64 // unix nanoseconds
 	src                 [3]uint64
 	fams, sigs, sensors uint32 // bit i: id i of that kind, for ids below 32
-	subs                uint32 // the same for subscribers
+	// subs is the id+1 of the host's first subscriber, 0 for none: an
+	// address mostly names one subscriber, and subscribers are as many as
+	// hosts, so a bitmask of the first 32 would hold almost none of them.
+	// Any other subscriber is in Aggregator.extra.
+	subs uint32
 	firstPort, lastPort uint16
 	evidence            signatures.Strength
 	hasExtra            bool           // ids from 32 on are in Aggregator.extra
@@ -154,7 +158,11 @@ type Aggregator struct {
 	other    map[netip.Addr]uint32 // every other host
 	aggs     blocks[hostAgg]
 	addrs    blocks[netip.Addr]
-	extra    map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs (rare)
+	extra    map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs and second subscribers
+	// extraSeen holds every (agg index, kind<<30|id) in extra, so that a
+	// line repeating one costs one probe of a flat table, not a map
+	// look-up and a scan (logs of many sensors repeat them on every line).
+	extraSeen u64Set
 	names    [numKinds]interner  // families, signatures, sensors, subscribers
 	timeline *Timeline
 	kept     uint64 // sightings counted
@@ -268,8 +276,10 @@ func (a *Aggregator) Add(r *Sighting) {
 	if len(r.Sensor) > 0 {
 		a.mark(h, i, &h.sensors, kindSensor, a.names[kindSensor].id(r.Sensor))
 	}
-	if len(r.Subscriber) > 0 {
-		a.mark(h, i, &h.subs, kindSubscriber, a.names[kindSubscriber].id(r.Subscriber))
+	if len(r.Subscriber) > 0 && (h.subs == 0 || a.names[kindSubscriber].names[h.subs-1] != string(r.Subscriber)) {
+		// The host's own subscriber again is the common case: compared
+		// in place, without interning.
+		a.markSub(h, i, a.names[kindSubscriber].id(r.Subscriber))
 	}
 	a.kept = addSat(a.kept, r.Count)
 	if a.timeline != nil {
@@ -431,11 +441,24 @@ func (a *Aggregator) mark(h *hostAgg, i uint32, set *uint32, kind int, id uint32
 		*set |= 1 << id
 		return
 	}
+	a.markExtra(h, i, kind, id)
+}
+
+// markSub adds subscriber id to host i's subscribers.
+func (a *Aggregator) markSub(h *hostAgg, i uint32, id uint32) {
+	switch h.subs {
+	case 0:
+		h.subs = id + 1
+	case id + 1:
+	default:
+		a.markExtra(h, i, kindSubscriber, id)
+	}
+}
+
+func (a *Aggregator) markExtra(h *hostAgg, i uint32, kind int, id uint32) {
 	x := uint32(kind)<<30 | id
-	for _, y := range a.extra[i] {
-		if y == x {
-			return
-		}
+	if !a.extraSeen.add(uint64(i)<<32 | uint64(x)) {
+		return
 	}
 	a.extra[i] = append(a.extra[i], x)
 	h.hasExtra = true
@@ -454,6 +477,20 @@ func (a *Aggregator) namesOf(i uint32, set uint32, kind int, sets map[uint32][]s
 		sets[set] = names
 	}
 	return names
+}
+
+// subsOf returns the sorted subscribers of host i, whose first is sub.
+func (a *Aggregator) subsOf(i uint32, sub uint32) []string {
+	if !a.aggs.at(i).hasExtra {
+		return []string{a.names[kindSubscriber].names[sub-1]}
+	}
+	ids := []uint32{sub - 1}
+	for _, x := range a.extra[i] {
+		if int(x>>30) == kindSubscriber {
+			ids = append(ids, x&(1<<30-1))
+		}
+	}
+	return a.names[kindSubscriber].sorted(ids)
 }
 
 func (a *Aggregator) namesOfIDs(i uint32, set uint32, kind int) []string {
@@ -528,6 +565,49 @@ func (t *v4Index) grow() {
 	for _, s := range old {
 		if s != 0 {
 			t.put(uint32(s>>32), uint32(s)-1)
+		}
+	}
+}
+
+// u64Set is a set of uint64 keys as a flat open-addressed table:
+// one probe, mostly one cache line, per look-up.
+type u64Set struct {
+	slots []uint64 // key+1; 0 is empty
+	n     int
+	shift uint
+}
+
+// add inserts k and reports whether it was new. k must not be MaxUint64.
+func (t *u64Set) add(k uint64) bool {
+	if 2*(t.n+1) > len(t.slots) {
+		t.grow()
+	}
+	k++
+	mask := uint64(len(t.slots) - 1)
+	for p := (k * 0x9E3779B97F4A7C15) >> t.shift; ; p = (p + 1) & mask {
+		switch t.slots[p] {
+		case k:
+			return false
+		case 0:
+			t.slots[p] = k
+			t.n++
+			return true
+		}
+	}
+}
+
+func (t *u64Set) grow() {
+	old := t.slots
+	size := 1024
+	if len(old) > 0 {
+		size = 2 * len(old)
+	}
+	t.slots = make([]uint64, size)
+	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	t.n = 0
+	for _, s := range old {
+		if s != 0 {
+			t.add(s - 1)
 		}
 	}
 }
@@ -645,8 +725,9 @@ func (a *Aggregator) fillRow(row *HostSummary, k *hostKey, sets *nameSets) {
 		Sensors:    a.namesOf(i, h.sensors, kindSensor, sets[kindSensor]),
 		Proof:      h.proof,
 	}
-	if subs := a.namesOf(i, h.subs, kindSubscriber, sets[kindSubscriber]); len(subs) > 0 {
-		row.Subscribers = subs // nil when none: most logs have no attribution
+	if h.subs != 0 {
+		// nil when none: most logs have no attribution
+		row.Subscribers = a.subsOf(i, h.subs)
 	}
 }
 
@@ -690,7 +771,7 @@ type interner struct {
 	names []string
 	// recent maps a cheap hash of a name to the id last seen with it, ahead
 	// of the map: a log has a few names, so this answers nearly every line.
-	recent [64]uint32 // id+1; 0 is empty
+	recent [256]uint32 // id+1; 0 is empty
 	rank   []uint32   // display order of each id, made by sorted
 }
 
@@ -721,7 +802,7 @@ func recentHash(b []byte) uint64 {
 			w = w<<8 ^ uint64(c)
 		}
 	}
-	return w * 0x9E3779B97F4A7C15 >> 58
+	return w * 0x9E3779B97F4A7C15 >> 56
 }
 
 // sorted returns the names of ids in display order: case-insensitive, then
