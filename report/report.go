@@ -132,7 +132,7 @@ type hostAgg struct {
 	// address mostly names one subscriber, and subscribers are as many as
 	// hosts, so a bitmask of the first 32 would hold almost none of them.
 	// Any other subscriber is in Aggregator.extra.
-	subs uint32
+	subs                uint32
 	firstPort, lastPort uint16
 	evidence            signatures.Strength
 	hasExtra            bool           // ids from 32 on are in Aggregator.extra
@@ -153,19 +153,19 @@ const maskIDs = 32
 // Aggregator folds records into per-host rows, and optionally a timeline of
 // sightings per family for the HTML page.
 type Aggregator struct {
-	filter   Filter
-	v4       v4Index               // IPv4 hosts → index into aggs
-	other    map[netip.Addr]uint32 // every other host
-	aggs     blocks[hostAgg]
-	addrs    blocks[netip.Addr]
-	extra    map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs and second subscribers
+	filter Filter
+	v4     v4Index               // IPv4 hosts → index into aggs
+	other  map[netip.Addr]uint32 // every other host
+	aggs   blocks[hostAgg]
+	addrs  blocks[netip.Addr]
+	extra  map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs and second subscribers
 	// extraSeen holds every (agg index, kind<<30|id) in extra, so that a
 	// line repeating one costs one probe of a flat table, not a map
 	// look-up and a scan (logs of many sensors repeat them on every line).
 	extraSeen u64Set
-	names    [numKinds]interner  // families, signatures, sensors, subscribers
-	timeline *Timeline
-	kept     uint64 // sightings counted
+	names     [numKinds]interner // families, signatures, sensors, subscribers
+	timeline  *Timeline
+	kept      uint64 // sightings counted
 
 	nets map[netip.Prefix]*netAgg // network lines (the writer's line budget was spent)
 
@@ -772,7 +772,7 @@ type interner struct {
 	// recent maps a cheap hash of a name to the id last seen with it, ahead
 	// of the map: a log has a few names, so this answers nearly every line.
 	recent [256]uint32 // id+1; 0 is empty
-	rank   []uint32   // display order of each id, made by sorted
+	rank   []uint32    // display order of each id, made by sorted
 }
 
 func (n *interner) id(b []byte) uint32 {
