@@ -155,7 +155,8 @@ const maskIDs = 32
 type Aggregator struct {
 	filter Filter
 	v4     v4Index               // IPv4 hosts → index into aggs
-	other  map[netip.Addr]uint32 // every other host
+	v6     v6Index               // IPv6 hosts without a zone
+	other  map[netip.Addr]uint32 // every other host (with a zone)
 	aggs   blocks[hostAgg]
 	addrs  blocks[netip.Addr]
 	extra  map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs and second subscribers
@@ -419,6 +420,9 @@ func (a *Aggregator) lookup(addr netip.Addr) (uint32, bool) {
 	if addr.Is4() {
 		return a.v4.get(v4Key(addr))
 	}
+	if addr.Zone() == "" {
+		return a.v6.get(v6Key(addr))
+	}
 	i, ok := a.other[addr]
 	return i, ok
 }
@@ -428,7 +432,78 @@ func (a *Aggregator) insert(addr netip.Addr, i uint32) {
 		a.v4.put(v4Key(addr), i)
 		return
 	}
+	if addr.Zone() == "" {
+		a.v6.put(v6Key(addr), i)
+		return
+	}
 	a.other[addr] = i
+}
+
+func v6Key(addr netip.Addr) [2]uint64 {
+	b := addr.As16()
+	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+// v6Index is v4Index for IPv6 addresses: a Go map keyed by netip.Addr
+// hashes 24 bytes and compares a zone pointer per look-up.
+type v6Index struct {
+	slots []v6Slot
+	n     int
+	shift uint
+}
+
+type v6Slot struct {
+	k   [2]uint64
+	idx uint32 // index+1; 0 is empty
+}
+
+func (t *v6Index) hash(k [2]uint64) uint64 {
+	return ((k[0]^bits.RotateLeft64(k[1], 31))*0x9E3779B97F4A7C15 ^ k[1]) * 0xBF58476D1CE4E5B9 >> t.shift
+}
+
+func (t *v6Index) get(k [2]uint64) (uint32, bool) {
+	if t.slots == nil {
+		return 0, false
+	}
+	mask := uint64(len(t.slots) - 1)
+	for p := t.hash(k); ; p = (p + 1) & mask {
+		s := &t.slots[p]
+		if s.idx == 0 {
+			return 0, false
+		}
+		if s.k == k {
+			return s.idx - 1, true
+		}
+	}
+}
+
+func (t *v6Index) put(k [2]uint64, i uint32) {
+	if 2*(t.n+1) > len(t.slots) {
+		t.grow()
+	}
+	mask := uint64(len(t.slots) - 1)
+	p := t.hash(k)
+	for t.slots[p].idx != 0 {
+		p = (p + 1) & mask
+	}
+	t.slots[p] = v6Slot{k: k, idx: i + 1}
+	t.n++
+}
+
+func (t *v6Index) grow() {
+	old := t.slots
+	size := 256
+	if len(old) > 0 {
+		size = 2 * len(old)
+	}
+	t.slots = make([]v6Slot, size)
+	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	t.n = 0
+	for _, s := range old {
+		if s.idx != 0 {
+			t.put(s.k, s.idx-1)
+		}
+	}
 }
 
 func v4Key(addr netip.Addr) uint32 {

@@ -350,12 +350,12 @@ func parseAddr(b []byte) (netip.Addr, bool) {
 		switch {
 		case c >= '0' && c <= '9':
 			if digits == 1 && n == 0 {
-				return slowAddr(b) // leading zero: let netip decide (it refuses)
+				return parseAddr6(b) // leading zero: IPv6 ("0::1") or nothing
 			}
 			n = n*10 + int(c-'0')
 			digits++
 			if n > 255 {
-				return slowAddr(b) // perhaps IPv6 ("2001::"); netip decides
+				return parseAddr6(b) // perhaps IPv6 ("2001::")
 			}
 		case c == '.':
 			if digits == 0 || oct == 3 {
@@ -365,7 +365,7 @@ func parseAddr(b []byte) (netip.Addr, bool) {
 			oct++
 			n, digits = 0, 0
 		default:
-			return slowAddr(b)
+			return parseAddr6(b)
 		}
 	}
 	if oct != 3 || digits == 0 {
@@ -383,6 +383,87 @@ func parseNetwork(b []byte) (netip.Prefix, bool) {
 		return netip.Prefix{}, false
 	}
 	return p, true
+}
+
+// parseAddr6 parses IPv6 written in hex groups and colons, with at most
+// one "::", by hand (netip.ParseAddr would cost a string per line);
+// anything else (an embedded IPv4 address, a zone, a stray byte) it leaves
+// to netip, whose rules it mirrors.
+func parseAddr6(b []byte) (netip.Addr, bool) {
+	var ip [16]byte
+	ellipsis := -1 // where the "::" stands in ip
+	s := b
+	if len(s) >= 2 && s[0] == ':' && s[1] == ':' {
+		ellipsis = 0
+		s = s[2:]
+		if len(s) == 0 {
+			return netip.IPv6Unspecified(), true
+		}
+	}
+	i := 0
+	for i < 16 {
+		off, acc := 0, uint32(0)
+		for ; off < len(s); off++ {
+			c := s[off]
+			switch {
+			case c >= '0' && c <= '9':
+				acc = acc<<4 + uint32(c-'0')
+			case c >= 'a' && c <= 'f':
+				acc = acc<<4 + uint32(c-'a'+10)
+			case c >= 'A' && c <= 'F':
+				acc = acc<<4 + uint32(c-'A'+10)
+			case c == ':':
+			default:
+				return slowAddr(b) // a dot, a zone, or no address: netip decides
+			}
+			if c == ':' {
+				break
+			}
+			if off > 3 {
+				return netip.Addr{}, false // more than four digits
+			}
+		}
+		if off == 0 {
+			return netip.Addr{}, false // a group without digits
+		}
+		ip[i], ip[i+1] = byte(acc>>8), byte(acc)
+		i += 2
+		s = s[off:]
+		if len(s) == 0 {
+			break
+		}
+		// s[0] is a colon.
+		if len(s) == 1 {
+			return netip.Addr{}, false
+		}
+		s = s[1:]
+		if s[0] == ':' {
+			if ellipsis >= 0 {
+				return netip.Addr{}, false // a second "::"
+			}
+			ellipsis = i
+			s = s[1:]
+			if len(s) == 0 {
+				break
+			}
+		}
+	}
+	if len(s) != 0 {
+		return slowAddr(b) // trailing bytes: netip decides
+	}
+	if i < 16 {
+		if ellipsis < 0 {
+			return netip.Addr{}, false
+		}
+		n := 16 - i
+		for j := i - 1; j >= ellipsis; j-- {
+			ip[j+n] = ip[j]
+		}
+		clear(ip[ellipsis : ellipsis+n])
+	} else if ellipsis >= 0 {
+		return netip.Addr{}, false // "::" standing for no group
+	}
+	return netip.AddrFrom16(ip), true
 }
 
 func slowAddr(b []byte) (netip.Addr, bool) {
