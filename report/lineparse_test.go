@@ -349,3 +349,26 @@ func FuzzUintField(f *testing.F) {
 		}
 	})
 }
+
+// TestFieldOf: the key table finds every field by its name, and nothing
+// else, as the field table's own map does.
+func TestFieldOf(t *testing.T) {
+	for _, f := range evidence.Fields() {
+		if got := fieldOf([]byte(f.Name())); got != f {
+			t.Errorf("%q: %v", f.Name(), got)
+		}
+		if keyTable[keyHash([]byte(f.Name()))] == keyCollide {
+			t.Errorf("%q shares its key table slot: pick another multiplier in keyHash", f.Name())
+		}
+		for _, k := range []string{f.Name() + "x", "x" + f.Name(), f.Name()[:len(f.Name())-1], strings.ToUpper(f.Name())} {
+			if got, want := fieldOf([]byte(k)), evidence.FieldByName(k); got != want {
+				t.Errorf("%q: %v, want %v", k, got, want)
+			}
+		}
+	}
+	for _, k := range []string{"", "x", "msg", "sernsor", "rlle"} {
+		if got := fieldOf([]byte(k)); got != evidence.FieldNone {
+			t.Errorf("%q: %v, want none", k, got)
+		}
+	}
+}
