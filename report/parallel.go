@@ -40,6 +40,7 @@ func (p *ParallelReader) Aggregator() *Aggregator {
 	for _, b := range p.workers[1:] {
 		a.merge(b)
 	}
+	a.workers = len(p.workers)
 	p.workers = p.workers[:1]
 	return a
 }

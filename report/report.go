@@ -175,7 +175,10 @@ type Aggregator struct {
 	// one reader in file order does (see merge).
 	pos   *blocks[aggPos] // nil when reading alone
 	chunk uint32          // the chunk being read
-	sink  uint64          // keeps addBatch's warming loads from being optimised away
+	// workers is how many goroutines sort and format the rows: those that
+	// read the logs (ParallelReader sets it), else one.
+	workers int
+	sink    uint64 // keeps addBatch's warming loads from being optimised away
 }
 
 // NetworkSummary is what the logs say about one network whose sightings the
@@ -766,9 +769,7 @@ func (a *Aggregator) sortedHosts() []hostKey {
 		}
 		keys = append(keys, hostKey{events: sumSources(&h.src), addr: *a.addrs.at(i), idx: i, evidence: h.evidence, proof: h.proof})
 	}
-	slices.SortFunc(keys, func(x, y hostKey) int {
-		return compareHosts(x.evidence, y.evidence, x.proof, y.proof, x.events, y.events, x.addr, y.addr)
-	})
+	sortHostKeys(keys, a.workers)
 	return keys
 }
 
@@ -884,6 +885,18 @@ func recentHash(b []byte) uint64 {
 // exact. The order of all names is computed once, when the first row is
 // built (names are no longer added by then).
 func (n *interner) sorted(ids []uint32) []string {
+	n.prepare()
+	slices.SortFunc(ids, func(a, b uint32) int { return int(n.rank[a]) - int(n.rank[b]) })
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = n.names[id]
+	}
+	return out
+}
+
+// prepare computes the display order of all names, once they are all
+// known.
+func (n *interner) prepare() {
 	if len(n.rank) != len(n.names) {
 		order := make([]uint32, len(n.names))
 		for i := range order {
@@ -904,10 +917,4 @@ func (n *interner) sorted(ids []uint32) []string {
 			n.rank[id] = uint32(r)
 		}
 	}
-	slices.SortFunc(ids, func(a, b uint32) int { return int(n.rank[a]) - int(n.rank[b]) })
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = n.names[id]
-	}
-	return out
 }

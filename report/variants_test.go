@@ -65,3 +65,36 @@ func reportCSV(tb testing.TB, log []byte, workers int, w io.Writer) ReadStats {
 	}
 	return st
 }
+
+// TestVariantsSameOnAllCores: on every log shape of internal/loggen (small
+// ones, with tiny chunks, row blocks and sort parts so that every path of
+// the parallel read, merge, sort and output is taken), the CSV report on
+// two and three workers is byte for byte the one-worker report.
+func TestVariantsSameOnAllCores(t *testing.T) {
+	oldChunk, oldBlock, oldSort := parallelChunkSize, rowBlock, parallelSortMin
+	parallelChunkSize, rowBlock, parallelSortMin = 4<<10, 64, 256
+	defer func() { parallelChunkSize, rowBlock, parallelSortMin = oldChunk, oldBlock, oldSort }()
+	for _, v := range loggen.Variants(12_000) {
+		t.Run(v.Name, func(t *testing.T) {
+			v.Hosts = min(v.Hosts, 3000)
+			var log bytes.Buffer
+			if err := loggen.Write(&log, v.Config); err != nil {
+				t.Fatal(err)
+			}
+			var one bytes.Buffer
+			st := reportCSV(t, log.Bytes(), 1, &one)
+			if st.Lines != 12_000 || st.Evidence != st.Lines || one.Len() < 100_000 {
+				t.Fatalf("one worker: %+v, %d bytes of report", st, one.Len())
+			}
+			for _, n := range []int{2, 3} {
+				var many bytes.Buffer
+				if st2 := reportCSV(t, log.Bytes(), n, &many); st2 != st {
+					t.Errorf("%d workers: stats %+v, want %+v", n, st2, st)
+				}
+				if !bytes.Equal(many.Bytes(), one.Bytes()) {
+					t.Errorf("%d workers: the report differs from one worker's (%d and %d bytes)", n, many.Len(), one.Len())
+				}
+			}
+		})
+	}
+}
