@@ -67,8 +67,11 @@ perf-dns: deps
 perf-dns-cpu: deps
 	./scripts/perf-dns-cpu.sh
 
+# report against wc -l on every log shape of internal/loggen (MIX_ONLY=1
+# stops there), then on the writer's own log against one core and jq.
 perf-report: deps
-	./scripts/report-perf.sh
+	./scripts/report-perf-mix.sh
+	[ "$${MIX_ONLY:-0}" = 1 ] || ./scripts/report-perf.sh
 
 perf-wire: deps
 	./scripts/perf-wire.sh
