@@ -119,7 +119,7 @@ func (a *Aggregator) writeRows(w io.Writer, appendRow func(dst []byte, h *HostSu
 		defer close(order)
 		for lo := 0; lo < len(keys); lo += rowBlock {
 			inFlight <- struct{}{}
-			b := &block{done: make(chan struct{})}
+			b := &block{buf: make([]byte, 0, rowBlock*200), done: make(chan struct{})}
 			order <- b
 			go func() {
 				defer close(b.done)

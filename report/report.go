@@ -313,22 +313,33 @@ func (a *Aggregator) addBatch(rs []Sighting) {
 // positions, in loops of independent loads, so that the CPU waits for
 // all those cache misses at once rather than for one per host.
 func (a *Aggregator) warm(hosts []netip.Addr) {
-	if len(a.v4.slots) == 0 {
+	if len(a.v4.slots) == 0 && len(a.v6.slots) == 0 {
 		return
 	}
 	var sink uint64
 	for _, h := range hosts {
-		if h.Is4() {
-			sink += a.v4.slots[a.v4.hash(v4Key(h))]
+		switch {
+		case h.Is4():
+			if len(a.v4.slots) > 0 {
+				sink += a.v4.slots[a.v4.hash(v4Key(h))]
+			}
+		case len(a.v6.slots) > 0 && h.Zone() == "":
+			sink += a.v6.slots[a.v6.hash(v6Key(h))].k[1]
 		}
 	}
 	for _, h := range hosts {
-		if h.Is4() {
-			if i, ok := a.v4.get(v4Key(h)); ok {
-				sink += uint64(a.aggs.at(i).first)
-				if a.pos != nil {
-					sink += uint64(a.pos.at(i).last) // set by most lines of a log in time order
-				}
+		var i uint32
+		var ok bool
+		switch {
+		case h.Is4():
+			i, ok = a.v4.get(v4Key(h))
+		case h.Zone() == "":
+			i, ok = a.v6.get(v6Key(h))
+		}
+		if ok {
+			sink += uint64(a.aggs.at(i).first)
+			if a.pos != nil {
+				sink += uint64(a.pos.at(i).last) // set by most lines of a log in time order
 			}
 		}
 	}
