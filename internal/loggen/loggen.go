@@ -1,9 +1,5 @@
-// Package loggen writes evidence logs of today's line shape without the
-// evidence writer, in the shapes other sensors and tools produce: lines of
-// any length from 150 to 400 bytes, IPv4 and IPv6 hosts, attribution and
-// summary fields, many sensors concatenated or interleaved in any time
-// order. It is what `make perf-report` and report's tests measure and
-// compare against, so that the report is not tuned to one generator.
+// Package loggen writes evidence logs in the shapes other sensors and tools produce, without
+// the evidence writer, for `make perf-report` and report's tests to measure and compare on.
 package loggen
 
 import (
