@@ -88,8 +88,11 @@ perf-desk-pages: deps
 	$(GO) test -count=1 -v -timeout 0 -run '^$$' -bench '^BenchmarkPages$$' -benchtime 50x ./desk \
 	  -args -desk-pages.sightings=$(SIGHTINGS) -desk-pages.cases=$(CASES) -desk-pages.db=$(PAGESDB)
 
+# report against wc -l on every log shape of internal/loggen (MIX_ONLY=1
+# stops there), then on the writer's own log against one core and jq.
 perf-report: deps
-	./scripts/report-perf.sh
+	./scripts/report-perf-mix.sh
+	[ "$${MIX_ONLY:-0}" = 1 ] || ./scripts/report-perf.sh
 
 perf-wire: deps
 	./scripts/perf-wire.sh

@@ -56,6 +56,7 @@ func Open(ctx context.Context, db *store.DB) (*Store, error) {
 	if err := db.Migrate(ctx, "desk", migrations); err != nil {
 		return nil, fmt.Errorf("desk: %w", err)
 	}
+	dummyHash() // before the first login, which must not take longer for it
 	return &Store{db: db, now: time.Now}, nil
 }
 
