@@ -50,13 +50,13 @@ type Index struct {
 	subID map[string]uint32
 
 	sess   []span
-	sess4  map[uint32]int32       // IPv4 framed address → newest span
+	sess4  headTable              // IPv4 framed address → newest spans
 	sess6  map[netip.Prefix]int32 // IPv6 prefix → newest span
 	lens6  []int                  // prefix lengths in sess6, longest first
 	static *Subscribers           // the --subscribers file, behind sessions
 
 	nat     []span
-	nat4    map[uint64]int32         // IPv4 public address<<16 | port → newest one-port span
+	nat4    headTable                // IPv4 public address<<16 | port → newest one-port spans
 	nat6    map[netip.AddrPort]int32 // IPv6 public address and port → newest one-port span
 	blocks  map[netip.Addr]int32     // public address → newest port-block span (chained by prev)
 	byAddr  map[netip.Addr]int32     // public address → newest span of either kind (chained by prevAddr)
@@ -73,9 +73,9 @@ func NewIndex(sessionTimeout, natTimeout time.Duration) *Index {
 		sessionTimeout: sessionTimeout.Milliseconds(),
 		natTimeout:     natTimeout.Milliseconds(),
 		subID:          map[string]uint32{},
-		sess4:          map[uint32]int32{},
+		sess4:          newHeadTable(),
 		sess6:          map[netip.Prefix]int32{},
-		nat4:           map[uint64]int32{},
+		nat4:           newHeadTable(),
 		nat6:           map[netip.AddrPort]int32{},
 		blocks:         map[netip.Addr]int32{},
 		byAddr:         map[netip.Addr]int32{},
@@ -134,16 +134,13 @@ func (x *Index) putSessionLocked(s *Session) {
 		sp.last = sp.start
 	}
 	if a := s.Framed.Unmap(); a.Is4() {
-		k := v4key(a)
-		head, ok := x.sess4[k]
-		if !ok {
-			head = -1
-		}
+		k := uint64(v4key(a))
+		head := x.sess4.head(k)
 		if i := x.findSession(head, sp); i >= 0 {
 			x.updateSpan(&x.sess[i], sp)
 		} else {
 			x.sess = append(x.sess, sp)
-			x.sess4[k] = linkSorted(x.sess, head, int32(len(x.sess)-1), prevOf)
+			x.sess4.set(k, linkSorted(x.sess, head, int32(len(x.sess)-1), prevOf), x.sess, prevOf)
 		}
 	}
 	for _, p := range []netip.Prefix{s.FramedV6, s.Delegated} {
@@ -247,9 +244,7 @@ func (x *Index) putNATLocked(b *Binding) {
 	switch {
 	case oneport && pub.Is4():
 		k4 = uint64(v4key(pub))<<16 | uint64(b.PortLo)
-		if h, ok := x.nat4[k4]; ok {
-			head = h
-		}
+		head = x.nat4.head(k4)
 	case oneport:
 		k6 = netip.AddrPortFrom(pub, b.PortLo)
 		if h, ok := x.nat6[k6]; ok {
@@ -281,7 +276,7 @@ func (x *Index) putNATLocked(b *Binding) {
 	h := linkSorted(x.nat, head, i, prevOf)
 	switch {
 	case oneport && pub.Is4():
-		x.nat4[k4] = h
+		x.nat4.set(k4, h, x.nat, prevOf)
 	case oneport:
 		x.nat6[k6] = h
 	default:
@@ -340,8 +335,8 @@ func (x *Index) lookup(addr netip.Addr, port uint16, t int64) Result {
 // session then, else the subscribers file.
 func (x *Index) subscriberOf(addr netip.Addr, t int64) string {
 	if addr.Is4() {
-		if h, ok := x.sess4[v4key(addr)]; ok {
-			if i := x.sessionAt(h, t); i >= 0 {
+		if hs := x.sess4.find(uint64(v4key(addr))); hs != nil {
+			if i := x.sessionAtSlot(hs, t); i >= 0 {
 				return x.subs[x.sess[i].sub]
 			}
 		}
@@ -361,9 +356,23 @@ func (x *Index) subscriberOf(addr netip.Addr, t int64) string {
 	return ""
 }
 
+// sessionAtSlot is sessionAt from a head slot: it skips the newest
+// session without reading it when that started after t.
+func (x *Index) sessionAtSlot(hs *headSlot, t int64) int32 {
+	if hs.i0 >= 0 && hs.start0 > t {
+		return x.sessionAtFrom(hs.i1, t, hs.start0)
+	}
+	return x.sessionAtFrom(hs.i0, t, 0)
+}
+
 // sessionAt walks a key's sessions, newest first, for the one holding t.
 func (x *Index) sessionAt(i int32, t int64) int32 {
-	var next int64
+	return x.sessionAtFrom(i, t, 0)
+}
+
+// sessionAtFrom walks sessions from i, newest first, for the one holding
+// t; next is the start of the session newer than i (0: none).
+func (x *Index) sessionAtFrom(i int32, t, next int64) int32 {
 	for ; i >= 0; i = x.sess[i].prev {
 		s := &x.sess[i]
 		if s.start <= t && t < effectiveEnd(s, x.sessionTimeout, next) {
@@ -401,18 +410,22 @@ func (c *candidates) add(s *span) {
 func (x *Index) lookupNAT(addr netip.Addr, port uint16, t int64) (Result, bool) {
 	var c candidates
 	if port != 0 {
-		// The common case first: one map access finds the port's chain.
+		// The common case first: one slot finds the port's chain, and
+		// says whether its newest binding started after t.
 		var head int32 = -1
+		var next int64
 		if addr.Is4() {
-			if h, ok := x.nat4[uint64(v4key(addr))<<16|uint64(port)]; ok {
-				head = h
+			if hs := x.nat4.find(uint64(v4key(addr))<<16 | uint64(port)); hs != nil {
+				head = hs.i0
+				if head >= 0 && hs.start0 > t {
+					head, next = hs.i1, hs.start0
+				}
 			}
 		} else if len(x.nat6) > 0 {
 			if h, ok := x.nat6[netip.AddrPortFrom(addr, port)]; ok {
 				head = h
 			}
 		}
-		var next int64
 		for i := head; i >= 0; i = x.nat[i].prev {
 			s := &x.nat[i]
 			if s.start <= t && t < effectiveEnd(s, x.natTimeout, next) {
@@ -564,7 +577,7 @@ func (x *Index) compact(cutoff int64) {
 		}
 		return keep
 	}
-	for k, h := range x.sess4 {
+	x.sess4.all(func(k uint64, h int32) {
 		ks := collect(h, x.sess, prevOf, x.sessionTimeout)
 		head := int32(-1)
 		for i := len(ks) - 1; i >= 0; i-- {
@@ -572,9 +585,9 @@ func (x *Index) compact(cutoff int64) {
 			head = linkSorted(n.sess, head, int32(len(n.sess)-1), prevOf)
 		}
 		if head >= 0 {
-			n.sess4[k] = head
+			n.sess4.set(k, head, n.sess, prevOf)
 		}
-	}
+	})
 	for k, h := range x.sess6 {
 		ks := collect(h, x.sess, prevOf, x.sessionTimeout)
 		head := int32(-1)

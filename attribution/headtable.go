@@ -1,0 +1,111 @@
+package attribution
+
+import "math/rand/v2"
+
+// headTable maps an integer key (an IPv4 address, or an IPv4 address and
+// port) to the head of its chain of spans, newest first. It replaces a Go
+// map on the look-up's hot path: with millions of keys every access is a
+// cache miss, and a map costs several (its directory, its group's control
+// word, its slot) where one open-addressing slot holding the key, the two
+// newest spans and the newest one's start costs one. The look-up then
+// reads only the span that holds t, not the newer ones before it.
+type headTable struct {
+	slots []headSlot
+	n     int    // keys held
+	shift uint   // 64 - log2(len(slots))
+	seed  uint64 // per table, so that no one can choose colliding keys
+}
+
+// headSlot is one key's entry; used has the key in its low 62 bits and
+// bit 63 set.
+type headSlot struct {
+	used   uint64
+	start0 int64 // the start of span i0
+	i0, i1 int32 // the newest span on the key and the one before it (-1: none)
+}
+
+const slotUsed = 1 << 63
+
+func newHeadTable() headTable {
+	return headTable{slots: make([]headSlot, 8), shift: 64 - 3, seed: rand.Uint64() | 1}
+}
+
+func (h *headTable) hash(k uint64) uint64 {
+	return ((k ^ h.seed) * 0x9E3779B97F4A7C15) >> h.shift
+}
+
+// find returns the slot of k, nil when k is absent.
+func (h *headTable) find(k uint64) *headSlot {
+	want := k | slotUsed
+	mask := uint64(len(h.slots) - 1)
+	for i := h.hash(k); ; i = (i + 1) & mask {
+		s := &h.slots[i]
+		if s.used == want {
+			return s
+		}
+		if s.used == 0 {
+			return nil
+		}
+	}
+}
+
+// head returns the newest span on k, -1 when none.
+func (h *headTable) head(k uint64) int32 {
+	if s := h.find(k); s != nil {
+		return s.i0
+	}
+	return -1
+}
+
+// set makes head (a span of arr, chained by prev) the newest span on k.
+func (h *headTable) set(k uint64, head int32, arr []span, prev func(*span) *int32) {
+	if s := h.find(k); s != nil {
+		fill(s, head, arr, prev)
+		return
+	}
+	if (h.n+1)*4 > len(h.slots)*3 {
+		h.grow()
+	}
+	mask := uint64(len(h.slots) - 1)
+	i := h.hash(k)
+	for h.slots[i].used != 0 {
+		i = (i + 1) & mask
+	}
+	h.slots[i].used = k | slotUsed
+	fill(&h.slots[i], head, arr, prev)
+	h.n++
+}
+
+func fill(s *headSlot, head int32, arr []span, prev func(*span) *int32) {
+	s.i0, s.i1, s.start0 = head, -1, 0
+	if head >= 0 {
+		s.start0 = arr[head].start
+		s.i1 = *prev(&arr[head])
+	}
+}
+
+func (h *headTable) grow() {
+	old := h.slots
+	h.slots = make([]headSlot, 2*len(old))
+	h.shift--
+	mask := uint64(len(h.slots) - 1)
+	for _, s := range old {
+		if s.used == 0 {
+			continue
+		}
+		i := h.hash(s.used &^ slotUsed)
+		for h.slots[i].used != 0 {
+			i = (i + 1) & mask
+		}
+		h.slots[i] = s
+	}
+}
+
+// all calls f with every key and its head.
+func (h *headTable) all(f func(k uint64, head int32)) {
+	for _, s := range h.slots {
+		if s.used != 0 {
+			f(s.used&^slotUsed, s.i0)
+		}
+	}
+}
