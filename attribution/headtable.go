@@ -6,9 +6,11 @@ import "math/rand/v2"
 // port) to the head of its chain of spans, newest first. It replaces a Go
 // map on the look-up's hot path: with millions of keys every access is a
 // cache miss, and a map costs several (its directory, its group's control
-// word, its slot) where one open-addressing slot holding the key, the two
-// newest spans and the newest one's start costs one. The look-up then
-// reads only the span that holds t, not the newer ones before it.
+// word, its slot) where one open-addressing slot costs one. The slot also
+// holds a copy of what a look-up needs of the newest span (its start, its
+// end, and the subscriber or the IPv4 inside address and port), so that a
+// sighting inside the newest span reads no span at all, and one before it
+// starts the walk at the second newest.
 type headTable struct {
 	slots []headSlot
 	n     int    // keys held
@@ -21,7 +23,13 @@ type headTable struct {
 type headSlot struct {
 	used   uint64
 	start0 int64 // the start of span i0
+	end0   int64 // its end: effectiveEnd with no newer span
 	i0, i1 int32 // the newest span on the key and the one before it (-1: none)
+	// inl says aux and port hold span i0's subscriber (a session) or its
+	// IPv4 inside address and inside port (a NAT binding).
+	aux  uint32
+	port uint16
+	inl  bool
 }
 
 const slotUsed = 1 << 63
@@ -57,10 +65,12 @@ func (h *headTable) head(k uint64) int32 {
 	return -1
 }
 
-// set makes head (a span of arr, chained by prev) the newest span on k.
-func (h *headTable) set(k uint64, head int32, arr []span, prev func(*span) *int32) {
+// set makes head (a span of arr, chained by prev) the newest span on k, or
+// refreshes the copy of it after a change; timeout ends an open span, nat
+// says whether arr holds NAT bindings or sessions.
+func (h *headTable) set(k uint64, head int32, arr []span, prev func(*span) *int32, timeout int64, nat bool) {
 	if s := h.find(k); s != nil {
-		fill(s, head, arr, prev)
+		fill(s, head, arr, prev, timeout, nat)
 		return
 	}
 	if (h.n+1)*4 > len(h.slots)*3 {
@@ -72,15 +82,23 @@ func (h *headTable) set(k uint64, head int32, arr []span, prev func(*span) *int3
 		i = (i + 1) & mask
 	}
 	h.slots[i].used = k | slotUsed
-	fill(&h.slots[i], head, arr, prev)
+	fill(&h.slots[i], head, arr, prev, timeout, nat)
 	h.n++
 }
 
-func fill(s *headSlot, head int32, arr []span, prev func(*span) *int32) {
-	s.i0, s.i1, s.start0 = head, -1, 0
-	if head >= 0 {
-		s.start0 = arr[head].start
-		s.i1 = *prev(&arr[head])
+func fill(s *headSlot, head int32, arr []span, prev func(*span) *int32, timeout int64, nat bool) {
+	*s = headSlot{used: s.used, i0: head, i1: -1}
+	if head < 0 {
+		return
+	}
+	sp := &arr[head]
+	s.start0, s.end0, s.i1 = sp.start, effectiveEnd(sp, timeout, 0), *prev(sp)
+	switch {
+	case !nat:
+		s.aux, s.inl = sp.sub, true
+	case sp.inV4:
+		s.aux = uint32(sp.in[12])<<24 | uint32(sp.in[13])<<16 | uint32(sp.in[14])<<8 | uint32(sp.in[15])
+		s.port, s.inl = sp.inPort, true
 	}
 }
 

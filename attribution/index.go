@@ -114,6 +114,10 @@ func (x *Index) intern(sub string) uint32 {
 	return id
 }
 
+func addrFrom4(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
 func v4key(a netip.Addr) uint32 {
 	b := a.As4()
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
@@ -140,8 +144,9 @@ func (x *Index) putSessionLocked(s *Session) {
 			x.updateSpan(&x.sess[i], sp)
 		} else {
 			x.sess = append(x.sess, sp)
-			x.sess4.set(k, linkSorted(x.sess, head, int32(len(x.sess)-1), prevOf), x.sess, prevOf)
+			head = linkSorted(x.sess, head, int32(len(x.sess)-1), prevOf)
 		}
+		x.sess4.set(k, head, x.sess, prevOf, x.sessionTimeout, false)
 	}
 	for _, p := range []netip.Prefix{s.FramedV6, s.Delegated} {
 		if !p.IsValid() || !p.Addr().Is6() {
@@ -260,6 +265,9 @@ func (x *Index) putNATLocked(b *Binding) {
 		if s.start == sp.start && s.lo == sp.lo && s.hi == sp.hi && s.in == sp.in && s.inPort == sp.inPort {
 			x.updateSpan(s, sp)
 			x.noteSpan(s)
+			if oneport && pub.Is4() {
+				x.nat4.set(k4, head, x.nat, prevOf, x.natTimeout, true) // the copy of the newest span
+			}
 			return
 		}
 		if s.start < sp.start {
@@ -276,7 +284,7 @@ func (x *Index) putNATLocked(b *Binding) {
 	h := linkSorted(x.nat, head, i, prevOf)
 	switch {
 	case oneport && pub.Is4():
-		x.nat4.set(k4, h, x.nat, prevOf)
+		x.nat4.set(k4, h, x.nat, prevOf, x.natTimeout, true)
 	case oneport:
 		x.nat6[k6] = h
 	default:
@@ -335,8 +343,13 @@ func (x *Index) lookup(addr netip.Addr, port uint16, t int64) Result {
 // session then, else the subscribers file.
 func (x *Index) subscriberOf(addr netip.Addr, t int64) string {
 	if addr.Is4() {
-		if hs := x.sess4.find(uint64(v4key(addr))); hs != nil {
-			if i := x.sessionAtSlot(hs, t); i >= 0 {
+		if hs := x.sess4.find(uint64(v4key(addr))); hs != nil && hs.i0 >= 0 {
+			// The newest session from its slot, older ones from the spans.
+			if hs.start0 <= t {
+				if t < hs.end0 {
+					return x.subs[hs.aux]
+				}
+			} else if i := x.sessionAtFrom(hs.i1, t, hs.start0); i >= 0 {
 				return x.subs[x.sess[i].sub]
 			}
 		}
@@ -354,15 +367,6 @@ func (x *Index) subscriberOf(addr netip.Addr, t int64) string {
 		return x.static.Lookup(addr)
 	}
 	return ""
-}
-
-// sessionAtSlot is sessionAt from a head slot: it skips the newest
-// session without reading it when that started after t.
-func (x *Index) sessionAtSlot(hs *headSlot, t int64) int32 {
-	if hs.i0 >= 0 && hs.start0 > t {
-		return x.sessionAtFrom(hs.i1, t, hs.start0)
-	}
-	return x.sessionAtFrom(hs.i0, t, 0)
 }
 
 // sessionAt walks a key's sessions, newest first, for the one holding t.
@@ -415,10 +419,17 @@ func (x *Index) lookupNAT(addr netip.Addr, port uint16, t int64) (Result, bool) 
 		var head int32 = -1
 		var next int64
 		if addr.Is4() {
-			if hs := x.nat4.find(uint64(v4key(addr))<<16 | uint64(port)); hs != nil {
-				head = hs.i0
-				if head >= 0 && hs.start0 > t {
+			if hs := x.nat4.find(uint64(v4key(addr))<<16 | uint64(port)); hs != nil && hs.i0 >= 0 {
+				switch {
+				case hs.start0 > t:
 					head, next = hs.i1, hs.start0
+				case t >= hs.end0:
+					// Ended before t, and older ones before it started.
+				case hs.inl:
+					in := netip.AddrPortFrom(addrFrom4(hs.aux), hs.port)
+					return Result{Subscriber: x.subscriberOf(in.Addr(), t), Inside: in}, true
+				default:
+					head = hs.i0
 				}
 			}
 		} else if len(x.nat6) > 0 {
@@ -585,7 +596,7 @@ func (x *Index) compact(cutoff int64) {
 			head = linkSorted(n.sess, head, int32(len(n.sess)-1), prevOf)
 		}
 		if head >= 0 {
-			n.sess4.set(k, head, n.sess, prevOf)
+			n.sess4.set(k, head, n.sess, prevOf, n.sessionTimeout, false)
 		}
 	})
 	for k, h := range x.sess6 {
