@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 
@@ -265,6 +266,14 @@ func TestAccountingInOneBatch(t *testing.T) {
 			t.Errorf("%d session rows, want 3", n)
 		}
 	})
+}
+
+// TestHeadSlotIsOneCacheLine: a look-up reads one slot, and a slot that
+// straddled two cache lines would cost two misses.
+func TestHeadSlotIsOneCacheLine(t *testing.T) {
+	if n := unsafe.Sizeof(headSlot{}); n != 64 {
+		t.Errorf("headSlot is %d bytes, want 64", n)
+	}
 }
 
 // TestIndexHeadSlotFollowsChanges: the look-up answers from the copy of the

@@ -6,11 +6,11 @@ import "math/rand/v2"
 // port) to the head of its chain of spans, newest first. It replaces a Go
 // map on the look-up's hot path: with millions of keys every access is a
 // cache miss, and a map costs several (its directory, its group's control
-// word, its slot) where one open-addressing slot costs one. The slot also
-// holds a copy of what a look-up needs of the newest span (its start, its
-// end, and the subscriber or the IPv4 inside address and port), so that a
-// sighting inside the newest span reads no span at all, and one before it
-// starts the walk at the second newest.
+// word, its slot) where one open-addressing slot, one cache line, costs
+// one. The slot also holds a copy of what a look-up needs of the two newest
+// spans (start, end, and the subscriber or the IPv4 inside address and
+// port), so that a sighting in either reads no span at all; older ones
+// are walked from the third newest.
 type headTable struct {
 	slots []headSlot
 	n     int    // keys held
@@ -21,15 +21,35 @@ type headTable struct {
 // headSlot is one key's entry; used has the key in its low 62 bits and
 // bit 63 set.
 type headSlot struct {
-	used   uint64
-	start0 int64 // the start of span i0
-	end0   int64 // its end: effectiveEnd with no newer span
-	i0, i1 int32 // the newest span on the key and the one before it (-1: none)
-	// inl says aux and port hold span i0's subscriber (a session) or its
-	// IPv4 inside address and inside port (a NAT binding).
-	aux  uint32
-	port uint16
-	inl  bool
+	used  uint64
+	start [2]int64 // the newest span's start, and the second newest's
+	end   [2]int64 // their ends (effectiveEnd: the second ends where the newest starts)
+	// aux and port hold a session's subscriber, or a NAT binding's IPv4
+	// inside address and inside port, when inl says so (an IPv6 inside
+	// address is read from the span).
+	aux    [2]uint32
+	i0, i2 int32 // the newest span, and the third newest where walks go on (-1: none)
+	port   [2]uint16
+	inl    [2]bool
+	n      uint8 // spans held: 0, 1 or 2
+}
+
+// pick returns which of the two newest spans holds t (0 or 1), or -1 when
+// an older one may: the walk goes on from i2 with next, the start of the
+// second newest; or -2 when none does.
+func (s *headSlot) pick(t int64) (int, int64) {
+	for k := 0; k < int(s.n); k++ {
+		if s.start[k] <= t {
+			if t < s.end[k] {
+				return k, 0
+			}
+			return -2, 0 // older spans ended before this one started
+		}
+	}
+	if s.n == 2 && s.i2 >= 0 {
+		return -1, s.start[1]
+	}
+	return -2, 0
 }
 
 const slotUsed = 1 << 63
@@ -87,19 +107,32 @@ func (h *headTable) set(k uint64, head int32, arr []span, prev func(*span) *int3
 }
 
 func fill(s *headSlot, head int32, arr []span, prev func(*span) *int32, timeout int64, nat bool) {
-	*s = headSlot{used: s.used, i0: head, i1: -1}
-	if head < 0 {
-		return
+	*s = headSlot{used: s.used, i0: head, i2: -1}
+	var next int64
+	for i := head; i >= 0 && s.n < 2; i = *prev(&arr[i]) {
+		k, sp := s.n, &arr[i]
+		s.start[k], s.end[k] = sp.start, effectiveEnd(sp, timeout, next)
+		switch {
+		case !nat:
+			s.aux[k], s.inl[k] = sp.sub, true
+		case sp.inV4:
+			s.aux[k] = uint32(sp.in[12])<<24 | uint32(sp.in[13])<<16 | uint32(sp.in[14])<<8 | uint32(sp.in[15])
+			s.port[k], s.inl[k] = sp.inPort, true
+		}
+		s.n++
+		next = sp.start
+		if s.n == 2 {
+			s.i2 = *prev(sp)
+		}
 	}
-	sp := &arr[head]
-	s.start0, s.end0, s.i1 = sp.start, effectiveEnd(sp, timeout, 0), *prev(sp)
-	switch {
-	case !nat:
-		s.aux, s.inl = sp.sub, true
-	case sp.inV4:
-		s.aux = uint32(sp.in[12])<<24 | uint32(sp.in[13])<<16 | uint32(sp.in[14])<<8 | uint32(sp.in[15])
-		s.port, s.inl = sp.inPort, true
+}
+
+// index returns the span that pick's k (0 or 1) names.
+func (s *headSlot) index(k int, arr []span, prev func(*span) *int32) int32 {
+	if k == 0 {
+		return s.i0
 	}
+	return *prev(&arr[s.i0])
 }
 
 func (h *headTable) grow() {

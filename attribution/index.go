@@ -343,14 +343,15 @@ func (x *Index) lookup(addr netip.Addr, port uint16, t int64) Result {
 // session then, else the subscribers file.
 func (x *Index) subscriberOf(addr netip.Addr, t int64) string {
 	if addr.Is4() {
-		if hs := x.sess4.find(uint64(v4key(addr))); hs != nil && hs.i0 >= 0 {
-			// The newest session from its slot, older ones from the spans.
-			if hs.start0 <= t {
-				if t < hs.end0 {
-					return x.subs[hs.aux]
+		if hs := x.sess4.find(uint64(v4key(addr))); hs != nil {
+			// The two newest sessions from the slot, older ones from the spans.
+			switch k, next := hs.pick(t); k {
+			case 0, 1:
+				return x.subs[hs.aux[k]]
+			case -1:
+				if i := x.sessionAtFrom(hs.i2, t, next); i >= 0 {
+					return x.subs[x.sess[i].sub]
 				}
-			} else if i := x.sessionAtFrom(hs.i1, t, hs.start0); i >= 0 {
-				return x.subs[x.sess[i].sub]
 			}
 		}
 	} else if addr.Is6() {
@@ -419,17 +420,17 @@ func (x *Index) lookupNAT(addr netip.Addr, port uint16, t int64) (Result, bool) 
 		var head int32 = -1
 		var next int64
 		if addr.Is4() {
-			if hs := x.nat4.find(uint64(v4key(addr))<<16 | uint64(port)); hs != nil && hs.i0 >= 0 {
-				switch {
-				case hs.start0 > t:
-					head, next = hs.i1, hs.start0
-				case t >= hs.end0:
-					// Ended before t, and older ones before it started.
-				case hs.inl:
-					in := netip.AddrPortFrom(addrFrom4(hs.aux), hs.port)
+			if hs := x.nat4.find(uint64(v4key(addr))<<16 | uint64(port)); hs != nil {
+				switch k, nx := hs.pick(t); {
+				case k == -1:
+					head, next = hs.i2, nx
+				case k < 0:
+					// No binding of this port held t.
+				case hs.inl[k]:
+					in := netip.AddrPortFrom(addrFrom4(hs.aux[k]), hs.port[k])
 					return Result{Subscriber: x.subscriberOf(in.Addr(), t), Inside: in}, true
 				default:
-					head = hs.i0
+					return x.resolveInside(&x.nat[hs.index(k, x.nat, prevOf)], t), true
 				}
 			}
 		} else if len(x.nat6) > 0 {
