@@ -9,7 +9,7 @@ PKGS     := ./...
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION))
 
-.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept perf-dns-cpu
+.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept perf-dns-cpu perf-radius-dns
 
 all: build
 
@@ -69,6 +69,10 @@ perf-dns-cpu: deps
 
 perf-report: deps
 	./scripts/report-perf.sh
+
+# The shim's DNS rate alone and while RADIUS accounting arrives (RATE=1000/s).
+perf-radius-dns: deps
+	./scripts/perf-radius-dns.sh
 
 perf-wire: deps
 	./scripts/perf-wire.sh
