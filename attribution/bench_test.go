@@ -95,6 +95,9 @@ func BenchmarkLookup10M(b *testing.B) {
 	// workers are not counted, and count the CPU of the looking thread
 	// alone (on a loaded machine the wall clock also counts the others).
 	runtime.GC()
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+	b.ReportMetric(float64(mem.HeapInuse)/float64(bigPublic*bigPorts*bigRounds), "heap-B/binding")
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	b.ReportAllocs()
