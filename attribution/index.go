@@ -415,8 +415,8 @@ func (c *candidates) add(s *span) {
 func (x *Index) lookupNAT(addr netip.Addr, port uint16, t int64) (Result, bool) {
 	var c candidates
 	if port != 0 {
-		// The common case first: one slot finds the port's chain, and
-		// says whether its newest binding started after t.
+		// The common case first: one slot holds the port's two newest
+		// bindings, and where the walk through older ones starts.
 		var head int32 = -1
 		var next int64
 		if addr.Is4() {
