@@ -99,6 +99,17 @@ type Attributor struct {
 	// goroutine alone reads and writes it).
 	writer int64
 	seen   int64
+	others bool // another process wrote to the store since this one started
+}
+
+// advance notes this Attributor's own write numbered seq: the mark moves
+// on when nobody else wrote in between, else the next poll reads the gap.
+func (a *Attributor) advance(seq int64) {
+	if seq == a.seen+1 {
+		a.seen = seq
+	} else {
+		a.others = true
+	}
 }
 
 type op struct {
@@ -428,10 +439,7 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 		a.cfg.Log.Error().Str("event", "attribution_write_failed").Str("error", err.Error()).Int("records", len(batch)).Msg("attribution records not stored")
 	} else {
 		a.stats.batches.Add(1)
-		if st.seq == a.seen+1 {
-			// Nobody else wrote since the last look: nothing to read.
-			a.seen = st.seq
-		}
+		a.advance(st.seq)
 		a.idx.mu.Lock()
 		for i := range sessions {
 			a.idx.putSessionLocked(&sessions[i])
@@ -503,6 +511,7 @@ const pollChunk = 1024
 func (a *Attributor) poll(ctx context.Context) {
 	now, err := clock(ctx, a.cfg.DB)
 	if err == nil && now > a.seen {
+		a.others = true
 		var ss []Session
 		var bs []Binding
 		ss, bs, err = changedSince(ctx, a.cfg.DB, a.seen, now, a.writer)
@@ -540,12 +549,29 @@ func (a *Attributor) poll(ctx context.Context) {
 // prune deletes what ended before the retention and drops it from memory.
 func (a *Attributor) prune(ctx context.Context) {
 	cutoff := a.cfg.Now().Add(-a.cfg.Retention).UnixMilli()
-	s, n, err := prune(ctx, a.cfg.DB, cutoff, a.cfg.SessionTimeout.Milliseconds(), a.cfg.NATTimeout.Milliseconds())
+	var s, n int64
+	var st stamp
+	// The deletion takes a clock number like any write, so that the other
+	// processes sharing the store learn that someone pruned.
+	err := a.cfg.DB.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		if st, err = nextStamp(ctx, tx, a.writer); err != nil {
+			return fmt.Errorf("attribution: clock: %w", err)
+		}
+		s, n, err = prune(ctx, tx, cutoff, a.cfg.SessionTimeout.Milliseconds(), a.cfg.NATTimeout.Milliseconds())
+		return err
+	})
+	if err == nil {
+		a.advance(st.seq)
+	}
 	if err != nil {
 		a.cfg.Log.Error().Str("event", "attribution_retention_failed").Str("error", err.Error()).Msg("expired bindings not deleted")
 		return
 	}
-	if s == 0 && n == 0 {
+	// Another process sharing the store may have deleted the expired rows
+	// first: once others are known to write, the index is compacted at
+	// every prune, not only when this one's DELETE found rows.
+	if s == 0 && n == 0 && !a.others {
 		return
 	}
 	a.idx.compact(cutoff)

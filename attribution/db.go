@@ -472,7 +472,7 @@ func load(ctx context.Context, db *store.DB, x *Index, cutoff int64) error {
 }
 
 // prune deletes what ended before cutoff.
-func prune(ctx context.Context, db *store.DB, cutoff, sessionTimeout, natTimeout int64) (sessions, nat int64, err error) {
+func prune(ctx context.Context, db querier, cutoff, sessionTimeout, natTimeout int64) (sessions, nat int64, err error) {
 	r, err := db.Exec(ctx, `DELETE FROM attribution_sessions WHERE (stop_ms <> 0 AND stop_ms < ?) OR (stop_ms = 0 AND last_ms < ?)`, cutoff, cutoff-sessionTimeout)
 	if err != nil {
 		return 0, 0, fmt.Errorf("attribution: retention: %w", err)

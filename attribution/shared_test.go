@@ -3,6 +3,7 @@ package attribution
 import (
 	"context"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,5 +126,54 @@ func TestSensorsShareStore(t *testing.T) {
 				t.Errorf("B read %d rows for a Start and a Stop, want 2", st.Polled)
 			}
 		})
+	}
+}
+
+// TestSharedStoreRetention: when another sensor deleted the expired rows
+// first, this one's index still drops them at its next prune.
+func TestSharedStoreRetention(t *testing.T) {
+	for _, be := range storetest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			var now atomic.Int64
+			now.Store(t0.Add(time.Hour).UnixMilli())
+			clock := func() time.Time { return time.UnixMilli(now.Load()) }
+			cfg := Config{Poll: 20 * time.Millisecond, PruneInterval: 20 * time.Millisecond, Retention: 24 * time.Hour, Now: clock}
+			a, stopA := newAttributor(t, storetest.Open(t, be.URL), cfg)
+			defer stopA()
+			b, stopB := newAttributor(t, storetest.Open(t, be.URL), cfg)
+			defer stopB()
+			ev := acct(AcctStart, "192.0.2.1", "s1", "alice", "100.64.3.3", t0)
+			if err := a.Account(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+			ev.Status, ev.At = AcctStop, t0.Add(time.Minute)
+			if err := a.Account(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "B holds A's session and its Stop", func() bool {
+				n, _ := b.Index().Len()
+				return n == 1 && b.Lookup(mustAddr("100.64.3.3"), 0, t0.Add(2*time.Minute)).Subscriber == ""
+			})
+			// Past the retention: whichever prunes first deletes the rows, and
+			// both indexes drop the session.
+			now.Store(t0.Add(48 * time.Hour).UnixMilli())
+			waitFor(t, "both indexes dropped the expired session", func() bool {
+				na, _ := a.Index().Len()
+				nb, _ := b.Index().Len()
+				return na == 0 && nb == 0
+			})
+		})
+	}
+}
+
+// waitFor polls cond until it holds, failing after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
