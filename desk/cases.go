@@ -140,17 +140,19 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Case, error) {
 		args = append(args, f.Until.UnixMilli())
 	}
 	if q := strings.TrimSpace(f.Q); q != "" {
-		cond := "subject IN (?, ?, ?) OR id IN (SELECT case_id FROM desk_case_addresses WHERE address = ?)"
+		// One id list from the indexes (a UNION, not ORs: PostgreSQL
+		// scanned every case for "subject IN … OR id IN (subquery)").
+		cond := "SELECT id FROM desk_cases WHERE subject IN (?, ?, ?) UNION SELECT case_id FROM desk_case_addresses WHERE address = ?"
 		addr := q
 		if a, err := netip.ParseAddr(q); err == nil {
 			addr = a.Unmap().String()
 		}
 		args = append(args, q, "subscriber:"+q, "address:"+addr, addr)
 		if id, ok := ParseTicket(q); ok {
-			cond += " OR id = ?"
+			cond += " UNION SELECT id FROM desk_cases WHERE id = ?"
 			args = append(args, id)
 		}
-		where = append(where, "("+cond+")")
+		where = append(where, "id IN ("+cond+")")
 	}
 	query := "SELECT " + caseCols + " FROM desk_cases"
 	if len(where) > 0 {
@@ -362,6 +364,12 @@ type Quarantiner interface {
 // quarantine is refused for a case whose every sighting a forger could have
 // produced.
 func (s *Store) Act(ctx context.Context, q Quarantiner, id int64, action, actor, note string) (Transition, error) {
+	return s.act(ctx, q, id, action, actor, note, nil)
+}
+
+// act is Act with apply run inside the transition's transaction, the
+// case's row locked, before the state changes (it may refuse).
+func (s *Store) act(ctx context.Context, q Quarantiner, id int64, action, actor, note string, apply func(tx *store.Tx, c Case) error) (Transition, error) {
 	switch action {
 	case ActQuarantine, ActRelease:
 		c, err := s.Get(ctx, id)
@@ -399,7 +407,7 @@ func (s *Store) Act(ctx context.Context, q Quarantiner, id int64, action, actor,
 			return Transition{}, err
 		}
 	}
-	return s.transition(ctx, id, action, actor, note, nil)
+	return s.transition(ctx, id, action, actor, note, apply)
 }
 
 // SetNotice records a notice's delivery status on a case.
@@ -439,7 +447,11 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	for _, v := range States {
 		st.ByState[v] = 0
 	}
-	if err := s.db.QueryRow(ctx, "SELECT COUNT(*) FROM desk_evidence").Scan(&st.Lines); err != nil {
+	// Each case counts its lines: counting the evidence table itself took
+	// seconds at ten million lines. Lines of nobody's case (network
+	// lines) are counted through the index by case, where they sort
+	// together.
+	if err := s.db.QueryRow(ctx, "SELECT (SELECT COALESCE(SUM(lines), 0) FROM desk_cases) + (SELECT COUNT(*) FROM desk_evidence WHERE case_id IS NULL)").Scan(&st.Lines); err != nil {
 		return st, fmt.Errorf("desk: stats: %w", err)
 	}
 	rows, err := s.db.Query(ctx, "SELECT state, COUNT(*) FROM desk_cases GROUP BY state")
