@@ -1,16 +1,5 @@
-// Command radiusload sends RADIUS Accounting-Requests at a fixed rate, as a
-// BNG replicating its accounting would, and counts the answers: the load
-// generator of scripts/perf-radius-dns.sh (radclient has no rate control,
-// and a file of requests sent as fast as it can is a burst, not a rate).
-//
-//	go run ./scripts/radiusload -addr 127.0.0.1:1813 -secret-file FILE -rate 1000 -duration 10s
-//
-// Each of -conc conversations (one UDP socket, as a NAS or proxy keeps)
-// sends a Start and later the Stop of a session of its own, one request
-// at a time, paced so that all of them together send -rate requests a
-// second; a request without an answer after -timeout is sent again, at
-// most 3 times. The secret is read from a file, never from the command
-// line. It prints one line: sent, answered, lost and the rate answered.
+// Command radiusload sends RADIUS Accounting-Requests at a fixed rate and
+// counts the answers: the load generator of scripts/perf-radius-dns.sh.
 package main
 
 import (
@@ -30,6 +19,17 @@ import (
 	"layeh.com/radius/rfc2866"
 )
 
+// radclient has no rate control, and a file of requests sent as fast as it
+// can is a burst, not a rate:
+//
+//	go run ./scripts/radiusload -addr 127.0.0.1:1813 -secret-file FILE -rate 1000 -duration 10s
+//
+// Each of -conc conversations (one UDP socket, as a NAS or proxy keeps)
+// sends a Start and later the Stop of a session of its own, one request at
+// a time, paced so that all of them together send -rate requests a second;
+// a request without an answer after -timeout is sent again, at most 3
+// times. The secret is read from a file, never from the command line. It
+// prints one line: sent, answered, lost and the rate answered.
 func main() {
 	addr := flag.String("addr", "", "the accounting server, HOST:PORT")
 	secretFile := flag.String("secret-file", "", "file holding the shared secret (first line)")
