@@ -9,7 +9,7 @@ PKGS     := ./...
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION))
 
-.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept perf-dns-cpu perf-desk perf-desk-pages
+.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept perf-dns-cpu perf-desk perf-desk-pages perf-radius-dns
 
 all: build
 
@@ -93,6 +93,10 @@ perf-desk-pages: deps
 perf-report: deps
 	./scripts/report-perf-mix.sh
 	[ "$${MIX_ONLY:-0}" = 1 ] || ./scripts/report-perf.sh
+
+# The shim's DNS rate alone and while RADIUS accounting arrives (RATE=1000/s).
+perf-radius-dns: deps
+	./scripts/perf-radius-dns.sh
 
 perf-wire: deps
 	./scripts/perf-wire.sh
