@@ -23,19 +23,8 @@ func TestRADIUSAnswersOnlyStored(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		a, stop := newAttributor(t, db, Config{})
 		defer stop()
-		secrets, err := ParseSecrets(stringsReader("127.0.0.1/32 right-secret\n"), "secrets")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, _ := NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop()}, a)
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(ctx, pc) }()
-		defer func() { cancel(); <-served }()
+		srv, pc, stopRADIUS := startRADIUS(t, a, "right-secret")
+		defer stopRADIUS()
 
 		req := func(secret, user string) *radius.Packet {
 			p := radius.New(radius.CodeAccountingRequest, []byte(secret))
@@ -73,4 +62,24 @@ func TestRADIUSAnswersOnlyStored(t *testing.T) {
 			t.Errorf("the forged Start changed the session: %+v", got)
 		}
 	})
+}
+
+// startRADIUS serves RADIUS accounting into a on a loopback port, taking
+// requests from 127.0.0.1 signed with secret; stop ends it (before a
+// stops, so no request meets a stopped attributor).
+func startRADIUS(t *testing.T, a *Attributor, secret string) (srv *RADIUS, pc net.PacketConn, stop func()) {
+	t.Helper()
+	secrets, err := ParseSecrets(stringsReader("127.0.0.1/32 "+secret+"\n"), "secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ = NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop()}, a)
+	pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, pc) }()
+	return srv, pc, func() { cancel(); <-served }
 }

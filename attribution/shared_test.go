@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"layeh.com/radius"
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2866"
@@ -35,19 +34,8 @@ func TestSensorsShareStore(t *testing.T) {
 			b, stopB := newAttributor(t, storetest.Open(t, be.URL), Config{Poll: poll})
 			defer stopB()
 
-			secrets, err := ParseSecrets(stringsReader("127.0.0.1/32 s3cret\n"), "secrets")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, _ := NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop()}, a)
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			served := make(chan error, 1)
-			go func() { served <- srv.Serve(ctx, pc) }()
-			defer func() { cancel(); <-served }()
+			_, pc, stopRADIUS := startRADIUS(t, a, "s3cret")
+			defer stopRADIUS()
 			send := func(status rfc2866.AcctStatusType) {
 				t.Helper()
 				p := radius.New(radius.CodeAccountingRequest, []byte("s3cret"))
