@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -293,20 +292,12 @@ type server struct {
 	reg     *prometheus.Registry
 	metrics *serveMetrics
 
-	parts   []part
+	parts   []namedPart
 	closers []func() // release what the parts bound, after a failed start
 
 	db         *store.DB           // --db, opened by the first part that needs it (database)
 	attributor evidence.Attributor // names subscribers; nil without attribution
 	quarantine *quarantine.Engine  // nil without --quarantine-policy
-}
-
-// part is one job of serve (a listener, the metrics server, the reload
-// loop), bound in newServer (before privileges are dropped) and run by run
-// until its context ends.
-type part struct {
-	name string
-	run  func(ctx context.Context) error
 }
 
 // signals are the requests serve takes while it runs.
@@ -320,7 +311,8 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 	s := &server{cfg: c, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
-			s.closeAll() // whatever was bound before the failure
+			s.shutdownAll() // whatever was bound before the failure
+			s.closeAll()
 		}
 	}()
 	if s.store, err = s.openStore(); err != nil {
@@ -389,53 +381,27 @@ func (s *server) closeAll() {
 	}
 }
 
-// run starts every part, logs the start, and stops them all when ctx ends
-// (SIGTERM, SIGINT) or the first part fails.
+// run serves every part (runParts), logs the start once they all serve,
+// and closes the log when they have stopped.
 func (s *server) run(ctx context.Context) error {
 	// From here on every part owns what it bound and releases it when it
-	// returns; the closers are only for a start that failed.
+	// stops; the closers are only for a start that failed.
 	s.closers = nil
 	defer s.closeAll()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	set := s.store.Current()
-	st := set.Stats()
-	s.log.Info().Str("event", "start").Str("signatures", set.Name()).Uint64("serial", set.Serial()).
-		Int("names", st.Domains).Int("tftp_files", st.TFTPFiles).Int("payload_rules", st.Payloads).
-		Str("dns", s.cfg.dns.Listen).Str("tftp", s.cfg.tftpListen).Str("capture", s.cfg.capture).
-		Str("metrics", s.cfg.metricsListen).Int("pid", os.Getpid()).Msg("wormsink serving")
-
-	var wg sync.WaitGroup
-	errc := make(chan error, len(s.parts))
-	for _, p := range s.parts {
-		wg.Add(1)
-		go func(p part) {
-			defer wg.Done()
-			if err := p.run(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", p.name, err)
-			}
-		}(p)
-	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	s.log.Info().Str("event", "stop").Msg("shutting down")
-	cancel()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(s.cfg.shutdown):
-		s.log.Warn().Str("event", "stop").Msg("listeners did not stop in time")
-	}
+	runErr := s.runParts(ctx, func() {
+		set := s.store.Current()
+		st := set.Stats()
+		s.log.Info().Str("event", "start").Str("signatures", set.Name()).Uint64("serial", set.Serial()).
+			Int("names", st.Domains).Int("tftp_files", st.TFTPFiles).Int("payload_rules", st.Payloads).
+			Str("dns", s.cfg.dns.Listen).Str("tftp", s.cfg.tftpListen).Str("capture", s.cfg.capture).
+			Str("metrics", s.cfg.metricsListen).Int("pid", os.Getpid()).Msg("wormsink serving")
+	})
 	if err := s.ev.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("log: %w", err)
 	}
 	if s.db != nil {
 		s.db.Close()
+		s.db = nil
 	}
 	return runErr
 }

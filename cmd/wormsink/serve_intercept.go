@@ -59,8 +59,8 @@ func (s *server) addIntercept() error {
 		"forward": func() uint64 { return st().Forwarded },
 	})
 	m.counter("wormsink_tftp_intercept_send_errors_total", "Refusals or forwards the kernel refused.", func() uint64 { return st().SendErrors })
-	s.parts = append(s.parts, part{name: "tftp-intercept", run: func(ctx context.Context) error {
+	s.add("tftp-intercept", newLoop(func(ctx context.Context) error {
 		return in.Serve(ctx)
-	}})
+	}))
 	return nil
 }

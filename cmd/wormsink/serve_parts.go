@@ -24,7 +24,7 @@ import (
 // addReload appends the part that reloads the signatures on SIGHUP (hup)
 // and, every --watch-interval, when the file changed.
 func (s *server) addReload(hup <-chan os.Signal) {
-	s.parts = append(s.parts, part{name: "reload", run: func(ctx context.Context) error {
+	s.add("reload", newLoop(func(ctx context.Context) error {
 		if s.cfg.watch > 0 && s.store.Path() != "" {
 			watched := make(chan struct{})
 			defer func() { <-watched }()
@@ -46,13 +46,13 @@ func (s *server) addReload(hup <-chan os.Signal) {
 				s.logReload(r, err)
 			}
 		}
-	}})
+	}))
 }
 
 // addReopen appends the part that reopens the log file on SIGUSR1, so
 // logrotate can move it away (postrotate: kill -USR1).
 func (s *server) addReopen(usr1 <-chan os.Signal) {
-	s.parts = append(s.parts, part{name: "reopen", run: func(ctx context.Context) error {
+	s.add("reopen", newLoop(func(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
@@ -72,7 +72,7 @@ func (s *server) addReopen(usr1 <-chan os.Signal) {
 				s.log.Info().Str("event", "reopen").Str("log", s.cfg.logFile).Msg("log reopened")
 			}
 		}
-	}})
+	}))
 }
 
 // logReload logs and counts one reload attempt.
@@ -101,7 +101,7 @@ func (s *server) addMetrics() error {
 	}
 	s.closers = append(s.closers, func() { ln.Close() })
 	srv := &http.Server{Handler: s.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
-	s.parts = append(s.parts, part{name: "metrics", run: func(ctx context.Context) error {
+	s.add("metrics", newLoop(func(ctx context.Context) error {
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(ln) }()
 		select {
@@ -114,7 +114,7 @@ func (s *server) addMetrics() error {
 		srv.Shutdown(sctx)
 		<-served
 		return nil
-	}})
+	}))
 	return nil
 }
 
@@ -165,7 +165,7 @@ func (s *server) addDNS() error {
 	m.gauge("wormsink_dns_cache_bytes", "Bytes of answers held by the response cache (counted against --cache-bytes).", func() float64 { return float64(srv.CacheBytes()) })
 	m.reg.MustRegister(latencyCollector{srv: srv, desc: prometheus.NewDesc("wormsink_dns_upstream_latency_seconds",
 		"Latency of successful upstream attempts.", nil, nil)})
-	s.parts = append(s.parts, part{name: "dns", run: func(ctx context.Context) error {
+	s.add("dns", newLoop(func(ctx context.Context) error {
 		if err := srv.Start(); err != nil {
 			return err
 		}
@@ -173,7 +173,7 @@ func (s *server) addDNS() error {
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.shutdown)
 		defer cancel()
 		return srv.Shutdown(sctx)
-	}})
+	}))
 	return nil
 }
 
@@ -233,12 +233,12 @@ func (s *server) addTFTP() error {
 	m.counter("wormsink_tftp_exchange_withheld_total", "TFTP follow-ups that did not earn proof exchange because a guessed port (a decoy, or another requester's port) was seen near them.", func() uint64 { return st().Withheld })
 	m.counter("wormsink_tftp_exchange_guesses_total", "Datagrams on a TFTP refusal's decoy ports, or on a refusal's port from an address other than its requester's: port guesses.", func() uint64 { return st().Guesses })
 	m.counter("wormsink_tftp_exchange_busy_total", "TFTP refusals sent from the listening port because every fresh port was in use (the sighting stays a datagram).", func() uint64 { return st().ExchangeBusy })
-	s.parts = append(s.parts, part{name: "tftp", run: func(ctx context.Context) error {
+	s.add("tftp", newLoop(func(ctx context.Context) error {
 		if err := srv.Serve(ctx, conn); err != nil && !errors.Is(err, sinkhole.ErrServerClosed) {
 			return err
 		}
 		return nil
-	}})
+	}))
 	return nil
 }
 func (s *server) addCapture() error {
@@ -258,6 +258,6 @@ func (s *server) addCapture() error {
 	s.metrics.counter("wormsink_wire_matches_total", "Evidence events from captured packets.", func() uint64 { return st().Events })
 	s.metrics.counter("wormsink_capture_kernel_packets_total", "Frames the kernel filter passed (drops included).", func() uint64 { return st().KernelPackets })
 	s.metrics.counter("wormsink_capture_kernel_drops_total", "Frames the kernel dropped because the capture fell behind.", func() uint64 { return st().KernelDrops })
-	s.parts = append(s.parts, part{name: "capture", run: c.Run})
+	s.add("capture", newLoop(c.Run))
 	return nil
 }

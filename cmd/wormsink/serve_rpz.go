@@ -140,11 +140,11 @@ func (s *server) addRPZ() error {
 		st := srv.Stats()
 		return st.ConnsRefused + st.ConnsRejected
 	})
-	s.parts = append(s.parts, part{name: "rpz", run: func(ctx context.Context) error {
+	s.add("rpz", newLoop(func(ctx context.Context) error {
 		s.log.Info().Str("event", "rpz_start").Str("listen", srv.Addr().String()).Str("zone", f.rpzZone).
 			Uint32("serial", srv.Serial()).Bool("tsig", f.rpzKey != nil).Msg("RPZ primary serving")
 		return srv.Serve(ctx)
-	}})
+	}))
 	return nil
 }
 
@@ -176,10 +176,10 @@ func (s *server) addDNSTap() error {
 	})
 	s.metrics.counter("wormsink_dnstap_bad_time_total", "dnstap frames dated more than 5 minutes from now: recorded at the time they were received.", func() uint64 { return st().BadTime })
 	s.metrics.counter("wormsink_dnstap_not_host_total", "Lookups in dnstap frames from the unspecified, broadcast or multicast address: not recorded.", func() uint64 { return st().NotHost })
-	s.parts = append(s.parts, part{name: "dnstap", run: func(ctx context.Context) error {
+	s.add("dnstap", newLoop(func(ctx context.Context) error {
 		s.log.Info().Str("event", "dnstap_start").Str("listen", s.cfg.feeds.dnstapListen).Msg("taking dnstap streams")
 		return srv.Serve(ctx)
-	}})
+	}))
 	return nil
 }
 
