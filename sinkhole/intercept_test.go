@@ -20,7 +20,7 @@ import (
 )
 
 func newTestInterceptor(policy Policy, rec evidence.Recorder) *Interceptor {
-	return NewInterceptor(Config{}, policy, staticSet{signatures.Default()}, rec, zerolog.Nop())
+	return newInterceptor(Config{}, policy, staticSet{signatures.Default()}, rec, zerolog.Nop())
 }
 
 type staticSet struct{ s *signatures.Set }
@@ -220,7 +220,7 @@ func BenchmarkInterceptRefusal(b *testing.B) {
 			}
 		}
 	}()
-	in := NewInterceptor(Config{SourceRate: -1, TotalRate: -1}, PolicyPass, staticSet{signatures.Default()}, evidencetest.Discard{}, zerolog.Nop())
+	in := newInterceptor(Config{SourceRate: -1, TotalRate: -1}, PolicyPass, staticSet{signatures.Default()}, evidencetest.Discard{}, zerolog.Nop())
 	client := rx.LocalAddr().(*net.UDPAddr).AddrPort()
 	server := netip.MustParseAddrPort("127.0.0.2:6913")
 	req := rrqBytes(1, "msblast.exe")

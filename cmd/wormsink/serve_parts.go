@@ -201,16 +201,13 @@ func (s *server) addTFTP() error {
 	if s.cfg.tftpListen == "" {
 		return nil
 	}
-	ua, err := net.ResolveUDPAddr("udp", s.cfg.tftpListen)
-	if err != nil {
-		return fmt.Errorf("tftp: listen %s: %w", s.cfg.tftpListen, err)
-	}
-	conn, err := net.ListenUDP("udp", ua)
+	cfg := s.cfg.tftp
+	cfg.Listen = s.cfg.tftpListen
+	srv, err := sinkhole.New(cfg, s.store, s.ev, s.log)
 	if err != nil {
 		return fmt.Errorf("tftp: %w", err)
 	}
-	s.closers = append(s.closers, func() { conn.Close() })
-	srv := sinkhole.New(s.cfg.tftp, s.store, s.ev, s.log)
+	s.add("tftp", srv)
 	m := s.metrics
 	st := srv.Stats
 	m.counterVec("wormsink_tftp_requests_total", "TFTP datagrams by outcome: refused (a signature's file), unknown (another file), write, malformed, stray.", "outcome", map[string]func() uint64{
@@ -233,12 +230,7 @@ func (s *server) addTFTP() error {
 	m.counter("wormsink_tftp_exchange_withheld_total", "TFTP follow-ups that did not earn proof exchange because a guessed port (a decoy, or another requester's port) was seen near them.", func() uint64 { return st().Withheld })
 	m.counter("wormsink_tftp_exchange_guesses_total", "Datagrams on a TFTP refusal's decoy ports, or on a refusal's port from an address other than its requester's: port guesses.", func() uint64 { return st().Guesses })
 	m.counter("wormsink_tftp_exchange_busy_total", "TFTP refusals sent from the listening port because every fresh port was in use (the sighting stays a datagram).", func() uint64 { return st().ExchangeBusy })
-	s.add("tftp", newLoop(func(ctx context.Context) error {
-		if err := srv.Serve(ctx, conn); err != nil && !errors.Is(err, sinkhole.ErrServerClosed) {
-			return err
-		}
-		return nil
-	}))
+
 	return nil
 }
 func (s *server) addCapture() error {
