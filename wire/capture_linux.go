@@ -31,6 +31,12 @@ type Capture struct {
 
 	filterMu  sync.Mutex
 	filterFor *signatures.Set // the set the kernel filters were built from
+
+	mu      sync.Mutex    // orders Serve against a Shutdown that comes first
+	serving bool          // Serve was called
+	stopped bool          // Shutdown was called
+	stop    chan struct{} // closed by Shutdown
+	done    chan struct{} // closed when Serve has returned
 }
 
 // CaptureConfig says how to capture.
@@ -96,8 +102,9 @@ type captureWorker struct {
 
 var fanoutSeq atomic.Uint32
 
-// NewCapture opens iface for capture. It needs CAP_NET_RAW. Call Run to
-// start, Close if Run is never called.
+// NewCapture opens iface for capture. It needs CAP_NET_RAW, so serve calls
+// it before dropping privileges. Serve captures; Shutdown stops it, or
+// releases the sockets when Serve is never called.
 func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 	n := cfg.Workers
 	if n <= 0 {
@@ -108,7 +115,7 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 		ringMB = DefaultRingMB
 	}
 	blocks := max(ringMB*(1<<20)/ringBlock/n, 8)
-	c := &Capture{iface: iface, sigs: cfg.Sigs, anyPort: cfg.Matcher.AnyPort}
+	c := &Capture{iface: iface, sigs: cfg.Sigs, anyPort: cfg.Matcher.AnyPort, stop: make(chan struct{}), done: make(chan struct{})}
 	set := cfg.Sigs.Current()
 	prog, err := Filter(set, c.anyPort)
 	if err != nil {
@@ -129,13 +136,13 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 			afpacket.OptPollTimeout(pollTimeout),
 		)
 		if err != nil {
-			c.Close()
+			c.closeWorkers()
 			return nil, fmt.Errorf("%s: socket %d: %w", iface, i, err)
 		}
 		w := &captureWorker{h: h, m: NewMatcher(cfg.Sigs, cfg.Rec, cfg.Matcher)}
 		c.workers = append(c.workers, w)
 		if err := h.SetBPF(prog); err != nil {
-			c.Close()
+			c.closeWorkers()
 			return nil, fmt.Errorf("%s: attach filter: %w", iface, err)
 		}
 		// Hash by flow, IPv4 fragments reassembled by the kernel first, so
@@ -143,13 +150,13 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 		// ports, so they hash on the addresses alone, all to one worker.)
 		if n > 1 {
 			if err := h.SetFanout(afpacket.FanoutHashWithDefrag, group); err != nil {
-				c.Close()
+				c.closeWorkers()
 				return nil, fmt.Errorf("%s: fan-out group %d: %w", iface, group, err)
 			}
 		}
 		if cfg.Promisc && i == 0 {
 			if err := h.SetPromiscuous(true); err != nil {
-				c.Close()
+				c.closeWorkers()
 				return nil, fmt.Errorf("%s: promiscuous mode: %w", iface, err)
 			}
 		}
@@ -187,11 +194,31 @@ func (c *Capture) refilter() error {
 	return nil
 }
 
-// Run captures until ctx is done, then closes the sockets and returns nil.
-// A read error before that is returned. Run must be called at most once.
-func (c *Capture) Run(ctx context.Context) error {
+// Serve captures until ctx is done or Shutdown is called, then closes the
+// sockets and returns ErrCaptureClosed. A read error before that is
+// returned. Serve must be called at most once.
+func (c *Capture) Serve(ctx context.Context) error {
+	c.mu.Lock()
+	if c.serving {
+		c.mu.Unlock()
+		return errors.New("wire: capture served twice")
+	}
+	c.serving = true
+	stopped := c.stopped
+	c.mu.Unlock()
+	defer close(c.done)
+	if stopped {
+		return ErrCaptureClosed // Shutdown closed the sockets
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	errs := make(chan error, len(c.workers)+1)
 	var wg sync.WaitGroup
 	for _, w := range c.workers {
@@ -229,7 +256,7 @@ func (c *Capture) Run(ctx context.Context) error {
 	case err := <-errs:
 		return err
 	default:
-		return nil
+		return ErrCaptureClosed
 	}
 }
 
@@ -285,12 +312,33 @@ func (w *captureWorker) pollKernel() {
 	}
 }
 
-// Close releases the sockets of a Capture that was never Run.
-func (c *Capture) Close() error {
+// Shutdown stops Serve and waits until every socket is closed (within
+// pollTimeout), or for ctx. Before Serve it closes the sockets itself.
+func (c *Capture) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	if !c.stopped {
+		c.stopped = true
+		close(c.stop)
+	}
+	serving := c.serving
+	c.mu.Unlock()
+	if !serving {
+		c.closeWorkers()
+		return nil
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// closeWorkers releases the sockets of a Capture that never served.
+func (c *Capture) closeWorkers() {
 	for _, w := range c.workers {
 		w.close()
 	}
-	return nil
 }
 
 // Stats returns the counters. It asks the kernel for its drop counts, so

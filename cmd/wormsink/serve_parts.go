@@ -243,13 +243,12 @@ func (s *server) addCapture() error {
 	if err != nil {
 		return fmt.Errorf("capture: %w", captureHint(s.cfg.capture, err))
 	}
-	s.closers = append(s.closers, func() { c.Close() })
 	st := c.Stats
 	s.metrics.counter("wormsink_capture_packets_total", "Frames read from the capture socket.", func() uint64 { return st().Packets })
 	s.metrics.counter("wormsink_capture_bytes_total", "Bytes read from the capture socket.", func() uint64 { return st().Bytes })
 	s.metrics.counter("wormsink_wire_matches_total", "Evidence events from captured packets.", func() uint64 { return st().Events })
 	s.metrics.counter("wormsink_capture_kernel_packets_total", "Frames the kernel filter passed (drops included).", func() uint64 { return st().KernelPackets })
 	s.metrics.counter("wormsink_capture_kernel_drops_total", "Frames the kernel dropped because the capture fell behind.", func() uint64 { return st().KernelDrops })
-	s.add("capture", newLoop(c.Run))
+	s.add("capture", c)
 	return nil
 }
