@@ -4,6 +4,7 @@ package rpz
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -96,10 +97,34 @@ type Server struct {
 	conns     *slots // TCP connections held
 
 	notifyWG sync.WaitGroup
+
+	mu      sync.Mutex    // orders Serve against a Shutdown that comes first
+	started bool          // Serve was called
+	stopped bool          // Shutdown was called
+	stop    chan struct{} // closed by Shutdown
+	done    chan struct{} // closed when Serve has returned
 }
 
-// New checks cfg and builds the first version of the zone.
+// ErrServerClosed is what Serve returns once stopped, by Shutdown or by
+// its context.
+var ErrServerClosed = errors.New("rpz: server closed")
+
+// New checks cfg, builds the first version of the zone and binds the UDP
+// and TCP sockets of cfg.Listen, so a privileged port can be bound before
+// privileges are dropped.
 func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
+	s, err := newServer(cfg, src, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newServer is New without the sockets.
+func newServer(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 	if cfg.Zone == "" {
 		cfg.Zone = DefaultZone
 	}
@@ -132,7 +157,7 @@ func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 			cfg.NotifySource = ap.Addr().Unmap()
 		}
 	}
-	s := &Server{cfg: cfg, src: src, log: log,
+	s := &Server{cfg: cfg, src: src, log: log, stop: make(chan struct{}), done: make(chan struct{}),
 		transfers: newSlots(cfg.MaxTransfers, cfg.MaxTransfersPerClient),
 		conns:     newSlots(cfg.MaxConns, cfg.MaxConnsPerClient)}
 	z := newZone(cfg.Zone, src.Current(), cfg.Sinkhole)
@@ -148,9 +173,8 @@ func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Listen binds the UDP and TCP sockets, so a privileged port can be bound
-// before privileges are dropped.
-func (s *Server) Listen() error {
+// listen binds the UDP and TCP sockets.
+func (s *Server) listen() error {
 	_, port, _ := net.SplitHostPort(s.cfg.Listen)
 	for attempt := 0; ; attempt++ {
 		var err error
@@ -179,7 +203,7 @@ func (s *Server) checkNotifySource() error {
 	}
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
 	if err != nil {
-		s.Close()
+		s.closeSockets()
 		return fmt.Errorf("rpz: notify source %s: %w", src, err)
 	}
 	c.Close()
@@ -192,15 +216,32 @@ func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
 // Serial is the SOA serial of the zone served.
 func (s *Server) Serial() uint32 { return s.zone.Load().serial }
 
-// Serve answers until ctx ends, following the store's reloads.
+// Serve answers until ctx ends or Shutdown is called, following the
+// store's reloads, then returns ErrServerClosed.
 func (s *Server) Serve(ctx context.Context) error {
-	if s.udp == nil {
-		if err := s.Listen(); err != nil {
-			return err
-		}
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("rpz: Serve called twice")
 	}
-	changed, cancel := s.src.Subscribe()
+	s.started = true
+	stopped := s.stopped
+	s.mu.Unlock()
+	defer close(s.done)
+	if stopped {
+		return ErrServerClosed // Shutdown closed the sockets
+	}
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel() // NOTIFYs in progress end with it
+		case <-ctx.Done():
+		}
+	}()
+	changed, unsubscribe := s.src.Subscribe()
+	defer unsubscribe()
 	s.reload(ctx) // a reload between New and Subscribe was not announced to us
 	var tp dns.TsigProvider
 	if s.cfg.Key != nil {
@@ -218,6 +259,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, srv := range s.servers {
 		go func() { errc <- srv.ActivateAndServe() }()
 	}
+	s.log.Info().Str("event", "rpz_start").Str("listen", s.Addr().String()).Str("zone", s.cfg.Zone).
+		Uint32("serial", s.Serial()).Bool("tsig", s.cfg.Key != nil).Msg("RPZ primary serving")
 	// A start after a reload (or a restart) tells the secondaries too: they
 	// may have missed the serial while wormsink was down.
 	s.serving.Store(&ctx)
@@ -246,7 +289,29 @@ loop:
 	if err != nil {
 		return fmt.Errorf("rpz: %w", err)
 	}
-	return nil
+	return ErrServerClosed
+}
+
+// Shutdown stops Serve and waits for it to return (transfers in progress
+// get up to 2 seconds), or for ctx. Before Serve it closes the sockets.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.stopped {
+		s.stopped = true
+		close(s.stop)
+	}
+	started := s.started
+	s.mu.Unlock()
+	if !started {
+		s.closeSockets()
+		return nil
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // reload builds the next version of the zone from the store's set.
@@ -534,8 +599,8 @@ func orDefault[T int | time.Duration](p *T, d T) {
 	}
 }
 
-// Close releases the sockets of a server that never served.
-func (s *Server) Close() {
+// closeSockets releases the sockets of a server that never served.
+func (s *Server) closeSockets() {
 	if s.udp != nil {
 		s.udp.Close()
 	}

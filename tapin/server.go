@@ -104,6 +104,11 @@ type Stats struct {
 
 // Server accepts dnstap streams on one listener.
 type Server struct {
+	stop     chan struct{} // closed by Shutdown
+	stopOnce sync.Once
+	serving  atomic.Bool
+	done     chan struct{} // closed when Serve has returned
+
 	ln    net.Listener
 	label string // "unix:PATH" or "tcp:ADDR", the resolver when a stream has no identity
 	src   signatures.Source
@@ -161,7 +166,7 @@ func New(cfg Config, src signatures.Source, rec evidence.Recorder, log zerolog.L
 		}
 	}
 	s := &Server{ln: ln, label: network + ":" + ln.Addr().String(), src: src, rec: rec, log: log,
-		now: time.Now, conns: map[net.Conn]struct{}{},
+		now: time.Now, conns: map[net.Conn]struct{}{}, stop: make(chan struct{}), done: make(chan struct{}),
 		maxConns: cfg.MaxConns, idle: cfg.IdleTimeout}
 	if s.maxConns <= 0 {
 		s.maxConns = DefaultMaxConns
@@ -222,8 +227,26 @@ func (s *Server) Stats() Stats {
 		Refused: s.refused.Load(), Busy: s.busy.Load(), Idle: s.idleN.Load(), BadTime: s.badTime.Load(), NotHost: s.notHost.Load()}
 }
 
-// Serve accepts streams until ctx ends, then closes them.
+// ErrServerClosed is what Serve returns once stopped, by Shutdown or by
+// its context.
+var ErrServerClosed = errors.New("dnstap: server closed")
+
+// Serve accepts streams until ctx ends or Shutdown is called, then closes
+// them (what each sent is recorded first) and returns ErrServerClosed.
 func (s *Server) Serve(ctx context.Context) error {
+	if !s.serving.CompareAndSwap(false, true) {
+		return errors.New("dnstap: Serve called twice")
+	}
+	defer close(s.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	stop := context.AfterFunc(ctx, func() {
 		s.ln.Close()
 		s.mu.Lock()
@@ -278,9 +301,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	if ctx.Err() != nil {
-		return nil
+		return ErrServerClosed
 	}
 	return fmt.Errorf("dnstap: %w", err)
+}
+
+// Shutdown stops Serve and waits for it to return, or for ctx. Before
+// Serve it closes the listener (removing a unix socket).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	if !s.serving.Load() {
+		s.ln.Close()
+		return nil
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // stream runs one resolver's connection: the bidirectional handshake
@@ -526,5 +565,3 @@ func frameTime(sec uint64, nsec uint32, now time.Time) (time.Time, bool) {
 	return t, true
 }
 
-// Close releases the listener of a server that never served.
-func (s *Server) Close() { s.ln.Close() }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -116,10 +115,6 @@ func (s *server) addRPZ() error {
 	if err != nil {
 		return err
 	}
-	if err := srv.Listen(); err != nil {
-		return err
-	}
-	s.closers = append(s.closers, func() { srv.Close() })
 	s.watchRPZGarden(srv)
 	for k, kn := range rpz.Kinds {
 		for r, rn := range rpz.Results {
@@ -140,11 +135,7 @@ func (s *server) addRPZ() error {
 		st := srv.Stats()
 		return st.ConnsRefused + st.ConnsRejected
 	})
-	s.add("rpz", newLoop(func(ctx context.Context) error {
-		s.log.Info().Str("event", "rpz_start").Str("listen", srv.Addr().String()).Str("zone", f.rpzZone).
-			Uint32("serial", srv.Serial()).Bool("tsig", f.rpzKey != nil).Msg("RPZ primary serving")
-		return srv.Serve(ctx)
-	}))
+	s.add("rpz", srv)
 	return nil
 }
 
@@ -160,7 +151,6 @@ func (s *server) addDNSTap() error {
 	if err != nil {
 		return err
 	}
-	s.closers = append(s.closers, func() { srv.Close() })
 	st := srv.Stats
 	s.metrics.counter("wormsink_dnstap_connections_total", "dnstap streams accepted.", func() uint64 { return st().Connections })
 	s.metrics.gauge("wormsink_dnstap_connections", "dnstap streams open.", func() float64 { return float64(st().Active) })
@@ -176,10 +166,8 @@ func (s *server) addDNSTap() error {
 	})
 	s.metrics.counter("wormsink_dnstap_bad_time_total", "dnstap frames dated more than 5 minutes from now: recorded at the time they were received.", func() uint64 { return st().BadTime })
 	s.metrics.counter("wormsink_dnstap_not_host_total", "Lookups in dnstap frames from the unspecified, broadcast or multicast address: not recorded.", func() uint64 { return st().NotHost })
-	s.add("dnstap", newLoop(func(ctx context.Context) error {
-		s.log.Info().Str("event", "dnstap_start").Str("listen", s.cfg.feeds.dnstapListen).Msg("taking dnstap streams")
-		return srv.Serve(ctx)
-	}))
+	s.log.Info().Str("event", "dnstap_start").Str("listen", s.cfg.feeds.dnstapListen).Msg("taking dnstap streams")
+	s.add("dnstap", srv)
 	return nil
 }
 
