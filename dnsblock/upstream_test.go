@@ -1,6 +1,7 @@
 package dnsblock
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"os"
@@ -174,20 +175,29 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	if _, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []string{"name.example"}, SinkholeIPs: ips}, src, nil, zerologNop()); err == nil {
 		t.Error("upstream by name accepted")
 	}
-	s, err := New(Config{Listen: "256.0.0.1:0", Upstreams: []string{"127.0.0.1"}, SinkholeIPs: ips}, src, nil, zerologNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err == nil {
+	if _, err := New(Config{Listen: "256.0.0.1:0", Upstreams: []string{"127.0.0.1"}, SinkholeIPs: ips}, src, nil, zerologNop()); err == nil {
 		t.Error("bad listen address accepted")
 	}
-	// Listening twice on one port fails with the address in the error.
+	// Listening twice on one port fails in New, with the address in the
+	// error.
 	a := startShim(t, Config{Upstreams: []string{"127.0.0.1:9"}}, src, nil)
-	b, err := New(Config{Listen: a.UDPAddr().String(), Upstreams: []string{"127.0.0.1:9"}, SinkholeIPs: ips}, src, nil, zerologNop())
+	if _, err := New(Config{Listen: a.UDPAddr().String(), Upstreams: []string{"127.0.0.1:9"}, SinkholeIPs: ips}, src, nil, zerologNop()); err == nil || !strings.Contains(err.Error(), a.UDPAddr().String()) {
+		t.Errorf("second listener on the same port: %v", err)
+	}
+	// Shutdown before Serve gives the port back, and Serve then ends at once.
+	b, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:9"}, SinkholeIPs: ips}, src, nil, zerologNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(); err == nil {
-		t.Error("second listener on the same port started")
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
 	}
+	if err := b.Serve(context.Background()); !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve after Shutdown: %v", err)
+	}
+	c, err := New(Config{Listen: b.UDPAddr().String(), Upstreams: []string{"127.0.0.1:9"}, SinkholeIPs: ips}, src, nil, zerologNop())
+	if err != nil {
+		t.Fatalf("the port Shutdown released: %v", err)
+	}
+	c.Shutdown(context.Background())
 }

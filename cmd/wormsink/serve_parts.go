@@ -122,16 +122,13 @@ func (s *server) addDNS() error {
 	if s.cfg.dns.Listen == "" {
 		return nil
 	}
+	// Bound now (port 53 may need root); served after privileges are
+	// dropped, so no query is parsed as root.
 	srv, err := dnsblock.New(s.cfg.dns, s.store, s.ev, s.log)
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
-	// Bind now (port 53 may need root); serve in run, after privileges
-	// are dropped, so no query is parsed as root.
-	if err := srv.Listen(); err != nil {
-		return fmt.Errorf("dns: %w", err)
-	}
-	s.closers = append(s.closers, func() { srv.Shutdown(context.Background()) })
+	s.add("dns", srv)
 	m := s.metrics
 	m.counterVec("wormsink_dns_queries_total", "DNS queries by outcome.", "outcome", map[string]func() uint64{
 		"sinkholed": func() uint64 { return srv.Stats().Sinkholed },
@@ -165,15 +162,7 @@ func (s *server) addDNS() error {
 	m.gauge("wormsink_dns_cache_bytes", "Bytes of answers held by the response cache (counted against --cache-bytes).", func() float64 { return float64(srv.CacheBytes()) })
 	m.reg.MustRegister(latencyCollector{srv: srv, desc: prometheus.NewDesc("wormsink_dns_upstream_latency_seconds",
 		"Latency of successful upstream attempts.", nil, nil)})
-	s.add("dns", newLoop(func(ctx context.Context) error {
-		if err := srv.Start(); err != nil {
-			return err
-		}
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.shutdown)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	}))
+
 	return nil
 }
 
