@@ -174,6 +174,22 @@ func logLines(t *testing.T, path string) []map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return parseLog(t, path, data)
+}
+
+// liveLogLines reads the complete lines of a log serve is still writing:
+// a line being written when the file is read is left for the next poll.
+func liveLogLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseLog(t, path, data[:bytes.LastIndexByte(data, '\n')+1])
+}
+
+func parseLog(t *testing.T, path string, data []byte) []map[string]any {
+	t.Helper()
 	out, err := evidencetest.Lines(data)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)

@@ -280,7 +280,7 @@ func TestFeedsWithUnboundAndBIND(t *testing.T) {
 	ub.ask(t, "127.0.0.5#41001", "kept.worm.example")
 	bind.ask(t, "127.0.0.6#41002", "kept.worm.example")
 	found := func(host string, port float64, resolver string) bool {
-		for _, l := range logLines(t, ws.log) {
+		for _, l := range liveLogLines(t, ws.log) {
 			if l["event"] == "dns_lookup" && l["host"] == host && l["port"] == port && l["resolver"] == resolver && l["qname"] == "kept.worm.example" {
 				return true
 			}
@@ -296,7 +296,7 @@ func TestFeedsWithUnboundAndBIND(t *testing.T) {
 	// evidence, counted per resolver.
 	seen := func(resolver string) float64 {
 		var n float64
-		for _, l := range logLines(t, ws.log) {
+		for _, l := range liveLogLines(t, ws.log) {
 			if l["event"] == "dns_lookup" && l["resolver"] == resolver && l["host"] == "127.0.0.7" && l["qname"] == "new.worm.example" {
 				n += l["count"].(float64)
 			}
