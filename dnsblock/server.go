@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 	"wormsink/evidence"
+	"wormsink/internal/dnsaddr"
 	"wormsink/signatures"
 
 	"github.com/rs/zerolog"
@@ -80,11 +81,11 @@ func newServer(cfg Config, src signatures.Source, rec evidence.Recorder, log zer
 	}
 	ups := make([]string, len(cfg.Upstreams))
 	for i, u := range cfg.Upstreams {
-		n, err := ParseUpstream(u)
+		n, err := dnsaddr.Parse(u)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("upstream %w", err)
 		}
-		ups[i] = n
+		ups[i] = n.String()
 	}
 	cfg.Upstreams = ups
 	if err := cfg.check(); err != nil {

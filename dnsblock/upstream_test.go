@@ -127,29 +127,6 @@ func TestQuestionTypeNotCaseFolded(t *testing.T) {
 	}
 }
 
-func TestParseUpstreamAndAllow(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.1": "192.0.2.1:53", "192.0.2.1:5353": "192.0.2.1:5353", "2001:db8::1": "[2001:db8::1]:53",
-		"[2001:db8::1]:54": "[2001:db8::1]:54", " 10.0.0.1 ": "10.0.0.1:53",
-	} {
-		if got, err := ParseUpstream(in); err != nil || got != want {
-			t.Errorf("ParseUpstream(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "resolver.example", "1.2.3.4:0", "1.2.3.4:x"} {
-		if _, err := ParseUpstream(bad); err == nil {
-			t.Errorf("ParseUpstream(%q): no error", bad)
-		}
-	}
-	got, err := ParseAllow([]string{"10.1.2.3/8", "192.0.2.7", "2001:db8::/32"})
-	if err != nil || len(got) != 3 || got[0] != netip.MustParsePrefix("10.0.0.0/8") || got[1] != netip.MustParsePrefix("192.0.2.7/32") {
-		t.Errorf("ParseAllow: %v %v", got, err)
-	}
-	if _, err := ParseAllow([]string{"10.0.0.0/33"}); err == nil {
-		t.Error("ParseAllow accepted /33")
-	}
-}
-
 func TestResolvConfUpstreams(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "resolv.conf")
 	os.WriteFile(p, []byte("# comment\nsearch example\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nnameserver bogus\noptions ndots:2\n"), 0o644)

@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
+	"wormsink/internal/dnsaddr"
 	"wormsink/signatures"
 )
 
@@ -38,7 +39,7 @@ type Config struct {
 	Listen  string   // UDP and TCP address
 	Zone    string   // zone name; DefaultZone when empty
 	Journal int      // serials kept for IXFR; 0 means DefaultJournal, negative none
-	Notify  []string // secondaries told of each new serial, host:port
+	Notify  []string // secondaries told of each new serial, IP[:port] (dnsaddr.Parse; port 53 when left out)
 	// NotifySource is the address NOTIFY leaves from. Secondaries accept a
 	// NOTIFY only from an address they list as primary, so when empty it is
 	// the address of Listen (a wildcard Listen leaves the choice to the
@@ -146,12 +147,15 @@ func newServer(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 	orDefault(&cfg.MaxConns, DefaultMaxConns)
 	orDefault(&cfg.MaxConnsPerClient, DefaultMaxConnsPerClient)
 	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	notify := make([]string, len(cfg.Notify))
 	for i, n := range cfg.Notify {
-		if _, _, err := net.SplitHostPort(n); err != nil {
-			n = net.JoinHostPort(strings.Trim(n, "[]"), "53")
+		ap, err := dnsaddr.Parse(n)
+		if err != nil {
+			return nil, fmt.Errorf("rpz: notify: %w", err)
 		}
-		cfg.Notify[i] = n
+		notify[i] = ap.String()
 	}
+	cfg.Notify = notify
 	if !cfg.NotifySource.IsValid() {
 		if ap, err := netip.ParseAddrPort(cfg.Listen); err == nil && !ap.Addr().IsUnspecified() {
 			cfg.NotifySource = ap.Addr().Unmap()

@@ -610,3 +610,15 @@ func TestNewBindsListen(t *testing.T) {
 		t.Fatalf("Serve after Shutdown: %v", err)
 	}
 }
+
+func TestAnswerAddrs(t *testing.T) {
+	for listen, want := range map[string]string{
+		"192.0.2.69:69": "192.0.2.69", "[2001:db8::69]:69": "2001:db8::69", "[::ffff:192.0.2.1]:69": "192.0.2.1",
+		":69": "", "0.0.0.0:69": "", "[::]:69": "", "tftp.example:69": "", "192.0.2.69": "", "": "", "[fe80::1%eth0]:69": "",
+	} {
+		got := AnswerAddrs(listen)
+		if want == "" && len(got) != 0 || want != "" && (len(got) != 1 || got[0].String() != want) {
+			t.Errorf("AnswerAddrs(%q) = %v, want %q", listen, got, want)
+		}
+	}
+}

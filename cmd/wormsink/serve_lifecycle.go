@@ -154,6 +154,10 @@ start:
 	s.log.Info().Str("event", "stop").Msg("shutting down")
 	dctx, dcancel := context.WithTimeout(context.Background(), s.cfg.shutdown)
 	defer dcancel()
+	// Parts a failed start never reached release what they bound.
+	for i := len(s.parts) - 1; i >= n; i-- {
+		s.parts[i].Shutdown(dctx)
+	}
 	var late []string
 	for i := n - 1; i >= 0; i-- {
 		stopped := make(chan struct{})

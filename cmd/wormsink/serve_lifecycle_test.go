@@ -172,8 +172,12 @@ func TestRunPartsFailureBeforeReady(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "dns: bind") {
 		t.Fatalf("runParts = %v, want dns's error", err)
 	}
-	if got := tr.list(); slices.Contains(got, "serve later") || slices.Contains(got, "started") {
+	got := tr.list()
+	if slices.Contains(got, "serve later") || slices.Contains(got, "started") {
 		t.Errorf("start went on after a failure: %v", got)
+	}
+	if !slices.Contains(got, "shutdown later") {
+		t.Errorf("the part never started did not release what it bound: %v", got)
 	}
 }
 

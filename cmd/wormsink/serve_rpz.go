@@ -10,7 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"wormsink/internal/dnsaddr"
 	"wormsink/rpz"
+	"wormsink/sinkhole"
 	"wormsink/tapin"
 )
 
@@ -34,7 +36,7 @@ func feedFlags(fs *flag.FlagSet, c *feedConfig) {
 	fs.Var((*listenAddr)(&c.rpzListen), "rpz-listen", "UDP and TCP address of the RPZ primary: SOA, AXFR, IXFR of the signature set (default off)")
 	fs.StringVar(&c.rpzZone, "rpz-zone", rpz.DefaultZone, "name of the policy zone the RPZ primary serves")
 	fs.IntVar(&c.rpzJournal, "rpz-journal", rpz.DefaultJournal, "serials of changes kept for IXFR; older secondaries get AXFR")
-	fs.Var(&c.rpzNotify, "rpz-notify", "secondaries sent a NOTIFY after every new serial, host[:port],...")
+	fs.Var(&c.rpzNotify, "rpz-notify", "secondaries sent a NOTIFY after every new serial, IP[:port],... (port 53 when left out; addresses, not host names)")
 	c.rpzAllow.Set("127.0.0.0/8,::1/128")
 	fs.Var(&c.rpzAllow, "rpz-allow", "who may query and transfer the policy zone, CIDR,...; others get REFUSED")
 	fs.Var((*unicastAddr)(&c.notifySource), "rpz-notify-source", "address NOTIFY leaves from; secondaries accept it only from their primary's address (default: the --rpz-listen address; set it when that is a wildcard)")
@@ -82,14 +84,10 @@ func (c *serveConfig) completeFeeds() error {
 	case len(f.rpzUnsigned) > 0:
 		return errors.New("--rpz-allow-unsigned needs --rpz-tsig-file (without a key every allowed source transfers unsigned)")
 	}
-	if len(c.dns.SinkholeIPs) == 0 && c.tftpListen != "" {
-		host, _, _ := net.SplitHostPort(c.tftpListen)
-		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
-			c.dns.SinkholeIPs = []netip.Addr{ip.Unmap()}
-		}
-	}
 	if len(c.dns.SinkholeIPs) == 0 {
-		return errors.New("--sinkhole-ip is needed for the policy zone's local data: --tftp-listen names no address to derive it from")
+		if c.dns.SinkholeIPs = sinkhole.AnswerAddrs(c.tftpListen); len(c.dns.SinkholeIPs) == 0 {
+			return errors.New("--sinkhole-ip is needed for the policy zone's local data: --tftp-listen names no address to derive it from")
+		}
 	}
 	return nil
 }
@@ -171,25 +169,20 @@ func (s *server) addDNSTap() error {
 	return nil
 }
 
-// addrPortList is the --rpz-notify flag: comma-separated host[:port],
-// port 53 when omitted.
+// addrPortList is the --rpz-notify flag: comma-separated IP[:port], read
+// by dnsaddr.
 type addrPortList []string
 
 func (l *addrPortList) String() string { return strings.Join(*l, ",") }
 
 func (l *addrPortList) Set(v string) error {
+	aps, err := dnsaddr.ParseList(v)
+	if err != nil {
+		return err
+	}
 	*l = (*l)[:0]
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(p); err != nil {
-			p = net.JoinHostPort(strings.Trim(p, "[]"), "53")
-		}
-		if _, _, err := net.SplitHostPort(p); err != nil {
-			return fmt.Errorf("bad address %q", p)
-		}
-		*l = append(*l, p)
+	for _, ap := range aps {
+		*l = append(*l, ap.String())
 	}
 	return nil
 }
