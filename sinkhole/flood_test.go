@@ -109,6 +109,7 @@ func TestFlood(t *testing.T) {
 
 	start := time.Now()
 	sent := 0
+	var backPressure time.Duration // waiting for the server to read its queue
 	for round := 0; round < perPort; round++ {
 		for i, c := range conns {
 			if _, err := c.WriteToUDPAddrPort(shapes[i%len(shapes)], p.addr); err != nil {
@@ -121,6 +122,7 @@ func TestFlood(t *testing.T) {
 				if ahead := time.Duration(sent)*sendFor/total - time.Since(start); ahead > 0 {
 					time.Sleep(ahead)
 				}
+				waitFrom := time.Now()
 				for {
 					rx, _, ok := udpQueue(p.addr.Port())
 					if !ok || rx < 1<<20 {
@@ -128,6 +130,7 @@ func TestFlood(t *testing.T) {
 					}
 					time.Sleep(time.Millisecond)
 				}
+				backPressure += time.Since(waitFrom)
 			}
 		}
 	}
@@ -141,6 +144,7 @@ func TestFlood(t *testing.T) {
 	_, drops, _ := udpQueue(p.addr.Port())
 	close(stopSampling)
 	<-sampled
+	cpu, cpuErr := procCPU(p.cmd.Process.Pid)
 	st := p.stop(t)
 	// The server has exited: every reply it sent is read or waits in a
 	// client socket's queue. Wait until the clients have read them all.
@@ -160,8 +164,17 @@ func TestFlood(t *testing.T) {
 	t.Logf("server process: max %d fds, max RSS %.1f MB over %d samples; kernel drops %d",
 		maxFDs.Load(), float64(maxRSS.Load())/(1<<20), samples.Load(), drops)
 
-	if elapsed > 20*time.Second {
-		t.Errorf("the flood took %v, want at most 20s", elapsed)
+	t.Logf("server CPU %v (%.1f µs a request); the sender waited %v on its queue and %v for it to drain",
+		cpu, float64(cpu.Microseconds())/total, backPressure, elapsed-sendTime)
+	// The flood's pace is the sender's (12 s; more on a loaded machine).
+	// What the server owes is capacity: 200,000 requests in 20 s on one
+	// core is at most 100 µs of CPU each, counted in CPU time, which a
+	// loaded machine does not stretch as it stretches the wall clock.
+	if cpuErr != nil {
+		t.Fatalf("server CPU: %v", cpuErr)
+	}
+	if cpu > 20*time.Second*total/200_000 {
+		t.Errorf("the server took %v of CPU for %d requests, want at most 100 µs each", cpu, total)
 	}
 	if err, _ := sampleErr.Load().(error); err != nil {
 		t.Fatalf("sampling the server: %v", err)
