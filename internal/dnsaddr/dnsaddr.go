@@ -1,6 +1,5 @@
-// Package dnsaddr reads the address of a DNS server as wormsink's flags and
-// files give it: an IP address with an optional port, 53 when left out.
-// The DNS shim's upstreams and the RPZ primary's secondaries are read here.
+// Package dnsaddr reads a DNS server's address (the shim's upstreams, the
+// RPZ primary's secondaries): an IP address with an optional port, 53 when left out.
 package dnsaddr
 
 import (
