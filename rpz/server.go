@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/internal/dnsaddr"
+	"wormsink/internal/lifecycle"
 	"wormsink/signatures"
 )
 
@@ -99,11 +100,7 @@ type Server struct {
 
 	notifyWG sync.WaitGroup
 
-	mu      sync.Mutex    // orders Serve against a Shutdown that comes first
-	started bool          // Serve was called
-	stopped bool          // Shutdown was called
-	stop    chan struct{} // closed by Shutdown
-	done    chan struct{} // closed when Serve has returned
+	gate lifecycle.Gate // Serve against Shutdown
 }
 
 // ErrServerClosed is what Serve returns once stopped, by Shutdown or by
@@ -161,7 +158,7 @@ func newServer(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 			cfg.NotifySource = ap.Addr().Unmap()
 		}
 	}
-	s := &Server{cfg: cfg, src: src, log: log, stop: make(chan struct{}), done: make(chan struct{}),
+	s := &Server{cfg: cfg, src: src, log: log,
 		transfers: newSlots(cfg.MaxTransfers, cfg.MaxTransfersPerClient),
 		conns:     newSlots(cfg.MaxConns, cfg.MaxConnsPerClient)}
 	z := newZone(cfg.Zone, src.Current(), cfg.Sinkhole)
@@ -223,27 +220,16 @@ func (s *Server) Serial() uint32 { return s.zone.Load().serial }
 // Serve answers until ctx ends or Shutdown is called, following the
 // store's reloads, then returns ErrServerClosed.
 func (s *Server) Serve(ctx context.Context) error {
-	s.mu.Lock()
-	if s.started {
-		s.mu.Unlock()
-		return errors.New("rpz: Serve called twice")
+	stopped, enterErr := s.gate.Enter()
+	if enterErr != nil {
+		return fmt.Errorf("rpz: %w", enterErr)
 	}
-	s.started = true
-	stopped := s.stopped
-	s.mu.Unlock()
-	defer close(s.done)
+	defer s.gate.Exit()
 	if stopped {
 		return ErrServerClosed // Shutdown closed the sockets
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := s.gate.Context(ctx) // NOTIFYs in progress end with it
 	defer cancel()
-	go func() {
-		select {
-		case <-s.stop:
-			cancel() // NOTIFYs in progress end with it
-		case <-ctx.Done():
-		}
-	}()
 	changed, unsubscribe := s.src.Subscribe()
 	defer unsubscribe()
 	s.reload(ctx) // a reload between New and Subscribe was not announced to us
@@ -299,23 +285,11 @@ loop:
 // Shutdown stops Serve and waits for it to return (transfers in progress
 // get up to 2 seconds), or for ctx. Before Serve it closes the sockets.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if !s.stopped {
-		s.stopped = true
-		close(s.stop)
-	}
-	started := s.started
-	s.mu.Unlock()
-	if !started {
+	serving, err := s.gate.Shutdown(ctx)
+	if !serving {
 		s.closeSockets()
-		return nil
 	}
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return err
 }
 
 // reload builds the next version of the zone from the store's set.

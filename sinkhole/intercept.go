@@ -2,7 +2,6 @@ package sinkhole
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
+	"wormsink/internal/lifecycle"
 	"wormsink/internal/tftp"
 	"wormsink/signatures"
 )
@@ -104,12 +104,9 @@ type Interceptor struct {
 
 	c interceptCounters
 
-	closing  atomic.Bool
-	ready    chan struct{} // closed once Serve reads
-	stop     chan struct{} // closed by Shutdown
-	stopOnce sync.Once
-	serving  atomic.Bool
-	done     chan struct{} // closed when Serve has returned
+	closing atomic.Bool
+	ready   chan struct{}  // closed once Serve reads
+	gate    lifecycle.Gate // Serve against Shutdown
 }
 
 // NewInterceptor binds the transparent sockets at cfg.Listen: one for
@@ -134,7 +131,7 @@ func newInterceptor(cfg Config, policy Policy, sigs signatures.Source, rec evide
 		cfg: cfg, policy: policy, sigs: sigs, rec: rec, log: log,
 		start:  time.Now(),
 		limits: newLimits(cfg),
-		ready:  make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
+		ready:  make(chan struct{}),
 	}
 }
 
@@ -187,31 +184,23 @@ func (in *Interceptor) closeLoops() {
 // Shutdown stops Serve and waits for it to return, or for ctx. Before
 // Serve it releases what NewInterceptor bound.
 func (in *Interceptor) Shutdown(ctx context.Context) error {
-	in.stopOnce.Do(func() { close(in.stop) })
-	if !in.serving.Load() {
+	serving, err := in.gate.Shutdown(ctx)
+	if !serving {
 		in.closeLoops()
-		return nil
 	}
-	select {
-	case <-in.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return err
 }
 
 // Serve reads until ctx ends or Shutdown is called, then closes the
 // sockets and returns ErrServerClosed (or the error of a failed socket).
 func (in *Interceptor) Serve(ctx context.Context) error {
-	if !in.serving.CompareAndSwap(false, true) {
-		return errors.New("sinkhole: intercept: Serve called twice")
+	stopped, err := in.gate.Enter()
+	if err != nil {
+		return fmt.Errorf("sinkhole: intercept: %w", err)
 	}
-	defer close(in.done)
-	select {
-	case <-in.stop:
-		in.closeLoops()
-		return ErrServerClosed
-	default:
+	defer in.gate.Exit()
+	if stopped {
+		return ErrServerClosed // Shutdown closed the sockets
 	}
 	errc := make(chan error, len(in.loops))
 	for _, lp := range in.loops {
@@ -227,10 +216,10 @@ func (in *Interceptor) Serve(ctx context.Context) error {
 	if in.cfg.NotifyStarted != nil && len(in.local) > 0 {
 		in.cfg.NotifyStarted(net.UDPAddrFromAddrPort(in.local[0]))
 	}
-	err := ErrServerClosed
+	err = ErrServerClosed
 	select {
 	case <-ctx.Done():
-	case <-in.stop:
+	case <-in.gate.Stopped():
 	case err = <-errc:
 	}
 	in.closeLoops()

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
+	"wormsink/internal/lifecycle"
 	"wormsink/signatures"
 )
 
@@ -136,14 +137,11 @@ type Server struct {
 
 	c counters
 
-	conn     *net.UDPConn // bound by New, closed when Serve returns or by Shutdown before Serve
-	mu       sync.Mutex
-	started  bool
-	g        *guard        // while serving
-	ready    chan struct{} // closed once Serve reads packets
-	stop     chan struct{} // closed by Shutdown
-	stopOnce sync.Once
-	done     chan struct{} // closed when Serve has returned
+	conn  *net.UDPConn   // bound by New, closed when Serve returns or by Shutdown before Serve
+	gate  lifecycle.Gate // Serve against Shutdown
+	mu    sync.Mutex
+	g     *guard        // while serving
+	ready chan struct{} // closed once Serve reads packets
 }
 
 // New binds cfg.Listen (or takes cfg.Conn) and makes a Server that matches
@@ -168,7 +166,7 @@ func New(cfg Config, sigs signatures.Source, rec evidence.Recorder, log zerolog.
 		_ = conn.SetReadBuffer(cfg.ReadBuffer)
 	}
 	return &Server{cfg: cfg, sigs: sigs, rec: rec, log: log, conn: conn,
-		ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}, nil
+		ready: make(chan struct{})}, nil
 }
 
 // Addr is the bound address.
@@ -239,21 +237,15 @@ const graceStop = 3 * time.Second
 // cancelled or Shutdown is called, then returns ErrServerClosed. It closes
 // the socket when it returns. A Server serves once.
 func (s *Server) Serve(ctx context.Context) error {
-	s.mu.Lock()
-	if s.started {
-		s.mu.Unlock()
-		return errors.New("sinkhole: Serve called twice")
+	stopped, err := s.gate.Enter()
+	if err != nil {
+		return fmt.Errorf("sinkhole: %w", err)
 	}
-	s.started = true
-	s.mu.Unlock()
-	defer close(s.done)
+	defer s.gate.Exit()
 	conn := s.conn
 	defer conn.Close()
-
-	select {
-	case <-s.stop:
+	if stopped {
 		return ErrServerClosed
-	default:
 	}
 	g := newGuard(s, conn)
 	s.mu.Lock()
@@ -268,10 +260,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.cfg.NotifyStarted(conn.LocalAddr())
 	}
 
-	var err error
 	select {
 	case <-ctx.Done():
-	case <-s.stop:
+	case <-s.gate.Stopped():
 	case <-g.failed:
 		err = fmt.Errorf("serve %s: %w", conn.LocalAddr(), g.failure())
 	}
@@ -298,22 +289,11 @@ func (s *Server) Serve(ctx context.Context) error {
 // waiting for their follow-up are recorded first), or for ctx. Before
 // Serve it closes the socket New bound.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopOnce.Do(func() { close(s.stop) })
-	s.mu.Lock()
-	started := s.started
-	if !started {
-		s.conn.Close() // a Serve after this sees stop and returns at once
+	serving, err := s.gate.Shutdown(ctx)
+	if !serving {
+		s.conn.Close() // a Serve after this sees it stopped and returns at once
 	}
-	s.mu.Unlock()
-	if !started {
-		return nil
-	}
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return err
 }
 
 // recoverPanic turns a panic into a count: a bad request or a bad

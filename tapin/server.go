@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
+	"wormsink/internal/lifecycle"
 	"wormsink/signatures"
 )
 
@@ -104,10 +105,7 @@ type Stats struct {
 
 // Server accepts dnstap streams on one listener.
 type Server struct {
-	stop     chan struct{} // closed by Shutdown
-	stopOnce sync.Once
-	serving  atomic.Bool
-	done     chan struct{} // closed when Serve has returned
+	gate lifecycle.Gate // Serve against Shutdown
 
 	ln    net.Listener
 	label string // "unix:PATH" or "tcp:ADDR", the resolver when a stream has no identity
@@ -166,7 +164,7 @@ func New(cfg Config, src signatures.Source, rec evidence.Recorder, log zerolog.L
 		}
 	}
 	s := &Server{ln: ln, label: network + ":" + ln.Addr().String(), src: src, rec: rec, log: log,
-		now: time.Now, conns: map[net.Conn]struct{}{}, stop: make(chan struct{}), done: make(chan struct{}),
+		now: time.Now, conns: map[net.Conn]struct{}{},
 		maxConns: cfg.MaxConns, idle: cfg.IdleTimeout}
 	if s.maxConns <= 0 {
 		s.maxConns = DefaultMaxConns
@@ -234,19 +232,16 @@ var ErrServerClosed = errors.New("dnstap: server closed")
 // Serve accepts streams until ctx ends or Shutdown is called, then closes
 // them (what each sent is recorded first) and returns ErrServerClosed.
 func (s *Server) Serve(ctx context.Context) error {
-	if !s.serving.CompareAndSwap(false, true) {
-		return errors.New("dnstap: Serve called twice")
+	stopped, enterErr := s.gate.Enter()
+	if enterErr != nil {
+		return fmt.Errorf("dnstap: %w", enterErr)
 	}
-	defer close(s.done)
-	ctx, cancel := context.WithCancel(ctx)
+	defer s.gate.Exit()
+	if stopped {
+		return ErrServerClosed // Shutdown closed the listener
+	}
+	ctx, cancel := s.gate.Context(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	stop := context.AfterFunc(ctx, func() {
 		s.ln.Close()
 		s.mu.Lock()
@@ -309,17 +304,11 @@ func (s *Server) Serve(ctx context.Context) error {
 // Shutdown stops Serve and waits for it to return, or for ctx. Before
 // Serve it closes the listener (removing a unix socket).
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopOnce.Do(func() { close(s.stop) })
-	if !s.serving.Load() {
+	serving, err := s.gate.Shutdown(ctx)
+	if !serving {
 		s.ln.Close()
-		return nil
 	}
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return err
 }
 
 // stream runs one resolver's connection: the bidirectional handshake
@@ -564,4 +553,3 @@ func frameTime(sec uint64, nsec uint32, now time.Time) (time.Time, bool) {
 	}
 	return t, true
 }
-

@@ -14,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"wormsink/evidence"
+	"wormsink/internal/lifecycle"
 	"wormsink/signatures"
 )
 
@@ -32,11 +33,7 @@ type Capture struct {
 	filterMu  sync.Mutex
 	filterFor *signatures.Set // the set the kernel filters were built from
 
-	mu      sync.Mutex    // orders Serve against a Shutdown that comes first
-	serving bool          // Serve was called
-	stopped bool          // Shutdown was called
-	stop    chan struct{} // closed by Shutdown
-	done    chan struct{} // closed when Serve has returned
+	gate lifecycle.Gate // Serve against Shutdown
 }
 
 // CaptureConfig says how to capture.
@@ -115,7 +112,7 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 		ringMB = DefaultRingMB
 	}
 	blocks := max(ringMB*(1<<20)/ringBlock/n, 8)
-	c := &Capture{iface: iface, sigs: cfg.Sigs, anyPort: cfg.Matcher.AnyPort, stop: make(chan struct{}), done: make(chan struct{})}
+	c := &Capture{iface: iface, sigs: cfg.Sigs, anyPort: cfg.Matcher.AnyPort}
 	set := cfg.Sigs.Current()
 	prog, err := Filter(set, c.anyPort)
 	if err != nil {
@@ -198,27 +195,16 @@ func (c *Capture) refilter() error {
 // sockets and returns ErrCaptureClosed. A read error before that is
 // returned. Serve must be called at most once.
 func (c *Capture) Serve(ctx context.Context) error {
-	c.mu.Lock()
-	if c.serving {
-		c.mu.Unlock()
-		return errors.New("wire: capture served twice")
+	stopped, err := c.gate.Enter()
+	if err != nil {
+		return fmt.Errorf("wire: capture: %w", err)
 	}
-	c.serving = true
-	stopped := c.stopped
-	c.mu.Unlock()
-	defer close(c.done)
+	defer c.gate.Exit()
 	if stopped {
 		return ErrCaptureClosed // Shutdown closed the sockets
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := c.gate.Context(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-c.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	errs := make(chan error, len(c.workers)+1)
 	var wg sync.WaitGroup
 	for _, w := range c.workers {
@@ -315,23 +301,11 @@ func (w *captureWorker) pollKernel() {
 // Shutdown stops Serve and waits until every socket is closed (within
 // pollTimeout), or for ctx. Before Serve it closes the sockets itself.
 func (c *Capture) Shutdown(ctx context.Context) error {
-	c.mu.Lock()
-	if !c.stopped {
-		c.stopped = true
-		close(c.stop)
-	}
-	serving := c.serving
-	c.mu.Unlock()
+	serving, err := c.gate.Shutdown(ctx)
 	if !serving {
 		c.closeWorkers()
-		return nil
 	}
-	select {
-	case <-c.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return err
 }
 
 // closeWorkers releases the sockets of a Capture that never served.

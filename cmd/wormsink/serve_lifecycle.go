@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"wormsink/internal/lifecycle"
 )
 
 // part is one running job of serve, in net/http's shape: its package's
@@ -42,45 +42,26 @@ func (s *server) add(name string, p part) {
 // quarantine engine, a reader of a file) to a part: Shutdown ends the
 // context and waits for the job to return.
 type loop struct {
-	run     func(ctx context.Context) error
-	stop    chan struct{} // closed by Shutdown
-	once    sync.Once
-	done    chan struct{} // closed when Serve returned
-	serving atomic.Bool
+	run  func(ctx context.Context) error
+	gate lifecycle.Gate
 }
 
-func newLoop(run func(ctx context.Context) error) *loop {
-	return &loop{run: run, stop: make(chan struct{}), done: make(chan struct{})}
-}
+func newLoop(run func(ctx context.Context) error) *loop { return &loop{run: run} }
 
 func (l *loop) Serve(ctx context.Context) error {
-	if !l.serving.CompareAndSwap(false, true) {
-		return errors.New("served twice")
+	stopped, err := l.gate.Enter()
+	if err != nil || stopped {
+		return err
 	}
-	defer close(l.done)
-	ctx, cancel := context.WithCancel(ctx)
+	defer l.gate.Exit()
+	ctx, cancel := l.gate.Context(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	return l.run(ctx)
 }
 
 func (l *loop) Shutdown(ctx context.Context) error {
-	l.once.Do(func() { close(l.stop) })
-	if !l.serving.Load() {
-		return nil
-	}
-	select {
-	case <-l.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	_, err := l.gate.Shutdown(ctx)
+	return err
 }
 
 // runParts serves every part: it starts them in order, each once the one

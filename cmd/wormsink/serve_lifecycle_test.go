@@ -184,10 +184,11 @@ func TestRunPartsFailureBeforeReady(t *testing.T) {
 // TestLoopShutdown: the adapter for jobs that run until their context
 // ends stops them on Shutdown, also when Shutdown comes first.
 func TestLoopShutdown(t *testing.T) {
-	l := newLoop(func(ctx context.Context) error { <-ctx.Done(); return nil })
+	tr := &trace{}
+	l := newLoop(func(ctx context.Context) error { tr.add("run"); <-ctx.Done(); return nil })
 	errc := make(chan error, 1)
 	go func() { errc <- l.Serve(context.Background()) }()
-	waitFor(t, "loop serving", 10*time.Second, l.serving.Load)
+	waitFor(t, "loop serving", 10*time.Second, func() bool { return len(tr.list()) > 0 })
 	if err := l.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
