@@ -124,6 +124,7 @@ func FuzzDeterministic(f *testing.F) {
 
 func FuzzSubscribers(f *testing.F) {
 	f.Add("100.64.0.0/24 alice\n2001:db8::/48 bob # comment\n192.0.2.1 carol\n")
+	f.Add("100.64.0.0/24 alice alice@example.net de\n100.64.1.0/24 alice alice@example.net\n192.0.2.1 carol c@x.y\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		subs, err := ParseSubscribers(strings.NewReader(s), "subs")
 		if err != nil {
@@ -135,6 +136,11 @@ func FuzzSubscribers(f *testing.F) {
 		for p, id := range subs.byPrefix {
 			if got := subs.Lookup(p.Addr()); got == "" {
 				t.Fatalf("%s (%s) not found", p, id)
+			}
+		}
+		for id := range subs.contacts {
+			if email, _, ok := subs.Contact(id); !ok || strings.ContainsAny(email, "\r\n<> ") {
+				t.Fatalf("subscriber %s: contact %q could break a mail header", id, email)
 			}
 		}
 	})

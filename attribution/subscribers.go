@@ -4,21 +4,27 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net/mail"
 	"net/netip"
 	"os"
 	"strings"
 )
 
 // Subscribers is a static map from networks to subscriber ids (business
-// lines with fixed addresses): the longest prefix wins.
+// lines with fixed addresses): the longest prefix wins. A line may also
+// name the subscriber's e-mail contact and language, which the abuse desk
+// writes its notices to.
 type Subscribers struct {
 	byPrefix map[netip.Prefix]string
 	lens4    []int
 	lens6    []int
+	contacts map[string]subscriberContact
 }
 
-// LoadSubscribers reads a subscribers file: lines "CIDR ID" (an address
-// stands for itself), # comments and blank lines ignored.
+type subscriberContact struct{ email, lang string }
+
+// LoadSubscribers reads a subscribers file: lines "CIDR ID [EMAIL [LANG]]"
+// (an address stands for itself), # comments and blank lines ignored.
 func LoadSubscribers(path string) (*Subscribers, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -31,7 +37,7 @@ func LoadSubscribers(path string) (*Subscribers, error) {
 // ParseSubscribers parses a subscribers file read from r; name is used in
 // errors (NAME:LINE).
 func ParseSubscribers(r io.Reader, name string) (*Subscribers, error) {
-	s := &Subscribers{byPrefix: map[netip.Prefix]string{}}
+	s := &Subscribers{byPrefix: map[netip.Prefix]string{}, contacts: map[string]subscriberContact{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 64*1024)
 	for n := 1; sc.Scan(); n++ {
@@ -40,8 +46,8 @@ func ParseSubscribers(r io.Reader, name string) (*Subscribers, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) != 2 {
-			return nil, fmt.Errorf("%s:%d: want \"CIDR ID\"", name, n)
+		if len(f) < 2 || len(f) > 4 {
+			return nil, fmt.Errorf("%s:%d: want \"CIDR ID [EMAIL [LANG]]\"", name, n)
 		}
 		p, err := parsePrefixOrAddr(f[0])
 		if err != nil {
@@ -50,6 +56,21 @@ func ParseSubscribers(r io.Reader, name string) (*Subscribers, error) {
 		if prev, ok := s.byPrefix[p]; ok && prev != f[1] {
 			return nil, fmt.Errorf("%s:%d: %s is already subscriber %q", name, n, p, prev)
 		}
+		if len(f) > 2 {
+			c, err := parseContact(f[2:])
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+			}
+			if prev, ok := s.contacts[f[1]]; ok {
+				if prev.email != c.email || (prev.lang != "" && c.lang != "" && prev.lang != c.lang) {
+					return nil, fmt.Errorf("%s:%d: subscriber %q already has the contact %s %s", name, n, f[1], prev.email, prev.lang)
+				}
+				if c.lang == "" {
+					c.lang = prev.lang // a line that names no language keeps the one named
+				}
+			}
+			s.contacts[f[1]] = c
+		}
 		s.byPrefix[p] = f[1]
 		s.addLen(p)
 	}
@@ -57,6 +78,34 @@ func ParseSubscribers(r io.Reader, name string) (*Subscribers, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return s, nil
+}
+
+// parseContact reads "EMAIL [LANG]": a bare address (no name, nothing a
+// mail header could be broken with) and a language tag like en or de.
+func parseContact(f []string) (subscriberContact, error) {
+	a, err := mail.ParseAddress(f[0])
+	if err != nil || a.Name != "" || a.Address != f[0] || strings.ContainsAny(a.Address, "\r\n<>\"") {
+		return subscriberContact{}, fmt.Errorf("%q is not a bare e-mail address", f[0])
+	}
+	c := subscriberContact{email: a.Address}
+	if len(f) > 1 {
+		l := f[1]
+		if len(l) < 2 || len(l) > 8 || strings.Trim(l, "abcdefghijklmnopqrstuvwxyz-") != "" {
+			return subscriberContact{}, fmt.Errorf("language %q: want a tag like en or de", l)
+		}
+		c.lang = l
+	}
+	return c, nil
+}
+
+// Contact returns the e-mail address and language ("" when none was
+// given) of subscriber id, as the subscribers file names them.
+func (s *Subscribers) Contact(id string) (email, lang string, ok bool) {
+	if s == nil {
+		return "", "", false
+	}
+	c, ok := s.contacts[id]
+	return c.email, c.lang, ok
 }
 
 func parsePrefixOrAddr(v string) (netip.Prefix, error) {

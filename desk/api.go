@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"wormsink/report"
+	"wormsink/store"
 )
 
 type userKey struct{}
@@ -33,14 +34,20 @@ func (s *Server) apiAuth(h http.HandlerFunc, roles ...string) http.HandlerFunc {
 			return
 		}
 		ip := clientIP(r)
-		if s.limiter.blocked(time.Now(), "ip:"+ip) {
+		if blocked, err := s.limiter.blocked(r.Context(), time.Now(), "ip:"+ip); err != nil {
+			s.internal(w, r, err)
+			return
+		} else if blocked {
 			apiError(w, http.StatusTooManyRequests, "too many failed attempts: wait a minute")
 			return
 		}
 		u, err := s.st.Token(r.Context(), tok)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
-				s.limiter.fail(time.Now(), "ip:"+ip)
+				if err := s.limiter.fail(r.Context(), time.Now(), "ip:"+ip); err != nil {
+					s.internal(w, r, err)
+					return
+				}
 				apiError(w, http.StatusUnauthorized, "unknown token")
 				return
 			}
@@ -283,21 +290,19 @@ func (s *Server) act(ctx context.Context, id int64, action string, u User, note 
 	if len(note) > 4000 {
 		return Transition{}, fmt.Errorf("desk: a note is at most 4000 bytes: %w", ErrTransition)
 	}
+	// The notice is queued in the transaction that records the action: a
+	// click refused (another desk's click came first, the case moved on)
+	// queues nothing, and a notice queued is always in the audit trail.
+	var apply func(tx *store.Tx, c Case) error
 	if action == ActNotify && s.cfg.Notifier != nil {
-		c, err := s.st.Get(ctx, id)
-		if err != nil {
-			return Transition{}, err
-		}
-		if !Allowed(action, c.State) {
-			return Transition{}, fmt.Errorf("desk: case %d: notify a %s case: %w", id, c.State, ErrTransition)
-		}
-		if err := s.cfg.Notifier.Queue(ctx, c); err != nil {
-			return Transition{}, err
-		}
+		apply = func(tx *store.Tx, c Case) error { return s.cfg.Notifier.queueIn(ctx, tx, c) }
 	}
-	tr, err := s.st.Act(ctx, s.cfg.Quarantine, id, action, u.Name, note)
+	tr, err := s.st.act(ctx, s.cfg.Quarantine, id, action, u.Name, note, apply)
 	if err != nil {
 		return tr, err
+	}
+	if apply != nil {
+		s.cfg.Notifier.enqueue(id)
 	}
 	s.cfg.Log.Info().Str("event", "desk_case").Int64("case", id).Str("action", action).Str("actor", u.Name).Str("to", tr.To).Msg("desk: case " + action)
 	if s.hook != nil {

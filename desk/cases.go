@@ -362,6 +362,12 @@ type Quarantiner interface {
 // quarantine is refused for a case whose every sighting a forger could have
 // produced.
 func (s *Store) Act(ctx context.Context, q Quarantiner, id int64, action, actor, note string) (Transition, error) {
+	return s.act(ctx, q, id, action, actor, note, nil)
+}
+
+// act is Act with apply run inside the transition's transaction, the
+// case's row locked, before the state changes (it may refuse).
+func (s *Store) act(ctx context.Context, q Quarantiner, id int64, action, actor, note string, apply func(tx *store.Tx, c Case) error) (Transition, error) {
 	switch action {
 	case ActQuarantine, ActRelease:
 		c, err := s.Get(ctx, id)
@@ -399,7 +405,7 @@ func (s *Store) Act(ctx context.Context, q Quarantiner, id int64, action, actor,
 			return Transition{}, err
 		}
 	}
-	return s.transition(ctx, id, action, actor, note, nil)
+	return s.transition(ctx, id, action, actor, note, apply)
 }
 
 // SetNotice records a notice's delivery status on a case.

@@ -9,8 +9,11 @@ import (
 	"strings"
 )
 
-// Contacts says whom to notify for a case: lines "SUBJECT EMAIL [LANG]",
-// SUBJECT a subscriber id, an address or a CIDR; '#' starts a comment.
+// Contacts says whom to notify for a case: lines
+// "SUBJECT EMAIL [LANG] [external]", SUBJECT a subscriber id, an address or
+// a CIDR; '#' starts a comment. "external" marks another network's abuse
+// desk (a reseller, a business customer's own NOC): its notices carry the
+// case's X-ARF report.
 type Contacts struct {
 	subjects map[string]Contact
 	nets     []netContact
@@ -20,6 +23,8 @@ type Contacts struct {
 type Contact struct {
 	Email string
 	Lang  string // "" is DefaultLang
+	// External recipients get the case's X-ARF report attached.
+	External bool
 }
 
 type netContact struct {
@@ -43,19 +48,25 @@ func ParseContacts(r io.Reader, name string) (*Contacts, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) < 2 || len(f) > 3 {
-			return nil, fmt.Errorf("%s:%d: want SUBJECT EMAIL [LANG]", name, n)
+		if len(f) < 2 || len(f) > 4 {
+			return nil, fmt.Errorf("%s:%d: want SUBJECT EMAIL [LANG] [external]", name, n)
 		}
 		a, err := mail.ParseAddress(f[1])
 		if err != nil || a.Name != "" || strings.ContainsAny(a.Address, "\r\n<>") {
 			return nil, fmt.Errorf("%s:%d: %q is not an e-mail address", name, n, f[1])
 		}
 		c := Contact{Email: a.Address}
-		if len(f) == 3 {
-			if !validLang(f[2]) {
-				return nil, fmt.Errorf("%s:%d: language %q: want a tag like en or de", name, n, f[2])
+		for i, v := range f[2:] {
+			switch {
+			case v == "external" && !c.External:
+				c.External = true
+			case i == 0 && validLang(v):
+				c.Lang = v
+			case i == 0:
+				return nil, fmt.Errorf("%s:%d: language %q: want a tag like en or de", name, n, v)
+			default:
+				return nil, fmt.Errorf("%s:%d: %q: want SUBJECT EMAIL [LANG] [external]", name, n, v)
 			}
-			c.Lang = f[2]
 		}
 		switch {
 		case strings.Contains(f[0], "/"):

@@ -120,13 +120,16 @@ func TestContactsFileErrors(t *testing.T) {
 		{"cust-1 a@b.c EN\n", "contacts:1: language"},
 		{"cust 1 a@b.c\n", "contacts:1:"},
 		{"cust-1 \"x\" <a@b.c>\n", "contacts:1:"},
+		{"cust-1 a@b.c external en\n", `contacts:1: "en": want SUBJECT EMAIL [LANG] [external]`},
+		{"cust-1 a@b.c en external external\n", "contacts:1: want SUBJECT EMAIL [LANG] [external]"},
+		{"cust-1 a@b.c en extern\n", `contacts:1: "extern"`},
 	} {
 		_, err := ParseContacts(strings.NewReader(tc.in), "contacts")
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%q: %v, want %q", tc.in, err, tc.err)
 		}
 	}
-	cs, err := ParseContacts(strings.NewReader("10.0.0.0/8 wide@x.y\n10.1.0.0/16 narrow@x.y\n10.1.2.3 host@x.y\ncust-1 c@x.y de\n"), "contacts")
+	cs, err := ParseContacts(strings.NewReader("10.0.0.0/8 wide@x.y\n10.1.0.0/16 narrow@x.y\n10.1.2.3 host@x.y\ncust-1 c@x.y de\ncust-2 e@x.y de external\ncust-3 f@x.y external\n"), "contacts")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +141,17 @@ func TestContactsFileErrors(t *testing.T) {
 		{Case{Subject: "address:10.1.9.9", Addresses: []string{"10.1.9.9"}}, "narrow@x.y"},
 		{Case{Subject: "address:10.1.2.3", Addresses: []string{"10.1.2.3"}}, "host@x.y"},
 		{Case{Subject: "subscriber:cust-1", Addresses: []string{"10.1.2.3"}}, "c@x.y"},
-		{Case{Subject: "subscriber:cust-2", Addresses: []string{"192.0.2.1"}}, ""},
+		{Case{Subject: "subscriber:cust-4", Addresses: []string{"192.0.2.1"}}, ""},
 	} {
 		got, _ := cs.Lookup(tc.c)
 		if got.Email != tc.want {
 			t.Errorf("%s: %q, want %q", tc.c.Subject, got.Email, tc.want)
+		}
+	}
+	for subj, want := range map[string]Contact{"subscriber:cust-1": {"c@x.y", "de", false},
+		"subscriber:cust-2": {"e@x.y", "de", true}, "subscriber:cust-3": {"f@x.y", "", true}} {
+		if got, _ := cs.Lookup(Case{Subject: subj}); got != want {
+			t.Errorf("%s: %+v, want %+v", subj, got, want)
 		}
 	}
 }
@@ -150,6 +159,7 @@ func TestContactsFileErrors(t *testing.T) {
 func FuzzParseContacts(f *testing.F) {
 	f.Add("cust-1 a@b.c de\n10.0.0.0/8 n@x.y\n# c\n")
 	f.Add("2001:db8::/32 v6@x.y\n::ffff:10.0.0.1 m@x.y\n")
+	f.Add("10.0.0.0/8 n@x.y en external\ncust-2 c@x.y external\ncust-3 d@x.y external en\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		cs, err := ParseContacts(strings.NewReader(in), "f")
 		if err != nil {

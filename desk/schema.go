@@ -77,4 +77,24 @@ CREATE TABLE desk_audit (
 	note       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX desk_audit_case ON desk_audit (case_id, id)`,
+}, {
+	// Several desks on one database share the notices: a desk sends a
+	// queued notice only once it has claimed it (notice_owner, until
+	// notice_lease), so two desks never both send it, and a desk that dies
+	// holding a claim loses it when the lease runs out.
+	Version: 2,
+	Both: `
+ALTER TABLE desk_cases ADD COLUMN notice_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE desk_cases ADD COLUMN notice_lease BIGINT NOT NULL DEFAULT 0`,
+}, {
+	// Failed logins are counted in the database, per client address and
+	// per name in fixed windows, so that several desks on one database
+	// limit them together: a guesser gains nothing by spreading attempts.
+	Version: 3,
+	Both: `
+CREATE TABLE desk_login_failures (
+	limit_key    TEXT PRIMARY KEY,
+	window_start BIGINT NOT NULL,
+	failures     BIGINT NOT NULL
+)`,
 }}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -42,7 +41,8 @@ type Config struct {
 	// SessionTTL is how long a login lasts; 0 is DefaultSessionTTL.
 	SessionTTL time.Duration
 	// LoginTries failed logins per name and per client address are allowed
-	// in each LoginWindow; 0 is DefaultLoginTries / DefaultLoginWindow.
+	// in each LoginWindow; 0 is DefaultLoginTries / DefaultLoginWindow. The
+	// failures are counted in the store, across every desk on it.
 	LoginTries  int
 	LoginWindow time.Duration
 	// Log gets a line per action and per error.
@@ -80,7 +80,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TLS != nil {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
-	s := &Server{cfg: cfg, st: cfg.Store, ln: ln, limiter: newLimiter(cfg.LoginTries, cfg.LoginWindow)}
+	s := &Server{cfg: cfg, st: cfg.Store, ln: ln, limiter: newLimiter(cfg.Store, cfg.LoginTries, cfg.LoginWindow)}
 	if cfg.Webhook != "" {
 		s.hook = newWebhook(cfg.Webhook, cfg.Log)
 	}
@@ -155,55 +155,6 @@ func secureHeaders(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-// limiter counts failed logins per key in fixed windows.
-type limiter struct {
-	mu     sync.Mutex
-	tries  int
-	window time.Duration
-	fails  map[string]*window
-}
-
-type window struct {
-	start time.Time
-	n     int
-}
-
-func newLimiter(tries int, w time.Duration) *limiter {
-	return &limiter{tries: tries, window: w, fails: map[string]*window{}}
-}
-
-// blocked reports whether any of keys has used up its tries.
-func (l *limiter) blocked(now time.Time, keys ...string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, k := range keys {
-		if w := l.fails[k]; w != nil && now.Sub(w.start) < l.window && w.n >= l.tries {
-			return true
-		}
-	}
-	return false
-}
-
-func (l *limiter) fail(now time.Time, keys ...string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.fails) > 100000 { // a flood of names: forget old windows
-		for k, w := range l.fails {
-			if now.Sub(w.start) >= l.window {
-				delete(l.fails, k)
-			}
-		}
-	}
-	for _, k := range keys {
-		w := l.fails[k]
-		if w == nil || now.Sub(w.start) >= l.window {
-			w = &window{start: now}
-			l.fails[k] = w
-		}
-		w.n++
-	}
 }
 
 func clientIP(r *http.Request) string {

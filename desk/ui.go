@@ -179,14 +179,20 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	keys := []string{"ip:" + clientIP(r), "user:" + name}
-	if s.limiter.blocked(now, keys...) {
+	if blocked, err := s.limiter.blocked(r.Context(), now, keys...); err != nil {
+		s.internal(w, r, err)
+		return
+	} else if blocked {
 		again(http.StatusTooManyRequests, "Too many failed attempts: wait a minute and try again.")
 		return
 	}
 	u, err := s.st.Login(r.Context(), name, pw)
 	if err != nil {
 		if errors.Is(err, ErrBadLogin) {
-			s.limiter.fail(now, keys...)
+			if err := s.limiter.fail(r.Context(), now, keys...); err != nil {
+				s.internal(w, r, err)
+				return
+			}
 			s.cfg.Log.Warn().Str("event", "desk_login_failed").Str("client", clientIP(r)).Msg("desk: failed login")
 			again(http.StatusUnauthorized, "Wrong name or password.")
 			return

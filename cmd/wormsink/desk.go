@@ -13,11 +13,13 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"wormsink/attribution"
 	"wormsink/desk"
 	"wormsink/quarantine"
+	"wormsink/report"
 )
 
-const deskUsage = `usage: wormsink desk --listen ADDR --db URL [--tls-cert FILE --tls-key FILE] [--smtp URL --smtp-auth-file FILE --contacts FILE] [--webhook URL]
+const deskUsage = `usage: wormsink desk --listen ADDR --db URL [--tls-cert FILE --tls-key FILE] [--smtp URL --smtp-auth-file FILE --contacts FILE --subscribers FILE] [--webhook URL]
        wormsink desk user add NAME --role analyst|admin [--db URL]    (the password is read from stdin)
        wormsink desk token add NAME --role sensor|analyst|admin [--db URL]    (prints the token last)`
 
@@ -43,7 +45,10 @@ func runDesk(ctx context.Context, e env, args []string) int {
 	smtpURL := fs.String("smtp", "", "mail server for notices: smtp://HOST:PORT (STARTTLS when offered) or smtps://HOST:PORT (default: no e-mail)")
 	smtpAuth := fs.String("smtp-auth-file", "", `file with one line "USER PASSWORD" for the mail server`)
 	smtpFrom := fs.String("smtp-from", desk.DefaultFrom, "sender of notices")
-	contacts := fs.String("contacts", "", `file of lines "SUBJECT EMAIL [LANG]": whom to notify; SUBJECT a subscriber id, an address or a CIDR`)
+	contacts := fs.String("contacts", "", `file of lines "SUBJECT EMAIL [LANG] [external]": whom to notify; SUBJECT a subscriber id, an address or a CIDR; external contacts get the case's X-ARF report`)
+	subscribers := fs.String("subscribers", "", `the attribution's subscribers file, lines "CIDR ID [EMAIL [LANG]]": a case --contacts has no line for is written to its subscriber's EMAIL`)
+	internal := fs.String("internal-domains", "", "comma-separated e-mail domains of your own customers: a recipient outside them counts as external and gets the case's X-ARF report (default: only contacts marked external)")
+	reporterOrg := fs.String("reporter-org", "", "X-ARF reporting organisation of notices' reports (default: the --smtp-from domain)")
 	templates := fs.String("templates", "", "directory of notice templates FAMILY.LANG.tmpl and default.LANG.tmpl (text/template; default: the built-in text)")
 	interval := fs.Duration("notice-interval", desk.DefaultNoticeInterval, "least time between two notices of one case")
 	webhook := fs.String("webhook", "", "URL that gets each case transition POSTed as JSON")
@@ -66,8 +71,8 @@ func runDesk(ctx context.Context, e env, args []string) int {
 	} else if !loopbackListen(listen) {
 		return usageErr(e, "desk: --listen %s is not a loopback address: serve HTTPS (--tls-cert, --tls-key), passwords and tokens cross it", listen)
 	}
-	if (*smtpAuth != "" || *contacts != "") && *smtpURL == "" {
-		return usageErr(e, "desk: --smtp-auth-file and --contacts need --smtp")
+	if (*smtpAuth != "" || *contacts != "" || *subscribers != "") && *smtpURL == "" {
+		return usageErr(e, "desk: --smtp-auth-file, --contacts and --subscribers need --smtp")
 	}
 	log := zerolog.New(e.stderr).With().Timestamp().Logger()
 	db, err := openDB(ctx, dbURL)
@@ -86,6 +91,12 @@ func runDesk(ctx context.Context, e env, args []string) int {
 	var notifier *desk.Notifier
 	if *smtpURL != "" {
 		nc := desk.NotifierConfig{Store: st, SMTP: *smtpURL, From: *smtpFrom, Templates: *templates, Interval: *interval, Log: log}
+		if *internal != "" {
+			nc.InternalDomains = strings.Split(*internal, ",")
+		}
+		if nc.Reporter, err = report.NewReporter(*reporterOrg, *smtpFrom, ""); err != nil {
+			return fail(e, "desk: --smtp-from: %v", err)
+		}
 		if *smtpAuth != "" {
 			if nc.User, nc.Password, err = desk.ReadAuthFile(*smtpAuth); err != nil {
 				return fail(e, "%v", err)
@@ -101,6 +112,13 @@ func runDesk(ctx context.Context, e env, args []string) int {
 			if err != nil {
 				return fail(e, "desk: --contacts: %v", err)
 			}
+		}
+		if *subscribers != "" {
+			subs, err := attribution.LoadSubscribers(*subscribers)
+			if err != nil {
+				return fail(e, "desk: --subscribers: %v", err)
+			}
+			nc.Subscribers = subs
 		}
 		if notifier, err = desk.NewNotifier(nc); err != nil {
 			return fail(e, "%v", err)

@@ -43,10 +43,28 @@ func TestDeskCommands(t *testing.T) {
 		{"desk", "--listen", "0.0.0.0:0", "--db", db},
 		{"ship", "--to", "http://192.0.2.1:8080", "--token-file", "x", "log"},
 		{"desk", "--contacts", "c", "--db", db},
+		{"desk", "--subscribers", "s", "--db", db},
 	} {
 		if code, _, stderr := runIn("", args...); code != exitUsage || strings.Count(stderr, "\n") != 1 {
 			t.Errorf("%v: %d %q", args, code, stderr)
 		}
+	}
+
+	// A broken notice template stops the desk at start, naming its file and line.
+	tmpl := filepath.Join(dir, "templates")
+	os.Mkdir(tmpl, 0o755)
+	os.WriteFile(filepath.Join(tmpl, "blaster.en.tmpl"), []byte("Subject: {{.Ticket}}\n\nDear {{.Customer}}\n"), 0o644)
+	if code, _, stderr := runIn("", "desk", "--listen", "127.0.0.1:0", "--db", db, "--smtp", "smtp://127.0.0.1:25", "--templates", tmpl); code != exitFailure ||
+		strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, filepath.Join(tmpl, "blaster.en.tmpl")+":3: ") {
+		t.Errorf("broken template: %d %q", code, stderr)
+	}
+
+	// A bad line in the subscribers file stops the desk at start with FILE:LINE.
+	subsFile := filepath.Join(dir, "subscribers")
+	os.WriteFile(subsFile, []byte("192.0.2.0/24 cust-1 cust1@example.net\n198.51.100.0/24 cust-2 not-an-address\n"), 0o644)
+	if code, _, stderr := runIn("", "desk", "--listen", "127.0.0.1:0", "--db", db, "--smtp", "smtp://127.0.0.1:25", "--subscribers", subsFile); code != exitFailure ||
+		strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, subsFile+":2: ") {
+		t.Errorf("bad subscribers file: %d %q", code, stderr)
 	}
 
 	// The desk and a shipper, as the commands start them.
