@@ -622,3 +622,17 @@ func TestAnswerAddrs(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAnswerAddrs: any --tftp-listen value gives at most one address, a
+// specific one, without a panic.
+func FuzzAnswerAddrs(f *testing.F) {
+	for _, s := range []string{"192.0.2.69:69", "[2001:db8::1]:69", ":69", "[::]:69", "x:69", "[fe80::1%lo]:69", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, listen string) {
+		got := AnswerAddrs(listen)
+		if len(got) > 1 || len(got) == 1 && (!got[0].IsValid() || got[0].IsUnspecified() || got[0].Is4In6() || got[0].Zone() != "") {
+			t.Fatalf("AnswerAddrs(%q) = %v", listen, got)
+		}
+	})
+}
