@@ -220,16 +220,11 @@ func (s *Server) Serial() uint32 { return s.zone.Load().serial }
 // Serve answers until ctx ends or Shutdown is called, following the
 // store's reloads, then returns ErrServerClosed.
 func (s *Server) Serve(ctx context.Context) error {
-	stopped, enterErr := s.gate.Enter()
-	if enterErr != nil {
-		return fmt.Errorf("rpz: %w", enterErr)
+	ctx, end, err := s.gate.Begin(ctx, ErrServerClosed) // NOTIFYs in progress end with ctx
+	if err != nil {
+		return err
 	}
-	defer s.gate.Exit()
-	if stopped {
-		return ErrServerClosed // Shutdown closed the sockets
-	}
-	ctx, cancel := s.gate.Context(ctx) // NOTIFYs in progress end with it
-	defer cancel()
+	defer end()
 	changed, unsubscribe := s.src.Subscribe()
 	defer unsubscribe()
 	s.reload(ctx) // a reload between New and Subscribe was not announced to us
@@ -257,7 +252,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, z := range s.zones() {
 		s.notifyAll(ctx, z)
 	}
-	var err error
 loop:
 	for {
 		select {

@@ -194,14 +194,11 @@ func (in *Interceptor) Shutdown(ctx context.Context) error {
 // Serve reads until ctx ends or Shutdown is called, then closes the
 // sockets and returns ErrServerClosed (or the error of a failed socket).
 func (in *Interceptor) Serve(ctx context.Context) error {
-	stopped, err := in.gate.Enter()
+	ctx, end, err := in.gate.Begin(ctx, ErrServerClosed)
 	if err != nil {
-		return fmt.Errorf("sinkhole: intercept: %w", err)
+		return err
 	}
-	defer in.gate.Exit()
-	if stopped {
-		return ErrServerClosed // Shutdown closed the sockets
-	}
+	defer end()
 	errc := make(chan error, len(in.loops))
 	for _, lp := range in.loops {
 		lp.run(errc)
@@ -218,8 +215,7 @@ func (in *Interceptor) Serve(ctx context.Context) error {
 	}
 	err = ErrServerClosed
 	select {
-	case <-ctx.Done():
-	case <-in.gate.Stopped():
+	case <-ctx.Done(): // cancelled, or Shutdown
 	case err = <-errc:
 	}
 	in.closeLoops()

@@ -237,16 +237,13 @@ const graceStop = 3 * time.Second
 // cancelled or Shutdown is called, then returns ErrServerClosed. It closes
 // the socket when it returns. A Server serves once.
 func (s *Server) Serve(ctx context.Context) error {
-	stopped, err := s.gate.Enter()
+	ctx, end, err := s.gate.Begin(ctx, ErrServerClosed)
 	if err != nil {
-		return fmt.Errorf("sinkhole: %w", err)
+		return err
 	}
-	defer s.gate.Exit()
+	defer end()
 	conn := s.conn
 	defer conn.Close()
-	if stopped {
-		return ErrServerClosed
-	}
 	g := newGuard(s, conn)
 	s.mu.Lock()
 	s.g = g
@@ -261,8 +258,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 
 	select {
-	case <-ctx.Done():
-	case <-s.gate.Stopped():
+	case <-ctx.Done(): // cancelled, or Shutdown
 	case <-g.failed:
 		err = fmt.Errorf("serve %s: %w", conn.LocalAddr(), g.failure())
 	}

@@ -232,16 +232,11 @@ var ErrServerClosed = errors.New("dnstap: server closed")
 // Serve accepts streams until ctx ends or Shutdown is called, then closes
 // them (what each sent is recorded first) and returns ErrServerClosed.
 func (s *Server) Serve(ctx context.Context) error {
-	stopped, enterErr := s.gate.Enter()
-	if enterErr != nil {
-		return fmt.Errorf("dnstap: %w", enterErr)
+	ctx, end, err := s.gate.Begin(ctx, ErrServerClosed)
+	if err != nil {
+		return err
 	}
-	defer s.gate.Exit()
-	if stopped {
-		return ErrServerClosed // Shutdown closed the listener
-	}
-	ctx, cancel := s.gate.Context(ctx)
-	defer cancel()
+	defer end()
 	stop := context.AfterFunc(ctx, func() {
 		s.ln.Close()
 		s.mu.Lock()
@@ -251,7 +246,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.mu.Unlock()
 	})
 	defer stop()
-	var err error
 	for {
 		var c net.Conn
 		c, err = s.ln.Accept()

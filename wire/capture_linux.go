@@ -195,15 +195,12 @@ func (c *Capture) refilter() error {
 // sockets and returns ErrCaptureClosed. A read error before that is
 // returned. Serve must be called at most once.
 func (c *Capture) Serve(ctx context.Context) error {
-	stopped, err := c.gate.Enter()
+	ctx, end, err := c.gate.Begin(ctx, ErrCaptureClosed)
 	if err != nil {
-		return fmt.Errorf("wire: capture: %w", err)
+		return err
 	}
-	defer c.gate.Exit()
-	if stopped {
-		return ErrCaptureClosed // Shutdown closed the sockets
-	}
-	ctx, cancel := c.gate.Context(ctx)
+	defer end()
+	ctx, cancel := context.WithCancel(ctx) // a failing worker stops the others
 	defer cancel()
 	errs := make(chan error, len(c.workers)+1)
 	var wg sync.WaitGroup

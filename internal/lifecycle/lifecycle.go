@@ -92,6 +92,22 @@ func (g *Gate) Shutdown(ctx context.Context) (serving bool, err error) {
 	return true, g.Wait(ctx)
 }
 
+// Begin is what Serve starts with: Enter, then Context. It returns
+// ErrServedTwice to a second Serve and closed when Shutdown came first;
+// otherwise Serve runs under the context returned and defers end.
+func (g *Gate) Begin(ctx context.Context, closed error) (_ context.Context, end func(), _ error) {
+	stopped, err := g.Enter()
+	if err != nil {
+		return nil, nil, err
+	}
+	if stopped {
+		g.Exit()
+		return nil, nil, closed
+	}
+	ctx, cancel := g.Context(ctx)
+	return ctx, func() { cancel(); g.Exit() }, nil
+}
+
 // Context is ctx ended also by Shutdown: what Serve runs its work under.
 func (g *Gate) Context(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)

@@ -53,6 +53,28 @@ func TestShutdownFirst(t *testing.T) {
 	g.Exit()
 }
 
+// TestBegin: Serve's start in one call, in both orders.
+func TestBegin(t *testing.T) {
+	closed := errors.New("closed")
+	var g Gate
+	ctx, end, err := g.Begin(context.Background(), closed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { <-ctx.Done(); end() }()
+	if _, err := g.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := g.Begin(context.Background(), closed); !errors.Is(err, ErrServedTwice) {
+		t.Fatalf("second Begin: %v", err)
+	}
+	var early Gate
+	early.Shutdown(context.Background())
+	if _, _, err := early.Begin(context.Background(), closed); err != closed {
+		t.Fatalf("Begin after Shutdown: %v", err)
+	}
+}
+
 // TestWaitGivesUp: Wait ends with ctx when Serve does not return.
 func TestWaitGivesUp(t *testing.T) {
 	var g Gate
