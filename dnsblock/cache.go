@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,15 +30,20 @@ type cacheShard struct {
 	_     [32]byte // keep shards on their own cache lines
 }
 
-// cacheEntry is immutable once stored.
+// cacheEntry is immutable once stored, but for unlisted.
 type cacheEntry struct {
-	wire    []byte // the answer, ID zero
-	ttlOffs []int32
-	ttls    []uint32
-	stored  int64 // nanoseconds since cache.base
-	expires int64
-	cost    int  // bytes counted against the budget
-	check   bool // the answer names more than the question: policy must look at it on every hit
+	// unlisted is the generation (setGenerations) of the signature set
+	// that last found the question name unlisted; 0: none yet. The name
+	// decides the match, and the name is in the key: while that set is in
+	// service, a hit needs no lookup in the signature table.
+	unlisted atomic.Uint64
+	wire     []byte // the answer, ID zero
+	ttlOffs  []int32
+	ttls     []uint32
+	stored   int64 // nanoseconds since cache.base
+	expires  int64
+	cost     int  // bytes counted against the budget
+	check    bool // the answer names more than the question: policy must look at it on every hit
 }
 
 // Cache key flags: answers differ by these bits of the query.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -30,6 +31,7 @@ type handler struct {
 	gv6   rrset
 	soa   []byte // newPolicySOA
 	cache *cache
+	sets  setGenerations // numbers the signature sets, for cacheEntry.unlisted
 	ups   []*upstream
 	lim   *limiter
 	fl    flights
@@ -38,6 +40,37 @@ type handler struct {
 	log   zerolog.Logger
 
 	cookies *cookieJar // server cookies, for proof exchange
+}
+
+// setGenerations numbers the signature sets the handler has served, in
+// order. A cache entry holds a number rather than the set itself, so an
+// entry left unread after a reload does not keep an old set (megabytes)
+// alive, and a number is never given to two sets.
+type setGenerations struct {
+	cur atomic.Pointer[setGeneration]
+}
+
+type setGeneration struct {
+	set *signatures.Set
+	n   uint64
+}
+
+// generation is the number of set, which is the set in service; a set
+// seen for the first time gets the next number.
+func (g *setGenerations) generation(set *signatures.Set) uint64 {
+	for {
+		c := g.cur.Load()
+		if c != nil && c.set == set {
+			return c.n
+		}
+		n := uint64(1)
+		if c != nil {
+			n = c.n + 1
+		}
+		if g.cur.CompareAndSwap(c, &setGeneration{set: set, n: n}) {
+			return n
+		}
+	}
 }
 
 // scratch is the per-goroutine working memory of the handler, so the
@@ -128,17 +161,34 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 		q.cookieOut = true
 	}
 
+	// The cache is looked up first, but answers only after the policy and
+	// the garden: an entry remembers the signature set that found its name
+	// unlisted, so the common case (a cached, unlisted name, set unchanged)
+	// skips the lookup in the signature table.
 	set := h.src.Current()
+	var e *cacheEntry
+	var now int64
+	if h.cache != nil {
+		s.key = appendKey(s.key[:0], q)
+		now = h.cache.now()
+		e = h.cache.get(s.key, now)
+	}
 	if set != nil {
-		// Every class: a listed name asked in class ANY or CH must not be
-		// forwarded unchecked.
-		if m, ok := match(set, q.text, q.cut); ok {
-			h.stats.sinkholed.Add(1)
-			h.record(set, m, q, msg, client, tcp, nil, nil)
-			if q.qclass != classIN && q.qclass != classANY {
-				return h.policyRefused(s.out, msg, q, m), false
+		gen := h.sets.generation(set)
+		if e == nil || e.unlisted.Load() != gen {
+			// Every class: a listed name asked in class ANY or CH must
+			// not be forwarded unchecked.
+			if m, ok := match(set, q.text, q.cut); ok {
+				h.stats.sinkholed.Add(1)
+				h.record(set, m, q, msg, client, tcp, nil, nil)
+				if q.qclass != classIN && q.qclass != classANY {
+					return h.policyRefused(s.out, msg, q, m), false
+				}
+				return h.fit(h.policyAnswer(s.out, msg, q, m, uint32(set.Serial()), nil, nil), q, msg, tcp), false
 			}
-			return h.fit(h.policyAnswer(s.out, msg, q, m, uint32(set.Serial()), nil, nil), q, msg, tcp), false
+			if e != nil {
+				e.unlisted.Store(gen)
+			}
 		}
 	}
 
@@ -149,24 +199,20 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 		return resp, false
 	}
 
-	if h.cache != nil {
-		s.key = appendKey(s.key[:0], q)
-		now := h.cache.now()
-		if e := h.cache.get(s.key, now); e != nil && (tcp || len(e.wire) <= q.udpLimit()) {
-			if e.check && set != nil {
-				err := walkResponse(e.wire, msg[headerLen:q.qEnd], set, &s.info, s.names[:])
-				if err != nil {
-					// Cannot happen (it was walked before it was stored),
-					// but fail closed all the same.
-					return h.unchecked(s, msg), false
-				}
-				if s.info.hit.Domain != nil {
-					return h.chainAnswer(s, msg, e.wire, set, client, tcp), false
-				}
+	if e != nil && (tcp || len(e.wire) <= q.udpLimit()) {
+		if e.check && set != nil {
+			err := walkResponse(e.wire, msg[headerLen:q.qEnd], set, &s.info, s.names[:])
+			if err != nil {
+				// Cannot happen (it was walked before it was stored),
+				// but fail closed all the same.
+				return h.unchecked(s, msg), false
 			}
-			h.stats.cacheHits.Add(1)
-			return e.appendHit(s.out, q, now), false
+			if s.info.hit.Domain != nil {
+				return h.chainAnswer(s, msg, e.wire, set, client, tcp), false
+			}
 		}
+		h.stats.cacheHits.Add(1)
+		return e.appendHit(s.out, q, now), false
 	}
 	return nil, true
 }

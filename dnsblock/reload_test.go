@@ -117,3 +117,45 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("events a=%d b=%d, answers sinkhole=%d nxdomain=%d", a, b, sink.Load(), nx.Load())
 	}
 }
+
+// TestReloadListsCachedName: a name in the cache, found unlisted by the set
+// in service, is sinkholed as soon as a new set lists it, spelled in any
+// case, and served from the cache again when the set that did not list it
+// comes back.
+func TestReloadListsCachedName(t *testing.T) {
+	without := newSource(t, "serial: 1\nsignatures:\n  - id: a\n    family: A\n    domains: [other.example]\n").Current()
+	with := newSource(t, "serial: 2\nsignatures:\n  - id: b\n    family: B\n    domains: [late.example]\n").Current()
+	src := &source{}
+	src.p.Store(without)
+	up := startUpstream(t, answerA)
+	s := startShim(t, Config{Upstreams: []string{up.addr}, CacheSize: 100}, src, nil)
+	answer := func(name string) string {
+		t.Helper()
+		r := ask(t, "udp", s.UDPAddr(), name, dns.TypeA)
+		if len(r.Answer) != 1 {
+			t.Fatalf("%s: %v", name, r)
+		}
+		return r.Answer[0].(*dns.A).A.String()
+	}
+	for range 3 { // forwarded, then cache hits checked against the set
+		if got := answer("late.example."); got != "192.0.2.1" {
+			t.Fatalf("unlisted: %s", got)
+		}
+	}
+	if st := s.Stats(); st.CacheHits != 2 || st.Forwarded != 1 {
+		t.Fatalf("before the reload: %+v", st)
+	}
+	src.p.Store(with)
+	for _, name := range []string{"late.example.", "LATE.Example."} {
+		if got := answer(name); got != "192.0.2.66" {
+			t.Fatalf("%s listed after the reload: %s", name, got)
+		}
+	}
+	src.p.Store(without)
+	if got := answer("late.example."); got != "192.0.2.1" {
+		t.Fatalf("unlisted again: %s", got)
+	}
+	if st := s.Stats(); st.Sinkholed != 2 || st.CacheHits != 3 || st.Forwarded != 1 {
+		t.Errorf("after: %+v", st)
+	}
+}

@@ -187,6 +187,10 @@ func (s *Server) listen() error {
 		s.udp, s.tcp = u, t.(*net.TCPListener)
 		break
 	}
+	if s.cfg.ReadBuffer > 0 {
+		// Best effort: a smaller buffer only means drops sooner.
+		_ = s.udp.SetReadBuffer(s.cfg.ReadBuffer)
+	}
 	if ip := s.udp.LocalAddr().(*net.UDPAddr).IP; ip == nil || ip.IsUnspecified() {
 		s.pkt = enablePktInfo(s.udp) == nil
 	}

@@ -66,6 +66,9 @@ server:
   pidfile: "$dir/rpz.pid"
 $common
   num-threads: 1
+  # The shim's own default (dnsblock.DefaultReadBuffer): the same room for
+  # a burst on both sides.
+  so-rcvbuf: 4m
   module-config: "respip iterator"
   do-not-query-localhost: no
   msg-cache-size: 64m

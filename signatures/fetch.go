@@ -62,10 +62,22 @@ type fetchScanner struct {
 	haveCget, haveWinget        bool
 	out                         [4]uint8 // names to hand out (outCget...)
 	nOut, iOut                  int
+
+	// Command boundaries, kept when track is set (MatchStream): how many
+	// separators were read, the raw offset after the last one (-1: none),
+	// how many preceded the command whose names are handed out, and
+	// whether that command ran to the end of the data (open: more of it
+	// may follow in the stream's next segment).
+	track   bool
+	seps    int
+	lastSep int
+	cmdSeps int
+	cmdOpen bool
 }
 
 func (f *fetchScanner) reset(data []byte) {
 	f.data, f.i, f.nOut, f.iOut = data, 0, 0, 0
+	f.seps, f.lastSep, f.cmdSeps, f.cmdOpen = 0, -1, 0, false
 	f.plain = bytes.IndexByte(data, '%') < 0 && bytes.IndexByte(data, '$') < 0 && bytes.IndexByte(data, 0xff) < 0
 }
 
@@ -75,15 +87,30 @@ func (f *fetchScanner) reset(data []byte) {
 func (f *fetchScanner) skipToClient() bool {
 	j := indexFold(f.data[f.i:], []byte("tftp"))
 	if j < 0 {
-		f.i = len(f.data)
+		f.skipped(len(f.data))
 		return false
 	}
 	j += f.i
 	for j > f.i && plainWordByte[f.data[j-1]] {
 		j--
 	}
-	f.i = j
+	f.skipped(j)
 	return true
+}
+
+// skipped moves a plain scan on to raw offset j, noting the separators
+// it passed (in plain data a separator byte is a separator).
+func (f *fetchScanner) skipped(j int) {
+	if f.track {
+		for k := j - 1; k >= f.i; k-- {
+			if shellSep[f.data[k]] {
+				f.seps++
+				f.lastSep = k + 1
+				break
+			}
+		}
+	}
+	f.i = j
 }
 
 // next returns the next fetched name, which stays valid until the
@@ -120,7 +147,9 @@ func (f *fetchScanner) command() bool {
 			return false
 		case tokWord:
 			if isFetchCommand(f.tok.bytes()) {
+				f.cmdSeps = f.seps
 				end := f.args()
+				f.cmdOpen = end
 				f.emit()
 				if f.nOut > 0 || !end {
 					return true
@@ -355,9 +384,16 @@ func (f *fetchScanner) token() int {
 			continue
 		case isShellSep(c):
 			f.i = next
+			f.seps++
+			f.lastSep = next
 			return tokSep
 		case c == '$':
-			if kind, n := dollar(f.data, next); kind != dollarLiteral {
+			kind, n := dollar(f.data, next)
+			if kind == dollarShort && f.track {
+				f.i = len(f.data) // the rest of it is in the next segment
+				return tokEnd
+			}
+			if kind != dollarLiteral && kind != dollarShort {
 				f.i = n
 				continue
 			}
@@ -383,6 +419,11 @@ func (f *fetchScanner) token() int {
 		}
 		if c == '$' {
 			switch kind, n := dollar(f.data, next); kind {
+			case dollarShort:
+				if f.track {
+					f.i = len(f.data) // the rest of it is in the next segment
+					return tokWord
+				}
 			case dollarSpace:
 				return tokWord
 			case dollarEmpty:
@@ -419,6 +460,14 @@ func isShellSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '"' || c == '\''
 }
 
+// shellSep is isShellSep as a table, for scanning.
+var shellSep = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isShellSep(byte(c))
+	}
+	return t
+}()
+
 // isShellSep: characters that end a command.
 func isShellSep(c byte) bool {
 	switch c {
@@ -433,6 +482,10 @@ const (
 	dollarLiteral = iota
 	dollarSpace   // $IFS, ${IFS}, ${IFS%??}...
 	dollarEmpty   // $1 .. $9: unset positional parameters
+	// dollarShort: the data ends inside ${...}: literal in a packet read
+	// alone, but in a stream the rest follows (its brace must not end the
+	// command).
+	dollarShort
 )
 
 // dollar reads what follows a '$' (i is the raw offset after it) and
@@ -448,10 +501,13 @@ func dollar(d []byte, i int) (kind, next int) {
 	braced := c == '{'
 	if braced {
 		if c, _, n, ok = unit(d, n); !ok {
-			return dollarLiteral, i
+			return dollarShort, i
 		}
 	}
 	for _, want := range [...]byte{'I', 'F', 'S'} {
+		if !ok && braced {
+			return dollarShort, i
+		}
 		if !ok || c != want {
 			return dollarLiteral, i
 		}
@@ -475,6 +531,9 @@ func dollar(d []byte, i int) (kind, next int) {
 			return dollarLiteral, i
 		}
 		c, _, n, ok = unit(d, n)
+	}
+	if !ok && braced {
+		return dollarShort, i
 	}
 	return dollarLiteral, i
 }

@@ -14,19 +14,20 @@ import (
 // and every Match method is allocation-free, because the DNS shim and the
 // packet matcher call them once per query and per packet.
 type Set struct {
-	file     File
-	names    table                   // listed domains, exact and wildcard
-	files    table                   // TFTP file names
-	patterns []filePattern           // TFTP file patterns (* and ?), in file order
-	suffixes table                   // the patterns that are "*" and a literal tail, by that tail
-	sufLens  uint64                  // bit n set: some such tail is n bytes long
-	others   []filePattern           // every other pattern
-	payloads [ICMP + 1][]payloadRule // content rules
-	commands [ICMP + 1][]payloadRule // command rules
-	watched  [ICMP + 1]portSet       // the destination ports payload rules look at
-	cmdPorts [ICMP + 1]portSet       // the destination ports command rules look at
-	stats    Stats
-	seed     uint64
+	file       File
+	names      table                   // listed domains, exact and wildcard
+	files      table                   // TFTP file names
+	patterns   []filePattern           // TFTP file patterns (* and ?), in file order
+	suffixes   table                   // the patterns that are "*" and a literal tail, by that tail
+	sufLens    uint64                  // bit n set: some such tail is n bytes long
+	others     []filePattern           // every other pattern
+	payloads   [ICMP + 1][]payloadRule // content rules
+	commands   [ICMP + 1][]payloadRule // command rules
+	watched    [ICMP + 1]portSet       // the destination ports payload rules look at
+	cmdPorts   [ICMP + 1]portSet       // the destination ports command rules look at
+	maxContent [ICMP + 1]int           // the longest content of a content rule
+	stats      Stats
+	seed       uint64
 }
 
 // Stats counts what a Set holds.
@@ -58,6 +59,7 @@ type PayloadMatch struct {
 
 type payloadRule struct {
 	sig   *Signature
+	si    uint16 // sig's index in the file
 	p     *Payload
 	files []nameTest // a command rule's: sig's tftp_files, ready to test
 }
@@ -163,10 +165,11 @@ func Compile(f *File) (*Set, error) {
 				if tests == nil {
 					tests = nameTests(sig.TFTPFiles)
 				}
-				s.commands[p.Proto] = append(s.commands[p.Proto], payloadRule{sig: sig, p: p, files: tests})
+				s.commands[p.Proto] = append(s.commands[p.Proto], payloadRule{sig: sig, si: uint16(si), p: p, files: tests})
 				s.cmdPorts[p.Proto].add(p.Port)
 			} else {
-				s.payloads[p.Proto] = append(s.payloads[p.Proto], payloadRule{sig: sig, p: p})
+				s.payloads[p.Proto] = append(s.payloads[p.Proto], payloadRule{sig: sig, si: uint16(si), p: p})
+				s.maxContent[p.Proto] = max(s.maxContent[p.Proto], len(p.Contains))
 			}
 			s.watched[p.Proto].add(p.Port)
 			s.stats.Payloads++

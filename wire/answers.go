@@ -3,6 +3,7 @@ package wire
 import (
 	"hash/maphash"
 	"net/netip"
+	"sync"
 	"time"
 
 	"wormsink/evidence"
@@ -20,12 +21,29 @@ import (
 // --trusted-sources). An ERROR refuses the file: it says nothing more
 // about the server than the request did, and makes no line.
 //
-// The table is fixed-size and direct-mapped by a seeded hash: a flood of
-// requests can only push entries out, never make a reply match, and
-// nothing allocates after the first request.
+// The table is fixed-size, in buckets of answerWays slots chosen by a
+// seeded hash: a flood of requests can only push entries out, never make a
+// reply match, and nothing allocates after the first request.
+//
+// A capture's workers share one table: a TFTP server answers from a fresh
+// port, so the reply's 5-tuple is not the request's and the fan-out may
+// hand it to another worker than the request. Shared, the table is guarded
+// by striped locks (a worker holds one for a slot's read or write), and a
+// reply that finds no request keeps a place too (waiting): the workers'
+// rings hand over their blocks each at its own pace, so the reply may be
+// read before the request it answers, and the request pairs with it then.
 type answers struct {
-	seed maphash.Seed
-	e    []answerEntry
+	seed  maphash.Seed
+	e     []answerEntry
+	locks []sync.Mutex  // shared: one per answerStripe slots; nil for one matcher
+	w     []answerReply // shared: replies read before their request
+}
+
+// answerReply is a server's DATA or OACK that found no request.
+type answerReply struct {
+	requester netip.AddrPort
+	server    netip.AddrPort
+	at        time.Time
 }
 
 type answerEntry struct {
@@ -41,7 +59,11 @@ type answerEntry struct {
 }
 
 const (
-	answerSlots = 1 << 12
+	answerStripes = 64
+	answerSlots   = 1 << 12
+	// answerWays: a request may take any of the 4 slots of its bucket, so
+	// two requests pending at once rarely push each other out.
+	answerWays = 4
 	// answerWait is how long after a request its server's reply still
 	// counts: TFTP servers answer within their first retransmission.
 	answerWait = 30 * time.Second
@@ -51,7 +73,28 @@ func newAnswers() *answers {
 	return &answers{seed: maphash.MakeSeed(), e: make([]answerEntry, answerSlots)}
 }
 
-func (a *answers) slot(requester netip.AddrPort, server netip.Addr) *answerEntry {
+// newSharedAnswers is the table a capture's workers share.
+func newSharedAnswers() *answers {
+	a := newAnswers()
+	a.locks = make([]sync.Mutex, answerStripes)
+	a.w = make([]answerReply, answerSlots)
+	return a
+}
+
+// lock takes the lock of bucket b when the table is shared, and returns
+// it for the caller to release.
+func (a *answers) lock(b int) *sync.Mutex {
+	if a.locks == nil {
+		return nil
+	}
+	mu := &a.locks[(b/answerWays)%answerStripes]
+	mu.Lock()
+	return mu
+}
+
+// bucket returns the first slot of the bucket a request and its reply
+// share.
+func (a *answers) bucket(requester netip.AddrPort, server netip.Addr) int {
 	var h maphash.Hash
 	h.SetSeed(a.seed)
 	b := requester.Addr().As16()
@@ -60,14 +103,44 @@ func (a *answers) slot(requester netip.AddrPort, server netip.Addr) *answerEntry
 	h.WriteByte(byte(requester.Port()))
 	b = server.As16()
 	h.Write(b[:])
-	return &a.e[h.Sum64()&(answerSlots-1)]
+	return int(h.Sum64()&(answerSlots/answerWays-1)) * answerWays
 }
 
-// asked notes the worm request ev (a requester's wire_match).
-func (a *answers) asked(ev *evidence.Event) {
+// asked notes the worm request ev (a requester's wire_match). In a shared
+// table, a reply to it another worker read first is returned, completed:
+// its line is due now.
+func (a *answers) asked(ev *evidence.Event) (evidence.Event, bool) {
 	req := netip.AddrPortFrom(ev.Host, ev.Port)
-	*a.slot(req, ev.Peer) = answerEntry{requester: req, server: ev.Peer, at: ev.Time,
+	b := a.bucket(req, ev.Peer)
+	if mu := a.lock(b); mu != nil {
+		defer mu.Unlock()
+		for i := b; i < b+answerWays; i++ {
+			w := &a.w[i]
+			if w.requester == req && w.server.Addr() == ev.Peer && !w.at.Before(ev.Time) && w.at.Sub(ev.Time) <= answerWait {
+				var pk packet
+				pk.src, pk.sport, pk.dst, pk.dport, pk.meta.Time = w.server.Addr(), w.server.Port(), req.Addr(), req.Port(), w.at
+				r := replyEvent(&pk)
+				r.Sig, r.Family, r.File, r.Mode, r.Op, r.Serial = ev.Sig, ev.Family, ev.File, ev.Mode, ev.Op, ev.Serial
+				*w = answerReply{}
+				return r, true
+			}
+		}
+	}
+	// The same request's slot, else a free or stale one, else the oldest.
+	slot := b
+	for i := b; i < b+answerWays; i++ {
+		e := &a.e[i]
+		if e.requester == req && e.server == ev.Peer {
+			slot = i
+			break
+		}
+		if e.at.IsZero() || ev.Time.Sub(e.at) > answerWait || e.at.Before(a.e[slot].at) {
+			slot = i
+		}
+	}
+	a.e[slot] = answerEntry{requester: req, server: ev.Peer, at: ev.Time,
 		sig: ev.Sig, family: ev.Family, file: ev.File, mode: ev.Mode, op: ev.Op, serial: ev.Serial}
+	return evidence.Event{}, false
 }
 
 // answer completes ev, a reply candidate (the server's packet to the
@@ -76,13 +149,37 @@ func (a *answers) asked(ev *evidence.Event) {
 // that counts: the entry goes, so a transfer's other blocks add no lines.
 func (a *answers) answer(ev *evidence.Event) bool {
 	req := netip.AddrPortFrom(ev.Peer, ev.DstPort)
-	e := a.slot(req, ev.Host)
-	if e.requester != req || e.server != ev.Host || ev.Time.Sub(e.at) > answerWait || ev.Time.Before(e.at) {
-		return false
+	b := a.bucket(req, ev.Host)
+	if mu := a.lock(b); mu != nil {
+		defer mu.Unlock()
 	}
-	ev.Sig, ev.Family, ev.File, ev.Mode, ev.Op, ev.Serial = e.sig, e.family, e.file, e.mode, e.op, e.serial
-	*e = answerEntry{}
-	return true
+	for i := b; i < b+answerWays; i++ {
+		e := &a.e[i]
+		if e.requester != req || e.server != ev.Host || ev.Time.Sub(e.at) > answerWait || ev.Time.Before(e.at) {
+			continue
+		}
+		ev.Sig, ev.Family, ev.File, ev.Mode, ev.Op, ev.Serial = e.sig, e.family, e.file, e.mode, e.op, e.serial
+		*e = answerEntry{}
+		return true
+	}
+	if a.w != nil {
+		// Wait for the request, keeping the first of a transfer's blocks
+		// (the request pairs with one reply): its slot, else a free or
+		// stale one, else the oldest.
+		srv := netip.AddrPortFrom(ev.Host, ev.Port)
+		slot := b
+		for i := b; i < b+answerWays; i++ {
+			w := &a.w[i]
+			if w.requester == req && w.server == srv && ev.Time.Sub(w.at) <= answerWait {
+				return false
+			}
+			if w.at.IsZero() || ev.Time.Sub(w.at) > answerWait || w.at.Before(a.w[slot].at) {
+				slot = i
+			}
+		}
+		a.w[slot] = answerReply{requester: req, server: srv, at: ev.Time}
+	}
+	return false
 }
 
 // replyPending marks a reply candidate a parallel scan's worker found: only

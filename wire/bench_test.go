@@ -3,9 +3,11 @@ package wire
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"strings"
 	"testing"
 
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
 	"wormsink/internal/evidencetest"
@@ -43,9 +45,24 @@ func BenchmarkPacket(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
+			// A TCP frame is the next segment of its stream each time
+			// (else all but the first would be retransmissions, not read).
+			seqAt, step := -1, uint32(0)
+			if c.lt == layers.LinkTypeEthernet {
+				pk := gopacket.NewPacket(c.data, layers.LayerTypeEthernet, gopacket.NoCopy)
+				if tl := pk.Layer(layers.LayerTypeTCP); tl != nil {
+					seqAt = len(c.data) - len(tl.LayerContents()) - len(tl.LayerPayload()) + 4
+					step = uint32(len(tl.LayerPayload()))
+				}
+			}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(c.data)))
+			seq := uint32(0)
 			for b.Loop() {
+				if seqAt >= 0 {
+					seq += step
+					binary.BigEndian.PutUint32(c.data[seqAt:], seq)
+				}
 				m.Packet(c.lt, c.data, Meta{Time: baseTime})
 			}
 		})
@@ -83,7 +100,7 @@ func FuzzPacket(f *testing.F) {
 	// One matcher for the whole run, so reassembly state carries over
 	// between inputs as it does on a live wire.
 	var rec evidencetest.Recorder
-	m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{AnyPort: true, FragDatagrams: 8, FragBytes: 1 << 16})
+	m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{AnyPort: true, FragDatagrams: 8, FragBytes: 1 << 16, Streams: 16, StreamTail: 64})
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		rec.Reset()
 		m.Packet(lts[int(which)%len(lts)], data, Meta{Time: baseTime})
@@ -101,6 +118,16 @@ func FuzzPacket(f *testing.F) {
 		}
 		if m.defrag.bytes > 1<<16 || len(m.defrag.live) > 8 {
 			t.Fatalf("reassembly over its bounds: %d bytes, %d datagrams", m.defrag.bytes, len(m.defrag.live))
+		}
+		if s := m.streams; s != nil {
+			if len(s.e) != 16 || len(s.buf) != 16*64 {
+				t.Fatalf("stream table grew: %d entries, %d bytes", len(s.e), len(s.buf))
+			}
+			for i := range s.e {
+				if e := &s.e[i]; e.used && (int(e.n) > s.tail || e.cur.Open < 0 || e.cur.Open > int(e.n)) {
+					t.Fatalf("stream %d: %d bytes carried, open at %d", i, e.n, e.cur.Open)
+				}
+			}
 		}
 	})
 }

@@ -80,6 +80,11 @@ type CaptureStats struct {
 	Events        uint64 // evidence events recorded
 	KernelPackets uint64 // frames the kernel filter passed to the sockets (drops included)
 	KernelDrops   uint64 // of those, dropped because a ring was full
+
+	StreamJoined  uint64 // TCP segments read together with their stream's carried bytes
+	StreamEvicted uint64 // streams pushed out of a full reassembly table
+	StreamLost    uint64 // commands longer than the carried tail (their start dropped)
+	StreamBytes   uint64 // what the reassembly tables hold at most, all workers together
 }
 
 // captureWorker is one socket, its ring and its matcher.
@@ -90,7 +95,8 @@ type captureWorker struct {
 	// Written by the worker alone; padded so workers do not share a cache
 	// line.
 	packets, bytes, events atomic.Uint64
-	_                      [40]byte
+	joined, evicted, lost  atomic.Uint64 // the matcher's stream counters
+	_                      [16]byte
 
 	mu     sync.Mutex // guards the socket's life against stats reads
 	closed bool
@@ -122,6 +128,9 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 	// One fan-out group per Capture; the id only has to differ from other
 	// groups on the same interface.
 	group := uint16(os.Getpid()) + uint16(fanoutSeq.Add(1))*7919
+	// One table of worm requests for all workers: a server's reply comes
+	// from a fresh port, so it may hash to another worker than its request.
+	pending := newSharedAnswers()
 	for i := range n {
 		h, err := afpacket.NewTPacket(
 			afpacket.OptInterface(iface),
@@ -137,6 +146,7 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 			return nil, fmt.Errorf("%s: socket %d: %w", iface, i, err)
 		}
 		w := &captureWorker{h: h, m: NewMatcher(cfg.Sigs, cfg.Rec, cfg.Matcher)}
+		w.m.answers = pending
 		c.workers = append(c.workers, w)
 		if err := h.SetBPF(prog); err != nil {
 			c.closeWorkers()
@@ -266,6 +276,11 @@ func (w *captureWorker) run(ctx context.Context) error {
 		if n := m.Packet(layers.LinkTypeEthernet, data, Meta{Time: ci.Timestamp}); n > 0 {
 			w.events.Add(uint64(n))
 		}
+		if st := &m.stats; st.StreamJoined != w.joined.Load() || st.StreamEvicted != w.evicted.Load() || st.StreamLost != w.lost.Load() {
+			w.joined.Store(st.StreamJoined)
+			w.evicted.Store(st.StreamEvicted)
+			w.lost.Store(st.StreamLost)
+		}
 		// A busy ring never times out: look at ctx now and then.
 		if w.packets.Load()&0xff == 0 && ctx.Err() != nil {
 			return nil
@@ -325,6 +340,10 @@ func (c *Capture) Stats() CaptureStats {
 		s.Packets += w.packets.Load()
 		s.Bytes += w.bytes.Load()
 		s.Events += w.events.Load()
+		s.StreamJoined += w.joined.Load()
+		s.StreamEvicted += w.evicted.Load()
+		s.StreamLost += w.lost.Load()
+		s.StreamBytes += uint64(w.m.streamFlows * w.m.streamTail)
 	}
 	return s
 }

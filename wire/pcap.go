@@ -56,6 +56,7 @@ func (m *Matcher) Scan(ctx context.Context, r io.Reader, name string) (uint64, e
 		}
 		data, ci, err := src.ZeroCopyReadPacketData()
 		if err != nil {
+			m.flushStreams(name)
 			if err == io.EOF {
 				return n, nil
 			}

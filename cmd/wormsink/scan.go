@@ -78,9 +78,9 @@ func runScan(ctx context.Context, e env, args []string) int {
 	if s := elapsed.Seconds(); s > 0 {
 		rate = float64(st.Packets) / s
 	}
-	fmt.Fprintf(e.stderr, "wormsink: scan: %d files, %d packets, %d bytes, %d matches, %d events, %d hosts, %d tftp requests, %d fragments (%d reassembled), %d undecodable, in %.3fs (%.0f packets/s)\n",
+	fmt.Fprintf(e.stderr, "wormsink: scan: %d files, %d packets, %d bytes, %d matches, %d events, %d hosts, %d tftp requests, %d fragments (%d reassembled), %d tcp segments joined to their stream (%d streams evicted), %d undecodable, in %.3fs (%.0f packets/s)\n",
 		fs.NArg(), st.Packets, st.Bytes, st.Matches, st.Events, len(rec.hosts), st.TFTPRequests,
-		st.Fragments, st.Reassembled, st.Undecodable+st.UnknownLink, elapsed.Seconds(), rate)
+		st.Fragments, st.Reassembled, st.StreamJoined, st.StreamEvicted, st.Undecodable+st.UnknownLink, elapsed.Seconds(), rate)
 	return code
 }
 

