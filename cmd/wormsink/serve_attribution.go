@@ -28,6 +28,7 @@ type attributionConfig struct {
 	deterministic  string
 	subscribers    string
 	retention      time.Duration
+	poll           time.Duration
 
 	// Read by completeAttribution, so a bad file fails the start with one line.
 	secrets *attribution.Secrets
@@ -47,6 +48,7 @@ func attributionFlags(fs *flag.FlagSet, c *attributionConfig) {
 	fs.StringVar(&c.deterministic, "nat-deterministic", "", `deterministic NAT (RFC 7422) rules, lines "INSIDE_CIDR PUBLIC_CIDR LO-HI [FROM [UNTIL]]"`)
 	fs.StringVar(&c.subscribers, "subscribers", "", `file of lines "CIDR ID": subscribers with fixed addresses, behind RADIUS sessions`)
 	fs.DurationVar(&c.retention, "attribution-retention", attribution.DefaultRetention, "sessions and NAT bindings that ended longer ago are deleted")
+	fs.DurationVar(&c.poll, "attribution-poll", attribution.DefaultPoll, "how often sessions and bindings other processes sharing the store (another sensor, an import) stored are read into the index")
 }
 
 func (c *attributionConfig) enabled() bool {
@@ -123,7 +125,7 @@ func (s *server) addAttribution() error {
 		return err
 	}
 	a, err := attribution.New(ctx, attribution.Config{DB: db, Retention: c.retention, SessionTimeout: c.sessionTimeout,
-		NATTimeout: c.natTimeout, Subscribers: c.subs, Deterministic: c.det, Log: s.log, OnStart: s.subscriberStarted})
+		NATTimeout: c.natTimeout, Subscribers: c.subs, Deterministic: c.det, Poll: c.poll, Log: s.log, OnStart: s.subscriberStarted})
 	if err != nil {
 		return err
 	}
@@ -137,6 +139,8 @@ func (s *server) addAttribution() error {
 	m.counter("wormsink_attribution_nat_events_total", "NAT events stored.", func() uint64 { return a.Stats().NATEvents })
 	m.counter("wormsink_attribution_nat_unmatched_total", "NAT releases that named no open binding.", func() uint64 { return a.Stats().NATUnmatched })
 	m.counter("wormsink_attribution_write_errors_total", "Batches of attribution records the store refused.", func() uint64 { return a.Stats().Errors })
+	m.counter("wormsink_attribution_polled_total", "Sessions and NAT bindings read from other processes sharing the store.", func() uint64 { return a.Stats().Polled })
+	m.counter("wormsink_attribution_poll_errors_total", "Looks for other processes' writes that failed (retried at the next).", func() uint64 { return a.Stats().PollErrors })
 
 	if c.radiusListen != "" {
 		pc, err := net.ListenPacket("udp", c.radiusListen)
