@@ -313,30 +313,59 @@ const natRowsPerInsert = 200
 // inserted, known ones (same public address, port, start and inside
 // address and port) get the later last_ms and the end.
 func upsertBindings(ctx context.Context, q querier, st stamp, bs []Binding) error {
+	_, err := batched[Binding, Binding](ctx, q, bs, natRowsPerInsert,
+		`INSERT INTO attribution_nat (`+natCols+`, seq, writer) VALUES `, `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		` ON CONFLICT (public_ip, port_lo, start_ms, inside_ip, inside_port) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
+	last_ms = CASE WHEN excluded.last_ms > attribution_nat.last_ms THEN excluded.last_ms ELSE attribution_nat.last_ms END,
+	end_ms = CASE WHEN excluded.end_ms <> 0 THEN excluded.end_ms ELSE attribution_nat.end_ms END`,
+		nil, func(args []any, b Binding) []any {
+			return append(args, addrText(b.Public), int(b.PortLo), int(b.PortHi), addrText(b.Inside), int(b.InsidePort),
+				ms(b.Start), max(ms(b.Last), ms(b.Start)), ms(b.End), b.Source, st.seq, st.writer)
+		}, nil)
+	return err
+}
+
+// batched runs one statement per chunk of at most per items: head, then
+// row once for each item (comma-separated), then tail. Every statement's
+// arguments are prefix, then what add appends for each item. scan reads
+// the rows a statement returns; with scan nil the statements are
+// executed and nothing is returned.
+func batched[T, R any](ctx context.Context, q querier, items []T, per int, head, row, tail string, prefix []any,
+	add func(args []any, item T) []any, scan func(*sql.Rows) ([]R, error)) ([]R, error) {
+	var out []R
 	var sb strings.Builder
-	args := make([]any, 0, natRowsPerInsert*11)
-	for len(bs) > 0 {
-		n := min(len(bs), natRowsPerInsert)
+	args := make([]any, 0, len(prefix)+min(len(items), per)*strings.Count(row, "?"))
+	for len(items) > 0 {
+		n := min(len(items), per)
 		sb.Reset()
-		args = args[:0]
-		sb.WriteString(`INSERT INTO attribution_nat (` + natCols + `, seq, writer) VALUES `)
-		for i, b := range bs[:n] {
+		args = append(args[:0], prefix...)
+		sb.WriteString(head)
+		for i, it := range items[:n] {
 			if i > 0 {
 				sb.WriteByte(',')
 			}
-			sb.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-			args = append(args, addrText(b.Public), int(b.PortLo), int(b.PortHi), addrText(b.Inside), int(b.InsidePort),
-				ms(b.Start), max(ms(b.Last), ms(b.Start)), ms(b.End), b.Source, st.seq, st.writer)
+			sb.WriteString(row)
+			args = add(args, it)
 		}
-		sb.WriteString(` ON CONFLICT (public_ip, port_lo, start_ms, inside_ip, inside_port) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
-	last_ms = CASE WHEN excluded.last_ms > attribution_nat.last_ms THEN excluded.last_ms ELSE attribution_nat.last_ms END,
-	end_ms = CASE WHEN excluded.end_ms <> 0 THEN excluded.end_ms ELSE attribution_nat.end_ms END`)
-		if _, err := q.Exec(ctx, sb.String(), args...); err != nil {
-			return err
+		sb.WriteString(tail)
+		if scan == nil {
+			if _, err := q.Exec(ctx, sb.String(), args...); err != nil {
+				return nil, err
+			}
+		} else {
+			rows, err := q.Query(ctx, sb.String(), args...)
+			if err != nil {
+				return nil, err
+			}
+			got, err := scan(rows)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, got...)
 		}
-		bs = bs[n:]
+		items = items[n:]
 	}
-	return nil
+	return out, nil
 }
 
 // startSlack is how far a record's start may be from the stored one and
@@ -381,42 +410,17 @@ func touchBindings(ctx context.Context, q querier, pg bool, st stamp, ts []touch
 		// be text); SQLite compares without them, and parses faster.
 		row = `(CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))`
 	}
-	var out []Binding
-	var sb strings.Builder
-	args := make([]any, 0, 2+touchesPerUpdate*9)
-	for len(ts) > 0 {
-		n := min(len(ts), touchesPerUpdate)
-		sb.Reset()
-		args = append(args[:0], st.seq, st.writer)
-		sb.WriteString(`UPDATE attribution_nat SET seq = ?, writer = ?,
+	return batched(ctx, q, ts, touchesPerUpdate, `UPDATE attribution_nat SET seq = ?, writer = ?,
 	last_ms = CASE WHEN v.column8 > attribution_nat.last_ms THEN v.column8 ELSE attribution_nat.last_ms END,
 	end_ms = v.column9
-	FROM (VALUES `)
-		for i, t := range ts[:n] {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(row)
-			args = append(args, addrText(t.b.Public), int(t.b.PortLo), int(t.b.PortHi), addrText(t.b.Inside), int(t.b.InsidePort), t.lo, t.hi, t.at, t.end)
-		}
-		sb.WriteString(`) AS v
+	FROM (VALUES `, row, `) AS v
 	WHERE attribution_nat.public_ip = v.column1 AND attribution_nat.port_lo = v.column2 AND attribution_nat.port_hi = v.column3
 	AND attribution_nat.inside_ip = v.column4 AND attribution_nat.inside_port = v.column5
 	AND attribution_nat.end_ms = 0 AND attribution_nat.start_ms BETWEEN v.column6 AND v.column7
-	RETURNING `)
-		sb.WriteString(qualified("attribution_nat", natCols))
-		rows, err := q.Query(ctx, sb.String(), args...)
-		if err != nil {
-			return nil, err
-		}
-		got, err := scanBindings(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, got...)
-		ts = ts[n:]
-	}
-	return out, nil
+	RETURNING `+qualified("attribution_nat", natCols),
+		[]any{st.seq, st.writer}, func(args []any, t touch) []any {
+			return append(args, addrText(t.b.Public), int(t.b.PortLo), int(t.b.PortHi), addrText(t.b.Inside), int(t.b.InsidePort), t.lo, t.hi, t.at, t.end)
+		}, scanBindings)
 }
 
 func qualified(table, cols string) string {
@@ -573,37 +577,16 @@ func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent)
 }
 
 func insertSessions(ctx context.Context, q querier, st stamp, ss []Session) ([]Session, error) {
-	var out []Session
-	var sb strings.Builder
-	for len(ss) > 0 {
-		n := min(len(ss), sessionsPerStatement)
-		sb.Reset()
-		args := make([]any, 0, n*12)
-		sb.WriteString(`INSERT INTO attribution_sessions (` + sessionCols + `, seq, writer) VALUES `)
-		for i, s := range ss[:n] {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-			args = append(args, addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated),
-				s.CallingStation, ms(s.Start), ms(s.Last), ms(s.Stop), st.seq, st.writer)
-		}
-		sb.WriteString(` ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
+	return batched(ctx, q, ss, sessionsPerStatement,
+		`INSERT INTO attribution_sessions (`+sessionCols+`, seq, writer) VALUES `, `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		` ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
 	last_ms = CASE WHEN excluded.last_ms > attribution_sessions.last_ms THEN excluded.last_ms ELSE attribution_sessions.last_ms END,
 	stop_ms = CASE WHEN excluded.stop_ms <> 0 THEN excluded.stop_ms ELSE attribution_sessions.stop_ms END
-	RETURNING ` + sessionCols)
-		rows, err := q.Query(ctx, sb.String(), args...)
-		if err != nil {
-			return nil, err
-		}
-		got, err := scanSessions(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, got...)
-		ss = ss[n:]
-	}
-	return out, nil
+	RETURNING `+sessionCols,
+		nil, func(args []any, s Session) []any {
+			return append(args, addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated),
+				s.CallingStation, ms(s.Start), ms(s.Last), ms(s.Stop), st.seq, st.writer)
+		}, scanSessions)
 }
 
 // updateSessions applies Interim-Updates and Stops (one per session) to the
@@ -617,47 +600,23 @@ func updateSessions(ctx context.Context, q querier, st stamp, evs []*AcctEvent) 
 	if pg {
 		row = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))`
 	}
-	var out []Session
-	var sb strings.Builder
-	for len(evs) > 0 {
-		n := min(len(evs), sessionsPerStatement)
-		sb.Reset()
-		args := make([]any, 0, 2+n*7)
-		args = append(args, st.seq, st.writer)
-		sb.WriteString(`UPDATE attribution_sessions SET seq = ?, writer = ?,
+	return batched(ctx, q, evs, sessionsPerStatement, `UPDATE attribution_sessions SET seq = ?, writer = ?,
 	last_ms = CASE WHEN v.column3 > attribution_sessions.last_ms THEN v.column3 ELSE attribution_sessions.last_ms END,
 	stop_ms = v.column4,
 	framed_ip = CASE WHEN attribution_sessions.framed_ip = '' THEN v.column5 ELSE attribution_sessions.framed_ip END,
 	framed_ipv6_prefix = CASE WHEN attribution_sessions.framed_ipv6_prefix = '' THEN v.column6 ELSE attribution_sessions.framed_ipv6_prefix END,
 	delegated_ipv6_prefix = CASE WHEN attribution_sessions.delegated_ipv6_prefix = '' THEN v.column7 ELSE attribution_sessions.delegated_ipv6_prefix END
-	FROM (VALUES `)
-		for i, ev := range evs[:n] {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(row)
+	FROM (VALUES `, row, `) AS v
+	WHERE attribution_sessions.nas = v.column1 AND attribution_sessions.session_id = v.column2
+	AND attribution_sessions.stop_ms = 0 AND attribution_sessions.start_ms <= v.column3
+	RETURNING `+qualified("attribution_sessions", sessionCols),
+		[]any{st.seq, st.writer}, func(args []any, ev *AcctEvent) []any {
 			at := ev.At.UnixMilli()
 			stop := int64(0)
 			if ev.Status == AcctStop {
 				stop = at
 			}
 			s := &ev.Session
-			args = append(args, addrText(s.NAS), s.ID, at, stop, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated))
-		}
-		sb.WriteString(`) AS v
-	WHERE attribution_sessions.nas = v.column1 AND attribution_sessions.session_id = v.column2
-	AND attribution_sessions.stop_ms = 0 AND attribution_sessions.start_ms <= v.column3
-	RETURNING ` + qualified("attribution_sessions", sessionCols))
-		rows, err := q.Query(ctx, sb.String(), args...)
-		if err != nil {
-			return nil, err
-		}
-		got, err := scanSessions(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, got...)
-		evs = evs[n:]
-	}
-	return out, nil
+			return append(args, addrText(s.NAS), s.ID, at, stop, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated))
+		}, scanSessions)
 }

@@ -133,7 +133,7 @@ func (s *server) addAttribution() error {
 	s.log.Info().Str("event", "attribution_loaded").Int("sessions", sessions).Int("bindings", bindings).Msg("attribution index loaded from the store")
 	s.attributor = evidenceAttributor{a}
 	s.ev.SetAttributor(s.attributor)
-	s.parts = append(s.parts, part{name: "attribution", run: a.Serve})
+	s.add("attribution", newLoop(a.Serve))
 	m := s.metrics
 	m.counter("wormsink_attribution_accounting_total", "RADIUS accounting records stored.", func() uint64 { return a.Stats().AcctRecords })
 	m.counter("wormsink_attribution_nat_events_total", "NAT events stored.", func() uint64 { return a.Stats().NATEvents })
@@ -152,7 +152,7 @@ func (s *server) addAttribution() error {
 		if err != nil {
 			return err
 		}
-		s.parts = append(s.parts, part{name: "radius", run: func(ctx context.Context) error { return r.Serve(ctx, pc) }})
+		s.add("radius", newLoop(func(ctx context.Context) error { return r.Serve(ctx, pc) }))
 		m.counterVec("wormsink_radius_requests_total", "RADIUS accounting requests by outcome.", "result", map[string]func() uint64{
 			"answered":          func() uint64 { return r.Stats().Answered },
 			"unknown_client":    func() uint64 { return r.Stats().UnknownClient },
@@ -164,7 +164,7 @@ func (s *server) addAttribution() error {
 	}
 	for _, l := range c.natLogs {
 		st := &attribution.NATLogStats{}
-		s.parts = append(s.parts, part{name: "nat-log " + l.Path, run: func(ctx context.Context) error { return a.FollowNATLog(ctx, l, st) }})
+		s.add("nat-log "+l.Path, newLoop(func(ctx context.Context) error { return a.FollowNATLog(ctx, l, st) }))
 	}
 	if c.ipfixListen != "" {
 		if err := s.addIPFIX(a, c.ipfixListen); err != nil {
@@ -183,7 +183,7 @@ func (s *server) addIPFIX(a *attribution.Attributor, addr string) error {
 	s.closers = append(s.closers, func() { pc.Close() })
 	col := attribution.NewIPFIX(a, s.log)
 	col.Allow = s.cfg.attribution.ipfixAllow
-	s.parts = append(s.parts, part{name: "ipfix", run: func(ctx context.Context) error { return col.Serve(ctx, pc) }})
+	s.add("ipfix", newLoop(func(ctx context.Context) error { return col.Serve(ctx, pc) }))
 	s.metrics.counterVec("wormsink_ipfix_messages_total", "IPFIX messages by outcome.", "result", map[string]func() uint64{
 		"ok":        func() uint64 { return col.Stats().Messages },
 		"malformed": func() uint64 { return col.Stats().Malformed },
