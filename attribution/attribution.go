@@ -516,26 +516,8 @@ func (a *Attributor) poll(ctx context.Context) {
 		var bs []Binding
 		ss, bs, err = changedSince(ctx, a.cfg.DB, a.seen, now, a.writer)
 		if err == nil {
-			for len(ss) > 0 {
-				n := min(len(ss), pollChunk)
-				a.idx.mu.Lock()
-				for i := range ss[:n] {
-					a.idx.putSessionLocked(&ss[i])
-				}
-				a.idx.mu.Unlock()
-				ss = ss[n:]
-				a.stats.polled.Add(uint64(n))
-			}
-			for len(bs) > 0 {
-				n := min(len(bs), pollChunk)
-				a.idx.mu.Lock()
-				for i := range bs[:n] {
-					a.idx.putNATLocked(&bs[i])
-				}
-				a.idx.mu.Unlock()
-				bs = bs[n:]
-				a.stats.polled.Add(uint64(n))
-			}
+			putPolled(a, ss, a.idx.putSessionLocked)
+			putPolled(a, bs, a.idx.putNATLocked)
 			a.seen = now
 		}
 	}
@@ -576,4 +558,19 @@ func (a *Attributor) prune(ctx context.Context) {
 	}
 	a.idx.compact(cutoff)
 	a.cfg.Log.Info().Str("event", "attribution_retention").Int64("sessions", s).Int64("bindings", n).Msg("expired sessions and bindings deleted")
+}
+
+// putPolled puts rows another process stored into the index, pollChunk
+// at a time, so look-ups never wait behind a whole poll.
+func putPolled[T any](a *Attributor, rows []T, put func(*T)) {
+	for len(rows) > 0 {
+		n := min(len(rows), pollChunk)
+		a.idx.mu.Lock()
+		for i := range rows[:n] {
+			put(&rows[i])
+		}
+		a.idx.mu.Unlock()
+		rows = rows[n:]
+		a.stats.polled.Add(uint64(n))
+	}
 }
