@@ -39,6 +39,10 @@ const (
 // ErrClosed is returned for records offered after the Attributor stopped.
 var ErrClosed = errors.New("attribution: closed")
 
+// ErrServerClosed is what the RADIUS server's and the IPFIX collector's
+// Serve return once stopped, as net/http's.
+var ErrServerClosed = errors.New("attribution: server closed")
+
 // Config configures an Attributor. Only DB is required.
 type Config struct {
 	DB *store.DB

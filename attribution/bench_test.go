@@ -187,16 +187,14 @@ func BenchmarkRADIUS(b *testing.B) {
 	a, stop := benchAttributor(b)
 	defer stop()
 	secrets, _ := ParseSecrets(stringsReader("127.0.0.1 s3cret\n"), "secrets")
-	srv, _ := NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop()}, a)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	srv, err := NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop(), Listen: "127.0.0.1:0"}, a)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan struct{})
-	go func() { srv.Serve(ctx, pc); close(served) }()
-	defer func() { cancel(); <-served }()
-	addr := pc.LocalAddr().String()
+	go func() { srv.Serve(context.Background()); close(served) }()
+	defer func() { srv.Shutdown(context.Background()); <-served }()
+	addr := srv.Addr().String()
 	var seq atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(64)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -143,16 +142,11 @@ func (s *server) addAttribution() error {
 	m.counter("wormsink_attribution_poll_errors_total", "Looks for other processes' writes that failed (retried at the next).", func() uint64 { return a.Stats().PollErrors })
 
 	if c.radiusListen != "" {
-		pc, err := net.ListenPacket("udp", c.radiusListen)
+		r, err := attribution.NewRADIUS(attribution.RADIUSConfig{Secrets: c.secrets, Log: s.log, Listen: c.radiusListen}, a)
 		if err != nil {
 			return fmt.Errorf("--radius-acct-listen: %w", err)
 		}
-		s.closers = append(s.closers, func() { pc.Close() })
-		r, err := attribution.NewRADIUS(attribution.RADIUSConfig{Secrets: c.secrets, Log: s.log}, a)
-		if err != nil {
-			return err
-		}
-		s.add("radius", newLoop(func(ctx context.Context) error { return r.Serve(ctx, pc) }))
+		s.add("radius", r)
 		m.counterVec("wormsink_radius_requests_total", "RADIUS accounting requests by outcome.", "result", map[string]func() uint64{
 			"answered":          func() uint64 { return r.Stats().Answered },
 			"unknown_client":    func() uint64 { return r.Stats().UnknownClient },
@@ -160,7 +154,7 @@ func (s *server) addAttribution() error {
 			"malformed":         func() uint64 { return r.Stats().Malformed },
 			"failed":            func() uint64 { return r.Stats().Failed },
 		})
-		s.log.Info().Str("event", "radius_listen").Str("addr", pc.LocalAddr().String()).Msg("RADIUS accounting server listening")
+		s.log.Info().Str("event", "radius_listen").Str("addr", r.Addr().String()).Msg("RADIUS accounting server listening")
 	}
 	for _, l := range c.natLogs {
 		st := &attribution.NATLogStats{}
@@ -176,14 +170,11 @@ func (s *server) addAttribution() error {
 
 // addIPFIX binds --nat-ipfix-listen.
 func (s *server) addIPFIX(a *attribution.Attributor, addr string) error {
-	pc, err := net.ListenPacket("udp", addr)
+	col, err := attribution.NewIPFIX(attribution.IPFIXConfig{Allow: s.cfg.attribution.ipfixAllow, Log: s.log, Listen: addr}, a)
 	if err != nil {
 		return fmt.Errorf("--nat-ipfix-listen: %w", err)
 	}
-	s.closers = append(s.closers, func() { pc.Close() })
-	col := attribution.NewIPFIX(a, s.log)
-	col.Allow = s.cfg.attribution.ipfixAllow
-	s.add("ipfix", newLoop(func(ctx context.Context) error { return col.Serve(ctx, pc) }))
+	s.add("ipfix", col)
 	s.metrics.counterVec("wormsink_ipfix_messages_total", "IPFIX messages by outcome.", "result", map[string]func() uint64{
 		"ok":        func() uint64 { return col.Stats().Messages },
 		"malformed": func() uint64 { return col.Stats().Malformed },
