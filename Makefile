@@ -9,7 +9,7 @@ PKGS     := ./...
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS  := $(if $(VERSION),-X main.version=$(VERSION))
 
-.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept perf-dns-cpu
+.PHONY: all build run test docs test-root-note vet fmt-check deps bench fuzz soak perf-dns perf-report perf-wire perf-capture perf-tftp install perf-rpz clean perf-intercept perf-dns-cpu perf-desk perf-desk-pages perf-radius-dns
 
 all: build
 
@@ -67,8 +67,36 @@ perf-dns: deps
 perf-dns-cpu: deps
 	./scripts/perf-dns-cpu.sh
 
+# The abuse desk's load run: SENSORS wormsink ship processes, each writing
+# RATE lines/s for DURATION, into one wormsink desk on PostgreSQL restarted
+# twice (PostgreSQL once); prints lines shipped, stored, duplicated, lost,
+# the ship lag and the desk's CPU.
+SENSORS  ?= 20
+RATE     ?= 500
+DURATION ?= 10m
+perf-desk: deps
+	$(GO) test -count=1 -v -timeout 0 -run '^TestDeskLoad$$' ./ship \
+	  -args -desk-load.sensors=$(SENSORS) -desk-load.rate=$(RATE) -desk-load.duration=$(DURATION)
+
+# The desk's pages on a desk seeded with SIGHTINGS evidence lines in CASES
+# cases, on SQLite and PostgreSQL: server time of the list, a case page
+# and searches (PAGESDB=sqlite or postgres for one of them).
+SIGHTINGS ?= 10000000
+CASES     ?= 100000
+PAGESDB   ?= sqlite,postgres
+perf-desk-pages: deps
+	$(GO) test -count=1 -v -timeout 0 -run '^$$' -bench '^BenchmarkPages$$' -benchtime 50x ./desk \
+	  -args -desk-pages.sightings=$(SIGHTINGS) -desk-pages.cases=$(CASES) -desk-pages.db=$(PAGESDB)
+
+# report against wc -l on every log shape of internal/loggen (MIX_ONLY=1
+# stops there), then on the writer's own log against one core and jq.
 perf-report: deps
-	./scripts/report-perf.sh
+	./scripts/report-perf-mix.sh
+	[ "$${MIX_ONLY:-0}" = 1 ] || ./scripts/report-perf.sh
+
+# The shim's DNS rate alone and while RADIUS accounting arrives (RATE=1000/s).
+perf-radius-dns: deps
+	./scripts/perf-radius-dns.sh
 
 perf-wire: deps
 	./scripts/perf-wire.sh

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -28,10 +30,18 @@ const (
 	DefaultNATTimeout = 24 * time.Hour
 	// DefaultPruneInterval is how often expired rows are deleted.
 	DefaultPruneInterval = time.Hour
+	// DefaultPoll is how often the index reads what other processes
+	// sharing the store (another sensor, an import) stored: a second, as
+	// long as a sighting usually waits for its evidence line anyway.
+	DefaultPoll = time.Second
 )
 
 // ErrClosed is returned for records offered after the Attributor stopped.
 var ErrClosed = errors.New("attribution: closed")
+
+// ErrServerClosed is what the RADIUS server's and the IPFIX collector's
+// Serve return once stopped, as net/http's.
+var ErrServerClosed = errors.New("attribution: server closed")
 
 // Config configures an Attributor. Only DB is required.
 type Config struct {
@@ -40,6 +50,14 @@ type Config struct {
 	// PruneInterval. 0 means DefaultRetention.
 	Retention     time.Duration
 	PruneInterval time.Duration // 0 means DefaultPruneInterval
+	// BatchDelay is how long the writer gathers records into one
+	// transaction; 0 means DefaultBatchDelay.
+	BatchDelay time.Duration
+	// Poll is how often sessions and bindings other processes stored
+	// since the last look are read into the index; 0 means DefaultPoll.
+	// Only rows changed since then are read, and one cheap query finds
+	// that nothing changed.
+	Poll time.Duration
 	// SessionTimeout, NATTimeout: 0 means the defaults.
 	SessionTimeout time.Duration
 	NATTimeout     time.Duration
@@ -60,6 +78,10 @@ type Config struct {
 // Stats counts what the Attributor took in.
 type Stats struct {
 	AcctRecords, NATEvents, NATUnmatched, Batches, Errors uint64
+	// Polls counts the looks for other processes' writes, Polled the
+	// sessions and bindings they read, PollErrors the looks that failed
+	// (retried at the next).
+	Polls, Polled, PollErrors uint64
 }
 
 // Attributor keeps sessions and NAT bindings in the store and in an index
@@ -73,7 +95,25 @@ type Attributor struct {
 	stop  chan struct{}
 	done  chan struct{}
 	once  sync.Once
-	stats struct{ acct, nat, unmatched, batches, errors atomic.Uint64 }
+	stats struct {
+		acct, nat, unmatched, batches, errors, polls, polled, pollErrors atomic.Uint64
+	}
+	// writer tells this Attributor's rows from other processes'; seen is
+	// the clock number up to which every row is in the index (Serve's
+	// goroutine alone reads and writes it).
+	writer int64
+	seen   int64
+	others bool // another process wrote to the store since this one started
+}
+
+// advance notes this Attributor's own write numbered seq: the mark moves
+// on when nobody else wrote in between, else the next poll reads the gap.
+func (a *Attributor) advance(seq int64) {
+	if seq == a.seen+1 {
+		a.seen = seq
+	} else {
+		a.others = true
+	}
 }
 
 type op struct {
@@ -86,10 +126,17 @@ type op struct {
 // maxBatch bounds the records of one transaction.
 const maxBatch = 2048
 
-// BatchDelay is how long the writer waits for more records before it
-// commits a batch: a RADIUS answer comes this much later, and a thousand
-// requests a second cost a few transactions instead of a thousand.
-const BatchDelay = 2 * time.Millisecond
+// enoughWaiting is how many callers waiting for their records' commit end
+// the batch's gathering before BatchDelay.
+const enoughWaiting = 64
+
+// DefaultBatchDelay is how long the writer waits for more records before
+// it commits a batch. A RADIUS answer comes up to this much later (a NAS
+// waits seconds before it retransmits), and RADIUS at a thousand requests
+// a second costs fifty transactions a second instead of a thousand: on
+// SQLite each costs its statements' preparation and a WAL commit, CPU the
+// DNS shim in the same process would otherwise have had.
+const DefaultBatchDelay = 20 * time.Millisecond
 
 // New migrates the store and loads the index from it.
 func New(ctx context.Context, cfg Config) (*Attributor, error) {
@@ -108,6 +155,12 @@ func New(ctx context.Context, cfg Config) (*Attributor, error) {
 	if cfg.NATTimeout <= 0 {
 		cfg.NATTimeout = DefaultNATTimeout
 	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = DefaultPoll
+	}
+	if cfg.BatchDelay <= 0 {
+		cfg.BatchDelay = DefaultBatchDelay
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -120,9 +173,20 @@ func New(ctx context.Context, cfg Config) (*Attributor, error) {
 		ops:  make(chan *op, 4*maxBatch),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
+		// Positive and never 0, the stamp of rows written before
+		// version 6 of the schema.
+		writer: rand.Int64N(math.MaxInt64-1) + 1,
 	}
 	a.idx.static = cfg.Subscribers
 	a.idx.det = cfg.Deterministic
+	// The clock is read before the load: what commits while the load
+	// runs is read again by the first poll (applying a row twice is
+	// harmless), never missed.
+	seen, err := clock(ctx, cfg.DB)
+	if err != nil {
+		return nil, fmt.Errorf("attribution: clock: %w", err)
+	}
+	a.seen = seen
 	if err := load(ctx, cfg.DB, a.idx, cfg.Now().Add(-cfg.Retention).UnixMilli()); err != nil {
 		return nil, err
 	}
@@ -141,7 +205,8 @@ func (a *Attributor) Lookup(addr netip.Addr, port uint16, t time.Time) Result {
 // Stats returns the counters.
 func (a *Attributor) Stats() Stats {
 	return Stats{AcctRecords: a.stats.acct.Load(), NATEvents: a.stats.nat.Load(), NATUnmatched: a.stats.unmatched.Load(),
-		Batches: a.stats.batches.Load(), Errors: a.stats.errors.Load()}
+		Batches: a.stats.batches.Load(), Errors: a.stats.errors.Load(),
+		Polls: a.stats.polls.Load(), Polled: a.stats.polled.Load(), PollErrors: a.stats.pollErrors.Load()}
 }
 
 // Account stores one accounting record and returns once it is committed
@@ -149,6 +214,13 @@ func (a *Attributor) Stats() Stats {
 func (a *Attributor) Account(ctx context.Context, ev AcctEvent) error {
 	o := &op{acct: &ev, done: make(chan error, 1)}
 	return a.submit(ctx, o, true)
+}
+
+// QueueAccount queues one accounting record without waiting for it to be
+// committed, as an import does (Sync then waits for all of them); it
+// blocks while the queue is full.
+func (a *Attributor) QueueAccount(ctx context.Context, ev AcctEvent) error {
+	return a.submit(ctx, &op{acct: &ev}, false)
 }
 
 // NAT queues one NAT event; it blocks while the queue is full. Sync waits
@@ -196,9 +268,11 @@ func (a *Attributor) Serve(ctx context.Context) error {
 	defer close(a.done)
 	tick := time.NewTicker(a.cfg.PruneInterval)
 	defer tick.Stop()
+	poll := time.NewTicker(a.cfg.Poll)
+	defer poll.Stop()
 	a.prune(ctx)
 	batch := make([]*op, 0, maxBatch)
-	gather := time.NewTimer(BatchDelay)
+	gather := time.NewTimer(a.cfg.BatchDelay)
 	gather.Stop()
 	for {
 		select {
@@ -207,12 +281,22 @@ func (a *Attributor) Serve(ctx context.Context) error {
 			// Group commit: records arriving a little apart (RADIUS at a
 			// thousand a second) share one transaction instead of paying
 			// for one each, which would take CPU from the rest of serve.
-			gather.Reset(BatchDelay)
+			gather.Reset(a.cfg.BatchDelay)
+			// Callers waiting for the commit (RADIUS answers) end the wait
+			// early once enough of them share it: a burst is not held back,
+			// and the transaction's cost is shared anyway.
+			waiting := 0
+			if o.done != nil {
+				waiting++
+			}
 		drain:
-			for len(batch) < maxBatch {
+			for len(batch) < maxBatch && waiting < enoughWaiting {
 				select {
 				case o := <-a.ops:
 					batch = append(batch, o)
+					if o.done != nil {
+						waiting++
+					}
 				case <-gather.C:
 					break drain
 				case <-ctx.Done():
@@ -223,6 +307,8 @@ func (a *Attributor) Serve(ctx context.Context) error {
 			a.write(ctx, batch)
 		case <-tick.C:
 			a.prune(ctx)
+		case <-poll.C:
+			a.poll(ctx)
 		case <-ctx.Done():
 			a.once.Do(func() { close(a.stop) })
 			// Whatever was queued before the stop is still written.
@@ -264,9 +350,17 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 	var touchOps []*op
 	var accts []*AcctEvent
 	var err error
+	var st stamp
 	{
 		// store.Tx itself retries a transaction the database refused as busy.
 		err = a.cfg.DB.Tx(ctx, func(tx *store.Tx) error {
+			// A retried transaction starts afresh.
+			sessions, bindings, upserts, touches, touchOps, accts = sessions[:0], bindings[:0], upserts[:0], touches[:0], touchOps[:0], accts[:0]
+			clear(pending)
+			var err error
+			if st, err = nextStamp(ctx, tx, a.writer); err != nil {
+				return fmt.Errorf("attribution: clock: %w", err)
+			}
 			for _, o := range batch {
 				if o.acct != nil {
 					accts = append(accts, o.acct)
@@ -301,14 +395,14 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 				touches = append(touches, touchOf(&o.nat))
 				touchOps = append(touchOps, o)
 			}
-			ss, err := applyAccounting(ctx, tx, accts)
+			ss, err := applyAccounting(ctx, tx, st, accts)
 			if err != nil {
 				return fmt.Errorf("attribution: accounting: %w", err)
 			}
 			sessions = append(sessions, ss...)
 			// The touches go first: an open after a close of the same key in
 			// this batch is a new binding.
-			got, err := touchBindings(ctx, tx, tx.Dialect() == store.Postgres, touches)
+			got, err := touchBindings(ctx, tx, tx.Dialect() == store.Postgres, st, touches)
 			if err != nil {
 				return fmt.Errorf("attribution: nat: %w", err)
 			}
@@ -338,7 +432,7 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 				}
 				upserts = append(upserts, b)
 			}
-			if err := upsertBindings(ctx, tx, upserts); err != nil {
+			if err := upsertBindings(ctx, tx, st, upserts); err != nil {
 				return fmt.Errorf("attribution: nat: %w", err)
 			}
 			return nil
@@ -349,6 +443,7 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 		a.cfg.Log.Error().Str("event", "attribution_write_failed").Str("error", err.Error()).Int("records", len(batch)).Msg("attribution records not stored")
 	} else {
 		a.stats.batches.Add(1)
+		a.advance(st.seq)
 		a.idx.mu.Lock()
 		for i := range sessions {
 			a.idx.putSessionLocked(&sessions[i])
@@ -411,17 +506,75 @@ func absMS(v int64) int64 {
 	return v
 }
 
+// pollChunk bounds the rows applied to the index under one hold of its
+// lock, so that a burst of another sensor's writes does not stall look-ups.
+const pollChunk = 1024
+
+// poll reads into the index the sessions and bindings other processes
+// stored or changed since the last look.
+func (a *Attributor) poll(ctx context.Context) {
+	now, err := clock(ctx, a.cfg.DB)
+	if err == nil && now > a.seen {
+		a.others = true
+		var ss []Session
+		var bs []Binding
+		ss, bs, err = changedSince(ctx, a.cfg.DB, a.seen, now, a.writer)
+		if err == nil {
+			putPolled(a, ss, a.idx.putSessionLocked)
+			putPolled(a, bs, a.idx.putNATLocked)
+			a.seen = now
+		}
+	}
+	a.stats.polls.Add(1)
+	if err != nil && ctx.Err() == nil {
+		a.stats.pollErrors.Add(1)
+		a.cfg.Log.Error().Str("event", "attribution_poll_failed").Str("error", err.Error()).Msg("other processes' bindings not read")
+	}
+}
+
 // prune deletes what ended before the retention and drops it from memory.
 func (a *Attributor) prune(ctx context.Context) {
 	cutoff := a.cfg.Now().Add(-a.cfg.Retention).UnixMilli()
-	s, n, err := prune(ctx, a.cfg.DB, cutoff, a.cfg.SessionTimeout.Milliseconds(), a.cfg.NATTimeout.Milliseconds())
+	var s, n int64
+	var st stamp
+	// The deletion takes a clock number like any write, so that the other
+	// processes sharing the store learn that someone pruned.
+	err := a.cfg.DB.Tx(ctx, func(tx *store.Tx) error {
+		var err error
+		if st, err = nextStamp(ctx, tx, a.writer); err != nil {
+			return fmt.Errorf("attribution: clock: %w", err)
+		}
+		s, n, err = prune(ctx, tx, cutoff, a.cfg.SessionTimeout.Milliseconds(), a.cfg.NATTimeout.Milliseconds())
+		return err
+	})
+	if err == nil {
+		a.advance(st.seq)
+	}
 	if err != nil {
 		a.cfg.Log.Error().Str("event", "attribution_retention_failed").Str("error", err.Error()).Msg("expired bindings not deleted")
 		return
 	}
-	if s == 0 && n == 0 {
+	// Another process sharing the store may have deleted the expired rows
+	// first: once others are known to write, the index is compacted at
+	// every prune, not only when this one's DELETE found rows.
+	if s == 0 && n == 0 && !a.others {
 		return
 	}
 	a.idx.compact(cutoff)
 	a.cfg.Log.Info().Str("event", "attribution_retention").Int64("sessions", s).Int64("bindings", n).Msg("expired sessions and bindings deleted")
+}
+
+// putPolled puts rows another process stored into the index, pollChunk
+// at a time, so look-ups never wait behind a whole poll.
+func putPolled[T any](a *Attributor, rows []T, put func(*T)) {
+	for len(rows) > 0 {
+		n := min(len(rows), pollChunk)
+		a.idx.mu.Lock()
+		for i := range rows[:n] {
+			put(&rows[i])
+		}
+		a.idx.mu.Unlock()
+		rows = rows[n:]
+		a.stats.polled.Add(uint64(n))
+	}
 }

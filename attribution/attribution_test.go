@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 
@@ -265,4 +266,71 @@ func TestAccountingInOneBatch(t *testing.T) {
 			t.Errorf("%d session rows, want 3", n)
 		}
 	})
+}
+
+// TestHeadSlotIsOneCacheLine: a look-up reads one slot, and a slot that
+// straddled two cache lines would cost two misses.
+func TestHeadSlotIsOneCacheLine(t *testing.T) {
+	if n := unsafe.Sizeof(headSlot{}); n != 64 {
+		t.Errorf("headSlot is %d bytes, want 64", n)
+	}
+}
+
+// TestIndexHeadSlotFollowsChanges: the look-up answers from the copy of the
+// newest span kept with its key, so every change to that span (its end, a
+// later event, an older span linked in behind it, a newer one before it)
+// must show in the answers.
+func TestIndexHeadSlotFollowsChanges(t *testing.T) {
+	x := NewIndex(24*time.Hour, time.Hour)
+	for _, s := range []Session{
+		{NAS: mustAddr("192.0.2.1"), ID: "a", Subscriber: "alice", Framed: mustAddr("100.64.0.1"), Start: t0, Last: t0},
+		{NAS: mustAddr("192.0.2.1"), ID: "b", Subscriber: "bob", Framed: mustAddr("100.64.0.2"), Start: t0, Last: t0},
+	} {
+		x.putSession(&s)
+	}
+	pub := mustAddr("203.0.113.7")
+	nat := func(in string, start, last, end time.Time) {
+		b := Binding{Public: pub, PortLo: 2000, PortHi: 2000, Inside: mustAddr(in), InsidePort: 3000, Start: start, Last: last, End: end}
+		x.putNAT(&b)
+	}
+	who := func(at time.Time) string { return x.Lookup(pub, 2000, at).Subscriber }
+	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+
+	nat("100.64.0.1", at(10), at(10), time.Time{})
+	if got := who(at(65)); got != "alice" {
+		t.Fatalf("open binding: %q", got)
+	}
+	if got := who(at(71)); got != "" {
+		t.Fatalf("after the NAT timeout: %q", got)
+	}
+	nat("100.64.0.1", at(10), at(50), time.Time{}) // a later event
+	if got := who(at(100)); got != "alice" {
+		t.Errorf("a later event did not extend the binding: %q", got)
+	}
+	nat("100.64.0.1", at(10), at(20), at(20)) // its end
+	if got := who(at(21)); got != "" {
+		t.Errorf("after the end: %q", got)
+	}
+	nat("100.64.0.2", at(30), at(30), time.Time{}) // a newer binding
+	if got, old := who(at(31)), who(at(15)); got != "bob" || old != "alice" {
+		t.Errorf("newer binding: %q, before it: %q", got, old)
+	}
+	nat("100.64.0.2", at(1), at(1), at(5)) // an older one, imported late
+	if got, mid, old := who(at(2)), who(at(15)), who(at(31)); got != "bob" || mid != "alice" || old != "bob" {
+		t.Errorf("late import: at 2 %q, at 15 %q, at 31 %q", got, mid, old)
+	}
+	// Sessions: a Stop, then the next subscriber on the address.
+	s := Session{NAS: mustAddr("192.0.2.1"), ID: "a", Subscriber: "alice", Framed: mustAddr("100.64.0.1"), Start: t0, Last: at(12), Stop: at(12)}
+	x.putSession(&s)
+	if got := who(at(11)); got != "alice" {
+		t.Errorf("before alice's Stop: %q", got)
+	}
+	if got := x.Lookup(mustAddr("100.64.0.1"), 0, at(13)).Subscriber; got != "" {
+		t.Errorf("after alice's Stop: %q", got)
+	}
+	s = Session{NAS: mustAddr("192.0.2.1"), ID: "c", Subscriber: "carol", Framed: mustAddr("100.64.0.1"), Start: at(14), Last: at(14)}
+	x.putSession(&s)
+	if got, old := x.Lookup(mustAddr("100.64.0.1"), 0, at(15)).Subscriber, x.Lookup(mustAddr("100.64.0.1"), 0, at(11)).Subscriber; got != "carol" || old != "alice" {
+		t.Errorf("carol's session: %q, before it: %q", got, old)
+	}
 }

@@ -60,6 +60,85 @@ var migrations = []store.Migration{
 	source TEXT NOT NULL,
 	PRIMARY KEY (public_ip, port_lo, start_ms, inside_ip, inside_port))`},
 	{Version: 5, SQLite: `CREATE INDEX attribution_nat_last ON attribution_nat (last_ms)`},
+	// Sensors sharing one database read what the others stored: every
+	// write transaction takes the next number from attribution_clock and
+	// stamps the rows it inserts or changes with it and with its writer.
+	// The clock's row stays locked until the commit, so transactions
+	// commit in the order of their numbers: once the clock reads N, every
+	// row stamped N or less is visible, and a reader that has applied
+	// everything up to N never needs to look below N again.
+	{Version: 6, SQLite: `ALTER TABLE attribution_sessions ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE attribution_sessions ADD COLUMN writer BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE attribution_nat ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE attribution_nat ADD COLUMN writer BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX attribution_sessions_seq ON attribution_sessions (seq);
+CREATE INDEX attribution_nat_seq ON attribution_nat (seq);
+CREATE TABLE attribution_clock (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL);
+INSERT INTO attribution_clock (id, seq) VALUES (1, 0)`},
+}
+
+// stamp is what a write transaction marks its rows with: its number from
+// attribution_clock and the writer (one per Attributor), so that a reader
+// skips its own rows.
+type stamp struct{ seq, writer int64 }
+
+// nextStamp takes the transaction's number; the clock's row stays locked
+// until the transaction ends.
+func nextStamp(ctx context.Context, q querier, writer int64) (stamp, error) {
+	rows, err := q.Query(ctx, `UPDATE attribution_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq`)
+	if err != nil {
+		return stamp{}, err
+	}
+	defer rows.Close()
+	st := stamp{writer: writer}
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return stamp{}, err
+		}
+		return stamp{}, fmt.Errorf("no clock row")
+	}
+	if err := rows.Scan(&st.seq); err != nil {
+		return stamp{}, err
+	}
+	return st, rows.Close()
+}
+
+// clock returns the number of the last committed write transaction.
+func clock(ctx context.Context, q querier) (int64, error) {
+	rows, err := q.Query(ctx, `SELECT seq FROM attribution_clock WHERE id = 1`)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var seq int64
+	if rows.Next() {
+		if err := rows.Scan(&seq); err != nil {
+			return 0, err
+		}
+	}
+	return seq, rows.Err()
+}
+
+// changedSince reads the sessions and bindings other writers stamped in
+// (from, to].
+func changedSince(ctx context.Context, q querier, from, to, writer int64) ([]Session, []Binding, error) {
+	rows, err := q.Query(ctx, `SELECT `+sessionCols+` FROM attribution_sessions WHERE seq > ? AND seq <= ? AND writer <> ? ORDER BY start_ms`, from, to, writer)
+	if err != nil {
+		return nil, nil, err
+	}
+	ss, err := scanSessions(rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err = q.Query(ctx, `SELECT `+natCols+` FROM attribution_nat WHERE seq > ? AND seq <= ? AND writer <> ? ORDER BY start_ms`, from, to, writer)
+	if err != nil {
+		return nil, nil, err
+	}
+	bs, err := scanBindings(rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ss, bs, nil
 }
 
 const sessionCols = `nas, session_id, subscriber, framed_ip, framed_ipv6_prefix, delegated_ipv6_prefix, calling_station, start_ms, last_ms, stop_ms`
@@ -154,21 +233,21 @@ type AcctEvent struct {
 
 // applySession writes one accounting record and returns the session rows
 // it created or changed.
-func applySession(ctx context.Context, q querier, ev *AcctEvent) ([]Session, error) {
+func applySession(ctx context.Context, q querier, st stamp, ev *AcctEvent) ([]Session, error) {
 	s := ev.Session
 	at := ev.At.UnixMilli()
 	nas := addrText(s.NAS)
 	switch ev.Status {
 	case AcctOn, AcctOff:
 		// The NAS restarted or stops: every session it had is over.
-		rows, err := q.Query(ctx, `UPDATE attribution_sessions SET stop_ms = ? WHERE nas = ? AND stop_ms = 0 AND start_ms <= ? RETURNING `+sessionCols, at, nas, at)
+		rows, err := q.Query(ctx, `UPDATE attribution_sessions SET stop_ms = ?, seq = ?, writer = ? WHERE nas = ? AND stop_ms = 0 AND start_ms <= ? RETURNING `+sessionCols, at, st.seq, st.writer, nas, at)
 		if err != nil {
 			return nil, err
 		}
 		return scanSessions(rows)
 	case AcctStart:
 		s.Start, s.Last = ev.At, ev.At
-		return insertSession(ctx, q, &s)
+		return insertSession(ctx, q, st, &s)
 	case AcctInterim, AcctStop:
 		stop := int64(0)
 		if ev.Status == AcctStop {
@@ -176,12 +255,12 @@ func applySession(ctx context.Context, q querier, ev *AcctEvent) ([]Session, err
 		}
 		rows, err := q.Query(ctx, `UPDATE attribution_sessions SET
 	last_ms = CASE WHEN last_ms < ? THEN ? ELSE last_ms END,
-	stop_ms = ?,
+	stop_ms = ?, seq = ?, writer = ?,
 	framed_ip = CASE WHEN framed_ip = '' THEN ? ELSE framed_ip END,
 	framed_ipv6_prefix = CASE WHEN framed_ipv6_prefix = '' THEN ? ELSE framed_ipv6_prefix END,
 	delegated_ipv6_prefix = CASE WHEN delegated_ipv6_prefix = '' THEN ? ELSE delegated_ipv6_prefix END
 	WHERE nas = ? AND session_id = ? AND stop_ms = 0 RETURNING `+sessionCols,
-			at, at, stop, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated), nas, s.ID)
+			at, at, stop, st.seq, st.writer, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated), nas, s.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -207,19 +286,19 @@ func applySession(ctx context.Context, q querier, ev *AcctEvent) ([]Session, err
 		if ev.Status == AcctStop {
 			s.Stop = ev.At
 		}
-		return insertSession(ctx, q, &s)
+		return insertSession(ctx, q, st, &s)
 	}
 	return nil, fmt.Errorf("unknown Acct-Status-Type %d", ev.Status)
 }
 
-func insertSession(ctx context.Context, q querier, s *Session) ([]Session, error) {
-	rows, err := q.Query(ctx, `INSERT INTO attribution_sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-	ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET
+func insertSession(ctx context.Context, q querier, st stamp, s *Session) ([]Session, error) {
+	rows, err := q.Query(ctx, `INSERT INTO attribution_sessions (`+sessionCols+`, seq, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
 	last_ms = CASE WHEN excluded.last_ms > attribution_sessions.last_ms THEN excluded.last_ms ELSE attribution_sessions.last_ms END,
 	stop_ms = CASE WHEN excluded.stop_ms <> 0 THEN excluded.stop_ms ELSE attribution_sessions.stop_ms END
 	RETURNING `+sessionCols,
 		addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated), s.CallingStation,
-		ms(s.Start), ms(s.Last), ms(s.Stop))
+		ms(s.Start), ms(s.Last), ms(s.Stop), st.seq, st.writer)
 	if err != nil {
 		return nil, err
 	}
@@ -233,31 +312,60 @@ const natRowsPerInsert = 200
 // upsertBindings writes bindings whose start is known: new ones are
 // inserted, known ones (same public address, port, start and inside
 // address and port) get the later last_ms and the end.
-func upsertBindings(ctx context.Context, q querier, bs []Binding) error {
+func upsertBindings(ctx context.Context, q querier, st stamp, bs []Binding) error {
+	_, err := batched[Binding, Binding](ctx, q, bs, natRowsPerInsert,
+		`INSERT INTO attribution_nat (`+natCols+`, seq, writer) VALUES `, `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		` ON CONFLICT (public_ip, port_lo, start_ms, inside_ip, inside_port) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
+	last_ms = CASE WHEN excluded.last_ms > attribution_nat.last_ms THEN excluded.last_ms ELSE attribution_nat.last_ms END,
+	end_ms = CASE WHEN excluded.end_ms <> 0 THEN excluded.end_ms ELSE attribution_nat.end_ms END`,
+		nil, func(args []any, b Binding) []any {
+			return append(args, addrText(b.Public), int(b.PortLo), int(b.PortHi), addrText(b.Inside), int(b.InsidePort),
+				ms(b.Start), max(ms(b.Last), ms(b.Start)), ms(b.End), b.Source, st.seq, st.writer)
+		}, nil)
+	return err
+}
+
+// batched runs one statement per chunk of at most per items: head, then
+// row once for each item (comma-separated), then tail. Every statement's
+// arguments are prefix, then what add appends for each item. scan reads
+// the rows a statement returns; with scan nil the statements are
+// executed and nothing is returned.
+func batched[T, R any](ctx context.Context, q querier, items []T, per int, head, row, tail string, prefix []any,
+	add func(args []any, item T) []any, scan func(*sql.Rows) ([]R, error)) ([]R, error) {
+	var out []R
 	var sb strings.Builder
-	args := make([]any, 0, natRowsPerInsert*9)
-	for len(bs) > 0 {
-		n := min(len(bs), natRowsPerInsert)
+	args := make([]any, 0, len(prefix)+min(len(items), per)*strings.Count(row, "?"))
+	for len(items) > 0 {
+		n := min(len(items), per)
 		sb.Reset()
-		args = args[:0]
-		sb.WriteString(`INSERT INTO attribution_nat (` + natCols + `) VALUES `)
-		for i, b := range bs[:n] {
+		args = append(args[:0], prefix...)
+		sb.WriteString(head)
+		for i, it := range items[:n] {
 			if i > 0 {
 				sb.WriteByte(',')
 			}
-			sb.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-			args = append(args, addrText(b.Public), int(b.PortLo), int(b.PortHi), addrText(b.Inside), int(b.InsidePort),
-				ms(b.Start), max(ms(b.Last), ms(b.Start)), ms(b.End), b.Source)
+			sb.WriteString(row)
+			args = add(args, it)
 		}
-		sb.WriteString(` ON CONFLICT (public_ip, port_lo, start_ms, inside_ip, inside_port) DO UPDATE SET
-	last_ms = CASE WHEN excluded.last_ms > attribution_nat.last_ms THEN excluded.last_ms ELSE attribution_nat.last_ms END,
-	end_ms = CASE WHEN excluded.end_ms <> 0 THEN excluded.end_ms ELSE attribution_nat.end_ms END`)
-		if _, err := q.Exec(ctx, sb.String(), args...); err != nil {
-			return err
+		sb.WriteString(tail)
+		if scan == nil {
+			if _, err := q.Exec(ctx, sb.String(), args...); err != nil {
+				return nil, err
+			}
+		} else {
+			rows, err := q.Query(ctx, sb.String(), args...)
+			if err != nil {
+				return nil, err
+			}
+			got, err := scan(rows)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, got...)
 		}
-		bs = bs[n:]
+		items = items[n:]
 	}
-	return nil
+	return out, nil
 }
 
 // startSlack is how far a record's start may be from the stored one and
@@ -295,49 +403,24 @@ func touchOf(ev *NATEvent) touch {
 
 // touchBindings applies touches in batched UPDATEs and returns the rows
 // they changed.
-func touchBindings(ctx context.Context, q querier, pg bool, ts []touch) ([]Binding, error) {
+func touchBindings(ctx context.Context, q querier, pg bool, st stamp, ts []touch) ([]Binding, error) {
 	row := `(?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	if pg {
 		// The casts give PostgreSQL the types (parameters in VALUES would
 		// be text); SQLite compares without them, and parses faster.
 		row = `(CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))`
 	}
-	var out []Binding
-	var sb strings.Builder
-	args := make([]any, 0, touchesPerUpdate*9)
-	for len(ts) > 0 {
-		n := min(len(ts), touchesPerUpdate)
-		sb.Reset()
-		args = args[:0]
-		sb.WriteString(`UPDATE attribution_nat SET
+	return batched(ctx, q, ts, touchesPerUpdate, `UPDATE attribution_nat SET seq = ?, writer = ?,
 	last_ms = CASE WHEN v.column8 > attribution_nat.last_ms THEN v.column8 ELSE attribution_nat.last_ms END,
 	end_ms = v.column9
-	FROM (VALUES `)
-		for i, t := range ts[:n] {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(row)
-			args = append(args, addrText(t.b.Public), int(t.b.PortLo), int(t.b.PortHi), addrText(t.b.Inside), int(t.b.InsidePort), t.lo, t.hi, t.at, t.end)
-		}
-		sb.WriteString(`) AS v
+	FROM (VALUES `, row, `) AS v
 	WHERE attribution_nat.public_ip = v.column1 AND attribution_nat.port_lo = v.column2 AND attribution_nat.port_hi = v.column3
 	AND attribution_nat.inside_ip = v.column4 AND attribution_nat.inside_port = v.column5
 	AND attribution_nat.end_ms = 0 AND attribution_nat.start_ms BETWEEN v.column6 AND v.column7
-	RETURNING `)
-		sb.WriteString(qualified("attribution_nat", natCols))
-		rows, err := q.Query(ctx, sb.String(), args...)
-		if err != nil {
-			return nil, err
-		}
-		got, err := scanBindings(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, got...)
-		ts = ts[n:]
-	}
-	return out, nil
+	RETURNING `+qualified("attribution_nat", natCols),
+		[]any{st.seq, st.writer}, func(args []any, t touch) []any {
+			return append(args, addrText(t.b.Public), int(t.b.PortLo), int(t.b.PortHi), addrText(t.b.Inside), int(t.b.InsidePort), t.lo, t.hi, t.at, t.end)
+		}, scanBindings)
 }
 
 func qualified(table, cols string) string {
@@ -393,7 +476,7 @@ func load(ctx context.Context, db *store.DB, x *Index, cutoff int64) error {
 }
 
 // prune deletes what ended before cutoff.
-func prune(ctx context.Context, db *store.DB, cutoff, sessionTimeout, natTimeout int64) (sessions, nat int64, err error) {
+func prune(ctx context.Context, db querier, cutoff, sessionTimeout, natTimeout int64) (sessions, nat int64, err error) {
 	r, err := db.Exec(ctx, `DELETE FROM attribution_sessions WHERE (stop_ms <> 0 AND stop_ms < ?) OR (stop_ms = 0 AND last_ms < ?)`, cutoff, cutoff-sessionTimeout)
 	if err != nil {
 		return 0, 0, fmt.Errorf("attribution: retention: %w", err)
@@ -417,7 +500,7 @@ const sessionsPerStatement = 200
 // Stop) and Accounting-On/Off one by one. The order keeps a Start and its
 // Stop in one batch right; an update only touches sessions started no later
 // than itself.
-func applyAccounting(ctx context.Context, q querier, evs []*AcctEvent) ([]Session, error) {
+func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent) ([]Session, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
@@ -464,12 +547,12 @@ func applyAccounting(ctx context.Context, q querier, evs []*AcctEvent) ([]Sessio
 		}
 	}
 	var out []Session
-	got, err := insertSessions(ctx, q, starts)
+	got, err := insertSessions(ctx, q, st, starts)
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, got...)
-	got, err = updateSessions(ctx, q, updates)
+	got, err = updateSessions(ctx, q, st, updates)
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +567,7 @@ func applyAccounting(ctx context.Context, q querier, evs []*AcctEvent) ([]Sessio
 		}
 	}
 	for _, ev := range rest {
-		got, err := applySession(ctx, q, ev)
+		got, err := applySession(ctx, q, st, ev)
 		if err != nil {
 			return nil, err
 		}
@@ -493,43 +576,22 @@ func applyAccounting(ctx context.Context, q querier, evs []*AcctEvent) ([]Sessio
 	return out, nil
 }
 
-func insertSessions(ctx context.Context, q querier, ss []Session) ([]Session, error) {
-	var out []Session
-	var sb strings.Builder
-	for len(ss) > 0 {
-		n := min(len(ss), sessionsPerStatement)
-		sb.Reset()
-		args := make([]any, 0, n*10)
-		sb.WriteString(`INSERT INTO attribution_sessions (` + sessionCols + `) VALUES `)
-		for i, s := range ss[:n] {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-			args = append(args, addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated),
-				s.CallingStation, ms(s.Start), ms(s.Last), ms(s.Stop))
-		}
-		sb.WriteString(` ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET
+func insertSessions(ctx context.Context, q querier, st stamp, ss []Session) ([]Session, error) {
+	return batched(ctx, q, ss, sessionsPerStatement,
+		`INSERT INTO attribution_sessions (`+sessionCols+`, seq, writer) VALUES `, `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		` ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
 	last_ms = CASE WHEN excluded.last_ms > attribution_sessions.last_ms THEN excluded.last_ms ELSE attribution_sessions.last_ms END,
 	stop_ms = CASE WHEN excluded.stop_ms <> 0 THEN excluded.stop_ms ELSE attribution_sessions.stop_ms END
-	RETURNING ` + sessionCols)
-		rows, err := q.Query(ctx, sb.String(), args...)
-		if err != nil {
-			return nil, err
-		}
-		got, err := scanSessions(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, got...)
-		ss = ss[n:]
-	}
-	return out, nil
+	RETURNING `+sessionCols,
+		nil, func(args []any, s Session) []any {
+			return append(args, addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated),
+				s.CallingStation, ms(s.Start), ms(s.Last), ms(s.Stop), st.seq, st.writer)
+		}, scanSessions)
 }
 
 // updateSessions applies Interim-Updates and Stops (one per session) to the
 // open sessions they name, and returns the rows changed.
-func updateSessions(ctx context.Context, q querier, evs []*AcctEvent) ([]Session, error) {
+func updateSessions(ctx context.Context, q querier, st stamp, evs []*AcctEvent) ([]Session, error) {
 	pg := false
 	if d, ok := q.(interface{ Dialect() store.Dialect }); ok {
 		pg = d.Dialect() == store.Postgres
@@ -538,46 +600,23 @@ func updateSessions(ctx context.Context, q querier, evs []*AcctEvent) ([]Session
 	if pg {
 		row = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))`
 	}
-	var out []Session
-	var sb strings.Builder
-	for len(evs) > 0 {
-		n := min(len(evs), sessionsPerStatement)
-		sb.Reset()
-		args := make([]any, 0, n*7)
-		sb.WriteString(`UPDATE attribution_sessions SET
+	return batched(ctx, q, evs, sessionsPerStatement, `UPDATE attribution_sessions SET seq = ?, writer = ?,
 	last_ms = CASE WHEN v.column3 > attribution_sessions.last_ms THEN v.column3 ELSE attribution_sessions.last_ms END,
 	stop_ms = v.column4,
 	framed_ip = CASE WHEN attribution_sessions.framed_ip = '' THEN v.column5 ELSE attribution_sessions.framed_ip END,
 	framed_ipv6_prefix = CASE WHEN attribution_sessions.framed_ipv6_prefix = '' THEN v.column6 ELSE attribution_sessions.framed_ipv6_prefix END,
 	delegated_ipv6_prefix = CASE WHEN attribution_sessions.delegated_ipv6_prefix = '' THEN v.column7 ELSE attribution_sessions.delegated_ipv6_prefix END
-	FROM (VALUES `)
-		for i, ev := range evs[:n] {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			sb.WriteString(row)
+	FROM (VALUES `, row, `) AS v
+	WHERE attribution_sessions.nas = v.column1 AND attribution_sessions.session_id = v.column2
+	AND attribution_sessions.stop_ms = 0 AND attribution_sessions.start_ms <= v.column3
+	RETURNING `+qualified("attribution_sessions", sessionCols),
+		[]any{st.seq, st.writer}, func(args []any, ev *AcctEvent) []any {
 			at := ev.At.UnixMilli()
 			stop := int64(0)
 			if ev.Status == AcctStop {
 				stop = at
 			}
 			s := &ev.Session
-			args = append(args, addrText(s.NAS), s.ID, at, stop, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated))
-		}
-		sb.WriteString(`) AS v
-	WHERE attribution_sessions.nas = v.column1 AND attribution_sessions.session_id = v.column2
-	AND attribution_sessions.stop_ms = 0 AND attribution_sessions.start_ms <= v.column3
-	RETURNING ` + qualified("attribution_sessions", sessionCols))
-		rows, err := q.Query(ctx, sb.String(), args...)
-		if err != nil {
-			return nil, err
-		}
-		got, err := scanSessions(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, got...)
-		evs = evs[n:]
-	}
-	return out, nil
+			return append(args, addrText(s.NAS), s.ID, at, stop, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated))
+		}, scanSessions)
 }

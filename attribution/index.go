@@ -50,13 +50,13 @@ type Index struct {
 	subID map[string]uint32
 
 	sess   []span
-	sess4  map[uint32]int32       // IPv4 framed address → newest span
+	sess4  headTable              // IPv4 framed address → newest spans
 	sess6  map[netip.Prefix]int32 // IPv6 prefix → newest span
 	lens6  []int                  // prefix lengths in sess6, longest first
 	static *Subscribers           // the --subscribers file, behind sessions
 
 	nat     []span
-	nat4    map[uint64]int32         // IPv4 public address<<16 | port → newest one-port span
+	nat4    headTable                // IPv4 public address<<16 | port → newest one-port spans
 	nat6    map[netip.AddrPort]int32 // IPv6 public address and port → newest one-port span
 	blocks  map[netip.Addr]int32     // public address → newest port-block span (chained by prev)
 	byAddr  map[netip.Addr]int32     // public address → newest span of either kind (chained by prevAddr)
@@ -73,9 +73,9 @@ func NewIndex(sessionTimeout, natTimeout time.Duration) *Index {
 		sessionTimeout: sessionTimeout.Milliseconds(),
 		natTimeout:     natTimeout.Milliseconds(),
 		subID:          map[string]uint32{},
-		sess4:          map[uint32]int32{},
+		sess4:          newHeadTable(),
 		sess6:          map[netip.Prefix]int32{},
-		nat4:           map[uint64]int32{},
+		nat4:           newHeadTable(),
 		nat6:           map[netip.AddrPort]int32{},
 		blocks:         map[netip.Addr]int32{},
 		byAddr:         map[netip.Addr]int32{},
@@ -114,6 +114,10 @@ func (x *Index) intern(sub string) uint32 {
 	return id
 }
 
+func addrFrom4(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
 func v4key(a netip.Addr) uint32 {
 	b := a.As4()
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
@@ -134,17 +138,15 @@ func (x *Index) putSessionLocked(s *Session) {
 		sp.last = sp.start
 	}
 	if a := s.Framed.Unmap(); a.Is4() {
-		k := v4key(a)
-		head, ok := x.sess4[k]
-		if !ok {
-			head = -1
-		}
+		k := uint64(v4key(a))
+		head := x.sess4.head(k)
 		if i := x.findSession(head, sp); i >= 0 {
 			x.updateSpan(&x.sess[i], sp)
 		} else {
 			x.sess = append(x.sess, sp)
-			x.sess4[k] = linkSorted(x.sess, head, int32(len(x.sess)-1), prevOf)
+			head = linkSorted(x.sess, head, int32(len(x.sess)-1), prevOf)
 		}
+		x.sess4.set(k, head, x.sess, prevOf, x.sessionTimeout, false)
 	}
 	for _, p := range []netip.Prefix{s.FramedV6, s.Delegated} {
 		if !p.IsValid() || !p.Addr().Is6() {
@@ -247,9 +249,7 @@ func (x *Index) putNATLocked(b *Binding) {
 	switch {
 	case oneport && pub.Is4():
 		k4 = uint64(v4key(pub))<<16 | uint64(b.PortLo)
-		if h, ok := x.nat4[k4]; ok {
-			head = h
-		}
+		head = x.nat4.head(k4)
 	case oneport:
 		k6 = netip.AddrPortFrom(pub, b.PortLo)
 		if h, ok := x.nat6[k6]; ok {
@@ -265,6 +265,9 @@ func (x *Index) putNATLocked(b *Binding) {
 		if s.start == sp.start && s.lo == sp.lo && s.hi == sp.hi && s.in == sp.in && s.inPort == sp.inPort {
 			x.updateSpan(s, sp)
 			x.noteSpan(s)
+			if oneport && pub.Is4() {
+				x.nat4.set(k4, head, x.nat, prevOf, x.natTimeout, true) // the copy of the newest span
+			}
 			return
 		}
 		if s.start < sp.start {
@@ -281,7 +284,7 @@ func (x *Index) putNATLocked(b *Binding) {
 	h := linkSorted(x.nat, head, i, prevOf)
 	switch {
 	case oneport && pub.Is4():
-		x.nat4[k4] = h
+		x.nat4.set(k4, h, x.nat, prevOf, x.natTimeout, true)
 	case oneport:
 		x.nat6[k6] = h
 	default:
@@ -340,9 +343,15 @@ func (x *Index) lookup(addr netip.Addr, port uint16, t int64) Result {
 // session then, else the subscribers file.
 func (x *Index) subscriberOf(addr netip.Addr, t int64) string {
 	if addr.Is4() {
-		if h, ok := x.sess4[v4key(addr)]; ok {
-			if i := x.sessionAt(h, t); i >= 0 {
-				return x.subs[x.sess[i].sub]
+		if hs := x.sess4.find(uint64(v4key(addr))); hs != nil {
+			// The two newest sessions from the slot, older ones from the spans.
+			switch k, next := hs.pick(t); k {
+			case 0, 1:
+				return x.subs[hs.aux[k]]
+			case -1:
+				if i := x.sessionAtFrom(hs.i2, t, next); i >= 0 {
+					return x.subs[x.sess[i].sub]
+				}
 			}
 		}
 	} else if addr.Is6() {
@@ -363,7 +372,12 @@ func (x *Index) subscriberOf(addr netip.Addr, t int64) string {
 
 // sessionAt walks a key's sessions, newest first, for the one holding t.
 func (x *Index) sessionAt(i int32, t int64) int32 {
-	var next int64
+	return x.sessionAtFrom(i, t, 0)
+}
+
+// sessionAtFrom walks sessions from i, newest first, for the one holding
+// t; next is the start of the session newer than i (0: none).
+func (x *Index) sessionAtFrom(i int32, t, next int64) int32 {
 	for ; i >= 0; i = x.sess[i].prev {
 		s := &x.sess[i]
 		if s.start <= t && t < effectiveEnd(s, x.sessionTimeout, next) {
@@ -401,18 +415,29 @@ func (c *candidates) add(s *span) {
 func (x *Index) lookupNAT(addr netip.Addr, port uint16, t int64) (Result, bool) {
 	var c candidates
 	if port != 0 {
-		// The common case first: one map access finds the port's chain.
+		// The common case first: one slot holds the port's two newest
+		// bindings, and where the walk through older ones starts.
 		var head int32 = -1
+		var next int64
 		if addr.Is4() {
-			if h, ok := x.nat4[uint64(v4key(addr))<<16|uint64(port)]; ok {
-				head = h
+			if hs := x.nat4.find(uint64(v4key(addr))<<16 | uint64(port)); hs != nil {
+				switch k, nx := hs.pick(t); {
+				case k == -1:
+					head, next = hs.i2, nx
+				case k < 0:
+					// No binding of this port held t.
+				case hs.inl[k]:
+					in := netip.AddrPortFrom(addrFrom4(hs.aux[k]), hs.port[k])
+					return Result{Subscriber: x.subscriberOf(in.Addr(), t), Inside: in}, true
+				default:
+					return x.resolveInside(&x.nat[hs.index(k, x.nat, prevOf)], t), true
+				}
 			}
 		} else if len(x.nat6) > 0 {
 			if h, ok := x.nat6[netip.AddrPortFrom(addr, port)]; ok {
 				head = h
 			}
 		}
-		var next int64
 		for i := head; i >= 0; i = x.nat[i].prev {
 			s := &x.nat[i]
 			if s.start <= t && t < effectiveEnd(s, x.natTimeout, next) {
@@ -564,7 +589,7 @@ func (x *Index) compact(cutoff int64) {
 		}
 		return keep
 	}
-	for k, h := range x.sess4 {
+	x.sess4.all(func(k uint64, h int32) {
 		ks := collect(h, x.sess, prevOf, x.sessionTimeout)
 		head := int32(-1)
 		for i := len(ks) - 1; i >= 0; i-- {
@@ -572,9 +597,9 @@ func (x *Index) compact(cutoff int64) {
 			head = linkSorted(n.sess, head, int32(len(n.sess)-1), prevOf)
 		}
 		if head >= 0 {
-			n.sess4[k] = head
+			n.sess4.set(k, head, n.sess, prevOf, n.sessionTimeout, false)
 		}
-	}
+	})
 	for k, h := range x.sess6 {
 		ks := collect(h, x.sess, prevOf, x.sessionTimeout)
 		head := int32(-1)

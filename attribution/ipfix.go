@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"wormsink/internal/lifecycle"
 )
 
 // IPFIX information elements of RFC 8158 NAT logging (and RFC 7011's
@@ -322,15 +324,54 @@ type IPFIXStats struct {
 // Allow are heard: a NAT event names who held an address, so a forged one
 // could put a sighting on the wrong subscriber.
 type IPFIX struct {
-	a     *Attributor
-	log   zerolog.Logger
-	Allow []netip.Prefix // default: loopback only
-	n     struct{ messages, malformed, refused, events atomic.Uint64 }
+	a    *Attributor
+	cfg  IPFIXConfig
+	conn net.PacketConn
+	gate lifecycle.Gate // Serve against Shutdown
+	n    struct{ messages, malformed, refused, events atomic.Uint64 }
 }
 
-// NewIPFIX returns a collector storing through a.
-func NewIPFIX(a *Attributor, log zerolog.Logger) *IPFIX {
-	return &IPFIX{a: a, log: log, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+// IPFIXConfig configures an IPFIX collector.
+type IPFIXConfig struct {
+	// Allow are the exporters heard; nil means DefaultIPFIXAllow.
+	Allow []netip.Prefix
+	Log   zerolog.Logger
+	// Listen is the UDP address NewIPFIX binds; Conn, when set, a socket
+	// already bound that the collector takes over instead.
+	Listen string
+	Conn   net.PacketConn
+}
+
+// DefaultIPFIXAllow is loopback only: an exporter elsewhere must be named.
+var DefaultIPFIXAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// NewIPFIX returns a collector storing through a, bound to cfg.Listen (or
+// on cfg.Conn) before Serve.
+func NewIPFIX(cfg IPFIXConfig, a *Attributor) (*IPFIX, error) {
+	if cfg.Allow == nil {
+		cfg.Allow = DefaultIPFIXAllow
+	}
+	conn, err := packetConn(cfg.Conn, cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("attribution: ipfix: %w", err)
+	}
+	if conn == nil {
+		return nil, errors.New("attribution: ipfix: no socket (IPFIXConfig.Listen)")
+	}
+	return &IPFIX{a: a, cfg: cfg, conn: conn}, nil
+}
+
+// Addr is the collector's socket address.
+func (c *IPFIX) Addr() net.Addr { return c.conn.LocalAddr() }
+
+// Shutdown stops Serve and waits for it until ctx ends; before Serve it
+// closes the socket.
+func (c *IPFIX) Shutdown(ctx context.Context) error {
+	serving, err := c.gate.Shutdown(ctx)
+	if !serving {
+		c.conn.Close()
+	}
+	return err
 }
 
 // Stats returns the counters.
@@ -338,8 +379,15 @@ func (c *IPFIX) Stats() IPFIXStats {
 	return IPFIXStats{Messages: c.n.messages.Load(), Malformed: c.n.malformed.Load(), Refused: c.n.refused.Load(), Events: c.n.events.Load()}
 }
 
-// Serve reads messages from conn until ctx ends.
-func (c *IPFIX) Serve(ctx context.Context, conn net.PacketConn) error {
+// Serve reads messages until ctx ends or Shutdown, then closes the socket
+// and returns ErrServerClosed.
+func (c *IPFIX) Serve(ctx context.Context) error {
+	ctx, end, err := c.gate.Begin(ctx, ErrServerClosed)
+	if err != nil {
+		return err
+	}
+	defer end()
+	conn := c.conn
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	d := NewIPFIXDecoder()
@@ -348,7 +396,7 @@ func (c *IPFIX) Serve(ctx context.Context, conn net.PacketConn) error {
 		n, from, err := conn.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return ErrServerClosed
 			}
 			return fmt.Errorf("attribution: ipfix: %w", err)
 		}
@@ -358,7 +406,7 @@ func (c *IPFIX) Serve(ctx context.Context, conn net.PacketConn) error {
 		}
 		src := ua.AddrPort().Addr().Unmap()
 		allowed := false
-		for _, p := range c.Allow {
+		for _, p := range c.cfg.Allow {
 			if p.Contains(src) {
 				allowed = true
 				break
@@ -376,7 +424,7 @@ func (c *IPFIX) Serve(ctx context.Context, conn net.PacketConn) error {
 		})
 		if err != nil {
 			c.n.malformed.Add(1)
-			c.log.Debug().Str("event", "ipfix_malformed").Str("from", src.String()).Str("error", err.Error()).Msg("IPFIX message skipped")
+			c.cfg.Log.Debug().Str("event", "ipfix_malformed").Str("from", src.String()).Str("error", err.Error()).Msg("IPFIX message skipped")
 		}
 	}
 }

@@ -279,16 +279,20 @@ func TestIPFIXCollector(t *testing.T) {
 		subs, _ := ParseSubscribers(stringsReader("100.64.0.0/24 alice\n100.64.1.0/24 bob\n"), "subs")
 		a, stop := newAttributor(t, db, Config{Subscribers: subs})
 		defer stop()
-		col := NewIPFIX(a, zerolog.Nop())
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		col, err := NewIPFIX(IPFIXConfig{Log: zerolog.Nop(), Listen: "127.0.0.1:0"}, a)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		served := make(chan error, 1)
-		go func() { served <- col.Serve(ctx, pc) }()
-		defer func() { cancel(); <-served }()
-		c, err := net.Dial("udp", pc.LocalAddr().String())
+		go func() { served <- col.Serve(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-served; err != ErrServerClosed {
+				t.Errorf("Serve after its context ended: %v", err)
+			}
+		}()
+		c, err := net.Dial("udp", col.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"layeh.com/radius"
+
+	"wormsink/internal/lifecycle"
 )
 
 // Secrets are the RADIUS clients allowed to send accounting (NAS or
@@ -104,6 +106,12 @@ type RADIUSConfig struct {
 	SubscriberAttribute radius.Type
 	InFlight            int // 0 means DefaultRADIUSInFlight
 	Log                 zerolog.Logger
+	// Listen is the UDP address NewRADIUS binds ("" with no Conn: no
+	// socket, for reading requests without serving them).
+	Listen string
+	// Conn, when set, is a socket already bound that the server takes
+	// over instead of binding Listen; Serve and Shutdown close it.
+	Conn net.PacketConn
 }
 
 // RADIUSStats counts the requests a RADIUS server saw.
@@ -115,16 +123,19 @@ type RADIUSStats struct {
 // Accounting-Request through the Attributor and answers only once stored,
 // so a NAS retransmits what was not.
 type RADIUS struct {
-	cfg RADIUSConfig
-	a   *Attributor
-	n   struct {
+	cfg  RADIUSConfig
+	a    *Attributor
+	conn net.PacketConn
+	gate lifecycle.Gate // Serve against Shutdown
+	n    struct {
 		requests, answered, unknown, badAuth, malformed, failed atomic.Uint64
 	}
 	// Now is the clock for records without Event-Timestamp; nil: time.Now.
 	Now func() time.Time
 }
 
-// NewRADIUS returns a server storing through a.
+// NewRADIUS returns a server storing through a, bound to cfg.Listen (or
+// on cfg.Conn), before Serve: a port taken is an error here.
 func NewRADIUS(cfg RADIUSConfig, a *Attributor) (*RADIUS, error) {
 	if cfg.Secrets == nil {
 		return nil, errors.New("attribution: radius: no secrets")
@@ -135,7 +146,37 @@ func NewRADIUS(cfg RADIUSConfig, a *Attributor) (*RADIUS, error) {
 	if cfg.InFlight <= 0 {
 		cfg.InFlight = DefaultRADIUSInFlight
 	}
-	return &RADIUS{cfg: cfg, a: a}, nil
+	conn, err := packetConn(cfg.Conn, cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("attribution: radius: %w", err)
+	}
+	return &RADIUS{cfg: cfg, a: a, conn: conn}, nil
+}
+
+// packetConn is conn, or a UDP socket bound to listen, or nil for neither.
+func packetConn(conn net.PacketConn, listen string) (net.PacketConn, error) {
+	if conn != nil || listen == "" {
+		return conn, nil
+	}
+	return net.ListenPacket("udp", listen)
+}
+
+// Addr is the server's socket address (nil without one).
+func (s *RADIUS) Addr() net.Addr {
+	if s.conn == nil {
+		return nil
+	}
+	return s.conn.LocalAddr()
+}
+
+// Shutdown stops Serve and waits, until ctx ends, for the requests in
+// flight to be stored and answered. Before Serve it closes the socket.
+func (s *RADIUS) Shutdown(ctx context.Context) error {
+	serving, err := s.gate.Shutdown(ctx)
+	if !serving && s.conn != nil {
+		s.conn.Close()
+	}
+	return err
 }
 
 // Stats returns the counters.
@@ -144,9 +185,18 @@ func (s *RADIUS) Stats() RADIUSStats {
 		BadAuthenticator: s.n.badAuth.Load(), Malformed: s.n.malformed.Load(), Failed: s.n.failed.Load()}
 }
 
-// Serve reads requests from conn until ctx ends (it then closes conn and
-// waits for the requests in flight).
-func (s *RADIUS) Serve(ctx context.Context, conn net.PacketConn) error {
+// Serve reads requests until ctx ends or Shutdown, then closes the
+// socket, waits for the requests in flight and returns ErrServerClosed.
+func (s *RADIUS) Serve(ctx context.Context) error {
+	if s.conn == nil {
+		return errors.New("attribution: radius: no socket (RADIUSConfig.Listen)")
+	}
+	ctx, end, err := s.gate.Begin(ctx, ErrServerClosed)
+	if err != nil {
+		return err
+	}
+	defer end()
+	conn := s.conn
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	sem := make(chan struct{}, s.cfg.InFlight)
@@ -157,7 +207,7 @@ func (s *RADIUS) Serve(ctx context.Context, conn net.PacketConn) error {
 		n, from, err := conn.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return ErrServerClosed
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {

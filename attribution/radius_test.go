@@ -23,19 +23,8 @@ func TestRADIUSAnswersOnlyStored(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		a, stop := newAttributor(t, db, Config{})
 		defer stop()
-		secrets, err := ParseSecrets(stringsReader("127.0.0.1/32 right-secret\n"), "secrets")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, _ := NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop()}, a)
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(ctx, pc) }()
-		defer func() { cancel(); <-served }()
+		srv, pc, stopRADIUS := startRADIUS(t, a, "right-secret")
+		defer stopRADIUS()
 
 		req := func(secret, user string) *radius.Packet {
 			p := radius.New(radius.CodeAccountingRequest, []byte(secret))
@@ -73,4 +62,71 @@ func TestRADIUSAnswersOnlyStored(t *testing.T) {
 			t.Errorf("the forged Start changed the session: %+v", got)
 		}
 	})
+}
+
+// startRADIUS serves RADIUS accounting into a on a loopback port, taking
+// requests from 127.0.0.1 signed with secret; stop ends it (before a
+// stops, so no request meets a stopped attributor).
+func startRADIUS(t *testing.T, a *Attributor, secret string) (srv *RADIUS, pc net.PacketConn, stop func()) {
+	t.Helper()
+	secrets, err := ParseSecrets(stringsReader("127.0.0.1/32 "+secret+"\n"), "secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err = NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop(), Listen: "127.0.0.1:0"}, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background()) }()
+	return srv, srv.conn, func() {
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+		if err := <-served; err != ErrServerClosed {
+			t.Errorf("Serve after Shutdown: %v", err)
+		}
+	}
+}
+
+// The RADIUS server and the IPFIX collector bind in New (a port taken is
+// New's error), release the port when shut down before serving, and
+// return ErrServerClosed from a Serve after Shutdown.
+func TestListenersLifecycle(t *testing.T) {
+	secrets, err := ParseSecrets(stringsReader("127.0.0.1/32 s\n"), "secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type listener interface {
+		Addr() net.Addr
+		Serve(context.Context) error
+		Shutdown(context.Context) error
+	}
+	kinds := map[string]func(listen string) (listener, error){
+		"radius": func(l string) (listener, error) { return NewRADIUS(RADIUSConfig{Secrets: secrets, Listen: l}, nil) },
+		"ipfix":  func(l string) (listener, error) { return NewIPFIX(IPFIXConfig{Listen: l}, nil) },
+	}
+	for name, newListener := range kinds {
+		t.Run(name, func(t *testing.T) {
+			first, err := newListener("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := first.Addr().String()
+			if _, err := newListener(addr); err == nil {
+				t.Fatalf("a second listener bound %s", addr)
+			}
+			if err := first.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := first.Serve(context.Background()); err != ErrServerClosed {
+				t.Fatalf("Serve after Shutdown: %v", err)
+			}
+			again, err := newListener(addr)
+			if err != nil {
+				t.Fatalf("the port was not released: %v", err)
+			}
+			again.Shutdown(context.Background())
+		})
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"net/smtp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +20,7 @@ import (
 // aiosmtpd once it is up, with the ticket in the subject; a second notice
 // within the interval is refused.
 func TestNoticeReachesARealSMTPServer(t *testing.T) {
-	bin := testutil.Need(t, "aiosmtpd")
+	testutil.Need(t, "aiosmtpd") // before the desk tries it
 	port := testutil.FreePort(t)
 	contacts, err := ParseContacts(strings.NewReader("# who\n192.0.2.0/24 noc@example.net\ncust-9 cust9@example.org de\n"), "contacts")
 	if err != nil {
@@ -58,19 +57,7 @@ func TestNoticeReachesARealSMTPServer(t *testing.T) {
 		c, _ := d.st.Get(ctx, id)
 		return strings.HasPrefix(c.Notice, "retrying")
 	})
-	maildir := filepath.Join(t.TempDir(), "maildir")
-	testutil.Daemon{Name: "aiosmtpd", Port: port,
-		Command: func(port int) (string, []string, error) {
-			return bin, []string{"-n", "-l", fmt.Sprintf("127.0.0.1:%d", port), "-c", "aiosmtpd.handlers.Mailbox", maildir}, nil
-		},
-		Ready: func(addr string) error {
-			c, err := smtp.Dial(addr)
-			if err != nil {
-				return err
-			}
-			return c.Quit()
-		},
-	}.StartT(t)
+	_, maildir := startMailboxOn(t, port)
 	var c Case
 	testutil.WaitFor(t, 60*time.Second, "the notice to be delivered", func() bool {
 		c, _ = d.st.Get(ctx, id)

@@ -97,4 +97,15 @@ CREATE TABLE desk_login_failures (
 	window_start BIGINT NOT NULL,
 	failures     BIGINT NOT NULL
 )`,
+}, {
+	// The indexes end in id, as the list and a case's evidence order by
+	// it last: otherwise cases with the same rank and last sighting (or
+	// lines of the same millisecond) were read in full and sorted, a
+	// case page read every line of its case and the list most cases.
+	Version: 4,
+	Both: `
+DROP INDEX desk_cases_rank;
+CREATE INDEX desk_cases_rank ON desk_cases (rank DESC, last_seen DESC, id DESC);
+DROP INDEX desk_evidence_case;
+CREATE INDEX desk_evidence_case ON desk_evidence (case_id, at, id)`,
 }}

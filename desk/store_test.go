@@ -259,3 +259,66 @@ func TestAccounts(t *testing.T) {
 		}
 	})
 }
+
+// TestIngestFoldsLargeBatches: batches larger than one statement's chunk
+// (cases, evidence lines), half of the second batch sent before, fold every
+// stored line into its case once, and the ticket numbers have no gaps (an
+// insert that meets an existing case would take a number and lose it).
+func TestIngestFoldsLargeBatches(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := openStore(t, db)
+		t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+		const hosts = 1200
+		batch := func(from, n int) []Line {
+			var ls []Line
+			for i := from; i < from+n; i++ {
+				h := i % hosts
+				host := fmt.Sprintf("10.1.%d.%d", h/250, h%250+1)
+				ls = append(ls, Line{"s1", "log", int64(i) * 300, evLine(t0.Add(time.Duration(i)*time.Second), host, "blaster", "strong", "tcp", "s1", "")})
+			}
+			return ls
+		}
+		res, err := s.Ingest(ctx, batch(0, 2500))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Stored != 2500 || res.Duplicate != 0 {
+			t.Fatalf("first batch: %+v", res)
+		}
+		res, err = s.Ingest(ctx, batch(1250, 2500)) // 1,250 lines again, 1,250 new
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Stored != 1250 || res.Duplicate != 1250 {
+			t.Fatalf("second batch: %+v", res)
+		}
+		var cases, maxID, lines, evidence, opens, mismatched int64
+		if err := db.QueryRow(ctx, "SELECT COUNT(*), MAX(id), SUM(lines) FROM desk_cases").Scan(&cases, &maxID, &lines); err != nil {
+			t.Fatal(err)
+		}
+		db.QueryRow(ctx, "SELECT COUNT(*) FROM desk_evidence").Scan(&evidence)
+		db.QueryRow(ctx, "SELECT COUNT(*) FROM desk_audit WHERE action = 'open'").Scan(&opens)
+		db.QueryRow(ctx, `SELECT COUNT(*) FROM desk_cases c WHERE c.lines <> (SELECT COUNT(*) FROM desk_evidence e WHERE e.case_id = c.id)
+OR c.sightings <> c.lines`).Scan(&mismatched)
+		if cases != hosts || maxID != hosts || lines != 3750 || evidence != 3750 || opens != hosts || mismatched != 0 {
+			t.Fatalf("%d cases (highest id %d, want %d without gaps), %d lines counted of %d stored, %d opened, %d cases disagree with their evidence",
+				cases, maxID, hosts, lines, evidence, opens, mismatched)
+		}
+		c, err := s.Get(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Host 0's lines: 0, 1200, 2400 in the first batch, 3600 in the second.
+		if c.Lines != 4 || !c.FirstSeen.Equal(t0) || !c.LastSeen.Equal(t0.Add(3600*time.Second)) || fmt.Sprint(c.Addresses) != "[10.1.0.1]" {
+			t.Fatalf("case 1: %+v", c)
+		}
+		// A new host's case takes the next ticket number.
+		if _, err := s.Ingest(ctx, []Line{{"s1", "log", 1 << 30, evLine(t0, "192.0.2.99", "blaster", "strong", "tcp", "s1", "")}}); err != nil {
+			t.Fatal(err)
+		}
+		if cs, err := s.List(ctx, Filter{Q: "192.0.2.99"}); err != nil || len(cs) != 1 || cs[0].ID != hosts+1 {
+			t.Fatalf("the next case: %v %+v, want ticket %s", err, cs, Ticket(hosts+1))
+		}
+	})
+}

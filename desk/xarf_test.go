@@ -24,9 +24,16 @@ import (
 // delivering into a maildir; it returns the smtp:// URL and the maildir.
 func startMailbox(t *testing.T) (string, string) {
 	t.Helper()
+	return startMailboxOn(t, 0)
+}
+
+// startMailboxOn is startMailbox on port (0: a free one), for a test that
+// had the desk try the port before the server was there.
+func startMailboxOn(t *testing.T, port int) (string, string) {
+	t.Helper()
 	bin := testutil.Need(t, "aiosmtpd")
 	maildir := filepath.Join(t.TempDir(), "maildir")
-	p := testutil.Daemon{Name: "aiosmtpd",
+	p := testutil.Daemon{Name: "aiosmtpd", Port: port,
 		Command: func(port int) (string, []string, error) {
 			return bin, []string{"-n", "-l", fmt.Sprintf("127.0.0.1:%d", port), "-c", "aiosmtpd.handlers.Mailbox", maildir}, nil
 		},

@@ -24,7 +24,7 @@ func newTestHandler(tb testing.TB, upAddr string, cacheSize int, rec evidence.Re
 	if upAddr != "" {
 		cfg.Upstreams = []string{upAddr}
 	}
-	s, err := New(cfg, newSource(tb, testSigs), rec, zerolog.Nop())
+	s, err := newServer(cfg, newSource(tb, testSigs), rec, zerolog.Nop())
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"wormsink/evidence"
+	"wormsink/internal/dnsaddr"
 )
 
 // Defaults for Config.
@@ -234,27 +234,6 @@ var ErrNoNoticeIP = errors.New("a walled garden needs a notice address (--notice
 // an error at start). A family without one answers NODATA.
 var ErrNoSinkholeIP = errors.New("no sinkhole address")
 
-// ParseUpstream normalises one upstream: "host" gets port 53, and the host
-// must be an IP address (a name would need a resolver to find the resolver).
-func ParseUpstream(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "", errors.New("empty upstream")
-	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		if ap.Port() == 0 {
-			return "", fmt.Errorf("%q: port 0", s)
-		}
-		return ap.String(), nil
-	}
-	host := strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return "", fmt.Errorf("%q: want IP or IP:port", s)
-	}
-	return net.JoinHostPort(ip.String(), "53"), nil
-}
-
 // ParseTTL reads a TTL for sinkhole answers: a duration from 1s to MaxTTL.
 func ParseTTL(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(strings.TrimSpace(s))
@@ -265,24 +244,6 @@ func ParseTTL(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("TTL %v: want from 1s to %ds", d, math.MaxInt32)
 	}
 	return d, nil
-}
-
-// ParseAllow reads CIDRs; a bare address stands for itself. Each is read
-// as evidence.ParsePrefix reads it, as --exclude and --trusted-sources are.
-func ParseAllow(list []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		p, err := evidence.ParsePrefix(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }
 
 // DefaultUpstreams are the nameservers of DefaultResolvConf, the upstreams
@@ -310,8 +271,8 @@ func ResolvConfUpstreams(path string) ([]string, error) {
 		if i := strings.IndexByte(host, '%'); i >= 0 {
 			host = host[:i] // a zone is meaningless for the dial below
 		}
-		if u, err := ParseUpstream(host); err == nil {
-			out = append(out, u)
+		if u, err := dnsaddr.Parse(host); err == nil {
+			out = append(out, u.String())
 		}
 	}
 	if err := sc.Err(); err != nil {

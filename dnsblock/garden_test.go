@@ -172,7 +172,7 @@ func BenchmarkAnswerGarden(b *testing.B) {
 				cfg.Garden, cfg.NoticeIPs = snapshotGarden{quarantine.NewSnapshot(list)}, noticeIPs
 			}
 			cfg.setDefaults()
-			srv, err := New(cfg, newSource(b, testSigs), nil, zerologNop())
+			srv, err := newServer(cfg, newSource(b, testSigs), nil, zerologNop())
 			if err != nil {
 				b.Fatal(err)
 			}

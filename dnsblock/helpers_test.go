@@ -2,6 +2,7 @@ package dnsblock
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -128,19 +129,21 @@ func startShimLog(t testing.TB, cfg Config, src signatures.Source, rec evidence.
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(context.Background()) }()
 	select {
 	case <-s.Ready():
-	default:
-		t.Fatal("Start returned before Ready")
+	case err := <-served:
+		t.Fatalf("Serve: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve: %v, want ErrServerClosed", err)
 		}
 	})
 	return s

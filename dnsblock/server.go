@@ -15,12 +15,14 @@ import (
 	"sync/atomic"
 	"time"
 	"wormsink/evidence"
+	"wormsink/internal/dnsaddr"
 	"wormsink/signatures"
 
 	"github.com/rs/zerolog"
 )
 
-// ErrServerClosed is returned by ListenAndServe after Shutdown.
+// ErrServerClosed is what Serve returns once stopped, by Shutdown or by
+// its context.
 var ErrServerClosed = errors.New("dnsblock: server closed")
 
 // Server is the DNS shim on one UDP and one TCP socket.
@@ -43,12 +45,37 @@ type Server struct {
 	// (with GOMAXPROCS > 1) to the netpoller, forwards and TCP.
 	waiting atomic.Bool
 	started atomic.Bool
+	life    sync.Mutex // orders Serve's start against Shutdown
 }
 
-// New checks cfg and prepares a Server; Start binds the sockets. src is
-// asked for the signature set on every query, rec receives the evidence of
-// every policy answer, log gets service lines (start, errors).
+// New checks cfg, binds the UDP and TCP sockets and opens the upstream
+// sockets, so that a process can bind port 53 with privileges and drop
+// them before it parses a single packet; Serve answers. With port 0, both
+// sockets get the same port. src is asked for the signature set on every
+// query, rec receives the evidence of every policy answer, log gets
+// service lines (start, errors).
 func New(cfg Config, src signatures.Source, rec evidence.Recorder, log zerolog.Logger) (*Server, error) {
+	s, err := newServer(cfg, src, rec, log)
+	if err != nil {
+		return nil, err
+	}
+	for _, addr := range s.cfg.Upstreams {
+		u, err := newUpstream(addr, s.cfg.UpstreamTCPConns, s.cfg.UpstreamTCPIdle, &s.h.stats.upStrays)
+		if err != nil {
+			s.closeUpstreams()
+			return nil, err
+		}
+		s.h.ups = append(s.h.ups, u)
+	}
+	if err := s.listen(); err != nil {
+		s.closeUpstreams()
+		return nil, err
+	}
+	return s, nil
+}
+
+// newServer is New without sockets: the handler alone.
+func newServer(cfg Config, src signatures.Source, rec evidence.Recorder, log zerolog.Logger) (*Server, error) {
 	cfg.setDefaults()
 	if src == nil {
 		return nil, errors.New("no signature source")
@@ -58,11 +85,11 @@ func New(cfg Config, src signatures.Source, rec evidence.Recorder, log zerolog.L
 	}
 	ups := make([]string, len(cfg.Upstreams))
 	for i, u := range cfg.Upstreams {
-		n, err := ParseUpstream(u)
+		n, err := dnsaddr.Parse(u)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("upstream %w", err)
 		}
-		ups[i] = n
+		ups[i] = n.String()
 	}
 	cfg.Upstreams = ups
 	if err := cfg.check(); err != nil {
@@ -101,25 +128,17 @@ func New(cfg Config, src signatures.Source, rec evidence.Recorder, log zerolog.L
 	}, nil
 }
 
-// Start binds the UDP and TCP sockets, opens the upstream sockets and
-// starts serving. When it returns nil the shim answers queries (Ready is
-// closed); the addresses are in UDPAddr and TCPAddr. With port 0, both
-// sockets get the same port.
-func (s *Server) Start() error {
+// Serve answers queries until ctx ends (it then shuts down, giving
+// queries in progress up to Config.Timeout) or Shutdown is called, and
+// returns ErrServerClosed. Ready is closed once it answers.
+func (s *Server) Serve(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
-		return errors.New("dnsblock: already started")
+		return errors.New("dnsblock: Serve called twice")
 	}
-	for _, addr := range s.cfg.Upstreams {
-		u, err := newUpstream(addr, s.cfg.UpstreamTCPConns, s.cfg.UpstreamTCPIdle, &s.h.stats.upStrays)
-		if err != nil {
-			s.closeUpstreams()
-			return err
-		}
-		s.h.ups = append(s.h.ups, u)
-	}
-	if err := s.Listen(); err != nil {
-		s.closeUpstreams()
-		return err
+	s.life.Lock()
+	if s.closed.Load() {
+		s.life.Unlock()
+		return ErrServerClosed
 	}
 	readers := max(2, runtime.GOMAXPROCS(0))
 	for range readers {
@@ -128,21 +147,19 @@ func (s *Server) Start() error {
 	}
 	s.wg.Add(1)
 	go s.serveTCP()
+	s.life.Unlock()
 	close(s.ready)
 	s.log.Info().Str("event", "dns_listen").Str("udp", s.UDPAddr().String()).Str("tcp", s.TCPAddr().String()).
 		Strs("upstreams", s.cfg.Upstreams).Int("cache_size", s.cfg.CacheSize).Str("allow", prefixList(s.cfg.Allow)).
 		Msg("dns shim serving; clients outside allow get REFUSED")
-	return nil
-}
-
-// Listen binds the UDP and TCP sockets without serving them, so that a
-// process can bind port 53 as root and drop its privileges before it
-// parses a single packet. Start calls it when it was not called.
-func (s *Server) Listen() error {
-	if s.udp != nil {
-		return nil
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+		defer cancel()
+		s.Shutdown(sctx)
+	case <-s.done:
 	}
-	return s.listen()
+	return ErrServerClosed
 }
 
 func (s *Server) listen() error {
@@ -184,10 +201,10 @@ func (s *Server) listen() error {
 	return nil
 }
 
-// Ready is closed once the shim answers queries.
+// Ready is closed once the shim answers queries (Serve has started).
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// UDPAddr is the bound UDP address (valid after Start).
+// UDPAddr is the bound UDP address.
 func (s *Server) UDPAddr() netip.AddrPort {
 	if s.udp == nil {
 		return netip.AddrPort{}
@@ -195,7 +212,7 @@ func (s *Server) UDPAddr() netip.AddrPort {
 	return s.udp.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// TCPAddr is the bound TCP address (valid after Start).
+// TCPAddr is the bound TCP address.
 func (s *Server) TCPAddr() netip.AddrPort {
 	if s.tcp == nil {
 		return netip.AddrPort{}
@@ -214,27 +231,14 @@ func (s *Server) CacheLen() int {
 	return s.h.cache.len()
 }
 
-// ListenAndServe starts the shim and serves until ctx ends (it then shuts
-// down, giving queries in progress up to Timeout, and returns nil) or
-// Shutdown is called (ErrServerClosed).
-func (s *Server) ListenAndServe(ctx context.Context) error {
-	if err := s.Start(); err != nil {
-		return err
-	}
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
-		defer cancel()
-		return s.Shutdown(sctx)
-	case <-s.done:
-		return ErrServerClosed
-	}
-}
-
 // Shutdown closes the listeners, lets queries in progress finish until ctx
-// ends, then closes client connections and upstream sockets.
+// ends, then closes client connections and upstream sockets. Before Serve
+// it releases what New bound.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if !s.closed.CompareAndSwap(false, true) {
+	s.life.Lock()
+	first := s.closed.CompareAndSwap(false, true)
+	s.life.Unlock()
+	if !first {
 		return nil
 	}
 	if s.udp != nil {

@@ -1,6 +1,7 @@
 package dnsblock
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"os"
@@ -126,29 +127,6 @@ func TestQuestionTypeNotCaseFolded(t *testing.T) {
 	}
 }
 
-func TestParseUpstreamAndAllow(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.1": "192.0.2.1:53", "192.0.2.1:5353": "192.0.2.1:5353", "2001:db8::1": "[2001:db8::1]:53",
-		"[2001:db8::1]:54": "[2001:db8::1]:54", " 10.0.0.1 ": "10.0.0.1:53",
-	} {
-		if got, err := ParseUpstream(in); err != nil || got != want {
-			t.Errorf("ParseUpstream(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "resolver.example", "1.2.3.4:0", "1.2.3.4:x"} {
-		if _, err := ParseUpstream(bad); err == nil {
-			t.Errorf("ParseUpstream(%q): no error", bad)
-		}
-	}
-	got, err := ParseAllow([]string{"10.1.2.3/8", "192.0.2.7", "2001:db8::/32"})
-	if err != nil || len(got) != 3 || got[0] != netip.MustParsePrefix("10.0.0.0/8") || got[1] != netip.MustParsePrefix("192.0.2.7/32") {
-		t.Errorf("ParseAllow: %v %v", got, err)
-	}
-	if _, err := ParseAllow([]string{"10.0.0.0/33"}); err == nil {
-		t.Error("ParseAllow accepted /33")
-	}
-}
-
 func TestResolvConfUpstreams(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "resolv.conf")
 	os.WriteFile(p, []byte("# comment\nsearch example\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nnameserver bogus\noptions ndots:2\n"), 0o644)
@@ -174,20 +152,29 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	if _, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []string{"name.example"}, SinkholeIPs: ips}, src, nil, zerologNop()); err == nil {
 		t.Error("upstream by name accepted")
 	}
-	s, err := New(Config{Listen: "256.0.0.1:0", Upstreams: []string{"127.0.0.1"}, SinkholeIPs: ips}, src, nil, zerologNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err == nil {
+	if _, err := New(Config{Listen: "256.0.0.1:0", Upstreams: []string{"127.0.0.1"}, SinkholeIPs: ips}, src, nil, zerologNop()); err == nil {
 		t.Error("bad listen address accepted")
 	}
-	// Listening twice on one port fails with the address in the error.
+	// Listening twice on one port fails in New, with the address in the
+	// error.
 	a := startShim(t, Config{Upstreams: []string{"127.0.0.1:9"}}, src, nil)
-	b, err := New(Config{Listen: a.UDPAddr().String(), Upstreams: []string{"127.0.0.1:9"}, SinkholeIPs: ips}, src, nil, zerologNop())
+	if _, err := New(Config{Listen: a.UDPAddr().String(), Upstreams: []string{"127.0.0.1:9"}, SinkholeIPs: ips}, src, nil, zerologNop()); err == nil || !strings.Contains(err.Error(), a.UDPAddr().String()) {
+		t.Errorf("second listener on the same port: %v", err)
+	}
+	// Shutdown before Serve gives the port back, and Serve then ends at once.
+	b, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:9"}, SinkholeIPs: ips}, src, nil, zerologNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(); err == nil {
-		t.Error("second listener on the same port started")
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
 	}
+	if err := b.Serve(context.Background()); !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve after Shutdown: %v", err)
+	}
+	c, err := New(Config{Listen: b.UDPAddr().String(), Upstreams: []string{"127.0.0.1:9"}, SinkholeIPs: ips}, src, nil, zerologNop())
+	if err != nil {
+		t.Fatalf("the port Shutdown released: %v", err)
+	}
+	c.Shutdown(context.Background())
 }

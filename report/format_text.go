@@ -64,52 +64,79 @@ func WriteCSV(w io.Writer, rows []HostSummary) error {
 // Aggregator.EachHost yields them).
 func WriteCSVSeq(w io.Writer, rows iter.Seq[*HostSummary]) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
-	var row, cell []byte
+	row, cell := csvHeaderLine(), []byte(nil)
+	if _, err := bw.Write(row); err != nil {
+		return err
+	}
+	for h := range rows {
+		row, cell = appendCSVRow(row[:0], cell, h)
+		if _, err := bw.Write(row); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// writeCSVRows is WriteCSVSeq of an aggregator's rows, formatted on its
+// workers.
+func writeCSVRows(w io.Writer, a *Aggregator) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if _, err := bw.Write(csvHeaderLine()); err != nil {
+		return err
+	}
+	if err := a.writeRows(bw, func(dst []byte, h *HostSummary) []byte {
+		var cell [256]byte
+		dst, _ = appendCSVRow(dst, cell[:0], h)
+		return dst
+	}); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func csvHeaderLine() []byte {
+	var row []byte
 	for i, h := range CSVHeader {
 		if i > 0 {
 			row = append(row, ',')
 		}
 		row = appendCSVCell(row, []byte(h))
 	}
+	return append(row, '\n')
+}
+
+// appendCSVRow appends h's CSV row to row; cell is scratch space.
+func appendCSVRow(row, cell []byte, h *HostSummary) ([]byte, []byte) {
+	row = h.Host.AppendTo(row)
+	row = append(row, ',')
+	row = h.FirstSeen.AppendFormat(row, evidence.TimeFormat)
+	row = append(row, ',')
+	row = h.LastSeen.AppendFormat(row, evidence.TimeFormat)
+	row = append(row, ',')
+	row = strconv.AppendUint(row, h.Events, 10)
+	row = append(row, ',')
+	row = appendCSVCell(row, []byte(h.Evidence.String()))
+	for _, names := range [...][]string{h.Families, h.Signatures} {
+		row = append(row, ',')
+		cell = appendJoined(cell[:0], names)
+		row = appendCSVCell(row, cell)
+	}
+	row = append(row, ",dns="...)
+	row = strconv.AppendUint(row, h.Sources.DNS, 10)
+	row = append(row, listSep+"tftp="...)
+	row = strconv.AppendUint(row, h.Sources.TFTP, 10)
+	row = append(row, listSep+"wire="...)
+	row = strconv.AppendUint(row, h.Sources.Wire, 10)
+	row = append(row, ',')
+	cell = appendJoined(cell[:0], h.Sensors)
+	row = appendCSVCell(row, cell)
+	row = append(row, ',')
+	row = appendCSVCell(row, []byte(h.Proof.String()))
+	row = append(row, ',')
+	cell = appendJoined(cell[:0], h.Subscribers)
+	row = appendCSVCell(row, cell)
 	row = append(row, '\n')
-	if _, err := bw.Write(row); err != nil {
-		return err
-	}
-	for h := range rows {
-		row = h.Host.AppendTo(row[:0])
-		row = append(row, ',')
-		row = h.FirstSeen.AppendFormat(row, evidence.TimeFormat)
-		row = append(row, ',')
-		row = h.LastSeen.AppendFormat(row, evidence.TimeFormat)
-		row = append(row, ',')
-		row = strconv.AppendUint(row, h.Events, 10)
-		row = append(row, ',')
-		row = appendCSVCell(row, []byte(h.Evidence.String()))
-		for _, names := range [...][]string{h.Families, h.Signatures} {
-			row = append(row, ',')
-			cell = appendJoined(cell[:0], names)
-			row = appendCSVCell(row, cell)
-		}
-		row = append(row, ",dns="...)
-		row = strconv.AppendUint(row, h.Sources.DNS, 10)
-		row = append(row, listSep+"tftp="...)
-		row = strconv.AppendUint(row, h.Sources.TFTP, 10)
-		row = append(row, listSep+"wire="...)
-		row = strconv.AppendUint(row, h.Sources.Wire, 10)
-		row = append(row, ',')
-		cell = appendJoined(cell[:0], h.Sensors)
-		row = appendCSVCell(row, cell)
-		row = append(row, ',')
-		row = appendCSVCell(row, []byte(h.Proof.String()))
-		row = append(row, ',')
-		cell = appendJoined(cell[:0], h.Subscribers)
-		row = appendCSVCell(row, cell)
-		row = append(row, '\n')
-		if _, err := bw.Write(row); err != nil {
-			return err
-		}
-	}
-	return bw.Flush()
+	return row, cell
 }
 
 func appendJoined(dst []byte, names []string) []byte {

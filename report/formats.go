@@ -55,7 +55,7 @@ var formats = [...]Format{
 			return WriteNetworkTable(w, a.Networks())
 		}},
 	{Name: "csv", Summary: "one row per host, for spreadsheets", HostsOnly: true,
-		write: func(w io.Writer, a *Aggregator, _ *Options, _ ReadStats) error { return WriteCSVSeq(w, a.EachHost) }},
+		write: func(w io.Writer, a *Aggregator, _ *Options, _ ReadStats) error { return writeCSVRows(w, a) }},
 	{Name: "json", Summary: "hosts, networks and a summary as one JSON document",
 		write: func(w io.Writer, a *Aggregator, _ *Options, st ReadStats) error {
 			rows := a.Hosts()

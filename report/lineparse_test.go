@@ -255,9 +255,11 @@ func FuzzParseTime(f *testing.F) {
 	})
 }
 
-// FuzzParseAddr checks the IPv4 fast path against netip.
+// FuzzParseAddr checks the IPv4 and IPv6 fast paths against netip.
 func FuzzParseAddr(f *testing.F) {
-	for _, s := range []string{"10.0.0.1", "255.255.255.255", "256.0.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "::1", "1..2.3", "0.0.0.0", "::ffff:1.2.3.4"} {
+	for _, s := range []string{"10.0.0.1", "255.255.255.255", "256.0.0.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "::1", "1..2.3", "0.0.0.0", "::ffff:1.2.3.4",
+		"2001:db8::1", "2001:DB8:0:0:0:0:0:1", "::", ":::", "1::", "1:2:3:4:5:6:7::", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8::", "12345::", "1:::2",
+		"::1:", "fe80::1%eth0", "abc", "a:b", "1:2:3:4:5:6:7:8", "::1.2.3.4x", ":1::"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -275,7 +277,8 @@ func TestParseAllocs(t *testing.T) {
 	escaped := []byte(strings.Replace(string(line), `"Blaster"`, `"Bl\u0061ster\n"`, 1))
 	var p Parser
 	var r Sighting
-	for _, l := range [][]byte{line, escaped, []byte(`{"level":"info","event":"start"}`), []byte(`{"foo":1}`)} {
+	line6 := bytes.Replace(line, []byte(`"10.0.0.7"`), []byte(`"2001:db8:85a3::8a2e:370:7334"`), 1)
+	for _, l := range [][]byte{line, line6, escaped, []byte(`{"level":"info","event":"start"}`), []byte(`{"foo":1}`)} {
 		p.Parse(l, &r) // warm the arena
 		if n := testing.AllocsPerRun(100, func() { p.Parse(l, &r) }); n != 0 {
 			t.Errorf("%s: %v allocations per line, want 0", l, n)
@@ -345,4 +348,27 @@ func FuzzUintField(f *testing.F) {
 			t.Fatalf("%q (max %d): %d %v, strconv %d %v", s, max, got, ok, want, err)
 		}
 	})
+}
+
+// TestFieldOf: the key table finds every field by its name, and nothing
+// else, as the field table's own map does.
+func TestFieldOf(t *testing.T) {
+	for _, f := range evidence.Fields() {
+		if got := fieldOf([]byte(f.Name())); got != f {
+			t.Errorf("%q: %v", f.Name(), got)
+		}
+		if keyTable[keyHash([]byte(f.Name()))] == keyCollide {
+			t.Errorf("%q shares its key table slot: pick another multiplier in keyHash", f.Name())
+		}
+		for _, k := range []string{f.Name() + "x", "x" + f.Name(), f.Name()[:len(f.Name())-1], strings.ToUpper(f.Name())} {
+			if got, want := fieldOf([]byte(k)), evidence.FieldByName(k); got != want {
+				t.Errorf("%q: %v, want %v", k, got, want)
+			}
+		}
+	}
+	for _, k := range []string{"", "x", "msg", "sernsor", "rlle"} {
+		if got := fieldOf([]byte(k)); got != evidence.FieldNone {
+			t.Errorf("%q: %v, want none", k, got)
+		}
+	}
 }

@@ -60,12 +60,15 @@ func (a *Aggregator) merge(b *Aggregator) {
 		for _, set := range []struct {
 			kind int
 			bits uint32
-		}{{kindFamily, bh.fams}, {kindSig, bh.sigs}, {kindSensor, bh.sensors}, {kindSubscriber, bh.subs}} {
+		}{{kindFamily, bh.fams}, {kindSig, bh.sigs}, {kindSensor, bh.sensors}} {
 			for id := range uint32(maskIDs) {
 				if set.bits&(1<<id) != 0 {
 					a.markKind(i, set.kind, remap[set.kind][id])
 				}
 			}
+		}
+		if bh.subs != 0 {
+			a.markKind(i, kindSubscriber, remap[kindSubscriber][bh.subs-1])
 		}
 		if bh.hasExtra {
 			for _, x := range b.extra[uint32(j)] {
@@ -90,7 +93,7 @@ func (a *Aggregator) markKind(i uint32, kind int, id uint32) {
 	case kindSig:
 		a.mark(h, i, &h.sigs, kind, id)
 	case kindSubscriber:
-		a.mark(h, i, &h.subs, kind, id)
+		a.markSub(h, i, id)
 	default:
 		a.mark(h, i, &h.sensors, kind, id)
 	}

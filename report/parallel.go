@@ -40,6 +40,7 @@ func (p *ParallelReader) Aggregator() *Aggregator {
 	for _, b := range p.workers[1:] {
 		a.merge(b)
 	}
+	a.workers = len(p.workers)
 	p.workers = p.workers[:1]
 	return a
 }
@@ -208,13 +209,16 @@ func fill(r io.Reader, b []byte) (int, error) {
 // and looking a batch up together lets their cache misses overlap.
 const addBatch = 16
 
-// chunkWorker is one worker's state: a parser and a sighting per batch
-// slot, since a sighting points into its parser's buffers until added.
+// chunkWorker is one worker's state: one parser (its guesses of the next
+// key and its day cache learnt once, its state in L1), and a sighting and
+// an arena for decoded strings per batch slot, since a sighting points
+// into its line and its arena until added.
 type chunkWorker struct {
-	a    *Aggregator
-	ps   [addBatch]Parser
-	recs [addBatch]Sighting
-	n    int
+	a      *Aggregator
+	p      Parser
+	arenas [addBatch][]byte
+	recs   [addBatch]Sighting
+	n      int
 }
 
 // read parses and aggregates a chunk's lines as Reader.Next does.
@@ -248,7 +252,9 @@ func (w *chunkWorker) read(c *lineChunk) {
 			continue
 		}
 		rec := &w.recs[w.n]
-		kind, err := w.ps[w.n].Parse(line, rec)
+		w.p.arena = w.arenas[w.n]
+		kind, err := w.p.Parse(line, rec)
+		w.arenas[w.n] = w.p.arena // grown, perhaps
 		switch kind {
 		case LineEvidence:
 			st.Evidence++

@@ -128,7 +128,11 @@ type hostAgg struct {
 	first, last         int64 // unix nanoseconds
 	src                 [3]uint64
 	fams, sigs, sensors uint32 // bit i: id i of that kind, for ids below 32
-	subs                uint32 // the same for subscribers
+	// subs is the id+1 of the host's first subscriber, 0 for none: an
+	// address mostly names one subscriber, and subscribers are as many as
+	// hosts, so a bitmask of the first 32 would hold almost none of them.
+	// Any other subscriber is in Aggregator.extra.
+	subs                uint32
 	firstPort, lastPort uint16
 	evidence            signatures.Strength
 	hasExtra            bool           // ids from 32 on are in Aggregator.extra
@@ -149,15 +153,20 @@ const maskIDs = 32
 // Aggregator folds records into per-host rows, and optionally a timeline of
 // sightings per family for the HTML page.
 type Aggregator struct {
-	filter   Filter
-	v4       v4Index               // IPv4 hosts → index into aggs
-	other    map[netip.Addr]uint32 // every other host
-	aggs     blocks[hostAgg]
-	addrs    blocks[netip.Addr]
-	extra    map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs (rare)
-	names    [numKinds]interner  // families, signatures, sensors, subscribers
-	timeline *Timeline
-	kept     uint64 // sightings counted
+	filter Filter
+	v4     v4Index               // IPv4 hosts → index into aggs
+	v6     v6Index               // IPv6 hosts without a zone
+	other  map[netip.Addr]uint32 // every other host (with a zone)
+	aggs   blocks[hostAgg]
+	addrs  blocks[netip.Addr]
+	extra  map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs and second subscribers
+	// extraSeen holds every (agg index, kind<<30|id) in extra, so that a
+	// line repeating one costs one probe of a flat table, not a map
+	// look-up and a scan (logs of many sensors repeat them on every line).
+	extraSeen u64Set
+	names     [numKinds]interner // families, signatures, sensors, subscribers
+	timeline  *Timeline
+	kept      uint64 // sightings counted
 
 	nets map[netip.Prefix]*netAgg // network lines (the writer's line budget was spent)
 
@@ -166,7 +175,10 @@ type Aggregator struct {
 	// one reader in file order does (see merge).
 	pos   *blocks[aggPos] // nil when reading alone
 	chunk uint32          // the chunk being read
-	sink  uint64          // keeps addBatch's warming loads from being optimised away
+	// workers is how many goroutines sort and format the rows: those that
+	// read the logs (ParallelReader sets it), else one.
+	workers int
+	sink    uint64 // keeps addBatch's warming loads from being optimised away
 }
 
 // NetworkSummary is what the logs say about one network whose sightings the
@@ -268,8 +280,10 @@ func (a *Aggregator) Add(r *Sighting) {
 	if len(r.Sensor) > 0 {
 		a.mark(h, i, &h.sensors, kindSensor, a.names[kindSensor].id(r.Sensor))
 	}
-	if len(r.Subscriber) > 0 {
-		a.mark(h, i, &h.subs, kindSubscriber, a.names[kindSubscriber].id(r.Subscriber))
+	if len(r.Subscriber) > 0 && (h.subs == 0 || a.names[kindSubscriber].names[h.subs-1] != string(r.Subscriber)) {
+		// The host's own subscriber again is the common case: compared
+		// in place, without interning.
+		a.markSub(h, i, a.names[kindSubscriber].id(r.Subscriber))
 	}
 	a.kept = addSat(a.kept, r.Count)
 	if a.timeline != nil {
@@ -299,22 +313,33 @@ func (a *Aggregator) addBatch(rs []Sighting) {
 // positions, in loops of independent loads, so that the CPU waits for
 // all those cache misses at once rather than for one per host.
 func (a *Aggregator) warm(hosts []netip.Addr) {
-	if len(a.v4.slots) == 0 {
+	if len(a.v4.slots) == 0 && len(a.v6.slots) == 0 {
 		return
 	}
 	var sink uint64
 	for _, h := range hosts {
-		if h.Is4() {
-			sink += a.v4.slots[a.v4.hash(v4Key(h))]
+		switch {
+		case h.Is4():
+			if len(a.v4.slots) > 0 {
+				sink += a.v4.slots[a.v4.hash(v4Key(h))]
+			}
+		case len(a.v6.slots) > 0 && h.Zone() == "":
+			sink += a.v6.slots[a.v6.hash(v6Key(h))].k[1]
 		}
 	}
 	for _, h := range hosts {
-		if h.Is4() {
-			if i, ok := a.v4.get(v4Key(h)); ok {
-				sink += uint64(a.aggs.at(i).first)
-				if a.pos != nil {
-					sink += uint64(a.pos.at(i).last) // set by most lines of a log in time order
-				}
+		var i uint32
+		var ok bool
+		switch {
+		case h.Is4():
+			i, ok = a.v4.get(v4Key(h))
+		case h.Zone() == "":
+			i, ok = a.v6.get(v6Key(h))
+		}
+		if ok {
+			sink += uint64(a.aggs.at(i).first)
+			if a.pos != nil {
+				sink += uint64(a.pos.at(i).last) // set by most lines of a log in time order
 			}
 		}
 	}
@@ -409,6 +434,9 @@ func (a *Aggregator) lookup(addr netip.Addr) (uint32, bool) {
 	if addr.Is4() {
 		return a.v4.get(v4Key(addr))
 	}
+	if addr.Zone() == "" {
+		return a.v6.get(v6Key(addr))
+	}
 	i, ok := a.other[addr]
 	return i, ok
 }
@@ -418,7 +446,78 @@ func (a *Aggregator) insert(addr netip.Addr, i uint32) {
 		a.v4.put(v4Key(addr), i)
 		return
 	}
+	if addr.Zone() == "" {
+		a.v6.put(v6Key(addr), i)
+		return
+	}
 	a.other[addr] = i
+}
+
+func v6Key(addr netip.Addr) [2]uint64 {
+	b := addr.As16()
+	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+// v6Index is v4Index for IPv6 addresses: a Go map keyed by netip.Addr
+// hashes 24 bytes and compares a zone pointer per look-up.
+type v6Index struct {
+	slots []v6Slot
+	n     int
+	shift uint
+}
+
+type v6Slot struct {
+	k   [2]uint64
+	idx uint32 // index+1; 0 is empty
+}
+
+func (t *v6Index) hash(k [2]uint64) uint64 {
+	return ((k[0]^bits.RotateLeft64(k[1], 31))*0x9E3779B97F4A7C15 ^ k[1]) * 0xBF58476D1CE4E5B9 >> t.shift
+}
+
+func (t *v6Index) get(k [2]uint64) (uint32, bool) {
+	if t.slots == nil {
+		return 0, false
+	}
+	mask := uint64(len(t.slots) - 1)
+	for p := t.hash(k); ; p = (p + 1) & mask {
+		s := &t.slots[p]
+		if s.idx == 0 {
+			return 0, false
+		}
+		if s.k == k {
+			return s.idx - 1, true
+		}
+	}
+}
+
+func (t *v6Index) put(k [2]uint64, i uint32) {
+	if 2*(t.n+1) > len(t.slots) {
+		t.grow()
+	}
+	mask := uint64(len(t.slots) - 1)
+	p := t.hash(k)
+	for t.slots[p].idx != 0 {
+		p = (p + 1) & mask
+	}
+	t.slots[p] = v6Slot{k: k, idx: i + 1}
+	t.n++
+}
+
+func (t *v6Index) grow() {
+	old := t.slots
+	size := 256
+	if len(old) > 0 {
+		size = 2 * len(old)
+	}
+	t.slots = make([]v6Slot, size)
+	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	t.n = 0
+	for _, s := range old {
+		if s.idx != 0 {
+			t.put(s.k, s.idx-1)
+		}
+	}
 }
 
 func v4Key(addr netip.Addr) uint32 {
@@ -431,11 +530,24 @@ func (a *Aggregator) mark(h *hostAgg, i uint32, set *uint32, kind int, id uint32
 		*set |= 1 << id
 		return
 	}
+	a.markExtra(h, i, kind, id)
+}
+
+// markSub adds subscriber id to host i's subscribers.
+func (a *Aggregator) markSub(h *hostAgg, i uint32, id uint32) {
+	switch h.subs {
+	case 0:
+		h.subs = id + 1
+	case id + 1:
+	default:
+		a.markExtra(h, i, kindSubscriber, id)
+	}
+}
+
+func (a *Aggregator) markExtra(h *hostAgg, i uint32, kind int, id uint32) {
 	x := uint32(kind)<<30 | id
-	for _, y := range a.extra[i] {
-		if y == x {
-			return
-		}
+	if !a.extraSeen.add(uint64(i)<<32 | uint64(x)) {
+		return
 	}
 	a.extra[i] = append(a.extra[i], x)
 	h.hasExtra = true
@@ -454,6 +566,20 @@ func (a *Aggregator) namesOf(i uint32, set uint32, kind int, sets map[uint32][]s
 		sets[set] = names
 	}
 	return names
+}
+
+// subsOf returns the sorted subscribers of host i, whose first is sub.
+func (a *Aggregator) subsOf(i uint32, sub uint32) []string {
+	if !a.aggs.at(i).hasExtra {
+		return []string{a.names[kindSubscriber].names[sub-1]}
+	}
+	ids := []uint32{sub - 1}
+	for _, x := range a.extra[i] {
+		if int(x>>30) == kindSubscriber {
+			ids = append(ids, x&(1<<30-1))
+		}
+	}
+	return a.names[kindSubscriber].sorted(ids)
 }
 
 func (a *Aggregator) namesOfIDs(i uint32, set uint32, kind int) []string {
@@ -528,6 +654,49 @@ func (t *v4Index) grow() {
 	for _, s := range old {
 		if s != 0 {
 			t.put(uint32(s>>32), uint32(s)-1)
+		}
+	}
+}
+
+// u64Set is a set of uint64 keys as a flat open-addressed table:
+// one probe, mostly one cache line, per look-up.
+type u64Set struct {
+	slots []uint64 // key+1; 0 is empty
+	n     int
+	shift uint
+}
+
+// add inserts k and reports whether it was new. k must not be MaxUint64.
+func (t *u64Set) add(k uint64) bool {
+	if 2*(t.n+1) > len(t.slots) {
+		t.grow()
+	}
+	k++
+	mask := uint64(len(t.slots) - 1)
+	for p := (k * 0x9E3779B97F4A7C15) >> t.shift; ; p = (p + 1) & mask {
+		switch t.slots[p] {
+		case k:
+			return false
+		case 0:
+			t.slots[p] = k
+			t.n++
+			return true
+		}
+	}
+}
+
+func (t *u64Set) grow() {
+	old := t.slots
+	size := 1024
+	if len(old) > 0 {
+		size = 2 * len(old)
+	}
+	t.slots = make([]uint64, size)
+	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	t.n = 0
+	for _, s := range old {
+		if s != 0 {
+			t.add(s - 1)
 		}
 	}
 }
@@ -611,9 +780,7 @@ func (a *Aggregator) sortedHosts() []hostKey {
 		}
 		keys = append(keys, hostKey{events: sumSources(&h.src), addr: *a.addrs.at(i), idx: i, evidence: h.evidence, proof: h.proof})
 	}
-	slices.SortFunc(keys, func(x, y hostKey) int {
-		return compareHosts(x.evidence, y.evidence, x.proof, y.proof, x.events, y.events, x.addr, y.addr)
-	})
+	sortHostKeys(keys, a.workers)
 	return keys
 }
 
@@ -645,8 +812,9 @@ func (a *Aggregator) fillRow(row *HostSummary, k *hostKey, sets *nameSets) {
 		Sensors:    a.namesOf(i, h.sensors, kindSensor, sets[kindSensor]),
 		Proof:      h.proof,
 	}
-	if subs := a.namesOf(i, h.subs, kindSubscriber, sets[kindSubscriber]); len(subs) > 0 {
-		row.Subscribers = subs // nil when none: most logs have no attribution
+	if h.subs != 0 {
+		// nil when none: most logs have no attribution
+		row.Subscribers = a.subsOf(i, h.subs)
 	}
 }
 
@@ -690,8 +858,8 @@ type interner struct {
 	names []string
 	// recent maps a cheap hash of a name to the id last seen with it, ahead
 	// of the map: a log has a few names, so this answers nearly every line.
-	recent [64]uint32 // id+1; 0 is empty
-	rank   []uint32   // display order of each id, made by sorted
+	recent [256]uint32 // id+1; 0 is empty
+	rank   []uint32    // display order of each id, made by sorted
 }
 
 func (n *interner) id(b []byte) uint32 {
@@ -721,13 +889,25 @@ func recentHash(b []byte) uint64 {
 			w = w<<8 ^ uint64(c)
 		}
 	}
-	return w * 0x9E3779B97F4A7C15 >> 58
+	return w * 0x9E3779B97F4A7C15 >> 56
 }
 
 // sorted returns the names of ids in display order: case-insensitive, then
 // exact. The order of all names is computed once, when the first row is
 // built (names are no longer added by then).
 func (n *interner) sorted(ids []uint32) []string {
+	n.prepare()
+	slices.SortFunc(ids, func(a, b uint32) int { return int(n.rank[a]) - int(n.rank[b]) })
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = n.names[id]
+	}
+	return out
+}
+
+// prepare computes the display order of all names, once they are all
+// known.
+func (n *interner) prepare() {
 	if len(n.rank) != len(n.names) {
 		order := make([]uint32, len(n.names))
 		for i := range order {
@@ -748,10 +928,4 @@ func (n *interner) sorted(ids []uint32) []string {
 			n.rank[id] = uint32(r)
 		}
 	}
-	slices.SortFunc(ids, func(a, b uint32) int { return int(n.rank[a]) - int(n.rank[b]) })
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = n.names[id]
-	}
-	return out
 }

@@ -98,10 +98,48 @@ var wantType = func() (t [evidence.NumFields]uint8) {
 }()
 
 // fieldOf numbers a key by the field table; FieldNone for a key the
-// table does not have (a newer writer's, another program's).
+// table does not have (a newer writer's, another program's). Keys are
+// looked up by their length and first and last bytes in a small table
+// and then compared, which is a few times cheaper than hashing them for
+// a map: a log whose lines skip optional keys misses Parser.next often.
 func fieldOf(key []byte) evidence.Field {
-	return evidence.FieldByName(string(key)) // no allocation: the map look-up converts in place
+	if len(key) < 2 {
+		return evidence.FieldByName(string(key))
+	}
+	f := keyTable[keyHash(key)]
+	if f == keyCollide {
+		return evidence.FieldByName(string(key)) // no allocation: the map look-up converts in place
+	}
+	if f != evidence.FieldNone && f.Name() == string(key) {
+		return f
+	}
+	return evidence.FieldNone
 }
+
+// keyCollide marks a keyTable slot two names share: those go to the map.
+const keyCollide = evidence.Field(255)
+
+// keyHash hashes a key of at least two bytes. The multiplier was chosen
+// so that today's field names fall in distinct slots.
+func keyHash(key []byte) uint8 {
+	w := uint64(len(key)) | uint64(key[0])<<8 | uint64(key[1])<<16 | uint64(key[len(key)/2])<<24 | uint64(key[len(key)-1])<<32
+	return uint8(w * 0xe6b58de744ab6ccf >> 56)
+}
+
+var keyTable = func() (t [256]evidence.Field) {
+	for _, f := range evidence.Fields() {
+		if len(f.Name()) < 2 {
+			continue
+		}
+		h := keyHash([]byte(f.Name()))
+		if t[h] != evidence.FieldNone {
+			t[h] = keyCollide
+		} else {
+			t[h] = f
+		}
+	}
+	return t
+}()
 
 // fields is what either scanner (the fast one or encoding/json) hands to
 // finish: for each known key, the JSON type of its last value and the value.
@@ -350,12 +388,12 @@ func parseAddr(b []byte) (netip.Addr, bool) {
 		switch {
 		case c >= '0' && c <= '9':
 			if digits == 1 && n == 0 {
-				return slowAddr(b) // leading zero: let netip decide (it refuses)
+				return parseAddr6(b) // leading zero: IPv6 ("0::1") or nothing
 			}
 			n = n*10 + int(c-'0')
 			digits++
 			if n > 255 {
-				return slowAddr(b) // perhaps IPv6 ("2001::"); netip decides
+				return parseAddr6(b) // perhaps IPv6 ("2001::")
 			}
 		case c == '.':
 			if digits == 0 || oct == 3 {
@@ -365,7 +403,7 @@ func parseAddr(b []byte) (netip.Addr, bool) {
 			oct++
 			n, digits = 0, 0
 		default:
-			return slowAddr(b)
+			return parseAddr6(b)
 		}
 	}
 	if oct != 3 || digits == 0 {
@@ -383,6 +421,87 @@ func parseNetwork(b []byte) (netip.Prefix, bool) {
 		return netip.Prefix{}, false
 	}
 	return p, true
+}
+
+// parseAddr6 parses IPv6 written in hex groups and colons, with at most
+// one "::", by hand (netip.ParseAddr would cost a string per line);
+// anything else (an embedded IPv4 address, a zone, a stray byte) it leaves
+// to netip, whose rules it mirrors.
+func parseAddr6(b []byte) (netip.Addr, bool) {
+	var ip [16]byte
+	ellipsis := -1 // where the "::" stands in ip
+	s := b
+	if len(s) >= 2 && s[0] == ':' && s[1] == ':' {
+		ellipsis = 0
+		s = s[2:]
+		if len(s) == 0 {
+			return netip.IPv6Unspecified(), true
+		}
+	}
+	i := 0
+	for i < 16 {
+		off, acc := 0, uint32(0)
+		for ; off < len(s); off++ {
+			c := s[off]
+			switch {
+			case c >= '0' && c <= '9':
+				acc = acc<<4 + uint32(c-'0')
+			case c >= 'a' && c <= 'f':
+				acc = acc<<4 + uint32(c-'a'+10)
+			case c >= 'A' && c <= 'F':
+				acc = acc<<4 + uint32(c-'A'+10)
+			case c == ':':
+			default:
+				return slowAddr(b) // a dot, a zone, or no address: netip decides
+			}
+			if c == ':' {
+				break
+			}
+			if off > 3 {
+				return netip.Addr{}, false // more than four digits
+			}
+		}
+		if off == 0 {
+			return netip.Addr{}, false // a group without digits
+		}
+		ip[i], ip[i+1] = byte(acc>>8), byte(acc)
+		i += 2
+		s = s[off:]
+		if len(s) == 0 {
+			break
+		}
+		// s[0] is a colon.
+		if len(s) == 1 {
+			return netip.Addr{}, false
+		}
+		s = s[1:]
+		if s[0] == ':' {
+			if ellipsis >= 0 {
+				return netip.Addr{}, false // a second "::"
+			}
+			ellipsis = i
+			s = s[1:]
+			if len(s) == 0 {
+				break
+			}
+		}
+	}
+	if len(s) != 0 {
+		return slowAddr(b) // trailing bytes: netip decides
+	}
+	if i < 16 {
+		if ellipsis < 0 {
+			return netip.Addr{}, false
+		}
+		n := 16 - i
+		for j := i - 1; j >= ellipsis; j-- {
+			ip[j+n] = ip[j]
+		}
+		clear(ip[ellipsis : ellipsis+n])
+	} else if ellipsis >= 0 {
+		return netip.Addr{}, false // "::" standing for no group
+	}
+	return netip.AddrFrom16(ip), true
 }
 
 func slowAddr(b []byte) (netip.Addr, bool) {

@@ -51,7 +51,7 @@ func FuzzRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	old, _ := signatures.Parse("f", []byte(sigYAML(1, "a.example", "b.example")))
-	s, err := New(Config{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+	s, err := newServer(Config{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		Sinkhole: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}, fixedSource{old}, zerolog.Nop())
 	if err != nil {
 		f.Fatal(err)

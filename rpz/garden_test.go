@@ -104,7 +104,7 @@ func TestGardenZones(t *testing.T) {
 // BenchmarkSetQuarantined is one change of a 10,000-address quarantine:
 // the garden zone rebuilt and diffed for its journal.
 func BenchmarkSetQuarantined(b *testing.B) {
-	s, err := New(Config{Listen: "127.0.0.1:0", Notice: []netip.Addr{netip.MustParseAddr("192.0.2.80")}}, staticSource{}, zerolog.Nop())
+	s, err := newServer(Config{Listen: "127.0.0.1:0", Notice: []netip.Addr{netip.MustParseAddr("192.0.2.80")}}, staticSource{}, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,6 +4,7 @@ package rpz
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,6 +16,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
+	"wormsink/internal/dnsaddr"
+	"wormsink/internal/lifecycle"
 	"wormsink/signatures"
 )
 
@@ -37,7 +40,7 @@ type Config struct {
 	Listen  string   // UDP and TCP address
 	Zone    string   // zone name; DefaultZone when empty
 	Journal int      // serials kept for IXFR; 0 means DefaultJournal, negative none
-	Notify  []string // secondaries told of each new serial, host:port
+	Notify  []string // secondaries told of each new serial, IP[:port] (dnsaddr.Parse; port 53 when left out)
 	// NotifySource is the address NOTIFY leaves from. Secondaries accept a
 	// NOTIFY only from an address they list as primary, so when empty it is
 	// the address of Listen (a wildcard Listen leaves the choice to the
@@ -96,10 +99,30 @@ type Server struct {
 	conns     *slots // TCP connections held
 
 	notifyWG sync.WaitGroup
+
+	gate lifecycle.Gate // Serve against Shutdown
 }
 
-// New checks cfg and builds the first version of the zone.
+// ErrServerClosed is what Serve returns once stopped, by Shutdown or by
+// its context.
+var ErrServerClosed = errors.New("rpz: server closed")
+
+// New checks cfg, builds the first version of the zone and binds the UDP
+// and TCP sockets of cfg.Listen, so a privileged port can be bound before
+// privileges are dropped.
 func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
+	s, err := newServer(cfg, src, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newServer is New without the sockets.
+func newServer(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 	if cfg.Zone == "" {
 		cfg.Zone = DefaultZone
 	}
@@ -121,12 +144,15 @@ func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 	orDefault(&cfg.MaxConns, DefaultMaxConns)
 	orDefault(&cfg.MaxConnsPerClient, DefaultMaxConnsPerClient)
 	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	notify := make([]string, len(cfg.Notify))
 	for i, n := range cfg.Notify {
-		if _, _, err := net.SplitHostPort(n); err != nil {
-			n = net.JoinHostPort(strings.Trim(n, "[]"), "53")
+		ap, err := dnsaddr.Parse(n)
+		if err != nil {
+			return nil, fmt.Errorf("rpz: notify: %w", err)
 		}
-		cfg.Notify[i] = n
+		notify[i] = ap.String()
 	}
+	cfg.Notify = notify
 	if !cfg.NotifySource.IsValid() {
 		if ap, err := netip.ParseAddrPort(cfg.Listen); err == nil && !ap.Addr().IsUnspecified() {
 			cfg.NotifySource = ap.Addr().Unmap()
@@ -148,9 +174,8 @@ func New(cfg Config, src Source, log zerolog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Listen binds the UDP and TCP sockets, so a privileged port can be bound
-// before privileges are dropped.
-func (s *Server) Listen() error {
+// listen binds the UDP and TCP sockets.
+func (s *Server) listen() error {
 	_, port, _ := net.SplitHostPort(s.cfg.Listen)
 	for attempt := 0; ; attempt++ {
 		var err error
@@ -179,7 +204,7 @@ func (s *Server) checkNotifySource() error {
 	}
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
 	if err != nil {
-		s.Close()
+		s.closeSockets()
 		return fmt.Errorf("rpz: notify source %s: %w", src, err)
 	}
 	c.Close()
@@ -192,15 +217,16 @@ func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
 // Serial is the SOA serial of the zone served.
 func (s *Server) Serial() uint32 { return s.zone.Load().serial }
 
-// Serve answers until ctx ends, following the store's reloads.
+// Serve answers until ctx ends or Shutdown is called, following the
+// store's reloads, then returns ErrServerClosed.
 func (s *Server) Serve(ctx context.Context) error {
-	if s.udp == nil {
-		if err := s.Listen(); err != nil {
-			return err
-		}
+	ctx, end, err := s.gate.Begin(ctx, ErrServerClosed) // NOTIFYs in progress end with ctx
+	if err != nil {
+		return err
 	}
-	changed, cancel := s.src.Subscribe()
-	defer cancel()
+	defer end()
+	changed, unsubscribe := s.src.Subscribe()
+	defer unsubscribe()
 	s.reload(ctx) // a reload between New and Subscribe was not announced to us
 	var tp dns.TsigProvider
 	if s.cfg.Key != nil {
@@ -218,13 +244,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, srv := range s.servers {
 		go func() { errc <- srv.ActivateAndServe() }()
 	}
+	s.log.Info().Str("event", "rpz_start").Str("listen", s.Addr().String()).Str("zone", s.cfg.Zone).
+		Uint32("serial", s.Serial()).Bool("tsig", s.cfg.Key != nil).Msg("RPZ primary serving")
 	// A start after a reload (or a restart) tells the secondaries too: they
 	// may have missed the serial while wormsink was down.
 	s.serving.Store(&ctx)
 	for _, z := range s.zones() {
 		s.notifyAll(ctx, z)
 	}
-	var err error
 loop:
 	for {
 		select {
@@ -246,7 +273,17 @@ loop:
 	if err != nil {
 		return fmt.Errorf("rpz: %w", err)
 	}
-	return nil
+	return ErrServerClosed
+}
+
+// Shutdown stops Serve and waits for it to return (transfers in progress
+// get up to 2 seconds), or for ctx. Before Serve it closes the sockets.
+func (s *Server) Shutdown(ctx context.Context) error {
+	serving, err := s.gate.Shutdown(ctx)
+	if !serving {
+		s.closeSockets()
+	}
+	return err
 }
 
 // reload builds the next version of the zone from the store's set.
@@ -534,8 +571,8 @@ func orDefault[T int | time.Duration](p *T, d T) {
 	}
 }
 
-// Close releases the sockets of a server that never served.
-func (s *Server) Close() {
+// closeSockets releases the sockets of a server that never served.
+func (s *Server) closeSockets() {
 	if s.udp != nil {
 		s.udp.Close()
 	}

@@ -77,11 +77,8 @@ func start(t *testing.T, cfg Config, yaml string) *fixture {
 	if f.srv, err = New(cfg, f.store, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
 	f.addr = f.srv.Addr().String()
-	testutil.Serve(t, f.srv.Serve)
+	testutil.Serve(t, f.srv, ErrServerClosed)
 	return f
 }
 

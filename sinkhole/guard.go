@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"wormsink/evidence"
+	"wormsink/internal/pktinfo"
 	"wormsink/internal/tftp"
 )
 
@@ -63,7 +64,7 @@ func newGuard(s *Server, conn *net.UDPConn) *guard {
 	if g.local.Addr().IsUnspecified() {
 		// A wildcard socket: learn which address each request was sent to,
 		// for the evidence and as the source of the reply.
-		g.pkt, g.v6 = enablePktinfo(conn)
+		g.pkt, g.v6 = pktinfo.Enable(conn)
 	}
 	return g
 }
@@ -87,7 +88,7 @@ func (g *guard) run() {
 		}
 		local := g.local.Addr()
 		if g.pkt {
-			if a, ok := parsePktinfo(g.oob[:oobn]); ok {
+			if a, ok := pktinfo.Dst(g.oob[:oobn]); ok {
 				local = a
 			}
 		}
@@ -123,7 +124,7 @@ func (g *guard) handle(p []byte, from netip.AddrPort, local netip.Addr, now int6
 	var oob []byte
 	var space [64]byte
 	if g.pkt {
-		oob = appendPktinfo(space[:0], local, g.v6)
+		oob = pktinfo.Append(space[:0], local, g.v6)
 	}
 	// Counted before it leaves, as in exchanges.send.
 	c.replies.Add(1)

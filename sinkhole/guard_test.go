@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"wormsink/evidence"
 	"wormsink/internal/evidencetest"
 	"wormsink/internal/tftp"
@@ -24,7 +22,8 @@ func newTestGuard(tb testing.TB, cfg Config, rec evidence.Recorder) *guard {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { conn.Close() })
-	return newGuard(New(cfg, fixedSet{signatures.Default()}, rec, zerolog.New(io.Discard)), conn)
+	cfg.Conn = conn
+	return newGuard(mustNew(tb, cfg, fixedSet{signatures.Default()}, rec), conn)
 }
 
 var (
@@ -135,9 +134,9 @@ func benchServe(b *testing.B, ack bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := New(Config{SourceRate: -1, TotalRate: -1}, fixedSet{signatures.Default()}, w, zerolog.New(io.Discard))
+	srv := mustNew(b, Config{Conn: conn, SourceRate: -1, TotalRate: -1}, fixedSet{signatures.Default()}, w)
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(b.Context(), conn) }()
+	go func() { done <- srv.Serve(b.Context()) }()
 	defer func() {
 		srv.Shutdown(b.Context())
 		<-done

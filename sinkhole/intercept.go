@@ -2,7 +2,6 @@ package sinkhole
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
+	"wormsink/internal/lifecycle"
 	"wormsink/internal/tftp"
 	"wormsink/signatures"
 )
@@ -105,25 +105,37 @@ type Interceptor struct {
 	c interceptCounters
 
 	closing atomic.Bool
+	ready   chan struct{}  // closed once Serve reads
+	gate    lifecycle.Gate // Serve against Shutdown
 }
 
-// NewInterceptor makes an Interceptor; Listen binds it.
-func NewInterceptor(cfg Config, policy Policy, sigs signatures.Source, rec evidence.Recorder, log zerolog.Logger) *Interceptor {
+// NewInterceptor binds the transparent sockets at cfg.Listen: one for
+// IPv4 and one for IPv6 when it has no host (":6969"), else one for the
+// address given. It needs CAP_NET_ADMIN or CAP_NET_RAW (for
+// IP_TRANSPARENT), so serve calls it before dropping privileges; the loops
+// that will serve the sockets start here too, each on an OS thread that
+// keeps those capabilities through the drop, for the reply sockets (see
+// loop).
+func NewInterceptor(cfg Config, policy Policy, sigs signatures.Source, rec evidence.Recorder, log zerolog.Logger) (*Interceptor, error) {
+	in := newInterceptor(cfg, policy, sigs, rec, log)
+	if err := in.listen(cfg.Listen); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// newInterceptor is an Interceptor with no socket yet.
+func newInterceptor(cfg Config, policy Policy, sigs signatures.Source, rec evidence.Recorder, log zerolog.Logger) *Interceptor {
 	cfg = cfg.withDefaults()
 	return &Interceptor{
 		cfg: cfg, policy: policy, sigs: sigs, rec: rec, log: log,
 		start:  time.Now(),
 		limits: newLimits(cfg),
+		ready:  make(chan struct{}),
 	}
 }
 
-// Listen binds the transparent sockets: one for IPv4 and one for IPv6
-// when addr has no host (":6969"), else one for the address given. It
-// needs CAP_NET_ADMIN or CAP_NET_RAW (for IP_TRANSPARENT), so serve calls
-// it before dropping privileges; the loops that will serve the sockets
-// start here too, each on an OS thread that keeps those capabilities
-// through the drop, for the reply sockets (see loop).
-func (in *Interceptor) Listen(addr string) error {
+func (in *Interceptor) listen(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("sinkhole: intercept %s: %w", addr, err)
@@ -146,7 +158,7 @@ func (in *Interceptor) Listen(addr string) error {
 	for _, b := range binds {
 		lp, err := in.newLoop(b)
 		if err != nil {
-			in.Close()
+			in.closeLoops()
 			return fmt.Errorf("sinkhole: intercept %s: %w", addr, err)
 		}
 		in.loops = append(in.loops, lp)
@@ -158,19 +170,35 @@ func (in *Interceptor) Listen(addr string) error {
 // Addrs returns the bound addresses.
 func (in *Interceptor) Addrs() []netip.AddrPort { return in.local }
 
-// Close releases what Listen bound, for a start that failed before Serve.
-func (in *Interceptor) Close() {
+// Ready is closed once Serve reads.
+func (in *Interceptor) Ready() <-chan struct{} { return in.ready }
+
+// closeLoops stops the loops and releases their sockets.
+func (in *Interceptor) closeLoops() {
 	in.closing.Store(true)
 	for _, lp := range in.loops {
 		lp.stop()
 	}
 }
 
-// Serve reads until ctx ends, then closes the sockets and returns nil.
-func (in *Interceptor) Serve(ctx context.Context) error {
-	if len(in.loops) == 0 {
-		return errors.New("sinkhole: intercept: Serve before Listen")
+// Shutdown stops Serve and waits for it to return, or for ctx. Before
+// Serve it releases what NewInterceptor bound.
+func (in *Interceptor) Shutdown(ctx context.Context) error {
+	serving, err := in.gate.Shutdown(ctx)
+	if !serving {
+		in.closeLoops()
 	}
+	return err
+}
+
+// Serve reads until ctx ends or Shutdown is called, then closes the
+// sockets and returns ErrServerClosed (or the error of a failed socket).
+func (in *Interceptor) Serve(ctx context.Context) error {
+	ctx, end, err := in.gate.Begin(ctx, ErrServerClosed)
+	if err != nil {
+		return err
+	}
+	defer end()
 	errc := make(chan error, len(in.loops))
 	for _, lp := range in.loops {
 		lp.run(errc)
@@ -181,15 +209,16 @@ func (in *Interceptor) Serve(ctx context.Context) error {
 	}
 	in.log.Info().Str("event", "tftp_intercept_start").Strs("listen", addrs).Str("policy", in.policy.String()).
 		Float64("source_rate", in.cfg.SourceRate).Float64("total_rate", in.cfg.TotalRate).Msg("tftp interceptor serving")
+	close(in.ready)
 	if in.cfg.NotifyStarted != nil && len(in.local) > 0 {
 		in.cfg.NotifyStarted(net.UDPAddrFromAddrPort(in.local[0]))
 	}
-	var err error
+	err = ErrServerClosed
 	select {
-	case <-ctx.Done():
+	case <-ctx.Done(): // cancelled, or Shutdown
 	case err = <-errc:
 	}
-	in.Close()
+	in.closeLoops()
 	st := in.Stats()
 	in.log.Info().Str("event", "tftp_intercept_stop").Uint64("received", st.Received).Uint64("refused", st.Refused).
 		Uint64("passed", st.Passed).Uint64("limited", st.SourceLimited+st.TotalLimited).Msg("tftp interceptor stopped")

@@ -1,7 +1,6 @@
 package sinkhole
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -11,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"wormsink/internal/pktinfo"
 	"wormsink/internal/tftp"
 )
 
@@ -43,32 +43,6 @@ func transparent(fd int, v6, listener bool) error {
 		return set(unix.SOL_IP, unix.IP_RECVORIGDSTADDR, "IP_RECVORIGDSTADDR")
 	}
 	return nil
-}
-
-// parseOrigDst finds the original destination (address and port) in a
-// datagram's control messages: a struct sockaddr_in or sockaddr_in6.
-func parseOrigDst(oob []byte) (netip.AddrPort, bool) {
-	for len(oob) >= unix.SizeofCmsghdr {
-		h := cmsgHeader(oob)
-		if h.len < unix.SizeofCmsghdr || h.len > len(oob) {
-			return netip.AddrPort{}, false
-		}
-		data := oob[unix.CmsgLen(0):h.len]
-		switch {
-		case h.level == unix.SOL_IP && h.typ == unix.IP_ORIGDSTADDR && len(data) >= unix.SizeofSockaddrInet4:
-			// sa_family, then the port in network order, then the address.
-			return netip.AddrPortFrom(netip.AddrFrom4([4]byte(data[4:8])), binary.BigEndian.Uint16(data[2:4])), true
-		case h.level == unix.SOL_IPV6 && h.typ == unix.IPV6_ORIGDSTADDR && len(data) >= unix.SizeofSockaddrInet6:
-			// sa_family, port, flowinfo, then the address.
-			return netip.AddrPortFrom(netip.AddrFrom16([16]byte(data[8:24])).Unmap(), binary.BigEndian.Uint16(data[2:4])), true
-		}
-		next := unix.CmsgSpace(h.len - unix.CmsgLen(0))
-		if next > len(oob) {
-			break
-		}
-		oob = oob[next:]
-	}
-	return netip.AddrPort{}, false
 }
 
 // loop serves one transparent socket on an OS thread of its own. It reads
@@ -155,7 +129,7 @@ func (lp *loop) thread(ready chan<- error) {
 		if !ok {
 			continue
 		}
-		to, ok := parseOrigDst(oob[:oobn])
+		to, ok := pktinfo.OrigDst(oob[:oobn])
 		if !ok || to.Port() == lp.local.Port() && (lp.local.Addr().IsUnspecified() || to.Addr() == lp.local.Addr()) {
 			// Sent to the interceptor itself, not steered to it by the
 			// tproxy rule: passing it on would send it back here.

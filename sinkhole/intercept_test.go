@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 
 	"wormsink/evidence"
 	"wormsink/internal/evidencetest"
@@ -20,7 +19,7 @@ import (
 )
 
 func newTestInterceptor(policy Policy, rec evidence.Recorder) *Interceptor {
-	return NewInterceptor(Config{}, policy, staticSet{signatures.Default()}, rec, zerolog.Nop())
+	return newInterceptor(Config{}, policy, staticSet{signatures.Default()}, rec, zerolog.Nop())
 }
 
 type staticSet struct{ s *signatures.Set }
@@ -149,56 +148,6 @@ func TestInterceptRateLimit(t *testing.T) {
 	}
 }
 
-func cmsgBytes(level, typ int, data []byte) []byte {
-	b := make([]byte, unix.CmsgSpace(len(data)))
-	putCmsgHeader(b, unix.CmsgLen(len(data)), level, typ)
-	copy(b[unix.CmsgLen(0):], data)
-	return b
-}
-
-// TestParseOrigDst: the original destination is found after other control
-// messages, for IPv4 and IPv6; truncated or foreign messages are refused.
-func TestParseOrigDst(t *testing.T) {
-	v4 := []byte{2, 0, 0, 69, 10, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0}
-	v6 := make([]byte, 28)
-	v6[0], v6[2], v6[3] = 10, 0x1a, 0xe1 // port 6881
-	copy(v6[8:], net.ParseIP("2001:db8::9"))
-	other := cmsgBytes(unix.SOL_IP, unix.IP_PKTINFO, make([]byte, 12))
-	for name, tc := range map[string]struct {
-		oob  []byte
-		want string
-	}{
-		"v4":             {cmsgBytes(unix.SOL_IP, unix.IP_ORIGDSTADDR, v4), "10.0.0.9:69"},
-		"v4 after other": {append(other, cmsgBytes(unix.SOL_IP, unix.IP_ORIGDSTADDR, v4)...), "10.0.0.9:69"},
-		"v6":             {cmsgBytes(unix.SOL_IPV6, unix.IPV6_ORIGDSTADDR, v6), "[2001:db8::9]:6881"},
-		"short":          {cmsgBytes(unix.SOL_IP, unix.IP_ORIGDSTADDR, v4[:6]), ""},
-		"none":           {other, ""},
-		"empty":          {nil, ""},
-		"cut header":     {cmsgBytes(unix.SOL_IP, unix.IP_ORIGDSTADDR, v4)[:10], ""},
-	} {
-		got, ok := parseOrigDst(tc.oob)
-		if s := ""; ok {
-			s = got.String()
-			if s != tc.want {
-				t.Errorf("%s: %s, want %q", name, s, tc.want)
-			}
-		} else if tc.want != "" {
-			t.Errorf("%s: not found, want %s", name, tc.want)
-		}
-	}
-}
-
-// FuzzParseOrigDst: any control-message bytes are parsed without a panic.
-func FuzzParseOrigDst(f *testing.F) {
-	f.Add(cmsgBytes(unix.SOL_IP, unix.IP_ORIGDSTADDR, []byte{2, 0, 0, 69, 10, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0}))
-	f.Add(cmsgBytes(unix.SOL_IPV6, unix.IPV6_ORIGDSTADDR, make([]byte, 28)))
-	f.Fuzz(func(t *testing.T, oob []byte) {
-		if ap, ok := parseOrigDst(oob); ok && !ap.IsValid() {
-			t.Fatalf("invalid address reported as found: %v", ap)
-		}
-	})
-}
-
 // BenchmarkInterceptRefusal is the refusal path the kernel does not do:
 // parse, match, limit, make the transparent reply socket, bind it to the
 // address asked, send the ERROR, close it, record both evidence lines. On
@@ -220,7 +169,7 @@ func BenchmarkInterceptRefusal(b *testing.B) {
 			}
 		}
 	}()
-	in := NewInterceptor(Config{SourceRate: -1, TotalRate: -1}, PolicyPass, staticSet{signatures.Default()}, evidencetest.Discard{}, zerolog.Nop())
+	in := newInterceptor(Config{SourceRate: -1, TotalRate: -1}, PolicyPass, staticSet{signatures.Default()}, evidencetest.Discard{}, zerolog.Nop())
 	client := rx.LocalAddr().(*net.UDPAddr).AddrPort()
 	server := netip.MustParseAddrPort("127.0.0.2:6913")
 	req := rrqBytes(1, "msblast.exe")

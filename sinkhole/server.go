@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
+	"wormsink/internal/lifecycle"
 	"wormsink/signatures"
 )
 
@@ -23,6 +24,7 @@ const (
 	DefaultTotalBurst  = 1000
 	DefaultSources     = 1 << 16 // per-source buckets
 	DefaultReadBuffer  = 4 << 20
+	DefaultListen      = ":69" // the server's address: TFTP's port on every address
 )
 
 // RefusalText is the message of every ERROR reply. It is fixed and says
@@ -39,6 +41,15 @@ var ErrServerClosed = errors.New("sinkhole: server closed")
 // limits decide only which requests get an answer, so a flood costs a
 // bounded number of replies, goroutines and bytes.
 type Config struct {
+	// Listen is the UDP address New binds (the interceptor's: the
+	// address NewInterceptor binds its transparent sockets to). "" means
+	// DefaultListen for the server; the interceptor needs one.
+	Listen string
+	// Conn, when set, is a socket already bound that the server serves
+	// instead of binding Listen (a socket handed over by the caller); the
+	// server closes it when it stops.
+	Conn *net.UDPConn
+
 	// SourceRate is the replies per second one source gets, a source
 	// being an IPv4 address or an IPv6 /64. 0 means DefaultSourceRate,
 	// a negative value no limit.
@@ -56,7 +67,8 @@ type Config struct {
 	// DefaultReadBuffer (the kernel caps it at net.core.rmem_max); a
 	// negative value leaves the socket alone.
 	ReadBuffer int
-	// NotifyStarted, when set, is called once Serve reads packets.
+	// NotifyStarted, when set, is called once Serve reads packets (Ready
+	// is closed then too).
 	NotifyStarted func(local net.Addr)
 
 	// Exchanges is how many refusals at most are sent from a fresh port of
@@ -125,22 +137,49 @@ type Server struct {
 
 	c counters
 
-	mu       sync.Mutex
-	started  bool
-	g        *guard        // while serving
-	stop     chan struct{} // closed by Shutdown
-	stopOnce sync.Once
-	done     chan struct{} // closed when Serve has returned
+	conn  *net.UDPConn   // bound by New, closed when Serve returns or by Shutdown before Serve
+	gate  lifecycle.Gate // Serve against Shutdown
+	mu    sync.Mutex
+	g     *guard        // while serving
+	ready chan struct{} // closed once Serve reads packets
 }
 
-// New makes a Server that matches requested files against sigs, records
-// evidence in rec and writes service lines to log.
-func New(cfg Config, sigs signatures.Source, rec evidence.Recorder, log zerolog.Logger) *Server {
-	return &Server{cfg: cfg.withDefaults(), sigs: sigs, rec: rec, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+// New binds cfg.Listen (or takes cfg.Conn) and makes a Server that matches
+// requested files against sigs, records evidence in rec and writes service
+// lines to log. It binds before Serve so that a process can bind port 69
+// with privileges and drop them before it reads a datagram.
+func New(cfg Config, sigs signatures.Source, rec evidence.Recorder, log zerolog.Logger) (*Server, error) {
+	cfg = cfg.withDefaults()
+	conn := cfg.Conn
+	if conn == nil {
+		ua, err := net.ResolveUDPAddr("udp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+		if conn, err = net.ListenUDP("udp", ua); err != nil {
+			return nil, err // it names the address
+		}
+	}
+	if cfg.ReadBuffer > 0 {
+		// Best effort: the kernel caps it, and a smaller buffer only means
+		// a burst is dropped earlier.
+		_ = conn.SetReadBuffer(cfg.ReadBuffer)
+	}
+	return &Server{cfg: cfg, sigs: sigs, rec: rec, log: log, conn: conn,
+		ready: make(chan struct{})}, nil
 }
+
+// Addr is the bound address.
+func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }
+
+// Ready is closed once Serve reads packets.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // withDefaults fills in what the zero value leaves to the defaults.
 func (cfg Config) withDefaults() Config {
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
 	if cfg.SourceRate == 0 {
 		cfg.SourceRate = DefaultSourceRate
 	}
@@ -190,49 +229,21 @@ func (s *Server) Stats() Stats {
 	}
 }
 
-// ListenAndServe listens on the UDP address addr and serves until ctx is
-// cancelled or Shutdown is called.
-func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
-	}
-	conn, err := net.ListenUDP("udp", ua)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
-	}
-	return s.Serve(ctx, conn)
-}
-
 // graceStop bounds how long Serve waits for its read loop to end; it
 // ends at once unless a socket write is wedged.
 const graceStop = 3 * time.Second
 
-// Serve answers requests arriving on conn until ctx is cancelled or
-// Shutdown is called, then returns ErrServerClosed. It closes conn when it
-// returns. A Server serves once.
-func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
-	s.mu.Lock()
-	if s.started {
-		s.mu.Unlock()
-		conn.Close()
-		return errors.New("sinkhole: Serve called twice")
+// Serve answers requests arriving on the bound socket until ctx is
+// cancelled or Shutdown is called, then returns ErrServerClosed. It closes
+// the socket when it returns. A Server serves once.
+func (s *Server) Serve(ctx context.Context) error {
+	ctx, end, err := s.gate.Begin(ctx, ErrServerClosed)
+	if err != nil {
+		return err
 	}
-	s.started = true
-	s.mu.Unlock()
-	defer close(s.done)
+	defer end()
+	conn := s.conn
 	defer conn.Close()
-
-	select {
-	case <-s.stop:
-		return ErrServerClosed
-	default:
-	}
-	if s.cfg.ReadBuffer > 0 {
-		// Best effort: the kernel caps it, and a smaller buffer only means
-		// a burst is dropped earlier.
-		_ = conn.SetReadBuffer(s.cfg.ReadBuffer)
-	}
 	g := newGuard(s, conn)
 	s.mu.Lock()
 	s.g = g
@@ -241,14 +252,13 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 
 	s.log.Info().Str("event", "tftp_start").Str("listen", conn.LocalAddr().String()).
 		Float64("source_rate", s.cfg.SourceRate).Float64("total_rate", s.cfg.TotalRate).Msg("tftp sinkhole serving")
+	close(s.ready)
 	if s.cfg.NotifyStarted != nil {
 		s.cfg.NotifyStarted(conn.LocalAddr())
 	}
 
-	var err error
 	select {
-	case <-ctx.Done():
-	case <-s.stop:
+	case <-ctx.Done(): // cancelled, or Shutdown
 	case <-g.failed:
 		err = fmt.Errorf("serve %s: %w", conn.LocalAddr(), g.failure())
 	}
@@ -271,21 +281,15 @@ func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
 	return ErrServerClosed
 }
 
-// Shutdown stops Serve and waits for it to return, or for ctx.
+// Shutdown stops Serve and waits for it to return (sightings still
+// waiting for their follow-up are recorded first), or for ctx. Before
+// Serve it closes the socket New bound.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopOnce.Do(func() { close(s.stop) })
-	s.mu.Lock()
-	started := s.started
-	s.mu.Unlock()
-	if !started {
-		return nil
+	serving, err := s.gate.Shutdown(ctx)
+	if !serving {
+		s.conn.Close() // a Serve after this sees it stopped and returns at once
 	}
-	select {
-	case <-s.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return err
 }
 
 // recoverPanic turns a panic into a count: a bad request or a bad

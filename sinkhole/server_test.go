@@ -37,6 +37,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	testutil.WaitFor(t, 20*time.Second, what, cond)
 }
 
+// mustNew is New on a socket the test bound.
+func mustNew(t testing.TB, cfg Config, sigs signatures.Source, rec evidence.Recorder) *Server {
+	t.Helper()
+	srv, err := New(cfg, sigs, rec, zerolog.New(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
 type testServer struct {
 	srv  *Server
 	addr netip.AddrPort
@@ -61,10 +71,15 @@ func startServer(t *testing.T, cfg Config, rec evidence.Recorder) *testServer {
 		// recorded when its follow-up comes or this wait ends: keep it short.
 		cfg.ExchangeWait = 100 * time.Millisecond
 	}
-	ts.srv = New(cfg, fixedSet{signatures.Default()}, rec, zerolog.New(io.Discard))
+	cfg.Conn = conn
+	srv, err := New(cfg, fixedSet{signatures.Default()}, rec, zerolog.New(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.srv = srv
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- ts.srv.Serve(ctx, conn) }()
+	go func() { served <- ts.srv.Serve(ctx) }()
 	var once sync.Once
 	var serr error
 	ts.stop = func() error {
@@ -403,10 +418,10 @@ func TestPanicsRecovered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(Config{}, panicSet{}, &evidencetest.Recorder{}, zerolog.New(io.Discard))
+	srv := mustNew(t, Config{Conn: conn}, panicSet{}, &evidencetest.Recorder{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, conn) }()
+	go func() { done <- srv.Serve(ctx) }()
 	c2 := newClient(t, conn.LocalAddr().(*net.UDPAddr).AddrPort())
 	req := rrq(1, "x.bin", "octet")
 	c2.send(req)
@@ -431,8 +446,8 @@ func TestShutdown(t *testing.T) {
 			}
 			addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 			started := make(chan struct{})
-			srv := New(Config{SourceRate: -1, TotalRate: -1, NotifyStarted: func(net.Addr) { close(started) }},
-				fixedSet{signatures.Default()}, &evidencetest.Recorder{}, zerolog.New(io.Discard))
+			srv := mustNew(t, Config{Conn: conn, SourceRate: -1, TotalRate: -1, NotifyStarted: func(net.Addr) { close(started) }},
+				fixedSet{signatures.Default()}, &evidencetest.Recorder{})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			if how == "before serve" {
@@ -441,7 +456,7 @@ func TestShutdown(t *testing.T) {
 				}
 			}
 			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ctx, conn) }()
+			go func() { done <- srv.Serve(ctx) }()
 			if how == "before serve" {
 				if err := <-done; !errors.Is(err, ErrServerClosed) {
 					t.Fatalf("Serve after Shutdown: %v", err)
@@ -522,10 +537,10 @@ func TestWildcardListen(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := &evidencetest.Recorder{}
-			srv := New(Config{ExchangeWait: 100 * time.Millisecond}, fixedSet{signatures.Default()}, rec, zerolog.New(io.Discard))
+			srv := mustNew(t, Config{Conn: conn, ExchangeWait: 100 * time.Millisecond}, fixedSet{signatures.Default()}, rec)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ctx, conn) }()
+			go func() { done <- srv.Serve(ctx) }()
 			defer func() {
 				cancel()
 				if err := <-done; !errors.Is(err, ErrServerClosed) {
@@ -559,9 +574,9 @@ func TestSocketFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
-	srv := New(Config{NotifyStarted: func(net.Addr) { close(started) }}, fixedSet{signatures.Default()}, &evidencetest.Recorder{}, zerolog.New(io.Discard))
+	srv := mustNew(t, Config{Conn: conn, NotifyStarted: func(net.Addr) { close(started) }}, fixedSet{signatures.Default()}, &evidencetest.Recorder{})
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), conn) }()
+	go func() { done <- srv.Serve(context.Background()) }()
 	<-started
 	conn.Close()
 	select {
@@ -572,11 +587,52 @@ func TestSocketFailure(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not notice its socket closed")
 	}
-	conn2, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(context.Background(), conn2); err == nil || errors.Is(err, ErrServerClosed) {
+	if err := srv.Serve(context.Background()); err == nil || errors.Is(err, ErrServerClosed) {
 		t.Fatalf("second Serve: %v", err)
 	}
+}
+
+// TestNewBindsListen: New binds Config.Listen, so a taken address fails
+// there (before Serve, while privileges are held), and Shutdown before
+// Serve gives the address back.
+func TestNewBindsListen(t *testing.T) {
+	srv := mustNew(t, Config{Listen: "127.0.0.1:0"}, fixedSet{signatures.Default()}, &evidencetest.Recorder{})
+	addr := srv.Addr().String()
+	if _, err := New(Config{Listen: addr}, fixedSet{signatures.Default()}, &evidencetest.Recorder{}, zerolog.New(io.Discard)); err == nil {
+		t.Fatalf("a second New on %s bound it too", addr)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	again := mustNew(t, Config{Listen: addr}, fixedSet{signatures.Default()}, &evidencetest.Recorder{})
+	again.Shutdown(context.Background())
+	if err := again.Serve(context.Background()); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Shutdown: %v", err)
+	}
+}
+
+func TestAnswerAddrs(t *testing.T) {
+	for listen, want := range map[string]string{
+		"192.0.2.69:69": "192.0.2.69", "[2001:db8::69]:69": "2001:db8::69", "[::ffff:192.0.2.1]:69": "192.0.2.1",
+		":69": "", "0.0.0.0:69": "", "[::]:69": "", "tftp.example:69": "", "192.0.2.69": "", "": "", "[fe80::1%eth0]:69": "",
+	} {
+		got := AnswerAddrs(listen)
+		if want == "" && len(got) != 0 || want != "" && (len(got) != 1 || got[0].String() != want) {
+			t.Errorf("AnswerAddrs(%q) = %v, want %q", listen, got, want)
+		}
+	}
+}
+
+// FuzzAnswerAddrs: any --tftp-listen value gives at most one address, a
+// specific one, without a panic.
+func FuzzAnswerAddrs(f *testing.F) {
+	for _, s := range []string{"192.0.2.69:69", "[2001:db8::1]:69", ":69", "[::]:69", "x:69", "[fe80::1%lo]:69", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, listen string) {
+		got := AnswerAddrs(listen)
+		if len(got) > 1 || len(got) == 1 && (!got[0].IsValid() || got[0].IsUnspecified() || got[0].Is4In6() || got[0].Zone() != "") {
+			t.Fatalf("AnswerAddrs(%q) = %v", listen, got)
+		}
+	})
 }

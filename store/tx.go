@@ -108,3 +108,17 @@ func Retryable(err error) bool {
 	}
 	return false
 }
+
+// Prepare prepares a statement written with '?' placeholders on the
+// database, for a hot path that runs it often: SQLite parses a statement
+// on every run unless it is prepared (pgx keeps its own cache of prepared
+// statements). Close it when done; use it in a transaction with Tx.Stmt.
+func (db *DB) Prepare(ctx context.Context, query string) (*sql.Stmt, error) {
+	return db.db.PrepareContext(ctx, db.Rebind(query))
+}
+
+// Stmt is a statement from DB.Prepare as one of the transaction's; it is
+// closed with the transaction.
+func (tx *Tx) Stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt {
+	return tx.tx.StmtContext(ctx, st)
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"wormsink/evidence"
+	"wormsink/internal/lifecycle"
 	"wormsink/signatures"
 )
 
@@ -104,6 +105,8 @@ type Stats struct {
 
 // Server accepts dnstap streams on one listener.
 type Server struct {
+	gate lifecycle.Gate // Serve against Shutdown
+
 	ln    net.Listener
 	label string // "unix:PATH" or "tcp:ADDR", the resolver when a stream has no identity
 	src   signatures.Source
@@ -222,8 +225,18 @@ func (s *Server) Stats() Stats {
 		Refused: s.refused.Load(), Busy: s.busy.Load(), Idle: s.idleN.Load(), BadTime: s.badTime.Load(), NotHost: s.notHost.Load()}
 }
 
-// Serve accepts streams until ctx ends, then closes them.
+// ErrServerClosed is what Serve returns once stopped, by Shutdown or by
+// its context.
+var ErrServerClosed = errors.New("dnstap: server closed")
+
+// Serve accepts streams until ctx ends or Shutdown is called, then closes
+// them (what each sent is recorded first) and returns ErrServerClosed.
 func (s *Server) Serve(ctx context.Context) error {
+	ctx, end, err := s.gate.Begin(ctx, ErrServerClosed)
+	if err != nil {
+		return err
+	}
+	defer end()
 	stop := context.AfterFunc(ctx, func() {
 		s.ln.Close()
 		s.mu.Lock()
@@ -233,7 +246,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.mu.Unlock()
 	})
 	defer stop()
-	var err error
 	for {
 		var c net.Conn
 		c, err = s.ln.Accept()
@@ -278,9 +290,19 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	if ctx.Err() != nil {
-		return nil
+		return ErrServerClosed
 	}
 	return fmt.Errorf("dnstap: %w", err)
+}
+
+// Shutdown stops Serve and waits for it to return, or for ctx. Before
+// Serve it closes the listener (removing a unix socket).
+func (s *Server) Shutdown(ctx context.Context) error {
+	serving, err := s.gate.Shutdown(ctx)
+	if !serving {
+		s.ln.Close()
+	}
+	return err
 }
 
 // stream runs one resolver's connection: the bidirectional handshake
@@ -525,6 +547,3 @@ func frameTime(sec uint64, nsec uint32, now time.Time) (time.Time, bool) {
 	}
 	return t, true
 }
-
-// Close releases the listener of a server that never served.
-func (s *Server) Close() { s.ln.Close() }

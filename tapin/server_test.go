@@ -112,7 +112,7 @@ func start(t *testing.T) *fixture {
 	// second later, so their times are believed.
 	f.srv.now = func() time.Time { return time.Unix(1764590401, 0) }
 	t.Cleanup(func() { f.ev.Close() }) // after Serve has returned: cleanups run last first
-	testutil.Serve(t, f.srv.Serve)
+	testutil.Serve(t, f.srv, ErrServerClosed)
 	return f
 }
 

@@ -2,6 +2,7 @@ package tapin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -41,8 +42,8 @@ func startTCP(t *testing.T, cfg Config) *fixture {
 	go func() { done <- f.srv.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve: %v, want ErrServerClosed", err)
 		}
 		f.ev.Close()
 	})

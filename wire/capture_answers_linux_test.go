@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -33,11 +34,11 @@ func TestLiveCaptureRepliesAcrossWorkers(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	go func() { done <- c.Serve(ctx) }()
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
+		if err := <-done; !errors.Is(err, ErrCaptureClosed) {
+			t.Errorf("Serve: %v, want ErrCaptureClosed", err)
 		}
 	}()
 	tx := newRawSender(t, cli, "vc")

@@ -3,6 +3,7 @@ package wire
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -153,13 +154,13 @@ func TestLiveCaptureFanout(t *testing.T) {
 	defer cancel()
 	errs := make(chan error, len(caps))
 	for _, c := range caps {
-		go func() { errs <- c.c.Run(ctx) }()
+		go func() { errs <- c.c.Serve(ctx) }()
 	}
 	defer func() {
 		cancel()
 		for range caps {
-			if err := <-errs; err != nil {
-				t.Errorf("Run: %v", err)
+			if err := <-errs; !errors.Is(err, ErrCaptureClosed) {
+				t.Errorf("Serve: %v, want ErrCaptureClosed", err)
 			}
 		}
 	}()

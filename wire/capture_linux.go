@@ -14,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"wormsink/evidence"
+	"wormsink/internal/lifecycle"
 	"wormsink/signatures"
 )
 
@@ -31,6 +32,8 @@ type Capture struct {
 
 	filterMu  sync.Mutex
 	filterFor *signatures.Set // the set the kernel filters were built from
+
+	gate lifecycle.Gate // Serve against Shutdown
 }
 
 // CaptureConfig says how to capture.
@@ -102,8 +105,9 @@ type captureWorker struct {
 
 var fanoutSeq atomic.Uint32
 
-// NewCapture opens iface for capture. It needs CAP_NET_RAW. Call Run to
-// start, Close if Run is never called.
+// NewCapture opens iface for capture. It needs CAP_NET_RAW, so serve calls
+// it before dropping privileges. Serve captures; Shutdown stops it, or
+// releases the sockets when Serve is never called.
 func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 	n := cfg.Workers
 	if n <= 0 {
@@ -138,14 +142,14 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 			afpacket.OptPollTimeout(pollTimeout),
 		)
 		if err != nil {
-			c.Close()
+			c.closeWorkers()
 			return nil, fmt.Errorf("%s: socket %d: %w", iface, i, err)
 		}
 		w := &captureWorker{h: h, m: NewMatcher(cfg.Sigs, cfg.Rec, cfg.Matcher)}
 		w.m.answers = pending
 		c.workers = append(c.workers, w)
 		if err := h.SetBPF(prog); err != nil {
-			c.Close()
+			c.closeWorkers()
 			return nil, fmt.Errorf("%s: attach filter: %w", iface, err)
 		}
 		// Hash by flow, IPv4 fragments reassembled by the kernel first, so
@@ -153,13 +157,13 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) {
 		// ports, so they hash on the addresses alone, all to one worker.)
 		if n > 1 {
 			if err := h.SetFanout(afpacket.FanoutHashWithDefrag, group); err != nil {
-				c.Close()
+				c.closeWorkers()
 				return nil, fmt.Errorf("%s: fan-out group %d: %w", iface, group, err)
 			}
 		}
 		if cfg.Promisc && i == 0 {
 			if err := h.SetPromiscuous(true); err != nil {
-				c.Close()
+				c.closeWorkers()
 				return nil, fmt.Errorf("%s: promiscuous mode: %w", iface, err)
 			}
 		}
@@ -197,10 +201,16 @@ func (c *Capture) refilter() error {
 	return nil
 }
 
-// Run captures until ctx is done, then closes the sockets and returns nil.
-// A read error before that is returned. Run must be called at most once.
-func (c *Capture) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+// Serve captures until ctx is done or Shutdown is called, then closes the
+// sockets and returns ErrCaptureClosed. A read error before that is
+// returned. Serve must be called at most once.
+func (c *Capture) Serve(ctx context.Context) error {
+	ctx, end, err := c.gate.Begin(ctx, ErrCaptureClosed)
+	if err != nil {
+		return err
+	}
+	defer end()
+	ctx, cancel := context.WithCancel(ctx) // a failing worker stops the others
 	defer cancel()
 	errs := make(chan error, len(c.workers)+1)
 	var wg sync.WaitGroup
@@ -239,7 +249,7 @@ func (c *Capture) Run(ctx context.Context) error {
 	case err := <-errs:
 		return err
 	default:
-		return nil
+		return ErrCaptureClosed
 	}
 }
 
@@ -300,12 +310,21 @@ func (w *captureWorker) pollKernel() {
 	}
 }
 
-// Close releases the sockets of a Capture that was never Run.
-func (c *Capture) Close() error {
+// Shutdown stops Serve and waits until every socket is closed (within
+// pollTimeout), or for ctx. Before Serve it closes the sockets itself.
+func (c *Capture) Shutdown(ctx context.Context) error {
+	serving, err := c.gate.Shutdown(ctx)
+	if !serving {
+		c.closeWorkers()
+	}
+	return err
+}
+
+// closeWorkers releases the sockets of a Capture that never served.
+func (c *Capture) closeWorkers() {
 	for _, w := range c.workers {
 		w.close()
 	}
-	return nil
 }
 
 // Stats returns the counters. It asks the kernel for its drop counts, so

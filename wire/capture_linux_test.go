@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -118,13 +119,14 @@ func TestLiveCapture(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
-	go func() { runErr <- c.Run(ctx) }()
+	go func() { runErr <- c.Serve(context.Background()) }()
 	defer func() {
-		cancel()
-		if err := <-runErr; err != nil {
-			t.Errorf("Run: %v", err)
+		if err := c.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-runErr; !errors.Is(err, ErrCaptureClosed) {
+			t.Errorf("Serve: %v, want ErrCaptureClosed", err)
 		}
 	}()
 

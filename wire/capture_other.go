@@ -39,11 +39,11 @@ func NewCapture(iface string, cfg CaptureConfig) (*Capture, error) { return nil,
 // Workers is 0.
 func (c *Capture) Workers() int { return 0 }
 
-// Run fails: live capture needs Linux.
-func (c *Capture) Run(ctx context.Context) error { return errNoCapture }
+// Serve fails: live capture needs Linux.
+func (c *Capture) Serve(ctx context.Context) error { return errNoCapture }
 
-// Close does nothing.
-func (c *Capture) Close() error { return nil }
+// Shutdown does nothing.
+func (c *Capture) Shutdown(ctx context.Context) error { return nil }
 
 // Stats returns zeros.
 func (c *Capture) Stats() CaptureStats { return CaptureStats{} }

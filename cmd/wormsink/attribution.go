@@ -120,7 +120,9 @@ func importDetail(ctx context.Context, a *attribution.Attributor, path string, r
 			report(err)
 			continue
 		}
-		if err := a.Account(ctx, ev); err != nil {
+		// Queued, not waited for one by one: the records share
+		// transactions, and the Sync after the last file reports failures.
+		if err := a.QueueAccount(ctx, ev); err != nil {
 			return n, err
 		}
 		n++

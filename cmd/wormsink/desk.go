@@ -30,12 +30,17 @@ func runDesk(ctx context.Context, e env, args []string) int {
 		switch args[0] {
 		case "user", "token":
 			return runDeskAccount(ctx, e, args)
-		case "-h", "-help", "--help", "help":
-			fmt.Fprintln(e.stdout, deskUsage)
-			return exitOK
+		case "help":
+			args = []string{"--help"}
 		}
 	}
 	fs := newFlags(e, "desk", "")
+	fs.Usage = func() {
+		// The desk's own flags, after the usage of the account commands
+		// beside it.
+		fmt.Fprintln(fs.Output(), deskUsage)
+		fs.PrintDefaults()
+	}
 	var dbURL string
 	dbFlag(fs, &dbURL)
 	listen := "127.0.0.1:8080"

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"wormsink/evidence"
+	"wormsink/internal/loggen"
 	"wormsink/signatures"
 )
 
@@ -378,6 +379,35 @@ func TestReportWorkersSameOutput(t *testing.T) {
 				if code != code1 || out != out1 || errOut != err1 {
 					t.Errorf("%s %v, %s workers: exit %d (want %d), output equal %v, stderr %q (want %q)", format, extra, n, code, code1, out == out1, errOut, err1)
 				}
+			}
+		}
+	}
+}
+
+// TestReportWorkersSameOutputShapes: on logs of every shape internal/loggen
+// makes (other sensors' line lengths, optional fields, IPv6, attribution,
+// many sensors out of time order; small ones), report on several workers
+// writes byte for byte what one worker writes.
+func TestReportWorkersSameOutputShapes(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range loggen.Variants(4000) {
+		v.Hosts = min(v.Hosts, 1500)
+		path := filepath.Join(dir, v.Name+".log")
+		var buf bytes.Buffer
+		if err := loggen.Write(&buf, v.Config); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, format := range []string{"csv", "json", "table"} {
+			code1, out1, err1 := reportCmd(t, "", "--format", format, "--workers", "1", path)
+			if code1 != exitOK || len(out1) < 10_000 {
+				t.Fatalf("%s %s, one worker: exit %d, %d bytes, %s", v.Name, format, code1, len(out1), err1)
+			}
+			code, out, errOut := reportCmd(t, "", "--format", format, "--workers", "2", path)
+			if code != code1 || out != out1 || errOut != err1 {
+				t.Errorf("%s %s, 2 workers: exit %d (want %d), output equal %v, stderr %q (want %q)", v.Name, format, code, code1, out == out1, errOut, err1)
 			}
 		}
 	}

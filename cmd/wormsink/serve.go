@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"wormsink/dnsblock"
 	"wormsink/evidence"
+	"wormsink/internal/dnsaddr"
 	"wormsink/quarantine"
 	"wormsink/signatures"
 	"wormsink/sinkhole"
@@ -84,7 +84,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.sigFile, "signatures", "", "signature file, reloaded on SIGHUP and when it changes (default: the built-in set)")
 	c.dns.Listen = ":53"
 	fs.Var((*listenAddr)(&c.dns.Listen), "dns-listen", `UDP and TCP address of the DNS shim; "" disables it`)
-	fs.Var((*upstreamList)(&c.dns.Upstreams), "upstream", "recursive resolvers to forward to, host[:port],... (default: nameservers of /etc/resolv.conf)")
+	fs.Var((*upstreamList)(&c.dns.Upstreams), "upstream", "recursive resolvers to forward to, IP[:port],... (port 53 when left out; addresses, not host names) (default: nameservers of /etc/resolv.conf)")
 	fs.Var((*addrList)(&c.dns.SinkholeIPs), "sinkhole-ip", "addresses in sinkhole answers, IPv4 for A and IPv6 for AAAA (default: the IP of --tftp-listen)")
 	c.dns.TTL = dnsblock.DefaultTTL
 	fs.Var((*ttlFlag)(&c.dns.TTL), "ttl", "TTL of sinkhole answers")
@@ -263,14 +263,10 @@ func (c *serveConfig) complete() error {
 	if c.dns.Listen == "" {
 		return nil
 	}
-	if len(c.dns.SinkholeIPs) == 0 && c.tftpListen != "" {
-		host, _, _ := net.SplitHostPort(c.tftpListen)
-		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
-			c.dns.SinkholeIPs = []netip.Addr{ip.Unmap()}
-		}
-	}
 	if len(c.dns.SinkholeIPs) == 0 {
-		return errors.New("--sinkhole-ip is needed: --tftp-listen names no address to derive it from")
+		if c.dns.SinkholeIPs = sinkhole.AnswerAddrs(c.tftpListen); len(c.dns.SinkholeIPs) == 0 {
+			return errors.New("--sinkhole-ip is needed: --tftp-listen names no address to derive it from")
+		}
 	}
 	if len(c.dns.Upstreams) == 0 {
 		ups, err := dnsblock.DefaultUpstreams()
@@ -294,20 +290,12 @@ type server struct {
 	reg     *prometheus.Registry
 	metrics *serveMetrics
 
-	parts   []part
+	parts   []namedPart
 	closers []func() // release what the parts bound, after a failed start
 
 	db         *store.DB           // --db, opened by the first part that needs it (database)
 	attributor evidence.Attributor // names subscribers; nil without attribution
 	quarantine *quarantine.Engine  // nil without --quarantine-policy
-}
-
-// part is one job of serve (a listener, the metrics server, the reload
-// loop), bound in newServer (before privileges are dropped) and run by run
-// until its context ends.
-type part struct {
-	name string
-	run  func(ctx context.Context) error
 }
 
 // signals are the requests serve takes while it runs.
@@ -373,7 +361,12 @@ func newServer(e env, c *serveConfig, sig signals) (_ *server, err error) {
 	return s, nil
 }
 
+// closeAll releases what newServer bound, for a server that is not run
+// (or has been): the parts that did not serve are shut down, then the
+// rest.
 func (s *server) closeAll() {
+	s.shutdownAll()
+	s.parts = nil
 	for _, c := range s.closers {
 		c()
 	}
@@ -390,53 +383,28 @@ func (s *server) closeAll() {
 	}
 }
 
-// run starts every part, logs the start, and stops them all when ctx ends
-// (SIGTERM, SIGINT) or the first part fails.
+// run serves every part (runParts), logs the start once they all serve,
+// and closes the log when they have stopped.
 func (s *server) run(ctx context.Context) error {
 	// From here on every part owns what it bound and releases it when it
-	// returns; the closers are only for a start that failed.
+	// stops; the closers are only for a start that failed.
 	s.closers = nil
 	defer s.closeAll()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	set := s.store.Current()
-	st := set.Stats()
-	s.log.Info().Str("event", "start").Str("signatures", set.Name()).Uint64("serial", set.Serial()).
-		Int("names", st.Domains).Int("tftp_files", st.TFTPFiles).Int("payload_rules", st.Payloads).
-		Str("dns", s.cfg.dns.Listen).Str("tftp", s.cfg.tftpListen).Str("capture", s.cfg.capture).
-		Str("metrics", s.cfg.metricsListen).Int("pid", os.Getpid()).Msg("wormsink serving")
-
-	var wg sync.WaitGroup
-	errc := make(chan error, len(s.parts))
-	for _, p := range s.parts {
-		wg.Add(1)
-		go func(p part) {
-			defer wg.Done()
-			if err := p.run(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", p.name, err)
-			}
-		}(p)
-	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	s.log.Info().Str("event", "stop").Msg("shutting down")
-	cancel()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(s.cfg.shutdown):
-		s.log.Warn().Str("event", "stop").Msg("listeners did not stop in time")
-	}
+	runErr := s.runParts(ctx, func() {
+		set := s.store.Current()
+		st := set.Stats()
+		s.log.Info().Str("event", "start").Str("signatures", set.Name()).Uint64("serial", set.Serial()).
+			Int("names", st.Domains).Int("tftp_files", st.TFTPFiles).Int("payload_rules", st.Payloads).
+			Str("dns", s.cfg.dns.Listen).Str("tftp", s.cfg.tftpListen).Str("capture", s.cfg.capture).
+			Str("metrics", s.cfg.metricsListen).Int("pid", os.Getpid()).Msg("wormsink serving")
+	})
+	s.parts = nil // stopped
 	if err := s.ev.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("log: %w", err)
 	}
 	if s.db != nil {
 		s.db.Close()
+		s.db = nil
 	}
 	return runErr
 }
@@ -470,29 +438,27 @@ func (a *listenAddr) Set(v string) error {
 	return nil
 }
 
-// upstreamList is the --upstream flag: comma-separated resolvers, each
-// read by dnsblock.ParseUpstream.
+// upstreamList is the --upstream flag: comma-separated IP[:port], read by
+// dnsaddr.
 type upstreamList []string
 
 func (l *upstreamList) String() string { return strings.Join(*l, ",") }
 
 func (l *upstreamList) Set(v string) error {
+	aps, err := dnsaddr.ParseList(v)
+	if err != nil {
+		return err
+	}
 	*l = (*l)[:0]
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		u, err := dnsblock.ParseUpstream(p)
-		if err != nil {
-			return err
-		}
-		*l = append(*l, u)
+	for _, ap := range aps {
+		*l = append(*l, ap.String())
 	}
 	return nil
 }
 
-// prefixList is the --allow flag: comma-separated CIDR prefixes, read by
-// dnsblock.ParseAllow.
+// prefixList is a flag of comma-separated CIDR prefixes or addresses
+// (--allow, --exclude, --rpz-allow, ...), read by evidence.ParseNetworks as
+// --trusted-sources is.
 type prefixList []netip.Prefix
 
 func (l *prefixList) String() string {
@@ -504,11 +470,11 @@ func (l *prefixList) String() string {
 }
 
 func (l *prefixList) Set(v string) error {
-	p, err := dnsblock.ParseAllow(strings.Split(v, ","))
+	p, err := evidence.ParseNetworks(v)
 	if err != nil {
 		return err
 	}
-	*l = p
+	*l = prefixList(p)
 	return nil
 }
 

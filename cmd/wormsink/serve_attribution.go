@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -28,6 +27,7 @@ type attributionConfig struct {
 	deterministic  string
 	subscribers    string
 	retention      time.Duration
+	poll           time.Duration
 
 	// Read by completeAttribution, so a bad file fails the start with one line.
 	secrets *attribution.Secrets
@@ -47,6 +47,7 @@ func attributionFlags(fs *flag.FlagSet, c *attributionConfig) {
 	fs.StringVar(&c.deterministic, "nat-deterministic", "", `deterministic NAT (RFC 7422) rules, lines "INSIDE_CIDR PUBLIC_CIDR LO-HI [FROM [UNTIL]]"`)
 	fs.StringVar(&c.subscribers, "subscribers", "", `file of lines "CIDR ID": subscribers with fixed addresses, behind RADIUS sessions`)
 	fs.DurationVar(&c.retention, "attribution-retention", attribution.DefaultRetention, "sessions and NAT bindings that ended longer ago are deleted")
+	fs.DurationVar(&c.poll, "attribution-poll", attribution.DefaultPoll, "how often sessions and bindings other processes sharing the store (another sensor, an import) stored are read into the index")
 }
 
 func (c *attributionConfig) enabled() bool {
@@ -123,7 +124,7 @@ func (s *server) addAttribution() error {
 		return err
 	}
 	a, err := attribution.New(ctx, attribution.Config{DB: db, Retention: c.retention, SessionTimeout: c.sessionTimeout,
-		NATTimeout: c.natTimeout, Subscribers: c.subs, Deterministic: c.det, Log: s.log, OnStart: s.subscriberStarted})
+		NATTimeout: c.natTimeout, Subscribers: c.subs, Deterministic: c.det, Poll: c.poll, Log: s.log, OnStart: s.subscriberStarted})
 	if err != nil {
 		return err
 	}
@@ -131,24 +132,21 @@ func (s *server) addAttribution() error {
 	s.log.Info().Str("event", "attribution_loaded").Int("sessions", sessions).Int("bindings", bindings).Msg("attribution index loaded from the store")
 	s.attributor = evidenceAttributor{a}
 	s.ev.SetAttributor(s.attributor)
-	s.parts = append(s.parts, part{name: "attribution", run: a.Serve})
+	s.add("attribution", newLoop(a.Serve))
 	m := s.metrics
 	m.counter("wormsink_attribution_accounting_total", "RADIUS accounting records stored.", func() uint64 { return a.Stats().AcctRecords })
 	m.counter("wormsink_attribution_nat_events_total", "NAT events stored.", func() uint64 { return a.Stats().NATEvents })
 	m.counter("wormsink_attribution_nat_unmatched_total", "NAT releases that named no open binding.", func() uint64 { return a.Stats().NATUnmatched })
 	m.counter("wormsink_attribution_write_errors_total", "Batches of attribution records the store refused.", func() uint64 { return a.Stats().Errors })
+	m.counter("wormsink_attribution_polled_total", "Sessions and NAT bindings read from other processes sharing the store.", func() uint64 { return a.Stats().Polled })
+	m.counter("wormsink_attribution_poll_errors_total", "Looks for other processes' writes that failed (retried at the next).", func() uint64 { return a.Stats().PollErrors })
 
 	if c.radiusListen != "" {
-		pc, err := net.ListenPacket("udp", c.radiusListen)
+		r, err := attribution.NewRADIUS(attribution.RADIUSConfig{Secrets: c.secrets, Log: s.log, Listen: c.radiusListen}, a)
 		if err != nil {
 			return fmt.Errorf("--radius-acct-listen: %w", err)
 		}
-		s.closers = append(s.closers, func() { pc.Close() })
-		r, err := attribution.NewRADIUS(attribution.RADIUSConfig{Secrets: c.secrets, Log: s.log}, a)
-		if err != nil {
-			return err
-		}
-		s.parts = append(s.parts, part{name: "radius", run: func(ctx context.Context) error { return r.Serve(ctx, pc) }})
+		s.add("radius", r)
 		m.counterVec("wormsink_radius_requests_total", "RADIUS accounting requests by outcome.", "result", map[string]func() uint64{
 			"answered":          func() uint64 { return r.Stats().Answered },
 			"unknown_client":    func() uint64 { return r.Stats().UnknownClient },
@@ -156,11 +154,11 @@ func (s *server) addAttribution() error {
 			"malformed":         func() uint64 { return r.Stats().Malformed },
 			"failed":            func() uint64 { return r.Stats().Failed },
 		})
-		s.log.Info().Str("event", "radius_listen").Str("addr", pc.LocalAddr().String()).Msg("RADIUS accounting server listening")
+		s.log.Info().Str("event", "radius_listen").Str("addr", r.Addr().String()).Msg("RADIUS accounting server listening")
 	}
 	for _, l := range c.natLogs {
 		st := &attribution.NATLogStats{}
-		s.parts = append(s.parts, part{name: "nat-log " + l.Path, run: func(ctx context.Context) error { return a.FollowNATLog(ctx, l, st) }})
+		s.add("nat-log "+l.Path, newLoop(func(ctx context.Context) error { return a.FollowNATLog(ctx, l, st) }))
 	}
 	if c.ipfixListen != "" {
 		if err := s.addIPFIX(a, c.ipfixListen); err != nil {
@@ -172,14 +170,11 @@ func (s *server) addAttribution() error {
 
 // addIPFIX binds --nat-ipfix-listen.
 func (s *server) addIPFIX(a *attribution.Attributor, addr string) error {
-	pc, err := net.ListenPacket("udp", addr)
+	col, err := attribution.NewIPFIX(attribution.IPFIXConfig{Allow: s.cfg.attribution.ipfixAllow, Log: s.log, Listen: addr}, a)
 	if err != nil {
 		return fmt.Errorf("--nat-ipfix-listen: %w", err)
 	}
-	s.closers = append(s.closers, func() { pc.Close() })
-	col := attribution.NewIPFIX(a, s.log)
-	col.Allow = s.cfg.attribution.ipfixAllow
-	s.parts = append(s.parts, part{name: "ipfix", run: func(ctx context.Context) error { return col.Serve(ctx, pc) }})
+	s.add("ipfix", col)
 	s.metrics.counterVec("wormsink_ipfix_messages_total", "IPFIX messages by outcome.", "result", map[string]func() uint64{
 		"ok":        func() uint64 { return col.Stats().Messages },
 		"malformed": func() uint64 { return col.Stats().Malformed },

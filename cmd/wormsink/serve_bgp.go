@@ -67,7 +67,7 @@ func (s *server) addBGP() error {
 		return err
 	}
 	s.quarantine.Watch(func(snap *quarantine.Snapshot) { sp.Sync(snapshotAddrs(snap)) })
-	s.parts = append(s.parts, part{name: "bgp", run: sp.Serve})
+	s.add("bgp", newLoop(sp.Serve))
 	m := s.metrics
 	m.gauge("wormsink_bgp_sessions_up", "BGP sessions established now.", func() float64 { return float64(sp.Stats().PeersUp) })
 	m.gauge("wormsink_bgp_routes_announced", "Host routes of quarantined addresses announced now.", func() float64 { return float64(sp.Stats().Announced) })

@@ -143,11 +143,11 @@ func (s *server) addSigsFeed() error {
 		failures[name] = func() uint64 { return f.Stats().Failures[i] }
 	}
 	m.counterVec("wormsink_sigs_feed_failures_total", "Failed feed checks of a mirror by reason (network, signature, rollback, freeze, parse, oversize, write).", "reason", failures)
-	s.parts = append(s.parts, part{name: "sigs-feed", run: func(ctx context.Context) error {
+	s.add("sigs-feed", newLoop(func(ctx context.Context) error {
 		s.log.Info().Str("event", "sigs_feed_start").Strs("urls", cfg.URLs).Str("interval", cfg.Interval.String()).
 			Str("path", cfg.Path).Msg("following the signature feed")
 		return f.Serve(ctx)
-	}})
+	}))
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"net"
@@ -35,12 +34,14 @@ func (s *server) addIntercept() error {
 		return nil
 	}
 	policy, _ := sinkhole.ParsePolicy(s.cfg.tftpInterceptPolicy)
-	in := sinkhole.NewInterceptor(s.cfg.tftp, policy, s.store, s.ev, s.log)
+	cfg := s.cfg.tftp
+	cfg.Listen = s.cfg.tftpIntercept
 	// Bound now, while the capabilities for IP_TRANSPARENT are there.
-	if err := in.Listen(s.cfg.tftpIntercept); err != nil {
+	in, err := sinkhole.NewInterceptor(cfg, policy, s.store, s.ev, s.log)
+	if err != nil {
 		return fmt.Errorf("tftp-intercept: %w", err)
 	}
-	s.closers = append(s.closers, in.Close)
+	s.add("tftp-intercept", in)
 	m := s.metrics
 	st := in.Stats
 	m.counterVec("wormsink_tftp_intercept_total", "Intercepted TFTP datagrams by outcome.", "outcome", map[string]func() uint64{
@@ -59,8 +60,6 @@ func (s *server) addIntercept() error {
 		"forward": func() uint64 { return st().Forwarded },
 	})
 	m.counter("wormsink_tftp_intercept_send_errors_total", "Refusals or forwards the kernel refused.", func() uint64 { return st().SendErrors })
-	s.parts = append(s.parts, part{name: "tftp-intercept", run: func(ctx context.Context) error {
-		return in.Serve(ctx)
-	}})
+
 	return nil
 }

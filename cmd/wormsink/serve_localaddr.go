@@ -24,5 +24,5 @@ func (s *server) newOwn() (*localaddr.Set, error) {
 // each address that comes or goes.
 func (s *server) addOwn(own *localaddr.Set) {
 	own.SetLog(s.log)
-	s.parts = append(s.parts, part{name: "own addresses", run: own.Serve})
+	s.add("own addresses", newLoop(own.Serve))
 }

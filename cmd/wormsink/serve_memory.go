@@ -24,10 +24,10 @@ const (
 )
 
 func (s *server) addMemoryTrim() {
-	s.parts = append(s.parts, part{name: "memory", run: func(ctx context.Context) error {
+	s.add("memory", newLoop(func(ctx context.Context) error {
 		newTrimmer().run(ctx, debug.FreeOSMemory)
 		return nil
-	}})
+	}))
 }
 
 // trimmer watches the runtime's figures every trimEvery and calls free as

@@ -24,7 +24,7 @@ import (
 // addReload appends the part that reloads the signatures on SIGHUP (hup)
 // and, every --watch-interval, when the file changed.
 func (s *server) addReload(hup <-chan os.Signal) {
-	s.parts = append(s.parts, part{name: "reload", run: func(ctx context.Context) error {
+	s.add("reload", newLoop(func(ctx context.Context) error {
 		if s.cfg.watch > 0 && s.store.Path() != "" {
 			watched := make(chan struct{})
 			defer func() { <-watched }()
@@ -46,13 +46,13 @@ func (s *server) addReload(hup <-chan os.Signal) {
 				s.logReload(r, err)
 			}
 		}
-	}})
+	}))
 }
 
 // addReopen appends the part that reopens the log file on SIGUSR1, so
 // logrotate can move it away (postrotate: kill -USR1).
 func (s *server) addReopen(usr1 <-chan os.Signal) {
-	s.parts = append(s.parts, part{name: "reopen", run: func(ctx context.Context) error {
+	s.add("reopen", newLoop(func(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
@@ -72,7 +72,7 @@ func (s *server) addReopen(usr1 <-chan os.Signal) {
 				s.log.Info().Str("event", "reopen").Str("log", s.cfg.logFile).Msg("log reopened")
 			}
 		}
-	}})
+	}))
 }
 
 // logReload logs and counts one reload attempt.
@@ -101,7 +101,7 @@ func (s *server) addMetrics() error {
 	}
 	s.closers = append(s.closers, func() { ln.Close() })
 	srv := &http.Server{Handler: s.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
-	s.parts = append(s.parts, part{name: "metrics", run: func(ctx context.Context) error {
+	s.add("metrics", newLoop(func(ctx context.Context) error {
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(ln) }()
 		select {
@@ -114,7 +114,7 @@ func (s *server) addMetrics() error {
 		srv.Shutdown(sctx)
 		<-served
 		return nil
-	}})
+	}))
 	return nil
 }
 
@@ -122,16 +122,13 @@ func (s *server) addDNS() error {
 	if s.cfg.dns.Listen == "" {
 		return nil
 	}
+	// Bound now (port 53 may need root); served after privileges are
+	// dropped, so no query is parsed as root.
 	srv, err := dnsblock.New(s.cfg.dns, s.store, s.ev, s.log)
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
-	// Bind now (port 53 may need root); serve in run, after privileges
-	// are dropped, so no query is parsed as root.
-	if err := srv.Listen(); err != nil {
-		return fmt.Errorf("dns: %w", err)
-	}
-	s.closers = append(s.closers, func() { srv.Shutdown(context.Background()) })
+	s.add("dns", srv)
 	m := s.metrics
 	m.counterVec("wormsink_dns_queries_total", "DNS queries by outcome.", "outcome", map[string]func() uint64{
 		"sinkholed": func() uint64 { return srv.Stats().Sinkholed },
@@ -165,15 +162,7 @@ func (s *server) addDNS() error {
 	m.gauge("wormsink_dns_cache_bytes", "Bytes of answers held by the response cache (counted against --cache-bytes).", func() float64 { return float64(srv.CacheBytes()) })
 	m.reg.MustRegister(latencyCollector{srv: srv, desc: prometheus.NewDesc("wormsink_dns_upstream_latency_seconds",
 		"Latency of successful upstream attempts.", nil, nil)})
-	s.parts = append(s.parts, part{name: "dns", run: func(ctx context.Context) error {
-		if err := srv.Start(); err != nil {
-			return err
-		}
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.shutdown)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	}})
+
 	return nil
 }
 
@@ -201,16 +190,13 @@ func (s *server) addTFTP() error {
 	if s.cfg.tftpListen == "" {
 		return nil
 	}
-	ua, err := net.ResolveUDPAddr("udp", s.cfg.tftpListen)
-	if err != nil {
-		return fmt.Errorf("tftp: listen %s: %w", s.cfg.tftpListen, err)
-	}
-	conn, err := net.ListenUDP("udp", ua)
+	cfg := s.cfg.tftp
+	cfg.Listen = s.cfg.tftpListen
+	srv, err := sinkhole.New(cfg, s.store, s.ev, s.log)
 	if err != nil {
 		return fmt.Errorf("tftp: %w", err)
 	}
-	s.closers = append(s.closers, func() { conn.Close() })
-	srv := sinkhole.New(s.cfg.tftp, s.store, s.ev, s.log)
+	s.add("tftp", srv)
 	m := s.metrics
 	st := srv.Stats
 	m.counterVec("wormsink_tftp_requests_total", "TFTP datagrams by outcome: refused (a signature's file), unknown (another file), write, malformed, stray.", "outcome", map[string]func() uint64{
@@ -233,12 +219,7 @@ func (s *server) addTFTP() error {
 	m.counter("wormsink_tftp_exchange_withheld_total", "TFTP follow-ups that did not earn proof exchange because a guessed port (a decoy, or another requester's port) was seen near them.", func() uint64 { return st().Withheld })
 	m.counter("wormsink_tftp_exchange_guesses_total", "Datagrams on a TFTP refusal's decoy ports, or on a refusal's port from an address other than its requester's: port guesses.", func() uint64 { return st().Guesses })
 	m.counter("wormsink_tftp_exchange_busy_total", "TFTP refusals sent from the listening port because every fresh port was in use (the sighting stays a datagram).", func() uint64 { return st().ExchangeBusy })
-	s.parts = append(s.parts, part{name: "tftp", run: func(ctx context.Context) error {
-		if err := srv.Serve(ctx, conn); err != nil && !errors.Is(err, sinkhole.ErrServerClosed) {
-			return err
-		}
-		return nil
-	}})
+
 	return nil
 }
 func (s *server) addCapture() error {
@@ -251,7 +232,6 @@ func (s *server) addCapture() error {
 	if err != nil {
 		return fmt.Errorf("capture: %w", captureHint(s.cfg.capture, err))
 	}
-	s.closers = append(s.closers, func() { c.Close() })
 	st := c.Stats
 	s.metrics.counter("wormsink_capture_packets_total", "Frames read from the capture socket.", func() uint64 { return st().Packets })
 	s.metrics.counter("wormsink_capture_bytes_total", "Bytes read from the capture socket.", func() uint64 { return st().Bytes })
@@ -262,6 +242,6 @@ func (s *server) addCapture() error {
 	s.metrics.counter("wormsink_capture_stream_evicted_total", "TCP streams pushed out of a full reassembly table by others (their carried bytes dropped).", func() uint64 { return st().StreamEvicted })
 	s.metrics.counter("wormsink_capture_stream_lost_total", "Commands longer than a stream's carried tail, whose start was dropped.", func() uint64 { return st().StreamLost })
 	s.metrics.gauge("wormsink_capture_stream_bytes", "Bytes the TCP reassembly tables hold at most, all capture workers together (the bound, whatever the traffic).", func() float64 { return float64(st().StreamBytes) })
-	s.parts = append(s.parts, part{name: "capture", run: c.Run})
+	s.add("capture", c)
 	return nil
 }

@@ -93,7 +93,7 @@ func (s *server) addQuarantine() error {
 	}
 	s.quarantine = eng
 	s.ev.SetObserver(quarantineObserver{eng: eng, attr: s.attributor})
-	s.parts = append(s.parts, part{name: "quarantine", run: eng.Serve})
+	s.add("quarantine", newLoop(eng.Serve))
 	if s.cfg.dns.Listen != "" {
 		if len(c.noticeIPs) == 0 {
 			return errors.New("--quarantine-policy with the DNS shim needs --notice-ip: the address quarantined clients are sent to")
@@ -106,7 +106,7 @@ func (s *server) addQuarantine() error {
 		if err != nil {
 			return fmt.Errorf("--notice-listen: %w", err)
 		}
-		s.parts = append(s.parts, part{name: "notice", run: n.Serve})
+		s.add("notice", n)
 	}
 	var nftErrors atomic.Uint64
 	for _, t := range c.nftSets {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,7 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"wormsink/internal/dnsaddr"
 	"wormsink/rpz"
+	"wormsink/sinkhole"
 	"wormsink/tapin"
 )
 
@@ -35,7 +36,7 @@ func feedFlags(fs *flag.FlagSet, c *feedConfig) {
 	fs.Var((*listenAddr)(&c.rpzListen), "rpz-listen", "UDP and TCP address of the RPZ primary: SOA, AXFR, IXFR of the signature set (default off)")
 	fs.StringVar(&c.rpzZone, "rpz-zone", rpz.DefaultZone, "name of the policy zone the RPZ primary serves")
 	fs.IntVar(&c.rpzJournal, "rpz-journal", rpz.DefaultJournal, "serials of changes kept for IXFR; older secondaries get AXFR")
-	fs.Var(&c.rpzNotify, "rpz-notify", "secondaries sent a NOTIFY after every new serial, host[:port],...")
+	fs.Var(&c.rpzNotify, "rpz-notify", "secondaries sent a NOTIFY after every new serial, IP[:port],... (port 53 when left out; addresses, not host names)")
 	c.rpzAllow.Set("127.0.0.0/8,::1/128")
 	fs.Var(&c.rpzAllow, "rpz-allow", "who may query and transfer the policy zone, CIDR,...; others get REFUSED")
 	fs.Var((*unicastAddr)(&c.notifySource), "rpz-notify-source", "address NOTIFY leaves from; secondaries accept it only from their primary's address (default: the --rpz-listen address; set it when that is a wildcard)")
@@ -83,14 +84,10 @@ func (c *serveConfig) completeFeeds() error {
 	case len(f.rpzUnsigned) > 0:
 		return errors.New("--rpz-allow-unsigned needs --rpz-tsig-file (without a key every allowed source transfers unsigned)")
 	}
-	if len(c.dns.SinkholeIPs) == 0 && c.tftpListen != "" {
-		host, _, _ := net.SplitHostPort(c.tftpListen)
-		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
-			c.dns.SinkholeIPs = []netip.Addr{ip.Unmap()}
-		}
-	}
 	if len(c.dns.SinkholeIPs) == 0 {
-		return errors.New("--sinkhole-ip is needed for the policy zone's local data: --tftp-listen names no address to derive it from")
+		if c.dns.SinkholeIPs = sinkhole.AnswerAddrs(c.tftpListen); len(c.dns.SinkholeIPs) == 0 {
+			return errors.New("--sinkhole-ip is needed for the policy zone's local data: --tftp-listen names no address to derive it from")
+		}
 	}
 	return nil
 }
@@ -116,10 +113,6 @@ func (s *server) addRPZ() error {
 	if err != nil {
 		return err
 	}
-	if err := srv.Listen(); err != nil {
-		return err
-	}
-	s.closers = append(s.closers, func() { srv.Close() })
 	s.watchRPZGarden(srv)
 	for k, kn := range rpz.Kinds {
 		for r, rn := range rpz.Results {
@@ -140,11 +133,7 @@ func (s *server) addRPZ() error {
 		st := srv.Stats()
 		return st.ConnsRefused + st.ConnsRejected
 	})
-	s.parts = append(s.parts, part{name: "rpz", run: func(ctx context.Context) error {
-		s.log.Info().Str("event", "rpz_start").Str("listen", srv.Addr().String()).Str("zone", f.rpzZone).
-			Uint32("serial", srv.Serial()).Bool("tsig", f.rpzKey != nil).Msg("RPZ primary serving")
-		return srv.Serve(ctx)
-	}})
+	s.add("rpz", srv)
 	return nil
 }
 
@@ -160,7 +149,6 @@ func (s *server) addDNSTap() error {
 	if err != nil {
 		return err
 	}
-	s.closers = append(s.closers, func() { srv.Close() })
 	st := srv.Stats
 	s.metrics.counter("wormsink_dnstap_connections_total", "dnstap streams accepted.", func() uint64 { return st().Connections })
 	s.metrics.gauge("wormsink_dnstap_connections", "dnstap streams open.", func() float64 { return float64(st().Active) })
@@ -176,32 +164,25 @@ func (s *server) addDNSTap() error {
 	})
 	s.metrics.counter("wormsink_dnstap_bad_time_total", "dnstap frames dated more than 5 minutes from now: recorded at the time they were received.", func() uint64 { return st().BadTime })
 	s.metrics.counter("wormsink_dnstap_not_host_total", "Lookups in dnstap frames from the unspecified, broadcast or multicast address: not recorded.", func() uint64 { return st().NotHost })
-	s.parts = append(s.parts, part{name: "dnstap", run: func(ctx context.Context) error {
-		s.log.Info().Str("event", "dnstap_start").Str("listen", s.cfg.feeds.dnstapListen).Msg("taking dnstap streams")
-		return srv.Serve(ctx)
-	}})
+	s.log.Info().Str("event", "dnstap_start").Str("listen", s.cfg.feeds.dnstapListen).Msg("taking dnstap streams")
+	s.add("dnstap", srv)
 	return nil
 }
 
-// addrPortList is the --rpz-notify flag: comma-separated host[:port],
-// port 53 when omitted.
+// addrPortList is the --rpz-notify flag: comma-separated IP[:port], read
+// by dnsaddr.
 type addrPortList []string
 
 func (l *addrPortList) String() string { return strings.Join(*l, ",") }
 
 func (l *addrPortList) Set(v string) error {
+	aps, err := dnsaddr.ParseList(v)
+	if err != nil {
+		return err
+	}
 	*l = (*l)[:0]
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(p); err != nil {
-			p = net.JoinHostPort(strings.Trim(p, "[]"), "53")
-		}
-		if _, _, err := net.SplitHostPort(p); err != nil {
-			return fmt.Errorf("bad address %q", p)
-		}
-		*l = append(*l, p)
+	for _, ap := range aps {
+		*l = append(*l, ap.String())
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,6 +57,6 @@ func (s *server) addShip() error {
 	if err != nil {
 		return err
 	}
-	s.parts = append(s.parts, part{name: "ship", run: func(ctx context.Context) error { return sh.Serve(ctx) }})
+	s.add("ship", newLoop(sh.Serve))
 	return nil
 }

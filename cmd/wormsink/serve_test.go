@@ -116,3 +116,28 @@ func TestCaptureFlagsValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamHelpSaysWhatItTakes: --upstream and --rpz-notify take
+// addresses, IP[:port]; their help says so, and a host name is refused at
+// once with a line saying why, not later at the first forward.
+func TestUpstreamHelpSaysWhatItTakes(t *testing.T) {
+	_, out, errs := runCmd(t, "", "serve", "--help")
+	help := out + errs
+	for _, flag := range []string{"-upstream", "-rpz-notify"} {
+		i := strings.Index(help, "  "+flag+" value")
+		if i < 0 || !strings.Contains(help[i:min(len(help), i+300)], "IP[:port]") {
+			t.Errorf("help of %s does not say IP[:port]", flag)
+		}
+	}
+	for _, args := range [][]string{{"--upstream", "resolver.example"}, {"--upstream", "192.0.2.1,ns.example:53"}, {"--rpz-notify", "secondary.example"}} {
+		code, _, errs := runCmd(t, "", append([]string{"serve"}, args...)...)
+		if code != exitUsage || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "not a host name") {
+			t.Errorf("serve %q: status %d, stderr %q; want 2 and a line saying a host name is not taken", args, code, errs)
+		}
+	}
+	// The addresses themselves are taken, with port 53 when left out.
+	code, out, errs := runCmd(t, "", "serve", "--upstream", "192.0.2.1,[2001:db8::1]:5353", "--rpz-notify", "192.0.2.2", "--sinkhole-ip", "192.0.2.3", "--print-config")
+	if code != exitOK || !strings.Contains(out, "192.0.2.1:53,[2001:db8::1]:5353") || !strings.Contains(out, "192.0.2.2:53") {
+		t.Errorf("status %d, stdout %q, stderr %q", code, out, errs)
+	}
+}

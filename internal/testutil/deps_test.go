@@ -201,6 +201,8 @@ var shellWords = func() map[string]bool {
 
 var (
 	funcDef = regexp.MustCompile(`^\s*(?:function\s+)?([A-Za-z_][A-Za-z0-9_-]*)\s*\(\)`)
+	// sourced is `. "$root/PATH"` (or source): a file of the tree read in.
+	sourced = regexp.MustCompile(`^\s*(?:\.|source)\s+"?\$root/([^"\s]+)"?\s*$`)
 	heredoc = regexp.MustCompile(`^<<-?\s*['"]?([A-Za-z_]+)['"]?`)
 	// A case pattern (`up)`, `*)`, `a|b)`) at a line's start.
 	casePattern = regexp.MustCompile(`^\s*[A-Za-z0-9_*.@/-]+(\s*\|\s*[A-Za-z0-9_*.@/-]+)*\s*\)`)
@@ -307,6 +309,20 @@ func shellUses(t *testing.T, root, rel string) []use {
 	for _, line := range strings.Split(string(data), "\n") {
 		if m := funcDef.FindStringSubmatch(line); m != nil {
 			funcs[m[1]] = true
+		}
+		// A file of the tree it sources defines functions too (its own
+		// programs are checked where it is read as a script itself).
+		if m := sourced.FindStringSubmatch(line); m != nil {
+			lib, err := os.ReadFile(filepath.Join(root, m[1]))
+			if err != nil {
+				t.Errorf("%s sources %s: %v", rel, m[1], err)
+				continue
+			}
+			for _, l := range strings.Split(string(lib), "\n") {
+				if m := funcDef.FindStringSubmatch(l); m != nil {
+					funcs[m[1]] = true
+				}
+			}
 		}
 	}
 	var uses []use

@@ -248,18 +248,33 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
-// Serve runs serve (a part's Serve loop) until the test ends: then it
-// cancels serve's context, waits for it to return and fails the test on
-// its error.
-func Serve(t testing.TB, serve func(ctx context.Context) error) {
+// Part is a running part of wormsink: New binds, Serve runs until
+// Shutdown (or its context), Shutdown drains.
+type Part interface {
+	Serve(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
+// Serve runs p until the test ends: then it stops p with Shutdown, waits
+// for Serve to return and fails the test unless it returned closed (the
+// part's ErrServerClosed) or nil, or took longer than 10 seconds.
+func Serve(t testing.TB, p Part, closed error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx) }()
+	go func() { done <- p.Serve(context.Background()) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, closed) {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-ctx.Done():
+			t.Errorf("Serve did not return after Shutdown")
 		}
 	})
 }

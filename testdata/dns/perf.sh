@@ -21,78 +21,10 @@ trap cleanup EXIT
 cd "$root"
 go build -o "$dir/wormsink" ./cmd/wormsink
 
-# Signature file: NAMES listed names in one signature.
-awk -v n="$names" 'BEGIN {
-  print "serial: 1\nsignatures:\n  - id: perf\n    family: Perf\n    domains:"
-  for (i = 0; i < n; i++) printf "      - w%07d.worm.test\n", i
-}' >"$dir/sigs.yaml"
-"$dir/wormsink" sigs check "$dir/sigs.yaml" >/dev/null
-"$dir/wormsink" sigs export --format rpz --sinkhole-ip 192.0.2.66 "$dir/sigs.yaml" >"$dir/rpz.zone"
+# shellcheck source=scripts/perf-dns-setup.sh
+. "$root/scripts/perf-dns-setup.sh"
+perf_dns_setup "$names" 10000
 
-# Queries: 10% listed, 90% unlisted from a pool of 10,000.
-awk -v n="$names" 'BEGIN {
-  srand(1)
-  for (i = 0; i < 200000; i++) {
-    if (i % 10 == 0) printf "w%07d.worm.test A\n", int(rand() * n)
-    else printf "u%05d.bench.test A\n", int(rand() * 10000)
-  }
-}' >"$dir/queries.txt"
-
-port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up=$(port); ub=$(port); ws=$(port)
-
-common="  do-ip6: no
-  do-daemonize: no
-  chroot: \"\"
-  username: \"\"
-  directory: \"$dir\"
-  use-syslog: no
-  logfile: \"\"
-  verbosity: 0
-  access-control: 127.0.0.0/8 allow
-  local-zone: \"test.\" nodefault"
-
-cat >"$dir/upstream.conf" <<EOF
-server:
-  interface: 127.0.0.1
-  port: $up
-  pidfile: "$dir/up.pid"
-$common
-  module-config: "iterator"
-  local-zone: "bench.test." redirect
-  local-data: "bench.test. 300 IN A 192.0.2.1"
-remote-control:
-  control-enable: no
-EOF
-
-cat >"$dir/rpz.conf" <<EOF
-server:
-  interface: 127.0.0.1
-  port: $ub
-  pidfile: "$dir/rpz.pid"
-$common
-  num-threads: 1
-  module-config: "respip iterator"
-  do-not-query-localhost: no
-  msg-cache-size: 64m
-  rrset-cache-size: 128m
-rpz:
-  name: wormsink.rpz.
-  zonefile: "$dir/rpz.zone"
-forward-zone:
-  name: "."
-  forward-addr: 127.0.0.1@$up
-remote-control:
-  control-enable: no
-EOF
-
-wait_dns() { # port
-  for _ in $(seq 1 200); do
-    if dig @127.0.0.1 -p "$1" +tries=1 +time=1 +short u00001.bench.test A 2>/dev/null | grep -q 192.0.2.1; then return 0; fi
-    sleep 0.1
-  done
-  echo "perf: nothing answers on port $1" >&2; return 1
-}
 hwm() { awk '/VmHWM/ {print $2 " kB"}' "/proc/$1/status"; }
 run() { # label port pid
   dnsperf -s 127.0.0.1 -p "$2" -d "$dir/queries.txt" -c 1 -T 1 -l 3 >/dev/null 2>&1 # warm up the caches

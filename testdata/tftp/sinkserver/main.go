@@ -45,18 +45,24 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	srv := sinkhole.New(sinkhole.Config{
+	srv, err := sinkhole.New(sinkhole.Config{
+		Listen:     *listen,
 		SourceRate: *sourceRate, SourceBurst: *sourceBurst,
 		TotalRate: *totalRate, TotalBurst: *totalBurst,
 		ExchangeWait:  *exchangeWait,
 		NotifyStarted: func(a net.Addr) { fmt.Fprintf(os.Stderr, "listening %s\n", a) },
 	}, signatures.NewStore("", signatures.Default()), w, w.Service())
-	err := srv.ListenAndServe(ctx, *listen)
+	if err == nil {
+		err = srv.Serve(ctx)
+	}
 	if cerr := w.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
 	if err != nil && !errors.Is(err, sinkhole.ErrServerClosed) {
 		fmt.Fprintln(os.Stderr, "sinkserver:", err)
+		os.Exit(1)
+	}
+	if srv == nil {
 		os.Exit(1)
 	}
 	// The last line: the server's counters, for the caller to check.
