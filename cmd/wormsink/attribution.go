@@ -134,7 +134,7 @@ func runAttributionWho(ctx context.Context, e env, args []string) int {
 	var db, subs, det string
 	var sessionTimeout, natTimeout time.Duration
 	dbFlag(fs, &db)
-	fs.StringVar(&subs, "subscribers", "", `file of lines "CIDR ID" (as serve's)`)
+	fs.StringVar(&subs, "subscribers", "", `file of lines "CIDR ID [EMAIL [LANG]]" (as serve's)`)
 	fs.StringVar(&det, "nat-deterministic", "", "deterministic NAT rules (as serve's)")
 	fs.DurationVar(&sessionTimeout, "radius-session-timeout", attribution.DefaultSessionTimeout, "as serve's")
 	fs.DurationVar(&natTimeout, "nat-timeout", attribution.DefaultNATTimeout, "as serve's")

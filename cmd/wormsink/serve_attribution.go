@@ -45,7 +45,7 @@ func attributionFlags(fs *flag.FlagSet, c *attributionConfig) {
 	c.ipfixAllow.Set("127.0.0.0/8,::1/128")
 	fs.Var(&c.ipfixAllow, "nat-ipfix-allow", "IPFIX exporters heard, CIDR,... (a forged NAT event would name the wrong subscriber); others are dropped and counted")
 	fs.StringVar(&c.deterministic, "nat-deterministic", "", `deterministic NAT (RFC 7422) rules, lines "INSIDE_CIDR PUBLIC_CIDR LO-HI [FROM [UNTIL]]"`)
-	fs.StringVar(&c.subscribers, "subscribers", "", `file of lines "CIDR ID": subscribers with fixed addresses, behind RADIUS sessions`)
+	fs.StringVar(&c.subscribers, "subscribers", "", `file of lines "CIDR ID [EMAIL [LANG]]": subscribers with fixed addresses, behind RADIUS sessions (the e-mail is for the desk's notices)`)
 	fs.DurationVar(&c.retention, "attribution-retention", attribution.DefaultRetention, "sessions and NAT bindings that ended longer ago are deleted")
 	fs.DurationVar(&c.poll, "attribution-poll", attribution.DefaultPoll, "how often sessions and bindings other processes sharing the store (another sensor, an import) stored are read into the index")
 }
