@@ -82,9 +82,12 @@ WHERE id = ? AND notice_owner = ?`, args...)
 
 // claimable lists the cases whose notice is still to be sent and not
 // claimed by a live desk, oldest first.
+// claimableSQL lists notices to send that nobody holds a live claim on;
+// the partial index desk_cases_pending_notice serves it.
+const claimableSQL = `SELECT id FROM desk_cases WHERE ` + pendingNotice + ` AND (notice_owner = '' OR notice_lease < ?) ORDER BY id LIMIT ?`
+
 func (s *Store) claimable(ctx context.Context, limit int) ([]int64, error) {
-	rows, err := s.db.Query(ctx, `SELECT id FROM desk_cases WHERE `+pendingNotice+` AND (notice_owner = '' OR notice_lease < ?) ORDER BY id LIMIT ?`,
-		s.now().UnixMilli(), limit)
+	rows, err := s.db.Query(ctx, claimableSQL, s.now().UnixMilli(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("desk: notices to send: %w", err)
 	}

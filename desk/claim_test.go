@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"wormsink/internal/testutil"
+	"wormsink/store"
 	"wormsink/store/storetest"
 )
 
@@ -119,4 +120,51 @@ func TestTwoDesksSendEachNoticeOnce(t *testing.T) {
 	if total != cases+1 {
 		t.Errorf("%d e-mails for %d notices", total, cases+1)
 	}
+}
+
+// The look for notices to send, made by every desk every half minute, is
+// served by its partial index on both databases, not by reading every
+// case (PostgreSQL is told to avoid a sequential scan where it can, since
+// on a small table it would rightly prefer one).
+func TestPendingNoticeLookUsesItsIndex(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		openStore(t, db)
+		var plan strings.Builder
+		err := db.Tx(ctx, func(tx *store.Tx) error {
+			explain := "EXPLAIN QUERY PLAN "
+			if db.Dialect() == store.Postgres {
+				explain = "EXPLAIN "
+				if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+					return err
+				}
+			}
+			rows, err := tx.Query(ctx, explain+claimableSQL, int64(0), 10)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			cols, _ := rows.Columns()
+			vals := make([]any, len(cols))
+			for i := range vals {
+				vals[i] = new(any)
+			}
+			for rows.Next() {
+				if err := rows.Scan(vals...); err != nil {
+					return err
+				}
+				for _, v := range vals {
+					fmt.Fprintf(&plan, "%v ", *(v.(*any)))
+				}
+				plan.WriteString("\n")
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(plan.String(), "desk_cases_pending_notice") {
+			t.Errorf("the look does not use its index:\n%s", plan.String())
+		}
+	})
 }

@@ -108,4 +108,11 @@ DROP INDEX desk_cases_rank;
 CREATE INDEX desk_cases_rank ON desk_cases (rank DESC, last_seen DESC, id DESC);
 DROP INDEX desk_evidence_case;
 CREATE INDEX desk_evidence_case ON desk_evidence (case_id, at, id)`,
+}, {
+	// Every desk looks for notices to send every half minute: a partial
+	// index of the few cases with one pending, so the look does not read
+	// every case. Its condition is the look's own (pendingNotice), which
+	// both databases need to use it.
+	Version: 5,
+	Both:    `CREATE INDEX desk_cases_pending_notice ON desk_cases (id) WHERE ` + pendingNotice,
 }}
