@@ -19,22 +19,8 @@ import (
 // last_ms plus the timeout or at the start of the next row on the same
 // address (port), so a lost Stop or release never needs a write.
 var migrations = []store.Migration{
-	{Version: 1,
-		SQLite: `CREATE TABLE attribution_sessions (
-	id INTEGER PRIMARY KEY,
-	nas TEXT NOT NULL,
-	session_id TEXT NOT NULL,
-	subscriber TEXT NOT NULL,
-	framed_ip TEXT NOT NULL DEFAULT '',
-	framed_ipv6_prefix TEXT NOT NULL DEFAULT '',
-	delegated_ipv6_prefix TEXT NOT NULL DEFAULT '',
-	calling_station TEXT NOT NULL DEFAULT '',
-	start_ms BIGINT NOT NULL,
-	last_ms BIGINT NOT NULL,
-	stop_ms BIGINT NOT NULL DEFAULT 0,
-	UNIQUE (nas, session_id, start_ms))`,
-		Postgres: `CREATE TABLE attribution_sessions (
-	id BIGSERIAL PRIMARY KEY,
+	{Version: 1, Both: `CREATE TABLE attribution_sessions (
+	id ` + store.AutoID + `,
 	nas TEXT NOT NULL,
 	session_id TEXT NOT NULL,
 	subscriber TEXT NOT NULL,
