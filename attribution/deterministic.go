@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -32,12 +31,7 @@ type detRule struct {
 
 // LoadDeterministic reads a deterministic NAT file.
 func LoadDeterministic(path string) (*Deterministic, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("attribution: deterministic: %w", err)
-	}
-	defer f.Close()
-	return ParseDeterministic(f, path)
+	return loadFile(path, "deterministic", ParseDeterministic)
 }
 
 // ParseDeterministic parses lines "INSIDE_CIDR PUBLIC_CIDR LO-HI [FROM

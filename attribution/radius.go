@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,12 +30,7 @@ type Secrets struct {
 // LoadSecrets reads a secrets file: lines "CIDR SECRET" (an address stands
 // for itself; the secret is the rest of the line), # comments.
 func LoadSecrets(path string) (*Secrets, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("attribution: radius secrets: %w", err)
-	}
-	defer f.Close()
-	return ParseSecrets(f, path)
+	return loadFile(path, "radius secrets", ParseSecrets)
 }
 
 // ParseSecrets parses a secrets file read from r; name is used in errors.

@@ -26,12 +26,7 @@ type subscriberContact struct{ email, lang string }
 // LoadSubscribers reads a subscribers file: lines "CIDR ID [EMAIL [LANG]]"
 // (an address stands for itself), # comments and blank lines ignored.
 func LoadSubscribers(path string) (*Subscribers, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("attribution: subscribers: %w", err)
-	}
-	defer f.Close()
-	return ParseSubscribers(f, path)
+	return loadFile(path, "subscribers", ParseSubscribers)
 }
 
 // ParseSubscribers parses a subscribers file read from r; name is used in
@@ -171,3 +166,15 @@ func (s *Subscribers) Lookup(a netip.Addr) string {
 
 // Len returns the number of networks.
 func (s *Subscribers) Len() int { return len(s.byPrefix) }
+
+// loadFile opens path and parses it with parse, which names errors by
+// path (FILE:LINE); what names the file in an error opening it.
+func loadFile[T any](path, what string, parse func(io.Reader, string) (T, error)) (T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("attribution: %s: %w", what, err)
+	}
+	defer f.Close()
+	return parse(f, path)
+}
