@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/csv"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -84,7 +86,28 @@ func TestServeProof(t *testing.T) {
 	}
 	digArgs("127.0.0.3", "+cookie="+m[1], "tftp.worm.example", "A")
 
-	waitFor(t, "the follow-up counted", 10*time.Second, func() bool { return p.metric(t, "wormsink_tftp_exchanges_total") == 1 })
+	// The follow-up is counted when it arrives; more than one would be a
+	// forger's win, which the proofs below would show.
+	followed := func() bool { return p.metric(t, "wormsink_tftp_exchanges_total") >= 1 }
+	for deadline := time.Now().Add(10 * time.Second); !followed(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			// Say what the server did with the requests, so that a failure
+			// here names its cause.
+			resp, err := http.Get("http://" + p.metrics + "/metrics")
+			if err != nil {
+				t.Fatalf("no follow-up counted in 10 s; metrics: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var tftp []string
+			for _, l := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(l, "wormsink_tftp_") {
+					tftp = append(tftp, l)
+				}
+			}
+			t.Fatalf("no follow-up counted in 10 s:\n%s", strings.Join(tftp, "\n"))
+		}
+	}
 	p.stop(t)
 
 	best := map[string]string{}
