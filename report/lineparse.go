@@ -19,8 +19,8 @@ import (
 // not safe for concurrent use.
 type Parser struct {
 	f     fields
-	arena []byte                         // decoded strings with escapes; reserved per line so slices stay put
-	next  [evidence.NumFields + 2]keyLit // the key that came after each key last time
+	arena []byte                                  // decoded strings with escapes; reserved per line so slices stay put
+	next  [evidence.NumFields + 2][keyWays]keyLit // the keys that came after each key lately, latest first
 	slow  map[string]any
 }
 
@@ -67,19 +67,31 @@ func (p *Parser) scan(line []byte) (kind LineKind, err error, fallback bool) {
 				return LineMalformed, errBadJSON, false
 			}
 			var fi evidence.Field
-			// The key that followed this one last time, compared in two
-			// words: a log's lines repeat their keys in the same order.
-			if k := &p.next[prev]; k.n > 0 && i+16 <= len(line) &&
-				(binary.LittleEndian.Uint64(line[i:])^k.w[0])&k.m[0]|(binary.LittleEndian.Uint64(line[i+8:])^k.w[1])&k.m[1] == 0 {
-				fi, i = k.fi, i+int(k.n)
-			} else {
+			// The keys that followed this one lately, each compared in two
+			// words: a log's lines mostly repeat their keys in a few orders
+			// (optional keys present or not, several sensors' writers).
+			hit := false
+			if i+16 <= len(line) {
+				w0, w1 := binary.LittleEndian.Uint64(line[i:]), binary.LittleEndian.Uint64(line[i+8:])
+				for w := range keyWays {
+					k := &p.next[prev][w]
+					if k.n == 0 {
+						break
+					}
+					if (w0^k.w[0])&k.m[0]|(w1^k.w[1])&k.m[1] == 0 {
+						fi, i, hit = k.fi, i+int(k.n), true
+						break
+					}
+				}
+			}
+			if !hit {
 				key, next, st := p.str(line, i)
 				if st != strOK {
 					return LineMalformed, errBadJSON, st == strFallback
 				}
 				fi = fieldOf(key)
 				if next == i+len(key)+2 && next < len(line) && line[next] == ':' {
-					p.next[prev].learn(line[i:next+1], fi) // a key without escapes
+					p.learn(prev, line[i:next+1], fi) // a key without escapes
 				}
 				i = skipWS(line, next)
 				if i >= len(line) || line[i] != ':' {
@@ -200,12 +212,40 @@ const (
 	keyOther = int(evidence.NumFields) + 1 // after a key the report does not read
 )
 
-// learn keeps lit (`"key":`, no escapes) as the key expected next.
-func (k *keyLit) learn(lit []byte, fi evidence.Field) {
+// keyWays is how many keys Parser.next remembers after each key: the
+// logs of several writers, optional keys left out or not, and attributed
+// lines among others give a key up to a few successors, and a miss costs
+// a scan of the key and a look-up of its field.
+const keyWays = 4
+
+// learn puts lit (`"key":`, no escapes) first among the keys expected
+// after the key prev, pushing the oldest out.
+func (p *Parser) learn(prev int, lit []byte, fi evidence.Field) {
 	if len(lit) > 16 {
-		k.n = 0
 		return
 	}
+	ks := &p.next[prev]
+	copy(ks[1:], ks[:keyWays-1])
+	k := &ks[0]
+	if fi != evidence.FieldNone && keyLits[fi].n == uint8(len(lit)) {
+		*k = keyLits[fi] // the usual spelling, made once
+		return
+	}
+	k.set(lit, fi)
+}
+
+// keyLits holds each field's key as the evidence writer spells it.
+var keyLits = func() (t [evidence.NumFields]keyLit) {
+	for _, f := range evidence.Fields() {
+		if lit := `"` + f.Name() + `":`; len(lit) <= 16 {
+			t[f].set([]byte(lit), f)
+		}
+	}
+	return t
+}()
+
+// set makes k stand for lit (at most 16 bytes).
+func (k *keyLit) set(lit []byte, fi evidence.Field) {
 	var b [16]byte
 	copy(b[:], lit)
 	k.w[0], k.w[1] = binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])

@@ -98,3 +98,31 @@ func TestVariantsSameOnAllCores(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkParseVariants parses the lines of each log shape of
+// BenchmarkReportVariants on one parser, without aggregating them: the
+// scanner's share of the report.
+func BenchmarkParseVariants(b *testing.B) {
+	for _, v := range loggen.Variants(100_000) {
+		var log bytes.Buffer
+		if err := loggen.Write(&log, v.Config); err != nil {
+			b.Fatal(err)
+		}
+		lines := bytes.Split(bytes.TrimSuffix(log.Bytes(), []byte("\n")), []byte("\n"))
+		b.Run(v.Name, func(b *testing.B) {
+			b.SetBytes(int64(log.Len() / len(lines)))
+			b.ReportAllocs()
+			var p Parser
+			var rec Sighting
+			i := 0
+			for b.Loop() {
+				if k, err := p.Parse(lines[i], &rec); k != LineEvidence {
+					b.Fatal(err)
+				}
+				if i++; i == len(lines) {
+					i = 0
+				}
+			}
+		})
+	}
+}
