@@ -109,9 +109,9 @@ func csvHeaderLine() []byte {
 func appendCSVRow(row, cell []byte, h *HostSummary) ([]byte, []byte) {
 	row = h.Host.AppendTo(row)
 	row = append(row, ',')
-	row = h.FirstSeen.AppendFormat(row, evidence.TimeFormat)
+	row = appendTime(row, h.FirstSeen)
 	row = append(row, ',')
-	row = h.LastSeen.AppendFormat(row, evidence.TimeFormat)
+	row = appendTime(row, h.LastSeen)
 	row = append(row, ',')
 	row = strconv.AppendUint(row, h.Events, 10)
 	row = append(row, ',')
