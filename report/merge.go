@@ -15,6 +15,9 @@ import "net/netip"
 func (a *Aggregator) merge(b *Aggregator) {
 	var remap [numKinds][]uint32 // b's name ids → a's
 	for k := range b.names {
+		if k == kindSubscriber {
+			continue // by name: see addSub
+		}
 		remap[k] = make([]uint32, len(b.names[k].names))
 		for id, name := range b.names[k].names {
 			remap[k][id] = a.names[k].id([]byte(name))
@@ -68,12 +71,16 @@ func (a *Aggregator) merge(b *Aggregator) {
 			}
 		}
 		if bh.subs != 0 {
-			a.markKind(i, kindSubscriber, remap[kindSubscriber][bh.subs-1])
+			addSub(a, a.aggs.at(i), i, b.names[kindSubscriber].names[bh.subs-1])
 		}
 		if bh.hasExtra {
 			for _, x := range b.extra[uint32(j)] {
-				kind := int(x >> 30)
-				a.markKind(i, kind, remap[kind][x&(1<<30-1)])
+				kind, id := int(x>>30), x&(1<<30-1)
+				if kind == kindSubscriber {
+					addSub(a, a.aggs.at(i), i, b.names[kind].names[id])
+					continue
+				}
+				a.markKind(i, kind, remap[kind][id])
 			}
 		}
 	}
@@ -92,8 +99,6 @@ func (a *Aggregator) markKind(i uint32, kind int, id uint32) {
 		a.mark(h, i, &h.fams, kind, id)
 	case kindSig:
 		a.mark(h, i, &h.sigs, kind, id)
-	case kindSubscriber:
-		a.markSub(h, i, id)
 	default:
 		a.mark(h, i, &h.sensors, kind, id)
 	}

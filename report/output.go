@@ -107,7 +107,9 @@ func (a *Aggregator) writeRows(w io.Writer, appendRow func(dst []byte, h *HostSu
 	// Names are sorted lazily, the first time a row asks: do it now,
 	// before the goroutines share the interners.
 	for k := range a.names {
-		a.names[k].prepare()
+		if k != kindSubscriber || a.manySubs {
+			a.names[k].prepare()
+		}
 	}
 	type block struct {
 		buf  []byte

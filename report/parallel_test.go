@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -239,5 +240,41 @@ func TestEachHostSameAsHosts(t *testing.T) {
 		if !bytes.Equal(b1.Bytes(), b2.Bytes()) {
 			t.Fatalf("filter %+v: WriteCSVSeq differs from WriteCSV", f)
 		}
+	}
+}
+
+// TestSubscribersSameOnAllCores: hosts that move between subscribers
+// (and subscribers shared by several hosts) list the same subscribers,
+// once each and in order, whether one reader or three workers with tiny
+// chunks read the log: a host's first subscriber is kept by id without
+// interning, the others are interned, and a merge compares them by name.
+func TestSubscribersSameOnAllCores(t *testing.T) {
+	for seed := range uint64(4) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		var log bytes.Buffer
+		for i := range 3000 {
+			h := rng.IntN(200)
+			sub := fmt.Sprintf("cust-%03d@bras", h%50)
+			if rng.IntN(4) == 0 {
+				sub = fmt.Sprintf("cust-%03d@bras", rng.IntN(60))
+			}
+			fmt.Fprintf(&log, `{"time":"2026-11-24T00:%02d:%02d.000Z","event":"dns_sinkhole","host":"10.0.%d.%d","port":%d,"signature":"sig","family":"Fam","evidence":"strong","subscriber":%q}`+"\n",
+				i/60%60, i%60, h/100, h%100, 1000+rng.IntN(3), sub)
+		}
+		tinyLineChunks(t, 300+rng.IntN(2000))
+		one := readOne(t, Filter{}, [][]byte{log.Bytes()})
+		many := 0
+		for _, h := range one.hosts {
+			if len(h.Subscribers) > 1 {
+				many++
+			}
+			if !slices.IsSorted(h.Subscribers) || len(slices.Compact(slices.Clone(h.Subscribers))) != len(h.Subscribers) {
+				t.Fatalf("%v: subscribers %q: not sorted and distinct", h.Host, h.Subscribers)
+			}
+		}
+		if many < 50 {
+			t.Fatalf("seed %d: only %d hosts with several subscribers", seed, many)
+		}
+		sameRead(t, fmt.Sprintf("seed %d", seed), one, readParallel(t, Filter{}, [][]byte{log.Bytes()}, 3))
 	}
 }

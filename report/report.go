@@ -178,7 +178,10 @@ type Aggregator struct {
 	// workers is how many goroutines sort and format the rows: those that
 	// read the logs (ParallelReader sets it), else one.
 	workers int
-	sink    uint64 // keeps addBatch's warming loads from being optimised away
+	// manySubs is set once a host has a second subscriber: only then are
+	// subscribers sorted for display.
+	manySubs bool
+	sink     uint64 // keeps addBatch's warming loads from being optimised away
 }
 
 // NetworkSummary is what the logs say about one network whose sightings the
@@ -280,10 +283,8 @@ func (a *Aggregator) Add(r *Sighting) {
 	if len(r.Sensor) > 0 {
 		a.mark(h, i, &h.sensors, kindSensor, a.names[kindSensor].id(r.Sensor))
 	}
-	if len(r.Subscriber) > 0 && (h.subs == 0 || a.names[kindSubscriber].names[h.subs-1] != string(r.Subscriber)) {
-		// The host's own subscriber again is the common case: compared
-		// in place, without interning.
-		a.markSub(h, i, a.names[kindSubscriber].id(r.Subscriber))
+	if len(r.Subscriber) > 0 {
+		addSub(a, h, i, r.Subscriber)
 	}
 	a.kept = addSat(a.kept, r.Count)
 	if a.timeline != nil {
@@ -533,14 +534,24 @@ func (a *Aggregator) mark(h *hostAgg, i uint32, set *uint32, kind int, id uint32
 	a.markExtra(h, i, kind, id)
 }
 
-// markSub adds subscriber id to host i's subscribers.
-func (a *Aggregator) markSub(h *hostAgg, i uint32, id uint32) {
-	switch h.subs {
-	case 0:
-		h.subs = id + 1
-	case id + 1:
-	default:
-		a.markExtra(h, i, kindSubscriber, id)
+// addSub adds subscriber name to host i's subscribers. The host's
+// first is kept by its own id, never looked up: subscribers are about as
+// many as hosts, so interning each through a map (and sorting them all
+// for display) cost more than the rest of a million-host report's
+// bookkeeping. The host's own subscriber again, the common case, is
+// compared in place; another one is interned and goes to the extras, so
+// that it is counted once.
+// A name from another aggregator (a merge) comes as a string, kept
+// without a copy.
+func addSub[S string | []byte](a *Aggregator, h *hostAgg, i uint32, name S) {
+	sn := &a.names[kindSubscriber]
+	switch {
+	case h.subs == 0:
+		sn.names = append(sn.names, string(name))
+		h.subs = uint32(len(sn.names))
+	case sn.names[h.subs-1] != string(name):
+		a.markExtra(h, i, kindSubscriber, sn.id([]byte(name)))
+		a.manySubs = true
 	}
 }
 
@@ -570,7 +581,7 @@ func (a *Aggregator) namesOf(i uint32, set uint32, kind int, sets map[uint32][]s
 
 // subsOf returns the sorted subscribers of host i, whose first is sub.
 func (a *Aggregator) subsOf(i uint32, sub uint32) []string {
-	if !a.aggs.at(i).hasExtra {
+	if !a.aggs.at(i).hasExtra || !a.manySubs {
 		return []string{a.names[kindSubscriber].names[sub-1]}
 	}
 	ids := []uint32{sub - 1}
@@ -578,6 +589,9 @@ func (a *Aggregator) subsOf(i uint32, sub uint32) []string {
 		if int(x>>30) == kindSubscriber {
 			ids = append(ids, x&(1<<30-1))
 		}
+	}
+	if len(ids) == 1 {
+		return []string{a.names[kindSubscriber].names[sub-1]}
 	}
 	return a.names[kindSubscriber].sorted(ids)
 }
