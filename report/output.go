@@ -107,7 +107,7 @@ func (a *Aggregator) writeRows(w io.Writer, appendRow func(dst []byte, h *HostSu
 	// Names are sorted lazily, the first time a row asks: do it now,
 	// before the goroutines share the interners.
 	for k := range a.names {
-		if k != kindSubscriber || a.manySubs {
+		if k != kindSubscriber { // see subsOf
 			a.names[k].prepare()
 		}
 	}

@@ -178,10 +178,7 @@ type Aggregator struct {
 	// workers is how many goroutines sort and format the rows: those that
 	// read the logs (ParallelReader sets it), else one.
 	workers int
-	// manySubs is set once a host has a second subscriber: only then are
-	// subscribers sorted for display.
-	manySubs bool
-	sink     uint64 // keeps addBatch's warming loads from being optimised away
+	sink    uint64 // keeps addBatch's warming loads from being optimised away
 }
 
 // NetworkSummary is what the logs say about one network whose sightings the
@@ -551,7 +548,6 @@ func addSub[S string | []byte](a *Aggregator, h *hostAgg, i uint32, name S) {
 		h.subs = uint32(len(sn.names))
 	case sn.names[h.subs-1] != string(name):
 		a.markExtra(h, i, kindSubscriber, sn.id([]byte(name)))
-		a.manySubs = true
 	}
 }
 
@@ -580,20 +576,30 @@ func (a *Aggregator) namesOf(i uint32, set uint32, kind int, sets map[uint32][]s
 }
 
 // subsOf returns the sorted subscribers of host i, whose first is sub.
+// They are sorted here, not ranked among all subscribers (as families
+// are): a host has a few, the log perhaps a million.
 func (a *Aggregator) subsOf(i uint32, sub uint32) []string {
-	if !a.aggs.at(i).hasExtra || !a.manySubs {
-		return []string{a.names[kindSubscriber].names[sub-1]}
+	names := a.names[kindSubscriber].names
+	out := []string{names[sub-1]}
+	if !a.aggs.at(i).hasExtra {
+		return out
 	}
-	ids := []uint32{sub - 1}
 	for _, x := range a.extra[i] {
 		if int(x>>30) == kindSubscriber {
-			ids = append(ids, x&(1<<30-1))
+			out = append(out, names[x&(1<<30-1)])
 		}
 	}
-	if len(ids) == 1 {
-		return []string{a.names[kindSubscriber].names[sub-1]}
+	slices.SortFunc(out, compareNames)
+	return out
+}
+
+// compareNames is the display order of names: case-insensitive, then
+// exact.
+func compareNames(a, b string) int {
+	if c := strings.Compare(strings.ToLower(a), strings.ToLower(b)); c != 0 {
+		return c
 	}
-	return a.names[kindSubscriber].sorted(ids)
+	return strings.Compare(a, b)
 }
 
 func (a *Aggregator) namesOfIDs(i uint32, set uint32, kind int) []string {
