@@ -13,6 +13,7 @@ import "net/netip"
 // checks the result against one sequential read on random logs, so a field
 // added to Add and forgotten here fails it.
 func (a *Aggregator) merge(b *Aggregator) {
+	b.listExtras()
 	var remap [numKinds][]uint32 // b's name ids → a's
 	for k := range b.names {
 		if k == kindSubscriber {
@@ -74,7 +75,7 @@ func (a *Aggregator) merge(b *Aggregator) {
 			addSub(a, a.aggs.at(i), i, b.names[kindSubscriber].names[bh.subs-1])
 		}
 		if bh.hasExtra {
-			for _, x := range b.extra[uint32(j)] {
+			for _, x := range b.extras.of(j) {
 				kind, id := int(x>>30), x&(1<<30-1)
 				if kind == kindSubscriber {
 					addSub(a, a.aggs.at(i), i, b.names[kind].names[id])

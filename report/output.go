@@ -106,6 +106,7 @@ func (a *Aggregator) writeRows(w io.Writer, appendRow func(dst []byte, h *HostSu
 	}
 	// Names are sorted lazily, the first time a row asks: do it now,
 	// before the goroutines share the interners.
+	a.listExtras()
 	for k := range a.names {
 		if k != kindSubscriber { // see subsOf
 			a.names[k].prepare()

@@ -159,11 +159,13 @@ type Aggregator struct {
 	other  map[netip.Addr]uint32 // every other host (with a zone)
 	aggs   blocks[hostAgg]
 	addrs  blocks[netip.Addr]
-	extra  map[uint32][]uint32 // agg index → kind<<30|id, for ids ≥ maskIDs and second subscribers
-	// extraSeen holds every (agg index, kind<<30|id) in extra, so that a
-	// line repeating one costs one probe of a flat table, not a map
-	// look-up and a scan (logs of many sensors repeat them on every line).
+	// extraSeen holds every (agg index, kind<<30|id) of names a host's
+	// row has no bit for (ids from maskIDs on, second subscribers), so
+	// that a line repeating one costs one probe of a flat table. Logs of
+	// many sensors add them on most lines: a list per host appended to
+	// while reading cost an allocation each and the GC's time.
 	extraSeen u64Set
+	extras    extraLists         // extraSeen by host, made when rows are (see listExtras)
 	names     [numKinds]interner // families, signatures, sensors, subscribers
 	timeline  *Timeline
 	kept      uint64 // sightings counted
@@ -213,7 +215,7 @@ type aggPos struct{ first, last uint32 }
 // it also bins sightings over time per family.
 func NewAggregator(f Filter, timeline bool) *Aggregator {
 	f.Exclude = unmapPrefixes(f.Exclude)
-	a := &Aggregator{filter: f, other: make(map[netip.Addr]uint32), extra: make(map[uint32][]uint32)}
+	a := &Aggregator{filter: f, other: make(map[netip.Addr]uint32)}
 	for i := range a.names {
 		a.names[i].ids = make(map[string]uint32)
 	}
@@ -553,11 +555,9 @@ func addSub[S string | []byte](a *Aggregator, h *hostAgg, i uint32, name S) {
 
 func (a *Aggregator) markExtra(h *hostAgg, i uint32, kind int, id uint32) {
 	x := uint32(kind)<<30 | id
-	if !a.extraSeen.add(uint64(i)<<32 | uint64(x)) {
-		return
+	if a.extraSeen.add(uint64(i)<<32 | uint64(x)) {
+		h.hasExtra = true
 	}
-	a.extra[i] = append(a.extra[i], x)
-	h.hasExtra = true
 }
 
 // namesOf returns the sorted names of one kind in a host's sets. Hosts
@@ -584,7 +584,7 @@ func (a *Aggregator) subsOf(i uint32, sub uint32) []string {
 	if !a.aggs.at(i).hasExtra {
 		return out
 	}
-	for _, x := range a.extra[i] {
+	for _, x := range a.extras.of(i) {
 		if int(x>>30) == kindSubscriber {
 			out = append(out, names[x&(1<<30-1)])
 		}
@@ -610,7 +610,7 @@ func (a *Aggregator) namesOfIDs(i uint32, set uint32, kind int) []string {
 		set &^= 1 << b
 	}
 	if a.aggs.at(i).hasExtra {
-		for _, x := range a.extra[i] {
+		for _, x := range a.extras.of(i) {
 			if int(x>>30) == kind {
 				ids = append(ids, x&(1<<30-1))
 			}
@@ -721,6 +721,49 @@ func (t *u64Set) grow() {
 	}
 }
 
+// extraLists lists the pairs of an extraSeen by host: host i's are
+// list[start[i]:start[i+1]] (kind<<30|id each).
+type extraLists struct {
+	start []uint32
+	list  []uint32
+	made  int // extraSeen.n when made
+}
+
+func (e *extraLists) of(i uint32) []uint32 {
+	if int(i)+1 >= len(e.start) {
+		return nil
+	}
+	return e.list[e.start[i]:e.start[i+1]]
+}
+
+// listExtras makes a.extras from a.extraSeen, unless it is up to date.
+// Call it before rows are made (on one goroutine) and before a merge
+// reads the extras.
+func (a *Aggregator) listExtras() {
+	n := a.extraSeen.n
+	if n == 0 || len(a.extras.start) == a.aggs.len()+1 && a.extras.made == n {
+		return
+	}
+	start := make([]uint32, a.aggs.len()+2)
+	for _, s := range a.extraSeen.slots {
+		if s != 0 {
+			start[(s-1)>>32+2]++
+		}
+	}
+	for i := 2; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	list := make([]uint32, n)
+	for _, s := range a.extraSeen.slots {
+		if s != 0 {
+			i := (s - 1) >> 32
+			list[start[i+1]] = uint32(s - 1)
+			start[i+1]++
+		}
+	}
+	a.extras = extraLists{start: start[:len(start)-1], list: list, made: n}
+}
+
 func sourceOf(k evidence.Kind) int {
 	switch k {
 	case evidence.DNSSinkhole, evidence.DNSLookup:
@@ -755,6 +798,7 @@ func (a *Aggregator) EachHost(yield func(*HostSummary) bool) {
 
 // rows yields the rows of keys in their order, in one HostSummary.
 func (a *Aggregator) rows(keys []hostKey) iter.Seq[*HostSummary] {
+	a.listExtras()
 	return func(yield func(*HostSummary) bool) {
 		sets := newNameSets()
 		var row HostSummary
