@@ -92,7 +92,7 @@ func (a *Aggregator) writeRows(w io.Writer, appendRow func(dst []byte, h *HostSu
 	n := max(a.workers, 1)
 	if n == 1 || len(keys) <= rowBlock {
 		var buf []byte
-		for h := range a.rows(keys) {
+		for h := range a.rows(keys, true) {
 			buf = appendRow(buf, h)
 			if len(buf) >= 64<<10 {
 				if _, err := w.Write(buf); err != nil {
@@ -128,8 +128,9 @@ func (a *Aggregator) writeRows(w io.Writer, appendRow func(dst []byte, h *HostSu
 				defer close(b.done)
 				sets := newNameSets()
 				var row HostSummary
+				var subs []string
 				for i := range keys[lo:min(lo+rowBlock, len(keys))] {
-					a.fillRow(&row, &keys[lo+i], &sets)
+					a.fillRow(&row, &keys[lo+i], &sets, &subs)
 					b.buf = appendRow(b.buf, &row)
 				}
 			}()

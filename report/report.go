@@ -575,12 +575,13 @@ func (a *Aggregator) namesOf(i uint32, set uint32, kind int, sets map[uint32][]s
 	return names
 }
 
-// subsOf returns the sorted subscribers of host i, whose first is sub.
-// They are sorted here, not ranked among all subscribers (as families
-// are): a host has a few, the log perhaps a million.
-func (a *Aggregator) subsOf(i uint32, sub uint32) []string {
+// subsOf returns the sorted subscribers of host i, whose first is sub,
+// in buf's array when buf is not nil. They are sorted here, not ranked
+// among all subscribers (as families are): a host has a few, the log
+// perhaps a million.
+func (a *Aggregator) subsOf(i uint32, sub uint32, buf []string) []string {
 	names := a.names[kindSubscriber].names
-	out := []string{names[sub-1]}
+	out := append(buf[:0], names[sub-1])
 	if !a.aggs.at(i).hasExtra {
 		return out
 	}
@@ -783,7 +784,7 @@ func (a *Aggregator) Sightings() uint64 { return a.kept }
 func (a *Aggregator) Hosts() []HostSummary {
 	keys := a.sortedHosts()
 	out := make([]HostSummary, 0, len(keys))
-	for h := range a.rows(keys) {
+	for h := range a.rows(keys, false) {
 		out = append(out, *h)
 	}
 	return out
@@ -793,15 +794,20 @@ func (a *Aggregator) Hosts() []HostSummary {
 // time and in the same HostSummary (copy what you keep): a report of a
 // million hosts then needs no slice of a million rows.
 func (a *Aggregator) EachHost(yield func(*HostSummary) bool) {
-	a.rows(a.sortedHosts())(yield)
+	a.rows(a.sortedHosts(), false)(yield)
 }
 
-// rows yields the rows of keys in their order, in one HostSummary.
-func (a *Aggregator) rows(keys []hostKey) iter.Seq[*HostSummary] {
+// rows yields the rows of keys in their order, in one HostSummary; with
+// reuse, its slices too may be reused for the next row (see fillRow).
+func (a *Aggregator) rows(keys []hostKey, reuse bool) iter.Seq[*HostSummary] {
 	a.listExtras()
 	return func(yield func(*HostSummary) bool) {
 		sets := newNameSets()
 		var row HostSummary
+		var subs *[]string
+		if reuse {
+			subs = new([]string)
+		}
 		for i := range keys {
 			if i%addBatch == 0 {
 				// The rows are in report order, the state in reading
@@ -812,7 +818,7 @@ func (a *Aggregator) rows(keys []hostKey) iter.Seq[*HostSummary] {
 				}
 				a.sink = sink
 			}
-			a.fillRow(&row, &keys[i], &sets)
+			a.fillRow(&row, &keys[i], &sets, subs)
 			if !yield(&row) {
 				return
 			}
@@ -858,8 +864,11 @@ func newNameSets() nameSets {
 	return s
 }
 
-// fillRow sets row to the summary of k's host.
-func (a *Aggregator) fillRow(row *HostSummary, k *hostKey, sets *nameSets) {
+// fillRow sets row to the summary of k's host. With subs set, the row's
+// subscribers are put in *subs's array, kept for the next row: for rows
+// formatted and dropped, where a slice per row was an allocation per
+// host.
+func (a *Aggregator) fillRow(row *HostSummary, k *hostKey, sets *nameSets, subs *[]string) {
 	i := k.idx
 	h := a.aggs.at(i)
 	*row = HostSummary{
@@ -878,7 +887,14 @@ func (a *Aggregator) fillRow(row *HostSummary, k *hostKey, sets *nameSets) {
 	}
 	if h.subs != 0 {
 		// nil when none: most logs have no attribution
-		row.Subscribers = a.subsOf(i, h.subs)
+		var buf []string
+		if subs != nil {
+			buf = *subs
+		}
+		row.Subscribers = a.subsOf(i, h.subs, buf)
+		if subs != nil {
+			*subs = row.Subscribers
+		}
 	}
 }
 
