@@ -18,44 +18,69 @@ import (
 // to the next, so that a rule finds a command line or content however the
 // sender's writes or the path cut it into segments: a shell echoing
 // keystrokes sends one byte a segment. See signatures.MatchStream for what
-// is carried and how each finding is reported once.
+// is carried and how each finding is reported once. What is carried is
+// only what the next segment needs: the open fetch command from its word
+// on, or the word the bytes end in, so a command line of any length is
+// read, and only a single fetch command longer than the tail is lost.
 //
-// Reassembly is in order only. A segment starting where the stream's
-// bytes end continues it; one wholly before that end is a retransmission
-// (or arrived late) and is not read again, so it can neither count twice
-// nor splice its bytes into what was already read; one overlapping the end
-// gives only its new bytes; one beyond the end (a segment lost, or still
-// to come) starts the stream afresh from it, and a late segment that falls
-// in the gap it left is read alone, as a lone packet is.
+// Reassembly is in order, as a TCP receiver's. A segment starting where
+// the stream's bytes end continues it; one wholly before that end is a
+// retransmission (or arrived late) and is not read again, so it can
+// neither count twice nor splice its bytes into what was already read; one
+// overlapping the end gives only its new bytes. One beyond the end (bytes
+// still to come, or lost) is held, when it fits the stream's hold (one
+// region of up to a tail's bytes, which later segments that continue it
+// join), until the bytes before it arrive; then it is read in its place.
+// A stream's first segment is held too when the handshake table knows its
+// connection's earlier client bytes were never seen (they arrive after
+// it). A gap never filled (a second region beyond it, a segment too big to
+// hold, the stream's end) starts the stream afresh from the held bytes,
+// and a late segment that falls in the gap it left is read alone, as a
+// lone packet is.
+//
+// A stream ends at its sender's FIN or RST, and also when it is idle for
+// the idle timeout, pushed out of the table, or the capture file ends: a
+// command still open then (no separator after it) is read as complete, so
+// a fetch of an unlisted name typed into a connection left open is
+// reported (weak) at its last segment.
 //
 // The table is fixed-size and set-associative like the handshake table
 // (flows): streamWays entries per hashed set, a free or idle entry taken
 // first, else the least recently seen, so a flood of connections can only
 // push streams out (counted in Stats.StreamEvicted), never grow memory:
-// entries × tail bytes, allocated at the first watched segment. The hash
-// is seeded at random so a flood cannot choose its sets. Nothing allocates
-// after that.
+// entries × 2 tails of bytes, allocated at the first watched segment that
+// needs it. The hash is seeded at random so a flood cannot choose its
+// sets. Nothing allocates after that.
 type streams struct {
 	e       []streamEntry
 	buf     []byte // tail bytes per entry
+	held    []byte // and as many for a segment held out of order
 	tail    int
 	mask    uint64
 	seed    uint64
 	scratch []byte // carried bytes then a segment, for matching
+	order   []int  // entries to end together, in packet order
+
+	idle      int64 // StreamIdle, nanoseconds
+	nextSweep int64 // capture time of the next look for idle streams
 }
 
 const (
 	streamWays = 4
 	// DefaultStreams is how many TCP streams a Matcher carries bytes for.
 	DefaultStreams = 1 << 12
-	// DefaultStreamTail is how many bytes of each stream are carried: the
-	// longest command line the loader rules read (a tftp command with a
-	// 255-byte name, URL-encoded or ${IFS}-spaced, fits) and any content.
+	// DefaultStreamTail is how many bytes of each stream are carried (and
+	// at most held out of order): the longest single fetch command the
+	// loader rules read whole (a tftp command with a 255-byte name,
+	// ${IFS}-spaced, fits) and any content.
 	DefaultStreamTail = 512
-	// streamIdle frees a stream without segments for that long.
-	streamIdle = int64(5 * time.Minute)
+	// DefaultStreamIdle ends a stream without segments for that long.
+	DefaultStreamIdle = 5 * time.Minute
 	// maxSegment is the longest segment payload: an IP datagram's.
 	maxSegment = 1 << 16
+	// maxHoldAhead is how far beyond a stream's end a held segment may
+	// start: a receive window's worth.
+	maxHoldAhead = 1 << 20
 )
 
 type streamEntry struct {
@@ -69,34 +94,43 @@ type streamEntry struct {
 	seen           int64
 	cur            signatures.StreamCursor
 	// The last segment read: its number in a scanned file and its proof,
-	// for the lines flushStreams writes at the end of a file.
+	// for the lines written when the stream ends without a FIN.
 	packet uint64
 	proof  evidence.Proof
+	// The held region (heldN bytes from heldSeq) and the last segment in
+	// it: read when the bytes before heldSeq arrive.
+	heldN      uint16
+	heldSeq    uint32
+	heldEnd    bool // a FIN or RST came with it
+	heldPacket uint64
+	heldAt     int64
+	heldProof  evidence.Proof
 }
 
-func newStreams(n, tail int) *streams {
+func newStreams(n, tail int, idle int64) *streams {
 	sets := 1
 	for sets*streamWays < n {
 		sets <<= 1
 	}
+	e := sets * streamWays
 	return &streams{
-		e: make([]streamEntry, sets*streamWays), buf: make([]byte, sets*streamWays*tail), tail: tail,
+		e: make([]streamEntry, e), buf: make([]byte, e*tail), held: make([]byte, e*tail), tail: tail,
 		mask: uint64(sets - 1), seed: rand.Uint64() | 1, scratch: make([]byte, tail+maxSegment),
+		order: make([]int, 0, e), idle: idle,
 	}
 }
 
-// entry returns the index of the stream's entry and whether it was there;
-// a new one takes a free or idle entry of its set, else the least recently
-// seen (evicted reports that a live stream was pushed out). With create
-// false it returns -1 for a stream it does not hold.
-func (s *streams) entry(k *flowKey, src, dst netip.Addr, now int64, create bool) (idx int, found, evicted bool) {
+// lookup returns the index of the stream's entry and whether it was there;
+// else (found false) the entry a new one would take: a free or idle entry
+// of its set, else the least recently seen.
+func (s *streams) lookup(k *flowKey, src, dst netip.Addr, now int64) (idx int, found bool) {
 	i := int((s.hash(src, k.cport, dst, k.sport) & s.mask) * streamWays)
 	victim, oldest := i, int64(0)
 	for j := i; j < i+streamWays; j++ {
 		x := &s.e[j]
-		live := x.used && now-x.seen < streamIdle
+		live := x.used && now-x.seen < s.idle
 		if live && x.key == *k {
-			return j, true, false
+			return j, true
 		}
 		seen := x.seen
 		if !live {
@@ -106,13 +140,7 @@ func (s *streams) entry(k *flowKey, src, dst netip.Addr, now int64, create bool)
 			victim, oldest = j, seen
 		}
 	}
-	if !create {
-		return -1, false, false
-	}
-	e := &s.e[victim]
-	evicted = e.used && now-e.seen < streamIdle
-	*e = streamEntry{key: *k, used: true}
-	return victim, false, evicted
+	return victim, false
 }
 
 func (s *streams) hash(src netip.Addr, sport uint16, dst netip.Addr, dport uint16) uint64 {
@@ -137,7 +165,7 @@ func (e *streamEntry) inGap(from, to uint32) bool {
 // needs it.
 func (m *Matcher) streamTable() *streams {
 	if m.streams == nil {
-		m.streams = newStreams(m.streamFlows, m.streamTail)
+		m.streams = newStreams(m.streamFlows, m.streamTail, m.streamIdle)
 	}
 	return m.streams
 }
@@ -185,51 +213,124 @@ func payloadOffset(frame, p []byte) int {
 // stream reads a segment of a watched stream (see streams); end says the
 // sender closed or reset it.
 func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) int {
-	s := m.streamTable()
 	now := pk.meta.Time.UnixNano()
 	k := flowKey{client: pk.src.As16(), server: pk.dst.As16(), cport: pk.sport, sport: pk.dport}
 	seg := pk.payload
-	idx, found, evicted := s.entry(&k, pk.src, pk.dst, now, len(seg) > 0)
-	if idx < 0 {
+	// The client's bytes before this segment, as the handshake table saw
+	// them (read now: it is this segment's).
+	var cnext uint32
+	cknown := false
+	if m.flows != nil {
+		cnext, cknown = m.flows.clientNext, m.flows.clientKnown
+		m.flows.clientKnown = false
+	}
+	n := 0
+	if m.streams != nil {
+		n = m.sweepStreams(set, now, pk.meta.PCAP)
+	} else if len(seg) == 0 {
 		return 0 // a FIN or RST alone, of a stream not held
 	}
-	if evicted {
-		m.stats.StreamEvicted++
+	// The common segment (a web request's) that nothing carried continues
+	// and that leaves nothing to carry is read alone: no table entry.
+	alone := len(seg) > 0 && !end && set.SegmentAlone(signatures.TCP, pk.dport, seg)
+	if alone && m.streams == nil {
+		return n + m.payload(pk)
 	}
-	e := &s.e[idx]
-	last := seq + uint32(len(seg))
-	if found {
-		switch d := int32(seq - e.next); {
-		case d > 0:
-			// Bytes are missing: start afresh from this segment.
-			e.gapFrom, e.gapTo = e.next, seq
-			e.n = 0
-			e.cur.Reset()
-			m.stats.StreamGaps++
-		case d < 0 && int32(last-e.next) <= 0:
-			e.seen = now
-			if len(seg) > 0 && e.inGap(seq, last) {
-				// Late, and never read: alone. Bytes follow it (those
-				// read already), so its last command is not known to end.
-				var c signatures.StreamCursor
-				return m.matchStream(pk, set, seg, 0, false, &c)
-			}
-			if len(seg) > 0 {
-				m.stats.StreamRetransmits++
-			}
-			if end && last == e.next {
-				e.used = false
-			}
-			return 0
-		case d < 0:
-			seg = seg[e.next-seq:] // only the bytes not read yet
+	s := m.streamTable()
+	idx, found := s.lookup(&k, pk.src, pk.dst, now)
+	if !found {
+		if len(seg) == 0 {
+			return n // a FIN or RST alone, of a stream not held
 		}
-	} else {
+		if alone {
+			return n + m.payload(pk)
+		}
+		if s.e[idx].used {
+			if now-s.e[idx].seen < s.idle {
+				m.stats.StreamEvicted++
+			}
+			n += m.endStream(set, idx, pk.meta.PCAP)
+		}
+		e := &s.e[idx]
+		*e = streamEntry{key: k, used: true}
 		// What came before the first segment seen was never read: a
 		// late segment from there is new.
-		e.gapFrom, e.gapTo = seq-1<<30, seq
+		e.gapFrom, e.gapTo, e.next = seq-1<<30, seq, seq
+		if d := int32(seq - cnext); cknown && d > 0 && d < maxHoldAhead {
+			// The connection's client bytes before it are still to come:
+			// wait for them, as at a gap.
+			e.gapFrom, e.gapTo, e.next = cnext-1<<30, cnext, cnext
+		}
 	}
-	e.next, e.seen, e.packet, e.proof = last, now, pk.meta.Packet, pk.proof
+	return n + m.segment(pk, set, idx, seq, seg, end)
+}
+
+// segment reads seg, the bytes from seq of a segment of the stream in
+// entry idx, at its place in the stream (see streams).
+func (m *Matcher) segment(pk *packet, set *signatures.Set, idx int, seq uint32, seg []byte, end bool) int {
+	s := m.streams
+	e := &s.e[idx]
+	now := pk.meta.Time.UnixNano()
+	last := seq + uint32(len(seg))
+	switch d := int32(seq - e.next); {
+	case d > 0:
+		e.seen = now
+		if m.hold(pk, idx, seq, seg, end) {
+			return 0
+		}
+		// A gap never filled: start afresh from the held bytes, then
+		// read this segment at its place after them.
+		n := 0
+		if e.heldN > 0 {
+			n = m.restart(set, idx, false, pk.meta.PCAP)
+			if !e.used {
+				return n
+			}
+			if int32(seq-e.next) > 0 && m.hold(pk, idx, seq, seg, end) {
+				return n
+			}
+			if int32(seq-e.next) <= 0 {
+				return n + m.segment(pk, set, idx, seq, seg, end)
+			}
+		}
+		// Bytes are missing and this segment cannot wait for them:
+		// start afresh from it.
+		e.gapFrom, e.gapTo = e.next, seq
+		e.n = 0
+		e.cur.Reset()
+		m.stats.StreamGaps++
+	case d < 0 && int32(last-e.next) <= 0:
+		e.seen = now
+		if len(seg) > 0 && e.inGap(seq, last) {
+			// Late, and never read: alone. Bytes follow it (those
+			// read already), so its last command is not known to end.
+			var c signatures.StreamCursor
+			return m.matchStream(pk, set, seg, 0, false, &c)
+		}
+		if len(seg) > 0 {
+			m.stats.StreamRetransmits++
+		}
+		if end && last == e.next && e.heldN == 0 {
+			e.used = false
+		}
+		return 0
+	case d < 0:
+		seg = seg[e.next-seq:] // only the bytes not read yet
+	}
+	n := m.read(pk, set, idx, seg, last, end)
+	if e.used && e.heldN > 0 && int32(e.heldSeq-e.next) <= 0 {
+		// The gap before the held bytes is filled: read them now.
+		n += m.readHeld(set, idx, pk.meta.PCAP)
+	}
+	return n
+}
+
+// read reads seg, which continues the stream in entry idx, and carries
+// what the next segment needs.
+func (m *Matcher) read(pk *packet, set *signatures.Set, idx int, seg []byte, last uint32, end bool) int {
+	s := m.streams
+	e := &s.e[idx]
+	e.next, e.seen, e.packet, e.proof = last, pk.meta.Time.UnixNano(), pk.meta.Packet, pk.proof
 	data, from := seg, 0
 	if e.n > 0 {
 		from = copy(s.scratch, s.buf[idx*s.tail:idx*s.tail+int(e.n)])
@@ -239,7 +340,10 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 	e.cur.Keep = s.tail
 	n := m.matchStream(pk, set, data, from, end, &e.cur)
 	if end {
-		e.used = false
+		if e.heldN == 0 {
+			e.used = false
+		}
+		e.n = 0
 		return n
 	}
 	// Carry the open command and the content rules' tail.
@@ -262,6 +366,158 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 	return n
 }
 
+// hold keeps a segment beyond the stream's end until the bytes before it
+// arrive, when it fits the entry's hold: nothing held yet, or the held
+// bytes' continuation (or a retransmission of some of them).
+func (m *Matcher) hold(pk *packet, idx int, seq uint32, seg []byte, end bool) bool {
+	s := m.streams
+	e := &s.e[idx]
+	if int32(seq-e.next) >= maxHoldAhead {
+		return false
+	}
+	h := s.held[idx*s.tail : (idx+1)*s.tail]
+	if e.heldN == 0 {
+		if len(seg) == 0 || len(seg) > s.tail {
+			return false
+		}
+		e.heldSeq, e.heldN = seq, uint16(copy(h, seg))
+	} else {
+		off := int(int32(seq - e.heldSeq))
+		if off < 0 || off > int(e.heldN) || e.heldEnd {
+			return false
+		}
+		if off+len(seg) <= int(e.heldN) {
+			if len(seg) > 0 {
+				m.stats.StreamRetransmits++
+			}
+			e.heldEnd = e.heldEnd || end && off+len(seg) == int(e.heldN)
+			return true // held already
+		}
+		if off+len(seg) > s.tail {
+			return false
+		}
+		e.heldN = uint16(off + copy(h[off:], seg))
+	}
+	e.heldEnd, e.heldPacket, e.heldAt, e.heldProof = end, pk.meta.Packet, pk.meta.Time.UnixNano(), pk.proof
+	m.stats.StreamHeld++
+	return true
+}
+
+// heldAsPacket is the packet the held bytes of e are read as: their last
+// segment's.
+func (e *streamEntry) heldAsPacket(pcap string) packet {
+	return packet{src: netip.AddrFrom16(e.key.client).Unmap(), dst: netip.AddrFrom16(e.key.server).Unmap(),
+		sport: e.key.cport, dport: e.key.sport, proto: signatures.TCP, proof: e.heldProof,
+		meta: Meta{Time: time.Unix(0, e.heldAt).UTC(), PCAP: pcap, Packet: e.heldPacket}}
+}
+
+// readHeld reads the held bytes of entry idx at their place: the stream
+// has reached (or passed) their start.
+func (m *Matcher) readHeld(set *signatures.Set, idx int, pcap string) int {
+	s := m.streams
+	e := &s.e[idx]
+	h := s.held[idx*s.tail : idx*s.tail+int(e.heldN)]
+	skip := int(int32(e.next - e.heldSeq))
+	last, end := e.heldSeq+uint32(e.heldN), e.heldEnd
+	pk := e.heldAsPacket(pcap)
+	e.heldN, e.heldEnd = 0, false
+	if skip >= len(h) {
+		if end && skip == len(h) {
+			e.used = false
+		}
+		return 0
+	}
+	// Read in place: the carry is written to buf, not to the hold.
+	return m.read(&pk, set, idx, h[skip:], last, end)
+}
+
+// restart gives up waiting for the bytes before entry idx's held region:
+// the stream starts afresh from it (the bytes carried before the gap are
+// dropped, as at any gap), read to the stream's end when end is set.
+func (m *Matcher) restart(set *signatures.Set, idx int, end bool, pcap string) int {
+	e := &m.streams.e[idx]
+	e.gapFrom, e.gapTo = e.next, e.heldSeq
+	e.next = e.heldSeq
+	e.n = 0
+	e.cur.Reset()
+	e.heldEnd = e.heldEnd || end
+	m.stats.StreamGaps++
+	return m.readHeld(set, idx, pcap)
+}
+
+// endStream ends the stream in entry idx without its sender's FIN: it was
+// idle, is pushed out, or the capture file ended. A command still open
+// in it is read as complete, at its last segment, as a FIN would have it;
+// held bytes whose gap never filled are read as a fresh start first. The
+// entry is then free.
+func (m *Matcher) endStream(set *signatures.Set, idx int, pcap string) int {
+	s := m.streams
+	e := &s.e[idx]
+	n := 0
+	switch {
+	case e.heldN > 0:
+		n = m.restart(set, idx, true, pcap)
+	case e.n > 0 && !e.cur.Lost:
+		pk := packet{src: netip.AddrFrom16(e.key.client).Unmap(), dst: netip.AddrFrom16(e.key.server).Unmap(),
+			sport: e.key.cport, dport: e.key.sport, proto: signatures.TCP, proof: e.proof,
+			meta: Meta{Time: time.Unix(0, e.seen).UTC(), PCAP: pcap, Packet: e.packet}}
+		data := s.buf[idx*s.tail : idx*s.tail+int(e.n)]
+		n = m.matchStream(&pk, set, data, len(data), true, &e.cur)
+	}
+	if e.used {
+		m.stats.StreamEnded++
+	}
+	*e = streamEntry{}
+	return n
+}
+
+// sweepStreams ends the streams idle for the idle timeout at capture time
+// now, looking a few times per timeout; in packet order, so one core and
+// a parallel scan (tables seeded apart) write the same lines.
+func (m *Matcher) sweepStreams(set *signatures.Set, now int64, pcap string) int {
+	s := m.streams
+	if now < s.nextSweep {
+		return 0
+	}
+	s.nextSweep = now + max(s.idle/4, int64(time.Millisecond))
+	s.order = s.order[:0]
+	for i := range s.e {
+		if e := &s.e[i]; e.used && now-e.seen >= s.idle {
+			s.order = append(s.order, i)
+		}
+	}
+	return m.endStreams(set, pcap)
+}
+
+// endStreams ends the streams of s.order, in packet order.
+func (m *Matcher) endStreams(set *signatures.Set, pcap string) int {
+	s := m.streams
+	slices.SortFunc(s.order, func(a, b int) int { return cmp.Compare(s.e[a].lastPacket(), s.e[b].lastPacket()) })
+	n := 0
+	for _, i := range s.order {
+		n += m.endStream(set, i, pcap)
+	}
+	s.order = s.order[:0]
+	return n
+}
+
+// lastPacket is the number of the last segment of e's stream.
+func (e *streamEntry) lastPacket() uint64 {
+	if e.heldN > 0 {
+		return max(e.packet, e.heldPacket)
+	}
+	return e.packet
+}
+
+// tickStreams ends the streams idle at now, for a live capture whose
+// watched streams went quiet (no segment comes to look for them).
+func (m *Matcher) tickStreams(now time.Time) int {
+	if m.streams == nil {
+		return 0
+	}
+	return m.sweepStreams(m.sigs.Current(), now.UnixNano(), "")
+}
+
 // deferredSegment reads a segment a parallel scan's worker left (see
 // segObs) at its place in the file: frame is its packet, proof what the
 // handshake table made of it.
@@ -281,27 +537,16 @@ func (m *Matcher) flushStreams(pcap string) int {
 	if s == nil {
 		return 0
 	}
-	set := m.sigs.Current()
-	var open []int
+	s.order = s.order[:0]
 	for i := range s.e {
-		if e := &s.e[i]; e.used && e.n > 0 && !e.cur.Lost {
-			open = append(open, i)
+		if s.e[i].used {
+			s.order = append(s.order, i)
 		}
 	}
-	// In packet order, so one core and a parallel scan (tables seeded
-	// apart) write the same lines.
-	slices.SortFunc(open, func(a, b int) int { return cmp.Compare(s.e[a].packet, s.e[b].packet) })
-	n := 0
-	for _, i := range open {
-		e := &s.e[i]
-		pk := packet{src: netip.AddrFrom16(e.key.client).Unmap(), dst: netip.AddrFrom16(e.key.server).Unmap(),
-			sport: e.key.cport, dport: e.key.sport, proto: signatures.TCP, proof: e.proof,
-			meta: Meta{Time: time.Unix(0, e.seen).UTC(), PCAP: pcap, Packet: e.packet}}
-		data := s.buf[i*s.tail : i*s.tail+int(e.n)]
-		n += m.matchStream(&pk, set, data, len(data), true, &e.cur)
-	}
+	n := m.endStreams(m.sigs.Current(), pcap)
 	for i := range s.e {
 		s.e[i] = streamEntry{}
 	}
+	s.nextSweep = 0
 	return n
 }
