@@ -232,7 +232,8 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 	}
 	// The common segment (a web request's) that nothing carried continues
 	// and that leaves nothing to carry is read alone: no table entry.
-	alone := len(seg) > 0 && !end && set.SegmentAlone(signatures.TCP, pk.dport, seg)
+	// (Not one that came before bytes still to arrive: it waits for them.)
+	alone := len(seg) > 0 && !end && (!cknown || int32(seq-cnext) <= 0) && set.SegmentAlone(signatures.TCP, pk.dport, seg)
 	if alone && m.streams == nil {
 		return n + m.payload(pk)
 	}

