@@ -91,8 +91,9 @@ func (s *Set) SegmentAlone(proto Proto, dstPort uint16, seg []byte) bool {
 			return false
 		}
 	}
-	return bytes.IndexByte(seg, '%') < 0 && bytes.IndexByte(seg, '$') < 0 && bytes.IndexByte(seg, 0xff) < 0 &&
-		indexFold(seg, []byte("ftp")) < 0
+	// "ftp" first: a loader's line fails here, at its command word.
+	return indexFold(seg, []byte("ftp")) < 0 && bytes.IndexByte(seg, '%') < 0 && bytes.IndexByte(seg, '$') < 0 &&
+		bytes.IndexByte(seg, 0xff) < 0
 }
 
 // ContentReach is the length of the longest content a content rule for

@@ -244,10 +244,6 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 	// cnext, and this segment starts beyond: the bytes between are still
 	// to come (reordered), so it waits for them.
 	early := cknown && int32(seq-cnext) > 0
-	// The common segment (a web request's) that nothing carried continues
-	// and that leaves nothing to carry is read alone, and only its end is
-	// noted (it is where the stream's next bytes start).
-	alone := len(seg) > 0 && !end && !early && set.SegmentAlone(signatures.TCP, pk.dport, seg)
 	s := m.streamTable()
 	idx, found := s.lookup(&k, pk.src, pk.dst, now)
 	if !found {
@@ -276,7 +272,12 @@ func (m *Matcher) stream(pk *packet, set *signatures.Set, seq uint32, end bool) 
 			e.headN = uint16(copy(s.holdArea(idx), seg))
 		}
 	}
-	if e := &s.e[idx]; alone && e.n == 0 && e.heldN == 0 && seq == e.next {
+	// The common segment (a web request's) that continues a stream
+	// carrying nothing and that leaves nothing to carry is read alone, by
+	// the content rules (it holds no fetch command), and only its end is
+	// noted: it is where the stream's next bytes start.
+	if e := &s.e[idx]; len(seg) > 0 && !end && !early && e.n == 0 && e.heldN == 0 && seq == e.next &&
+		set.SegmentAlone(signatures.TCP, pk.dport, seg) {
 		e.next, e.seen, e.packet, e.proof = seq+uint32(len(seg)), now, pk.meta.Packet, pk.proof
 		e.cur.Reset()
 		return n + m.found(pk, set, set.MatchContents(pk.proto, pk.dport, seg, func(pm signatures.PayloadMatch) bool {
