@@ -90,8 +90,11 @@ type exchanges struct {
 	// request was sent to: then the decoys stand on every address.
 	bind netip.Addr
 
+	socks int // the rounds' ports that may be open at once (budget)
+
 	mu     sync.Mutex
 	open   map[*exchange]struct{}
+	held   int // the rounds' ports open
 	pool   []*net.UDPConn // the decoys, once opened
 	pooled bool           // tried to open them
 	closed bool
@@ -127,23 +130,26 @@ func newExchanges(s *Server) *exchanges {
 		max: s.cfg.Exchanges, decoys: s.cfg.Decoys, rounds: s.cfg.ExchangeRounds, wait: s.cfg.ExchangeWait, hold: s.cfg.GuessHold,
 		s: s, start: time.Now(), open: make(map[*exchange]struct{}),
 	}
-	x.max = budget(x.max, x.decoys)
+	x.socks = budget(2*x.max, x.decoys)
+	x.max = min(x.max, x.socks)
 	return x
 }
 
-// budget caps the exchanges so that they (two ports each at most) and the
-// decoys take at most a quarter of the file descriptor limit and an eighth
-// of the ephemeral port range: the rest of the process, and every other
-// program on the host, keep theirs.
+// budget is how many rounds' ports may be open at once, so that they and
+// the decoys take at most a quarter of the file descriptor limit and an
+// eighth of the ephemeral port range: the rest of the process, and every
+// other program on the host, keep theirs. A requester holds one port, two
+// while it moves from a round to the next; past the budget the move is
+// not made (the requester is refused where it is, and stays a datagram).
 func budget(max, decoys int) int {
 	if max <= 0 {
 		return max
 	}
 	if fds, ok := fdLimit(); ok {
-		max = min(max, (fds/4-decoys)/2)
+		max = min(max, fds/4-decoys)
 	}
 	if lo, hi, ok := ephemeralRange(); ok {
-		max = min(max, ((hi-lo+1)/8-decoys)/2)
+		max = min(max, (hi-lo+1)/8-decoys)
 	}
 	return max
 }
@@ -225,7 +231,7 @@ func (x *exchanges) send(refusal []byte, reqLen int, local netip.Addr, to netip.
 		e.laddr.Zone = l.Zone()
 	}
 	x.mu.Lock()
-	if x.closed || len(x.open) >= x.max {
+	if x.closed || len(x.open) >= x.max || x.held >= x.socks {
 		x.mu.Unlock()
 		x.s.c.exchangeBusy.Add(1)
 		return false
@@ -243,6 +249,7 @@ func (x *exchanges) send(refusal []byte, reqLen int, local netip.Addr, to netip.
 	// overwritten by it.
 	_ = c.SetReadDeadline(time.Now().Add(x.wait))
 	e.conn = c
+	x.held++
 	x.open[e] = struct{}{}
 	x.wg.Add(1)
 	x.mu.Unlock()
@@ -250,7 +257,7 @@ func (x *exchanges) send(refusal []byte, reqLen int, local netip.Addr, to netip.
 	e.refusal = append([]byte(nil), refusal...)
 	e.sentAt = x.now()
 	if !e.probe(c) {
-		c.Close()
+		e.closePorts()
 		x.done(e)
 		return false
 	}
@@ -277,8 +284,18 @@ func (e *exchange) probe(c *net.UDPConn) bool {
 func (e *exchange) next() bool {
 	x := e.x
 	x.mu.Lock()
+	if e.last != nil {
+		e.last.Close()
+		e.last = nil
+		x.held--
+	}
 	if x.closed {
 		x.mu.Unlock()
+		return false
+	}
+	if x.held >= x.socks {
+		x.mu.Unlock()
+		x.s.c.exchangeBusy.Add(1)
 		return false
 	}
 	c, err := net.ListenUDP(e.network, e.laddr)
@@ -288,12 +305,24 @@ func (e *exchange) next() bool {
 		return false
 	}
 	_ = c.SetReadDeadline(time.Now().Add(x.wait))
-	if e.last != nil {
-		e.last.Close()
-	}
+	x.held++
 	e.last, e.conn = e.conn, c
 	x.mu.Unlock()
 	return e.probe(c)
+}
+
+// closePorts closes the requester's ports.
+func (e *exchange) closePorts() {
+	x := e.x
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, c := range []*net.UDPConn{e.conn, e.last} {
+		if c != nil {
+			c.Close()
+			x.held--
+		}
+	}
+	e.conn, e.last = nil, nil
 }
 
 // refuse sends the refusal from c. When nothing came back for the first
@@ -385,12 +414,7 @@ func (e *exchange) await() {
 		}
 		e.refuse(c)
 	}
-	x.mu.Lock()
-	e.conn.Close()
-	if e.last != nil {
-		e.last.Close()
-	}
-	x.mu.Unlock()
+	e.closePorts()
 	switch {
 	case e.answered >= x.rounds:
 		if x.alarmed(e.sentAt) {
@@ -447,7 +471,9 @@ func (x *exchanges) close() {
 	x.closed = true
 	now := time.Now()
 	for e := range x.open {
-		_ = e.conn.SetReadDeadline(now)
+		if e.conn != nil {
+			_ = e.conn.SetReadDeadline(now)
+		}
 	}
 	for _, c := range x.pool {
 		c.Close()
