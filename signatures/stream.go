@@ -20,14 +20,15 @@ import "bytes"
 type StreamCursor struct {
 	// Open is where the bytes the next segment needs start, as an offset
 	// into the data MatchStream was given: the word of the fetch command
-	// still open at the end of the data, or the word the data ends in
-	// (never before the last separator); -1 means its start
-	// was lost (the caller could not carry that much): command rules then
-	// skip it and read from the next separator on. After the call the
-	// caller carries at least data[Open:] into the next call's data, and
-	// sets Open to where those bytes start there.
+	// still open at the end of the data, or, when none is, the word the
+	// data ends in (never before the last separator). Nothing before it
+	// changes what is read after it. After the call the caller carries at
+	// least data[Open:] into the next call's data, and sets Open to where
+	// those bytes start there.
 	Open int
-	// Lost says the caller dropped the open command's start.
+	// Lost says the caller dropped bytes from Open on (it could not carry
+	// that much): command rules then skip the open command and read from
+	// the next separator on.
 	Lost bool
 	// Keep is the most bytes the caller carries (0: no limit): where the
 	// open command starts further back than that, MatchStream need not
@@ -138,8 +139,8 @@ func (s *Set) MaxContent(proto Proto) int {
 //     command's end (a separator, or end: the stream closed), since "-r t"
 //     is only the start of "-r tftp1.sh" when a shell sends keystrokes.
 //
-// On return c.Open is where the command now open starts in data
-// (len(data) when the data ends with a separator).
+// On return c.Open is where the bytes the next segment needs start in
+// data (up to len(data): none are, as after a separator).
 func (s *Set) MatchStream(proto Proto, dstPort uint16, data []byte, from int, end bool, c *StreamCursor, fn func(PayloadMatch) bool) int {
 	if proto > ICMP || from >= len(data) && !end {
 		return 0

