@@ -38,10 +38,10 @@ type Options struct {
 	TCPFlows int
 	// Streams and StreamTail bound TCP stream reassembly (see streams):
 	// how many streams carry bytes from one segment to the next, and how
-	// many bytes each; 0 means DefaultStreams and DefaultStreamTail. The
-	// table holds 2*Streams*StreamTail bytes (each stream's carried tail
-	// and a segment held while the bytes before it are missing), whatever
-	// the traffic.
+	// many bytes each (at most 16384); 0 means DefaultStreams and
+	// DefaultStreamTail. The table holds 2*Streams*StreamTail bytes (each
+	// stream's carried tail and a segment held while the bytes before it
+	// are missing), whatever the traffic.
 	Streams    int
 	StreamTail int
 	// StreamIdle ends a stream without segments for that long: a command
@@ -144,7 +144,8 @@ func newMatcher(sigs signatures.Source, rec evidence.Recorder, opt Options, defe
 	}
 	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder(), deferFrags: deferring}
 	m.tcpFlows = opt.TCPFlows
-	m.streamFlows, m.streamTail, m.streamIdle = opt.Streams, min(opt.StreamTail, 1<<15), int64(opt.StreamIdle)
+	// Two tails of carried bytes are counted in a uint16.
+	m.streamFlows, m.streamTail, m.streamIdle = opt.Streams, min(opt.StreamTail, 1<<14), int64(opt.StreamIdle)
 	m.defrag = newDefragmenter(opt.FragDatagrams, opt.FragBytes, opt.FragTimeout, &m.stats)
 	return m
 }
