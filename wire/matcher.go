@@ -86,16 +86,19 @@ type Stats struct {
 // safe for concurrent use: give each capture its own Matcher (decoding
 // state is preallocated per Matcher, which is what makes it allocation-free).
 type Matcher struct {
-	sigs                    signatures.Source
-	rec                     evidence.Recorder
-	anyPort                 bool
-	stats                   Stats
-	dec                     *decoder
-	defrag                  *defragmenter
-	flows                   *flows   // nil until a TCP segment needs following
-	tcpFlows                int      // its size
-	answers                 *answers // worm requests whose server's reply is awaited; nil until the first
-	streams                 *streams // nil until a watched TCP segment carries bytes
+	sigs     signatures.Source
+	rec      evidence.Recorder
+	anyPort  bool
+	stats    Stats
+	dec      *decoder
+	defrag   *defragmenter
+	flows    *flows   // nil until a TCP segment needs following
+	tcpFlows int      // its size
+	answers  *answers // worm requests whose server's reply is awaited; nil until the first
+	streams  *streams // nil until a watched TCP segment carries bytes
+	// Signatures a stream's bytes read again gave already (see rewind).
+	suppress                [signatures.MaxPayloadMatches]*signatures.Signature
+	nSuppress               int
 	streamFlows, streamTail int
 	streamIdle              int64  // nanoseconds
 	frame                   []byte // the frame being matched
@@ -530,11 +533,21 @@ func (m *Matcher) payload(pk *packet) int {
 
 // matchStream is payload for a segment of a stream: data is the carried
 // bytes (data[:from]) then the segment's (see signatures.MatchStream).
+// Signatures in m.suppress were reported already for these bytes (see
+// rewind).
 func (m *Matcher) matchStream(pk *packet, set *signatures.Set, data []byte, from int, end bool, c *signatures.StreamCursor) int {
-	return m.found(pk, set, set.MatchStream(pk.proto, pk.dport, data, from, end, c, func(pm signatures.PayloadMatch) bool {
+	n := 0
+	set.MatchStream(pk.proto, pk.dport, data, from, end, c, func(pm signatures.PayloadMatch) bool {
+		for _, sig := range m.suppress[:m.nSuppress] {
+			if sig == pm.Signature {
+				return true
+			}
+		}
 		m.record(pk, set, pm)
+		n++
 		return true
-	}))
+	})
+	return m.found(pk, set, n)
 }
 
 // found counts the n events a packet made.

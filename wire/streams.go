@@ -327,6 +327,11 @@ func (m *Matcher) segment(pk *packet, set *signatures.Set, idx int, seq uint32, 
 		if len(seg) > 0 && e.inGap(seq, last) {
 			if e.headN > 0 && e.heldN == 0 && last == e.gapTo {
 				// It came before the stream's first segment seen.
+				if e.next == e.gapTo+uint32(e.headN) {
+					// That segment is all the stream read, and kept
+					// whole: read the stream again from this one.
+					return m.rewind(pk, set, idx, seq, seg)
+				}
 				return m.joinHead(pk, set, idx, seq, seg)
 			}
 			// Late, and never read: alone. Bytes follow it (those
@@ -406,6 +411,33 @@ func (m *Matcher) read(pk *packet, set *signatures.Set, idx int, seg []byte, las
 	} else {
 		e.cur.Open -= keep
 	}
+	return n
+}
+
+// rewind starts the stream in entry idx again at seg, a late segment that
+// ends where its first segment seen (all it read, kept whole as its head)
+// began: seg and the head are read as the stream's bytes, in their order,
+// so its carried bytes and open command are what they would have been
+// had they come in order. What the head gave when read alone was reported
+// then and is not reported again.
+func (m *Matcher) rewind(pk *packet, set *signatures.Set, idx int, seq uint32, seg []byte) int {
+	s := m.streams
+	e := &s.e[idx]
+	h := s.holdArea(idx)[:e.headN]
+	var c signatures.StreamCursor
+	set.MatchStream(pk.proto, pk.dport, h, 0, false, &c, func(pm signatures.PayloadMatch) bool {
+		m.suppress[m.nSuppress] = pm.Signature
+		m.nSuppress++
+		return m.nSuppress < len(m.suppress)
+	})
+	// Into scratch first: the carry may take the hold's room.
+	data := s.scratch[:copy(s.scratch, seg)]
+	data = data[:len(data)+copy(s.scratch[len(data):], h)]
+	e.headN, e.gapTo, e.n = 0, seq, 0
+	e.cur.Reset()
+	m.stats.StreamJoined++
+	n := m.read(pk, set, idx, data, e.next, false)
+	m.nSuppress = 0
 	return n
 }
 

