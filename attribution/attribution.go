@@ -117,10 +117,11 @@ func (a *Attributor) advance(seq int64) {
 }
 
 type op struct {
-	acct *AcctEvent
-	nat  NATEvent
-	sync bool       // only waits for what came before it
-	done chan error // nil: nobody waits
+	acct  *AcctEvent
+	accts []AcctEvent // a batch of accounting records with one waiter
+	nat   NATEvent
+	sync  bool       // only waits for what came before it
+	done  chan error // nil: nobody waits
 }
 
 // maxBatch bounds the records of one transaction.
@@ -235,17 +236,48 @@ func (a *Attributor) Sync(ctx context.Context) error {
 	return a.submit(ctx, &op{sync: true, done: make(chan error, 1)}, true)
 }
 
-func (a *Attributor) submit(ctx context.Context, o *op, wait bool) error {
+// Commit is a batch of accounting records queued by AccountBatch.
+type Commit struct {
+	a *Attributor
+	o *op
+}
+
+// AccountBatch queues accounting records to be stored in one transaction
+// (with whatever else the writer gathers) and returns once they are
+// queued; Wait on the Commit returns once they are committed. evs must not
+// change until then. It is how the RADIUS server hands over all it read
+// at once: one queue operation and one wake-up for the lot instead of
+// one each.
+func (a *Attributor) AccountBatch(ctx context.Context, evs []AcctEvent) (Commit, error) {
+	o := &op{accts: evs, done: make(chan error, 1)}
+	if err := a.enqueue(ctx, o); err != nil {
+		return Commit{}, err
+	}
+	return Commit{a, o}, nil
+}
+
+// Wait returns once the batch is committed, with the commit's error.
+func (c Commit) Wait(ctx context.Context) error { return c.a.wait(ctx, c.o) }
+
+func (a *Attributor) enqueue(ctx context.Context, o *op) error {
 	select {
 	case a.ops <- o:
+		return nil
 	case <-a.stop:
 		return ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if !wait {
-		return nil
+}
+
+func (a *Attributor) submit(ctx context.Context, o *op, wait bool) error {
+	if err := a.enqueue(ctx, o); err != nil || !wait {
+		return err
 	}
+	return a.wait(ctx, o)
+}
+
+func (a *Attributor) wait(ctx context.Context, o *op) error {
 	select {
 	case err := <-o.done:
 		return err
@@ -285,18 +317,13 @@ func (a *Attributor) Serve(ctx context.Context) error {
 			// Callers waiting for the commit (RADIUS answers) end the wait
 			// early once enough of them share it: a burst is not held back,
 			// and the transaction's cost is shared anyway.
-			waiting := 0
-			if o.done != nil {
-				waiting++
-			}
+			waiting := o.waiters()
 		drain:
 			for len(batch) < maxBatch && waiting < enoughWaiting {
 				select {
 				case o := <-a.ops:
 					batch = append(batch, o)
-					if o.done != nil {
-						waiting++
-					}
+					waiting += o.waiters()
 				case <-gather.C:
 					break drain
 				case <-ctx.Done():
@@ -332,6 +359,18 @@ func (a *Attributor) Serve(ctx context.Context) error {
 	}
 }
 
+// waiters is how many records of o are waited for: a batch counts for
+// every record in it, so that a full one is not held back.
+func (o *op) waiters() int {
+	switch {
+	case o.done == nil:
+		return 0
+	case o.accts != nil:
+		return len(o.accts)
+	}
+	return 1
+}
+
 type bkey struct {
 	pub, in netip.Addr
 	lo, hi  uint16
@@ -364,6 +403,12 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 			for _, o := range batch {
 				if o.acct != nil {
 					accts = append(accts, o.acct)
+					continue
+				}
+				if o.accts != nil {
+					for i := range o.accts {
+						accts = append(accts, &o.accts[i])
+					}
 					continue
 				}
 				if o.sync {
@@ -456,10 +501,10 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 		}
 		a.idx.mu.Unlock()
 		if a.cfg.OnStart != nil {
-			for _, o := range batch {
-				if o.acct != nil && o.acct.Status == AcctStart {
-					if addrs := sessionAddrs(&o.acct.Session); o.acct.Session.Subscriber != "" && len(addrs) > 0 {
-						a.cfg.OnStart(o.acct.Session.Subscriber, addrs)
+			for _, ev := range accts {
+				if ev.Status == AcctStart {
+					if addrs := sessionAddrs(&ev.Session); ev.Session.Subscriber != "" && len(addrs) > 0 {
+						a.cfg.OnStart(ev.Session.Subscriber, addrs)
 					}
 				}
 			}
@@ -467,6 +512,8 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 	}
 	for _, o := range batch {
 		switch {
+		case o.accts != nil:
+			a.stats.acct.Add(uint64(len(o.accts)))
 		case o.acct != nil:
 			a.stats.acct.Add(1)
 		case !o.sync:
