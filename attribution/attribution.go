@@ -103,7 +103,8 @@ type Attributor struct {
 	// goroutine alone reads and writes it).
 	writer int64
 	seen   int64
-	others bool // another process wrote to the store since this one started
+	others bool       // another process wrote to the store since this one started
+	stmts  *stmtCache // the writer's statements, prepared (Serve's goroutine)
 }
 
 // advance notes this Attributor's own write numbered seq: the mark moves
@@ -178,6 +179,7 @@ func New(ctx context.Context, cfg Config) (*Attributor, error) {
 		// version 6 of the schema.
 		writer: rand.Int64N(math.MaxInt64-1) + 1,
 	}
+	a.stmts = newStmtCache(cfg.DB)
 	a.idx.static = cfg.Subscribers
 	a.idx.det = cfg.Deterministic
 	// The clock is read before the load: what commits while the load
@@ -298,6 +300,7 @@ func (a *Attributor) wait(ctx context.Context, o *op) error {
 // queued, and deletes expired rows every PruneInterval.
 func (a *Attributor) Serve(ctx context.Context) error {
 	defer close(a.done)
+	defer a.stmts.close()
 	tick := time.NewTicker(a.cfg.PruneInterval)
 	defer tick.Stop()
 	poll := time.NewTicker(a.cfg.Poll)
@@ -392,7 +395,8 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 	var st stamp
 	{
 		// store.Tx itself retries a transaction the database refused as busy.
-		err = a.cfg.DB.Tx(ctx, func(tx *store.Tx) error {
+		err = a.cfg.DB.Tx(ctx, func(stx *store.Tx) error {
+			tx := preparedTx{stx, a.stmts}
 			// A retried transaction starts afresh.
 			sessions, bindings, upserts, touches, touchOps, accts = sessions[:0], bindings[:0], upserts[:0], touches[:0], touchOps[:0], accts[:0]
 			clear(pending)
