@@ -69,9 +69,11 @@ type Config struct {
 	// OnStart, when set, is told of every accounting Start once it is
 	// committed: the subscriber and the addresses the session gave them
 	// (Framed-IP-Address, and Framed-IPv6-Prefix when it is a /128). It is
-	// how a quarantine follows a subscriber to a new address. It is called
-	// from the writer goroutine in the order of the Starts, so it must not
-	// block for long; nil calls nothing.
+	// how a quarantine follows a subscriber to a new address. Starts other
+	// processes sharing the store took in are told too, once a poll reads
+	// them, if their session is still open. It is called from the writer
+	// goroutine in the order of the Starts, so it must not block for long;
+	// nil calls nothing.
 	OnStart func(subscriber string, addrs []netip.Addr)
 }
 
@@ -571,7 +573,7 @@ func (a *Attributor) poll(ctx context.Context) {
 		var bs []Binding
 		ss, bs, err = changedSince(ctx, a.cfg.DB, a.seen, now, a.writer)
 		if err == nil {
-			putPolled(a, ss, a.idx.putSessionLocked)
+			a.putPolledSessions(ss)
 			putPolled(a, bs, a.idx.putNATLocked)
 			a.seen = now
 		}
@@ -613,6 +615,37 @@ func (a *Attributor) prune(ctx context.Context) {
 	}
 	a.idx.compact(cutoff)
 	a.cfg.Log.Info().Str("event", "attribution_retention").Int64("sessions", s).Int64("bindings", n).Msg("expired sessions and bindings deleted")
+}
+
+// putPolledSessions puts sessions other processes stored into the index,
+// as putPolled, and tells OnStart of each it did not hold that is still
+// open: a Start another sensor sharing the store took in, so that a
+// quarantine follows the subscriber to the new address here too, as it
+// does for the Starts this one receives. A session already stopped, or
+// silent for longer than SessionTimeout (an import of old records), names
+// no address its subscriber holds now.
+func (a *Attributor) putPolledSessions(ss []Session) {
+	var started []*Session
+	now := a.cfg.Now()
+	for i := 0; i < len(ss); {
+		n := min(len(ss)-i, pollChunk)
+		a.idx.mu.Lock()
+		for j := i; j < i+n; j++ {
+			s := &ss[j]
+			if a.idx.putSessionLocked(s) && a.cfg.OnStart != nil && s.Stop.IsZero() && s.Subscriber != "" &&
+				now.Sub(s.Last) < a.cfg.SessionTimeout {
+				started = append(started, s)
+			}
+		}
+		a.idx.mu.Unlock()
+		a.stats.polled.Add(uint64(n))
+		i += n
+	}
+	for _, s := range started {
+		if addrs := sessionAddrs(s); len(addrs) > 0 {
+			a.cfg.OnStart(s.Subscriber, addrs)
+		}
+	}
 }
 
 // putPolled puts rows another process stored into the index, pollChunk
