@@ -142,7 +142,7 @@ type RADIUSStats struct {
 type RADIUS struct {
 	cfg  RADIUSConfig
 	a    *Attributor
-	conn net.PacketConn
+	conn radiusSocket   // nil without one
 	gate lifecycle.Gate // Serve against Shutdown
 	n    struct {
 		requests, answered, unknown, badAuth, malformed, failed atomic.Uint64
@@ -169,25 +169,51 @@ func NewRADIUS(cfg RADIUSConfig, a *Attributor) (*RADIUS, error) {
 	if cfg.Gather == 0 {
 		cfg.Gather = DefaultRADIUSGather
 	}
-	conn, err := packetConn(cfg.Conn, cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("attribution: radius: %w", err)
+	s := &RADIUS{cfg: cfg, a: a}
+	switch {
+	case cfg.Conn != nil:
+		s.conn = newPacketSocket(cfg.Conn)
+	case cfg.Listen != "":
+		conn, err := listenRADIUS(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("attribution: radius: %w", err)
+		}
+		s.conn = conn
 	}
-	if uc, ok := conn.(*net.UDPConn); ok {
+	return s, nil
+}
+
+// radiusSocket is the server's socket, read and written in batches.
+type radiusSocket interface {
+	batchConn
+	LocalAddr() net.Addr
+	Close() error
+	// gathers reports whether a read takes all the datagrams waiting, so
+	// that pausing between reads gathers them.
+	gathers() bool
+}
+
+// packetSocket is a radiusSocket on a net.PacketConn (RADIUSConfig.Conn,
+// and Listen where there is no listenRADIUS of the system's own).
+type packetSocket struct {
+	batchConn
+	c       net.PacketConn
+	batches bool
+}
+
+func newPacketSocket(c net.PacketConn) *packetSocket {
+	if uc, ok := c.(*net.UDPConn); ok {
 		// Room for what arrives while the server gathers and commits (the
 		// kernel caps it at net.core.rmem_max).
 		uc.SetReadBuffer(1 << 20)
 	}
-	return &RADIUS{cfg: cfg, a: a, conn: conn}, nil
+	bc, batches := newBatchConn(c)
+	return &packetSocket{bc, c, batches}
 }
 
-// packetConn is conn, or a UDP socket bound to listen, or nil for neither.
-func packetConn(conn net.PacketConn, listen string) (net.PacketConn, error) {
-	if conn != nil || listen == "" {
-		return conn, nil
-	}
-	return net.ListenPacket("udp", listen)
-}
+func (p *packetSocket) LocalAddr() net.Addr { return p.c.LocalAddr() }
+func (p *packetSocket) Close() error        { return p.c.Close() }
+func (p *packetSocket) gathers() bool       { return p.batches }
 
 // Addr is the server's socket address (nil without one).
 func (s *RADIUS) Addr() net.Addr {
@@ -260,7 +286,7 @@ func (s *RADIUS) Serve(ctx context.Context) error {
 	conn := s.conn
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	bc, batches := newBatchConn(conn)
+	bc, batches := conn, conn.gathers()
 	// The batches bound the requests waiting for their commit: with none
 	// free the server stops reading, and the NAS retransmits.
 	nb := max(1, s.cfg.InFlight/radiusReadBatch)

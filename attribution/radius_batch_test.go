@@ -190,3 +190,42 @@ func TestRADIUSOnIPv6(t *testing.T) {
 		}
 	})
 }
+
+// TestRADIUSOnWildcard: a wildcard listen address is one dual-stack
+// socket, as net.ListenPacket makes it: a NAS on IPv4 (an IPv4-mapped
+// peer) and one on IPv6 are both answered.
+func TestRADIUSOnWildcard(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		a, stop := newAttributor(t, db, Config{})
+		defer stop()
+		secrets, err := ParseSecrets(stringsReader("127.0.0.1 wild-secret\n::1 wild-secret\n"), "secrets")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop(), Listen: ":0"}, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(context.Background()) }()
+		defer func() {
+			srv.Shutdown(context.Background())
+			if err := <-served; err != ErrServerClosed {
+				t.Errorf("Serve after Shutdown: %v", err)
+			}
+		}()
+		port := srv.Addr().(*net.UDPAddr).Port
+		for i, host := range []string{"127.0.0.1", "::1"} {
+			_, p := startRequest(t, "wild-secret", "w"+host, net.IPv4(100, 69, 0, byte(i+1)))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := radius.Exchange(ctx, p, net.JoinHostPort(host, fmt.Sprint(port)))
+			cancel()
+			if err != nil || resp.Code != radius.CodeAccountingResponse {
+				t.Fatalf("from %s: %v %v", host, resp, err)
+			}
+			if got := a.Lookup(mustAddr(fmt.Sprintf("100.69.0.%d", i+1)), 0, time.Now()); got.Subscriber != "w"+host {
+				t.Errorf("from %s: not stored: %+v", host, got)
+			}
+		}
+	})
+}
