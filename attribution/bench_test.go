@@ -182,7 +182,11 @@ func BenchmarkIngestNAT(b *testing.B) {
 
 // BenchmarkRADIUS sends Accounting-Requests over loopback UDP to the
 // server, which stores each on SQLite before it answers: Start and Stop
-// of distinct sessions, from 128 NAS conversations at once.
+// of distinct sessions, from 512 NAS conversations per P at once. Each
+// waits for its answer, which comes after the batch's commit (up to
+// DefaultRADIUSGather plus DefaultBatchDelay later): N conversations in a
+// closed loop pass at most N/120 ms requests a second, so the rate needs
+// as many in flight as a NAS fleet sending thousands a second has.
 func BenchmarkRADIUS(b *testing.B) {
 	a, stop := benchAttributor(b)
 	defer stop()
@@ -197,7 +201,7 @@ func BenchmarkRADIUS(b *testing.B) {
 	addr := srv.Addr().String()
 	var seq atomic.Int64
 	b.ReportAllocs()
-	b.SetParallelism(64)
+	b.SetParallelism(512)
 	start, cpu0 := time.Now(), cpuNow()
 	b.RunParallel(func(pb *testing.PB) {
 		// One socket per NAS conversation, as a NAS or a proxy keeps: the

@@ -92,7 +92,9 @@ func (s *Secrets) Secret(a netip.Addr) []byte {
 
 // DefaultRADIUSInFlight bounds the accounting requests waiting for their
 // commit at once; past it the listener stops reading and the NAS retries.
-const DefaultRADIUSInFlight = 1024
+// An answer waits up to DefaultRADIUSGather plus DefaultBatchDelay, so at
+// 5,000 requests a second some 600 are in flight.
+const DefaultRADIUSInFlight = 4096
 
 // DefaultRADIUSGather is how long the server lets requests queue in its
 // socket once it has read all there was, before it reads again: one
