@@ -139,8 +139,8 @@ type RADIUSStats struct {
 // One goroutine reads the socket in batches and checks, parses and queues
 // what it read as one batch for the writer; another answers each batch
 // once committed, in one sendmmsg. No goroutine, channel operation or
-// wake-up per request, and nothing allocated per request but the strings
-// that are stored.
+// wake-up per request; what it allocates per request is the peer's
+// address and the strings that are stored.
 type RADIUS struct {
 	cfg  RADIUSConfig
 	a    *Attributor

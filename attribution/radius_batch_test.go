@@ -127,7 +127,8 @@ func TestRADIUSBatchAnswersEach(t *testing.T) {
 
 // TestRADIUSLengthAndPadding: octets past a request's Length are padding
 // and ignored (RFC 2865 §3), so the request is answered; a Length past
-// the datagram's end is malformed, counted and not answered.
+// the datagram's end, and a datagram longer than any RADIUS packet, are
+// malformed, counted and not answered.
 func TestRADIUSLengthAndPadding(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		a, stop := newAttributor(t, db, Config{})
@@ -150,6 +151,9 @@ func TestRADIUSLengthAndPadding(t *testing.T) {
 		short, _ := startRequest(t, "pad-secret", "short", net.IPv4(100, 67, 0, 2))
 		c.Write(short[:len(short)-3])
 		testutil.WaitFor(t, 10*time.Second, "the cut request counted", func() bool { return srv.Stats().Malformed == 1 })
+		// Longer than any RADIUS packet (4,096 bytes): counted, not answered.
+		c.Write(append(append([]byte(nil), req...), make([]byte, 5000)...))
+		testutil.WaitFor(t, 10*time.Second, "the oversized datagram counted", func() bool { return srv.Stats().Malformed == 2 })
 		if got := a.Lookup(mustAddr("100.67.0.2"), 0, time.Now()); got.Subscriber != "" {
 			t.Errorf("a cut request was stored: %+v", got)
 		}

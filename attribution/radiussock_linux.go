@@ -208,10 +208,15 @@ func (c *rawUDP) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 		for i := range int(n) {
 			h := &c.in[i].hdr
 			from, ok := sockaddrAddrPort(&c.inName[i], h.Namelen)
-			if !ok || h.Flags&unix.MSG_TRUNC != 0 {
-				continue // not from an IP peer, or longer than any RADIUS packet
+			if !ok {
+				continue // not from an IP peer
 			}
 			ms[got].N = int(c.in[i].n)
+			if h.Flags&unix.MSG_TRUNC != 0 {
+				// Longer than any RADIUS packet: empty, so that it is
+				// counted and dropped as malformed.
+				ms[got].N = 0
+			}
 			if got != i {
 				ms[got].Buffers[0], ms[i].Buffers[0] = ms[i].Buffers[0], ms[got].Buffers[0]
 			}
