@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"strings"
 	"time"
@@ -311,7 +312,8 @@ func upsertBindings(ctx context.Context, q querier, st stamp, bs []Binding) erro
 	return err
 }
 
-// batched runs one statement per chunk of at most per items: head, then
+// batched runs one statement per chunk of at most per items (a power of
+// two): head, then
 // row once for each item (comma-separated), then tail. Every statement's
 // arguments are prefix, then what add appends for each item. scan reads
 // the rows a statement returns; with scan nil the statements are
@@ -322,7 +324,9 @@ func batched[T, R any](ctx context.Context, q querier, items []T, per int, head,
 	var sb strings.Builder
 	args := make([]any, 0, len(prefix)+min(len(items), per)*strings.Count(row, "?"))
 	for len(items) > 0 {
-		n := min(len(items), per)
+		// A power of two rows: few texts, each prepared once by the
+		// writer's stmtCache.
+		n := 1 << (bits.Len(uint(min(len(items), per))) - 1)
 		sb.Reset()
 		args = append(args[:0], prefix...)
 		sb.WriteString(head)

@@ -2,13 +2,16 @@ package attribution
 
 import (
 	"bytes"
+	"crypto/md5"
 	"errors"
 	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/net/ipv4"
 	"layeh.com/radius"
 )
 
@@ -168,7 +171,9 @@ func FuzzSecrets(f *testing.F) {
 }
 
 // FuzzRADIUSRequest feeds what a NAS could send after the authenticator
-// check: attributes of any shape.
+// check: attributes of any shape. The server walks the attributes itself;
+// whatever layeh's parser refuses it must refuse too, and what it takes
+// must be a record with a time and a NAS.
 func FuzzRADIUSRequest(f *testing.F) {
 	p := radius.New(radius.CodeAccountingRequest, []byte("s"))
 	p.Add(1, radius.Attribute("alice"))
@@ -176,21 +181,70 @@ func FuzzRADIUSRequest(f *testing.F) {
 	p.Add(44, radius.Attribute("s1"))
 	p.Add(8, radius.Attribute{100, 64, 0, 2})
 	p.Add(123, radius.Attribute{0, 56, 0x20, 0x01, 0x0d, 0xb8})
+	p.Add(33, radius.Attribute("proxy"))
 	b, _ := p.Encode()
 	f.Add(b)
 	secrets, _ := ParseSecrets(strings.NewReader("127.0.0.1 s\n"), "s")
 	srv, _ := NewRADIUS(RADIUSConfig{Secrets: secrets}, nil)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		pkt, err := radius.Parse(b, []byte("s"))
+		if len(b) < 20 {
+			return
+		}
+		_, perr := radius.ParseAttributes(b[20:])
+		ev, err := srv.event(b[20:], netip.MustParseAddr("127.0.0.1"))
 		if err != nil {
 			return
 		}
-		ev, err := srv.event(pkt, netip.MustParseAddr("127.0.0.1"))
-		if err != nil {
-			return
+		if perr != nil {
+			t.Fatalf("attributes layeh refuses (%v) taken: %+v", perr, ev)
 		}
 		if ev.At.IsZero() || !ev.Session.NAS.IsValid() {
 			t.Fatalf("bad record: %+v", ev)
+		}
+	})
+}
+
+// FuzzRADIUSDatagram signs attributes of any shape as a NAS would and
+// feeds the datagram to the server's own check and walk: nothing panics,
+// and when a record is taken its answer (identifier, Proxy-States, Response
+// Authenticator) is one layeh's client accepts.
+func FuzzRADIUSDatagram(f *testing.F) {
+	p := radius.New(radius.CodeAccountingRequest, []byte("s"))
+	p.Add(1, radius.Attribute("alice"))
+	p.Add(40, radius.Attribute{0, 0, 0, 1})
+	p.Add(44, radius.Attribute("s1"))
+	p.Add(33, radius.Attribute("proxy"))
+	b, _ := p.Encode()
+	f.Add(b[20:], byte(7))
+	secrets, _ := ParseSecrets(strings.NewReader("127.0.0.1 s\n"), "s")
+	srv, _ := NewRADIUS(RADIUSConfig{Secrets: secrets}, nil)
+	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1812}
+	f.Fuzz(func(t *testing.T, attrs []byte, id byte) {
+		if len(attrs) > radius.MaxPacketLength-20 {
+			attrs = attrs[:radius.MaxPacketLength-20]
+		}
+		l := 20 + len(attrs)
+		pkt := append([]byte{byte(radius.CodeAccountingRequest), id, byte(l >> 8), byte(l)}, make([]byte, 16)...)
+		pkt = append(pkt, attrs...)
+		sum := md5.Sum(append(append([]byte(nil), pkt...), 's'))
+		copy(pkt[4:20], sum[:])
+		var batch radiusBatch
+		srv.take(&batch, &ipv4.Message{Buffers: [][]byte{pkt}, N: len(pkt), Addr: from})
+		if len(batch.reqs) == 0 {
+			return
+		}
+		resp, _ := response(nil, nil, &batch.reqs[0])
+		if !radius.IsAuthenticResponse(resp, pkt, []byte("s")) {
+			t.Fatalf("answer %x does not authenticate", resp)
+		}
+		got, err := radius.Parse(resp, []byte("s"))
+		if err != nil || got.Identifier != id {
+			t.Fatalf("answer %x: %v", resp, err)
+		}
+		for _, av := range got.Attributes {
+			if av.Type != 33 {
+				t.Fatalf("answer carries attribute %d", av.Type)
+			}
 		}
 	})
 }

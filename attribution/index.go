@@ -131,7 +131,9 @@ func (x *Index) putSession(s *Session) {
 	x.putSessionLocked(s)
 }
 
-func (x *Index) putSessionLocked(s *Session) {
+// putSessionLocked records s and reports whether the index did not hold
+// it yet (under any of its addresses).
+func (x *Index) putSessionLocked(s *Session) (added bool) {
 	sub := x.intern(s.Subscriber)
 	sp := span{start: ms(s.Start), last: ms(s.Last), end: ms(s.Stop), sub: sub}
 	if sp.last < sp.start {
@@ -145,6 +147,7 @@ func (x *Index) putSessionLocked(s *Session) {
 		} else {
 			x.sess = append(x.sess, sp)
 			head = linkSorted(x.sess, head, int32(len(x.sess)-1), prevOf)
+			added = true
 		}
 		x.sess4.set(k, head, x.sess, prevOf, x.sessionTimeout, false)
 	}
@@ -164,7 +167,9 @@ func (x *Index) putSessionLocked(s *Session) {
 		}
 		x.sess = append(x.sess, sp)
 		x.sess6[p] = linkSorted(x.sess, head, int32(len(x.sess)-1), prevOf)
+		added = true
 	}
+	return added
 }
 
 func (x *Index) addLen6(bits int) {

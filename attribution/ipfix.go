@@ -428,3 +428,11 @@ func (c *IPFIX) Serve(ctx context.Context) error {
 		}
 	}
 }
+
+// packetConn is conn, or a UDP socket bound to listen, or nil for neither.
+func packetConn(conn net.PacketConn, listen string) (net.PacketConn, error) {
+	if conn != nil || listen == "" {
+		return conn, nil
+	}
+	return net.ListenPacket("udp", listen)
+}

@@ -67,7 +67,7 @@ func TestRADIUSAnswersOnlyStored(t *testing.T) {
 // startRADIUS serves RADIUS accounting into a on a loopback port, taking
 // requests from 127.0.0.1 signed with secret; stop ends it (before a
 // stops, so no request meets a stopped attributor).
-func startRADIUS(t *testing.T, a *Attributor, secret string) (srv *RADIUS, pc net.PacketConn, stop func()) {
+func startRADIUS(t *testing.T, a *Attributor, secret string) (srv *RADIUS, pc radiusSocket, stop func()) {
 	t.Helper()
 	secrets, err := ParseSecrets(stringsReader("127.0.0.1/32 "+secret+"\n"), "secrets")
 	if err != nil {

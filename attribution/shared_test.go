@@ -3,6 +3,8 @@ package attribution
 import (
 	"context"
 	"net"
+	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2866"
 
+	"wormsink/internal/testutil"
 	"wormsink/store/storetest"
 )
 
@@ -163,5 +166,58 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("waited a minute for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPolledStartTellsOnStart: a Start another sensor took in reaches this
+// sensor's OnStart once a poll reads it, so that a quarantine follows the
+// subscriber here too; a session already stopped when read and an old
+// Start (an import) do not, and neither is told twice.
+func TestPolledStartTellsOnStart(t *testing.T) {
+	for _, be := range storetest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			type call struct {
+				sub  string
+				addr netip.Addr
+			}
+			var mu sync.Mutex
+			var calls []call
+			const poll = 100 * time.Millisecond
+			a, stopA := newAttributor(t, storetest.Open(t, be.URL), Config{Poll: poll})
+			defer stopA()
+			now := time.Now()
+			b, stopB := newAttributor(t, storetest.Open(t, be.URL), Config{Poll: poll, Now: time.Now,
+				OnStart: func(sub string, addrs []netip.Addr) {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, ad := range addrs {
+						calls = append(calls, call{sub, ad})
+					}
+				}})
+			defer stopB()
+			stopped := acct(AcctStop, "192.0.2.1", "s-bob", "bob", "100.64.8.9", now)
+			stopped.SessionTime = time.Minute // its Start was lost: one record, already stopped
+			for _, ev := range []AcctEvent{
+				acct(AcctStart, "192.0.2.1", "s-alice", "alice", "100.64.8.8", now),
+				stopped,
+				acct(AcctStart, "192.0.2.1", "s-olga", "olga", "100.64.8.10", now.Add(-2*DefaultSessionTimeout)),
+			} {
+				if err := a.Account(context.Background(), ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			testutil.WaitFor(t, 20*time.Second, "B reads the three sessions", func() bool { return b.Stats().Polled >= 3 })
+			// One more look: what the one that read them tells OnStart is told.
+			looks := b.Stats().Polls
+			testutil.WaitFor(t, 20*time.Second, "B looks again", func() bool { return b.Stats().Polls > looks+1 })
+			mu.Lock()
+			defer mu.Unlock()
+			if len(calls) != 1 || calls[0] != (call{"alice", mustAddr("100.64.8.8")}) {
+				t.Errorf("OnStart calls %v, want alice on 100.64.8.8 once", calls)
+			}
+			if got := b.Lookup(mustAddr("100.64.8.8"), 0, now.Add(time.Second)); got.Subscriber != "alice" {
+				t.Errorf("B attributes %+v", got)
+			}
+		})
 	}
 }

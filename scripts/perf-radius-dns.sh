@@ -19,7 +19,12 @@
 # load hits both. Per run: the q/s dnsperf saw, the shim's CPU per answered
 # query (utime+stime of all its threads from /proc), and the queries per
 # second of the shim's CPU — its rate when CPU 0 is its alone, the figure
-# that RADIUS work in the same process lowers. Medians at the end, and the
+# that RADIUS work in the same process lowers. A third run per round sends
+# RADIUS with no DNS: the shim's CPU per answered request is what one
+# Accounting-Request costs serve. A fourth (CONTROL=1) sends the same RADIUS
+# traffic to the generator's own answerer on CPU 1 instead of serve: what
+# the shim loses then is the client side's doing (dnsperf sharing CPU 1
+# with the generator), not RADIUS work in serve. Medians at the end, and the
 # drop with RADIUS. Loopback only.
 set -euo pipefail
 RATE=${RATE:-1000}
@@ -63,7 +68,7 @@ while True:
     except OSError:
         pass
 '; }
-ws=$(port); rad=$(port); dead=$(port)
+ws=$(port); rad=$(port); dead=$(port); echoport=$(port)
 taskset -c 0 "$dir/wormsink" serve --dns-listen "127.0.0.1:$ws" --tftp-listen "" --upstream "127.0.0.1:$dead" \
   --signatures "$dir/sigs.yaml" --sinkhole-ip 192.0.2.66 --log "$dir/evidence.log" --user "" --watch-interval 0 \
   --db "sqlite:$dir/ws.db" --radius-acct-listen "127.0.0.1:$rad" --radius-secrets "$dir/secrets" \
@@ -79,12 +84,28 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 hz=$(getconf CLK_TCK)
 
-# measure MODE: one line "MODE q/s us/query q-per-cpu-s radius/s load".
+modes="alone radius rad-only"
+if [ -n "${CONTROL:-}" ]; then
+  taskset -c 1 "$dir/radiusload" -answer "127.0.0.1:$echoport" & pids+=($!)
+  modes="$modes control"
+fi
+
+# measure MODE: one line "MODE q/s us/query q-per-cpu-s radius/s load";
+# for MODE rad-only, us/query is serve's CPU per answered RADIUS request.
 measure() {
   local t0 t1 rl=""
   t0=$(ticks "$shim")
-  if [ "$1" = radius ]; then
-    taskset -c 1 "$dir/radiusload" -addr "127.0.0.1:$rad" -secret-file "$dir/secret" -rate "$RATE" -conc "$CONC" -duration "$((SECS + 1))s" >"$dir/rl" 2>&1 &
+  if [ "$1" = rad-only ]; then
+    taskset -c 1 "$dir/radiusload" -addr "127.0.0.1:$rad" -secret-file "$dir/secret" -rate "$RATE" -conc "$CONC" -duration "${SECS}s" >"$dir/rl" 2>&1
+    t1=$(ticks "$shim")
+    awk -v m="$1" -v c=$((t1 - t0)) -v hz="$hz" -v la="$(load)" '{ sub("/s", "", $8); n = $4 } END {
+      printf "%s 0 %.2f 0 %s %s\n", m, (n > 0 ? c / hz * 1e6 / n : 0), $8, la }' "$dir/rl"
+    return
+  fi
+  if [ "$1" = radius ] || [ "$1" = control ]; then
+    local to=$rad
+    [ "$1" = control ] && to=$echoport
+    taskset -c 1 "$dir/radiusload" -addr "127.0.0.1:$to" -secret-file "$dir/secret" -rate "$RATE" -conc "$CONC" -duration "$((SECS + 1))s" >"$dir/rl" 2>&1 &
     rl=$!
     sleep 0.5 # let the generator reach its rate before dnsperf starts counting
   fi
@@ -111,7 +132,7 @@ echo "RADIUS at $RATE/s; $NAMES listed names, every query a sighting; ${SECS}s p
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
 printf '%-7s %9s %9s %12s %9s %6s\n' mode q/s us/query q/cpu-s radius/s load
 for _ in $(seq "$ROUNDS"); do
-  for m in alone radius; do
+  for m in $modes; do
     measure "$m" | tee -a "$dir/all" | awk '{ printf "%-7s %9s %9s %12s %9s %6s\n", $1, $2, $3, $4, $5, $6 }'
   done
 done
@@ -128,7 +149,7 @@ if [ -n "${PROFILE:-}" ]; then
   echo "profile: perf report -i $PROFILE/radius.perf --no-children"
 fi
 echo "== medians of $ROUNDS rounds"
-for m in alone radius; do
+for m in alone radius control; do
   awk -v m="$m" '$1 == m { print $2 }' "$dir/all" | median >"$dir/q-$m"
   awk -v m="$m" '$1 == m { print $4 }' "$dir/all" | median >"$dir/c-$m"
   awk -v m="$m" '$1 == m { print $3 }' "$dir/all" | median >"$dir/u-$m"
@@ -139,3 +160,9 @@ awk -v qa="$(cat "$dir/q-alone")" -v qr="$(cat "$dir/q-radius")" -v ca="$(cat "$
   printf "shim us/query: alone %.2f, with RADIUS %.2f\n", ua, ur
   printf "shim queries per CPU-second: alone %.0f, with RADIUS %.0f: %+.1f %%\n", ca, cr, (ca > 0 ? (cr - ca) / ca * 100 : 0)
 }'
+if [ -n "${CONTROL:-}" ]; then
+  awk -v ca="$(cat "$dir/c-alone")" -v cc="$(cat "$dir/c-control")" -v ua="$(cat "$dir/u-alone")" -v uc="$(cat "$dir/u-control")" 'BEGIN {
+    printf "control (RADIUS answered on CPU 1, none in serve): shim us/query %.2f, queries per CPU-second %.0f: %+.1f %%\n", uc, cc, (ca > 0 ? (cc - ca) / ca * 100 : 0)
+  }'
+fi
+printf "serve's CPU per RADIUS request, no DNS: %s us\n" "$(awk '$1 == "rad-only" { print $3 }' "$dir/all" | median)"

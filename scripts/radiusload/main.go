@@ -30,6 +30,12 @@ import (
 // a request without an answer after -timeout is sent again, at most 3
 // times. The secret is read from a file, never from the command line. It
 // prints one line: sent, answered, lost and the rate answered.
+//
+// With -answer LISTEN it is instead the far end for a control run: it
+// answers every Accounting-Request on LISTEN at once, storing nothing (the
+// answers carry the request's identifier but no valid authenticator, which
+// the generator does not check), so that the same RADIUS traffic runs on
+// the generator's CPU with none of it in serve.
 func main() {
 	addr := flag.String("addr", "", "the accounting server, HOST:PORT")
 	secretFile := flag.String("secret-file", "", "file holding the shared secret (first line)")
@@ -37,7 +43,15 @@ func main() {
 	conc := flag.Int("conc", 32, "conversations (sockets) at once")
 	duration := flag.Duration("duration", 10*time.Second, "how long to send")
 	timeout := flag.Duration("timeout", time.Second, "wait this long for an answer before sending again")
+	answer := flag.String("answer", "", "answer requests on this UDP address instead of sending (a control run)")
 	flag.Parse()
+	if *answer != "" {
+		if err := answerAll(*answer); err != nil {
+			fmt.Fprintln(os.Stderr, "radiusload:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*addr, *secretFile, *rate, *conc, *duration, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "radiusload:", err)
 		os.Exit(1)
@@ -142,4 +156,26 @@ func run(addr, secretFile string, rate float64, conc int, duration, timeout time
 	secs := time.Since(start).Seconds()
 	fmt.Printf("sent %d answered %d lost %d rate %.0f/s\n", sent.Load(), answered.Load(), lost.Load(), float64(answered.Load())/secs)
 	return nil
+}
+
+// answerAll answers every Accounting-Request on listen with an
+// Accounting-Response of the same identifier, until killed.
+func answerAll(listen string) error {
+	c, err := net.ListenPacket("udp", listen)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, radius.MaxPacketLength)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		if n < 20 || radius.Code(buf[0]) != radius.CodeAccountingRequest {
+			continue
+		}
+		buf[0], buf[2], buf[3] = byte(radius.CodeAccountingResponse), 0, 20
+		c.WriteTo(buf[:20], from)
+	}
 }
