@@ -94,7 +94,7 @@ type exchanges struct {
 
 	mu     sync.Mutex
 	open   map[*exchange]struct{}
-	held   int // the rounds' ports open
+	held   int            // the rounds' ports open
 	pool   []*net.UDPConn // the decoys, once opened
 	pooled bool           // tried to open them
 	closed bool
