@@ -209,6 +209,7 @@ func exchange(server, name string, qtype uint16) (*dns.Msg, error) {
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.SetEdns0(1232, false)
 	var last error
+	var servfail *dns.Msg
 	for range 3 { // a lost UDP datagram is not a disagreement
 		for _, netw := range []string{"udp", "tcp"} {
 			c := &dns.Client{Net: netw, Timeout: 4 * time.Second, UDPSize: 1232}
@@ -216,12 +217,22 @@ func exchange(server, name string, qtype uint16) (*dns.Msg, error) {
 			if err == nil && r.Truncated && netw == "udp" {
 				continue
 			}
+			if err == nil && r.Rcode == dns.RcodeServerFailure {
+				// Nor is a resolver that gave up on the authority on a
+				// loaded machine (BIND's SERVFAIL for one name in a
+				// thousand): asked again; a SERVFAIL that stays is one.
+				servfail = r
+				break
+			}
 			if err == nil {
 				return r, nil
 			}
 			last = err
 			break
 		}
+	}
+	if servfail != nil {
+		return servfail, nil
 	}
 	return nil, last
 }
