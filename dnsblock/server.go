@@ -140,7 +140,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.life.Unlock()
 		return ErrServerClosed
 	}
-	readers := max(2, runtime.GOMAXPROCS(0))
+	// One reader per P: a second reader on the same P took the queries
+	// that arrived while the first answered, in batches of two or three,
+	// and then parked in the netpoller, so one wake-up's work went out in
+	// several sendmmsg calls (perf trace; docs/performance.md).
+	readers := runtime.GOMAXPROCS(0)
 	for range readers {
 		s.wg.Add(1)
 		go s.serveUDP()
@@ -348,12 +352,14 @@ func (s *Server) admit(from netip.AddrPort, size int) (*ticket, bool) {
 //
 // At an ordinary rate each read finds one query or two, and what the shim
 // pays per query is then mostly per wake-up: the netpoller, an empty
-// recvmmsg, a sendmmsg for one answer. After a small batch the reader
+// recvmmsg, a sendmmsg for one answer. After a batch that did not fill its
+// vector (the socket is empty now) the reader
 // therefore waits Config.Coalesce (its answers already sent) and reads
 // again without parking, so that one system call each way serves what
-// arrived meanwhile, as a network card's interrupt moderation does. After
-// a batch of coalesceBelow or more it reads at once; an empty socket parks
-// it in the netpoller as before.
+// arrived meanwhile, as a network card's interrupt moderation does. Only
+// after a full batch (more is waiting) does it read at once, so a rate the
+// waits cannot keep up with fills the batches and is read without waiting;
+// an empty socket parks it in the netpoller as before.
 func (s *Server) serveUDPBatch(b *udpBatch) {
 	var reply []byte
 	sc := newScratch()
