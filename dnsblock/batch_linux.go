@@ -55,6 +55,7 @@ type udpBatch struct {
 	inName []unix.RawSockaddrInet6
 	inOOB  [][]byte
 	nIn    int
+	parked bool // the last read found the socket empty and waited in the netpoller
 
 	out     []mmsghdr
 	outIov  []unix.Iovec
@@ -112,7 +113,7 @@ func (b *udpBatch) read() (int, error) {
 		}
 		b.in[i].n = 0
 	}
-	b.nIn, b.errno = 0, 0
+	b.nIn, b.errno, b.parked = 0, 0, false
 	if err := b.rc.Read(b.readFn); err != nil {
 		return 0, err
 	}
@@ -125,6 +126,7 @@ func (b *udpBatch) read() (int, error) {
 func (b *udpBatch) recv(fd uintptr) bool {
 	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in)), 0, 0, 0)
 	if e == unix.EAGAIN {
+		b.parked = true
 		return false
 	}
 	if e != 0 {
