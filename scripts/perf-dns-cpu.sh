@@ -63,6 +63,7 @@ hz=$(getconf CLK_TCK)
 
 taskset -c 1 /usr/sbin/unbound -d -c "$dir/upstream.conf" 2>"$dir/up.err" & pids+=($!)
 wait_dns "$up"
+# shellcheck disable=SC2086 # FLAGS and BASE_FLAGS are split into flags
 nice -n "$NICE" taskset -c 0 "$dir/wormsink" serve --dns-listen "127.0.0.1:$ws" --tftp-listen "" --upstream "127.0.0.1:$up" \
   --signatures "$dir/sigs.yaml" --sinkhole-ip 192.0.2.66 --log "$dir/evidence.log" --user "" --watch-interval 0 \
   ${FLAGS:-} 2>"$dir/shim.err" & shim=$!
@@ -70,6 +71,7 @@ pids+=($shim)
 servers=("wormsink $ws $shim")
 if [ -n "${BASE:-}" ]; then
   cp "$BASE" "$dir/base"
+  # shellcheck disable=SC2086
   nice -n "$NICE" taskset -c 0 "$dir/base" serve --dns-listen "127.0.0.1:$wb" --tftp-listen "" --upstream "127.0.0.1:$up" \
     --signatures "$dir/sigs.yaml" --sinkhole-ip 192.0.2.66 --log "$dir/evidence-base.log" --user "" --watch-interval 0 \
     ${BASE_FLAGS:-} 2>"$dir/base.err" & base=$!
