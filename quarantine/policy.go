@@ -56,11 +56,11 @@ type Policy struct {
 	// SelfReleaseGrace is how long after a self-release new sightings do
 	// not quarantine again (the customer is cleaning up).
 	SelfReleaseGrace time.Duration
-	// TFTPExchange lets a TFTP follow-up (proof exchange on a tftp_refused
-	// or tftp_request line) quarantine. TFTP has no nonce: the fresh port
-	// is the only secret, so a patient blind guesser can earn it (see the
-	// proof documentation); by default it does not quarantine, while a DNS
-	// cookie exchange does.
+	// TFTPExchange lets a TFTP exchange (proof exchange on a tftp_refused
+	// or tftp_request line: rounds of fresh ports answered) quarantine.
+	// TFTP has no nonce: the rounds' ports are the only secret, as strong
+	// as the sensor's rounds make it (see the proof documentation); by
+	// default it does not quarantine, while a DNS cookie exchange does.
 	TFTPExchange bool
 	// AutoRelease releases a subject after this long without a sighting
 	// that would quarantine it; 0 never does.

@@ -73,11 +73,18 @@ type fetchScanner struct {
 	lastSep int
 	cmdSeps int
 	cmdOpen bool
+	// With track: the raw offset of the command word of the command
+	// handed out last, and where the last token began (the word the data
+	// ends in, or the end): the places a stream can be cut without
+	// changing what the scanner reads after them (see MatchStream).
+	cmdWord  int
+	tokStart int
 }
 
 func (f *fetchScanner) reset(data []byte) {
 	f.data, f.i, f.nOut, f.iOut = data, 0, 0, 0
 	f.seps, f.lastSep, f.cmdSeps, f.cmdOpen = 0, -1, 0, false
+	f.cmdWord, f.tokStart = 0, 0
 	f.plain = bytes.IndexByte(data, '%') < 0 && bytes.IndexByte(data, '$') < 0 && bytes.IndexByte(data, 0xff) < 0
 }
 
@@ -87,6 +94,13 @@ func (f *fetchScanner) reset(data []byte) {
 func (f *fetchScanner) skipToClient() bool {
 	j := indexFold(f.data[f.i:], []byte("tftp"))
 	if j < 0 {
+		if f.track {
+			// The word the data ends in starts after the last boundary;
+			// without one, at the last token read (which may join it).
+			if b := lastBoundary(f.data, f.tokStart); b >= 0 {
+				f.tokStart = b
+			}
+		}
 		f.skipped(len(f.data))
 		return false
 	}
@@ -147,7 +161,7 @@ func (f *fetchScanner) command() bool {
 			return false
 		case tokWord:
 			if isFetchCommand(f.tok.bytes()) {
-				f.cmdSeps = f.seps
+				f.cmdSeps, f.cmdWord = f.seps, f.tokStart
 				end := f.args()
 				f.cmdOpen = end
 				f.emit()
@@ -373,8 +387,14 @@ func isNameChar(c byte) bool {
 // token reads the next word (into f.tok) or command separator.
 func (f *fetchScanner) token() int {
 	for { // skip spaces
+		if f.i < len(f.data) {
+			// At the end already, the last token is the one that ran
+			// into it: unfinished, and where a cut must keep from.
+			f.tokStart = f.i
+		}
 		c, plus, next, ok := unit(f.data, f.i)
 		if !ok {
+			// tokStart stays where an unfinished IAC sequence begins.
 			f.i = len(f.data)
 			return tokEnd
 		}
@@ -449,6 +469,34 @@ var plainWordByte = func() (t [256]bool) {
 	}
 	for c := 0x80; c < 0xff; c++ {
 		t[c] = true
+	}
+	return t
+}()
+
+// lastBoundary returns the raw offset after the last word or command
+// boundary in d[from:] that decodes as one whatever follows it (a space,
+// '+', a separator, or %XX spelling one), or -1. In data without IAC
+// bytes, the scanner reads what follows it the same whether or not the
+// bytes before it are there, as long as no command is open before it.
+func lastBoundary(d []byte, from int) int {
+	for k := len(d) - 1; k >= from; k-- {
+		c := d[k]
+		if wordEnd[c] {
+			return k + 1
+		}
+		if c == '%' && k+2 < len(d) {
+			if h, l := unhex(d[k+1]), unhex(d[k+2]); h >= 0 && l >= 0 && wordEnd[byte(h<<4|l)] {
+				return k + 3
+			}
+		}
+	}
+	return -1
+}
+
+// wordEnd: bytes that end a word as they are: spaces, '+', separators.
+var wordEnd = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isShellSpace(byte(c)) || isShellSep(byte(c)) || c == '+'
 	}
 	return t
 }()

@@ -407,6 +407,16 @@ const MaxPayloadMatches = 8
 // carrying a Mirai and a Gafgyt loader line is two findings, as the IDS
 // rules exported for the two signatures are.
 func (s *Set) MatchPayloads(proto Proto, dstPort uint16, payload []byte, fn func(PayloadMatch) bool) int {
+	return s.matchPayloads(proto, dstPort, payload, true, fn)
+}
+
+// MatchContents is MatchPayloads with the content rules alone: for a
+// payload SegmentAlone found holding no fetch command.
+func (s *Set) MatchContents(proto Proto, dstPort uint16, payload []byte, fn func(PayloadMatch) bool) int {
+	return s.matchPayloads(proto, dstPort, payload, false, fn)
+}
+
+func (s *Set) matchPayloads(proto Proto, dstPort uint16, payload []byte, commands bool, fn func(PayloadMatch) bool) int {
 	if proto > ICMP || len(payload) == 0 {
 		return 0
 	}
@@ -438,7 +448,7 @@ func (s *Set) MatchPayloads(proto Proto, dstPort uint16, payload []byte, fn func
 			return n
 		}
 	}
-	if !s.cmdPorts[proto].has(dstPort) || !mayFetch(payload) {
+	if !commands || !s.cmdPorts[proto].has(dstPort) || !mayFetch(payload) {
 		return n
 	}
 	var f fetchScanner

@@ -18,14 +18,17 @@ import "bytes"
 // of them costs the garbage collector nothing. The zero value is the start
 // of a stream.
 type StreamCursor struct {
-	// Open is where the command still open at the end of the data starts,
-	// as an offset into the data MatchStream was given; -1 means its start
-	// was lost (the caller could not carry that much): command rules then
-	// skip it and read from the next separator on. After the call the
-	// caller carries at least data[Open:] into the next call's data, and
-	// sets Open to where those bytes start there.
+	// Open is where the bytes the next segment needs start, as an offset
+	// into the data MatchStream was given: the word of the fetch command
+	// still open at the end of the data, or, when none is, the word the
+	// data ends in (never before the last separator). Nothing before it
+	// changes what is read after it. After the call the caller carries at
+	// least data[Open:] into the next call's data, and sets Open to where
+	// those bytes start there.
 	Open int
-	// Lost says the caller dropped the open command's start.
+	// Lost says the caller dropped bytes from Open on (it could not carry
+	// that much): command rules then skip the open command and read from
+	// the next separator on.
 	Lost bool
 	// Keep is the most bytes the caller carries (0: no limit): where the
 	// open command starts further back than that, MatchStream need not
@@ -56,6 +59,60 @@ func (c *StreamCursor) add(si uint16) {
 	}
 }
 
+// SegmentAlone reports whether a segment of a stream to dstPort, read with
+// nothing carried before it, needs nothing carried after it either: no
+// content rule's content can start in its last bytes, and no fetch command
+// can be in it or begin at its end (it spells no "ftp", holds no byte that
+// decoding turns into another, and its last bytes hold no 't' or 'f' of a
+// "tftp" the next segment completes). Such a segment reads the same alone
+// (MatchPayloads) as in its stream, so a reader that holds nothing for its
+// stream yet need not start holding it: the common web segment costs no
+// stream state. A word cut at the segment's end is then read from the cut
+// in the next segment, as at the start of a capture.
+func (s *Set) SegmentAlone(proto Proto, dstPort uint16, seg []byte) bool {
+	if proto > ICMP {
+		return true
+	}
+	for _, r := range s.payloads[proto] {
+		if r.p.Port != 0 && r.p.Port != dstPort || len(r.p.Contains) < 2 {
+			continue
+		}
+		first := r.p.Contains[0]
+		for _, c := range seg[max(0, len(seg)-len(r.p.Contains)+1):] {
+			if c == first || r.p.NoCase && lower(c) == lower(first) {
+				return false
+			}
+		}
+	}
+	if !s.cmdPorts[proto].has(dstPort) {
+		return true
+	}
+	for _, c := range seg[max(0, len(seg)-3):] {
+		if l := lower(c); l == 't' || l == 'f' {
+			return false
+		}
+	}
+	// "ftp" first: a loader's line fails here, at its command word.
+	return indexFold(seg, []byte("ftp")) < 0 && bytes.IndexByte(seg, '%') < 0 && bytes.IndexByte(seg, '$') < 0 &&
+		bytes.IndexByte(seg, 0xff) < 0
+}
+
+// ContentReach is the length of the longest content a content rule for
+// proto looks for at dstPort: a stream to that port carries its last
+// ContentReach-1 bytes for them (see MaxContent).
+func (s *Set) ContentReach(proto Proto, dstPort uint16) int {
+	if proto > ICMP {
+		return 0
+	}
+	n := 0
+	for _, r := range s.payloads[proto] {
+		if r.p.Port == 0 || r.p.Port == dstPort {
+			n = max(n, len(r.p.Contains))
+		}
+	}
+	return n
+}
+
 // MaxContent is the length of the longest content a content rule for proto
 // looks for: a stream's reader carries the last MaxContent-1 bytes so that
 // a content split between two segments is found.
@@ -82,8 +139,8 @@ func (s *Set) MaxContent(proto Proto) int {
 //     command's end (a separator, or end: the stream closed), since "-r t"
 //     is only the start of "-r tftp1.sh" when a shell sends keystrokes.
 //
-// On return c.Open is where the command now open starts in data
-// (len(data) when the data ends with a separator).
+// On return c.Open is where the bytes the next segment needs start in
+// data (up to len(data): none are, as after a separator).
 func (s *Set) MatchStream(proto Proto, dstPort uint16, data []byte, from int, end bool, c *StreamCursor, fn func(PayloadMatch) bool) int {
 	if proto > ICMP || from >= len(data) && !end {
 		return 0
@@ -197,6 +254,13 @@ func (s *Set) MatchStream(proto Proto, dstPort uint16, data []byte, from int, en
 			}
 		}
 	}
+	// cut is where, in cmd, the bytes the next segment needs start: the
+	// open fetch command's word (the words before it in its command mean
+	// nothing to it), or the word the data ends in when no fetch command
+	// is open (a new one can only start there). Nothing before it changes
+	// what is read after it, so a command longer than the caller carries
+	// is cut there instead of lost.
+	cut := 0
 	if stopped || !fetch {
 		// The walk did not reach the end: the last raw separator ends the
 		// command (an encoded one, %0A, is missed here: the command then
@@ -207,21 +271,32 @@ func (s *Set) MatchStream(proto Proto, dstPort uint16, data []byte, from int, en
 		if c.Keep > 0 && len(cmd) > c.Keep {
 			f.i = len(cmd) - c.Keep
 		}
+		from := f.i
 		f.skipped(len(cmd))
+		if !fetch {
+			// cmd cannot spell a fetch command: none is open in it, and
+			// it holds no IAC byte, so a boundary's raw offset is a
+			// decoded one.
+			cut = max(lastBoundary(cmd, max(from, f.lastSep)), 0)
+		}
+	} else if f.cmdOpen {
+		cut = f.cmdWord
+	} else {
+		cut = f.tokStart
 	}
 	switch {
 	case end:
 		c.Open, c.Lost, c.nSeen = len(data), false, 0
 	case f.lastSep >= 0:
 		// A new command is open: what was seen of it in this segment.
-		c.Open, c.Lost = start+f.lastSep, false
+		c.Open, c.Lost = start+max(f.lastSep, cut), false
 		if curRegion != f.seps {
 			nCur = 0
 		}
 		c.nSeen = uint8(copy(c.seen[:], cur[:nCur]))
 	default:
 		// The same command is still open.
-		c.Open = start
+		c.Open = start + cut
 		if !c.Lost {
 			c.nSeen = uint8(copy(c.seen[:], cur[:nCur]))
 		}

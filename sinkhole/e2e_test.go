@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,10 +108,13 @@ func readCapture(t *testing.T, file string, server uint16) []packet {
 // TestRealClients: tftp-hpa, curl and atftp ask the server (its own
 // process) for msblast.exe; each fails, the evidence names each of them by
 // address, port, file and mode, and the capture on lo shows that the server
-// sent nothing but ERRORs no larger than their requests: no DATA, no OACK.
-// Each refusal comes from a fresh port; tftp-hpa acknowledges the ERROR to
-// that port (BSD tftp: "ok to ack, since user has seen err msg"), so its
-// sightings have proof exchange; curl and atftp send nothing back, so
+// sent nothing but empty probes (DATA block 0) and ERRORs, from fresh ports
+// to requests without options (curl's have options: its refusal leaves from
+// the listening port, with no probe), one ERROR per request, each probe after the first only
+// for an answer, and never more bytes to a client than it sent: no file
+// data, no OACK, no amplification. tftp-hpa answers every probe (it sends
+// its request again to the port each came from), so its sightings have
+// proof exchange; curl and atftp keep to the first port they hear from, so
 // theirs stay datagrams.
 func TestRealClients(t *testing.T) {
 	for _, tool := range []string{"tftp", "curl", "atftp"} {
@@ -159,70 +164,78 @@ func TestRealClients(t *testing.T) {
 	pcap := stopCapture(func(ps []packet) bool {
 		reqs, acks := map[uint16]bool{}, 0
 		for _, pk := range ps {
-			if pk.fromServer {
+			if pk.fromServer || pk.local != p.addr.Port() {
+				if !pk.fromServer && tftp.IsReply(pk.payload) {
+					acks++ // tftp-hpa's ACK of the refusal, its last packet
+				}
 				continue
 			}
 			if _, err := tftp.ParseRequest(pk.payload); err == nil {
 				reqs[pk.peer] = true
-			} else if tftp.IsReply(pk.payload) {
-				acks++
 			}
 		}
 		return len(reqs) == len(runs) && acks >= 2
 	})
 	st := p.stop(t)
 
-	// The wire: requests by client port, and what the server sent back.
+	// The wire, by client port: what it sent and what the server sent back.
 	type peer struct {
-		requests []tftp.Request
-		lens     []int
-		replies  int
+		requests       []tftp.Request // to the listening port
+		in, out        int            // bytes from the client, bytes to it
+		probes, errors int
+		answers        int
+		ports          map[uint16]bool // the server's ports that sent it something
+		answered       map[uint16]bool // of those, the ones it answered on
 	}
 	peers := map[uint16]*peer{}
-	var stray int
-	tids := map[uint16]uint16{} // client port → the port its refusal came from
-	followed := map[uint16]bool{}
 	for _, pk := range readCapture(t, pcap, p.addr.Port()) {
 		pr := peers[pk.peer]
 		if pr == nil {
-			pr = &peer{}
+			pr = &peer{ports: map[uint16]bool{}, answered: map[uint16]bool{}}
 			peers[pk.peer] = pr
 		}
 		if !pk.fromServer {
-			if req, err := tftp.ParseRequest(pk.payload); err == nil {
-				pr.requests = append(pr.requests, req)
-				pr.lens = append(pr.lens, len(pk.payload))
-			} else if tftp.IsReply(pk.payload) {
-				stray++
-				if pk.local != tids[pk.peer] || pk.local == p.addr.Port() {
-					t.Errorf("port %d: follow-up to port %d, the refusal came from %d", pk.peer, pk.local, tids[pk.peer])
+			pr.in += len(pk.payload)
+			if pk.local == p.addr.Port() {
+				req, err := tftp.ParseRequest(pk.payload)
+				if err != nil {
+					t.Errorf("port %d: %q to the listening port", pk.peer, pk.payload)
 				}
-				followed[pk.peer] = true
+				pr.requests = append(pr.requests, req)
+				continue
 			}
+			if !pr.ports[pk.local] {
+				t.Errorf("port %d: answer to port %d, which sent it nothing", pk.peer, pk.local)
+			}
+			pr.answers++
+			pr.answered[pk.local] = true
 			continue
 		}
-		if pk.local == p.addr.Port() {
-			t.Errorf("port %d: refusal from the listening port, want a fresh one", pk.peer)
+		pr.out += len(pk.payload)
+		if pk.local == p.addr.Port() && (len(pr.requests) == 0 || !pr.requests[0].HasOptions()) {
+			t.Errorf("port %d: reply from the listening port to a request without options, want a fresh one", pk.peer)
 		}
-		tids[pk.peer] = pk.local
-		op := binary.BigEndian.Uint16(pk.payload)
-		if op != tftp.OpError {
-			t.Errorf("server sent opcode %d to port %d: %q", op, pk.peer, pk.payload)
-		}
-		pr.replies++
-		if pr.replies > len(pr.requests) {
-			t.Errorf("port %d: reply %d to %d requests", pk.peer, pr.replies, len(pr.requests))
-			continue
-		}
-		if n := pr.lens[pr.replies-1]; len(pk.payload) > n {
-			t.Errorf("port %d: reply of %d bytes to a request of %d", pk.peer, len(pk.payload), n)
+		pr.ports[pk.local] = true
+		switch {
+		case string(pk.payload) == "\x00\x03\x00\x00":
+			pr.probes++
+		case binary.BigEndian.Uint16(pk.payload) == tftp.OpError:
+			pr.errors++
+		default:
+			t.Errorf("server sent %q to port %d", pk.payload, pk.peer)
 		}
 	}
-	clients := 0
-	for _, pr := range peers {
-		if len(pr.requests) > 0 {
-			clients++
+	clients, exchanged := 0, map[uint16]bool{}
+	for port, pr := range peers {
+		if len(pr.requests) == 0 {
+			continue
 		}
+		clients++
+		if pr.errors != len(pr.requests) || pr.probes > len(pr.requests)+pr.answers || pr.out > pr.in {
+			t.Errorf("port %d: %d requests (%d bytes), %d answers; the server sent %d probes and %d refusals (%d bytes)",
+				port, len(pr.requests), pr.in, pr.answers, pr.probes, pr.errors, pr.out)
+		}
+		exchanged[port] = len(pr.answered) >= DefaultExchangeRounds // every round's port (the refusal leaves from the last)
 	}
 	if clients != len(runs) {
 		var dump strings.Builder
@@ -231,8 +244,8 @@ func TestRealClients(t *testing.T) {
 		}
 		t.Fatalf("capture shows requests from %d client ports, want %d; server stats %+v; capture:%s", clients, len(runs), st, dump.String())
 	}
-	if stray != 2 || st.Exchanged != 2 || st.Stray != 0 {
-		t.Errorf("follow-ups: capture %d, server exchanged %d and stray %d: want the two tftp-hpa ACKs, to the refusals' ports", stray, st.Exchanged, st.Stray)
+	if n := len(slices.DeleteFunc(slices.Collect(maps.Values(exchanged)), func(b bool) bool { return !b })); n != 2 || st.Exchanged != 2 {
+		t.Errorf("%d clients answered every round on the wire, the server counted %d: want the two tftp-hpa runs", n, st.Exchanged)
 	}
 
 	// The evidence: every client by address, port, file and mode as sent.
@@ -248,11 +261,11 @@ func TestRealClients(t *testing.T) {
 						t.Errorf("evidence line %+v", l)
 					}
 					want := "datagram"
-					if followed[port] {
+					if exchanged[port] {
 						want = "exchange"
 					}
 					if l.Proof != want {
-						t.Errorf("port %d (followed up: %v): proof %q, want %q", port, followed[port], l.Proof, want)
+						t.Errorf("port %d (every round answered: %v): proof %q, want %q", port, exchanged[port], l.Proof, want)
 					}
 				}
 			}

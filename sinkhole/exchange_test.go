@@ -27,11 +27,15 @@ func proofOf(t *testing.T, ts *testServer, port uint16) evidence.Proof {
 	return p
 }
 
-// A client that follows the refusal up from its own address and port, to
-// the port the refusal came from, proves its address: exchange. One that
-// never answers (a forger never sees the refusal) stays a datagram, and so
-// does one whose follow-up comes from another port or goes to the
-// listening port: neither shows that the refusal was seen.
+// A client that answers every probe from its own address and port, to the
+// port each came from (as tftp-hpa does), proves its address: exchange,
+// refused from the last round's port. One that never answers (what a
+// forged source looks like from here: it never sees the probe) stays a
+// datagram, refused from the first probe's port with the probe and the
+// refusal together no larger than its request. So does one that answers
+// only the first probe (as atftp and BusyBox, which keep to the first port
+// they hear from), refused from that port, and one whose answers come from
+// another port or go to the listening port.
 func TestExchangeProof(t *testing.T) {
 	ts := startServer(t, Config{ExchangeWait: time.Second}, nil)
 	req := rrq(1, "msblast.exe", "octet")
@@ -40,53 +44,117 @@ func TestExchangeProof(t *testing.T) {
 	real := newClient(t, ts.addr)
 	real.send(req)
 	checkError(t, real.read(5*time.Second), len(req))
-	if real.from == ts.addr {
-		t.Fatalf("refusal from the listening port %v", real.from)
+	if real.from == ts.addr || real.probes != DefaultExchangeRounds {
+		t.Fatalf("refusal from %v after %d probes", real.from, real.probes)
 	}
 	if _, err := real.conn.WriteToUDPAddrPort(ack, real.from); err != nil {
 		t.Fatal(err)
 	}
-	if p := proofOf(t, ts, real.port()); p != evidence.ProofExchange {
-		t.Errorf("client that followed up: proof %v", p)
+
+	// A source that never answers, from another loopback address.
+	silent := newClientOn(t, ts.addr, "127.0.0.23")
+	silent.mute = true
+	silent.send(req)
+	if p := silent.read(5 * time.Second); !isProbe(p) {
+		t.Fatalf("first reply %q, want the probe", p)
+	}
+	probePort := silent.from
+	refusal := silent.read(5 * time.Second)
+	checkError(t, refusal, len(req)-len(probe))
+	if silent.from != probePort {
+		t.Errorf("silent source refused from %v, its probe came from %v", silent.from, probePort)
 	}
 
-	// A source that never answers, from another loopback address: what a
-	// forged datagram looks like from here.
-	silent, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 23)})
-	if err != nil {
+	// A client that answers the first probe only.
+	first := newClient(t, ts.addr)
+	first.mute = true
+	first.send(req)
+	if p := first.read(5 * time.Second); !isProbe(p) {
+		t.Fatalf("first reply %q, want the probe", p)
+	}
+	port1 := first.from
+	if _, err := first.conn.WriteToUDPAddrPort(req, port1); err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
-	if _, err := silent.WriteToUDPAddrPort(req, ts.addr); err != nil {
-		t.Fatal(err)
+	if p := first.read(5 * time.Second); !isProbe(p) || first.from == port1 {
+		t.Fatalf("reply %q from %v after the first answer, want the second probe from another port than %v", p, first.from, port1)
 	}
-	sp := silent.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	checkError(t, first.read(5*time.Second), len(req))
+	if first.from != port1 {
+		t.Errorf("refused from %v, want the port it answered, %v", first.from, port1)
+	}
 
-	// Follow-ups that prove nothing: from another port of the same
-	// address (the refusal's port would have to be guessed), and to the
-	// listening port instead of the refusal's.
+	// Answers that prove nothing: from another port of the same address
+	// (the probe's port would have to be guessed), and to the listening
+	// port instead of the probe's.
 	other := newClient(t, ts.addr)
+	other.mute = true
 	other.send(req)
-	checkError(t, other.read(5*time.Second), len(req))
+	if p := other.read(5 * time.Second); !isProbe(p) {
+		t.Fatalf("first reply %q, want the probe", p)
+	}
 	third := newClient(t, ts.addr)
-	if _, err := third.conn.WriteToUDPAddrPort(ack, other.from); err != nil {
+	if _, err := third.conn.WriteToUDPAddrPort(req, other.from); err != nil {
 		t.Fatal(err)
 	}
 	other.send(ack) // to the listening port
-	waitFor(t, "the stray follow-up", func() bool { return ts.srv.Stats().Stray == 2 })
+	checkError(t, other.read(5*time.Second), len(req)-len(probe))
 
-	if p := proofOf(t, ts, sp); p != evidence.ProofDatagram {
-		t.Errorf("silent source: proof %v", p)
-	}
-	if p := proofOf(t, ts, other.port()); p != evidence.ProofDatagram {
-		t.Errorf("follow-up from another port: proof %v", p)
+	want := map[uint16]evidence.Proof{real.port(): evidence.ProofExchange, silent.port(): evidence.ProofDatagram,
+		first.port(): evidence.ProofDatagram, other.port(): evidence.ProofDatagram}
+	for port, w := range want {
+		if p := proofOf(t, ts, port); p != w {
+			t.Errorf("port %d: proof %v, want %v", port, p, w)
+		}
 	}
 	st := ts.srv.Stats()
-	if st.Exchanged != 1 || st.Replies != 3 {
+	if st.Exchanged != 1 || st.Partial != 1 || st.Replies != 4 || st.Probes != DefaultExchangeRounds+1+2+1 || st.Stray != 2 || st.Guesses != 0 {
 		t.Errorf("stats %+v", st)
 	}
-	if n := len(ts.rec.Events()); n != 3 {
-		t.Errorf("%d events for 3 requests", n)
+	if n := len(ts.rec.Events()); n != 4 {
+		t.Errorf("%d events for 4 requests", n)
+	}
+}
+
+// One round is a port of about 15 bits; each further round is another, so
+// a forger who got one port right (here: told it, as if he guessed) still
+// has the next to guess, in its wait, and without it gets no more than a
+// datagram, while the requester he forged is refused as any other.
+func TestExchangeRoundsEachASecret(t *testing.T) {
+	ts := startServer(t, Config{ExchangeWait: time.Second}, nil)
+	req := rrq(1, "msblast.exe", "octet")
+	// The victim's socket stands in for the forger's spoofed packets: it
+	// answers the first probe (a lucky guess) and then knows nothing.
+	victim := newClient(t, ts.addr)
+	victim.mute = true
+	victim.send(req)
+	if p := victim.read(5 * time.Second); !isProbe(p) {
+		t.Fatalf("reply %q, want the probe", p)
+	}
+	p1 := victim.from
+	if _, err := victim.conn.WriteToUDPAddrPort(req, p1); err != nil {
+		t.Fatal(err)
+	}
+	if p := victim.read(5 * time.Second); !isProbe(p) {
+		t.Fatalf("reply %q, want the second probe", p)
+	}
+	p2 := victim.from
+	// The guesses a forger would try for the second round: the first
+	// round's port again and the ports next to it.
+	for _, port := range []uint16{p1.Port(), p1.Port() + 1, p1.Port() - 1} {
+		if port == p2.Port() {
+			continue
+		}
+		if _, err := victim.conn.WriteToUDPAddrPort(req, netip.AddrPortFrom(p1.Addr(), port)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkError(t, victim.read(5*time.Second), len(req))
+	if p := proofOf(t, ts, victim.port()); p != evidence.ProofDatagram {
+		t.Errorf("one round won, the next missed: proof %v", p)
+	}
+	if st := ts.srv.Stats(); st.Exchanged != 0 || st.Partial != 1 {
+		t.Errorf("stats %+v", st)
 	}
 }
 
@@ -97,12 +165,18 @@ func TestExchangeBounded(t *testing.T) {
 	ts := startServer(t, Config{Exchanges: 2, ExchangeWait: time.Minute}, nil)
 	req := rrq(1, "msblast.exe", "octet")
 	var fromMain int
+	rounds := map[uint16]bool{} // client ports that went through the rounds
 	for range 5 {
 		c := newClient(t, ts.addr)
 		c.send(req)
 		checkError(t, c.read(5*time.Second), len(req))
 		if c.from == ts.addr {
 			fromMain++
+			if c.probes != 0 {
+				t.Errorf("refused from the listening port after %d probes", c.probes)
+			}
+		} else {
+			rounds[c.port()] = true
 		}
 	}
 	// The counter follows the send: wait for it rather than race it.
@@ -119,8 +193,12 @@ func TestExchangeBounded(t *testing.T) {
 		t.Fatalf("%d events for 5 requests after stop", len(evs))
 	}
 	for _, e := range evs {
-		if e.Proof != evidence.ProofDatagram || e.Host != netip.MustParseAddr("127.0.0.1") {
-			t.Errorf("event %+v", e)
+		want := evidence.ProofDatagram
+		if rounds[e.Port] {
+			want = evidence.ProofExchange
+		}
+		if e.Proof != want || e.Host != netip.MustParseAddr("127.0.0.1") {
+			t.Errorf("event %+v, want proof %v", e, want)
 		}
 	}
 }

@@ -71,14 +71,20 @@ type Config struct {
 	// is closed then too).
 	NotifyStarted func(local net.Addr)
 
-	// Exchanges is how many refusals at most are sent from a fresh port of
-	// their own, each waiting ExchangeWait for the client's follow-up (see
-	// exchanges); beyond it refusals go out from the main socket and their
-	// sightings stay datagrams. 0 means DefaultExchanges, a negative value
-	// turns the fresh ports off. A sighting waiting for its follow-up is
-	// recorded when it comes or when the wait ends.
+	// Exchanges is how many requesters at most are put through rounds at
+	// once: probes from fresh ports of their own, each waiting
+	// ExchangeWait for the client's answer, the refusal after the last
+	// (see exchanges); beyond it refusals go out from the main socket and
+	// their sightings stay datagrams. 0 means DefaultExchanges, a negative
+	// value turns the fresh ports off. A sighting in its rounds is
+	// recorded when the last round's wait ends.
 	Exchanges    int
 	ExchangeWait time.Duration // 0 means DefaultExchangeWait
+	// ExchangeRounds is how many fresh ports in turn a requester must
+	// answer before its sighting has proof exchange: each a secret of
+	// about 15 bits to a forger. 0 means DefaultExchangeRounds; 1 is a
+	// single port (guessable in about 2^15 tries).
+	ExchangeRounds int
 	// Decoys is how many fresh ports are kept open beside the refusals',
 	// never told to anyone: a datagram on one is a guess (see exchanges).
 	// 0 means DefaultDecoys, a negative value none (then only datagrams
@@ -109,8 +115,10 @@ type Stats struct {
 	Panics    uint64 // panics recovered (in a evidence.Recorder, a signatures.Source)
 	Errors    uint64 // socket read and write errors
 
-	Exchanged    uint64 // refusals the client followed up on their port (proof exchange unless withheld)
-	Withheld     uint64 // of those, refusals whose exchange was withheld because a guess was seen near them
+	Probes       uint64 // probes sent from fresh ports (a DATA block 0, no byte of a file)
+	Exchanged    uint64 // requesters that answered every round (proof exchange unless withheld)
+	Partial      uint64 // requesters that answered some rounds, not all (a client that keeps to one port): datagram
+	Withheld     uint64 // of the Exchanged, those withheld exchange because a guess was seen near them
 	Guesses      uint64 // datagrams on a decoy, or on a refusal's port from another address
 	ExchangeBusy uint64 // refusals sent from the main socket because every fresh port was in use
 }
@@ -120,15 +128,19 @@ type counters struct {
 	refused, unknown, writes atomic.Uint64
 	exchanged, exchangeBusy  atomic.Uint64
 	withheld, guesses        atomic.Uint64
+	probes, partial          atomic.Uint64
 }
 
 // Server is the fake TFTP server: it answers every read and write request
 // with the same ERROR, never a byte of file data nor an option
 // acknowledgement, and records who asked for what.
 //
-// There is no protocol to run: every request gets the one ERROR, so the
+// There is no transfer to run: every request gets the one ERROR, so the
 // server is a read loop (guard) that parses, records and rate-limits each
 // datagram and sends at most one ERROR per request, no larger than it.
+// Before the ERROR, a request may be put through rounds of empty probes
+// that only the holder of its address can answer (exchanges); each probe
+// after the first is sent only for an answer.
 type Server struct {
 	cfg  Config
 	sigs signatures.Source
@@ -201,6 +213,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Exchanges == 0 {
 		cfg.Exchanges = DefaultExchanges
 	}
+	if cfg.ExchangeRounds <= 0 {
+		cfg.ExchangeRounds = DefaultExchangeRounds
+	}
 	if cfg.ExchangeWait <= 0 {
 		cfg.ExchangeWait = DefaultExchangeWait
 	}
@@ -225,7 +240,7 @@ func (s *Server) Stats() Stats {
 		SourceLimited: c.sourceLimited.Load(), TotalLimited: c.totalLimited.Load(),
 		Replies: c.replies.Load(), Truncated: c.truncated.Load(),
 		Panics: c.panics.Load(), Errors: c.errors.Load(),
-		Exchanged: c.exchanged.Load(), Withheld: c.withheld.Load(), Guesses: c.guesses.Load(), ExchangeBusy: c.exchangeBusy.Load(),
+		Probes: c.probes.Load(), Exchanged: c.exchanged.Load(), Partial: c.partial.Load(), Withheld: c.withheld.Load(), Guesses: c.guesses.Load(), ExchangeBusy: c.exchangeBusy.Load(),
 	}
 }
 

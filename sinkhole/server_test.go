@@ -107,11 +107,23 @@ type client struct {
 	conn *net.UDPConn
 	srv  netip.AddrPort
 	from netip.AddrPort // where the last reply came from
+	// req is the last request sent. read answers each probe with it, to
+	// the probe's port, as tftp-hpa does, unless mute is set: then read
+	// returns the probe.
+	req    []byte
+	mute   bool
+	probes int // probes answered
 }
 
 func newClient(t *testing.T, srv netip.AddrPort) *client {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return newClientOn(t, srv, "127.0.0.1")
+}
+
+// newClientOn is a client on the loopback address ip.
+func newClientOn(t *testing.T, srv netip.AddrPort, ip string) *client {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,31 +135,44 @@ func (c *client) port() uint16 { return c.conn.LocalAddr().(*net.UDPAddr).AddrPo
 
 func (c *client) send(p []byte) {
 	c.t.Helper()
+	c.req = p
 	if _, err := c.conn.WriteToUDPAddrPort(p, c.srv); err != nil {
 		c.t.Fatal(err)
 	}
 }
 
-// read returns the next reply, or nil when none comes within d.
+// isProbe reports whether p is the server's probe: DATA block 0, empty.
+func isProbe(p []byte) bool { return string(p) == "\x00\x03\x00\x00" }
+
+// read returns the next reply, or nil when none comes within d. Probes
+// are answered and skipped (unless the client is mute).
 func (c *client) read(d time.Duration) []byte {
 	c.t.Helper()
 	buf := make([]byte, 65536)
 	c.conn.SetReadDeadline(time.Now().Add(d))
-	n, from, err := c.conn.ReadFromUDPAddrPort(buf)
-	if err != nil {
-		if errors.Is(err, net.ErrClosed) || !isTimeout(err) {
+	for {
+		n, from, err := c.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || !isTimeout(err) {
+				c.t.Fatal(err)
+			}
+			return nil
+		}
+		// Replies come from the server's address, from a fresh port of
+		// its own (RFC 1350's transfer identifier) or, when those are all
+		// in use, from the listening port.
+		if from.Addr() != c.srv.Addr() {
+			c.t.Fatalf("reply from %v, want %v", from, c.srv.Addr())
+		}
+		c.from = from
+		if !isProbe(buf[:n]) || c.mute {
+			return buf[:n]
+		}
+		c.probes++
+		if _, err := c.conn.WriteToUDPAddrPort(c.req, from); err != nil {
 			c.t.Fatal(err)
 		}
-		return nil
 	}
-	// The refusal comes from the server's address, from a fresh port of
-	// its own (RFC 1350's transfer identifier) or, when those are all in
-	// use, from the listening port.
-	if from.Addr() != c.srv.Addr() {
-		c.t.Fatalf("reply from %v, want %v", from, c.srv.Addr())
-	}
-	c.from = from
-	return buf[:n]
 }
 
 func isTimeout(err error) bool {
@@ -225,7 +250,17 @@ func TestRefusesEveryRequest(t *testing.T) {
 			want := evidence.Event{
 				Kind: tc.kind, Host: netip.MustParseAddr("127.0.0.1"), Port: c.port(), Sig: tc.sig, Family: tc.family,
 				Evidence: strength, Serial: signatures.Default().Serial(),
-				File: string(req.File), Mode: string(req.Mode), Op: tc.op, Srv: ts.addr,
+				File: string(req.File), Mode: string(req.Mode), Op: tc.op, Srv: ts.addr, Proof: evidence.ProofDatagram,
+			}
+			// A read request without options goes through the rounds (the
+			// client answers each probe, as tftp-hpa does); any other is
+			// refused at once.
+			wantProbes := 0
+			if req.Op == tftp.OpRRQ && !req.HasOptions() {
+				wantProbes, want.Proof = DefaultExchangeRounds, evidence.ProofExchange
+			}
+			if c.probes != wantProbes {
+				t.Errorf("%d probes before the refusal, want %d", c.probes, wantProbes)
 			}
 			if *ev != want {
 				t.Fatalf("evidence\n got %+v\nwant %+v", *ev, want)

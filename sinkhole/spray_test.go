@@ -4,6 +4,7 @@ package sinkhole
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -131,4 +132,61 @@ func TestSprayForger(t *testing.T) {
 		t.Errorf("real client after the hold: proof %v", p)
 	}
 	fmt.Fprintln(os.Stderr, "spray forger: ok")
+}
+
+// TestGuessingForger: forty forged requests for a worm, each from an
+// address nobody holds, each followed by 2,500 datagrams from that address
+// and port to random ports of the ephemeral range (100,000 in all), sent
+// while the rounds wait. A guess lands on a round's port about once in
+// 28,000 tries, so the forgers win some first rounds at most; the later
+// rounds' ports are new secrets. None may get more than datagram, and the
+// guesses that land on decoys are counted.
+func TestGuessingForger(t *testing.T) {
+	if !inOwnNetns(t) {
+		return
+	}
+	lo, hi, ok := ephemeralRange()
+	if !ok {
+		t.Fatal("no ephemeral port range")
+	}
+	ts := startServer(t, Config{SourceRate: -1, TotalRate: -1, ExchangeWait: 10 * time.Second}, nil)
+	req := rrq(1, "msblast.exe", "octet")
+	const victims, guesses = 40, 2500
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	for i := range victims {
+		v := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 67, 0, byte(1 + i)}), uint16(40000+i))
+		forge(t, v, ts.addr, req)
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range guesses {
+			// The forger's best guess at an answer: the request again (to
+			// any port but the listening one, where it is a new request).
+			port := uint16(lo + rng.IntN(hi-lo+1))
+			if port == ts.addr.Port() {
+				continue
+			}
+			c.WriteToUDPAddrPort(req, netip.AddrPortFrom(ts.addr.Addr(), port))
+		}
+		c.Close()
+	}
+	if err := ts.stop(); err != nil && err != ErrServerClosed {
+		t.Fatal(err)
+	}
+	evs := ts.rec.Events()
+	if len(evs) != victims {
+		t.Fatalf("%d sightings for %d forged requests", len(evs), victims)
+	}
+	for _, e := range evs {
+		if e.Proof != evidence.ProofDatagram {
+			t.Errorf("forged victim %v:%d got proof %v", e.Host, e.Port, e.Proof)
+		}
+	}
+	st := ts.srv.Stats()
+	t.Logf("stats: probes %d, partial %d, exchanged %d, guesses %d", st.Probes, st.Partial, st.Exchanged, st.Guesses)
+	if st.Exchanged != 0 || st.Guesses == 0 {
+		t.Errorf("stats %+v: want no requester through every round, and the guesses on decoys counted", st)
+	}
+	fmt.Fprintln(os.Stderr, "guessing forger: ok")
 }

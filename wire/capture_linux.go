@@ -84,7 +84,7 @@ type CaptureStats struct {
 	StreamJoined  uint64 // TCP segments read together with their stream's carried bytes
 	StreamEvicted uint64 // streams pushed out of a full reassembly table
 	StreamLost    uint64 // commands longer than the carried tail (their start dropped)
-	StreamBytes   uint64 // what the reassembly tables hold at most, all workers together
+	StreamBytes   uint64 // what the reassembly tables hold at most (carried tails and held segments), all workers together
 }
 
 // captureWorker is one socket, its ring and its matcher.
@@ -257,6 +257,9 @@ func (c *Capture) Serve(ctx context.Context) error {
 // reader may: the ring is unmapped on close).
 func (w *captureWorker) run(ctx context.Context) error {
 	defer w.close()
+	// The capture's end ends its streams, as a capture file's end does: a
+	// command still open is read as complete, before the recorder closes.
+	defer w.endAll()
 	m := w.m
 	for {
 		data, ci, err := w.h.ZeroCopyReadPacketData()
@@ -265,6 +268,9 @@ func (w *captureWorker) run(ctx context.Context) error {
 				return nil
 			}
 			if errors.Is(err, afpacket.ErrTimeout) {
+				// A quiet ring: streams left open end when idle even
+				// though no segment comes to look for them.
+				w.endIdle(time.Now())
 				continue
 			}
 			return err
@@ -281,10 +287,28 @@ func (w *captureWorker) run(ctx context.Context) error {
 			w.evicted.Store(st.StreamEvicted)
 			w.lost.Store(st.StreamLost)
 		}
-		// A busy ring never times out: look at ctx now and then.
-		if w.packets.Load()&0xff == 0 && ctx.Err() != nil {
-			return nil
+		// A busy ring never times out: look at ctx and idle streams now
+		// and then.
+		if w.packets.Load()&0xff == 0 {
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.endIdle(ci.Timestamp)
 		}
+	}
+}
+
+// endIdle ends the worker's streams idle at now (see streams).
+func (w *captureWorker) endIdle(now time.Time) {
+	if n := w.m.tickStreams(now); n > 0 {
+		w.events.Add(uint64(n))
+	}
+}
+
+// endAll ends every stream of the worker (see Matcher.flushStreams).
+func (w *captureWorker) endAll() {
+	if n := w.m.flushStreams(""); n > 0 {
+		w.events.Add(uint64(n))
 	}
 }
 
@@ -343,7 +367,7 @@ func (c *Capture) Stats() CaptureStats {
 		s.StreamJoined += w.joined.Load()
 		s.StreamEvicted += w.evicted.Load()
 		s.StreamLost += w.lost.Load()
-		s.StreamBytes += uint64(w.m.streamFlows * w.m.streamTail)
+		s.StreamBytes += uint64(2 * w.m.streamFlows * w.m.streamTail)
 	}
 	return s
 }

@@ -27,6 +27,14 @@ type flows struct {
 	e    []flowEntry
 	mask uint64 // sets-1
 	seed uint64
+
+	// Set by each observe of a client's segment: the sequence number after
+	// the highest client byte seen before it on its connection, from the
+	// SYN on. The stream table asks it about a stream's first segment: one
+	// beyond it came before bytes still to arrive (reordered), not after
+	// bytes the sensor missed.
+	clientNext  uint32
+	clientKnown bool
 }
 
 const (
@@ -61,6 +69,7 @@ type flowKey struct {
 type flowEntry struct {
 	key        flowKey
 	isnC, isnS uint32
+	cnext      uint32 // after the highest client byte seen (see flows.clientNext)
 	state      flowState
 	seen       int64 // capture time of the last packet, unix nanoseconds
 }
@@ -130,7 +139,13 @@ func slot(set []flowEntry, k *flowKey, now int64) *flowEntry {
 // reports whether the segment belongs to a connection whose handshake
 // completed (in either direction: the server's segments count too).
 func (f *flows) observe(src, dst netip.Addr, tcp *layers.TCP, at time.Time) bool {
+	return f.observeN(src, dst, tcp, len(tcp.Payload), at)
+}
+
+// observeN is observe for a segment carrying n bytes.
+func (f *flows) observeN(src, dst netip.Addr, tcp *layers.TCP, n int, at time.Time) bool {
 	now := at.UnixNano()
+	f.clientKnown = false
 	sport, dport := uint16(tcp.SrcPort), uint16(tcp.DstPort)
 	fwd := flowKey{client: src.As16(), server: dst.As16(), cport: sport, sport: dport}
 	rev := flowKey{client: fwd.server, server: fwd.client, cport: dport, sport: sport}
@@ -146,7 +161,7 @@ func (f *flows) observe(src, dst netip.Addr, tcp *layers.TCP, at time.Time) bool
 		return false
 	case tcp.SYN && !tcp.ACK:
 		e := slot(set, &fwd, now)
-		e.state, e.isnC, e.seen = flowSyn, tcp.Seq, now
+		e.state, e.isnC, e.cnext, e.seen = flowSyn, tcp.Seq, tcp.Seq+1, now
 		return false
 	case tcp.SYN && tcp.ACK:
 		if e := find(set, &rev, now); e != nil && e.state == flowSyn && tcp.Ack == e.isnC+1 {
@@ -157,6 +172,10 @@ func (f *flows) observe(src, dst netip.Addr, tcp *layers.TCP, at time.Time) bool
 		return false
 	}
 	if e := find(set, &fwd, now); e != nil {
+		f.clientNext, f.clientKnown = e.cnext, true
+		if end := tcp.Seq + uint32(n); int32(end-e.cnext) > 0 {
+			e.cnext = end
+		}
 		switch e.state {
 		case flowSynAck:
 			if tcp.Ack == e.isnS+1 && tcp.Seq == e.isnC+1 {

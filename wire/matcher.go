@@ -38,10 +38,16 @@ type Options struct {
 	TCPFlows int
 	// Streams and StreamTail bound TCP stream reassembly (see streams):
 	// how many streams carry bytes from one segment to the next, and how
-	// many bytes each; 0 means DefaultStreams and DefaultStreamTail. The
-	// table holds Streams*StreamTail bytes, whatever the traffic.
+	// many bytes each (at most 16384); 0 means DefaultStreams and
+	// DefaultStreamTail. The table holds 2*Streams*StreamTail bytes (each
+	// stream's carried tail and a segment held while the bytes before it
+	// are missing), whatever the traffic.
 	Streams    int
 	StreamTail int
+	// StreamIdle ends a stream without segments for that long: a command
+	// still open in it (no separator after it, no FIN) is read as complete
+	// then, as at a FIN; 0 means DefaultStreamIdle.
+	StreamIdle time.Duration
 }
 
 // Meta is what the matcher knows of a packet beyond its bytes.
@@ -71,24 +77,30 @@ type Stats struct {
 	StreamEvicted     uint64 // streams pushed out of the table by others
 	StreamGaps        uint64 // streams started afresh after missing bytes
 	StreamRetransmits uint64 // segments whose bytes were all read already (retransmitted, or late): not read again
-	StreamLost        uint64 // commands longer than the carried tail, whose start was dropped
+	StreamLost        uint64 // fetch commands longer than the carried tail, whose start was dropped
+	StreamHeld        uint64 // segments held until the bytes before them arrived (reordered)
+	StreamEnded       uint64 // streams ended without FIN or RST: idle, pushed out, or the capture file's end
 }
 
 // Matcher decodes frames and records the worm traffic in them. It is not
 // safe for concurrent use: give each capture its own Matcher (decoding
 // state is preallocated per Matcher, which is what makes it allocation-free).
 type Matcher struct {
-	sigs                    signatures.Source
-	rec                     evidence.Recorder
-	anyPort                 bool
-	stats                   Stats
-	dec                     *decoder
-	defrag                  *defragmenter
-	flows                   *flows   // nil until a TCP segment needs following
-	tcpFlows                int      // its size
-	answers                 *answers // worm requests whose server's reply is awaited; nil until the first
-	streams                 *streams // nil until a watched TCP segment carries bytes
+	sigs     signatures.Source
+	rec      evidence.Recorder
+	anyPort  bool
+	stats    Stats
+	dec      *decoder
+	defrag   *defragmenter
+	flows    *flows   // nil until a TCP segment needs following
+	tcpFlows int      // its size
+	answers  *answers // worm requests whose server's reply is awaited; nil until the first
+	streams  *streams // nil until a watched TCP segment carries bytes
+	// Signatures a stream's bytes read again gave already (see rewind).
+	suppress                [signatures.MaxPayloadMatches]*signatures.Signature
+	nSuppress               int
 	streamFlows, streamTail int
+	streamIdle              int64  // nanoseconds
 	frame                   []byte // the frame being matched
 
 	// deferFrags (a parallel scan's worker) stops at an IP fragment and
@@ -130,9 +142,13 @@ func newMatcher(sigs signatures.Source, rec evidence.Recorder, opt Options, defe
 	if opt.StreamTail <= 0 {
 		opt.StreamTail = DefaultStreamTail
 	}
+	if opt.StreamIdle <= 0 {
+		opt.StreamIdle = DefaultStreamIdle
+	}
 	m := &Matcher{sigs: sigs, rec: rec, anyPort: opt.AnyPort, dec: newDecoder(), deferFrags: deferring}
 	m.tcpFlows = opt.TCPFlows
-	m.streamFlows, m.streamTail = opt.Streams, min(opt.StreamTail, 1<<15)
+	// Two tails of carried bytes are counted in a uint16.
+	m.streamFlows, m.streamTail, m.streamIdle = opt.Streams, min(opt.StreamTail, 1<<14), int64(opt.StreamIdle)
 	m.defrag = newDefragmenter(opt.FragDatagrams, opt.FragBytes, opt.FragTimeout, &m.stats)
 	return m
 }
@@ -349,13 +365,14 @@ type flowObs struct {
 	at             time.Time
 	sport, dport   uint16
 	seq, ack       uint32
+	n              int // payload bytes
 	rst, syn, ackf bool
 }
 
 // observe replays o into m's handshake table and returns the proof.
 func (m *Matcher) observe(o *flowObs) evidence.Proof {
 	t := layers.TCP{SrcPort: layers.TCPPort(o.sport), DstPort: layers.TCPPort(o.dport), Seq: o.seq, Ack: o.ack, RST: o.rst, SYN: o.syn, ACK: o.ackf}
-	if m.handshakes().observe(o.src, o.dst, &t, o.at) {
+	if m.handshakes().observeN(o.src, o.dst, &t, o.n, o.at) {
 		return evidence.ProofTCP
 	}
 	return evidence.ProofDatagram
@@ -388,7 +405,7 @@ func (m *Matcher) tcpProof(src, dst netip.Addr, at time.Time) evidence.Proof {
 	if m.deferFrags {
 		t := &m.dec.tcp
 		m.obs = append(m.obs, flowObs{src: src, dst: dst, at: at, sport: uint16(t.SrcPort), dport: uint16(t.DstPort),
-			seq: t.Seq, ack: t.Ack, rst: t.RST, syn: t.SYN, ackf: t.ACK})
+			seq: t.Seq, ack: t.Ack, n: len(t.Payload), rst: t.RST, syn: t.SYN, ackf: t.ACK})
 		return proofPending
 	}
 	if m.handshakes().observe(src, dst, &m.dec.tcp, at) {
@@ -516,11 +533,21 @@ func (m *Matcher) payload(pk *packet) int {
 
 // matchStream is payload for a segment of a stream: data is the carried
 // bytes (data[:from]) then the segment's (see signatures.MatchStream).
+// Signatures in m.suppress were reported already for these bytes (see
+// rewind).
 func (m *Matcher) matchStream(pk *packet, set *signatures.Set, data []byte, from int, end bool, c *signatures.StreamCursor) int {
-	return m.found(pk, set, set.MatchStream(pk.proto, pk.dport, data, from, end, c, func(pm signatures.PayloadMatch) bool {
+	n := 0
+	set.MatchStream(pk.proto, pk.dport, data, from, end, c, func(pm signatures.PayloadMatch) bool {
+		for _, sig := range m.suppress[:m.nSuppress] {
+			if sig == pm.Signature {
+				return true
+			}
+		}
 		m.record(pk, set, pm)
+		n++
 		return true
-	}))
+	})
+	return m.found(pk, set, n)
 }
 
 // found counts the n events a packet made.

@@ -19,11 +19,23 @@ type tseg struct {
 	seq          uint32
 	payload      string
 	fin          bool
+	// A handshake's segments: syn is the client's SYN (with synAck, the
+	// server's SYN/ACK: sport and dport then name the server's side); ack
+	// is the acknowledgment number, 1 when zero.
+	syn, synAck bool
+	ack         uint32
 }
 
 func tcpSeg(t testing.TB, src, dst net.IP, s tseg) []byte {
+	if s.synAck {
+		src, dst = dst, src
+	}
 	ip := ip4(src, dst, layers.IPProtocolTCP)
-	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport), Seq: s.seq, Ack: 1, PSH: true, ACK: true, FIN: s.fin, Window: 65535}
+	ack := s.ack
+	if ack == 0 {
+		ack = 1
+	}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport), Seq: s.seq, Ack: ack, PSH: !s.syn && !s.synAck, ACK: !s.syn || s.synAck, SYN: s.syn || s.synAck, FIN: s.fin, Window: 65535}
 	tcp.SetNetworkLayerForChecksum(ip)
 	return ser(t, eth(layers.EthernetTypeIPv4), ip, tcp, gopacket.Payload(s.payload))
 }

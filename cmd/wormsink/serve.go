@@ -113,9 +113,10 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.IntVar(&c.evidenceLineBurst, "evidence-line-burst", evidence.DefaultLineBurst, "host lines the evidence log may take at once before --evidence-line-rate applies")
 	fs.IntVar(&c.evidenceHostLines, "evidence-host-lines", evidence.DefaultHostLines, "detailed lines one host may open per event and signature a minute; past them its sightings fold into one summary line a second (raise it behind carrier-grade NAT to keep more source ports)")
 	// proof of the source address
-	fs.IntVar(&c.tftp.Exchanges, "tftp-exchanges", sinkhole.DefaultExchanges, "TFTP refusals sent at once from a fresh port that waits for the client's follow-up (proof exchange); beyond it they leave from the listening port; negative: never")
-	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long a refusal's fresh port waits for the client's follow-up")
-	fs.IntVar(&c.tftp.Decoys, "tftp-decoys", sinkhole.DefaultDecoys, "fresh ports kept open beside the refusals' and never told to anyone: a datagram on one is a guess, and a guess withholds proof exchange (negative: none)")
+	fs.IntVar(&c.tftp.Exchanges, "tftp-exchanges", sinkhole.DefaultExchanges, "TFTP requesters put through rounds at once (probes from fresh ports that wait for the client's answers: proof exchange); beyond it refusals leave from the listening port; negative: never")
+	fs.DurationVar(&c.tftp.ExchangeWait, "tftp-exchange-wait", sinkhole.DefaultExchangeWait, "how long each round's fresh port waits for the client's answer to its probe")
+	fs.IntVar(&c.tftp.ExchangeRounds, "tftp-exchange-rounds", sinkhole.DefaultExchangeRounds, "how many fresh ports in turn a TFTP requester must answer before its sighting has proof exchange (each about 15 bits a forger must guess; 1 to 16)")
+	fs.IntVar(&c.tftp.Decoys, "tftp-decoys", sinkhole.DefaultDecoys, "fresh ports kept open beside the rounds' and never told to anyone: a datagram on one is a guess, and a guess withholds proof exchange (negative: none)")
 	fs.DurationVar(&c.tftp.GuessHold, "tftp-guess-hold", sinkhole.DefaultGuessHold, "how long a guessed port withholds proof exchange from every refusal (doubles while guesses keep coming back, up to a day)")
 	fs.Var(&c.trustedSources, "trusted-sources", "CIDR,... of networks whose edge drops forged source addresses (BCP 38 / uRPF): their hosts' sightings get at least proof trusted-source")
 	feedFlags(fs, &c.feeds)
@@ -255,8 +256,12 @@ func (c *serveConfig) complete() error {
 	if c.captureRingMB < 1 || c.captureRingMB > 1<<16 {
 		return fmt.Errorf("--capture-ring-mb %d: want from 1 to 65536", c.captureRingMB)
 	}
-	// A refusal's fresh port is a socket held open: a wait beyond a minute
-	// (no real client takes that long to answer) only ties sockets up.
+	// Each round waits for an answer on a socket held open: beyond 16
+	// rounds (64 bits) or a minute a round (no real client takes that
+	// long to answer) they only tie sockets up.
+	if r := c.tftp.ExchangeRounds; r < 1 || r > 16 {
+		return fmt.Errorf("--tftp-exchange-rounds %d: want 1 to 16", r)
+	}
 	if w := c.tftp.ExchangeWait; w <= 0 || w > time.Minute {
 		return fmt.Errorf("--tftp-exchange-wait %v: want more than 0 and at most 1m", w)
 	}

@@ -215,8 +215,10 @@ func (s *server) addTFTP() error {
 	m.counter("wormsink_tftp_panics_total", "Panics recovered in the TFTP server.", func() uint64 { return st().Panics })
 	m.counter("wormsink_tftp_socket_errors_total", "TFTP socket read and write errors.", func() uint64 { return st().Errors })
 	// proof of the source address
-	m.counter("wormsink_tftp_exchanges_total", "TFTP refusals the client followed up on the refusal's own port (proof exchange).", func() uint64 { return st().Exchanged })
-	m.counter("wormsink_tftp_exchange_withheld_total", "TFTP follow-ups that did not earn proof exchange because a guessed port (a decoy, or another requester's port) was seen near them.", func() uint64 { return st().Withheld })
+	m.counter("wormsink_tftp_exchanges_total", "TFTP requesters that answered every round's probe from their own address and port, each to the probe's fresh port (proof exchange unless withheld).", func() uint64 { return st().Exchanged })
+	m.counter("wormsink_tftp_exchange_probes_total", "TFTP probes sent (an empty DATA block 0 from a fresh port: no byte of any file).", func() uint64 { return st().Probes })
+	m.counter("wormsink_tftp_exchange_partial_total", "TFTP requesters that answered some rounds but not all (a client that keeps to the first port it hears from): the sighting stays a datagram.", func() uint64 { return st().Partial })
+	m.counter("wormsink_tftp_exchange_withheld_total", "TFTP requesters that answered every round but did not earn proof exchange because a guessed port (a decoy, or another requester's port) was seen near them.", func() uint64 { return st().Withheld })
 	m.counter("wormsink_tftp_exchange_guesses_total", "Datagrams on a TFTP refusal's decoy ports, or on a refusal's port from an address other than its requester's: port guesses.", func() uint64 { return st().Guesses })
 	m.counter("wormsink_tftp_exchange_busy_total", "TFTP refusals sent from the listening port because every fresh port was in use (the sighting stays a datagram).", func() uint64 { return st().ExchangeBusy })
 
@@ -239,8 +241,8 @@ func (s *server) addCapture() error {
 	s.metrics.counter("wormsink_capture_kernel_packets_total", "Frames the kernel filter passed (drops included).", func() uint64 { return st().KernelPackets })
 	s.metrics.counter("wormsink_capture_kernel_drops_total", "Frames the kernel dropped because the capture fell behind.", func() uint64 { return st().KernelDrops })
 	s.metrics.counter("wormsink_capture_stream_joined_total", "TCP segments to rule ports read together with the bytes carried from their stream's earlier segments.", func() uint64 { return st().StreamJoined })
-	s.metrics.counter("wormsink_capture_stream_evicted_total", "TCP streams pushed out of a full reassembly table by others (their carried bytes dropped).", func() uint64 { return st().StreamEvicted })
-	s.metrics.counter("wormsink_capture_stream_lost_total", "Commands longer than a stream's carried tail, whose start was dropped.", func() uint64 { return st().StreamLost })
+	s.metrics.counter("wormsink_capture_stream_evicted_total", "TCP streams pushed out of a full reassembly table by others (a command open in one is read as ended).", func() uint64 { return st().StreamEvicted })
+	s.metrics.counter("wormsink_capture_stream_lost_total", "Fetch commands longer than a stream's carried tail, whose start was dropped (a longer line is cut at its words and read).", func() uint64 { return st().StreamLost })
 	s.metrics.gauge("wormsink_capture_stream_bytes", "Bytes the TCP reassembly tables hold at most, all capture workers together (the bound, whatever the traffic).", func() float64 { return float64(st().StreamBytes) })
 	s.add("capture", c)
 	return nil
