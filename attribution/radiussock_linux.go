@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"wormsink/internal/sockaddr"
 )
 
 // On Linux the RADIUS socket is one the Go runtime's poller does not
@@ -207,7 +209,12 @@ func (c *rawUDP) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 		got := 0
 		for i := range int(n) {
 			h := &c.in[i].hdr
-			from, ok := sockaddrAddrPort(&c.inName[i], h.Namelen)
+			from, ok := sockaddr.AddrPort(&c.inName[i], h.Namelen)
+			if sa := &c.inName[i]; ok && sa.Family == unix.AF_INET6 && sa.Scope_id != 0 {
+				// A link-local NAS: its scope, as a number, so that the
+				// answer goes back out the interface it came in on.
+				from = netip.AddrPortFrom(from.Addr().WithZone(strconv.FormatUint(uint64(sa.Scope_id), 10)), from.Port())
+			}
 			if !ok {
 				continue // not from an IP peer
 			}
@@ -277,7 +284,7 @@ func (c *rawUDP) putSockaddr(sa *unix.RawSockaddrInet6, a netip.AddrPort) uint32
 	sa.Family = unix.AF_INET6
 	sa.Addr = a.Addr().As16()
 	if z := a.Addr().Zone(); z != "" {
-		// sockaddrAddrPort writes a link-local peer's scope as its number.
+		// The reader writes a link-local peer's scope as its number.
 		if id, err := strconv.ParseUint(z, 10, 32); err == nil {
 			sa.Scope_id = uint32(id)
 		} else if ifi, err := net.InterfaceByName(z); err == nil {
@@ -285,26 +292,4 @@ func (c *rawUDP) putSockaddr(sa *unix.RawSockaddrInet6, a netip.AddrPort) uint32
 		}
 	}
 	return unix.SizeofSockaddrInet6
-}
-
-func sockaddrAddrPort(sa *unix.RawSockaddrInet6, n uint32) (netip.AddrPort, bool) {
-	raw := (*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(sa))
-	port := binary.BigEndian.Uint16(raw[2:])
-	switch sa.Family {
-	case unix.AF_INET:
-		if n < unix.SizeofSockaddrInet4 {
-			return netip.AddrPort{}, false
-		}
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(raw[4:8])), port), true
-	case unix.AF_INET6:
-		if n < unix.SizeofSockaddrInet6 {
-			return netip.AddrPort{}, false
-		}
-		a := netip.AddrFrom16(sa.Addr)
-		if sa.Scope_id != 0 {
-			a = a.WithZone(strconv.FormatUint(uint64(sa.Scope_id), 10))
-		}
-		return netip.AddrPortFrom(a, port), true
-	}
-	return netip.AddrPort{}, false
 }

@@ -1,7 +1,6 @@
 package dnsblock
 
 import (
-	"encoding/binary"
 	"net"
 	"net/netip"
 	"syscall"
@@ -9,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"wormsink/internal/sockaddr"
 )
 
 // On Linux the UDP readers move packets with recvmmsg and sendmmsg: the
@@ -136,7 +137,7 @@ func (b *udpBatch) packet(i int) (msg []byte, from netip.AddrPort, oob []byte, o
 	if h.Flags&unix.MSG_TRUNC != 0 {
 		return nil, netip.AddrPort{}, nil, false
 	}
-	from, ok = sockaddrToAddrPort(&b.inName[i], h.Namelen)
+	from, ok = sockaddr.AddrPort(&b.inName[i], h.Namelen)
 	return b.inBuf[i][:b.in[i].n], from, b.inOOB[i][:h.Controllen], ok
 }
 
@@ -205,22 +206,4 @@ func (b *udpBatch) wait(d time.Duration) {
 			return
 		}
 	}
-}
-
-func sockaddrToAddrPort(sa *unix.RawSockaddrInet6, n uint32) (netip.AddrPort, bool) {
-	raw := (*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(sa))
-	port := binary.BigEndian.Uint16(raw[2:])
-	switch sa.Family {
-	case unix.AF_INET:
-		if n < unix.SizeofSockaddrInet4 {
-			return netip.AddrPort{}, false
-		}
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(raw[4:8])), port), true
-	case unix.AF_INET6:
-		if n < unix.SizeofSockaddrInet6 {
-			return netip.AddrPort{}, false
-		}
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), port), true
-	}
-	return netip.AddrPort{}, false
 }
