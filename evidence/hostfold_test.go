@@ -53,8 +53,10 @@ func TestWriterFoldsOneHostsNames(t *testing.T) {
 				t.Errorf("%d detailed and %d summary lines (%d lines in all)", detailed, summary, len(ls))
 			}
 			// Every folded name was distinct; the count is an estimate past a
-			// few dozen, within a few percent.
-			if want := float64(n - detailed); names < want*0.9 || names > want*1.1 {
+			// few dozen: HyperLogLog over 1,024 registers, a standard error of
+			// 3.3 % with a fresh hash seed each run (one run in a few hundred
+			// fell 10.2 % short), so within 15 %, about four and a half errors.
+			if want := float64(n - detailed); names < want*0.85 || names > want*1.15 {
 				t.Errorf("summary lines count %v distinct names, want about %v", names, want)
 			}
 			if st := w.Stats(); st.Sightings != n {
