@@ -1,7 +1,5 @@
-// Package sockaddr reads the socket addresses the kernel writes into the
-// message headers of recvmmsg, for the readers that batch their system
-// calls outside the net package (the DNS shim's UDP reader, the RADIUS
-// accounting socket).
+// Package sockaddr reads the peer addresses recvmmsg writes, for the DNS
+// shim's and the RADIUS socket's batched readers.
 package sockaddr
 
 import (
