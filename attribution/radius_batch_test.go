@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"layeh.com/radius"
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2866"
@@ -169,22 +168,8 @@ func TestRADIUSOnIPv6(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		a, stop := newAttributor(t, db, Config{})
 		defer stop()
-		secrets, err := ParseSecrets(stringsReader("::1 v6-secret\n"), "secrets")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop(), Listen: "[::1]:0"}, a)
-		if err != nil {
-			t.Fatalf("an IPv6 loopback socket: %v", err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(context.Background()) }()
-		defer func() {
-			srv.Shutdown(context.Background())
-			if err := <-served; err != ErrServerClosed {
-				t.Errorf("Serve after Shutdown: %v", err)
-			}
-		}()
+		srv, _, stopRADIUS := startRADIUSOn(t, a, "::1 v6-secret\n", "[::1]:0")
+		defer stopRADIUS()
 		_, p := startRequest(t, "v6-secret", "six", net.IPv4(100, 68, 0, 1))
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -205,22 +190,8 @@ func TestRADIUSOnWildcard(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		a, stop := newAttributor(t, db, Config{})
 		defer stop()
-		secrets, err := ParseSecrets(stringsReader("127.0.0.1 wild-secret\n::1 wild-secret\n"), "secrets")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop(), Listen: ":0"}, a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve(context.Background()) }()
-		defer func() {
-			srv.Shutdown(context.Background())
-			if err := <-served; err != ErrServerClosed {
-				t.Errorf("Serve after Shutdown: %v", err)
-			}
-		}()
+		srv, _, stopRADIUS := startRADIUSOn(t, a, "127.0.0.1 wild-secret\n::1 wild-secret\n", ":0")
+		defer stopRADIUS()
 		port := srv.Addr().(*net.UDPAddr).Port
 		for i, host := range []string{"127.0.0.1", "::1"} {
 			_, p := startRequest(t, "wild-secret", "w"+host, net.IPv4(100, 69, 0, byte(i+1)))

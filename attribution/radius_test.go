@@ -69,13 +69,20 @@ func TestRADIUSAnswersOnlyStored(t *testing.T) {
 // stops, so no request meets a stopped attributor).
 func startRADIUS(t *testing.T, a *Attributor, secret string) (srv *RADIUS, pc radiusSocket, stop func()) {
 	t.Helper()
-	secrets, err := ParseSecrets(stringsReader("127.0.0.1/32 "+secret+"\n"), "secrets")
+	return startRADIUSOn(t, a, "127.0.0.1/32 "+secret+"\n", "127.0.0.1:0")
+}
+
+// startRADIUSOn serves RADIUS accounting into a on listen, for the NAS
+// addresses and secrets of the secrets file text secrets.
+func startRADIUSOn(t *testing.T, a *Attributor, secrets, listen string) (srv *RADIUS, pc radiusSocket, stop func()) {
+	t.Helper()
+	s, err := ParseSecrets(stringsReader(secrets), "secrets")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err = NewRADIUS(RADIUSConfig{Secrets: secrets, Log: zerolog.Nop(), Listen: "127.0.0.1:0"}, a)
+	srv, err = NewRADIUS(RADIUSConfig{Secrets: s, Log: zerolog.Nop(), Listen: listen}, a)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("RADIUS on %s: %v", listen, err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(context.Background()) }()

@@ -55,10 +55,7 @@ func TestExchangeProof(t *testing.T) {
 	silent := newClientOn(t, ts.addr, "127.0.0.23")
 	silent.mute = true
 	silent.send(req)
-	if p := silent.read(5 * time.Second); !isProbe(p) {
-		t.Fatalf("first reply %q, want the probe", p)
-	}
-	probePort := silent.from
+	probePort := silent.readProbe()
 	refusal := silent.read(5 * time.Second)
 	checkError(t, refusal, len(req)-len(probe))
 	if silent.from != probePort {
@@ -69,15 +66,12 @@ func TestExchangeProof(t *testing.T) {
 	first := newClient(t, ts.addr)
 	first.mute = true
 	first.send(req)
-	if p := first.read(5 * time.Second); !isProbe(p) {
-		t.Fatalf("first reply %q, want the probe", p)
-	}
-	port1 := first.from
+	port1 := first.readProbe()
 	if _, err := first.conn.WriteToUDPAddrPort(req, port1); err != nil {
 		t.Fatal(err)
 	}
-	if p := first.read(5 * time.Second); !isProbe(p) || first.from == port1 {
-		t.Fatalf("reply %q from %v after the first answer, want the second probe from another port than %v", p, first.from, port1)
+	if port2 := first.readProbe(); port2 == port1 {
+		t.Fatalf("the second probe from the first's port %v", port1)
 	}
 	checkError(t, first.read(5*time.Second), len(req))
 	if first.from != port1 {
@@ -90,9 +84,7 @@ func TestExchangeProof(t *testing.T) {
 	other := newClient(t, ts.addr)
 	other.mute = true
 	other.send(req)
-	if p := other.read(5 * time.Second); !isProbe(p) {
-		t.Fatalf("first reply %q, want the probe", p)
-	}
+	other.readProbe()
 	third := newClient(t, ts.addr)
 	if _, err := third.conn.WriteToUDPAddrPort(req, other.from); err != nil {
 		t.Fatal(err)
@@ -128,17 +120,11 @@ func TestExchangeRoundsEachASecret(t *testing.T) {
 	victim := newClient(t, ts.addr)
 	victim.mute = true
 	victim.send(req)
-	if p := victim.read(5 * time.Second); !isProbe(p) {
-		t.Fatalf("reply %q, want the probe", p)
-	}
-	p1 := victim.from
+	p1 := victim.readProbe()
 	if _, err := victim.conn.WriteToUDPAddrPort(req, p1); err != nil {
 		t.Fatal(err)
 	}
-	if p := victim.read(5 * time.Second); !isProbe(p) {
-		t.Fatalf("reply %q, want the second probe", p)
-	}
-	p2 := victim.from
+	p2 := victim.readProbe()
 	// The guesses a forger would try for the second round: the first
 	// round's port again and the ports next to it.
 	for _, port := range []uint16{p1.Port(), p1.Port() + 1, p1.Port() - 1} {

@@ -175,6 +175,16 @@ func (c *client) read(d time.Duration) []byte {
 	}
 }
 
+// readProbe reads the next reply of a mute client, which must be a probe,
+// and returns the port it came from.
+func (c *client) readProbe() netip.AddrPort {
+	c.t.Helper()
+	if p := c.read(5 * time.Second); !isProbe(p) {
+		c.t.Fatalf("reply %q, want a probe", p)
+	}
+	return c.from
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()

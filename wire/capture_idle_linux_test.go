@@ -14,29 +14,26 @@ import (
 	"wormsink/signatures"
 )
 
-// TestLiveCaptureOpenCommandIdle: on a live capture, real TCP connections
-// to a telnet port that type a fetch command and then stay open, without a
-// line end: the unlisted name is reported weak once its stream has been
-// idle for the idle timeout (not before), and the name typed in pieces is
-// reported strong alone, never weak by its first letter.
-func TestLiveCaptureOpenCommandIdle(t *testing.T) {
-	ns := testutil.NewNetns(t, "wsgap")
-	const idle = 600 * time.Millisecond
-	var rec evidencetest.Recorder
+// startTelnetCapture starts, in the namespace ns, a capture on its loopback
+// whose streams end after idle, and a telnet listener (port 23 of the
+// test's own namespace: no other test can hold it) that reads whatever it
+// is sent. Serve's result arrives on the channel once the caller shuts the
+// capture down.
+func startTelnetCapture(t *testing.T, ns testutil.Netns, idle time.Duration, rec *evidencetest.Recorder) (*Capture, <-chan error) {
+	t.Helper()
 	var c *Capture
 	var ln net.Listener
 	inNetns(t, string(ns), func() {
 		var err error
-		if c, err = NewCapture("lo", CaptureConfig{Sigs: StaticSet{signatures.Default()}, Rec: &rec, Workers: 1, RingMB: 4,
+		if c, err = NewCapture("lo", CaptureConfig{Sigs: StaticSet{signatures.Default()}, Rec: rec, Workers: 1, RingMB: 4,
 			Matcher: Options{StreamIdle: idle}}); err != nil {
 			t.Fatal(err)
 		}
-		// Port 23 of the test's own namespace: no other test can hold it.
 		if ln, err = net.Listen("tcp", "127.0.0.1:23"); err != nil {
 			t.Fatal(err)
 		}
 	})
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			conn, err := ln.Accept()
@@ -48,6 +45,19 @@ func TestLiveCaptureOpenCommandIdle(t *testing.T) {
 	}()
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Serve(context.Background()) }()
+	return c, runErr
+}
+
+// TestLiveCaptureOpenCommandIdle: on a live capture, real TCP connections
+// to a telnet port that type a fetch command and then stay open, without a
+// line end: the unlisted name is reported weak once its stream has been
+// idle for the idle timeout (not before), and the name typed in pieces is
+// reported strong alone, never weak by its first letter.
+func TestLiveCaptureOpenCommandIdle(t *testing.T) {
+	ns := testutil.NewNetns(t, "wsgap")
+	const idle = 600 * time.Millisecond
+	var rec evidencetest.Recorder
+	c, runErr := startTelnetCapture(t, ns, idle, &rec)
 	defer func() {
 		if err := c.Shutdown(context.Background()); err != nil {
 			t.Errorf("Shutdown: %v", err)
@@ -115,30 +125,7 @@ func TestLiveCaptureOpenCommandIdle(t *testing.T) {
 func TestLiveCaptureEndsStreamsAtShutdown(t *testing.T) {
 	ns := testutil.NewNetns(t, "wsgapx")
 	var rec evidencetest.Recorder
-	var c *Capture
-	var ln net.Listener
-	inNetns(t, string(ns), func() {
-		var err error
-		if c, err = NewCapture("lo", CaptureConfig{Sigs: StaticSet{signatures.Default()}, Rec: &rec, Workers: 1, RingMB: 4,
-			Matcher: Options{StreamIdle: time.Hour}}); err != nil {
-			t.Fatal(err)
-		}
-		if ln, err = net.Listen("tcp", "127.0.0.1:23"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, conn); conn.Close() }()
-		}
-	}()
-	runErr := make(chan error, 1)
-	go func() { runErr <- c.Serve(context.Background()) }()
+	c, runErr := startTelnetCapture(t, ns, time.Hour, &rec)
 	var conn net.Conn
 	inNetns(t, string(ns), func() {
 		var err error
