@@ -44,8 +44,15 @@ type Server struct {
 	// the sleep holds the reader's P, and one at a time leaves the others
 	// (with GOMAXPROCS > 1) to the netpoller, forwards and TCP.
 	waiting atomic.Bool
-	started atomic.Bool
-	life    sync.Mutex // orders Serve's start against Shutdown
+	// forwards counts the UDP forwards in flight. While there are any the
+	// readers do not sleep: a forward's answer needs a P to be read and
+	// sent, and a sleeping reader holds one. Under load (the tests under
+	// -race on a busy machine) the sleeps held forwards back until their
+	// clients gave up; cached and policy answers, the bulk of the traffic,
+	// are still coalesced.
+	forwards atomic.Int32
+	started  atomic.Bool
+	life     sync.Mutex // orders Serve's start against Shutdown
 }
 
 // New checks cfg, binds the UDP and TCP sockets and opens the upstream
@@ -317,6 +324,7 @@ func (s *Server) startForward(msg []byte, from netip.AddrPort, reply []byte, ans
 		return
 	}
 	s.wg.Add(1)
+	s.forwards.Add(1)
 	go s.forwardUDP(t, append([]byte(nil), msg...), from, append([]byte(nil), reply...))
 }
 
@@ -386,7 +394,7 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 			}
 		}
 		b.flush()
-		if s.cfg.Coalesce > 0 && n < coalesceBelow && s.waiting.CompareAndSwap(false, true) {
+		if s.cfg.Coalesce > 0 && n < coalesceBelow && s.forwards.Load() == 0 && s.waiting.CompareAndSwap(false, true) {
 			// Let what is runnable on this P (a forward's answer, TCP) go
 			// first: while the rate keeps the socket from going empty the
 			// reader never parks, so this is where they get the P.
@@ -399,6 +407,7 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 
 func (s *Server) forwardUDP(t *ticket, msg []byte, from netip.AddrPort, oob []byte) {
 	defer s.wg.Done()
+	defer s.forwards.Add(-1)
 	defer s.h.lim.release(t)
 	sc := getScratch()
 	defer putScratch(sc)
