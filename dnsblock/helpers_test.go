@@ -150,6 +150,12 @@ func startShimLog(t testing.TB, cfg Config, src signatures.Source, rec evidence.
 }
 
 // ask sends one query and fails the test when no answer comes.
+// clientWait is how long a test's client waits for an answer. It bounds a
+// hang, not the shim: the shim answers every forwarded query by its own
+// Config.Timeout (SERVFAIL at worst), so a client that gave up first would
+// fail a test on a loaded machine for the shim's own deadline.
+const clientWait = 20 * time.Second
+
 func ask(t testing.TB, net_ string, addr netip.AddrPort, name string, qtype uint16, edit ...func(*dns.Msg)) *dns.Msg {
 	t.Helper()
 	m := new(dns.Msg)
@@ -157,7 +163,7 @@ func ask(t testing.TB, net_ string, addr netip.AddrPort, name string, qtype uint
 	for _, e := range edit {
 		e(m)
 	}
-	c := &dns.Client{Net: net_, Timeout: 5 * time.Second, UDPSize: 4096}
+	c := &dns.Client{Net: net_, Timeout: clientWait, UDPSize: 4096}
 	r, _, err := c.Exchange(m, addr.String())
 	if err != nil {
 		t.Fatalf("%s %s %s: %v", net_, name, dns.TypeToString[qtype], err)
@@ -171,7 +177,7 @@ func ask(t testing.TB, net_ string, addr netip.AddrPort, name string, qtype uint
 // askFrom sends over a UDP socket whose local port the caller learns.
 func askFrom(t testing.TB, addr netip.AddrPort, name string, qtype uint16) (*dns.Msg, netip.AddrPort) {
 	t.Helper()
-	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+	c := &dns.Client{Net: "udp", Timeout: clientWait}
 	conn, err := c.Dial(addr.String())
 	if err != nil {
 		t.Fatal(err)

@@ -51,7 +51,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := &dns.Client{Timeout: 3 * time.Second}
+			cl := &dns.Client{Timeout: clientWait}
 			conn, err := cl.Dial(s.UDPAddr().String())
 			if err != nil {
 				errs <- err
