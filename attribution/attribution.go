@@ -397,6 +397,12 @@ func (a *Attributor) Serve(ctx context.Context) error {
 	}
 }
 
+// lastSlack is how far (ms) an Interim-Update may move a session's last
+// time before it is written (applyAccounting): a sixteenth of the session
+// timeout, an hour and a half by default, while NASes send one every few
+// minutes.
+func (a *Attributor) lastSlack() int64 { return a.cfg.SessionTimeout.Milliseconds() / 16 }
+
 // waiters is how many records of o are waited for: a batch counts for
 // every record in it, so that a full one is not held back, and a Sync
 // (an import's end) ends the gathering at once: it waits for nothing
@@ -483,7 +489,7 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 				touches = append(touches, touchOf(&o.nat))
 				touchOps = append(touchOps, o)
 			}
-			ss, err := applyAccounting(ctx, tx, st, accts)
+			ss, err := applyAccounting(ctx, tx, st, accts, a.lastSlack())
 			if err != nil {
 				return fmt.Errorf("attribution: accounting: %w", err)
 			}

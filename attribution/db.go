@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -490,7 +491,15 @@ const sessionsPerStatement = 200
 // Stop) and Accounting-On/Off one by one. The order keeps a Start and its
 // Stop in one batch right; an update only touches sessions started no later
 // than itself.
-func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent) ([]Session, error) {
+//
+// An Interim-Update that would only move its open session's last time, by
+// less than slack (ms), is not written: the session is read instead and
+// returned with the later time, for the index. The store's last time then
+// lags by less than slack, which only matters for a session whose Stop is
+// lost, read back from the store (a restart, another process): it ends that
+// much earlier. What an Interim-Update binds (subscriber, addresses) is
+// stored before it is answered either way.
+func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent, slack int64) ([]Session, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
@@ -542,18 +551,62 @@ func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent)
 		return nil, err
 	}
 	out = append(out, got...)
-	got, err = updateSessions(ctx, q, st, updates)
+	got, err = updateSessions(ctx, q, st, updates, slack)
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, got...)
-	found := make(map[ukey]bool, len(got))
+	found := make(map[ukey]int, len(got))
 	for i := range got {
-		found[ukey{addrText(got[i].NAS), got[i].ID}] = true
+		found[ukey{addrText(got[i].NAS), got[i].ID}] = i
 	}
+	var unwritten []*AcctEvent // Interim-Updates not written: coalesced or of an unknown session
 	for _, ev := range updates {
-		if !found[ukey{addrText(ev.Session.NAS), ev.Session.ID}] {
+		k := ukey{addrText(ev.Session.NAS), ev.Session.ID}
+		i, ok := found[k]
+		switch {
+		case ok && fills(&got[i], &ev.Session):
+			// The update leaves the addresses alone (an UPDATE that sets
+			// an indexed column rewrites its index entry even when the
+			// value stays): the rare record that brings one its session
+			// lacked fills it in here.
+			filled, err := fillSession(ctx, q, st, &got[i], &ev.Session)
+			if err != nil {
+				return nil, err
+			}
+			if len(filled) > 0 {
+				got[i] = filled[0]
+			}
+		case ok:
+		case ev.Status == AcctInterim:
+			unwritten = append(unwritten, ev)
+		default:
 			rest = append(rest, ev)
+		}
+	}
+	out = append(out, got...)
+	if len(unwritten) > 0 {
+		open, err := openSessions(ctx, q, unwritten)
+		if err != nil {
+			return nil, err
+		}
+		at := make(map[ukey]time.Time, len(unwritten))
+		for _, ev := range unwritten {
+			at[ukey{addrText(ev.Session.NAS), ev.Session.ID}] = ev.At
+		}
+		for i := range open {
+			k := ukey{addrText(open[i].NAS), open[i].ID}
+			if t, ok := at[k]; ok {
+				if t.After(open[i].Last) {
+					open[i].Last = t
+				}
+				delete(at, k)
+				out = append(out, open[i])
+			}
+		}
+		for _, ev := range unwritten {
+			if _, ok := at[ukey{addrText(ev.Session.NAS), ev.Session.ID}]; ok {
+				rest = append(rest, ev) // no open session: the Start was lost
+			}
 		}
 	}
 	for _, ev := range rest {
@@ -564,6 +617,14 @@ func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent)
 		out = append(out, got...)
 	}
 	return out, nil
+}
+
+// fills reports whether s brings an address or prefix that the stored row
+// lacks.
+func fills(row, s *Session) bool {
+	return !row.Framed.IsValid() && s.Framed.IsValid() ||
+		!row.FramedV6.IsValid() && s.FramedV6.IsValid() ||
+		!row.Delegated.IsValid() && s.Delegated.IsValid()
 }
 
 func insertSessions(ctx context.Context, q querier, st stamp, ss []Session) ([]Session, error) {
@@ -579,26 +640,48 @@ func insertSessions(ctx context.Context, q querier, st stamp, ss []Session) ([]S
 		}, scanSessions)
 }
 
-// updateSessions applies Interim-Updates and Stops (one per session) to the
-// open sessions they name, and returns the rows changed.
-func updateSessions(ctx context.Context, q querier, st stamp, evs []*AcctEvent) ([]Session, error) {
-	pg := false
-	if d, ok := q.(interface{ Dialect() store.Dialect }); ok {
-		pg = d.Dialect() == store.Postgres
+// fillSession gives the stored session row the addresses s brings that it
+// lacks.
+func fillSession(ctx context.Context, q querier, st stamp, row, s *Session) ([]Session, error) {
+	rows, err := q.Query(ctx, `UPDATE attribution_sessions SET seq = ?, writer = ?,
+	framed_ip = CASE WHEN framed_ip = '' THEN ? ELSE framed_ip END,
+	framed_ipv6_prefix = CASE WHEN framed_ipv6_prefix = '' THEN ? ELSE framed_ipv6_prefix END,
+	delegated_ipv6_prefix = CASE WHEN delegated_ipv6_prefix = '' THEN ? ELSE delegated_ipv6_prefix END
+	WHERE nas = ? AND session_id = ? AND start_ms = ? RETURNING `+sessionCols,
+		st.seq, st.writer, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated), addrText(row.NAS), row.ID, ms(row.Start))
+	if err != nil {
+		return nil, err
 	}
+	return scanSessions(rows)
+}
+
+// isPostgres reports whether q is a PostgreSQL transaction.
+func isPostgres(q querier) bool {
+	d, ok := q.(interface{ Dialect() store.Dialect })
+	return ok && d.Dialect() == store.Postgres
+}
+
+// updateSessions applies Interim-Updates and Stops (one per session) to the
+// open sessions they name, and returns the rows changed. Interim-Updates
+// that would move only the last time, by less than slack (ms), are left
+// out (applyAccounting). The addresses are left alone: setting them, even
+// to what they were, would rewrite the session's entry in the address
+// index.
+func updateSessions(ctx context.Context, q querier, st stamp, evs []*AcctEvent, slack int64) ([]Session, error) {
 	row := `(?, ?, ?, ?, ?, ?, ?)`
-	if pg {
+	if isPostgres(q) {
 		row = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))`
 	}
 	return batched(ctx, q, evs, sessionsPerStatement, `UPDATE attribution_sessions SET seq = ?, writer = ?,
 	last_ms = CASE WHEN v.column3 > attribution_sessions.last_ms THEN v.column3 ELSE attribution_sessions.last_ms END,
-	stop_ms = v.column4,
-	framed_ip = CASE WHEN attribution_sessions.framed_ip = '' THEN v.column5 ELSE attribution_sessions.framed_ip END,
-	framed_ipv6_prefix = CASE WHEN attribution_sessions.framed_ipv6_prefix = '' THEN v.column6 ELSE attribution_sessions.framed_ipv6_prefix END,
-	delegated_ipv6_prefix = CASE WHEN attribution_sessions.delegated_ipv6_prefix = '' THEN v.column7 ELSE attribution_sessions.delegated_ipv6_prefix END
+	stop_ms = v.column4
 	FROM (VALUES `, row, `) AS v
 	WHERE attribution_sessions.nas = v.column1 AND attribution_sessions.session_id = v.column2
 	AND attribution_sessions.stop_ms = 0 AND attribution_sessions.start_ms <= v.column3
+	AND (v.column4 <> 0 OR v.column3 >= attribution_sessions.last_ms + `+strconv.FormatInt(slack, 10)+`
+		OR (attribution_sessions.framed_ip = '' AND v.column5 <> '')
+		OR (attribution_sessions.framed_ipv6_prefix = '' AND v.column6 <> '')
+		OR (attribution_sessions.delegated_ipv6_prefix = '' AND v.column7 <> ''))
 	RETURNING `+qualified("attribution_sessions", sessionCols),
 		[]any{st.seq, st.writer}, func(args []any, ev *AcctEvent) []any {
 			at := ev.At.UnixMilli()
@@ -608,5 +691,21 @@ func updateSessions(ctx context.Context, q querier, st stamp, evs []*AcctEvent) 
 			}
 			s := &ev.Session
 			return append(args, addrText(s.NAS), s.ID, at, stop, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated))
+		}, scanSessions)
+}
+
+// openSessions reads the open sessions that Interim-Updates name (started
+// no later than the update).
+func openSessions(ctx context.Context, q querier, evs []*AcctEvent) ([]Session, error) {
+	row := `(?, ?, ?)`
+	if isPostgres(q) {
+		row = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT))`
+	}
+	return batched(ctx, q, evs, sessionsPerStatement, `SELECT `+qualified("attribution_sessions", sessionCols)+`
+	FROM (VALUES `, row, `) AS v JOIN attribution_sessions ON attribution_sessions.nas = v.column1
+	AND attribution_sessions.session_id = v.column2 AND attribution_sessions.stop_ms = 0
+	AND attribution_sessions.start_ms <= v.column3`,
+		nil, func(args []any, ev *AcctEvent) []any {
+			return append(args, addrText(ev.Session.NAS), ev.Session.ID, ev.At.UnixMilli())
 		}, scanSessions)
 }
