@@ -160,21 +160,46 @@ func fromMS(v int64) time.Time {
 func scanSessions(rows *sql.Rows) ([]Session, error) {
 	defer rows.Close()
 	var out []Session
+	// One set of destinations for all the rows: each variable passed to
+	// Scan would otherwise be allocated anew for every row.
+	var c struct {
+		nas, framed, v6, del string
+		start, last, stop    int64
+		s                    Session
+	}
+	dest := []any{&c.nas, &c.s.ID, &c.s.Subscriber, &c.framed, &c.v6, &c.del, &c.s.CallingStation, &c.start, &c.last, &c.stop}
 	for rows.Next() {
-		var s Session
-		var nas, framed, v6, del string
-		var start, last, stop int64
-		if err := rows.Scan(&nas, &s.ID, &s.Subscriber, &framed, &v6, &del, &s.CallingStation, &start, &last, &stop); err != nil {
+		c.s = Session{}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
-		s.NAS, _ = netip.ParseAddr(nas)
-		s.Framed, _ = netip.ParseAddr(framed)
-		s.FramedV6, _ = netip.ParsePrefix(v6)
-		s.Delegated, _ = netip.ParsePrefix(del)
-		s.Start, s.Last, s.Stop = fromMS(start), fromMS(last), fromMS(stop)
+		s := c.s
+		s.NAS = parseAddr(c.nas)
+		s.Framed = parseAddr(c.framed)
+		s.FramedV6, s.Delegated = parsePrefix(c.v6), parsePrefix(c.del)
+		s.Start, s.Last, s.Stop = fromMS(c.start), fromMS(c.last), fromMS(c.stop)
 		out = append(out, s)
 	}
 	return out, rows.Err()
+}
+
+// parseAddr and parsePrefix read what addrText and prefixText wrote: ""
+// (absent, most prefixes) is the zero value, without the error netip
+// would allocate for it.
+func parseAddr(s string) netip.Addr {
+	if s == "" {
+		return netip.Addr{}
+	}
+	a, _ := netip.ParseAddr(s)
+	return a
+}
+
+func parsePrefix(s string) netip.Prefix {
+	if s == "" {
+		return netip.Prefix{}
+	}
+	p, _ := netip.ParsePrefix(s)
+	return p
 }
 
 func scanBindings(rows *sql.Rows) ([]Binding, error) {
@@ -508,10 +533,10 @@ func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent,
 		start   int64
 	}
 	type ukey struct{ nas, id string }
-	var starts []Session
-	startAt := map[skey]int{}
-	var updates []*AcctEvent
-	updateAt := map[ukey]int{}
+	starts := make([]Session, 0, len(evs))
+	startAt := make(map[skey]int, len(evs))
+	updates := make([]*AcctEvent, 0, len(evs))
+	updateAt := make(map[ukey]int, len(evs))
 	var rest []*AcctEvent
 	for _, ev := range evs {
 		switch ev.Status {
@@ -545,7 +570,7 @@ func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent,
 			rest = append(rest, ev)
 		}
 	}
-	var out []Session
+	out := make([]Session, 0, len(evs))
 	got, err := insertSessions(ctx, q, st, starts)
 	if err != nil {
 		return nil, err
