@@ -63,6 +63,12 @@ CREATE INDEX attribution_sessions_seq ON attribution_sessions (seq);
 CREATE INDEX attribution_nat_seq ON attribution_nat (seq);
 CREATE TABLE attribution_clock (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL);
 INSERT INTO attribution_clock (id, seq) VALUES (1, 0)`},
+	// Only Accounting-On/Off looks sessions up by NAS, and only the open
+	// ones: an index of the open sessions alone is smaller, and a Stop
+	// takes its session out of it instead of moving it to a new place
+	// (one B-tree write fewer per Stop, on both databases).
+	{Version: 7, SQLite: `DROP INDEX attribution_sessions_open;
+CREATE INDEX attribution_sessions_open ON attribution_sessions (nas) WHERE stop_ms = 0`},
 }
 
 // stamp is what a write transaction marks its rows with: its number from
