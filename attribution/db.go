@@ -340,7 +340,7 @@ func upsertBindings(ctx context.Context, q querier, st stamp, bs []Binding) erro
 		nil, func(args []any, b Binding) []any {
 			return append(args, addrText(b.Public), int(b.PortLo), int(b.PortHi), addrText(b.Inside), int(b.InsidePort),
 				ms(b.Start), max(ms(b.Last), ms(b.Start)), ms(b.End), b.Source, st.seq, st.writer)
-		}, nil)
+		}, nil, nil)
 	return err
 }
 
@@ -349,9 +349,10 @@ func upsertBindings(ctx context.Context, q querier, st stamp, bs []Binding) erro
 // row once for each item (comma-separated), then tail. Every statement's
 // arguments are prefix, then what add appends for each item. scan reads
 // the rows a statement returns; with scan nil the statements are
-// executed and nothing is returned.
+// executed, done (when not nil) is given each one's result, and nothing
+// is returned.
 func batched[T, R any](ctx context.Context, q querier, items []T, per int, head, row, tail string, prefix []any,
-	add func(args []any, item T) []any, scan func(*sql.Rows) ([]R, error)) ([]R, error) {
+	add func(args []any, item T) []any, scan func(*sql.Rows) ([]R, error), done func(sql.Result) error) ([]R, error) {
 	var out []R
 	var sb strings.Builder
 	args := make([]any, 0, len(prefix)+min(len(items), per)*strings.Count(row, "?"))
@@ -371,8 +372,14 @@ func batched[T, R any](ctx context.Context, q querier, items []T, per int, head,
 		}
 		sb.WriteString(tail)
 		if scan == nil {
-			if _, err := q.Exec(ctx, sb.String(), args...); err != nil {
+			r, err := q.Exec(ctx, sb.String(), args...)
+			if err != nil {
 				return nil, err
+			}
+			if done != nil {
+				if err := done(r); err != nil {
+					return nil, err
+				}
 			}
 		} else {
 			rows, err := q.Query(ctx, sb.String(), args...)
@@ -442,7 +449,7 @@ func touchBindings(ctx context.Context, q querier, pg bool, st stamp, ts []touch
 	RETURNING `+qualified("attribution_nat", natCols),
 		[]any{st.seq, st.writer}, func(args []any, t touch) []any {
 			return append(args, addrText(t.b.Public), int(t.b.PortLo), int(t.b.PortHi), addrText(t.b.Inside), int(t.b.InsidePort), t.lo, t.hi, t.at, t.end)
-		}, scanBindings)
+		}, scanBindings, nil)
 }
 
 func qualified(table, cols string) string {
@@ -658,17 +665,63 @@ func fills(row, s *Session) bool {
 		!row.Delegated.IsValid() && s.Delegated.IsValid()
 }
 
+// insertSessions stores the Starts ss and returns their rows. Most are
+// new: they are inserted, nothing read back, and returned as given (what
+// the store now holds). A chunk in which some session was already stored
+// (a retransmitted Start) is written again as an upsert that returns the
+// rows as stored.
 func insertSessions(ctx context.Context, q querier, st stamp, ss []Session) ([]Session, error) {
-	return batched(ctx, q, ss, sessionsPerStatement,
-		`INSERT INTO attribution_sessions (`+sessionCols+`, seq, writer) VALUES `, `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		` ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
+	out := make([]Session, 0, len(ss))
+	for len(ss) > 0 {
+		n := 1 << (bits.Len(uint(min(len(ss), sessionsPerStatement))) - 1)
+		chunk := ss[:n]
+		ss = ss[n:]
+		var inserted int64
+		_, err := batched[Session, Session](ctx, q, chunk, n,
+			`INSERT INTO attribution_sessions (`+sessionCols+`, seq, writer) VALUES `, `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			` ON CONFLICT (nas, session_id, start_ms) DO NOTHING`, nil, sessionArgs(st), nil, func(r sql.Result) error {
+				var err error
+				inserted, err = r.RowsAffected()
+				return err
+			})
+		if err != nil {
+			return nil, err
+		}
+		if inserted == int64(len(chunk)) {
+			for i := range chunk {
+				out = append(out, stored(&chunk[i]))
+			}
+			continue
+		}
+		got, err := batched(ctx, q, chunk, n,
+			`INSERT INTO attribution_sessions (`+sessionCols+`, seq, writer) VALUES `, `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			` ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
 	last_ms = CASE WHEN excluded.last_ms > attribution_sessions.last_ms THEN excluded.last_ms ELSE attribution_sessions.last_ms END,
 	stop_ms = CASE WHEN excluded.stop_ms <> 0 THEN excluded.stop_ms ELSE attribution_sessions.stop_ms END
-	RETURNING `+sessionCols,
-		nil, func(args []any, s Session) []any {
-			return append(args, addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated),
-				s.CallingStation, ms(s.Start), ms(s.Last), ms(s.Stop), st.seq, st.writer)
-		}, scanSessions)
+	RETURNING `+sessionCols, nil, sessionArgs(st), scanSessions, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+func sessionArgs(st stamp) func(args []any, s Session) []any {
+	return func(args []any, s Session) []any {
+		return append(args, addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated),
+			s.CallingStation, ms(s.Start), ms(s.Last), ms(s.Stop), st.seq, st.writer)
+	}
+}
+
+// stored is s as a row of it reads back: addresses unmapped, prefixes
+// masked, times in whole milliseconds.
+func stored(s *Session) Session {
+	r := *s
+	r.NAS, r.Framed = parseAddr(addrText(s.NAS)), parseAddr(addrText(s.Framed))
+	r.FramedV6, r.Delegated = parsePrefix(prefixText(s.FramedV6)), parsePrefix(prefixText(s.Delegated))
+	r.Start, r.Last, r.Stop = fromMS(ms(s.Start)), fromMS(ms(s.Last)), fromMS(ms(s.Stop))
+	return r
 }
 
 // fillSession gives the stored session row the addresses s brings that it
@@ -722,7 +775,7 @@ func updateSessions(ctx context.Context, q querier, st stamp, evs []*AcctEvent, 
 			}
 			s := &ev.Session
 			return append(args, addrText(s.NAS), s.ID, at, stop, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated))
-		}, scanSessions)
+		}, scanSessions, nil)
 }
 
 // openSessions reads the open sessions that Interim-Updates name (started
@@ -738,5 +791,5 @@ func openSessions(ctx context.Context, q querier, evs []*AcctEvent) ([]Session, 
 	AND attribution_sessions.start_ms <= v.column3`,
 		nil, func(args []any, ev *AcctEvent) []any {
 			return append(args, addrText(ev.Session.NAS), ev.Session.ID, ev.At.UnixMilli())
-		}, scanSessions)
+		}, scanSessions, nil)
 }

@@ -110,3 +110,57 @@ func TestUpdateFillsAddress(t *testing.T) {
 		}
 	})
 }
+
+// TestStartRetransmittedAfterStop: a Start sent again after its session
+// was stopped (a NAS that missed the answer) changes nothing: the row keeps
+// its Stop, and so does the index, in this process and after a restart; a
+// batch holding it and new Starts stores those too.
+func TestStartRetransmittedAfterStop(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		a, stop := newAttributor(t, db, Config{})
+		start := acct(AcctStart, "192.0.2.1", "s1", "alice", "100.64.0.7", t0)
+		for _, ev := range []AcctEvent{start, acct(AcctStop, "192.0.2.1", "s1", "alice", "100.64.0.7", t0.Add(10*time.Minute))} {
+			if err := a.Account(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The retransmission shares a batch with two new Starts.
+		c, err := a.AccountBatch(ctx, []AcctEvent{
+			acct(AcctStart, "192.0.2.1", "s2", "bob", "100.64.0.8", t0.Add(11*time.Minute)),
+			start,
+			acct(AcctStart, "192.0.2.1", "s3", "carol", "100.64.0.9", t0.Add(11*time.Minute)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		check := func(a *Attributor, when string) {
+			t.Helper()
+			for _, c := range []struct {
+				addr string
+				at   time.Duration
+				want string
+			}{
+				{"100.64.0.7", 5 * time.Minute, "alice"},
+				{"100.64.0.7", 20 * time.Minute, ""},
+				{"100.64.0.8", 20 * time.Minute, "bob"},
+				{"100.64.0.9", 20 * time.Minute, "carol"},
+			} {
+				if got := a.Lookup(mustAddr(c.addr), 0, t0.Add(c.at)); got.Subscriber != c.want {
+					t.Errorf("%s: %s at +%v: %q, want %q", when, c.addr, c.at, got.Subscriber, c.want)
+				}
+			}
+		}
+		check(a, "after the retransmission")
+		if _, stopped, _, _ := storedSession(t, db, "s1"); stopped != 10*time.Minute {
+			t.Errorf("stored stop after the retransmission: +%v, want +10m", stopped)
+		}
+		stop()
+		a, stop = newAttributor(t, db, Config{})
+		defer stop()
+		check(a, "after a restart")
+	})
+}
