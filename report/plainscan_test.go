@@ -114,3 +114,41 @@ func FuzzBlockMasks(f *testing.F) {
 		}
 	})
 }
+
+// TestPlainScannerKeepsMalformedLines: lines that look plain but are not
+// valid JSON, or not evidence, are counted as malformed as before, on one
+// reader and on several workers; the good lines around them are read.
+func TestPlainScannerKeepsMalformedLines(t *testing.T) {
+	good := `{"time":"2026-11-24T10:00:00Z","event":"dns_sinkhole","host":"10.0.0.1","port":5353,"evidence":"strong","sensor":"s1","qname":"a.example","file":"x"}`
+	bad := []string{
+		strings.Replace(good, `"file":"x"`, `"file":"x`+"\x01"+`"`, 1),      // a control byte in a value no column uses
+		strings.Replace(good, `"file":"x"`, `"file":"x",`, 1),               // a trailing comma
+		strings.Replace(good, `"port":5353`, `"port":05353`, 1),             // a leading zero
+		strings.Replace(good, `"port":5353`, `"port":70000`, 1),             // out of range
+		strings.Replace(good, `"qname":"a.example"`, `"qname":7`, 1),        // the wrong type
+		strings.Replace(good, `"file":"x"`, `"file":"x","names":["a",]`, 1), // a bad array
+		strings.Replace(good, `"file":"x"`, `"file":tru`, 1),
+		strings.Replace(good, `"host":"10.0.0.1",`, ``, 1),
+		`{"a":"b"}x`,
+		`["a"]`,
+	}
+	var log strings.Builder
+	for i := range 400 {
+		log.WriteString(good + "\n")
+		if i < len(bad) {
+			log.WriteString(bad[i] + "\n")
+		}
+	}
+	var one bytes.Buffer
+	st := reportCSV(t, []byte(log.String()), 1, &one)
+	if st.Malformed != uint64(len(bad)) || st.Evidence != 400 {
+		t.Fatalf("one reader: %+v, want %d malformed and 400 evidence lines", st, len(bad))
+	}
+	if !strings.HasPrefix(st.FirstBad, "log:2: ") {
+		t.Errorf("first bad line: %q", st.FirstBad)
+	}
+	var many bytes.Buffer
+	if st2 := reportCSV(t, []byte(log.String()), 2, &many); st2 != st || !bytes.Equal(many.Bytes(), one.Bytes()) {
+		t.Errorf("two workers: %+v, want %+v; reports equal: %v", st2, st, bytes.Equal(many.Bytes(), one.Bytes()))
+	}
+}
