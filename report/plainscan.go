@@ -222,8 +222,11 @@ func quoteBits(w uint64) uint64 {
 // b (len(b) a multiple of 64), set for its quotes, and reports whether b
 // holds a backslash, a control byte or a byte from 0x80.
 func blockMasksGo(b []byte, quotes []uint64) bool {
+	if len(b) < 64 || len(quotes) < len(b)/64 {
+		return true // nothing marked: the line goes to scan
+	}
 	var bad uint64
-	for k := range min(len(b)/64, len(quotes)) {
+	for k := range len(b) / 64 {
 		var acc uint64
 		for j := range 8 {
 			w := binary.LittleEndian.Uint64(b[k*64+j*8:])

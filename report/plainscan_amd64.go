@@ -13,8 +13,8 @@ func blockMasks(b []byte, quotes []uint64) bool {
 	if !cpu.X86.HasAVX2 {
 		return blockMasksGo(b, quotes)
 	}
-	if len(b) < 64 {
-		return false
+	if len(b) < 64 || len(quotes) < len(b)/64 {
+		return true // nothing marked: the line goes to scan
 	}
-	return blockMasksAVX2(&b[0], min(len(b)/64, len(quotes)), &quotes[0]) != 0
+	return blockMasksAVX2(&b[0], len(b)/64, &quotes[0]) != 0
 }
