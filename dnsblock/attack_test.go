@@ -18,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 
 	"wormsink/internal/evidencetest"
+	"wormsink/internal/testutil"
 )
 
 // dialFrom opens a TCP connection to addr from the loopback address src.
@@ -93,8 +94,8 @@ func TestTCPOutsidersCannotHoldSlots(t *testing.T) {
 func TestTCPEvictsOldestIdle(t *testing.T) {
 	ub := startUnbound(t)
 	// TCPIdle is long enough that no connection ends idle while the test
-	// runs on a loaded machine (one that did let a new one in without an
-	// eviction); the grace of a tenth of it is what the test waits for.
+	// runs on a loaded machine, which would let a new one in without an
+	// eviction.
 	s := startShim(t, Config{Upstreams: []string{ub}, MaxTCPConns: 4, MaxTCPPerClient: 3, TCPIdle: 10 * time.Second}, newSource(t, testSigs), &evidencetest.Recorder{})
 	var conns []net.Conn
 	for i := range 4 {
@@ -112,9 +113,22 @@ func TestTCPEvictsOldestIdle(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	// 127.0.0.1 is at its cap of 3: once its connections have been idle
-	// for a tenth of TCPIdle, its own oldest one (conns[0]) goes for a new
-	// one. Until then a new one is turned away.
+	// conns[0]'s query went upstream; its forward counts as in progress
+	// (not idle) until its goroutine ends, a moment after the answer
+	// reached the client. A loaded run dialled the next connection in that
+	// moment, and conns[1] went instead.
+	testutil.WaitFor(t, 10*time.Second, "no query in progress", func() bool {
+		s.conns.mu.Lock()
+		defer s.conns.mu.Unlock()
+		for c := range s.conns.all {
+			if c.busy.Load() > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	// 127.0.0.1 is at its cap of 3: its own oldest idle connection
+	// (conns[0]) goes for a new one.
 	var c net.Conn
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		nc, err := dialFrom("127.0.0.1", s.TCPAddr())
