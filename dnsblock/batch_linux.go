@@ -201,20 +201,23 @@ func (b *udpBatch) send(fd uintptr) bool {
 	return true
 }
 
-// wait sleeps for d on this thread, keeping its P. It is the coalescing
-// wait between two reads: time.Sleep cannot do it, because with the P idle
-// the runtime sleeps in epoll_pwait, whose timeout is in milliseconds, so
-// a 100 µs time.Sleep took 1.1 ms on one CPU (measured). A plain nanosleep
-// through RawSyscall costs one context switch each way and no netpoller or
-// sysmon work; the goroutines it holds up on this P (forwards, TCP) wait
-// at most d, which is at most MaxCoalesce. A signal (the runtime's
-// preemption requests among them) interrupts the sleep; it resumes with
-// what is left, so that d is the wait and the bound.
+// wait sleeps for d on this thread. It is the coalescing wait between
+// two reads: time.Sleep cannot do it, because with the P idle the runtime
+// sleeps in epoll_pwait, whose timeout is in milliseconds, so a 100 µs
+// time.Sleep took 1.1 ms on one CPU (measured). The nanosleep goes through
+// the scheduler's system-call path (unix.Nanosleep, not RawSyscall), so
+// the runtime knows the thread is not running Go code: a P it holds can
+// be handed to a forward's answer, a timer or the garbage collector. A
+// raw nanosleep kept the P, and under -race on a loaded machine the
+// process then stalled for seconds at a time (a test's answer took 8–100 s,
+// Shutdown's own timer fired late), reproduced in 2 of 9 runs of the
+// package and in none of ~20 with this call (docs/performance.md). A
+// signal interrupts the sleep; it resumes with what is left.
 func (b *udpBatch) wait(d time.Duration) {
 	b.sleep = unix.NsecToTimespec(int64(d))
 	for {
-		_, _, e := unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&b.sleep)), uintptr(unsafe.Pointer(&b.sleep)), 0)
-		if e != unix.EINTR {
+		err := unix.Nanosleep(&b.sleep, &b.sleep)
+		if err != unix.EINTR {
 			return
 		}
 	}
