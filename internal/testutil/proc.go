@@ -195,7 +195,12 @@ func (p *Proc) waitReady(ready func(string) error, timeout time.Duration) error 
 	for {
 		err := ready(p.Addr)
 		if err == nil {
-			return nil
+			// Another test's server on the same port answers as well:
+			// only a socket of the program's own counts.
+			if p.ownsPort() {
+				return nil
+			}
+			err = fmt.Errorf("port %d answers, but from another program's socket", p.Port)
 		}
 		if PortInUse(p.Log()) { // named keeps running without its port
 			return fmt.Errorf("%s: %w (%d):\n%s", p.Name, errPortTaken, p.Port, p.Log())

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -59,4 +61,86 @@ func procAddr(s string) (netip.AddrPort, bool) {
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], binary.LittleEndian.Uint32(raw))
 	return netip.AddrPortFrom(netip.AddrFrom4(b), uint16(port)), true
+}
+
+// ownsPort reports whether the program (or a process it started) holds
+// a TCP or UDP socket bound to its port, read from /proc: a readiness
+// check alone cannot tell its server from another test's that took the
+// port first (pdns_recursor exits on EADDRINUSE, and the check then asked
+// the other server).
+func (p *Proc) ownsPort() bool {
+	inodes := portSockets(p.Port)
+	for _, pid := range processTree(p.Pid()) {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if l, err := os.Readlink(dir + "/" + fd.Name()); err == nil && inodes[l] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// portSockets are the sockets (as /proc/PID/fd links name them,
+// "socket:[INODE]") bound to port on any local address, TCP or UDP, IPv4
+// or IPv6.
+func portSockets(port int) map[string]bool {
+	inodes := map[string]bool{}
+	for _, table := range []string{"tcp", "tcp6", "udp", "udp6"} {
+		b, err := os.ReadFile("/proc/net/" + table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 {
+				continue
+			}
+			// local_address is HEXADDR:HEXPORT; the inode is field 10.
+			if i := strings.LastIndexByte(f[1], ':'); i >= 0 && f[1][i+1:] == fmt.Sprintf("%04X", port) {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	return inodes
+}
+
+// processTree is pid and its descendants, from /proc/*/stat.
+func processTree(pid int) []int {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var child int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &child); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		st := string(b)
+		if i := strings.LastIndexByte(st, ')'); i >= 0 {
+			var state string
+			var ppid int
+			if _, err := fmt.Sscanf(st[i+1:], " %s %d", &state, &ppid); err == nil {
+				parent[child] = ppid
+			}
+		}
+	}
+	tree := []int{pid}
+	for added := true; added; {
+		added = false
+		for c, pp := range parent {
+			if slices.Contains(tree, pp) && !slices.Contains(tree, c) {
+				tree = append(tree, c)
+				added = true
+			}
+		}
+	}
+	return tree
 }

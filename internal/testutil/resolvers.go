@@ -38,7 +38,8 @@ func UnboundArgs(conf string) []string { return []string{"-d", "-c", conf} }
 
 // NamedConf is a named.conf: the common options, then options (more
 // statements inside options { }, each ending in ';'), then rest (zones,
-// keys).
+// keys). SERVFAILs are not cached (servfail-ttl 0), for the reason
+// PDNSRecursorConf gives.
 func NamedConf(port int, dir, options, rest string) string {
 	return fmt.Sprintf(`options {
 	directory %[1]q;
@@ -48,6 +49,7 @@ func NamedConf(port int, dir, options, rest string) string {
 	listen-on port %[2]d { 127.0.0.1; };
 	listen-on-v6 { none; };
 	dnssec-validation no;
+	servfail-ttl 0;
 %[3]s};
 controls { };
 %[4]s`, dir, port, options, rest)
@@ -71,6 +73,9 @@ func KresdArgs(conf, dir string) []string { return []string{"-n", "-c", conf, di
 
 // PDNSRecursorConf is a PowerDNS Recursor recursor.conf (old-style
 // settings) for a config directory dir, then extra settings (one a line).
+// SERVFAILs are not kept in the packet cache (the default keeps them 60 s):
+// a test that asks again after a resolver gave up on a slow authority on a
+// loaded machine must get a fresh try, not the cached failure.
 func PDNSRecursorConf(port int, dir, extra string) string {
 	return fmt.Sprintf(`local-address=127.0.0.1
 local-port=%d
@@ -84,6 +89,7 @@ threads=1
 pdns-distributes-queries=no
 security-poll-suffix=
 disable-syslog=yes
+packetcache-servfail-ttl=0
 %s`, port, dir, extra)
 }
 
