@@ -107,6 +107,10 @@ type Attributor struct {
 	seen   int64
 	others bool       // another process wrote to the store since this one started
 	stmts  *stmtCache // the writer's statements, prepared (Serve's goroutine)
+	// wtx runs the writer's transactions: on SQLite a connection of its
+	// own (writerSetup), else the pool.
+	wtx  txRunner
+	conn *store.Conn // the writer's own connection (Serve's), nil on PostgreSQL
 }
 
 // advance notes this Attributor's own write numbered seq: the mark moves
@@ -187,7 +191,7 @@ func New(ctx context.Context, cfg Config) (*Attributor, error) {
 		// version 6 of the schema.
 		writer: rand.Int64N(math.MaxInt64-1) + 1,
 	}
-	a.stmts = newStmtCache(cfg.DB)
+	a.stmts, a.wtx = newStmtCache(cfg.DB), cfg.DB
 	a.idx.static = cfg.Subscribers
 	a.idx.det = cfg.Deterministic
 	// The clock is read before the load: what commits while the load
@@ -308,7 +312,30 @@ func (a *Attributor) wait(ctx context.Context, o *op) error {
 // queued, and deletes expired rows every PruneInterval.
 func (a *Attributor) Serve(ctx context.Context) error {
 	defer close(a.done)
-	defer a.stmts.close()
+	if a.cfg.DB.Dialect() == store.SQLite {
+		// The writer keeps a connection of its own (writerSetup). A
+		// PostgreSQL connection may end (a server restart), and the pool
+		// replaces it; SQLite's are an open file.
+		// Taken even when ctx has already ended: what is queued is written.
+		c, err := a.cfg.DB.Conn(context.WithoutCancel(ctx), writerSetup...)
+		if err != nil {
+			// The pool's connections work too, only less cheaply.
+			a.cfg.Log.Error().Str("event", "attribution_writer_conn_failed").Str("error", err.Error()).Msg("attribution writer shares the pool")
+			c = nil
+		}
+		// The statements stay prepared on the pool (a statement prepared
+		// on the Conn would be prepared again in every transaction):
+		// database/sql prepares each once on this connection.
+		if c != nil {
+			a.conn, a.wtx = c, c
+		}
+	}
+	defer func() {
+		a.stmts.close()
+		if a.conn != nil {
+			a.conn.Close()
+		}
+	}()
 	tick := time.NewTicker(a.cfg.PruneInterval)
 	defer tick.Stop()
 	poll := time.NewTicker(a.cfg.Poll)
@@ -370,6 +397,12 @@ func (a *Attributor) Serve(ctx context.Context) error {
 	}
 }
 
+// lastSlack is how far (ms) an Interim-Update may move a session's last
+// time before it is written (applyAccounting): a sixteenth of the session
+// timeout, an hour and a half by default, while NASes send one every few
+// minutes.
+func (a *Attributor) lastSlack() int64 { return a.cfg.SessionTimeout.Milliseconds() / 16 }
+
 // waiters is how many records of o are waited for: a batch counts for
 // every record in it, so that a full one is not held back, and a Sync
 // (an import's end) ends the gathering at once: it waits for nothing
@@ -407,7 +440,7 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 	var st stamp
 	{
 		// store.Tx itself retries a transaction the database refused as busy.
-		err = a.cfg.DB.Tx(ctx, func(stx *store.Tx) error {
+		err = a.wtx.Tx(ctx, func(stx *store.Tx) error {
 			tx := preparedTx{stx, a.stmts}
 			// A retried transaction starts afresh.
 			sessions, bindings, upserts, touches, touchOps, accts = sessions[:0], bindings[:0], upserts[:0], touches[:0], touchOps[:0], accts[:0]
@@ -456,7 +489,7 @@ func (a *Attributor) write(ctx context.Context, batch []*op) {
 				touches = append(touches, touchOf(&o.nat))
 				touchOps = append(touchOps, o)
 			}
-			ss, err := applyAccounting(ctx, tx, st, accts)
+			ss, err := applyAccounting(ctx, tx, st, accts, a.lastSlack())
 			if err != nil {
 				return fmt.Errorf("attribution: accounting: %w", err)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +63,12 @@ CREATE INDEX attribution_sessions_seq ON attribution_sessions (seq);
 CREATE INDEX attribution_nat_seq ON attribution_nat (seq);
 CREATE TABLE attribution_clock (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL);
 INSERT INTO attribution_clock (id, seq) VALUES (1, 0)`},
+	// Only Accounting-On/Off looks sessions up by NAS, and only the open
+	// ones: an index of the open sessions alone is smaller, and a Stop
+	// takes its session out of it instead of moving it to a new place
+	// (one B-tree write fewer per Stop, on both databases).
+	{Version: 7, SQLite: `DROP INDEX attribution_sessions_open;
+CREATE INDEX attribution_sessions_open ON attribution_sessions (nas) WHERE stop_ms = 0`},
 }
 
 // stamp is what a write transaction marks its rows with: its number from
@@ -159,21 +166,46 @@ func fromMS(v int64) time.Time {
 func scanSessions(rows *sql.Rows) ([]Session, error) {
 	defer rows.Close()
 	var out []Session
+	// One set of destinations for all the rows: each variable passed to
+	// Scan would otherwise be allocated anew for every row.
+	var c struct {
+		nas, framed, v6, del string
+		start, last, stop    int64
+		s                    Session
+	}
+	dest := []any{&c.nas, &c.s.ID, &c.s.Subscriber, &c.framed, &c.v6, &c.del, &c.s.CallingStation, &c.start, &c.last, &c.stop}
 	for rows.Next() {
-		var s Session
-		var nas, framed, v6, del string
-		var start, last, stop int64
-		if err := rows.Scan(&nas, &s.ID, &s.Subscriber, &framed, &v6, &del, &s.CallingStation, &start, &last, &stop); err != nil {
+		c.s = Session{}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
-		s.NAS, _ = netip.ParseAddr(nas)
-		s.Framed, _ = netip.ParseAddr(framed)
-		s.FramedV6, _ = netip.ParsePrefix(v6)
-		s.Delegated, _ = netip.ParsePrefix(del)
-		s.Start, s.Last, s.Stop = fromMS(start), fromMS(last), fromMS(stop)
+		s := c.s
+		s.NAS = parseAddr(c.nas)
+		s.Framed = parseAddr(c.framed)
+		s.FramedV6, s.Delegated = parsePrefix(c.v6), parsePrefix(c.del)
+		s.Start, s.Last, s.Stop = fromMS(c.start), fromMS(c.last), fromMS(c.stop)
 		out = append(out, s)
 	}
 	return out, rows.Err()
+}
+
+// parseAddr and parsePrefix read what addrText and prefixText wrote: ""
+// (absent, most prefixes) is the zero value, without the error netip
+// would allocate for it.
+func parseAddr(s string) netip.Addr {
+	if s == "" {
+		return netip.Addr{}
+	}
+	a, _ := netip.ParseAddr(s)
+	return a
+}
+
+func parsePrefix(s string) netip.Prefix {
+	if s == "" {
+		return netip.Prefix{}
+	}
+	p, _ := netip.ParsePrefix(s)
+	return p
 }
 
 func scanBindings(rows *sql.Rows) ([]Binding, error) {
@@ -308,7 +340,7 @@ func upsertBindings(ctx context.Context, q querier, st stamp, bs []Binding) erro
 		nil, func(args []any, b Binding) []any {
 			return append(args, addrText(b.Public), int(b.PortLo), int(b.PortHi), addrText(b.Inside), int(b.InsidePort),
 				ms(b.Start), max(ms(b.Last), ms(b.Start)), ms(b.End), b.Source, st.seq, st.writer)
-		}, nil)
+		}, nil, nil)
 	return err
 }
 
@@ -317,9 +349,10 @@ func upsertBindings(ctx context.Context, q querier, st stamp, bs []Binding) erro
 // row once for each item (comma-separated), then tail. Every statement's
 // arguments are prefix, then what add appends for each item. scan reads
 // the rows a statement returns; with scan nil the statements are
-// executed and nothing is returned.
+// executed, done (when not nil) is given each one's result, and nothing
+// is returned.
 func batched[T, R any](ctx context.Context, q querier, items []T, per int, head, row, tail string, prefix []any,
-	add func(args []any, item T) []any, scan func(*sql.Rows) ([]R, error)) ([]R, error) {
+	add func(args []any, item T) []any, scan func(*sql.Rows) ([]R, error), done func(sql.Result) error) ([]R, error) {
 	var out []R
 	var sb strings.Builder
 	args := make([]any, 0, len(prefix)+min(len(items), per)*strings.Count(row, "?"))
@@ -339,8 +372,14 @@ func batched[T, R any](ctx context.Context, q querier, items []T, per int, head,
 		}
 		sb.WriteString(tail)
 		if scan == nil {
-			if _, err := q.Exec(ctx, sb.String(), args...); err != nil {
+			r, err := q.Exec(ctx, sb.String(), args...)
+			if err != nil {
 				return nil, err
+			}
+			if done != nil {
+				if err := done(r); err != nil {
+					return nil, err
+				}
 			}
 		} else {
 			rows, err := q.Query(ctx, sb.String(), args...)
@@ -410,7 +449,7 @@ func touchBindings(ctx context.Context, q querier, pg bool, st stamp, ts []touch
 	RETURNING `+qualified("attribution_nat", natCols),
 		[]any{st.seq, st.writer}, func(args []any, t touch) []any {
 			return append(args, addrText(t.b.Public), int(t.b.PortLo), int(t.b.PortHi), addrText(t.b.Inside), int(t.b.InsidePort), t.lo, t.hi, t.at, t.end)
-		}, scanBindings)
+		}, scanBindings, nil)
 }
 
 func qualified(table, cols string) string {
@@ -490,7 +529,15 @@ const sessionsPerStatement = 200
 // Stop) and Accounting-On/Off one by one. The order keeps a Start and its
 // Stop in one batch right; an update only touches sessions started no later
 // than itself.
-func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent) ([]Session, error) {
+//
+// An Interim-Update that would only move its open session's last time, by
+// less than slack (ms), is not written: the session is read instead and
+// returned with the later time, for the index. The store's last time then
+// lags by less than slack, which only matters for a session whose Stop is
+// lost, read back from the store (a restart, another process): it ends that
+// much earlier. What an Interim-Update binds (subscriber, addresses) is
+// stored before it is answered either way.
+func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent, slack int64) ([]Session, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
@@ -499,10 +546,10 @@ func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent)
 		start   int64
 	}
 	type ukey struct{ nas, id string }
-	var starts []Session
-	startAt := map[skey]int{}
-	var updates []*AcctEvent
-	updateAt := map[ukey]int{}
+	starts := make([]Session, 0, len(evs))
+	startAt := make(map[skey]int, len(evs))
+	updates := make([]*AcctEvent, 0, len(evs))
+	updateAt := make(map[ukey]int, len(evs))
 	var rest []*AcctEvent
 	for _, ev := range evs {
 		switch ev.Status {
@@ -536,24 +583,68 @@ func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent)
 			rest = append(rest, ev)
 		}
 	}
-	var out []Session
+	out := make([]Session, 0, len(evs))
 	got, err := insertSessions(ctx, q, st, starts)
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, got...)
-	got, err = updateSessions(ctx, q, st, updates)
+	got, err = updateSessions(ctx, q, st, updates, slack)
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, got...)
-	found := make(map[ukey]bool, len(got))
+	found := make(map[ukey]int, len(got))
 	for i := range got {
-		found[ukey{addrText(got[i].NAS), got[i].ID}] = true
+		found[ukey{addrText(got[i].NAS), got[i].ID}] = i
 	}
+	var unwritten []*AcctEvent // Interim-Updates not written: coalesced or of an unknown session
 	for _, ev := range updates {
-		if !found[ukey{addrText(ev.Session.NAS), ev.Session.ID}] {
+		k := ukey{addrText(ev.Session.NAS), ev.Session.ID}
+		i, ok := found[k]
+		switch {
+		case ok && fills(&got[i], &ev.Session):
+			// The update leaves the addresses alone (an UPDATE that sets
+			// an indexed column rewrites its index entry even when the
+			// value stays): the rare record that brings one its session
+			// lacked fills it in here.
+			filled, err := fillSession(ctx, q, st, &got[i], &ev.Session)
+			if err != nil {
+				return nil, err
+			}
+			if len(filled) > 0 {
+				got[i] = filled[0]
+			}
+		case ok:
+		case ev.Status == AcctInterim:
+			unwritten = append(unwritten, ev)
+		default:
 			rest = append(rest, ev)
+		}
+	}
+	out = append(out, got...)
+	if len(unwritten) > 0 {
+		open, err := openSessions(ctx, q, unwritten)
+		if err != nil {
+			return nil, err
+		}
+		at := make(map[ukey]time.Time, len(unwritten))
+		for _, ev := range unwritten {
+			at[ukey{addrText(ev.Session.NAS), ev.Session.ID}] = ev.At
+		}
+		for i := range open {
+			k := ukey{addrText(open[i].NAS), open[i].ID}
+			if t, ok := at[k]; ok {
+				if t.After(open[i].Last) {
+					open[i].Last = t
+				}
+				delete(at, k)
+				out = append(out, open[i])
+			}
+		}
+		for _, ev := range unwritten {
+			if _, ok := at[ukey{addrText(ev.Session.NAS), ev.Session.ID}]; ok {
+				rest = append(rest, ev) // no open session: the Start was lost
+			}
 		}
 	}
 	for _, ev := range rest {
@@ -566,39 +657,115 @@ func applyAccounting(ctx context.Context, q querier, st stamp, evs []*AcctEvent)
 	return out, nil
 }
 
+// fills reports whether s brings an address or prefix that the stored row
+// lacks.
+func fills(row, s *Session) bool {
+	return !row.Framed.IsValid() && s.Framed.IsValid() ||
+		!row.FramedV6.IsValid() && s.FramedV6.IsValid() ||
+		!row.Delegated.IsValid() && s.Delegated.IsValid()
+}
+
+// insertSessions stores the Starts ss and returns their rows. Most are
+// new: they are inserted, nothing read back, and returned as given (what
+// the store now holds). A chunk in which some session was already stored
+// (a retransmitted Start) is written again as an upsert that returns the
+// rows as stored.
 func insertSessions(ctx context.Context, q querier, st stamp, ss []Session) ([]Session, error) {
-	return batched(ctx, q, ss, sessionsPerStatement,
-		`INSERT INTO attribution_sessions (`+sessionCols+`, seq, writer) VALUES `, `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		` ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
+	out := make([]Session, 0, len(ss))
+	for len(ss) > 0 {
+		n := 1 << (bits.Len(uint(min(len(ss), sessionsPerStatement))) - 1)
+		chunk := ss[:n]
+		ss = ss[n:]
+		var inserted int64
+		_, err := batched[Session, Session](ctx, q, chunk, n,
+			`INSERT INTO attribution_sessions (`+sessionCols+`, seq, writer) VALUES `, `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			` ON CONFLICT (nas, session_id, start_ms) DO NOTHING`, nil, sessionArgs(st), nil, func(r sql.Result) error {
+				var err error
+				inserted, err = r.RowsAffected()
+				return err
+			})
+		if err != nil {
+			return nil, err
+		}
+		if inserted == int64(len(chunk)) {
+			for i := range chunk {
+				out = append(out, stored(&chunk[i]))
+			}
+			continue
+		}
+		got, err := batched(ctx, q, chunk, n,
+			`INSERT INTO attribution_sessions (`+sessionCols+`, seq, writer) VALUES `, `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			` ON CONFLICT (nas, session_id, start_ms) DO UPDATE SET seq = excluded.seq, writer = excluded.writer,
 	last_ms = CASE WHEN excluded.last_ms > attribution_sessions.last_ms THEN excluded.last_ms ELSE attribution_sessions.last_ms END,
 	stop_ms = CASE WHEN excluded.stop_ms <> 0 THEN excluded.stop_ms ELSE attribution_sessions.stop_ms END
-	RETURNING `+sessionCols,
-		nil, func(args []any, s Session) []any {
-			return append(args, addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated),
-				s.CallingStation, ms(s.Start), ms(s.Last), ms(s.Stop), st.seq, st.writer)
-		}, scanSessions)
+	RETURNING `+sessionCols, nil, sessionArgs(st), scanSessions, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+func sessionArgs(st stamp) func(args []any, s Session) []any {
+	return func(args []any, s Session) []any {
+		return append(args, addrText(s.NAS), s.ID, s.Subscriber, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated),
+			s.CallingStation, ms(s.Start), ms(s.Last), ms(s.Stop), st.seq, st.writer)
+	}
+}
+
+// stored is s as a row of it reads back: addresses unmapped, prefixes
+// masked, times in whole milliseconds.
+func stored(s *Session) Session {
+	r := *s
+	r.NAS, r.Framed = parseAddr(addrText(s.NAS)), parseAddr(addrText(s.Framed))
+	r.FramedV6, r.Delegated = parsePrefix(prefixText(s.FramedV6)), parsePrefix(prefixText(s.Delegated))
+	r.Start, r.Last, r.Stop = fromMS(ms(s.Start)), fromMS(ms(s.Last)), fromMS(ms(s.Stop))
+	return r
+}
+
+// fillSession gives the stored session row the addresses s brings that it
+// lacks.
+func fillSession(ctx context.Context, q querier, st stamp, row, s *Session) ([]Session, error) {
+	rows, err := q.Query(ctx, `UPDATE attribution_sessions SET seq = ?, writer = ?,
+	framed_ip = CASE WHEN framed_ip = '' THEN ? ELSE framed_ip END,
+	framed_ipv6_prefix = CASE WHEN framed_ipv6_prefix = '' THEN ? ELSE framed_ipv6_prefix END,
+	delegated_ipv6_prefix = CASE WHEN delegated_ipv6_prefix = '' THEN ? ELSE delegated_ipv6_prefix END
+	WHERE nas = ? AND session_id = ? AND start_ms = ? RETURNING `+sessionCols,
+		st.seq, st.writer, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated), addrText(row.NAS), row.ID, ms(row.Start))
+	if err != nil {
+		return nil, err
+	}
+	return scanSessions(rows)
+}
+
+// isPostgres reports whether q is a PostgreSQL transaction.
+func isPostgres(q querier) bool {
+	d, ok := q.(interface{ Dialect() store.Dialect })
+	return ok && d.Dialect() == store.Postgres
 }
 
 // updateSessions applies Interim-Updates and Stops (one per session) to the
-// open sessions they name, and returns the rows changed.
-func updateSessions(ctx context.Context, q querier, st stamp, evs []*AcctEvent) ([]Session, error) {
-	pg := false
-	if d, ok := q.(interface{ Dialect() store.Dialect }); ok {
-		pg = d.Dialect() == store.Postgres
-	}
+// open sessions they name, and returns the rows changed. Interim-Updates
+// that would move only the last time, by less than slack (ms), are left
+// out (applyAccounting). The addresses are left alone: setting them, even
+// to what they were, would rewrite the session's entry in the address
+// index.
+func updateSessions(ctx context.Context, q querier, st stamp, evs []*AcctEvent, slack int64) ([]Session, error) {
 	row := `(?, ?, ?, ?, ?, ?, ?)`
-	if pg {
+	if isPostgres(q) {
 		row = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))`
 	}
 	return batched(ctx, q, evs, sessionsPerStatement, `UPDATE attribution_sessions SET seq = ?, writer = ?,
 	last_ms = CASE WHEN v.column3 > attribution_sessions.last_ms THEN v.column3 ELSE attribution_sessions.last_ms END,
-	stop_ms = v.column4,
-	framed_ip = CASE WHEN attribution_sessions.framed_ip = '' THEN v.column5 ELSE attribution_sessions.framed_ip END,
-	framed_ipv6_prefix = CASE WHEN attribution_sessions.framed_ipv6_prefix = '' THEN v.column6 ELSE attribution_sessions.framed_ipv6_prefix END,
-	delegated_ipv6_prefix = CASE WHEN attribution_sessions.delegated_ipv6_prefix = '' THEN v.column7 ELSE attribution_sessions.delegated_ipv6_prefix END
+	stop_ms = v.column4
 	FROM (VALUES `, row, `) AS v
 	WHERE attribution_sessions.nas = v.column1 AND attribution_sessions.session_id = v.column2
 	AND attribution_sessions.stop_ms = 0 AND attribution_sessions.start_ms <= v.column3
+	AND (v.column4 <> 0 OR v.column3 >= attribution_sessions.last_ms + `+strconv.FormatInt(slack, 10)+`
+		OR (attribution_sessions.framed_ip = '' AND v.column5 <> '')
+		OR (attribution_sessions.framed_ipv6_prefix = '' AND v.column6 <> '')
+		OR (attribution_sessions.delegated_ipv6_prefix = '' AND v.column7 <> ''))
 	RETURNING `+qualified("attribution_sessions", sessionCols),
 		[]any{st.seq, st.writer}, func(args []any, ev *AcctEvent) []any {
 			at := ev.At.UnixMilli()
@@ -608,5 +775,21 @@ func updateSessions(ctx context.Context, q querier, st stamp, evs []*AcctEvent) 
 			}
 			s := &ev.Session
 			return append(args, addrText(s.NAS), s.ID, at, stop, addrText(s.Framed), prefixText(s.FramedV6), prefixText(s.Delegated))
-		}, scanSessions)
+		}, scanSessions, nil)
+}
+
+// openSessions reads the open sessions that Interim-Updates name (started
+// no later than the update).
+func openSessions(ctx context.Context, q querier, evs []*AcctEvent) ([]Session, error) {
+	row := `(?, ?, ?)`
+	if isPostgres(q) {
+		row = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT))`
+	}
+	return batched(ctx, q, evs, sessionsPerStatement, `SELECT `+qualified("attribution_sessions", sessionCols)+`
+	FROM (VALUES `, row, `) AS v JOIN attribution_sessions ON attribution_sessions.nas = v.column1
+	AND attribution_sessions.session_id = v.column2 AND attribution_sessions.stop_ms = 0
+	AND attribution_sessions.start_ms <= v.column3`,
+		nil, func(args []any, ev *AcctEvent) []any {
+			return append(args, addrText(ev.Session.NAS), ev.Session.ID, ev.At.UnixMilli())
+		}, scanSessions, nil)
 }

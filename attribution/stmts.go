@@ -7,6 +7,19 @@ import (
 	"wormsink/store"
 )
 
+// writerSetup is what the writer's own SQLite connection is set to: its
+// statement journals (a multi-row statement's undo, tens of pages) stay in
+// memory instead of spilling to a temporary file page by page, a write
+// system call each. Only this connection: on the others it would also put
+// large sorts (a report's, the load at start) in memory.
+var writerSetup = []string{"PRAGMA temp_store = MEMORY"}
+
+// txRunner runs the writer's transactions: a store.DB, or on SQLite the
+// writer's own store.Conn.
+type txRunner interface {
+	Tx(ctx context.Context, fn func(tx *store.Tx) error) error
+}
+
 // maxPrepared bounds the statements a stmtCache keeps; past it they run
 // unprepared. The writer's statements are a few texts, the batched ones
 // in a few sizes (batched cuts chunks to powers of two).

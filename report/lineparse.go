@@ -22,6 +22,8 @@ type Parser struct {
 	arena []byte                                  // decoded strings with escapes; reserved per line so slices stay put
 	next  [evidence.NumFields + 2][keyWays]keyLit // the keys that came after each key lately, latest first
 	slow  map[string]any
+	// quotes has a bit per byte of the line scanPlain reads, set for its quotes.
+	quotes [plainMax / 64]uint64
 }
 
 // maxDepth bounds the fast path's recursion into nested values; deeper
@@ -31,6 +33,10 @@ const maxDepth = 32
 // Parse reads one line (without its newline) into rec. For a LineMalformed
 // line the error, wrapping ErrMalformed, says why.
 func (p *Parser) Parse(line []byte, rec *Sighting) (LineKind, error) {
+	p.f.reset()
+	if p.scanPlain(line) {
+		return toSighting(&p.f, rec)
+	}
 	p.f.reset()
 	kind, err, fallback := p.scan(line)
 	if fallback {

@@ -1,6 +1,9 @@
 package report
 
-import "net/netip"
+import (
+	"math/bits"
+	"net/netip"
+)
 
 // merge folds b, a parallel read's worker, into a, another worker of the
 // same read (both made with the same filter, both tracking positions), so
@@ -65,10 +68,11 @@ func (a *Aggregator) merge(b *Aggregator) {
 			kind int
 			bits uint32
 		}{{kindFamily, bh.fams}, {kindSig, bh.sigs}, {kindSensor, bh.sensors}} {
-			for id := range uint32(maskIDs) {
-				if set.bits&(1<<id) != 0 {
-					a.markKind(i, set.kind, remap[set.kind][id])
-				}
+			// The set bits only, lowest first: most hosts have one or
+			// two of 32, and this loop runs once per host on one core.
+			for m := set.bits; m != 0; m &= m - 1 {
+				id := uint32(bits.TrailingZeros32(m))
+				a.markKind(i, set.kind, remap[set.kind][id])
 			}
 		}
 		if bh.subs != 0 {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"unsafe"
 )
 
 // ParallelReader reads logs on several cores into one report: one
@@ -213,13 +214,26 @@ const addBatch = 16
 // key and its day cache learnt once, its state in L1), and a sighting and
 // an arena for decoded strings per batch slot, since a sighting points
 // into its line and its arena until added.
+//
+// The hosts' state is spread at random over tables larger than the CPU
+// caches, two cache misses a line (the index slot, then the row). The
+// batches go through a pipeline so that parsing hides them: when a batch
+// is full its slots are asked for, a batch later its rows, and a batch
+// after that it is added; each stage's lines wait while the next batch
+// is parsed.
 type chunkWorker struct {
 	a      *Aggregator
 	p      Parser
-	arenas [addBatch][]byte
-	recs   [addBatch]Sighting
-	n      int
+	arenas [pipeDepth][addBatch][]byte
+	recs   [pipeDepth][addBatch]Sighting
+	cur    int // the batch being filled
+	n      int // sightings in it
+	queued int // full batches before it not yet added, at most pipeDepth-1
 }
+
+// pipeDepth is how many batches are in flight: filling, slots asked for,
+// rows asked for.
+const pipeDepth = 3
 
 // read parses and aggregates a chunk's lines as Reader.Next does.
 func (w *chunkWorker) read(c *lineChunk) {
@@ -251,17 +265,16 @@ func (w *chunkWorker) read(c *lineChunk) {
 			bad(errTooLong)
 			continue
 		}
-		rec := &w.recs[w.n]
-		w.p.arena = w.arenas[w.n]
+		rec := &w.recs[w.cur][w.n]
+		w.p.arena = w.arenas[w.cur][w.n]
 		kind, err := w.p.Parse(line, rec)
-		w.arenas[w.n] = w.p.arena // grown, perhaps
+		w.arenas[w.cur][w.n] = w.p.arena // grown, perhaps
 		switch kind {
 		case LineEvidence:
 			st.Evidence++
 			st.Sightings = addSat(st.Sightings, rec.Count)
 			if w.n++; w.n == addBatch {
-				w.a.addBatch(w.recs[:])
-				w.n = 0
+				w.advance()
 			}
 		case LineService:
 			st.Service++
@@ -270,7 +283,76 @@ func (w *chunkWorker) read(c *lineChunk) {
 		}
 	}
 	// The chunk's sightings are added before it is done: the merge
-	// orders ties by chunk.
-	w.a.addBatch(w.recs[:w.n])
-	w.n = 0
+	// orders ties by chunk, and they point into its data.
+	w.flush()
+}
+
+// advance moves the full batch being filled into the pipeline: its slots
+// are asked for, the batch before's rows, and the one before that added.
+func (w *chunkWorker) advance() {
+	a := w.a
+	a.prefetchSlots(w.recs[w.cur][:])
+	if w.queued >= 1 {
+		a.prefetchRows(w.recs[(w.cur+pipeDepth-1)%pipeDepth][:])
+	}
+	if w.queued == pipeDepth-1 {
+		b := &w.recs[(w.cur+1)%pipeDepth] // the oldest
+		for k := range b {
+			a.Add(&b[k])
+		}
+		w.queued--
+	}
+	w.queued++
+	w.cur, w.n = (w.cur+1)%pipeDepth, 0
+}
+
+// flush adds the batches in the pipeline and the one being filled, in
+// order.
+func (w *chunkWorker) flush() {
+	for q := w.queued; q >= 1; q-- {
+		b := &w.recs[(w.cur+pipeDepth-q)%pipeDepth]
+		for k := range b {
+			w.a.Add(&b[k])
+		}
+	}
+	w.a.addBatch(w.recs[w.cur][:w.n])
+	w.queued, w.n = 0, 0
+}
+
+// prefetchSlots asks for the index slots of the hosts of rs: the first
+// of the two cache misses a sighting's host costs.
+func (a *Aggregator) prefetchSlots(rs []Sighting) {
+	for k := range rs {
+		h := rs[k].Host
+		switch {
+		case h.Is4():
+			if len(a.v4.slots) > 0 {
+				prefetch(unsafe.Pointer(&a.v4.slots[a.v4.hash(v4Key(h))]))
+			}
+		case len(a.v6.slots) > 0 && h.Zone() == "":
+			prefetch(unsafe.Pointer(&a.v6.slots[a.v6.hash(v6Key(h))]))
+		}
+	}
+}
+
+// prefetchRows looks up the hosts of rs (their slots asked for a batch
+// ago) and asks for their rows: the second miss.
+func (a *Aggregator) prefetchRows(rs []Sighting) {
+	for k := range rs {
+		h := rs[k].Host
+		var i uint32
+		var ok bool
+		switch {
+		case h.Is4():
+			i, ok = a.v4.get(v4Key(h))
+		case h.Zone() == "":
+			i, ok = a.v6.get(v6Key(h))
+		}
+		if ok {
+			prefetch(unsafe.Pointer(a.aggs.at(i)))
+			if a.pos != nil {
+				prefetch(unsafe.Pointer(a.pos.at(i)))
+			}
+		}
+	}
 }

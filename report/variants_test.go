@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"testing"
 
@@ -69,11 +70,20 @@ func reportCSV(tb testing.TB, log []byte, workers int, w io.Writer) ReadStats {
 // TestVariantsSameOnAllCores: on every log shape of internal/loggen (small
 // ones, with tiny chunks, row blocks and sort parts so that every path of
 // the parallel read, merge, sort and output is taken), the CSV report on
-// two and three workers is byte for byte the one-worker report.
+// two and three workers is byte for byte the one-worker report. Chunks of
+// 4 KiB hold fewer lines than a worker's batch; those of 64 KiB fill the
+// workers' pipeline of batches (see chunkWorker) many times over.
 func TestVariantsSameOnAllCores(t *testing.T) {
 	oldChunk, oldBlock, oldSort := parallelChunkSize, rowBlock, parallelSortMin
-	parallelChunkSize, rowBlock, parallelSortMin = 4<<10, 64, 256
+	rowBlock, parallelSortMin = 64, 256
 	defer func() { parallelChunkSize, rowBlock, parallelSortMin = oldChunk, oldBlock, oldSort }()
+	for _, chunk := range []int{4 << 10, 64 << 10} {
+		parallelChunkSize = chunk
+		t.Run(fmt.Sprintf("chunk=%d", chunk), variantsSameOnAllCores)
+	}
+}
+
+func variantsSameOnAllCores(t *testing.T) {
 	for _, v := range loggen.Variants(12_000) {
 		t.Run(v.Name, func(t *testing.T) {
 			v.Hosts = min(v.Hosts, 3000)

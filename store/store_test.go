@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -337,4 +339,61 @@ func TestRebind(t *testing.T) {
 			t.Errorf("Rebind(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// A Conn's setup applies to its own transactions, and the connection is
+// not given back to the pool when closed: nobody else inherits it.
+func TestConnSettingsStayOwn(t *testing.T) {
+	ctx := context.Background()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		if err := db.Migrate(ctx, "counter", counterV1); err != nil {
+			t.Fatal(err)
+		}
+		set, show, want := "PRAGMA temp_store = MEMORY", "PRAGMA temp_store", "2"
+		if db.Dialect() == store.Postgres {
+			set, show, want = "SET work_mem = '7MB'", "SHOW work_mem", "7MB"
+		}
+		setting := func(q interface {
+			QueryRow(context.Context, string, ...any) *sql.Row
+		}) string {
+			var v string
+			if err := q.QueryRow(ctx, show).Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		before := setting(db)
+		if before == want {
+			t.Fatalf("the pool already has %s = %s", show, want)
+		}
+		c, err := db.Conn(ctx, set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			err := c.Tx(ctx, func(tx *store.Tx) error {
+				if got := setting(tx); got != want {
+					t.Errorf("transaction %d on the Conn: %s = %s, want %s", i, show, got, want)
+				}
+				_, err := tx.Exec(ctx, "INSERT INTO counter (name, n) VALUES (?, ?)", fmt.Sprint("c", i), i)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for range 4 {
+			if got := setting(db); got != before {
+				t.Fatalf("after Close the pool's connection has %s = %s (want %s): the Conn went back to the pool", show, got, before)
+			}
+		}
+		var n int
+		db.QueryRow(ctx, "SELECT COUNT(*) FROM counter").Scan(&n)
+		if n != 3 {
+			t.Fatalf("%d rows committed through the Conn, want 3", n)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -43,9 +44,15 @@ const MaxTxAttempts = 8
 // again (fn must therefore do nothing outside the transaction that cannot be
 // repeated); any other error rolls back and is returned as it is.
 func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	return retryTx(ctx, db.dialect, func(ctx context.Context) (*sql.Tx, error) { return db.db.BeginTx(ctx, nil) }, fn)
+}
+
+// retryTx runs fn in transactions that begin returns until one commits, as
+// DB.Tx describes.
+func retryTx(ctx context.Context, d Dialect, begin func(context.Context) (*sql.Tx, error), fn func(tx *Tx) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = db.tx1(ctx, fn)
+		err = tx1(ctx, d, begin, fn)
 		if err == nil || !Retryable(err) || attempt == MaxTxAttempts {
 			return err
 		}
@@ -60,8 +67,8 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 }
 
-func (db *DB) tx1(ctx context.Context, fn func(tx *Tx) error) (err error) {
-	stx, err := db.db.BeginTx(ctx, nil)
+func tx1(ctx context.Context, d Dialect, begin func(context.Context) (*sql.Tx, error), fn func(tx *Tx) error) (err error) {
+	stx, err := begin(ctx)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
@@ -74,7 +81,7 @@ func (db *DB) tx1(ctx context.Context, fn func(tx *Tx) error) (err error) {
 			stx.Rollback()
 		}
 	}()
-	if err = fn(&Tx{tx: stx, dialect: db.dialect}); err != nil {
+	if err = fn(&Tx{tx: stx, dialect: d}); err != nil {
 		return err
 	}
 	if err = stx.Commit(); err != nil {
@@ -121,4 +128,54 @@ func (db *DB) Prepare(ctx context.Context, query string) (*sql.Stmt, error) {
 // closed with the transaction.
 func (tx *Tx) Stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt {
 	return tx.tx.StmtContext(ctx, st)
+}
+
+// Conn is one connection of a DB kept for one user, for settings that are
+// the connection's own (SQLite's PRAGMA temp_store). It is not safe for
+// concurrent use. A statement from DB.Prepare used in its transactions
+// (Tx.Stmt) is prepared on it once; one prepared on the Conn itself would
+// be prepared again in every transaction (database/sql).
+type Conn struct {
+	c       *sql.Conn
+	dialect Dialect
+	set     bool // setup ran: the connection is not given back to the pool
+}
+
+// Conn takes a connection out of db's pool until Close and runs each of
+// setup on it (statements without arguments, such as PRAGMAs).
+func (db *DB) Conn(ctx context.Context, setup ...string) (*Conn, error) {
+	c, err := db.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", db, err)
+	}
+	for _, q := range setup {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("store: %s: %s: %w", db, q, err)
+		}
+	}
+	return &Conn{c: c, dialect: db.dialect, set: len(setup) > 0}, nil
+}
+
+// Tx runs fn in a transaction on the connection, as DB.Tx does.
+func (c *Conn) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	return retryTx(ctx, c.dialect, func(ctx context.Context) (*sql.Tx, error) { return c.c.BeginTx(ctx, nil) }, fn)
+}
+
+// Dialect is the database's dialect.
+func (c *Conn) Dialect() Dialect { return c.dialect }
+
+// Close ends the connection: one whose setup changed its settings is closed
+// rather than given back to the pool, where others would inherit them.
+func (c *Conn) Close() error {
+	if c.set {
+		// database/sql closes a connection whose Raw reports it bad,
+		// instead of giving it back.
+		err := c.c.Raw(func(any) error { return driver.ErrBadConn })
+		if errors.Is(err, driver.ErrBadConn) {
+			return nil
+		}
+		return err
+	}
+	return c.c.Close()
 }
