@@ -201,24 +201,25 @@ func (b *udpBatch) send(fd uintptr) bool {
 	return true
 }
 
-// wait sleeps for d on this thread. It is the coalescing wait between
-// two reads: time.Sleep cannot do it, because with the P idle the runtime
-// sleeps in epoll_pwait, whose timeout is in milliseconds, so a 100 µs
-// time.Sleep took 1.1 ms on one CPU (measured). The nanosleep goes through
-// the scheduler's system-call path (unix.Nanosleep, not RawSyscall), so
-// the runtime knows the thread is not running Go code: a P it holds can
-// be handed to a forward's answer, a timer or the garbage collector. A
-// raw nanosleep kept the P, and under -race on a loaded machine the
-// process then stalled for seconds at a time (a test's answer took 8–100 s,
-// Shutdown's own timer fired late), reproduced in 2 of 9 runs of the
-// package and in none of ~20 with this call (docs/performance.md). A
-// signal interrupts the sleep; it resumes with what is left.
+// wait sleeps for d on this thread, keeping its P. It is the coalescing
+// wait between two reads: time.Sleep cannot do it, because with the P idle
+// the runtime sleeps in epoll_pwait, whose timeout is in milliseconds, so
+// a 100 µs time.Sleep took 1.1 ms on one CPU (measured). A plain nanosleep
+// through RawSyscall costs one context switch each way and no netpoller or
+// sysmon work (through the scheduler's system-call path the shim used
+// twice the CPU per query at 20,000 q/s); the goroutines it holds up on
+// this P wait at most d, which is at most MaxCoalesce.
+//
+// A signal ends the wait early, and the reader goes on: the signal is
+// most likely the runtime asking this goroutine to stop (to stop the
+// world for the garbage collector), which it can only do once it is out
+// of the system call and at a preemption check. An earlier version slept
+// again for what was left after EINTR: under -race on a loaded machine
+// the preemption requests kept coming while the collector waited, the
+// loop never left the system call, and the whole process stood still for
+// seconds (a goroutine dump showed the reader in this loop with EINTR
+// and the collector waiting in mark termination; docs/performance.md).
 func (b *udpBatch) wait(d time.Duration) {
 	b.sleep = unix.NsecToTimespec(int64(d))
-	for {
-		err := unix.Nanosleep(&b.sleep, &b.sleep)
-		if err != unix.EINTR {
-			return
-		}
-	}
+	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&b.sleep)), 0, 0)
 }

@@ -44,13 +44,6 @@ type Server struct {
 	// the sleep holds the reader's P, and one at a time leaves the others
 	// (with GOMAXPROCS > 1) to the netpoller, forwards and TCP.
 	waiting atomic.Bool
-	// forwards counts the UDP forwards in flight. While there are any the
-	// readers do not sleep: a forward's answer needs a P to be read and
-	// sent, and a sleeping reader holds one. Under load (the tests under
-	// -race on a busy machine) the sleeps held forwards back until their
-	// clients gave up; cached and policy answers, the bulk of the traffic,
-	// are still coalesced.
-	forwards atomic.Int32
 	// pollers counts the goroutines that wait in the netpoller for
 	// something other than the UDP socket: forwards (their upstream's
 	// answer) and TCP connections. With one P they run only when a reader
@@ -338,7 +331,6 @@ func (s *Server) startForward(msg []byte, from netip.AddrPort, reply []byte, ans
 		return
 	}
 	s.wg.Add(1)
-	s.forwards.Add(1)
 	s.pollers.Add(1)
 	go s.forwardUDP(t, append([]byte(nil), msg...), from, append([]byte(nil), reply...))
 }
@@ -428,7 +420,7 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 			}
 		}
 		b.flush()
-		if s.cfg.Coalesce > 0 && n < coalesceBelow && !poll && s.forwards.Load() == 0 && s.waiting.CompareAndSwap(false, true) {
+		if s.cfg.Coalesce > 0 && n < coalesceBelow && !poll && s.waiting.CompareAndSwap(false, true) {
 			// Let what is runnable on this P (a forward's answer, TCP) go
 			// first: while the rate keeps the socket from going empty the
 			// reader never parks, so this is where they get the P.
@@ -441,7 +433,6 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 
 func (s *Server) forwardUDP(t *ticket, msg []byte, from netip.AddrPort, oob []byte) {
 	defer s.wg.Done()
-	defer s.forwards.Add(-1)
 	defer s.pollers.Add(-1)
 	defer s.h.lim.release(t)
 	sc := getScratch()
