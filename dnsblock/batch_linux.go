@@ -26,11 +26,21 @@ import (
 // kept it polling every 20 µs for Ps to retake. See docs/performance.md.
 
 const (
-	batchSize = 32
+	// batchSize is the vector of one recvmmsg or sendmmsg. At 80,000 q/s a
+	// coalescing wait (500 µs) gathers about 40 queries: with 32 slots the
+	// reader read twice per wake-up and sent twice; with 64 once, about 8 %
+	// less CPU per query there (docs/performance.md). Each reader holds
+	// batchSize × batchBufSize bytes for its input (256 KB).
+	batchSize = 64
 	// coalesceBelow is the batch below which a reader waits (Config.Coalesce)
-	// before its next read: a batch this small means each wake-up is paying
-	// for one or two queries.
-	coalesceBelow = batchSize / 4
+	// before its next read. recvmmsg on a non-blocking socket returns fewer
+	// than the vector holds only when it found the socket empty, so reading
+	// again at once would find nothing (EAGAIN, a park in the netpoller and
+	// a wake-up for the next single query); only a full vector says more is
+	// waiting. With a quarter of the vector as the bound, reads of 8-31 at
+	// 20,000 and 80,000 q/s were followed by an empty read and a park about
+	// once per wake-up (perf stat, docs/performance.md).
+	coalesceBelow = batchSize
 	// A query longer than this is cut by the kernel (MSG_TRUNC) and
 	// dropped; real queries are a few dozen bytes.
 	batchBufSize = 4096
@@ -51,6 +61,7 @@ type udpBatch struct {
 	inName []unix.RawSockaddrInet6
 	inOOB  [][]byte
 	nIn    int
+	parked bool // the last read found the socket empty and waited in the netpoller
 
 	out     []mmsghdr
 	outIov  []unix.Iovec
@@ -108,7 +119,7 @@ func (b *udpBatch) read() (int, error) {
 		}
 		b.in[i].n = 0
 	}
-	b.nIn, b.errno = 0, 0
+	b.nIn, b.errno, b.parked = 0, 0, false
 	if err := b.rc.Read(b.readFn); err != nil {
 		return 0, err
 	}
@@ -121,6 +132,7 @@ func (b *udpBatch) read() (int, error) {
 func (b *udpBatch) recv(fd uintptr) bool {
 	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.in[0])), uintptr(len(b.in)), 0, 0, 0)
 	if e == unix.EAGAIN {
+		b.parked = true
 		return false
 	}
 	if e != 0 {
@@ -194,16 +206,20 @@ func (b *udpBatch) send(fd uintptr) bool {
 // the runtime sleeps in epoll_pwait, whose timeout is in milliseconds, so
 // a 100 µs time.Sleep took 1.1 ms on one CPU (measured). A plain nanosleep
 // through RawSyscall costs one context switch each way and no netpoller or
-// sysmon work; the goroutines it holds up on this P (forwards, TCP) wait
-// at most d, which is at most MaxCoalesce. A signal (the runtime's
-// preemption requests among them) interrupts the sleep; it resumes with
-// what is left, so that d is the wait and the bound.
+// sysmon work (through the scheduler's system-call path the shim used
+// twice the CPU per query at 20,000 q/s); the goroutines it holds up on
+// this P wait at most d, which is at most MaxCoalesce.
+//
+// A signal ends the wait early, and the reader goes on: the signal is
+// most likely the runtime asking this goroutine to stop (to stop the
+// world for the garbage collector), which it can only do once it is out
+// of the system call and at a preemption check. An earlier version slept
+// again for what was left after EINTR: under -race on a loaded machine
+// the preemption requests kept coming while the collector waited, the
+// loop never left the system call, and the whole process stood still for
+// seconds (a goroutine dump showed the reader in this loop with EINTR
+// and the collector waiting in mark termination; docs/performance.md).
 func (b *udpBatch) wait(d time.Duration) {
 	b.sleep = unix.NsecToTimespec(int64(d))
-	for {
-		_, _, e := unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&b.sleep)), uintptr(unsafe.Pointer(&b.sleep)), 0)
-		if e != unix.EINTR {
-			return
-		}
-	}
+	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&b.sleep)), 0, 0)
 }

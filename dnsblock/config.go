@@ -47,12 +47,15 @@ const (
 	// overflowed at 80,000 q/s on a shared core, and every query lost holds
 	// a stub's retry timer).
 	DefaultReadBuffer = 4 << 20
-	// DefaultCoalesce is how long a UDP reader that found only a few
-	// queries waits before it reads again, so that one wake-up finds
-	// several: at 20,000 q/s about four more, at a cost far below a DNS
-	// round trip. 200 µs used less CPU per query than 100 µs in every
-	// round at 20,000 and 80,000 q/s (docs/performance.md).
-	DefaultCoalesce = 200 * time.Microsecond
+	// DefaultCoalesce is how long a UDP reader that emptied the socket
+	// waits before it reads again, so that one wake-up finds several
+	// queries: at 20,000 q/s about ten, at a cost (on average about a
+	// quarter of a millisecond more per answer) below a DNS round trip
+	// across an access network. At 20,000 q/s 500 µs used less CPU per
+	// query than 200 µs in every round, a quarter less at the median, and
+	// as much at 80,000 q/s (docs/performance.md); 200 µs used less than
+	// 100 µs.
+	DefaultCoalesce = 500 * time.Microsecond
 	// MaxCoalesce bounds Config.Coalesce: the reader's thread sleeps
 	// holding its scheduler slot, so a longer wait would hold up the
 	// goroutines queued behind it (forwards, TCP, the garbage collector's
@@ -142,11 +145,12 @@ type Config struct {
 	// negative value leaves the kernel's default.
 	ReadBuffer int
 	// Coalesce is interrupt moderation for the UDP readers (--dns-coalesce):
-	// after a read that found fewer than a quarter of its batch, and after
-	// answering those queries, the reader waits this long before it reads
-	// again, so that queries that arrive meanwhile are read and answered
-	// with one system call each way instead of one wake-up each. It never
-	// waits after a fuller batch, so under load nothing changes; one reader
+	// after a read that emptied the socket (it found fewer queries than its
+	// batch holds), and after answering those queries, the reader waits
+	// this long before it reads again, so that queries that arrive
+	// meanwhile are read and answered with one system call each way
+	// instead of a few per wake-up. It never waits after a full batch, so
+	// a rate the waits cannot keep up with is read at once; one reader
 	// waits at a time. A query
 	// waits at most Coalesce longer for its answer, plus the kernel's timer
 	// slack (50 µs by default). 0 means DefaultCoalesce; a negative value

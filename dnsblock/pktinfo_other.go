@@ -16,7 +16,7 @@ func enablePktInfo(*net.UDPConn) error { return errors.New("dnsblock: no packet 
 func replyOOB(dst, _ []byte) []byte { return dst }
 
 // udpBatch is the Linux recvmmsg/sendmmsg reader; elsewhere the plain one serves.
-type udpBatch struct{}
+type udpBatch struct{ parked bool }
 
 func newUDPBatch(*net.UDPConn) *udpBatch { return nil }
 

@@ -44,15 +44,17 @@ type Server struct {
 	// the sleep holds the reader's P, and one at a time leaves the others
 	// (with GOMAXPROCS > 1) to the netpoller, forwards and TCP.
 	waiting atomic.Bool
-	// forwards counts the UDP forwards in flight. While there are any the
-	// readers do not sleep: a forward's answer needs a P to be read and
-	// sent, and a sleeping reader holds one. Under load (the tests under
-	// -race on a busy machine) the sleeps held forwards back until their
-	// clients gave up; cached and policy answers, the bulk of the traffic,
-	// are still coalesced.
-	forwards atomic.Int32
-	started  atomic.Bool
-	life     sync.Mutex // orders Serve's start against Shutdown
+	// pollers counts the goroutines that wait in the netpoller for
+	// something other than the UDP socket: forwards (their upstream's
+	// answer) and TCP connections. With one P they run only when a reader
+	// yields or parks, and a reader that keeps finding queries after each
+	// coalescing wait never parks; the Go scheduler polls the network on
+	// its own only every 10 ms (sysmon). While pollers > 0 such a reader
+	// therefore parks at least every pollEvery (serveUDPBatch).
+	pollers atomic.Int32
+	onePoll bool // GOMAXPROCS is 1: the readers' P is the only one
+	started atomic.Bool
+	life    sync.Mutex // orders Serve's start against Shutdown
 }
 
 // New checks cfg, binds the UDP and TCP sockets and opens the upstream
@@ -147,7 +149,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.life.Unlock()
 		return ErrServerClosed
 	}
-	readers := max(2, runtime.GOMAXPROCS(0))
+	// One reader per P: a second reader on the same P took the queries
+	// that arrived while the first answered, in batches of two or three,
+	// and then parked in the netpoller, so one wake-up's work went out in
+	// several sendmmsg calls (perf trace; docs/performance.md).
+	readers := runtime.GOMAXPROCS(0)
+	s.onePoll = readers == 1
 	for range readers {
 		s.wg.Add(1)
 		go s.serveUDP()
@@ -324,9 +331,15 @@ func (s *Server) startForward(msg []byte, from netip.AddrPort, reply []byte, ans
 		return
 	}
 	s.wg.Add(1)
-	s.forwards.Add(1)
+	s.pollers.Add(1)
 	go s.forwardUDP(t, append([]byte(nil), msg...), from, append([]byte(nil), reply...))
 }
+
+// pollEvery is how long a reader that is the only one (GOMAXPROCS 1) goes
+// on coalescing without parking while forwards or TCP connections wait in
+// the netpoller: their answers wait at most about this long for the P,
+// instead of the 10 ms after which the runtime polls the network itself.
+const pollEvery = time.Millisecond
 
 // forwardOverhead is what a forward holds besides its messages: its
 // goroutine's stack and its scratch.
@@ -356,15 +369,18 @@ func (s *Server) admit(from netip.AddrPort, size int) (*ticket, bool) {
 //
 // At an ordinary rate each read finds one query or two, and what the shim
 // pays per query is then mostly per wake-up: the netpoller, an empty
-// recvmmsg, a sendmmsg for one answer. After a small batch the reader
+// recvmmsg, a sendmmsg for one answer. After a batch that did not fill its
+// vector (the socket is empty now) the reader
 // therefore waits Config.Coalesce (its answers already sent) and reads
 // again without parking, so that one system call each way serves what
-// arrived meanwhile, as a network card's interrupt moderation does. After
-// a batch of coalesceBelow or more it reads at once; an empty socket parks
-// it in the netpoller as before.
+// arrived meanwhile, as a network card's interrupt moderation does. Only
+// after a full batch (more is waiting) does it read at once, so a rate the
+// waits cannot keep up with fills the batches and is read without waiting;
+// an empty socket parks it in the netpoller as before.
 func (s *Server) serveUDPBatch(b *udpBatch) {
 	var reply []byte
 	sc := newScratch()
+	var parked time.Time // when the reader last waited in the netpoller, while pollers > 0
 	for {
 		n, err := b.read()
 		if err != nil {
@@ -372,6 +388,16 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 				return
 			}
 			continue
+		}
+		poll := false // skip the coalescing wait: read again, so that an empty socket parks the reader
+		if s.onePoll && s.pollers.Load() > 0 {
+			now := time.Now()
+			if b.parked || parked.IsZero() {
+				parked = now
+			}
+			poll = now.Sub(parked) >= pollEvery
+		} else {
+			parked = time.Time{}
 		}
 		for i := range n {
 			msg, from, oob, ok := b.packet(i)
@@ -394,7 +420,7 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 			}
 		}
 		b.flush()
-		if s.cfg.Coalesce > 0 && n < coalesceBelow && s.forwards.Load() == 0 && s.waiting.CompareAndSwap(false, true) {
+		if s.cfg.Coalesce > 0 && n < coalesceBelow && !poll && s.waiting.CompareAndSwap(false, true) {
 			// Let what is runnable on this P (a forward's answer, TCP) go
 			// first: while the rate keeps the socket from going empty the
 			// reader never parks, so this is where they get the P.
@@ -407,7 +433,7 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 
 func (s *Server) forwardUDP(t *ticket, msg []byte, from netip.AddrPort, oob []byte) {
 	defer s.wg.Done()
-	defer s.forwards.Add(-1)
+	defer s.pollers.Add(-1)
 	defer s.h.lim.release(t)
 	sc := getScratch()
 	defer putScratch(sc)
@@ -462,6 +488,7 @@ func (s *Server) serveTCP() {
 			continue
 		}
 		s.wg.Add(1)
+		s.pollers.Add(1)
 		go s.serveConn(t)
 	}
 }
@@ -472,6 +499,7 @@ const tcpPipeline = 16
 
 func (s *Server) serveConn(t *tcpConn) {
 	defer s.wg.Done()
+	defer s.pollers.Add(-1)
 	c := t.c
 	var inner sync.WaitGroup
 	sem := make(chan struct{}, tcpPipeline)

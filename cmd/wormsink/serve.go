@@ -93,7 +93,7 @@ func serveFlags(e env, c *serveConfig) *flag.FlagSet {
 	fs.Var((*byteSize)(&c.dns.CacheBytes), "cache-bytes", "byte budget of the response cache, counted in answer sizes (64MiB, 512KiB, 1GB or plain bytes)")
 	c.dns.Allow = dnsblock.DefaultAllow()
 	fs.Var((*prefixList)(&c.dns.Allow), "allow", "clients allowed to use the DNS shim, CIDR,...; others get REFUSED")
-	fs.DurationVar(&c.dns.Coalesce, "dns-coalesce", dnsblock.DefaultCoalesce, "after a UDP read that found only a few queries, wait this long (at most 10ms) before reading again so one wake-up answers several; adds at most this much latency, plus the kernel's 50µs timer slack; negative: off")
+	fs.DurationVar(&c.dns.Coalesce, "dns-coalesce", dnsblock.DefaultCoalesce, "after a UDP read that emptied the socket, wait this long (at most 10ms) before reading again so one wake-up answers several; adds at most this much latency, plus the kernel's 50µs timer slack; negative: off")
 	c.tftpListen = ":69"
 	fs.Var((*listenAddr)(&c.tftpListen), "tftp-listen", `UDP address of the fake TFTP server; "" disables it`)
 	fs.Float64Var(&c.tftp.SourceRate, "tftp-source-rate", sinkhole.DefaultSourceRate, "TFTP replies per second to one source (IPv4 address or IPv6 /64); requests over it are logged, not answered; negative: no limit")
