@@ -339,16 +339,7 @@ func (a *Aggregator) prefetchSlots(rs []Sighting) {
 // ago) and asks for their rows: the second miss.
 func (a *Aggregator) prefetchRows(rs []Sighting) {
 	for k := range rs {
-		h := rs[k].Host
-		var i uint32
-		var ok bool
-		switch {
-		case h.Is4():
-			i, ok = a.v4.get(v4Key(h))
-		case h.Zone() == "":
-			i, ok = a.v6.get(v6Key(h))
-		}
-		if ok {
+		if i, ok := a.lookup(rs[k].Host); ok {
 			prefetch(unsafe.Pointer(a.aggs.at(i)))
 			if a.pos != nil {
 				prefetch(unsafe.Pointer(a.pos.at(i)))

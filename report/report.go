@@ -328,15 +328,7 @@ func (a *Aggregator) warm(hosts []netip.Addr) {
 		}
 	}
 	for _, h := range hosts {
-		var i uint32
-		var ok bool
-		switch {
-		case h.Is4():
-			i, ok = a.v4.get(v4Key(h))
-		case h.Zone() == "":
-			i, ok = a.v6.get(v6Key(h))
-		}
-		if ok {
+		if i, ok := a.lookup(h); ok {
 			sink += uint64(a.aggs.at(i).first)
 			if a.pos != nil {
 				sink += uint64(a.pos.at(i).last) // set by most lines of a log in time order
