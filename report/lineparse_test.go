@@ -206,10 +206,7 @@ func checkParse(t *testing.T, p *Parser, line string) {
 // FuzzParseAfter: a line read after another (whose keys the parser then
 // expects) reads as encoding/json reads it.
 func FuzzParseAfter(f *testing.F) {
-	tftp := string(writerLine(f, evidence.Event{Time: at, Kind: evidence.TFTPRefused, Host: netip.MustParseAddr("10.0.0.9"), Port: 1069, Sig: "b", Family: "B",
-		File: "msblast.exe", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("192.0.2.1:69"), Serial: 7}))
-	dns := string(writerLine(f, evidence.Event{Time: at, Kind: evidence.DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "b", Family: "B",
-		QName: "x.example", QType: "A", Transport: "udp"}))
+	tftp, dns := seedLines(f)
 	f.Add(tftp, dns)
 	f.Add(dns, tftp)
 	f.Add(tftp, strings.Replace(tftp, `"host":`, `"host" :`, 1))
@@ -371,4 +368,14 @@ func TestFieldOf(t *testing.T) {
 			t.Errorf("%q: %v, want none", k, got)
 		}
 	}
+}
+
+// seedLines are a TFTP and a DNS line as the evidence writer writes them:
+// the fuzz targets' seeds, each read after the other.
+func seedLines(f *testing.F) (tftp, dns string) {
+	tftp = string(writerLine(f, evidence.Event{Time: at, Kind: evidence.TFTPRefused, Host: netip.MustParseAddr("10.0.0.9"), Port: 1069, Sig: "b", Family: "B",
+		File: "msblast.exe", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("192.0.2.1:69"), Serial: 7}))
+	dns = string(writerLine(f, evidence.Event{Time: at, Kind: evidence.DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "b", Family: "B",
+		QName: "x.example", QType: "A", Transport: "udp"}))
+	return tftp, dns
 }

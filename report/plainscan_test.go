@@ -2,7 +2,6 @@ package report
 
 import (
 	"bytes"
-	"net/netip"
 	"strings"
 	"testing"
 
@@ -15,10 +14,7 @@ import (
 // left to scan. Each parser first reads another line, so that its
 // guesses of the next key are those of a log.
 func FuzzScanPlain(f *testing.F) {
-	tftp := string(writerLine(f, evidence.Event{Time: at, Kind: evidence.TFTPRefused, Host: netip.MustParseAddr("10.0.0.9"), Port: 1069, Sig: "b", Family: "B",
-		File: "msblast.exe", Mode: "octet", Op: "read", Srv: netip.MustParseAddrPort("192.0.2.1:69"), Serial: 7}))
-	dns := string(writerLine(f, evidence.Event{Time: at, Kind: evidence.DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "b", Family: "B",
-		QName: "x.example", QType: "A", Transport: "udp"}))
+	tftp, dns := seedLines(f)
 	f.Add(tftp, dns)
 	f.Add(dns, tftp)
 	f.Add(tftp, strings.Replace(tftp, `"host":`, `"host" :`, 1))
