@@ -249,9 +249,10 @@ func tcpFlood(t *testing.T, upstream, zone string) {
 }
 
 // established counts the TCP connections in state ESTABLISHED whose local
-// port is port, from the kernel's table.
+// port is port, from the kernel's table (of this thread's namespace: the
+// test's own).
 func established(t *testing.T, port uint16) int {
-	b, err := os.ReadFile("/proc/net/tcp")
+	b, err := os.ReadFile("/proc/thread-self/net/tcp")
 	if err != nil {
 		t.Fatal(err)
 	}

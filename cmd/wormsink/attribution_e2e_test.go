@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"wormsink/internal/testutil"
 )
 
 // startFreeRADIUS runs a real FreeRADIUS on a loopback port with its own
@@ -345,32 +346,20 @@ func veth(t *testing.T, na netns, a string, nb netns, b string) {
 // with a socket made in n.
 func sendFrom(t *testing.T, n netns, srcPort int, dst string, payload []byte) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		// The thread enters n to make the socket and is then thrown away
-		// (not unlocked), so no other goroutine runs in n.
-		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + string(n))
+	err := testutil.Do(string(n), func() error {
+		raddr, err := net.ResolveUDPAddr("udp", dst)
 		if err != nil {
-			errc <- err
-			return
+			return err
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		raddr, _ := net.ResolveUDPAddr("udp", dst)
 		c, err := net.DialUDP("udp", &net.UDPAddr{Port: srcPort}, raddr)
 		if err != nil {
-			errc <- err
-			return
+			return err
 		}
+		defer c.Close()
 		_, err = c.Write(payload)
-		c.Close()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
+		return err
+	})
+	if err != nil {
 		t.Fatalf("send from %s: %v", n, err)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -642,46 +641,28 @@ func checkInterceptEvidence(t *testing.T, l *lab, lines []map[string]any) {
 // namespace ns to to, as fast as it can.
 func floodFrom(t *testing.T, ns string, to netip.AddrPort, n int) (int, time.Duration) {
 	t.Helper()
-	type result struct {
-		sent int
-		took time.Duration
-		err  error
-	}
-	res := make(chan result, 1)
-	go func() {
-		// This thread enters the namespace and is never given back.
-		runtime.LockOSThread()
-		fd, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			res <- result{err: err}
-			return
-		}
-		defer fd.Close()
-		if err := unix.Setns(int(fd.Fd()), unix.CLONE_NEWNET); err != nil {
-			res <- result{err: err}
-			return
-		}
+	var sent int
+	var took time.Duration
+	err := testutil.Do(ns, func() error {
 		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
 		if err != nil {
-			res <- result{err: err}
-			return
+			return err
 		}
 		defer c.Close()
 		req := []byte("\x00\x01flood.bin\x00octet\x00")
 		start := time.Now()
-		sent := 0
 		for i := 0; i < n; i++ {
 			if _, err := c.Write(req); err == nil {
 				sent++
 			}
 		}
-		res <- result{sent: sent, took: time.Since(start)}
-	}()
-	r := <-res
-	if r.err != nil {
-		t.Fatalf("flood: %v", r.err)
+		took = time.Since(start)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("flood: %v", err)
 	}
-	return r.sent, r.took
+	return sent, took
 }
 
 // checkThreadCaps: after the drop, only the interceptor's two loop threads

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Netns is a network namespace a test made; it is deleted when the test
@@ -32,6 +35,49 @@ func NewNetns(t testing.TB, prefix string) Netns {
 func (n Netns) Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	return Run(t, "ip", append([]string{"netns", "exec", string(n), name}, args...)...)
+}
+
+// Do runs fn on a thread moved into the namespace named name (under
+// /run/netns): a socket fn opens stays there. The thread is moved back
+// afterwards; one that cannot be is thrown away (left locked).
+//
+// Moving back matters beyond this goroutine: the thread may be the
+// process's main thread, which Go never ends, and /proc/self/net (and so
+// /proc/net) shows the main thread's namespace: a main thread left in
+// the namespace showed every later test the namespace's sockets instead
+// of its own. Readers of the test's own sockets use /proc/thread-self.
+func Do(name string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open("/run/netns/" + name)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter %s: %w", name, err)
+			return
+		}
+		err = fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("leave %s: %w", name, err) // the thread stays locked and ends with us
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
 }
 
 // Command is a command to run in the namespace.

@@ -21,10 +21,10 @@ type UDPSocket struct {
 	Drops         int64
 }
 
-// UDPSockets reads the machine's IPv4 UDP sockets (of this network
-// namespace) from /proc/net/udp.
+// UDPSockets reads the machine's IPv4 UDP sockets (of the calling
+// thread's network namespace: see Do) from /proc/thread-self/net/udp.
 func UDPSockets() ([]UDPSocket, error) {
-	f, err := os.Open("/proc/net/udp")
+	f, err := os.Open("/proc/thread-self/net/udp")
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +67,10 @@ func procAddr(s string) (netip.AddrPort, bool) {
 // a TCP or UDP socket bound to its port, read from /proc: a readiness
 // check alone cannot tell its server from another test's that took the
 // port first (pdns_recursor exits on EADDRINUSE, and the check then asked
-// the other server).
+// the other server). The tables are the program's own namespace's
+// (/proc/PID/net), whatever namespace a thread of the test is in.
 func (p *Proc) ownsPort() bool {
-	inodes := portSockets(p.Port)
+	inodes := portSockets(p.Pid(), p.Port)
 	for _, pid := range processTree(p.Pid()) {
 		dir := fmt.Sprintf("/proc/%d/fd", pid)
 		fds, err := os.ReadDir(dir)
@@ -87,11 +88,11 @@ func (p *Proc) ownsPort() bool {
 
 // portSockets are the sockets (as /proc/PID/fd links name them,
 // "socket:[INODE]") bound to port on any local address, TCP or UDP, IPv4
-// or IPv6.
-func portSockets(port int) map[string]bool {
+// or IPv6, in the network namespace of process pid.
+func portSockets(pid, port int) map[string]bool {
 	inodes := map[string]bool{}
 	for _, table := range []string{"tcp", "tcp6", "udp", "udp6"} {
-		b, err := os.ReadFile("/proc/net/" + table)
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
 		if err != nil {
 			continue
 		}

@@ -4,7 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
+	"os"
+	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestUDPSocketsFindsOwnSocket: a socket the test binds, with a datagram
@@ -74,5 +80,59 @@ s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.s
 	defer p.Kill()
 	if !p.ownsPort() {
 		t.Errorf("ready daemon does not own port %d", p.Port)
+	}
+}
+
+// TestOwnsPortReadsTheProgramsNamespace: the socket tables read are the
+// program's own namespace's, not those of whatever namespace the test
+// process's main thread is in (/proc/net follows it; a test that left its
+// main thread in a namespace made every later daemon look as if another
+// program answered for it).
+func TestOwnsPortReadsTheProgramsNamespace(t *testing.T) {
+	python := Need(t, "/usr/bin/python3")
+	ns := NewNetns(t, "wsown")
+	serve := `import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 5353)); s.listen(); print("ready", flush=True); time.sleep(60)`
+	p := &Proc{Name: "python3", Port: 5353, bin: "/usr/bin/ip", args: []string{"netns", "exec", string(ns), python, "-c", serve}}
+	if err := p.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	WaitFor(t, 20*time.Second, "python3 to listen in "+string(ns), func() bool { return strings.Contains(p.Log(), "ready") })
+	if !p.ownsPort() {
+		t.Errorf("a program listening on port 5353 in namespace %s does not own it", ns)
+	}
+}
+
+// TestDoMovesTheThreadBack: a socket made in Do is in the namespace, seen
+// there by UDPSockets; the thread is back in the test's namespace after.
+func TestDoMovesTheThreadBack(t *testing.T) {
+	ns := NewNetns(t, "wsdo")
+	var tid int
+	var local netip.AddrPort
+	var seen bool
+	err := Do(string(ns), func() error {
+		tid = unix.Gettid()
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		local = c.LocalAddr().(*net.UDPAddr).AddrPort()
+		socks, err := UDPSockets()
+		for _, s := range socks {
+			seen = seen || s.Local == local
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !seen {
+		t.Errorf("UDPSockets inside %s does not list the socket made there (%v)", ns, local)
+	}
+	want, _ := os.Readlink("/proc/self/ns/net")
+	if got, err := os.Readlink(fmt.Sprintf("/proc/self/task/%d/ns/net", tid)); err == nil && got != want {
+		t.Errorf("Do's thread %d stays in %s, want %s", tid, got, want)
 	}
 }
