@@ -83,7 +83,8 @@ func TestSessionsAcrossRestart(t *testing.T) {
 				{"100.64.0.7", 12 * time.Minute, "bob"},
 				{"100.64.0.8", 19 * time.Minute, "carol"},
 				{"100.64.0.8", 21 * time.Minute, ""},
-				{"100.64.0.7", -time.Second, ""},
+				{"100.64.0.7", -LogLag - time.Second, ""},
+				{"100.64.0.7", -time.Second, "alice"}, // logged within LogLag after
 				{"2001:db8:1:1::99", time.Minute, "frank"},    // in the framed /64
 				{"2001:db8:2200:ff::1", time.Minute, "frank"}, // in the delegated /56
 				{"2001:db8:2201::1", time.Minute, ""},         // beside it
@@ -151,6 +152,12 @@ func TestNATNeighbours(t *testing.T) {
 				{40000, 3 * time.Minute, "bob", "100.64.1.2:6000", 0},
 				{0, 30 * time.Second, "", "", 2},
 				{50000, 30 * time.Second, "", "", 2},
+				// A sighting just before a binding's logged start, when none
+				// held its port then, is the binding's first packet.
+				{40000, 2*time.Minute - time.Second, "bob", "100.64.1.2:6000", 0},
+				{40000, 2*time.Minute - LogLag - time.Second, "", "", 1},
+				{40001, -time.Second, "bob", "100.64.1.2:5555", 0},
+				{40001, -LogLag - time.Second, "", "", 0},
 			} {
 				got := a.Lookup(mustAddr("198.51.100.1"), c.port, t0.Add(c.at))
 				in := ""

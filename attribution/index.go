@@ -358,12 +358,18 @@ func (x *Index) subscriberOf(addr netip.Addr, t int64) string {
 					return x.subs[x.sess[i].sub]
 				}
 			}
+			if i := loggedSoonAfter(x.sess, hs.i0, t); i >= 0 {
+				return x.subs[x.sess[i].sub]
+			}
 		}
 	} else if addr.Is6() {
 		for _, bits := range x.lens6 {
 			p, _ := addr.Prefix(bits)
 			if h, ok := x.sess6[p]; ok {
 				if i := x.sessionAt(h, t); i >= 0 {
+					return x.subs[x.sess[i].sub]
+				}
+				if i := loggedSoonAfter(x.sess, h, t); i >= 0 {
 					return x.subs[x.sess[i].sub]
 				}
 			}
@@ -373,6 +379,32 @@ func (x *Index) subscriberOf(addr netip.Addr, t int64) string {
 		return x.static.Lookup(addr)
 	}
 	return ""
+}
+
+// LogLag is how long after a sighting a NAT binding or a session may be
+// logged as starting and still be taken for the sighting's, when none
+// held the sighting's time. Logs stamp a start when their record is made,
+// a moment after the first packet: ulogd stamps a conntrack NEW event
+// when it reads it (the kernel sends the connection's own start time only
+// with DESTROY), a NAS sends Accounting-Start after the session is up, and
+// their clocks are not the sensor's. A sighting in that moment is the
+// first packet of the binding logged just after it: nothing else held the
+// address (and port) then, or it would have been found.
+const LogLag = 2 * time.Second
+
+const logLagMS = int64(LogLag / time.Millisecond)
+
+// loggedSoonAfter returns the oldest span of the chain from i (newest
+// first, by prev) that started after t and at most LogLag after it, -1
+// when none did. It is asked only when no span of the chain held t.
+func loggedSoonAfter(arr []span, i int32, t int64) int32 {
+	found := int32(-1)
+	for ; i >= 0 && arr[i].start > t; i = arr[i].prev {
+		if arr[i].start <= t+logLagMS {
+			found = i
+		}
+	}
+	return found
 }
 
 // sessionAt walks a key's sessions, newest first, for the one holding t.
@@ -452,6 +484,17 @@ func (x *Index) lookupNAT(addr netip.Addr, port uint16, t int64) (Result, bool) 
 				break
 			}
 			next = s.start
+		}
+	}
+	if port != 0 {
+		var head int32 = -1
+		if addr.Is4() {
+			head = x.nat4.head(uint64(v4key(addr))<<16 | uint64(port))
+		} else if h, ok := x.nat6[netip.AddrPortFrom(addr, port)]; ok {
+			head = h
+		}
+		if i := loggedSoonAfter(x.nat, head, t); i >= 0 {
+			return x.resolveInside(&x.nat[i], x.nat[i].start), true
 		}
 	}
 	if _, ok := x.byAddr[addr]; !ok {
