@@ -84,7 +84,7 @@ func TestSessionsAcrossRestart(t *testing.T) {
 				{"100.64.0.8", 19 * time.Minute, "carol"},
 				{"100.64.0.8", 21 * time.Minute, ""},
 				{"100.64.0.7", -LogLag - time.Second, ""},
-				{"100.64.0.7", -time.Second, "alice"}, // logged within LogLag after
+				{"100.64.0.7", -time.Second, "alice"},         // logged within LogLag after
 				{"2001:db8:1:1::99", time.Minute, "frank"},    // in the framed /64
 				{"2001:db8:2200:ff::1", time.Minute, "frank"}, // in the delegated /56
 				{"2001:db8:2201::1", time.Minute, ""},         // beside it
