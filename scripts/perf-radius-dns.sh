@@ -26,6 +26,12 @@
 # the shim loses then is the client side's doing (dnsperf sharing CPU 1
 # with the generator), not RADIUS work in serve. Medians at the end, and the
 # drop with RADIUS. Loopback only.
+#
+# SATURATE=1 asks with scripts/dnsload instead of dnsperf: faster than the
+# shim answers on CPU 0 (dnsperf on one core of this machine asks for
+# less), so that the q/s figure is the shim's rate with CPU 0 its own, the
+# rate RADIUS work in serve takes from; the generator on CPU 1 has room to
+# spare, so the RADIUS generator beside it does not lower what is asked.
 set -euo pipefail
 RATE=${RATE:-1000}
 ROUNDS=${ROUNDS:-5}
@@ -46,6 +52,7 @@ done
 cd "$root"
 if [ -n "${BIN:-}" ]; then cp "$BIN" "$dir/wormsink"; else go build -o "$dir/wormsink" ./cmd/wormsink; fi
 go build -o "$dir/radiusload" ./scripts/radiusload
+[ -n "${SATURATE:-}" ] && go build -o "$dir/dnsload" ./scripts/dnsload
 
 awk -v n="$NAMES" 'BEGIN {
   print "serial: 1\nsignatures:\n  - id: perf\n    family: Perf\n    domains:"
@@ -109,7 +116,13 @@ measure() {
     rl=$!
     sleep 0.5 # let the generator reach its rate before dnsperf starts counting
   fi
-  taskset -c 1 dnsperf -s 127.0.0.1 -p "$ws" -d "$dir/queries.txt" -c 1 -T 1 -q "$OUTSTANDING" -l "$SECS" >"$dir/out" 2>&1
+  if [ -n "${SATURATE:-}" ]; then
+    # dnsload's line: sent N answered M in Ss: R answers/s
+    taskset -c 1 "$dir/dnsload" -addr "127.0.0.1:$ws" -names "$dir/queries.txt" -duration "${SECS}s" |
+      awk '{ printf "  Queries completed: %s\n  Queries per second: %s\n", $4, $7 }' >"$dir/out"
+  else
+    taskset -c 1 dnsperf -s 127.0.0.1 -p "$ws" -d "$dir/queries.txt" -c 1 -T 1 -q "$OUTSTANDING" -l "$SECS" >"$dir/out" 2>&1
+  fi
   t1=$(ticks "$shim")
   local rr=0
   if [ -n "$rl" ]; then
@@ -160,6 +173,15 @@ awk -v qa="$(cat "$dir/q-alone")" -v qr="$(cat "$dir/q-radius")" -v ca="$(cat "$
   printf "shim us/query: alone %.2f, with RADIUS %.2f\n", ua, ur
   printf "shim queries per CPU-second: alone %.0f, with RADIUS %.0f: %+.1f %%\n", ca, cr, (ca > 0 ? (cr - ca) / ca * 100 : 0)
 }'
+# Round by round (each round's runs are seconds apart, so a change in the
+# machine's load between rounds cancels): the change in dnsperf's (or
+# dnsload's) q/s with RADIUS against the same round alone, and how busy
+# serve kept CPU 0 alone (q/s over queries per CPU-second).
+awk '$1 == "alone" { a[++na] = $2; b[na] = $4 } $1 == "radius" { r[++nr] = $2 } END {
+  for (i = 1; i <= nr; i++) if (a[i] > 0) print (r[i] - a[i]) / a[i] * 100, (b[i] > 0 ? a[i] / b[i] * 100 : 0) }' "$dir/all" >"$dir/pairs"
+printf "q/s with RADIUS against the same round alone: median %+.1f %% (rounds: %s); CPU 0 busy with the shim alone: median %.0f %%\n" \
+  "$(cut -d' ' -f1 "$dir/pairs" | median)" "$(cut -d' ' -f1 "$dir/pairs" | awk '{ printf "%s%+.1f", (NR > 1 ? " " : ""), $1 }')" \
+  "$(cut -d' ' -f2 "$dir/pairs" | median)"
 if [ -n "${CONTROL:-}" ]; then
   awk -v ca="$(cat "$dir/c-alone")" -v cc="$(cat "$dir/c-control")" -v ua="$(cat "$dir/u-alone")" -v uc="$(cat "$dir/u-control")" 'BEGIN {
     printf "control (RADIUS answered on CPU 1, none in serve): shim us/query %.2f, queries per CPU-second %.0f: %+.1f %%\n", uc, cc, (ca > 0 ? (cc - ca) / ca * 100 : 0)
