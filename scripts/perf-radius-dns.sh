@@ -169,13 +169,13 @@ for m in alone radius control; do
 done
 awk -v qa="$(cat "$dir/q-alone")" -v qr="$(cat "$dir/q-radius")" -v ca="$(cat "$dir/c-alone")" -v cr="$(cat "$dir/c-radius")" \
   -v ua="$(cat "$dir/u-alone")" -v ur="$(cat "$dir/u-radius")" 'BEGIN {
-  printf "dnsperf q/s: alone %.0f, with RADIUS %.0f: %+.1f %%\n", qa, qr, (qa > 0 ? (qr - qa) / qa * 100 : 0)
+  printf "q/s answered: alone %.0f, with RADIUS %.0f: %+.1f %%\n", qa, qr, (qa > 0 ? (qr - qa) / qa * 100 : 0)
   printf "shim us/query: alone %.2f, with RADIUS %.2f\n", ua, ur
   printf "shim queries per CPU-second: alone %.0f, with RADIUS %.0f: %+.1f %%\n", ca, cr, (ca > 0 ? (cr - ca) / ca * 100 : 0)
 }'
 # Round by round (each round's runs are seconds apart, so a change in the
-# machine's load between rounds cancels): the change in dnsperf's (or
-# dnsload's) q/s with RADIUS against the same round alone, and how busy
+# machine's load between rounds cancels): the change in the q/s answered
+# with RADIUS against the same round alone, and how busy
 # serve kept CPU 0 alone (q/s over queries per CPU-second).
 awk '$1 == "alone" { a[++na] = $2; b[na] = $4 } $1 == "radius" { r[++nr] = $2 } END {
   for (i = 1; i <= nr; i++) if (a[i] > 0) print (r[i] - a[i]) / a[i] * 100, (b[i] > 0 ? a[i] / b[i] * 100 : 0) }' "$dir/all" >"$dir/pairs"
