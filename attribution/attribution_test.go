@@ -341,3 +341,44 @@ func TestIndexHeadSlotFollowsChanges(t *testing.T) {
 		t.Errorf("carol's session: %q, before it: %q", got, old)
 	}
 }
+
+// TestLookupAllocatesNothing: every kind of answer the index gives, the
+// binding that held the port, one logged just after the sighting, a port
+// no binding held (candidates), no port, a session, nothing at all,
+// allocates nothing.
+func TestLookupAllocatesNothing(t *testing.T) {
+	x := NewIndex(24*time.Hour, time.Hour)
+	x.putSession(&Session{NAS: mustAddr("192.0.2.1"), ID: "s1", Subscriber: "alice", Framed: mustAddr("100.64.0.2"), Start: t0, Last: t0})
+	x.putSession(&Session{NAS: mustAddr("192.0.2.1"), ID: "s2", Subscriber: "bob", Framed: mustAddr("100.64.1.2"), Start: t0, Last: t0})
+	for i, in := range []string{"100.64.0.2", "100.64.1.2"} {
+		var b Binding
+		b.Source, b.Public, b.Inside = FormatULOGD, mustAddr("198.51.100.1"), mustAddr(in)
+		b.PortLo, b.PortHi, b.InsidePort = uint16(40000+i), uint16(40000+i), 5555
+		b.Start, b.Last = t0.Add(time.Minute), t0.Add(time.Minute)
+		x.putNAT(&b)
+	}
+	pub := mustAddr("198.51.100.1")
+	cases := []struct {
+		name string
+		addr netip.Addr
+		port uint16
+		at   time.Duration
+		want Result
+	}{
+		{"binding", pub, 40000, 2 * time.Minute, Result{Subscriber: "alice", Inside: netip.MustParseAddrPort("100.64.0.2:5555")}},
+		{"logged after", pub, 40001, time.Minute - time.Second, Result{Subscriber: "bob", Inside: netip.MustParseAddrPort("100.64.1.2:5555")}},
+		{"other port", pub, 50000, 2 * time.Minute, Result{Candidates: 2}},
+		{"no port", pub, 0, 2 * time.Minute, Result{Candidates: 2}},
+		{"session", mustAddr("100.64.0.2"), 0, time.Hour, Result{Subscriber: "alice"}},
+		{"nothing", mustAddr("192.0.2.99"), 1234, time.Hour, Result{}},
+	}
+	for _, c := range cases {
+		at := t0.Add(c.at)
+		if got := x.Lookup(c.addr, c.port, at); got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
+		if n := testing.AllocsPerRun(100, func() { x.Lookup(c.addr, c.port, at) }); n != 0 {
+			t.Errorf("%s: %.1f allocations per look-up", c.name, n)
+		}
+	}
+}
