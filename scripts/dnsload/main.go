@@ -1,24 +1,5 @@
 // Command dnsload sends DNS queries over UDP faster than one server core
-// can answer them and counts the answers: the saturating load of
-// scripts/perf-radius-dns.sh (SATURATE=1), where the figure is the shim's
-// own rate with its core all its own.
-//
-//	go run ./scripts/dnsload -addr 127.0.0.1:5300 -names queries.txt -duration 10s
-//
-// dnsperf cannot do that here: one dnsperf thread on one core of this
-// machine asks for fewer queries a second than the shim answers on the
-// other, so a dnsperf figure is dnsperf's rate, and whatever else runs on
-// its core (the RADIUS generator) lowers it. dnsload sends with sendmmsg
-// and reads with recvmmsg, 64 datagrams a call, from -socks sockets, so
-// that it asks for more than the server answers and its own core has room
-// to spare; what it cannot deliver the kernel drops at the server's
-// socket, which costs the server nothing.
-//
-// -names is dnsperf's format ("NAME TYPE" a line); every query is one of
-// them in turn, with its own ID. -rate paces the queries (a second's
-// worth spread evenly); 0 sends as fast as the sockets take them. It
-// prints one line: queries sent, answers read, and answers a second over
-// -duration (answers that come after it are not counted).
+// can answer them and counts the answers: the load of perf-radius-dns.sh's SATURATE=1.
 package main
 
 import (
@@ -39,6 +20,24 @@ import (
 
 const vector = 64
 
+// The figure there is the shim's own rate with its core all its own:
+//
+//	go run ./scripts/dnsload -addr 127.0.0.1:5300 -names queries.txt -duration 10s
+//
+// dnsperf cannot do that here: one dnsperf thread on one core of this
+// machine asks for fewer queries a second than the shim answers on the
+// other, so a dnsperf figure is dnsperf's rate, and whatever else runs on
+// its core (the RADIUS generator) lowers it. dnsload sends with sendmmsg
+// and reads with recvmmsg, 64 datagrams a call, from -socks sockets, so
+// that it asks for more than the server answers and its own core has room
+// to spare; what it cannot deliver the kernel drops at the server's
+// socket, which costs the server nothing.
+//
+// -names is dnsperf's format ("NAME TYPE" a line); every query is one of
+// them in turn, with its own ID. -rate paces the queries (a second's
+// worth spread evenly); 0 sends as fast as the sockets take them. It
+// prints one line: queries sent, answers read, and answers a second over
+// -duration (answers that come after it are not counted).
 func main() {
 	addr := flag.String("addr", "", "the DNS server, HOST:PORT")
 	names := flag.String("names", "", `file of queries, "NAME TYPE" a line (dnsperf's format)`)
