@@ -3,6 +3,7 @@ package wire
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -131,10 +132,14 @@ func TestTCPProofRealConnection(t *testing.T) {
 	client := conn.LocalAddr().(*net.TCPAddr).AddrPort()
 
 	// Wait until the capture holds the payload segment, then stop.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !captured(file, "tftp -i") {
 		if time.Now().After(deadline) {
-			t.Fatal("the payload never reached the capture")
+			// Say what tcpdump saw: its counts (printed as it stops) and
+			// the packets in its file.
+			capt.Stop(t)
+			t.Fatalf("the payload from %v never reached the capture; tcpdump: %s; file: %s",
+				conn.LocalAddr(), capt.Stderr(), describePcap(file))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -148,6 +153,28 @@ func TestTCPProofRealConnection(t *testing.T) {
 	got := rec.Events()
 	if len(got) != 1 || got[0].Proof != evidence.ProofTCP || got[0].Host != client.Addr() || got[0].Port != client.Port() {
 		t.Fatalf("events %+v, want one from %v with proof tcp", got, client)
+	}
+}
+
+// describePcap summarises a pcap file for a failure message: its
+// packets' lengths, or why it could not be read.
+func describePcap(file string) string {
+	f, err := os.Open(file)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return err.Error()
+	}
+	var lens []string
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			return fmt.Sprintf("%d packets %v, then %v", len(lens), lens, err)
+		}
+		lens = append(lens, strconv.Itoa(len(data)))
 	}
 }
 
