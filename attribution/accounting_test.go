@@ -139,20 +139,12 @@ func TestStartRetransmittedAfterStop(t *testing.T) {
 		}
 		check := func(a *Attributor, when string) {
 			t.Helper()
-			for _, c := range []struct {
-				addr string
-				at   time.Duration
-				want string
-			}{
+			checkSubscribers(t, a, when, []subscriberAt{
 				{"100.64.0.7", 5 * time.Minute, "alice"},
 				{"100.64.0.7", 20 * time.Minute, ""},
 				{"100.64.0.8", 20 * time.Minute, "bob"},
 				{"100.64.0.9", 20 * time.Minute, "carol"},
-			} {
-				if got := a.Lookup(mustAddr(c.addr), 0, t0.Add(c.at)); got.Subscriber != c.want {
-					t.Errorf("%s: %s at +%v: %q, want %q", when, c.addr, c.at, got.Subscriber, c.want)
-				}
-			}
+			})
 		}
 		check(a, "after the retransmission")
 		if _, stopped, _, _ := storedSession(t, db, "s1"); stopped != 10*time.Minute {

@@ -71,13 +71,9 @@ func TestSessionsAcrossRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		check := func(a *Attributor) {
+		check := func(a *Attributor, when string) {
 			t.Helper()
-			for _, c := range []struct {
-				addr string
-				at   time.Duration
-				want string
-			}{
+			checkSubscribers(t, a, when, []subscriberAt{
 				{"100.64.0.7", 5 * time.Minute, "alice"},
 				{"100.64.0.7", 10*time.Minute + time.Second, ""},
 				{"100.64.0.7", 12 * time.Minute, "bob"},
@@ -88,17 +84,13 @@ func TestSessionsAcrossRestart(t *testing.T) {
 				{"2001:db8:1:1::99", time.Minute, "frank"},    // in the framed /64
 				{"2001:db8:2200:ff::1", time.Minute, "frank"}, // in the delegated /56
 				{"2001:db8:2201::1", time.Minute, ""},         // beside it
-			} {
-				if got := a.Lookup(mustAddr(c.addr), 0, t0.Add(c.at)); got.Subscriber != c.want {
-					t.Errorf("%s at +%s: subscriber %q, want %q", c.addr, c.at, got.Subscriber, c.want)
-				}
-			}
+			})
 		}
-		check(a)
+		check(a, "stored")
 		stop()
 		b, stop2 := newAttributor(t, db, Config{})
 		defer stop2()
-		check(b)
+		check(b, "after a restart")
 	})
 }
 
@@ -251,22 +243,14 @@ func TestAccountingInOneBatch(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, c := range []struct {
-			addr string
-			at   time.Duration
-			want string
-		}{
+		checkSubscribers(t, a, "one batch", []subscriberAt{
 			{"100.64.0.7", 9 * time.Minute, "alice"},
 			{"100.64.0.7", 10 * time.Minute, ""},
 			{"100.64.0.9", 15 * time.Minute, "dave"},
 			{"100.64.0.9", 9 * time.Minute, ""},
 			{"100.64.0.2", 29 * time.Minute, "erin"},
 			{"100.64.0.2", 30 * time.Minute, ""},
-		} {
-			if got := a.Lookup(mustAddr(c.addr), 0, t0.Add(c.at)); got.Subscriber != c.want {
-				t.Errorf("%s at +%v: %q, want %q", c.addr, c.at, got.Subscriber, c.want)
-			}
-		}
+		})
 		var n int
 		db.QueryRow(context.Background(), `SELECT count(*) FROM attribution_sessions`).Scan(&n)
 		if n != 3 {
