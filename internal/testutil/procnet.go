@@ -91,6 +91,7 @@ func (p *Proc) ownsPort() bool {
 // or IPv6, in the network namespace of process pid.
 func portSockets(pid, port int) map[string]bool {
 	inodes := map[string]bool{}
+	hexPort := fmt.Sprintf("%04X", port)
 	for _, table := range []string{"tcp", "tcp6", "udp", "udp6"} {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
 		if err != nil {
@@ -102,7 +103,7 @@ func portSockets(pid, port int) map[string]bool {
 				continue
 			}
 			// local_address is HEXADDR:HEXPORT; the inode is field 10.
-			if i := strings.LastIndexByte(f[1], ':'); i >= 0 && f[1][i+1:] == fmt.Sprintf("%04X", port) {
+			if i := strings.LastIndexByte(f[1], ':'); i >= 0 && f[1][i+1:] == hexPort {
 				inodes["socket:["+f[9]+"]"] = true
 			}
 		}
