@@ -235,7 +235,9 @@ func (e *cacheEntry) appendHit(dst []byte, q *query, now int64) []byte {
 	dst = append(dst[:0], e.wire...)
 	binary.BigEndian.PutUint16(dst, q.id)
 	copy(dst[headerLen:], q.qname)
-	age := uint32((now - e.stored) / int64(time.Second))
+	// A batch's clock (scratch.now) may be read just before a forward
+	// stored the entry: an age below zero is zero.
+	age := uint32(max(now-e.stored, 0) / int64(time.Second))
 	for i, off := range e.ttlOffs {
 		t := e.ttls[i]
 		if t > age {

@@ -399,6 +399,9 @@ func (s *Server) serveUDPBatch(b *udpBatch) {
 		} else {
 			parked = time.Time{}
 		}
+		if s.h.cache != nil {
+			sc.now, sc.batch = s.h.cache.now(), true
+		}
 		for i := range n {
 			msg, from, oob, ok := b.packet(i)
 			if !ok {
