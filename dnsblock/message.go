@@ -105,8 +105,6 @@ func parseQuery(msg []byte, q *query, name []byte) error {
 	ns := int(binary.BigEndian.Uint16(msg[8:]))
 	ar := int(binary.BigEndian.Uint16(msg[10:]))
 	off := headerLen
-	dotted := name[:0]
-	q.cut = -1
 	for {
 		if off >= len(msg) {
 			return errShort
@@ -122,14 +120,11 @@ func parseQuery(msg []byte, q *query, name []byte) error {
 		if off+1+l-headerLen > maxNameWire-1 {
 			return errName
 		}
-		var dotless bool
-		dotted, dotless = appendLabel(dotted, msg[off+1:off+1+l])
-		if !dotless {
-			q.cut = len(dotted) + 1
-		}
 		off += 1 + l
 	}
 	q.qname = msg[headerLen:off]
+	dotted, cut := dottedName(q.qname, name[:0])
+	q.cut = cut
 	if off+4 > len(msg) {
 		return errShort
 	}
@@ -187,6 +182,71 @@ func findCookie(opts []byte) []byte {
 		opts = opts[4+n:]
 	}
 	return nil
+}
+
+// dottedName appends the lower-case dotted form of wire, a checked
+// uncompressed name, to dst, and returns it with its cut (see readName).
+// The whole name is copied and lowered at once, eight bytes at a time, and
+// the length bytes then become dots: per label and per byte this was a
+// third of a cache hit's CPU. A name whose copy holds a '.' (a label with a
+// dot in it, or a length byte of 46) takes the label by label way, which
+// finds the cut.
+func dottedName(wire, dst []byte) (_ []byte, cut int) {
+	if len(wire) <= 1 {
+		return dst, -1
+	}
+	n := len(dst)
+	dst = append(dst, wire[1:len(wire)-1]...)
+	if lowerASCII(dst[n:]) {
+		return dottedLabels(wire, dst[:n])
+	}
+	for p := int(wire[0]); p < len(wire)-2; p += 1 + int(wire[p+1]) {
+		dst[n+p] = '.'
+	}
+	return dst, -1
+}
+
+// dottedLabels is dottedName label by label.
+func dottedLabels(wire, dst []byte) (_ []byte, cut int) {
+	cut = -1
+	n := len(dst)
+	for off := 0; wire[off] != 0; off += 1 + int(wire[off]) {
+		var dotless bool
+		dst, dotless = appendLabel(dst, wire[off+1:off+1+int(wire[off])])
+		if !dotless {
+			cut = len(dst) - n + 1
+		}
+	}
+	return dst, cut
+}
+
+// lowerASCII lowers the ASCII capitals of b in place and reports whether b
+// holds a '.'. Eight bytes at a time: a byte is a capital when, with its
+// top bit clear, adding 0x80-'A' sets the top bit and adding 0x80-'Z'-1
+// does not; no sum carries into the next byte.
+func lowerASCII(b []byte) (dot bool) {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080
+	)
+	var dots uint64
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		a := x &^ high
+		upper := (a + (0x80-'A')*ones) &^ (a + (0x80-'Z'-1)*ones) &^ x & high
+		binary.LittleEndian.PutUint64(b[i:], x|upper>>2)
+		d := x ^ '.'*ones // a zero byte where x has a '.'
+		dots |= (d - ones) &^ d & high
+	}
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c == '.' {
+			dots = 1
+		}
+		b[i] = lower(c)
+	}
+	return dots != 0
 }
 
 // appendLabel appends a wire label to a dotted lower-case name; dotless is

@@ -1,0 +1,77 @@
+package dnsblock
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestDottedName checks the word-at-a-time dotted form of a question name
+// against the label-by-label one: capitals of every kind, bytes above 0x7f,
+// dots inside labels, a length byte of 46 ('.'), names of every length.
+func TestDottedName(t *testing.T) {
+	for _, wire := range [][]byte{
+		{0},
+		[]byte("\x03WWW\x06Cached\x07EXAMPLE\x00"),
+		[]byte("\x01@\x01[\x01`\x01{\x01A\x01Z\x01a\x01z\x00"),
+		[]byte("\x08\xc1\xda\xe1\xfa\x80\xff\x7f\x00\x03com\x00"),
+		[]byte("\x03a.b\x07example\x00"),
+		[]byte("\x03abc\x03d.e\x00"),
+		append(append([]byte{46}, bytes.Repeat([]byte("ABCDEFGHIJ"), 5)[:46]...), 0),
+		append(append([]byte{63}, bytes.Repeat([]byte{'Q'}, 63)...), 2, 'x', 'Y', 0),
+	} {
+		checkDotted(t, wire)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("aAzZ09-_.@[`{\x00\x7f\x80\xc1\xfa")
+	for range 20000 {
+		var wire []byte
+		for range r.IntN(6) {
+			l := 1 + r.IntN(63)
+			if len(wire)+1+l > maxNameWire-1 {
+				break
+			}
+			wire = append(wire, byte(l))
+			for range l {
+				if r.IntN(4) == 0 {
+					wire = append(wire, alphabet[r.IntN(len(alphabet))])
+				} else {
+					wire = append(wire, byte(r.IntN(256)))
+				}
+			}
+		}
+		checkDotted(t, append(wire, 0))
+	}
+}
+
+func checkDotted(t *testing.T, wire []byte) {
+	t.Helper()
+	var a, b [256]byte
+	got, gotCut := dottedName(wire, a[:0])
+	want, wantCut := dottedLabels(wire, b[:0])
+	if !bytes.Equal(got, want) || gotCut != wantCut {
+		t.Fatalf("dottedName(%q) = %q, %d; label by label %q, %d", wire, got, gotCut, want, wantCut)
+	}
+}
+
+// FuzzDottedName compares the two ways to the dotted form on any name
+// parseQuery accepts.
+func FuzzDottedName(f *testing.F) {
+	f.Add([]byte("\x03WWW\x06Cached\x07EXAMPLE\x00"))
+	f.Add([]byte("\x03a.b\x07example\x00"))
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		// Keep the labels parseQuery accepts: 1-63 bytes, 255 in all.
+		off := 0
+		for off < len(wire) && wire[off] != 0 {
+			l := int(wire[off])
+			if l > 63 || off+1+l >= len(wire) || off+1+l > maxNameWire-1 {
+				return
+			}
+			off += 1 + l
+		}
+		if off >= len(wire) {
+			return
+		}
+		checkDotted(t, wire[:off+1])
+	})
+}
