@@ -53,6 +53,9 @@ const (
 	keyRD
 	keyEDNS
 	keyAD // RFC 6840 §5.7: AD in the answer depends on AD in the query
+	// keyWire: the name in the key is the lower-case wire form, not the
+	// dotted text (a label holds a '.', so the text is ambiguous).
+	keyWire
 )
 
 // entryOverhead approximates what an entry costs beyond its answer, key
@@ -87,14 +90,21 @@ func newCache(size, bytes int, maxTTL, maxNeg time.Duration) *cache {
 func (c *cache) now() int64 { return int64(time.Since(c.base)) }
 
 // appendKey builds the cache key of q: the lower-case question name, type,
-// class and the flag bits answers depend on.
+// class and the flag bits answers depend on. The name is parseQuery's
+// lower-case dotted text, one copy, unless a label holds a '.'; then the
+// key has the wire form, lowered byte by byte, and says so in its flags.
 func appendKey(dst []byte, q *query) []byte {
-	for _, b := range q.qname {
-		dst = append(dst, lower(b))
+	var f byte
+	if q.cut < 0 {
+		dst = append(dst, q.text...)
+	} else {
+		for _, b := range q.qname {
+			dst = append(dst, lower(b))
+		}
+		f |= keyWire
 	}
 	dst = binary.BigEndian.AppendUint16(dst, q.qtype)
 	dst = binary.BigEndian.AppendUint16(dst, q.qclass)
-	var f byte
 	if q.do {
 		f |= keyDO
 	}

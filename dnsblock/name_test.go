@@ -75,3 +75,47 @@ func FuzzDottedName(f *testing.F) {
 		checkDotted(t, wire[:off+1])
 	})
 }
+
+// TestCacheKeyNames checks that the cache key, built from the dotted text
+// when it can be, still tells apart every two names that differ (a label
+// holding a '.' against two labels) and nothing else but case.
+func TestCacheKeyNames(t *testing.T) {
+	key := func(wire string) string {
+		msg := append([]byte("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"), wire...)
+		msg = append(msg, 0, 1, 0, 1) // A, IN
+		var q query
+		if err := parseQuery(msg, &q, make([]byte, 256)); err != nil {
+			t.Fatalf("%q: %v", wire, err)
+		}
+		return string(appendKey(nil, &q))
+	}
+	same := [][2]string{
+		{"\x03WwW\x07Example\x00", "\x03www\x07example\x00"},
+		{"\x03A.B\x07example\x00", "\x03a.b\x07EXAMPLE\x00"},
+	}
+	for _, p := range same {
+		if key(p[0]) != key(p[1]) {
+			t.Errorf("%q and %q: different keys", p[0], p[1])
+		}
+	}
+	distinct := []string{
+		"\x00",
+		"\x01a\x01b\x00",
+		"\x03a.b\x00",
+		"\x01a\x00",
+		"\x01b\x00",
+		"\x02ab\x00",
+		"\x04a\x01b.\x00", // wire-like bytes inside a label
+		"\x01a\x01b\x01.\x00",
+		"\x03a\x02b\x00",
+		"\x02\x03a\x02b\x00\x00", // its text is the wire form of "\x03a.b\x00"
+	}
+	seen := map[string]string{}
+	for _, w := range distinct {
+		k := key(w)
+		if o, ok := seen[k]; ok {
+			t.Errorf("%q and %q share the key %q", o, w, k)
+		}
+		seen[k] = w
+	}
+}
