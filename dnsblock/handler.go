@@ -214,16 +214,16 @@ func (h *handler) answer(s *scratch, msg []byte, client netip.AddrPort, tcp bool
 		return resp, false
 	}
 
-	if e != nil && (tcp || len(e.wire) <= q.udpLimit()) {
+	if e != nil && (tcp || len(e.wire()) <= q.udpLimit()) {
 		if e.check && set != nil {
-			err := walkResponse(e.wire, msg[headerLen:q.qEnd], set, &s.info, s.names[:])
+			err := walkResponse(e.wire(), msg[headerLen:q.qEnd], set, &s.info, s.names[:])
 			if err != nil {
 				// Cannot happen (it was walked before it was stored),
 				// but fail closed all the same.
 				return h.unchecked(s, msg), false
 			}
 			if s.info.hit.Domain != nil {
-				return h.chainAnswer(s, msg, e.wire, set, client, tcp), false
+				return h.chainAnswer(s, msg, e.wire(), set, client, tcp), false
 			}
 		}
 		h.stats.cacheHits.Add(1)

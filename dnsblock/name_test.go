@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // TestDottedName checks the word-at-a-time dotted form of a question name
@@ -117,5 +118,13 @@ func TestCacheKeyNames(t *testing.T) {
 			t.Errorf("%q and %q share the key %q", o, w, k)
 		}
 		seen[k] = w
+	}
+}
+
+// TestCacheEntryLine checks that a cache entry still fits one cache line:
+// a hit loads it from memory, and a second line is a second load.
+func TestCacheEntryLine(t *testing.T) {
+	if n := unsafe.Sizeof(cacheEntry{}); n > 64 {
+		t.Errorf("cacheEntry is %d bytes, more than a 64-byte line", n)
 	}
 }
