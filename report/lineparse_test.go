@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -378,4 +379,22 @@ func seedLines(f *testing.F) (tftp, dns string) {
 	dns = string(writerLine(f, evidence.Event{Time: at, Kind: evidence.DNSSinkhole, Host: netip.MustParseAddr("10.0.0.7"), Port: 53, Sig: "b", Family: "B",
 		QName: "x.example", QType: "A", Transport: "udp"}))
 	return tftp, dns
+}
+
+// BenchmarkParseAddr reads dotted quads of every shape (octets of one to
+// three digits, at random), as a log's hosts come.
+func BenchmarkParseAddr(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	addrs := make([][]byte, 4096)
+	for i := range addrs {
+		addrs[i] = []byte(netip.AddrFrom4([4]byte{byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))}).String())
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := parseAddr(addrs[i&4095]); !ok {
+			b.Fatal(string(addrs[i&4095]))
+		}
+		i++
+	}
 }

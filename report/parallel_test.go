@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,10 +109,43 @@ func readOne(t testing.TB, f Filter, logs [][]byte) readResult {
 
 func readParallel(t testing.TB, f Filter, logs [][]byte, n int) readResult {
 	t.Helper()
+	return readParallelFrom(t, f, logs, n, "")
+}
+
+// inMapping, as readParallelFrom's dir, reads plain logs as the pages of a
+// mapped file, from memory.
+const inMapping = "(mapping)"
+
+// readParallelFrom is readParallel from files written in dir when dir is
+// not empty: plain logs are then mapped, not read.
+func readParallelFrom(t testing.TB, f Filter, logs [][]byte, n int, dir string) readResult {
+	t.Helper()
 	p := NewParallelReader(f, true, n)
 	var res readResult
 	for i, l := range logs {
-		st, err := p.Read(context.Background(), bytes.NewReader(l), fmt.Sprintf("log%d", i))
+		var in io.Reader = bytes.NewReader(l)
+		if dir == inMapping && len(l) >= 2 && (l[0] != 0x1f || l[1] != 0x8b) {
+			st, err := p.readMapped(context.Background(), &mapping{data: l}, fmt.Sprintf("log%d", i))
+			res.stats = append(res.stats, st)
+			res.errs = append(res.errs, "")
+			if err != nil {
+				res.errs[i] = err.Error()
+			}
+			continue
+		}
+		if dir != "" && dir != inMapping {
+			path := filepath.Join(dir, fmt.Sprintf("log%d", i))
+			if err := os.WriteFile(path, l, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fd, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fd.Close()
+			in = fd
+		}
+		st, err := p.Read(context.Background(), in, fmt.Sprintf("log%d", i))
 		res.stats = append(res.stats, st)
 		if err != nil {
 			res.errs = append(res.errs, err.Error())
@@ -176,6 +213,7 @@ func TestParallelReadSameAsOneReader(t *testing.T) {
 			}
 			for _, n := range []int{1, 3} {
 				sameRead(t, fmt.Sprintf("chunks of %d, %d workers, filter %+v", size, n, f), one, readParallel(t, f, logs, n))
+				sameRead(t, fmt.Sprintf("files, chunks of %d, %d workers, filter %+v", size, n, f), one, readParallelFrom(t, f, logs, n, t.TempDir()))
 			}
 		}
 	}
@@ -207,6 +245,13 @@ func FuzzParallelRead(f *testing.F) {
 		par := readParallel(t, Filter{}, [][]byte{data}, 3)
 		if !reflect.DeepEqual(one, par) {
 			t.Fatalf("differs:\n%+v\n%+v", one, par)
+		}
+		// As a mapped file's pages, from memory: files, and the fault
+		// handling of a real mapping (debug.SetPanicOnFault), stall go
+		// test -fuzz's worker; TestParallelReadSameAsOneReader maps real
+		// files and TestMappedLogShrinks makes one fault.
+		if par := readParallelFrom(t, Filter{}, [][]byte{data}, 3, inMapping); !reflect.DeepEqual(one, par) {
+			t.Fatalf("differs as a mapped file:\n%+v\n%+v", one, par)
 		}
 	})
 }
@@ -276,5 +321,43 @@ func TestSubscribersSameOnAllCores(t *testing.T) {
 			t.Fatalf("seed %d: only %d hosts with several subscribers", seed, many)
 		}
 		sameRead(t, fmt.Sprintf("seed %d", seed), one, readParallel(t, Filter{}, [][]byte{log.Bytes()}, 3))
+	}
+}
+
+// TestMappedLogShrinks: a mapped log cut short while it is read (as
+// copytruncate does) faults past its new end; the read stops there with
+// an error saying so, counting the lines before, and the process lives.
+func TestMappedLogShrinks(t *testing.T) {
+	tinyLineChunks(t, 4096)
+	rng := rand.New(rand.NewPCG(3, 3))
+	log := randomLog(t, rng, 20_000, 300, "s")
+	path := filepath.Join(t.TempDir(), "log")
+	if err := os.WriteFile(path, log, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m := mapFile(f)
+	if m == nil {
+		t.Fatal("the log was not mapped")
+	}
+	defer m.close()
+	if err := os.Truncate(path, int64(len(log)/2)); err != nil {
+		t.Fatal(err)
+	}
+	p := NewParallelReader(Filter{}, false, 3)
+	st, err := p.readMapped(context.Background(), m, "log")
+	if err == nil || !strings.Contains(err.Error(), "log: after line ") || !strings.Contains(err.Error(), "shrank while it was read") {
+		t.Fatalf("error %v, want the file's shrinking", err)
+	}
+	half := uint64(bytes.Count(log[:len(log)/2], []byte("\n")))
+	if st.Lines == 0 || st.Lines > half+1 {
+		t.Fatalf("%d lines counted, want some, at most the %d before the cut", st.Lines, half+1)
+	}
+	if len(p.Aggregator().Hosts()) == 0 {
+		t.Fatal("nothing of what was read before the cut was kept")
 	}
 }
