@@ -85,7 +85,24 @@ EOC
 }
 
 # perf_dns_port prints a free UDP port of 127.0.0.1.
-perf_dns_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# perf_dns_port prints a loopback port free for both UDP and TCP (the DNS
+# servers listen on both; a port free for UDP alone was once held on TCP by
+# another program's connection, and the shim could not start).
+perf_dns_port() {
+  /usr/bin/python3 -c '
+import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        t.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(port)
+    break'
+}
 
 wait_dns() { # port
   for _ in $(seq 1 600); do
