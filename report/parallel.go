@@ -264,18 +264,19 @@ func (p *ParallelReader) read(ctx context.Context, name string, m *mapping,
 	}()
 
 	var st ReadStats
+	faulted := false // a chunk faulted: the counts stop with it
 	for c := range order {
 		<-c.done
-		if c.fault && readErr == nil {
-			readErr = errShrank
-		}
-		if m != nil && len(c.data) > 0 {
+		if m != nil && len(c.data) > 0 && !faulted {
 			m.done(c.off + len(c.data))
 		}
-		if c.stats.Malformed > 0 && st.FirstBad == "" {
-			st.FirstBad = fmt.Sprintf("%s:%d: %v", name, st.Lines+c.badAt, c.badErr)
+		if !faulted {
+			if c.stats.Malformed > 0 && st.FirstBad == "" {
+				st.FirstBad = fmt.Sprintf("%s:%d: %v", name, st.Lines+c.badAt, c.badErr)
+			}
+			st.Add(c.stats)
 		}
-		st.Add(c.stats)
+		faulted = faulted || c.fault
 		c.data, c.tooLong, c.fault, c.stats, c.badAt, c.badErr = c.data[:0], false, false, ReadStats{}, 0, nil
 		if m != nil {
 			c.data = nil
@@ -283,6 +284,9 @@ func (p *ParallelReader) read(ctx context.Context, name string, m *mapping,
 		free <- c
 	}
 	wg.Wait()
+	if faulted && readErr == nil {
+		readErr, partial = errShrank, false
+	}
 	if readErr != nil {
 		if errors.Is(readErr, context.Canceled) || errors.Is(readErr, context.DeadlineExceeded) {
 			return st, fmt.Errorf("%s: interrupted after line %d", name, st.Lines)
