@@ -3,6 +3,7 @@
 package report
 
 import (
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -22,15 +23,17 @@ func mapFile(f *os.File) *mapping {
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() < 2 || int64(int(fi.Size())) != fi.Size() {
 		return nil
 	}
-	if off, err := f.Seek(0, 1); err != nil || off != 0 {
+	if off, err := f.Seek(0, io.SeekCurrent); err != nil || off != 0 {
+		return nil
+	}
+	// The magic is read, not touched in the mapping: a fault there would
+	// come before the readers are ready for one.
+	var magic [2]byte
+	if _, err := f.ReadAt(magic[:], 0); err != nil || magic == [2]byte{0x1f, 0x8b} {
 		return nil
 	}
 	data, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return nil
-	}
-	if data[0] == 0x1f && data[1] == 0x8b {
-		unix.Munmap(data)
 		return nil
 	}
 	return &mapping{data: data, mapped: true}
