@@ -7,8 +7,10 @@
 # testdata/perf/mix/, which git ignores). Per variant, ROUNDS interleaved
 # rounds of wc -l, the report on one worker and on all cores, medians, the
 # ratio to wc -l, and a check that the two reports are byte for byte the
-# same. BASE=old-binary adds the old binary's report on all cores in the
-# same rounds (before/after in one run). VARIANTS=mix,ipv6 picks some.
+# same, and the parser alone on all cores with its ratio to wc -l (the
+# floor under any report of the log). BASE=old-binary adds the old
+# binary's report on all cores in the same rounds (before/after in one
+# run). VARIANTS=mix,ipv6 picks some.
 # Run from the repository root; KEEP=1 keeps the logs afterwards.
 set -euo pipefail
 LINES=${MIX_LINES:-2000000}
@@ -21,6 +23,7 @@ made=()
 trap 'rm -rf "$OUT"; [ "${KEEP:-0}" = 1 ] || for f in "${made[@]}"; do rm -f "$f"; done' EXIT
 
 go build -o "$BIN" ./cmd/wormsink
+go build -o "$OUT/parsefloor" ./testdata/report/parsefloor
 mapfile -t names < <(go run ./testdata/report/mixgen -list | cut -f1)
 if [ -n "${VARIANTS:-}" ]; then IFS=, read -r -a names <<<"$VARIANTS"; fi
 mkdir -p "$DIR"
@@ -46,7 +49,7 @@ run() {
 }
 echo "== report --format csv against wc -l, $LINES lines a log, $(nproc) cores, medians of $ROUNDS interleaved rounds"
 echo "   load average: $(cut -d' ' -f1-3 /proc/loadavg); wall s (CPU s)"
-printf '%-8s %7s %6s %6s %12s %12s %6s %6s %12s %6s %s\n' variant bytes/l hosts "wc -l" 1-core all-cores x-wc1 x-wc "${BASE:+base}" "${BASE:+x-wc}" outputs
+printf '%-8s %7s %6s %6s %12s %12s %6s %6s %12s %6s %6s %6s %s\n' variant bytes/l hosts "wc -l" 1-core all-cores x-wc1 x-wc "${BASE:+base}" "${BASE:+x-wc}" parse x-wc outputs
 worst=0
 for v in "${names[@]}"; do
   f="$DIR/$v.log"
@@ -65,14 +68,17 @@ for v in "${names[@]}"; do
   oc=$(median <"$OUT/one.c") ac=$(median <"$OUT/all.c")
   b="" bc=""
   if [ -n "$BASE" ]; then b=$(median <"$OUT/base.t") bc=$(median <"$OUT/base.c"); fi
+  # The parser alone on all cores, nothing counted: the floor under any
+  # report of this log (testdata/report/parsefloor).
+  pf=$("$OUT/parsefloor" -rounds "$ROUNDS" "$f" | awk '$1 == "parse" { $1 = ""; print }' | tr ' ' '\n' | grep . | median)
   bpl=$(($(stat -c %s "$f") / LINES))
   hosts=$(($(wc -l <"$OUT/one.out") - 1))
-  awk -v v="$v" -v bpl="$bpl" -v h="$hosts" -v w="$w" -v o="$o" -v oc="$oc" -v a="$a" -v ac="$ac" -v b="$b" -v bc="$bc" -v same="$same" 'BEGIN {
+  awk -v v="$v" -v bpl="$bpl" -v h="$hosts" -v w="$w" -v o="$o" -v oc="$oc" -v a="$a" -v ac="$ac" -v b="$b" -v bc="$bc" -v pf="$pf" -v same="$same" 'BEGIN {
     w = (w > 0 ? w : 0.01) # /usr/bin/time counts hundredths
     bs = ""; bx = ""
     if (b != "") { bs = sprintf("%.2f (%.2f)", b, bc); bx = sprintf("%.1fx", b / w) }
-    printf "%-8s %7d %6d %5.2fs %12s %12s %5.1fx %5.1fx %12s %6s %s\n", v, bpl, h, w,
-      sprintf("%.2f (%.2f)", o, oc), sprintf("%.2f (%.2f)", a, ac), o / w, a / w, bs, bx, same }'
+    printf "%-8s %7d %6d %5.2fs %12s %12s %5.1fx %5.1fx %12s %6s %5.2fs %5.1fx %s\n", v, bpl, h, w,
+      sprintf("%.2f (%.2f)", o, oc), sprintf("%.2f (%.2f)", a, ac), o / w, a / w, bs, bx, pf, pf / w, same }'
   worst=$(awk -v a="$a" -v w="$w" -v m="$worst" 'BEGIN { if (w <= 0) w = 0.01; r = a / w; print (r > m ? r : m) }')
   [ "${same#identical}" != "$same" ] || { echo "report-perf: $v: one core and all cores disagree" >&2; exit 1; }
 done
