@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -123,34 +122,23 @@ func readParallelFrom(t testing.TB, f Filter, logs [][]byte, n int, dir string) 
 	p := NewParallelReader(f, true, n)
 	var res readResult
 	for i, l := range logs {
-		var in io.Reader = bytes.NewReader(l)
-		if dir == inMapping && len(l) >= 2 && (l[0] != 0x1f || l[1] != 0x8b) {
-			st, err := p.readMapped(context.Background(), &mapping{data: l}, fmt.Sprintf("log%d", i))
-			res.stats = append(res.stats, st)
-			res.errs = append(res.errs, "")
-			if err != nil {
-				res.errs[i] = err.Error()
-			}
-			continue
+		name := fmt.Sprintf("log%d", i)
+		var st ReadStats
+		var err error
+		switch {
+		case dir == inMapping && len(l) >= 2 && (l[0] != 0x1f || l[1] != 0x8b):
+			st, err = p.readMapped(context.Background(), &mapping{data: l}, name)
+		case dir != "" && dir != inMapping:
+			fd := writeAndOpen(t, filepath.Join(dir, name), l)
+			st, err = p.Read(context.Background(), fd, name)
+			fd.Close()
+		default:
+			st, err = p.Read(context.Background(), bytes.NewReader(l), name)
 		}
-		if dir != "" && dir != inMapping {
-			path := filepath.Join(dir, fmt.Sprintf("log%d", i))
-			if err := os.WriteFile(path, l, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			fd, err := os.Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fd.Close()
-			in = fd
-		}
-		st, err := p.Read(context.Background(), in, fmt.Sprintf("log%d", i))
 		res.stats = append(res.stats, st)
+		res.errs = append(res.errs, "")
 		if err != nil {
-			res.errs = append(res.errs, err.Error())
-		} else {
-			res.errs = append(res.errs, "")
+			res.errs[i] = err.Error()
 		}
 	}
 	a := p.Aggregator()
@@ -332,13 +320,7 @@ func TestMappedLogShrinks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 3))
 	log := randomLog(t, rng, 20_000, 300, "s")
 	path := filepath.Join(t.TempDir(), "log")
-	if err := os.WriteFile(path, log, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := writeAndOpen(t, path, log)
 	defer f.Close()
 	m := mapFile(f)
 	if m == nil {
@@ -360,4 +342,17 @@ func TestMappedLogShrinks(t *testing.T) {
 	if len(p.Aggregator().Hosts()) == 0 {
 		t.Fatal("nothing of what was read before the cut was kept")
 	}
+}
+
+// writeAndOpen writes data to a new file at path and opens it for reading.
+func writeAndOpen(t testing.TB, path string, data []byte) *os.File {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
