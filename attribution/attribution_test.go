@@ -169,6 +169,52 @@ func TestNATNeighbours(t *testing.T) {
 	})
 }
 
+// TestAddressOnlyLoggedSoonAfter: without a port, a binding logged as
+// starting just after the sighting (within LogLag) may already have
+// carried it, so the address names candidates, never the one subscriber
+// whose binding held the time; with the port, or further before, the
+// binding holding the time answers.
+func TestAddressOnlyLoggedSoonAfter(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		subs, err := ParseSubscribers(stringsReader("100.64.0.0/24 alice\n100.64.1.0/24 bob\n"), "subs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, stop := newAttributor(t, db, Config{Subscribers: subs})
+		defer stop()
+		for _, ev := range []NATEvent{
+			nat(NATOpen, "198.51.100.1", 40000, "100.64.0.2", 40000, t0, t0),
+			nat(NATOpen, "198.51.100.1", 40001, "100.64.1.2", 40000, t0.Add(10*time.Second), t0.Add(10*time.Second)),
+		} {
+			if err := a.NAT(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			port uint16
+			at   time.Duration
+			want string
+			cand int
+		}{
+			{0, 10*time.Second - time.Millisecond, "", 2},
+			{0, 10*time.Second - LogLag, "", 2},
+			{0, 10*time.Second - LogLag - time.Second, "alice", 0},
+			{0, 11 * time.Second, "", 2},
+			{40000, 10*time.Second - time.Millisecond, "alice", 0},
+			{40001, 10*time.Second - time.Millisecond, "bob", 0},
+		} {
+			got := a.Lookup(mustAddr("198.51.100.1"), c.port, t0.Add(c.at))
+			if got.Subscriber != c.want || got.Candidates != c.cand {
+				t.Errorf("port %d at +%s: %+v, want %q candidates %d", c.port, c.at, got, c.want, c.cand)
+			}
+		}
+	})
+}
+
 // A Start is told to OnStart once it is committed, before Account returns
 // (so the RADIUS answer follows the hook); other records are not.
 func TestOnStart(t *testing.T) {

@@ -511,7 +511,7 @@ func (x *Index) lookupNAT(addr netip.Addr, port uint16, t int64) (Result, bool) 
 	}
 	// No port, or a port no binding held: every inside address the
 	// public address carried at t is a candidate.
-	x.addrAt(addr, t, &c)
+	x.addrAt(addr, t, port == 0, &c)
 	if c.n == 0 {
 		return Result{}, false
 	}
@@ -555,8 +555,12 @@ func (x *Index) blockAt(addr netip.Addr, port uint16, t int64, c *candidates) {
 	}
 }
 
-// addrAt adds every binding of addr in force at t, whatever its port.
-func (x *Index) addrAt(addr netip.Addr, t int64, c *candidates) {
+// addrAt adds every binding of addr in force at t, whatever its port;
+// with lagged, also every binding logged as starting at most LogLag
+// after t: its first packet may have been before t (see LogLag), and a
+// sighting without a port cannot be told apart from it, so it is a
+// candidate too (never one subscriber named for two).
+func (x *Index) addrAt(addr netip.Addr, t int64, lagged bool, c *candidates) {
 	h := x.byAddr[addr]
 	horizon := t - x.maxSpan - x.natTimeout
 	for i := h; i >= 0; i = x.nat[i].prevAddr {
@@ -565,6 +569,9 @@ func (x *Index) addrAt(addr netip.Addr, t int64, c *candidates) {
 			break
 		}
 		if s.start > t {
+			if lagged && s.start <= t+logLagMS {
+				c.add(s)
+			}
 			continue
 		}
 		end := s.end
