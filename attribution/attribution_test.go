@@ -108,27 +108,15 @@ func nat(kind NATEventKind, pub string, port uint16, in string, inPort uint16, s
 
 func TestNATNeighbours(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		ctx := context.Background()
-		subs, err := ParseSubscribers(stringsReader("100.64.0.0/24 alice\n100.64.1.0/24 bob\n"), "subs")
-		if err != nil {
-			t.Fatal(err)
-		}
+		subs := aliceAndBob(t)
 		a, stop := newAttributor(t, db, Config{Subscribers: subs})
-		evs := []NATEvent{
+		feedNAT(t, a,
 			nat(NATOpen, "198.51.100.1", 40000, "100.64.0.2", 40000, t0, t0),
 			nat(NATOpen, "198.51.100.1", 40001, "100.64.1.2", 5555, t0, t0),
 			// The DESTROY's start differs from the NEW's by microseconds.
 			nat(NATClose, "198.51.100.1", 40000, "100.64.0.2", 40000, t0.Add(-time.Millisecond), t0.Add(time.Minute)),
 			nat(NATOpen, "198.51.100.1", 40000, "100.64.1.2", 6000, t0.Add(2*time.Minute), t0.Add(2*time.Minute)),
-		}
-		for _, ev := range evs {
-			if err := a.NAT(ctx, ev); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := a.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		)
 		check := func(a *Attributor) {
 			t.Helper()
 			for _, c := range []struct {
@@ -176,24 +164,12 @@ func TestNATNeighbours(t *testing.T) {
 // binding holding the time answers.
 func TestAddressOnlyLoggedSoonAfter(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		ctx := context.Background()
-		subs, err := ParseSubscribers(stringsReader("100.64.0.0/24 alice\n100.64.1.0/24 bob\n"), "subs")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, stop := newAttributor(t, db, Config{Subscribers: subs})
+		a, stop := newAttributor(t, db, Config{Subscribers: aliceAndBob(t)})
 		defer stop()
-		for _, ev := range []NATEvent{
+		feedNAT(t, a,
 			nat(NATOpen, "198.51.100.1", 40000, "100.64.0.2", 40000, t0, t0),
 			nat(NATOpen, "198.51.100.1", 40001, "100.64.1.2", 40000, t0.Add(10*time.Second), t0.Add(10*time.Second)),
-		} {
-			if err := a.NAT(ctx, ev); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := a.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		)
 		for _, c := range []struct {
 			port uint16
 			at   time.Duration

@@ -1,6 +1,7 @@
 package attribution
 
 import (
+	"context"
 	"io"
 	"strings"
 	"testing"
@@ -25,5 +26,30 @@ func checkSubscribers(t *testing.T, a *Attributor, when string, cases []subscrib
 		if got := a.Lookup(mustAddr(c.addr), 0, t0.Add(c.at)); got.Subscriber != c.want {
 			t.Errorf("%s: %s at +%v: subscriber %q, want %q", when, c.addr, c.at, got.Subscriber, c.want)
 		}
+	}
+}
+
+// aliceAndBob parses the subscribers most NAT tests share: alice in
+// 100.64.0.0/24, bob in 100.64.1.0/24.
+func aliceAndBob(t *testing.T) *Subscribers {
+	t.Helper()
+	subs, err := ParseSubscribers(stringsReader("100.64.0.0/24 alice\n100.64.1.0/24 bob\n"), "subs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return subs
+}
+
+// feedNAT gives a the NAT events in order and waits until they are stored.
+func feedNAT(t *testing.T, a *Attributor, evs ...NATEvent) {
+	t.Helper()
+	ctx := context.Background()
+	for _, ev := range evs {
+		if err := a.NAT(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

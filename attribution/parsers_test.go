@@ -61,13 +61,7 @@ func TestULOGDImportMatchesDestroy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Separate batches, as when the DESTROY comes later.
-			if err := a.NAT(ctx, ev); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
+			feedNAT(t, a, ev) // separate batches, as when the DESTROY comes later
 		}
 		var n int
 		if err := db.QueryRow(ctx, `SELECT count(*) FROM attribution_nat WHERE end_ms <> 0`).Scan(&n); err != nil || n != 1 {
@@ -85,7 +79,6 @@ func TestULOGDImportMatchesDestroy(t *testing.T) {
 
 func TestPBALostReleaseAndInterim(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		ctx := context.Background()
 		subs, _ := ParseSubscribers(stringsReader("100.64.0.10 alice\n100.64.0.11 bob\n100.64.0.12 carol\n"), "subs")
 		a, stop := newAttributor(t, db, Config{Subscribers: subs, NATTimeout: time.Hour, Now: func() time.Time { return t0.Add(24 * time.Hour) }})
 		defer stop()
@@ -102,18 +95,15 @@ func TestPBALostReleaseAndInterim(t *testing.T) {
 			// An interim re-send for a block whose allocation was lost.
 			"Dec  6 16:00:00 mx1 (FPC Slot 1, PIC Slot 0) {cgn1}[jservices-nat]: JSERVICES_NAT_PORT_BLOCK_ACTIVE: 100.64.0.11 -> 198.51.100.8:2048-2175 " + hex(4*time.Hour),
 		}
+		var evs []NATEvent
 		for _, l := range lines {
 			ev, err := ParsePBA([]byte(l), time.UTC, t0)
 			if err != nil {
 				t.Fatalf("%s: %v", l, err)
 			}
-			if err := a.NAT(ctx, ev); err != nil {
-				t.Fatal(err)
-			}
+			evs = append(evs, ev)
 		}
-		if err := a.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		feedNAT(t, a, evs...)
 		pub := mustAddr("198.51.100.7")
 		for _, c := range []struct {
 			port uint16
@@ -276,8 +266,7 @@ func ipfixRecord(at time.Time, event uint8, in string, inPort uint16, pub string
 
 func TestIPFIXCollector(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		subs, _ := ParseSubscribers(stringsReader("100.64.0.0/24 alice\n100.64.1.0/24 bob\n"), "subs")
-		a, stop := newAttributor(t, db, Config{Subscribers: subs})
+		a, stop := newAttributor(t, db, Config{Subscribers: aliceAndBob(t)})
 		defer stop()
 		col, err := NewIPFIX(IPFIXConfig{Log: zerolog.Nop(), Listen: "127.0.0.1:0"}, a)
 		if err != nil {
