@@ -89,12 +89,12 @@ func (p *ParallelReader) Read(ctx context.Context, r io.Reader, name string) (Re
 		defer gz.Close()
 		in = gz
 	}
-	return p.read(ctx, name, nil, func(c *lineChunk, free <-chan *lineChunk, send func(*lineChunk)) (error, bool) {
+	return p.read(ctx, name, nil, func(c *lineChunk, free <-chan *lineChunk, send func(*lineChunk)) (bool, error) {
 		skipping := false // inside a line longer than MaxLineSize
 		for {
 			if ctx.Err() != nil {
 				send(c)
-				return ctx.Err(), false
+				return false, ctx.Err()
 			}
 			k, err := fill(in, c.data[len(c.data):cap(c.data)])
 			c.data = c.data[:len(c.data)+k]
@@ -108,7 +108,7 @@ func (p *ParallelReader) Read(ctx context.Context, r io.Reader, name string) (Re
 				if j < 0 {
 					c.data = c.data[:0]
 					if end {
-						return readErr, false
+						return false, readErr
 					}
 					continue
 				}
@@ -121,7 +121,7 @@ func (p *ParallelReader) Read(ctx context.Context, r io.Reader, name string) (Re
 			if end {
 				partial := len(c.data) > 0 && c.data[len(c.data)-1] != '\n'
 				send(c)
-				return readErr, partial
+				return partial, readErr
 			}
 			j := bytes.LastIndexByte(c.data, '\n')
 			if j < 0 {
@@ -154,7 +154,7 @@ func (p *ParallelReader) Read(ctx context.Context, r io.Reader, name string) (Re
 // read of a truncated file would.
 func (p *ParallelReader) readMapped(ctx context.Context, m *mapping, name string) (ReadStats, error) {
 	data := m.data
-	return p.read(ctx, name, m, func(c *lineChunk, free <-chan *lineChunk, send func(*lineChunk)) (err error, partial bool) {
+	return p.read(ctx, name, m, func(c *lineChunk, free <-chan *lineChunk, send func(*lineChunk)) (partial bool, err error) {
 		if m.mapped {
 			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 		}
@@ -163,19 +163,19 @@ func (p *ParallelReader) readMapped(ctx context.Context, m *mapping, name string
 				if !isFault(r) {
 					panic(r)
 				}
-				err, partial = errShrank, false
+				partial, err = false, errShrank
 			}
 		}()
 		pos := 0
 		for {
 			if ctx.Err() != nil {
-				return ctx.Err(), false
+				return false, ctx.Err()
 			}
 			end := pos + parallelChunkSize
 			if end >= len(data) {
 				c.data, c.off = data[pos:len(data):len(data)], pos
 				send(c)
-				return nil, data[len(data)-1] != '\n'
+				return data[len(data)-1] != '\n', nil
 			}
 			j := bytes.LastIndexByte(data[pos:end], '\n')
 			if j < 0 {
@@ -194,7 +194,7 @@ func (p *ParallelReader) readMapped(ctx context.Context, m *mapping, name string
 					send(c)
 					c = <-free
 					if pos = end + k; pos >= len(data) {
-						return nil, false
+						return false, nil
 					}
 					continue
 				}
@@ -217,14 +217,14 @@ func isFault(r any) bool {
 // errShrank is the read error of a mapped log cut short while it was read.
 var errShrank = errors.New("the file shrank while it was read")
 
-// read runs the workers over the chunks cut runs: cut starts with a
-// chunk from the pool, fills and sends chunks (takes new ones from free),
-// and returns the read's
-// error and whether the data before it ends inside a line. With a
-// mapping m the chunks point into it: the workers then turn a fault into
-// errShrank, and the pages of the chunks done are let go.
+// read runs the workers over the chunks cut makes: cut starts with a
+// chunk from the pool, fills and sends chunks (taking new ones from
+// free), and returns the read's error and whether the data before it
+// ends inside a line. With a mapping m the chunks point into it: the
+// workers then turn a fault into errShrank, and the pages of the chunks
+// done are let go.
 func (p *ParallelReader) read(ctx context.Context, name string, m *mapping,
-	cut func(c *lineChunk, free <-chan *lineChunk, send func(*lineChunk)) (error, bool)) (ReadStats, error) {
+	cut func(c *lineChunk, free <-chan *lineChunk, send func(*lineChunk)) (partial bool, err error)) (ReadStats, error) {
 	nw := len(p.workers)
 	free := make(chan *lineChunk, 2*nw+2)
 	for range cap(free) {
@@ -260,7 +260,7 @@ func (p *ParallelReader) read(ctx context.Context, name string, m *mapping,
 			work <- c
 			order <- c
 		}
-		readErr, partial = cut(<-free, free, send)
+		partial, readErr = cut(<-free, free, send)
 	}()
 
 	var st ReadStats
